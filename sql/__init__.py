@@ -1,0 +1,1 @@
+"""The warehouse: table definitions, migrations and set-based SQL."""

@@ -1,0 +1,197 @@
+"""SQLAlchemy 2 table definitions of the warehouse.
+
+Entity tables carry the contract's columns (see docs/contract.md) plus lineage:
+`landed_at` (when Pulse first learned of the row), `updated_at` (when it last changed) and
+`run_id` (the ingest run that last changed it). Features computed "as of" a date read only
+rows whose `landed_at` and event time are on or before that date.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Optional
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sql.types import JSONDoc, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(14, 2)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Lineage:
+    landed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    run_id: Mapped[Optional[int]] = mapped_column(Integer)
+
+
+class Account(Lineage, Base):
+    __tablename__ = "accounts"
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mrr: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    plan: Mapped[Optional[str]] = mapped_column(String(64))
+    segment: Mapped[Optional[str]] = mapped_column(String(64))
+    region: Mapped[Optional[str]] = mapped_column(String(64))
+    csm_email: Mapped[Optional[str]] = mapped_column(String(254))
+    domain: Mapped[Optional[str]] = mapped_column(String(253))
+    x_handle: Mapped[Optional[str]] = mapped_column(String(15))
+    seats: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    renewal_date: Mapped[Optional[date]] = mapped_column(Date)
+
+
+class Contact(Lineage, Base):
+    __tablename__ = "contacts"
+    contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+    role: Mapped[Optional[str]] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[Optional[str]] = mapped_column(String(35))
+    x_handle: Mapped[Optional[str]] = mapped_column(String(15))
+    opted_out: Mapped[bool] = mapped_column(Boolean)
+
+
+class UsageEvent(Lineage, Base):
+    __tablename__ = "usage_events"
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    feature: Mapped[str] = mapped_column(String(100))
+    contact_id: Mapped[Optional[str]] = mapped_column(String(64))
+    component: Mapped[Optional[str]] = mapped_column(String(100))
+    region: Mapped[Optional[str]] = mapped_column(String(64))
+    quantity: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(8))
+    __table_args__ = (Index("ix_usage_events_account_time", "account_id", "occurred_at"),)
+
+
+class PurchaseEvent(Lineage, Base):
+    __tablename__ = "purchase_events"
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[Optional[str]] = mapped_column(String(3))
+    plan: Mapped[Optional[str]] = mapped_column(String(64))
+    mrr_after: Mapped[Optional[Decimal]] = mapped_column(Money)
+    __table_args__ = (Index("ix_purchase_events_account_time", "account_id", "occurred_at"),)
+
+
+class Ticket(Lineage, Base):
+    __tablename__ = "tickets"
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    contact_id: Mapped[Optional[str]] = mapped_column(String(64))
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    status: Mapped[Optional[str]] = mapped_column(String(16))
+    channel: Mapped[Optional[str]] = mapped_column(String(16))
+    priority: Mapped[Optional[str]] = mapped_column(String(16))
+    subject: Mapped[Optional[str]] = mapped_column(Text)
+    body: Mapped[Optional[str]] = mapped_column(Text)
+    __table_args__ = (Index("ix_tickets_account_time", "account_id", "opened_at"),)
+
+
+class Mention(Lineage, Base):
+    __tablename__ = "mentions"
+    mention_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    author_handle: Mapped[str] = mapped_column(String(64), index=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    author_id: Mapped[Optional[str]] = mapped_column(String(64))
+    lang: Mapped[Optional[str]] = mapped_column(String(16))
+    url: Mapped[Optional[str]] = mapped_column(Text)
+    in_reply_to_id: Mapped[Optional[str]] = mapped_column(String(64))
+    account_id: Mapped[Optional[str]] = mapped_column(ForeignKey("accounts.account_id"))
+
+
+class Incident(Lineage, Base):
+    __tablename__ = "incidents"
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    impact: Mapped[Optional[str]] = mapped_column(String(16))
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    components: Mapped[Any] = mapped_column(JSONDoc)
+    regions: Mapped[Any] = mapped_column(JSONDoc)
+
+
+class IngestRun(Base):
+    """One attempt to land one file (or one quarantine retry)."""
+
+    __tablename__ = "ingest_runs"
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    file: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # running, ok, failed
+    read: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    __table_args__ = (Index("ix_ingest_runs_source_started", "source", "started_at"),)
+
+
+class QuarantineRow(Base):
+    """An input row that did not fit the contract, kept verbatim with the reason."""
+
+    __tablename__ = "quarantine"
+    quarantine_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    file: Mapped[str] = mapped_column(Text)
+    row_number: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[str] = mapped_column(Text)
+    field: Mapped[Optional[str]] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    landed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # open, relanded
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    resolved_run_id: Mapped[Optional[int]] = mapped_column(Integer)
+    __table_args__ = (Index("ix_quarantine_source_status", "source", "status"),)
+
+
+ENTITY_TABLES = {
+    "accounts": Account.__table__,
+    "contacts": Contact.__table__,
+    "usage": UsageEvent.__table__,
+    "purchases": PurchaseEvent.__table__,
+    "tickets": Ticket.__table__,
+    "mentions": Mention.__table__,
+    "incidents": Incident.__table__,
+}
