@@ -22,6 +22,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,7 +36,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-Money = Numeric(14, 2)
+Money = Numeric(18, 4)
 
 
 class Base(DeclarativeBase):
@@ -176,6 +177,8 @@ class QuarantineRow(Base):
     file: Mapped[str] = mapped_column(Text)
     row_number: Mapped[int] = mapped_column(Integer)
     raw: Mapped[str] = mapped_column(Text)
+    #: sha256 of the raw text: the same bad row seen again is the same quarantine entry
+    row_hash: Mapped[str] = mapped_column(String(64))
     field: Mapped[Optional[str]] = mapped_column(String(64))
     code: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
@@ -183,7 +186,10 @@ class QuarantineRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # open, relanded
     resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     resolved_run_id: Mapped[Optional[int]] = mapped_column(Integer)
-    __table_args__ = (Index("ix_quarantine_source_status", "source", "status"),)
+    __table_args__ = (
+        Index("ix_quarantine_source_status", "source", "status"),
+        UniqueConstraint("source", "row_hash", name="uq_quarantine_source_row_hash"),
+    )
 
 
 ENTITY_TABLES = {

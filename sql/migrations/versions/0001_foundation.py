@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:36:57.806380
+Create Date: 2026-11-25 11:40:12.305775
 """
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table('accounts',
     sa.Column('account_id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('mrr', sa.Numeric(precision=14, scale=2), nullable=False),
+    sa.Column('mrr', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('plan', sa.String(length=64), nullable=True),
     sa.Column('segment', sa.String(length=64), nullable=True),
@@ -78,6 +77,7 @@ def upgrade() -> None:
     sa.Column('file', sa.Text(), nullable=False),
     sa.Column('row_number', sa.Integer(), nullable=False),
     sa.Column('raw', sa.Text(), nullable=False),
+    sa.Column('row_hash', sa.String(length=64), nullable=False),
     sa.Column('field', sa.String(length=64), nullable=True),
     sa.Column('code', sa.String(length=32), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
@@ -85,7 +85,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('resolved_at', sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('resolved_run_id', sa.Integer(), nullable=True),
-    sa.PrimaryKeyConstraint('quarantine_id', name=op.f('pk_quarantine'))
+    sa.PrimaryKeyConstraint('quarantine_id', name=op.f('pk_quarantine')),
+    sa.UniqueConstraint('source', 'row_hash', name='uq_quarantine_source_row_hash')
     )
     with op.batch_alter_table('quarantine', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_quarantine_run_id'), ['run_id'], unique=False)
@@ -136,10 +137,10 @@ def upgrade() -> None:
     sa.Column('account_id', sa.String(length=64), nullable=False),
     sa.Column('occurred_at', sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('amount', sa.Numeric(precision=14, scale=2), nullable=False),
+    sa.Column('amount', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=True),
     sa.Column('plan', sa.String(length=64), nullable=True),
-    sa.Column('mrr_after', sa.Numeric(precision=14, scale=2), nullable=True),
+    sa.Column('mrr_after', sa.Numeric(precision=18, scale=4), nullable=True),
     sa.Column('landed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=True),
@@ -190,9 +191,7 @@ def upgrade() -> None:
 
 
 
-
 def downgrade() -> None:
-
     with op.batch_alter_table('usage_events', schema=None) as batch_op:
         batch_op.drop_index('ix_usage_events_account_time')
 
@@ -225,4 +224,3 @@ def downgrade() -> None:
     op.drop_table('ingest_runs')
     op.drop_table('incidents')
     op.drop_table('accounts')
-

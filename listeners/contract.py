@@ -1,0 +1,188 @@
+"""The data contract: every source, its columns, their types and rules.
+
+One declaration drives validation (listeners/validate.py), landing (listeners/landing.py) and
+the documentation (docs/contract.md), so they cannot drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal[
+    "id", "text", "decimal", "number", "int", "bool", "timestamp", "date", "enum",
+    "email", "timezone", "currency", "handle", "url", "list",
+]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a source."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    default: object = None
+    min: float | None = None
+    choices: tuple[str, ...] = ()
+    max_len: int | None = None
+    #: the column must name a known account
+    references_account: bool = False
+    #: an event time: must not lie (much) in the future
+    event_time: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input source of the contract."""
+
+    name: str
+    table: str
+    key: str
+    fields: tuple[Field, ...]
+    doc: str
+    #: (later, earlier): the later timestamp must not precede the earlier one
+    ordered: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+PURCHASE_KINDS = (
+    "subscription_started", "renewed", "upgraded", "downgraded", "cancelled",
+    "payment_failed", "payment_succeeded", "refunded",
+)
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            "accounts", "accounts", "account_id",
+            (
+                Field("account_id", "id", required=True),
+                Field("name", "text", required=True, max_len=200),
+                Field("mrr", "decimal", required=True, min=0, doc="monthly recurring revenue"),
+                Field("currency", "currency", default="USD"),
+                Field("plan", "text", max_len=64),
+                Field("segment", "text", max_len=64),
+                Field("region", "text", max_len=64),
+                Field("csm_email", "email"),
+                Field("domain", "text", max_len=253),
+                Field("x_handle", "handle"),
+                Field("seats", "int", min=0),
+                Field("created_at", "timestamp"),
+                Field("renewal_date", "date"),
+            ),
+            "One row per customer account; a later row with the same account_id updates it.",
+        ),
+        Source(
+            "contacts", "contacts", "contact_id",
+            (
+                Field("contact_id", "id", required=True),
+                Field("account_id", "id", required=True, references_account=True),
+                Field("email", "email", required=True),
+                Field("name", "text", max_len=200),
+                Field("role", "text", max_len=100),
+                Field("timezone", "timezone", default="UTC"),
+                Field("locale", "text", max_len=35),
+                Field("x_handle", "handle"),
+                Field("opted_out", "bool", default=False),
+            ),
+            "People at customer accounts.",
+        ),
+        Source(
+            "usage", "usage_events", "event_id",
+            (
+                Field("event_id", "id", required=True),
+                Field("account_id", "id", required=True, references_account=True),
+                Field("occurred_at", "timestamp", required=True, event_time=True),
+                Field("feature", "text", required=True, max_len=100),
+                Field("contact_id", "id"),
+                Field("component", "text", max_len=100),
+                Field("region", "text", max_len=64),
+                Field("quantity", "number", default=1.0, min=0),
+                Field("outcome", "enum", default="ok", choices=("ok", "error")),
+            ),
+            "Product usage events (one row may aggregate a quantity).",
+        ),
+        Source(
+            "purchases", "purchase_events", "event_id",
+            (
+                Field("event_id", "id", required=True),
+                Field("account_id", "id", required=True, references_account=True),
+                Field("occurred_at", "timestamp", required=True, event_time=True),
+                Field("kind", "enum", required=True, choices=PURCHASE_KINDS),
+                Field("amount", "decimal", default=0),
+                Field("currency", "currency"),
+                Field("plan", "text", max_len=64),
+                Field("mrr_after", "decimal", min=0),
+            ),
+            "Billing events.",
+        ),
+        Source(
+            "tickets", "tickets", "ticket_id",
+            (
+                Field("ticket_id", "id", required=True),
+                Field("account_id", "id", required=True, references_account=True),
+                Field("opened_at", "timestamp", required=True, event_time=True),
+                Field("contact_id", "id"),
+                Field("resolved_at", "timestamp", event_time=True),
+                Field("status", "enum", choices=("open", "pending", "solved", "closed")),
+                Field("channel", "enum", choices=("email", "chat", "phone", "web", "social")),
+                Field("priority", "enum", choices=("low", "normal", "high", "urgent")),
+                Field("subject", "text", max_len=1000),
+                Field("body", "text", max_len=100_000),
+            ),
+            "Support tickets; a later row with the same ticket_id updates the ticket.",
+            ordered=(("resolved_at", "opened_at"),),
+        ),
+        Source(
+            "mentions", "mentions", "mention_id",
+            (
+                Field("mention_id", "id", required=True),
+                Field("created_at", "timestamp", required=True, event_time=True),
+                Field("text", "text", required=True, max_len=10_000),
+                Field("author_handle", "handle", required=True),
+                Field("platform", "text", default="x", max_len=32),
+                Field("author_id", "id"),
+                Field("lang", "text", max_len=16),
+                Field("url", "url"),
+                Field("in_reply_to_id", "id"),
+                Field("account_id", "id", references_account=True),
+            ),
+            "Social posts that mention the company or its products.",
+        ),
+        Source(
+            "incidents", "incidents", "incident_id",
+            (
+                Field("incident_id", "id", required=True),
+                Field("title", "text", required=True, max_len=500),
+                Field("started_at", "timestamp", required=True, event_time=True),
+                Field(
+                    "status", "enum", default="investigating",
+                    choices=("investigating", "identified", "monitoring", "resolved"),
+                ),
+                Field("impact", "enum", choices=("none", "minor", "major", "critical")),
+                Field("resolved_at", "timestamp", event_time=True),
+                Field("components", "list", default=()),
+                Field("regions", "list", default=()),
+            ),
+            "Service incidents; components and regions are `|`-separated in CSV, arrays in JSONL.",
+            ordered=(("resolved_at", "started_at"),),
+        ),
+    )
+}
+
+#: Sources in landing order: accounts first, because other rows must reference them.
+LANDING_ORDER = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", "incidents")

@@ -1,0 +1,279 @@
+"""Vectorised validation of rows against the data contract.
+
+`validate` takes a frame of strings (None for empty) and returns the typed, normalised values
+of the rows that pass, plus one error per failing row: the first field, in contract order,
+that breaks a rule, with a reason a person can act on. Each rule runs over a whole column at
+once (pandas), never row by row.
+"""
+from __future__ import annotations
+
+import json
+import re
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from listeners.contract import Field, Source
+from listeners.iso4217 import CURRENCIES
+
+UTC = timezone.utc
+
+ID_RE = r"[^\s\x00-\x1f]{1,64}"
+DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"
+NUMBER_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+INT_RE = r"[+-]?\d+(?:\.0*)?"
+TS_RE = (
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+DATE_RE = r"\d{4}-\d{2}-\d{2}"
+EMAIL_RE = (
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+HANDLE_RE = r"[A-Za-z0-9_]{1,15}"
+URL_RE = r"https?://[^\s/$.?#][^\s]*"
+BOOL_MAP = {
+    "true": True, "t": True, "yes": True, "y": True, "1": True,
+    "false": False, "f": False, "no": False, "n": False, "0": False,
+}
+EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
+
+#: What each error code means, for the reason breakdown.
+CODES = {
+    "missing_required": "required value is missing",
+    "bad_id": "not a valid id",
+    "too_long": "value is too long",
+    "bad_decimal": "not a decimal number",
+    "bad_number": "not a number",
+    "bad_int": "not a whole number",
+    "out_of_range": "value out of range",
+    "bad_bool": "not true or false",
+    "bad_timestamp": "not an ISO 8601 timestamp",
+    "implausible_timestamp": "timestamp before 1990",
+    "future_timestamp": "timestamp in the future",
+    "out_of_order": "timestamps out of order",
+    "bad_date": "not a YYYY-MM-DD date",
+    "bad_enum": "not one of the allowed values",
+    "bad_email": "not a valid email address",
+    "bad_timezone": "not an IANA time zone",
+    "bad_currency": "not an ISO 4217 currency code",
+    "bad_handle": "not a valid handle",
+    "bad_url": "not an http(s) URL",
+    "unknown_account": "account not known",
+    "wrong_field_count": "wrong number of CSV fields",
+    "bad_json": "line is not valid JSON",
+    "not_an_object": "line is not a JSON object",
+    "not_scalar": "value has the wrong JSON shape",
+    "bad_encoding": "not valid UTF-8",
+}
+
+
+@lru_cache(maxsize=1)
+def timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@dataclass
+class Validated:
+    """Typed values of the rows that passed, and one error per row that did not."""
+
+    clean: pd.DataFrame
+    errors: pd.DataFrame  # index: row; columns field, code, reason
+
+
+def _short(value: object, limit: int = 40) -> str:
+    s = str(value)
+    return repr(s if len(s) <= limit else s[: limit - 1] + "…")
+
+
+def _quote_choices(choices: tuple[str, ...]) -> str:
+    quoted = [f'"{c}"' for c in choices]
+    if len(quoted) <= 2:
+        return " or ".join(quoted)
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+class _Errors:
+    """Collects the first error per row."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.field = pd.Series(None, index=index, dtype=object)
+        self.code = pd.Series(None, index=index, dtype=object)
+        self.reason = pd.Series(None, index=index, dtype=object)
+
+    def add(
+        self, mask: pd.Series, field: str, code: str,
+        reason: Callable[[pd.Series], pd.Series] | str, values: pd.Series | None = None,
+    ) -> None:
+        mask = mask.fillna(False).astype(bool) & self.code.isna()
+        if not mask.any():
+            return
+        self.field[mask] = field
+        self.code[mask] = code
+        if isinstance(reason, str):
+            self.reason[mask] = reason
+        else:
+            assert values is not None
+            self.reason[mask] = reason(values[mask])
+
+    def frame(self) -> pd.DataFrame:
+        bad = self.code.notna()
+        return pd.DataFrame(
+            {"field": self.field[bad], "code": self.code[bad], "reason": self.reason[bad]}
+        )
+
+
+def _fm(s: pd.Series, pattern: str) -> pd.Series:
+    """Whether each value fully matches `pattern` (False for missing values)."""
+    return s.str.fullmatch(pattern).eq(True)
+
+
+def _not(expected: str) -> Callable[[pd.Series], pd.Series]:
+    return lambda v: f"expected {expected} (not " + v.map(_short) + ")"
+
+
+def validate(
+    source: Source,
+    values: pd.DataFrame,
+    *,
+    known_accounts: Callable[[pd.Series], pd.Series] | None = None,
+    now: datetime | None = None,
+    max_future: timedelta = timedelta(hours=24),
+) -> Validated:
+    """Check every row of `values` (strings or None) against `source`'s contract."""
+    now = now or datetime.now(UTC)
+    latest = pd.Timestamp(now + max_future)
+    errs = _Errors(values.index)
+    clean: dict[str, pd.Series] = {}
+    for f in source.fields:
+        s = values[f.name].astype(object).str.strip()
+        s = s.where(s.notna() & (s != ""), None)
+        present = s.notna()
+        if f.required:
+            errs.add(~present, f.name, "missing_required", "required value is missing")
+        clean[f.name] = _check(f, s, present, errs, latest)
+        if f.references_account and known_accounts is not None:
+            ok = known_accounts(clean[f.name].where(present, ""))
+            errs.add(
+                present & ~ok, f.name, "unknown_account",
+                lambda v: "no account " + v.map(_short) + " is known: land the account first",
+                s,
+            )
+    for later, earlier in source.ordered:
+        a, b = clean[later], clean[earlier]
+        errs.add(
+            a.notna() & b.notna() & (a < b), later, "out_of_order",
+            lambda v: f"{later} is before {earlier} (" + v.map(str) + ")", values[later],
+        )
+    errors = errs.frame()
+    out = pd.DataFrame(clean, index=values.index)
+    return Validated(clean=out.loc[~out.index.isin(errors.index)], errors=errors)
+
+
+def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd.Timestamp
+           ) -> pd.Series:
+    name = f.name
+    if f.kind in ("id", "text"):
+        if f.kind == "id":
+            errs.add(present & ~_fm(s, ID_RE), name, "bad_id",
+                     _not("an id of 1 to 64 characters without spaces"), s)
+        if f.max_len:
+            errs.add(present & (s.str.len() > f.max_len), name, "too_long",
+                     lambda v: f"expected at most {f.max_len} characters (found "
+                     + v.str.len().map(str) + ")", s)
+        return s.where(present, f.default)
+
+    if f.kind in ("decimal", "number", "int"):
+        pattern, code, what = {
+            "decimal": (DECIMAL_RE, "bad_decimal", "a decimal number with at most 4 decimals"),
+            "number": (NUMBER_RE, "bad_number", "a number"),
+            "int": (INT_RE, "bad_int", "a whole number"),
+        }[f.kind]
+        ok = _fm(s, pattern)
+        errs.add(present & ~ok, name, code, _not(what), s)
+        num = pd.to_numeric(s.where(ok), errors="coerce")
+        errs.add(present & ok & ~np.isfinite(num), name, code, _not(what), s)
+        if f.min is not None:
+            errs.add(present & ok & (num < f.min), name, "out_of_range",
+                     _not(f"a value >= {f.min:g}"), s)
+        if f.kind == "decimal":
+            # keep the exact text; the database converts it to NUMERIC
+            text = s.where(~ok, s.str.lstrip("+"))
+            return text.where(present, None if f.default is None else str(f.default))
+        if f.kind == "int":
+            return num.where(present).round().astype("Int64")
+        return num.where(present, f.default if f.default is not None else np.nan)
+
+    if f.kind == "bool":
+        b = s.str.lower().map(BOOL_MAP)
+        errs.add(present & b.isna(), name, "bad_bool", _not('"true" or "false"'), s)
+        return b.where(present, f.default).astype("boolean")
+
+    if f.kind == "timestamp":
+        ok = _fm(s, TS_RE)
+        ts = pd.to_datetime(s.where(ok).str.replace(",", ".", regex=False),
+                            format="ISO8601", utc=True, errors="coerce")
+        errs.add(present & (~ok | ts.isna()), name, "bad_timestamp",
+                 _not("an ISO 8601 timestamp such as 2026-05-01T09:30:00Z"), s)
+        errs.add(present & (ts < EARLIEST), name, "implausible_timestamp",
+                 _not("a timestamp after 1990-01-01"), s)
+        if f.event_time:
+            errs.add(present & (ts > latest), name, "future_timestamp",
+                     lambda v: "the time lies in the future (" + v.map(_short) + ")", s)
+        return ts
+
+    if f.kind == "date":
+        ok = _fm(s, DATE_RE)
+        d = pd.to_datetime(s.where(ok), format="%Y-%m-%d", errors="coerce")
+        errs.add(present & d.isna(), name, "bad_date", _not("a date as YYYY-MM-DD"), s)
+        return d.dt.date.where(d.notna(), None)
+
+    if f.kind == "enum":
+        low = s.str.lower()
+        errs.add(present & ~low.isin(f.choices), name, "bad_enum",
+                 _not(_quote_choices(f.choices)), s)
+        return low.where(present, f.default)
+
+    if f.kind == "email":
+        ok = _fm(s, EMAIL_RE) & (s.str.len() <= 254)
+        errs.add(present & ~ok, name, "bad_email", _not("an email address"), s)
+        return s
+
+    if f.kind == "timezone":
+        errs.add(present & ~s.isin(timezones()), name, "bad_timezone",
+                 _not("an IANA time zone such as Europe/Paris"), s)
+        return s.where(present, f.default)
+
+    if f.kind == "currency":
+        up = s.str.upper()
+        errs.add(present & ~up.isin(CURRENCIES), name, "bad_currency",
+                 _not("an ISO 4217 code such as USD"), s)
+        return up.where(present, f.default)
+
+    if f.kind == "handle":
+        h = s.str.removeprefix("@")
+        errs.add(present & ~_fm(h, HANDLE_RE), name, "bad_handle",
+                 _not("a handle of 1 to 15 letters, digits or _"), s)
+        return h.str.lower()
+
+    if f.kind == "url":
+        errs.add(present & ~_fm(s, URL_RE), name, "bad_url",
+                 _not("an http(s) URL"), s)
+        return s
+
+    if f.kind == "list":
+        def to_json(v: object) -> str:
+            if v is None:
+                return "[]"
+            items = [p.strip() for p in str(v).split("|")]
+            return json.dumps(list(dict.fromkeys(p for p in items if p)))
+
+        return s.map(to_json, na_action=None)
+
+    raise AssertionError(f"unhandled kind {f.kind}")
