@@ -137,7 +137,9 @@ def _sqlite_rows(source: Source, clean: pd.DataFrame) -> list[tuple[Any, ...]]:
             out = s.astype("Int64").astype(object)
         else:
             out = s.astype(object)
-        cols.append(out.where(s.notna(), None).to_numpy(dtype=object))
+        arr = out.to_numpy(dtype=object, copy=True)
+        arr[s.isna().to_numpy()] = None
+        cols.append(arr)
     cols.append(clean.index.to_numpy(dtype=object))
     return list(zip(*cols))
 

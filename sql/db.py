@@ -79,3 +79,32 @@ def ensure_schema(engine: Engine) -> None:
             f"the warehouse at {engine.url.render_as_string(hide_password=True)} has no schema: "
             "run `pulse db upgrade` first"
         )
+
+
+def schema_url(url: str, schema: str) -> str:
+    """A PostgreSQL URL whose connections work inside `schema` (tests and benchmarks)."""
+    parsed = make_url(url)
+    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+def create_schema(url: str, schema: str) -> Engine:
+    """Create an empty PostgreSQL schema and return an engine that works inside it."""
+    from sqlalchemy import text
+
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    return make_engine(schema_url(url, schema))
+
+
+def drop_schema(url: str, schema: str) -> None:
+    from sqlalchemy import text
+
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    admin.dispose()
