@@ -130,7 +130,9 @@ def _sqlite_rows(source: Source, clean: pd.DataFrame) -> list[tuple[Any, ...]]:
     for f in source.fields:
         s = clean[f.name]
         if f.kind == "timestamp":
-            out = s.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f").astype(object)
+            utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+            text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
+            out = pd.Series(text_.astype(object), index=s.index)
         elif f.kind == "date":
             out = s.map(lambda d: d.isoformat() if d is not None else None, na_action="ignore")
         elif f.kind == "bool":
@@ -303,9 +305,8 @@ def _land_chunks(
     now: datetime,
     on_reject: Callable[[list[_Rejected]], None],
     progress: Callable[[int], None] | None = None,
-) -> tuple[IngestResult, set[int]]:
-    """Validate and stage every chunk, then count and merge once. Returns accepted row numbers
-    only when asked for by retry (the set is filled for every chunk; it is small there)."""
+) -> IngestResult:
+    """Validate and stage every chunk, then count and merge the whole file at once."""
     settings = get_settings()
     result = IngestResult(source=source.name, file="")
     stage = _stage_table(source, f"_stage_{source.name}_{run_id}", conn.dialect.name)
@@ -314,7 +315,6 @@ def _land_chunks(
     max_future = timedelta(hours=settings.max_future_skew_hours)
     seen: set[Any] = set()
     dups = False
-    accepted_rows: set[int] = set()
     reasons: Counter[str] = Counter()
     for chunk in chunks:
         checked = validate(source, chunk.values, known_accounts=known, now=now,
@@ -332,8 +332,6 @@ def _land_chunks(
             dups = True
         seen.update(keys.tolist())
         _load_stage(conn, stage, source, clean)
-        if len(clean) <= 100_000:
-            accepted_rows.update(int(r) for r in clean.index)
         n = len(chunk.values) + len(chunk.rejects)
         result.read += n
         result.quarantined += len(rejected)
@@ -345,7 +343,7 @@ def _land_chunks(
     _merge(conn, source, stage, dups, run_id, now)
     stage.drop(conn)
     result.reasons = dict(reasons.most_common())
-    return result, accepted_rows
+    return result
 
 
 def _row_hash(raw: str) -> str:
@@ -424,7 +422,7 @@ def land_file(
     run_id = _start_run(engine, src.name, label, sha, now)
     try:
         with engine.begin() as conn:
-            result, _ = _land_chunks(
+            result = _land_chunks(
                 conn, src, reader, run_id=run_id, now=now, progress=progress,
                 on_reject=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej),
             )
@@ -534,7 +532,7 @@ def retry_quarantine(
         still: list[_Rejected] = []
         try:
             with engine.begin() as conn:
-                result, _accepted = _land_chunks(
+                result = _land_chunks(
                     conn, src, _retry_chunks(src, by_source[src_name]), run_id=run_id, now=now,
                     on_reject=still.extend,
                 )

@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from listeners.contract import Source
@@ -42,21 +43,34 @@ class Reject:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Original:
+    """The columns of a CSV chunk as read, to rebuild one record's text on demand."""
+
+    header: list[str]
+    columns: list[tuple[str, ...]]
+    rows: np.ndarray
+
+    def text(self, row: int) -> str:
+        i = int(np.searchsorted(self.rows, row))
+        return json.dumps({h: col[i] for h, col in zip(self.header, self.columns)},
+                          ensure_ascii=False)
+
+
 @dataclass
 class Chunk:
     """Up to `batch` records: their values as strings (None when empty), indexed by row number."""
 
     values: pd.DataFrame
     raw: dict[int, str] | None = None  # row -> original text, when already known
-    original: pd.DataFrame | None = None  # values as read, to rebuild the raw text lazily
+    original: _Original | None = None  # values as read, to rebuild the raw text lazily
     rejects: list[Reject] = field(default_factory=list)
 
     def raw_text(self, row: int) -> str:
         if self.raw is not None and row in self.raw:
             return self.raw[row]
         assert self.original is not None
-        rec = self.original.loc[row]
-        return json.dumps({k: v for k, v in rec.items() if v is not None}, ensure_ascii=False)
+        return self.original.text(row)
 
 
 def file_format(path: Path) -> str:
@@ -151,7 +165,7 @@ def normalise_header(path: Path, header: list[str], source: Source) -> tuple[lis
     return names, unknown
 
 
-def _frame(columns: dict[str, Any], index: list[int], source: Source) -> pd.DataFrame:
+def _frame(columns: dict[str, Any], index: Any, source: Source) -> pd.DataFrame:
     df = pd.DataFrame(columns, index=pd.Index(index, name="row"), dtype=object)
     for col in source.columns:
         if col not in df.columns:
@@ -184,41 +198,47 @@ class CsvReader:
         try:
             while True:
                 try:
-                    records = [r for r in islice(self._reader, self.batch) if r]
+                    records = list(filter(None, islice(self._reader, self.batch)))
                 except csv.Error as exc:
                     raise InputFileError(
                         f"{self.path}: cannot parse CSV near line {self._reader.line_num}: {exc}"
                     ) from None
                 if not records:
                     return
-                rows = list(range(row_no + 1, row_no + 1 + len(records)))
+                first = row_no + 1
                 row_no += len(records)
+                rows = np.arange(first, row_no + 1)
+                lens = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+                suspect = np.flatnonzero(lens != ncols).tolist()
+                if not self.utf8_valid:
+                    suspect = sorted(set(suspect) | {
+                        i for i, rec in enumerate(records) if any(map(_has_bad_bytes, rec))})
                 rejects: list[Reject] = []
-                good_rows: list[int] = []
-                good: list[list[str]] = []
-                for rn, rec in zip(rows, records):
-                    if len(rec) != ncols:
-                        rejects.append(Reject(
-                            rn, _clean_text(json.dumps(rec, ensure_ascii=False)), None,
-                            "wrong_field_count",
-                            f"expected {ncols} fields as in the header, found {len(rec)}",
-                        ))
-                    elif not self.utf8_valid and any(_has_bad_bytes(v) for v in rec):
-                        raw = _clean_text(json.dumps(dict(zip(self.header, rec)),
-                                                     ensure_ascii=False))
-                        bad = next(h for h, v in zip(self.header, rec) if _has_bad_bytes(v))
-                        rejects.append(Reject(rn, raw, bad, "bad_encoding",
-                                              "the value is not valid UTF-8"))
-                    else:
-                        good_rows.append(rn)
-                        good.append(rec)
-                cols = list(zip(*good)) if good else [()] * ncols
-                original = pd.DataFrame(
-                    {name: cols[i] for i, name in enumerate(self.header)},
-                    index=pd.Index(good_rows, name="row"), dtype=object,
-                )
-                values = _frame({n: cols[i] for i, n in self.wanted}, good_rows, self.source)
-                yield Chunk(values=values, original=original, rejects=rejects)
+                if suspect:
+                    for i in suspect:
+                        rec = records[i]
+                        if len(rec) != ncols:
+                            rejects.append(Reject(
+                                int(rows[i]), _clean_text(json.dumps(rec, ensure_ascii=False)),
+                                None, "wrong_field_count",
+                                f"expected {ncols} fields as in the header, found {len(rec)}",
+                            ))
+                        else:
+                            bad = next(h for h, v in zip(self.header, rec) if _has_bad_bytes(v))
+                            rejects.append(Reject(
+                                int(rows[i]),
+                                _clean_text(json.dumps(dict(zip(self.header, rec)),
+                                                       ensure_ascii=False)),
+                                bad, "bad_encoding", "the value is not valid UTF-8",
+                            ))
+                    keep = np.ones(len(records), dtype=bool)
+                    keep[suspect] = False
+                    records = [r for r, k in zip(records, keep) if k]
+                    rows = rows[keep]
+                cols = list(zip(*records)) if records else [()] * ncols
+                values = _frame({n: cols[i] for i, n in self.wanted}, rows, self.source)
+                yield Chunk(values=values, rejects=rejects,
+                            original=_Original(self.header, cols, rows))
         finally:
             self._fh.close()
 

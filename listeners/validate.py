@@ -180,7 +180,7 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
            ) -> pd.Series:
     name = f.name
     if f.kind in ("id", "text"):
-        if f.kind == "id":
+        if f.kind == "id" and not f.references_account:  # the reference check covers those
             errs.add(present & ~_fm(s, ID_RE), name, "bad_id",
                      _not("an id of 1 to 64 characters without spaces"), s)
         if f.max_len:

@@ -1,0 +1,87 @@
+"""Shared fixtures: a fresh warehouse on SQLite and on PostgreSQL, and a private PULSE_HOME.
+
+PostgreSQL comes from PULSE_TEST_POSTGRES_URL (default: the local `test` database). Each test
+gets its own schema, dropped afterwards. Outside CI an unreachable server skips those tests;
+under CI=true it fails them.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from pulse.settings import env_flag, get_settings
+from sql.db import create_schema, drop_schema, make_engine, upgrade
+
+PG_URL = os.environ.get(
+    "PULSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+CI = env_flag("CI")
+_pg_state: dict[str, str | None] = {}
+
+
+def postgres_unavailable() -> str | None:
+    """None when the server answers, else why not."""
+    if "why" not in _pg_state:
+        try:
+            eng = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with eng.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            eng.dispose()
+            _pg_state["why"] = None
+        except Exception as exc:  # any driver error means: not reachable
+            _pg_state["why"] = f"PostgreSQL at {PG_URL} unreachable: {exc}".splitlines()[0]
+    return _pg_state["why"]
+
+
+def need_postgres() -> None:
+    why = postgres_unavailable()
+    if why:
+        if CI:
+            pytest.fail(f"{why} (required under CI=true)")
+        pytest.skip(why)
+
+
+@pytest.fixture(autouse=True)
+def pulse_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test runs with its own PULSE_HOME and, by default, its own SQLite warehouse."""
+    home = tmp_path / "pulse-home"
+    home.mkdir()
+    monkeypatch.setenv("PULSE_HOME", str(home))
+    monkeypatch.delenv("PULSE_DATABASE_URL", raising=False)
+    get_settings(fresh=True)
+    yield home
+    get_settings(fresh=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database (no schema yet), on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.db'}"
+        return
+    need_postgres()
+    schema = f"pulse_t_{uuid.uuid4().hex[:12]}"
+    eng = create_schema(PG_URL, schema)
+    eng.dispose()
+    from sql.db import schema_url
+
+    try:
+        yield schema_url(PG_URL, schema)
+    finally:
+        drop_schema(PG_URL, schema)
+
+
+@pytest.fixture
+def engine(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A migrated, empty warehouse; PULSE_DATABASE_URL points at it for CLI runs."""
+    monkeypatch.setenv("PULSE_DATABASE_URL", db_url)
+    get_settings(fresh=True)
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
