@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Each creates .venv and installs the pinned requirements when they are missing or changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.pulse-installed
+
+.PHONY: demo test install bench lint clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pulse demo run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP)
+	$(BIN)/pulse bench ingest --rows 1000000
+
+lint: $(STAMP)
+	$(BIN)/ruff check dags/ --select AIR3
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,106 @@
+"""Render the data contract as Markdown (docs/contract.md) from listeners/contract.py."""
+from __future__ import annotations
+
+from listeners.contract import LANDING_ORDER, SOURCES, Field
+from listeners.validate import CODES
+
+KIND_TEXT = {
+    "id": "id (1-64 characters, no spaces)",
+    "text": "text",
+    "decimal": "decimal (at most 4 decimals, `.` as separator)",
+    "number": "number",
+    "int": "whole number",
+    "bool": "bool (true/false, yes/no, 1/0)",
+    "timestamp": "ISO 8601 timestamp (no offset = UTC)",
+    "date": "date (YYYY-MM-DD)",
+    "enum": "one of",
+    "email": "email address",
+    "timezone": "IANA time zone",
+    "currency": "ISO 4217 code",
+    "handle": "X handle (leading @ optional, stored lower-case)",
+    "url": "http(s) URL",
+    "list": "list (`|`-separated in CSV, an array in JSONL)",
+}
+
+HEADER = """# The data contract
+
+<!-- Generated from listeners/contract.py by `python -m listeners.docs`; a test keeps it in sync. -->
+
+Inputs arrive as CSV (UTF-8, a header row) or JSON Lines (one object per line), optionally
+gzip-compressed (`.csv.gz`, `.jsonl.gz`). A file's source is named on the command line
+(`pulse ingest usage FILE`) or told from its name (`usage.csv`, `usage_2026-11-01.jsonl`) when
+dropped into the landing folder. Header names are matched case-insensitively; columns outside
+the contract are ignored with a warning; optional columns may be left out.
+
+Values: surrounding spaces are trimmed and an empty value means "missing". Timestamps are ISO
+8601; one without an offset is taken as UTC, and all are stored in UTC. Event times more than
+`PULSE_MAX_FUTURE_SKEW_HOURS` (default 24) in the future, or before 1990, are refused.
+
+Every row is either landed or quarantined with the field and the reason
+(`pulse quarantine list`); `read = inserted + updated + unchanged + quarantined`, always. A row
+whose key was seen before updates the stored row (a later ticket row updates the ticket);
+landing the same file twice changes nothing. Rows that name an account not yet known are
+quarantined with `unknown_account` and can be re-landed with
+`pulse quarantine retry --code unknown_account` once the account has landed. A file that cannot
+be read as a whole (not found, empty, no header, a required column missing, a duplicate column,
+an unknown source or file type) stops with a one-line error and lands nothing.
+
+Sources land in this order when several arrive together: {order}.
+"""
+
+
+def _rule(f: Field) -> str:
+    parts = [KIND_TEXT[f.kind]]
+    if f.kind == "enum":
+        parts = ["one of " + ", ".join(f"`{c}`" for c in f.choices)]
+    if f.min is not None:
+        parts.append(f">= {f.min:g}")
+    if f.max_len:
+        parts.append(f"at most {f.max_len:,} characters")
+    if f.references_account:
+        parts.append("must name a known account")
+    if f.event_time:
+        parts.append("not in the future")
+    return "; ".join(parts)
+
+
+def _default(f: Field) -> str:
+    if f.default is None:
+        return ""
+    if f.kind == "list":
+        return "empty list"
+    if isinstance(f.default, bool):
+        return "false" if not f.default else "true"
+    return f"`{f.default}`"
+
+
+def render() -> str:
+    lines = [HEADER.format(order=", ".join(f"`{s}`" for s in LANDING_ORDER))]
+    for name in LANDING_ORDER:
+        src = SOURCES[name]
+        example = f"contract/{name}.{'jsonl' if name in ('mentions', 'incidents') else 'csv'}"
+        lines.append(f"## `{name}`\n")
+        lines.append(f"{src.doc} Key: `{src.key}`. Table: `{src.table}`. "
+                     f"Example: [{example}]({example}).\n")
+        lines.append("| column | required | type and rules | default |")
+        lines.append("|---|---|---|---|")
+        for f in src.fields:
+            lines.append(f"| `{f.name}` | {'yes' if f.required else ''} | {_rule(f)} | "
+                         f"{_default(f)} |")
+        for later, earlier in src.ordered:
+            lines.append(f"\n`{later}` must not be before `{earlier}`.")
+        lines.append("")
+    lines.append("## Quarantine reason codes\n")
+    lines.append("| code | meaning |")
+    lines.append("|---|---|")
+    for code, meaning in CODES.items():
+        lines.append(f"| `{code}` | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parent.parent / "docs" / "contract.md"
+    target.write_text(render(), encoding="utf-8")
+    print(f"wrote {target}")
