@@ -8,6 +8,7 @@ reason. The whole file commits or nothing does; the run log records both outcome
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -124,14 +125,20 @@ def _stage_table(source: Source, name: str, dialect: str) -> Table:
     return Table(name, MetaData(), *cols, Column("_row", BigInteger), prefixes=["TEMPORARY"], **kw)
 
 
-def _sqlite_rows(source: Source, clean: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """Values as SQLAlchemy's SQLite types store them (text timestamps, 0/1 booleans)."""
+def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str) -> list[list[Any]]:
+    """Rows for the staging load, as each database stores them.
+
+    SQLite gets what SQLAlchemy's SQLite types store (naive UTC text timestamps, 0/1 booleans);
+    PostgreSQL gets text for COPY (timestamps with an explicit +00:00).
+    """
     cols: list[np.ndarray] = []
     for f in source.fields:
         s = clean[f.name]
         if f.kind == "timestamp":
             utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
             text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
+            if dialect == "postgresql":
+                text_ = np.strings.add(text_, "+00:00")
             out = pd.Series(text_.astype(object), index=s.index)
         elif f.kind == "date":
             out = s.map(lambda d: d.isoformat() if d is not None else None, na_action="ignore")
@@ -143,16 +150,17 @@ def _sqlite_rows(source: Source, clean: pd.DataFrame) -> list[tuple[Any, ...]]:
         arr[s.isna().to_numpy()] = None
         cols.append(arr)
     cols.append(clean.index.to_numpy(dtype=object))
-    return list(zip(*cols))
+    grid = np.empty((len(clean), len(cols)), dtype=object)
+    for i, col in enumerate(cols):
+        grid[:, i] = col
+    return grid.tolist()
 
 
-def _postgres_csv(source: Source, clean: pd.DataFrame) -> str:
-    frame = clean.copy()
-    for f in source.fields:
-        if f.kind == "bool":
-            frame[f.name] = frame[f.name].map({True: "t", False: "f"})
-    frame["_row"] = clean.index
-    return frame.to_csv(index=False, header=False, na_rep="", date_format="%Y-%m-%d %H:%M:%S.%f%z")
+def _copy_text(rows: list[list[Any]]) -> str:
+    """CSV for COPY: None becomes an unquoted empty field, which COPY reads as NULL."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
 
 
 def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFrame) -> None:
@@ -160,7 +168,7 @@ def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFr
         return
     names = [*source.columns, "_row"]
     if conn.dialect.name == "postgresql":
-        data = _postgres_csv(source, clean)
+        data = _copy_text(_stage_rows(source, clean, "postgresql"))
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cur.copy(f"COPY {stage.name} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
             for start in range(0, len(data), 1 << 20):
@@ -170,7 +178,7 @@ def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFr
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cur.executemany(
             f"INSERT INTO {stage.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            _sqlite_rows(source, clean),
+            _stage_rows(source, clean, "sqlite"),
         )
         cur.close()
 

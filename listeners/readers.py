@@ -48,7 +48,7 @@ class _Original:
     """The columns of a CSV chunk as read, to rebuild one record's text on demand."""
 
     header: list[str]
-    columns: list[tuple[str, ...]]
+    columns: list[np.ndarray]
     rows: np.ndarray
 
     def text(self, row: int) -> str:
@@ -235,7 +235,10 @@ class CsvReader:
                     keep[suspect] = False
                     records = [r for r, k in zip(records, keep) if k]
                     rows = rows[keep]
-                cols = list(zip(*records)) if records else [()] * ncols
+                grid = np.empty((len(records), ncols), dtype=object)
+                if records:
+                    grid[:] = records
+                cols = [grid[:, i] for i in range(ncols)]
                 values = _frame({n: cols[i] for i, n in self.wanted}, rows, self.source)
                 yield Chunk(values=values, rejects=rejects,
                             original=_Original(self.header, cols, rows))
