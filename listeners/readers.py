@@ -259,9 +259,12 @@ def _scalar(value: Any) -> str | None:
 
 
 def records_frame(
-    records: list[tuple[int, dict[str, Any]]], source: Source
+    records: list[tuple[int, dict[str, Any]]], source: Source, *, strict_lists: bool = False
 ) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
     """Rows from JSON objects: scalars become strings, lists of list fields are `|`-joined.
+
+    With `strict_lists` (JSON Lines input) a list field must be a JSON array; without it (rows
+    re-read from quarantine, which may come from CSV) a `|`-separated string is accepted too.
 
     Returns the frame and (row, field, reason) for records that hold a value of the wrong shape.
     """
@@ -277,6 +280,9 @@ def records_frame(
             k = str(key).strip().lower()
             if k not in known:
                 continue
+            if k in list_fields and strict_lists and isinstance(value, str):
+                problem = (k, "expected a JSON array of strings, not a string")
+                break
             if k in list_fields and isinstance(value, list):
                 if not all(isinstance(v, str) for v in value):
                     problem = (k, "expected a list of strings")
@@ -340,7 +346,7 @@ class JsonlReader:
                         continue
                     self._seen_keys.update(str(k).strip().lower() for k in obj)
                     objs.append((line_no, obj))
-                values, bad = records_frame(objs, self.source)
+                values, bad = records_frame(objs, self.source, strict_lists=True)
                 for row, fld, reason in bad:
                     rejects.append(Reject(row, raw[row], fld, "not_scalar", reason))
                 yield Chunk(values=values, raw=raw, rejects=rejects)
