@@ -418,9 +418,10 @@ def land_file(
     ensure_schema(engine)
     started = datetime.now(UTC)
     now = now or started
-    sha, utf8_valid, _size = scan(path)
     label = path.name
+    sha: str | None = None
     try:
+        sha, utf8_valid, _size = scan(path)
         reader = open_reader(path, src, batch=batch or get_settings().batch_rows,
                              utf8_valid=utf8_valid)
     except InputFileError as exc:
@@ -517,7 +518,9 @@ def retry_quarantine(
     """
     ensure_schema(engine)
     q = QuarantineRow.__table__
-    cond = [q.c.status == "open"]
+    # bad_encoding rows keep U+FFFD where the undecodable bytes were: landing them would store
+    # the damage, so they stay open until the file is fixed and landed again
+    cond = [q.c.status == "open", q.c.code != "bad_encoding"]
     if source:
         cond.append(q.c.source == get_source(source).name)
     if code:

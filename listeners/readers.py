@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +30,9 @@ from pulse.errors import InputFileError
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Fed to the CSV parser after the last line. It comes back as a record of its own, unless a
+#: quoted field is never closed: then the (non-strict) parser reads it into that field.
+_EOF = "\x00pulse:end-of-file\x00"
 
 
 @dataclass(frozen=True)
@@ -177,15 +180,18 @@ class CsvReader:
     def __init__(self, path: Path, source: Source, *, batch: int, utf8_valid: bool) -> None:
         self.path, self.source, self.batch, self.utf8_valid = path, source, batch, utf8_valid
         self._fh = _text(path)
-        self._reader = csv.reader(self._fh, strict=False)
+        self._reader = csv.reader(chain(self._fh, [_EOF]), strict=False)
         try:
             header = next(self._reader)
-        except StopIteration:
-            self._fh.close()
-            raise InputFileError(f"{path}: the file is empty: expected a header row") from None
         except csv.Error as exc:
             self._fh.close()
             raise InputFileError(f"{path}: cannot parse the header row: {exc}") from None
+        if header == [_EOF]:
+            self._fh.close()
+            raise InputFileError(f"{path}: the file is empty: expected a header row")
+        if header and header[-1].endswith(_EOF):
+            self._fh.close()
+            raise InputFileError(f"{path}: a quoted field in the header row is never closed")
         if not utf8_valid and any(_has_bad_bytes(h) for h in header):
             self._fh.close()
             raise InputFileError(f"{path}: the header row is not valid UTF-8")
@@ -203,6 +209,13 @@ class CsvReader:
                     raise InputFileError(
                         f"{self.path}: cannot parse CSV near line {self._reader.line_num}: {exc}"
                     ) from None
+                if records and records[-1][-1].endswith(_EOF):  # the file's last record
+                    if records[-1] != [_EOF]:
+                        raise InputFileError(
+                            f"{self.path}: a quoted field in row {row_no + len(records)} is never "
+                            "closed: the file is cut short or a quote is missing"
+                        )
+                    records.pop()
                 if not records:
                     return
                 first = row_no + 1

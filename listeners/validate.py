@@ -20,6 +20,7 @@ import pandas as pd
 
 from listeners.contract import Field, Source
 from listeners.iso4217 import CURRENCIES
+from sql.schema import Money
 
 UTC = timezone.utc
 
@@ -43,6 +44,10 @@ BOOL_MAP = {
     "false": False, "f": False, "no": False, "n": False, "0": False,
 }
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
+#: What the warehouse columns can hold (sql/schema.py): INTEGER and NUMERIC(18, 4).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+DECIMAL_DIGITS = Money.precision - Money.scale
+DECIMAL_FITS_RE = rf"[+-]?0*\d{{0,{DECIMAL_DIGITS}}}(?:\.\d*)?"
 
 #: What each error code means, for the reason breakdown.
 CODES = {
@@ -157,6 +162,9 @@ def validate(
         present = s.notna()
         if f.required:
             errs.add(~present, f.name, "missing_required", "required value is missing")
+        # PostgreSQL cannot store NUL in text: refuse it on every database alike
+        errs.add(present & s.str.contains("\x00", regex=False), f.name, "bad_encoding",
+                 "the value contains a NUL character (\\x00), which cannot be stored")
         clean[f.name] = _check(f, s, present, errs, latest)
         if f.references_account and known_accounts is not None:
             ok = known_accounts(clean[f.name].where(present, ""))
@@ -199,6 +207,15 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
         errs.add(present & ~ok, name, code, _not(what), s)
         num = pd.to_numeric(s.where(ok), errors="coerce")
         errs.add(present & ok & ~np.isfinite(num), name, code, _not(what), s)
+        fits = pd.Series(True, index=s.index)
+        if f.kind == "decimal":
+            fits = _fm(s, DECIMAL_FITS_RE)
+            errs.add(present & ok & ~fits, name, "out_of_range",
+                     _not(f"at most {DECIMAL_DIGITS} digits before the decimal point"), s)
+        elif f.kind == "int":
+            fits = num.between(INT_MIN, INT_MAX)
+            errs.add(present & ok & ~fits, name, "out_of_range",
+                     _not(f"a whole number from {INT_MIN} to {INT_MAX}"), s)
         if f.min is not None:
             errs.add(present & ok & (num < f.min), name, "out_of_range",
                      _not(f"a value >= {f.min:g}"), s)
@@ -207,7 +224,7 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
             text = s.where(~ok, s.str.lstrip("+"))
             return text.where(present, None if f.default is None else str(f.default))
         if f.kind == "int":
-            return num.where(present).round().astype("Int64")
+            return num.where(present & fits).round().astype("Int64")
         return num.where(present, f.default if f.default is not None else np.nan)
 
     if f.kind == "bool":

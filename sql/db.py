@@ -22,6 +22,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA temp_store=MEMORY")
+    cur.execute("PRAGMA cache_size=-131072")  # 128 MiB: big merges stay in memory
     cur.close()
 
 
