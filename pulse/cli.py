@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pulse.errors import PulseError
 
@@ -100,7 +101,7 @@ def _print_results(results: list[Any], fmt: Format) -> None:
     for col in ("file", "source", "read", "inserted", "updated", "unchanged", "quarantined"):
         table.add_column(col, justify="left" if col in ("file", "source") else "right")
     for r in results:
-        table.add_row(Path(r.file).name, r.source, *(f"{getattr(r, c):,}" for c in
+        table.add_row(Text(Path(r.file).name), r.source, *(f"{getattr(r, c):,}" for c in
                       ("read", "inserted", "updated", "unchanged", "quarantined")))
     out.print(table)
     reasons: dict[str, int] = {}
@@ -112,12 +113,12 @@ def _print_results(results: list[Any], fmt: Format) -> None:
         rt.add_column("reason")
         rt.add_column("rows", justify="right")
         for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            rt.add_row(k, f"{v:,}")
+            rt.add_row(Text(k), f"{v:,}")
         out.print(rt)
         out.print("See the rows with `pulse quarantine list`.")
     for r in results:
         for w in r.warnings:
-            err.print(f"[yellow]warning:[/] {w}")
+            err.print(Text.assemble(("warning: ", "yellow"), w), soft_wrap=True)
 
 
 @app.command("ingest")
@@ -184,8 +185,9 @@ def quarantine_list(
     for col in ("id", "source", "file", "row", "field", "reason"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(str(r["quarantine_id"]), r["source"], r["file"], str(r["row_number"]),
-                      r["field"] or "", r["reason"])
+        table.add_row(*(Text(str(v)) for v in (
+            r["quarantine_id"], r["source"], r["file"], r["row_number"], r["field"] or "",
+            r["reason"])))
     out.print(table)
     summary = summarise(engine, status=status)
     out.print(f"{summary['total']:,} {status} row(s) in quarantine"
@@ -199,7 +201,7 @@ def quarantine_show(quarantine_id: Annotated[int, typer.Argument(help="Quarantin
 
     row = get_row(_engine(), quarantine_id)
     for k, v in row.items():
-        out.print(f"[bold]{k:>12}[/]: {v}", highlight=False, markup=True, soft_wrap=True)
+        out.print(Text.assemble((f"{k:>12}", "bold"), ": ", str(v)), soft_wrap=True)
 
 
 @quarantine_app.command("retry")
@@ -295,7 +297,8 @@ def main() -> None:
     try:
         app()
     except PulseError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        message = " ".join(str(exc).split())  # one line, whatever the terminal width
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
 
 
