@@ -42,7 +42,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from listeners.contract import LANDING_ORDER, SOURCES, Source
-from listeners.readers import Chunk, Reject, open_reader, records_frame, scan
+from listeners.readers import Chunk, Reject, given_columns, open_reader, records_frame, scan
 from listeners.validate import CODES, validate
 from pulse.errors import InputFileError, PulseError, UnknownSourceError
 from pulse.settings import get_settings
@@ -193,8 +193,8 @@ def _any_distinct(conn: Connection, cols: list[str], left: str, right: str,
     return " OR ".join(_distinct(conn, f"{left}.{c}", f"{right}.{rprefix}{c}") for c in cols)
 
 
-def _count_outcomes(conn: Connection, source: Source, stage: Table, dups: bool
-                    ) -> tuple[int, int, int]:
+def _count_outcomes(conn: Connection, source: Source, stage: Table, dups: bool,
+                    given: set[str]) -> tuple[int, int, int]:
     """(inserted, updated, unchanged) for the staged rows, before the merge.
 
     Without repeated keys each staged row is new, changed or the same as the warehouse row.
@@ -204,7 +204,7 @@ def _count_outcomes(conn: Connection, source: Source, stage: Table, dups: bool
     """
     target = ENTITY_TABLES[source.name].name
     key = source.key
-    cols = [c for c in source.columns if c != key]
+    cols = [c for c in source.columns if c != key and c in given]
     if not dups:
         changed = _any_distinct(conn, cols, "t", "s")
         sql = f"""
@@ -255,7 +255,7 @@ def _count_outcomes(conn: Connection, source: Source, stage: Table, dups: bool
 
 
 def _merge(conn: Connection, source: Source, stage: Table, dups: bool, run_id: int,
-           now: datetime) -> None:
+           now: datetime, given: set[str]) -> None:
     """One set-based upsert from staging into the warehouse; unchanged rows are not touched."""
     target = ENTITY_TABLES[source.name]
     key = source.key
@@ -276,7 +276,7 @@ def _merge(conn: Connection, source: Source, stage: Table, dups: bool, run_id: i
     )
     make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = make(target).from_select([*cols, "landed_at", "updated_at", "run_id"], rows)
-    changed = [c for c in cols if c != key]
+    changed = [c for c in cols if c != key and c in given]
     stmt = stmt.on_conflict_do_update(
         index_elements=[target.c[key]],
         set_={c: stmt.excluded[c] for c in [*changed, "updated_at", "run_id"]},
@@ -323,6 +323,8 @@ def _land_chunks(
     max_future = timedelta(hours=settings.max_future_skew_hours)
     seen: set[Any] = set()
     dups = False
+    given: set[str] = set()
+    staged = 0
     reasons: Counter[str] = Counter()
     for chunk in chunks:
         checked = validate(source, chunk.values, known_accounts=known, now=now,
@@ -339,7 +341,9 @@ def _land_chunks(
         if not dups and (keys.duplicated().any() or keys.isin(seen).any()):
             dups = True
         seen.update(keys.tolist())
+        given.update(source.columns if chunk.given is None else chunk.given)
         _load_stage(conn, stage, source, clean)
+        staged += len(clean)
         n = len(chunk.values) + len(chunk.rejects)
         result.read += n
         result.quarantined += len(rejected)
@@ -347,8 +351,10 @@ def _land_chunks(
             progress(n)
     if dups:
         conn.execute(text(f"CREATE INDEX ix{stage.name} ON {stage.name} ({source.key}, _row)"))
-    result.inserted, result.updated, result.unchanged = _count_outcomes(conn, source, stage, dups)
-    _merge(conn, source, stage, dups, run_id, now)
+    if staged:
+        result.inserted, result.updated, result.unchanged = _count_outcomes(
+            conn, source, stage, dups, given)
+        _merge(conn, source, stage, dups, run_id, now, given)
     stage.drop(conn)
     result.reasons = dict(reasons.most_common())
     return result
@@ -502,7 +508,7 @@ def _retry_chunks(source: Source, entries: list[tuple[int, str]]) -> Iterator[Ch
     values, bad = records_frame(objs, source)
     for row, fld, reason in bad:
         rejects.append(Reject(row, raw[row], fld, "not_scalar", reason))
-    yield Chunk(values=values, raw=raw, rejects=rejects)
+    yield Chunk(values=values, raw=raw, rejects=rejects, given=given_columns(objs, source))
 
 
 def retry_quarantine(

@@ -68,6 +68,9 @@ class Chunk:
     raw: dict[int, str] | None = None  # row -> original text, when already known
     original: _Original | None = None  # values as read, to rebuild the raw text lazily
     rejects: list[Reject] = field(default_factory=list)
+    #: the contract columns this chunk supplies; a column a file leaves out keeps its stored
+    #: value on update (None: all columns)
+    given: frozenset[str] | None = None
 
     def raw_text(self, row: int) -> str:
         if self.raw is not None and row in self.raw:
@@ -254,7 +257,8 @@ class CsvReader:
                 cols = [grid[:, i] for i in range(ncols)]
                 values = _frame({n: cols[i] for i, n in self.wanted}, rows, self.source)
                 yield Chunk(values=values, rejects=rejects,
-                            original=_Original(self.header, cols, rows))
+                            original=_Original(self.header, cols, rows),
+                            given=frozenset(n for _, n in self.wanted))
         finally:
             self._fh.close()
 
@@ -316,6 +320,14 @@ def records_frame(
     return pd.DataFrame(out, index=pd.Index(index, name="row"), dtype=object), bad
 
 
+def given_columns(records: list[tuple[int, dict[str, Any]]], source: Source) -> frozenset[str]:
+    """The contract columns that at least one of these JSON objects names."""
+    keys: set[str] = set()
+    for _, obj in records:
+        keys.update(str(k).strip().lower() for k in obj)
+    return frozenset(keys & set(source.columns))
+
+
 def _json_kind(value: Any) -> str:
     return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "value"
 
@@ -362,7 +374,8 @@ class JsonlReader:
                 values, bad = records_frame(objs, self.source, strict_lists=True)
                 for row, fld, reason in bad:
                     rejects.append(Reject(row, raw[row], fld, "not_scalar", reason))
-                yield Chunk(values=values, raw=raw, rejects=rejects)
+                yield Chunk(values=values, raw=raw, rejects=rejects,
+                            given=given_columns(objs, self.source))
         self.unknown = sorted(self._seen_keys - set(self.source.columns))
 
 

@@ -7,17 +7,18 @@ caller's process (a test session, the `pulse` command) keeps its own configurati
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from pulse.errors import ConfigError, PulseError
 from pulse.settings import PROJECT_ROOT, Settings, get_settings
@@ -29,11 +30,12 @@ DAGS_FOLDER = PROJECT_ROOT / "dags"
 #: Written into AIRFLOW_HOME after a successful `airflow db migrate`.
 MIGRATED_STAMP = "pulse-db-migrated.json"
 
-# What `airflow dags test` prints when a task instance ends badly, e.g.
-# `... [info] Task finished ... task_id=land map_index=2 ... state=failed ...` in Airflow 3.
-_TASK_FAILED = re.compile(r"\bstate=(?:failed|upstream_failed)\b")
-_TASK_ID = re.compile(r"\btask_id=(\S+)")
-_MAP_INDEX = re.compile(r"\bmap_index=(-?\d+)")
+# `airflow dags test` ends with `DagRun Finished: dag_id=..., ..., run_id=..., ..., state=...`.
+_RUN_FINISHED = re.compile(
+    r"DagRun Finished: dag_id=(?P<dag_id>[^,\s]+),.*?\brun_id=(?P<run_id>[^,\s]+),"
+)
+# The last line of a task's traceback: `airflow.sdk.exceptions.AirflowFailException: 2 file(s)...`
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit): .+")
 
 
 def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
@@ -56,10 +58,15 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{airflow_home / 'airflow.db'}"
-    # Quiet and offline: no provider-manifest warnings for absent extras, no ANSI colours in
-    # logs that end up in files and test reports.
+    # Quiet: no ANSI colours in logs that end up in files and test reports, and none of the
+    # two warnings every CLI start prints that say nothing about Pulse (no graphviz for
+    # `dags show`; FastAPI's test client, which `dags test` runs its execution API on).
     env.setdefault("AIRFLOW__LOGGING__COLORED_CONSOLE_LOG", "False")
-    env.setdefault("AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS", "True")
+    quiet = [
+        "ignore:Could not import graphviz",
+        "ignore:Using `httpx` with `starlette.testclient` is deprecated",
+    ]
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS", ""), *quiet]))
     return env
 
 
@@ -76,18 +83,25 @@ def ensure_airflow_db(env: Mapping[str, str]) -> None:
     home.mkdir(parents=True, exist_ok=True)
     stamp_path = home / MIGRATED_STAMP
     with _locked(home / ".pulse-db-migrate.lock"):
-        wanted = {"airflow": _airflow_version(), "sql_alchemy_conn": conn}
+        # The URL may hold a password: the stamp keeps only its digest.
+        digest = hashlib.sha256(conn.encode()).hexdigest()
+        wanted = {"airflow": _airflow_version(), "sql_alchemy_conn_sha256": digest}
         stamp = _read_json(stamp_path)
-        if stamp and {k: stamp.get(k) for k in wanted} == wanted:
-            if stamp.get("revision") and _db_revision(conn) == stamp["revision"]:
-                log.debug("airflow metadata database at %s is migrated", home)
-                return
+        if (
+            stamp
+            and {k: stamp.get(k) for k in wanted} == wanted
+            and stamp.get("revision")
+            and _db_revision(conn) == stamp["revision"]
+        ):
+            log.debug("airflow metadata database at %s is migrated", home)
+            return
         log.info("migrating the airflow metadata database in %s", home)
         proc = subprocess.run(
             [airflow_executable(), "db", "migrate"],
             env=dict(env),
             capture_output=True,
             text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise PulseError(
@@ -135,30 +149,36 @@ def run_dag_test(
     sink.flush()
     out = "".join(lines)
     result = subprocess.CompletedProcess(args, returncode, stdout=out, stderr=None)
-    failed = failed_tasks(out)
+    finished = _RUN_FINISHED.search(out)
+    failed = failed_task_instances(env, dag_id, finished["run_id"]) if finished else []
     if returncode != 0 or failed:
-        what = f"failed tasks: {', '.join(failed)}" if failed else _last_line(out)
-        raise PulseError(f"airflow dags test {dag_id} failed (exit {returncode}); {what}")
+        what = [f"{', '.join(failed)} failed" if failed else "", _last_error(out)]
+        raise PulseError(
+            f"airflow dags test {dag_id} failed (exit {returncode}): "
+            + "; ".join(w for w in what if w)
+        )
     return result
 
 
-def failed_tasks(output: str) -> list[str]:
-    """Task instances (`task_id` or `task_id[map_index]`) that `airflow dags test` reports
-    as failed or upstream-failed, in order of appearance."""
-    failed: list[str] = []
-    for line in output.splitlines():
-        if not _TASK_FAILED.search(line):
-            continue
-        task = _TASK_ID.search(line)
-        if not task:
-            continue
-        name = task.group(1).strip("'\",")
-        index = _MAP_INDEX.search(line)
-        if index and index.group(1) != "-1":
-            name = f"{name}[{index.group(1)}]"
-        if name not in failed:
-            failed.append(name)
-    return failed
+def failed_task_instances(env: Mapping[str, str], dag_id: str, run_id: str) -> list[str]:
+    """Task instances of one DAG run that ended failed or upstream-failed, as `task_id` or
+    `task_id[map_index]`, read from the Airflow metadata database `env` points at."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_required(env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT task_id, map_index FROM task_instance WHERE dag_id = :dag_id "
+                    "AND run_id = :run_id AND state IN ('failed', 'upstream_failed') "
+                    "ORDER BY task_id, map_index"
+                ),
+                {"dag_id": dag_id, "run_id": run_id},
+            ).all()
+    finally:
+        engine.dispose()
+    return [task if index < 0 else f"{task}[{index}]" for task, index in rows]
 
 
 def airflow_executable() -> str:
@@ -177,10 +197,11 @@ def airflow_executable() -> str:
 def _absolute_database_url(url: str) -> str:
     """`url` with a relative SQLite path made absolute; other URLs unchanged."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy.exc.ArgumentError
+    except ArgumentError as exc:
         raise ConfigError(f"invalid database URL {url!r}: {exc}") from None
     if parsed.get_backend_name() != "sqlite":
         return url
@@ -197,16 +218,24 @@ def _db_revision(conn: str) -> str | None:
     """The Alembic revision the Airflow metadata database is at, or None if it has none."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
-    url = make_url(conn)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        if not Path(url.database).exists():
+    try:
+        url = make_url(conn)
+        if (
+            url.get_backend_name() == "sqlite"
+            and url.database
+            and url.database != ":memory:"
+            and not Path(url.database).exists()
+        ):
             return None
-    engine = create_engine(url)
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError):  # a URL or driver Airflow will complain about
+        return None
     try:
         with engine.connect() as connection:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except Exception:  # no such table, no server: either way, migrate
+    except SQLAlchemyError:  # no such table, no server: either way, migrate
         return None
     finally:
         engine.dispose()
@@ -247,6 +276,14 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigError(f"{name} is not set: build the environment with airflow_environ()")
     return value
+
+
+def _last_error(output: str) -> str:
+    """The last exception message in `output`, or its last line; shortened to one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    line = (errors or lines or ["no output"])[-1]
+    return line if len(line) <= 500 else line[:497] + "..."
 
 
 def _last_line(text: str | None) -> str:

@@ -154,6 +154,28 @@ def test_a_later_file_updates_an_account(engine: Engine, tmp_path: Path) -> None
     assert (acc1.mrr, acc1.updated_at, acc1.run_id) == (Decimal(1250), DAY1, first.run_id)
 
 
+def test_a_column_a_later_file_leaves_out_keeps_its_stored_value(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _land(engine, _write(tmp_path, "accounts.csv", ACCOUNTS), now=DAY1)
+    partial = "account_id,name,mrr\nacc-2,Zoë & Müller GmbH,300\n"
+
+    result = _land(engine, _write(tmp_path, "accounts_mrr.csv", partial), now=DAY2)
+
+    assert _counts(result) == (1, 0, 1, 0, 0)
+    with Session(engine) as session:
+        acc2 = session.get(Account, "acc-2")
+    assert acc2 is not None
+    assert (acc2.mrr, acc2.currency, acc2.seats) == (Decimal(300), "EUR", 3)
+    # an empty value in a column the file does give still clears it
+    cleared = "account_id,name,mrr,seats\nacc-2,Zoë & Müller GmbH,300,\n"
+    assert _counts(_land(engine, _write(tmp_path, "accounts_seats.csv", cleared))) == (
+        1, 0, 1, 0, 0)
+    with Session(engine) as session:
+        acc2 = session.get(Account, "acc-2")
+    assert acc2 is not None and acc2.seats is None and acc2.currency == "EUR"
+
+
 @pytest.mark.parametrize("batch", [None, 1])
 def test_a_ticket_opened_then_solved_in_one_file(
     engine: Engine, world: dict[str, Path], batch: int | None
@@ -176,24 +198,30 @@ def test_a_crash_after_staging_leaves_nothing_half_written(
 ) -> None:
     staged: list[int] = []
 
-    def crash(conn: Any, source: Any, stage: Any, *args: Any) -> None:
+    def crash_at_merge(conn: Any, source: Any, stage: Any, *args: Any) -> None:
         staged.append(conn.execute(select(func.count()).select_from(stage)).scalar_one())
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(listeners.landing, "_merge", crash)
-    with pytest.raises(RuntimeError, match="disk full"):
-        land_file(engine, world["contacts"], now=DAY1)  # no accounts: 4 rows quarantined
+    def crash_at_finish(*args: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(listeners.landing, "_merge", crash_at_merge)
     with pytest.raises(RuntimeError, match="disk full"):
         land_file(engine, world["accounts"], now=DAY1)
+    assert staged == [3]  # the crash came after staging
+    monkeypatch.undo()
+    # contacts without their accounts: 4 rows quarantined, then a crash before the commit
+    monkeypatch.setattr(listeners.landing, "_finish_run", crash_at_finish)
+    with pytest.raises(RuntimeError, match="disk full"):
+        land_file(engine, world["contacts"], now=DAY1)
 
-    assert staged == [0, 3]  # the crash came after staging
     assert all(_count(engine, t) == 0 for t in [*ENTITY_TABLES.values(), Q])
     with engine.connect() as conn:
         runs = conn.execute(select(IngestRun.file, IngestRun.status, IngestRun.error)
                             .order_by(IngestRun.run_id)).all()
     assert [tuple(r) for r in runs] == [
-        ("contacts.csv", "failed", "RuntimeError: disk full"),
         ("accounts.csv", "failed", "RuntimeError: disk full"),
+        ("contacts.csv", "failed", "RuntimeError: disk full"),
     ]
 
     monkeypatch.undo()
