@@ -1,10 +1,12 @@
 """The main job on the embedded default (`make demo`): a demo world through the real DAGs."""
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -60,6 +62,25 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     console.print(f"ingest runs: {runs or 'none'}")
 
 
+class _TaskEcho(io.TextIOBase):
+    """Keeps Airflow's whole output in a file and echoes one line per finished task."""
+
+    _END = re.compile(r"\[DAG TEST\] end task task_id=(\S+) map_index=(-?\d+)")
+
+    def __init__(self, sink: IO[str], console: Console) -> None:
+        self.sink, self.console = sink, console
+
+    def write(self, s: str) -> int:
+        self.sink.write(s)
+        for m in self._END.finditer(s):
+            index = "" if m[2] == "-1" else f"[{m[2]}]"
+            self.console.print(f"   task {m[1]}{index} done", highlight=False)
+        return len(s)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+
 def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Console) -> None:
     from pulse.airflow_env import airflow_environ, ensure_airflow_db, run_dag_test
     from pulse.demo import generate
@@ -104,8 +125,12 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     env = airflow_environ(settings)
     with console.status("migrating Airflow's metadata database"):
         ensure_airflow_db(env)
-    console.print("[bold]5.[/] running the Airflow DAG pulse_ingest for real (airflow dags test)")
-    run_dag_test("pulse_ingest", env=env)
+    log_path = settings.airflow_home / "logs" / "pulse_ingest-demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console.print("[bold]5.[/] running the Airflow DAG pulse_ingest for real (airflow dags test); "
+                  f"full log in {log_path}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        run_dag_test("pulse_ingest", env=env, output=_TaskEcho(log_file, console))
 
     data = warehouse_summary(engine)
     print_summary(data, console)

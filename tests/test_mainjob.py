@@ -1,0 +1,37 @@
+"""`pulse demo run`, the main job behind `make demo`, run as a user runs it."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from sql.db import make_engine
+from sql.schema import ENTITY_TABLES, IngestRun
+
+PULSE = str(Path(sys.executable).parent / "pulse")
+
+
+@pytest.mark.airflow
+def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
+    env = {**os.environ, "PULSE_HOME": str(pulse_home), "COLUMNS": "200"}
+    env.pop("PULSE_DATABASE_URL", None)
+    proc = subprocess.run([PULSE, "demo", "run", "--accounts", "40", "--days", "21"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "task report done" in proc.stdout
+    pairs = re.findall(r"(\w+) (\d+)/(\d+)", proc.stdout.split("vs rows quarantined:")[1])
+    assert len(pairs) == 7 and all(a == b for _, a, b in pairs), pairs
+    engine = make_engine(f"sqlite:///{pulse_home / 'pulse.db'}")
+    with engine.connect() as conn:
+        accounts = conn.execute(
+            select(func.count()).select_from(ENTITY_TABLES["accounts"])).scalar_one()
+        failed = conn.execute(
+            select(func.count()).where(IngestRun.status != "ok")).scalar_one()
+    engine.dispose()
+    assert accounts == 40 and failed == 0
+    assert not list((pulse_home / "landing").iterdir())  # every file moved aside
