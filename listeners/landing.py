@@ -29,6 +29,7 @@ from sqlalchemy import (
     Engine,
     MetaData,
     Table,
+    delete,
     func,
     insert,
     literal,
@@ -570,6 +571,12 @@ def retry_quarantine(
         except Exception as exc:
             _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
             raise
+        if not landed:
+            # a retry that re-lands nothing changes nothing: it leaves no run behind either,
+            # so a schedule that retries every few minutes does not flood the run log
+            with engine.begin() as conn:
+                conn.execute(delete(IngestRun).where(IngestRun.run_id == run_id))
+            result.run_id = None
         log.info("quarantine retry for %s: %d relanded, %d still quarantined",
                  src_name, len(landed), len(still))
         total.add(result)

@@ -380,3 +380,15 @@ def test_retry_leaves_undecodable_rows_alone(engine: Engine) -> None:
         assert conn.execute(select(Q.c.status, Q.c.code)).one() == ("open", "bad_encoding")
         assert conn.execute(select(ENTITY_TABLES["usage"].c.event_id)).scalars().all() == [
             "ev-good"]
+
+
+def test_a_retry_that_relands_nothing_leaves_no_run(engine: Engine, world: dict[str, Path]
+                                                    ) -> None:
+    _land(engine, world["contacts"], now=DAY1)  # no accounts yet: all quarantined
+    runs_before = _count(engine, IngestRun)
+
+    result = retry_quarantine(engine, code="unknown_account")
+
+    assert (result.read, result.quarantined, result.run_id) == (4, 4, None)
+    assert _count(engine, IngestRun) == runs_before
+    assert _count(engine, Q) == 4
