@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ from sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow
 from sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
-UTC = timezone.utc
 
 
 @dataclass

@@ -8,11 +8,10 @@ once (pandas), never row by row.
 from __future__ import annotations
 
 import json
-import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
@@ -21,8 +20,6 @@ import pandas as pd
 from listeners.contract import Field, Source
 from listeners.iso4217 import CURRENCIES
 from sql.schema import Money
-
-UTC = timezone.utc
 
 ID_RE = r"[^\s\x00-\x1f]{1,64}"
 DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"
@@ -177,7 +174,8 @@ def validate(
         a, b = clean[later], clean[earlier]
         errs.add(
             a.notna() & b.notna() & (a < b), later, "out_of_order",
-            lambda v: f"{later} is before {earlier} (" + v.map(str) + ")", values[later],
+            lambda v, a_=later, b_=earlier: f"{a_} is before {b_} (" + v.map(str) + ")",
+            values[later],
         )
     errors = errs.frame()
     out = pd.DataFrame(clean, index=values.index)

@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from sqlalchemy import Engine, text
 
 from sql.db import create_schema, drop_schema, make_engine, upgrade
 
-UTC = timezone.utc
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 USAGE_COLS = ["event_id", "account_id", "occurred_at", "feature", "contact_id", "component",
               "region", "quantity", "outcome"]

@@ -6,7 +6,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -148,7 +148,7 @@ def ingest(
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task(f"{path.name}", total=None)
                 results.append(land_file(engine, path, source=name,
-                                         progress=lambda n: bar.advance(task, n)))
+                                         progress=lambda n, t=task: bar.advance(t, n)))
         else:
             results.append(land_file(engine, path, source=name))
     _print_results(results, fmt)
@@ -159,8 +159,8 @@ def ingest(
 
 @quarantine_app.command("list")
 def quarantine_list(
-    source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
-    code: Annotated[Optional[str], typer.Option(help="Only this reason code.")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    code: Annotated[str | None, typer.Option(help="Only this reason code.")] = None,
     status: Annotated[str, typer.Option(help="open, relanded or all.")] = "open",
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
     fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
@@ -206,10 +206,10 @@ def quarantine_show(quarantine_id: Annotated[int, typer.Argument(help="Quarantin
 
 @quarantine_app.command("retry")
 def quarantine_retry(
-    source: Annotated[Optional[str], typer.Option(help="Only this source.")] = None,
-    code: Annotated[Optional[str], typer.Option(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    code: Annotated[str | None, typer.Option(
         help="Only rows stopped for this reason code, e.g. unknown_account.")] = None,
-    ids: Annotated[Optional[list[int]], typer.Option("--id", help="Only these ids.")] = None,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Only these ids.")] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Validate open quarantined rows again and land the ones that now pass."""
@@ -229,7 +229,7 @@ def demo_generate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path(
         "var/demo"),
-    end: Annotated[Optional[str], typer.Option(help="Last day, YYYY-MM-DD (default today).")]
+    end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default today).")]
     = None,
 ) -> None:
     """Write all seven sources of a believable B2B SaaS company, plus the hidden truth."""
@@ -282,7 +282,7 @@ def summary(fmt: Annotated[Format, typer.Option("--format")] = Format.table) -> 
 @bench_app.command("ingest")
 def bench_ingest(
     rows: Annotated[int, typer.Option(help="Usage rows to generate.", min=1000)] = 200_000,
-    postgres_url: Annotated[Optional[str], typer.Option(
+    postgres_url: Annotated[str | None, typer.Option(
         help="PostgreSQL to measure too (default PULSE_TEST_POSTGRES_URL or local test db); "
         "'none' to skip.")] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,

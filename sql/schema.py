@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -46,7 +46,7 @@ class Base(DeclarativeBase):
 class Lineage:
     landed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    run_id: Mapped[Optional[int]] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Account(Lineage, Base):
@@ -55,15 +55,15 @@ class Account(Lineage, Base):
     name: Mapped[str] = mapped_column(String(200))
     mrr: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
-    plan: Mapped[Optional[str]] = mapped_column(String(64))
-    segment: Mapped[Optional[str]] = mapped_column(String(64))
-    region: Mapped[Optional[str]] = mapped_column(String(64))
-    csm_email: Mapped[Optional[str]] = mapped_column(String(254))
-    domain: Mapped[Optional[str]] = mapped_column(String(253))
-    x_handle: Mapped[Optional[str]] = mapped_column(String(15))
-    seats: Mapped[Optional[int]] = mapped_column(Integer)
-    created_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    renewal_date: Mapped[Optional[date]] = mapped_column(Date)
+    plan: Mapped[str | None] = mapped_column(String(64))
+    segment: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
+    csm_email: Mapped[str | None] = mapped_column(String(254))
+    domain: Mapped[str | None] = mapped_column(String(253))
+    x_handle: Mapped[str | None] = mapped_column(String(15))
+    seats: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    renewal_date: Mapped[date | None] = mapped_column(Date)
 
 
 class Contact(Lineage, Base):
@@ -71,11 +71,11 @@ class Contact(Lineage, Base):
     contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
     email: Mapped[str] = mapped_column(String(254))
-    name: Mapped[Optional[str]] = mapped_column(String(200))
-    role: Mapped[Optional[str]] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64))
-    locale: Mapped[Optional[str]] = mapped_column(String(35))
-    x_handle: Mapped[Optional[str]] = mapped_column(String(15))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    x_handle: Mapped[str | None] = mapped_column(String(15))
     opted_out: Mapped[bool] = mapped_column(Boolean)
 
 
@@ -85,9 +85,9 @@ class UsageEvent(Lineage, Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     feature: Mapped[str] = mapped_column(String(100))
-    contact_id: Mapped[Optional[str]] = mapped_column(String(64))
-    component: Mapped[Optional[str]] = mapped_column(String(100))
-    region: Mapped[Optional[str]] = mapped_column(String(64))
+    contact_id: Mapped[str | None] = mapped_column(String(64))
+    component: Mapped[str | None] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(64))
     quantity: Mapped[float] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(8))
     __table_args__ = (Index("ix_usage_events_account_time", "account_id", "occurred_at"),)
@@ -100,9 +100,9 @@ class PurchaseEvent(Lineage, Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     kind: Mapped[str] = mapped_column(String(32))
     amount: Mapped[Decimal] = mapped_column(Money)
-    currency: Mapped[Optional[str]] = mapped_column(String(3))
-    plan: Mapped[Optional[str]] = mapped_column(String(64))
-    mrr_after: Mapped[Optional[Decimal]] = mapped_column(Money)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    plan: Mapped[str | None] = mapped_column(String(64))
+    mrr_after: Mapped[Decimal | None] = mapped_column(Money)
     __table_args__ = (Index("ix_purchase_events_account_time", "account_id", "occurred_at"),)
 
 
@@ -111,13 +111,13 @@ class Ticket(Lineage, Base):
     ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    contact_id: Mapped[Optional[str]] = mapped_column(String(64))
-    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    status: Mapped[Optional[str]] = mapped_column(String(16))
-    channel: Mapped[Optional[str]] = mapped_column(String(16))
-    priority: Mapped[Optional[str]] = mapped_column(String(16))
-    subject: Mapped[Optional[str]] = mapped_column(Text)
-    body: Mapped[Optional[str]] = mapped_column(Text)
+    contact_id: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (Index("ix_tickets_account_time", "account_id", "opened_at"),)
 
 
@@ -128,11 +128,11 @@ class Mention(Lineage, Base):
     text: Mapped[str] = mapped_column(Text)
     author_handle: Mapped[str] = mapped_column(String(64), index=True)
     platform: Mapped[str] = mapped_column(String(32))
-    author_id: Mapped[Optional[str]] = mapped_column(String(64))
-    lang: Mapped[Optional[str]] = mapped_column(String(16))
-    url: Mapped[Optional[str]] = mapped_column(Text)
-    in_reply_to_id: Mapped[Optional[str]] = mapped_column(String(64))
-    account_id: Mapped[Optional[str]] = mapped_column(ForeignKey("accounts.account_id"))
+    author_id: Mapped[str | None] = mapped_column(String(64))
+    lang: Mapped[str | None] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(Text)
+    in_reply_to_id: Mapped[str | None] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.account_id"))
 
 
 class Incident(Lineage, Base):
@@ -141,8 +141,8 @@ class Incident(Lineage, Base):
     title: Mapped[str] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))
-    impact: Mapped[Optional[str]] = mapped_column(String(16))
-    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    impact: Mapped[str | None] = mapped_column(String(16))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     components: Mapped[Any] = mapped_column(JSONDoc)
     regions: Mapped[Any] = mapped_column(JSONDoc)
 
@@ -154,16 +154,16 @@ class IngestRun(Base):
     run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(32))
     file: Mapped[str] = mapped_column(Text)
-    file_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # running, ok, failed
     read: Mapped[int] = mapped_column(Integer, default=0)
     inserted: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     quarantined: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (Index("ix_ingest_runs_source_started", "source", "started_at"),)
 
 
@@ -172,20 +172,20 @@ class QuarantineRow(Base):
 
     __tablename__ = "quarantine"
     quarantine_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     source: Mapped[str] = mapped_column(String(32))
     file: Mapped[str] = mapped_column(Text)
     row_number: Mapped[int] = mapped_column(Integer)
     raw: Mapped[str] = mapped_column(Text)
     #: sha256 of the raw text: the same bad row seen again is the same quarantine entry
     row_hash: Mapped[str] = mapped_column(String(64))
-    field: Mapped[Optional[str]] = mapped_column(String(64))
+    field: Mapped[str | None] = mapped_column(String(64))
     code: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     landed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # open, relanded
-    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    resolved_run_id: Mapped[Optional[int]] = mapped_column(Integer)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_run_id: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (
         Index("ix_quarantine_source_status", "source", "status"),
         UniqueConstraint("source", "row_hash", name="uq_quarantine_source_row_hash"),

@@ -1,15 +1,13 @@
 """Column types that behave the same on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
-
-UTC = timezone.utc
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -6,10 +6,11 @@ Create Date: 2026-11-25 11:40:12.305775
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import sql.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import sql.types
 
 revision = '0001'
 down_revision = None
