@@ -337,10 +337,9 @@ def _land_chunks(
             on_reject(rejected)
             reasons.update(reason_key(r.field, r.code) for r in rejected)
         clean = checked.clean
-        keys = clean[source.key]
-        if not dups and (keys.duplicated().any() or keys.isin(seen).any()):
-            dups = True
-        seen.update(keys.tolist())
+        before = len(seen)
+        seen.update(clean[source.key].to_numpy())
+        dups = dups or len(seen) != before + len(clean)  # a key repeated, here or earlier
         given.update(source.columns if chunk.given is None else chunk.given)
         _load_stage(conn, stage, source, clean)
         staged += len(clean)
