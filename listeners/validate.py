@@ -8,6 +8,7 @@ once (pandas), never row by row.
 from __future__ import annotations
 
 import json
+import re
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,10 +26,6 @@ ID_RE = r"[^\s\x00-\x1f]{1,64}"
 DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"
 NUMBER_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 INT_RE = r"[+-]?\d+(?:\.0*)?"
-TS_RE = (
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-    r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?)?"
-)
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 EMAIL_RE = (
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
@@ -102,33 +99,101 @@ def _quote_choices(choices: tuple[str, ...]) -> str:
 
 
 class _Errors:
-    """Collects the first error per row."""
+    """Collects the first error per row (numpy masks: no per-value Python work)."""
 
     def __init__(self, index: pd.Index) -> None:
-        self.field = pd.Series(None, index=index, dtype=object)
-        self.code = pd.Series(None, index=index, dtype=object)
-        self.reason = pd.Series(None, index=index, dtype=object)
+        self.index = index
+        self.bad = np.zeros(len(index), dtype=bool)
+        self.field = np.full(len(index), None, dtype=object)
+        self.code = np.full(len(index), None, dtype=object)
+        self.reason = np.full(len(index), None, dtype=object)
 
     def add(
-        self, mask: pd.Series, field: str, code: str,
+        self, mask: pd.Series | np.ndarray, field: str, code: str,
         reason: Callable[[pd.Series], pd.Series] | str, values: pd.Series | None = None,
     ) -> None:
-        mask = mask.fillna(False).astype(bool) & self.code.isna()
-        if not mask.any():
+        if isinstance(mask, pd.Series):
+            mask = mask.to_numpy(dtype=bool, na_value=False)
+        new = mask & ~self.bad
+        if not new.any():
             return
-        self.field[mask] = field
-        self.code[mask] = code
+        self.bad |= new
+        self.field[new] = field
+        self.code[new] = code
         if isinstance(reason, str):
-            self.reason[mask] = reason
+            self.reason[new] = reason
         else:
             assert values is not None
-            self.reason[mask] = reason(values[mask])
+            self.reason[new] = reason(values[new]).to_numpy(dtype=object)
 
     def frame(self) -> pd.DataFrame:
-        bad = self.code.notna()
+        bad = self.bad
         return pd.DataFrame(
-            {"field": self.field[bad], "code": self.code[bad], "reason": self.reason[bad]}
+            {"field": self.field[bad], "code": self.code[bad], "reason": self.reason[bad]},
+            index=self.index[bad],
         )
+
+
+_STR = np.dtypes.StringDType()
+_ASCII_SPACE = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_PADDED = re.compile(r"(?:^|\n)\s|\s(?:\n|$)")
+_SPACE_OR_CONTROL = re.compile(r"[^\S\n]|[\x00-\x09\x0b-\x1f]")
+
+
+def _lengths(joined: str, values: list[str]) -> np.ndarray:
+    """The length of each value, from the newline positions of the joined column (ASCII)."""
+    if joined.isascii():
+        ends = np.flatnonzero(np.frombuffer(joined.encode("ascii"), dtype=np.uint8) == 10)
+        if len(ends) == len(values) - 1:  # no value holds a newline of its own
+            bounds = np.concatenate(([-1], ends, [len(joined)]))
+            return np.diff(bounds) - 1
+    return np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+
+
+def _padded(joined: str) -> bool:
+    """Whether any value of a newline-joined column starts or ends with white space."""
+    if joined.isascii() and not any(ch in joined for ch in _ASCII_SPACE):
+        return False  # memchr scans: no white space anywhere, so none at the edges
+    return _PADDED.search(joined) is not None
+
+
+def _normalise(col: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """Trimmed values (None when missing or empty), whether present, lengths, NUL flags.
+
+    The common case (every value present, none padded, none empty, no NUL) is recognised with
+    a few scans of the whole column joined into one string, which run in C; only a column
+    that fails them is trimmed value by value (on numpy's native string arrays).
+    """
+    vals = col.to_numpy(dtype=object)
+    values = vals.tolist()
+    n = len(values)
+    try:
+        joined = "\n".join(values)  # raises TypeError when a value is missing (None/NaN)
+    except TypeError:
+        joined = None
+    if n and joined is not None and "\x00" not in joined and not _padded(joined):
+        lens = _lengths(joined, values)
+        if lens.min() > 0:
+            return (pd.Series(vals, index=col.index, dtype=object), np.ones(n, dtype=bool),
+                    lens, np.zeros(n, dtype=bool))
+    present = ~pd.isna(vals)
+    some = vals[present]
+    raw = np.array(some, dtype=_STR)
+    trimmed = np.strings.strip(raw)
+    lengths = np.strings.str_len(trimmed)
+    changed = lengths != np.strings.str_len(raw)
+    empty = lengths == 0
+    some = some.copy()
+    some[changed] = trimmed[changed].astype(object)
+    some[empty] = None
+    out = np.full(n, None, dtype=object)
+    out[present] = some
+    lens = np.zeros(n, dtype=np.int64)
+    lens[present] = lengths
+    present[present] = ~empty
+    # numpy treats "\x00" as an empty needle: test the Python strings instead
+    has_nul = np.array([v is not None and "\x00" in v for v in out.tolist()], dtype=bool)
+    return pd.Series(out, index=col.index, dtype=object), present, lens, has_nul
 
 
 def _fm(s: pd.Series, pattern: str) -> pd.Series:
@@ -154,15 +219,14 @@ def validate(
     errs = _Errors(values.index)
     clean: dict[str, pd.Series] = {}
     for f in source.fields:
-        s = values[f.name].astype(object).str.strip()
-        s = s.where(s.notna() & (s != ""), None)
-        present = s.notna()
+        s, present_, lens, has_nul = _normalise(values[f.name])
+        present = pd.Series(present_, index=s.index)
         if f.required:
             errs.add(~present, f.name, "missing_required", "required value is missing")
         # PostgreSQL cannot store NUL in text: refuse it on every database alike
-        errs.add(present & s.str.contains("\x00", regex=False), f.name, "bad_encoding",
+        errs.add(has_nul, f.name, "bad_encoding",
                  "the value contains a NUL character (\\x00), which cannot be stored")
-        clean[f.name] = _check(f, s, present, errs, latest)
+        clean[f.name] = _check(f, s, present, errs, latest, lens)
         if f.references_account and known_accounts is not None:
             ok = known_accounts(clean[f.name].where(present, ""))
             errs.add(
@@ -179,18 +243,22 @@ def validate(
         )
     errors = errs.frame()
     out = pd.DataFrame(clean, index=values.index)
-    return Validated(clean=out.loc[~out.index.isin(errors.index)], errors=errors)
+    return Validated(clean=out.loc[~errs.bad], errors=errors)
 
 
-def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd.Timestamp
-           ) -> pd.Series:
+def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd.Timestamp,
+           lens: np.ndarray) -> pd.Series:
     name = f.name
     if f.kind in ("id", "text"):
         if f.kind == "id" and not f.references_account:  # the reference check covers those
-            errs.add(present & ~_fm(s, ID_RE), name, "bad_id",
-                     _not("an id of 1 to 64 characters without spaces"), s)
+            # one scan of the whole column for a space or control character; the per-value
+            # pattern runs only when that scan finds one
+            joined = "\n".join(s[present].tolist())
+            if (lens > 64).any() or _SPACE_OR_CONTROL.search(joined):
+                errs.add(present & ~_fm(s, ID_RE), name, "bad_id",
+                         _not("an id of 1 to 64 characters without spaces"), s)
         if f.max_len:
-            errs.add(present & (s.str.len() > f.max_len), name, "too_long",
+            errs.add(lens > f.max_len, name, "too_long",
                      lambda v: f"expected at most {f.max_len} characters (found "
                      + v.str.len().map(str) + ")", s)
         return s.where(present, f.default)
@@ -201,9 +269,13 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
             "number": (NUMBER_RE, "bad_number", "a number"),
             "int": (INT_RE, "bad_int", "a whole number"),
         }[f.kind]
-        ok = _fm(s, pattern)
+        if f.kind == "number":  # the numeric parser is the check: no per-value regex
+            num = pd.to_numeric(s, errors="coerce")
+            ok = num.notna() | ~present
+        else:
+            ok = _fm(s, pattern)
+            num = pd.to_numeric(s.where(ok), errors="coerce")
         errs.add(present & ~ok, name, code, _not(what), s)
-        num = pd.to_numeric(s.where(ok), errors="coerce")
         errs.add(present & ok & ~np.isfinite(num), name, code, _not(what), s)
         fits = pd.Series(True, index=s.index)
         if f.kind == "decimal":
@@ -231,10 +303,9 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
         return b.where(present, f.default).astype("boolean")
 
     if f.kind == "timestamp":
-        ok = _fm(s, TS_RE)
-        ts = pd.to_datetime(s.where(ok).str.replace(",", ".", regex=False),
-                            format="ISO8601", utc=True, errors="coerce")
-        errs.add(present & (~ok | ts.isna()), name, "bad_timestamp",
+        # pandas' ISO 8601 parser is strict about the form; a value it cannot read is refused
+        ts = pd.to_datetime(s, format="ISO8601", utc=True, errors="coerce")
+        errs.add(present & ts.isna(), name, "bad_timestamp",
                  _not("an ISO 8601 timestamp such as 2026-05-01T09:30:00Z"), s)
         errs.add(present & (ts < EARLIEST), name, "implausible_timestamp",
                  _not("a timestamp after 1990-01-01"), s)
@@ -250,7 +321,10 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
         return d.dt.date.where(d.notna(), None)
 
     if f.kind == "enum":
-        low = s.str.lower()
+        low = s.copy()
+        odd = present & ~s.isin(f.choices)  # lower-case only what is not already a choice
+        if odd.any():
+            low[odd] = s[odd].str.lower()
         errs.add(present & ~low.isin(f.choices), name, "bad_enum",
                  _not(_quote_choices(f.choices)), s)
         return low.where(present, f.default)
