@@ -125,7 +125,8 @@ def _stage_table(source: Source, name: str, dialect: str) -> Table:
     return Table(name, MetaData(), *cols, Column("_row", BigInteger), prefixes=["TEMPORARY"], **kw)
 
 
-def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str) -> list[list[Any]]:
+def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
+                trailing: list[Any] | None = None) -> list[list[Any]]:
     """Rows for the staging load, as each database stores them.
 
     SQLite gets what SQLAlchemy's SQLite types store (naive UTC text timestamps, 0/1 booleans);
@@ -149,7 +150,10 @@ def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str) -> list[list[
         arr = out.to_numpy(dtype=object, copy=True)
         arr[s.isna().to_numpy()] = None
         cols.append(arr)
-    cols.append(clean.index.to_numpy(dtype=object))
+    if trailing is None:
+        cols.append(clean.index.to_numpy(dtype=object))  # the row number, for staging
+    else:
+        cols.extend(np.full(len(clean), v, dtype=object) for v in trailing)
     grid = np.empty((len(clean), len(cols)), dtype=object)
     for i, col in enumerate(cols):
         grid[:, i] = col
@@ -181,6 +185,46 @@ def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFr
             _stage_rows(source, clean, "sqlite"),
         )
         cur.close()
+
+
+class _NeedsMerge(Exception):
+    """A direct load met a key that repeats or is already stored: the staged merge must
+    handle the file."""
+
+
+#: sources whose rows are immutable events, usually new: tried with a direct load first
+DIRECT_SOURCES = frozenset({"usage", "purchases", "mentions"})
+
+
+def _load_direct(conn: Connection, source: Source, clean: pd.DataFrame, *, now: datetime,
+                 run_id: int) -> None:
+    """Plain inserts straight into the warehouse table (COPY on PostgreSQL)."""
+    if clean.empty:
+        return
+    target = ENTITY_TABLES[source.name].name
+    names = [*source.columns, "landed_at", "updated_at", "run_id"]
+    try:
+        _insert_direct(conn, source, clean, names, target, now=now, run_id=run_id)
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:  # a key already in the table
+        raise _NeedsMerge(source.name) from exc
+
+
+def _insert_direct(conn: Connection, source: Source, clean: pd.DataFrame, names: list[str],
+                   target: str, *, now: datetime, run_id: int) -> None:
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if conn.dialect.name == "postgresql":
+        stamp = now.astimezone(UTC).isoformat()
+        data = _copy_text(_stage_rows(source, clean, "postgresql", [stamp, stamp, run_id]))
+        with cur.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
+            for start in range(0, len(data), 1 << 20):
+                cp.write(data[start:start + (1 << 20)])
+    else:
+        stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        cur.executemany(
+            f"INSERT INTO {target} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            _stage_rows(source, clean, "sqlite", [stamp, stamp, run_id]),
+        )
+    cur.close()
 
 
 def _distinct(conn: Connection, a: str, b: str) -> str:
@@ -313,12 +357,19 @@ def _land_chunks(
     now: datetime,
     on_reject: Callable[[list[_Rejected]], None],
     progress: Callable[[int], None] | None = None,
+    direct: bool = False,
 ) -> IngestResult:
-    """Validate and stage every chunk, then count and merge the whole file at once."""
+    """Validate and stage every chunk, then count and merge the whole file at once.
+
+    With `direct`, rows go straight into the warehouse table as plain inserts; a key that is
+    already there raises IntegrityError and a key repeated in the file raises _NeedsMerge, and
+    the caller rolls back and lands the file through the staged merge instead.
+    """
     settings = get_settings()
     result = IngestResult(source=source.name, file="")
     stage = _stage_table(source, f"_stage_{source.name}_{run_id}", conn.dialect.name)
-    stage.create(conn)
+    if not direct:
+        stage.create(conn)
     known = _known_accounts(conn, source)
     max_future = timedelta(hours=settings.max_future_skew_hours)
     seen: set[Any] = set()
@@ -341,7 +392,12 @@ def _land_chunks(
         seen.update(clean[source.key].to_numpy())
         dups = dups or len(seen) != before + len(clean)  # a key repeated, here or earlier
         given.update(source.columns if chunk.given is None else chunk.given)
-        _load_stage(conn, stage, source, clean)
+        if direct:
+            if dups:
+                raise _NeedsMerge(source.name)
+            _load_direct(conn, source, clean, now=now, run_id=run_id)
+        else:
+            _load_stage(conn, stage, source, clean)
         staged += len(clean)
         n = len(chunk.values) + len(chunk.rejects)
         result.read += n
@@ -350,11 +406,14 @@ def _land_chunks(
             progress(n)
     if dups:
         conn.execute(text(f"CREATE INDEX ix{stage.name} ON {stage.name} ({source.key}, _row)"))
-    if staged:
+    if direct:
+        result.inserted = staged
+    elif staged:
         result.inserted, result.updated, result.unchanged = _count_outcomes(
             conn, source, stage, dups, given)
         _merge(conn, source, stage, dups, run_id, now, given)
-    stage.drop(conn)
+    if not direct:
+        stage.drop(conn)
     result.reasons = dict(reasons.most_common())
     return result
 
@@ -404,6 +463,28 @@ def _finish_run(conn: Connection, run_id: int, result: IngestResult) -> None:
     ))
 
 
+def _land_transaction(
+    engine: Engine, src: Source, reader: Any, path: Path, *, run_id: int, now: datetime,
+    progress: Callable[[int], None] | None, utf8_valid: bool, direct: bool,
+) -> IngestResult:
+    label = path.name
+    with engine.begin() as conn:
+        result = _land_chunks(
+            conn, src, reader, run_id=run_id, now=now, progress=progress, direct=direct,
+            on_reject=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej),
+        )
+        result.file, result.run_id = str(path), run_id
+        if getattr(reader, "unknown", None):
+            result.warnings.append(
+                f"{label}: ignored column(s) not in the contract: {', '.join(reader.unknown)}"
+            )
+        if not utf8_valid:
+            result.warnings.append(f"{label}: the file is not entirely valid UTF-8")
+        result.check()
+        _finish_run(conn, run_id, result)
+    return result
+
+
 def land_file(
     engine: Engine,
     path: Path | str,
@@ -434,21 +515,23 @@ def land_file(
         _fail_run(engine, run_id, str(exc))
         raise
     run_id = _start_run(engine, src.name, label, sha, now)
+    batch_rows = batch or get_settings().batch_rows
     try:
-        with engine.begin() as conn:
-            result = _land_chunks(
-                conn, src, reader, run_id=run_id, now=now, progress=progress,
-                on_reject=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej),
-            )
-            result.file, result.run_id = str(path), run_id
-            if getattr(reader, "unknown", None):
-                result.warnings.append(
-                    f"{label}: ignored column(s) not in the contract: {', '.join(reader.unknown)}"
-                )
-            if not utf8_valid:
-                result.warnings.append(f"{label}: the file is not entirely valid UTF-8")
-            result.check()
-            _finish_run(conn, run_id, result)
+        result = None
+        if src.name in DIRECT_SOURCES:
+            # events are usually new: load them straight into the table, and fall back to the
+            # staged merge (in a fresh transaction, the file read again) at the first key that
+            # is already there or repeated
+            try:
+                result = _land_transaction(engine, src, reader, path, run_id=run_id, now=now,
+                                           progress=progress, utf8_valid=utf8_valid, direct=True)
+            except _NeedsMerge:
+                log.info("%s: some keys repeat or are already known; landing through the "
+                         "staged merge instead", label)
+                reader = open_reader(path, src, batch=batch_rows, utf8_valid=utf8_valid)
+        if result is None:
+            result = _land_transaction(engine, src, reader, path, run_id=run_id, now=now,
+                                       progress=progress, utf8_valid=utf8_valid, direct=False)
     except InputFileError as exc:
         _fail_run(engine, run_id, str(exc))
         raise

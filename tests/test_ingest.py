@@ -392,3 +392,29 @@ def test_a_retry_that_relands_nothing_leaves_no_run(engine: Engine, world: dict[
     assert (result.read, result.quarantined, result.run_id) == (4, 4, None)
     assert _count(engine, IngestRun) == runs_before
     assert _count(engine, Q) == 4
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+def test_events_with_known_or_repeated_keys_fall_back_to_the_merge(
+    engine: Engine, tmp_path: Path, batch: int | None
+) -> None:
+    _land(engine, _write(tmp_path, "accounts.csv", ACCOUNTS), now=DAY1)
+    first = _land(engine, _write(tmp_path, "usage.csv", USAGE), now=DAY1, batch=batch)
+    assert _counts(first) == (4, 3, 0, 0, 1)  # the direct load: all new
+    later = USAGE.splitlines()[0] + "\n" + "\n".join([
+        "ev-9,acc-1,2025-05-22T10:00:00Z,report_export,1,ok",   # new
+        "ev-1,acc-1,2025-05-20T14:03:11Z,report_export,5,ok",   # known, changed
+        "ev-2,acc-1,2025-05-20T14:05:40-05:00,api_call,120,error",  # known, the same
+        "ev-9,acc-1,2025-05-22T10:00:00Z,report_export,1,ok",   # repeated, the same
+    ]) + "\n"
+
+    second = _land(engine, _write(tmp_path, "usage_2.csv", later), now=DAY2, batch=batch)
+
+    assert _counts(second) == (4, 1, 1, 2, 0)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(ENTITY_TABLES["usage"].c.event_id,
+                                        ENTITY_TABLES["usage"].c.quantity)).all())
+    assert rows == {"ev-1": 5.0, "ev-2": 120.0, "ev-3": 1.0, "ev-9": 1.0}
+    with engine.connect() as conn:
+        statuses = conn.execute(select(IngestRun.status)).scalars().all()
+    assert statuses == ["ok", "ok", "ok"]  # the fallback reuses its run: no failed run left
