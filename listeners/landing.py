@@ -8,10 +8,8 @@ reason. The whole file commits or nothing does; the run log records both outcome
 """
 from __future__ import annotations
 
-import csv
 import gc
 import hashlib
-import io
 import json
 import logging
 from collections import Counter
@@ -162,11 +160,11 @@ def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
     return grid.tolist()
 
 
-def _copy_text(rows: list[list[Any]]) -> str:
-    """CSV for COPY: None becomes an unquoted empty field, which COPY reads as NULL."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
+def _copy_rows(cur: Any, table: str, names: list[str], rows: list[list[Any]]) -> None:
+    """COPY rows into `table`; psycopg adapts and escapes each value (None is NULL)."""
+    with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
 
 
 def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFrame) -> None:
@@ -174,11 +172,8 @@ def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFr
         return
     names = [*source.columns, "_row"]
     if conn.dialect.name == "postgresql":
-        data = _copy_text(_stage_rows(source, clean, "postgresql"))
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cur.copy(f"COPY {stage.name} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
-            for start in range(0, len(data), 1 << 20):
-                cp.write(data[start:start + (1 << 20)])
+        _copy_rows(cur, stage.name, names, _stage_rows(source, clean, "postgresql"))
         cur.close()
     else:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -216,10 +211,8 @@ def _insert_direct(conn: Connection, source: Source, clean: pd.DataFrame, names:
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     if conn.dialect.name == "postgresql":
         stamp = now.astimezone(UTC).isoformat()
-        data = _copy_text(_stage_rows(source, clean, "postgresql", [stamp, stamp, run_id]))
-        with cur.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
-            for start in range(0, len(data), 1 << 20):
-                cp.write(data[start:start + (1 << 20)])
+        _copy_rows(cur, target, names,
+                   _stage_rows(source, clean, "postgresql", [stamp, stamp, run_id]))
     else:
         stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         cur.executemany(
