@@ -293,6 +293,11 @@ def bench_ingest(
     run_ingest_bench(rows=rows, postgres_url=postgres_url, fmt=fmt.value, console=out)
 
 
+from pulse.cli_health import register as _register_health  # noqa: E402
+
+_register_health(app)
+
+
 def main() -> None:
     try:
         app()

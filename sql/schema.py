@@ -201,3 +201,104 @@ ENTITY_TABLES = {
     "mentions": Mention.__table__,
     "incidents": Incident.__table__,
 }
+
+
+# --------------------------------------------------------------------------- health (issue 3)
+
+
+class AccountFeatures(Base):
+    """One account's point-in-time features as of one date (see sql/features.py).
+
+    Built only from rows whose event time and `landed_at` fall on or before the as-of date
+    (`basis = 'known'`), or, for history loaded after the fact, whose event time does
+    (`basis = 'occurred'`). Each source group carries its freshness: the latest event time of
+    the account's rows (`*_last_at`) and of the whole source (`*_source_last_at`) as of the date.
+    """
+
+    __tablename__ = "account_features"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    basis: Mapped[str] = mapped_column(String(8))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    account_age_days: Mapped[int | None] = mapped_column(Integer)
+    seats: Mapped[int | None] = mapped_column(Integer)
+    # usage
+    active_days_7d: Mapped[int] = mapped_column(Integer)
+    active_days_28d: Mapped[int] = mapped_column(Integer)
+    events_7d: Mapped[float] = mapped_column(Float)
+    events_28d: Mapped[float] = mapped_column(Float)
+    events_prev_28d: Mapped[float] = mapped_column(Float)
+    usage_trend_28d_pct: Mapped[float | None] = mapped_column(Float)
+    distinct_features_28d: Mapped[int] = mapped_column(Integer)
+    active_users_28d: Mapped[int] = mapped_column(Integer)
+    seat_utilisation_28d: Mapped[float | None] = mapped_column(Float)
+    error_rate_28d: Mapped[float | None] = mapped_column(Float)
+    days_since_last_use: Mapped[int | None] = mapped_column(Integer)
+    usage_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    usage_source_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # billing
+    mrr: Mapped[float | None] = mapped_column(Float)
+    mrr_90d_ago: Mapped[float | None] = mapped_column(Float)
+    mrr_change_90d_pct: Mapped[float | None] = mapped_column(Float)
+    open_failed_payments: Mapped[int] = mapped_column(Integer)
+    downgrades_90d: Mapped[int] = mapped_column(Integer)
+    cancelled: Mapped[bool] = mapped_column(Boolean)
+    days_to_renewal: Mapped[int | None] = mapped_column(Integer)
+    billing_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    billing_source_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # support
+    tickets_30d: Mapped[int] = mapped_column(Integer)
+    tickets_90d: Mapped[int] = mapped_column(Integer)
+    open_tickets: Mapped[int] = mapped_column(Integer)
+    open_urgent_tickets: Mapped[int] = mapped_column(Integer)
+    resolve_hours_median_90d: Mapped[float | None] = mapped_column(Float)
+    resolve_hours_mean_90d: Mapped[float | None] = mapped_column(Float)
+    days_since_last_ticket: Mapped[int | None] = mapped_column(Integer)
+    support_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    support_source_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # social
+    mentions_28d: Mapped[int] = mapped_column(Integer)
+    negative_mentions_28d: Mapped[int] = mapped_column(Integer)
+    negative_share_28d: Mapped[float | None] = mapped_column(Float)
+    social_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    social_source_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # incidents: 0 until outage impact is scored (a later issue)
+    incident_minutes_28d: Mapped[float] = mapped_column(Float)
+    incidents_source_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
+
+
+class AccountHealth(Base):
+    """One account's scorecard health as of one date (models/scorecard.py)."""
+
+    __tablename__ = "account_health"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scorecard: Mapped[str] = mapped_column(String(32))  # standard or onboarding
+    scorecard_version: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float)  # None: every measure skipped
+    band: Mapped[str | None] = mapped_column(String(8))  # green, amber, red
+    change_7d: Mapped[float | None] = mapped_column(Float)
+    change_30d: Mapped[float | None] = mapped_column(Float)
+    skipped: Mapped[Any] = mapped_column(JSONDoc)  # names of the measures left out
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_account_health_account_as_of", "account_id", "as_of"),)
+
+
+class HealthMeasure(Base):
+    """One measure of one account's health: the raw value, its points and its contribution.
+
+    `contribution` is points x the measure's share of the weights used, so an account's
+    contributions add up to its score; a skipped measure has no points and says why.
+    """
+
+    __tablename__ = "health_measures"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    measure: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    points: Mapped[float | None] = mapped_column(Float)
+    weight: Mapped[float] = mapped_column(Float)
+    contribution: Mapped[float | None] = mapped_column(Float)
+    skipped: Mapped[str | None] = mapped_column(String(16))  # no_data or stale_source
