@@ -302,3 +302,48 @@ class HealthMeasure(Base):
     weight: Mapped[float] = mapped_column(Float)
     contribution: Mapped[float | None] = mapped_column(Float)
     skipped: Mapped[str | None] = mapped_column(String(16))  # no_data or stale_source
+
+
+class AccountFlag(Base):
+    """A named warning on one account as of one date, with its evidence in words."""
+
+    __tablename__ = "account_flags"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flag: Mapped[str] = mapped_column(String(32), primary_key=True)
+    evidence: Mapped[str] = mapped_column(Text)
+    details: Mapped[Any] = mapped_column(JSONDoc)  # the numbers behind the evidence
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_account_flags_flag_as_of", "flag", "as_of"),)
+
+
+class ChurnScore(Base):
+    """The churn model's risk for one account as of one date, with its top drivers."""
+
+    __tablename__ = "churn_scores"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer)
+    probability: Mapped[float] = mapped_column(Float)
+    drivers: Mapped[Any] = mapped_column(JSONDoc)  # [{feature, value, direction, points, text}]
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ModelVersion(Base):
+    """The model registry: every trained churn model, its window, metrics and status."""
+
+    __tablename__ = "model_registry"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # churn
+    trained_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    train_start: Mapped[date] = mapped_column(Date)
+    train_end: Mapped[date] = mapped_column(Date)
+    valid_start: Mapped[date] = mapped_column(Date)
+    valid_end: Mapped[date] = mapped_column(Date)
+    horizon_days: Mapped[int] = mapped_column(Integer)
+    features: Mapped[Any] = mapped_column(JSONDoc)
+    metrics: Mapped[Any] = mapped_column(JSONDoc)  # validation window: roc_auc, pr_auc, ...
+    artifact_path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # champion, challenger, retired
+    promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
