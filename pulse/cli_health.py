@@ -1,4 +1,5 @@
-"""`pulse score` and `pulse scorecard ...`: features, health and the scorecard file."""
+"""`pulse score`, `pulse scorecard ...`, `pulse flags`, `pulse risk-list` and `pulse account`:
+features, health, flags and the CSM risk list."""
 from __future__ import annotations
 
 import json
@@ -6,12 +7,17 @@ import sys
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from models.scorecard import Scorecard
 
 out = Console()
 err = Console(stderr=True)
@@ -68,8 +74,9 @@ def score(
                                  on_stage=lambda msg: status.update(msg))
     else:
         summary = score_date(engine, day, scorecard=card, basis=basis.value)
+    flags = _score_flags(engine, day, card, summary.seconds) if summary.accounts else {}
     if fmt is Format.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(json.dumps({**summary.to_dict(), "flags": flags}, indent=2))
         return
     b = summary.bands
     by_card = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_scorecard.items()))
@@ -89,6 +96,7 @@ def score(
     if summary.accounts == 0 and basis is Basis.known:
         out.print(f"No account had landed by {day}. To score history loaded later, use "
                   "--basis occurred.")
+    out.print("Flags: " + (", ".join(f"{k} {v:,}" for k, v in flags.items()) or "none"))
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     out.print(f"Took {secs}.")
 
@@ -140,7 +148,290 @@ def scorecard_features() -> None:
     out.print(table)
 
 
+# --------------------------------------------------------------------------- flags, risk list
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class BandChoice(str, Enum):
+    red = "red"
+    amber = "amber"
+    green = "green"
+
+
+_BAND_STYLE = {"red": "red", "amber": "yellow", "green": "green"}
+
+
+def _score_flags(engine: Engine, day: date, card: Scorecard,
+                 seconds: dict[str, float]) -> dict[str, int]:
+    """The tail of `pulse score`: flags from the health just stored."""
+    import time
+
+    from models.flags import compute_flags
+    from sql.flags import flag_counts
+
+    t0 = time.perf_counter()
+    compute_flags(engine, day, scorecard=card)
+    seconds["flags"] = time.perf_counter() - t0
+    return flag_counts(engine, day)
+
+
+def flags(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The date, YYYY-MM-DD (default: today, UTC); it must have been "
+        "scored (`pulse score`).")] = None,
+    scorecard: Annotated[Path | None, typer.Option(
+        help="Scorecard YAML, for its staleness limits (default: as `pulse score`).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Decide every account's flags as of a date from its stored features and health.
+
+    silent_dissatisfied, payment_risk, renewal_soon_at_risk and champion_gone, each with its
+    evidence in words. Re-running a date replaces that date's flags and nothing else.
+    (`pulse score` runs this too.)
+    """
+    from models.flags import COMPUTED_FLAGS, FLAG_NAMES, compute_flags
+    from models.scorecard import load_scorecard
+    from sql.db import make_engine
+    from sql.features import ensure_features_schema
+    from sql.flags import flag_counts
+
+    day = _as_of(as_of)
+    card = load_scorecard(scorecard)
+    engine = make_engine()
+    ensure_features_schema(engine)
+    written = compute_flags(engine, day, scorecard=card)
+    counts = flag_counts(engine, day)
+    if fmt is Format.json:
+        print(json.dumps({"as_of": day.isoformat(), "rows": written,
+                          "flags": {n: counts.get(n, 0) for n in COMPUTED_FLAGS}}, indent=2))
+        return
+    table = Table(title=f"Flags as of {day}: {written:,} on "
+                  f"{len(_flagged_accounts(engine, day)):,} accounts", title_justify="left")
+    table.add_column("flag")
+    table.add_column("accounts", justify="right")
+    table.add_column("meaning", overflow="fold")
+    for name in COMPUTED_FLAGS:
+        table.add_row(name, f"{counts.get(name, 0):,}", Text(FLAG_NAMES[name]))
+    out.print(table)
+
+
+def _flagged_accounts(engine: Engine, day: date) -> set[str]:
+    from sql.flags import load_flags
+
+    return set(load_flags(engine, day)["account_id"])
+
+
+def _risk_day(engine: Engine, as_of: str | None) -> date:
+    from models.risklist import latest_scored_date
+
+    if as_of:
+        return _as_of(as_of)
+    return latest_scored_date(engine)
+
+
+def risk_list(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The date, YYYY-MM-DD (default: the latest scored date).")] = None,
+    csm: Annotated[str | None, typer.Option(
+        "--csm", help="Only this CSM's accounts (e-mail, any case).")] = None,
+    band: Annotated[BandChoice | None, typer.Option(help="Only this health band.")] = None,
+    flag: Annotated[str | None, typer.Option(
+        "--flag", help="Only accounts with this flag (silent_dissatisfied, payment_risk, "
+        "renewal_soon_at_risk, champion_gone).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=0, help="At most this many accounts.")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="Output format (json: see "
+                                            "docs/risk-list.md).")] = ListFormat.table,
+) -> None:
+    """Accounts ranked by revenue at risk (churn probability x MRR), with the reasons.
+
+    The probability is the churn model's where it scored the account that day, else
+    (100 - health) / 100 from the scorecard; each row says which (risk basis).
+    """
+    from models.risklist import risk_list_document
+    from sql.db import make_engine
+    from sql.features import ensure_features_schema
+
+    engine = make_engine()
+    ensure_features_schema(engine)
+    day = _risk_day(engine, as_of)
+    doc = risk_list_document(engine, day, csm=csm, band=band.value if band else None,
+                             flag=flag, limit=limit)
+    if fmt is ListFormat.json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    if fmt is ListFormat.csv:
+        _risk_csv(doc["accounts"])
+        return
+    _risk_table(doc)
+
+
+_CSV_COLUMNS = ("rank", "account_id", "name", "csm_email", "currency", "mrr", "health", "band",
+                "change_7d", "change_30d", "churn_probability", "revenue_at_risk",
+                "risk_basis", "flags", "evidence", "drivers", "renewal_date",
+                "days_to_renewal", "stale_sources", "next_action")
+
+
+def _risk_csv(rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(_CSV_COLUMNS)
+    for r in rows:
+        flat = {**r, "flags": ";".join(r["flags"]), "evidence": " | ".join(r["evidence"]),
+                "drivers": " | ".join(r["drivers"]),
+                "stale_sources": ";".join(k for k, v in r["freshness"].items() if v["stale"])}
+        writer.writerow(["" if flat[c] is None else flat[c] for c in _CSV_COLUMNS])
+
+
+def _money(value: float | None, currency: str | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" + (f" {currency}" if currency else "")
+
+
+def _change(value: float | None) -> str:
+    return "" if value is None else f"{value:+.0f}"
+
+
+def _risk_table(doc: dict[str, Any]) -> None:
+    for s in doc["stale_sources"]:
+        out.print(Text.assemble(("warning: ", "yellow"), s["message"]), soft_wrap=True)
+    rows = doc["accounts"]
+    filters = ", ".join(f"{k} {v}" for k, v in doc["filters"].items() if v is not None)
+    noun = "account" if doc["count"] == 1 else "accounts"
+    table = Table(title=f"Risk list as of {doc['as_of']}: {doc['count']:,} {noun}, ranked by "
+                  "revenue at risk" + (f" ({filters})" if filters else ""),
+                  title_justify="left", show_lines=True, expand=True)
+    table.add_column("#", justify="right")
+    table.add_column("account", overflow="fold", ratio=2, min_width=14)
+    table.add_column("health", justify="right")
+    table.add_column("risk", justify="right")
+    table.add_column("at risk", justify="right")
+    table.add_column("why, and what next", overflow="fold", ratio=5)
+    for r in rows:
+        account = Text.assemble((r["name"] or r["account_id"], "bold"), f"\n{r['account_id']}")
+        if r["csm_email"]:
+            account.append(f"\n{r['csm_email']}", style="dim")
+        if r["renewal_date"]:
+            account.append(f"\nrenews {r['renewal_date']}", style="dim")
+        if r["health"] is None:
+            health = Text("unscored", style="dim")
+        else:
+            health = Text.assemble((f"{r['health']:.1f} {r['band']}",
+                                    _BAND_STYLE.get(r["band"] or "", "")))
+            for key, span in (("change_7d", "7d"), ("change_30d", "30d")):
+                if r[key] is not None:
+                    health.append(f"\n{_change(r[key])} {span}")
+        p = r["churn_probability"]
+        risk = Text(("-" if p is None else f"{100 * p:.0f}%") + "\n"
+                    + r["risk_basis"].replace("churn_model ", "model "))
+        money = Text(f"{_money(r['revenue_at_risk'], r['currency'])}\n"
+                     f"of {_money(r['mrr'], r['currency'])}")
+        why = Text()
+        for name, evidence in zip(r["flags"], r["evidence"], strict=True):
+            why.append(f"{name}: ", style="bold")
+            why.append(f"{evidence}\n")
+        for driver in r["drivers"][:3]:
+            why.append(f"- {driver}\n", style="dim")
+        stale = [k for k, v in r["freshness"].items() if v["stale"]]
+        if stale:
+            why.append(f"stale data: {', '.join(stale)}\n", style="yellow")
+        why.append("next: ", style="bold")
+        why.append(r["next_action"])
+        table.add_row(str(r["rank"]), account, health, risk, money, why)
+    out.print(table)
+    if not rows:
+        out.print("No account matches.")
+
+
+def account(
+    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The date, YYYY-MM-DD (default: the latest date it was scored).")]
+    = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """One account: its health history, what drives its health, its flags and churn risk."""
+    from models.risklist import account_view
+    from sql.db import make_engine
+    from sql.features import ensure_features_schema
+
+    engine = make_engine()
+    ensure_features_schema(engine)
+    view = account_view(engine, account_id, _as_of(as_of) if as_of else None)
+    if fmt is Format.json:
+        print(json.dumps(view, indent=2, ensure_ascii=False, default=str))
+        return
+    head = Text.assemble((f"{view['name'] or account_id}", "bold"), f" ({account_id})")
+    if view["csm_email"]:
+        head.append(f"  CSM {view['csm_email']}")
+    out.print(head)
+    risk = view["risk"]
+    if view["health"] is None:
+        out.print(f"As of {view['as_of']}: unscored ({view['scorecard']} scorecard)")
+    else:
+        out.print(Text.assemble(
+            f"As of {view['as_of']}: health ",
+            (f"{view['health']:.1f} {view['band']}", _BAND_STYLE.get(view["band"] or "", "")),
+            f" ({view['scorecard']} scorecard)"))
+    if risk:
+        p = risk["churn_probability"]
+        out.print(Text(
+            f"MRR {_money(risk['mrr'], risk['currency'])}; churn risk "
+            + ("-" if p is None else f"{100 * p:.0f}%") + f" ({risk['risk_basis']}); revenue "
+            f"at risk {_money(risk['revenue_at_risk'], risk['currency'])}"
+            + (f"; renews {risk['renewal_date']}" if risk["renewal_date"] else "")))
+        out.print(Text(f"Next: {risk['next_action']}"))
+    elif view["cancelled"]:
+        out.print(Text("Cancelled as of this date: churned, so not on the risk list",
+                       style="bold"))
+    history = Table(title="Health history", title_justify="left")
+    for col in ("as of", "score", "band", "change", "7d", "30d"):
+        history.add_column(col, justify="left" if col in ("as of", "band") else "right")
+    for h in view["history"]:
+        history.add_row(h["as_of"], "-" if h["score"] is None else f"{h['score']:.1f}",
+                        Text(h["band"] or "", style=_BAND_STYLE.get(h["band"] or "", "")),
+                        _change(h["change"]), _change(h["change_7d"]), _change(h["change_30d"]))
+    out.print(history)
+    measures = Table(title=f"What drives its health as of {view['as_of']} (most points lost "
+                     "first)", title_justify="left")
+    for col in ("measure", "value", "points", "weight", "contribution", "lost"):
+        measures.add_column(col, justify="left" if col == "measure" else "right",
+                            overflow="fold")
+    for m in view["measures"]:
+        measures.add_row(Text(m["label"]), m["value_text"],
+                         "-" if m["points"] is None else f"{m['points']:.0f}",
+                         f"{m['weight']:g}",
+                         "-" if m["contribution"] is None else f"{m['contribution']:.1f}",
+                         "-" if m["lost"] is None else f"{m['lost']:.1f}"
+                         if not m["skipped"] else m["skipped"])
+    out.print(measures)
+    if view["flags"]:
+        out.print(Text("Flags", style="bold"))
+        for f in view["flags"]:
+            out.print(Text.assemble(f"  {f['flag']}: ", (f["evidence"], "")), soft_wrap=True)
+    else:
+        out.print("Flags: none")
+    churn = view["churn"]
+    if churn:
+        out.print(Text(f"Churn model v{churn['model_version']}: "
+                       f"{100 * churn['probability']:.0f}% risk"))
+        for d in churn["drivers"]:
+            out.print(Text(f"  - {d}"))
+    else:
+        out.print("Churn model: no score for this date (the risk uses the scorecard)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `score` and `scorecard` to the `pulse` command line."""
+    """Add `score`, `scorecard`, `flags`, `risk-list` and `account` to the command line."""
     app.command("score")(score)
     app.add_typer(scorecard_app, name="scorecard")
+    app.command("flags")(flags)
+    app.command("risk-list")(risk_list)
+    app.command("account")(account)

@@ -1,0 +1,337 @@
+"""Set-based inputs of the account flags, and storing and reading `account_flags`.
+
+The flags (models/flags.py) read the materialised features and health of a date; what those
+do not carry comes from here, each one grouped query over the whole warehouse, point in time
+like the features (sql/features.py): rows whose event time falls before the end of the as-of
+date and, with `basis="known"`, which had landed by then.
+
+* `usage_baselines`: per account, its usual level (events, errors, days with usage over the
+  84 days before the last 28) and the last 28 days' errors, so a flag can compare an account
+  with its own past.
+* `champions`: per account, its champion (the contact with the most usage in the
+  `prior_days` before the last `gone_days`) and when the champion last used the product.
+* `open_failures`: per account, the failed payments no successful payment followed.
+
+`write_flags` replaces one date's rows in one transaction; other dates are never touched.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Engine,
+    Float,
+    and_,
+    case,
+    cast,
+    delete,
+    distinct,
+    func,
+    or_,
+    select,
+)
+
+from sql.features import BASES, _Window, day_key
+from sql.health import bulk_insert
+from sql.schema import (
+    Account,
+    AccountFlag,
+    AccountHealth,
+    ChurnScore,
+    Contact,
+    PurchaseEvent,
+    UsageEvent,
+)
+from sql.types import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+FLAGS = AccountFlag.__table__
+CHURN = ChurnScore.__table__
+
+
+def _window(as_of: date, basis: str) -> _Window:
+    if basis not in BASES:
+        raise ValueError(f"basis must be one of {BASES}, not {basis!r}")
+    return _Window(as_of, basis)
+
+
+def _frame(engine: Engine, query: Any) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(query)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _instants(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    for c in columns:
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    return frame
+
+
+def usage_baselines(engine: Engine, as_of: date, *, basis: str = "known",
+                    baseline_days: int = 84) -> pd.DataFrame:
+    """Per account with usage in the last 28 + `baseline_days` days: the last 28 days against
+    its own baseline, the `baseline_days` days before them.
+
+    Columns: account_id; for the last 28 days errors_28d (error events, sum of quantity),
+    rows_28d and error_rows_28d (usage rows: each row one observation, whatever its
+    quantity, for telling a real change from noise); for the baseline base_events,
+    base_errors, base_rows, base_error_rows, base_active_days (days with usage) and
+    base_days (the baseline days from the account's first usage in the window on, at most
+    `baseline_days`); and active_users_prev_28d (distinct contacts in the 28 days before the
+    last 28).
+    """
+    if baseline_days < 28:
+        raise ValueError(f"baseline_days must be at least 28 (not {baseline_days})")
+    w = _window(as_of, basis)
+    u = UsageEvent.__table__
+    recent = u.c.occurred_at >= w.since(28)
+    base = ~recent
+    prev28 = and_(base, u.c.occurred_at >= w.since(56))
+    error = u.c.outcome == "error"
+    qty = u.c.quantity
+
+    def total(condition: Any, value: Any = None) -> Any:
+        return cast(func.sum(case((condition, qty if value is None else value), else_=0.0)),
+                    Float)
+
+    query = (
+        select(
+            u.c.account_id,
+            total(and_(recent, error)).label("errors_28d"),
+            func.count(case((recent, 1))).label("rows_28d"),
+            func.count(case((and_(recent, error), 1))).label("error_rows_28d"),
+            total(base).label("base_events"),
+            total(and_(base, error)).label("base_errors"),
+            func.count(case((base, 1))).label("base_rows"),
+            func.count(case((and_(base, error), 1))).label("base_error_rows"),
+            func.count(distinct(case((base, day_key(u.c.occurred_at))))).label(
+                "base_active_days"),
+            func.min(u.c.occurred_at).label("first_at"),
+            func.count(distinct(case((prev28, u.c.contact_id)))).label("active_users_prev_28d"),
+        )
+        .where(u.c.occurred_at >= w.since(28 + baseline_days), u.c.occurred_at < w.end,
+               w.known(u))
+        .group_by(u.c.account_id)
+    )
+    frame = _frame(engine, query)
+    first_at = pd.to_datetime(pd.Series(
+        [UTCDateTime().process_result_value(v, engine.dialect) for v in frame["first_at"]],
+        dtype=object), utc=True)
+    frame = frame.drop(columns="first_at")
+    for c in frame.columns[1:]:
+        frame[c] = pd.to_numeric(frame[c]).astype("float64")
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    first_day = ((first_at.dt.floor("D") - epoch).dt.days).to_numpy(dtype="float64")
+    last_base_day = (as_of - date(1970, 1, 1)).days - 28
+    first = np.maximum(first_day, last_base_day - baseline_days + 1)
+    frame["base_days"] = np.clip(last_base_day - first + 1, 0, baseline_days)
+    return frame
+
+
+def champions(engine: Engine, as_of: date, *, basis: str = "known", prior_days: int = 60,
+              gone_days: int = 21) -> pd.DataFrame:
+    """Per account, its champion: the contact with the most usage in the `prior_days` days
+    before the last `gone_days` days (ties: more active days, then the smaller contact_id).
+
+    Columns: account_id, contact_id, contact_name, contact_email, contact_role,
+    prior_events, prior_active_days, last_used_at (the champion's latest usage as of the
+    date), others_recent (other contacts of the account with usage in the last `gone_days`).
+    """
+    if prior_days < 1 or gone_days < 1:
+        raise ValueError(f"prior_days and gone_days must be at least 1 (not {prior_days}, "
+                         f"{gone_days})")
+    w = _window(as_of, basis)
+    u, c = UsageEvent.__table__, Contact.__table__
+    start, recent = w.since(gone_days + prior_days), w.since(gone_days)
+    seen = and_(u.c.occurred_at >= start, u.c.occurred_at < w.end, u.c.contact_id.is_not(None),
+                w.known(u))
+    in_prior = u.c.occurred_at < recent
+    per_contact = (
+        select(
+            u.c.account_id, u.c.contact_id,
+            func.sum(case((in_prior, u.c.quantity), else_=0.0)).label("prior_events"),
+            func.count(distinct(case((in_prior, day_key(u.c.occurred_at))))).label(
+                "prior_active_days"),
+            func.max(u.c.occurred_at).label("last_used_at"),
+            func.count(case((~in_prior, 1))).label("recent_rows"),
+        )
+        .where(seen)
+        .group_by(u.c.account_id, u.c.contact_id)
+        .cte("contact_usage")
+    )
+    ranked = (
+        select(
+            per_contact,
+            func.row_number().over(
+                partition_by=per_contact.c.account_id,
+                order_by=(per_contact.c.prior_events.desc(),
+                          per_contact.c.prior_active_days.desc(), per_contact.c.contact_id),
+            ).label("rn"),
+            (func.count(case((per_contact.c.recent_rows > 0, 1))).over(
+                partition_by=per_contact.c.account_id)).label("active_recent"),
+        )
+        .subquery()
+    )
+    contact_known = w.known(c)
+    query = (
+        select(
+            ranked.c.account_id, ranked.c.contact_id,
+            c.c.name.label("contact_name"), c.c.email.label("contact_email"),
+            c.c.role.label("contact_role"),
+            cast(ranked.c.prior_events, Float).label("prior_events"),
+            ranked.c.prior_active_days, ranked.c.last_used_at,
+            (ranked.c.active_recent - case((ranked.c.recent_rows > 0, 1), else_=0)).label(
+                "others_recent"),
+        )
+        .select_from(ranked.outerjoin(c, and_(c.c.contact_id == ranked.c.contact_id,
+                                              c.c.account_id == ranked.c.account_id,
+                                              contact_known)))
+        .where(ranked.c.rn == 1, ranked.c.prior_events > 0)
+        .order_by(ranked.c.account_id)
+    )
+    frame = _frame(engine, query)
+    # a stored instant read through a labelled subquery column may come back as text
+    frame["last_used_at"] = [UTCDateTime().process_result_value(v, engine.dialect)
+                             for v in frame["last_used_at"]]
+    _instants(frame, "last_used_at")
+    for col in ("prior_events", "prior_active_days", "others_recent"):
+        frame[col] = pd.to_numeric(frame[col]).astype("float64")
+    return frame
+
+
+def open_failures(engine: Engine, as_of: date, *, basis: str = "known") -> pd.DataFrame:
+    """Per account with failed payments that no successful payment followed (as the
+    `open_failed_payments` feature counts them): how many, since when, how much.
+
+    Columns: account_id, failures, first_failed_at, last_failed_at, amount, currency,
+    last_success_at.
+    """
+    w = _window(as_of, basis)
+    p = PurchaseEvent.__table__
+    seen = and_(p.c.occurred_at < w.end, w.known(p))
+    success = (
+        select(p.c.account_id, func.max(p.c.occurred_at).label("last_success"))
+        .where(seen, p.c.kind == "payment_succeeded")
+        .group_by(p.c.account_id)
+        .cte("last_success")
+    )
+    query = (
+        select(
+            p.c.account_id,
+            func.count().label("failures"),
+            func.min(p.c.occurred_at).label("first_failed_at"),
+            func.max(p.c.occurred_at).label("last_failed_at"),
+            cast(func.sum(p.c.amount), Float).label("amount"),
+            func.max(p.c.currency).label("currency"),
+            func.max(success.c.last_success).label("last_success_at"),
+        )
+        .select_from(p.outerjoin(success, success.c.account_id == p.c.account_id))
+        .where(seen, p.c.kind == "payment_failed",
+               or_(success.c.last_success.is_(None), p.c.occurred_at > success.c.last_success))
+        .group_by(p.c.account_id)
+        .order_by(p.c.account_id)
+    )
+    frame = _frame(engine, query)
+    for col in ("first_failed_at", "last_failed_at", "last_success_at"):
+        frame[col] = [UTCDateTime().process_result_value(v, engine.dialect)
+                      for v in frame[col]]
+    _instants(frame, "first_failed_at", "last_failed_at", "last_success_at")
+    frame["failures"] = pd.to_numeric(frame["failures"]).astype("float64")
+    frame["amount"] = pd.to_numeric(frame["amount"]).astype("float64")
+    return frame
+
+
+# --------------------------------------------------------------------------- storing
+
+
+def write_flags(engine: Engine, as_of: date, flags: pd.DataFrame, *,
+                computed_at: datetime | None = None) -> int:
+    """Replace the flags of `as_of` (columns account_id, flag, evidence, details); returns
+    the rows written."""
+    frame = flags.assign(as_of=as_of, computed_at=computed_at or datetime.now(UTC))
+    with engine.begin() as conn:
+        conn.execute(delete(FLAGS).where(FLAGS.c.as_of == as_of))
+        bulk_insert(conn, FLAGS, frame)
+    log.info("flags as of %s: %d", as_of, len(frame))
+    return len(frame)
+
+
+def load_flags(engine: Engine, as_of: date,
+               account_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The stored flags of `as_of` (account_id, flag, evidence, details, ...)."""
+    query = select(FLAGS).where(FLAGS.c.as_of == as_of).order_by(FLAGS.c.account_id,
+                                                                FLAGS.c.flag)
+    if account_ids is not None:
+        query = query.where(FLAGS.c.account_id.in_(list(account_ids)))
+    return _frame(engine, query)
+
+
+def flag_dates(engine: Engine) -> list[date]:
+    """The as-of dates with stored flags, oldest first."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(FLAGS.c.as_of).distinct().order_by(FLAGS.c.as_of)).scalars())
+
+
+def load_churn_scores(engine: Engine, as_of: date,
+                      account_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The churn model's stored scores of `as_of` (account_id, model_version, probability,
+    drivers); empty when the model has not scored that date."""
+    query = select(CHURN.c.account_id, CHURN.c.model_version, CHURN.c.probability,
+                   CHURN.c.drivers).where(CHURN.c.as_of == as_of)
+    if account_ids is not None:
+        query = query.where(CHURN.c.account_id.in_(list(account_ids)))
+    frame = _frame(engine, query)
+    frame["probability"] = pd.to_numeric(frame["probability"]).astype("float64")
+    return frame
+
+
+def flag_counts(engine: Engine, as_of: date) -> dict[str, int]:
+    """How many accounts carry each flag as of `as_of`."""
+    query = (select(FLAGS.c.flag, func.count()).where(FLAGS.c.as_of == as_of)
+             .group_by(FLAGS.c.flag).order_by(FLAGS.c.flag))
+    with engine.connect() as conn:
+        return {str(k): int(v) for k, v in conn.execute(query).all()}
+
+
+# --------------------------------------------------------------------------- the risk list
+
+
+def load_accounts(engine: Engine, account_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The accounts' descriptive attributes as stored now (account_id, name, csm_email,
+    currency, plan, segment, renewal_date)."""
+    a = Account.__table__
+    query = select(a.c.account_id, a.c.name, a.c.csm_email, a.c.currency, a.c.plan,
+                   a.c.segment, a.c.renewal_date).order_by(a.c.account_id)
+    if account_ids is not None:
+        query = query.where(a.c.account_id.in_(list(account_ids)))
+    return _frame(engine, query)
+
+
+def load_health_history(engine: Engine, account_id: str, *,
+                        until: date | None = None) -> pd.DataFrame:
+    """Every stored health of one account (as_of, scorecard, score, band, change_7d,
+    change_30d), oldest first, up to `until` when given."""
+    h = AccountHealth.__table__
+    query = (select(h.c.as_of, h.c.scorecard, h.c.score, h.c.band, h.c.change_7d,
+                    h.c.change_30d)
+             .where(h.c.account_id == account_id).order_by(h.c.as_of))
+    if until is not None:
+        query = query.where(h.c.as_of <= until)
+    return _frame(engine, query)
+
+
+def health_dates_until(engine: Engine, until: date | None = None) -> list[date]:
+    """The as-of dates with stored health, oldest first, up to `until` when given."""
+    h = AccountHealth.__table__
+    query = select(h.c.as_of).distinct().order_by(h.c.as_of)
+    if until is not None:
+        query = query.where(h.c.as_of <= until)
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())

@@ -1,0 +1,217 @@
+"""The risk list and the account page: ranked by revenue at risk, the churn model where it
+scored and the scorecard where not (and saying which), filters, the JSON form checked
+against its published schema, and `pulse score` -> `pulse flags` -> `pulse risk-list` ->
+`pulse account` run as a user runs them. SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from sqlalchemy import Engine, insert
+
+from models.flags import NotScoredError, compute_flags
+from models.risklist import RiskListError, account_view, build_risk_list
+from models.scorecard import score_date
+from sql.schema import ChurnScore
+from tests.test_flags import D, land_world
+
+PULSE = Path(sys.executable).with_name("pulse")
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "risk-list.schema.json")
+                    .read_text(encoding="utf-8"))
+WEEK_AGO = D - timedelta(days=7)
+LIVE = {"acc-silent", "acc-loud", "acc-steady", "acc-dip", "acc-dipdown", "acc-errors",
+        "acc-champ", "acc-pay", "acc-paid"}  # acc-gone is cancelled
+
+
+def pulse(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed `pulse` as a scheduler would (pipes, this test's environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def ok(*args: str) -> str:
+    proc = pulse(*args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def validate(document: Any) -> None:
+    validator = jsonschema.Draft202012Validator(SCHEMA,
+                                                format_checker=jsonschema.FormatChecker())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+
+@pytest.fixture
+def world(engine: Engine, tmp_path: Path) -> Engine:
+    """The hand-made world of test_flags, scored a week before D and on D, with flags."""
+    land_world(engine, tmp_path)
+    score_date(engine, WEEK_AGO, basis="occurred")  # it all landed on D: read by event time
+    score_date(engine, D)
+    compute_flags(engine, D)
+    return engine
+
+
+def test_the_published_schema_is_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_ranked_by_revenue_at_risk_on_the_scorecard_when_no_model_scored(
+    world: Engine
+) -> None:
+    rows = build_risk_list(world, D)
+    by_id = {r["account_id"]: r for r in rows}
+    assert set(by_id) == LIVE
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    at_risk = [r["revenue_at_risk"] for r in rows]
+    assert at_risk == sorted(at_risk, reverse=True)
+    for r in rows:
+        assert r["risk_basis"] == "scorecard"
+        assert r["churn_probability"] == pytest.approx((100 - r["health"]) / 100)
+        assert r["revenue_at_risk"] == pytest.approx(r["churn_probability"] * r["mrr"], abs=0.01)
+        assert 1 <= len(r["drivers"]) <= 3 and r["drivers"] == r["health_drivers"]
+        for d in r["drivers"]:
+            assert re.fullmatch(r".+: .+ \(scores \d+/100, weight \d+\)", d), d
+        assert r["freshness"]["usage"]["stale"] is False
+        assert r["freshness"]["social"]["stale"] is True  # no mention at all
+    assert by_id["acc-dipdown"]["mrr"] == 640  # the downgrade's mrr_after, not the 800 stored
+    silent = by_id["acc-silent"]
+    assert silent["flags"] == ["silent_dissatisfied", "renewal_soon_at_risk"]
+    assert silent["evidence"][0].startswith("events down 75% over 28 days")
+    assert silent["evidence"][1].startswith("renews in 20 days (2026-07-20)")
+    assert silent["next_action"] == (
+        "prepare the renewal of 2026-07-20: review the value with the sponsor; then check in "
+        "before they leave: ask why usage dropped")
+    assert silent["renewal_date"] == "2026-07-20" and silent["days_to_renewal"] == 20
+    assert silent["change_7d"] is not None  # scored a week before
+    assert by_id["acc-champ"]["next_action"] == "find and call Ana Ruiz's replacement"
+    assert by_id["acc-pay"]["next_action"] == "check the 2 failed payments"
+    assert by_id["acc-steady"]["flags"] == [] and by_id["acc-steady"]["band"] == "green"
+    assert by_id["acc-steady"]["next_action"] == "no action needed"
+    gone = account_view(world, "acc-gone")  # cancelled: on its page, not on the list
+    assert gone["cancelled"] is True and gone["risk"] is None and gone["health"] is not None
+
+
+def test_the_churn_model_takes_over_where_it_scored_and_says_so(world: Engine) -> None:
+    drivers = [{"feature": "events_28d", "value": 1, "direction": "up", "points": 12.0,
+                "text": "usage events 28d fell to 1 (+12 points)"},
+               {"feature": "tickets_30d", "value": 0, "direction": "up", "points": 3.5}]
+    now = datetime.now(UTC)
+    with world.begin() as conn:
+        conn.execute(insert(ChurnScore), [
+            {"as_of": D, "account_id": "acc-steady", "model_version": 3, "probability": 0.9,
+             "drivers": drivers, "computed_at": now},
+            {"as_of": D, "account_id": "acc-pay", "model_version": 3, "probability": 0.05,
+             "drivers": [], "computed_at": now},
+            {"as_of": WEEK_AGO, "account_id": "acc-loud", "model_version": 2,
+             "probability": 0.99, "drivers": [], "computed_at": now},  # another date
+        ])
+    rows = build_risk_list(world, D)
+    first = rows[0]
+    assert first["account_id"] == "acc-steady"
+    assert (first["risk_basis"], first["churn_probability"], first["revenue_at_risk"]) == (
+        "churn_model v3", 0.9, 4500.0)
+    assert first["drivers"] == ["usage events 28d fell to 1 (+12 points)",
+                                "tickets_30d 0 up risk by 3.5 points"]
+    assert first["health_drivers"] and first["health_drivers"] != first["drivers"]
+    by_id = {r["account_id"]: r for r in rows}
+    assert (by_id["acc-pay"]["risk_basis"], by_id["acc-pay"]["revenue_at_risk"]) == (
+        "churn_model v3", 25.0)
+    # the model left it unexplained: its reasons are the scorecard's
+    assert by_id["acc-pay"]["drivers"] == by_id["acc-pay"]["health_drivers"] != []
+    assert by_id["acc-loud"]["risk_basis"] == "scorecard"  # its score is of another date
+    at_risk = [r["revenue_at_risk"] for r in rows]
+    assert at_risk == sorted(at_risk, reverse=True)
+    view = account_view(world, "acc-steady")
+    assert view["churn"] == {"probability": 0.9, "model_version": 3,
+                             "drivers": first["drivers"]}
+
+
+def test_filters(world: Engine) -> None:
+    everyone = build_risk_list(world, D)
+    ana = build_risk_list(world, D, csm="  ANA.csm@pulse.example ")
+    assert {r["account_id"] for r in ana} == {"acc-silent", "acc-loud", "acc-champ"}
+    amber = build_risk_list(world, D, band="amber")
+    assert amber and all(r["band"] == "amber" for r in amber)
+    assert len(amber) == sum(r["band"] == "amber" for r in everyone)
+    silent = build_risk_list(world, D, flag="silent_dissatisfied")
+    assert {r["account_id"] for r in silent} == {"acc-silent", "acc-dipdown", "acc-errors"}
+    assert [r["account_id"] for r in build_risk_list(world, D, limit=2)] == [
+        r["account_id"] for r in everyone[:2]]
+    both = build_risk_list(world, D, csm="ana.csm@pulse.example", flag="silent_dissatisfied")
+    assert [(r["account_id"], r["rank"]) for r in both] == [("acc-silent", 1)]
+    assert build_risk_list(world, D, flag="outage_affected") == []
+    with pytest.raises(RiskListError, match="unknown flag 'silent': expected one of "
+                       "silent_dissatisfied, payment_risk"):
+        build_risk_list(world, D, flag="silent")
+    with pytest.raises(RiskListError, match="unknown band 'orange'"):
+        build_risk_list(world, D, band="orange")
+    with pytest.raises(NotScoredError, match="nothing scored as of 2026-06-01"):
+        build_risk_list(world, D.replace(day=1))
+
+
+def test_score_flags_risk_list_and_account_from_the_command_line(
+    engine: Engine, tmp_path: Path
+) -> None:
+    land_world(engine, tmp_path)
+    score_date(engine, WEEK_AGO, basis="occurred")
+    text = " ".join(ok("score", "--as-of", D.isoformat()).split())
+    assert "Flags: champion_gone 1, payment_risk 1, renewal_soon_at_risk 1, " \
+        "silent_dissatisfied 3" in text
+    report = json.loads(ok("flags", "--as-of", D.isoformat(), "--format", "json"))
+    assert report == {"as_of": "2026-06-30", "rows": 6, "flags": {
+        "silent_dissatisfied": 3, "payment_risk": 1, "renewal_soon_at_risk": 1,
+        "champion_gone": 1}}
+
+    document = json.loads(ok("risk-list", "--format", "json"))  # the latest scored date: D
+    validate(document)
+    assert document["as_of"] == "2026-06-30" and document["count"] == len(LIVE)
+    assert [s["source"] for s in document["stale_sources"]] == ["social"]
+    filtered = json.loads(ok("risk-list", "--as-of", D.isoformat(), "--flag", "payment_risk",
+                             "--band", "amber", "--limit", "5", "--format", "json"))
+    validate(filtered)
+    assert [r["account_id"] for r in filtered["accounts"]] == ["acc-pay"]
+    assert filtered["filters"] == {"csm": None, "band": "amber", "flag": "payment_risk",
+                                   "limit": 5}
+
+    rows = list(csv.DictReader(io.StringIO(ok("risk-list", "--format", "csv"))))
+    assert [r["account_id"] for r in rows] == [r["account_id"] for r in document["accounts"]]
+    silent = next(r for r in rows if r["account_id"] == "acc-silent")
+    assert silent["flags"] == "silent_dissatisfied;renewal_soon_at_risk"
+    assert silent["evidence"].startswith("events down 75% over 28 days")
+
+    table = " ".join(ok("risk-list", "--flag", "champion_gone").split())
+    assert "Risk list as of 2026-06-30: 1 account, ranked by revenue at risk" in table
+    assert "Champ Co" in table and "Ana Ruiz" in table and "warning: stale source social" in table
+    bad = pulse("risk-list", "--flag", "silent")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: unknown flag 'silent': expected one of")
+
+    view = json.loads(ok("account", "acc-silent", "--format", "json"))
+    assert [h["as_of"] for h in view["history"]] == ["2026-06-23", "2026-06-30"]
+    assert view["history"][1]["change"] == pytest.approx(
+        view["history"][1]["score"] - view["history"][0]["score"], abs=0.11)
+    assert [f["flag"] for f in view["flags"]] == ["renewal_soon_at_risk", "silent_dissatisfied"]
+    assert view["churn"] is None and view["risk"]["risk_basis"] == "scorecard"
+    lost = {m["measure"]: m["lost"] for m in view["measures"]}
+    assert lost["usage_trend"] > 0 and abs(sum(v or 0 for v in lost.values())
+                                           - (100 - view["health"])) < 0.5
+    page = " ".join(ok("account", "acc-silent").split())
+    for part in ("Silent Co (acc-silent)", "Health history", "2026-06-23",
+                 "silent_dissatisfied: events down 75% over 28 days", "Churn model: no score"):
+        assert part in page, part
+    earlier = account_view(engine, "acc-silent", WEEK_AGO)
+    assert earlier["as_of"] == "2026-06-23" and len(earlier["history"]) == 1
+    with pytest.raises(RiskListError, match="unknown account 'acc-nobody'"):
+        account_view(engine, "acc-nobody")
