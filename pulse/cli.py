@@ -297,6 +297,10 @@ from pulse.cli_health import register as _register_health  # noqa: E402
 
 _register_health(app)
 
+from pulse.cli_model import register as _register_model  # noqa: E402
+
+_register_model(app)
+
 
 def main() -> None:
     try:

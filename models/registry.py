@@ -1,0 +1,511 @@
+"""The churn model registry: train, judge against the champion, promote, and score.
+
+`train_and_register` builds labelled snapshots from history (models/training.py), fits a
+`ChurnModel` on the training window, evaluates it on the later validation window (ROC AUC,
+PR AUC, Brier score, lift in the top decile), saves it as `$PULSE_HOME/models/churn-vN.joblib`
+and records it in `model_registry`. It becomes the champion only when it beats the current
+champion *on the same validation window*: the champion's artifact is loaded and scored on the
+new validation rows, the higher ROC AUC wins and a tie (within 0.0001) goes to the lower Brier
+score. A model that does not win stays a challenger, and its note says why; the champion it
+replaces is retired. Exactly one churn model is champion at a time.
+
+`score_churn` scores every account that is still a customer as of a date with the champion,
+explains the riskiest ones (the top 3 drivers in words) and replaces that date's rows of
+`churn_scores`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, insert, select, update
+
+from models.churn import (
+    ChurnModel,
+    ModelArtifactError,
+    ModelInputError,
+    calibration_table,
+    drivers_in_words,
+    evaluate,
+)
+from models.training import (
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_STEP_DAYS,
+    DEFAULT_VALID_DAYS,
+    DEFAULT_WARMUP_DAYS,
+    DRIVER_LABELS,
+    LABEL,
+    TrainingData,
+    TrainingDataError,
+    account_attributes,
+    build_training_data,
+    model_frame,
+)
+from pulse.errors import PulseError
+from sql.schema import ChurnScore, ModelVersion
+
+log = logging.getLogger(__name__)
+
+KIND = "churn"
+CHAMPION, CHALLENGER, RETIRED = "champion", "challenger", "retired"
+REGISTRY = ModelVersion.__table__
+SCORES = ChurnScore.__table__
+#: ROC AUC differences smaller than this are a tie (broken by the Brier score).
+AUC_TIE = 1e-4
+#: Drivers are worked out for the accounts above the median risk, at most this many.
+EXPLAIN_LIMIT = 2000
+TOP_DRIVERS = 3
+SCALAR_METRICS = ("n", "positives", "base_rate", "mean_predicted", "roc_auc", "pr_auc",
+                  "brier", "lift_top_decile")
+
+
+class RegistryError(PulseError):
+    """The model registry cannot do what was asked (no such version, a race, ...)."""
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of the registry."""
+
+    version: int
+    kind: str
+    status: str
+    trained_at: datetime
+    train_start: date
+    train_end: date
+    valid_start: date
+    valid_end: date
+    horizon_days: int
+    features: list[str]
+    metrics: dict[str, Any]
+    artifact_path: str
+    promoted_at: datetime | None
+    note: str | None
+
+    def load(self) -> ChurnModel:
+        """The fitted model from its artifact (`ModelArtifactError` when unusable)."""
+        return ChurnModel.load(self.artifact_path)
+
+    def to_dict(self, *, curves: bool = False) -> dict[str, Any]:
+        metrics = self.metrics if curves else {
+            k: v for k, v in self.metrics.items() if k not in ("calibration", "gains")}
+        return {
+            "version": self.version, "kind": self.kind, "status": self.status,
+            "trained_at": self.trained_at.isoformat(),
+            "train_start": self.train_start.isoformat(), "train_end": self.train_end.isoformat(),
+            "valid_start": self.valid_start.isoformat(), "valid_end": self.valid_end.isoformat(),
+            "horizon_days": self.horizon_days, "features": self.features, "metrics": metrics,
+            "artifact_path": self.artifact_path,
+            "promoted_at": self.promoted_at.isoformat() if self.promoted_at else None,
+            "note": self.note,
+        }
+
+
+def _record(row: Any) -> ModelRecord:
+    m = row._mapping
+    return ModelRecord(
+        version=int(m["version"]), kind=m["kind"], status=m["status"],
+        trained_at=m["trained_at"], train_start=m["train_start"], train_end=m["train_end"],
+        valid_start=m["valid_start"], valid_end=m["valid_end"],
+        horizon_days=int(m["horizon_days"]), features=list(m["features"] or []),
+        metrics=dict(m["metrics"] or {}), artifact_path=m["artifact_path"],
+        promoted_at=m["promoted_at"], note=m["note"])
+
+
+def list_models(engine: Engine, *, kind: str = KIND) -> list[ModelRecord]:
+    """Every registered model of `kind`, newest first."""
+    query = select(REGISTRY).where(REGISTRY.c.kind == kind).order_by(REGISTRY.c.version.desc())
+    with engine.connect() as conn:
+        return [_record(r) for r in conn.execute(query)]
+
+
+def champion(engine: Engine, *, kind: str = KIND) -> ModelRecord | None:
+    """The current champion of `kind`, or None."""
+    query = (select(REGISTRY).where(REGISTRY.c.kind == kind, REGISTRY.c.status == CHAMPION)
+             .order_by(REGISTRY.c.version.desc()).limit(1))
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _record(row) if row is not None else None
+
+
+def get_model(engine: Engine, version: int | None = None, *, kind: str = KIND) -> ModelRecord:
+    """One version; without a version, the champion (else the newest model)."""
+    if version is None:
+        found = champion(engine, kind=kind)
+        if found is None:
+            models = list_models(engine, kind=kind)
+            if not models:
+                raise RegistryError("no churn model is registered yet: run `pulse model train`")
+            found = models[0]
+        return found
+    with engine.connect() as conn:
+        row = conn.execute(select(REGISTRY).where(REGISTRY.c.version == version,
+                                                  REGISTRY.c.kind == kind)).first()
+    if row is None:
+        known = [m.version for m in list_models(engine, kind=kind)]
+        raise RegistryError(f"no churn model version {version}: expected one of {known}"
+                            if known else f"no churn model version {version}: none is "
+                            "registered yet (run `pulse model train`)")
+    return _record(row)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def gains_table(y_true: Any, p: Any, *, points: int = 50) -> pd.DataFrame:
+    """Cumulative gains: the share of churners among the riskiest x% of accounts.
+
+    Returns ``share_targeted`` (0..1, `points` + 1 steps), ``share_captured`` (0..1) and
+    ``lift`` (captured over targeted).
+    """
+    y = np.asarray(y_true).astype(int)
+    prob = np.asarray(p, dtype=float)
+    order = np.argsort(-prob, kind="stable")
+    hits = np.concatenate([[0], np.cumsum(y[order])])
+    targeted = np.linspace(0.0, 1.0, points + 1)
+    k = np.rint(targeted * len(y)).astype(int)
+    captured = hits[k] / max(int(y.sum()), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = np.where(targeted > 0, captured / targeted, np.nan)
+    return pd.DataFrame({"share_targeted": targeted, "share_captured": captured,
+                         "lift": lift})
+
+
+def window_metrics(y_true: Any, p: Any) -> dict[str, Any]:
+    """`evaluate` plus the curves the report charts (calibration bins and gains)."""
+    metrics: dict[str, Any] = dict(evaluate(y_true, p))
+    table = calibration_table(y_true, p, n_bins=10)
+    metrics["calibration"] = [
+        {"bin": int(r.bin), "n": int(r.n), "mean_predicted": float(r.mean_predicted),
+         "observed": float(r.observed)} for r in table.itertuples()]
+    gains = gains_table(y_true, p)
+    metrics["gains"] = [[round(float(t), 4), round(float(c), 6)]
+                        for t, c in zip(gains["share_targeted"], gains["share_captured"])]
+    return metrics
+
+
+def _better(new: dict[str, Any], old: dict[str, Any]) -> tuple[bool, str]:
+    """Whether `new` beats `old` on one window, and why (in words)."""
+    na, oa = new.get("roc_auc"), old.get("roc_auc")
+    nb, ob = float(new["brier"]), float(old["brier"])
+    if oa is None or na is None:
+        return False, "ROC AUC is undefined on this validation window"
+    if na - oa >= AUC_TIE:
+        return True, f"ROC AUC {na:.4f} beats the champion's {oa:.4f}"
+    if oa - na >= AUC_TIE:
+        return False, f"ROC AUC {na:.4f} is below the champion's {oa:.4f}"
+    if nb < ob:
+        return True, (f"ROC AUC ties the champion's ({na:.4f} vs {oa:.4f}) and the Brier "
+                      f"score {nb:.5f} beats its {ob:.5f}")
+    return False, (f"ROC AUC ties the champion's ({na:.4f} vs {oa:.4f}) and the Brier score "
+                   f"{nb:.5f} does not beat its {ob:.5f}")
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """What `train_and_register` did."""
+
+    record: ModelRecord
+    promoted: bool
+    previous_champion: int | None
+    champion_metrics: dict[str, Any] | None  # the old champion on the new validation window
+    data: TrainingData | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record.metrics
+
+
+def models_dir() -> Path:
+    from pulse.settings import get_settings
+
+    return get_settings().resolved_home() / "models"
+
+
+def train_and_register(engine: Engine, *, as_of: date | None = None,
+                       horizon_days: int = DEFAULT_HORIZON_DAYS, basis: str = "occurred",
+                       step_days: int = DEFAULT_STEP_DAYS, valid_days: int = DEFAULT_VALID_DAYS,
+                       warmup_days: int = DEFAULT_WARMUP_DAYS, classifier: str = "hgb",
+                       numeric: list[str] | None = None, random_state: int = 0,
+                       artifact_dir: Path | None = None,
+                       on_stage: Callable[[str], None] | None = None) -> TrainResult:
+    """Train a churn model on history as of `as_of`, evaluate it, register it, maybe promote.
+
+    The artifact goes to `artifact_dir` (default `$PULSE_HOME/models`). Raises
+    `TrainingDataError` when the history cannot give both windows with churners and
+    non-churners in each.
+    """
+    import time as _time
+
+    t0 = _time.perf_counter()
+    data = build_training_data(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
+                               step_days=step_days, valid_days=valid_days,
+                               warmup_days=warmup_days, numeric=numeric, on_stage=on_stage)
+    t1 = _time.perf_counter()
+    fitted = fit_and_evaluate(data, classifier=classifier, random_state=random_state,
+                              on_stage=on_stage)
+    t2 = _time.perf_counter()
+    result = register_fitted(engine, fitted, artifact_dir=artifact_dir, on_stage=on_stage)
+    result.seconds = {"training data": t1 - t0, "fit": t2 - t1,
+                      "compare and register": _time.perf_counter() - t2}
+    return result
+
+
+@dataclass
+class Fitted:
+    """A model fitted on a training window and evaluated on its validation window."""
+
+    model: ChurnModel
+    data: TrainingData
+    valid: pd.DataFrame
+    metrics: dict[str, Any]
+
+
+def fit_and_evaluate(data: TrainingData, *, classifier: str = "hgb", random_state: int = 0,
+                     on_stage: Callable[[str], None] | None = None) -> Fitted:
+    """Fit a `ChurnModel` on the training snapshots and measure it on the validation ones."""
+    train, valid = data.split()
+    w = data.windows
+    for name, part, span in (("training", train, f"{w.train_start} to {w.train_end}"),
+                             ("validation", valid, f"{w.valid_start} to {w.valid_end}")):
+        churned = int(part[LABEL].sum())
+        least = 3 if name == "training" else 1
+        if churned < least or len(part) - churned < least:
+            raise TrainingDataError(
+                f"the {name} snapshots ({span}, {len(part):,} rows) hold {churned} churned "
+                f"and {len(part) - churned:,} retained: need at least {least} of each "
+                f"(cancellations within {w.horizon_days} days of a snapshot); use another "
+                "horizon or more history")
+    if on_stage:
+        on_stage(f"fitting on {len(train):,} snapshots ({int(train[LABEL].sum())} churned)")
+    model = ChurnModel(numeric=data.numeric, categorical=data.categorical,
+                       classifier=classifier, random_state=random_state)
+    try:
+        model.fit(train, train[LABEL], groups=train["account_id"])
+    except ModelInputError as exc:
+        raise TrainingDataError(f"cannot fit the churn model on the training window: {exc}"
+                                ) from exc
+    if on_stage:
+        on_stage(f"evaluating on {len(valid):,} validation snapshots")
+    metrics = window_metrics(valid[LABEL], model.predict_risk(valid))
+    metrics.update({
+        "train_rows": len(train), "train_positives": int(train[LABEL].sum()),
+        "train_accounts": int(train["account_id"].nunique()),
+        "valid_accounts": int(valid["account_id"].nunique()),
+        "basis": data.basis, "step_days": w.step_days, "classifier": classifier,
+        "as_of": w.as_of.isoformat(), "last_data": w.last_data.isoformat(),
+    })
+    return Fitted(model, data, valid, metrics)
+
+
+def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None = None,
+                    on_stage: Callable[[str], None] | None = None) -> TrainResult:
+    """Compare a fitted model with the champion on its validation window and register it."""
+    w = fitted.data.windows
+    valid, metrics = fitted.valid, dict(fitted.metrics)
+    current = champion(engine)
+    champ_metrics: dict[str, Any] | None = None
+    if current is None:
+        promote, note = True, "first churn model: champion"
+    else:
+        if on_stage:
+            on_stage(f"scoring champion v{current.version} on the same validation window")
+        try:
+            old = current.load()
+            champ_metrics = dict(evaluate(valid[LABEL], old.predict_risk(valid)))
+        except (ModelArtifactError, ModelInputError) as exc:
+            promote = True
+            note = (f"champion v{current.version} cannot be scored on this window ({exc}); "
+                    "promoted in its place")
+        else:
+            promote, why = _better(metrics, champ_metrics)
+            note = (f"{why} on the validation window {w.valid_start} to {w.valid_end}: "
+                    + (f"promoted, v{current.version} retired" if promote
+                       else f"stays challenger; v{current.version} remains champion"))
+            metrics["champion_on_window"] = {
+                "version": current.version,
+                **{k: champ_metrics[k] for k in SCALAR_METRICS if k in champ_metrics}}
+    record = _register(engine, fitted.model, fitted.data, metrics, promote=promote, note=note,
+                       expected_champion=current.version if current else None,
+                       folder=artifact_dir or models_dir())
+    log.info("churn model v%d (%s): %s", record.version, record.status, note)
+    return TrainResult(record, promote, current.version if current else None, champ_metrics,
+                       fitted.data)
+
+
+def _register(engine: Engine, model: ChurnModel, data: TrainingData, metrics: dict[str, Any],
+              *, promote: bool, note: str, expected_champion: int | None,
+              folder: Path) -> ModelRecord:
+    """Insert the registry row, save the artifact under its version, settle the champion."""
+    w = data.windows
+    now = datetime.now(UTC)
+    saved: Path | None = None
+    try:
+        with engine.begin() as conn:
+            current = conn.execute(
+                select(REGISTRY.c.version).where(REGISTRY.c.kind == KIND,
+                                                 REGISTRY.c.status == CHAMPION)).scalars().all()
+            if sorted(current) != ([expected_champion] if expected_champion else []):
+                raise RegistryError(
+                    "the champion changed while this model was training (now "
+                    f"{', '.join(f'v{v}' for v in current) or 'none'}, was "
+                    f"{f'v{expected_champion}' if expected_champion else 'none'}): train again")
+            version = conn.execute(insert(REGISTRY).values(
+                kind=KIND, trained_at=now, train_start=w.train_start, train_end=w.train_end,
+                valid_start=w.valid_start, valid_end=w.valid_end, horizon_days=w.horizon_days,
+                features=data.features, metrics=_json_safe(metrics), artifact_path="",
+                status=CHAMPION if promote else CHALLENGER,
+                promoted_at=now if promote else None, note=note,
+            ).returning(REGISTRY.c.version)).scalar_one()
+            saved = model.save(folder / f"churn-v{version}.joblib")
+            conn.execute(update(REGISTRY).where(REGISTRY.c.version == version)
+                         .values(artifact_path=str(saved)))
+            if promote and expected_champion is not None:
+                old_note = conn.execute(select(REGISTRY.c.note).where(
+                    REGISTRY.c.version == expected_champion)).scalar()
+                conn.execute(update(REGISTRY).where(REGISTRY.c.version == expected_champion)
+                             .values(status=RETIRED, note=(
+                                 (old_note + "; " if old_note else "")
+                                 + f"retired {now.date()}: v{version} beat it")))
+            row = conn.execute(select(REGISTRY).where(REGISTRY.c.version == version)).one()
+    except BaseException:
+        if saved is not None:
+            saved.unlink(missing_ok=True)
+        raise
+    return _record(row)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class ChurnScoreSummary:
+    as_of: date
+    model_version: int | None
+    scored: int
+    explained: int
+    skipped_cancelled: int = 0
+    message: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"as_of": self.as_of.isoformat(), "model_version": self.model_version,
+                "scored": self.scored, "explained": self.explained,
+                "skipped_cancelled": self.skipped_cancelled, "message": self.message,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+def driver_records(model: ChurnModel, rows: pd.DataFrame, top: int = TOP_DRIVERS
+                   ) -> list[list[dict[str, Any]]]:
+    """Each row's top drivers as JSON-ready dicts: feature, value, reference, direction,
+    points, text."""
+    out = []
+    for drivers in model.explain(rows, top=top):
+        texts = drivers_in_words(drivers, DRIVER_LABELS)
+        out.append([{
+            "feature": d.feature, "value": _json_safe(d.value),
+            "reference": _json_safe(d.reference), "direction": d.direction,
+            "points": round(d.points, 2), "text": t,
+        } for d, t in zip(drivers, texts)])
+    return out
+
+
+def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
+                        explain_limit: int = EXPLAIN_LIMIT,
+                        on_stage: Callable[[str], None] | None = None) -> ChurnScoreSummary:
+    """`score_churn`, returning what it did (`scored` is the rows written)."""
+    import time as _time
+
+    from sql.features import compute_features, load_features
+    from sql.health import bulk_insert
+
+    record = champion(engine)
+    if record is None:
+        msg = (f"no champion churn model: nothing scored as of {as_of} "
+               "(train one with `pulse model train`)")
+        log.warning(msg)
+        return ChurnScoreSummary(as_of, None, 0, 0, message=msg)
+    t0 = _time.perf_counter()
+    model = record.load()
+    features = load_features(engine, as_of)
+    if features.empty:
+        if on_stage:
+            on_stage(f"computing features as of {as_of}")
+        compute_features(engine, as_of, basis=basis)  # type: ignore[arg-type]
+        features = load_features(engine, as_of)
+    cancelled = features["cancelled"].fillna(False).astype(bool).to_numpy()
+    features = features[~cancelled].reset_index(drop=True)
+    frame = model_frame(features, account_attributes(engine))
+    t1 = _time.perf_counter()
+    if on_stage:
+        on_stage(f"scoring {len(frame):,} accounts with churn model v{record.version}")
+    risk = model.predict_risk(frame) if len(frame) else np.zeros(0)
+    t2 = _time.perf_counter()
+    median = float(np.median(risk)) if len(risk) else 0.0
+    n_explain = min(int((risk > median).sum()), max(int(explain_limit), 0))
+    order = np.argsort(-risk, kind="stable")[:n_explain]
+    drivers: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
+    if n_explain:
+        if on_stage:
+            on_stage(f"explaining the {n_explain:,} riskiest accounts")
+        for i, d in zip(order, driver_records(model, frame.iloc[order])):
+            drivers[int(i)] = d
+    t3 = _time.perf_counter()
+    rows = pd.DataFrame({
+        "as_of": as_of, "account_id": frame["account_id"].to_numpy(),
+        "model_version": record.version, "probability": risk.astype("float64"),
+        "drivers": drivers, "computed_at": datetime.now(UTC)})
+    with engine.begin() as conn:
+        conn.execute(delete(SCORES).where(SCORES.c.as_of == as_of))
+        bulk_insert(conn, SCORES, rows)
+    t4 = _time.perf_counter()
+    log.info("churn scores as of %s: %d accounts with v%d (%d explained, %d cancelled left "
+             "out)", as_of, len(rows), record.version, n_explain, int(cancelled.sum()))
+    return ChurnScoreSummary(
+        as_of, record.version, len(rows), n_explain, int(cancelled.sum()),
+        message=f"scored {len(rows):,} accounts as of {as_of} with churn model "
+                f"v{record.version} ({n_explain:,} explained)",
+        seconds={"features": t1 - t0, "predict": t2 - t1, "explain": t3 - t2,
+                 "write": t4 - t3})
+
+
+def score_churn(engine: Engine, as_of: date, *, basis: str = "known") -> int:
+    """Score every account that is still a customer as of `as_of` with the champion.
+
+    Uses the date's materialised features (computing them on `basis` when the date has
+    none). The riskiest accounts, those above the median risk but at most 2,000, get their
+    top 3 drivers in words; the others an empty list. Replaces the date's `churn_scores`
+    rows and returns how many were written; without a champion it writes nothing, logs
+    why, and returns 0. Cancelled accounts are churned, not at risk, and get no row.
+    """
+    return score_churn_summary(engine, as_of, basis=basis).scored

@@ -1,0 +1,279 @@
+"""`pulse model train|list|report`, `pulse churn score` and `pulse bench models|score`:
+the churn model's registry on the command line."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from models.registry import ModelRecord
+
+out = Console()
+err = Console(stderr=True)
+
+model_app = typer.Typer(help="Train, list and report churn models (the model registry).",
+                        no_args_is_help=True)
+churn_app = typer.Typer(help="Churn risk of every account with the champion model.",
+                        no_args_is_help=True)
+
+
+class Basis(str, Enum):
+    known = "known"
+    occurred = "occurred"
+
+
+class Classifier(str, Enum):
+    hgb = "hgb"
+    logistic = "logistic"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _day(value: str | None, *, default: date | None = None) -> date:
+    if not value:
+        return default or datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a date YYYY-MM-DD (not {value!r})") from None
+
+
+def _engine() -> Any:
+    from sql.db import make_engine
+    from sql.features import ensure_features_schema
+
+    engine = make_engine()
+    ensure_features_schema(engine)
+    return engine
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _with_status(message: str, fmt: Format, work: Any) -> Any:
+    if fmt is Format.table and sys.stderr.isatty():
+        with err.status(message) as status:
+            return work(lambda msg: status.update(msg))
+    return work(None)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@model_app.command("train")
+def model_train(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Training date, YYYY-MM-DD: nothing after it is read (default: "
+        "today, UTC).")] = None,
+    horizon: Annotated[int, typer.Option(
+        help="Churn horizon in days: the label is a cancellation within this many days "
+        "after a snapshot.", min=1)] = 90,
+    basis: Annotated[Basis, typer.Option(
+        help="'occurred': rows that had happened by each snapshot date (history loaded after "
+        "the fact); 'known': rows that had also landed by then.")] = Basis.occurred,
+    step: Annotated[int, typer.Option(help="Days between snapshots.", min=1)] = 7,
+    valid_days: Annotated[int, typer.Option(
+        help="Days of validation snapshots (the latest whose horizon is complete).", min=1)]
+    = 28,
+    warmup: Annotated[int, typer.Option(
+        help="Days of history before the first snapshot.", min=0)] = 56,
+    classifier: Annotated[Classifier, typer.Option(help="Gradient boosting or logistic.")]
+    = Classifier.hgb,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Train a churn model on history, evaluate it on a later window, register it.
+
+    It becomes the champion only when it beats the current champion on the same validation
+    window (higher ROC AUC; a tie goes to the lower Brier score); otherwise it is kept as a
+    challenger with a note saying why.
+    """
+    from models.registry import train_and_register
+
+    engine = _engine()
+    day = _day(as_of)
+    result = _with_status("building training snapshots", fmt, lambda stage: train_and_register(
+        engine, as_of=day, horizon_days=horizon, basis=basis.value, step_days=step,
+        valid_days=valid_days, warmup_days=warmup, classifier=classifier.value,
+        on_stage=stage))
+    if fmt is Format.json:
+        print(json.dumps({**result.record.to_dict(), "promoted": result.promoted,
+                          "previous_champion": result.previous_champion,
+                          "seconds": {k: round(v, 2) for k, v in result.seconds.items()}},
+                         indent=2))
+        return
+    r = result.record
+    out.print(Text(f"churn model v{r.version}: {r.status}", style="bold"))
+    out.print(Text(r.note or ""))
+    _print_record(r)
+    out.print(f"artifact: {r.artifact_path}")
+
+
+def _print_record(r: ModelRecord) -> None:
+    m = r.metrics
+    out.print(f"training snapshots {r.train_start} to {r.train_end}: "
+              f"{_num(m.get('train_rows'))} rows, {_num(m.get('train_positives'))} churned "
+              f"({_num(m.get('train_accounts'))} accounts)")
+    out.print(f"validation snapshots {r.valid_start} to {r.valid_end}: {_num(m.get('n'))} rows, "
+              f"{_num(m.get('positives'))} churned within {r.horizon_days} days "
+              f"(base rate {_num(m.get('base_rate'), 4)})")
+    table = Table(title="Validation window", title_justify="left")
+    for col in ("metric", f"v{r.version}"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    champ = m.get("champion_on_window")
+    if champ:
+        table.add_column(f"champion v{champ['version']} (same window)", justify="right")
+    for key, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("brier", "Brier score"),
+                       ("lift_top_decile", "lift, top decile"),
+                       ("mean_predicted", "mean predicted"), ("base_rate", "observed rate")):
+        digits = 4 if key in ("brier", "mean_predicted", "base_rate") else 3
+        row = [label, _num(m.get(key), digits)]
+        if champ:
+            row.append(_num(champ.get(key), digits))
+        table.add_row(*row)
+    out.print(table)
+
+
+@model_app.command("list")
+def model_list(
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Every registered churn model, newest first, with its windows and metrics."""
+    from models.registry import list_models
+
+    models = list_models(_engine())
+    if fmt is Format.json:
+        print(json.dumps([m.to_dict() for m in models], indent=2))
+        return
+    if not models:
+        out.print("no churn model is registered yet: run `pulse model train`")
+        return
+    table = Table(title="Churn models (newest first)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for col in ("model", "status", "training", "validation", "days", "AUC", "PR AUC",
+                "Brier", "lift"):
+        table.add_column(col, no_wrap=True, justify="left" if col in (
+            "status", "training", "validation") else "right")
+    for m in models:
+        x = m.metrics
+        table.add_row(
+            f"v{m.version}", m.status, _span(m.train_start, m.train_end),
+            _span(m.valid_start, m.valid_end), str(m.horizon_days), _num(x.get("roc_auc")),
+            _num(x.get("pr_auc")), _num(x.get("brier"), 4), _num(x.get("lift_top_decile"), 2))
+    # piped output is read by people too: do not squeeze the table into 80 columns
+    (out if out.is_terminal else Console(width=max(out.width, 120))).print(table)
+    for m in models:
+        out.print(Text(f"v{m.version}, trained {m.trained_at:%Y-%m-%d %H:%M} UTC: "
+                       f"{m.note or ''}"))
+    out.print("days: the churn horizon; AUC: ROC AUC and lift: in the top 10% of risk, both "
+              "on the model's validation window")
+
+
+def _span(start: date, end: date) -> str:
+    """`2026-03-03..05-19` (the end without its year when it is the same)."""
+    return f"{start}..{end:%m-%d}" if start.year == end.year else f"{start}..{end}"
+
+
+@model_app.command("report")
+def model_report(
+    version: Annotated[int | None, typer.Argument(
+        help="Model version (default: the champion, else the newest).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Print a model's validation metrics and write its calibration and lift charts (PNG)
+    under $PULSE_HOME/reports/."""
+    from models.charts import model_charts
+    from models.registry import get_model
+    from pulse.settings import get_settings
+
+    record = get_model(_engine(), version)
+    charts = model_charts(record, get_settings().resolved_home() / "reports")
+    if fmt is Format.json:
+        print(json.dumps({**record.to_dict(curves=True),
+                          "charts": {k: str(v) for k, v in charts.items()}}, indent=2))
+        return
+    out.print(Text(f"churn model v{record.version}: {record.status}", style="bold"))
+    if record.note:
+        out.print(Text(record.note))
+    _print_record(record)
+    calib = Table(title="Calibration (validation, bins of equal size)", title_justify="left")
+    for col in ("bin", "accounts", "predicted", "observed"):
+        calib.add_column(col, justify="right")
+    for b in record.metrics.get("calibration", []):
+        calib.add_row(str(b["bin"] + 1), f"{b['n']:,}", f"{b['mean_predicted']:.3f}",
+                      f"{b['observed']:.3f}")
+    out.print(calib)
+    gains = record.metrics.get("gains", [])
+    if gains:
+        captured = {round(t, 2): c for t, c in gains}
+        out.print("churners found among the riskiest 10% / 20% / 30% of accounts: "
+                  + " / ".join(f"{100 * captured.get(k, float('nan')):.0f}%"
+                               for k in (0.1, 0.2, 0.3)))
+    out.print(f"features ({len(record.features)}): {', '.join(record.features)}")
+    for name, path in charts.items():
+        out.print(Text(f"{name} chart: {path}"))
+
+
+# --------------------------------------------------------------------------- churn
+
+
+@churn_app.command("score")
+def churn_score(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The date to score, YYYY-MM-DD (default: today, UTC).")] = None,
+    basis: Annotated[Basis, typer.Option(
+        help="Basis of the features when the date has none yet (`pulse score` computes "
+        "them): 'known' or 'occurred'.")] = Basis.known,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Score every account's churn risk as of a date with the champion model, with the top
+    drivers of the riskiest in words; re-running a date replaces that date's scores."""
+    from models.registry import score_churn_summary
+
+    engine = _engine()
+    day = _day(as_of)
+    summary = _with_status(f"scoring churn as of {day}", fmt, lambda stage: score_churn_summary(
+        engine, day, basis=basis.value, on_stage=stage))
+    if fmt is Format.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return
+    if summary.model_version is None:
+        err.print(Text(summary.message))
+        return
+    out.print(Text(summary.message))
+    if summary.skipped_cancelled:
+        out.print(f"{summary.skipped_cancelled:,} cancelled account(s) left out (churned, "
+                  "not at risk)")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(app: typer.Typer) -> None:
+    """Add `model`, `churn` and the `bench models` / `bench score` commands."""
+    from pulse.bench_models import bench_models, bench_score
+
+    app.add_typer(model_app, name="model")
+    app.add_typer(churn_app, name="churn")
+    bench = next((g.typer_instance for g in app.registered_groups
+                  if g.name == "bench" and g.typer_instance is not None), None)
+    if bench is None:
+        raise RuntimeError("the `bench` command group must be registered before cli_model")
+    bench.command("models")(bench_models)
+    bench.command("score")(bench_score)

@@ -1,0 +1,341 @@
+"""Churn training from history, the model registry, churn scoring, the model CLI and the
+model benchmark, on small demo worlds landed on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, func, select, update
+from threadpoolctl import threadpool_limits
+
+from listeners.landing import land_files
+from models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RETIRED,
+    _better,
+    champion,
+    list_models,
+    score_churn,
+    train_and_register,
+)
+from models.training import (
+    NOT_POINT_IN_TIME,
+    NUMERIC,
+    TrainingDataError,
+    build_training_data,
+    label_snapshots,
+    plan_windows,
+)
+from pulse.demo import generate
+from sql.features import load_features
+from sql.schema import (
+    Account,
+    ChurnScore,
+    Contact,
+    Incident,
+    Mention,
+    PurchaseEvent,
+    Ticket,
+    UsageEvent,
+)
+
+END = date(2026, 6, 30)
+HORIZON = 14
+ROOT = Path(__file__).resolve().parent.parent
+SCORES = ChurnScore.__table__
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_openmp_thread() -> Iterator[None]:
+    """The suite runs two xdist workers on two cores: one OpenMP thread each, not two."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 accounts over 200 days ending on END (about 18 of them cancel in the last 60)."""
+    folder = tmp_path_factory.mktemp("world")
+    generate(folder, accounts=300, days=200, seed=3, end=END)
+    return folder
+
+
+def _land(engine: Engine, folder: Path) -> None:
+    files = [p for p in folder.iterdir() if p.name != "truth.json"]
+    land_files(engine, files)
+
+
+def _truth(folder: Path) -> dict:
+    return json.loads((folder / "truth.json").read_text())
+
+
+def _cancel_days(folder: Path) -> dict[str, date]:
+    return {a: datetime.fromisoformat(ts).astimezone(UTC).date()
+            for a, ts in _truth(folder)["churn"].items()}
+
+
+def _train(engine: Engine, **kw: object):  # type: ignore[no-untyped-def]
+    return train_and_register(engine, as_of=END, horizon_days=HORIZON, valid_days=14, **kw)
+
+
+# --------------------------------------------------------------------------- windows, labels
+
+
+def test_windows_keep_every_training_label_before_validation() -> None:
+    w = plan_windows(date(2026, 1, 1), date(2026, 12, 31), horizon_days=30, step_days=7,
+                     valid_days=21, warmup_days=56)
+    assert w.valid_end == date(2026, 12, 1)  # the last date whose 30 days are observed
+    assert w.valid == (date(2026, 11, 17), date(2026, 11, 24), date(2026, 12, 1))
+    assert w.train_start >= date(2026, 2, 26)  # 56 days of warm-up
+    assert all(d + timedelta(days=30) < w.valid_start for d in w.train)
+    assert w.train_end + timedelta(days=37) >= w.valid_start  # and nothing more is thrown away
+    assert len({(d - w.valid_end).days % 7 for d in w.dates}) == 1  # one weekly grid
+    with pytest.raises(TrainingDataError, match=r"180 days.*90-day horizon.*needs about \d+"):
+        plan_windows(date(2026, 1, 1), date(2026, 6, 29), horizon_days=90)
+
+
+def test_labels_count_cancellations_within_the_horizon_after_the_snapshot() -> None:
+    snaps = pd.DataFrame({"account_id": ["a", "a", "a", "b", "c"],
+                          "as_of": [date(2026, 3, 1), date(2026, 3, 10), date(2026, 3, 20),
+                                    date(2026, 3, 1), date(2026, 3, 1)]})
+    cancels = pd.DataFrame({"account_id": ["a", "b"],
+                            "day": [date(2026, 3, 20), date(2026, 3, 2)]})
+    # a: 19 days after 03-01 (outside 14), 10 after 03-10, same day as 03-20 (not after it)
+    assert label_snapshots(snaps, cancels, 14).tolist() == [False, True, False, True, False]
+    assert label_snapshots(snaps, cancels, 19).tolist() == [True, True, False, True, False]
+
+
+def test_training_data_from_history(engine: Engine, world: Path) -> None:
+    _land(engine, world)
+    data = build_training_data(engine, as_of=END, horizon_days=HORIZON, valid_days=14)
+    w = data.windows
+    train, valid = data.split()
+    assert w.last_data == END
+    assert w.valid_end == END - timedelta(days=HORIZON)
+    assert set(valid["as_of"].dt.date) == set(w.valid) and len(w.valid) == 2
+    # No training label window reaches into the validation window.
+    assert (train["as_of"].dt.date + timedelta(days=HORIZON) < w.valid_start).all()
+    assert set(train["as_of"].dt.date) == set(w.train)
+    assert train["as_of"].min() >= pd.Timestamp(w.first_data + timedelta(days=56))
+
+    cancel = _cancel_days(world)
+    frame = data.frame.assign(day=data.frame["as_of"].dt.date)
+    when = frame["account_id"].map(cancel)
+    # Accounts that had cancelled by the snapshot are left out ...
+    assert not any(c is not None and not pd.isna(c) and c <= d
+                   for c, d in zip(when, frame["day"]))
+    # ... and the label is a cancellation on the 14 days after it, exactly as the truth says.
+    expected = [c is not None and not pd.isna(c) and d < c <= d + timedelta(days=HORIZON)
+                for c, d in zip(when, frame["day"])]
+    assert frame["churned"].tolist() == expected
+    assert frame["churned"].sum() >= 10 and valid["churned"].sum() >= 3
+    # Features: the catalogue's point-in-time ones, the derived ones, the categoricals.
+    assert data.numeric == list(NUMERIC) and not set(NOT_POINT_IN_TIME) & set(data.numeric)
+    assert {"plan", "segment", "region"} <= set(frame.columns)
+    # Training reads history; it never rewrites the materialised features of those dates.
+    assert load_features(engine, w.valid_end).empty
+
+    with pytest.raises(TrainingDataError, match="needs about"):
+        build_training_data(engine, as_of=END, horizon_days=90)
+
+
+def test_known_basis_sees_only_what_had_landed(engine: Engine, world: Path) -> None:
+    """On basis 'known' a cancellation that landed after the training date is no label, and
+    history landed in bulk today is unknown on every past date."""
+    _land(engine, world)
+    with pytest.raises(TrainingDataError, match="no usage rows known by 2026-06-30.*'occurred'"):
+        build_training_data(engine, as_of=END, horizon_days=HORIZON, basis="known")
+    with pytest.raises(TrainingDataError, match="first usage rows landed on .*basis 'occurred'"):
+        build_training_data(engine, as_of=datetime.now(UTC).date(), horizon_days=HORIZON,
+                            basis="known", valid_days=14)
+    # As if everything had landed as it happened (a day late at most), except one
+    # cancellation in the validation window, which arrives only today.
+    with engine.begin() as conn:
+        for table in (Account, Contact, UsageEvent, PurchaseEvent, Ticket, Mention, Incident):
+            t = table.__table__
+            conn.execute(update(t).values(landed_at=datetime(2025, 12, 1, tzinfo=UTC)))
+    data = build_training_data(engine, as_of=END, horizon_days=HORIZON, basis="occurred",
+                               valid_days=14)
+    _, valid = data.split()
+    late = sorted(valid.loc[valid["churned"], "account_id"])[0]
+    p = PurchaseEvent.__table__
+    with engine.begin() as conn:
+        conn.execute(update(p).where(p.c.account_id == late, p.c.kind == "cancelled")
+                     .values(landed_at=datetime.now(UTC)))
+    known = build_training_data(engine, as_of=END, horizon_days=HORIZON, basis="known",
+                                valid_days=14)
+    assert known.windows == data.windows
+    merged = known.frame.merge(data.frame, on=["as_of", "account_id"], suffixes=("", "_occ"))
+    assert len(merged) == len(data.frame) == len(known.frame)
+    differs = merged[merged["churned"] != merged["churned_occ"]]
+    assert set(differs["account_id"]) == {late} and not differs["churned"].any()
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_better_model_rule() -> None:
+    old = {"roc_auc": 0.80, "brier": 0.050}
+    assert _better({"roc_auc": 0.81, "brier": 0.090}, old)[0]
+    assert not _better({"roc_auc": 0.79, "brier": 0.010}, old)[0]
+    tie = _better({"roc_auc": 0.80004, "brier": 0.049}, old)
+    assert tie[0] and "ties" in tie[1] and "Brier" in tie[1]
+    assert not _better({"roc_auc": 0.80, "brier": 0.050}, old)[0]
+    assert not _better({"roc_auc": None, "brier": 0.01}, old)[0]
+
+
+def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Path,
+                                                        pulse_home: Path) -> None:
+    _land(engine, world)
+    assert champion(engine) is None
+    weak = ["incident_minutes_28d"]  # always 0: the model can only use plan/segment/region
+    v1 = _train(engine, numeric=weak)
+    assert v1.promoted and v1.record.status == CHAMPION and "first" in (v1.record.note or "")
+    assert Path(v1.record.artifact_path) == pulse_home / "models" / "churn-v1.joblib"
+    assert Path(v1.record.artifact_path).is_file()
+
+    v2 = _train(engine)
+    assert v2.record.metrics["roc_auc"] > v1.record.metrics["roc_auc"]
+    assert v2.promoted and v2.record.status == CHAMPION and v2.previous_champion == 1
+    assert v2.record.metrics["champion_on_window"]["version"] == 1
+    assert re.search(r"beats the champion's .*promoted, v1 retired", v2.record.note or "")
+
+    v3 = _train(engine, numeric=weak)
+    assert not v3.promoted and v3.record.status == CHALLENGER
+    assert re.search(r"below the champion's .*stays challenger; v2 remains champion",
+                     v3.record.note or ""), v3.record.note
+    # The champion's figures on the new window are those of v2 on the same rows.
+    assert v3.record.metrics["champion_on_window"]["roc_auc"] == pytest.approx(
+        v2.record.metrics["roc_auc"])
+
+    status = {m.version: m.status for m in list_models(engine)}
+    assert status == {1: RETIRED, 2: CHAMPION, 3: CHALLENGER}
+    assert "retired" in (next(m for m in list_models(engine) if m.version == 1).note or "")
+    assert champion(engine).version == 2  # type: ignore[union-attr]
+    record = list_models(engine)[-1]
+    assert record.train_end + timedelta(days=HORIZON) < record.valid_start
+    assert {"roc_auc", "pr_auc", "brier", "lift_top_decile", "calibration",
+            "gains"} <= set(record.metrics)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_score_churn_writes_one_row_per_account_and_is_idempotent(engine: Engine,
+                                                                   world: Path) -> None:
+    _land(engine, world)
+    assert score_churn(engine, END, basis="occurred") == 0  # no champion: nothing written
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(SCORES)).scalar_one() == 0
+
+    v = _train(engine).version
+    earlier = END - timedelta(days=7)
+    assert score_churn(engine, earlier, basis="occurred") > 0
+    n = score_churn(engine, END, basis="occurred")
+    features = load_features(engine, END)
+    customers = set(features.loc[~features["cancelled"].astype(bool), "account_id"])
+    scores = _scores(engine, END)
+    assert n == len(scores) == len(customers) and set(scores["account_id"]) == customers
+    assert (scores["model_version"] == v).all()
+    p = scores["probability"].to_numpy()
+    assert ((p > 0) & (p < 1)).all()
+
+    riskiest = scores.sort_values("probability", ascending=False)
+    explained = riskiest["drivers"].map(len) > 0
+    above_median = int((p > np.median(p)).sum())
+    assert 0 < explained.sum() <= above_median
+    assert not explained.iloc[above_median:].any()  # only the riskiest half is explained
+    top = riskiest["drivers"].iloc[0]
+    assert 1 <= len(top) <= 3
+    assert all(re.search(r" (raises|lowers) risk by [\d.]+ points?$", d["text"]) for d in top)
+    assert all(d["feature"] in NUMERIC or d["feature"] in ("plan", "segment", "region")
+               for d in top)
+
+    before = _scores(engine, earlier)
+    assert score_churn(engine, END, basis="occurred") == n
+    again = _scores(engine, END)
+    pd.testing.assert_series_equal(again["probability"], scores["probability"])
+    assert again["drivers"].tolist() == scores["drivers"].tolist()
+    pd.testing.assert_frame_equal(_scores(engine, earlier), before)
+
+
+def _scores(engine: Engine, day: date) -> pd.DataFrame:
+    query = (select(SCORES.c.account_id, SCORES.c.model_version, SCORES.c.probability,
+                    SCORES.c.drivers).where(SCORES.c.as_of == day)
+             .order_by(SCORES.c.account_id))
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).all(),
+                            columns=["account_id", "model_version", "probability", "drivers"])
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
+                                               pulse_home: Path) -> None:
+    _land(engine, world)
+    listed = _pulse("model", "list")
+    assert listed.returncode == 0 and "no churn model" in listed.stdout
+    refused = _pulse("model", "train", "--as-of", END.isoformat())
+    assert refused.returncode == 1 and "90-day horizon" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    trained = _pulse("model", "train", "--as-of", END.isoformat(), "--horizon", str(HORIZON),
+                     "--valid-days", "14")
+    assert trained.returncode == 0, trained.stderr
+    assert "churn model v1: champion" in trained.stdout and "ROC AUC" in trained.stdout
+
+    listed = _pulse("model", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    models = json.loads(listed.stdout)
+    assert [m["status"] for m in models] == ["champion"]
+    assert models[0]["metrics"]["roc_auc"] is not None
+
+    report = _pulse("model", "report", "1")
+    assert report.returncode == 0, report.stderr
+    paths = re.findall(r"(?:calibration|lift) chart: (\S+\.png)", report.stdout)
+    assert [Path(p).parent for p in paths] == [pulse_home / "reports"] * 2
+    for p in paths:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Path(p).stat().st_size > 10_000
+    assert "Brier" in report.stdout and "Calibration" in report.stdout
+
+    missing = _pulse("model", "report", "7")
+    assert missing.returncode == 1 and "no churn model version 7" in missing.stderr
+
+    scored = _pulse("churn", "score", "--as-of", END.isoformat(), "--basis", "occurred")
+    assert scored.returncode == 0, scored.stderr
+    assert re.search(r"scored [\d,]+ accounts as of 2026-06-30 with churn model v1",
+                     scored.stdout)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(SCORES)).scalar_one() > 250
+
+
+def test_bench_models_prints_figures() -> None:
+    run = _pulse("bench", "models", "--accounts", "150", "--days", "200", "--seed", "3",
+                 "--format", "json")
+    assert run.returncode == 0, run.stderr
+    (fig,) = json.loads(run.stdout)
+    assert fig["world"] == "demo seed 3" and fig["accounts"] == 150
+    assert fig["error"] is None and fig["valid_rows"] > 0 and fig["train_churned"] > 0
+    assert 0.0 <= fig["roc_auc"] <= 1.0 and fig["lift_top_decile"] is not None
+    table = _pulse("bench", "models", "--accounts", "150", "--days", "200", "--seed", "3")
+    assert table.returncode == 0, table.stderr
+    assert re.search(r"ROC AUC\s+\S*\s*\d\.\d{3}", table.stdout)
+    assert "held-out" in table.stdout
