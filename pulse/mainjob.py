@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine, func, select
 
 from pulse.settings import get_settings
@@ -62,6 +63,39 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     console.print(f"ingest runs: {runs or 'none'}")
 
 
+def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+    """Run pulse_health for today through Airflow and print the top of the risk list."""
+    from datetime import UTC, datetime
+
+    from models.risklist import build_risk_list
+    from pulse.airflow_env import run_dag_test
+
+    today = datetime.now(UTC).date()
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
+    console.print(f"[bold]6.[/] running the Airflow DAG pulse_health for {today} "
+                  f"(features, scorecard, churn risk, flags, risk list); log in {log_path}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        run_dag_test("pulse_health", logical_date=today.isoformat(), env=env,
+                     output=_TaskEcho(log_file, console))
+    everyone = build_risk_list(engine, today)
+    rows = [r for r in everyone if r["band"] in ("red", "amber") or r["flags"]][:10]
+    table = Table(title=f"Risk list {today}: the top 10 flagged, red or amber accounts by "
+                  f"revenue at risk (of {len(everyone):,})", title_justify="left")
+    for col in ("account", "MRR", "health", "band", "risk", "flags", "why"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        why = "; ".join(r.get("evidence") or [])[:160]
+        table.add_row(
+            Text(f"{r['name']} ({r['account_id']})"), f"{float(r['mrr'] or 0):,.0f}",
+            "" if r["health"] is None else f"{r['health']:.0f}", r["band"] or "",
+            f"{float(r['revenue_at_risk'] or 0):,.0f}", Text(", ".join(r["flags"])), Text(why),
+        )
+    console.print(table)
+    basis = rows[0]["risk_basis"] if rows else "scorecard"
+    console.print(f"risk basis: {basis}. See everything with `pulse risk-list`, one account with "
+                  "`pulse account ID`.")
+
+
 class _TaskEcho(io.TextIOBase):
     """Keeps Airflow's whole output in a file and echoes one line per finished task."""
 
@@ -96,7 +130,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
         db = Path(url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        for folder in ("landing", "landed", "rejected"):
+        for folder in ("landing", "landed", "rejected", "models", "reports"):
             shutil.rmtree(home / folder, ignore_errors=True)
         console.print(f"[bold]1.[/] fresh warehouse at {db}")
     engine = make_engine(url)
@@ -134,6 +168,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
 
     data = warehouse_summary(engine)
     print_summary(data, console)
+    _health_step(engine, env, console)
     expected = summary.malformed
     quarantined = data["quarantine_by_source"]
     console.print(

@@ -24,6 +24,7 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "task report done" in proc.stdout
+    assert "task risk_list done" in proc.stdout and "Risk list" in proc.stdout
     pairs = re.findall(r"(\w+) (\d+)/(\d+)", proc.stdout.split("vs rows quarantined:")[1])
     assert len(pairs) == 7 and all(a == b for _, a, b in pairs), pairs
     engine = make_engine(f"sqlite:///{pulse_home / 'pulse.db'}")
