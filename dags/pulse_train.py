@@ -1,0 +1,57 @@
+"""
+### pulse_train: retrain the churn model weekly, promote only a better one
+
+Every Monday at 03:00 UTC this DAG builds feature snapshots from history up to the run's
+date, trains a churn model (`models.registry.train_and_register`), evaluates it on the latest
+window whose churn horizon is complete, and registers it. It becomes the champion only when it
+beats the current champion on that same window (higher ROC AUC; a tie goes to the lower Brier
+score); otherwise it stays a challenger with a note saying why. `pulse model list` shows the
+registry. When history is too short for both windows the task fails with a message saying how
+much history it needs.
+
+Params: `horizon_days` (default 90), `basis` (`occurred` for history loaded after the fact,
+`known` for rows as they had landed).
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+
+@dag(
+    dag_id="pulse_train",
+    schedule="0 3 * * 1",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=3),
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=10)},
+    params={
+        "horizon_days": Param(90, type="integer", minimum=1),
+        "basis": Param("occurred", enum=["occurred", "known"]),
+    },
+    tags=["pulse", "health", "model"],
+    doc_md=__doc__,
+)
+def pulse_train() -> None:
+    @task
+    def train() -> dict[str, Any]:
+        from models.registry import train_and_register
+        from sql.db import make_engine, upgrade
+
+        context = get_current_context()
+        when = context.get("logical_date") or context["dag_run"].run_after
+        params = context["params"]
+        engine = make_engine()
+        upgrade(engine)
+        result = train_and_register(engine, as_of=when.astimezone(UTC).date(),
+                                    horizon_days=int(params["horizon_days"]),
+                                    basis=str(params["basis"]))
+        return {"result": str(result)}
+
+    train()
+
+
+pulse_train()
