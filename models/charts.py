@@ -49,8 +49,8 @@ def calibration_chart(calibration: list[dict[str, Any]] | pd.DataFrame, path: Pa
         ax.plot([0, top], [0, top], linestyle="--", color="#888888", linewidth=1,
                 label="perfectly calibrated")
         sizes = table["n"].astype(int)
-        each = (f"{sizes.iloc[0]:,} accounts each" if sizes.nunique() == 1
-                else f"{sizes.min():,} to {sizes.max():,} accounts")
+        each = (f"{sizes.iloc[0]:,} snapshots each" if sizes.nunique() == 1
+                else f"{sizes.min():,} to {sizes.max():,} snapshots")
         ax.plot(table["mean_predicted"], table["observed"], marker="o", color="#1f5fa8",
                 linewidth=1.6, label=f"this model: {len(table)} bins of risk, {each}")
         ax.set_xlim(0, top)
@@ -59,7 +59,7 @@ def calibration_chart(calibration: list[dict[str, Any]] | pd.DataFrame, path: Pa
         ax.set_ylabel("observed churn rate")
         ax.set_title(title, fontsize=11)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
         return _save(fig, path)
     finally:
         plt.close(fig)

@@ -222,8 +222,20 @@ class TrainResult:
     promoted: bool
     previous_champion: int | None
     champion_metrics: dict[str, Any] | None  # the old champion on the new validation window
-    data: TrainingData | None = None
+    data: TrainingData | None = field(default=None, repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        auc = self.record.metrics.get("roc_auc")
+        return (f"churn model v{self.version}: {self.record.status}"
+                + (f" (validation ROC AUC {auc:.4f})" if isinstance(auc, float) else "")
+                + f": {self.record.note or ''}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The registry row (without curves) and what happened, JSON-ready."""
+        return {**self.record.to_dict(), "promoted": self.promoted,
+                "previous_champion": self.previous_champion,
+                "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
 
     @property
     def version(self) -> int:

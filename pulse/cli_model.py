@@ -113,10 +113,7 @@ def model_train(
         valid_days=valid_days, warmup_days=warmup, classifier=classifier.value,
         on_stage=stage))
     if fmt is Format.json:
-        print(json.dumps({**result.record.to_dict(), "promoted": result.promoted,
-                          "previous_champion": result.previous_champion,
-                          "seconds": {k: round(v, 2) for k, v in result.seconds.items()}},
-                         indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return
     r = result.record
     out.print(Text(f"churn model v{r.version}: {r.status}", style="bold"))
@@ -213,7 +210,7 @@ def model_report(
         out.print(Text(record.note))
     _print_record(record)
     calib = Table(title="Calibration (validation, bins of equal size)", title_justify="left")
-    for col in ("bin", "accounts", "predicted", "observed"):
+    for col in ("bin", "snapshots", "predicted", "observed"):
         calib.add_column(col, justify="right")
     for b in record.metrics.get("calibration", []):
         calib.add_row(str(b["bin"] + 1), f"{b['n']:,}", f"{b['mean_predicted']:.3f}",
