@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pulse.cli_common import Format
 from pulse.errors import PulseError
 
 app = typer.Typer(
@@ -37,11 +38,6 @@ app.add_typer(bench_app, name="bench")
 
 out = Console()
 err = Console(stderr=True)
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class ListFormat(str, Enum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from pulse.cli_common import Basis, Format, parse_day
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -26,23 +28,7 @@ scorecard_app = typer.Typer(help="Check the health scorecard and list what it ca
                             no_args_is_help=True)
 
 
-class Basis(str, Enum):
-    known = "known"
-    occurred = "occurred"
 
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-
-
-def _as_of(value: str | None) -> date:
-    if not value:
-        return datetime.now(UTC).date()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"expected a date YYYY-MM-DD (not {value!r})") from None
 
 
 def score(
@@ -64,7 +50,7 @@ def score(
     from sql.db import make_engine
     from sql.features import ensure_features_schema
 
-    day = _as_of(as_of)
+    day = parse_day(as_of)
     card = load_scorecard(scorecard)  # a bad file stops here, before any work
     engine = make_engine()
     ensure_features_schema(engine)
@@ -200,7 +186,7 @@ def flags(
     from sql.features import ensure_features_schema
     from sql.flags import flag_counts
 
-    day = _as_of(as_of)
+    day = parse_day(as_of)
     card = load_scorecard(scorecard)
     engine = make_engine()
     ensure_features_schema(engine)
@@ -230,7 +216,7 @@ def _risk_day(engine: Engine, as_of: str | None) -> date:
     from models.risklist import latest_scored_date
 
     if as_of:
-        return _as_of(as_of)
+        return parse_day(as_of)
     return latest_scored_date(engine)
 
 
@@ -364,7 +350,7 @@ def account(
 
     engine = make_engine()
     ensure_features_schema(engine)
-    view = account_view(engine, account_id, _as_of(as_of) if as_of else None)
+    view = account_view(engine, account_id, parse_day(as_of) if as_of else None)
     if fmt is Format.json:
         print(json.dumps(view, indent=2, ensure_ascii=False, default=str))
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +13,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from pulse.cli_common import Basis, Format, parse_day
 
 if TYPE_CHECKING:
     from models.registry import ModelRecord
@@ -26,28 +28,12 @@ churn_app = typer.Typer(help="Churn risk of every account with the champion mode
                         no_args_is_help=True)
 
 
-class Basis(str, Enum):
-    known = "known"
-    occurred = "occurred"
-
 
 class Classifier(str, Enum):
     hgb = "hgb"
     logistic = "logistic"
 
 
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-
-
-def _day(value: str | None, *, default: date | None = None) -> date:
-    if not value:
-        return default or datetime.now(UTC).date()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"expected a date YYYY-MM-DD (not {value!r})") from None
 
 
 def _engine() -> Any:
@@ -107,7 +93,7 @@ def model_train(
     from models.registry import train_and_register
 
     engine = _engine()
-    day = _day(as_of)
+    day = parse_day(as_of)
     result = _with_status("building training snapshots", fmt, lambda stage: train_and_register(
         engine, as_of=day, horizon_days=horizon, basis=basis.value, step_days=step,
         valid_days=valid_days, warmup_days=warmup, classifier=classifier.value,
@@ -244,7 +230,7 @@ def churn_score(
     from models.registry import score_churn_summary
 
     engine = _engine()
-    day = _day(as_of)
+    day = parse_day(as_of)
     summary = _with_status(f"scoring churn as of {day}", fmt, lambda stage: score_churn_summary(
         engine, day, basis=basis.value, on_stage=stage))
     if fmt is Format.json:
