@@ -9,6 +9,12 @@ new validation rows, the higher ROC AUC wins and a tie (within 0.0001) goes to t
 score. A model that does not win stays a challenger, and its note says why; the champion it
 replaces is retired. Exactly one churn model is champion at a time.
 
+Before any of that, a model must clear a minimum bar on its validation window (the first
+model too): ROC AUC of at least `min_roc_auc` (default 0.60) and better than the scorecard's
+own ranking of the same snapshots (risk = 100 - health). A model that cannot out-rank the
+explainable scorecard would only add noise to the risk list, so it stays a challenger and the
+risk list keeps ranking on health.
+
 `score_churn` scores every account that is still a customer as of a date with the champion,
 explains the riskiest ones (the top 3 drivers in words) and replaces that date's rows of
 `churn_scores`.
@@ -59,6 +65,7 @@ REGISTRY = ModelVersion.__table__
 SCORES = ChurnScore.__table__
 #: ROC AUC differences smaller than this are a tie (broken by the Brier score).
 AUC_TIE = 1e-4
+MIN_ROC_AUC = 0.60
 #: Drivers are worked out for the accounts above the median risk, at most this many.
 EXPLAIN_LIMIT = 2000
 TOP_DRIVERS = 3
@@ -211,6 +218,42 @@ def _better(new: dict[str, Any], old: dict[str, Any]) -> tuple[bool, str]:
                    f"{nb:.5f} does not beat its {ob:.5f}")
 
 
+def scorecard_auc(valid: pd.DataFrame) -> float | None:
+    """ROC AUC of the scorecard's ranking (risk = 100 - health) on labelled snapshots."""
+    from sklearn.metrics import roc_auc_score
+
+    from models.scorecard import load_scorecard, score_features
+
+    y = valid[LABEL].to_numpy(dtype=bool)
+    if y.all() or not y.any():
+        return None
+    frame = valid.reset_index(drop=True).copy()
+    frame["account_id"] = np.arange(len(frame)).astype(str).astype(object)
+    health, _ = score_features(frame, load_scorecard())
+    score = (health.assign(_i=health["account_id"].astype(int)).sort_values("_i")["score"]
+             .to_numpy(dtype="float64"))
+    if len(score) != len(y):
+        return None
+    score = np.where(np.isnan(score), 50.0, score)
+    return float(roc_auc_score(y, 100.0 - score))
+
+
+def clears_bar(metrics: dict[str, Any], *, min_roc_auc: float = MIN_ROC_AUC,
+               scorecard_roc_auc: float | None = None) -> tuple[bool, str]:
+    """Whether a model is good enough to rank the risk list at all, and why (in words)."""
+    auc = metrics.get("roc_auc")
+    if auc is None:
+        return False, "ROC AUC is undefined on the validation window"
+    if auc < min_roc_auc:
+        return False, (f"ROC AUC {auc:.4f} is below the minimum bar of {min_roc_auc:.2f}")
+    if scorecard_roc_auc is not None and auc - scorecard_roc_auc < AUC_TIE:
+        return False, (f"ROC AUC {auc:.4f} does not beat the scorecard's own ranking "
+                       f"({scorecard_roc_auc:.4f})")
+    return True, (f"ROC AUC {auc:.4f} clears the bar ({min_roc_auc:.2f}"
+                  + (f"; scorecard {scorecard_roc_auc:.4f}" if scorecard_roc_auc is not None
+                     else "") + ")")
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -258,6 +301,7 @@ def train_and_register(engine: Engine, *, as_of: date | None = None,
                        warmup_days: int = DEFAULT_WARMUP_DAYS, classifier: str = "hgb",
                        numeric: list[str] | None = None, random_state: int = 0,
                        artifact_dir: Path | None = None,
+                       min_roc_auc: float = MIN_ROC_AUC, must_beat_scorecard: bool = True,
                        on_stage: Callable[[str], None] | None = None) -> TrainResult:
     """Train a churn model on history as of `as_of`, evaluate it, register it, maybe promote.
 
@@ -275,7 +319,9 @@ def train_and_register(engine: Engine, *, as_of: date | None = None,
     fitted = fit_and_evaluate(data, classifier=classifier, random_state=random_state,
                               on_stage=on_stage)
     t2 = _time.perf_counter()
-    result = register_fitted(engine, fitted, artifact_dir=artifact_dir, on_stage=on_stage)
+    result = register_fitted(engine, fitted, artifact_dir=artifact_dir,
+                             min_roc_auc=min_roc_auc, must_beat_scorecard=must_beat_scorecard,
+                             on_stage=on_stage)
     result.seconds = {"training data": t1 - t0, "fit": t2 - t1,
                       "compare and register": _time.perf_counter() - t2}
     return result
@@ -329,14 +375,29 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "hgb", random_stat
 
 
 def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None = None,
+                    min_roc_auc: float = MIN_ROC_AUC, must_beat_scorecard: bool = True,
                     on_stage: Callable[[str], None] | None = None) -> TrainResult:
-    """Compare a fitted model with the champion on its validation window and register it."""
+    """Judge a fitted model against the bar and the champion on its validation window,
+    then register it."""
     w = fitted.data.windows
     valid, metrics = fitted.valid, dict(fitted.metrics)
     current = champion(engine)
     champ_metrics: dict[str, Any] | None = None
-    if current is None:
-        promote, note = True, "first churn model: champion"
+    card_auc: float | None = None
+    if must_beat_scorecard:
+        if on_stage:
+            on_stage("ranking the validation snapshots with the scorecard")
+        card_auc = scorecard_auc(valid)
+        metrics["scorecard_roc_auc"] = card_auc
+    ok, bar = clears_bar(metrics, min_roc_auc=min_roc_auc, scorecard_roc_auc=card_auc)
+    if not ok:
+        promote = False
+        note = (f"{bar} on the validation window {w.valid_start} to {w.valid_end}: stays "
+                "challenger; "
+                + (f"v{current.version} remains champion" if current else
+                   "no champion, the risk list ranks on health"))
+    elif current is None:
+        promote, note = True, f"first churn model to clear the bar: champion ({bar})"
     else:
         if on_stage:
             on_stage(f"scoring champion v{current.version} on the same validation window")

@@ -3,7 +3,9 @@
 `build_risk_list(engine, as_of)` ranks the accounts scored as of a date by revenue at risk:
 churn probability x MRR. The probability is the churn model's (`churn_scores` of that date)
 where it scored the account, else the scorecard's stand-in, (100 - health) / 100; every row
-says which in `risk_basis` ("churn_model v3" or "scorecard"; "none" without either). Each
+says which in `risk_basis` ("churn_model v3" or "scorecard"; "none" without either). The
+stand-in is not a calibrated probability, so scorecard-based rows rank by band first (red,
+amber, green), then by revenue at risk. Each
 row explains itself: health and its change, the flags with their evidence, the top drivers
 in words, the renewal date, how fresh every source is, and what to do next.
 
@@ -265,11 +267,27 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
     return frame
 
 
+BAND_TIER = {"red": 0, "amber": 1, "green": 2}
+
+
 def _rank(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values(
-        ["revenue_at_risk", "probability", "mrr", "account_id"],
-        ascending=[False, False, False, True], na_position="last", kind="stable",
-    ).reset_index(drop=True)
+    """Most revenue at risk first. The scorecard's stand-in probability is not calibrated,
+    so where it is the basis, the band comes first: a big green account never outranks a
+    small red one. Model-scored accounts rank with the red ones; unscored ones go last."""
+    model = frame["risk_basis"].astype(str).str.startswith("churn_model")
+    tier = np.where(model, 0, frame["band"].map(BAND_TIER).fillna(3).to_numpy())
+    return (frame.assign(_tier=tier).sort_values(
+        ["_tier", "revenue_at_risk", "probability", "mrr", "account_id"],
+        ascending=[True, False, False, False, True], na_position="last", kind="stable",
+    ).drop(columns="_tier").reset_index(drop=True))
+
+
+def ranked_by(rows: Sequence[dict[str, Any]]) -> str:
+    """How a list was ranked: by revenue at risk, or by band first where the scorecard's
+    stand-in is the basis."""
+    if any(r["risk_basis"] == "scorecard" for r in rows):
+        return "band_then_revenue_at_risk"
+    return "revenue_at_risk"
 
 
 def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -389,7 +407,7 @@ def risk_list_document(engine: Engine, as_of: date, *, csm: str | None = None,
         "schema_version": SCHEMA_VERSION,
         "as_of": as_of.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "ranked_by": "revenue_at_risk",
+        "ranked_by": ranked_by(rows),
         "filters": {"csm": csm, "band": band, "flag": flag, "limit": limit},
         "stale_sources": inp.stale_sources,
         "count": len(rows),

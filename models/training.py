@@ -406,7 +406,9 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
             f"no account existed at any snapshot date ({windows.dates[0]} to "
             f"{windows.dates[-1]}, basis {basis!r})")
     before = len(snaps)
-    snaps = snaps[~snaps["cancelled"]].reset_index(drop=True)
+    # One order on every database, so that a fit is the same on SQLite and PostgreSQL.
+    snaps = (snaps[~snaps["cancelled"]].sort_values(["as_of", "account_id"], kind="stable")
+             .reset_index(drop=True))
     cancels = cancellations(engine, as_of, basis=basis)
     snaps[LABEL] = label_snapshots(snaps, cancels, horizon_days)
     frame = model_frame(snaps, account_attributes(engine))

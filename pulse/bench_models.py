@@ -71,6 +71,8 @@ class ModelFigure:
     valid_rows: int = 0
     valid_churned: int = 0
     roc_auc: float | None = None
+    scorecard_roc_auc: float | None = None
+    status: str = ""
     pr_auc: float | None = None
     brier: float | None = None
     lift_top_decile: float | None = None
@@ -172,6 +174,7 @@ def run_model_bench(*, seed: int | None, accounts: int, days: int, horizon: int,
                 fig.train_rows, fig.train_churned = m["train_rows"], m["train_positives"]
                 fig.valid_rows, fig.valid_churned = m["n"], m["positives"]
                 fig.roc_auc, fig.pr_auc = m["roc_auc"], m["pr_auc"]
+                fig.scorecard_roc_auc, fig.status = m.get("scorecard_roc_auc"), r.status
                 fig.brier, fig.lift_top_decile = m["brier"], m["lift_top_decile"]
             seconds["train"] = time.perf_counter() - t
             if console:
@@ -245,10 +248,13 @@ def bench_models(
     add("held-out snapshots", [f.valid.replace(" to ", "..") or "-" for f in figures])
     add("training rows (churned)", [f"{f.train_rows:,} ({f.train_churned})" for f in figures])
     add("held-out rows (churned)", [f"{f.valid_rows:,} ({f.valid_churned})" for f in figures])
-    for key, label, digits in (("roc_auc", "ROC AUC", 3), ("pr_auc", "PR AUC", 3),
+    for key, label, digits in (("roc_auc", "ROC AUC", 3),
+                               ("scorecard_roc_auc", "ROC AUC of the scorecard", 3),
+                               ("pr_auc", "PR AUC", 3),
                                ("lift_top_decile", "lift, top 10%", 2), ("brier", "Brier", 4)):
         values = [getattr(f, key) for f in figures]
         add(label, [_f(v, digits) for v in values], _f(_mean(values), digits))
+    add("model status", [f.status or "-" for f in figures])
     silent = any(f.silent_truth is not None for f in figures)
     if silent:
         add("silent flagged / truth", [f"{f.silent_flagged} / {f.silent_truth}"

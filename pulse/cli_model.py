@@ -82,11 +82,20 @@ def model_train(
         help="Days of history before the first snapshot.", min=0)] = 56,
     classifier: Annotated[Classifier, typer.Option(help="Gradient boosting or logistic.")]
     = Classifier.hgb,
+    min_roc_auc: Annotated[float, typer.Option(
+        help="Minimum validation ROC AUC before a model may become champion.", min=0.0,
+        max=1.0)] = 0.60,
+    beat_scorecard: Annotated[bool, typer.Option(
+        "--beat-scorecard/--no-beat-scorecard",
+        help="Also require a higher validation ROC AUC than the scorecard's own ranking.")]
+    = True,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Train a churn model on history, evaluate it on a later window, register it.
 
-    It becomes the champion only when it beats the current champion on the same validation
+    It must first clear a minimum bar on its validation window (ROC AUC >= --min-roc-auc and,
+    unless --no-beat-scorecard, better than ranking by the scorecard's health). Then it
+    becomes the champion only when it beats the current champion on the same validation
     window (higher ROC AUC; a tie goes to the lower Brier score); otherwise it is kept as a
     challenger with a note saying why.
     """
@@ -97,7 +106,7 @@ def model_train(
     result = _with_status("building training snapshots", fmt, lambda stage: train_and_register(
         engine, as_of=day, horizon_days=horizon, basis=basis.value, step_days=step,
         valid_days=valid_days, warmup_days=warmup, classifier=classifier.value,
-        on_stage=stage))
+        min_roc_auc=min_roc_auc, must_beat_scorecard=beat_scorecard, on_stage=stage))
     if fmt is Format.json:
         print(json.dumps(result.to_dict(), indent=2))
         return

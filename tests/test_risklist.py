@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from models.flags import NotScoredError, compute_flags
-from models.risklist import RiskListError, account_view, build_risk_list
+from models.risklist import RiskListError, account_view, build_risk_list, risk_list_document
 from models.scorecard import score_date
 from sql.schema import ChurnScore
 from tests.test_flags import D, land_world
@@ -74,8 +74,12 @@ def test_ranked_by_revenue_at_risk_on_the_scorecard_when_no_model_scored(
     by_id = {r["account_id"]: r for r in rows}
     assert set(by_id) == LIVE
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    at_risk = [r["revenue_at_risk"] for r in rows]
-    assert at_risk == sorted(at_risk, reverse=True)
+    # Band first (the stand-in is not calibrated), revenue at risk within the band.
+    tiers = [{"red": 0, "amber": 1, "green": 2}[r["band"]] for r in rows]
+    assert tiers == sorted(tiers)
+    for tier in set(tiers):
+        at_risk = [r["revenue_at_risk"] for r, t in zip(rows, tiers) if t == tier]
+        assert at_risk == sorted(at_risk, reverse=True)
     for r in rows:
         assert r["risk_basis"] == "scorecard"
         assert r["churn_probability"] == pytest.approx((100 - r["health"]) / 100)
@@ -131,8 +135,13 @@ def test_the_churn_model_takes_over_where_it_scored_and_says_so(world: Engine) -
     # the model left it unexplained: its reasons are the scorecard's
     assert by_id["acc-pay"]["drivers"] == by_id["acc-pay"]["health_drivers"] != []
     assert by_id["acc-loud"]["risk_basis"] == "scorecard"  # its score is of another date
-    at_risk = [r["revenue_at_risk"] for r in rows]
-    assert at_risk == sorted(at_risk, reverse=True)
+    # Model-scored rows rank with the red ones by revenue at risk; the scorecard's stand-ins
+    # for amber and green accounts follow, band by band.
+    keys = [(0 if r["risk_basis"] != "scorecard" else
+             {"red": 0, "amber": 1, "green": 2}[r["band"]], -r["revenue_at_risk"])
+            for r in rows]
+    assert keys == sorted(keys)
+    assert risk_list_document(world, D)["ranked_by"] == "band_then_revenue_at_risk"
     view = account_view(world, "acc-steady")
     assert view["churn"] == {"probability": 0.9, "model_version": 3,
                              "drivers": first["drivers"]}
