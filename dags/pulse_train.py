@@ -3,14 +3,15 @@
 
 Every Monday at 03:00 UTC this DAG builds feature snapshots from history up to the run's
 date, trains a churn model (`models.registry.train_and_register`), evaluates it on the latest
-window whose churn horizon is complete, and registers it. It becomes the champion only when it
-beats the current champion on that same window (higher ROC AUC; a tie goes to the lower Brier
-score); otherwise it stays a challenger with a note saying why. `pulse model list` shows the
+window whose churn horizon is complete, and registers it. It must clear a minimum bar there
+(ROC AUC >= `min_roc_auc` and better than ranking by the scorecard's health), and then becomes
+the champion only when it beats the current champion on that same window (higher ROC AUC; a
+tie goes to the lower Brier score); otherwise it stays a challenger with a note saying why. `pulse model list` shows the
 registry. When history is too short for both windows the task fails with a message saying how
 much history it needs.
 
-Params: `horizon_days` (default 90), `basis` (`occurred` for history loaded after the fact,
-`known` for rows as they had landed).
+Params: `horizon_days` (default 90), `valid_days` (28), `min_roc_auc` (0.6), `basis`
+(`occurred` for history loaded after the fact, `known` for rows as they had landed).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from airflow.sdk import Param, dag, get_current_context, task
     default_args={"retries": 1, "retry_delay": timedelta(minutes=10)},
     params={
         "horizon_days": Param(90, type="integer", minimum=1),
+        "valid_days": Param(28, type="integer", minimum=1),
+        "min_roc_auc": Param(0.6, type="number", minimum=0, maximum=1),
         "basis": Param("occurred", enum=["occurred", "known"]),
     },
     tags=["pulse", "health", "model"],
@@ -48,8 +51,13 @@ def pulse_train() -> None:
         upgrade(engine)
         result = train_and_register(engine, as_of=when.astimezone(UTC).date(),
                                     horizon_days=int(params["horizon_days"]),
+                                    valid_days=int(params["valid_days"]),
+                                    min_roc_auc=float(params["min_roc_auc"]),
                                     basis=str(params["basis"]))
-        return {"result": str(result)}
+        print(result)
+        return {"version": result.version, "status": result.record.status,
+                "promoted": result.promoted, "roc_auc": result.metrics.get("roc_auc"),
+                "note": result.record.note}
 
     train()
 

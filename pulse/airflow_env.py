@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pulse.errors import ConfigError, PulseError
 from pulse.settings import PROJECT_ROOT, Settings, get_settings
@@ -118,8 +118,11 @@ def run_dag_test(
     logical_date: str | None = None,
     env: Mapping[str, str] | None = None,
     output: IO[str] | None = None,
+    conf: Mapping[str, Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one real DAG run with `airflow dags test DAG_ID [LOGICAL_DATE]`, in-process there.
+
+    `conf` becomes the run's conf (`--conf JSON`), which overrides the DAG's params.
 
     The output is streamed to `output` (default: `sys.stdout`) as it comes and returned in
     `.stdout`. Raises `PulseError` when the command fails or any task instance ended failed.
@@ -129,6 +132,8 @@ def run_dag_test(
     args = [airflow_executable(), "dags", "test", dag_id]
     if logical_date:
         args.append(logical_date)
+    if conf:
+        args += ["--conf", json.dumps(dict(conf))]
     sink = output if output is not None else sys.stdout
     lines: list[str] = []
     log.info("running %s", " ".join(args[1:]))

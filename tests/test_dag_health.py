@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from listeners.landing import land_files
+from models.registry import CHALLENGER, CHAMPION, list_models
 from pulse.airflow_env import run_dag_test
 from pulse.demo import generate
 from sql.db import make_engine, upgrade
@@ -39,5 +40,38 @@ def test_pulse_health_scores_flags_and_writes_the_risk_list(
     report = pulse_home / "reports" / f"risk-list-{today.isoformat()}.json"
     rows = json.loads(report.read_text())
     assert rows and all(r["risk_basis"] == "scorecard" for r in rows)
-    risks = [r["revenue_at_risk"] for r in rows]
-    assert risks == sorted(risks, reverse=True)
+    keys = [({"red": 0, "amber": 1, "green": 2}[r["band"]], -r["revenue_at_risk"])
+            for r in rows]
+    assert keys == sorted(keys)  # the scorecard's stand-in ranks band first
+
+
+@pytest.mark.airflow
+def test_pulse_train_registers_a_model_and_promotes_by_the_rule(
+    af_env: dict[str, str], pulse_home: Path  # noqa: F811
+) -> None:
+    end = date(2026, 6, 30)
+    summary = generate(pulse_home / "world", accounts=300, days=200, seed=3, end=end)
+    engine = make_engine()
+    upgrade(engine)
+    land_files(engine, summary.files.values())
+    conf = {"horizon_days": 14, "valid_days": 14, "min_roc_auc": 0.5}
+
+    out = run_dag_test("pulse_train", logical_date=end.isoformat(), env=af_env, conf=conf)
+    models = list_models(engine)
+    assert len(models) == 1
+    (first,) = models
+    assert first.train_end + timedelta(days=14) < first.valid_start <= first.valid_end
+    assert first.valid_end + timedelta(days=14) <= end
+    assert first.metrics["roc_auc"] > 0.5 and first.metrics["scorecard_roc_auc"] is not None
+    assert first.status in (CHAMPION, CHALLENGER) and first.note
+    assert Path(first.artifact_path).is_file()
+    assert f"churn model v1: {first.status}" in out.stdout
+
+    # The next week's run on the same history: a second model, judged against the first.
+    run_dag_test("pulse_train", logical_date=end.isoformat(), env=af_env, conf=conf)
+    second = max(list_models(engine), key=lambda m: m.version)
+    engine.dispose()
+    assert second.version == 2 and second.note
+    if first.status == CHAMPION:
+        assert second.metrics["champion_on_window"]["version"] == 1
+        assert ("remains champion" in second.note) != (second.status == CHAMPION)
