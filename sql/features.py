@@ -16,7 +16,7 @@ history that was loaded in bulk after the fact (a first import, a demo world), f
 
 An account is scored as of D when Pulse knew it by then (`landed_at`) and it had been created
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
-`created_at`, had landed).
+`created_at`, had landed or had a usage or purchase event by then).
 
 What the warehouse cannot give point in time: account attributes (seats, renewal date, the
 fallback MRR, x_handle) and a ticket's status are stored in their latest state, so a later
@@ -534,7 +534,16 @@ def features_select(as_of: date, *, basis: Basis = "known",
     if basis == "known":
         exists = and_(a.c.landed_at < w.end, or_(a.c.created_at.is_(None), a.c.created_at < w.end))
     else:
-        exists = func.coalesce(a.c.created_at, a.c.landed_at) < w.end
+        # Without created_at, an account that landed later still existed once it had used
+        # the product or been billed: its first event counts as its creation.
+        u, pe = UsageEvent.__table__, PurchaseEvent.__table__
+        had_event = or_(
+            select(u.c.account_id).where(u.c.account_id == a.c.account_id,
+                                         u.c.occurred_at < w.end).exists(),
+            select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
+                                          pe.c.occurred_at < w.end).exists())
+        exists = or_(a.c.created_at < w.end,
+                     and_(a.c.created_at.is_(None), or_(a.c.landed_at < w.end, had_event)))
     columns: dict[str, Any] = {
         "as_of": literal(as_of, Date),
         "account_id": a.c.account_id,

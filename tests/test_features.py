@@ -180,11 +180,15 @@ def test_rows_that_land_or_happen_later_never_change_a_date(
     # after D: a late usage row about 06-29, a row of 07-01, a payment that clears the
     # failures, a ticket resolved, a negative mention, a new account
     land_file(engine, _write(late, "accounts.csv", "account_id,name,mrr,created_at\n"
-                             "acc-4,Umbrella,10,2026-06-01T00:00:00Z\n"), now=LATER)
+                             "acc-4,Umbrella,10,2026-06-01T00:00:00Z\n"
+                             "acc-5,Soylent,20,\n"  # no created_at: its first event counts
+                             "acc-6,Vandelay,30,\n"), now=LATER)  # no event before D
     land_file(engine, _write(late, "usage.csv", USAGE.splitlines()[0] + "\n"
                              "u11,acc-1,2026-06-29T10:00:00Z,admin,c2,7,error\n"
                              "u12,acc-1,2026-07-01T10:00:00Z,admin,c2,7,ok\n"
-                             "u13,acc-4,2026-06-29T10:00:00Z,admin,,7,ok\n"), now=LATER)
+                             "u13,acc-4,2026-06-29T10:00:00Z,admin,,7,ok\n"
+                             "u14,acc-5,2026-06-10T10:00:00Z,admin,,1,ok\n"
+                             "u15,acc-6,2026-07-01T10:00:00Z,admin,,1,ok\n"), now=LATER)
     land_file(engine, _write(late, "purchases.csv", PURCHASES.splitlines()[0] + "\n"
                              "p8,acc-1,2026-06-20T00:00:00Z,payment_succeeded,800,\n"),
               now=LATER)
@@ -200,14 +204,16 @@ def test_rows_that_land_or_happen_later_never_change_a_date(
     # Pulse knew the late rows by 07-02: they count from then on
     compute_features(engine, date(2026, 7, 2))
     after = load_features(engine, date(2026, 7, 2)).set_index("account_id")
-    assert set(after.index) == {"acc-1", "acc-2", "acc-4"}
+    assert set(after.index) == {"acc-1", "acc-2", "acc-4", "acc-5", "acc-6"}
     assert after.loc["acc-1", "open_failed_payments"] == 0  # p7 (and p8) cleared them
     assert after.loc["acc-1", "open_urgent_tickets"] == 0
     assert after.loc["acc-1", "distinct_features_28d"] == 4  # admin
     # reconstructing history from event times counts the late rows on D
     compute_features(engine, D, basis="occurred")
     occurred = load_features(engine, D).set_index("account_id")
-    assert set(occurred.index) == {"acc-1", "acc-2", "acc-4"}
+    # acc-5 has no created_at but used the product on 06-10; acc-6 only after D
+    assert set(occurred.index) == {"acc-1", "acc-2", "acc-4", "acc-5"}
+    assert occurred.loc["acc-5", "events_28d"] == 1
     assert occurred.loc["acc-1", "events_28d"] == 24 + 7  # u11, not u12
     assert occurred.loc["acc-1", "negative_mentions_28d"] == 3
     assert occurred.loc["acc-1", "open_failed_payments"] == 0  # p8, on 06-20
