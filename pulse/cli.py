@@ -297,6 +297,18 @@ from pulse.cli_model import register as _register_model  # noqa: E402
 
 _register_model(app)
 
+from pulse.cli_outage import register as _register_outage  # noqa: E402
+
+_register_outage(app)
+
+from pulse.cli_outreach import register as _register_outreach  # noqa: E402
+
+_register_outreach(app)
+
+from pulse.bench_send import register as _register_bench_send  # noqa: E402
+
+_register_bench_send(app)
+
 
 def main() -> None:
     try:

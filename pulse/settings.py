@@ -25,6 +25,37 @@ class Settings(BaseSettings):
         default=24.0, ge=0, description="How far in the future an event timestamp may lie"
     )
 
+    # --- outreach (issue 4)
+    company_name: str = Field(default="Pulse Demo Inc.", description="Shown in every email")
+    sender_email: str = Field(default="care@pulse-demo.example", description="From address")
+    sender_name: str = Field(default="Pulse Customer Care", description="From name")
+    footer_address: str = Field(default="1 Example Street, Springfield",
+                                description="Postal address in every email's footer")
+    status_page_url: str = Field(default="https://status.pulse-demo.example",
+                                 description="Where customers follow an incident")
+    public_base_url: str = Field(default="http://127.0.0.1:8700",
+                                 description="Base of public links (unsubscribe, surveys)")
+    secret_key: str = Field(default="", description="Signs public links; without it a random "
+                            "key is kept in $PULSE_HOME/secret.key (mode 600)")
+    transport: str = Field(default="file", description="file or sendgrid")
+    sendgrid_host: str = Field(default="https://api.sendgrid.com",
+                               description="SendGrid API base URL")
+    sendgrid_api_key: str = Field(default="", description="Else the Airflow Connection "
+                                  "`sendgrid_default` (its password) or SENDGRID_API_KEY")
+    sendgrid_webhook_public_key: str = Field(
+        default="", description="Event Webhook verification key (base64 DER or PEM, ECDSA P-256)")
+    webhook_max_age_seconds: int = Field(default=600, ge=1, description="Older posts are stale")
+    cap_per_contact: int = Field(default=2, ge=0, description="Automated messages per contact "
+                                 "per cap window, across every kind")
+    cap_window_days: int = Field(default=7, ge=1)
+    quiet_start: str = Field(default="21:00", description="Quiet hours start (contact's time)")
+    quiet_end: str = Field(default="08:00", description="Quiet hours end (contact's time)")
+    checkin_every_days: int = Field(default=30, ge=1, description="At most one check-in per "
+                                    "account per this many days")
+    link_ttl_days: int = Field(default=14, ge=1, description="Public links expire after this")
+    web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
+    web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
+
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
 

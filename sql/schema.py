@@ -347,3 +347,115 @@ class ModelVersion(Base):
     status: Mapped[str] = mapped_column(String(16))  # champion, challenger, retired
     promoted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------- outreach (issue 4)
+
+
+class IncidentUpdate(Base):
+    """One update of an incident (Statuspage `incident_updates`): status and what was said."""
+
+    __tablename__ = "incident_updates"
+    update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    landed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IncidentImpact(Base):
+    """How one incident touched one account (models/outage.py), recomputed as it updates.
+
+    `hit`: error outcomes on an affected component (in an affected region, when the incident
+    names regions) inside the incident's window; `exposed`: used an affected component there
+    without errors. Counts are events (rows) and requests (the rows' quantities).
+    """
+
+    __tablename__ = "incident_impacts"
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(8))  # hit, exposed
+    failed_events: Mapped[int] = mapped_column(Integer)
+    total_events: Mapped[int] = mapped_column(Integer)
+    failed_requests: Mapped[float] = mapped_column(Float)
+    total_requests: Mapped[float] = mapped_column(Float)
+    affected_users: Mapped[int] = mapped_column(Integer)
+    components: Mapped[Any] = mapped_column(JSONDoc)  # affected components the account used
+    regions: Mapped[Any] = mapped_column(JSONDoc)
+    first_affected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_affected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_incident_impacts_account", "account_id"),)
+
+
+class Suppression(Base):
+    """An address no automated message may reach (bounce, spam report, unsubscribe, ...).
+
+    Kept apart from `contacts.opted_out`, which a later contacts file may overwrite: nothing
+    ingestion does ever clears a suppression.
+    """
+
+    __tablename__ = "suppressions"
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)  # lower-cased
+    reason: Mapped[str] = mapped_column(String(16))  # bounce, spamreport, unsubscribe, dropped, manual
+    source: Mapped[str] = mapped_column(String(32))  # webhook, link, cli
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(Base):
+    """Every intended message, written before anything is sent (outreach/outbox.py).
+
+    `status`: queued -> sending -> sent -> delivered | bounced; or suppressed (with `rule`),
+    or failed. `sending` is claimed in its own transaction before the provider is called, so
+    a crash leaves the row in doubt, never forgotten; the next run reconciles it with the
+    provider before sending again.
+    """
+
+    __tablename__ = "outbox"
+    message_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # outage_notice, checkin, csm_digest, ...
+    account_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    contact_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    incident_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    to_email: Mapped[str] = mapped_column(String(254), index=True)
+    to_name: Mapped[str | None] = mapped_column(String(200))
+    from_email: Mapped[str] = mapped_column(String(254))
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    reply_to: Mapped[str | None] = mapped_column(String(254))
+    template: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    context: Mapped[Any] = mapped_column(JSONDoc)  # what the template was rendered from
+    urgent: Mapped[bool] = mapped_column(Boolean)  # passes the cap and quiet hours
+    automated: Mapped[bool] = mapped_column(Boolean)  # counts towards the cap, can unsubscribe
+    status: Mapped[str] = mapped_column(String(12))
+    rule: Mapped[str | None] = mapped_column(String(32))  # what suppressed or deferred it
+    rule_detail: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # quiet hours
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    transport: Mapped[str | None] = mapped_column(String(16))  # sendgrid, file
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)
+
+
+class DeliveryEvent(Base):
+    """One SendGrid Event Webhook event, kept once (by `sg_event_id`)."""
+
+    __tablename__ = "delivery_events"
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # sg_event_id
+    message_id: Mapped[int | None] = mapped_column(Integer, index=True)  # outbox, from custom_args
+    event: Mapped[str] = mapped_column(String(24))
+    email: Mapped[str | None] = mapped_column(String(254))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[Any] = mapped_column(JSONDoc)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

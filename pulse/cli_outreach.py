@@ -1,0 +1,8 @@
+"""CLI commands for outreach (filled in by issue 4)."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `pulse` app."""
