@@ -48,8 +48,12 @@ The flags
     while the account is still a customer (not cancelled).
 
 `outage_affected`
-    Left for the outage-impact issue: incidents are not yet tied to the accounts they hit
-    (the `incident_minutes_28d` feature is 0 until then). The name is reserved.
+    An incident hit the account in the last `outage_days` (7) days: the account had errors
+    on an affected component inside the incident's window (`incident_impacts`, computed by
+    models/outage.py), and those errors reach into the 7 days. The evidence names the latest
+    such incident with the account's own numbers ("hit by incident inc-07 (Exports failing)
+    on 2026-06-15: 42 of 120 requests failed for 3 users") and how many others hit it too.
+    With the "known" basis only incidents that had landed by the date count.
 """
 from __future__ import annotations
 
@@ -79,10 +83,10 @@ FLAG_NAMES: dict[str, str] = {
     PAYMENT: "failed payments not recovered",
     RENEWAL: "renews soon with red or amber or falling health",
     CHAMPION: "the most active user stopped using the product",
-    OUTAGE: "hit by an incident (not computed yet: comes with outage impact scoring)",
+    OUTAGE: "hit by an incident in the last 7 days (errors on an affected component)",
 }
 #: The flags `compute_flags` decides today.
-COMPUTED_FLAGS: tuple[str, ...] = (SILENT, PAYMENT, RENEWAL, CHAMPION)
+COMPUTED_FLAGS: tuple[str, ...] = (SILENT, PAYMENT, RENEWAL, CHAMPION, OUTAGE)
 
 STRONG, WEAK = 2, 1
 
@@ -140,6 +144,7 @@ class FlagSettings:
     champion_prior_days: int = 60
     champion_gone_days: int = 21
     champion_min_active_days: int = 3
+    outage_days: int = 7
 
 
 # --------------------------------------------------------------------------- helpers
@@ -505,6 +510,44 @@ def _champion(f: _Frame, as_of: date, s: FlagSettings,
     return out
 
 
+def _outage(f: _Frame, outages: pd.DataFrame | None, s: FlagSettings) -> list[dict[str, Any]]:
+    """One flag per account hit lately; `outages` has one row per (account, incident), the
+    latest first (models.outage.recent_hits)."""
+    if outages is None or outages.empty:
+        return []
+    known = set(f.text("account_id"))
+    out = []
+    for account, hits in outages.groupby("account_id", sort=True):
+        if account not in known:
+            continue
+        hits = hits.sort_values(["first_affected_at", "incident_id"],
+                                ascending=[False, True], kind="stable")
+        top = hits.iloc[0]
+        failed, total = float(top["failed_requests"]), float(top["total_requests"])
+        users = int(top["affected_users"])
+        text = (f"hit by incident {top['incident_id']} ({top['title']}) on "
+                f"{_day(top['first_affected_at'])}: {_count(failed)} of "
+                f"{_plural(total, 'request')} failed")
+        if users > 0:
+            text += f" for {_plural(users, 'user')}"
+        others = hits["incident_id"].iloc[1:].tolist()
+        if others:
+            text += (f"; also hit by {_plural(len(others), 'other incident')} in "
+                     f"{s.outage_days} days ({', '.join(others)})")
+        components = top["components"] if isinstance(top["components"], list) else []
+        out.append({"account_id": account, "flag": OUTAGE, "evidence": text, "details": {
+            "incident_id": top["incident_id"], "title": top["title"],
+            "impact": top["impact"] if isinstance(top["impact"], str) else None,
+            "failed_requests": _num(failed), "total_requests": _num(total),
+            "failed_events": _num(top["failed_events"]), "affected_users": users,
+            "components": list(components),
+            "first_affected_at": pd.Timestamp(top["first_affected_at"]).isoformat(),
+            "last_affected_at": pd.Timestamp(top["last_affected_at"]).isoformat(),
+            "incidents": hits["incident_id"].tolist(), "window_days": s.outage_days,
+        }})
+    return out
+
+
 FLAG_COLUMNS = ["account_id", "flag", "evidence", "details"]
 
 
@@ -512,11 +555,14 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
                    baselines: pd.DataFrame | None = None,
                    champions: pd.DataFrame | None = None,
                    failures: pd.DataFrame | None = None,
+                   outages: pd.DataFrame | None = None,
                    settings: FlagSettings | None = None,
                    stale_sources: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
     """Decide every flag for every account of a features frame; no database needed.
 
     Returns one row per (account, flag that fires): account_id, flag, evidence, details.
+    `outages` is one row per (account, incident that hit it lately), as
+    `models.outage.recent_hits` returns.
     """
     s = settings or FlagSettings()
     f = _Frame(_assemble(features, health, baselines, champions, failures))
@@ -526,7 +572,8 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
         if "cancelled" in f.data else np.zeros(len(f.data), dtype=bool)
     rows = (_silent(f, as_of, s.silent, usage_ok="usage" not in stale_sources,
                     support_ok="support" not in stale_sources, cancelled=cancelled)
-            + _payment(f) + _renewal(f, as_of, s, cancelled) + _champion(f, as_of, s, cancelled))
+            + _payment(f) + _renewal(f, as_of, s, cancelled) + _champion(f, as_of, s, cancelled)
+            + _outage(f, outages, s))
     out = pd.DataFrame(rows, columns=FLAG_COLUMNS)
     return out.sort_values(["account_id", "flag"], kind="stable").reset_index(drop=True)
 
@@ -543,6 +590,7 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     `pulse score --as-of DATE` first. The extra inputs are read on the same basis as the
     features were computed ("known" or "occurred"). Idempotent: a re-run replaces the date.
     """
+    from models.outage import recent_hits
     from models.scorecard import load_scorecard, source_freshness
     from sql.features import load_features
     from sql.flags import champions, open_failures, usage_baselines, write_flags
@@ -565,10 +613,12 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     champs = champions(engine, as_of, basis=basis, prior_days=s.champion_prior_days,
                        gone_days=s.champion_gone_days)
     failures = open_failures(engine, as_of, basis=basis)
+    outages = recent_hits(engine, as_of, basis=basis, days=s.outage_days)
     if on_stage:
         on_stage(f"deciding flags as of {as_of}")
     flags = evaluate_flags(features, as_of, health=health, baselines=base, champions=champs,
-                           failures=failures, settings=s, stale_sources=stale)
+                           failures=failures, outages=outages, settings=s,
+                           stale_sources=stale)
     written = write_flags(engine, as_of, flags)
     counts = flags["flag"].value_counts().to_dict()
     log.info("flags as of %s: %s", as_of, counts)

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from models.flags import (
     CHAMPION,
     FLAG_NAMES,
+    OUTAGE,
     PAYMENT,
     RENEWAL,
     SILENT,
@@ -130,6 +131,10 @@ def next_action(flags: Sequence[str], details: dict[str, Any], band: str | None,
     if PAYMENT in flags:
         n = (details.get(PAYMENT) or {}).get("open_failed_payments") or 1
         actions.append("check the failed payment" if n == 1 else f"check the {n} failed payments")
+    if OUTAGE in flags:
+        incident = (details.get(OUTAGE) or {}).get("incident_id")
+        actions.append("acknowledge the outage" + (f" ({incident})" if incident else "")
+                       + ": say what failed for them and what was fixed")
     if CHAMPION in flags:
         who = (details.get(CHAMPION) or {}).get("name") or "the champion"
         actions.append(f"find and call {who}'s replacement" if who != "the champion"

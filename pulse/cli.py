@@ -227,6 +227,10 @@ def demo_generate(
         "var/demo"),
     end: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD (default today).")]
     = None,
+    live_incident: Annotated[bool, typer.Option(
+        "--live-incident/--no-live-incident",
+        help="End the window with an open major incident (started 50 minutes earlier).")]
+    = False,
 ) -> None:
     """Write all seven sources of a believable B2B SaaS company, plus the hidden truth."""
     from datetime import date
@@ -234,7 +238,8 @@ def demo_generate(
     from pulse.demo import generate
 
     summary = generate(out_dir, accounts=accounts, days=days, seed=seed,
-                       end=date.fromisoformat(end) if end else None)
+                       end=date.fromisoformat(end) if end else None,
+                       live_incident=live_incident)
     table = Table(title=f"Demo world in {summary.out_dir}", title_justify="left")
     table.add_column("source")
     table.add_column("file")

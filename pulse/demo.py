@@ -1105,6 +1105,16 @@ def _make_incidents(rng: np.random.Generator, clock: _Clock) -> list[_Incident]:
     return out
 
 
+def _live(inc: _Incident, clock: _Clock) -> _Incident:
+    """The incident, moved to the last 50 minutes of the window and still open."""
+    start = max(clock.start_ts, clock.limit_ts - 50 * 60)
+    day = (start - clock.start_ts) // 86400
+    suffix = inc.id.rsplit("-", 1)[1]
+    inc_id = f"INC-{(clock.start + timedelta(days=day)).strftime('%Y%m%d')}-{suffix}"
+    return _Incident(inc_id, inc.title, start, clock.limit_ts, False, "identified", "major",
+                     inc.components, inc.regions)
+
+
 # --------------------------------------------------------------------------------------
 # Usage
 # --------------------------------------------------------------------------------------
@@ -2101,8 +2111,13 @@ def _entity_rows(rng: np.random.Generator, acc: _Accounts, con: _Contacts, billi
 
 def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int = 7,
              end: date | None = None, malformed_rate: float = 0.01,
+             live_incident: bool = False,
              progress: Callable[[str, int], None] | None = None) -> DemoSummary:
     """Write a demo world of `accounts` accounts over the `days` days ending on `end`.
+
+    `live_incident=True` moves the world's last incident to the end of the window: a major
+    incident that started 50 minutes before the window ends and is still open (`identified`),
+    so that the outage path (impact, notices) has something current to act on.
 
     `end` defaults to today's UTC date and may not lie after it; no timestamp lies after the
     end of `end` or after the current time. `progress(source, rows)` is called after each
@@ -2132,6 +2147,8 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
     grp = _assign_groups(_rng(seed, 3), acc, con, clock)
     level, err_rate = _trajectories(_rng(seed, 4), acc, grp, clock)
     incidents = _make_incidents(_rng(seed, 5), clock)
+    if live_incident and incidents:
+        incidents[-1] = _live(incidents[-1], clock)
     usage_rows, hits_idx = _make_usage(_rng(seed, 6), acc, con, grp, level, err_rate, clock,
                                        incidents)
     billing = _make_purchases(_rng(seed, 7), acc, grp, clock)
@@ -2232,6 +2249,7 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
         "silent_dissatisfied": [acc.ids[i] for i in
                                 np.flatnonzero(grp.group == GROUPS.index("silent_fade")).tolist()],
         "incident_hits": {inc_id: [acc.ids[i] for i in idx] for inc_id, idx in hits_idx.items()},
+        "live_incident": incidents[-1].id if live_incident and incidents else None,
         "malformed": malformed,
         "features": dict(FEATURES),
         "mention_kinds": mention_kinds,

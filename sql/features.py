@@ -31,7 +31,11 @@ Windows
 Social mentions belong to an account by their `account_id`, or, without one, when the
 author's handle is the account's or one of its contacts' `x_handle`. Negative means: the text
 contains a term of the lexicon in models/negative_words.py (until the sentiment model).
-Incident minutes are 0 until outage impact is scored; the column is there for it.
+Incident minutes: for each incident that hit the account (`incident_impacts`, models/outage.py:
+errors on an affected component inside the incident's window), the minutes of the incident's
+window that fall in the last 28 days, summed over incidents; with `basis="known"`, only
+incidents that had landed by then. Impacts are computed by `pulse outage refresh` (the outage
+DAG); an incident whose impact was never computed counts 0.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    Numeric,
     String,
     and_,
     case,
@@ -74,6 +79,7 @@ from sql.schema import (
     AccountFeatures,
     Contact,
     Incident,
+    IncidentImpact,
     Mention,
     PurchaseEvent,
     Ticket,
@@ -138,8 +144,8 @@ FEATURES: dict[str, Feature] = dict([
        "of those, negative ones (models/negative_words.py, until the sentiment model)"),
     _f("negative_share_28d", "social", "negative mentions per mention, last 28 days"),
     _f("incident_minutes_28d", "incidents",
-       "minutes of the account's usage hit by incidents, last 28 days (0 until outage "
-       "impact is scored)"),
+       "minutes of incidents that hit the account (errors on an affected component), "
+       "last 28 days"),
 ])
 
 #: The freshness columns of each source: (the account's latest event, the source's latest).
@@ -499,6 +505,28 @@ def _social(w: _Window, negative_terms: Sequence[str]) -> Any:
     )
 
 
+def _incident_minutes(w: _Window) -> Any:
+    """Per account: minutes of the windows of incidents that hit it, clipped to the last 28
+    days (models/outage.py stores who was hit)."""
+    im, i = IncidentImpact.__table__, Incident.__table__
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    lo = literal((w.since(28) - epoch).total_seconds(), Float)
+    hi = literal((w.end - epoch).total_seconds(), Float)
+    s, e = epoch_seconds(im.c.window_start), epoch_seconds(im.c.window_end)
+    start, end = case((s > lo, s), else_=lo), case((e < hi, e), else_=hi)
+    minutes = case((end > start, (end - start) / 60.0), else_=0.0)
+    # rounded: SQLite's julianday arithmetic is exact only to about 50 microseconds
+    total = cast(func.round(cast(func.sum(minutes), Numeric(20, 6)), 4), Float)
+    return (
+        select(im.c.account_id, total.label("minutes"))
+        .join_from(im, i, i.c.incident_id == im.c.incident_id)
+        .where(im.c.status == "hit", im.c.window_start < w.end,
+               im.c.window_end >= w.since(28), w.known(i))
+        .group_by(im.c.account_id)
+        .cte("incident_minutes")
+    )
+
+
 def _source_last(w: _Window, table: Any, column: str) -> Any:
     col = table.c[column]
     return select(func.max(col)).where(col < w.end, w.known(table)).scalar_subquery()
@@ -520,6 +548,7 @@ def features_select(as_of: date, *, basis: Basis = "known",
     billing, failed, mrr_now, mrr_then = _billing(w)
     support, median = _support(w)
     social = _social(w, negative_terms)
+    outages = _incident_minutes(w)
 
     def n(col: Any) -> Any:
         return func.coalesce(col, 0)
@@ -594,13 +623,14 @@ def features_select(as_of: date, *, basis: Basis = "known",
             (mentions > 0, cast(n(social.c.negative_28d), Float) / cast(mentions, Float))),
         "social_last_at": social.c.last_at,
         "social_source_last_at": _source_last(w, Mention.__table__, "created_at"),
-        "incident_minutes_28d": literal(0.0, Float),
+        "incident_minutes_28d": cast(func.coalesce(outages.c.minutes, 0.0), Float),
         "incidents_source_last_at": _source_last(w, Incident.__table__, "started_at"),
     }
     missing = set(FEATURES_TABLE.c.keys()) ^ set(columns)
     assert not missing, f"features_select and account_features disagree on {missing}"
     joined = a
-    for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social):
+    for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social,
+                outages):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)
     return (
         select(*(columns[c.name].label(c.name) for c in FEATURES_TABLE.columns))

@@ -181,7 +181,7 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     report = json.loads(ok("flags", "--as-of", D.isoformat(), "--format", "json"))
     assert report == {"as_of": "2026-06-30", "rows": 6, "flags": {
         "silent_dissatisfied": 3, "payment_risk": 1, "renewal_soon_at_risk": 1,
-        "champion_gone": 1}}
+        "champion_gone": 1, "outage_affected": 0}}
 
     document = json.loads(ok("risk-list", "--format", "json"))  # the latest scored date: D
     validate(document)
