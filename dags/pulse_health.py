@@ -6,12 +6,13 @@ Runs daily (23:55 UTC, scoring the day that is ending) and whenever new rows lan
 date, or its run-after time when it has none. Backfilling a past date gives that date's
 answer, because every step reads only rows known by then.
 
-1. **scorecard**: point-in-time features, then the explainable scorecard health
-   (`models.scorecard.score_date`).
+1. **scorecard**: refreshes the impact of open or changed incidents
+   (`models.outage.refresh_impacts`), then point-in-time features and the explainable
+   scorecard health (`models.scorecard.score_date`).
 2. **churn**: the champion churn model's risk and its top drivers for every account
    (`models.registry.score_churn`); without a champion it records nothing and says so.
-3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone
-   (`models.flags.compute_flags`).
+3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
+   outage affected (`models.flags.compute_flags`).
 4. **risk_list**: the ranked list written to `<PULSE_HOME>/reports/risk-list-<date>.json`
    (the documented JSON form) and emitted as the `x-pulse://warehouse/health` asset.
 
@@ -76,9 +77,12 @@ def _engine() -> Any:
 def pulse_health() -> None:
     @task
     def scorecard() -> dict[str, Any]:
+        from models.outage import refresh_impacts
         from models.scorecard import score_date
 
-        summary = score_date(_engine(), _as_of(), basis=_basis())
+        engine = _engine()
+        refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
+        summary = score_date(engine, _as_of(), basis=_basis())
         return {"as_of": _as_of().isoformat(), "summary": str(summary)}
 
     @task

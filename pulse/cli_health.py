@@ -44,7 +44,8 @@ def score(
 ) -> None:
     """Compute every account's features and health as of a date, and store them.
 
-    Re-running a date replaces that date's features and health and nothing else.
+    Re-running a date replaces that date's features and health and nothing else. The impact
+    of open or changed incidents is refreshed first.
     """
     from models.scorecard import load_scorecard, score_date
     from sql.db import make_engine
@@ -54,6 +55,9 @@ def score(
     card = load_scorecard(scorecard)  # a bad file stops here, before any work
     engine = make_engine()
     ensure_features_schema(engine)
+    from models.outage import refresh_impacts
+
+    refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
     if fmt is Format.table and sys.stderr.isatty():
         with err.status(f"scoring as of {day}") as status:
             summary = score_date(engine, day, scorecard=card, basis=basis.value,
@@ -176,7 +180,7 @@ def flags(
 ) -> None:
     """Decide every account's flags as of a date from its stored features and health.
 
-    silent_dissatisfied, payment_risk, renewal_soon_at_risk and champion_gone, each with its
+    silent_dissatisfied, payment_risk, renewal_soon_at_risk, champion_gone and outage_affected, each with its
     evidence in words. Re-running a date replaces that date's flags and nothing else.
     (`pulse score` runs this too.)
     """
@@ -228,7 +232,7 @@ def risk_list(
     band: Annotated[BandChoice | None, typer.Option(help="Only this health band.")] = None,
     flag: Annotated[str | None, typer.Option(
         "--flag", help="Only accounts with this flag (silent_dissatisfied, payment_risk, "
-        "renewal_soon_at_risk, champion_gone).")] = None,
+        "renewal_soon_at_risk, champion_gone, outage_affected).")] = None,
     limit: Annotated[int | None, typer.Option(
         "--limit", min=0, help="At most this many accounts.")] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", help="Output format (json: see "

@@ -1,8 +1,225 @@
-"""CLI commands for outreach (filled in by issue 4)."""
+"""`pulse outreach send`, `pulse outbox list`, `pulse suppress add|list` and `pulse serve`:
+the outbox, the suppression list and the web app."""
 from __future__ import annotations
 
+import csv
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+out = Console()
+err = Console(stderr=True)
+
+outreach_app = typer.Typer(help="Send what the outbox holds.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Inspect the outbox: every message Pulse meant to send.",
+                         no_args_is_help=True)
+suppress_app = typer.Typer(help="The suppression list: addresses no automated email reaches.",
+                           no_args_is_help=True)
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class TransportName(str, Enum):
+    file = "file"
+    sendgrid = "sendgrid"
+
+
+class Reason(str, Enum):
+    manual = "manual"
+    unsubscribe = "unsubscribe"
+    bounce = "bounce"
+    spamreport = "spamreport"
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from sql.db import ensure_schema, make_engine
+
+    engine = make_engine()
+    ensure_schema(engine)
+    return engine
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """A frame's rows as plain JSON-able dicts (None for missing values)."""
+    import pandas as pd
+
+    return [{k: (None if (not isinstance(v, list | dict) and pd.isna(v)) else
+                 v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+            for row in frame.astype(object).to_dict("records")]
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: ListFormat, title: str) -> None:
+    if fmt is ListFormat.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if fmt is ListFormat.csv:
+        w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        return
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(Text("" if r.get(c) is None else str(r[c])) for c in columns))
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- outreach
+
+
+@outreach_app.command("send")
+def outreach_send(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Apply the rules and report; send and change nothing.")] = False,
+    limit: Annotated[int | None, typer.Option(
+        help="At most this many due messages.", min=1)] = None,
+    transport: Annotated[TransportName | None, typer.Option(
+        help="Where messages go (default: PULSE_TRANSPORT, else file).")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table or json.")]
+    = ListFormat.table,
+) -> None:
+    """Send the due messages of the outbox, after the rules (opt-out, suppression list,
+    churned account, quiet hours, frequency cap); reconcile what a crash left in doubt."""
+    from outreach.outbox import send_due
+    from outreach.transports import make_transport
+
+    engine = _engine()
+    chosen = make_transport(transport.value if transport else None)
+    if sys.stderr.isatty() and fmt is ListFormat.table:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("dry run" if dry_run else f"sending via {chosen.name}",
+                                total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = send_due(engine, chosen, limit=limit, dry_run=dry_run, progress=tick)
+    else:
+        last = [0]
+
+        def tick(done: int, total: int) -> None:
+            if done - last[0] >= 5000 or done == total:
+                last[0] = done
+                print(f"{done:,}/{total:,} messages", file=sys.stderr)
+
+        report = send_due(engine, chosen, limit=limit, dry_run=dry_run, progress=tick)
+    if fmt is ListFormat.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    o = report.outcomes
+    head = "Dry run: nothing was sent or changed" if dry_run else f"Sent via {chosen.name}"
+    out.print(Text(head, style="bold"))
+    outcome_names = ("would_send",) if dry_run else ("sent", "retry", "failed", "in_doubt")
+    out.print(f"considered {report.considered:,}; " + "; ".join(
+        f"{name.replace('_', ' ')} {o[name]:,}" for name in
+        (*outcome_names, "suppressed", "deferred")))
+    if report.by_rule:
+        out.print("by rule: " + ", ".join(f"{k} {v:,}" for k, v in sorted(
+            report.by_rule.items())))
+    rec = {k: v for k, v in report.reconciled.items() if v}
+    if rec:
+        out.print("reconciled after a crash: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                          rec.items()))
+    if report.in_doubt_elsewhere:
+        out.print(f"{report.in_doubt_elsewhere:,} messages claimed by another transport "
+                  "remain in doubt (run with that transport to reconcile them)")
+    if not dry_run and chosen.name == "file":
+        out.print(f"see {chosen.folder / 'index.html'}")
+
+
+# --------------------------------------------------------------------------- outbox
+
+OUTBOX_COLUMNS = ["message_id", "status", "kind", "to_email", "subject", "rule", "rule_detail",
+                  "queued_at", "not_before", "sent_at", "attempts", "provider_message_id"]
+TABLE_COLUMNS = ["message_id", "status", "kind", "to_email", "subject", "rule", "queued_at",
+                 "sent_at"]
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[str | None, typer.Option(
+        help="Only this status: queued, sending, sent, suppressed, failed, delivered, "
+        "bounced.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind (outage_notice, ...).")]
+    = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows (0: all).", min=0)] = 50,
+    fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
+) -> None:
+    """List outbox messages, newest first, with the rule that stopped or deferred them."""
+    from outreach.outbox import STATUSES, list_messages
+
+    if status and status not in STATUSES:
+        raise typer.BadParameter(f"expected one of {', '.join(STATUSES)} (not {status!r})",
+                                 param_hint="--status")
+    rows = _records(list_messages(_engine(), status=status, kind=kind, limit=limit or None))
+    columns = TABLE_COLUMNS if fmt is ListFormat.table else (
+        list(rows[0]) if rows else OUTBOX_COLUMNS)
+    _emit(rows, columns, fmt, "Outbox" + (f" ({status})" if status else ""))
+
+
+# --------------------------------------------------------------------------- suppressions
+
+
+@suppress_app.command("add")
+def suppress_add(
+    email: Annotated[str, typer.Argument(help="The address to suppress.")],
+    reason: Annotated[Reason, typer.Option(help="Why.")] = Reason.manual,
+    detail: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
+) -> None:
+    """Put an address on the suppression list (idempotent)."""
+    from outreach.outbox import add_suppression
+
+    new = add_suppression(_engine(), email, reason=reason.value, source="cli", detail=detail)
+    out.print(f"{email.strip().lower()} " + ("suppressed" if new else "was already suppressed"))
+
+
+@suppress_app.command("list")
+def suppress_list(
+    fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
+) -> None:
+    """List the suppression list, newest first."""
+    from outreach.outbox import list_suppressions
+
+    rows = _records(list_suppressions(_engine()))
+    _emit(rows, ["email", "reason", "source", "detail", "created_at"], fmt, "Suppressions")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default PULSE_WEB_HOST).")]
+    = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PULSE_WEB_PORT).")] = None,
+) -> None:
+    """Run the web app (unsubscribe links, webhooks) with uvicorn."""
+    import uvicorn
+
+    from pulse.settings import get_settings
+    from web.app import create_app
+
+    settings = get_settings()
+    app = create_app(_engine())
+    uvicorn.run(app, host=host or settings.web_host, port=port or settings.web_port,
+                log_level="info", proxy_headers=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `pulse` app."""
+    """Add `outreach`, `outbox`, `suppress` and `serve` to the `pulse` app."""
+    app.add_typer(outreach_app, name="outreach")
+    app.add_typer(outbox_app, name="outbox")
+    app.add_typer(suppress_app, name="suppress")
+    app.command("serve")(serve)

@@ -1,0 +1,24 @@
+"""Transports: `file` (the embedded default, $PULSE_HOME/outbox/) and `sendgrid`."""
+from __future__ import annotations
+
+from typing import Any
+
+from pulse.errors import ConfigError
+
+NAMES = ("file", "sendgrid")
+
+
+def make_transport(name: str | None = None) -> Any:
+    """The transport named, else the one in settings (`PULSE_TRANSPORT`)."""
+    from pulse.settings import get_settings
+
+    name = (name or get_settings().transport).strip().lower()
+    if name == "file":
+        from outreach.transports.file import FileTransport
+
+        return FileTransport()
+    if name == "sendgrid":
+        from outreach.transports.sendgrid import SendGridTransport
+
+        return SendGridTransport()
+    raise ConfigError(f"invalid value for transport: expected one of {NAMES} (not {name!r})")

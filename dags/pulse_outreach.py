@@ -1,0 +1,75 @@
+"""
+### pulse_outreach: daily check-ins and CSM digests, after the health run
+
+Runs whenever `pulse_health` publishes the `x-pulse://warehouse/health` asset, for the latest
+scored date (or the run's logical date when triggered by hand):
+
+1. **daily**: queues a check-in from the CSM to the primary contact of every red or silently
+   dissatisfied account (at most one per account per `PULSE_CHECKIN_EVERY_DAYS`, default 30)
+   and one digest per CSM listing accounts that entered red or got a new flag
+   (`outreach.checkins.queue_daily`; keys carry the date, so re-runs queue nothing new).
+2. **send**: sends what is due through the configured transport (`outreach.outbox.send_due`).
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+HEALTH = Asset("x-pulse://warehouse/health")
+
+
+def _engine() -> Any:
+    from sql.db import make_engine, upgrade
+
+    engine = make_engine()
+    upgrade(engine)
+    return engine
+
+
+@dag(
+    dag_id="pulse_outreach",
+    schedule=[HEALTH],
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=1),
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    params={"transport": Param("", type="string", description="file or sendgrid; empty: "
+                               "PULSE_TRANSPORT")},
+    tags=["pulse", "outreach"],
+    doc_md=__doc__,
+)
+def pulse_outreach() -> None:
+    @task
+    def daily() -> str:
+        from sqlalchemy import func, select
+
+        from outreach.checkins import queue_daily
+        from sql.schema import AccountHealth
+
+        context = get_current_context()
+        engine = _engine()
+        logical = context.get("logical_date")
+        if logical is not None:
+            as_of = logical.astimezone(UTC).date()
+        else:
+            with engine.connect() as conn:
+                as_of = conn.execute(select(func.max(AccountHealth.as_of))).scalar()
+            if as_of is None:
+                return "nothing scored yet"
+        return str(queue_daily(engine, as_of))
+
+    @task
+    def send(_: str) -> str:
+        from outreach.outbox import send_due
+        from outreach.transports import make_transport
+
+        name = str(get_current_context()["params"].get("transport") or "") or None
+        return str(send_due(_engine(), make_transport(name)))
+
+    send(daily())
+
+
+pulse_outreach()

@@ -1,0 +1,210 @@
+"""Proactive outage notices: the customers an incident actually hit, with their own numbers.
+
+`plan_outage_notices(engine, now=)` reads the stored impact of every incident
+(`incident_impacts`, models/outage.py) and drafts one notice per relevant contact of each
+**hit** account (exposed accounts used the component without errors: they are not told):
+
+* who: the contacts who had errors in the incident's window (the affected users), plus the
+  account's admins and owners; an account whose errors came only from API keys (no contact)
+  hears through its admins and owners, or, without any, through all its contacts. Opted-out
+  or suppressed contacts are still drafted: the outbox records the rule that stops them.
+* when: stage `started` while the incident is open, `update-<status>` when a major or critical
+  incident moves to a new status (identified, monitoring), `resolved` once it is resolved. The
+  idempotency key `notice:{incident}:{stage}:{contact}` makes every stage reach a contact once,
+  however often the DAG runs.
+* what: the incident, the contact's account's failed and total requests, affected users,
+  components and regions, first and last affected times, the latest update (what we are
+  doing) and where to follow it.
+* recency: only incidents still open, or resolved within `window_hours` (48) of now: an
+  outage from last month is not news.
+* urgency: notices of major and critical incidents are urgent (they pass the frequency cap and
+  quiet hours, never an opt-out or a hard bounce).
+
+`queue_outage_notices` plans and queues them; it returns the counts and the latency from the
+incident landing to its first queued notice.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, or_, select
+
+from sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
+
+log = logging.getLogger(__name__)
+
+NOTICE = "outage_notice"
+URGENT_IMPACTS = ("major", "critical")
+UPDATE_STATUSES = ("identified", "monitoring")
+PRIMARY_ROLES = ("admin", "owner")
+
+
+@dataclass
+class NoticeReport:
+    """What `queue_outage_notices` did."""
+
+    incidents: int = 0
+    hit_accounts: int = 0
+    planned: int = 0
+    queued: int = 0
+    duplicates: int = 0
+    by_stage: Counter[str] = field(default_factory=Counter)
+    latency_seconds: dict[str, float] = field(default_factory=dict)  # incident -> landed..queued
+
+    def __str__(self) -> str:
+        stages = ", ".join(f"{n} {s}" for s, n in sorted(self.by_stage.items()))
+        return (f"{self.incidents} incidents with {self.hit_accounts} hit accounts: "
+                f"{self.planned} notices planned ({stages or 'none'}), {self.queued} queued, "
+                f"{self.duplicates} already queued")
+
+
+def _frame(engine: Engine, query: Any) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(query)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.isoformat()
+
+
+def stage_of(status: str, impact: str | None, latest_update_status: str | None) -> str:
+    """The notice stage an incident is at."""
+    if status in ("resolved", "postmortem", "completed"):
+        return "resolved"
+    if (impact or "").lower() in URGENT_IMPACTS and latest_update_status in UPDATE_STATUSES:
+        return f"update-{latest_update_status}"
+    return "started"
+
+
+def recipients(engine: Engine, incident_id: str, hit: pd.DataFrame) -> pd.DataFrame:
+    """Contacts to tell about one incident: (account_id, contact_id, email, name, timezone,
+    affected: bool) for the hit accounts in `hit`."""
+    from models.outage import affected_contacts
+
+    accounts = hit["account_id"].tolist()
+    c = Contact.__table__
+    contacts = _frame(engine, select(c.c.account_id, c.c.contact_id, c.c.email, c.c.name,
+                                     c.c.role, c.c.timezone)
+                      .where(c.c.account_id.in_(accounts)))
+    if contacts.empty:
+        return contacts.assign(affected=pd.Series(dtype=bool))
+    users = set(affected_contacts(engine, incident_id)["contact_id"])
+    contacts["affected"] = contacts["contact_id"].isin(users)
+    contacts["primary"] = contacts["role"].fillna("").str.strip().str.lower().isin(
+        PRIMARY_ROLES)
+    chosen = contacts["affected"] | contacts["primary"]
+    nobody = ~chosen.groupby(contacts["account_id"]).transform("any")
+    return contacts[chosen | nobody].drop(columns=["role", "primary"]).reset_index(drop=True)
+
+
+WINDOW_HOURS = 48.0
+
+
+def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
+                        now: datetime | None = None, window_hours: float = WINDOW_HOURS,
+                        report: NoticeReport | None = None) -> list[Any]:
+    """Drafts of every notice due now (see the module docstring)."""
+    from outreach.outbox import Draft
+    from pulse.settings import get_settings
+
+    settings = get_settings()
+    report = report if report is not None else NoticeReport()
+    i, im, up = Incident.__table__, IncidentImpact.__table__, IncidentUpdate.__table__
+    q = select(im).where(im.c.status == "hit")
+    if incident_id is not None:
+        q = q.where(im.c.incident_id == incident_id)
+    impacts = _frame(engine, q)
+    if impacts.empty:
+        return []
+    ids = sorted(impacts["incident_id"].unique())
+    now = now or datetime.now(UTC)
+    recent = now - timedelta(hours=window_hours)
+    incidents = _frame(engine, select(i.c.incident_id, i.c.title, i.c.status, i.c.impact,
+                                      i.c.started_at, i.c.resolved_at, i.c.landed_at)
+                       .where(i.c.incident_id.in_(ids),
+                              or_(i.c.resolved_at.is_(None), i.c.resolved_at >= recent))
+                       ).set_index("incident_id")
+    updates = _frame(engine, select(up.c.incident_id, up.c.status, up.c.body, up.c.created_at)
+                     .where(up.c.incident_id.in_(ids)))
+    latest = (updates.sort_values(["incident_id", "created_at"]).groupby("incident_id").last()
+              if not updates.empty else pd.DataFrame(columns=["status", "body"]))
+    drafts = []
+    for inc_id, hit in impacts.groupby("incident_id", sort=True):
+        if inc_id not in incidents.index:
+            continue
+        inc = incidents.loc[inc_id]
+        last = latest.loc[inc_id] if inc_id in latest.index else None
+        last_status = None if last is None else str(last["status"])
+        stage = stage_of(str(inc["status"]), inc["impact"], last_status)
+        urgent = str(inc["impact"] or "").lower() in URGENT_IMPACTS
+        people = recipients(engine, str(inc_id), hit)
+        report.incidents += 1
+        report.hit_accounts += len(hit)
+        shared = {
+            "incident_id": str(inc_id), "title": str(inc["title"]), "stage": stage,
+            "status": str(inc["status"]), "impact": inc["impact"],
+            "started_at": _iso(inc["started_at"]), "resolved_at": _iso(inc["resolved_at"]),
+            "latest_update": None if last is None or pd.isna(last["body"]) else str(last["body"]),
+            "status_page_url": settings.status_page_url,
+        }
+        per_account = hit.set_index("account_id")
+        for p in people.itertuples(index=False):
+            a = per_account.loc[p.account_id]
+            drafts.append(Draft(
+                kind=NOTICE, idempotency_key=f"notice:{inc_id}:{stage}:{p.contact_id}",
+                template=NOTICE, to_email=str(p.email),
+                to_name=None if pd.isna(p.name) else str(p.name),
+                account_id=str(p.account_id), contact_id=str(p.contact_id),
+                incident_id=str(inc_id), urgent=urgent, automated=True,
+                context={**shared,
+                         "contact_name": None if pd.isna(p.name) else str(p.name),
+                         "timezone": p.timezone, "you_were_affected": bool(p.affected),
+                         "failed_requests": float(a["failed_requests"]),
+                         "total_requests": float(a["total_requests"]),
+                         "failed_events": int(a["failed_events"]),
+                         "affected_users": int(a["affected_users"]),
+                         "components": list(a["components"] or []),
+                         "regions": list(a["regions"] or []),
+                         "first_affected_at": _iso(a["first_affected_at"]),
+                         "last_affected_at": _iso(a["last_affected_at"])},
+            ))
+            report.by_stage[stage] += 1
+    report.planned += len(drafts)
+    return drafts
+
+
+def queue_outage_notices(engine: Engine, *, incident_id: str | None = None,
+                         now: datetime | None = None) -> NoticeReport:
+    """Plan and queue every notice due; idempotent (keys per incident, stage and contact)."""
+    from outreach.outbox import queue
+    from sql.schema import OutboxMessage
+
+    report = NoticeReport()
+    now = now or datetime.now(UTC)
+    drafts = plan_outage_notices(engine, incident_id=incident_id, now=now, report=report)
+    if drafts:
+        q = queue(engine, drafts, now=now)
+        report.queued, report.duplicates = q.queued, q.duplicates
+    # Latency: from the incident landing in the warehouse to its first queued notice.
+    o, i = OutboxMessage.__table__, Incident.__table__
+    first = _frame(engine, select(o.c.incident_id, o.c.queued_at).where(o.c.kind == NOTICE))
+    if not first.empty:
+        first = first.groupby("incident_id")["queued_at"].min()
+        landed = _frame(engine, select(i.c.incident_id, i.c.landed_at).where(
+            i.c.incident_id.in_(first.index.tolist()))).set_index("incident_id")["landed_at"]
+        for inc_id, queued_at in first.items():
+            if inc_id in landed.index:
+                delta = pd.Timestamp(queued_at) - pd.Timestamp(landed[inc_id])
+                report.latency_seconds[str(inc_id)] = max(0.0, delta.total_seconds())
+    log.info("outage notices: %s", report)
+    return report

@@ -1,0 +1,717 @@
+"""The outbox: every intended message is a row before anything is sent.
+
+`queue` writes drafts as `queued` rows, keyed by an idempotency key (a second attempt with
+the same key is a no-op). `send_due` then, in this order:
+
+1. **reconciles** rows a crash left in `sending` with the transport that claimed them:
+   accepted -> `sent` (with the provider's id), never seen -> back to `queued`;
+2. takes the **due** queued rows (`not_before` empty or past) and applies the rules at send
+   time, set-based, batch by batch (state may have changed since queueing):
+
+   =============  =============================================================  =========
+   rule           stops a message when                                           urgent?
+   =============  =============================================================  =========
+   opted_out      the contact opted out of everything (`contacts.opted_out`)     stops
+   suppressed     the address is on the suppression list (bounce, spam report,   stops
+                  unsubscribe, manual, ...)
+   churned        automated mail to an account whose last cancellation was not   stops
+                  followed by a new subscription
+   quiet_hours    automated mail inside quiet hours in the contact's own time     passes
+                  zone: the row stays `queued` with `not_before` = the end of
+                  quiet hours (it waits, it is not dropped)
+   cap            the contact (or address) already had `cap_per_contact`          passes
+                  automated messages in the last `cap_window_days`, counting
+                  those earlier in this run: `suppressed` (a late check-in is
+                  worse than none)
+   =============  =============================================================  =========
+
+   Urgent messages (outage notices of major or critical incidents) pass the cap and quiet
+   hours but never an opt-out or the suppression list; they do count towards the cap of
+   the messages after them.
+3. **claims** the rest (`sending`, `claimed_at`, `attempts + 1`, the transport's name) and
+   commits, then renders them and calls the transport chunk by chunk, recording each
+   chunk's results as soon as it returns: `sent` (+ provider id), a retryable failure back
+   to `queued` (with `last_error`), a permanent one `failed`.
+
+A crash at any point leaves every row either untouched, claimed (reconciled next run) or
+recorded. Two `send_due` runs must not overlap (schedule them with max_active_runs=1);
+`stale_after` makes a run reconcile only claims older than that.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from outreach.message import Outgoing, SendResult, Transport
+from outreach.render import Renderer, TemplateError, one_line, template_spec
+from pulse.errors import PulseError
+from pulse.settings import Settings, get_settings
+from sql.schema import Contact, OutboxMessage, PurchaseEvent, Suppression
+
+log = logging.getLogger(__name__)
+
+OUTBOX = OutboxMessage.__table__
+CONTACTS = Contact.__table__
+SUPPRESSIONS = Suppression.__table__
+PURCHASES = PurchaseEvent.__table__
+
+STATUSES = ("queued", "sending", "sent", "suppressed", "failed", "delivered", "bounced")
+RULES = ("opted_out", "suppressed", "churned", "quiet_hours", "cap")
+#: statuses of messages that reached (or may have reached) the provider: they count for the cap
+HANDED_OVER = ("sending", "sent", "delivered", "bounced")
+SUPPRESSION_REASONS = ("bounce", "spamreport", "unsubscribe", "dropped", "manual")
+_STARTS = ("subscription_started", "renewed", "upgraded")
+_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+$")
+_LINE_BREAK = re.compile(r"[\r\n\u2028\u2029\x85]")
+
+
+class OutboxError(PulseError):
+    """The outbox cannot queue or send as asked."""
+
+    def __init__(self, message: str, report: SendReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class InvalidDraftError(OutboxError, ValueError):
+    """A draft cannot become a message (bad address, unknown template, ...)."""
+
+
+class HeaderInjectionError(InvalidDraftError):
+    """An address meant for a header contains a line break."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message someone intends to send; `queue` turns it into an outbox row."""
+
+    kind: str
+    idempotency_key: str
+    template: str
+    to_email: str
+    context: dict[str, Any]
+    to_name: str | None = None
+    account_id: str | None = None
+    contact_id: str | None = None
+    incident_id: str | None = None
+    urgent: bool = False
+    automated: bool = True
+    from_email: str | None = None
+    from_name: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass
+class QueueReport:
+    queued: int = 0
+    duplicates: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SendReport:
+    """What one `send_due` run did (or, with `dry_run`, would do)."""
+
+    dry_run: bool = False
+    considered: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)  # sent, retry, failed, ...
+    by_rule: Counter[str] = field(default_factory=Counter)
+    sent_ids: list[int] = field(default_factory=list)
+    reconciled: Counter[str] = field(default_factory=Counter)  # sent, requeued, unknown
+    in_doubt_elsewhere: int = 0  # `sending` rows claimed by another transport
+
+    @property
+    def sent(self) -> int:
+        return self.outcomes["sent"]
+
+    @property
+    def suppressed(self) -> int:
+        return self.outcomes["suppressed"]
+
+    @property
+    def deferred(self) -> int:
+        return self.outcomes["deferred"]
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes["failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "considered": self.considered,
+            "outcomes": dict(self.outcomes),
+            "by_rule": dict(self.by_rule),
+            "sent_ids": list(self.sent_ids),
+            "reconciled": dict(self.reconciled),
+            "in_doubt_elsewhere": self.in_doubt_elsewhere,
+        }
+
+
+# --------------------------------------------------------------------------- queue
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def _address(value: str | None, what: str, key: str, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise InvalidDraftError(f"draft {key!r} has no {what}")
+        return None
+    if _LINE_BREAK.search(value):
+        raise HeaderInjectionError(
+            f"refused draft {key!r}: {what} {value!r} contains a line break (header injection)")
+    address = value.strip().lower()
+    if not _ADDRESS.match(address):
+        raise InvalidDraftError(
+            f"invalid {what} in draft {key!r}: expected one address like name@example.com "
+            f"(not {value!r})")
+    return address
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"a template context cannot hold a {type(value).__name__} ({value!r})")
+
+
+def _row(draft: Draft, renderer: Renderer, settings: Settings, now: datetime) -> dict[str, Any]:
+    key = draft.idempotency_key
+    if not key or len(key) > 255:
+        raise InvalidDraftError(f"idempotency key must be 1-255 characters (not {key!r})")
+    if not draft.kind or len(draft.kind) > 32:
+        raise InvalidDraftError(f"draft {key!r}: kind must be 1-32 characters "
+                                f"(not {draft.kind!r})")
+    try:
+        template_spec(draft.template)
+    except TemplateError as exc:
+        raise InvalidDraftError(f"draft {key!r}: {exc}") from None
+    try:
+        context = json.loads(json.dumps(draft.context or {}, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise InvalidDraftError(f"draft {key!r}: {exc}") from None
+    to_name = one_line(draft.to_name) or None
+    from_name = one_line(draft.from_name or settings.sender_name) or None
+    subject = renderer.subject(draft.template, context, to_name=to_name)
+    return {
+        "idempotency_key": key,
+        "kind": draft.kind,
+        "account_id": draft.account_id,
+        "contact_id": draft.contact_id,
+        "incident_id": draft.incident_id,
+        "to_email": _address(draft.to_email, "to_email", key, required=True),
+        "to_name": to_name,
+        "from_email": _address(draft.from_email or settings.sender_email, "from_email", key,
+                               required=True),
+        "from_name": from_name,
+        "reply_to": _address(draft.reply_to, "reply_to", key, required=False),
+        "template": draft.template,
+        "subject": subject,
+        "context": context,
+        "urgent": bool(draft.urgent),
+        "automated": bool(draft.automated),
+        "status": "queued",
+        "queued_at": now,
+        "updated_at": now,
+        "attempts": 0,
+    }
+
+
+def _insert(conn: Connection):  # type: ignore[no-untyped-def]
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(OUTBOX)
+
+
+def queue(engine: Engine, drafts: Sequence[Draft], *, now: datetime | None = None,
+          chunk_size: int = 1000) -> QueueReport:
+    """Write drafts as `queued` outbox rows in one transaction; known keys are skipped.
+
+    Subjects are rendered now and stored. Addresses are lower-cased; a line break in an
+    address raises `HeaderInjectionError` (nothing is queued); line breaks and other control
+    characters in names and subjects are folded into spaces.
+    """
+    now = _now(now)
+    settings = get_settings()
+    renderer = Renderer(settings=settings, now=now)
+    rows: dict[str, dict[str, Any]] = {}
+    for draft in drafts:  # rendering subjects is per draft by nature
+        if draft.idempotency_key not in rows:
+            rows[draft.idempotency_key] = _row(draft, renderer, settings, now)
+    report = QueueReport(duplicates=len(drafts) - len(rows))
+    values = list(rows.values())
+    with engine.begin() as conn:
+        for start in range(0, len(values), chunk_size):
+            stmt = (_insert(conn).on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(OUTBOX.c.message_id))
+            inserted = len(conn.execute(stmt, values[start:start + chunk_size]).all())
+            report.queued += inserted
+            report.duplicates += len(values[start:start + chunk_size]) - inserted
+    log.info("queued %d messages (%d duplicates)", report.queued, report.duplicates)
+    return report
+
+
+# --------------------------------------------------------------------------- suppressions
+
+
+def add_suppression(engine: Engine | Connection, email: str, *, reason: str, source: str,
+                    detail: str | None = None, now: datetime | None = None) -> bool:
+    """Put an address on the suppression list; True if it was not there yet (idempotent)."""
+    address = (email or "").strip().lower()
+    if not address or _LINE_BREAK.search(address) or not _ADDRESS.match(address):
+        raise InvalidDraftError(f"invalid email address {email!r}: expected name@example.com")
+    if reason not in SUPPRESSION_REASONS:
+        raise InvalidDraftError(f"invalid suppression reason {reason!r}: expected one of "
+                                f"{', '.join(SUPPRESSION_REASONS)}")
+    row = {"email": address, "reason": reason, "source": source, "detail": detail,
+           "created_at": _now(now)}
+
+    def run(conn: Connection) -> bool:
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+            SUPPRESSIONS)
+        stmt = ins.values(**row).on_conflict_do_nothing(index_elements=["email"])
+        return len(conn.execute(stmt.returning(SUPPRESSIONS.c.email)).all()) == 1
+
+    if isinstance(engine, Connection):
+        return run(engine)
+    with engine.begin() as conn:
+        return run(conn)
+
+
+def list_suppressions(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(select(SUPPRESSIONS).order_by(SUPPRESSIONS.c.created_at.desc(),
+                                                           SUPPRESSIONS.c.email)).mappings().all()
+    return pd.DataFrame(rows, columns=[c.name for c in SUPPRESSIONS.columns])
+
+
+def list_messages(engine: Engine, *, status: str | None = None, kind: str | None = None,
+                  limit: int | None = 100) -> pd.DataFrame:
+    """Outbox rows, newest first (without the context and bodies)."""
+    cols = [c for c in OUTBOX.columns if c.name != "context"]
+    stmt = select(*cols).order_by(OUTBOX.c.message_id.desc())
+    if status:
+        stmt = stmt.where(OUTBOX.c.status == status)
+    if kind:
+        stmt = stmt.where(OUTBOX.c.kind == kind)
+    if limit:
+        stmt = stmt.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return pd.DataFrame(rows, columns=[c.name for c in cols])
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _clock(value: str, what: str) -> int:
+    try:
+        parsed = time.fromisoformat(value)
+    except ValueError:
+        from pulse.errors import ConfigError
+
+        raise ConfigError(f"invalid {what} {value!r}: expected HH:MM") from None
+    return parsed.hour * 60 + parsed.minute
+
+
+def _zone(name: Any) -> tuple[str, ZoneInfo]:
+    try:
+        return str(name), ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC", ZoneInfo("UTC")
+
+
+def quiet_until(now: datetime, tz: str | None, settings: Settings) -> datetime | None:
+    """The end of quiet hours (UTC) if `now` falls inside them in `tz`, else None."""
+    start = _clock(settings.quiet_start, "quiet_start")
+    end = _clock(settings.quiet_end, "quiet_end")
+    if start == end:
+        return None
+    _, zone = _zone(tz or "UTC")
+    local = now.astimezone(zone)
+    minutes = local.hour * 60 + local.minute
+    if start > end:  # wraps midnight (21:00-08:00)
+        if not (minutes >= start or minutes < end):
+            return None
+        day = local.date() + timedelta(days=1 if minutes >= start else 0)
+    else:
+        if not (start <= minutes < end):
+            return None
+        day = local.date()
+    until = datetime.combine(day, time(end // 60, end % 60), tzinfo=zone)
+    return until.astimezone(UTC)
+
+
+def _due_ids(conn: Connection, now: datetime, limit: int | None) -> list[int]:
+    o = OUTBOX.c
+    stmt = (select(o.message_id)
+            .where(o.status == "queued", or_(o.not_before.is_(None), o.not_before <= now))
+            .order_by(o.urgent.desc(), o.queued_at, o.message_id))
+    if limit:
+        stmt = stmt.limit(limit)
+    return list(conn.execute(stmt).scalars())
+
+
+def _facts(conn: Connection, ids: list[int], now: datetime, window_start: datetime
+           ) -> pd.DataFrame:
+    """The due rows with what the rules need: contact, suppression, churn, cap count."""
+    o = OUTBOX.c
+    c = CONTACTS.c
+    s = SUPPRESSIONS.c
+    p = PURCHASES.c
+    due = select(o.account_id).where(o.message_id.in_(ids)).scalar_subquery()
+    billing = (
+        select(p.account_id,
+               func.max(case((p.kind == "cancelled", p.occurred_at))).label("last_cancel"),
+               func.max(case((p.kind.in_(_STARTS), p.occurred_at))).label("last_start"))
+        .where(p.account_id.in_(due), p.occurred_at <= now)
+        .group_by(p.account_id)
+        .subquery("billing")
+    )
+    prev = OUTBOX.alias("prev")
+    pv = prev.c
+    handed = func.coalesce(pv.sent_at, pv.claimed_at)
+    prior = (
+        select(func.count(func.distinct(pv.message_id)))
+        .where(or_(and_(o.contact_id.is_not(None), pv.contact_id == o.contact_id),
+                   pv.to_email == o.to_email),
+               pv.automated.is_(True), pv.status.in_(HANDED_OVER),
+               handed > window_start, handed <= now)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(o.message_id, o.kind, o.contact_id, o.account_id, o.to_email, o.urgent,
+               o.automated, o.queued_at, c.opted_out, c.timezone,
+               s.reason.label("sup_reason"), s.source.label("sup_source"),
+               s.created_at.label("sup_at"), billing.c.last_cancel,
+               case((and_(billing.c.last_cancel.is_not(None),
+                          or_(billing.c.last_start.is_(None),
+                              billing.c.last_cancel > billing.c.last_start)), literal(True)),
+                    else_=literal(False)).label("churned"),
+               prior.label("prior"))
+        .select_from(OUTBOX.outerjoin(CONTACTS, c.contact_id == o.contact_id)
+                     .outerjoin(SUPPRESSIONS, s.email == o.to_email)
+                     .outerjoin(billing, billing.c.account_id == o.account_id))
+        .where(o.message_id.in_(ids), o.status == "queued")
+    )
+    rows = conn.execute(stmt).mappings().all()
+    frame = pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(["urgent", "queued_at", "message_id"],
+                              ascending=[False, True, True], kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
+            run_counts: Counter[str]) -> pd.DataFrame:
+    """Add `rule`, `rule_detail`, `not_before` and `decision` (send, suppress, defer)."""
+    n = len(frame)
+    rule = pd.Series([None] * n, index=frame.index, dtype=object)
+    detail = pd.Series([None] * n, index=frame.index, dtype=object)
+    automated = frame["automated"].astype(bool)
+    urgent = frame["urgent"].astype(bool)
+
+    def mark(mask: pd.Series, name: str, text: pd.Series | str) -> None:
+        mask = mask & rule.isna()
+        rule[mask] = name
+        detail[mask] = text[mask] if isinstance(text, pd.Series) else text
+
+    mark(frame["opted_out"].fillna(False).astype(bool), "opted_out",
+         "contact " + frame["contact_id"].fillna("?").astype(str) + " opted out of email")
+    sup_at = pd.to_datetime(frame["sup_at"], utc=True).dt.strftime("%Y-%m-%d").fillna("?")
+    mark(frame["sup_reason"].notna(), "suppressed",
+         frame["to_email"].astype(str) + " is on the suppression list ("
+         + frame["sup_reason"].fillna("").astype(str) + " via "
+         + frame["sup_source"].fillna("").astype(str) + " on " + sup_at + ")")
+    cancel = pd.to_datetime(frame["last_cancel"], utc=True).dt.strftime("%Y-%m-%d").fillna("?")
+    mark(automated & frame["churned"].astype(bool), "churned",
+         "account " + frame["account_id"].fillna("?").astype(str) + " cancelled on " + cancel)
+
+    # quiet hours: one computation per distinct time zone, not per row
+    not_before = pd.Series([None] * n, index=frame.index, dtype=object)
+    zones = frame["timezone"].fillna("UTC").astype(str)
+    candidates = automated & ~urgent & rule.isna()
+    window = f"{settings.quiet_start}-{settings.quiet_end}"
+    for tz in zones[candidates].unique():
+        until = quiet_until(now, tz, settings)
+        if until is None:
+            continue
+        name, zone = _zone(tz)
+        local = until.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        in_zone = candidates & (zones == tz)
+        mark(in_zone, "quiet_hours", f"quiet hours {window} in {name}: waits until {local}")
+        not_before[in_zone] = until
+
+    # the cap: earlier messages in the window plus those earlier in this run
+    sendable = rule.isna()
+    # one person per key: a contact's messages go under the first address they have here,
+    # so mail to that bare address counts with them
+    emails = frame["to_email"].astype(str)
+    key = emails.groupby(frame["contact_id"]).transform("first").where(
+        frame["contact_id"].notna(), emails)
+    earlier = (frame.loc[sendable & automated].groupby(key[sendable & automated]).cumcount()
+               .reindex(frame.index).fillna(0).astype(int))
+    before_run = key.map(lambda k: run_counts.get(k, 0)) if run_counts else 0
+    used = frame["prior"].fillna(0).astype(int) + before_run + earlier
+    cap = settings.cap_per_contact
+    mark(sendable & automated & ~urgent & (used >= cap), "cap",
+         used.astype(str) + f" automated messages to this contact in the last "
+         f"{settings.cap_window_days} days (cap {cap})")
+
+    out = frame.assign(rule=rule, rule_detail=detail, not_before=not_before, key=key)
+    out["decision"] = "send"
+    out.loc[out["rule"].notna(), "decision"] = "suppress"
+    out.loc[out["rule"] == "quiet_hours", "decision"] = "defer"
+    return out
+
+
+# --------------------------------------------------------------------------- send
+
+
+def _full_rows(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
+    rows = conn.execute(select(OUTBOX).where(OUTBOX.c.message_id.in_(ids))
+                        .order_by(OUTBOX.c.message_id)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def _set_many(conn: Connection, rows: list[dict[str, Any]], now: datetime, *,
+              only_status: str, **columns: bool) -> None:
+    """UPDATE outbox rows by id in one executemany; `columns` name the keys each row carries."""
+    if not rows:
+        return
+    types = {c.name: c.type for c in OUTBOX.columns}
+    values: dict[str, Any] = {name: bindparam(f"b_{name}", type_=types[name])
+                              for name in columns}
+    values["updated_at"] = now
+    stmt = (update(OUTBOX)
+            .where(OUTBOX.c.message_id == bindparam("b_id"), OUTBOX.c.status == only_status)
+            .values(**values))
+    conn.execute(stmt, [{"b_id": r["message_id"], **{f"b_{k}": r[k] for k in columns}}
+                        for r in rows])
+
+
+def _render(renderer: Renderer, rows: list[dict[str, Any]]
+            ) -> tuple[list[Outgoing], list[SendResult]]:
+    good: list[Outgoing] = []
+    bad: list[SendResult] = []
+    for row in rows:
+        try:
+            good.append(renderer.outgoing(row))
+        except PulseError as exc:
+            bad.append(SendResult(row["message_id"], ok=False, error=f"render: {exc}"))
+    return good, bad
+
+
+def _record(engine: Engine, results: Sequence[SendResult], now: datetime,
+            report: SendReport) -> None:
+    sent, retry, failed = [], [], []
+    for r in results:
+        if r.ok:
+            sent.append({"message_id": r.message_id, "provider_message_id": r.provider_message_id,
+                         "sent_at": now, "status": "sent", "last_error": None})
+        elif r.retryable:
+            retry.append({"message_id": r.message_id, "status": "queued",
+                          "last_error": (r.error or "retryable failure")[:2000]})
+        else:
+            failed.append({"message_id": r.message_id, "status": "failed",
+                           "last_error": (r.error or "failed")[:2000]})
+    with engine.begin() as conn:
+        _set_many(conn, sent, now, only_status="sending", status=True,
+                  provider_message_id=True, sent_at=True, last_error=True)
+        _set_many(conn, retry, now, only_status="sending", status=True, last_error=True)
+        _set_many(conn, failed, now, only_status="sending", status=True, last_error=True)
+    report.outcomes.update({"sent": len(sent), "retry": len(retry), "failed": len(failed)})
+    report.sent_ids.extend(r["message_id"] for r in sent)
+
+
+def _reconcile(engine: Engine, transport: Transport, renderer: Renderer, now: datetime,
+               stale_after: timedelta, report: SendReport, dry_run: bool) -> None:
+    o = OUTBOX.c
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(o.message_id).where(
+            o.status == "sending", o.transport == transport.name,
+            or_(o.claimed_at.is_(None), o.claimed_at <= now - stale_after))).scalars())
+        report.in_doubt_elsewhere = conn.execute(
+            select(func.count()).where(o.status == "sending", o.transport != transport.name)
+        ).scalar_one()
+        if dry_run:
+            report.reconciled["would_reconcile"] = len(ids)
+            return
+        rows = _full_rows(conn, ids) if ids else []
+    if not rows:
+        return
+    messages: list[Outgoing] = []
+    for row in rows:
+        try:
+            messages.append(renderer.outgoing(row))
+        except PulseError:
+            messages.append(Outgoing(row["message_id"], row["kind"], row["template"],
+                                     row["to_email"], row["to_name"], row["from_email"],
+                                     row["from_name"], row["reply_to"], row["subject"], "",
+                                     "", "", custom_args={"outbox_id": str(row["message_id"])}))
+    answer = transport.reconcile(messages)
+    claimed = {r["message_id"]: r["claimed_at"] for r in rows}
+    accepted = [{"message_id": i, "status": "sent", "provider_message_id": pid,
+                 "sent_at": claimed[i] or now}
+                for i, pid in answer.items() if i in claimed and pid is not None]
+    unseen = [{"message_id": i, "status": "queued",
+               "last_error": "reconciled: the provider never received it"}
+              for i, pid in answer.items() if i in claimed and pid is None]
+    with engine.begin() as conn:
+        _set_many(conn, accepted, now, only_status="sending", status=True,
+                  provider_message_id=True, sent_at=True)
+        _set_many(conn, unseen, now, only_status="sending", status=True, last_error=True)
+    report.reconciled.update({"sent": len(accepted), "requeued": len(unseen),
+                              "unknown": len(rows) - len(accepted) - len(unseen)})
+    log.info("reconciled %d in-doubt messages: %d sent, %d back to queued",
+             len(rows), len(accepted), len(unseen))
+
+
+def send_due(engine: Engine, transport: Transport, *, now: datetime | None = None,
+             limit: int | None = None, dry_run: bool = False, batch_size: int = 1000,
+             progress: Callable[[int, int], None] | None = None, send_chunk: int = 1000,
+             stale_after: timedelta = timedelta(0)) -> SendReport:
+    """Reconcile, apply the rules, claim and send the due messages (see the module doc).
+
+    `progress(done, total)` is called after every batch and chunk. `dry_run` evaluates the
+    rules and reports what would happen; it changes nothing.
+    """
+    now = _now(now)
+    settings = get_settings()
+    renderer = Renderer(settings=settings, now=now)
+    report = SendReport(dry_run=dry_run)
+    _reconcile(engine, transport, renderer, now, stale_after, report, dry_run)
+    window_start = now - timedelta(days=settings.cap_window_days)
+    with engine.connect() as conn:
+        ids = _due_ids(conn, now, limit)
+    total, done = len(ids), 0
+    run_counts: Counter[str] = Counter()  # dry runs only: what earlier batches would send
+    for start in range(0, total, batch_size):
+        batch = ids[start:start + batch_size]
+        with engine.begin() as conn:
+            facts = _facts(conn, batch, now, window_start)
+            if facts.empty:
+                done += len(batch)
+                continue
+            decided = _decide(facts, now, settings, run_counts)
+            report.considered += len(decided)
+            held = decided[decided["decision"] != "send"]
+            report.by_rule.update(held["rule"].value_counts().to_dict())
+            report.outcomes["suppressed"] += int((held["decision"] == "suppress").sum())
+            report.outcomes["deferred"] += int((held["decision"] == "defer").sum())
+            go = decided[decided["decision"] == "send"]
+            if dry_run:
+                report.outcomes["would_send"] += len(go)
+                run_counts.update(go.loc[go["automated"].astype(bool), "key"].tolist())
+                done += len(batch)
+                if progress:
+                    progress(done, total)
+                continue
+            suppress = held[held["decision"] == "suppress"].assign(status="suppressed")
+            _set_many(conn, suppress[["message_id", "status", "rule", "rule_detail"]]
+                      .to_dict("records"), now, only_status="queued", status=True, rule=True,
+                      rule_detail=True)
+            defer = held[held["decision"] == "defer"]
+            _set_many(conn, defer[["message_id", "rule", "rule_detail", "not_before"]]
+                      .to_dict("records"), now, only_status="queued", rule=True,
+                      rule_detail=True, not_before=True)
+            claimed: list[int] = []
+            o = OUTBOX.c
+            go_ids = go["message_id"].astype(int).tolist()
+            for part in range(0, len(go_ids), 1000):
+                claimed += conn.execute(
+                    update(OUTBOX)
+                    .where(o.message_id.in_(go_ids[part:part + 1000]), o.status == "queued")
+                    .values(status="sending", claimed_at=now, attempts=o.attempts + 1,
+                            transport=transport.name, updated_at=now)
+                    .returning(o.message_id)).scalars().all()
+        # claimed and committed: from here a crash leaves rows `sending`, reconciled later
+        done += len(batch) - len(claimed)
+        if progress:
+            progress(done, total)
+        claimed.sort()
+        for part in range(0, len(claimed), send_chunk):
+            chunk_ids = claimed[part:part + send_chunk]
+            with engine.connect() as conn:
+                rows = _full_rows(conn, chunk_ids)
+            messages, broken = _render(renderer, rows)
+            if broken:
+                _record(engine, broken, now, report)
+            try:
+                results = transport.send(messages) if messages else []
+            except Exception as exc:
+                _abandon(engine, claimed[part + send_chunk:], messages, exc, now)
+                raise OutboxError(
+                    f"transport {transport.name!r} failed: {exc}; {len(messages)} messages "
+                    "are in doubt and will be reconciled on the next run", report) from exc
+            expected = {m.message_id for m in messages}
+            _record(engine, [r for r in results if r.message_id in expected], now, report)
+            missing = expected - {r.message_id for r in results}
+            if missing:
+                report.outcomes["in_doubt"] += len(missing)
+            done += len(chunk_ids)
+            if progress:
+                progress(done, total)
+    log.info("send_due%s: %s", " (dry run)" if dry_run else "", report.to_dict()["outcomes"])
+    return report
+
+
+def _abandon(engine: Engine, unsent: list[int], in_doubt: list[Outgoing], exc: Exception,
+             now: datetime) -> None:
+    """After a transport error: release claims never handed over, note the error on the rest."""
+    o = OUTBOX.c
+    error = f"transport error: {exc}"[:2000]
+    with engine.begin() as conn:
+        for part in range(0, len(unsent), 1000):
+            conn.execute(update(OUTBOX)
+                         .where(o.message_id.in_(unsent[part:part + 1000]),
+                                o.status == "sending")
+                         .values(status="queued", claimed_at=None, attempts=o.attempts - 1,
+                                 updated_at=now))
+        doubt = [m.message_id for m in in_doubt]
+        for part in range(0, len(doubt), 1000):
+            conn.execute(update(OUTBOX)
+                         .where(o.message_id.in_(doubt[part:part + 1000]),
+                                o.status == "sending")
+                         .values(last_error=error, updated_at=now))
+
+
+__all__ = ["Draft", "HeaderInjectionError", "InvalidDraftError", "OutboxError", "QueueReport",
+           "RULES", "STATUSES", "SendReport", "add_suppression",
+           "list_messages", "list_suppressions", "queue", "quiet_until", "send_due"]

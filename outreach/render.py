@@ -1,0 +1,363 @@
+"""Jinja2 templates of every email, rendered into `Outgoing` messages (outreach/message.py).
+
+Each template `NAME` is a set of files in `outreach/templates/`:
+
+* `NAME.subject.txt`: the subject (one line; rendered at queue time, stored in the outbox);
+* `NAME.html` and `NAME.txt`: the bodies, which extend `_layout.html` / `_layout.txt`
+  (company name, footer with the postal address and, for automated mail, the unsubscribe
+  link);
+* `NAME.SLOT.html` / `NAME.SLOT.txt` (or the shared `_SLOT.*`): personal fragments.
+
+The bodies are rendered once per template and *shared* context; wherever they call
+`{{ personal("SLOT") }}` they get a substitution token (`-p1h-` in HTML, `-p1t-` in text).
+Each recipient's fragments are rendered from the whole context (shared and personal keys)
+and become that recipient's substitutions, so a transport can send one body to many
+recipients. The keys a template treats as personal are declared in `TEMPLATES`; the shared
+render never sees them. `unsubscribe_url` is a built-in slot: the recipient's signed link.
+
+HTML is autoescaped: every value from the context (names, incident titles, evidence lines)
+is escaped; a value that looks like a substitution token is neutralised so that it cannot
+pull another slot's value into the text.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import Environment, FileSystemLoader, TemplateNotFound
+from markupsafe import Markup, escape
+
+from outreach.message import Outgoing
+from outreach.tokens import sign
+from pulse.errors import PulseError
+from pulse.settings import Settings, get_settings
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+UNSUBSCRIBE = "unsubscribe"  # the token purpose of unsubscribe links
+
+_TOKEN_LIKE = re.compile(r"-(p\d+[ht]-)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+class TemplateError(PulseError):
+    """A template is unknown or cannot be rendered from the context it was given."""
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What the outbox needs to know about a template."""
+
+    name: str
+    personal: frozenset[str] = frozenset()  # context keys rendered per recipient
+    description: str = ""
+
+
+TEMPLATES: dict[str, TemplateSpec] = {
+    "outage_notice": TemplateSpec(
+        "outage_notice",
+        frozenset({"account_name", "contact_name", "components", "regions",
+                   "failed_requests", "failed_events", "total_requests", "affected_users",
+                   "first_affected_at", "last_affected_at", "timezone", "you_were_affected"}),
+        "An incident hit this contact's account. Shared: incident_title, stage "
+        "(started|update|resolved), what_happened, incident_status, incident_impact, "
+        "update_body (aliases: title, status, impact, latest_update), status_page_url. "
+        "Personal: the account's impact (you_were_affected false: exposed, not hit), times "
+        "shown in `timezone`.",
+    ),
+    "checkin": TemplateSpec(
+        "checkin",
+        frozenset({"account_name", "contact_name", "note_lines", "evidence", "reason",
+                   "as_of", "csm_name", "csm_email"}),
+        "A CSM checks in with a quiet account. Personal: account_name, note_lines or "
+        "evidence (short customer-facing lines), csm_name, csm_email (also the sender).",
+    ),
+    "csm_digest": TemplateSpec(
+        "csm_digest",
+        frozenset(),
+        "For a CSM: accounts (list of {account_id, name or account_name, band, health, mrr, "
+        "currency, entered_red, new_flags (strings or {flag, evidence}), evidence, url}) "
+        "that entered red or got a new flag; day or as_of. Not automated.",
+    ),
+}
+
+
+def one_line(value: str | None) -> str | None:
+    """`value` with every control character (CR, LF, tab, ...) folded into one space."""
+    if value is None:
+        return None
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def template_spec(name: str) -> TemplateSpec:
+    """The spec of template `name`: registered, or any template whose files exist."""
+    if name in TEMPLATES:
+        return TEMPLATES[name]
+    if (TEMPLATE_DIR / f"{name}.html").is_file() and not name.startswith("_"):
+        return TemplateSpec(name)
+    known = ", ".join(sorted(TEMPLATES))
+    raise TemplateError(f"unknown template {name!r}: expected one of {known}")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _finalize_html(value: Any) -> Any:
+    if value is None:
+        return ""
+    if hasattr(value, "__html__"):
+        return value  # already markup (a slot token, a macro)
+    return Markup(_TOKEN_LIKE.sub(r"&#45;\1", str(escape(value))))
+
+
+def _finalize_text(value: Any) -> Any:
+    if value is None:
+        return ""
+    if hasattr(value, "__html__"):
+        return value
+    return _TOKEN_LIKE.sub("\u2011\\1", str(value))
+
+
+def _zone(name: Any) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(name)) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _local(value: Any, tz: Any = None, fmt: str = "%a %d %b %Y, %H:%M %Z") -> str:
+    """An instant (datetime or ISO text) shown in time zone `tz` (IANA name)."""
+    if value in (None, ""):
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return str(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(_zone(tz)).strftime(fmt)
+
+
+def _number(value: Any) -> str:
+    try:
+        num = float(value)
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+    return f"{int(num):,}" if num.is_integer() else f"{num:,.1f}"
+
+
+def _share(part: Any, whole: Any) -> str:
+    try:
+        return f"{100.0 * float(part) / float(whole):.1f}%"
+    except (TypeError, ValueError, ZeroDivisionError):
+        return ""
+
+
+def _safe_url(value: Any) -> str:
+    """Only http(s) links reach an href; anything else (javascript:, data:) becomes empty."""
+    text = str(value or "").strip()
+    return text if re.match(r"^https?://[^\s<>\"']+$", text, re.IGNORECASE) else ""
+
+
+def _environment(*, html: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=html,
+        finalize=_finalize_html if html else _finalize_text,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(local=_local, number=_number, share=_share, safe_url=_safe_url)
+    return env
+
+
+# --------------------------------------------------------------------------- renderer
+
+
+@dataclass(frozen=True)
+class _Shared:
+    html: str
+    text: str
+    html_slots: tuple[str, ...]
+    text_slots: tuple[str, ...]
+    body_key: str
+
+
+class _Slots:
+    """`personal(name)` inside a shared render: a token per slot, in order of use."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.names: list[str] = []
+
+    def __call__(self, name: str) -> Markup:
+        if name not in self.names:
+            self.names.append(name)
+        return Markup(f"-p{self.names.index(name) + 1}{self.suffix}-")
+
+
+def _no_slot(name: str) -> Markup:
+    raise TemplateError(f"personal({name!r}) cannot be used inside a personal fragment")
+
+
+class Renderer:
+    """Renders subjects and outbox rows; caches shared bodies, reuses links per recipient."""
+
+    def __init__(self, *, settings: Settings | None = None, now: datetime | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.now = now or datetime.now(UTC)
+        self.html_env = _environment(html=True)
+        self.text_env = _environment(html=False)
+        self.subject_env = _environment(html=False)
+        self._shared: dict[tuple[str, str], _Shared] = {}
+        self._links: dict[tuple[str | None, int | None], str] = {}
+
+    # -- contexts
+
+    def _base(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "company_name": s.company_name,
+            "footer_address": s.footer_address,
+            "sender_name": s.sender_name,
+            "sender_email": s.sender_email,
+            "status_page_url": s.status_page_url,
+            "public_base_url": s.public_base_url.rstrip("/"),
+        }
+
+    def _full(self, context: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        full = self._base()
+        full.update({k: v for k, v in context.items() if v is not None or k not in full})
+        full.update(extra)
+        return full
+
+    # -- subject
+
+    def subject(self, template: str, context: Mapping[str, Any], *,
+                to_name: str | None = None) -> str:
+        """The one-line subject of `template` for this context and recipient."""
+        template_spec(template)
+        try:
+            tpl = self.subject_env.get_template(f"{template}.subject.txt")
+        except TemplateNotFound:
+            raise TemplateError(f"template {template!r} has no {template}.subject.txt") from None
+        try:
+            raw = tpl.render(self._full(context, to_name=to_name, automated=True))
+        except Exception as exc:  # jinja2 errors, bad filter input
+            raise TemplateError(f"cannot render the subject of {template!r}: {exc}") from None
+        subject = one_line(raw) or ""
+        if not subject:
+            raise TemplateError(f"the subject of {template!r} rendered empty")
+        return subject
+
+    # -- bodies
+
+    def _shared_part(self, template: str, shared: dict[str, Any], automated: bool) -> _Shared:
+        key = json.dumps({"a": automated, "c": shared}, sort_keys=True, default=str)
+        found = self._shared.get((template, key))
+        if found is not None:
+            return found
+        html_slots, text_slots = _Slots("h"), _Slots("t")
+        ctx = self._full(shared, automated=automated)
+        try:
+            html = self.html_env.get_template(f"{template}.html").render(ctx, personal=html_slots)
+            text = self.text_env.get_template(f"{template}.txt").render(ctx, personal=text_slots)
+        except TemplateNotFound as exc:
+            raise TemplateError(f"template {template!r} is missing the file {exc.name}") from None
+        except PulseError:
+            raise
+        except Exception as exc:
+            raise TemplateError(f"cannot render template {template!r}: {exc}") from None
+        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        digest = hashlib.sha256(f"{template}\0{html}\0{text}".encode()).hexdigest()[:32]
+        found = _Shared(html, text, tuple(html_slots.names), tuple(text_slots.names), digest)
+        self._shared[(template, key)] = found
+        return found
+
+    def unsubscribe_url(self, *, contact_id: str | None, message_id: int | None) -> str:
+        """The recipient's signed one-click unsubscribe link (by contact id, else by message)."""
+        key = (contact_id, None) if contact_id else (None, message_id)
+        if key not in self._links:
+            data: dict[str, Any] = {"c": contact_id} if contact_id else {"m": message_id}
+            token = sign(UNSUBSCRIBE, data, now=self.now)
+            self._links[key] = f"{self.settings.public_base_url.rstrip('/')}/u/{token}"
+        return self._links[key]
+
+    def _fragment(self, template: str, slot: str, env: Environment, ctx: dict[str, Any],
+                  unsubscribe: Callable[[], str]) -> str:
+        if slot == "unsubscribe_url":
+            url = unsubscribe()
+            return str(escape(url)) if env.autoescape else url
+        ext = "html" if env.autoescape else "txt"
+        try:
+            tpl = env.select_template([f"{template}.{slot}.{ext}", f"_{slot}.{ext}"])
+        except TemplateNotFound:
+            raise TemplateError(f"template {template!r} uses personal({slot!r}) but neither "
+                                f"{template}.{slot}.{ext} nor _{slot}.{ext} exists") from None
+        try:
+            out = tpl.render(ctx, personal=_no_slot)
+        except PulseError:
+            raise
+        except Exception as exc:
+            raise TemplateError(f"cannot render {tpl.name}: {exc}") from None
+        return out.strip() if ext == "html" else re.sub(r"\n{3,}", "\n\n", out).strip()
+
+    def outgoing(self, row: Mapping[str, Any]) -> Outgoing:
+        """An outbox row (its columns by name) rendered for a transport."""
+        template = row["template"]
+        spec = template_spec(template)
+        context = dict(row.get("context") or {})
+        automated = bool(row.get("automated", True))
+        shared_ctx = {k: v for k, v in context.items() if k not in spec.personal}
+        shared = self._shared_part(template, shared_ctx, automated)
+        message_id = int(row["message_id"])
+        contact_id = row.get("contact_id")
+        full = self._full(context, to_name=row.get("to_name"), to_email=row["to_email"],
+                          automated=automated)
+
+        def link() -> str:
+            return self.unsubscribe_url(contact_id=contact_id, message_id=message_id)
+
+        subs: dict[str, str] = {}
+        for i, slot in enumerate(shared.html_slots, start=1):
+            subs[f"-p{i}h-"] = self._fragment(template, slot, self.html_env, full, link)
+        for i, slot in enumerate(shared.text_slots, start=1):
+            subs[f"-p{i}t-"] = self._fragment(template, slot, self.text_env, full, link)
+        headers: dict[str, str] = {}
+        if automated:
+            mailto = f"mailto:{self.settings.sender_email}?subject=unsubscribe"
+            headers["List-Unsubscribe"] = f"<{link()}>, <{mailto}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        kind = row["kind"]
+        return Outgoing(
+            message_id=message_id,
+            kind=kind,
+            template=template,
+            to_email=row["to_email"],
+            to_name=row.get("to_name"),
+            from_email=row.get("from_email") or self.settings.sender_email,
+            from_name=row.get("from_name") or self.settings.sender_name,
+            reply_to=row.get("reply_to"),
+            subject=row["subject"],
+            html=shared.html,
+            text=shared.text,
+            body_key=shared.body_key,
+            substitutions=subs,
+            headers=headers,
+            categories=(kind,),
+            custom_args={"outbox_id": str(message_id), "kind": kind},
+        )
+
+
+__all__ = ["TEMPLATES", "Renderer", "TemplateError", "TemplateSpec",
+           "one_line", "template_spec"]
