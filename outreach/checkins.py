@@ -66,6 +66,13 @@ def _frame(engine: Engine, query: Any) -> pd.DataFrame:
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
+def _plausible(email: str) -> bool:
+    """One address, no spaces or line breaks: good enough to write From/Reply-To with."""
+    local, at, domain = email.partition("@")
+    return bool(at and local and "." in domain and not any(c.isspace() for c in email)
+                and "@" not in domain)
+
+
 def csm_name(email: str) -> str:
     """'ana.ruiz@pulse.example' -> 'Ana Ruiz' (the CSM's display name for the From line)."""
     local = email.split("@", 1)[0]
@@ -134,6 +141,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
         o.c.status != "suppressed").distinct())["account_id"])
     accounts = _frame(engine, select(a.c.account_id, a.c.name, a.c.csm_email)
                       .where(a.c.account_id.in_(targets))).set_index("account_id")
+    accounts["csm_email"] = accounts["csm_email"].fillna("").astype(str).str.strip().str.lower()
     # Evidence in words: the flags of the day (any flag, not only the trigger).
     evidence = _frame(engine, select(f.c.account_id, f.c.flag, f.c.evidence)
                       .where(f.c.as_of == as_of, f.c.account_id.in_(targets)))
@@ -146,6 +154,8 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             report.skipped[f"check-in within {every} days"] += 1
         elif acc not in accounts.index or not accounts.at[acc, "csm_email"]:
             report.skipped["no CSM"] += 1
+        elif not _plausible(accounts.at[acc, "csm_email"]):
+            report.skipped["CSM address not usable"] += 1
         else:
             keep.append(acc)
     contacts = _primary_contacts(engine, keep, as_of).set_index("account_id")
@@ -156,7 +166,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             report.skipped["no contact"] += 1
             continue
         person = contacts.loc[acc]
-        csm = str(accounts.at[acc, "csm_email"]).strip().lower()
+        csm = str(accounts.at[acc, "csm_email"])
         drafts.append(Draft(
             kind=CHECKIN, idempotency_key=f"checkin:{acc}:{as_of.isoformat()}",
             template=CHECKIN, to_email=str(person["email"]),
@@ -207,8 +217,8 @@ def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None 
     changed = [x for x in changed if x not in cancelled]
     accounts = _frame(engine, select(a.c.account_id, a.c.name, a.c.csm_email, a.c.mrr,
                                      a.c.currency).where(a.c.account_id.in_(changed)))
-    accounts["csm_email"] = accounts["csm_email"].fillna("").str.strip().str.lower()
-    no_csm = accounts["csm_email"] == ""
+    accounts["csm_email"] = accounts["csm_email"].fillna("").astype(str).str.strip().str.lower()
+    no_csm = ~accounts["csm_email"].map(_plausible).astype(bool)
     if no_csm.any():
         report.skipped["digest rows without a CSM"] += int(no_csm.sum())
     accounts = accounts[~no_csm]

@@ -72,7 +72,7 @@ def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
 
     today = datetime.now(UTC).date()
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
-    console.print(f"[bold]6.[/] running the Airflow DAG pulse_health for {today} "
+    console.print(f"[bold]7.[/] running the Airflow DAG pulse_health for {today} "
                   f"(features, scorecard, churn risk, flags, risk list); log in {log_path}")
     with open(log_path, "w", encoding="utf-8") as log_file:
         run_dag_test("pulse_health", logical_date=today.isoformat(), env=env,
@@ -94,6 +94,78 @@ def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
     basis = rows[0]["risk_basis"] if rows else "scorecard"
     console.print(f"risk basis: {basis}. See everything with `pulse risk-list`, one account with "
                   "`pulse account ID`.")
+
+
+def _outage_step(engine: Engine, env: dict[str, str], console: Console,
+                 truth_path: Path) -> None:
+    """Run pulse_outage through Airflow: impact of the live incident, notices, sending."""
+    import json
+
+    from pulse.airflow_env import run_dag_test
+    from sql.schema import Incident, IncidentImpact, OutboxMessage
+
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_outage-demo.log"
+    console.print("[bold]6.[/] running the Airflow DAG pulse_outage (incident impact, notices "
+                  f"to the accounts it hit, sending through the file outbox); log in {log_path}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        run_dag_test("pulse_outage", env=env, output=_TaskEcho(log_file, console))
+    live = json.loads(truth_path.read_text(encoding="utf-8")).get("live_incident")
+    truth = set(json.loads(truth_path.read_text(encoding="utf-8"))["incident_hits"].get(
+        live, [])) if live else set()
+    o, im, i = OutboxMessage.__table__, IncidentImpact.__table__, Incident.__table__
+    with engine.connect() as conn:
+        if live is None:
+            console.print("no live incident in the demo world")
+            return
+        title, landed = conn.execute(select(i.c.title, i.c.landed_at)
+                                     .where(i.c.incident_id == live)).one()
+        hit = set(conn.execute(select(im.c.account_id).where(
+            im.c.incident_id == live, im.c.status == "hit")).scalars())
+        exposed = conn.execute(select(func.count()).select_from(im).where(
+            im.c.incident_id == live, im.c.status == "exposed")).scalar_one()
+        rows = conn.execute(select(o.c.status, o.c.rule, o.c.account_id, o.c.queued_at)
+                            .where(o.c.incident_id == live)).all()
+    sent_accounts = {r.account_id for r in rows if r.status == "sent"}
+    statuses: dict[str, int] = {}
+    for r in rows:
+        key = r.status + (f" ({r.rule})" if r.rule else "")
+        statuses[key] = statuses.get(key, 0) + 1
+    first = min((r.queued_at for r in rows), default=None)
+    latency = (first - landed).total_seconds() if first is not None else None
+    console.print(
+        f"live incident {live} ({title}): {len(hit)} accounts hit, {exposed} exposed "
+        f"(demo truth: {len(truth)} hit; matching {len(hit & truth)}); notices: "
+        + (", ".join(f"{n} {k}" for k, n in sorted(statuses.items())) or "none")
+        + f"; accounts told: {len(sent_accounts)}"
+        + (f"; incident landed -> first notice queued in {latency:.1f} s" if latency is not None
+           else ""))
+
+
+def _outreach_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+    """Run pulse_outreach through Airflow: check-ins and CSM digests, then the outbox."""
+    from pulse.airflow_env import run_dag_test
+    from sql.schema import OutboxMessage
+
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_outreach-demo.log"
+    console.print("[bold]8.[/] running the Airflow DAG pulse_outreach (check-ins, CSM digests, "
+                  f"sending); log in {log_path}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        run_dag_test("pulse_outreach", env=env, output=_TaskEcho(log_file, console))
+    o = OutboxMessage.__table__
+    with engine.connect() as conn:
+        counts = conn.execute(select(o.c.kind, o.c.status, o.c.rule, func.count())
+                              .group_by(o.c.kind, o.c.status, o.c.rule)
+                              .order_by(o.c.kind, o.c.status, o.c.rule)).all()
+    table = Table(title="Outbox (queued with rule quiet_hours: waiting for the contact's "
+                  "morning)", title_justify="left")
+    for col in ("kind", "status", "rule", "messages"):
+        table.add_column(col, justify="right" if col == "messages" else "left")
+    for kind, status, rule, n in counts:
+        table.add_row(kind, status, rule or "", f"{n:,}")
+    console.print(table)
+    index = get_settings().resolved_home() / "outbox" / "index.html"
+    console.print(f"every message sent is in {index} (open it in a browser); "
+                  "`pulse outbox list` lists them all with the rule that stopped any.")
 
 
 class _TaskEcho(io.TextIOBase):
@@ -130,7 +202,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
         db = Path(url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        for folder in ("landing", "landed", "rejected", "models", "reports"):
+        for folder in ("landing", "landed", "rejected", "models", "reports", "outbox"):
             shutil.rmtree(home / folder, ignore_errors=True)
         console.print(f"[bold]1.[/] fresh warehouse at {db}")
     engine = make_engine(url)
@@ -140,7 +212,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     demo_dir = home / "demo"
     with console.status("generating the demo world") as status:
         summary = generate(
-            demo_dir, accounts=accounts, days=days, seed=seed,
+            demo_dir, accounts=accounts, days=days, seed=seed, live_incident=True,
             progress=lambda stage, n: status.update(f"generating the demo world: {stage} {n:,}"),
         )
     total = sum(summary.rows.values())
@@ -168,7 +240,9 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
 
     data = warehouse_summary(engine)
     print_summary(data, console)
+    _outage_step(engine, env, console, summary.truth_path)
     _health_step(engine, env, console)
+    _outreach_step(engine, env, console)
     expected = summary.malformed
     quarantined = data["quarantine_by_source"]
     console.print(

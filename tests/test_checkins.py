@@ -7,14 +7,14 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from models.flags import compute_flags
 from models.scorecard import score_date
 from outreach.checkins import csm_name, queue_daily
 from outreach.outbox import send_due
 from outreach.transports.file import FileTransport
-from sql.schema import AccountFlag, AccountHealth, OutboxMessage
+from sql.schema import Account, AccountFlag, AccountHealth, OutboxMessage
 from tests.test_flags import D, land_world
 
 OUTBOX = OutboxMessage.__table__
@@ -115,3 +115,19 @@ def test_one_digest_per_csm_with_what_changed(engine: Engine, tmp_path: Path) ->
     assert msg["To"] and sent[0]["to_email"] in msg["To"]
     body = msg.get_body(("html",)).get_content()
     assert "Co" in body and "<script" not in body
+
+
+def test_an_unusable_csm_address_skips_that_check_in_and_nothing_else(
+        engine: Engine, tmp_path: Path) -> None:
+    _world(engine, tmp_path)
+    with engine.begin() as conn:
+        conn.execute(update(Account).where(Account.account_id == "acc-silent")
+                     .values(csm_email="ana csm at pulse"))
+    report = queue_daily(engine, D)
+    assert report.skipped["CSM address not usable"] == 1
+    checkins = {r["account_id"] for r in _rows(engine, "checkin")}
+    assert "acc-silent" not in checkins
+    digests = _rows(engine, "csm_digest")
+    assert digests  # the other CSMs' digests still go out
+    assert all(r["to_email"] != "ana csm at pulse" for r in digests)
+    assert report.skipped["digest rows without a CSM"] >= 1

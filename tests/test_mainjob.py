@@ -25,6 +25,13 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "task report done" in proc.stdout
     assert "task risk_list done" in proc.stdout and "Risk list" in proc.stdout
+    # The live incident: its hit accounts match the demo truth, and the latency is printed.
+    live = re.search(r"(\d+) accounts\s+hit, \d+ exposed \(demo truth: (\d+) hit; matching "
+                     r"(\d+)\).*?first notice\s+queued in ([\d.]+) s", proc.stdout, re.S)
+    assert live, proc.stdout[-3000:]
+    assert live[1] == live[2] == live[3] and float(live[4]) < 300
+    assert "task send done" in proc.stdout and "Outbox" in proc.stdout
+    assert (pulse_home / "outbox" / "index.html").is_file()
     pairs = re.findall(r"(\w+) (\d+)/(\d+)", proc.stdout.split("vs rows quarantined:")[1])
     assert len(pairs) == 7 and all(a == b for _, a, b in pairs), pairs
     engine = make_engine(f"sqlite:///{pulse_home / 'pulse.db'}")
