@@ -265,6 +265,11 @@ class AccountFeatures(Base):
     # incidents: 0 until outage impact is scored (a later issue)
     incident_minutes_28d: Mapped[float] = mapped_column(Float)
     incidents_source_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # surveys (issue 5): the latest rating, CSAT (share of 4 and 5) and responses in 90 days
+    csat_last: Mapped[float | None] = mapped_column(Float)
+    csat_90d: Mapped[float | None] = mapped_column(Float)
+    csat_responses_90d: Mapped[int | None] = mapped_column(Integer)
+    surveys_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
 
 
@@ -459,3 +464,50 @@ class DeliveryEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[Any] = mapped_column(JSONDoc)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --------------------------------------------------------------------------- surveys (issue 5)
+
+
+class Survey(Base):
+    """One intended CSAT survey: sent through the outbox, or skipped with the rule why.
+
+    `survey_key` makes each trigger survey once (`ticket:{ticket_id}`,
+    `incident:{incident_id}:{contact_id}`, `relationship:{contact_id}:{period}`).
+    """
+
+    __tablename__ = "surveys"
+    survey_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    survey_key: Mapped[str] = mapped_column(String(255), unique=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # ticket, incident, relationship
+    ticket_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    incident_id: Mapped[str | None] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    contact_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email
+    question: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))  # queued, skipped
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
+    skip_detail: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[int | None] = mapped_column(Integer)  # the outbox row
+
+
+class SurveyResponse(Base):
+    """The one response to a survey: the latest rating and comment, and when."""
+
+    __tablename__ = "survey_responses"
+    survey_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    contact_id: Mapped[str] = mapped_column(String(64))
+    rating: Mapped[int] = mapped_column(Integer)  # 1..5
+    comment: Mapped[str | None] = mapped_column(Text)
+    first_rated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    commented_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rating_changes: Mapped[int] = mapped_column(Integer)
+    landed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_survey_responses_account_rated", "account_id", "rated_at"),)
