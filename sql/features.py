@@ -82,6 +82,7 @@ from sql.schema import (
     IncidentImpact,
     Mention,
     PurchaseEvent,
+    SurveyResponse,
     Ticket,
     UsageEvent,
 )
@@ -146,6 +147,10 @@ FEATURES: dict[str, Feature] = dict([
     _f("incident_minutes_28d", "incidents",
        "minutes of incidents that hit the account (errors on an affected component), "
        "last 28 days"),
+    _f("csat_last", "surveys", "the latest CSAT rating (1..5) of any of its contacts"),
+    _f("csat_90d", "surveys",
+       "CSAT: share of ratings of 4 or 5 among its survey responses, last 90 days"),
+    _f("csat_responses_90d", "surveys", "survey responses, last 90 days"),
 ])
 
 #: The freshness columns of each source: (the account's latest event, the source's latest).
@@ -505,6 +510,36 @@ def _social(w: _Window, negative_terms: Sequence[str]) -> Any:
     )
 
 
+def _surveys(w: _Window) -> Any:
+    """Per account: the latest rating, CSAT (share of 4 and 5) and responses in 90 days.
+
+    A response counts from its first rating (and, with basis "known", once it had landed);
+    its rating is the latest the contact gave.
+    """
+    r = SurveyResponse.__table__
+    seen = and_(r.c.first_rated_at < w.end, w.known(r))
+    ranked = (
+        select(r.c.account_id, r.c.rating, r.c.first_rated_at,
+               func.row_number().over(partition_by=r.c.account_id,
+                                      order_by=(r.c.first_rated_at.desc(),
+                                                r.c.survey_id.desc())).label("rn"))
+        .where(seen)
+        .subquery()
+    )
+    recent = ranked.c.first_rated_at >= w.since(90)
+    return (
+        select(
+            ranked.c.account_id,
+            func.max(case((ranked.c.rn == 1, ranked.c.rating))).label("last_rating"),
+            func.max(ranked.c.first_rated_at).label("last_at"),
+            func.count(case((recent, 1))).label("responses_90d"),
+            func.count(case((and_(recent, ranked.c.rating >= 4), 1))).label("happy_90d"),
+        )
+        .group_by(ranked.c.account_id)
+        .cte("surveys")
+    )
+
+
 def _incident_minutes(w: _Window) -> Any:
     """Per account: minutes of the windows of incidents that hit it, clipped to the last 28
     days (models/outage.py stores who was hit)."""
@@ -549,6 +584,7 @@ def features_select(as_of: date, *, basis: Basis = "known",
     support, median = _support(w)
     social = _social(w, negative_terms)
     outages = _incident_minutes(w)
+    surveys = _surveys(w)
 
     def n(col: Any) -> Any:
         return func.coalesce(col, 0)
@@ -625,12 +661,18 @@ def features_select(as_of: date, *, basis: Basis = "known",
         "social_source_last_at": _source_last(w, Mention.__table__, "created_at"),
         "incident_minutes_28d": cast(func.coalesce(outages.c.minutes, 0.0), Float),
         "incidents_source_last_at": _source_last(w, Incident.__table__, "started_at"),
+        "csat_last": cast(surveys.c.last_rating, Float),
+        "csat_90d": case((n(surveys.c.responses_90d) > 0,
+                          cast(surveys.c.happy_90d, Float) / cast(surveys.c.responses_90d,
+                                                                   Float))),
+        "csat_responses_90d": n(surveys.c.responses_90d),
+        "surveys_last_at": surveys.c.last_at,
     }
     missing = set(FEATURES_TABLE.c.keys()) ^ set(columns)
     assert not missing, f"features_select and account_features disagree on {missing}"
     joined = a
     for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social,
-                outages):
+                outages, surveys):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)
     return (
         select(*(columns[c.name].label(c.name) for c in FEATURES_TABLE.columns))
