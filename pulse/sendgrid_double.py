@@ -2,7 +2,7 @@
 
 `POST /v3/mail/send` checks what the real API checks: the bearer key (401), the request body
 against the `/v3/mail/send` request schema of SendGrid's published OpenAPI description
-(`specs/sendgrid/tsg_mail_v3.json`, found in `$PULSE_SPECS` or `<repo>/../shared/specs`), and
+(`specs/sendgrid/tsg_mail_v3.json`, found in `$PULSE_SPECS` or the shared folder's `specs/`, see pulse/shared.py), and
 the rules the API enforces beyond the schema (1-1,000 personalizations, each address once per
 request, string custom args within 10,000 bytes, text/plain before text/html, a subject for
 every personalization, categories, substitutions within 10,000 bytes, 20 MB per request).
@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pulse.errors import ConfigError
-from pulse.settings import PROJECT_ROOT, env_flag
+from pulse.settings import env_flag
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,10 @@ _ERRORS_HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.ht
 
 def spec_path() -> Path:
     """Where SendGrid's OpenAPI description of the Mail API is expected."""
+    from pulse.shared import shared_path
+
     root = os.environ.get("PULSE_SPECS")
-    base = Path(root) if root else PROJECT_ROOT.parent / "shared" / "specs"
-    return base / SPEC_NAME
+    return Path(root) / SPEC_NAME if root else shared_path("specs", SPEC_NAME)
 
 
 def load_request_validator(path: Path | None = None) -> Any | None:

@@ -363,12 +363,12 @@ def test_time_split_keeps_training_labels_before_validation() -> None:
 
 
 def _telco_csv() -> Path | None:
-    candidates = [Path(os.environ["PULSE_DATASETS"]) if os.environ.get("PULSE_DATASETS")
-                  else None, ROOT.parent / "shared" / "datasets", Path("/work/shared/datasets")]
-    for folder in candidates:
-        if folder is not None and (folder / "telco-churn" / "Telco-Customer-Churn.csv").is_file():
-            return folder / "telco-churn" / "Telco-Customer-Churn.csv"
-    return None
+    from pulse.shared import shared_path
+
+    root = os.environ.get("PULSE_DATASETS")
+    csv = (Path(root) if root else shared_path("datasets")) / "telco-churn" / \
+        "Telco-Customer-Churn.csv"
+    return csv if csv.is_file() else None
 
 
 @pytest.mark.parametrize("classifier", ["hgb", "logistic"])
