@@ -7,9 +7,11 @@ owner, else the contact who used the product most in the last 28 days). Cancelle
 and accounts without a CSM or a contact, are skipped and counted with the reason.
 
 `plan_csm_digests(engine, as_of)` writes one digest per CSM per day listing the accounts that
-entered red or got a new flag since the previous scored date, with the evidence. Digests are
+entered red or got a new flag since the previous scored date, with the evidence, and the CSAT
+ratings of 1 or 2 on the CSM's accounts that arrived since then (by `rated_at`; a comment
+added later brings the rating back with it), with the contact and the comment. Digests are
 internal mail: they are not automated customer messages, so the cap and unsubscribe do not
-apply; a CSM with nothing new gets nothing.
+apply; a CSM with nothing new gets nothing, a CSM with only low ratings still gets one.
 
 Both return drafts for `outreach.outbox.queue`; idempotency keys carry the date, so a re-run
 of the same day queues nothing new. `queue_daily(engine, as_of)` does both.
@@ -19,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 
+from outreach.links import account_url
 from sql.schema import (
     Account,
     AccountFlag,
@@ -32,6 +35,8 @@ from sql.schema import (
     Contact,
     OutboxMessage,
     PurchaseEvent,
+    Survey,
+    SurveyResponse,
     UsageEvent,
 )
 
@@ -184,20 +189,107 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
     return drafts
 
 
+LOW_RATING = 2  # a CSAT rating of this or less is an alert on the CSM's digest
+
+
+def low_ratings(engine: Engine, since: datetime, until: datetime) -> pd.DataFrame:
+    """CSAT responses rated 1 or 2 whose rating (or comment) arrived in [since, until), with
+    the account's CSM, the contact and the survey's question; one row per survey."""
+    r, s = SurveyResponse.__table__, Survey.__table__
+    a, c = Account.__table__, Contact.__table__
+    q = (select(r.c.survey_id, r.c.account_id, a.c.name.label("account_name"),
+                a.c.csm_email, r.c.contact_id, c.c.name.label("contact_name"),
+                c.c.email.label("contact_email"), r.c.rating, r.c.comment, r.c.rated_at,
+                r.c.commented_at, s.c.trigger, s.c.ticket_id, s.c.incident_id, s.c.question)
+         .select_from(r.join(s, s.c.survey_id == r.c.survey_id)
+                      .join(a, a.c.account_id == r.c.account_id)
+                      .outerjoin(c, c.c.contact_id == r.c.contact_id))
+         .where(r.c.rating <= LOW_RATING,
+                or_(and_(r.c.rated_at >= since, r.c.rated_at < until),
+                    and_(r.c.commented_at >= since, r.c.commented_at < until))))
+    frame = _frame(engine, q)
+    if frame.empty:
+        return frame
+    rated = pd.to_datetime(frame["rated_at"], utc=True)
+    frame["comment_only"] = rated < pd.Timestamp(since)  # only the comment is new
+    frame["csm_email"] = frame["csm_email"].fillna("").astype(str).str.strip().str.lower()
+    return frame.sort_values(["rating", "rated_at", "survey_id"]).reset_index(drop=True)
+
+
+def _alert(row: Any) -> dict[str, Any]:
+    def val(x: Any) -> Any:
+        return None if x is None or (not isinstance(x, str) and pd.isna(x)) else x
+
+    rated = pd.Timestamp(row.rated_at)
+    return {"survey_id": int(row.survey_id), "account_id": str(row.account_id),
+            "account_name": val(row.account_name), "contact_id": str(row.contact_id),
+            "contact_name": val(row.contact_name), "contact_email": val(row.contact_email),
+            "rating": int(row.rating), "comment": val(row.comment),
+            "rated_at": (rated.tz_localize("UTC") if rated.tzinfo is None else rated
+                         ).isoformat(),
+            "trigger": str(row.trigger), "ticket_id": val(row.ticket_id),
+            "incident_id": val(row.incident_id), "question": val(row.question),
+            "comment_only": bool(row.comment_only), "url": account_url(str(row.account_id))}
+
+
 def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None = None
                      ) -> list[Any]:
-    """One digest per CSM: accounts that entered red or got a new flag since the last date."""
+    """One digest per CSM: accounts that entered red or got a new flag since the last date,
+    and CSAT ratings of 1 or 2 (with the comment) that arrived since then."""
     from outreach.outbox import Draft
     from pulse.settings import get_settings
 
     settings = get_settings()
     report = report or DailyReport(as_of)
-    h, f, a = AccountHealth.__table__, AccountFlag.__table__, Account.__table__
+    h = AccountHealth.__table__
     before = _latest_before(engine, as_of)
+    # Low ratings: those that arrived after the previous digest's day (without one: on this
+    # day), up to the end of this one; each rating is on one digest.
+    first_day = before + timedelta(days=1) if before else as_of
+    low = low_ratings(engine, _midnight(first_day), _midnight(as_of + timedelta(days=1)))
+    if not low.empty:
+        unusable = ~low["csm_email"].map(_plausible).astype(bool)
+        if unusable.any():
+            report.skipped["low ratings without a CSM"] += int(unusable.sum())
+        low = low[~unusable]
+    alerts = {str(csm): [_alert(r) for r in g.itertuples(index=False)]
+              for csm, g in low.groupby("csm_email", sort=True)} if not low.empty else {}
     today = _frame(engine, select(h.c.account_id, h.c.score, h.c.band)
                    .where(h.c.as_of == as_of))
-    if today.empty:
+    if today.empty and not alerts:
         return []
+    drafts = [] if today.empty else _risk_digests(engine, as_of, before, today, alerts,
+                                                  report, settings)
+    covered = {d.to_email for d in drafts}
+    for csm in sorted(set(alerts) - covered):  # a CSM with only low ratings still hears
+        drafts.append(_digest(Draft, csm, as_of, before, [], alerts[csm], settings))
+    report.digests_planned += len(drafts)
+    return drafts
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=UTC)
+
+
+def _digest(draft: Any, csm: str, as_of: date, before: date | None,
+            items: list[dict[str, Any]], alerts: list[dict[str, Any]], settings: Any) -> Any:
+    return draft(
+        kind=DIGEST, idempotency_key=f"csm_digest:{csm.lower()}:{as_of.isoformat()}",
+        template=DIGEST, to_email=csm, to_name=csm_name(csm),
+        urgent=False, automated=False,
+        context={"csm_name": csm_name(csm), "as_of": as_of.isoformat(),
+                 "since": before.isoformat() if before else None, "accounts": items,
+                 "low_ratings": alerts, "company_name": settings.company_name},
+    )
+
+
+def _risk_digests(engine: Engine, as_of: date, before: date | None, today: pd.DataFrame,
+                  alerts: dict[str, list[dict[str, Any]]], report: DailyReport,
+                  settings: Any) -> list[Any]:
+    """The digests of CSMs whose accounts entered red or got a new flag (with their alerts)."""
+    from outreach.outbox import Draft
+
+    h, f, a = AccountHealth.__table__, AccountFlag.__table__, Account.__table__
     prev = (_frame(engine, select(h.c.account_id, h.c.band.label("prev_band"))
                    .where(h.c.as_of == before)) if before else
             pd.DataFrame(columns=["account_id", "prev_band"]))
@@ -233,6 +325,7 @@ def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None 
                   else pd.DataFrame(columns=["flag", "evidence"]))
             items.append({
                 "account_id": r.account_id, "account_name": r.name,
+                "url": account_url(str(r.account_id)),
                 "mrr": float(r.mrr) if r.mrr is not None else None, "currency": r.currency,
                 "health": None if pd.isna(score.get(r.account_id)) else
                 round(float(score.get(r.account_id)), 1),
@@ -241,15 +334,8 @@ def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None 
                               for x in fl.itertuples(index=False)],
             })
         items.sort(key=lambda i: (not i["entered_red"], -(i["mrr"] or 0)))
-        drafts.append(Draft(
-            kind=DIGEST, idempotency_key=f"csm_digest:{str(csm).lower()}:{as_of.isoformat()}",
-            template=DIGEST, to_email=str(csm), to_name=csm_name(str(csm)),
-            urgent=False, automated=False,
-            context={"csm_name": csm_name(str(csm)), "as_of": as_of.isoformat(),
-                     "since": before.isoformat() if before else None, "accounts": items,
-                     "company_name": settings.company_name},
-        ))
-    report.digests_planned += len(drafts)
+        drafts.append(_digest(Draft, str(csm), as_of, before, items,
+                              alerts.get(str(csm), []), settings))
     return drafts
 
 
@@ -267,5 +353,5 @@ def queue_daily(engine: Engine, as_of: date) -> DailyReport:
     return report
 
 
-__all__ = ["CHECKIN", "DIGEST", "DailyReport", "csm_name", "plan_checkins", "plan_csm_digests",
-           "queue_daily"]
+__all__ = ["CHECKIN", "DIGEST", "DailyReport", "csm_name", "low_ratings", "plan_checkins",
+           "plan_csm_digests", "queue_daily"]

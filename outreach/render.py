@@ -41,6 +41,7 @@ from pulse.settings import Settings, get_settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 UNSUBSCRIBE = "unsubscribe"  # the token purpose of unsubscribe links
+SURVEY = "survey"  # the token purpose of CSAT rating links
 
 _TOKEN_LIKE = re.compile(r"-(p\d+[ht]-)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -83,7 +84,21 @@ TEMPLATES: dict[str, TemplateSpec] = {
         frozenset(),
         "For a CSM: accounts (list of {account_id, name or account_name, band, health, mrr, "
         "currency, entered_red, new_flags (strings or {flag, evidence}), evidence, url}) "
-        "that entered red or got a new flag; day or as_of. Not automated.",
+        "that entered red or got a new flag; low_ratings (list of {survey_id, account_id, "
+        "account_name, contact_id, contact_name, contact_email, rating, comment, rated_at, "
+        "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of. "
+        "Not automated.",
+    ),
+    "csat_survey": TemplateSpec(
+        "csat_survey",
+        frozenset({"survey_id", "contact_id", "question", "trigger", "ticket_id",
+                   "ticket_subject", "incident_id", "incident_title", "account_name",
+                   "contact_name", "timezone", "issued_at", "expires_at"}),
+        "One CSAT question with five one-click ratings (outreach/surveys.py). Personal: "
+        "survey_id and contact_id (signed into each rating link, see `survey_url`), question, "
+        "trigger (ticket, incident, relationship), ticket_id, ticket_subject, incident_id, "
+        "incident_title, account_name, issued_at and expires_at (ISO; the links expire then), "
+        "timezone.",
     ),
 }
 
@@ -168,6 +183,28 @@ def _safe_url(value: Any) -> str:
     return text if re.match(r"^https?://[^\s<>\"']+$", text, re.IGNORECASE) else ""
 
 
+def survey_url(survey_id: Any, contact_id: Any, rating: Any, issued_at: Any = None) -> str:
+    """The one-click link rating survey `survey_id` as `rating` (1..5) for `contact_id`:
+    `{public_base_url}/s/{token}`, token = sign("survey", {"s", "c", "r"}) valid
+    `survey_ttl_days` from `issued_at` (ISO instant; default now)."""
+    settings = get_settings()
+    if survey_id is None or contact_id is None:
+        raise TemplateError("a survey link needs a survey_id and a contact_id")
+    score = int(rating)
+    if score not in range(1, 6):
+        raise TemplateError(f"invalid rating {rating!r}: expected 1..5")
+    issued: datetime | None = None
+    if isinstance(issued_at, datetime):
+        issued = issued_at
+    elif issued_at:
+        issued = datetime.fromisoformat(str(issued_at).replace("Z", "+00:00"))
+    if issued is not None and issued.tzinfo is None:
+        issued = issued.replace(tzinfo=UTC)
+    token = sign(SURVEY, {"s": int(survey_id), "c": str(contact_id), "r": score},
+                 ttl_days=settings.survey_ttl_days, now=issued)
+    return f"{settings.public_base_url.rstrip('/')}/s/{token}"
+
+
 def _environment(*, html: bool) -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATE_DIR)),
@@ -178,6 +215,7 @@ def _environment(*, html: bool) -> Environment:
         keep_trailing_newline=False,
     )
     env.filters.update(local=_local, number=_number, share=_share, safe_url=_safe_url)
+    env.globals["survey_url"] = survey_url
     return env
 
 
@@ -359,5 +397,5 @@ class Renderer:
         )
 
 
-__all__ = ["TEMPLATES", "Renderer", "TemplateError", "TemplateSpec",
-           "one_line", "template_spec"]
+__all__ = ["SURVEY", "TEMPLATES", "Renderer", "TemplateError", "TemplateSpec",
+           "one_line", "survey_url", "template_spec"]

@@ -314,6 +314,14 @@ from pulse.bench_send import register as _register_bench_send  # noqa: E402
 
 _register_bench_send(app)
 
+from pulse.cli_surveys import register as _register_surveys  # noqa: E402
+
+_register_surveys(app)
+
+from pulse.bench_survey import register as _register_bench_survey  # noqa: E402
+
+_register_bench_survey(app)
+
 
 def main() -> None:
     try:

@@ -204,17 +204,56 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default PULSE_WEB_HOST).")]
     = None,
     port: Annotated[int | None, typer.Option(help="Port (default PULSE_WEB_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (default: 1 on SQLite, whose writes are serialised anyway; "
+             "min(4, CPUs) on PostgreSQL).", min=1)] = None,
+    limit_concurrency: Annotated[int, typer.Option(
+        help="Connections and tasks per worker before it answers 503.", min=1)] = 512,
+    backlog: Annotated[int, typer.Option(help="Pending connections the socket queues.",
+                                         min=1)] = 2048,
+    timeout_keep_alive: Annotated[int, typer.Option(
+        help="Seconds an idle keep-alive connection is kept.", min=1)] = 5,
+    proxy_headers: Annotated[bool, typer.Option(
+        help="Trust X-Forwarded-For/-Proto from --forwarded-allow-ips (only behind a "
+             "proxy you run: the client address drives rate limiting).")] = False,
+    forwarded_allow_ips: Annotated[str, typer.Option(
+        help="Proxies whose forwarded headers are trusted.")] = "127.0.0.1",
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    rate_limit: Annotated[int | None, typer.Option(
+        help="Requests per minute per client on the public pages, per worker (default "
+             "PULSE_RATE_LIMIT_PER_MINUTE or 120; 0 turns it off).", min=0)] = None,
 ) -> None:
-    """Run the web app (unsubscribe links, webhooks) with uvicorn."""
+    """Run the web app (survey and unsubscribe pages, webhooks) with uvicorn, production
+    settings: several workers, uvloop and httptools when installed, bounded concurrency,
+    access log, proxy headers off unless asked for."""
+    import os
+
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from pulse.settings import get_settings
-    from web.app import create_app
 
     settings = get_settings()
-    app = create_app(_engine())
-    uvicorn.run(app, host=host or settings.web_host, port=port or settings.web_port,
-                log_level="info", proxy_headers=True)
+    engine = _engine()  # fails early, with a clear message, on an unmigrated warehouse
+    sqlite = engine.dialect.name == "sqlite"
+    engine.dispose()
+    if workers is None:
+        workers = 1 if sqlite else min(4, os.cpu_count() or 1)
+    if rate_limit is not None:  # the workers read it when they build the app
+        os.environ["PULSE_RATE_LIMIT_PER_MINUTE"] = str(rate_limit)
+    host = host or settings.web_host
+    port = port or settings.web_port
+    shown = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+    bind = f"[{host}]" if ":" in host else host
+    out.print(f"Pulse web app on [bold]http://{bind}:{port}[/] ({workers} worker"
+              f"{'s' if workers != 1 else ''}, warehouse {shown}); public links use "
+              f"{settings.public_base_url}. Ctrl+C stops it.", soft_wrap=True)
+    sys.stdout.flush()
+    uvicorn.run("web.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=access_log, proxy_headers=proxy_headers,
+                forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
+                limit_concurrency=limit_concurrency, backlog=backlog,
+                timeout_keep_alive=timeout_keep_alive, server_header=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     checkin_every_days: int = Field(default=30, ge=1, description="At most one check-in per "
                                     "account per this many days")
     link_ttl_days: int = Field(default=14, ge=1, description="Public links expire after this")
+    # --- CSAT surveys (issue 5)
+    survey_delay_hours: float = Field(default=24.0, ge=0, description="A solved ticket (or "
+                                      "resolved incident) is surveyed this long after, if "
+                                      "still solved then")
+    recontact_days: int = Field(default=30, ge=0, description="At most one survey per contact "
+                                "per this many days, across every trigger")
+    relationship_survey_days: int = Field(default=0, ge=0, description="Periodic relationship "
+                                          "survey of admins and owners every this many days; "
+                                          "0: off")
+    survey_ttl_days: int = Field(default=14, ge=1, description="Survey rating links expire "
+                                 "after this")
+    survey_max_age_days: float = Field(default=7.0, gt=0, description="A trigger (solved "
+                                       "ticket, resolved incident) older than its due time by "
+                                       "more than this is not surveyed any more")
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
     web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
 

@@ -7,7 +7,8 @@
 * `POST /u/{token}`: RFC 8058 one-click unsubscribe (what `List-Unsubscribe-Post` makes
   mail clients send, and what the page's button sends): puts the contact's address on the
   suppression list (reason `unsubscribe`, source `link`), idempotently;
-* `GET /healthz`; the webhooks of `web.webhooks`.
+* `GET /healthz`; the webhooks of `web.webhooks`; the CSAT survey pages of `web.surveys`
+  (`/s/{token}`), whose `PublicGuard` middleware rate-limits the public paths per client.
 
 The token (outreach/tokens.py) carries the contact id (or, for mail to a bare address, the
 outbox message id); the address is looked up, so a link can only ever unsubscribe the one
@@ -29,7 +30,7 @@ from outreach.render import UNSUBSCRIBE
 from outreach.tokens import TokenError, verify
 from pulse.settings import get_settings
 from sql.schema import Contact, OutboxMessage, Suppression
-from web import webhooks
+from web import console, surveys, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="Pulse", summary="Customer health engine: public links and webhooks")
     app.state.engine = engine
     app.include_router(webhooks.router)
+    app.include_router(surveys.router)
+    app.include_router(console.router)
+    app.add_middleware(surveys.PublicGuard)  # rate limit, body cap, headers: /s/ and /u/
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz() -> Health:

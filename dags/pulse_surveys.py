@@ -1,0 +1,71 @@
+"""
+### pulse_surveys: CSAT surveys, hourly
+
+Every hour, as of the run's logical date (else `run_after`; never later than now):
+
+1. **queue**: finds the surveys due (tickets solved `PULSE_SURVEY_DELAY_HOURS` ago and still
+   solved, resolved incidents that hit the contacts who received their notices, and the
+   optional periodic relationship survey), applies the fatigue rules (one survey per contact
+   per `PULSE_RECONTACT_DAYS`, never two for one ticket, no opted-out, suppressed or churned
+   recipients, none while the contact has another open ticket), records every skipped survey
+   with its reason and queues the others in the outbox (`outreach.surveys.queue_due_surveys`;
+   one `surveys` row per trigger, so a re-run queues nothing new).
+2. **send**: sends what is due through the configured transport (`outreach.outbox.send_due`):
+   quiet hours in the contact's time zone and the per-contact cap apply there.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+
+def _engine() -> Any:
+    from sql.db import make_engine, upgrade
+
+    engine = make_engine()
+    upgrade(engine)
+    return engine
+
+
+def _now() -> datetime:
+    """The run's time: its logical date (else when it was due to run), never in the future;
+    so re-running an hour (`airflow dags test pulse_surveys DATE`) asks the same question."""
+    context = get_current_context()
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return min(when.astimezone(UTC), datetime.now(UTC)) if when else datetime.now(UTC)
+
+
+@dag(
+    dag_id="pulse_surveys",
+    schedule="@hourly",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=50),
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    params={"transport": Param("", type="string", description="file or sendgrid; empty: "
+                               "PULSE_TRANSPORT")},
+    tags=["pulse", "outreach", "surveys"],
+    doc_md=__doc__,
+)
+def pulse_surveys() -> None:
+    @task
+    def queue() -> str:
+        from outreach.surveys import queue_due_surveys
+
+        return str(queue_due_surveys(_engine(), now=_now()))
+
+    @task
+    def send(_: str) -> str:
+        from outreach.outbox import send_due
+        from outreach.transports import make_transport
+
+        name = str(get_current_context()["params"].get("transport") or "") or None
+        return str(send_due(_engine(), make_transport(name), now=_now()))
+
+    send(queue())
+
+
+pulse_surveys()

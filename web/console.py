@@ -1,0 +1,92 @@
+"""The CSM console's account page, reached from signed links in CSM digests.
+
+`GET /accounts/{account_id}?t=TOKEN` shows one account: health and band with the trend (an
+SVG chart of its health history, drawn on the server: no script), the flags with their
+evidence, the scorecard measures that cost the most points, churn risk and its drivers, and
+the next action. The token (`outreach.links.account_url`) is signed, expires, and names the
+one account it opens: a link can never show another customer. Everything is escaped.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from outreach.links import CONSOLE
+from outreach.tokens import TokenError, verify
+from pulse.errors import PulseError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_env = Environment(loader=FileSystemLoader(_TEMPLATES),
+                   autoescape=select_autoescape(default=True, default_for_string=True))
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+BAND_COLOURS = {"red": "#c81e1e", "amber": "#b7791f", "green": "#2f855a"}
+
+
+def health_chart(history: list[dict[str, Any]], *, width: int = 560, height: int = 140
+                 ) -> dict[str, Any]:
+    """Points of an SVG polyline of health (0..100) over the dates, plus band guides."""
+    scored = [h for h in history if h.get("score") is not None]
+    if len(scored) < 2:
+        return {"points": "", "dots": [], "width": width, "height": height}
+    n = len(scored)
+    pad = 8
+
+    def x(i: int) -> float:
+        return round(pad + i * (width - 2 * pad) / (n - 1), 1)
+
+    def y(v: float) -> float:
+        return round(height - pad - v * (height - 2 * pad) / 100.0, 1)
+
+    dots = [{"x": x(i), "y": y(float(h["score"])), "label": f"{h['as_of']}: {h['score']}",
+             "colour": BAND_COLOURS.get(h.get("band") or "", "#1f2933")}
+            for i, h in enumerate(scored)]
+    return {"points": " ".join(f"{d['x']},{d['y']}" for d in dots), "dots": dots,
+            "width": width, "height": height, "y40": y(40), "y70": y(70),
+            "first": scored[0]["as_of"], "last": scored[-1]["as_of"]}
+
+
+def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    body = _env.get_template(template).render(**context)
+    return HTMLResponse(body, status_code=status, headers=_HEADERS)
+
+
+@router.get("/accounts/{account_id}", response_class=HTMLResponse, tags=["console"],
+            summary="One account's health page (signed link from a CSM digest)")
+def account_page(request: Request, account_id: str,
+                 t: str = Query(default="", description="The signed link token")
+                 ) -> HTMLResponse:
+    from models.risklist import account_view
+
+    try:
+        data = verify(CONSOLE, t)
+    except TokenError as exc:
+        status = 410 if exc.reason == "expired" else 400
+        return _page("console_error.html", status, title="This link does not work" if
+                     status == 400 else "This link has expired",
+                     message="Open the account from a more recent digest."
+                     if status == 410 else "The link is incomplete or was changed.")
+    if data.get("a") != account_id:
+        return _page("console_error.html", 403, title="Not this account",
+                     message="This link opens another account.")
+    try:
+        view = account_view(request.app.state.engine, account_id)
+    except PulseError as exc:
+        return _page("console_error.html", 404, title="Nothing to show yet",
+                     message=str(exc))
+    return _page("account.html", view=view, chart=health_chart(view["history"]),
+                 colours=BAND_COLOURS)

@@ -1,0 +1,435 @@
+"""The CSAT survey pages a customer reaches from the rating links in a survey email.
+
+A rating link is `/s/{token}`, the token signed for the purpose `survey` with
+`{"s": survey_id, "c": contact_id, "r": rating}` (outreach/tokens.py). Routes:
+
+* `GET /s/{token}` shows the question and the chosen rating with a **Confirm** button, the
+  other four ratings as alternatives, and records nothing: mail scanners and link previews
+  fetch every link in a message, so a GET that recorded would answer surveys nobody
+  answered (docs/surveys-web.md explains the choice);
+* `POST /s/{token}` (the buttons; form field `rating`, default the link's) records the
+  rating through `listeners.surveys.record_rating` (the first creates the response, another
+  rating changes it, the same again changes nothing) and shows the thank-you page with an
+  optional comment form;
+* `POST /s/{token}/comment` (form fields `comment`, `csrf`) stores the comment
+  (`listeners.surveys.record_comment`).
+
+Bad links get a friendly page: 400 malformed or tampered, 404 unknown survey or one sent to
+someone else (the same page, so a link reveals nothing about other customers), 410 expired.
+Cross-site posts are refused with 403: the `Sec-Fetch-Site`/`Origin`/`Referer` headers must
+not name another site, and the comment form must carry the CSRF token bound to the link and
+to the `SameSite=Strict` cookie set with the form (a signed double-submit cookie).
+
+`PublicGuard`, an ASGI middleware on the public paths (`/s/`, `/u/`), limits requests per
+client address (token bucket: `PULSE_RATE_LIMIT_PER_MINUTE`, default 120, burst
+`PULSE_RATE_LIMIT_BURST`, default 60; 0 turns it off; 429 with `Retry-After`), refuses
+bodies over 1 MiB (413) or of unknown length (411), and adds the security headers.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import math
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from sqlalchemy import Engine
+
+from listeners.surveys import (
+    MAX_COMMENT_CHARS,
+    RATINGS,
+    CommentTooLong,
+    EmptyComment,
+    InvalidRating,
+    NotRated,
+    RatingResult,
+    Response,
+    SurveyAnswerError,
+    SurveyExpired,
+    SurveyInfo,
+    SurveyNotFound,
+    WrongContact,
+    check_rating,
+    find_survey,
+    get_response,
+    record_comment,
+    record_rating,
+)
+from outreach.tokens import TokenError, secret_key, verify
+from pulse.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+SURVEY = "survey"  # the token purpose of rating links
+LABELS = {1: "Very dissatisfied", 2: "Dissatisfied", 3: "Neither", 4: "Satisfied",
+          5: "Very satisfied"}
+CSRF_COOKIE = "pulse_survey_csrf"
+MAX_BODY_BYTES = 1024 * 1024  # a 100,000-character comment still gets a clear answer
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_env = Environment(loader=FileSystemLoader(_TEMPLATES),
+                   autoescape=select_autoescape(default=True, default_for_string=True))
+_CSS = (_TEMPLATES / "survey.css").read_text(encoding="utf-8").strip()
+_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode("utf-8")).digest()).decode("ascii")
+
+#: Sent with every public page: no inline script may run (there is none), only our own
+#: stylesheet (by hash) applies, forms post only to us, nobody frames us, the token in the
+#: URL is never passed on as a referrer, and nothing is cached.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+_PROBLEMS = {  # status: (title, message, hint)
+    400: ("This link does not work",
+          "The link is incomplete or was changed.",
+          "Please use the link exactly as it appears in the email from us."),
+    403: ("This request was refused",
+          "For your security we only accept answers sent from our own survey page.",
+          "Open the link from the email again and use the buttons on the page."),
+    404: ("We could not find this survey",
+          "This survey does not exist or the link was not meant for you.",
+          "Please use the link in the email we sent you."),
+    409: ("Please choose a rating first",
+          "A comment belongs to a rating: choose how satisfied you were, then add it.",
+          "Open the link from the email again."),
+    410: ("This survey has closed",
+          "Surveys stay open for a limited time, and this one has closed. Thank you all the "
+          "same.", "If there is something you would like us to know, just reply to any email "
+          "from us."),
+    411: ("Request refused", "The request did not say how long it was.", None),
+    413: ("Too much text", "The request was too large.",
+          f"A comment may have at most {MAX_COMMENT_CHARS:,} characters."),
+    429: ("Please slow down", "Too many requests came from your network in a short time.",
+          "Please wait a minute and try again."),
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed or tampered link, or an invalid rating (HTML page)"},
+    404: {"description": "Unknown survey, or one sent to another contact (HTML page)"},
+    410: {"description": "The link or the survey has expired (HTML page)"},
+    429: {"description": "Rate limit for this client exceeded; see Retry-After"},
+}
+_POST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_RESPONSES,
+    403: {"description": "Cross-site post refused (Origin/Referer/Sec-Fetch-Site, CSRF)"},
+    411: {"description": "Body without a Content-Length"},
+    413: {"description": "Body larger than 1 MiB"},
+}
+
+router = APIRouter(prefix="/s", tags=["surveys"])
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    page = _env.get_template(template).render(
+        company=get_settings().company_name, css=Markup(_CSS), labels=LABELS,
+        ratings=RATINGS, max_chars=MAX_COMMENT_CHARS, **context)
+    return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+
+def problem_page(status: int, message: str | None = None) -> HTMLResponse:
+    """The friendly page for a 4xx `status`."""
+    title, default, hint = _PROBLEMS[status]
+    return _render("survey_problem.html", status, title=title, message=message or default,
+                   hint=hint)
+
+
+def _status_of(exc: Exception) -> int:
+    if isinstance(exc, TokenError):
+        return 410 if exc.reason == "expired" else 400
+    if isinstance(exc, SurveyExpired):
+        return 410
+    if isinstance(exc, SurveyNotFound | WrongContact):
+        return 404
+    if isinstance(exc, NotRated):
+        return 409
+    return 400  # InvalidRating and anything else about the answer itself
+
+
+def _link(token: str) -> tuple[int, str, int]:
+    """(survey id, contact id, rating) of a valid rating link; else TokenError/InvalidRating."""
+    data = verify(SURVEY, token)
+    survey_id, contact_id = data.get("s"), data.get("c")
+    if not isinstance(survey_id, int) or not isinstance(contact_id, str):
+        raise TokenError("malformed", "this link is not complete")
+    return survey_id, contact_id, check_rating(data.get("r"))
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+# --------------------------------------------------------------------------- CSRF
+
+
+def _nonce(request: Request) -> str:
+    """The browser's CSRF nonce (from its cookie), or a new one."""
+    current = request.cookies.get(CSRF_COOKIE, "")
+    return current if re.fullmatch(r"[A-Za-z0-9_-]{32}", current) else secrets.token_urlsafe(24)
+
+
+def csrf_token(nonce: str, token: str) -> str:
+    """The comment form's CSRF field: an HMAC of the cookie's nonce and the survey link."""
+    mac = hmac.new(secret_key(), f"survey-comment\0{nonce}\0{token}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+
+
+def _set_cookie(page: HTMLResponse, request: Request, nonce: str) -> HTMLResponse:
+    secure = request.url.scheme == "https" or \
+        get_settings().public_base_url.startswith("https://")
+    page.set_cookie(CSRF_COOKIE, nonce, max_age=2 * 3600, path="/s/", secure=secure,
+                    httponly=True, samesite="strict")
+    return page
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def cross_site(request: Request) -> str | None:
+    """Why a POST looks cross-site, or None.
+
+    `Sec-Fetch-Site` (sent by current browsers) must be `same-origin`; else a real `Origin`
+    must be ours (`Origin: null`, which our `no-referrer` pages make browsers send, proves
+    nothing either way); else a `Referer`, if any, must be ours. Ours means the public base
+    URL's origin or the origin the request was addressed to.
+    """
+    ours = {_origin(get_settings().public_base_url)}
+    host = request.headers.get("host")
+    if host:
+        ours.add(f"{request.url.scheme}://{host}".lower())
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {site}"
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return None if origin.rstrip("/").lower() in ours else f"Origin: {origin}"
+    referer = request.headers.get("referer")
+    if referer and _origin(referer) not in ours:
+        return f"Referer from {_origin(referer)}"
+    return None
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def _thanks(request: Request, token: str, survey: SurveyInfo, response: Response, *,
+            outcome: str | None = None, notice: str | None = None, status: int = 200,
+            comment_error: str | None = None, draft: str | None = None) -> HTMLResponse:
+    nonce = _nonce(request)
+    title = "Thank you!" if status == 200 else "Your comment was not saved"
+    page = _render("survey_thanks.html", status, title=title, question=survey.question,
+                   response=response, outcome=outcome, notice=notice,
+                   action=f"/s/{token}", comment_action=f"/s/{token}/comment",
+                   csrf=csrf_token(nonce, token), comment_error=comment_error, draft=draft)
+    return _set_cookie(page, request, nonce)
+
+
+@router.get("/{token}", response_class=HTMLResponse, responses=_RESPONSES,
+            summary="Show a rating link's choice (records nothing)")
+def survey_page(token: str, request: Request) -> HTMLResponse:
+    """The question and the link's rating with a Confirm button (a POST), the other four
+    ratings as alternatives and, once answered, the comment form. A GET records nothing:
+    mail scanners prefetch links."""
+    try:
+        survey_id, contact_id, chosen = _link(token)
+        survey = find_survey(_engine(request), survey_id, contact_id)
+    except (TokenError, SurveyAnswerError) as exc:
+        return problem_page(_status_of(exc))
+    response = get_response(_engine(request), survey.survey_id)
+    nonce = _nonce(request)
+    page = _render("survey_rate.html", title="How did we do?", question=survey.question,
+                   chosen=chosen, response=response, action=f"/s/{token}",
+                   comment_action=f"/s/{token}/comment", csrf=csrf_token(nonce, token),
+                   comment_error=None, draft=None)
+    return _set_cookie(page, request, nonce) if response else page
+
+
+@router.post("/{token}", response_class=HTMLResponse, responses=_POST_RESPONSES,
+             summary="Record a rating (the first creates the response, another changes it)")
+def rate(token: str, request: Request,
+         rating: Annotated[str | None, Form(description="1..5; default: the link's")] = None,
+         ) -> HTMLResponse:
+    """Record the rating (the form's, else the link's) as this survey's one response and
+    show the thank-you page with the comment form."""
+    why = cross_site(request)
+    if why:
+        log.warning("refused a cross-site rating post (%s)", why)
+        return problem_page(403)
+    try:
+        survey_id, contact_id, chosen = _link(token)
+        value = chosen if rating in (None, "") else check_rating(rating)
+        result: RatingResult = record_rating(_engine(request), survey_id, contact_id, value)
+    except (TokenError, SurveyAnswerError) as exc:
+        status = _status_of(exc)
+        return problem_page(status, "That is not one of the ratings we offer."
+                            if isinstance(exc, InvalidRating) else None)
+    notice = {"created": "We have recorded your answer.",
+              "changed": "We have changed your answer.",
+              "unchanged": "We already had this answer."}[result.outcome]
+    return _thanks(request, token, result.survey, result.response, outcome=result.outcome,
+                   notice=notice)
+
+
+@router.post("/{token}/comment", response_class=HTMLResponse,
+             responses={**_POST_RESPONSES,
+                        409: {"description": "The survey has no rating yet"},
+                        422: {"description": "Empty comment, or longer than "
+                              f"{MAX_COMMENT_CHARS:,} characters: refused, not cut"}},
+             summary="Add or replace the comment of an answered survey")
+def comment(token: str, request: Request,
+            comment: Annotated[str, Form(description=f"At most {MAX_COMMENT_CHARS:,} "
+                                         "characters")] = "",
+            csrf: Annotated[str, Form(description="The form's CSRF token")] = "",
+            ) -> HTMLResponse:
+    """Store the comment on the response (raw; escaped wherever shown)."""
+    why = cross_site(request)
+    nonce = request.cookies.get(CSRF_COOKIE, "")
+    if why is None and not (nonce and csrf and hmac.compare_digest(
+            csrf.encode("utf-8", "replace"), csrf_token(nonce, token).encode("ascii"))):
+        why = "missing or wrong CSRF token"
+    if why:
+        log.warning("refused a comment post (%s)", why)
+        return problem_page(403)
+    engine = _engine(request)
+    try:
+        survey_id, contact_id, _ = _link(token)
+        survey = find_survey(engine, survey_id, contact_id)
+    except (TokenError, SurveyAnswerError) as exc:
+        return problem_page(_status_of(exc))
+    try:
+        response = record_comment(engine, survey_id, contact_id, comment)
+    except (CommentTooLong, EmptyComment) as exc:
+        current = get_response(engine, survey.survey_id)
+        if current is None:
+            return problem_page(409)
+        message = str(exc)[0].upper() + str(exc)[1:] + "."
+        return _thanks(request, token, survey, current, status=422, comment_error=message,
+                       draft=comment)
+    except SurveyAnswerError as exc:
+        return problem_page(_status_of(exc))
+    return _thanks(request, token, survey, response, notice="Thank you for your comment.")
+
+
+# --------------------------------------------------------------------------- the guard
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return max(int(raw), 0) if raw else default
+    except ValueError:
+        log.warning("ignoring %s=%r: expected a whole number", name, raw)
+        return default
+
+
+class PublicGuard:
+    """ASGI middleware for the public paths: a per-client token bucket (429 with
+    `Retry-After`), a body cap (413; 411 without a length), and the security headers.
+
+    Buckets are per process: with `pulse serve --workers N` a client may get up to N times
+    the limit. The client is the connection's peer address (behind a proxy, run `pulse
+    serve --proxy-headers` so that it is the forwarded one).
+    """
+
+    def __init__(self, app: ASGIApp, *, prefixes: tuple[str, ...] = ("/s/", "/u/"),
+                 per_minute: int | None = None, burst: int | None = None,
+                 max_body: int = MAX_BODY_BYTES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.prefixes = prefixes
+        self.per_minute = _env_int("PULSE_RATE_LIMIT_PER_MINUTE", 120) \
+            if per_minute is None else per_minute
+        default_burst = max(self.per_minute // 2, 1)
+        self.burst = _env_int("PULSE_RATE_LIMIT_BURST", default_burst) \
+            if burst is None else burst
+        self.burst = max(self.burst, 1)
+        self.max_body = max_body
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client: (tokens, at)
+
+    def take(self, client: str) -> float:
+        """0 if `client` may go ahead (one token taken), else the seconds until it may."""
+        if self.per_minute <= 0:
+            return 0.0
+        rate = self.per_minute / 60.0
+        now = self.clock()
+        tokens, at = self._buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * rate)
+        if tokens >= 1.0:
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > 100_000:
+                self._prune(now, rate)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1.0 - tokens) / rate
+
+    def _prune(self, now: float, rate: float) -> None:
+        """Forget clients whose bucket has refilled (they start full anyway)."""
+        full = [c for c, (t, at) in self._buckets.items()
+                if t + (now - at) * rate >= self.burst]
+        for c in full:
+            del self._buckets[c]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        wait = self.take(client[0] if client else "unknown")
+        if wait > 0:
+            await self._refuse(send, 429, {"Retry-After": str(math.ceil(wait))})
+            return
+        if scope.get("method") == "POST":
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is None:
+                chunked = any(k == b"transfer-encoding" for k, _ in scope.get("headers", []))
+                if chunked:
+                    await self._refuse(send, 411, {})
+                    return
+            elif not length.isdigit() or int(length) > self.max_body:
+                await self._refuse(send, 413, {})
+                return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
+                         if k.lower().encode() not in present]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(self, send: Send, status: int, headers: dict[str, str]) -> None:
+        page = problem_page(status)
+        raw = [(k.lower().encode(), v.encode()) for k, v in page.headers.items()]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": page.body})
