@@ -168,6 +168,28 @@ def _outreach_step(engine: Engine, env: dict[str, str], console: Console) -> Non
                   "`pulse outbox list` lists them all with the rule that stopped any.")
 
 
+def _survey_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+    """Run pulse_surveys through Airflow: CSAT surveys for tickets solved a day ago."""
+    from pulse.airflow_env import run_dag_test
+    from sql.schema import Survey
+
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_surveys-demo.log"
+    console.print("[bold]9.[/] running the Airflow DAG pulse_surveys (CSAT surveys after "
+                  f"solved tickets, fatigue rules, sending); log in {log_path}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        run_dag_test("pulse_surveys", env=env, output=_TaskEcho(log_file, console))
+    sv = Survey.__table__
+    with engine.connect() as conn:
+        counts = conn.execute(select(sv.c.status, sv.c.skip_reason, func.count())
+                              .group_by(sv.c.status, sv.c.skip_reason)).all()
+    queued = sum(n for status, _, n in counts if status == "queued")
+    skipped = ", ".join(f"{n} {reason}" for status, reason, n in sorted(
+        counts, key=lambda c: -c[2]) if status == "skipped")
+    console.print(f"surveys: {queued} queued" + (f"; skipped: {skipped}" if skipped else "")
+                  + ". Answer one: `pulse serve`, then open a rating link from an e-mail in "
+                  "the outbox; `pulse csat report` shows the figures.")
+
+
 class _TaskEcho(io.TextIOBase):
     """Keeps Airflow's whole output in a file and echoes one line per finished task."""
 
@@ -243,6 +265,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     _outage_step(engine, env, console, summary.truth_path)
     _health_step(engine, env, console)
     _outreach_step(engine, env, console)
+    _survey_step(engine, env, console)
     expected = summary.malformed
     quarantined = data["quarantine_by_source"]
     console.print(

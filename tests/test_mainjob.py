@@ -32,6 +32,7 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     assert live[1] == live[2] == live[3] and float(live[4]) < 300
     assert "task send done" in proc.stdout and "Outbox" in proc.stdout
     assert (pulse_home / "outbox" / "index.html").is_file()
+    assert re.search(r"surveys: \d+ queued", proc.stdout) and "task queue done" in proc.stdout
     pairs = re.findall(r"(\w+) (\d+)/(\d+)", proc.stdout.split("vs rows quarantined:")[1])
     assert len(pairs) == 7 and all(a == b for _, a, b in pairs), pairs
     engine = make_engine(f"sqlite:///{pulse_home / 'pulse.db'}")
