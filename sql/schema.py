@@ -511,3 +511,60 @@ class SurveyResponse(Base):
     landed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_survey_responses_account_rated", "account_id", "rated_at"),)
+
+
+# --------------------------------------------------------------------------- social and feedback (issue 6)
+
+
+class XWatermark(Base):
+    """Per configured X search query: the newest tweet id fetched (`since_id` next time)."""
+
+    __tablename__ = "x_watermarks"
+    query: Mapped[str] = mapped_column(String(512), primary_key=True)
+    since_id: Mapped[str | None] = mapped_column(String(32))
+    fetched: Mapped[int] = mapped_column(Integer)  # tweets fetched in all, over every run
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class TextInsight(Base):
+    """What Pulse understood of one piece of customer text (a mention, a ticket, a survey
+    comment): sentiment, feedback kind, and where it was routed, each with its confidence."""
+
+    __tablename__ = "text_insights"
+    item_type: Mapped[str] = mapped_column(String(16), primary_key=True)  # mention, ticket, comment
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # of the item
+    text: Mapped[str] = mapped_column(Text)
+    sentiment: Mapped[str] = mapped_column(String(8))  # negative, neutral, positive
+    sentiment_score: Mapped[float] = mapped_column(Float)  # probability of the label
+    sentiment_method: Mapped[str] = mapped_column(String(16))  # model or lexicon
+    kind: Mapped[str] = mapped_column(String(16))  # bug, feature_request, complaint, praise, question
+    kind_confidence: Mapped[float] = mapped_column(Float)
+    team: Mapped[str] = mapped_column(String(64))  # a taxonomy team, or "triage"
+    component: Mapped[str | None] = mapped_column(String(64))
+    route_confidence: Mapped[float] = mapped_column(Float)
+    route_method: Mapped[str] = mapped_column(String(16))  # classifier or keywords
+    theme_key: Mapped[str | None] = mapped_column(String(64))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_text_insights_team_created", "team", "created_at"),)
+
+
+class SuspectedIncident(Base):
+    """A spike of negative chatter about a component with no open incident (or attached to
+    the open one), per 15-minute bucket."""
+
+    __tablename__ = "suspected_incidents"
+    suspect_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(64))
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    negative_mentions: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)  # robust z-score of the bucket
+    status: Mapped[str] = mapped_column(String(12))  # suspected, attached
+    incident_id: Mapped[str | None] = mapped_column(String(64))
+    sample_mention_ids: Mapped[Any] = mapped_column(JSONDoc)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("component", "bucket_start",
+                                       name="uq_suspected_incidents_component_bucket"),)
