@@ -322,6 +322,10 @@ from pulse.bench_survey import register as _register_bench_survey  # noqa: E402
 
 _register_bench_survey(app)
 
+from pulse.cli_social import register as _register_social  # noqa: E402
+
+_register_social(app)
+
 
 def main() -> None:
     try:

@@ -67,8 +67,33 @@ class Settings(BaseSettings):
     survey_max_age_days: float = Field(default=7.0, gt=0, description="A trigger (solved "
                                        "ticket, resolved incident) older than its due time by "
                                        "more than this is not surveyed any more")
+    # --- feedback digests (issue 6)
+    team_emails: dict[str, str] = Field(
+        default_factory=dict, description="Where each team's feedback digest goes, as JSON: "
+        '{"billing": "billing-pm@example.com"}; teams not listed (and "triage") get '
+        "PULSE_FEEDBACK_DEFAULT_EMAIL")
+    feedback_default_email: str = Field(default="product@pulse-demo.example",
+                                        description="Feedback digests of teams without an "
+                                        "address in PULSE_TEAM_EMAILS, and the triage digest")
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
     web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
+    # --- listening to X (issue 6)
+    x_bearer_token: str = Field(default="", description="X API v2 bearer token; else "
+                                "X_BEARER_TOKEN or TWITTER_BEARER_TOKEN, else the Airflow "
+                                "Connection `x_default` (its password); none: replay mode")
+    x_queries: list[str] = Field(
+        default=['"Pulse Demo" OR @PulseDemoHQ -is:retweet',
+                 "(to:PulseDemoHQ OR from:PulseDemoHQ) -is:retweet"],
+        description="X recent-search queries (brand names, product terms, our handles); "
+                    "a JSON list in PULSE_X_QUERIES")
+    x_replay_file: Path | None = Field(default=None, description="JSON Lines mentions replayed "
+                                       "without a token; default $PULSE_HOME/landing/"
+                                       "mentions.jsonl, else $PULSE_HOME/demo/mentions.jsonl")
+    x_max_pages: int = Field(default=10, ge=1, description="Pages of 100 tweets per query and "
+                             "run at most (beyond it, older tweets of that "
+                             "window are skipped, with a warning)")
+    x_wait_on_rate_limit: bool = Field(default=True, description="Sleep through a 429 until "
+                                       "the window resets, else fail the query")
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
