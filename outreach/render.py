@@ -89,6 +89,17 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of. "
         "Not automated.",
     ),
+    "team_digest": TemplateSpec(
+        "team_digest",
+        frozenset(),
+        "For a product team, once per period (outreach/feedback_digest.py): team, "
+        "team_title, triage, period, period_start, period_end, period_label, total_items, "
+        "total_accounts, total_mrr, currency, previous_items, themes (list of {theme_key, "
+        "label, count (also items), accounts, mrr, currency, previous_items, trend, new, "
+        "duplicates_merged, links: [{account_id, name, mrr, url}]}), more_themes, "
+        "new_themes (labels), quotes (list of {text (scrubbed), theme, source, account_id, "
+        "account_name, url}). Not automated.",
+    ),
     "csat_survey": TemplateSpec(
         "csat_survey",
         frozenset({"survey_id", "contact_id", "question", "trigger", "ticket_id",

@@ -326,6 +326,14 @@ from pulse.cli_social import register as _register_social  # noqa: E402
 
 _register_social(app)
 
+from pulse.cli_feedback import register as _register_feedback  # noqa: E402
+
+_register_feedback(app)
+
+from pulse.cli_text import register as _register_text  # noqa: E402
+
+_register_text(app)
+
 
 def main() -> None:
     try:
