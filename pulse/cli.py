@@ -334,6 +334,14 @@ from pulse.cli_text import register as _register_text  # noqa: E402
 
 _register_text(app)
 
+from pulse.cli_chatter import register as _register_chatter  # noqa: E402
+
+_register_chatter(app)
+
+from pulse.bench_chatter import register as _register_bench_chatter  # noqa: E402
+
+_register_bench_chatter(app)
+
 
 def main() -> None:
     try:
