@@ -190,6 +190,43 @@ def _survey_step(engine: Engine, env: dict[str, str], console: Console) -> None:
                   "the outbox; `pulse csat report` shows the figures.")
 
 
+def _feedback_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+    """pulse_social (replayed mentions, outage chatter), then pulse_feedback (classification,
+    routing, this week's digest per team), and the digests it wrote."""
+    from pulse.airflow_env import run_dag_test
+    from sql.schema import SuspectedIncident, TextInsight
+
+    home = get_settings().resolved_home()
+    for step, dag_id, conf, what in (
+            ("10", "pulse_social", None, "X listener replaying the demo's mentions, outage "
+             "chatter"),
+            ("11", "pulse_feedback", {"force_digest": True}, "sentiment, feedback kind, "
+             "routing, themes, one digest per team")):
+        log_path = Path(env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}-demo.log"
+        console.print(f"[bold]{step}.[/] running the Airflow DAG {dag_id} ({what}); log in "
+                      f"{log_path}")
+        with open(log_path, "w", encoding="utf-8") as log_file:
+            run_dag_test(dag_id, env=env, conf=conf, output=_TaskEcho(log_file, console))
+    si, ti = SuspectedIncident.__table__, TextInsight.__table__
+    with engine.connect() as conn:
+        chatter = dict(conn.execute(select(si.c.status, func.count()).group_by(si.c.status))
+                       .all())
+        teams = conn.execute(select(ti.c.team, func.count()).group_by(ti.c.team)
+                             .order_by(func.count().desc())).all()
+    console.print("outage chatter: " + (", ".join(f"{n} {s}" for s, n in sorted(
+        chatter.items())) or "no spikes") + "; feedback routed: "
+        + ", ".join(f"{team} {n:,}" for team, n in teams))
+    digests = sorted((home / "digests").glob("*/*.html"))
+    table = Table(title="Feedback digests written (one per team per week; the .md beside "
+                  "each)", title_justify="left")
+    table.add_column("week")
+    table.add_column("team")
+    table.add_column("file", overflow="fold")
+    for path in digests:
+        table.add_row(path.parent.name, path.stem, str(path))
+    console.print(table)
+
+
 class _TaskEcho(io.TextIOBase):
     """Keeps Airflow's whole output in a file and echoes one line per finished task."""
 
@@ -224,7 +261,8 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
         db = Path(url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        for folder in ("landing", "landed", "rejected", "models", "reports", "outbox"):
+        for folder in ("landing", "landed", "rejected", "models", "reports", "outbox",
+                       "digests"):
             shutil.rmtree(home / folder, ignore_errors=True)
         console.print(f"[bold]1.[/] fresh warehouse at {db}")
     engine = make_engine(url)
@@ -266,6 +304,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     _health_step(engine, env, console)
     _outreach_step(engine, env, console)
     _survey_step(engine, env, console)
+    _feedback_step(engine, env, console)
     expected = summary.malformed
     quarantined = data["quarantine_by_source"]
     console.print(

@@ -76,11 +76,23 @@ def current_revision(engine: Engine) -> str | None:
 
 def ensure_schema(engine: Engine) -> None:
     """Fail early with an actionable message if the warehouse was never migrated."""
+    where = engine.url.render_as_string(hide_password=True)
     if not inspect(engine).has_table("ingest_runs"):
-        raise ConfigError(
-            f"the warehouse at {engine.url.render_as_string(hide_password=True)} has no schema: "
-            "run `pulse db upgrade` first"
-        )
+        raise ConfigError(f"the warehouse at {where} has no schema: run `pulse db upgrade` first")
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise ConfigError(f"the warehouse at {where} is at schema revision {current}, this "
+                          f"Pulse needs {head}: run `pulse db upgrade` first")
+
+
+def head_revision() -> str | None:
+    """The newest migration this Pulse ships."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def schema_url(url: str, schema: str) -> str:
