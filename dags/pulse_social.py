@@ -9,8 +9,12 @@
    `X_BEARER_TOKEN` or the Airflow Connection `x_default`) it replays a JSON Lines file of
    mentions (`PULSE_X_REPLAY_FILE`, else `$PULSE_HOME/landing/mentions.jsonl`, else the
    demo's). Emits the `x-pulse://warehouse/mentions` asset, so `pulse_health` reacts.
-2. **chatter**: looks for unusual chatter in the mentions (`models.chatter.detect_chatter`),
-   when that model is installed; otherwise it logs that it skipped.
+2. **chatter**: negative posts per component per 15 minutes against a robust baseline
+   (`models.chatter.detect_chatter`): a spike with no open incident is a *suspected incident*;
+   with one, the chatter is attached to it.
+3. **alerts**: each new suspected incident goes, once, to on-call (`PULSE_ONCALL_EMAIL`) and to
+   the CSMs of the accounts in the chatter, with sample posts
+   (`outreach.chatter_alerts.queue_chatter_alerts`), then the outbox sends what is due.
 """
 from __future__ import annotations
 
@@ -66,14 +70,21 @@ def pulse_social() -> None:
 
     @task
     def chatter(_: dict[str, Any]) -> str:
-        try:
-            from models.chatter import detect_chatter
-        except ImportError:
-            log.info("models.chatter is not installed: chatter detection skipped")
-            return "skipped: models.chatter is not installed"
+        from models.chatter import detect_chatter
+
         return str(detect_chatter(_engine(), now=_now()))
 
-    chatter(listen())
+    @task
+    def alerts(_: str) -> str:
+        from outreach.chatter_alerts import queue_chatter_alerts
+        from outreach.outbox import send_due
+        from outreach.transports import make_transport
+
+        engine = _engine()
+        queued = queue_chatter_alerts(engine, since=_now() - timedelta(days=2))
+        return f"{queued} alerts queued; {send_due(engine, make_transport(), now=_now())}"
+
+    alerts(chatter(listen()))
 
 
 pulse_social()

@@ -89,6 +89,12 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of. "
         "Not automated.",
     ),
+    "chatter_alert": TemplateSpec(
+        "chatter_alert",
+        frozenset(),
+        "To on-call and the CSMs of accounts in the chatter (outreach/chatter_alerts.py): "
+        "component, bucket_start, negative_mentions, baseline, score, samples (list of "
+        "{text, author_handle, account_name, url}), accounts (list of {account_id, name, url})."),
     "team_digest": TemplateSpec(
         "team_digest",
         frozenset(),

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     feedback_default_email: str = Field(default="product@pulse-demo.example",
                                         description="Feedback digests of teams without an "
                                         "address in PULSE_TEAM_EMAILS, and the triage digest")
+    oncall_email: str = Field(default="oncall@pulse-demo.example",
+                              description="Who hears about suspected incidents from chatter")
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
     web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
     # --- listening to X (issue 6)
