@@ -103,3 +103,7 @@ def register(app: typer.Typer) -> None:
     if bench is None:
         raise RuntimeError("the `bench` command group must be registered before cli_text")
     register_bench(bench)
+    from pulse.bench_text import bench_text
+
+    # The issue names it both ways: `pulse bench text` and `pulse text bench`.
+    text_app.command("bench", help="The same as `pulse bench text`.")(bench_text)
