@@ -106,4 +106,5 @@ def register(app: typer.Typer) -> None:
     from pulse.bench_text import bench_text
 
     # The issue names it both ways: `pulse bench text` and `pulse text bench`.
-    text_app.command("bench", help="The same as `pulse bench text`.")(bench_text)
+    if not any(c.name == "bench" for c in text_app.registered_commands):
+        text_app.command("bench", help="The same as `pulse bench text`.")(bench_text)
