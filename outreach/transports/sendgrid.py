@@ -70,19 +70,9 @@ def resolve_api_key() -> str:
 
 
 def _airflow_connection_password(conn_id: str) -> str | None:
-    """The password of an Airflow Connection, or None if Airflow or the Connection is absent."""
-    try:
-        from airflow.sdk import BaseHook  # heavy: only when no simpler source has a key
-    except Exception as exc:  # ImportError, or a broken Airflow configuration
-        log.debug("Airflow not importable for connection %s: %s", conn_id, type(exc).__name__)
-        return None
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException and friends
-        log.debug("Airflow connection %s not found: %s", conn_id, type(exc).__name__)
-        return None
-    password = (conn.password or "").strip()
-    return password or None
+    from pulse.secrets import airflow_connection_password
+
+    return airflow_connection_password(conn_id)
 
 
 @dataclass(frozen=True)
