@@ -223,6 +223,19 @@ def theme_key(terms: Sequence[str]) -> str:
     return hashlib.sha1("|".join(sorted(terms)).encode()).hexdigest()[:16]
 
 
+#: Added to English stop words: greetings, sign-offs and filler that say nothing about a theme
+#: (without them, "Best," under every e-mail ends up in theme labels).
+FILLER = frozenset({"hi", "hello", "hey", "dear", "thanks", "thank", "best", "regards",
+                    "cheers", "sincerely", "kind", "please", "just", "really", "ok", "okay",
+                    "guys", "folks", "asking", "wondering"})
+
+
+def stop_words() -> list[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sorted(ENGLISH_STOP_WORDS | FILLER)
+
+
 def cluster_items(items: pd.DataFrame, *, duplicate_similarity: float = DUPLICATE_SIMILARITY,
                   theme_distance: float = THEME_DISTANCE) -> pd.DataFrame:
     """`items` (with `text`) plus `dup_group` (near-duplicates share it), `cluster` (theme
@@ -237,7 +250,7 @@ def cluster_items(items: pd.DataFrame, *, duplicate_similarity: float = DUPLICAT
     distinct = items.drop_duplicates("norm", keep="first")["norm"].tolist()[-MAX_TEXTS:]
     index = {t: n for n, t in enumerate(distinct)}
     items = items[items["norm"].isin(index)].reset_index(drop=True)
-    vec = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=1,
+    vec = TfidfVectorizer(stop_words=stop_words(), sublinear_tf=True, min_df=1,
                           token_pattern=r"(?u)\b[a-z][a-z]+\b")
     try:
         x = vec.fit_transform(distinct)
