@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.csat import survey_comments
+from pulse.fx import reporting_currency, to_reporting
 from sql.schema import Account, Mention, TextInsight, Ticket
 
 log = logging.getLogger(__name__)
@@ -332,7 +333,6 @@ def themes_of(items: pd.DataFrame) -> pd.DataFrame:
                     .drop_duplicates("account_id")[["account_id", "mrr", "currency"]])
         accounts = accounts.assign(mrr=accounts["mrr"].fillna(0.0)).sort_values(
             ["mrr", "account_id"], ascending=[False, True])
-        currencies = sorted(set(accounts["currency"].dropna()))
         samples = (g.sort_values(["centrality", "created_at", "item_id"],
                                  ascending=[False, False, True])
                    .drop_duplicates("dup_group"))
@@ -345,9 +345,10 @@ def themes_of(items: pd.DataFrame) -> pd.DataFrame:
             "distinct_texts": int(g["dup_group"].nunique()),
             "duplicates_merged": int(len(g) - g["dup_group"].nunique()),
             "accounts": int(len(accounts)),
-            "mrr": round(float(accounts["mrr"].sum()), 2),
-            "currency": currencies[0] if len(currencies) == 1 else
-            ("mixed" if currencies else None),
+            # accounts bill in their own currencies: summed in the reporting one (pulse/fx.py)
+            "mrr": round(float(np.nansum(to_reporting(accounts["mrr"], accounts["currency"]))),
+                         2),
+            "currency": reporting_currency() if len(accounts) else None,
             "negative": int((g["sentiment"] == "negative").sum()) if "sentiment" in g else 0,
             "account_ids": accounts["account_id"].astype(str).tolist(),
             "sample_item_ids": [f"{t}:{i}" for t, i in

@@ -279,12 +279,18 @@ def _rank(frame: pd.DataFrame) -> pd.DataFrame:
     """Most revenue at risk first. The scorecard's stand-in probability is not calibrated,
     so where it is the basis, the band comes first: a big green account never outranks a
     small red one. Model-scored accounts rank with the red ones; unscored ones go last."""
+    from pulse.fx import to_reporting
+
     model = frame["risk_basis"].astype(str).str.startswith("churn_model")
     tier = np.where(model, 0, frame["band"].map(BAND_TIER).fillna(3).to_numpy())
-    return (frame.assign(_tier=tier).sort_values(
-        ["_tier", "revenue_at_risk", "probability", "mrr", "account_id"],
+    currency = frame["currency"] if "currency" in frame else [None] * len(frame)
+    # Accounts bill in their own currencies: compare money in the reporting currency.
+    at_risk = to_reporting(frame["revenue_at_risk"], currency)
+    mrr = to_reporting(frame["mrr"], currency)
+    return (frame.assign(_tier=tier, _risk=at_risk, _mrr=mrr).sort_values(
+        ["_tier", "_risk", "probability", "_mrr", "account_id"],
         ascending=[True, False, False, False, True], na_position="last", kind="stable",
-    ).drop(columns="_tier").reset_index(drop=True))
+    ).drop(columns=["_tier", "_risk", "_mrr"]).reset_index(drop=True))
 
 
 def ranked_by(rows: Sequence[dict[str, Any]]) -> str:

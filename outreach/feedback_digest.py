@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
@@ -37,6 +38,7 @@ from models.feedback import (
 )
 from outreach.links import account_url
 from pulse.errors import PulseError
+from pulse.fx import reporting_currency, to_reporting
 from pulse.settings import get_settings
 from sql.schema import Contact
 
@@ -251,7 +253,6 @@ def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.Data
     keyed = match_previous(current, prev_themes)
     assign_theme_keys(engine, keyed)
     accounts = (items.dropna(subset=["account_id"]).drop_duplicates("account_id"))
-    currencies = sorted(set(accounts["currency"].dropna()))
     names_by_id = dict(zip(accounts["account_id"], accounts["account_name"], strict=True))
     shown = keyed.head(TOP_THEMES)
     theme_rows = []
@@ -275,8 +276,9 @@ def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.Data
         "period": period, "period_start": start.isoformat(), "period_end": end.isoformat(),
         "period_label": _period_label(period, start, end),
         "total_items": int(len(items)), "total_accounts": int(len(accounts)),
-        "total_mrr": round(float(accounts["mrr"].fillna(0.0).sum()), 2),
-        "currency": currencies[0] if len(currencies) == 1 else None,
+        "total_mrr": round(float(np.nansum(to_reporting(accounts["mrr"].fillna(0.0),
+                                                        accounts["currency"]))), 2),
+        "currency": reporting_currency() if len(accounts) else None,
         "previous_items": int(len(previous)),
         "themes": theme_rows, "more_themes": max(0, len(keyed) - len(shown)),
         "new_themes": [t["label"] for t in theme_rows if t["new"]],

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     feedback_default_email: str = Field(default="product@pulse-demo.example",
                                         description="Feedback digests of teams without an "
                                         "address in PULSE_TEAM_EMAILS, and the triage digest")
+    reporting_currency: str = Field(default="USD", description="Money across accounts (risk "
+                                    "ranking, feedback MRR) is summed and compared in this")
+    fx_rates: dict[str, float] = Field(
+        default_factory=dict, description="Value of one unit of a currency in the reporting "
+        "currency, JSON (PULSE_FX_RATES); merged over approximate built-in rates")
     oncall_email: str = Field(default="oncall@pulse-demo.example",
                               description="Who hears about suspected incidents from chatter")
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")

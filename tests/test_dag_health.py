@@ -12,6 +12,7 @@ from listeners.landing import land_files
 from models.registry import CHALLENGER, CHAMPION, list_models
 from pulse.airflow_env import run_dag_test
 from pulse.demo import generate
+from pulse.fx import to_reporting
 from sql.db import make_engine, upgrade
 from sql.schema import AccountHealth, ChurnScore
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
@@ -40,9 +41,9 @@ def test_pulse_health_scores_flags_and_writes_the_risk_list(
     report = pulse_home / "reports" / f"risk-list-{today.isoformat()}.json"
     rows = json.loads(report.read_text())
     assert rows and all(r["risk_basis"] == "scorecard" for r in rows)
-    keys = [({"red": 0, "amber": 1, "green": 2}[r["band"]], -r["revenue_at_risk"])
-            for r in rows]
-    assert keys == sorted(keys)  # the scorecard's stand-in ranks band first
+    money = to_reporting([r["revenue_at_risk"] for r in rows], [r["currency"] for r in rows])
+    keys = [({"red": 0, "amber": 1, "green": 2}[r["band"]], -m) for r, m in zip(rows, money)]
+    assert keys == sorted(keys)  # band first, then money at risk in one currency
 
 
 @pytest.mark.airflow
