@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Format
+from pulse.cli_common import Format, ListFormat
 from pulse.errors import PulseError
 
 app = typer.Typer(
@@ -38,12 +37,6 @@ app.add_typer(bench_app, name="bench")
 
 out = Console()
 err = Console(stderr=True)
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 def _engine():  # type: ignore[no-untyped-def]

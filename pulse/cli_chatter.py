@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Format
+from pulse.cli_common import Format, parse_time
 
 out = Console()
 
@@ -19,15 +19,7 @@ chatter_app = typer.Typer(
     no_args_is_help=True)
 
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"expected an ISO 8601 time such as 2026-06-15T12:00:00Z "
-                                 f"(not {value!r})") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+_time = parse_time
 
 
 def _rows(frame: Any) -> list[dict[str, Any]]:

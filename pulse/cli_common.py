@@ -1,14 +1,24 @@
-"""Pieces every `pulse` sub-command module shares: output formats, the data basis, dates."""
+"""Pieces every `pulse` sub-command module shares: output formats, the data basis, dates and
+times, the migrated warehouse."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import Enum
+from typing import Any
 
 import typer
 
 
 class Format(str, Enum):
     table = "table"
+    json = "json"
+
+
+class ListFormat(str, Enum):
+    """Formats of commands that list rows."""
+
+    table = "table"
+    csv = "csv"
     json = "json"
 
 
@@ -25,3 +35,24 @@ def parse_day(value: str | None, *, default: date | None = None) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"expected a date YYYY-MM-DD (not {value!r})") from None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 option value as an aware UTC time (naive means UTC); empty means None."""
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO 8601 time such as 2026-06-15T12:00:00Z "
+                                 f"(not {value!r})") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def warehouse() -> Any:
+    """The configured warehouse, refused with "run `pulse db upgrade`" unless migrated."""
+    from sql.db import ensure_schema, make_engine
+
+    engine = make_engine()
+    ensure_schema(engine)
+    return engine

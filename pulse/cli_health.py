@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Basis, Format, parse_day
+from pulse.cli_common import Basis, Format, ListFormat, parse_day
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -139,12 +139,6 @@ def scorecard_features() -> None:
 
 
 # --------------------------------------------------------------------------- flags, risk list
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class BandChoice(str, Enum):

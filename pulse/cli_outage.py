@@ -6,14 +6,14 @@ import json
 import sys
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Format
+from pulse.cli_common import Format, parse_time, warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,30 +40,11 @@ CSV_COLUMNS = ("incident_id", "account_id", "account_name", "status", "failed_re
 
 
 def _engine() -> Engine:
-    from sqlalchemy import inspect
-
-    from pulse.errors import ConfigError
-    from sql.db import ensure_schema, make_engine
-    from sql.schema import IncidentImpact
-
-    engine = make_engine()
-    ensure_schema(engine)
-    if not inspect(engine).has_table(IncidentImpact.__tablename__):
-        raise ConfigError(
-            f"the warehouse at {engine.url.render_as_string(hide_password=True)} has no "
-            "incident_impacts table yet: run `pulse db upgrade`")
-    return engine
+    return cast("Engine", warehouse())  # refuses a warehouse behind the shipped schema
 
 
 def _now(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"expected an ISO 8601 time such as 2026-06-15T12:00:00Z "
-                                 f"(not {value!r})") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return parse_time(value) or datetime.now(UTC)
 
 
 def _iso(value: Any) -> str | None:

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pulse.cli_common import ListFormat, warehouse
+
 out = Console()
 err = Console(stderr=True)
 
@@ -21,12 +23,6 @@ outbox_app = typer.Typer(help="Inspect the outbox: every message Pulse meant to 
                          no_args_is_help=True)
 suppress_app = typer.Typer(help="The suppression list: addresses no automated email reaches.",
                            no_args_is_help=True)
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class TransportName(str, Enum):
@@ -41,12 +37,7 @@ class Reason(str, Enum):
     spamreport = "spamreport"
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    from sql.db import ensure_schema, make_engine
-
-    engine = make_engine()
-    ensure_schema(engine)
-    return engine
+_engine = warehouse  # cli_feedback imports it from here
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli_common import Format
+from pulse.cli_common import Format, warehouse
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -23,11 +23,7 @@ social_app = typer.Typer(help="Social listening: X mentions landed through the c
 
 
 def _engine() -> Engine:
-    from sql.db import ensure_schema, make_engine
-
-    engine = make_engine()
-    ensure_schema(engine)
-    return engine
+    return cast("Engine", warehouse())
 
 
 @social_app.command("listen")
