@@ -370,3 +370,23 @@ def test_the_key_is_never_logged_nor_shown(api: SendGridDouble,
     t.reconcile([msg(1)])
     assert api.api_key not in caplog.text
     assert api.api_key not in repr(t)
+
+
+def test_bench_send_prints_both_modes_and_their_ratio(pulse_home: Path) -> None:
+    """`pulse bench send` as a user runs it: every message accepted once in both modes, far
+    fewer requests when batched (1,000 recipients per request at most)."""
+    import json as _json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "pulse.cli", "bench", "send", "--messages",
+                          "1200", "--format", "json"], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = _json.loads(run.stdout)
+    batched, single = figures["runs"]
+    assert (batched["mode"], single["mode"]) == ("batched", "one per message")
+    for r in (batched, single):
+        assert r["sent"] == r["accepted"] == 1200 and r["messages_per_second"] > 0
+    assert (batched["http_requests"], single["http_requests"]) == (2, 1200)
+    assert figures["ratio"]["requests"] == 600.0
