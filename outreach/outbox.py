@@ -212,7 +212,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a template context cannot hold a {type(value).__name__} ({value!r})")
 
 
-def _row(draft: Draft, renderer: Renderer, settings: Settings, now: datetime) -> dict[str, Any]:
+def outbox_row(draft: Draft, renderer: Renderer, settings: Settings, now: datetime
+               ) -> dict[str, Any]:
+    """The outbox row of a draft (subject rendered, addresses checked); raises
+    `InvalidDraftError` / `HeaderInjectionError` for a draft that cannot be sent."""
     key = draft.idempotency_key
     if not key or len(key) > 255:
         raise InvalidDraftError(f"idempotency key must be 1-255 characters (not {key!r})")
@@ -272,18 +275,27 @@ def queue(engine: Engine, drafts: Sequence[Draft], *, now: datetime | None = Non
     rows: dict[str, dict[str, Any]] = {}
     for draft in drafts:  # rendering subjects is per draft by nature
         if draft.idempotency_key not in rows:
-            rows[draft.idempotency_key] = _row(draft, renderer, settings, now)
+            rows[draft.idempotency_key] = outbox_row(draft, renderer, settings, now)
     report = QueueReport(duplicates=len(drafts) - len(rows))
-    values = list(rows.values())
     with engine.begin() as conn:
-        for start in range(0, len(values), chunk_size):
-            stmt = (_insert(conn).on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    .returning(OUTBOX.c.message_id))
-            inserted = len(conn.execute(stmt, values[start:start + chunk_size]).all())
-            report.queued += inserted
-            report.duplicates += len(values[start:start + chunk_size]) - inserted
+        ids = insert_rows(conn, list(rows.values()), chunk_size=chunk_size)
+    report.queued = len(ids)
+    report.duplicates += len(rows) - len(ids)
     log.info("queued %d messages (%d duplicates)", report.queued, report.duplicates)
     return report
+
+
+def insert_rows(conn: Connection, rows: Sequence[dict[str, Any]], *, chunk_size: int = 1000
+                ) -> dict[str, int]:
+    """Insert outbox rows (from `outbox_row`) inside the caller's transaction, skipping known
+    idempotency keys; returns {key: message_id} of the rows written now. Callers that must
+    write something else in the same transaction (a survey and its message) use this."""
+    ids: dict[str, int] = {}
+    for start in range(0, len(rows), chunk_size):
+        stmt = (_insert(conn).on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(OUTBOX.c.message_id, OUTBOX.c.idempotency_key))
+        ids.update({k: int(m) for m, k in conn.execute(stmt, rows[start:start + chunk_size])})
+    return ids
 
 
 # --------------------------------------------------------------------------- suppressions

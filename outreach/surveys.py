@@ -461,7 +461,7 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
                       dry_run: bool = False) -> SurveyReport:
     """Plan the due surveys and record them: skipped ones with the reason, the others with
     their outbox message, in one transaction (see the module docstring). Idempotent."""
-    from outreach.outbox import InvalidDraftError, _row
+    from outreach.outbox import InvalidDraftError, insert_rows, outbox_row
     from outreach.render import Renderer
 
     now = _utc(now)
@@ -477,7 +477,8 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
     outbox_rows: dict[str, dict[str, Any]] = {}
     for row in frame[frame["status"] == "queued"].itertuples():
         try:
-            outbox_rows[row.survey_key] = _row(_draft(row, s, expires_at, now), renderer, s, now)
+            outbox_rows[row.survey_key] = outbox_row(_draft(row, s, expires_at, now), renderer,
+                                                     s, now)
         except InvalidDraftError as exc:
             frame.loc[row.Index, ["status", "skip_reason", "skip_detail"]] = [
                 "skipped", "invalid_address", str(exc)]
@@ -507,12 +508,7 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
             row["context"] = {**row["context"], "survey_id": int(sid)}
             values.append(row)
         if values:
-            from outreach.outbox import OUTBOX as OUTBOX_TABLE
-
-            ins = (_insert(conn, OUTBOX_TABLE)
-                   .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                   .returning(OUTBOX_TABLE.c.message_id, OUTBOX_TABLE.c.idempotency_key))
-            messages = {k: m for m, k in conn.execute(ins, values).all()}
+            messages = insert_rows(conn, values)
             links = [{"sid": ids[key], "mid": messages[f"survey:{key}"]} for key in ids
                      if f"survey:{key}" in messages]
             if links:
