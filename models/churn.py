@@ -898,12 +898,13 @@ def _describe_value(d: Driver) -> str:
     if isinstance(d.value, int | float) and not isinstance(d.value, bool):
         ref = d.reference
         if isinstance(ref, int | float) and not (isinstance(ref, float) and math.isnan(ref)):
-            return f"is {_number(d.value)} (typical {_number(ref)})"
-        return f"is {_number(d.value)}"
+            return f"is {format_number(d.value)} (typical {format_number(ref)})"
+        return f"is {format_number(d.value)}"
     return f"is {d.value}"
 
 
-def _number(x: float) -> str:
+def format_number(x: float) -> str:
+    """A number for a sentence: 1,234 / 1,235 / 12.3 / 0.012."""
     if float(x).is_integer():
         return f"{int(x):,}"
     if abs(x) >= 100:

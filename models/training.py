@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select, text, true, union_all
 
-from models.churn import Driver, time_split
+from models.churn import Driver, format_number, time_split
 from pulse.errors import PulseError
 from sql.features import BASES, FEATURES, features_select
 from sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
@@ -428,14 +428,7 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
 # --------------------------------------------------------------------------- drivers in words
 
 
-def _fmt(x: float) -> str:
-    if float(x).is_integer():
-        return f"{int(x):,}"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    if abs(x) >= 1:
-        return f"{x:.1f}"
-    return f"{x:.2g}"
+_fmt = format_number
 
 
 def _typical(d: Driver, show: Callable[[float], str]) -> str:
