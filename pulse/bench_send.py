@@ -175,8 +175,7 @@ def bench_send(
 
 def register(app: typer.Typer) -> None:
     """Add `bench send` to the `bench` group."""
-    bench = next((g.typer_instance for g in app.registered_groups
-                  if g.name == "bench" and g.typer_instance is not None), None)
-    if bench is None:
-        raise RuntimeError("the `bench` command group must be registered before bench_send")
+    from pulse.cli_common import bench_group
+
+    bench = bench_group(app)
     bench.command("send")(bench_send)

@@ -375,8 +375,7 @@ def bench_survey(
 
 def register(app: typer.Typer) -> None:
     """Add `bench survey` to the `bench` group."""
-    bench = next((g.typer_instance for g in app.registered_groups
-                  if g.name == "bench" and g.typer_instance is not None), None)
-    if bench is None:
-        raise RuntimeError("the `bench` command group must be registered before bench_survey")
+    from pulse.cli_common import bench_group
+
+    bench = bench_group(app)
     bench.command("survey")(bench_survey)

@@ -56,3 +56,12 @@ def warehouse() -> Any:
     engine = make_engine()
     ensure_schema(engine)
     return engine
+
+
+def bench_group(app: typer.Typer) -> typer.Typer:
+    """The `bench` command group of the `pulse` app (registered first, in pulse/cli.py)."""
+    bench = next((g.typer_instance for g in app.registered_groups
+                  if g.name == "bench" and g.typer_instance is not None), None)
+    if bench is None:
+        raise RuntimeError("the `bench` command group must be registered first")
+    return bench

@@ -263,9 +263,8 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(model_app, name="model")
     app.add_typer(churn_app, name="churn")
-    bench = next((g.typer_instance for g in app.registered_groups
-                  if g.name == "bench" and g.typer_instance is not None), None)
-    if bench is None:
-        raise RuntimeError("the `bench` command group must be registered before cli_model")
+    from pulse.cli_common import bench_group
+
+    bench = bench_group(app)
     bench.command("models")(bench_models)
     bench.command("score")(bench_score)

@@ -98,10 +98,9 @@ def register(app: typer.Typer) -> None:
     from pulse.bench_text import register as register_bench
 
     app.add_typer(text_app, name="text")
-    bench = next((g.typer_instance for g in app.registered_groups
-                  if g.name == "bench" and g.typer_instance is not None), None)
-    if bench is None:
-        raise RuntimeError("the `bench` command group must be registered before cli_text")
+    from pulse.cli_common import bench_group
+
+    bench = bench_group(app)
     register_bench(bench)
     from pulse.bench_text import bench_text
 
