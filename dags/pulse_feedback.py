@@ -22,7 +22,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 
 def _engine() -> Any:
-    from sql.db import make_engine, upgrade
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)
@@ -58,7 +58,7 @@ def _interval_end() -> datetime:
 def pulse_feedback() -> None:
     @task
     def classify() -> int:
-        from models.feedback import refresh_insights
+        from pulse.models.feedback import refresh_insights
 
         end = _interval_end()
         days = int(get_current_context()["params"].get("lookback_days") or 0)
@@ -67,7 +67,7 @@ def pulse_feedback() -> None:
 
     @task
     def digests(_: int) -> str:
-        from outreach.feedback_digest import queue_digests
+        from pulse.outreach.feedback_digest import queue_digests
 
         end = _interval_end()
         force = bool(get_current_context()["params"].get("force_digest"))
@@ -78,8 +78,8 @@ def pulse_feedback() -> None:
 
     @task
     def send(_: str) -> str:
-        from outreach.outbox import send_due
-        from outreach.transports import make_transport
+        from pulse.outreach.outbox import send_due
+        from pulse.outreach.transports import make_transport
 
         name = str(get_current_context()["params"].get("transport") or "") or None
         return str(send_due(_engine(), make_transport(name)))

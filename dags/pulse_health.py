@@ -50,7 +50,7 @@ def _basis() -> str:
 
 
 def _engine() -> Any:
-    from sql.db import make_engine, upgrade
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)
@@ -77,8 +77,8 @@ def _engine() -> Any:
 def pulse_health() -> None:
     @task
     def scorecard() -> dict[str, Any]:
-        from models.outage import refresh_impacts
-        from models.scorecard import score_date
+        from pulse.models.outage import refresh_impacts
+        from pulse.models.scorecard import score_date
 
         engine = _engine()
         refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
@@ -87,13 +87,13 @@ def pulse_health() -> None:
 
     @task
     def churn(_: dict[str, Any]) -> int:
-        from models.registry import score_churn
+        from pulse.models.registry import score_churn
 
         return score_churn(_engine(), _as_of(), basis=_basis())
 
     @task
     def flags(_: int) -> int:
-        from models.flags import compute_flags
+        from pulse.models.flags import compute_flags
 
         return compute_flags(_engine(), _as_of())
 
@@ -101,8 +101,8 @@ def pulse_health() -> None:
     def risk_list(_: int) -> dict[str, Any]:
         import json
 
-        from models.risklist import build_risk_list
-        from pulse.settings import get_settings
+        from pulse.core.settings import get_settings
+        from pulse.models.risklist import build_risk_list
 
         as_of = _as_of()
         rows = build_risk_list(_engine(), as_of)

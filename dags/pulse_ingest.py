@@ -54,7 +54,7 @@ _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".reason.txt")
 
 
 def _home() -> Path:
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     return get_settings().resolved_home()
 
@@ -103,9 +103,9 @@ def _scan_landing(*, accounts: bool) -> list[dict[str, str]]:
     Files whose name maps to no source are moved to `rejected/`; they are returned with
     `status = "rejected"` so that the report can list them.
     """
-    from listeners.landing import source_for_path
-    from pulse.errors import UnknownSourceError
-    from pulse.settings import get_settings
+    from pulse.core.errors import UnknownSourceError
+    from pulse.core.settings import get_settings
+    from pulse.listeners.landing import source_for_path
 
     landing = get_settings().landing_dir
     landing.mkdir(parents=True, exist_ok=True)
@@ -130,9 +130,9 @@ def _scan_landing(*, accounts: bool) -> list[dict[str, str]]:
 
 def _land(item: dict[str, str]) -> dict[str, Any]:
     """Land one file and move it to `landed/<day>/`, or to `rejected/` if it fails as a whole."""
-    from listeners.landing import land_file
-    from pulse.errors import InputFileError
-    from sql.db import make_engine
+    from pulse.core.errors import InputFileError
+    from pulse.listeners.landing import land_file
+    from pulse.sql.db import make_engine
 
     path = Path(item["path"])
     get_current_context()["landing_file"] = path.name  # type: ignore[typeddict-unknown-key]
@@ -196,7 +196,7 @@ def pulse_ingest() -> None:
     @task
     def list_accounts_files() -> list[dict[str, str]]:
         """Create or upgrade the warehouse schema; reject unmappable files; list accounts files."""
-        from sql.db import make_engine, upgrade
+        from pulse.sql.db import make_engine, upgrade
 
         engine = make_engine()
         try:
@@ -239,8 +239,8 @@ def pulse_ingest() -> None:
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def reland_quarantine() -> list[dict[str, Any]]:
         """Land again the rows quarantined for naming an account that was unknown then."""
-        from listeners.landing import retry_quarantine
-        from sql.db import make_engine
+        from pulse.listeners.landing import retry_quarantine
+        from pulse.sql.db import make_engine
 
         _require("list_other_files")
         engine = make_engine()

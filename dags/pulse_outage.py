@@ -34,7 +34,7 @@ INCIDENTS = Asset("x-pulse://warehouse/incidents")
 
 
 def _engine() -> Any:
-    from sql.db import make_engine, upgrade
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)
@@ -69,27 +69,27 @@ def pulse_outage() -> None:
         source = str(get_current_context()["params"].get("statuspage_url") or "")
         if not source:
             return "no statuspage_url: skipped"
-        from listeners.statuspage import import_statuspage
+        from pulse.listeners.statuspage import import_statuspage
 
         return str(import_statuspage(_engine(), source))
 
     @task
     def impact(_: str) -> str:
-        from models.outage import refresh_impacts
+        from pulse.models.outage import refresh_impacts
 
         return str(refresh_impacts(_engine(), now=_now()))
 
     @task
     def notices(_: str) -> dict[str, Any]:
-        from outreach.notices import queue_outage_notices
+        from pulse.outreach.notices import queue_outage_notices
 
         report = queue_outage_notices(_engine(), now=_now())
         return {"report": str(report), "latency_seconds": report.latency_seconds}
 
     @task
     def send(_: dict[str, Any]) -> str:
-        from outreach.outbox import send_due
-        from outreach.transports import make_transport
+        from pulse.outreach.outbox import send_due
+        from pulse.outreach.transports import make_transport
 
         name = str(get_current_context()["params"].get("transport") or "") or None
         return str(send_due(_engine(), make_transport(name), now=_now()))

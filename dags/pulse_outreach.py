@@ -21,7 +21,7 @@ HEALTH = Asset("x-pulse://warehouse/health")
 
 
 def _engine() -> Any:
-    from sql.db import make_engine, upgrade
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)
@@ -46,8 +46,8 @@ def pulse_outreach() -> None:
     def daily() -> str:
         from sqlalchemy import func, select
 
-        from outreach.checkins import queue_daily
-        from sql.schema import AccountHealth
+        from pulse.outreach.checkins import queue_daily
+        from pulse.sql.schema import AccountHealth
 
         context = get_current_context()
         engine = _engine()
@@ -63,8 +63,8 @@ def pulse_outreach() -> None:
 
     @task
     def send(_: str) -> str:
-        from outreach.outbox import send_due
-        from outreach.transports import make_transport
+        from pulse.outreach.outbox import send_due
+        from pulse.outreach.transports import make_transport
 
         name = str(get_current_context()["params"].get("transport") or "") or None
         return str(send_due(_engine(), make_transport(name)))

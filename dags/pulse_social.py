@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def _engine() -> Any:
-    from sql.db import make_engine, upgrade
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)
@@ -60,7 +60,7 @@ def _now() -> datetime:
 def pulse_social() -> None:
     @task(outlets=[MENTIONS])
     def listen() -> dict[str, Any]:
-        from listeners.x_listener import listen as listen_x
+        from pulse.listeners.x_listener import listen as listen_x
 
         replay = str(get_current_context()["params"].get("replay_file") or "") or None
         report = listen_x(_engine(), replay=replay, now=_now())
@@ -70,15 +70,15 @@ def pulse_social() -> None:
 
     @task
     def chatter(_: dict[str, Any]) -> str:
-        from models.chatter import detect_chatter
+        from pulse.models.chatter import detect_chatter
 
         return str(detect_chatter(_engine(), now=_now()))
 
     @task
     def alerts(_: str) -> str:
-        from outreach.chatter_alerts import queue_chatter_alerts
-        from outreach.outbox import send_due
-        from outreach.transports import make_transport
+        from pulse.outreach.chatter_alerts import queue_chatter_alerts
+        from pulse.outreach.outbox import send_due
+        from pulse.outreach.transports import make_transport
 
         engine = _engine()
         queued = queue_chatter_alerts(engine, since=_now() - timedelta(days=2))

@@ -22,7 +22,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 
 def _engine() -> Any:
-    from sql.db import make_engine, upgrade
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)
@@ -53,14 +53,14 @@ def _now() -> datetime:
 def pulse_surveys() -> None:
     @task
     def queue() -> str:
-        from outreach.surveys import queue_due_surveys
+        from pulse.outreach.surveys import queue_due_surveys
 
         return str(queue_due_surveys(_engine(), now=_now()))
 
     @task
     def send(_: str) -> str:
-        from outreach.outbox import send_due
-        from outreach.transports import make_transport
+        from pulse.outreach.outbox import send_due
+        from pulse.outreach.transports import make_transport
 
         name = str(get_current_context()["params"].get("transport") or "") or None
         return str(send_due(_engine(), make_transport(name), now=_now()))

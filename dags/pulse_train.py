@@ -41,8 +41,8 @@ from airflow.sdk import Param, dag, get_current_context, task
 def pulse_train() -> None:
     @task
     def train() -> dict[str, Any]:
-        from models.registry import train_and_register
-        from sql.db import make_engine, upgrade
+        from pulse.models.registry import train_and_register
+        from pulse.sql.db import make_engine, upgrade
 
         context = get_current_context()
         when = context.get("logical_date") or context["dag_run"].run_after

@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from sql.schema import DeliveryEvent, OutboxMessage, Suppression
+from pulse.sql.schema import DeliveryEvent, OutboxMessage, Suppression
 
 log = logging.getLogger(__name__)
 

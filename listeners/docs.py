@@ -1,8 +1,8 @@
 """Render the data contract as Markdown (docs/contract.md) from listeners/contract.py."""
 from __future__ import annotations
 
-from listeners.contract import LANDING_ORDER, SOURCES, Field
-from listeners.validate import CODES
+from pulse.listeners.contract import LANDING_ORDER, SOURCES, Field
+from pulse.listeners.validate import CODES
 
 KIND_TEXT = {
     "id": "id (1-64 characters, no spaces)",

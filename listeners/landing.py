@@ -42,14 +42,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from listeners.contract import LANDING_ORDER, SOURCES, Source
-from listeners.readers import Chunk, Reject, given_columns, open_reader, records_frame, scan
-from listeners.validate import CODES, validate
-from pulse.errors import InputFileError, PulseError, UnknownSourceError
-from pulse.settings import get_settings
-from sql.db import ensure_schema
-from sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow
-from sql.types import UTCDateTime
+from pulse.core.errors import InputFileError, PulseError, UnknownSourceError
+from pulse.core.settings import get_settings
+from pulse.listeners.contract import LANDING_ORDER, SOURCES, Source
+from pulse.listeners.readers import Chunk, Reject, given_columns, open_reader, records_frame, scan
+from pulse.listeners.validate import CODES, validate
+from pulse.sql.db import ensure_schema
+from pulse.sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow
+from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from listeners.landing import get_source, reason_key
-from pulse.errors import PulseError
-from sql.db import ensure_schema
-from sql.schema import QuarantineRow
+from pulse.core.errors import PulseError
+from pulse.listeners.landing import get_source, reason_key
+from pulse.sql.db import ensure_schema
+from pulse.sql.schema import QuarantineRow
 
 Q = QuarantineRow.__table__
 

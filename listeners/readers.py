@@ -24,8 +24,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from listeners.contract import Source
-from pulse.errors import InputFileError
+from pulse.core.errors import InputFileError
+from pulse.listeners.contract import Source
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 

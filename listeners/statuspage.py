@@ -49,9 +49,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from listeners.landing import IngestResult, land_file
-from pulse.errors import InputFileError
-from sql.schema import Account, Incident, IncidentUpdate, UsageEvent
+from pulse.core.errors import InputFileError
+from pulse.listeners.landing import IngestResult, land_file
+from pulse.sql.schema import Account, Incident, IncidentUpdate, UsageEvent
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from pulse.errors import PulseError
-from pulse.settings import get_settings
-from sql.schema import Survey, SurveyResponse
+from pulse.core.errors import PulseError
+from pulse.core.settings import get_settings
+from pulse.sql.schema import Survey, SurveyResponse
 
 log = logging.getLogger(__name__)
 

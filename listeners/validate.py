@@ -18,9 +18,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from listeners.contract import Field, Source
-from listeners.iso4217 import CURRENCIES
-from sql.schema import Money
+from pulse.listeners.contract import Field, Source
+from pulse.listeners.iso4217 import CURRENCIES
+from pulse.sql.schema import Money
 
 ID_RE = r"[^\s\x00-\x1f]{1,64}"
 DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"

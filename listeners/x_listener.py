@@ -54,11 +54,11 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from listeners.landing import IngestResult, land_file
-from pulse.errors import ConfigError, InputFileError, PulseError
-from pulse.settings import get_settings
-from sql.db import ensure_schema
-from sql.schema import XWatermark
+from pulse.core.errors import ConfigError, InputFileError, PulseError
+from pulse.core.settings import get_settings
+from pulse.listeners.landing import IngestResult, land_file
+from pulse.sql.db import ensure_schema
+from pulse.sql.schema import XWatermark
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def resolve_bearer_token() -> str | None:
 
 
 def _airflow_connection_password(conn_id: str) -> str | None:
-    from pulse.secrets import airflow_connection_password
+    from pulse.core.secrets import airflow_connection_password
 
     return airflow_connection_password(conn_id)
 

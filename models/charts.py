@@ -28,7 +28,7 @@ def _pyplot() -> Any:
 
 def curves_from_predictions(y_true: Any, p: Any) -> dict[str, Any]:
     """The `calibration` and `gains` curves (as stored in the registry) of predictions."""
-    from models.registry import window_metrics
+    from pulse.models.registry import window_metrics
 
     metrics = window_metrics(y_true, p)
     return {"calibration": metrics["calibration"], "gains": metrics["gains"],

@@ -41,9 +41,9 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from models.negative_words import NEGATIVE_TERMS
-from sql.features import normalise_text, term_patterns
-from sql.schema import Incident, Mention, SuspectedIncident
+from pulse.models.negative_words import NEGATIVE_TERMS
+from pulse.sql.features import normalise_text, term_patterns
+from pulse.sql.schema import Incident, Mention, SuspectedIncident
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _taxonomy_keywords(tax: Any) -> dict[str, list[str]]:
 def component_keywords() -> tuple[dict[str, list[str]], str]:
     """Component -> keywords, and where they came from ("taxonomy" or "builtin")."""
     try:
-        from models.text import load_taxonomy  # type: ignore[attr-defined]
+        from pulse.models.text import load_taxonomy  # type: ignore[attr-defined]
 
         found = _taxonomy_keywords(load_taxonomy())
         if found:
@@ -185,7 +185,7 @@ def negative_mask(texts: Sequence[str]) -> tuple[np.ndarray, str]:
         return np.zeros(0, dtype=bool), "none"
     problem = _matches(texts, PROBLEM_TERMS)
     try:
-        from models.text import sentiment  # type: ignore[attr-defined]
+        from pulse.models.text import sentiment  # type: ignore[attr-defined]
 
         frame = sentiment(list(texts))
         labels = frame["label"].astype(str).str.lower().to_numpy()

@@ -47,7 +47,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from pulse.errors import PulseError
+from pulse.core.errors import PulseError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from sql.schema import Account, OutboxMessage, Survey, SurveyResponse
+from pulse.sql.schema import Account, OutboxMessage, Survey, SurveyResponse
 
 BY = ("account", "csm", "trigger", "channel", "week")
 SENT_STATUSES = ("sent", "delivered", "bounced")
@@ -132,7 +132,7 @@ def weekly_trend_chart(frame: pd.DataFrame, path: Path | str, *,
                        title: str = "CSAT by week") -> Path:
     """Write the weekly trend (from `csat_report(by='week')`): CSAT % as a line over the
     responses per week as bars; weeks without responses leave a gap in the line."""
-    from models.charts import _pyplot, _save
+    from pulse.models.charts import _pyplot, _save
 
     if frame.empty:
         raise ValueError("no weeks to draw: no survey was sent in the period")

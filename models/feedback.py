@@ -28,9 +28,9 @@ import pandas as pd
 from sqlalchemy import Engine, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from models.csat import survey_comments
-from pulse.fx import reporting_currency, to_reporting
-from sql.schema import Account, Mention, TextInsight, Ticket
+from pulse.core.fx import reporting_currency, to_reporting
+from pulse.models.csat import survey_comments
+from pulse.sql.schema import Account, Mention, TextInsight, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _insert(engine: Engine) -> Any:
 
 def classify(texts: Sequence[str]) -> pd.DataFrame:
     """Sentiment, kind and route of each text (models.text), one row per text."""
-    from models import text as mt
+    from pulse.models import text as mt
 
     texts = list(texts)
     s = mt.sentiment(texts).reset_index(drop=True)

@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from pulse.errors import PulseError
+from pulse.core.errors import PulseError
 
 log = logging.getLogger(__name__)
 
@@ -590,11 +590,11 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     `pulse score --as-of DATE` first. The extra inputs are read on the same basis as the
     features were computed ("known" or "occurred"). Idempotent: a re-run replaces the date.
     """
-    from models.outage import recent_hits
-    from models.scorecard import load_scorecard, source_freshness
-    from sql.features import load_features
-    from sql.flags import champions, open_failures, usage_baselines, write_flags
-    from sql.health import load_health
+    from pulse.models.outage import recent_hits
+    from pulse.models.scorecard import load_scorecard, source_freshness
+    from pulse.sql.features import load_features
+    from pulse.sql.flags import champions, open_failures, usage_baselines, write_flags
+    from pulse.sql.health import load_health
 
     s = settings or FlagSettings()
     features = load_features(engine, as_of)

@@ -54,9 +54,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from pulse.errors import PulseError
-from sql.schema import Account, Incident, IncidentImpact, IngestRun, UsageEvent
-from sql.types import UTCDateTime
+from pulse.core.errors import PulseError
+from pulse.sql.schema import Account, Incident, IncidentImpact, IngestRun, UsageEvent
+from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, delete, insert, select, update
 
-from models.churn import (
+from pulse.core.errors import PulseError
+from pulse.models.churn import (
     ChurnModel,
     ModelArtifactError,
     ModelInputError,
@@ -41,7 +42,7 @@ from models.churn import (
     drivers_in_words,
     evaluate,
 )
-from models.training import (
+from pulse.models.training import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_STEP_DAYS,
     DEFAULT_VALID_DAYS,
@@ -54,8 +55,7 @@ from models.training import (
     build_training_data,
     model_frame,
 )
-from pulse.errors import PulseError
-from sql.schema import ChurnScore, ModelVersion
+from pulse.sql.schema import ChurnScore, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def scorecard_auc(valid: pd.DataFrame) -> float | None:
     """ROC AUC of the scorecard's ranking (risk = 100 - health) on labelled snapshots."""
     from sklearn.metrics import roc_auc_score
 
-    from models.scorecard import load_scorecard, score_features
+    from pulse.models.scorecard import load_scorecard, score_features
 
     y = valid[LABEL].to_numpy(dtype=bool)
     if y.all() or not y.any():
@@ -290,7 +290,7 @@ class TrainResult:
 
 
 def models_dir() -> Path:
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     return get_settings().resolved_home() / "models"
 
@@ -519,8 +519,8 @@ def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
     """`score_churn`, returning what it did (`scored` is the rows written)."""
     import time as _time
 
-    from sql.features import compute_features, load_features
-    from sql.health import bulk_insert
+    from pulse.sql.features import compute_features, load_features
+    from pulse.sql.health import bulk_insert
 
     record = champion(engine)
     if record is None:

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from models.flags import (
+from pulse.core.errors import PulseError
+from pulse.models.flags import (
     CHAMPION,
     FLAG_NAMES,
     OUTAGE,
@@ -33,8 +34,7 @@ from models.flags import (
     SILENT,
     NotScoredError,
 )
-from pulse.errors import PulseError
-from sql.features import FEATURES, FRESHNESS
+from pulse.sql.features import FEATURES, FRESHNESS
 
 BANDS = ("red", "amber", "green")
 SCHEMA_VERSION = 1
@@ -191,7 +191,7 @@ def _freshness(features: pd.DataFrame, as_of: date, scorecard: Any
                ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per source: its latest row, its limit and whether it is stale (the same for every
     account); and the list of stale sources in words."""
-    from models.scorecard import source_freshness
+    from pulse.models.scorecard import source_freshness
 
     limits = {f.source: f for f in source_freshness(features, as_of, scorecard)}
     per_source: dict[str, dict[str, Any]] = {}
@@ -217,9 +217,9 @@ class _Inputs:
 
     def __init__(self, engine: Engine, as_of: date, scorecard: Any,
                  account_ids: Sequence[str] | None = None) -> None:
-        from sql.features import load_features
-        from sql.flags import load_accounts, load_churn_scores, load_flags
-        from sql.health import load_health, load_measures
+        from pulse.sql.features import load_features
+        from pulse.sql.flags import load_accounts, load_churn_scores, load_flags
+        from pulse.sql.health import load_health, load_measures
 
         self.as_of = as_of
         self.features = load_features(engine, as_of, account_ids)
@@ -279,7 +279,7 @@ def _rank(frame: pd.DataFrame) -> pd.DataFrame:
     """Most revenue at risk first. The scorecard's stand-in probability is not calibrated,
     so where it is the basis, the band comes first: a big green account never outranks a
     small red one. Model-scored accounts rank with the red ones; unscored ones go last."""
-    from pulse.fx import to_reporting
+    from pulse.core.fx import to_reporting
 
     model = frame["risk_basis"].astype(str).str.startswith("churn_model")
     tier = np.where(model, 0, frame["band"].map(BAND_TIER).fillna(3).to_numpy())
@@ -362,7 +362,7 @@ def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
 def _load_scorecard(scorecard: Any) -> Any:
     if scorecard is not None:
         return scorecard
-    from models.scorecard import load_scorecard
+    from pulse.models.scorecard import load_scorecard
 
     return load_scorecard()
 
@@ -428,7 +428,7 @@ def risk_list_document(engine: Engine, as_of: date, *, csm: str | None = None,
 
 def latest_scored_date(engine: Engine, until: date | None = None) -> date:
     """The latest date with stored health (on or before `until`); `NotScoredError` if none."""
-    from sql.flags import health_dates_until
+    from pulse.sql.flags import health_dates_until
 
     dates = health_dates_until(engine, until)
     if not dates:
@@ -444,7 +444,7 @@ def account_view(engine: Engine, account_id: str, as_of: date | None = None, *,
                  scorecard: Any = None) -> dict[str, Any]:
     """One account's page: health history, current drivers, flags, churn risk, its risk-list
     row (None when cancelled). `as_of` defaults to the latest date the account was scored."""
-    from sql.flags import load_accounts, load_health_history
+    from pulse.sql.flags import load_accounts, load_health_history
 
     facts = load_accounts(engine, [account_id])
     if facts.empty:

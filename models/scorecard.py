@@ -36,8 +36,8 @@ import pandas as pd
 import yaml
 from sqlalchemy import Engine
 
-from pulse.errors import PulseError
-from sql.features import FEATURES, FRESHNESS
+from pulse.core.errors import PulseError
+from pulse.sql.features import FEATURES, FRESHNESS
 
 log = logging.getLogger(__name__)
 
@@ -643,8 +643,8 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
     Re-scoring a date replaces that date's health rows and nothing else. The change against
     7 and 30 days earlier reads the scores stored for those dates (none when not scored then).
     """
-    from sql.features import load_features
-    from sql.health import load_scores, write_health
+    from pulse.sql.features import load_features
+    from pulse.sql.health import load_scores, write_health
 
     card = scorecard or load_scorecard()
     features = load_features(engine, as_of)
@@ -676,7 +676,7 @@ def score_date(engine: Engine, as_of: date, *, scorecard: Scorecard | None = Non
     """Features then health for one date: what `pulse score` and the health DAG run."""
     import time as _time
 
-    from sql.features import compute_features
+    from pulse.sql.features import compute_features
 
     card = scorecard or load_scorecard()
     t0 = _time.perf_counter()

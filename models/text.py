@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from pulse.errors import ConfigError, InputFileError, PulseError
+from pulse.core.errors import ConfigError, InputFileError, PulseError
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def cross_validate(texts: Sequence[str], labels: Sequence[str], *, folds: int = 
 
 
 def models_dir() -> Path:
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     return get_settings().resolved_home() / "models"
 
@@ -385,7 +385,7 @@ def count_terms(texts: Iterable[Any], terms: Sequence[str]) -> np.ndarray:
 
 def lexicon_sentiment(texts: Iterable[Any]) -> pd.DataFrame:
     """The fallback: negative and positive term counts; score in [-1, 1]."""
-    from models.negative_words import NEGATIVE_TERMS
+    from pulse.models.negative_words import NEGATIVE_TERMS
 
     items = _as_list(texts)
     neg = count_terms(items, NEGATIVE_TERMS).astype(float)

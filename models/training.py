@@ -41,11 +41,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select, text, true, union_all
 
-from models.churn import Driver, format_number, time_split
-from pulse.errors import PulseError
-from sql.features import BASES, FEATURES, features_select
-from sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
-from sql.types import UTCDateTime
+from pulse.core.errors import PulseError
+from pulse.models.churn import Driver, format_number, time_split
+from pulse.sql.features import BASES, FEATURES, features_select
+from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
+from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, or_, select
 
-from sql.schema import Account, Contact, Mention
+from pulse.sql.schema import Account, Contact, Mention
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,10 @@ def _linked(engine: Engine, mention_ids: list[str]) -> pd.DataFrame:
 
 def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> list[Any]:
     """Drafts of the alerts for suspected incidents since `since` (default: 2 days ago)."""
-    from models.chatter import suspected_incidents
-    from outreach.links import account_url
-    from outreach.outbox import Draft
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.models.chatter import suspected_incidents
+    from pulse.outreach.links import account_url
+    from pulse.outreach.outbox import Draft
 
     settings = get_settings()
     since = since or datetime.now(UTC) - timedelta(days=2)
@@ -80,7 +80,7 @@ def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> lis
 
 def queue_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> int:
     """Queue the alerts due; returns how many were new."""
-    from outreach.outbox import queue
+    from pulse.outreach.outbox import queue
 
     drafts = plan_chatter_alerts(engine, since=since)
     if not drafts:

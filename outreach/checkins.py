@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, and_, func, or_, select
 
-from outreach.links import account_url
-from sql.schema import (
+from pulse.outreach.links import account_url
+from pulse.sql.schema import (
     Account,
     AccountFlag,
     AccountHealth,
@@ -124,8 +124,8 @@ def _latest_before(engine: Engine, as_of: date) -> date | None:
 def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
                   report: DailyReport | None = None) -> list[Any]:
     """Check-in drafts for red or silently dissatisfied accounts (see the module docstring)."""
-    from outreach.outbox import Draft
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.outreach.outbox import Draft
 
     settings = get_settings()
     every = every_days or settings.checkin_every_days
@@ -236,8 +236,8 @@ def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None 
                      ) -> list[Any]:
     """One digest per CSM: accounts that entered red or got a new flag since the last date,
     and CSAT ratings of 1 or 2 (with the comment) that arrived since then."""
-    from outreach.outbox import Draft
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.outreach.outbox import Draft
 
     settings = get_settings()
     report = report or DailyReport(as_of)
@@ -287,7 +287,7 @@ def _risk_digests(engine: Engine, as_of: date, before: date | None, today: pd.Da
                   alerts: dict[str, list[dict[str, Any]]], report: DailyReport,
                   settings: Any) -> list[Any]:
     """The digests of CSMs whose accounts entered red or got a new flag (with their alerts)."""
-    from outreach.outbox import Draft
+    from pulse.outreach.outbox import Draft
 
     h, f, a = AccountHealth.__table__, AccountFlag.__table__, Account.__table__
     prev = (_frame(engine, select(h.c.account_id, h.c.band.label("prev_band"))
@@ -341,7 +341,7 @@ def _risk_digests(engine: Engine, as_of: date, before: date | None, today: pd.Da
 
 def queue_daily(engine: Engine, as_of: date) -> DailyReport:
     """Plan and queue the day's check-ins and CSM digests (idempotent per date)."""
-    from outreach.outbox import queue
+    from pulse.outreach.outbox import queue
 
     report = DailyReport(as_of)
     drafts = plan_checkins(engine, as_of, report=report) + plan_csm_digests(

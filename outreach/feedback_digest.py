@@ -30,17 +30,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from models.feedback import (
+from pulse.core.errors import PulseError
+from pulse.core.fx import reporting_currency, to_reporting
+from pulse.core.settings import get_settings
+from pulse.models.feedback import (
     assign_theme_keys,
     match_previous,
     period_items,
     themes_of,
 )
-from outreach.links import account_url
-from pulse.errors import PulseError
-from pulse.fx import reporting_currency, to_reporting
-from pulse.settings import get_settings
-from sql.schema import Contact
+from pulse.outreach.links import account_url
+from pulse.sql.schema import Contact
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.Data
 
 
 def _draft(d: TeamDigest) -> Any:
-    from outreach.outbox import Draft
+    from pulse.outreach.outbox import Draft
 
     return Draft(kind=KIND, idempotency_key=d.idempotency_key, template=TEMPLATE,
                  to_email=d.to_email, to_name=f"{_team_title(d.team)} team",
@@ -305,7 +305,7 @@ def render_files(d: TeamDigest) -> tuple[str, str]:
     """The HTML (exactly the email's body, autoescaped) and Markdown of a digest."""
     from jinja2 import Environment, FileSystemLoader
 
-    from outreach.render import TEMPLATE_DIR, Renderer, _number, _safe_url
+    from pulse.outreach.render import TEMPLATE_DIR, Renderer, _number, _safe_url
 
     renderer = Renderer()
     subject = renderer.subject(TEMPLATE, d.context)
@@ -372,7 +372,7 @@ def queue_digests(engine: Engine, *, period: str = "week",
                   now: datetime | None = None) -> DigestRun:
     """Build (and write) the period's digests and queue one email per team; a team's digest
     of a period is queued once (`team_digest:{team}:{period_start}`)."""
-    from outreach.outbox import queue
+    from pulse.outreach.outbox import queue
 
     digests = build_digests(engine, period=period, period_end=period_end, team=team, now=now)
     run = DigestRun(digests)

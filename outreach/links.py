@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from outreach.tokens import sign
-from pulse.settings import get_settings
+from pulse.core.settings import get_settings
+from pulse.outreach.tokens import sign
 
 CONSOLE = "console"  # the token purpose of console links
 

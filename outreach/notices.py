@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, or_, select
 
-from sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
+from pulse.sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def stage_of(status: str, impact: str | None, latest_update_status: str | None) 
 def recipients(engine: Engine, incident_id: str, hit: pd.DataFrame) -> pd.DataFrame:
     """Contacts to tell about one incident: (account_id, contact_id, email, name, timezone,
     affected: bool) for the hit accounts in `hit`."""
-    from models.outage import affected_contacts
+    from pulse.models.outage import affected_contacts
 
     accounts = hit["account_id"].tolist()
     c = Contact.__table__
@@ -114,8 +114,8 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
                         now: datetime | None = None, window_hours: float = WINDOW_HOURS,
                         report: NoticeReport | None = None) -> list[Any]:
     """Drafts of every notice due now (see the module docstring)."""
-    from outreach.outbox import Draft
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.outreach.outbox import Draft
 
     settings = get_settings()
     report = report if report is not None else NoticeReport()
@@ -186,8 +186,8 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
 def queue_outage_notices(engine: Engine, *, incident_id: str | None = None,
                          now: datetime | None = None) -> NoticeReport:
     """Plan and queue every notice due; idempotent (keys per incident, stage and contact)."""
-    from outreach.outbox import queue
-    from sql.schema import OutboxMessage
+    from pulse.outreach.outbox import queue
+    from pulse.sql.schema import OutboxMessage
 
     report = NoticeReport()
     now = now or datetime.now(UTC)

@@ -65,11 +65,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from outreach.message import Outgoing, SendResult, Transport
-from outreach.render import Renderer, TemplateError, one_line, template_spec
-from pulse.errors import PulseError
-from pulse.settings import Settings, get_settings
-from sql.schema import Contact, OutboxMessage, PurchaseEvent, Suppression
+from pulse.core.errors import PulseError
+from pulse.core.settings import Settings, get_settings
+from pulse.outreach.message import Outgoing, SendResult, Transport
+from pulse.outreach.render import Renderer, TemplateError, one_line, template_spec
+from pulse.sql.schema import Contact, OutboxMessage, PurchaseEvent, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def _clock(value: str, what: str) -> int:
     try:
         parsed = time.fromisoformat(value)
     except ValueError:
-        from pulse.errors import ConfigError
+        from pulse.core.errors import ConfigError
 
         raise ConfigError(f"invalid {what} {value!r}: expected HH:MM") from None
     return parsed.hour * 60 + parsed.minute

@@ -34,10 +34,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound
 from markupsafe import Markup, escape
 
-from outreach.message import Outgoing
-from outreach.tokens import sign
-from pulse.errors import PulseError
-from pulse.settings import Settings, get_settings
+from pulse.core.errors import PulseError
+from pulse.core.settings import Settings, get_settings
+from pulse.outreach.message import Outgoing
+from pulse.outreach.tokens import sign
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 UNSUBSCRIBE = "unsubscribe"  # the token purpose of unsubscribe links

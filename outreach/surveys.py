@@ -51,8 +51,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pulse.settings import Settings, get_settings
-from sql.schema import (
+from pulse.core.settings import Settings, get_settings
+from pulse.sql.schema import (
     Account,
     Contact,
     Incident,
@@ -437,7 +437,7 @@ def _none(value: Any) -> Any:
 
 
 def _draft(row: Any, s: Settings, expires_at: datetime, now: datetime) -> Any:
-    from outreach.outbox import Draft
+    from pulse.outreach.outbox import Draft
 
     name = _none(row.name)
     return Draft(
@@ -461,8 +461,8 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
                       dry_run: bool = False) -> SurveyReport:
     """Plan the due surveys and record them: skipped ones with the reason, the others with
     their outbox message, in one transaction (see the module docstring). Idempotent."""
-    from outreach.outbox import InvalidDraftError, insert_rows, outbox_row
-    from outreach.render import Renderer
+    from pulse.outreach.outbox import InvalidDraftError, insert_rows, outbox_row
+    from pulse.outreach.render import Renderer
 
     now = _utc(now)
     s = get_settings()
@@ -531,7 +531,7 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
 def list_surveys(engine: Engine, *, status: str | None = None, reason: str | None = None,
                  trigger: str | None = None, limit: int | None = 100) -> pd.DataFrame:
     """Survey rows, newest first, with their outbox status and any rating."""
-    from sql.schema import SurveyResponse
+    from pulse.sql.schema import SurveyResponse
 
     r = SurveyResponse.__table__.c
     stmt = (select(*SURVEYS.c, OUTBOX.c.status.label("outbox_status"),

@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pulse.errors import PulseError
-from pulse.settings import get_settings
+from pulse.core.errors import PulseError
+from pulse.core.settings import get_settings
 
 KEY_FILE = "secret.key"
 

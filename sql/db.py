@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 
-from pulse.errors import ConfigError
-from pulse.settings import get_settings
+from pulse.core.errors import ConfigError
+from pulse.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -74,7 +74,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from sql.schema import (
+from pulse.sql.schema import (
     Account,
     AccountFeatures,
     Contact,
@@ -86,7 +86,7 @@ from sql.schema import (
     Ticket,
     UsageEvent,
 )
-from sql.types import UTCDateTime
+from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -574,7 +574,7 @@ def features_select(as_of: date, *, basis: Basis = "known",
     if basis not in BASES:
         raise ValueError(f"basis must be one of {BASES}, not {basis!r}")
     if negative_terms is None:
-        from models.negative_words import NEGATIVE_TERMS
+        from pulse.models.negative_words import NEGATIVE_TERMS
 
         negative_terms = NEGATIVE_TERMS
     w = _Window(as_of, basis)
@@ -685,8 +685,8 @@ def ensure_features_schema(engine: Engine) -> None:
     """Fail early, and say what to do, when the warehouse predates the features tables."""
     from sqlalchemy import inspect
 
-    from pulse.errors import ConfigError
-    from sql.db import ensure_schema
+    from pulse.core.errors import ConfigError
+    from pulse.sql.db import ensure_schema
 
     ensure_schema(engine)
     if not inspect(engine).has_table(FEATURES_TABLE.name):

@@ -36,9 +36,9 @@ from sqlalchemy import (
     select,
 )
 
-from sql.features import BASES, _Window, day_key
-from sql.health import bulk_insert
-from sql.schema import (
+from pulse.sql.features import BASES, _Window, day_key
+from pulse.sql.health import bulk_insert
+from pulse.sql.schema import (
     Account,
     AccountFlag,
     AccountHealth,
@@ -47,7 +47,7 @@ from sql.schema import (
     PurchaseEvent,
     UsageEvent,
 )
-from sql.types import UTCDateTime
+from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import JSON, Connection, Date, Engine, Float, Table, delete, select
 
-from sql.schema import AccountHealth, HealthMeasure
-from sql.types import UTCDateTime
+from pulse.sql.schema import AccountHealth, HealthMeasure
+from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sql.types import JSONDoc, UTCDateTime
+from pulse.sql.types import JSONDoc, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from pulse.settings import env_flag, get_settings
-from sql.db import create_schema, drop_schema, make_engine, upgrade
+from pulse.core.settings import env_flag, get_settings
+from pulse.sql.db import create_schema, drop_schema, make_engine, upgrade
 
 PG_URL = os.environ.get(
     "PULSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -68,7 +68,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     schema = f"pulse_t_{uuid.uuid4().hex[:12]}"
     eng = create_schema(PG_URL, schema)
     eng.dispose()
-    from sql.db import schema_url
+    from pulse.sql.db import schema_url
 
     try:
         yield schema_url(PG_URL, schema)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from listeners.landing import land_file, source_for_path
 from pulse.cli import main
-from sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
+from pulse.listeners.landing import land_file, source_for_path
+from pulse.sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 #: The clock of every in-process landing: the corpus's events lie before it.

@@ -12,10 +12,10 @@ import typer
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from listeners.landing import land_file
-from models.chatter import detect_chatter, suspected_incidents
-from pulse.bench_chatter import evaluate, run_world
-from sql.schema import SuspectedIncident
+from pulse.devkit.bench.chatter import evaluate, run_world
+from pulse.listeners.landing import land_file
+from pulse.models.chatter import detect_chatter, suspected_incidents
+from pulse.sql.schema import SuspectedIncident
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 BURST = datetime(2026, 6, 10, 14, 0, tzinfo=UTC)
@@ -148,8 +148,8 @@ def test_the_bench_runs_on_a_small_world() -> None:
 
 def _app() -> typer.Typer:
     """The chatter commands as `pulse` will carry them once registered in pulse/cli.py."""
-    from pulse.bench_chatter import register as register_bench
-    from pulse.cli_chatter import register
+    from pulse.cli.chatter import register
+    from pulse.devkit.bench.chatter import register as register_bench
 
     app = typer.Typer()
     app.add_typer(typer.Typer(), name="bench")
@@ -185,7 +185,7 @@ def test_the_bench_command_prints_json() -> None:
 
 
 def test_a_problem_report_counts_whatever_its_tone() -> None:
-    from models.chatter import negative_mask
+    from pulse.models.chatter import negative_mask
 
     mask, method = negative_mask(["Anyone else seeing API failures? Started ~10 min ago",
                                   "Is the dashboard down for anyone?",

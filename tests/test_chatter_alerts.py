@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from listeners.landing import land_file
-from models.chatter import detect_chatter
-from outreach.chatter_alerts import queue_chatter_alerts
-from outreach.outbox import send_due
-from outreach.transports.file import FileTransport
-from sql.schema import OutboxMessage
+from pulse.listeners.landing import land_file
+from pulse.models.chatter import detect_chatter
+from pulse.outreach.chatter_alerts import queue_chatter_alerts
+from pulse.outreach.outbox import send_due
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.schema import OutboxMessage
 from tests.test_chatter import BURST, NOW, _baseline, _land, _mention
 
 HOSTILE = 'API down?! <script>alert("x")</script> "><img src=x onerror=alert(1)>'

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select, update
 
-from models.flags import compute_flags
-from models.scorecard import score_date
-from outreach.checkins import csm_name, queue_daily
-from outreach.outbox import send_due
-from outreach.transports.file import FileTransport
-from sql.schema import Account, AccountFlag, AccountHealth, OutboxMessage
+from pulse.models.flags import compute_flags
+from pulse.models.scorecard import score_date
+from pulse.outreach.checkins import csm_name, queue_daily
+from pulse.outreach.outbox import send_due
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.schema import Account, AccountFlag, AccountHealth, OutboxMessage
 from tests.test_flags import D, land_world
 
 OUTBOX = OutboxMessage.__table__

@@ -20,7 +20,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from models.churn import (
+from pulse.core.errors import PulseError
+from pulse.core.settings import env_flag
+from pulse.models.churn import (
     ChurnModel,
     Driver,
     ModelArtifactError,
@@ -31,8 +33,6 @@ from models.churn import (
     read_artifact_header,
     time_split,
 )
-from pulse.errors import PulseError
-from pulse.settings import env_flag
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = ["plan", "region", "seats", "mrr", "events_trend_28d", "tickets_90d",
@@ -363,7 +363,7 @@ def test_time_split_keeps_training_labels_before_validation() -> None:
 
 
 def _telco_csv() -> Path | None:
-    from pulse.shared import shared_path
+    from pulse.core.shared import shared_path
 
     root = os.environ.get("PULSE_DATASETS")
     csv = (Path(root) if root else shared_path("datasets")) / "telco-churn" / \

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from listeners.landing import land_file
-from sql.schema import Contact, QuarantineRow
+from pulse.listeners.landing import land_file
+from pulse.sql.schema import Contact, QuarantineRow
 
 PULSE = Path(sys.executable).with_name("pulse")
 

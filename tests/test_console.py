@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, update
 
-from models.flags import compute_flags
-from models.scorecard import score_date
-from outreach.links import CONSOLE, account_url
-from outreach.tokens import sign
-from sql.schema import Account
+from pulse.models.flags import compute_flags
+from pulse.models.scorecard import score_date
+from pulse.outreach.links import CONSOLE, account_url
+from pulse.outreach.tokens import sign
+from pulse.sql.schema import Account
+from pulse.web.console import health_chart
 from tests.test_flags import D, land_world
 from tests.test_web_unsubscribe import server  # noqa: F401  (fixture)
-from web.console import health_chart
 
 
 def test_health_chart_scales_scores_into_the_box() -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from listeners.contract import LANDING_ORDER, SOURCES
-from listeners.docs import render
-from listeners.landing import land_file
-from sql.schema import Ticket
+from pulse.listeners.contract import LANDING_ORDER, SOURCES
+from pulse.listeners.docs import render
+from pulse.listeners.landing import land_file
+from pulse.sql.schema import Ticket
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -14,14 +14,14 @@ import typer
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from listeners.surveys import record_comment, record_rating
-from models.csat import csat_report, csat_totals, survey_comments, weekly_trend_chart
-from outreach.checkins import queue_daily
-from outreach.outbox import send_due
-from outreach.surveys import queue_due_surveys
-from outreach.transports.file import FileTransport
 from pulse import cli_surveys
-from sql.schema import OutboxMessage
+from pulse.listeners.surveys import record_comment, record_rating
+from pulse.models.csat import csat_report, csat_totals, survey_comments, weekly_trend_chart
+from pulse.outreach.checkins import queue_daily
+from pulse.outreach.outbox import send_due
+from pulse.outreach.surveys import queue_due_surveys
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.schema import OutboxMessage
 from tests.test_surveys import N, land_world, surveys
 
 OUTBOX = OutboxMessage.__table__
@@ -154,7 +154,7 @@ def test_the_cli_runs_lists_and_reports(engine: Engine, tmp_path: Path,
 def test_the_scorecard_measures_csat_only_where_there_are_responses() -> None:
     import numpy as np
 
-    from models.scorecard import load_scorecard
+    from pulse.models.scorecard import load_scorecard
 
     card = load_scorecard()
     (measure,) = [m for m in card.standard.measures if m.name == "csat"]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from listeners.landing import land_files
-from models.registry import CHALLENGER, CHAMPION, list_models
-from pulse.airflow_env import run_dag_test
-from pulse.demo import generate
-from pulse.fx import to_reporting
-from sql.db import make_engine, upgrade
-from sql.schema import AccountHealth, ChurnScore
+from pulse.core.fx import to_reporting
+from pulse.devkit.airflow_runner import run_dag_test
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_files
+from pulse.models.registry import CHALLENGER, CHAMPION, list_models
+from pulse.sql.db import make_engine, upgrade
+from pulse.sql.schema import AccountHealth, ChurnScore
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 

@@ -1,7 +1,7 @@
 """The Airflow DAGs: integrity of every DAG file, and real runs of `pulse_ingest`.
 
 Airflow runs in subprocesses (`airflow dags test`, a DagBag in a fresh interpreter) with the
-environment `pulse.airflow_env` builds, so this process never imports Airflow. Every test has
+environment `pulse.devkit.airflow_runner` builds, so this process never imports Airflow. Every test has
 its own PULSE_HOME (tests/conftest.py); the Airflow metadata database is migrated once per
 test session (once per xdist worker) into a temporary AIRFLOW_HOME.
 """
@@ -18,13 +18,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, Table, create_engine, func, select, text
 
-from listeners.contract import LANDING_ORDER
 from pulse import airflow_env
-from pulse.airflow_env import DAGS_FOLDER, airflow_environ, ensure_airflow_db, run_dag_test
-from pulse.errors import PulseError
-from pulse.settings import get_settings
-from sql.db import make_engine
-from sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow, UsageEvent
+from pulse.core.errors import PulseError
+from pulse.core.settings import get_settings
+from pulse.devkit.airflow_runner import (
+    DAGS_FOLDER,
+    airflow_environ,
+    ensure_airflow_db,
+    run_dag_test,
+)
+from pulse.listeners.contract import LANDING_ORDER
+from pulse.sql.db import make_engine
+from pulse.sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow, UsageEvent
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -307,7 +312,7 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
 @pytest.mark.airflow
 @pytest.mark.slow
 def test_pulse_ingest_lands_the_demo_world(af_env: dict[str, str], pulse_home: Path) -> None:
-    from pulse.demo import generate
+    from pulse.devkit.demo import generate
 
     summary = generate(pulse_home / "demo", accounts=30, days=14, seed=5,
                        end=date(2026, 6, 30), malformed_rate=0.02)

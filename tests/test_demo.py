@@ -1,4 +1,4 @@
-"""Tests of pulse.demo: determinism, the data contract, and the behaviour truth.json promises.
+"""Tests of pulse.devkit.demo: determinism, the data contract, and the behaviour truth.json promises.
 
 A small world (60 accounts x 60 days) is generated once per module. An independent validator
 of the data contract must find exactly the rows that truth.json counts as malformed; every

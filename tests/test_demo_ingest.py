@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from listeners.landing import land_files
-from pulse.demo import generate
-from sql.schema import ENTITY_TABLES
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_files
+from pulse.sql.schema import ENTITY_TABLES
 
 
 def test_demo_world_lands_and_quarantines_exactly_the_malformed_rows(

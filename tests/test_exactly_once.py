@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from outreach.outbox import Draft, queue
-from pulse.sendgrid_double import SendGridDouble
-from pulse.settings import PROJECT_ROOT
-from sql.schema import OutboxMessage
+from pulse.core.settings import PROJECT_ROOT
+from pulse.devkit.sendgrid_double import SendGridDouble
+from pulse.outreach.outbox import Draft, queue
+from pulse.sql.schema import OutboxMessage
 
 N = 2500
 OUTBOX = OutboxMessage.__table__

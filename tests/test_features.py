@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
-from listeners.landing import land_file
-from models.negative_words import NEGATIVE_TERMS
-from sql.features import FEATURES, compute_features, load_features, matches_terms
-from sql.schema import AccountFeatures
+from pulse.listeners.landing import land_file
+from pulse.models.negative_words import NEGATIVE_TERMS
+from pulse.sql.features import FEATURES, compute_features, load_features, matches_terms
+from pulse.sql.schema import AccountFeatures
 
 D = date(2026, 6, 30)
 LANDED = datetime(2026, 6, 30, 23, 0, tzinfo=UTC)  # everything below had landed by then

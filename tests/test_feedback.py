@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
-import models.feedback as feedback
-from models.feedback import refresh_insights, themes
-from outreach.feedback_digest import build_digests, queue_digests, scrub
-from outreach.outbox import send_due
-from outreach.transports.file import FileTransport
-from sql.schema import Account, Contact, Mention, OutboxMessage, TextInsight, Ticket
+import pulse.models.feedback as feedback
+from pulse.models.feedback import refresh_insights, themes
+from pulse.outreach.feedback_digest import build_digests, queue_digests, scrub
+from pulse.outreach.outbox import send_due
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.schema import Account, Contact, Mention, OutboxMessage, TextInsight, Ticket
 
 MONDAY = date(2026, 11, 23)  # the digest covers the week 16-22 November
 WEEK = datetime(2026, 11, 16, tzinfo=UTC)
@@ -98,7 +98,7 @@ def _fake_classify(texts: list[str]) -> pd.DataFrame:
 def world(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
     _land(engine)
     try:
-        import models.text  # noqa: F401
+        import pulse.models.text  # noqa: F401
     except ImportError:
         monkeypatch.setattr(feedback, "classify", _fake_classify)
     n = refresh_insights(engine, now=datetime(2026, 11, 23, 6, tzinfo=UTC))
@@ -165,7 +165,7 @@ def test_weekly_digest_per_team(world: Engine, pulse_home: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     engine = world
     monkeypatch.setenv("PULSE_TEAM_EMAILS", json.dumps({"analytics": "Analytics@Pulse.example"}))
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     get_settings(fresh=True)
     run = queue_digests(engine, period="week", period_end=MONDAY)
@@ -261,7 +261,7 @@ def test_hostile_tweet_is_escaped_in_html_and_email(world: Engine, pulse_home: P
 
 def test_cli_digest(world: Engine, pulse_home: Path) -> None:
     from pulse.cli import app
-    from pulse.cli_feedback import register
+    from pulse.cli.feedback import register
 
     if not any(g.name == "feedback" for g in app.registered_groups):
         register(app)
@@ -282,8 +282,8 @@ def test_cli_digest(world: Engine, pulse_home: Path) -> None:
 
 @pytest.fixture
 def af_env(pulse_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from pulse.airflow_env import airflow_environ, ensure_airflow_db
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db
 
     home = tmp_path_factory.mktemp("airflow-home")
     keys = {"AIRFLOW_HOME": str(home),
@@ -296,7 +296,7 @@ def af_env(pulse_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_dag_classifies_and_sends_the_weekly_digests(engine: Engine, af_env: dict[str, str],
                                                      pulse_home: Path) -> None:
-    from pulse.airflow_env import run_dag_test
+    from pulse.devkit.airflow_runner import run_dag_test
 
     _land(engine)
     run_dag_test("pulse_feedback", logical_date="2026-11-23", env=af_env,

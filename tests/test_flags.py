@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from listeners.landing import land_file, land_files
-from models.flags import (
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_file, land_files
+from pulse.models.flags import (
     FlagSettings,
     NotScoredError,
     SilentRule,
@@ -21,10 +22,9 @@ from models.flags import (
     error_rise_z,
     evaluate_flags,
 )
-from models.scorecard import score_date
-from pulse.demo import generate
-from sql.features import load_features
-from sql.schema import AccountFlag
+from pulse.models.scorecard import score_date
+from pulse.sql.features import load_features
+from pulse.sql.schema import AccountFlag
 
 D = date(2026, 6, 30)
 LANDED = datetime(2026, 6, 30, 23, 0, tzinfo=UTC)  # the world below had landed by then

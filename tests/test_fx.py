@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.risklist import _rank
-from pulse.fx import to_reporting
-from pulse.settings import get_settings
+from pulse.core.fx import to_reporting
+from pulse.core.settings import get_settings
+from pulse.models.risklist import _rank
 
 
 def test_amounts_convert_to_the_reporting_currency(monkeypatch: pytest.MonkeyPatch) -> None:

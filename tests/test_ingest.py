@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-import listeners.landing
-from listeners.landing import IngestResult, land_file, retry_quarantine
-from sql.schema import ENTITY_TABLES, Account, Contact, IngestRun, QuarantineRow, Ticket
+import pulse.listeners.landing
+from pulse.listeners.landing import IngestResult, land_file, retry_quarantine
+from pulse.sql.schema import ENTITY_TABLES, Account, Contact, IngestRun, QuarantineRow, Ticket
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DAY1 = datetime(2026, 6, 1, 8, tzinfo=UTC)
@@ -205,13 +205,13 @@ def test_a_crash_after_staging_leaves_nothing_half_written(
     def crash_at_finish(*args: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(listeners.landing, "_merge", crash_at_merge)
+    monkeypatch.setattr(pulse.listeners.landing, "_merge", crash_at_merge)
     with pytest.raises(RuntimeError, match="disk full"):
         land_file(engine, world["accounts"], now=DAY1)
     assert staged == [3]  # the crash came after staging
     monkeypatch.undo()
     # contacts without their accounts: 4 rows quarantined, then a crash before the commit
-    monkeypatch.setattr(listeners.landing, "_finish_run", crash_at_finish)
+    monkeypatch.setattr(pulse.listeners.landing, "_finish_run", crash_at_finish)
     with pytest.raises(RuntimeError, match="disk full"):
         land_file(engine, world["contacts"], now=DAY1)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from sql.db import make_engine
-from sql.schema import ENTITY_TABLES, IngestRun
+from pulse.sql.db import make_engine
+from pulse.sql.schema import ENTITY_TABLES, IngestRun
 
 PULSE = str(Path(sys.executable).parent / "pulse")
 

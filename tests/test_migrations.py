@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from sql.db import alembic_config, current_revision, make_engine, upgrade
-from sql.schema import Base
+from pulse.sql.db import alembic_config, current_revision, make_engine, upgrade
+from pulse.sql.schema import Base
 
 
 def test_upgrade_creates_the_models_schema_and_is_repeatable(db_url: str) -> None:

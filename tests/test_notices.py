@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, update
 
-from listeners.landing import land_files
-from models.outage import refresh_impacts
-from outreach.notices import queue_outage_notices, stage_of
-from outreach.outbox import send_due
-from outreach.transports.file import FileTransport
-from pulse.airflow_env import run_dag_test
-from pulse.demo import generate
-from sql.db import make_engine, upgrade
-from sql.schema import Contact, Incident, IncidentImpact, OutboxMessage
+from pulse.devkit.airflow_runner import run_dag_test
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_files
+from pulse.models.outage import refresh_impacts
+from pulse.outreach.notices import queue_outage_notices, stage_of
+from pulse.outreach.outbox import send_due
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.db import make_engine, upgrade
+from pulse.sql.schema import Contact, Incident, IncidentImpact, OutboxMessage
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 OUTBOX = OutboxMessage.__table__

@@ -23,10 +23,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select
 
-from listeners.landing import land_file, land_files
-from listeners.statuspage import StatuspageError, import_statuspage, map_incident
-from models.flags import OUTAGE, compute_flags
-from models.outage import (
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_file, land_files
+from pulse.listeners.statuspage import StatuspageError, import_statuspage, map_incident
+from pulse.models.flags import OUTAGE, compute_flags
+from pulse.models.outage import (
     UnknownIncidentError,
     affected_contacts,
     compute_impact,
@@ -35,11 +36,10 @@ from models.outage import (
     refresh_impacts,
     stale_incidents,
 )
-from models.risklist import build_risk_list
-from models.scorecard import score_date
-from pulse.demo import generate
-from sql.features import compute_features, load_features
-from sql.schema import AccountFlag, Incident, IncidentImpact, IncidentUpdate
+from pulse.models.risklist import build_risk_list
+from pulse.models.scorecard import score_date
+from pulse.sql.features import compute_features, load_features
+from pulse.sql.schema import AccountFlag, Incident, IncidentImpact, IncidentUpdate
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "statuspage"

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from outreach.message import Outgoing, SendResult
-from outreach.outbox import (
+from pulse.outreach.message import Outgoing, SendResult
+from pulse.outreach.outbox import (
     Draft,
     HeaderInjectionError,
     add_suppression,
     queue,
     send_due,
 )
-from outreach.render import Renderer
-from outreach.transports.file import FileTransport
-from sql.schema import Account, Contact, OutboxMessage, PurchaseEvent
+from pulse.outreach.render import Renderer
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.schema import Account, Contact, OutboxMessage, PurchaseEvent
 
 NOON = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # 12:00 UTC: 14:00 Paris, 21:00 Tokyo
 T = OutboxMessage.__table__

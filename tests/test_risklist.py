@@ -19,10 +19,10 @@ import jsonschema
 import pytest
 from sqlalchemy import Engine, insert
 
-from models.flags import NotScoredError, compute_flags
-from models.risklist import RiskListError, account_view, build_risk_list, risk_list_document
-from models.scorecard import score_date
-from sql.schema import ChurnScore
+from pulse.models.flags import NotScoredError, compute_flags
+from pulse.models.risklist import RiskListError, account_view, build_risk_list, risk_list_document
+from pulse.models.scorecard import score_date
+from pulse.sql.schema import ChurnScore
 from tests.test_flags import D, land_world
 
 PULSE = Path(sys.executable).with_name("pulse")

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select
 
-from listeners.landing import land_files
-from models.scorecard import (
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_files
+from pulse.models.scorecard import (
     DEFAULT_SCORECARD,
     ScorecardError,
     load_scorecard,
@@ -25,10 +26,9 @@ from models.scorecard import (
     score_date,
     score_features,
 )
-from pulse.demo import generate
-from sql.features import FEATURES
-from sql.health import load_health, load_measures
-from sql.schema import AccountHealth, HealthMeasure
+from pulse.sql.features import FEATURES
+from pulse.sql.health import load_health, load_measures
+from pulse.sql.schema import AccountHealth, HealthMeasure
 from tests.test_features import D, land_world
 
 PULSE = Path(sys.executable).with_name("pulse")

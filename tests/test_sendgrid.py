@@ -15,11 +15,11 @@ import pytest
 import sendgrid
 from python_http_client import exceptions as http_errors
 
-from outreach.message import Outgoing
-from outreach.transports.sendgrid import SendGridTransport, resolve_api_key
-from pulse.errors import ConfigError
-from pulse.sendgrid_double import SendGridDouble, load_request_validator, spec_path
-from pulse.settings import env_flag, get_settings
+from pulse.core.errors import ConfigError
+from pulse.core.settings import env_flag, get_settings
+from pulse.devkit.sendgrid_double import SendGridDouble, load_request_validator, spec_path
+from pulse.outreach.message import Outgoing
+from pulse.outreach.transports.sendgrid import SendGridTransport, resolve_api_key
 
 
 def msg(i: int, *, email: str | None = None, body: str = "b1", subs: dict[str, str] | None = None,

@@ -22,15 +22,15 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from listeners.landing import land_files
-from outreach.outbox import send_due
-from outreach.surveys import queue_due_surveys
-from outreach.tokens import verify
-from outreach.transports.file import FileTransport
-from pulse.demo import generate
-from pulse.settings import get_settings
-from sql.features import compute_features, load_features
-from sql.schema import OutboxMessage, Survey, SurveyResponse
+from pulse.core.settings import get_settings
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_files
+from pulse.outreach.outbox import send_due
+from pulse.outreach.surveys import queue_due_surveys
+from pulse.outreach.tokens import verify
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.features import compute_features, load_features
+from pulse.sql.schema import OutboxMessage, Survey, SurveyResponse
 
 pytestmark = pytest.mark.slow
 

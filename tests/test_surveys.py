@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from listeners.landing import land_file
-from outreach.outbox import Draft, add_suppression, queue, send_due
-from outreach.surveys import plan_surveys, queue_due_surveys
-from outreach.tokens import TokenError, verify
-from outreach.transports.file import FileTransport
-from pulse.airflow_env import run_dag_test
-from pulse.settings import get_settings
-from sql.db import make_engine, upgrade
-from sql.schema import IncidentImpact, OutboxMessage, Survey
+from pulse.core.settings import get_settings
+from pulse.devkit.airflow_runner import run_dag_test
+from pulse.listeners.landing import land_file
+from pulse.outreach.outbox import Draft, add_suppression, queue, send_due
+from pulse.outreach.surveys import plan_surveys, queue_due_surveys
+from pulse.outreach.tokens import TokenError, verify
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.db import make_engine, upgrade
+from pulse.sql.schema import IncidentImpact, OutboxMessage, Survey
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 SURVEYS = Survey.__table__

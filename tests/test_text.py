@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from models import text as T
-from pulse.errors import InputFileError
-from pulse.settings import env_flag
+from pulse.core.errors import InputFileError
+from pulse.core.settings import env_flag
+from pulse.models import text as T
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _fresh_models() -> None:
 
 def _app() -> typer.Typer:
     """The commands as `pulse` has them, registered the way pulse/cli.py registers them."""
-    from pulse.cli_text import register
+    from pulse.cli.text import register
 
     app = typer.Typer()
     app.add_typer(typer.Typer(), name="bench")
@@ -131,7 +131,7 @@ def test_taxonomy_errors_name_the_line(tmp_path: Path, body: str, message: str) 
 
 
 def test_shipped_taxonomy_covers_the_demo_components() -> None:
-    from pulse.demo import COMPONENTS
+    from pulse.devkit.demo import COMPONENTS
 
     tax = T.load_taxonomy()
     assert {c.name for c in tax.components} == set(COMPONENTS)
@@ -192,7 +192,7 @@ def test_read_labelled_csv_rejects_a_single_label(tmp_path: Path) -> None:
 
 
 def _corpora_or_skip() -> None:
-    from pulse.bench_text import airline_csv, firefox_csv
+    from pulse.devkit.bench.text import airline_csv, firefox_csv
 
     missing = [str(p) for p in (airline_csv(), firefox_csv()) if not p.is_file()]
     if missing:

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from threadpoolctl import threadpool_limits
 
-from listeners.landing import land_files
-from models.registry import (
+from pulse.devkit.demo import generate
+from pulse.listeners.landing import land_files
+from pulse.models.registry import (
     CHALLENGER,
     CHAMPION,
     RETIRED,
@@ -29,7 +30,7 @@ from models.registry import (
     score_churn,
     train_and_register,
 )
-from models.training import (
+from pulse.models.training import (
     NOT_POINT_IN_TIME,
     NUMERIC,
     TrainingDataError,
@@ -37,9 +38,8 @@ from models.training import (
     label_snapshots,
     plan_windows,
 )
-from pulse.demo import generate
-from sql.features import load_features
-from sql.schema import (
+from pulse.sql.features import load_features
+from pulse.sql.schema import (
     Account,
     ChurnScore,
     Contact,

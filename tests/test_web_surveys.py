@@ -22,7 +22,8 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, insert, select
 
-from listeners.surveys import (
+from pulse.core.settings import get_settings
+from pulse.listeners.surveys import (
     MAX_COMMENT_CHARS,
     CommentTooLong,
     InvalidRating,
@@ -34,11 +35,10 @@ from listeners.surveys import (
     record_comment,
     record_rating,
 )
-from outreach.tokens import sign
-from pulse.settings import get_settings
-from sql.schema import Account, Contact, Survey, SurveyResponse
-from web.app import create_app
-from web.surveys import PublicGuard
+from pulse.outreach.tokens import sign
+from pulse.sql.schema import Account, Contact, Survey, SurveyResponse
+from pulse.web.app import create_app
+from pulse.web.surveys import PublicGuard
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -337,7 +337,7 @@ def test_comments_are_stored_raw_shown_escaped_and_limited(engine: Engine,
         other = link(2, "con-b", 4)
         page = http.get(other)
         assert "<textarea" not in page.text  # no comment form before a rating
-        from web.surveys import csrf_token
+        from pulse.web.surveys import csrf_token
 
         res = http.post(f"{other}/comment", data={
             "comment": "hi", "csrf": csrf_token(http.cookies["pulse_survey_csrf"], other[3:])})
@@ -439,7 +439,7 @@ def test_the_load_benchmark_checks_every_response(pulse_home: object) -> None:
     with double clicks and changed ratings, and the warehouse checked afterwards."""
     from rich.console import Console
 
-    from pulse.bench_survey import run_survey_bench
+    from pulse.devkit.bench.survey import run_survey_bench
 
     figure = run_survey_bench(surveys=60, clients=6, workers=2, postgres_url=None,
                               double_share=0.5, change_share=0.5, seed=3, fmt="json",

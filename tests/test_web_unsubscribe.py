@@ -21,12 +21,12 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, func, insert, select
 
-from outreach.outbox import Draft, queue, send_due
-from outreach.tokens import TokenError, sign, verify
-from outreach.transports.file import FileTransport
-from pulse.settings import get_settings
-from sql.schema import Account, Contact, OutboxMessage, Suppression
-from web.app import create_app
+from pulse.core.settings import get_settings
+from pulse.outreach.outbox import Draft, queue, send_due
+from pulse.outreach.tokens import TokenError, sign, verify
+from pulse.outreach.transports.file import FileTransport
+from pulse.sql.schema import Account, Contact, OutboxMessage, Suppression
+from pulse.web.app import create_app
 
 NOW = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
-from listeners.delivery import record_events
-from pulse.settings import get_settings
-from sql.schema import DeliveryEvent, OutboxMessage, Suppression
-from web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from pulse.core.settings import get_settings
+from pulse.listeners.delivery import record_events
+from pulse.sql.schema import DeliveryEvent, OutboxMessage, Suppression
+from pulse.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 OUTBOX = OutboxMessage.__table__
 
@@ -59,7 +59,7 @@ def signed_headers(key: ec.EllipticCurvePrivateKey, raw: bytes,
 
 
 def make_app(engine: Engine) -> Any:
-    from web.app import create_app
+    from pulse.web.app import create_app
 
     return create_app(engine)
 

@@ -25,11 +25,11 @@ from requests.structures import CaseInsensitiveDict
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from listeners.landing import land_file
-from listeners.x_listener import XListenerError, listen, watermarks
-from pulse.cli_social import register
-from sql.features import compute_features, load_features
-from sql.schema import Mention, XWatermark
+from pulse.cli.social import register
+from pulse.listeners.landing import land_file
+from pulse.listeners.x_listener import XListenerError, listen, watermarks
+from pulse.sql.features import compute_features, load_features
+from pulse.sql.schema import Mention, XWatermark
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x"
@@ -273,8 +273,8 @@ def test_the_cli_listens_and_shows_watermarks(engine: Engine, tmp_path: Path,
     assert json.loads(replayed.stdout)["replay"]["inserted"] == 3
 
     client, _ = client_for((401, "error_401.json"))
-    monkeypatch.setattr("listeners.x_listener.resolve_bearer_token", lambda: TOKEN)
-    monkeypatch.setattr("listeners.x_listener.make_client", lambda token: client)
+    monkeypatch.setattr("pulse.listeners.x_listener.resolve_bearer_token", lambda: TOKEN)
+    monkeypatch.setattr("pulse.listeners.x_listener.make_client", lambda token: client)
     failed = runner.invoke(app, ["social", "listen", "-q", QUERY])
     assert failed.exit_code == 1
     assert "401" in failed.stderr and QUERY in failed.stderr
@@ -287,8 +287,8 @@ def test_the_cli_listens_and_shows_watermarks(engine: Engine, tmp_path: Path,
 def test_pulse_social_replays_mentions_and_skips_or_runs_chatter(
     af_env: dict[str, str], pulse_home: Path, tmp_path: Path,  # noqa: F811
 ) -> None:
-    from pulse.airflow_env import run_dag_test
-    from sql.db import make_engine, upgrade
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.sql.db import make_engine, upgrade
 
     engine = make_engine()
     upgrade(engine)

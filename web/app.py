@@ -25,12 +25,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine, select
 
-from outreach.outbox import add_suppression
-from outreach.render import UNSUBSCRIBE
-from outreach.tokens import TokenError, verify
-from pulse.settings import get_settings
-from sql.schema import Contact, OutboxMessage, Suppression
-from web import console, surveys, webhooks
+from pulse.core.settings import get_settings
+from pulse.outreach.outbox import add_suppression
+from pulse.outreach.render import UNSUBSCRIBE
+from pulse.outreach.tokens import TokenError, verify
+from pulse.sql.schema import Contact, OutboxMessage, Suppression
+from pulse.web import console, surveys, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _recipient(engine: Engine, data: dict[str, Any]) -> tuple[str, str] | None:
 def create_app(engine: Engine | None = None) -> FastAPI:
     """The Pulse web app on `engine` (default: the warehouse in settings)."""
     if engine is None:
-        from sql.db import make_engine
+        from pulse.sql.db import make_engine
 
         engine = make_engine()
     app = FastAPI(title="Pulse", summary="Customer health engine: public links and webhooks")

@@ -16,9 +16,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from outreach.links import CONSOLE
-from outreach.tokens import TokenError, verify
-from pulse.errors import PulseError
+from pulse.core.errors import PulseError
+from pulse.outreach.links import CONSOLE
+from pulse.outreach.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
 def account_page(request: Request, account_id: str,
                  t: str = Query(default="", description="The signed link token")
                  ) -> HTMLResponse:
-    from models.risklist import account_view
+    from pulse.models.risklist import account_view
 
     try:
         data = verify(CONSOLE, t)

@@ -47,7 +47,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import Engine
 
-from listeners.surveys import (
+from pulse.core.settings import get_settings
+from pulse.listeners.surveys import (
     MAX_COMMENT_CHARS,
     RATINGS,
     CommentTooLong,
@@ -67,8 +68,7 @@ from listeners.surveys import (
     record_comment,
     record_rating,
 )
-from outreach.tokens import TokenError, secret_key, verify
-from pulse.settings import get_settings
+from pulse.outreach.tokens import TokenError, secret_key, verify
 
 log = logging.getLogger(__name__)
 

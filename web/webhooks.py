@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
-from pulse.settings import get_settings
+from pulse.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def get_engine(request: Request) -> Engine:
     else one made from the settings and kept on the app."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
-        from sql.db import make_engine
+        from pulse.sql.db import make_engine
 
         engine = make_engine()
         request.app.state.engine = engine
@@ -154,7 +154,7 @@ async def sendgrid_events(
         raise HTTPException(status_code=400, detail="body is not JSON") from None
     if not isinstance(events, list):
         raise HTTPException(status_code=400, detail="expected a JSON array of events")
-    from listeners.delivery import record_events
+    from pulse.listeners.delivery import record_events
 
     summary = await run_in_threadpool(record_events, engine, events)
     return DeliveryAnswer(**{k: v for k, v in summary.to_dict().items()

@@ -3,22 +3,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulse.errors import ConfigError
+from pulse.core.errors import ConfigError
 
 NAMES = ("file", "sendgrid")
 
 
 def make_transport(name: str | None = None) -> Any:
     """The transport named, else the one in settings (`PULSE_TRANSPORT`)."""
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     name = (name or get_settings().transport).strip().lower()
     if name == "file":
-        from outreach.transports.file import FileTransport
+        from pulse.outreach.transports.file import FileTransport
 
         return FileTransport()
     if name == "sendgrid":
-        from outreach.transports.sendgrid import SendGridTransport
+        from pulse.outreach.transports.sendgrid import SendGridTransport
 
         return SendGridTransport()
     raise ConfigError(f"invalid value for transport: expected one of {NAMES} (not {name!r})")

@@ -25,8 +25,8 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
-from outreach.message import Outgoing, SendResult
-from pulse.settings import get_settings
+from pulse.core.settings import get_settings
+from pulse.outreach.message import Outgoing, SendResult
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from outreach.message import Outgoing, SendResult
-from pulse.errors import ConfigError, PulseError
-from pulse.settings import get_settings
+from pulse.core.errors import ConfigError, PulseError
+from pulse.core.settings import get_settings
+from pulse.outreach.message import Outgoing, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def resolve_api_key() -> str:
 
 
 def _airflow_connection_password(conn_id: str) -> str | None:
-    from pulse.secrets import airflow_connection_password
+    from pulse.core.secrets import airflow_connection_password
 
     return airflow_connection_password(conn_id)
 

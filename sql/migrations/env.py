@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from sql.schema import Base
+from pulse.sql.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -12,7 +12,7 @@ target_metadata = Base.metadata
 def run() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
-        from sql.db import make_engine
+        from pulse.sql.db import make_engine
 
         engine = make_engine()
     with engine.connect() as connection:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import sql.types
+import pulse.sql.types
 
 revision = '0002'
 down_revision = '0001'
@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('as_of', sa.Date(), nullable=False),
     sa.Column('account_id', sa.String(length=64), nullable=False),
     sa.Column('basis', sa.String(length=8), nullable=False),
-    sa.Column('computed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('computed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('account_age_days', sa.Integer(), nullable=True),
     sa.Column('seats', sa.Integer(), nullable=True),
     sa.Column('active_days_7d', sa.Integer(), nullable=False),
@@ -37,8 +37,8 @@ def upgrade() -> None:
     sa.Column('seat_utilisation_28d', sa.Float(), nullable=True),
     sa.Column('error_rate_28d', sa.Float(), nullable=True),
     sa.Column('days_since_last_use', sa.Integer(), nullable=True),
-    sa.Column('usage_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('usage_source_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('usage_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('usage_source_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('mrr', sa.Float(), nullable=True),
     sa.Column('mrr_90d_ago', sa.Float(), nullable=True),
     sa.Column('mrr_change_90d_pct', sa.Float(), nullable=True),
@@ -46,8 +46,8 @@ def upgrade() -> None:
     sa.Column('downgrades_90d', sa.Integer(), nullable=False),
     sa.Column('cancelled', sa.Boolean(), nullable=False),
     sa.Column('days_to_renewal', sa.Integer(), nullable=True),
-    sa.Column('billing_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('billing_source_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('billing_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('billing_source_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('tickets_30d', sa.Integer(), nullable=False),
     sa.Column('tickets_90d', sa.Integer(), nullable=False),
     sa.Column('open_tickets', sa.Integer(), nullable=False),
@@ -55,15 +55,15 @@ def upgrade() -> None:
     sa.Column('resolve_hours_median_90d', sa.Float(), nullable=True),
     sa.Column('resolve_hours_mean_90d', sa.Float(), nullable=True),
     sa.Column('days_since_last_ticket', sa.Integer(), nullable=True),
-    sa.Column('support_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('support_source_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('support_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('support_source_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('mentions_28d', sa.Integer(), nullable=False),
     sa.Column('negative_mentions_28d', sa.Integer(), nullable=False),
     sa.Column('negative_share_28d', sa.Float(), nullable=True),
-    sa.Column('social_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('social_source_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('social_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('social_source_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('incident_minutes_28d', sa.Float(), nullable=False),
-    sa.Column('incidents_source_last_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('incidents_source_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('as_of', 'account_id', name=op.f('pk_account_features'))
     )
     with op.batch_alter_table('account_features', schema=None) as batch_op:
@@ -79,7 +79,7 @@ def upgrade() -> None:
     sa.Column('change_7d', sa.Float(), nullable=True),
     sa.Column('change_30d', sa.Float(), nullable=True),
     sa.Column('skipped', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('computed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('computed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('as_of', 'account_id', name=op.f('pk_account_health'))
     )
     with op.batch_alter_table('account_health', schema=None) as batch_op:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import op
 import sqlalchemy as sa
-import sql.types
+import pulse.sql.types
 from sqlalchemy.dialects import postgresql
 
 revision = '0003'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('flag', sa.String(length=32), nullable=False),
     sa.Column('evidence', sa.Text(), nullable=False),
     sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('computed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('computed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('as_of', 'account_id', 'flag', name=op.f('pk_account_flags'))
     )
     with op.batch_alter_table('account_flags', schema=None) as batch_op:
@@ -36,13 +36,13 @@ def upgrade() -> None:
     sa.Column('model_version', sa.Integer(), nullable=False),
     sa.Column('probability', sa.Float(), nullable=False),
     sa.Column('drivers', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('computed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('computed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('as_of', 'account_id', name=op.f('pk_churn_scores'))
     )
     op.create_table('model_registry',
     sa.Column('version', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('trained_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('trained_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('train_start', sa.Date(), nullable=False),
     sa.Column('train_end', sa.Date(), nullable=False),
     sa.Column('valid_start', sa.Date(), nullable=False),
@@ -52,7 +52,7 @@ def upgrade() -> None:
     sa.Column('metrics', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('artifact_path', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('promoted_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('promoted_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('version', name=op.f('pk_model_registry'))
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import op
 import sqlalchemy as sa
-import sql.types
+import pulse.sql.types
 from sqlalchemy.dialects import postgresql
 
 revision = '0004'
@@ -25,9 +25,9 @@ def upgrade() -> None:
     sa.Column('event', sa.String(length=24), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=True),
     sa.Column('provider_message_id', sa.String(length=128), nullable=True),
-    sa.Column('occurred_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('detail', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('received_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id', name=op.f('pk_delivery_events'))
     )
     with op.batch_alter_table('delivery_events', schema=None) as batch_op:
@@ -44,11 +44,11 @@ def upgrade() -> None:
     sa.Column('affected_users', sa.Integer(), nullable=False),
     sa.Column('components', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('regions', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('first_affected_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('last_affected_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('window_start', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('window_end', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('computed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('first_affected_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_affected_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('window_start', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('window_end', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('computed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('incident_id', 'account_id', name=op.f('pk_incident_impacts'))
     )
     with op.batch_alter_table('incident_impacts', schema=None) as batch_op:
@@ -59,8 +59,8 @@ def upgrade() -> None:
     sa.Column('incident_id', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('body', sa.Text(), nullable=True),
-    sa.Column('created_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('landed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('landed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('update_id', name=op.f('pk_incident_updates'))
     )
     with op.batch_alter_table('incident_updates', schema=None) as batch_op:
@@ -86,11 +86,11 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('rule', sa.String(length=32), nullable=True),
     sa.Column('rule_detail', sa.Text(), nullable=True),
-    sa.Column('not_before', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('queued_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('claimed_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('sent_at', sql.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('not_before', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('queued_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('transport', sa.String(length=16), nullable=True),
     sa.Column('provider_message_id', sa.String(length=128), nullable=True),
@@ -110,7 +110,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=16), nullable=False),
     sa.Column('source', sa.String(length=32), nullable=False),
     sa.Column('detail', sa.Text(), nullable=True),
-    sa.Column('created_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('email', name=op.f('pk_suppressions'))
     )
     # ### end Alembic commands ###

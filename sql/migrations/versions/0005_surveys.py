@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import op
 import sqlalchemy as sa
-import sql.types
+import pulse.sql.types
 
 
 revision = '0005'
@@ -25,12 +25,12 @@ def upgrade() -> None:
     sa.Column('contact_id', sa.String(length=64), nullable=False),
     sa.Column('rating', sa.Integer(), nullable=False),
     sa.Column('comment', sa.Text(), nullable=True),
-    sa.Column('first_rated_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('rated_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('commented_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('first_rated_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('rated_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('commented_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('rating_changes', sa.Integer(), nullable=False),
-    sa.Column('landed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('landed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('survey_id', name=op.f('pk_survey_responses'))
     )
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
@@ -50,9 +50,9 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('skip_reason', sa.String(length=32), nullable=True),
     sa.Column('skip_detail', sa.Text(), nullable=True),
-    sa.Column('due_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('created_at', sql.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sql.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('message_id', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('survey_id', name=op.f('pk_surveys')),
     sa.UniqueConstraint('survey_key', name=op.f('uq_surveys_survey_key'))
@@ -66,7 +66,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('csat_last', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('csat_90d', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('csat_responses_90d', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('surveys_last_at', sql.types.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('surveys_last_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=True))
 
     # ### end Alembic commands ###
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import op
 import sqlalchemy as sa
-import sql.types
+import pulse.sql.types
 from sqlalchemy.dialects import postgresql
 
 revision = '0006'
@@ -22,14 +22,14 @@ def upgrade() -> None:
     op.create_table('suspected_incidents',
     sa.Column('suspect_id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('component', sa.String(length=64), nullable=False),
-    sa.Column('bucket_start', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('bucket_start', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('negative_mentions', sa.Integer(), nullable=False),
     sa.Column('baseline', sa.Float(), nullable=False),
     sa.Column('score', sa.Float(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('incident_id', sa.String(length=64), nullable=True),
     sa.Column('sample_mention_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('detected_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('detected_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('suspect_id', name=op.f('pk_suspected_incidents')),
     sa.UniqueConstraint('component', 'bucket_start', name='uq_suspected_incidents_component_bucket')
     )
@@ -37,7 +37,7 @@ def upgrade() -> None:
     sa.Column('item_type', sa.String(length=16), nullable=False),
     sa.Column('item_id', sa.String(length=64), nullable=False),
     sa.Column('account_id', sa.String(length=64), nullable=True),
-    sa.Column('created_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('sentiment', sa.String(length=8), nullable=False),
     sa.Column('sentiment_score', sa.Float(), nullable=False),
@@ -49,7 +49,7 @@ def upgrade() -> None:
     sa.Column('route_confidence', sa.Float(), nullable=False),
     sa.Column('route_method', sa.String(length=16), nullable=False),
     sa.Column('theme_key', sa.String(length=64), nullable=True),
-    sa.Column('computed_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('computed_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('item_type', 'item_id', name=op.f('pk_text_insights'))
     )
     with op.batch_alter_table('text_insights', schema=None) as batch_op:
@@ -61,7 +61,7 @@ def upgrade() -> None:
     sa.Column('query', sa.String(length=512), nullable=False),
     sa.Column('since_id', sa.String(length=32), nullable=True),
     sa.Column('fetched', sa.Integer(), nullable=False),
-    sa.Column('updated_at', sql.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('query', name=op.f('pk_x_watermarks'))
     )

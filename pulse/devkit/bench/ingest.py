@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
-from sql.db import create_schema, drop_schema, make_engine, upgrade
+from pulse.sql.db import create_schema, drop_schema, make_engine, upgrade
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 USAGE_COLS = ["event_id", "account_id", "occurred_at", "feature", "contact_id", "component",
@@ -117,7 +117,7 @@ class Figure:
 
 def _measure(db: str, rows: int, acc: Path, usage: Path, make: Any, raw_load: Any,
              console: Console) -> Figure:
-    from listeners.landing import land_file
+    from pulse.listeners.landing import land_file
 
     console.print(f"{db}: raw bulk load of {rows:,} rows ...")
     engine = make("raw")

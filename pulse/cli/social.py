@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli_common import Format, warehouse
+from pulse.cli.common import Format, warehouse
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -39,7 +39,7 @@ def listen_cmd(
 ) -> None:
     """Fetch what is new for every query since its watermark and land it; without a bearer
     token, replay a file of mentions. Exits 1 when a query failed (its watermark stays)."""
-    from listeners.x_listener import listen
+    from pulse.listeners.x_listener import listen
 
     report = listen(_engine(), queries=query or None, replay=replay, max_pages=max_pages)
     if fmt is Format.json:
@@ -65,7 +65,7 @@ def listen_cmd(
 def watermarks_cmd(fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table
                    ) -> None:
     """Each query's watermark: the newest tweet id fetched, how many in all, the last error."""
-    from listeners.x_listener import watermarks
+    from pulse.listeners.x_listener import watermarks
 
     rows = watermarks(_engine())
     if fmt is Format.json:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import ListFormat, warehouse
+from pulse.cli.common import ListFormat, warehouse
 
 out = Console()
 err = Console(stderr=True)
@@ -82,8 +82,8 @@ def outreach_send(
 ) -> None:
     """Send the due messages of the outbox, after the rules (opt-out, suppression list,
     churned account, quiet hours, frequency cap); reconcile what a crash left in doubt."""
-    from outreach.outbox import send_due
-    from outreach.transports import make_transport
+    from pulse.outreach.outbox import send_due
+    from pulse.outreach.transports import make_transport
 
     engine = _engine()
     chosen = make_transport(transport.value if transport else None)
@@ -150,7 +150,7 @@ def outbox_list(
     fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
 ) -> None:
     """List outbox messages, newest first, with the rule that stopped or deferred them."""
-    from outreach.outbox import STATUSES, list_messages
+    from pulse.outreach.outbox import STATUSES, list_messages
 
     if status and status not in STATUSES:
         raise typer.BadParameter(f"expected one of {', '.join(STATUSES)} (not {status!r})",
@@ -171,7 +171,7 @@ def suppress_add(
     detail: Annotated[str | None, typer.Option(help="A note for the record.")] = None,
 ) -> None:
     """Put an address on the suppression list (idempotent)."""
-    from outreach.outbox import add_suppression
+    from pulse.outreach.outbox import add_suppression
 
     new = add_suppression(_engine(), email, reason=reason.value, source="cli", detail=detail)
     out.print(f"{email.strip().lower()} " + ("suppressed" if new else "was already suppressed"))
@@ -182,7 +182,7 @@ def suppress_list(
     fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
 ) -> None:
     """List the suppression list, newest first."""
-    from outreach.outbox import list_suppressions
+    from pulse.outreach.outbox import list_suppressions
 
     rows = _records(list_suppressions(_engine()))
     _emit(rows, ["email", "reason", "source", "detail", "created_at"], fmt, "Suppressions")
@@ -222,7 +222,7 @@ def serve(
     import uvicorn
     from sqlalchemy.engine import make_url
 
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     settings = get_settings()
     engine = _engine()  # fails early, with a clear message, on an unmigrated warehouse
@@ -240,7 +240,7 @@ def serve(
               f"{'s' if workers != 1 else ''}, warehouse {shown}); public links use "
               f"{settings.public_base_url}. Ctrl+C stops it.", soft_wrap=True)
     sys.stdout.flush()
-    uvicorn.run("web.app:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("pulse.web.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=access_log, proxy_headers=proxy_headers,
                 forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
                 limit_concurrency=limit_concurrency, backlog=backlog,

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Format, parse_time
+from pulse.cli.common import Format, parse_time
 
 out = Console()
 
@@ -71,8 +71,8 @@ def detect(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Score recent buckets and record spikes (suspected, or attached to an open incident)."""
-    from models.chatter import detect_chatter
-    from sql.db import ensure_schema, make_engine
+    from pulse.models.chatter import detect_chatter
+    from pulse.sql.db import ensure_schema, make_engine
 
     engine = make_engine()
     ensure_schema(engine)
@@ -101,8 +101,8 @@ def list_(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """List recorded spikes, newest first, with sample posts."""
-    from models.chatter import suspected_incidents
-    from sql.db import ensure_schema, make_engine
+    from pulse.models.chatter import suspected_incidents
+    from pulse.sql.db import ensure_schema, make_engine
 
     if status is not None and status not in ("suspected", "attached"):
         raise typer.BadParameter(f'expected "suspected" or "attached" (not {status!r})',

@@ -30,7 +30,7 @@ _warned: set[str] = set()
 
 def rates() -> tuple[str, dict[str, float]]:
     """(reporting currency, value of one unit of each currency in it)."""
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
 
     settings = get_settings()
     target = settings.reporting_currency.strip().upper() or "USD"

@@ -13,14 +13,14 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine, func, select
 
-from pulse.settings import get_settings
-from sql.db import ensure_schema
-from sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
+from pulse.core.settings import get_settings
+from pulse.sql.db import ensure_schema
+from pulse.sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
 
 
 def warehouse_summary(engine: Engine) -> dict[str, Any]:
     """Rows per table, open quarantine reasons, and the ingest run log's totals."""
-    from listeners.quarantine import summarise
+    from pulse.listeners.quarantine import summarise
 
     ensure_schema(engine)
     with engine.connect() as conn:
@@ -67,8 +67,8 @@ def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
     """Run pulse_health for today through Airflow and print the top of the risk list."""
     from datetime import UTC, datetime
 
-    from models.risklist import build_risk_list
-    from pulse.airflow_env import run_dag_test
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.models.risklist import build_risk_list
 
     today = datetime.now(UTC).date()
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
@@ -101,8 +101,8 @@ def _outage_step(engine: Engine, env: dict[str, str], console: Console,
     """Run pulse_outage through Airflow: impact of the live incident, notices, sending."""
     import json
 
-    from pulse.airflow_env import run_dag_test
-    from sql.schema import Incident, IncidentImpact, OutboxMessage
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.sql.schema import Incident, IncidentImpact, OutboxMessage
 
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_outage-demo.log"
     console.print("[bold]6.[/] running the Airflow DAG pulse_outage (incident impact, notices "
@@ -143,8 +143,8 @@ def _outage_step(engine: Engine, env: dict[str, str], console: Console,
 
 def _outreach_step(engine: Engine, env: dict[str, str], console: Console) -> None:
     """Run pulse_outreach through Airflow: check-ins and CSM digests, then the outbox."""
-    from pulse.airflow_env import run_dag_test
-    from sql.schema import OutboxMessage
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.sql.schema import OutboxMessage
 
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_outreach-demo.log"
     console.print("[bold]8.[/] running the Airflow DAG pulse_outreach (check-ins, CSM digests, "
@@ -170,8 +170,8 @@ def _outreach_step(engine: Engine, env: dict[str, str], console: Console) -> Non
 
 def _survey_step(engine: Engine, env: dict[str, str], console: Console) -> None:
     """Run pulse_surveys through Airflow: CSAT surveys for tickets solved a day ago."""
-    from pulse.airflow_env import run_dag_test
-    from sql.schema import Survey
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.sql.schema import Survey
 
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_surveys-demo.log"
     console.print("[bold]9.[/] running the Airflow DAG pulse_surveys (CSAT surveys after "
@@ -193,8 +193,8 @@ def _survey_step(engine: Engine, env: dict[str, str], console: Console) -> None:
 def _feedback_step(engine: Engine, env: dict[str, str], console: Console) -> None:
     """pulse_social (replayed mentions, outage chatter), then pulse_feedback (classification,
     routing, this week's digest per team), and the digests it wrote."""
-    from pulse.airflow_env import run_dag_test
-    from sql.schema import SuspectedIncident, TextInsight
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.sql.schema import SuspectedIncident, TextInsight
 
     home = get_settings().resolved_home()
     for step, dag_id, conf, what in (
@@ -247,9 +247,9 @@ class _TaskEcho(io.TextIOBase):
 
 
 def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Console) -> None:
-    from pulse.airflow_env import airflow_environ, ensure_airflow_db, run_dag_test
-    from pulse.demo import generate
-    from sql.db import make_engine, upgrade
+    from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db, run_dag_test
+    from pulse.devkit.demo import generate
+    from pulse.sql.db import make_engine, upgrade
 
     settings = get_settings()
     home = settings.resolved_home()

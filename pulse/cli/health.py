@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Basis, Format, ListFormat, parse_day
+from pulse.cli.common import Basis, Format, ListFormat, parse_day
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from models.scorecard import Scorecard
+    from pulse.models.scorecard import Scorecard
 
 out = Console()
 err = Console(stderr=True)
@@ -47,15 +47,15 @@ def score(
     Re-running a date replaces that date's features and health and nothing else. The impact
     of open or changed incidents is refreshed first.
     """
-    from models.scorecard import load_scorecard, score_date
-    from sql.db import make_engine
-    from sql.features import ensure_features_schema
+    from pulse.models.scorecard import load_scorecard, score_date
+    from pulse.sql.db import make_engine
+    from pulse.sql.features import ensure_features_schema
 
     day = parse_day(as_of)
     card = load_scorecard(scorecard)  # a bad file stops here, before any work
     engine = make_engine()
     ensure_features_schema(engine)
-    from models.outage import refresh_impacts
+    from pulse.models.outage import refresh_impacts
 
     refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
     if fmt is Format.table and sys.stderr.isatty():
@@ -97,7 +97,7 @@ def scorecard_check(
         help="Scorecard YAML (default: $PULSE_SCORECARD, else the built-in one).")] = None,
 ) -> None:
     """Check a scorecard file; name each problem with its line."""
-    from models.scorecard import ScorecardError, load_scorecard
+    from pulse.models.scorecard import ScorecardError, load_scorecard
 
     try:
         card = load_scorecard(path)
@@ -127,7 +127,7 @@ def scorecard_check(
 @scorecard_app.command("features")
 def scorecard_features() -> None:
     """The features a scorecard measure may use, and what each one means."""
-    from sql.features import FEATURES
+    from pulse.sql.features import FEATURES
 
     table = Table(title="Features (per account, as of a date)", title_justify="left")
     table.add_column("feature")
@@ -155,8 +155,8 @@ def _score_flags(engine: Engine, day: date, card: Scorecard,
     """The tail of `pulse score`: flags from the health just stored."""
     import time
 
-    from models.flags import compute_flags
-    from sql.flags import flag_counts
+    from pulse.models.flags import compute_flags
+    from pulse.sql.flags import flag_counts
 
     t0 = time.perf_counter()
     compute_flags(engine, day, scorecard=card)
@@ -178,11 +178,11 @@ def flags(
     evidence in words. Re-running a date replaces that date's flags and nothing else.
     (`pulse score` runs this too.)
     """
-    from models.flags import COMPUTED_FLAGS, FLAG_NAMES, compute_flags
-    from models.scorecard import load_scorecard
-    from sql.db import make_engine
-    from sql.features import ensure_features_schema
-    from sql.flags import flag_counts
+    from pulse.models.flags import COMPUTED_FLAGS, FLAG_NAMES, compute_flags
+    from pulse.models.scorecard import load_scorecard
+    from pulse.sql.db import make_engine
+    from pulse.sql.features import ensure_features_schema
+    from pulse.sql.flags import flag_counts
 
     day = parse_day(as_of)
     card = load_scorecard(scorecard)
@@ -205,13 +205,13 @@ def flags(
 
 
 def _flagged_accounts(engine: Engine, day: date) -> set[str]:
-    from sql.flags import load_flags
+    from pulse.sql.flags import load_flags
 
     return set(load_flags(engine, day)["account_id"])
 
 
 def _risk_day(engine: Engine, as_of: str | None) -> date:
-    from models.risklist import latest_scored_date
+    from pulse.models.risklist import latest_scored_date
 
     if as_of:
         return parse_day(as_of)
@@ -237,9 +237,9 @@ def risk_list(
     The probability is the churn model's where it scored the account that day, else
     (100 - health) / 100 from the scorecard; each row says which (risk basis).
     """
-    from models.risklist import risk_list_document
-    from sql.db import make_engine
-    from sql.features import ensure_features_schema
+    from pulse.models.risklist import risk_list_document
+    from pulse.sql.db import make_engine
+    from pulse.sql.features import ensure_features_schema
 
     engine = make_engine()
     ensure_features_schema(engine)
@@ -342,9 +342,9 @@ def account(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """One account: its health history, what drives its health, its flags and churn risk."""
-    from models.risklist import account_view
-    from sql.db import make_engine
-    from sql.features import ensure_features_schema
+    from pulse.models.risklist import account_view
+    from pulse.sql.db import make_engine
+    from pulse.sql.features import ensure_features_schema
 
     engine = make_engine()
     ensure_features_schema(engine)

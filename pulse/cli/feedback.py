@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from pulse.cli_outreach import ListFormat, TransportName, _emit, _engine, _records
+from pulse.cli.outreach import ListFormat, TransportName, _emit, _engine, _records
 
 out = Console()
 
@@ -44,7 +44,7 @@ def feedback_refresh(
         help="Only items created on or after this date (ISO).")] = None,
 ) -> None:
     """Classify (sentiment, kind, team) the feedback items that are new or changed."""
-    from models.feedback import refresh_insights
+    from pulse.models.feedback import refresh_insights
 
     n = refresh_insights(_engine(), since=_day(since, "--since"))
     out.print(f"classified {n} feedback item{'' if n == 1 else 's'}")
@@ -63,7 +63,7 @@ def feedback_themes(
     """The themes of each team's feedback: items, distinct accounts, MRR behind them."""
     import pandas as pd
 
-    from models.feedback import period_items, themes_of
+    from pulse.models.feedback import period_items, themes_of
 
     hi = _day(until, "--until") or (datetime.now(UTC).date() + timedelta(days=1))
     lo = _day(since, "--since") or hi - timedelta(days=7)
@@ -100,14 +100,14 @@ def feedback_digest(
 ) -> None:
     """Write each team's digest to $PULSE_HOME/digests/ (HTML and Markdown); --send also
     emails it, once per team per period."""
-    from outreach.feedback_digest import build_digests, queue_digests
+    from pulse.outreach.feedback_digest import build_digests, queue_digests
 
     engine = _engine()
     period_end = _day(end, "--end")
     result: dict[str, Any]
     if send:
-        from outreach.outbox import send_due
-        from outreach.transports import make_transport
+        from pulse.outreach.outbox import send_due
+        from pulse.outreach.transports import make_transport
 
         run = queue_digests(engine, period=period.value, period_end=period_end, team=team)
         report = send_due(engine, make_transport(transport.value if transport else None))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pulse.cli_common import Format
+from pulse.cli.common import Format
 
 text_app = typer.Typer(help="Sentiment, feedback kind and routing of texts.",
                        no_args_is_help=True)
@@ -27,14 +27,14 @@ def train_sentiment_cmd(
     fmt: Annotated[Format, typer.Option("--format", help="table or json")] = Format.table,
 ) -> None:
     """Cross-validate, then train on all rows and save to $PULSE_HOME/models."""
-    from models.text import (
+    from pulse.core.errors import PulseError
+    from pulse.models.text import (
         clear_cache,
         cross_validate,
         read_labelled_csv,
         train_sentiment,
         user_sentiment_path,
     )
-    from pulse.errors import PulseError
 
     console = Console()
     try:
@@ -69,8 +69,8 @@ def classify_cmd(
     """Sentiment, feedback kind and route of each text."""
     from rich.table import Table
 
-    from models.text import classify
-    from pulse.errors import PulseError
+    from pulse.core.errors import PulseError
+    from pulse.models.text import classify
 
     console = Console()
     try:
@@ -94,16 +94,9 @@ def classify_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `text` to the app and `text` to its `bench` group."""
-    from pulse.bench_text import register as register_bench
+    """Add `text`; `pulse text bench` is the same as `pulse bench text`."""
+    from pulse.devkit.bench.text import bench_text
 
-    app.add_typer(text_app, name="text")
-    from pulse.cli_common import bench_group
-
-    bench = bench_group(app)
-    register_bench(bench)
-    from pulse.bench_text import bench_text
-
-    # The issue names it both ways: `pulse bench text` and `pulse text bench`.
     if not any(c.name == "bench" for c in text_app.registered_commands):
         text_app.command("bench", help="The same as `pulse bench text`.")(bench_text)
+    app.add_typer(text_app, name="text")

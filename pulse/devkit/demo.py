@@ -2237,7 +2237,7 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
     groups = {acc.ids[i]: grp.name(i) for i in range(acc.n)}
     truth = {
         "generated_with": {
-            "generator": "pulse.demo", "version": GENERATOR_VERSION, "accounts": accounts,
+            "generator": "pulse.devkit.demo", "version": GENERATOR_VERSION, "accounts": accounts,
             "days": days, "seed": seed, "start": clock.start.isoformat(),
             "end": clock.end.isoformat(),
             "window_end": _fmt1(clock.limit_ts), "malformed_rate": malformed_rate,

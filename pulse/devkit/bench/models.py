@@ -46,7 +46,7 @@ def _console() -> Console:
 
 def _silent_flags_available() -> bool:
     try:
-        from models.flags import compute_flags  # noqa: F401
+        from pulse.models.flags import compute_flags  # noqa: F401
     except ImportError:
         return False
     return True
@@ -85,8 +85,8 @@ class ModelFigure:
 
 
 def _land_world(engine: Engine, folder: Path) -> int:
-    from listeners.landing import land_files, source_for_path
-    from pulse.errors import UnknownSourceError
+    from pulse.core.errors import UnknownSourceError
+    from pulse.listeners.landing import land_files, source_for_path
 
     files = []
     for p in sorted(folder.iterdir()):
@@ -103,9 +103,9 @@ def _land_world(engine: Engine, folder: Path) -> int:
 def _silent_figures(engine: Engine, end: date, truth: set[str], fig: ModelFigure) -> None:
     from sqlalchemy import select
 
-    from models.flags import compute_flags
-    from models.scorecard import score_date
-    from sql.schema import AccountFlag
+    from pulse.models.flags import compute_flags
+    from pulse.models.scorecard import score_date
+    from pulse.sql.schema import AccountFlag
 
     score_date(engine, end, basis="occurred")
     compute_flags(engine, end)
@@ -123,10 +123,10 @@ def run_model_bench(*, seed: int | None, accounts: int, days: int, horizon: int,
                     valid_days: int, classifier: str, data_dir: Path | None = None,
                     end: date | None = None, console: Console | None = None) -> ModelFigure:
     """Generate (or read) one world, land it, train, and measure; see the module docstring."""
-    from models.registry import train_and_register
-    from models.training import TrainingDataError, data_span
-    from pulse.demo import generate
-    from sql.db import make_engine, upgrade
+    from pulse.devkit.demo import generate
+    from pulse.models.registry import train_and_register
+    from pulse.models.training import TrainingDataError, data_span
+    from pulse.sql.db import make_engine, upgrade
 
     with tempfile.TemporaryDirectory(prefix="pulse-bench-models-") as tmp:
         folder = Path(tmp)
@@ -425,10 +425,10 @@ def synthesise(folder: Path, *, accounts: int, days: int, seed: int = 1,
 
 def _bench_champion(folder: Path, console: Console | None) -> Any:
     """A churn model fitted on a small demo world, to be the champion of the bench warehouse."""
-    from models.registry import fit_and_evaluate
-    from models.training import build_training_data
-    from pulse.demo import generate
-    from sql.db import make_engine, upgrade
+    from pulse.devkit.demo import generate
+    from pulse.models.registry import fit_and_evaluate
+    from pulse.models.training import build_training_data
+    from pulse.sql.db import make_engine, upgrade
 
     end = datetime.now(UTC).date() - timedelta(days=1)
     world = folder / "champion-world"
@@ -463,11 +463,11 @@ class ScoreFigure:
 
 def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
                  counts: dict[str, int], console: Console | None) -> ScoreFigure:
-    from listeners.landing import land_files
-    from models.registry import register_fitted, score_churn_summary
-    from models.scorecard import score_accounts
-    from sql.db import upgrade
-    from sql.features import compute_features
+    from pulse.listeners.landing import land_files
+    from pulse.models.registry import register_fitted, score_churn_summary
+    from pulse.models.scorecard import score_accounts
+    from pulse.sql.db import upgrade
+    from pulse.sql.features import compute_features
 
     fig = ScoreFigure(db, counts["accounts"], counts.get("usage", 0))
     upgrade(engine)
@@ -488,7 +488,7 @@ def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
     summary = stage("churn scoring", lambda: score_churn_summary(engine, end))
     fig.churn_explained = summary.explained
     if _silent_flags_available():
-        from models.flags import compute_flags
+        from pulse.models.flags import compute_flags
 
         stage("flags", lambda: compute_flags(engine, end))
     return fig
@@ -496,8 +496,8 @@ def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
 
 def run_score_bench(*, accounts: int, days: int, seed: int, postgres_url: str | None,
                     console: Console | None) -> list[ScoreFigure]:
-    from pulse.bench import DEFAULT_PG
-    from sql.db import create_schema, drop_schema, make_engine
+    from pulse.devkit.bench.ingest import DEFAULT_PG
+    from pulse.sql.db import create_schema, drop_schema, make_engine
 
     figures: list[ScoreFigure] = []
     with tempfile.TemporaryDirectory(prefix="pulse-bench-score-") as tmp:

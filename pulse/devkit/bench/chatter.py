@@ -1,6 +1,6 @@
 """`pulse bench chatter`: how early outage chatter flags incidents, and how often it cries wolf.
 
-Per world: a demo world (`pulse.demo.generate`) landed into a fresh SQLite warehouse, then
+Per world: a demo world (`pulse.devkit.demo.generate`) landed into a fresh SQLite warehouse, then
 `detect_chatter` over the whole window in one pass (each bucket is scored only against the
 buckets before it, exactly as a run every 15 minutes would see it; the detector runs at the
 end of each bucket). Ground truth is the world's incidents table.
@@ -29,7 +29,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli_common import Format
+from pulse.cli.common import Format
 
 WINDOW = timedelta(hours=2)
 
@@ -124,11 +124,11 @@ def run_world(*, seed: int, accounts: int, days: int, baseline_days: int = 7,
     import pandas as pd
     from sqlalchemy import func, select
 
-    from listeners.landing import land_files
-    from models.chatter import detect_chatter
-    from pulse.demo import generate
-    from sql.db import make_engine, upgrade
-    from sql.schema import Incident, Mention
+    from pulse.devkit.demo import generate
+    from pulse.listeners.landing import land_files
+    from pulse.models.chatter import detect_chatter
+    from pulse.sql.db import make_engine, upgrade
+    from pulse.sql.schema import Incident, Mention
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pulse-bench-chatter-") as tmp:
@@ -205,11 +205,3 @@ def bench_chatter(
         print(json.dumps([f.to_dict() for f in figs], indent=2))
     else:
         _table(figs, console)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `bench chatter` to the `bench` group."""
-    from pulse.cli_common import bench_group
-
-    bench = bench_group(app)
-    bench.command("chatter")(bench_chatter)

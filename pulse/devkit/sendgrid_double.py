@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pulse.errors import ConfigError
-from pulse.settings import env_flag
+from pulse.core.errors import ConfigError
+from pulse.core.settings import env_flag
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ _ERRORS_HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.ht
 
 def spec_path() -> Path:
     """Where SendGrid's OpenAPI description of the Mail API is expected."""
-    from pulse.shared import shared_path
+    from pulse.core.shared import shared_path
 
     root = os.environ.get("PULSE_SPECS")
     return Path(root) / SPEC_NAME if root else shared_path("specs", SPEC_NAME)

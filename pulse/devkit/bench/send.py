@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli_common import Format
+from pulse.cli.common import Format
 
 
 @dataclass
@@ -43,7 +43,7 @@ class SendFigure:
 
 
 def _drafts(n: int, per_body: int) -> list[Any]:
-    from outreach.outbox import Draft
+    from pulse.outreach.outbox import Draft
 
     drafts = []
     for i in range(n):
@@ -73,11 +73,11 @@ def _drafts(n: int, per_body: int) -> list[Any]:
 
 def _one_run(mode: str, *, batch: bool, messages: int, per_body: int, folder: Path,
              console: Console) -> SendFigure:
-    from outreach.outbox import queue, send_due
-    from outreach.transports.sendgrid import SendGridTransport
-    from pulse.sendgrid_double import SendGridDouble
-    from pulse.settings import get_settings
-    from sql.db import make_engine, upgrade
+    from pulse.core.settings import get_settings
+    from pulse.devkit.sendgrid_double import SendGridDouble
+    from pulse.outreach.outbox import queue, send_due
+    from pulse.outreach.transports.sendgrid import SendGridTransport
+    from pulse.sql.db import make_engine, upgrade
 
     home = folder / mode.replace(" ", "-")
     home.mkdir()
@@ -127,7 +127,7 @@ def run_send_bench(*, messages: int, per_body: int | None, fmt: str,
                 figures.append(_one_run(mode, batch=batch, messages=messages,
                                         per_body=per_body, folder=Path(tmp), console=console))
     finally:
-        from pulse.settings import get_settings
+        from pulse.core.settings import get_settings
 
         for k, v in saved.items():
             if v is None:
@@ -171,11 +171,3 @@ def bench_send(
     console = Console(stderr=fmt is Format.json)  # JSON alone on stdout
     run_send_bench(messages=messages, per_body=recipients_per_body, fmt=fmt.value,
                    console=console)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `bench send` to the `bench` group."""
-    from pulse.cli_common import bench_group
-
-    bench = bench_group(app)
-    bench.command("send")(bench_send)

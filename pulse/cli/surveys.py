@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from pulse.cli_outreach import ListFormat, _emit, _engine, _records
+from pulse.cli.outreach import ListFormat, _emit, _engine, _records
 
 out = Console()
 
@@ -63,7 +63,7 @@ def surveys_run(
     """Queue the CSAT surveys due now (solved tickets, resolved incidents, the periodic
     relationship survey) after the fatigue rules; every skipped survey is recorded with its
     reason. Send them with `pulse outreach send` (or the pulse_surveys DAG)."""
-    from outreach.surveys import queue_due_surveys
+    from pulse.outreach.surveys import queue_due_surveys
 
     report = queue_due_surveys(_engine(), now=_instant(now, "--now"), dry_run=dry_run)
     if fmt is not ListFormat.table:
@@ -93,7 +93,7 @@ def surveys_list(
 ) -> None:
     """List surveys, newest first: queued (with the outbox status and any rating) or skipped
     (with the rule that stopped it)."""
-    from outreach.surveys import SKIP_REASONS, TRIGGERS, list_surveys
+    from pulse.outreach.surveys import SKIP_REASONS, TRIGGERS, list_surveys
 
     if status and status not in ("queued", "skipped"):
         raise typer.BadParameter(f"expected queued or skipped (not {status!r})",
@@ -131,8 +131,8 @@ def csat_report_cmd(
 ) -> None:
     """CSAT (share of 4 and 5 among responses), response rate (responses / surveys sent) and
     mean rating, by group, with the totals; writes the weekly trend chart."""
-    from models.csat import csat_report, csat_totals, weekly_trend_chart
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.models.csat import csat_report, csat_totals, weekly_trend_chart
 
     lo, hi = _bound(since, "--since"), _bound(until, "--until")
     engine = _engine()

@@ -11,7 +11,7 @@ The split is a seeded (random_state=0) stratified 70/30 split. The tweets span o
 cancelled-flights wave), so a time split mostly measures that drift; the Firefox reports carry
 no dates. The baseline is what anyone would try first: word unigram+bigram TF-IDF into
 scikit-learn's LogisticRegression with default settings. Nothing is downloaded: the corpora are
-read from the team's shared folder (`pulse.shared.shared_path("datasets", ...)`).
+read from the team's shared folder (`pulse.core.shared.shared_path("datasets", ...)`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli_common import Format
+from pulse.cli.common import Format
 
 SPLIT = "seeded stratified 70/30 (random_state=0)"
 
@@ -50,7 +50,7 @@ class TextFigure:
 def datasets_dir() -> Path:
     import os
 
-    from pulse.shared import shared_path
+    from pulse.core.shared import shared_path
 
     root = os.environ.get("PULSE_DATASETS")
     return Path(root) if root else shared_path("datasets")
@@ -67,7 +67,7 @@ def firefox_csv() -> Path:
 def load_airline(path: Path | None = None) -> Any:
     import pandas as pd
 
-    from pulse.errors import InputFileError
+    from pulse.core.errors import InputFileError
 
     path = path or airline_csv()
     if not path.is_file():
@@ -78,7 +78,7 @@ def load_airline(path: Path | None = None) -> Any:
 def load_firefox(path: Path | None = None) -> Any:
     import pandas as pd
 
-    from pulse.errors import InputFileError
+    from pulse.core.errors import InputFileError
 
     path = path or firefox_csv()
     if not path.is_file():
@@ -100,7 +100,7 @@ def compare(task: str, texts: Any, labels: Any, *, random_state: int = 0) -> Tex
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
 
-    from models.text import TextClassifier
+    from pulse.models.text import TextClassifier
 
     started = time.perf_counter()
     X = np.asarray(texts, dtype=object)
@@ -145,7 +145,7 @@ def bench_text(
     fmt: Annotated[Format, typer.Option("--format", help="table or json")] = Format.table,
 ) -> None:
     """Sentiment, complaint reason and routing: Pulse's model beside a TF-IDF baseline."""
-    from pulse.errors import PulseError
+    from pulse.core.errors import PulseError
 
     console = Console()
     try:
@@ -168,9 +168,4 @@ def bench_text(
                       f"{f.pulse_accuracy:.3f}", f"{f.pulse_macro_f1:.3f}", f"{f.seconds:.1f}")
     console.print(table)
     console.print("baseline: TF-IDF word 1-2-grams + LogisticRegression() (defaults); pulse: "
-                  "models.text.TextClassifier")
-
-
-def register(bench: typer.Typer) -> None:
-    """Add `text` to the `bench` group."""
-    bench.command("text")(bench_text)
+                  "pulse.models.text.TextClassifier")

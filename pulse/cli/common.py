@@ -7,6 +7,17 @@ from enum import Enum
 from typing import Any
 
 import typer
+from rich.console import Console
+
+out = Console()
+err = Console(stderr=True)
+
+
+def open_engine() -> Any:
+    """The configured warehouse engine, as it is (commands that create the schema use this)."""
+    from pulse.sql.db import make_engine
+
+    return make_engine()
 
 
 class Format(str, Enum):
@@ -51,17 +62,8 @@ def parse_time(value: str | None) -> datetime | None:
 
 def warehouse() -> Any:
     """The configured warehouse, refused with "run `pulse db upgrade`" unless migrated."""
-    from sql.db import ensure_schema, make_engine
+    from pulse.sql.db import ensure_schema, make_engine
 
     engine = make_engine()
     ensure_schema(engine)
     return engine
-
-
-def bench_group(app: typer.Typer) -> typer.Typer:
-    """The `bench` command group of the `pulse` app (registered first, in pulse/cli.py)."""
-    bench = next((g.typer_instance for g in app.registered_groups
-                  if g.name == "bench" and g.typer_instance is not None), None)
-    if bench is None:
-        raise RuntimeError("the `bench` command group must be registered first")
-    return bench

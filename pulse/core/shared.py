@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pulse.settings import PROJECT_ROOT
+from pulse.core.settings import PROJECT_ROOT
 
 
 def shared_candidates() -> list[Path]:

@@ -20,8 +20,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
-from pulse.errors import ConfigError, PulseError
-from pulse.settings import PROJECT_ROOT, Settings, get_settings
+from pulse.core.errors import ConfigError, PulseError
+from pulse.core.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
 

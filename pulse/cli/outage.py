@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Format, parse_time, warehouse
+from pulse.cli.common import Format, parse_time, warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +104,7 @@ def impact(
     hit: errors on an affected component (in an affected region) inside the incident's
     window; exposed: used it there without errors. See docs/outage.md.
     """
-    from models.outage import (
+    from pulse.models.outage import (
         EXPOSED,
         HIT,
         compute_impact,
@@ -199,8 +199,8 @@ def import_(
     Its incidents land through the data contract (bad ones are quarantined with the reason)
     and their updates are stored; importing the same document again changes nothing.
     """
-    from listeners.statuspage import import_statuspage
-    from models.outage import refresh_impacts
+    from pulse.listeners.statuspage import import_statuspage
+    from pulse.models.outage import refresh_impacts
 
     engine = _engine()
     result = import_statuspage(engine, source)
@@ -229,8 +229,8 @@ def refresh(
     """Recompute the impact of every incident that is open, changed, or never computed."""
     from sqlalchemy import select
 
-    from models.outage import refresh_impacts
-    from sql.schema import Incident
+    from pulse.models.outage import refresh_impacts
+    from pulse.sql.schema import Incident
 
     engine = _engine()
     ids = None

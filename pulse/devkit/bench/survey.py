@@ -36,7 +36,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli_common import Format
+from pulse.cli.common import Format
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -103,7 +103,7 @@ def _seed_warehouse(engine: Any, surveys: int, now: datetime) -> list[tuple[int,
     """N contacts (four per account) and one open survey each; returns (survey id, contact)."""
     from sqlalchemy import insert, select
 
-    from sql.schema import Account, Contact, Survey
+    from pulse.sql.schema import Account, Contact, Survey
 
     accounts = max(1, surveys // 4)
     with engine.begin() as conn:
@@ -179,7 +179,7 @@ async def _load(base: str, plans: list[Plan], clients: int, progress: Any
                 ) -> tuple[list[float], Counter[str], float]:
     import httpx
 
-    from outreach.tokens import sign
+    from pulse.outreach.tokens import sign
 
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -224,7 +224,7 @@ def _check(engine: Any, plans: list[Plan]) -> tuple[int, int, int, int]:
     """(responses, lost, duplicated, wrong) against the plans."""
     from sqlalchemy import func, select
 
-    from sql.schema import SurveyResponse
+    from pulse.sql.schema import SurveyResponse
 
     r = SurveyResponse.__table__
     with engine.connect() as conn:
@@ -242,8 +242,8 @@ def run_survey_bench(*, surveys: int, clients: int, workers: int | None,
                      seed: int, fmt: str, console: Console) -> SurveyFigure:
     from rich.progress import Progress
 
-    from pulse.settings import get_settings
-    from sql.db import create_schema, drop_schema, make_engine, schema_url, upgrade
+    from pulse.core.settings import get_settings
+    from pulse.sql.db import create_schema, drop_schema, make_engine, schema_url, upgrade
 
     keys = ("PULSE_HOME", "PULSE_DATABASE_URL", "PULSE_SECRET_KEY", "PULSE_PUBLIC_BASE_URL",
             "PULSE_RATE_LIMIT_PER_MINUTE")
@@ -371,11 +371,3 @@ def bench_survey(
     except (AssertionError, RuntimeError) as exc:
         Console(stderr=True).print(f"[red]bench survey failed:[/] {exc}")
         raise typer.Exit(1) from None
-
-
-def register(app: typer.Typer) -> None:
-    """Add `bench survey` to the `bench` group."""
-    from pulse.cli_common import bench_group
-
-    bench = bench_group(app)
-    bench.command("survey")(bench_survey)

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pulse.cli_common import Basis, Format, parse_day
+from pulse.cli.common import Basis, Format, parse_day
 
 if TYPE_CHECKING:
-    from models.registry import ModelRecord
+    from pulse.models.registry import ModelRecord
 
 out = Console()
 err = Console(stderr=True)
@@ -37,8 +37,8 @@ class Classifier(str, Enum):
 
 
 def _engine() -> Any:
-    from sql.db import make_engine
-    from sql.features import ensure_features_schema
+    from pulse.sql.db import make_engine
+    from pulse.sql.features import ensure_features_schema
 
     engine = make_engine()
     ensure_features_schema(engine)
@@ -99,7 +99,7 @@ def model_train(
     window (higher ROC AUC; a tie goes to the lower Brier score); otherwise it is kept as a
     challenger with a note saying why.
     """
-    from models.registry import train_and_register
+    from pulse.models.registry import train_and_register
 
     engine = _engine()
     day = parse_day(as_of)
@@ -147,7 +147,7 @@ def model_list(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Every registered churn model, newest first, with its windows and metrics."""
-    from models.registry import list_models
+    from pulse.models.registry import list_models
 
     models = list_models(_engine())
     if fmt is Format.json:
@@ -190,9 +190,9 @@ def model_report(
 ) -> None:
     """Print a model's validation metrics and write its calibration and lift charts (PNG)
     under $PULSE_HOME/reports/."""
-    from models.charts import model_charts
-    from models.registry import get_model
-    from pulse.settings import get_settings
+    from pulse.core.settings import get_settings
+    from pulse.models.charts import model_charts
+    from pulse.models.registry import get_model
 
     record = get_model(_engine(), version)
     charts = model_charts(record, get_settings().resolved_home() / "reports")
@@ -236,7 +236,7 @@ def churn_score(
 ) -> None:
     """Score every account's churn risk as of a date with the champion model, with the top
     drivers of the riskiest in words; re-running a date replaces that date's scores."""
-    from models.registry import score_churn_summary
+    from pulse.models.registry import score_churn_summary
 
     engine = _engine()
     day = parse_day(as_of)
@@ -258,13 +258,6 @@ def churn_score(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `model`, `churn` and the `bench models` / `bench score` commands."""
-    from pulse.bench_models import bench_models, bench_score
-
+    """Add `model` and `churn`."""
     app.add_typer(model_app, name="model")
     app.add_typer(churn_app, name="churn")
-    from pulse.cli_common import bench_group
-
-    bench = bench_group(app)
-    bench.command("models")(bench_models)
-    bench.command("score")(bench_score)

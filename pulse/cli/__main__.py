@@ -1,0 +1,4 @@
+"""`python -m pulse.cli`."""
+from pulse.cli import main
+
+main()

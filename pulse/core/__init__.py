@@ -1,0 +1,1 @@
+"""The ground floor: settings, errors, secrets, money and time. Imports nothing else from Pulse."""
