@@ -147,14 +147,9 @@ def test_the_bench_runs_on_a_small_world() -> None:
 
 
 def _app() -> typer.Typer:
-    """The chatter commands as `pulse` will carry them once registered in pulse/cli.py."""
-    from pulse.cli.chatter import register
-    from pulse.devkit.bench.chatter import register as register_bench
+    """The `pulse` command line, as users run it."""
+    from pulse.cli import app
 
-    app = typer.Typer()
-    app.add_typer(typer.Typer(), name="bench")
-    register(app)
-    register_bench(app)
     return app
 
 

@@ -14,7 +14,7 @@ import typer
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from pulse import cli_surveys
+from pulse.cli import surveys as cli_surveys
 from pulse.listeners.surveys import record_comment, record_rating
 from pulse.models.csat import csat_report, csat_totals, survey_comments, weekly_trend_chart
 from pulse.outreach.checkins import queue_daily

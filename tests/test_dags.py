@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, Table, create_engine, func, select, text
 
-from pulse import airflow_env
 from pulse.core.errors import PulseError
 from pulse.core.settings import get_settings
+from pulse.devkit import airflow_runner as airflow_env
 from pulse.devkit.airflow_runner import (
     DAGS_FOLDER,
     airflow_environ,

@@ -20,12 +20,9 @@ def _fresh_models() -> None:
 
 
 def _app() -> typer.Typer:
-    """The commands as `pulse` has them, registered the way pulse/cli.py registers them."""
-    from pulse.cli.text import register
+    """The `pulse` command line, as users run it."""
+    from pulse.cli import app
 
-    app = typer.Typer()
-    app.add_typer(typer.Typer(), name="bench")
-    register(app)
     return app
 
 

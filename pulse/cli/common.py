@@ -9,6 +9,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from pulse.core.formats import Format, ListFormat
+
 out = Console()
 err = Console(stderr=True)
 
@@ -18,19 +20,6 @@ def open_engine() -> Any:
     from pulse.sql.db import make_engine
 
     return make_engine()
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-
-
-class ListFormat(str, Enum):
-    """Formats of commands that list rows."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class Basis(str, Enum):
@@ -67,3 +56,6 @@ def warehouse() -> Any:
     engine = make_engine()
     ensure_schema(engine)
     return engine
+
+
+__all__ = ["Basis", "Format", "ListFormat", "err", "open_engine", "out", "parse_day", "parse_time", "warehouse"]

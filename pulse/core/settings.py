@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root (or the installed package's parent); relative paths resolve from the
 #: current directory, as a user would expect from a command-line tool.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: pulse/core/settings.py
 
 
 class Settings(BaseSettings):

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli.common import Format
+from pulse.core.formats import Format
 
 
 @dataclass

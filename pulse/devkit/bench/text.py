@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli.common import Format
+from pulse.core.formats import Format
 
 SPLIT = "seeded stratified 70/30 (random_state=0)"
 
