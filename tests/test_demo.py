@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
-from pulse import demo
+from pulse.devkit import demo
 
 END = date(2026, 3, 15)
 N_ACCOUNTS, DAYS, SEED, RATE = 60, 60, 3, 0.03
