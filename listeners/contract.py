@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pulse.core.errors import UnknownNameError
+
 Kind = Literal[
     "id", "text", "decimal", "number", "int", "bool", "timestamp", "date", "enum",
     "email", "timezone", "currency", "handle", "url", "list",
@@ -56,7 +58,7 @@ class Source:
         for f in self.fields:
             if f.name == name:
                 return f
-        raise KeyError(name)
+        raise UnknownNameError(f"{self.name} has no field {name!r}")
 
 
 PURCHASE_KINDS = (

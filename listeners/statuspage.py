@@ -49,7 +49,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from pulse.core.errors import InputFileError
+from pulse.core.errors import StatuspageError
 from pulse.listeners.landing import IngestResult, land_file
 from pulse.sql.schema import Account, Incident, IncidentUpdate, UsageEvent
 
@@ -66,10 +66,6 @@ IMPACT_MAP = {"none": "none", "minor": "minor", "major": "major", "critical": "c
               "maintenance": "none"}
 TIMEOUT_SECONDS = 20.0
 _REGION_SUFFIX = re.compile(r"^(?P<name>.*?)\s*\((?P<region>[^()]+)\)\s*$")
-
-
-class StatuspageError(InputFileError):
-    """A Statuspage document cannot be fetched, or is not an incidents document."""
 
 
 @dataclass

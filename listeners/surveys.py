@@ -37,7 +37,15 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import (
+    CommentTooLong,
+    EmptyComment,
+    InvalidRating,
+    NotRated,
+    SurveyExpired,
+    SurveyNotFound,
+    WrongContact,
+)
 from pulse.core.settings import get_settings
 from pulse.sql.schema import Survey, SurveyResponse
 
@@ -54,44 +62,6 @@ MAX_COMMENT_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 Outcome = Literal["created", "changed", "unchanged"]
-
-
-class SurveyAnswerError(PulseError):
-    """A survey answer cannot be recorded."""
-
-
-class SurveyNotFound(SurveyAnswerError):
-    """No survey was sent under this id (unknown, or skipped and never sent)."""
-
-
-class WrongContact(SurveyAnswerError):
-    """The survey was sent to another contact."""
-
-
-class SurveyExpired(SurveyAnswerError):
-    """The survey no longer takes answers."""
-
-
-class InvalidRating(SurveyAnswerError):
-    """The rating is not one of 1..5."""
-
-
-class NotRated(SurveyAnswerError):
-    """A comment was sent for a survey that has no rating yet."""
-
-
-class CommentTooLong(SurveyAnswerError):
-    """The comment is longer than MAX_COMMENT_CHARS characters."""
-
-    def __init__(self, length: int, limit: int = MAX_COMMENT_CHARS) -> None:
-        super().__init__(f"a comment may have at most {limit:,} characters (this one has "
-                         f"{length:,})")
-        self.length = length
-        self.limit = limit
-
-
-class EmptyComment(SurveyAnswerError):
-    """The comment has no text."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +220,7 @@ def clean_comment(text: str) -> str:
     if not text:
         raise EmptyComment("the comment is empty")
     if len(text) > MAX_COMMENT_CHARS:
-        raise CommentTooLong(len(text))
+        raise CommentTooLong(len(text), MAX_COMMENT_CHARS)
     return text
 
 

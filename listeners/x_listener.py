@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -54,7 +53,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from pulse.core.errors import ConfigError, InputFileError, PulseError
+from pulse.core.errors import ConfigError, InputFileError, XListenerError
+from pulse.core.secrets import resolve_secret
 from pulse.core.settings import get_settings
 from pulse.listeners.landing import IngestResult, land_file
 from pulse.sql.db import ensure_schema
@@ -63,7 +63,6 @@ from pulse.sql.schema import XWatermark
 log = logging.getLogger(__name__)
 
 CONNECTION_ID = "x_default"
-TOKEN_ENV = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN")
 MAX_RESULTS = 100  # the most recent search returns per page
 TWEET_FIELDS = ["created_at", "lang", "author_id", "conversation_id", "in_reply_to_user_id",
                 "referenced_tweets"]
@@ -75,10 +74,6 @@ _HINTS = {
     403: "the token's app may not use recent search (check its project and access level)",
     429: "rate limited: the next run asks again",
 }
-
-
-class XListenerError(PulseError):
-    """One or more X queries failed; their watermarks stayed where they were."""
 
 
 @dataclass
@@ -159,22 +154,10 @@ def _landed(land: IngestResult) -> dict[str, Any]:
 
 
 def resolve_bearer_token() -> str | None:
-    """The bearer token: settings, `X_BEARER_TOKEN`, `TWITTER_BEARER_TOKEN`, then the Airflow
-    Connection `x_default` (its password); None when none is set (replay mode)."""
-    token = get_settings().x_bearer_token.strip()
-    if token:
-        return token
-    for name in TOKEN_ENV:
-        token = os.environ.get(name, "").strip()
-        if token:
-            return token
-    return _airflow_connection_password(CONNECTION_ID)
-
-
-def _airflow_connection_password(conn_id: str) -> str | None:
-    from pulse.core.secrets import airflow_connection_password
-
-    return airflow_connection_password(conn_id)
+    """The bearer token: settings (`PULSE_X_BEARER_TOKEN`, `X_BEARER_TOKEN`,
+    `TWITTER_BEARER_TOKEN`), then the Airflow Connection `x_default` (its password); None when
+    none is set (replay mode)."""
+    return resolve_secret(get_settings().x_bearer_token, CONNECTION_ID)
 
 
 def default_replay_file() -> Path:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pulse.core.errors import NothingToShowError
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -40,7 +42,7 @@ def calibration_chart(calibration: list[dict[str, Any]] | pd.DataFrame, path: Pa
     """Write the calibration chart: mean predicted against observed churn rate per bin."""
     table = pd.DataFrame(calibration)
     if table.empty:
-        raise ValueError("no calibration bins to draw")
+        raise NothingToShowError("no calibration bins to draw")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
     try:
@@ -71,7 +73,7 @@ def lift_chart(gains: list[list[float]] | pd.DataFrame, path: Path | str, *,
     table = (gains if isinstance(gains, pd.DataFrame)
              else pd.DataFrame(gains, columns=["share_targeted", "share_captured"]))
     if len(table) < 2:
-        raise ValueError("no gains curve to draw")
+        raise NothingToShowError("no gains curve to draw")
     x = table["share_targeted"].to_numpy(dtype=float)
     y = table["share_captured"].to_numpy(dtype=float)
     deciles = np.linspace(0.0, 1.0, 11)
@@ -119,7 +121,7 @@ def model_charts(record: Any, folder: Path | str) -> dict[str, Path]:
     folder = Path(folder)
     m = record.metrics
     if not m.get("calibration") or not m.get("gains"):
-        raise ValueError(f"churn model v{record.version} has no stored validation curves")
+        raise NothingToShowError(f"churn model v{record.version} has no stored validation curves")
     window = f"validation {record.valid_start} to {record.valid_end}"
     auc = m.get("roc_auc")
     head = (f"churn model v{record.version}, {record.horizon_days}-day horizon\n{window}"

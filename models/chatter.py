@@ -41,6 +41,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from pulse.core.errors import InvalidArgumentError
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.features import normalise_text, term_patterns
 from pulse.sql.schema import Incident, Mention, SuspectedIncident
@@ -458,9 +459,9 @@ def detect_chatter(engine: Engine, *, now: datetime | None = None, lookback_hour
     while after a fix). Returns the spikes raised by this run (new or already stored).
     """
     if min_count < 1:
-        raise ValueError(f"min_count must be at least 1, not {min_count}")
+        raise InvalidArgumentError(f"min_count must be at least 1, not {min_count}")
     if baseline_days < 1:
-        raise ValueError(f"baseline_days must be at least 1, not {baseline_days}")
+        raise InvalidArgumentError(f"baseline_days must be at least 1, not {baseline_days}")
     now = _utc(now or datetime.now(UTC))
     start = _floor(now - timedelta(hours=lookback_hours))
     history_start = start - timedelta(days=baseline_days)
@@ -487,7 +488,7 @@ def suspected_incidents(engine: Engine, *, status: str | None = None,
                         since: datetime | None = None) -> pd.DataFrame:
     """Stored spikes, newest first, with the sample posts' texts (for digests)."""
     if status is not None and status not in ("suspected", "attached"):
-        raise ValueError(f'expected status "suspected" or "attached" (not {status!r})')
+        raise InvalidArgumentError(f'expected status "suspected" or "attached" (not {status!r})')
     t = SuspectedIncident.__table__
     q = select(t).order_by(t.c.bucket_start.desc(), t.c.component)
     if status:

@@ -47,7 +47,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import ModelArtifactError, ModelInputError
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,6 @@ _CALIBRATIONS = ("sigmoid", "isotonic")
 # Gradient boosting holds out 15% of each training fold to stop adding trees; below this many
 # rows that hold-out is too small to trust, and a fixed 100 trees are fitted instead.
 _EARLY_STOPPING_MIN_ROWS = 1000
-
-
-class ModelInputError(PulseError, ValueError):
-    """Data or settings given to the churn model that it cannot use."""
-
-
-class ModelArtifactError(PulseError):
-    """A saved churn model that cannot be loaded."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from pulse.core.errors import InvalidArgumentError, NothingToShowError
 from pulse.sql.schema import Account, OutboxMessage, Survey, SurveyResponse
 
 BY = ("account", "csm", "trigger", "channel", "week")
@@ -95,7 +96,7 @@ def csat_report(engine: Engine, *, by: str = "account", since: date | datetime |
     are sorted by key (`week` ascending); `account` adds the account's name.
     """
     if by not in BY:
-        raise ValueError(f"invalid value for by: expected one of {', '.join(BY)} (not {by!r})")
+        raise InvalidArgumentError(f"invalid value for by: expected one of {', '.join(BY)} (not {by!r})")
     facts = survey_facts(engine, since=since, until=until)
     key = by
     if facts.empty:
@@ -135,7 +136,7 @@ def weekly_trend_chart(frame: pd.DataFrame, path: Path | str, *,
     from pulse.models.charts import _pyplot, _save
 
     if frame.empty:
-        raise ValueError("no weeks to draw: no survey was sent in the period")
+        raise NothingToShowError("no weeks to draw: no survey was sent in the period")
     table = frame.sort_values("week")
     weeks = [pd.Timestamp(w).strftime("%d %b %Y") for w in table["week"]]
     x = list(range(len(weeks)))

@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import InvalidArgumentError, NotScoredError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,6 @@ FLAG_NAMES: dict[str, str] = {
 COMPUTED_FLAGS: tuple[str, ...] = (SILENT, PAYMENT, RENEWAL, CHAMPION, OUTAGE)
 
 STRONG, WEAK = 2, 1
-
-
-class NotScoredError(PulseError):
-    """The date has no stored features or health to work from."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +122,11 @@ class SilentRule:
                      "negative_share"):
             value = getattr(self, name)
             if not 0 < value <= 1:
-                raise ValueError(f"{name} must be a share in (0, 1] (not {value})")
+                raise InvalidArgumentError(f"{name} must be a share in (0, 1] (not {value})")
         if self.usage_drop_strong < self.usage_drop_weak:
-            raise ValueError("usage_drop_strong must be at least usage_drop_weak")
+            raise InvalidArgumentError("usage_drop_strong must be at least usage_drop_weak")
         if self.no_contact_days < 1:
-            raise ValueError(f"no_contact_days must be at least 1 (not {self.no_contact_days})")
+            raise InvalidArgumentError(f"no_contact_days must be at least 1 (not {self.no_contact_days})")
 
 
 @dataclass(frozen=True)
@@ -352,7 +348,7 @@ def _signal_text(name: str, i: int, f: _Frame) -> str:
         if change < 0:
             parts.append(f"down {abs(change):.0f} points in 30 days")
         return ", ".join(parts)
-    raise KeyError(name)
+    raise UnknownNameError(f"unknown flag {name!r}")
 
 
 def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support_ok: bool,

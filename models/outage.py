@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import UnknownIncidentError
 from pulse.sql.schema import Account, Incident, IncidentImpact, IngestRun, UsageEvent
 from pulse.sql.types import UTCDateTime
 
@@ -63,10 +63,6 @@ log = logging.getLogger(__name__)
 IMPACTS = IncidentImpact.__table__
 HIT, EXPOSED = "hit", "exposed"
 RESOLVED_STATUSES = ("resolved", "postmortem", "completed")
-
-
-class UnknownIncidentError(PulseError):
-    """No incident with that id has landed."""
 
 
 @dataclass

@@ -33,15 +33,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, delete, insert, select, update
 
-from pulse.core.errors import PulseError
-from pulse.models.churn import (
-    ChurnModel,
+from pulse.core.errors import (
     ModelArtifactError,
     ModelInputError,
-    calibration_table,
-    drivers_in_words,
-    evaluate,
+    RegistryError,
+    TrainingDataError,
 )
+from pulse.models.churn import ChurnModel, calibration_table, drivers_in_words, evaluate
 from pulse.models.training import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_STEP_DAYS,
@@ -50,7 +48,6 @@ from pulse.models.training import (
     DRIVER_LABELS,
     LABEL,
     TrainingData,
-    TrainingDataError,
     account_attributes,
     build_training_data,
     model_frame,
@@ -71,10 +68,6 @@ EXPLAIN_LIMIT = 2000
 TOP_DRIVERS = 3
 SCALAR_METRICS = ("n", "positives", "base_rate", "mean_predicted", "roc_auc", "pr_auc",
                   "brier", "lift_top_decile")
-
-
-class RegistryError(PulseError):
-    """The model registry cannot do what was asked (no such version, a race, ...)."""
 
 
 # --------------------------------------------------------------------------- reading

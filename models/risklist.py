@@ -24,25 +24,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from pulse.core.errors import PulseError
-from pulse.models.flags import (
-    CHAMPION,
-    FLAG_NAMES,
-    OUTAGE,
-    PAYMENT,
-    RENEWAL,
-    SILENT,
-    NotScoredError,
-)
+from pulse.core.errors import NotScoredError, RiskListError
+from pulse.models.flags import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEWAL, SILENT
 from pulse.sql.features import FEATURES, FRESHNESS
 
 BANDS = ("red", "amber", "green")
 SCHEMA_VERSION = 1
 TOP_DRIVERS = 3
-
-
-class RiskListError(PulseError):
-    """A risk-list request Pulse cannot answer as asked (an unknown flag or band)."""
 
 
 # --------------------------------------------------------------------------- words

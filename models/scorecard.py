@@ -23,7 +23,6 @@ import difflib
 import hashlib
 import logging
 import math
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import pandas as pd
 import yaml
 from sqlalchemy import Engine
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import ScorecardError
 from pulse.sql.features import FEATURES, FRESHNESS
 
 log = logging.getLogger(__name__)
@@ -47,26 +46,6 @@ BANDS = ("green", "amber", "red")
 SKIP_NO_DATA = "no_data"
 SKIP_STALE = "stale_source"
 SKIP_OUT_OF_BANDS = "out_of_bands"  # a value below the first band or above the last
-
-
-class ScorecardError(PulseError):
-    """A scorecard file cannot be used; each problem names its line."""
-
-    def __init__(self, source: str, problems: list[tuple[int | None, str]]) -> None:
-        self.source = source
-        self.problems = sorted(problems, key=lambda p: (p[0] or 0))
-        super().__init__(self.describe())
-
-    def lines(self) -> list[str]:
-        """One line per problem: `FILE, line N: PROBLEM`."""
-        return [f"{self.source}, line {n}: {msg}" if n else f"{self.source}: {msg}"
-                for n, msg in self.problems]
-
-    def describe(self) -> str:
-        if len(self.problems) == 1:
-            return self.lines()[0]
-        return f"{self.source}: {len(self.problems)} problems: " + "; ".join(
-            f"line {n}: {msg}" if n else msg for n, msg in self.problems)
 
 
 # --------------------------------------------------------------------------- the model
@@ -171,8 +150,10 @@ def scorecard_path(path: Path | str | None = None) -> Path:
     """`path`, else $PULSE_SCORECARD, else the default scorecard."""
     if path:
         return Path(path)
-    env = os.environ.get(SCORECARD_ENV, "").strip()
-    return Path(env) if env else DEFAULT_SCORECARD
+    from pulse.core.settings import get_settings
+
+    configured = get_settings().scorecard
+    return configured.expanduser() if configured else DEFAULT_SCORECARD
 
 
 def load_scorecard(path: Path | str | None = None) -> Scorecard:

@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from pulse.core.errors import ConfigError, InputFileError, PulseError
+from pulse.core.errors import InputFileError, TaxonomyError, TextError
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,6 @@ POSITIVE_TERMS: tuple[str, ...] = (
     "works like a charm", "best", "superb", "wonderful", "appreciate*", "rock solid", "cheers",
     "good job", "great job", "easy to use", "intuitive", "fast", "quick fix", "solved",
 )
-
-
-class TextError(PulseError):
-    """Text models or their inputs (training files, taxonomies) cannot be used."""
-
-
-class TaxonomyError(TextError, ConfigError):
-    """The routing taxonomy file does not have the expected shape."""
 
 
 # --------------------------------------------------------------------------- normalising

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select, text, true, union_all
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import TrainingDataError
 from pulse.models.churn import Driver, format_number, time_split
 from pulse.sql.features import BASES, FEATURES, features_select
 from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
@@ -106,10 +106,6 @@ DERIVED: dict[str, Derived] = {d.name: d for d in (
 #: The model's numeric inputs by default, in catalogue order, then the derived ones.
 NUMERIC: tuple[str, ...] = tuple(
     [f for f in FEATURES if f not in NOT_POINT_IN_TIME] + list(DERIVED))
-
-
-class TrainingDataError(PulseError):
-    """History that cannot give a churn model honest training and validation windows."""
 
 
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:

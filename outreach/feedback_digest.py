@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import DigestError
 from pulse.core.fx import reporting_currency, to_reporting
 from pulse.core.settings import get_settings
 from pulse.models.feedback import (
@@ -51,10 +51,6 @@ TOP_THEMES = 8  # themes shown per digest; the rest are counted
 LINKS_PER_THEME = 5  # account links per theme, largest MRR first
 QUOTES = 3
 QUOTE_CHARS = 280
-
-
-class DigestError(PulseError):
-    """A digest cannot be built from the arguments given."""
 
 
 # --------------------------------------------------------------------------- scrubbing

@@ -65,10 +65,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import (
+    HeaderInjectionError,
+    InvalidArgumentError,
+    InvalidDraftError,
+    OutboxError,
+    PulseError,
+    TemplateError,
+)
 from pulse.core.settings import Settings, get_settings
 from pulse.outreach.message import Outgoing, SendResult, Transport
-from pulse.outreach.render import Renderer, TemplateError, one_line, template_spec
+from pulse.outreach.render import Renderer, one_line, template_spec
 from pulse.sql.schema import Contact, OutboxMessage, PurchaseEvent, Suppression
 
 log = logging.getLogger(__name__)
@@ -86,22 +93,6 @@ SUPPRESSION_REASONS = ("bounce", "spamreport", "unsubscribe", "dropped", "manual
 _STARTS = ("subscription_started", "renewed", "upgraded")
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+$")
 _LINE_BREAK = re.compile(r"[\r\n\u2028\u2029\x85]")
-
-
-class OutboxError(PulseError):
-    """The outbox cannot queue or send as asked."""
-
-    def __init__(self, message: str, report: SendReport | None = None) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-class InvalidDraftError(OutboxError, ValueError):
-    """A draft cannot become a message (bad address, unknown template, ...)."""
-
-
-class HeaderInjectionError(InvalidDraftError):
-    """An address meant for a header contains a line break."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +200,7 @@ def _json_default(value: Any) -> Any:
         return sorted(value) if isinstance(value, set | frozenset) else list(value)
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
-    raise TypeError(f"a template context cannot hold a {type(value).__name__} ({value!r})")
+    raise InvalidArgumentError(f"a template context cannot hold a {type(value).__name__} ({value!r})")
 
 
 def outbox_row(draft: Draft, renderer: Renderer, settings: Settings, now: datetime

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound
 from markupsafe import Markup, escape
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import PulseError, TemplateError
 from pulse.core.settings import Settings, get_settings
 from pulse.outreach.message import Outgoing
 from pulse.outreach.tokens import sign
@@ -45,10 +45,6 @@ SURVEY = "survey"  # the token purpose of CSAT rating links
 
 _TOKEN_LIKE = re.compile(r"-(p\d+[ht]-)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-
-
-class TemplateError(PulseError):
-    """A template is unknown or cannot be rendered from the context it was given."""
 
 
 @dataclass(frozen=True)

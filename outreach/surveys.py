@@ -461,7 +461,8 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
                       dry_run: bool = False) -> SurveyReport:
     """Plan the due surveys and record them: skipped ones with the reason, the others with
     their outbox message, in one transaction (see the module docstring). Idempotent."""
-    from pulse.outreach.outbox import InvalidDraftError, insert_rows, outbox_row
+    from pulse.core.errors import InvalidDraftError
+    from pulse.outreach.outbox import insert_rows, outbox_row
     from pulse.outreach.render import Renderer
 
     now = _utc(now)

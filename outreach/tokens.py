@@ -23,18 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import InvalidArgumentError, TokenError
 from pulse.core.settings import get_settings
 
 KEY_FILE = "secret.key"
-
-
-class TokenError(PulseError):
-    """A public link's token is malformed, tampered with, expired or meant for another use."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # malformed, tampered, expired, wrong_purpose
 
 
 def _b64(raw: bytes) -> str:
@@ -74,7 +66,7 @@ def sign(purpose: str, data: dict[str, Any], *, ttl_days: float | None = None,
          now: datetime | None = None) -> str:
     """A token for `purpose` carrying `data` (ids only), valid `ttl_days` (default: settings)."""
     if not purpose:
-        raise ValueError("a token needs a purpose")
+        raise InvalidArgumentError("a token needs a purpose")
     ttl = get_settings().link_ttl_days if ttl_days is None else ttl_days
     expires = (now or datetime.now(UTC)) + timedelta(days=ttl)
     payload = json.dumps({"p": purpose, "d": data, "e": int(expires.timestamp())},

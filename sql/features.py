@@ -74,6 +74,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from pulse.core.errors import InvalidArgumentError
 from pulse.sql.schema import (
     Account,
     AccountFeatures,
@@ -572,7 +573,7 @@ def features_select(as_of: date, *, basis: Basis = "known",
                     computed_at: datetime | None = None) -> Any:
     """The SELECT that yields the `account_features` rows of `as_of`, columns in table order."""
     if basis not in BASES:
-        raise ValueError(f"basis must be one of {BASES}, not {basis!r}")
+        raise InvalidArgumentError(f"basis must be one of {BASES}, not {basis!r}")
     if negative_terms is None:
         from pulse.models.negative_words import NEGATIVE_TERMS
 

@@ -36,6 +36,7 @@ from sqlalchemy import (
     select,
 )
 
+from pulse.core.errors import InvalidArgumentError
 from pulse.sql.features import BASES, _Window, day_key
 from pulse.sql.health import bulk_insert
 from pulse.sql.schema import (
@@ -57,7 +58,7 @@ CHURN = ChurnScore.__table__
 
 def _window(as_of: date, basis: str) -> _Window:
     if basis not in BASES:
-        raise ValueError(f"basis must be one of {BASES}, not {basis!r}")
+        raise InvalidArgumentError(f"basis must be one of {BASES}, not {basis!r}")
     return _Window(as_of, basis)
 
 
@@ -87,7 +88,7 @@ def usage_baselines(engine: Engine, as_of: date, *, basis: str = "known",
     last 28).
     """
     if baseline_days < 28:
-        raise ValueError(f"baseline_days must be at least 28 (not {baseline_days})")
+        raise InvalidArgumentError(f"baseline_days must be at least 28 (not {baseline_days})")
     w = _window(as_of, basis)
     u = UsageEvent.__table__
     recent = u.c.occurred_at >= w.since(28)
@@ -144,7 +145,7 @@ def champions(engine: Engine, as_of: date, *, basis: str = "known", prior_days: 
     date), others_recent (other contacts of the account with usage in the last `gone_days`).
     """
     if prior_days < 1 or gone_days < 1:
-        raise ValueError(f"prior_days and gone_days must be at least 1 (not {prior_days}, "
+        raise InvalidArgumentError(f"prior_days and gone_days must be at least 1 (not {prior_days}, "
                          f"{gone_days})")
     w = _window(as_of, basis)
     u, c = UsageEvent.__table__, Contact.__table__

@@ -20,13 +20,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import ModelArtifactError, ModelInputError, PulseError
 from pulse.core.settings import env_flag
 from pulse.models.churn import (
     ChurnModel,
     Driver,
-    ModelArtifactError,
-    ModelInputError,
     calibration_table,
     drivers_in_words,
     evaluate,

@@ -12,16 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from pulse.core.errors import NotScoredError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, land_files
-from pulse.models.flags import (
-    FlagSettings,
-    NotScoredError,
-    SilentRule,
-    compute_flags,
-    error_rise_z,
-    evaluate_flags,
-)
+from pulse.models.flags import FlagSettings, SilentRule, compute_flags, error_rise_z, evaluate_flags
 from pulse.models.scorecard import score_date
 from pulse.sql.features import load_features
 from pulse.sql.schema import AccountFlag

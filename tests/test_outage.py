@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select
 
+from pulse.core.errors import StatuspageError, UnknownIncidentError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, land_files
-from pulse.listeners.statuspage import StatuspageError, import_statuspage, map_incident
+from pulse.listeners.statuspage import import_statuspage, map_incident
 from pulse.models.flags import OUTAGE, compute_flags
 from pulse.models.outage import (
-    UnknownIncidentError,
     affected_contacts,
     compute_impact,
     feature_components,

@@ -17,14 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
+from pulse.core.errors import HeaderInjectionError
 from pulse.outreach.message import Outgoing, SendResult
-from pulse.outreach.outbox import (
-    Draft,
-    HeaderInjectionError,
-    add_suppression,
-    queue,
-    send_due,
-)
+from pulse.outreach.outbox import Draft, add_suppression, queue, send_due
 from pulse.outreach.render import Renderer
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import Account, Contact, OutboxMessage, PurchaseEvent

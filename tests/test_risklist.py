@@ -19,8 +19,9 @@ import jsonschema
 import pytest
 from sqlalchemy import Engine, insert
 
-from pulse.models.flags import NotScoredError, compute_flags
-from pulse.models.risklist import RiskListError, account_view, build_risk_list, risk_list_document
+from pulse.core.errors import NotScoredError, RiskListError
+from pulse.models.flags import compute_flags
+from pulse.models.risklist import account_view, build_risk_list, risk_list_document
 from pulse.models.scorecard import score_date
 from pulse.sql.schema import ChurnScore
 from tests.test_flags import D, land_world

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select
 
+from pulse.core.errors import ScorecardError
+from pulse.core.settings import get_settings
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
 from pulse.models.scorecard import (
     DEFAULT_SCORECARD,
-    ScorecardError,
     load_scorecard,
     parse_scorecard,
     score_date,
@@ -125,6 +126,7 @@ def test_pulse_scorecard_names_another_file(tmp_path: Path,
     mine = tmp_path / "mine.yaml"
     mine.write_text(CARD.replace('"t1"', '"ours"'), encoding="utf-8")
     monkeypatch.setenv("PULSE_SCORECARD", str(mine))
+    get_settings(fresh=True)
     assert load_scorecard().version == "ours"
     assert load_scorecard(DEFAULT_SCORECARD).version == "2026.1"  # an explicit path wins
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
+from pulse.core.errors import TokenError
 from pulse.core.settings import get_settings
 from pulse.devkit.airflow_runner import run_dag_test
 from pulse.listeners.landing import land_file
 from pulse.outreach.outbox import Draft, add_suppression, queue, send_due
 from pulse.outreach.surveys import plan_surveys, queue_due_surveys
-from pulse.outreach.tokens import TokenError, verify
+from pulse.outreach.tokens import verify
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.db import make_engine, upgrade
 from pulse.sql.schema import IncidentImpact, OutboxMessage, Survey

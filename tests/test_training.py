@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from threadpoolctl import threadpool_limits
 
+from pulse.core.errors import TrainingDataError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
 from pulse.models.registry import (
@@ -33,7 +34,6 @@ from pulse.models.registry import (
 from pulse.models.training import (
     NOT_POINT_IN_TIME,
     NUMERIC,
-    TrainingDataError,
     build_training_data,
     label_snapshots,
     plan_windows,

@@ -22,19 +22,16 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, insert, select
 
-from pulse.core.settings import get_settings
-from pulse.listeners.surveys import (
-    MAX_COMMENT_CHARS,
+from pulse.core.errors import (
     CommentTooLong,
     InvalidRating,
     NotRated,
     SurveyExpired,
     SurveyNotFound,
     WrongContact,
-    clean_comment,
-    record_comment,
-    record_rating,
 )
+from pulse.core.settings import get_settings
+from pulse.listeners.surveys import MAX_COMMENT_CHARS, clean_comment, record_comment, record_rating
 from pulse.outreach.tokens import sign
 from pulse.sql.schema import Account, Contact, Survey, SurveyResponse
 from pulse.web.app import create_app

@@ -26,8 +26,9 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from pulse.cli.social import register
+from pulse.core.errors import XListenerError
 from pulse.listeners.landing import land_file
-from pulse.listeners.x_listener import XListenerError, listen, watermarks
+from pulse.listeners.x_listener import listen, watermarks
 from pulse.sql.features import compute_features, load_features
 from pulse.sql.schema import Mention, XWatermark
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)

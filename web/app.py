@@ -25,10 +25,11 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine, select
 
+from pulse.core.errors import TokenError
 from pulse.core.settings import get_settings
 from pulse.outreach.outbox import add_suppression
 from pulse.outreach.render import UNSUBSCRIBE
-from pulse.outreach.tokens import TokenError, verify
+from pulse.outreach.tokens import verify
 from pulse.sql.schema import Contact, OutboxMessage, Suppression
 from pulse.web import console, surveys, webhooks
 

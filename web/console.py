@@ -16,9 +16,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pulse.core.errors import PulseError
+from pulse.core.errors import PulseError, TokenError
 from pulse.outreach.links import CONSOLE
-from pulse.outreach.tokens import TokenError, verify
+from pulse.outreach.tokens import verify
 
 log = logging.getLogger(__name__)
 

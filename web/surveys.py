@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import logging
 import math
-import os
 import re
 import secrets
 import time
@@ -47,28 +46,31 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import Engine
 
-from pulse.core.settings import get_settings
-from pulse.listeners.surveys import (
-    MAX_COMMENT_CHARS,
-    RATINGS,
+from pulse.core.errors import (
     CommentTooLong,
     EmptyComment,
     InvalidRating,
     NotRated,
-    RatingResult,
-    Response,
     SurveyAnswerError,
     SurveyExpired,
-    SurveyInfo,
     SurveyNotFound,
+    TokenError,
     WrongContact,
+)
+from pulse.core.settings import get_settings
+from pulse.listeners.surveys import (
+    MAX_COMMENT_CHARS,
+    RATINGS,
+    RatingResult,
+    Response,
+    SurveyInfo,
     check_rating,
     find_survey,
     get_response,
     record_comment,
     record_rating,
 )
-from pulse.outreach.tokens import TokenError, secret_key, verify
+from pulse.outreach.tokens import secret_key, verify
 
 log = logging.getLogger(__name__)
 
@@ -340,15 +342,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return max(int(raw), 0) if raw else default
-    except ValueError:
-        log.warning("ignoring %s=%r: expected a whole number", name, raw)
-        return default
-
-
 class PublicGuard:
     """ASGI middleware for the public paths: a per-client token bucket (429 with
     `Retry-After`), a body cap (413; 411 without a length), and the security headers.
@@ -364,11 +357,12 @@ class PublicGuard:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.prefixes = prefixes
-        self.per_minute = _env_int("PULSE_RATE_LIMIT_PER_MINUTE", 120) \
-            if per_minute is None else per_minute
+        settings = get_settings()
+        self.per_minute = settings.rate_limit_per_minute if per_minute is None else per_minute
         default_burst = max(self.per_minute // 2, 1)
-        self.burst = _env_int("PULSE_RATE_LIMIT_BURST", default_burst) \
-            if burst is None else burst
+        if burst is None:
+            burst = settings.rate_limit_burst
+        self.burst = default_burst if burst is None else burst
         self.burst = max(self.burst, 1)
         self.max_body = max_body
         self.clock = clock

@@ -25,6 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
+from pulse.core.errors import ConfigError
 from pulse.core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def load_public_key(value: str) -> Any:
     else:
         key = load_der_public_key(base64.b64decode("".join(text.split()), validate=True))
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("the Event Webhook key is not an elliptic-curve public key")
+        raise ConfigError("the Event Webhook key is not an elliptic-curve public key")
     return key
 
 

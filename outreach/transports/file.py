@@ -25,6 +25,7 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
+from pulse.core.errors import HeaderInjectionError
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult
 
@@ -40,7 +41,7 @@ def provider_id(message_id: int) -> str:
 
 def _check(name: str, value: str) -> str:
     if any(ch in value for ch in "\r\n\x00\u2028\u2029\x85"):
-        raise ValueError(f"header {name} contains a line break")
+        raise HeaderInjectionError(f"header {name} contains a line break")
     return value
 
 

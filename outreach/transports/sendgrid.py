@@ -16,7 +16,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import os
 import random
 import time
 import urllib.error
@@ -26,7 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pulse.core.errors import ConfigError, PulseError
+from pulse.core.errors import ConfigError, SendGridError
+from pulse.core.secrets import resolve_secret
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult
 
@@ -47,20 +47,10 @@ RECONCILE_IDS_PER_QUERY = 50  # outbox ids OR-ed into one Email Activity query
 CONNECTION_ID = "sendgrid_default"
 
 
-class SendGridError(PulseError):
-    """SendGrid answered something the transport cannot act on."""
-
-
 def resolve_api_key() -> str:
-    """The API key: settings (`PULSE_SENDGRID_API_KEY`), `SENDGRID_API_KEY`, then the Airflow
+    """The API key: settings (`PULSE_SENDGRID_API_KEY` or `SENDGRID_API_KEY`), then the Airflow
     Connection `sendgrid_default` (its password). Raises ConfigError when none is set."""
-    key = get_settings().sendgrid_api_key.strip()
-    if key:
-        return key
-    key = os.environ.get("SENDGRID_API_KEY", "").strip()
-    if key:
-        return key
-    key = _airflow_connection_password(CONNECTION_ID)
+    key = resolve_secret(get_settings().sendgrid_api_key, CONNECTION_ID)
     if key:
         return key
     raise ConfigError(
@@ -68,11 +58,6 @@ def resolve_api_key() -> str:
         f"Airflow Connection {CONNECTION_ID!r} with the key as its password"
     )
 
-
-def _airflow_connection_password(conn_id: str) -> str | None:
-    from pulse.core.secrets import airflow_connection_password
-
-    return airflow_connection_password(conn_id)
 
 
 @dataclass(frozen=True)

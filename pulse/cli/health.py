@@ -97,7 +97,8 @@ def scorecard_check(
         help="Scorecard YAML (default: $PULSE_SCORECARD, else the built-in one).")] = None,
 ) -> None:
     """Check a scorecard file; name each problem with its line."""
-    from pulse.models.scorecard import ScorecardError, load_scorecard
+    from pulse.core.errors import ScorecardError
+    from pulse.models.scorecard import load_scorecard
 
     try:
         card = load_scorecard(path)

@@ -1,4 +1,4 @@
-"""Secrets from Airflow Connections, for keys that are not in the environment."""
+"""Secrets: the one lookup of setting (from the environment) -> Airflow Connection."""
 from __future__ import annotations
 
 import logging
@@ -23,3 +23,12 @@ def airflow_connection_password(conn_id: str) -> str | None:
         return None
     password = (conn.password or "").strip()
     return password or None
+
+
+def resolve_secret(configured: str | None, conn_id: str) -> str | None:
+    """A secret: the configured value (a setting, read from the environment or `.env`), else
+    the password of the Airflow Connection `conn_id`; None when neither is set."""
+    value = (configured or "").strip()
+    if value:
+        return value
+    return airflow_connection_password(conn_id)

@@ -5,7 +5,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root (or the installed package's parent); relative paths resolve from the
@@ -16,7 +16,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: pulse/core/s
 class Settings(BaseSettings):
     """Every knob Pulse reads, with its environment variable `PULSE_<NAME>`."""
 
-    model_config = SettingsConfigDict(env_prefix="PULSE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PULSE_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
 
     home: Path = Field(default=Path("var"), description="Outbox files, models, reports")
     database_url: str = Field(default="", description="SQLAlchemy URL of the warehouse")
@@ -40,8 +41,10 @@ class Settings(BaseSettings):
     transport: str = Field(default="file", description="file or sendgrid")
     sendgrid_host: str = Field(default="https://api.sendgrid.com",
                                description="SendGrid API base URL")
-    sendgrid_api_key: str = Field(default="", description="Else the Airflow Connection "
-                                  "`sendgrid_default` (its password) or SENDGRID_API_KEY")
+    sendgrid_api_key: str = Field(
+        default="", validation_alias=AliasChoices("PULSE_SENDGRID_API_KEY", "SENDGRID_API_KEY"),
+        description="PULSE_SENDGRID_API_KEY or SENDGRID_API_KEY; else the Airflow Connection "
+        "`sendgrid_default` (its password)")
     sendgrid_webhook_public_key: str = Field(
         default="", description="Event Webhook verification key (base64 DER or PEM, ECDSA P-256)")
     webhook_max_age_seconds: int = Field(default=600, ge=1, description="Older posts are stale")
@@ -85,9 +88,12 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
     web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
     # --- listening to X (issue 6)
-    x_bearer_token: str = Field(default="", description="X API v2 bearer token; else "
-                                "X_BEARER_TOKEN or TWITTER_BEARER_TOKEN, else the Airflow "
-                                "Connection `x_default` (its password); none: replay mode")
+    x_bearer_token: str = Field(
+        default="", validation_alias=AliasChoices("PULSE_X_BEARER_TOKEN", "X_BEARER_TOKEN",
+                                                  "TWITTER_BEARER_TOKEN"),
+        description="X API v2 bearer token (PULSE_X_BEARER_TOKEN, X_BEARER_TOKEN or "
+        "TWITTER_BEARER_TOKEN); else the Airflow Connection `x_default` (its password); none: "
+        "replay mode")
     x_queries: list[str] = Field(
         default=['"Pulse Demo" OR @PulseDemoHQ -is:retweet',
                  "(to:PulseDemoHQ OR from:PulseDemoHQ) -is:retweet"],
@@ -101,6 +107,18 @@ class Settings(BaseSettings):
                              "window are skipped, with a warning)")
     x_wait_on_rate_limit: bool = Field(default=True, description="Sleep through a 429 until "
                                        "the window resets, else fail the query")
+
+    # --- health
+    scorecard: Path | None = Field(default=None, description="Scorecard YAML "
+                                   "(PULSE_SCORECARD); default: the built-in one")
+    # --- the web app
+    rate_limit_per_minute: int = Field(default=120, ge=0, description="Requests per minute "
+                                       "per client on the public paths")
+    rate_limit_burst: int | None = Field(default=None, ge=0, description="Bucket size; "
+                                         "default half the per-minute limit")
+    # --- the team's shared folder (data sets, specs) for benchmarks and CI-only tests
+    shared: Path | None = Field(default=None, description="PULSE_SHARED; default "
+                                "<repo>/../shared, else /work/shared")
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

@@ -6,16 +6,15 @@ and never copy it into the repository.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from pulse.core.settings import PROJECT_ROOT
+from pulse.core.settings import PROJECT_ROOT, get_settings
 
 
 def shared_candidates() -> list[Path]:
     """The places looked at, in order."""
-    env = os.environ.get("PULSE_SHARED")
-    return [p for p in (Path(env) if env else None, PROJECT_ROOT.parent / "shared",
+    env = get_settings().shared
+    return [p for p in (env.expanduser() if env else None, PROJECT_ROOT.parent / "shared",
                         Path("/work/shared")) if p is not None]
 
 

@@ -123,9 +123,10 @@ def run_model_bench(*, seed: int | None, accounts: int, days: int, horizon: int,
                     valid_days: int, classifier: str, data_dir: Path | None = None,
                     end: date | None = None, console: Console | None = None) -> ModelFigure:
     """Generate (or read) one world, land it, train, and measure; see the module docstring."""
+    from pulse.core.errors import TrainingDataError
     from pulse.devkit.demo import generate
     from pulse.models.registry import train_and_register
-    from pulse.models.training import TrainingDataError, data_span
+    from pulse.models.training import data_span
     from pulse.sql.db import make_engine, upgrade
 
     with tempfile.TemporaryDirectory(prefix="pulse-bench-models-") as tmp:
