@@ -28,6 +28,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dags/ --select AIR3
 	$(BIN)/ruff check .
+	$(BIN)/python -m pulse.devkit.floors
+	$(BIN)/mypy
 
 clean:
 	rm -rf var .pytest_cache

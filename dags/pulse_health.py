@@ -7,12 +7,12 @@ date, or its run-after time when it has none. Backfilling a past date gives that
 answer, because every step reads only rows known by then.
 
 1. **scorecard**: refreshes the impact of open or changed incidents
-   (`models.outage.refresh_impacts`), then point-in-time features and the explainable
-   scorecard health (`models.scorecard.score_date`).
+   (`pulse.models.outage.refresh_impacts`), then point-in-time features and the explainable
+   scorecard health (`pulse.models.scorecard.score_date`).
 2. **churn**: the champion churn model's risk and its top drivers for every account
-   (`models.registry.score_churn`); without a champion it records nothing and says so.
+   (`pulse.models.registry.score_churn`); without a champion it records nothing and says so.
 3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
-   outage affected (`models.flags.compute_flags`).
+   outage affected (`pulse.models.flags.compute_flags`).
 4. **risk_list**: the ranked list written to `<PULSE_HOME>/reports/risk-list-<date>.json`
    (the documented JSON form) and emitted as the `x-pulse://warehouse/health` asset.
 
@@ -30,31 +30,13 @@ from airflow.sdk import (
     CronTriggerTimetable,
     Param,
     dag,
-    get_current_context,
     task,
 )
 
+from pulse import runtime
+
 SOURCES = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", "incidents")
 HEALTH = Asset("x-pulse://warehouse/health")
-
-
-def _as_of() -> Any:
-    """The date this run scores: its logical date, else its run-after time (asset runs)."""
-    context = get_current_context()
-    when = context.get("logical_date") or context["dag_run"].run_after
-    return when.astimezone(UTC).date()
-
-
-def _basis() -> str:
-    return str(get_current_context()["params"].get("basis", "known"))
-
-
-def _engine() -> Any:
-    from pulse.sql.db import make_engine, upgrade
-
-    engine = make_engine()
-    upgrade(engine)
-    return engine
 
 
 @dag(
@@ -80,22 +62,22 @@ def pulse_health() -> None:
         from pulse.models.outage import refresh_impacts
         from pulse.models.scorecard import score_date
 
-        engine = _engine()
+        engine = runtime.engine()
         refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
-        summary = score_date(engine, _as_of(), basis=_basis())
-        return {"as_of": _as_of().isoformat(), "summary": str(summary)}
+        summary = score_date(engine, runtime.as_of(), basis=str(runtime.param("basis", "known")))
+        return {"as_of": runtime.as_of().isoformat(), "summary": str(summary)}
 
     @task
     def churn(_: dict[str, Any]) -> int:
         from pulse.models.registry import score_churn
 
-        return score_churn(_engine(), _as_of(), basis=_basis())
+        return score_churn(runtime.engine(), runtime.as_of(), basis=str(runtime.param("basis", "known")))
 
     @task
     def flags(_: int) -> int:
         from pulse.models.flags import compute_flags
 
-        return compute_flags(_engine(), _as_of())
+        return compute_flags(runtime.engine(), runtime.as_of())
 
     @task(outlets=[HEALTH])
     def risk_list(_: int) -> dict[str, Any]:
@@ -104,8 +86,8 @@ def pulse_health() -> None:
         from pulse.core.settings import get_settings
         from pulse.models.risklist import build_risk_list
 
-        as_of = _as_of()
-        rows = build_risk_list(_engine(), as_of)
+        as_of = runtime.as_of()
+        rows = build_risk_list(runtime.engine(), as_of)
         reports = get_settings().resolved_home() / "reports"
         reports.mkdir(parents=True, exist_ok=True)
         path = reports / f"risk-list-{as_of.isoformat()}.json"

@@ -2,7 +2,7 @@
 ### pulse_ingest: land every file dropped into the landing folder
 
 Every 15 minutes this DAG lands the files waiting in `<PULSE_HOME>/landing/` into the
-warehouse, through the one landing path (`listeners.landing.land_file`): each row is either
+warehouse, through the one landing path (`pulse.listeners.landing.land_file`): each row is either
 accepted (inserted, updated or unchanged) or quarantined with its reason.
 
 1. **list_accounts_files** creates or upgrades the warehouse schema, moves every file whose
@@ -44,134 +44,22 @@ log = logging.getLogger("dags.pulse_ingest")
 SOURCES = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", "incidents")
 ASSETS = {source: Asset(f"x-pulse://warehouse/{source}") for source in SOURCES}
 
-#: Names in the landing folder that are not (yet) files to land: hidden files, partial uploads.
-_IGNORED_PREFIXES = (".", "~", "_")
-_IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".reason.txt")
-
-
-# --------------------------------------------------------------------------- helpers
-# Small filesystem plumbing; everything that touches the warehouse lives in listeners/.
-
-
-def _home() -> Path:
-    from pulse.core.settings import get_settings
-
-    return get_settings().resolved_home()
-
-
-def _run_day() -> str:
-    """The run's logical date (its run-after time when it has none), as YYYY-MM-DD."""
-    context = get_current_context()
-    when = context.get("logical_date") or context["dag_run"].run_after
-    return when.astimezone(UTC).date().isoformat()
-
-
-def _unique(directory: Path, name: str) -> Path:
-    """`directory/name`, or `directory/<stem>-<n><suffixes>` if that is taken."""
-    target = directory / name
-    stem, dot, suffixes = name.partition(".")
-    n = 1
-    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
-        n += 1
-        target = directory / f"{stem}-{n}{dot}{suffixes}"
-    return target
-
-
-def _move(path: Path, directory: Path) -> Path:
-    import shutil
-
-    directory.mkdir(parents=True, exist_ok=True)
-    target = _unique(directory, path.name)
-    shutil.move(str(path), str(target))
-    return target
-
-
-def _reject(path: Path, reason: str) -> Path:
-    """Move `path` to `<home>/rejected/` and write the reason beside it."""
-    target = _move(path, _home() / "rejected")
-    run_id = get_current_context()["run_id"]
-    target.with_name(target.name + ".reason.txt").write_text(
-        f"{reason}\n\nrejected by pulse_ingest run {run_id}\n", encoding="utf-8"
-    )
-    log.error("rejected %s -> %s: %s", path.name, target, reason)
-    return target
-
-
-def _scan_landing(*, accounts: bool) -> list[dict[str, str]]:
-    """The files waiting in the landing folder, sorted by name, with their source.
-
-    Files whose name maps to no source are moved to `rejected/`; they are returned with
-    `status = "rejected"` so that the report can list them.
-    """
-    from pulse.core.errors import UnknownSourceError
-    from pulse.core.settings import get_settings
-    from pulse.listeners.landing import source_for_path
-
-    landing = get_settings().landing_dir
-    landing.mkdir(parents=True, exist_ok=True)
-    found: list[dict[str, str]] = []
-    for path in sorted(landing.iterdir()):
-        name = path.name
-        if not path.is_file() or name.startswith(_IGNORED_PREFIXES):
-            continue
-        if name.lower().endswith(_IGNORED_SUFFIXES):
-            continue
-        try:
-            source = source_for_path(path)
-        except UnknownSourceError as exc:
-            moved = _reject(path, str(exc))
-            found.append({"file": name, "status": "rejected", "reason": str(exc),
-                          "moved_to": str(moved)})
-            continue
-        if (source == "accounts") == accounts:
-            found.append({"file": name, "path": str(path), "source": source, "status": "waiting"})
-    return found
-
 
 def _land(item: dict[str, str]) -> dict[str, Any]:
     """Land one file and move it to `landed/<day>/`, or to `rejected/` if it fails as a whole."""
-    from pulse.core.errors import InputFileError
-    from pulse.listeners.landing import land_file
-    from pulse.sql.db import make_engine
+    from pulse import runtime
+    from pulse.listeners.landing_folder import land_waiting
 
-    path = Path(item["path"])
-    get_current_context()["landing_file"] = path.name  # type: ignore[typeddict-unknown-key]
-    base = {"file": path.name, "source": item["source"]}
-    if not path.exists():  # moved by an earlier try that failed after landing it
-        log.warning("%s is no longer in the landing folder; nothing to do", path)
-        return {**base, "status": "missing"}
-    engine = make_engine()
-    try:
-        result = land_file(engine, path, source=item["source"])
-    except InputFileError as exc:
-        moved = _reject(path, str(exc))
-        return {**base, "status": "rejected", "reason": str(exc), "moved_to": str(moved)}
-    finally:
-        engine.dispose()
-    moved = _move(path, _home() / "landed" / _run_day())
-    log.info("moved %s to %s", path.name, moved)
-    return {**result.to_dict(), **base, "status": "landed", "moved_to": str(moved)}
+    get_current_context()["landing_file"] = Path(item["path"]).name  # type: ignore[typeddict-unknown-key]
+    return land_waiting(runtime.engine(), item, home=runtime.home(),
+                        day=runtime.as_of().isoformat(), run_id=runtime.run_id())
 
 
-def _pulled(task_ids: list[str]) -> list[dict[str, Any]]:
-    """The dict results of `task_ids` (every map index) in this run; failed ones are absent."""
-    ti = get_current_context()["ti"]
-    values = ti.xcom_pull(task_ids=task_ids)
-    out: list[dict[str, Any]] = []
-    for value in values or []:
-        if isinstance(value, dict):
-            out.append(value)
-        elif isinstance(value, list):
-            out.extend(v for v in value if isinstance(v, dict))
-    return out
+def _scan(*, accounts: bool) -> list[dict[str, str]]:
+    from pulse import runtime
+    from pulse.listeners.landing_folder import scan_landing
 
-
-def _require(task_id: str) -> None:
-    """Skip the calling task unless `task_id` succeeded in this run (it left its XCom)."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    if get_current_context()["ti"].xcom_pull(task_ids=task_id) is None:
-        raise AirflowSkipException(f"{task_id} did not succeed in this run")
+    return scan_landing(home=runtime.home(), accounts=accounts, run_id=runtime.run_id())
 
 
 # --------------------------------------------------------------------------- the DAG
@@ -196,14 +84,10 @@ def pulse_ingest() -> None:
     @task
     def list_accounts_files() -> list[dict[str, str]]:
         """Create or upgrade the warehouse schema; reject unmappable files; list accounts files."""
-        from pulse.sql.db import make_engine, upgrade
+        from pulse import runtime
 
-        engine = make_engine()
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
-        found = _scan_landing(accounts=True)
+        runtime.migrate()
+        found = _scan(accounts=True)
         get_current_context()["ti"].xcom_push(
             key="rejected", value=[f for f in found if f["status"] == "rejected"]
         )
@@ -215,8 +99,10 @@ def pulse_ingest() -> None:
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def list_other_files() -> list[dict[str, str]]:
         """List the files of every other source, once the accounts stage is done."""
-        _require("list_accounts_files")
-        found = _scan_landing(accounts=False)
+        from pulse import runtime
+
+        runtime.require("list_accounts_files")
+        found = _scan(accounts=False)
         get_current_context()["ti"].xcom_push(
             key="rejected", value=[f for f in found if f["status"] == "rejected"]
         )
@@ -239,18 +125,15 @@ def pulse_ingest() -> None:
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def reland_quarantine() -> list[dict[str, Any]]:
         """Land again the rows quarantined for naming an account that was unknown then."""
+        from pulse import runtime
         from pulse.listeners.landing import retry_quarantine
-        from pulse.sql.db import make_engine
 
-        _require("list_other_files")
-        engine = make_engine()
-        try:
-            results = [
-                retry_quarantine(engine, source=source, code="unknown_account").to_dict()
-                for source in SOURCES
-            ]
-        finally:
-            engine.dispose()
+        runtime.require("list_other_files")
+        engine = runtime.engine()
+        results = [
+            retry_quarantine(engine, source=source, code="unknown_account").to_dict()
+            for source in SOURCES
+        ]
         results = [r for r in results if r["read"]]
         for r in results:
             log.info("%s: %d quarantined row(s) retried, %d landed, %d still quarantined",
@@ -263,10 +146,13 @@ def pulse_ingest() -> None:
         """Emit an asset event for `source` if this run changed its rows; skip otherwise."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        _require("list_other_files")
-        files = [r for r in _pulled(["land_accounts", "land_files"])
+        from pulse import runtime
+
+        runtime.require("list_other_files")
+        files = [r for r in runtime.pulled(["land_accounts", "land_files"])
                  if r.get("source") == source and r.get("status") == "landed"]
-        relanded = [r for r in _pulled(["reland_quarantine"]) if r.get("source") == source]
+        relanded = [r for r in runtime.pulled(["reland_quarantine"])
+                    if r.get("source") == source]
         changed = sum(r["inserted"] + r["updated"] for r in [*files, *relanded])
         if not changed:
             raise AirflowSkipException(f"no {source} rows changed in this run")
@@ -286,9 +172,10 @@ def pulse_ingest() -> None:
         """Log what this run landed; fail if a file was rejected or a task failed."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        context = get_current_context()
-        ti = context["ti"]
-        results = _pulled(["land_accounts", "land_files"])
+        from pulse import runtime
+
+        ti = get_current_context()["ti"]
+        results = runtime.pulled(["land_accounts", "land_files"])
         rejected = [
             *(ti.xcom_pull(task_ids="list_accounts_files", key="rejected") or []),
             *(ti.xcom_pull(task_ids="list_other_files", key="rejected") or []),
@@ -316,7 +203,7 @@ def pulse_ingest() -> None:
             for p in problems:
                 log.error(p)
             raise AirflowFailException(
-                f"{len(rejected)} file(s) rejected (see {_home() / 'rejected'}), "
+                f"{len(rejected)} file(s) rejected (see {runtime.home() / 'rejected'}), "
                 f"{len(failed)} task(s) failed: " + "; ".join(problems)
             )
         return summary

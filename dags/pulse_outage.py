@@ -7,11 +7,11 @@ Runs every 5 minutes and whenever incidents land (`pulse_ingest` emits the
 1. **statuspage** (optional): imports a Statuspage v1 `incidents.json` document from the
    `statuspage_url` param (a file path or URL; empty skips it).
 2. **impact**: recomputes the impact of every open or changed incident
-   (`models.outage.refresh_impacts`): which accounts were hit or exposed, failed and total
+   (`pulse.models.outage.refresh_impacts`): which accounts were hit or exposed, failed and total
    requests, affected users, first and last affected times.
 3. **notices**: queues one notice per relevant contact of each hit account and stage
-   (`outreach.notices.queue_outage_notices`; idempotency keys make re-runs no-ops).
-4. **send**: sends what is due through the configured transport (`outreach.outbox.send_due`),
+   (`pulse.outreach.notices.queue_outage_notices`; idempotency keys make re-runs no-ops).
+4. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`),
    applying opt-outs, suppressions, the frequency cap and quiet hours (major and critical
    incidents pass the cap and quiet hours).
 """
@@ -26,26 +26,12 @@ from airflow.sdk import (
     CronTriggerTimetable,
     Param,
     dag,
-    get_current_context,
     task,
 )
 
+from pulse import runtime
+
 INCIDENTS = Asset("x-pulse://warehouse/incidents")
-
-
-def _engine() -> Any:
-    from pulse.sql.db import make_engine, upgrade
-
-    engine = make_engine()
-    upgrade(engine)
-    return engine
-
-
-def _now() -> datetime:
-    """The run's moment: its run-after time (never later than the clock)."""
-    context = get_current_context()
-    when = context["dag_run"].run_after or context.get("logical_date")
-    return min(when.astimezone(UTC), datetime.now(UTC)) if when else datetime.now(UTC)
 
 
 @dag(
@@ -66,24 +52,24 @@ def _now() -> datetime:
 def pulse_outage() -> None:
     @task
     def statuspage() -> str:
-        source = str(get_current_context()["params"].get("statuspage_url") or "")
+        source = str(runtime.param("statuspage_url", ""))
         if not source:
             return "no statuspage_url: skipped"
         from pulse.listeners.statuspage import import_statuspage
 
-        return str(import_statuspage(_engine(), source))
+        return str(import_statuspage(runtime.engine(), source))
 
     @task
     def impact(_: str) -> str:
         from pulse.models.outage import refresh_impacts
 
-        return str(refresh_impacts(_engine(), now=_now()))
+        return str(refresh_impacts(runtime.engine(), now=runtime.run_time()))
 
     @task
     def notices(_: str) -> dict[str, Any]:
         from pulse.outreach.notices import queue_outage_notices
 
-        report = queue_outage_notices(_engine(), now=_now())
+        report = queue_outage_notices(runtime.engine(), now=runtime.run_time())
         return {"report": str(report), "latency_seconds": report.latency_seconds}
 
     @task
@@ -91,8 +77,8 @@ def pulse_outage() -> None:
         from pulse.outreach.outbox import send_due
         from pulse.outreach.transports import make_transport
 
-        name = str(get_current_context()["params"].get("transport") or "") or None
-        return str(send_due(_engine(), make_transport(name), now=_now()))
+        name = runtime.param("transport")
+        return str(send_due(runtime.engine(), make_transport(name), now=runtime.run_time()))
 
     send(notices(impact(statuspage())))
 

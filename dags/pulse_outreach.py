@@ -7,25 +7,18 @@ scored date (or the run's logical date when triggered by hand):
 1. **daily**: queues a check-in from the CSM to the primary contact of every red or silently
    dissatisfied account (at most one per account per `PULSE_CHECKIN_EVERY_DAYS`, default 30)
    and one digest per CSM listing accounts that entered red or got a new flag
-   (`outreach.checkins.queue_daily`; keys carry the date, so re-runs queue nothing new).
-2. **send**: sends what is due through the configured transport (`outreach.outbox.send_due`).
+   (`pulse.outreach.checkins.queue_daily`; keys carry the date, so re-runs queue nothing new).
+2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`).
 """
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from pulse import runtime
+
 HEALTH = Asset("x-pulse://warehouse/health")
-
-
-def _engine() -> Any:
-    from pulse.sql.db import make_engine, upgrade
-
-    engine = make_engine()
-    upgrade(engine)
-    return engine
 
 
 @dag(
@@ -50,7 +43,7 @@ def pulse_outreach() -> None:
         from pulse.sql.schema import AccountHealth
 
         context = get_current_context()
-        engine = _engine()
+        engine = runtime.engine()
         logical = context.get("logical_date")
         if logical is not None:
             as_of = logical.astimezone(UTC).date()
@@ -66,8 +59,8 @@ def pulse_outreach() -> None:
         from pulse.outreach.outbox import send_due
         from pulse.outreach.transports import make_transport
 
-        name = str(get_current_context()["params"].get("transport") or "") or None
-        return str(send_due(_engine(), make_transport(name)))
+        name = runtime.param("transport")
+        return str(send_due(runtime.engine(), make_transport(name)))
 
     send(daily())
 

@@ -3,18 +3,18 @@
 
 1. **listen**: runs every configured recent-search query (`PULSE_X_QUERIES`) against the
    X API v2 with `tweepy`, from each query's `since_id` watermark, and lands the new mentions
-   through the data contract (`listeners.x_listener.listen`). The watermark advances only
+   through the data contract (`pulse.listeners.x_listener.listen`). The watermark advances only
    after a successful landing; a 401, 403, 429 or 5xx keeps it and fails the task with the
    query and the status (the retry asks again). Without a bearer token (`PULSE_X_BEARER_TOKEN`,
    `X_BEARER_TOKEN` or the Airflow Connection `x_default`) it replays a JSON Lines file of
    mentions (`PULSE_X_REPLAY_FILE`, else `$PULSE_HOME/landing/mentions.jsonl`, else the
    demo's). Emits the `x-pulse://warehouse/mentions` asset, so `pulse_health` reacts.
 2. **chatter**: negative posts per component per 15 minutes against a robust baseline
-   (`models.chatter.detect_chatter`): a spike with no open incident is a *suspected incident*;
+   (`pulse.models.chatter.detect_chatter`): a spike with no open incident is a *suspected incident*;
    with one, the chatter is attached to it.
 3. **alerts**: each new suspected incident goes, once, to on-call (`PULSE_ONCALL_EMAIL`) and to
    the CSMs of the accounts in the chatter, with sample posts
-   (`outreach.chatter_alerts.queue_chatter_alerts`), then the outbox sends what is due.
+   (`pulse.outreach.chatter_alerts.queue_chatter_alerts`), then the outbox sends what is due.
 """
 from __future__ import annotations
 
@@ -22,25 +22,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, task
+
+from pulse import runtime
 
 MENTIONS = Asset("x-pulse://warehouse/mentions")
 log = logging.getLogger(__name__)
-
-
-def _engine() -> Any:
-    from pulse.sql.db import make_engine, upgrade
-
-    engine = make_engine()
-    upgrade(engine)
-    return engine
-
-
-def _now() -> datetime:
-    """The run's moment: its run-after time (never later than the clock)."""
-    context = get_current_context()
-    when = context["dag_run"].run_after or context.get("logical_date")
-    return min(when.astimezone(UTC), datetime.now(UTC)) if when else datetime.now(UTC)
 
 
 @dag(
@@ -62,8 +49,8 @@ def pulse_social() -> None:
     def listen() -> dict[str, Any]:
         from pulse.listeners.x_listener import listen as listen_x
 
-        replay = str(get_current_context()["params"].get("replay_file") or "") or None
-        report = listen_x(_engine(), replay=replay, now=_now())
+        replay = runtime.param("replay_file")
+        report = listen_x(runtime.engine(), replay=replay, now=runtime.run_time())
         log.info("%s", report)
         report.raise_for_errors()  # after every query ran; their watermarks stayed put
         return {"report": str(report), "mode": report.mode}
@@ -72,7 +59,7 @@ def pulse_social() -> None:
     def chatter(_: dict[str, Any]) -> str:
         from pulse.models.chatter import detect_chatter
 
-        return str(detect_chatter(_engine(), now=_now()))
+        return str(detect_chatter(runtime.engine(), now=runtime.run_time()))
 
     @task
     def alerts(_: str) -> str:
@@ -80,9 +67,9 @@ def pulse_social() -> None:
         from pulse.outreach.outbox import send_due
         from pulse.outreach.transports import make_transport
 
-        engine = _engine()
-        queued = queue_chatter_alerts(engine, since=_now() - timedelta(days=2))
-        return f"{queued} alerts queued; {send_due(engine, make_transport(), now=_now())}"
+        engine = runtime.engine()
+        queued = queue_chatter_alerts(engine, since=runtime.run_time() - timedelta(days=2))
+        return f"{queued} alerts queued; {send_due(engine, make_transport(), now=runtime.run_time())}"
 
     alerts(chatter(listen()))
 

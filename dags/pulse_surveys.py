@@ -8,33 +8,18 @@ Every hour, as of the run's logical date (else `run_after`; never later than now
    optional periodic relationship survey), applies the fatigue rules (one survey per contact
    per `PULSE_RECONTACT_DAYS`, never two for one ticket, no opted-out, suppressed or churned
    recipients, none while the contact has another open ticket), records every skipped survey
-   with its reason and queues the others in the outbox (`outreach.surveys.queue_due_surveys`;
+   with its reason and queues the others in the outbox (`pulse.outreach.surveys.queue_due_surveys`;
    one `surveys` row per trigger, so a re-run queues nothing new).
-2. **send**: sends what is due through the configured transport (`outreach.outbox.send_due`):
+2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`):
    quiet hours in the contact's time zone and the per-contact cap apply there.
 """
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-
-def _engine() -> Any:
-    from pulse.sql.db import make_engine, upgrade
-
-    engine = make_engine()
-    upgrade(engine)
-    return engine
-
-
-def _now() -> datetime:
-    """The run's time: its logical date (else when it was due to run), never in the future;
-    so re-running an hour (`airflow dags test pulse_surveys DATE`) asks the same question."""
-    context = get_current_context()
-    when = context.get("logical_date") or context["dag_run"].run_after
-    return min(when.astimezone(UTC), datetime.now(UTC)) if when else datetime.now(UTC)
+from pulse import runtime
 
 
 @dag(
@@ -55,15 +40,15 @@ def pulse_surveys() -> None:
     def queue() -> str:
         from pulse.outreach.surveys import queue_due_surveys
 
-        return str(queue_due_surveys(_engine(), now=_now()))
+        return str(queue_due_surveys(runtime.engine(), now=runtime.logical_time()))
 
     @task
     def send(_: str) -> str:
         from pulse.outreach.outbox import send_due
         from pulse.outreach.transports import make_transport
 
-        name = str(get_current_context()["params"].get("transport") or "") or None
-        return str(send_due(_engine(), make_transport(name), now=_now()))
+        name = runtime.param("transport")
+        return str(send_due(runtime.engine(), make_transport(name), now=runtime.logical_time()))
 
     send(queue())
 

@@ -2,7 +2,7 @@
 ### pulse_train: retrain the churn model weekly, promote only a better one
 
 Every Monday at 03:00 UTC this DAG builds feature snapshots from history up to the run's
-date, trains a churn model (`models.registry.train_and_register`), evaluates it on the latest
+date, trains a churn model (`pulse.models.registry.train_and_register`), evaluates it on the latest
 window whose churn horizon is complete, and registers it. It must clear a minimum bar there
 (ROC AUC >= `min_roc_auc` and better than ranking by the scorecard's health), and then becomes
 the champion only when it beats the current champion on that same window (higher ROC AUC; a
@@ -18,7 +18,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
+
+from pulse import runtime
 
 
 @dag(
@@ -42,18 +44,12 @@ def pulse_train() -> None:
     @task
     def train() -> dict[str, Any]:
         from pulse.models.registry import train_and_register
-        from pulse.sql.db import make_engine, upgrade
 
-        context = get_current_context()
-        when = context.get("logical_date") or context["dag_run"].run_after
-        params = context["params"]
-        engine = make_engine()
-        upgrade(engine)
-        result = train_and_register(engine, as_of=when.astimezone(UTC).date(),
-                                    horizon_days=int(params["horizon_days"]),
-                                    valid_days=int(params["valid_days"]),
-                                    min_roc_auc=float(params["min_roc_auc"]),
-                                    basis=str(params["basis"]))
+        result = train_and_register(runtime.engine(), as_of=runtime.as_of(),
+                                    horizon_days=int(runtime.param("horizon_days")),
+                                    valid_days=int(runtime.param("valid_days")),
+                                    min_roc_auc=float(runtime.param("min_roc_auc")),
+                                    basis=str(runtime.param("basis", "known")))
         print(result)
         return {"version": result.version, "status": result.record.status,
                 "promoted": result.promoted, "roc_auc": result.metrics.get("roc_auc"),
