@@ -8,7 +8,7 @@ answer, because every step reads only rows known by then.
 
 1. **scorecard**: refreshes the impact of open or changed incidents
    (`pulse.models.outage.refresh_impacts`), then point-in-time features and the explainable
-   scorecard health (`pulse.models.scorecard.score_date`).
+   scorecard health (`pulse.models.health.score_date`).
 2. **churn**: the champion churn model's risk and its top drivers for every account
    (`pulse.models.registry.score_churn`); without a champion it records nothing and says so.
 3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
@@ -59,8 +59,8 @@ HEALTH = Asset("x-pulse://warehouse/health")
 def pulse_health() -> None:
     @task
     def scorecard() -> dict[str, Any]:
+        from pulse.models.health import score_date
         from pulse.models.outage import refresh_impacts
-        from pulse.models.scorecard import score_date
 
         engine = runtime.engine()
         refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts

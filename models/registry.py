@@ -39,7 +39,10 @@ from pulse.core.errors import (
     RegistryError,
     TrainingDataError,
 )
-from pulse.models.churn import ChurnModel, calibration_table, drivers_in_words, evaluate
+from pulse.models.churn import ChurnModel
+from pulse.models.churn_artifact import load_model, save_model
+from pulse.models.drivers import drivers_in_words, explain
+from pulse.models.metrics import calibration_table, evaluate
 from pulse.models.training import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_STEP_DAYS,
@@ -94,7 +97,7 @@ class ModelRecord:
 
     def load(self) -> ChurnModel:
         """The fitted model from its artifact (`ModelArtifactError` when unusable)."""
-        return ChurnModel.load(self.artifact_path)
+        return load_model(self.artifact_path)
 
     def to_dict(self, *, curves: bool = False) -> dict[str, Any]:
         metrics = self.metrics if curves else {
@@ -215,7 +218,8 @@ def scorecard_auc(valid: pd.DataFrame) -> float | None:
     """ROC AUC of the scorecard's ranking (risk = 100 - health) on labelled snapshots."""
     from sklearn.metrics import roc_auc_score
 
-    from pulse.models.scorecard import load_scorecard, score_features
+    from pulse.models.health import score_features
+    from pulse.models.scorecard import load_scorecard
 
     y = valid[LABEL].to_numpy(dtype=bool)
     if y.all() or not y.any():
@@ -441,7 +445,7 @@ def _register(engine: Engine, model: ChurnModel, data: TrainingData, metrics: di
                 status=CHAMPION if promote else CHALLENGER,
                 promoted_at=now if promote else None, note=note,
             ).returning(REGISTRY.c.version)).scalar_one()
-            saved = model.save(folder / f"churn-v{version}.joblib")
+            saved = save_model(model, folder / f"churn-v{version}.joblib")
             conn.execute(update(REGISTRY).where(REGISTRY.c.version == version)
                          .values(artifact_path=str(saved)))
             if promote and expected_champion is not None:
@@ -496,7 +500,7 @@ def driver_records(model: ChurnModel, rows: pd.DataFrame, top: int = TOP_DRIVERS
     """Each row's top drivers as JSON-ready dicts: feature, value, reference, direction,
     points, text."""
     out = []
-    for drivers in model.explain(rows, top=top):
+    for drivers in explain(model, rows, top=top):
         texts = drivers_in_words(drivers, DRIVER_LABELS)
         out.append([{
             "feature": d.feature, "value": _json_safe(d.value),

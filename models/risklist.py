@@ -25,7 +25,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from pulse.core.errors import NotScoredError, RiskListError
-from pulse.models.flags import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEWAL, SILENT
+from pulse.models.flag_rules import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEWAL, SILENT
 from pulse.sql.features import FEATURES, FRESHNESS
 
 BANDS = ("red", "amber", "green")
@@ -179,7 +179,7 @@ def _freshness(features: pd.DataFrame, as_of: date, scorecard: Any
                ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per source: its latest row, its limit and whether it is stale (the same for every
     account); and the list of stale sources in words."""
-    from pulse.models.scorecard import source_freshness
+    from pulse.models.health import source_freshness
 
     limits = {f.source: f for f in source_freshness(features, as_of, scorecard)}
     per_source: dict[str, dict[str, Any]] = {}

@@ -2,50 +2,30 @@
 
 A scorecard is a YAML file (the default is `models/scorecard.yaml`, which documents the
 format). `load_scorecard()` reads and checks it; a file that cannot be used raises
-`ScorecardError` naming each problem and its line. `score_features()` scores every account
-of a features frame at once (numpy over a matrix of accounts x measures), and
-`score_accounts()` scores one as-of date of the warehouse: it reads the materialised features
-(sql/features.py), leaves out measures of stale sources, compares with the scores of 7 and 30
-days earlier and stores each account's health with every measure's value, points and
-contribution (sql/health.py).
-
-Health = sum over the measures used of points x weight / (sum of the weights used), rounded to
-one decimal; the band follows from the rounded score. A measure is left out for an account
-when its feature has no value (`no_data`), its value lies outside every band
-(`out_of_bands`), or its source is stale (`stale_source`, unless the file says
-`skip_stale_measures: false`); the account's `skipped` list names them. With every measure left out the
-account has no score and no band. Accounts younger than the onboarding period (counted from
-`created_at`) get the onboarding measures, when the file has them.
+`ScorecardError` naming each problem and its line. This module holds the scorecard itself
+(`Scorecard`, its cards, measures and bands) and the reading and checking of its YAML;
+models/health.py scores accounts with it.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
-import logging
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
-from sqlalchemy import Engine
 
 from pulse.core.errors import ScorecardError
 from pulse.sql.features import FEATURES, FRESHNESS
 
-log = logging.getLogger(__name__)
-
 DEFAULT_SCORECARD = Path(__file__).resolve().with_name("scorecard.yaml")
 SCORECARD_ENV = "PULSE_SCORECARD"
 BANDS = ("green", "amber", "red")
-SKIP_NO_DATA = "no_data"
-SKIP_STALE = "stale_source"
-SKIP_OUT_OF_BANDS = "out_of_bands"  # a value below the first band or above the last
 
 
 # --------------------------------------------------------------------------- the model
@@ -470,203 +450,3 @@ _NOT_SCALAR = object()
 
 def _bound(x: float) -> str:
     return "-inf" if x == -math.inf else "inf" if x == math.inf else _num(x)
-
-
-# --------------------------------------------------------------------------- freshness
-
-
-@dataclass(frozen=True)
-class SourceFreshness:
-    source: str
-    last_at: datetime | None  # the source's latest row as of the date (any account)
-    age_days: float | None
-    stale_after_days: float | None
-    stale: bool
-
-    def describe(self) -> str:
-        if self.last_at is None:
-            return f"{self.source}: no rows at all"
-        return (f"{self.source}: latest row {self.last_at:%Y-%m-%d %H:%M} UTC, "
-                f"{self.age_days:.1f} days old (stale after {_num(self.stale_after_days or 0)})")
-
-
-def source_freshness(features: pd.DataFrame, as_of: date,
-                     scorecard: Scorecard) -> list[SourceFreshness]:
-    """The freshness of every source the scorecard gives a staleness limit."""
-    end = datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=UTC)
-    out = []
-    for source, limit in scorecard.stale_after_days.items():
-        column = FRESHNESS[source][1]
-        last = features[column].max() if column in features and len(features) else None
-        if last is None or pd.isna(last):
-            out.append(SourceFreshness(source, None, None, limit, True))
-            continue
-        last_dt = pd.Timestamp(last).to_pydatetime()
-        age = (end - last_dt).total_seconds() / 86400.0
-        out.append(SourceFreshness(source, last_dt, age, limit, age > limit))
-    return out
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
-                   stale_sources: frozenset[str] | set[str] = frozenset(),
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score every account of a features frame (see `sql.features.load_features`).
-
-    Returns `(health, measures)`: one row per account (account_id, scorecard, score, band,
-    skipped) and one per account and measure (account_id, measure, feature, value, points,
-    weight, contribution, skipped). Vectorised: one matrix of accounts x measures per card.
-    """
-    n = len(features)
-    age = (features["account_age_days"].to_numpy(dtype="float64") if n
-           else np.empty(0))
-    onboarding = np.zeros(n, dtype=bool)
-    if scorecard.onboarding is not None:
-        onboarding = ~np.isnan(age) & (age < scorecard.onboarding_days)
-    skip_stale = set(stale_sources) if scorecard.skip_stale_measures else set()
-    health_parts: list[pd.DataFrame] = []
-    measure_parts: list[pd.DataFrame] = []
-    for card, rows in ((scorecard.standard, ~onboarding), (scorecard.onboarding, onboarding)):
-        if card is None or not rows.any():
-            continue
-        sub = features.loc[rows]
-        ids = sub["account_id"].to_numpy(dtype=object)
-        h, m = _score_card(card, sub, ids, skip_stale)
-        h["scorecard"] = card.name
-        health_parts.append(h)
-        measure_parts.append(m)
-    if not health_parts:
-        return (pd.DataFrame(columns=["account_id", "scorecard", "score", "band", "skipped"]),
-                pd.DataFrame(columns=["account_id", "measure", "feature", "value", "points",
-                                      "weight", "contribution", "skipped"]))
-    health = pd.concat(health_parts, ignore_index=True)
-    health["band"] = scorecard.band(health["score"].to_numpy(dtype="float64"))
-    health = health.sort_values("account_id", kind="stable").reset_index(drop=True)
-    measures = pd.concat(measure_parts, ignore_index=True)
-    return health[["account_id", "scorecard", "score", "band", "skipped"]], measures
-
-
-def _score_card(card: Card, sub: pd.DataFrame, ids: np.ndarray,
-                skip_stale: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    n, k = len(sub), len(card.measures)
-    values = np.column_stack([sub[m.feature].to_numpy(dtype="float64") for m in card.measures])
-    points = np.column_stack([m.points(values[:, j]) for j, m in enumerate(card.measures)])
-    reason = np.full((n, k), None, dtype=object)
-    reason[np.isnan(points)] = SKIP_OUT_OF_BANDS
-    reason[np.isnan(values)] = SKIP_NO_DATA
-    for j, m in enumerate(card.measures):
-        if m.source in skip_stale:
-            reason[:, j] = SKIP_STALE
-            points[:, j] = np.nan
-    weights = np.array([m.weight for m in card.measures], dtype="float64")
-    used = np.where(np.isnan(points), 0.0, weights[None, :])
-    total = used.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        contribution = np.where(used > 0, points * used / total[:, None], np.nan)
-    score = np.where(total > 0, np.round(np.nansum(np.nan_to_num(contribution), axis=1), 1),
-                     np.nan)
-    names = np.array([m.name for m in card.measures], dtype=object)
-    left_out = reason != None  # noqa: E711 (elementwise over an object array)
-    skipped = [names[row].tolist() for row in left_out]
-    health = pd.DataFrame({"account_id": ids, "score": score, "skipped": skipped})
-    measures = pd.DataFrame({
-        "account_id": np.repeat(ids, k),
-        "measure": np.tile(names, n),
-        "feature": np.tile(np.array([m.feature for m in card.measures], dtype=object), n),
-        "value": values.ravel(),
-        "points": points.ravel(),
-        "weight": np.tile(weights, n),
-        "contribution": contribution.ravel(),
-        "skipped": reason.ravel(),
-    })
-    return health, measures
-
-
-# --------------------------------------------------------------------------- one date
-
-
-@dataclass
-class ScoreSummary:
-    as_of: date
-    accounts: int
-    scorecard: str
-    by_scorecard: dict[str, int]
-    bands: dict[str, int]  # green, amber, red, unscored
-    freshness: list[SourceFreshness]
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def stale(self) -> list[SourceFreshness]:
-        return [f for f in self.freshness if f.stale]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "as_of": self.as_of.isoformat(),
-            "accounts": self.accounts,
-            "scorecard": self.scorecard,
-            "by_scorecard": self.by_scorecard,
-            "bands": self.bands,
-            "stale_sources": [
-                {"source": f.source, "last_at": f.last_at.isoformat() if f.last_at else None,
-                 "age_days": None if f.age_days is None else round(f.age_days, 2),
-                 "stale_after_days": f.stale_after_days}
-                for f in self.stale],
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-        }
-
-
-def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None = None,
-                   ) -> ScoreSummary:
-    """Score the materialised features of `as_of` and store health and measures.
-
-    Re-scoring a date replaces that date's health rows and nothing else. The change against
-    7 and 30 days earlier reads the scores stored for those dates (none when not scored then).
-    """
-    from pulse.sql.features import load_features
-    from pulse.sql.health import load_scores, write_health
-
-    card = scorecard or load_scorecard()
-    features = load_features(engine, as_of)
-    if features.empty:
-        log.warning("no features as of %s: run compute_features first", as_of)
-    freshness = source_freshness(features, as_of, card)
-    stale = {f.source for f in freshness if f.stale}
-    health, measures = score_features(features, card, stale_sources=stale)
-    for days in (7, 30):
-        before = load_scores(engine, as_of - timedelta(days=days)).rename(
-            columns={"score": "before"})
-        merged = health[["account_id"]].merge(before, on="account_id", how="left")
-        health[f"change_{days}d"] = np.round(
-            health["score"].to_numpy(dtype="float64") - merged["before"].to_numpy(
-                dtype="float64"), 1)
-    health["scorecard_version"] = card.label
-    write_health(engine, as_of, health, measures)
-    bands = {b: int((health["band"] == b).sum()) for b in BANDS}
-    bands["unscored"] = int(health["band"].isna().sum())
-    by_card = {str(k): int(v) for k, v in health["scorecard"].value_counts().items()}
-    log.info("health as of %s: %d accounts (%s)", as_of, len(health), bands)
-    return ScoreSummary(as_of=as_of, accounts=len(health), scorecard=card.label,
-                        by_scorecard=by_card, bands=bands, freshness=freshness)
-
-
-def score_date(engine: Engine, as_of: date, *, scorecard: Scorecard | None = None,
-               basis: str = "known", on_stage: Callable[[str], None] | None = None,
-               ) -> ScoreSummary:
-    """Features then health for one date: what `pulse score` and the health DAG run."""
-    import time as _time
-
-    from pulse.sql.features import compute_features
-
-    card = scorecard or load_scorecard()
-    t0 = _time.perf_counter()
-    if on_stage:
-        on_stage(f"computing features as of {as_of}")
-    compute_features(engine, as_of, basis=basis)  # type: ignore[arg-type]
-    t1 = _time.perf_counter()
-    if on_stage:
-        on_stage(f"scoring health as of {as_of}")
-    summary = score_accounts(engine, as_of, scorecard=card)
-    summary.seconds = {"features": t1 - t0, "health": _time.perf_counter() - t1}
-    return summary

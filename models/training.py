@@ -16,7 +16,7 @@ usage row (before that the 28-day and 56-day windows would see a truncated histo
 
 * validation: the snapshots of the last `valid_days` days whose horizon is complete;
 * training: the earlier snapshots whose whole label window ends before validation starts
-  (``as_of + horizon_days < valid_start``, `models.churn.time_split`), as if the model had
+  (``as_of + horizon_days < valid_start``, `models.timesplit.time_split`), as if the model had
   been trained on the first validation day for real. Snapshots in between are not computed.
 
 Features
@@ -42,7 +42,8 @@ import pandas as pd
 from sqlalchemy import Engine, func, select, text, true, union_all
 
 from pulse.core.errors import TrainingDataError
-from pulse.models.churn import Driver, format_number, time_split
+from pulse.models.drivers import Driver, format_number
+from pulse.models.timesplit import time_split
 from pulse.sql.features import BASES, FEATURES, features_select
 from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
 from pulse.sql.types import UTCDateTime
@@ -347,7 +348,7 @@ class TrainingData:
         return [*self.numeric, *self.categorical]
 
     def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(training rows, validation rows), by `models.churn.time_split`."""
+        """(training rows, validation rows), by `models.timesplit.time_split`."""
         w = self.windows
         return time_split(self.frame, "as_of", pd.Timestamp(w.valid_start),
                           pd.Timestamp(w.valid_end + timedelta(days=1)),

@@ -274,7 +274,7 @@ class AccountFeatures(Base):
 
 
 class AccountHealth(Base):
-    """One account's scorecard health as of one date (models/scorecard.py)."""
+    """One account's scorecard health as of one date (models/health.py)."""
 
     __tablename__ = "account_health"
     as_of: Mapped[date] = mapped_column(Date, primary_key=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select, update
 
 from pulse.models.flags import compute_flags
-from pulse.models.scorecard import score_date
+from pulse.models.health import score_date
 from pulse.outreach.checkins import csm_name, queue_daily
 from pulse.outreach.outbox import send_due
 from pulse.outreach.transports.file import FileTransport

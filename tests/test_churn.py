@@ -8,6 +8,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +23,11 @@ from threadpoolctl import threadpool_limits
 
 from pulse.core.errors import ModelArtifactError, ModelInputError, PulseError
 from pulse.core.settings import env_flag
-from pulse.models.churn import (
-    ChurnModel,
-    Driver,
-    calibration_table,
-    drivers_in_words,
-    evaluate,
-    read_artifact_header,
-    time_split,
-)
+from pulse.models.churn import ChurnModel
+from pulse.models.churn_artifact import load_model, read_artifact_header, save_model
+from pulse.models.drivers import Driver, contributions, drivers_in_words, explain, explain_frame
+from pulse.models.metrics import calibration_table, evaluate
+from pulse.models.timesplit import time_split
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = ["plan", "region", "seats", "mrr", "events_trend_28d", "tickets_90d",
@@ -113,7 +110,7 @@ def test_highest_risks_are_explained_by_falling_usage(
     _, valid = windows
     risk = fitted.predict_risk(valid)
     riskiest = valid.iloc[np.argsort(-risk)[:100]]
-    drivers = fitted.explain(riskiest, top=3)
+    drivers = explain(fitted, riskiest, top=3)
     first = [row[0] for row in drivers]
     on_usage = [d for d in first if d.feature == "events_trend_28d"]
     assert len(on_usage) >= 95
@@ -129,13 +126,13 @@ def test_driver_effect_is_the_what_if_change_in_risk(fitted: ChurnModel,
                                                                     pd.DataFrame]) -> None:
     _, valid = windows
     rows = valid.iloc[:50]
-    effects = fitted.contributions(rows)
+    effects = contributions(fitted, rows)
     typical = rows.copy()
     typical["events_trend_28d"] = fitted.reference_["events_trend_28d"]
     expected = fitted.predict_risk(rows) - fitted.predict_risk(typical)
     np.testing.assert_allclose(effects["events_trend_28d"].to_numpy(), expected, atol=1e-12)
-    table = fitted.explain_frame(rows, top=2)
-    listed = fitted.explain(rows, top=2)
+    table = explain_frame(fitted, rows, top=2)
+    listed = explain(fitted, rows, top=2)
     assert len(table) == sum(len(r) for r in listed)
     first = table[table["rank"] == 1].set_index("row")
     for label, row in zip(rows.index, listed, strict=True):
@@ -175,12 +172,12 @@ def test_unseen_categories_and_missing_values_are_scored(
     odd = odd.drop(columns=["churned", "true_risk"]).assign(extra="ignored")[::-1]
     risk = fitted.predict_risk(odd)
     assert np.isfinite(risk).all() and ((risk > 0) & (risk < 1)).all()
-    drivers = fitted.explain(odd, top=len(FEATURES), min_effect=0.0)
+    drivers = explain(fitted, odd, top=len(FEATURES), min_effect=0.0)
     first_row = odd.iloc[-1]
     assert {d.feature for d in drivers[-1]} >= {"plan", "events_trend_28d"}
     assert all(d.value == first_row[d.feature] for d in drivers[-1])
     # The usage trend was never missing in training: a missing one is scored as typical.
-    effects = fitted.contributions(odd)
+    effects = contributions(fitted, odd)
     assert (effects["events_trend_28d"].iloc[:3] == 0).all()
     assert all(d.value is None for d in drivers[0] if d.feature in NUMERIC)
 
@@ -201,7 +198,7 @@ def test_infers_column_kinds_and_accepts_arrays() -> None:
     on_arrays = ChurnModel(classifier="logistic", random_state=0).fit(numbers, data["churned"])
     assert on_arrays.features_ == ["x0", "x1"]
     assert not hasattr(on_arrays, "feature_names_in_")
-    assert on_arrays.explain(numbers[:5], min_effect=0.0)[0][0].feature in {"x0", "x1"}
+    assert explain(on_arrays, numbers[:5], min_effect=0.0)[0][0].feature in {"x0", "x1"}
 
     with pytest.raises(ModelInputError, match="as_of"):
         ChurnModel().fit(data[["as_of", "seats"]], data["churned"])
@@ -251,12 +248,12 @@ def test_bad_input_is_refused_with_a_reason() -> None:
 def test_unfitted_model_raises_not_fitted(tmp_path: Path) -> None:
     model = ChurnModel()
     X = make_snapshots(n_accounts=10, n_dates=1)[FEATURES]
-    for call in (model.predict_proba, model.predict, model.predict_risk, model.explain,
-                 model.contributions):
+    for call in (model.predict_proba, model.predict, model.predict_risk, partial(explain, model),
+                 partial(contributions, model)):
         with pytest.raises(NotFittedError):
             call(X)
     with pytest.raises(NotFittedError):
-        model.save(tmp_path / "never.joblib")
+        save_model(model, tmp_path / "never.joblib")
 
 
 def test_params_round_trip_through_clone(fitted: ChurnModel) -> None:
@@ -286,13 +283,13 @@ def test_sklearn_estimator_checks(estimator: ChurnModel, check) -> None:  # type
 def test_save_and_load_give_identical_scores(
         fitted: ChurnModel, windows: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path) -> None:
     _, valid = windows
-    path = fitted.save(tmp_path / "models" / "churn.joblib")
+    path = save_model(fitted, tmp_path / "models" / "churn.joblib")
     header = read_artifact_header(path)
     assert header["sklearn_version"] == sklearn.__version__
     assert header["features"] == fitted.features_
-    loaded = ChurnModel.load(path)
+    loaded = load_model(path)
     np.testing.assert_array_equal(loaded.predict_proba(valid), fitted.predict_proba(valid))
-    assert loaded.explain(valid.head(20)) == fitted.explain(valid.head(20))
+    assert explain(loaded, valid.head(20)) == explain(fitted, valid.head(20))
     assert loaded.get_params() == fitted.get_params()
 
 
@@ -300,19 +297,19 @@ def test_artifacts_from_another_sklearn_are_refused(
         fitted: ChurnModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(sklearn, "__version__", "1.4.2")
-        old = fitted.save(tmp_path / "old.joblib")
+        old = save_model(fitted, tmp_path / "old.joblib")
     installed = ".".join(sklearn.__version__.split(".")[:2])
     with pytest.raises(ModelArtifactError,
                        match=rf"scikit-learn 1\.4\.2.*expected an artifact from "
                              rf"{re.escape(installed)}\.x") as refused:
-        ChurnModel.load(old)
+        load_model(old)
     assert isinstance(refused.value, PulseError)
 
     (tmp_path / "notes.txt").write_text("hello\n")
     with pytest.raises(ModelArtifactError, match="not a churn model artifact"):
-        ChurnModel.load(tmp_path / "notes.txt")
+        load_model(tmp_path / "notes.txt")
     with pytest.raises(ModelArtifactError, match="cannot read"):
-        ChurnModel.load(tmp_path / "absent.joblib")
+        load_model(tmp_path / "absent.joblib")
 
 
 # -- metrics and time windows ----------------------------------------------------------------------

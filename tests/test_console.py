@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import Engine, update
 
 from pulse.models.flags import compute_flags
-from pulse.models.scorecard import score_date
+from pulse.models.health import score_date
 from pulse.outreach.links import CONSOLE, account_url
 from pulse.outreach.tokens import sign
 from pulse.sql.schema import Account

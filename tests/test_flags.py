@@ -15,8 +15,9 @@ from sqlalchemy import Engine, select
 from pulse.core.errors import NotScoredError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, land_files
-from pulse.models.flags import FlagSettings, SilentRule, compute_flags, error_rise_z, evaluate_flags
-from pulse.models.scorecard import score_date
+from pulse.models.flag_rules import FlagSettings, SilentRule
+from pulse.models.flags import compute_flags, error_rise_z, evaluate_flags
+from pulse.models.health import score_date
 from pulse.sql.features import load_features
 from pulse.sql.schema import AccountFlag
 

@@ -27,7 +27,9 @@ from pulse.core.errors import StatuspageError, UnknownIncidentError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, land_files
 from pulse.listeners.statuspage import import_statuspage, map_incident
-from pulse.models.flags import OUTAGE, compute_flags
+from pulse.models.flag_rules import OUTAGE
+from pulse.models.flags import compute_flags
+from pulse.models.health import score_date
 from pulse.models.outage import (
     affected_contacts,
     compute_impact,
@@ -37,7 +39,6 @@ from pulse.models.outage import (
     stale_incidents,
 )
 from pulse.models.risklist import build_risk_list
-from pulse.models.scorecard import score_date
 from pulse.sql.features import compute_features, load_features
 from pulse.sql.schema import AccountFlag, Incident, IncidentImpact, IncidentUpdate
 

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, insert
 
 from pulse.core.errors import NotScoredError, RiskListError
 from pulse.models.flags import compute_flags
+from pulse.models.health import score_date
 from pulse.models.risklist import account_view, build_risk_list, risk_list_document
-from pulse.models.scorecard import score_date
 from pulse.sql.schema import ChurnScore
 from tests.test_flags import D, land_world
 

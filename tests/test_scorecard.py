@@ -20,13 +20,8 @@ from pulse.core.errors import ScorecardError
 from pulse.core.settings import get_settings
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
-from pulse.models.scorecard import (
-    DEFAULT_SCORECARD,
-    load_scorecard,
-    parse_scorecard,
-    score_date,
-    score_features,
-)
+from pulse.models.health import score_date, score_features
+from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard, parse_scorecard
 from pulse.sql.features import FEATURES
 from pulse.sql.health import load_health, load_measures
 from pulse.sql.schema import AccountHealth, HealthMeasure

@@ -47,7 +47,8 @@ def score(
     Re-running a date replaces that date's features and health and nothing else. The impact
     of open or changed incidents is refreshed first.
     """
-    from pulse.models.scorecard import load_scorecard, score_date
+    from pulse.models.health import score_date
+    from pulse.models.scorecard import load_scorecard
     from pulse.sql.db import make_engine
     from pulse.sql.features import ensure_features_schema
 
@@ -179,7 +180,8 @@ def flags(
     evidence in words. Re-running a date replaces that date's flags and nothing else.
     (`pulse score` runs this too.)
     """
-    from pulse.models.flags import COMPUTED_FLAGS, FLAG_NAMES, compute_flags
+    from pulse.models.flag_rules import COMPUTED_FLAGS, FLAG_NAMES
+    from pulse.models.flags import compute_flags
     from pulse.models.scorecard import load_scorecard
     from pulse.sql.db import make_engine
     from pulse.sql.features import ensure_features_schema

@@ -104,7 +104,7 @@ def _silent_figures(engine: Engine, end: date, truth: set[str], fig: ModelFigure
     from sqlalchemy import select
 
     from pulse.models.flags import compute_flags
-    from pulse.models.scorecard import score_date
+    from pulse.models.health import score_date
     from pulse.sql.schema import AccountFlag
 
     score_date(engine, end, basis="occurred")
@@ -465,8 +465,8 @@ class ScoreFigure:
 def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
                  counts: dict[str, int], console: Console | None) -> ScoreFigure:
     from pulse.listeners.landing import land_files
+    from pulse.models.health import score_accounts
     from pulse.models.registry import register_fitted, score_churn_summary
-    from pulse.models.scorecard import score_accounts
     from pulse.sql.db import upgrade
     from pulse.sql.features import compute_features
 
