@@ -28,8 +28,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dags/ --select AIR3
 	$(BIN)/ruff check .
-	$(BIN)/python -m pulse.devkit.floors
-	$(BIN)/mypy
+	$(BIN)/python -m pulse.devkit.checks
 
 clean:
 	rm -rf var .pytest_cache

@@ -24,7 +24,6 @@ from pulse.core.errors import ScorecardError
 from pulse.sql.features import FEATURES, FRESHNESS
 
 DEFAULT_SCORECARD = Path(__file__).resolve().with_name("scorecard.yaml")
-SCORECARD_ENV = "PULSE_SCORECARD"
 BANDS = ("green", "amber", "red")
 
 

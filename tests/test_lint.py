@@ -15,14 +15,15 @@ def test_ruff_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_the_wheel_holds_only_pulse_and_keeps_the_floors() -> None:
-    """import-linter's contracts (pyproject.toml) on the package as pip installs it."""
-    from pulse.devkit.floors import check_floors
+def test_the_wheel_holds_only_pulse_keeps_the_floors_and_type_checks() -> None:
+    """import-linter's contracts and mypy (pyproject.toml) on the package as pip installs it."""
+    from pulse.devkit.checks import check_floors
 
-    report = check_floors(root=ROOT)
+    report = check_floors(root=ROOT, types=True)
     assert report.top_level == ["pulse"], report.top_level
     assert report.lint_exit == 0, report.lint_output
     assert "BROKEN" not in report.lint_output and "KEPT" in report.lint_output
+    assert report.mypy_exit == 0, report.mypy_output
 
 
 def test_the_repository_folders_do_not_import_as_top_level_packages() -> None:
