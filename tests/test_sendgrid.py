@@ -348,7 +348,8 @@ def test_api_key_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_DEFAULT",
                        '{"conn_type": "sendgrid", "password": "SG.from-connection"}')
     assert resolve_api_key() == "SG.from-connection"
-    monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-env")
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-env")  # the alias, read by Settings
+    get_settings(fresh=True)
     assert resolve_api_key() == "SG.from-env"
     monkeypatch.setenv("PULSE_SENDGRID_API_KEY", "SG.from-settings")
     get_settings(fresh=True)
