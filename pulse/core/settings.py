@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     # --- the team's shared folder (data sets, specs) for benchmarks and CI-only tests
     shared: Path | None = Field(default=None, description="PULSE_SHARED; default "
                                 "<repo>/../shared, else /work/shared")
+    specs: Path | None = Field(default=None, description="Published API specs (PULSE_SPECS); "
+                               "default <shared>/specs")
+    datasets: Path | None = Field(default=None, description="Public data sets "
+                                  "(PULSE_DATASETS); default <shared>/datasets")
+    test_postgres_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        description="PostgreSQL that benchmarks and tests use (PULSE_TEST_POSTGRES_URL)")
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

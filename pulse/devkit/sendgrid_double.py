@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -56,10 +55,11 @@ _ERRORS_HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.ht
 
 def spec_path() -> Path:
     """Where SendGrid's OpenAPI description of the Mail API is expected."""
+    from pulse.core.settings import get_settings
     from pulse.core.shared import shared_path
 
-    root = os.environ.get("PULSE_SPECS")
-    return Path(root) / SPEC_NAME if root else shared_path("specs", SPEC_NAME)
+    root = get_settings().specs
+    return root.expanduser() / SPEC_NAME if root else shared_path("specs", SPEC_NAME)
 
 
 def load_request_validator(path: Path | None = None) -> Any | None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
+from pulse.core.settings import get_settings
 from pulse.sql.db import create_schema, drop_schema, make_engine, upgrade
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -157,7 +158,7 @@ def run_ingest_bench(*, rows: int, postgres_url: str | None, fmt: str, console: 
         figures.append(_measure(
             "sqlite", rows, acc, usage,
             lambda tag: make_engine(f"sqlite:///{folder / (tag + '.db')}"), _raw_sqlite, console))
-        pg = postgres_url or os.environ.get("PULSE_TEST_POSTGRES_URL") or DEFAULT_PG
+        pg = postgres_url or get_settings().test_postgres_url
         if pg != "none":
             schemas: list[str] = []
 

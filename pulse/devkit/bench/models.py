@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pulse.core.settings import get_settings
+
 if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy import Engine
@@ -497,7 +499,6 @@ def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
 
 def run_score_bench(*, accounts: int, days: int, seed: int, postgres_url: str | None,
                     console: Console | None) -> list[ScoreFigure]:
-    from pulse.devkit.bench.ingest import DEFAULT_PG
     from pulse.sql.db import create_schema, drop_schema, make_engine
 
     figures: list[ScoreFigure] = []
@@ -519,7 +520,7 @@ def run_score_bench(*, accounts: int, days: int, seed: int, postgres_url: str | 
         finally:
             engine.dispose()
         (root / "bench.db").unlink(missing_ok=True)
-        pg = postgres_url or os.environ.get("PULSE_TEST_POSTGRES_URL") or DEFAULT_PG
+        pg = postgres_url or get_settings().test_postgres_url
         if pg != "none":
             schema = f"pulse_bench_score_{os.getpid()}"
             try:

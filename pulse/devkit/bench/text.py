@@ -48,12 +48,11 @@ class TextFigure:
 
 
 def datasets_dir() -> Path:
-    import os
-
+    from pulse.core.settings import get_settings
     from pulse.core.shared import shared_path
 
-    root = os.environ.get("PULSE_DATASETS")
-    return Path(root) if root else shared_path("datasets")
+    root = get_settings().datasets
+    return root.expanduser() if root else shared_path("datasets")
 
 
 def airline_csv() -> Path:
