@@ -51,16 +51,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    case,
-    func,
-    literal,
-    or_,
-    select,
-)
+from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.errors import (

@@ -14,20 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    bindparam,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
-from pulse.core.errors import (
-    OutboxError,
-    PulseError,
-)
+from pulse.core.errors import OutboxError, PulseError
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult, Transport
 from pulse.outreach.outbox import OUTBOX, _decide, _due_ids, _facts, _now
