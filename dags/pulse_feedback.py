@@ -11,7 +11,7 @@ Runs every day, for the day that just ended (`data_interval_end`):
    writes `$PULSE_HOME/digests/{week_start}/{team}.html|.md`, and queues one email per team
    (`pulse.outreach.feedback_digest.queue_digests`; key `team_digest:{team}:{week_start}`, so a
    re-run queues nothing new). Other days it does nothing.
-3. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`).
+3. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def pulse_feedback() -> None:
 
     @task
     def send(_: str) -> str:
-        from pulse.outreach.outbox import send_due
+        from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
 
         name = runtime.param("transport")

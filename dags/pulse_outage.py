@@ -11,7 +11,7 @@ Runs every 5 minutes and whenever incidents land (`pulse_ingest` emits the
    requests, affected users, first and last affected times.
 3. **notices**: queues one notice per relevant contact of each hit account and stage
    (`pulse.outreach.notices.queue_outage_notices`; idempotency keys make re-runs no-ops).
-4. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`),
+4. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`),
    applying opt-outs, suppressions, the frequency cap and quiet hours (major and critical
    incidents pass the cap and quiet hours).
 """
@@ -74,7 +74,7 @@ def pulse_outage() -> None:
 
     @task
     def send(_: dict[str, Any]) -> str:
-        from pulse.outreach.outbox import send_due
+        from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
 
         name = runtime.param("transport")

@@ -8,7 +8,7 @@ scored date (or the run's logical date when triggered by hand):
    dissatisfied account (at most one per account per `PULSE_CHECKIN_EVERY_DAYS`, default 30)
    and one digest per CSM listing accounts that entered red or got a new flag
    (`pulse.outreach.checkins.queue_daily`; keys carry the date, so re-runs queue nothing new).
-2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`).
+2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def pulse_outreach() -> None:
 
     @task
     def send(_: str) -> str:
-        from pulse.outreach.outbox import send_due
+        from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
 
         name = runtime.param("transport")

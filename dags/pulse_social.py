@@ -64,7 +64,7 @@ def pulse_social() -> None:
     @task
     def alerts(_: str) -> str:
         from pulse.outreach.chatter_alerts import queue_chatter_alerts
-        from pulse.outreach.outbox import send_due
+        from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
 
         engine = runtime.engine()

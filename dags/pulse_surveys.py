@@ -10,7 +10,7 @@ Every hour, as of the run's logical date (else `run_after`; never later than now
    recipients, none while the contact has another open ticket), records every skipped survey
    with its reason and queues the others in the outbox (`pulse.outreach.surveys.queue_due_surveys`;
    one `surveys` row per trigger, so a re-run queues nothing new).
-2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox.send_due`):
+2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`):
    quiet hours in the contact's time zone and the per-contact cap apply there.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def pulse_surveys() -> None:
 
     @task
     def send(_: str) -> str:
-        from pulse.outreach.outbox import send_due
+        from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
 
         name = runtime.param("transport")

@@ -5,6 +5,9 @@ before). Accepted rows are bulk-loaded into a temporary staging table (executema
 COPY on PostgreSQL) and merged into the warehouse with one set-based upsert that touches only
 rows whose values changed. Rejected rows land verbatim in `quarantine` with the field and the
 reason. The whole file commits or nothing does; the run log records both outcomes.
+
+The staging, direct-load and merge SQL lives in listeners/staging.py; this module runs it
+per file (validation, quarantine, the run log) and retries quarantined rows.
 """
 from __future__ import annotations
 
@@ -20,25 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Engine,
-    MetaData,
-    Table,
-    delete,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    text,
-    true,
-    update,
-)
+from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -46,10 +32,18 @@ from pulse.core.errors import InputFileError, PulseError, UnknownSourceError
 from pulse.core.settings import get_settings
 from pulse.listeners.contract import LANDING_ORDER, SOURCES, Source
 from pulse.listeners.readers import Chunk, Reject, given_columns, open_reader, records_frame, scan
+from pulse.listeners.staging import (
+    DIRECT_SOURCES,
+    _count_outcomes,
+    _load_direct,
+    _load_stage,
+    _merge,
+    _NeedsMerge,
+    _stage_table,
+)
 from pulse.listeners.validate import CODES, validate
 from pulse.sql.db import ensure_schema
-from pulse.sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow
-from pulse.sql.types import UTCDateTime
+from pulse.sql.schema import Account, IngestRun, QuarantineRow
 
 log = logging.getLogger(__name__)
 
@@ -111,217 +105,6 @@ def get_source(name: str) -> Source:
 def reason_key(field_name: str | None, code: str) -> str:
     what = CODES.get(code, code)
     return f"{field_name}: {what}" if field_name else what
-
-
-# --------------------------------------------------------------------------- staging
-
-
-def _stage_table(source: Source, name: str, dialect: str) -> Table:
-    target = ENTITY_TABLES[source.name]
-    cols = [Column(c, target.c[c].type) for c in source.columns]
-    kw: dict[str, Any] = {}
-    if dialect == "postgresql":
-        kw["postgresql_on_commit"] = "DROP"
-    return Table(name, MetaData(), *cols, Column("_row", BigInteger), prefixes=["TEMPORARY"], **kw)
-
-
-def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
-                trailing: list[Any] | None = None) -> list[list[Any]]:
-    """Rows for the staging load, as each database stores them.
-
-    SQLite gets what SQLAlchemy's SQLite types store (naive UTC text timestamps, 0/1 booleans);
-    PostgreSQL gets text for COPY (timestamps with an explicit +00:00).
-    """
-    cols: list[np.ndarray] = []
-    for f in source.fields:
-        s = clean[f.name]
-        if f.kind == "timestamp":
-            utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-            text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
-            if dialect == "postgresql":
-                text_ = np.strings.add(text_, "+00:00")
-            out = pd.Series(text_.astype(object), index=s.index)
-        elif f.kind == "date":
-            out = s.map(lambda d: d.isoformat() if d is not None else None, na_action="ignore")
-        elif f.kind == "bool":
-            out = s.astype("Int64").astype(object)
-        else:
-            out = s.astype(object)
-        arr = out.to_numpy(dtype=object, copy=True)
-        arr[s.isna().to_numpy()] = None
-        cols.append(arr)
-    if trailing is None:
-        cols.append(clean.index.to_numpy(dtype=object))  # the row number, for staging
-    else:
-        cols.extend(np.full(len(clean), v, dtype=object) for v in trailing)
-    grid = np.empty((len(clean), len(cols)), dtype=object)
-    for i, col in enumerate(cols):
-        grid[:, i] = col
-    return grid.tolist()
-
-
-def _copy_rows(cur: Any, table: str, names: list[str], rows: list[list[Any]]) -> None:
-    """COPY rows into `table`; psycopg adapts and escapes each value (None is NULL)."""
-    with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as cp:
-        for row in rows:
-            cp.write_row(row)
-
-
-def _load_stage(conn: Connection, stage: Table, source: Source, clean: pd.DataFrame) -> None:
-    if clean.empty:
-        return
-    names = [*source.columns, "_row"]
-    if conn.dialect.name == "postgresql":
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        _copy_rows(cur, stage.name, names, _stage_rows(source, clean, "postgresql"))
-        cur.close()
-    else:
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cur.executemany(
-            f"INSERT INTO {stage.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            _stage_rows(source, clean, "sqlite"),
-        )
-        cur.close()
-
-
-class _NeedsMerge(Exception):
-    """A direct load met a key that repeats or is already stored: the staged merge must
-    handle the file."""
-
-
-#: sources whose rows are immutable events, usually new: tried with a direct load first
-DIRECT_SOURCES = frozenset({"usage", "purchases", "mentions"})
-
-
-def _load_direct(conn: Connection, source: Source, clean: pd.DataFrame, *, now: datetime,
-                 run_id: int) -> None:
-    """Plain inserts straight into the warehouse table (COPY on PostgreSQL)."""
-    if clean.empty:
-        return
-    target = ENTITY_TABLES[source.name].name
-    names = [*source.columns, "landed_at", "updated_at", "run_id"]
-    try:
-        _insert_direct(conn, source, clean, names, target, now=now, run_id=run_id)
-    except conn.dialect.loaded_dbapi.IntegrityError as exc:  # a key already in the table
-        raise _NeedsMerge(source.name) from exc
-
-
-def _insert_direct(conn: Connection, source: Source, clean: pd.DataFrame, names: list[str],
-                   target: str, *, now: datetime, run_id: int) -> None:
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    if conn.dialect.name == "postgresql":
-        stamp = now.astimezone(UTC).isoformat()
-        _copy_rows(cur, target, names,
-                   _stage_rows(source, clean, "postgresql", [stamp, stamp, run_id]))
-    else:
-        stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        cur.executemany(
-            f"INSERT INTO {target} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            _stage_rows(source, clean, "sqlite", [stamp, stamp, run_id]),
-        )
-    cur.close()
-
-
-def _distinct(conn: Connection, a: str, b: str) -> str:
-    op = "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
-    return f"({a} {op} {b})"
-
-
-def _any_distinct(conn: Connection, cols: list[str], left: str, right: str,
-                  rprefix: str = "") -> str:
-    return " OR ".join(_distinct(conn, f"{left}.{c}", f"{right}.{rprefix}{c}") for c in cols)
-
-
-def _count_outcomes(conn: Connection, source: Source, stage: Table, dups: bool,
-                    given: set[str]) -> tuple[int, int, int]:
-    """(inserted, updated, unchanged) for the staged rows, before the merge.
-
-    Without repeated keys each staged row is new, changed or the same as the warehouse row.
-    With repeated keys (a ticket opened, then solved, in one file) the rows of a key are
-    replayed in file order: the first against the warehouse, each later one against the one
-    before it; when the key's last version equals the warehouse row, all its rows are unchanged.
-    """
-    target = ENTITY_TABLES[source.name].name
-    key = source.key
-    cols = [c for c in source.columns if c != key and c in given]
-    if not dups:
-        changed = _any_distinct(conn, cols, "t", "s")
-        sql = f"""
-            SELECT
-              COALESCE(SUM(CASE WHEN t.{key} IS NULL THEN 1 ELSE 0 END), 0),
-              COALESCE(SUM(CASE WHEN t.{key} IS NOT NULL AND ({changed}) THEN 1 ELSE 0 END), 0),
-              COALESCE(SUM(CASE WHEN t.{key} IS NOT NULL AND NOT ({changed}) THEN 1 ELSE 0 END), 0)
-            FROM {stage.name} s LEFT JOIN {target} t ON t.{key} = s.{key}
-        """
-        ins, upd, same = conn.execute(text(sql)).one()
-        return int(ins), int(upd), int(same)
-    lags = ", ".join(
-        f"LAG({c}) OVER (PARTITION BY {key} ORDER BY _row) AS p_{c}" for c in cols
-    )
-    vs_prev = _any_distinct(conn, cols, "r", "r", rprefix="p_")
-    vs_target = _any_distinct(conn, cols, "t", "r")
-    last_vs_target = _any_distinct(conn, cols, "t", "l")
-    sql = f"""
-        WITH r AS (
-          SELECT s.*, {lags},
-                 ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY _row) AS rn,
-                 ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY _row DESC) AS rd
-          FROM {stage.name} s
-        ),
-        k AS (
-          SELECT l.{key} AS k,
-                 CASE WHEN t.{key} IS NULL THEN 'new'
-                      WHEN {last_vs_target} THEN 'changed' ELSE 'same' END AS fate
-          FROM r l LEFT JOIN {target} t ON t.{key} = l.{key}
-          WHERE l.rd = 1
-        ),
-        c AS (
-          SELECT CASE
-                   WHEN k.fate = 'same' THEN 'unchanged'
-                   WHEN r.rn = 1 AND k.fate = 'new' THEN 'inserted'
-                   WHEN r.rn = 1 AND ({vs_target}) THEN 'updated'
-                   WHEN r.rn = 1 THEN 'unchanged'
-                   WHEN {vs_prev} THEN 'updated'
-                   ELSE 'unchanged' END AS outcome
-          FROM r JOIN k ON k.k = r.{key}
-          LEFT JOIN {target} t ON t.{key} = r.{key}
-        )
-        SELECT outcome, COUNT(*) FROM c GROUP BY outcome
-    """
-    counts = dict(conn.execute(text(sql)).all())
-    return (int(counts.get("inserted", 0)), int(counts.get("updated", 0)),
-            int(counts.get("unchanged", 0)))
-
-
-def _merge(conn: Connection, source: Source, stage: Table, dups: bool, run_id: int,
-           now: datetime, given: set[str]) -> None:
-    """One set-based upsert from staging into the warehouse; unchanged rows are not touched."""
-    target = ENTITY_TABLES[source.name]
-    key = source.key
-    cols = source.columns
-    if dups:
-        ranked = select(
-            *[stage.c[c] for c in cols],
-            func.row_number().over(partition_by=stage.c[key], order_by=stage.c._row.desc())
-            .label("rd"),
-        ).subquery("ranked")
-        base = select(*[ranked.c[c] for c in cols]).where(ranked.c.rd == 1)
-    else:
-        base = select(*[stage.c[c] for c in cols]).where(true())
-    rows = base.add_columns(
-        literal(now, UTCDateTime).label("landed_at"),
-        literal(now, UTCDateTime).label("updated_at"),
-        literal(run_id).label("run_id"),
-    )
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(target).from_select([*cols, "landed_at", "updated_at", "run_id"], rows)
-    changed = [c for c in cols if c != key and c in given]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[target.c[key]],
-        set_={c: stmt.excluded[c] for c in [*changed, "updated_at", "run_id"]},
-        where=or_(*[target.c[c].is_distinct_from(stmt.excluded[c]) for c in changed]),
-    )
-    conn.execute(stmt)
 
 
 # --------------------------------------------------------------------------- the core

@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.errors import InvalidArgumentError
 from pulse.models.negative_words import NEGATIVE_TERMS
-from pulse.sql.features import normalise_text, term_patterns
+from pulse.sql.feature_sources import normalise_text, term_patterns
 from pulse.sql.schema import Incident, Mention, SuspectedIncident
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def _taxonomy_keywords(tax: Any) -> dict[str, list[str]]:
 def component_keywords() -> tuple[dict[str, list[str]], str]:
     """Component -> keywords, and where they came from ("taxonomy" or "builtin")."""
     try:
-        from pulse.models.text import load_taxonomy  # type: ignore[attr-defined]
+        from pulse.models.text_routing import load_taxonomy  # type: ignore[attr-defined]
 
         found = _taxonomy_keywords(load_taxonomy())
         if found:

@@ -123,11 +123,12 @@ def _insert(engine: Engine) -> Any:
 def classify(texts: Sequence[str]) -> pd.DataFrame:
     """Sentiment, kind and route of each text (models.text), one row per text."""
     from pulse.models import text as mt
+    from pulse.models.text_routing import route
 
     texts = list(texts)
     s = mt.sentiment(texts).reset_index(drop=True)
     k = mt.feedback_kind(texts).reset_index(drop=True)
-    r = mt.route(texts).reset_index(drop=True)
+    r = route(texts).reset_index(drop=True)
     return pd.DataFrame({
         "sentiment": s["label"].astype(str), "sentiment_score": s["score"].astype(float),
         "sentiment_method": s["method"].astype(str),

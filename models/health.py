@@ -221,13 +221,15 @@ def score_date(engine: Engine, as_of: date, *, scorecard: Scorecard | None = Non
     """Features then health for one date: what `pulse score` and the health DAG run."""
     import time as _time
 
+    from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.sql.features import compute_features
 
     card = scorecard or load_scorecard()
     t0 = _time.perf_counter()
     if on_stage:
         on_stage(f"computing features as of {as_of}")
-    compute_features(engine, as_of, basis=basis)  # type: ignore[arg-type]
+    compute_features(engine, as_of, basis=basis,  # type: ignore[arg-type]
+                     negative_terms=NEGATIVE_TERMS)
     t1 = _time.perf_counter()
     if on_stage:
         on_stage(f"scoring health as of {as_of}")

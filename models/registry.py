@@ -516,6 +516,7 @@ def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
     """`score_churn`, returning what it did (`scored` is the rows written)."""
     import time as _time
 
+    from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.sql.features import compute_features, load_features
     from pulse.sql.health import bulk_insert
 
@@ -531,7 +532,8 @@ def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
     if features.empty:
         if on_stage:
             on_stage(f"computing features as of {as_of}")
-        compute_features(engine, as_of, basis=basis)  # type: ignore[arg-type]
+        compute_features(engine, as_of, basis=basis,  # type: ignore[arg-type]
+                         negative_terms=NEGATIVE_TERMS)
         features = load_features(engine, as_of)
     cancelled = features["cancelled"].fillna(False).astype(bool).to_numpy()
     features = features[~cancelled].reset_index(drop=True)

@@ -43,6 +43,7 @@ from sqlalchemy import Engine, func, select, text, true, union_all
 
 from pulse.core.errors import TrainingDataError
 from pulse.models.drivers import Driver, format_number
+from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.models.timesplit import time_split
 from pulse.sql.features import BASES, FEATURES, features_select
 from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
@@ -255,7 +256,8 @@ def snapshot_features(engine: Engine, as_of: date, *, basis: str = "occurred") -
     if basis not in BASES:
         raise TrainingDataError(f"invalid value for basis: expected one of {BASES} "
                                 f"(not {basis!r})")
-    query = features_select(as_of, basis=basis)  # type: ignore[arg-type]
+    query = features_select(as_of, basis=basis,  # type: ignore[arg-type]
+                            negative_terms=NEGATIVE_TERMS)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL jit = off"))

@@ -36,7 +36,7 @@ invalid_address    the contact's address cannot be written to
 `queue_due_surveys(engine, now=)` writes every planned survey as a `surveys` row (`queued`
 or `skipped` with its reason and detail) and, for each queued one, an outbox message (kind
 and template `csat_survey`, key `survey:{survey_key}`, automated, not urgent: quiet hours
-and the per-contact cap apply when `outreach.outbox.send_due` sends it), in one
+and the per-contact cap apply when `outreach.outbox_send.send_due` sends it), in one
 transaction, with the message id stored on the survey.
 """
 from __future__ import annotations

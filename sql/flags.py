@@ -37,7 +37,8 @@ from sqlalchemy import (
 )
 
 from pulse.core.errors import InvalidArgumentError
-from pulse.sql.features import BASES, _Window, day_key
+from pulse.sql.feature_sources import _Window, day_key
+from pulse.sql.features import BASES
 from pulse.sql.health import bulk_insert
 from pulse.sql.schema import (
     Account,

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from pulse.listeners.landing import land_file
 from pulse.models.chatter import detect_chatter
 from pulse.outreach.chatter_alerts import queue_chatter_alerts
-from pulse.outreach.outbox import send_due
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import OutboxMessage
 from tests.test_chatter import BURST, NOW, _baseline, _land, _mention

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, update
 from pulse.models.flags import compute_flags
 from pulse.models.health import score_date
 from pulse.outreach.checkins import csm_name, queue_daily
-from pulse.outreach.outbox import send_due
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import Account, AccountFlag, AccountHealth, OutboxMessage
 from tests.test_flags import D, land_world

@@ -18,7 +18,7 @@ from pulse.cli import surveys as cli_surveys
 from pulse.listeners.surveys import record_comment, record_rating
 from pulse.models.csat import csat_report, csat_totals, survey_comments, weekly_trend_chart
 from pulse.outreach.checkins import queue_daily
-from pulse.outreach.outbox import send_due
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.surveys import queue_due_surveys
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import OutboxMessage

@@ -12,7 +12,8 @@ from sqlalchemy import Engine, select
 
 from pulse.listeners.landing import land_file
 from pulse.models.negative_words import NEGATIVE_TERMS
-from pulse.sql.features import FEATURES, compute_features, load_features, matches_terms
+from pulse.sql.feature_sources import matches_terms
+from pulse.sql.features import FEATURES, compute_features, load_features
 from pulse.sql.schema import AccountFeatures
 
 D = date(2026, 6, 30)
@@ -140,7 +141,7 @@ def features_of(engine: Engine, as_of: date) -> dict[str, dict[str, Any]]:
 
 def test_features_of_a_hand_made_world_are_exact(engine: Engine, tmp_path: Path) -> None:
     land_world(engine, tmp_path)
-    assert compute_features(engine, D) == 2  # acc-3 is created after D
+    assert compute_features(engine, D, negative_terms=NEGATIVE_TERMS) == 2  # acc-3 is created after D
     frame = load_features(engine, D).set_index("account_id")
     assert list(frame.index) == ["acc-1", "acc-2"]
     acc1 = frame.loc["acc-1"]
@@ -173,7 +174,7 @@ def test_rows_that_land_or_happen_later_never_change_a_date(
     engine: Engine, tmp_path: Path
 ) -> None:
     land_world(engine, tmp_path)
-    compute_features(engine, D)
+    compute_features(engine, D, negative_terms=NEGATIVE_TERMS)
     before = features_of(engine, D)
     late = tmp_path / "late"
     late.mkdir()
@@ -198,18 +199,18 @@ def test_rows_that_land_or_happen_later_never_change_a_date(
     land_file(engine, _write(late, "mentions.jsonl",
                              '{"mention_id": "m9", "created_at": "2026-06-29T13:00:00Z", '
                              '"author_handle": "northwind", "text": "useless"}\n'), now=LATER)
-    assert compute_features(engine, D) == 2
+    assert compute_features(engine, D, negative_terms=NEGATIVE_TERMS) == 2
     assert features_of(engine, D) == before
 
     # Pulse knew the late rows by 07-02: they count from then on
-    compute_features(engine, date(2026, 7, 2))
+    compute_features(engine, date(2026, 7, 2), negative_terms=NEGATIVE_TERMS)
     after = load_features(engine, date(2026, 7, 2)).set_index("account_id")
     assert set(after.index) == {"acc-1", "acc-2", "acc-4", "acc-5", "acc-6"}
     assert after.loc["acc-1", "open_failed_payments"] == 0  # p7 (and p8) cleared them
     assert after.loc["acc-1", "open_urgent_tickets"] == 0
     assert after.loc["acc-1", "distinct_features_28d"] == 4  # admin
     # reconstructing history from event times counts the late rows on D
-    compute_features(engine, D, basis="occurred")
+    compute_features(engine, D, basis="occurred", negative_terms=NEGATIVE_TERMS)
     occurred = load_features(engine, D).set_index("account_id")
     # acc-5 has no created_at but used the product on 06-10; acc-6 only after D
     assert set(occurred.index) == {"acc-1", "acc-2", "acc-4", "acc-5"}
@@ -223,15 +224,15 @@ def test_rows_that_land_or_happen_later_never_change_a_date(
 def test_re_running_a_date_replaces_it_and_nothing_else(engine: Engine, tmp_path: Path) -> None:
     land_world(engine, tmp_path)
     earlier = date(2026, 6, 23)  # every row landed on D: read history by event time
-    compute_features(engine, earlier, basis="occurred")
-    compute_features(engine, D, basis="occurred")
+    compute_features(engine, earlier, basis="occurred", negative_terms=NEGATIVE_TERMS)
+    compute_features(engine, D, basis="occurred", negative_terms=NEGATIVE_TERMS)
     t = AccountFeatures.__table__
     with engine.connect() as conn:
         stamps = dict(conn.execute(select(t.c.as_of, t.c.computed_at)
                                    .where(t.c.account_id == "acc-1")).all())
         earlier_rows = conn.execute(select(t).where(t.c.as_of == earlier)).all()
     first = features_of(engine, D)
-    assert compute_features(engine, D, basis="occurred") == 2
+    assert compute_features(engine, D, basis="occurred", negative_terms=NEGATIVE_TERMS) == 2
     assert features_of(engine, D) == first
     with engine.connect() as conn:
         assert conn.execute(select(t).where(t.c.as_of == earlier)).all() == earlier_rows

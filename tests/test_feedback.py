@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import pulse.models.feedback as feedback
 from pulse.models.feedback import refresh_insights, themes
 from pulse.outreach.feedback_digest import build_digests, queue_digests, scrub
-from pulse.outreach.outbox import send_due
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import Account, Contact, Mention, OutboxMessage, TextInsight, Ticket
 

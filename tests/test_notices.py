@@ -18,7 +18,7 @@ from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
 from pulse.models.outage import refresh_impacts
 from pulse.outreach.notices import queue_outage_notices, stage_of
-from pulse.outreach.outbox import send_due
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.db import make_engine, upgrade
 from pulse.sql.schema import Contact, Incident, IncidentImpact, OutboxMessage

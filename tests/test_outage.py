@@ -30,6 +30,7 @@ from pulse.listeners.statuspage import import_statuspage, map_incident
 from pulse.models.flag_rules import OUTAGE
 from pulse.models.flags import compute_flags
 from pulse.models.health import score_date
+from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.models.outage import (
     affected_contacts,
     compute_impact,
@@ -218,21 +219,21 @@ def test_an_unknown_incident_is_a_clear_error(world: Engine) -> None:
 
 def test_incident_minutes_feed_the_features(world: Engine) -> None:
     refresh_impacts(world, now=ts("2026-06-20T12:00:00Z"))
-    compute_features(world, date(2026, 6, 30))
+    compute_features(world, date(2026, 6, 30), negative_terms=NEGATIVE_TERMS)
     minutes = load_features(world, date(2026, 6, 30)).set_index("account_id")[
         "incident_minutes_28d"]
     # acc-a, acc-b: inc-1 (120 minutes); acc-c: inc-2, open until 12:00 (240); exposed: 0
     assert minutes.to_dict() == {"acc-a": 120.0, "acc-b": 120.0, "acc-c": 240.0,
                                  "acc-d": 0.0, "acc-e": 0.0}
     # 28 days ending 07-14 start on 06-17: inc-1 has left the window
-    compute_features(world, date(2026, 7, 14))
+    compute_features(world, date(2026, 7, 14), negative_terms=NEGATIVE_TERMS)
     later = load_features(world, date(2026, 7, 14)).set_index("account_id")
     assert later["incident_minutes_28d"].to_dict()["acc-a"] == 0.0
     assert later["incident_minutes_28d"].to_dict()["acc-c"] == 240.0
     # point in time: on 06-29 Pulse did not know of the incidents yet (they landed 06-30)
-    compute_features(world, date(2026, 6, 29))
+    compute_features(world, date(2026, 6, 29), negative_terms=NEGATIVE_TERMS)
     assert set(load_features(world, date(2026, 6, 29))["incident_minutes_28d"]) == {0.0}
-    compute_features(world, date(2026, 6, 29), basis="occurred")
+    compute_features(world, date(2026, 6, 29), basis="occurred", negative_terms=NEGATIVE_TERMS)
     occurred = load_features(world, date(2026, 6, 29)).set_index("account_id")
     assert occurred.loc["acc-a", "incident_minutes_28d"] == 120.0
 

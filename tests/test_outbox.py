@@ -19,7 +19,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from pulse.core.errors import HeaderInjectionError
 from pulse.outreach.message import Outgoing, SendResult
-from pulse.outreach.outbox import Draft, add_suppression, queue, send_due
+from pulse.outreach.outbox import Draft, add_suppression, queue
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.render import Renderer
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import Account, Contact, OutboxMessage, PurchaseEvent

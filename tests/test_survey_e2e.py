@@ -25,7 +25,8 @@ from sqlalchemy import Engine, select
 from pulse.core.settings import get_settings
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
-from pulse.outreach.outbox import send_due
+from pulse.models.negative_words import NEGATIVE_TERMS
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.surveys import queue_due_surveys
 from pulse.outreach.tokens import verify
 from pulse.outreach.transports.file import FileTransport
@@ -150,7 +151,7 @@ def test_a_solved_ticket_to_a_rating_in_the_features(engine: Engine, public_base
                                 "Quick & kind <3")]
 
     as_of = datetime.now(UTC).date()
-    compute_features(engine, as_of)
+    compute_features(engine, as_of, negative_terms=NEGATIVE_TERMS)
     features = load_features(engine, as_of).set_index("account_id")
     assert features.loc[survey.account_id, "csat_last"] == 4
     assert features.loc[survey.account_id, "csat_responses_90d"] == 1

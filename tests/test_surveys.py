@@ -18,7 +18,8 @@ from pulse.core.errors import TokenError
 from pulse.core.settings import get_settings
 from pulse.devkit.airflow_runner import run_dag_test
 from pulse.listeners.landing import land_file
-from pulse.outreach.outbox import Draft, add_suppression, queue, send_due
+from pulse.outreach.outbox import Draft, add_suppression, queue
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.surveys import plan_surveys, queue_due_surveys
 from pulse.outreach.tokens import verify
 from pulse.outreach.transports.file import FileTransport

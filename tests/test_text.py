@@ -9,14 +9,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pulse.core.errors import InputFileError
+from pulse.core.errors import InputFileError, TaxonomyError
 from pulse.core.settings import env_flag
 from pulse.models import text as T
+from pulse.models import text_classifier, text_lexicon, text_routing, text_store
 
 
 @pytest.fixture(autouse=True)
 def _fresh_models() -> None:
-    T.clear_cache()
+    text_store.clear_cache()
 
 
 def _app() -> typer.Typer:
@@ -45,7 +46,7 @@ def test_sentiment_of_clear_cases_from_the_seed_model(pulse_home: Path) -> None:
 
 def test_sentiment_falls_back_to_the_lexicon_without_any_model(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(T, "SEED_DIR", tmp_path / "no-seed")
+    monkeypatch.setattr(text_store, "SEED_DIR", tmp_path / "no-seed")
     got = T.sentiment(["This is terrible, the export is broken", "Great job, thank you!",
                        "We have a meeting on Monday"])
     assert list(got["label"]) == ["negative", "positive", "neutral"]
@@ -53,7 +54,7 @@ def test_sentiment_falls_back_to_the_lexicon_without_any_model(
 
 
 def test_normalise_replaces_urls_handles_numbers_and_entities() -> None:
-    assert T.normalise("@Acme see https://x.io/a?b=1 &amp; call 555-1234 NOW") == \
+    assert text_lexicon.normalise("@Acme see https://x.io/a?b=1 &amp; call 555-1234 NOW") == \
         "_user_ see _url_ & call _num_ - _num_ now"
 
 
@@ -76,7 +77,7 @@ def test_feedback_kind_of_clear_cases() -> None:
 
 
 def test_route_by_keywords_keeps_confidence_and_sends_unclear_items_to_triage() -> None:
-    got = T.route([
+    got = text_routing.route([
         "The API returns 500 on the webhooks endpoint",
         "We were charged twice on the last invoice",
         "Hello, just saying hi",
@@ -90,7 +91,7 @@ def test_route_by_keywords_keeps_confidence_and_sends_unclear_items_to_triage() 
     assert got.loc[3, "team"] == "triage"
     assert 0 < got.loc[3, "confidence"] < 0.5
     assert got.loc[3, "suggested_team"] in {"identity", "analytics"}
-    assert (T.route(["SSO login is broken"], min_confidence=0.9)["team"] == "triage").all()
+    assert (text_routing.route(["SSO login is broken"], min_confidence=0.9)["team"] == "triage").all()
 
 
 def test_route_with_labelled_examples_uses_a_classifier(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_route_with_labelled_examples_uses_a_classifier(tmp_path: Path) -> None:
                  (f"my card was declined for order {i}", "billing")]
     examples = tmp_path / "examples.csv"
     pd.DataFrame(rows, columns=["text", "team"]).to_csv(examples, index=False)
-    got = T.route(["quarterly numbers look off", "card declined again"], examples=examples,
+    got = text_routing.route(["quarterly numbers look off", "card declined again"], examples=examples,
                   min_confidence=0.5)
     assert list(got["team"]) == ["analytics", "billing"]
     assert list(got["method"]) == ["model", "model"]
@@ -122,15 +123,15 @@ def test_route_with_labelled_examples_uses_a_classifier(tmp_path: Path) -> None:
 def test_taxonomy_errors_name_the_line(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "taxonomy.yaml"
     path.write_text(body)
-    with pytest.raises(T.TaxonomyError, match=message) as info:
-        T.load_taxonomy(path)
+    with pytest.raises(TaxonomyError, match=message) as info:
+        text_routing.load_taxonomy(path)
     assert str(path) in str(info.value)
 
 
 def test_shipped_taxonomy_covers_the_demo_components() -> None:
     from pulse.devkit.demo import COMPONENTS
 
-    tax = T.load_taxonomy()
+    tax = text_routing.load_taxonomy()
     assert {c.name for c in tax.components} == set(COMPONENTS)
 
 
@@ -182,7 +183,7 @@ def test_read_labelled_csv_rejects_a_single_label(tmp_path: Path) -> None:
     csv = tmp_path / "one.csv"
     csv.write_text("text,label\na,x\nb,x\n")
     with pytest.raises(InputFileError, match="at least two different labels"):
-        T.read_labelled_csv(csv)
+        text_classifier.read_labelled_csv(csv)
 
 
 # --------------------------------------------------------------------------- public corpora

@@ -23,7 +23,8 @@ from sqlalchemy import Engine, func, insert, select
 
 from pulse.core.errors import TokenError
 from pulse.core.settings import get_settings
-from pulse.outreach.outbox import Draft, queue, send_due
+from pulse.outreach.outbox import Draft, queue
+from pulse.outreach.outbox_send import send_due
 from pulse.outreach.tokens import sign, verify
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import Account, Contact, OutboxMessage, Suppression

@@ -29,6 +29,7 @@ from pulse.cli.social import register
 from pulse.core.errors import XListenerError
 from pulse.listeners.landing import land_file
 from pulse.listeners.x_listener import listen, watermarks
+from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.features import compute_features, load_features
 from pulse.sql.schema import Mention, XWatermark
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
@@ -234,7 +235,7 @@ def test_mentions_link_by_contact_handle_account_handle_or_explicit_id(
     listen(engine, client=client, queries=[QUERY], now=NOW)
     listen(engine, replay=FIXTURES / "mentions_replay.jsonl", now=NOW)
 
-    compute_features(engine, date(2026, 11, 21))
+    compute_features(engine, date(2026, 11, 21), negative_terms=NEGATIVE_TERMS)
     feats = load_features(engine, date(2026, 11, 21)).set_index("account_id")
     assert feats.loc["acc-acme", "mentions_28d"] == 3  # its own handle: 2 tweets + 1 replayed
     assert feats.loc["acc-globex", "mentions_28d"] == 1  # a contact's handle

@@ -106,7 +106,7 @@ def feedback_digest(
     period_end = _day(end, "--end")
     result: dict[str, Any]
     if send:
-        from pulse.outreach.outbox import send_due
+        from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
 
         run = queue_digests(engine, period=period.value, period_end=period_end, team=team)

@@ -82,7 +82,7 @@ def outreach_send(
 ) -> None:
     """Send the due messages of the outbox, after the rules (opt-out, suppression list,
     churned account, quiet hours, frequency cap); reconcile what a crash left in doubt."""
-    from pulse.outreach.outbox import send_due
+    from pulse.outreach.outbox_send import send_due
     from pulse.outreach.transports import make_transport
 
     engine = _engine()

@@ -28,13 +28,8 @@ def train_sentiment_cmd(
 ) -> None:
     """Cross-validate, then train on all rows and save to $PULSE_HOME/models."""
     from pulse.core.errors import PulseError
-    from pulse.models.text import (
-        clear_cache,
-        cross_validate,
-        read_labelled_csv,
-        train_sentiment,
-        user_sentiment_path,
-    )
+    from pulse.models.text_classifier import cross_validate, read_labelled_csv
+    from pulse.models.text_store import clear_cache, train_sentiment, user_sentiment_path
 
     console = Console()
     try:

@@ -468,6 +468,7 @@ def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
                  counts: dict[str, int], console: Console | None) -> ScoreFigure:
     from pulse.listeners.landing import land_files
     from pulse.models.health import score_accounts
+    from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.models.registry import register_fitted, score_churn_summary
     from pulse.sql.db import upgrade
     from pulse.sql.features import compute_features
@@ -485,7 +486,8 @@ def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
         return value
 
     stage("land", lambda: land_files(engine, files))
-    stage("features", lambda: compute_features(engine, end, basis="occurred"))
+    stage("features", lambda: compute_features(engine, end, basis="occurred",
+                                                      negative_terms=NEGATIVE_TERMS))
     stage("health", lambda: score_accounts(engine, end))
     register_fitted(engine, fitted, artifact_dir=folder.parent / f"models-{db}")
     summary = stage("churn scoring", lambda: score_churn_summary(engine, end))

@@ -75,7 +75,8 @@ def _one_run(mode: str, *, batch: bool, messages: int, per_body: int, folder: Pa
              console: Console) -> SendFigure:
     from pulse.core.settings import get_settings
     from pulse.devkit.sendgrid_double import SendGridDouble
-    from pulse.outreach.outbox import queue, send_due
+    from pulse.outreach.outbox import queue
+    from pulse.outreach.outbox_send import send_due
     from pulse.outreach.transports.sendgrid import SendGridTransport
     from pulse.sql.db import make_engine, upgrade
 

@@ -99,7 +99,7 @@ def compare(task: str, texts: Any, labels: Any, *, random_state: int = 0) -> Tex
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
 
-    from pulse.models.text import TextClassifier
+    from pulse.models.text_classifier import TextClassifier
 
     started = time.perf_counter()
     X = np.asarray(texts, dtype=object)
@@ -167,4 +167,4 @@ def bench_text(
                       f"{f.pulse_accuracy:.3f}", f"{f.pulse_macro_f1:.3f}", f"{f.seconds:.1f}")
     console.print(table)
     console.print("baseline: TF-IDF word 1-2-grams + LogisticRegression() (defaults); pulse: "
-                  "pulse.models.text.TextClassifier")
+                  "pulse.models.text_classifier.TextClassifier")

@@ -1,0 +1,451 @@
+"""The SQL of the point-in-time features, one set-based query per source (see sql/features.py).
+
+The dialect helpers (whole UTC days, epoch seconds, day keys, lexicon matching for SQLite and
+PostgreSQL), the as-of window, and the grouped aggregates of each source: usage, billing,
+support, social, surveys and incidents. `features.features_select` joins them into the rows of
+`account_features`.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    Integer,
+    Numeric,
+    String,
+    and_,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from pulse.sql.schema import (
+    Account,
+    Contact,
+    Incident,
+    IncidentImpact,
+    Mention,
+    PurchaseEvent,
+    SurveyResponse,
+    Ticket,
+    UsageEvent,
+)
+
+# --------------------------------------------------------------------------- SQL helpers
+
+
+class utc_day(FunctionElement[int]):
+    """Whole days from 1970-01-01 to the UTC calendar day of a timestamp."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "utc_day"
+
+
+class date_day(FunctionElement[int]):
+    """Whole days from 1970-01-01 to a date."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "date_day"
+
+
+class epoch_seconds(FunctionElement[float]):
+    """Seconds since 1970-01-01 UTC of a timestamp."""
+
+    type = Float()
+    inherit_cache = True
+    name = "epoch_seconds"
+
+
+class day_key(FunctionElement[str]):
+    """A value that is the same for every instant of one UTC day (for counting days)."""
+
+    type = String()
+    inherit_cache = True
+    name = "day_key"
+
+
+def _arg(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
+    (arg,) = element.clauses
+    return compiler.process(arg, **kw)
+
+
+# SQLite stores instants as naive UTC text "YYYY-MM-DD HH:MM:SS.ffffff" and dates as
+# "YYYY-MM-DD" (sql.types.UTCDateTime); PostgreSQL as timestamptz and date.
+@compiles(utc_day, "sqlite")
+@compiles(date_day, "sqlite")
+def _day_sqlite(element: FunctionElement[int], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(julianday(substr({_arg(element, compiler, **kw)}, 1, 10)) - 2440587.5 AS INTEGER)"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_pg(element: FunctionElement[int], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(CAST(({_arg(element, compiler, **kw)}) AT TIME ZONE 'UTC' AS DATE) - DATE '1970-01-01')"
+
+
+@compiles(date_day, "postgresql")
+def _date_day_pg(element: FunctionElement[int], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(({_arg(element, compiler, **kw)}) - DATE '1970-01-01')"
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_sqlite(element: FunctionElement[float], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"((julianday({_arg(element, compiler, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@compiles(epoch_seconds, "postgresql")
+def _epoch_pg(element: FunctionElement[float], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(EXTRACT(EPOCH FROM {_arg(element, compiler, **kw)}) AS DOUBLE PRECISION)"
+
+
+@compiles(day_key, "sqlite")
+def _day_key_sqlite(element: FunctionElement[str], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"substr({_arg(element, compiler, **kw)}, 1, 10)"
+
+
+@compiles(day_key, "postgresql")
+def _day_key_pg(element: FunctionElement[str], compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(({_arg(element, compiler, **kw)}) AT TIME ZONE 'UTC' AS DATE)"
+
+
+class lexicon_match(FunctionElement[bool]):
+    """True when padded, lower-cased text contains a lexicon term (see `term_patterns`).
+
+    Arguments: the text, one regular expression of every term (PostgreSQL), then one GLOB
+    pattern per term (SQLite). One expression, because PostgreSQL keeps only a few compiled
+    regular expressions cached and would otherwise compile each term again for every row.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+    name = "lexicon_match"
+
+
+@compiles(lexicon_match, "sqlite")
+def _lexicon_sqlite(element: FunctionElement[bool], compiler: SQLCompiler, **kw: Any) -> str:
+    text_, _regex, *globs = (compiler.process(c, **kw) for c in element.clauses)
+    return "(" + " OR ".join(f"{text_} GLOB {g}" for g in globs) + ")"
+
+
+@compiles(lexicon_match, "postgresql")
+def _lexicon_pg(element: FunctionElement[bool], compiler: SQLCompiler, **kw: Any) -> str:
+    text_, regex, *_globs = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({text_} ~ {regex})"
+
+
+#: Apostrophes are dropped before matching ("doesn't" reads "doesnt"); any character other
+#: than a-z and 0-9 separates words.
+_APOSTROPHES = "'\u2019"
+
+
+def normalise_text(text: str) -> str:
+    """What the lexicon is matched against: lower case, no apostrophes, padded with spaces."""
+    text = text.lower()
+    for ch in _APOSTROPHES:
+        text = text.replace(ch, "")
+    return f" {text} "
+
+
+def _normalised_sql(col: ColumnElement[str]) -> ColumnElement[str]:
+    expr: ColumnElement[str] = func.lower(col)
+    for ch in _APOSTROPHES:
+        expr = func.replace(expr, ch, "")
+    return literal(" ") + expr + literal(" ")
+
+
+@dataclass(frozen=True)
+class TermPattern:
+    term: str
+    glob: str  # SQLite GLOB over normalised text
+    regex: str  # PostgreSQL (POSIX) and Python regular expression over normalised text
+
+
+def term_patterns(terms: Sequence[str]) -> list[TermPattern]:
+    """Whole-word patterns of lexicon terms; a trailing `*` makes a term a word prefix."""
+    out: dict[str, TermPattern] = {}
+    for raw in terms:
+        prefix = raw.strip().endswith("*")
+        words = re.findall(r"[a-z0-9]+", normalise_text(raw.strip().rstrip("*")))
+        if not words:
+            continue
+        body = " ".join(words)
+        glob = f"*[^a-z0-9]{body}" + ("*" if prefix else "[^a-z0-9]*")
+        regex = f"[^a-z0-9]{body}" + ("" if prefix else "[^a-z0-9]")
+        out[glob] = TermPattern(raw, glob, regex)
+    return list(out.values())
+
+
+def matches_terms(text: str, terms: Sequence[str]) -> bool:
+    """Python's twin of the SQL match (for tests and explanations)."""
+    norm = normalise_text(text)
+    return any(re.search(p.regex, norm) for p in term_patterns(terms))
+
+
+def _matches_any(norm: ColumnElement[str], terms: Sequence[str]) -> ColumnElement[bool]:
+    patterns = term_patterns(terms)
+    if not patterns:
+        return literal(False)
+    regex = "|".join(f"(?:{p.regex})" for p in patterns)
+    return lexicon_match(norm, literal(regex), *(literal(p.glob) for p in patterns))
+
+
+# --------------------------------------------------------------------------- the queries
+
+
+@dataclass(frozen=True)
+class _Window:
+    as_of: date
+    basis: str
+
+    @property
+    def end(self) -> datetime:
+        """The first instant after the as-of date (UTC): rows strictly before it count."""
+        return datetime.combine(self.as_of + timedelta(days=1), time(0), tzinfo=UTC)
+
+    def since(self, days: int) -> datetime:
+        """The first instant of the last `days` days ending with the as-of date."""
+        return self.end - timedelta(days=days)
+
+    @property
+    def day(self) -> ColumnElement[int]:
+        return literal((self.as_of - date(1970, 1, 1)).days, Integer)
+
+    def known(self, table: Any) -> ColumnElement[bool]:
+        return table.c.landed_at < self.end if self.basis == "known" else true()
+
+
+def _usage(w: _Window) -> tuple[Any, Any]:
+    u = UsageEvent.__table__
+    in7 = u.c.occurred_at >= w.since(7)
+    in28 = u.c.occurred_at >= w.since(28)
+    qty = u.c.quantity
+    day = day_key(u.c.occurred_at)
+    window = (
+        select(
+            u.c.account_id,
+            func.count(distinct(case((in7, day)))).label("active_days_7d"),
+            func.count(distinct(case((in28, day)))).label("active_days_28d"),
+            func.sum(case((in7, qty), else_=0.0)).label("events_7d"),
+            func.sum(case((in28, qty), else_=0.0)).label("events_28d"),
+            func.sum(case((in28, 0.0), else_=qty)).label("events_prev_28d"),
+            func.sum(case((and_(in28, u.c.outcome == "error"), qty), else_=0.0)).label(
+                "errors_28d"),
+            func.count(distinct(case((in28, u.c.feature)))).label("distinct_features_28d"),
+            func.count(distinct(case((in28, u.c.contact_id)))).label("active_users_28d"),
+        )
+        .where(u.c.occurred_at >= w.since(56), u.c.occurred_at < w.end, w.known(u))
+        .group_by(u.c.account_id)
+        .cte("usage_window")
+    )
+    last = (
+        select(u.c.account_id, func.max(u.c.occurred_at).label("last_at"))
+        .where(u.c.occurred_at < w.end, w.known(u))
+        .group_by(u.c.account_id)
+        .cte("usage_last")
+        .prefix_with("MATERIALIZED")
+    )
+    return window, last
+
+
+def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
+    p = PurchaseEvent.__table__
+    seen = and_(p.c.occurred_at < w.end, w.known(p))
+
+    def latest_mrr(name: str, before: datetime) -> Any:
+        ranked = (
+            select(
+                p.c.account_id, p.c.mrr_after,
+                func.row_number().over(
+                    partition_by=p.c.account_id,
+                    order_by=(p.c.occurred_at.desc(), p.c.event_id.desc()),
+                ).label("rn"),
+            )
+            .where(seen, p.c.occurred_at < before, p.c.mrr_after.is_not(None))
+            .subquery()
+        )
+        return select(ranked.c.account_id, ranked.c.mrr_after).where(ranked.c.rn == 1).cte(name)
+
+    agg = (
+        select(
+            p.c.account_id,
+            func.max(p.c.occurred_at).label("last_at"),
+            func.max(case((p.c.kind == "payment_succeeded", p.c.occurred_at))).label(
+                "last_success"),
+            func.max(case((p.c.kind == "cancelled", p.c.occurred_at))).label("last_cancel"),
+            func.max(case((p.c.kind.in_(("subscription_started", "renewed", "upgraded")),
+                           p.c.occurred_at))).label("last_start"),
+            func.count(case((and_(p.c.kind == "downgraded", p.c.occurred_at >= w.since(90)),
+                             1))).label("downgrades_90d"),
+            func.count(case((and_(p.c.mrr_after.is_not(None), p.c.occurred_at >= w.since(90)),
+                             1))).label("mrr_events_90d"),
+        )
+        .where(seen)
+        .group_by(p.c.account_id)
+        .cte("billing")
+        .prefix_with("MATERIALIZED")
+    )
+    failed = (
+        select(p.c.account_id, func.count().label("open_failed"))
+        .select_from(p.outerjoin(agg, agg.c.account_id == p.c.account_id))
+        .where(seen, p.c.kind == "payment_failed",
+               or_(agg.c.last_success.is_(None), p.c.occurred_at > agg.c.last_success))
+        .group_by(p.c.account_id)
+        .cte("failed_payments")
+    )
+    return agg, failed, latest_mrr("mrr_now", w.end), latest_mrr("mrr_then", w.since(90))
+
+
+def _support(w: _Window) -> tuple[Any, Any]:
+    t = Ticket.__table__
+    seen = and_(t.c.opened_at < w.end, w.known(t))
+    resolved = case(
+        (t.c.resolved_at.is_not(None), t.c.resolved_at),
+        (t.c.status.in_(("solved", "closed")), t.c.updated_at),
+    )
+    is_open = or_(resolved.is_(None), resolved >= w.end)
+    resolved_recently = and_(resolved >= w.since(90), resolved < w.end)
+    hours = (epoch_seconds(resolved) - epoch_seconds(t.c.opened_at)) / 3600.0
+    agg = (
+        select(
+            t.c.account_id,
+            func.max(t.c.opened_at).label("last_at"),
+            func.count(case((t.c.opened_at >= w.since(30), 1))).label("tickets_30d"),
+            func.count(case((t.c.opened_at >= w.since(90), 1))).label("tickets_90d"),
+            func.count(case((is_open, 1))).label("open_tickets"),
+            func.count(case((and_(is_open, t.c.priority == "urgent"), 1))).label(
+                "open_urgent_tickets"),
+            func.avg(case((resolved_recently, hours))).label("resolve_mean"),
+        )
+        .where(seen)
+        .group_by(t.c.account_id)
+        .cte("support")
+    )
+    ranked = (
+        select(
+            t.c.account_id,
+            hours.label("h"),
+            func.row_number().over(partition_by=t.c.account_id, order_by=hours).label("rn"),
+            func.count().over(partition_by=t.c.account_id).label("n"),
+        )
+        .where(seen, resolved_recently)
+        .subquery()
+    )
+    median = (
+        select(ranked.c.account_id, func.avg(ranked.c.h).label("resolve_median"))
+        .where(or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2))
+        .group_by(ranked.c.account_id)
+        .cte("resolve_median")
+    )
+    return agg, median
+
+
+def _social(w: _Window, negative_terms: Sequence[str]) -> Any:
+    m, a, c = Mention.__table__, Account.__table__, Contact.__table__
+    seen = and_(m.c.created_at < w.end, w.known(m))
+    by_id = select(m.c.mention_id, m.c.account_id).where(seen, m.c.account_id.is_not(None))
+    by_account_handle = (
+        select(m.c.mention_id, a.c.account_id)
+        .join_from(m, a, a.c.x_handle == m.c.author_handle)
+        .where(seen, m.c.account_id.is_(None), w.known(a))
+    )
+    by_contact_handle = (
+        select(m.c.mention_id, c.c.account_id)
+        .join_from(m, c, c.c.x_handle == m.c.author_handle)
+        .where(seen, m.c.account_id.is_(None), w.known(c))
+    )
+    links = union(by_id, by_account_handle, by_contact_handle).cte("mention_links")
+    recent = (
+        select(m.c.mention_id, _normalised_sql(m.c.text).label("norm"))
+        .where(seen, m.c.created_at >= w.since(28))
+        .cte("recent_mentions")
+        .prefix_with("MATERIALIZED")
+    )
+    negative = _matches_any(recent.c.norm, negative_terms)
+    return (
+        select(
+            links.c.account_id,
+            func.max(m.c.created_at).label("last_at"),
+            func.count(recent.c.mention_id).label("mentions_28d"),
+            func.count(case((negative, 1))).label("negative_28d"),
+        )
+        .select_from(
+            links.join(m, m.c.mention_id == links.c.mention_id)
+            .outerjoin(recent, recent.c.mention_id == links.c.mention_id)
+        )
+        .group_by(links.c.account_id)
+        .cte("social")
+    )
+
+
+def _surveys(w: _Window) -> Any:
+    """Per account: the latest rating, CSAT (share of 4 and 5) and responses in 90 days.
+
+    A response counts from its first rating (and, with basis "known", once it had landed);
+    its rating is the latest the contact gave.
+    """
+    r = SurveyResponse.__table__
+    seen = and_(r.c.first_rated_at < w.end, w.known(r))
+    ranked = (
+        select(r.c.account_id, r.c.rating, r.c.first_rated_at,
+               func.row_number().over(partition_by=r.c.account_id,
+                                      order_by=(r.c.first_rated_at.desc(),
+                                                r.c.survey_id.desc())).label("rn"))
+        .where(seen)
+        .subquery()
+    )
+    recent = ranked.c.first_rated_at >= w.since(90)
+    return (
+        select(
+            ranked.c.account_id,
+            func.max(case((ranked.c.rn == 1, ranked.c.rating))).label("last_rating"),
+            func.max(ranked.c.first_rated_at).label("last_at"),
+            func.count(case((recent, 1))).label("responses_90d"),
+            func.count(case((and_(recent, ranked.c.rating >= 4), 1))).label("happy_90d"),
+        )
+        .group_by(ranked.c.account_id)
+        .cte("surveys")
+    )
+
+
+def _incident_minutes(w: _Window) -> Any:
+    """Per account: minutes of the windows of incidents that hit it, clipped to the last 28
+    days (models/outage.py stores who was hit)."""
+    im, i = IncidentImpact.__table__, Incident.__table__
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    lo = literal((w.since(28) - epoch).total_seconds(), Float)
+    hi = literal((w.end - epoch).total_seconds(), Float)
+    s, e = epoch_seconds(im.c.window_start), epoch_seconds(im.c.window_end)
+    start, end = case((s > lo, s), else_=lo), case((e < hi, e), else_=hi)
+    minutes = case((end > start, (end - start) / 60.0), else_=0.0)
+    # rounded: SQLite's julianday arithmetic is exact only to about 50 microseconds
+    total = cast(func.round(cast(func.sum(minutes), Numeric(20, 6)), 4), Float)
+    return (
+        select(im.c.account_id, total.label("minutes"))
+        .join_from(im, i, i.c.incident_id == im.c.incident_id)
+        .where(im.c.status == "hit", im.c.window_start < w.end,
+               im.c.window_end >= w.since(28), w.known(i))
+        .group_by(im.c.account_id)
+        .cte("incident_minutes")
+    )
+
+
+def _source_last(w: _Window, table: Any, column: str) -> Any:
+    col = table.c[column]
+    return select(func.max(col)).where(col < w.end, w.known(table)).scalar_subquery()
