@@ -54,7 +54,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import ConfigError, InputFileError, XListenerError
-from pulse.core.secrets import resolve_secret
+from pulse.core.secrets import check_secret_shape, redact, resolve_secret
 from pulse.core.settings import get_settings
 from pulse.listeners.landing import IngestResult, land_file
 from pulse.sql.db import ensure_schema
@@ -157,7 +157,8 @@ def resolve_bearer_token() -> str | None:
     """The bearer token: settings (`PULSE_X_BEARER_TOKEN`, `X_BEARER_TOKEN`,
     `TWITTER_BEARER_TOKEN`), then the Airflow Connection `x_default` (its password); None when
     none is set (replay mode)."""
-    return resolve_secret(get_settings().x_bearer_token, CONNECTION_ID)
+    token = resolve_secret(get_settings().x_bearer_token, CONNECTION_ID)
+    return check_secret_shape(token, what="the X bearer token") if token else None
 
 
 def default_replay_file() -> Path:
@@ -197,8 +198,10 @@ def _since_id(engine: Engine, query: str) -> str | None:
 
 def _save_watermark(engine: Engine, query: str, *, now: datetime, since_id: str | None,
                     fetched: int, error: str | None) -> None:
-    """Advance (or keep) `since_id`, add to `fetched` and set `last_error`, in one transaction."""
+    """Advance (or keep) `since_id`, add to `fetched` and set `last_error` (secrets redacted),
+    in one transaction."""
     t = XWatermark.__table__
+    error = redact(error) if error else error
     with engine.begin() as conn:
         row = conn.execute(select(t).where(t.c.query == query).with_for_update()).one_or_none()
         if row is None:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pulse.core.errors import ConfigError, SendGridError
-from pulse.core.secrets import resolve_secret
+from pulse.core.secrets import check_secret_shape, resolve_secret
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult
 
@@ -52,7 +52,7 @@ def resolve_api_key() -> str:
     Connection `sendgrid_default` (its password). Raises ConfigError when none is set."""
     key = resolve_secret(get_settings().sendgrid_api_key, CONNECTION_ID)
     if key:
-        return key
+        return check_secret_shape(key, what="the SendGrid API key")
     raise ConfigError(
         "no SendGrid API key: set PULSE_SENDGRID_API_KEY or SENDGRID_API_KEY, or define the "
         f"Airflow Connection {CONNECTION_ID!r} with the key as its password"

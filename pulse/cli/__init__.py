@@ -21,6 +21,7 @@ from pulse.cli import (
 )
 from pulse.cli.app import app
 from pulse.core.errors import PulseError
+from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
                   social, feedback, text, chatter, bench)
@@ -34,7 +35,7 @@ def main() -> None:
     try:
         app()
     except PulseError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the terminal width
+        message = " ".join(redact(str(exc)).split())  # one line, whatever the terminal width
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from pulse.core.secrets import RedactingFilter
+
 app = typer.Typer(
     name="pulse",
     help="Pulse: customer health, proactive outreach and feedback routing.\n\n"
@@ -25,3 +27,6 @@ def _root(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # no secret reaches a log line
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -5,7 +5,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root (or the installed package's parent); relative paths resolve from the
@@ -127,6 +127,15 @@ class Settings(BaseSettings):
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
         description="PostgreSQL that benchmarks and tests use (PULSE_TEST_POSTGRES_URL)")
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value.encode("utf-8")) < 32:
+            raise ValueError("PULSE_SECRET_KEY must be at least 32 bytes (it signs public "
+                             "links; `python -c 'import secrets; print(secrets.token_urlsafe"
+                             "(32))'` makes one); its value is not shown")
+        return value
+
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
 
@@ -146,7 +155,16 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def _cached() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    from pulse.core.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as exc:  # the message names the setting, never its value
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors(include_input=False))
+        raise ConfigError(f"invalid settings: {problems}") from None
 
 
 def get_settings(*, fresh: bool = False) -> Settings:
