@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pulse.core.errors import ConfigError, SendGridError
-from pulse.core.secrets import check_secret_shape, resolve_secret
+from pulse.core.secrets import check_secret_shape, remember_secret, resolve_secret
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult
 
@@ -105,7 +105,10 @@ class SendGridTransport:
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1 (not {max_attempts})")
         self.host = (host or get_settings().sendgrid_host).rstrip("/")
-        self._client = sendgrid.SendGridAPIClient(api_key or resolve_api_key(), host=self.host)
+        key = (check_secret_shape(api_key, what="the SendGrid API key") if api_key
+               else resolve_api_key())
+        remember_secret(key)
+        self._client = sendgrid.SendGridAPIClient(key, host=self.host)
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.batch = batch
