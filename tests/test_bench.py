@@ -1,4 +1,10 @@
-"""`pulse bench ingest` runs and reports figures for both databases (no timing asserted)."""
+"""`pulse bench ingest` runs and reports figures for both databases.
+
+The bench exists to show Pulse's landing path against each database's own bulk load of the
+same rows, run side by side. No absolute time is asserted (the machine may be busy); the ratio
+is, with a floor far below the target (0.6 at a million rows) but far above what a per-row
+Python path gives (under 0.05): it fails on a landing path that stops being set-based.
+"""
 from __future__ import annotations
 
 import json
@@ -14,7 +20,7 @@ def test_bench_ingest_reports_both_databases(pulse_home: Path) -> None:
     need_postgres()
     pulse = str(Path(sys.executable).parent / "pulse")
     proc = subprocess.run(
-        [pulse, "bench", "ingest", "--rows", "3000", "--postgres-url", PG_URL,
+        [pulse, "bench", "ingest", "--rows", "20000", "--postgres-url", PG_URL,
          "--format", "json"],
         env={**os.environ, "PULSE_HOME": str(pulse_home)}, capture_output=True, text=True,
         check=False, timeout=300,
@@ -23,6 +29,8 @@ def test_bench_ingest_reports_both_databases(pulse_home: Path) -> None:
     figures = json.loads(proc.stdout[proc.stdout.index("["):])
     assert [f["database"] for f in figures] == ["sqlite", "postgresql"]
     for f in figures:
-        assert f["rows"] == 3000
+        assert f["rows"] == 20000
         assert f["pulse_rows_per_s"] > 0 and f["raw_rows_per_s"] > 0
         assert abs(f["ratio"] - f["pulse_rows_per_s"] / f["raw_rows_per_s"]) < 0.01
+        assert f["ratio"] >= 0.15, f"{f['database']}: pulse ingest at {f['ratio']:.2f}x the raw load"
+        assert f["reland_rows_per_s"] > 0

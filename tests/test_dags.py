@@ -122,8 +122,7 @@ def test_pulse_ingest_publishes_one_asset_per_source(dagbag: dict) -> None:
 
 def test_dags_use_airflow_3_spellings() -> None:
     ruff = Path(sys.executable).with_name("ruff")
-    if not ruff.exists():
-        pytest.skip(f"ruff is not installed next to {sys.executable}")
+    assert ruff.exists(), f"ruff (requirements.txt) is not installed next to {sys.executable}"
     proc = subprocess.run(
         [str(ruff), "check", "--no-cache", "--select", "AIR3", str(DAGS_FOLDER)],
         capture_output=True, text=True, check=False,
@@ -162,11 +161,28 @@ def test_airflow_environ_points_airflow_at_pulse(
 def test_ensure_airflow_db_skips_a_migrated_database(
     af_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_migrate(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"migrated again: {args}")
+    import json
 
-    monkeypatch.setattr(airflow_env.subprocess, "run", no_migrate)
+    calls: list[object] = []
+
+    def fake_run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(airflow_env.subprocess, "run", fake_run)
+    stamp = json.loads((Path(af_env["AIRFLOW_HOME"]) / airflow_env.MIGRATED_STAMP).read_text())
     ensure_airflow_db(af_env)  # the session fixture migrated it already
+    assert calls == []  # no `airflow db migrate` the second time
+    assert stamp["revision"] and stamp["revision"] == airflow_env._db_revision(
+        af_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+
+    # A stamp that disagrees with the database is not trusted: it migrates again.
+    (Path(af_env["AIRFLOW_HOME"]) / airflow_env.MIGRATED_STAMP).write_text(
+        json.dumps({**stamp, "revision": "not-a-revision"}))
+    ensure_airflow_db(af_env)
+    assert len(calls) == 1 and calls[0][-2:] == ["db", "migrate"]
+    restamped = json.loads((Path(af_env["AIRFLOW_HOME"]) / airflow_env.MIGRATED_STAMP).read_text())
+    assert restamped == stamp
 
 
 # --------------------------------------------------------------------------- real runs

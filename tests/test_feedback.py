@@ -11,12 +11,10 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
-import pulse.models.feedback as feedback
 from pulse.models.feedback import refresh_insights, themes
 from pulse.outreach.feedback_digest import build_digests, queue_digests, scrub
 from pulse.outreach.outbox_send import send_due
@@ -81,26 +79,9 @@ def _land(engine: Engine) -> None:
              **lineage} for i, t, a, s, b in tickets])
 
 
-def _fake_classify(texts: list[str]) -> pd.DataFrame:
-    """Routing by keyword, standing in for models.text where it is not there yet."""
-    teams = ["billing" if "invoice" in t.lower() else
-             "analytics" if any(w in t.lower() for w in ("csv", "dashboard")) else "triage"
-             for t in texts]
-    n = len(texts)
-    return pd.DataFrame({
-        "sentiment": ["negative"] * n, "sentiment_score": [0.9] * n,
-        "sentiment_method": ["lexicon"] * n, "kind": ["bug"] * n, "kind_confidence": [0.8] * n,
-        "team": teams, "component": [None] * n, "route_confidence": [0.9] * n,
-        "route_method": ["keywords"] * n})
-
-
 @pytest.fixture
 def world(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
     _land(engine)
-    try:
-        import pulse.models.text  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(feedback, "classify", _fake_classify)
     n = refresh_insights(engine, now=datetime(2026, 11, 23, 6, tzinfo=UTC))
     assert n == 11  # 8 mentions and 3 tickets
     return engine
