@@ -7,26 +7,19 @@ session, which checks each request as X would receive it.
 """
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 import tweepy
-import typer
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from pulse.cli.social import register
+from pulse.cli import app as pulse_app
 from pulse.core.errors import XListenerError
+from pulse.devkit.x_double import CONNECTION_REFUSED, XSearchDouble
 from pulse.listeners.landing import land_file
 from pulse.listeners.x_listener import listen, watermarks
 from pulse.models.negative_words import NEGATIVE_TERMS
@@ -41,57 +34,12 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 NEWEST = "1861000000000000005"
 
 
-class RecordedX(BaseAdapter):
-    """Answers each request with the next recorded reply, after checking the request."""
-
-    def __init__(self, *replies: tuple[int, str], reset_in: int = 900) -> None:
-        super().__init__()
-        self.replies = list(replies)
-        self.reset_in = reset_in
-        self.params: list[dict[str, str]] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        url = urlsplit(request.url or "")
-        assert (request.method, url.netloc, url.path) == (
-            "GET", "api.twitter.com", "/2/tweets/search/recent")
-        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-        params = {k: v[0] for k, v in parse_qs(url.query).items()}
-        assert params["expansions"] == "author_id"
-        assert set(params["tweet.fields"].split(",")) >= {"created_at", "lang", "author_id",
-                                                         "referenced_tweets"}
-        assert params["user.fields"] == "username,name" and params["max_results"] == "100"
-        self.params.append(params)
-        status, name = self.replies.pop(0)
-        if name == "connection refused":
-            raise requests.ConnectionError(name)
-        body = (FIXTURES / name).read_bytes()
-        response = requests.Response()
-        response.status_code = status
-        response.reason = {200: "OK", 401: "Unauthorized", 429: "Too Many Requests",
-                           503: "Service Unavailable"}[status]
-        response.headers = CaseInsensitiveDict({
-            "content-type": ("application/json; charset=utf-8" if status == 200
-                             else "application/problem+json"),
-            "x-rate-limit-limit": "450",
-            "x-rate-limit-remaining": "0" if status == 429 else "447",
-            "x-rate-limit-reset": str(int(time.time()) + self.reset_in),
-        })
-        response._content = body
-        response.raw = io.BytesIO(body)
-        response.url = request.url or ""
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
-
-
 def client_for(*replies: tuple[int, str], wait: bool = True,
-               reset_in: int = 900) -> tuple[tweepy.Client, RecordedX]:
+               reset_in: int = 900) -> tuple[tweepy.Client, XSearchDouble]:
     client = tweepy.Client(bearer_token=TOKEN, wait_on_rate_limit=wait)
-    adapter = RecordedX(*replies, reset_in=reset_in)
-    client.session.mount("https://api.twitter.com/", adapter)
-    return client, adapter
+    adapter = XSearchDouble(*((status, name if name == CONNECTION_REFUSED else FIXTURES / name)
+                              for status, name in replies), token=TOKEN, reset_in=reset_in)
+    return client, adapter.mount_on(client)
 
 
 def mark(engine: Engine, query: str = QUERY) -> XWatermark | None:
@@ -265,8 +213,7 @@ def test_without_a_token_the_replay_file_lands_and_again_changes_nothing(
 
 def test_the_cli_listens_and_shows_watermarks(engine: Engine, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    app = typer.Typer()
-    register(app)
+    app = pulse_app
     runner = CliRunner()
     land_people(engine, tmp_path)
     replayed = runner.invoke(app, ["social", "listen", "--replay",

@@ -1,0 +1,86 @@
+"""A local double of the X API v2 recent search, mounted on a real `tweepy.Client`'s session.
+
+`XSearchDouble` is a `requests` transport adapter: mount it on the client's own session
+(`mount_on(client)`) and every request the real tweepy client sends is checked as X would
+receive it (method, host, path, bearer token, the fields and expansions Pulse asks for), then
+answered with the next recorded reply: a status and a body in the documented v2 shape, with
+X's rate-limit headers. Nothing leaves the machine.
+"""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+#: A reply that stands for a connection that could not be made.
+CONNECTION_REFUSED = "connection refused"
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class XSearchDouble(BaseAdapter):
+    """Answers each request with the next recorded reply, after checking the request.
+
+    Parameters
+    ----------
+    *replies : (status, body)
+        In order; a body is a file path, bytes, or `CONNECTION_REFUSED`.
+    token : str
+        The bearer token the client must present.
+    reset_in : int
+        Seconds until the rate-limit window resets (`x-rate-limit-reset`).
+    """
+
+    def __init__(self, *replies: tuple[int, Path | bytes | str], token: str,
+                 reset_in: int = 900) -> None:
+        super().__init__()
+        self.replies = list(replies)
+        self.token = token
+        self.reset_in = reset_in
+        self.params: list[dict[str, str]] = []
+
+    def mount_on(self, client: Any) -> XSearchDouble:
+        """Mount on a `tweepy.Client`'s session (its base URL); returns self."""
+        client.session.mount("https://api.twitter.com/", self)
+        return self
+
+    def send(self, request: requests.PreparedRequest,  # type: ignore[override]
+             **kwargs: Any) -> requests.Response:
+        url = urlsplit(request.url or "")
+        assert (request.method, url.netloc, url.path) == (
+            "GET", "api.twitter.com", "/2/tweets/search/recent")
+        assert request.headers["Authorization"] == f"Bearer {self.token}"
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert params["expansions"] == "author_id"
+        assert set(params["tweet.fields"].split(",")) >= {"created_at", "lang", "author_id",
+                                                         "referenced_tweets"}
+        assert params["user.fields"] == "username,name" and params["max_results"] == "100"
+        self.params.append(params)
+        status, reply = self.replies.pop(0)
+        if reply == CONNECTION_REFUSED:
+            raise requests.ConnectionError(CONNECTION_REFUSED)
+        body = Path(reply).read_bytes() if isinstance(reply, Path | str) else reply
+        response = requests.Response()
+        response.status_code = status
+        response.reason = _REASONS.get(status, "Error")
+        response.headers = CaseInsensitiveDict({
+            "content-type": ("application/json; charset=utf-8" if status == 200
+                             else "application/problem+json"),
+            "x-rate-limit-limit": "450",
+            "x-rate-limit-remaining": "0" if status == 429 else "447",
+            "x-rate-limit-reset": str(int(time.time()) + self.reset_in),
+        })
+        response._content = body
+        response.raw = io.BytesIO(body)
+        response.url = request.url or ""
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
