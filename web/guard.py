@@ -137,11 +137,7 @@ class SqlLimiter:
                                              if engine.dialect.name == "sqlite" else None)
         self._pruned = 0.0
         self._warned = 0.0
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        self._insert = insert
+        self._postgres = engine.dialect.name == "postgresql"
 
     def take(self, key: str, rule: Rule, now: float) -> float:
         if rule.per_minute <= 0:
@@ -160,8 +156,15 @@ class SqlLimiter:
 
     def _take(self, key: str, rule: Rule, now: float) -> float:
         t = RateLimit.__table__
-        stmt = self._insert(t).values(key=key, tat=now + rule.interval)
-        stmt = stmt.on_conflict_do_update(
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            upsert: Any = pg_insert(t)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            upsert = sqlite_insert(t)
+        stmt = upsert.values(key=key, tat=now + rule.interval).on_conflict_do_update(
             index_elements=[t.c.key],
             set_={"tat": case((t.c.tat < now, literal(now, Float(53))), else_=t.c.tat)
                   + rule.interval},
