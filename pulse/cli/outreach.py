@@ -241,10 +241,13 @@ def serve(
               f"{'s' if workers != 1 else ''}, warehouse {shown}); public links use "
               f"{settings.public_base_url}. Ctrl+C stops it.", soft_wrap=True)
     sys.stdout.flush()
+    http: Any = "h11"  # its limit: h11_max_incomplete_event_size
     try:  # httptools has no header limit of its own: ours answers 431 past it
-        from pulse.web.serving import LimitedHttpToolsProtocol as http
+        from pulse.web.serving import LimitedHttpToolsProtocol
+
+        http = LimitedHttpToolsProtocol
     except ImportError:
-        http = "h11"  # type: ignore[assignment]
+        pass
     uvicorn.run("pulse.web.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=access_log, proxy_headers=proxy_headers,
                 forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
