@@ -77,7 +77,8 @@ def sign(purpose: str, data: dict[str, Any], *, ttl_days: float | None = None,
 
 def verify(purpose: str, token: str, *, now: datetime | None = None) -> dict[str, Any]:
     """The data of a valid token for `purpose`; else `TokenError` saying why."""
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 2048:
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 2048 \
+            or not token.isascii():  # a token is URL-safe base64: anything else is malformed
         raise TokenError("malformed", "this link is not complete")
     body, mac = token.split(".")
     if not hmac.compare_digest(_mac(body, secret_key()).encode("ascii"),

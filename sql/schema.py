@@ -568,3 +568,13 @@ class SuspectedIncident(Base):
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (UniqueConstraint("component", "bucket_start",
                                        name="uq_suspected_incidents_component_bucket"),)
+
+
+class RateLimit(Base):
+    """The web app's shared rate limiter (web/guard.py): per limited group and client, the
+    theoretical arrival time (GCRA, unix seconds) of its next request. A row whose `tat` is
+    past means the same as no row, so old rows may be deleted at any time."""
+
+    __tablename__ = "rate_limits"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "group client"
+    tat: Mapped[float] = mapped_column(Float(53))

@@ -35,7 +35,7 @@ from pulse.listeners.surveys import MAX_COMMENT_CHARS, clean_comment, record_com
 from pulse.outreach.tokens import sign
 from pulse.sql.schema import Account, Contact, Survey, SurveyResponse
 from pulse.web.app import create_app
-from pulse.web.surveys import PublicGuard
+from pulse.web.guard import MemoryLimiter, rule
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -402,20 +402,17 @@ def test_public_pages_are_rate_limited_per_client(engine: Engine,
 
 
 def test_the_token_bucket_refills() -> None:
-    clock = [0.0]
-    guard = PublicGuard(lambda *a: None, per_minute=60, burst=2,  # type: ignore[arg-type,return-value]
-                        clock=lambda: clock[0])
-    assert [guard.take("1.2.3.4") for _ in range(2)] == [0.0, 0.0]
-    assert guard.take("1.2.3.4") == pytest.approx(1.0)
-    assert guard.take("5.6.7.8") == 0.0  # per client
-    clock[0] = 1.0
-    assert guard.take("1.2.3.4") == 0.0
-    off = PublicGuard(lambda *a: None, per_minute=0)  # type: ignore[arg-type,return-value]
-    assert all(off.take("x") == 0.0 for _ in range(1000))
+    limiter, limit = MemoryLimiter(), rule(60, 2)
+    assert [limiter.take("1.2.3.4", limit, 0.0) for _ in range(2)] == [0.0, 0.0]
+    assert limiter.take("1.2.3.4", limit, 0.0) == pytest.approx(1.0)
+    assert limiter.take("5.6.7.8", limit, 0.0) == 0.0  # per client
+    assert limiter.take("1.2.3.4", limit, 1.0) == 0.0
+    assert all(limiter.take("x", rule(0), 0.0) == 0.0 for _ in range(1000))
 
 
-def test_the_openapi_schema_lists_the_survey_routes(engine: Engine, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=10) as http:
+def test_the_openapi_schema_lists_the_survey_routes(engine: Engine,
+                                                    serve: Callable[..., str]) -> None:
+    with httpx.Client(base_url=serve(PULSE_WEB_API_DOCS="true"), timeout=10) as http:
         res = http.get("/openapi.json")
     assert res.status_code == 200
     schema = res.json()

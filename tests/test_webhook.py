@@ -206,7 +206,7 @@ def test_late_delivered_does_not_undo_a_bounce(engine: Engine) -> None:
 
 @pytest.fixture
 def client(engine: Engine, public_key_setting: str) -> Iterator[TestClient]:
-    with TestClient(make_app(engine)) as c:
+    with TestClient(make_app(engine), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -266,7 +266,7 @@ def test_no_key_configured_refuses_everything(engine: Engine,
     monkeypatch.delenv("PULSE_SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
     get_settings(fresh=True)
     raw = b"[]"
-    with TestClient(make_app(engine)) as c:
+    with TestClient(make_app(engine), base_url="http://127.0.0.1") as c:
         resp = c.post("/webhooks/sendgrid", content=raw, headers=signed_headers(signing_key, raw))
     assert resp.status_code == 403 and "not configured" in resp.json()["detail"]
 

@@ -8,7 +8,11 @@
   mail clients send, and what the page's button sends): puts the contact's address on the
   suppression list (reason `unsubscribe`, source `link`), idempotently;
 * `GET /healthz`; the webhooks of `web.webhooks`; the CSAT survey pages of `web.surveys`
-  (`/s/{token}`), whose `PublicGuard` middleware rate-limits the public paths per client.
+  (`/s/{token}`); the CSM console's account page of `web.console`.
+
+Every request passes `TrustedHostMiddleware` (only the hosts of `guard.allowed_hosts`) and
+`guard.RequestGuard` (rate limits shared by the workers, body caps, security headers, HSTS).
+`/docs`, `/redoc` and `/openapi.json` exist only with `PULSE_WEB_API_DOCS=true`.
 
 The token (outreach/tokens.py) carries the contact id (or, for mail to a bare address, the
 outbox message id); the address is looked up, so a link can only ever unsubscribe the one
@@ -16,14 +20,15 @@ recipient it was made for. Bad, tampered or expired links get a friendly page an
 """
 from __future__ import annotations
 
-import html
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
+from markupsafe import Markup
 from pydantic import BaseModel
 from sqlalchemy import Engine, select
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pulse.core.errors import TokenError
 from pulse.core.settings import get_settings
@@ -31,39 +36,22 @@ from pulse.outreach.outbox import add_suppression
 from pulse.outreach.render import UNSUBSCRIBE
 from pulse.outreach.tokens import verify
 from pulse.sql.schema import Contact, OutboxMessage, Suppression
-from pulse.web import console, surveys, webhooks
+from pulse.web import console, guard, serving, surveys, webhooks
 
 log = logging.getLogger(__name__)
-
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",  # the token is in the URL: never pass it on
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
-
 
 class Health(BaseModel):
     status: str
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    company = html.escape(get_settings().company_name)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{html.escape(title)} - {company}</title>
-<style>body{{font-family:Helvetica,Arial,sans-serif;background:#f4f5f7;color:#1f2933;margin:0}}
-main{{max-width:520px;margin:60px auto;background:#fff;padding:28px 32px;border-radius:6px}}
-button{{font-size:16px;padding:10px 18px;border:0;border-radius:4px;background:#1f2933;
-color:#fff;cursor:pointer}}</style></head>
-<body><main><p style="font-weight:bold">{company}</p><h1 style="font-size:22px">
-{html.escape(title)}</h1>{body}</main></body></html>
-"""
-    return HTMLResponse(page, status_code=status, headers=_HEADERS)
+def _page(title: str, body: Markup, status: int = 200) -> HTMLResponse:
+    """An unsubscribe page: the survey pages' layout and stylesheet (allowed by its hash in
+    the Content-Security-Policy), no inline style, no script."""
+    return surveys.render_public("public_page.html", status, title=title, body=body)
+
+
+_GONE = Markup("<p>This address is no longer in our records, so it receives no emails from "
+               "us.</p>")
 
 
 def _mask(email: str) -> str:
@@ -75,12 +63,12 @@ def _mask(email: str) -> str:
 def _bad_link(exc: TokenError) -> HTMLResponse:
     if exc.reason == "expired":
         return _page("This link has expired",
-                     "<p>Unsubscribe links stay valid for a limited time. Use the link in a "
+                     Markup("<p>Unsubscribe links stay valid for a limited time. Use the link in a "
                      "more recent email from us, or simply reply to it and we will take you "
-                     "off the list.</p>", 410)
+                     "off the list.</p>"), 410)
     return _page("This link does not work",
-                 "<p>The link is incomplete or was changed. Please use the unsubscribe link "
-                 "exactly as it appears in the email.</p>", 400)
+                 Markup("<p>The link is incomplete or was changed. Please use the unsubscribe link "
+                 "exactly as it appears in the email.</p>"), 400)
 
 
 def _recipient(engine: Engine, data: dict[str, Any]) -> tuple[str, str] | None:
@@ -97,18 +85,28 @@ def _recipient(engine: Engine, data: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def create_app(engine: Engine | None = None) -> FastAPI:
-    """The Pulse web app on `engine` (default: the warehouse in settings)."""
+def create_app(engine: Engine | None = None, *, limiter: guard.Limiter | None = None
+               ) -> FastAPI:
+    """The Pulse web app on `engine` (default: the warehouse in settings), rate-limited
+    through `limiter` (default: the store every worker shares, `guard.shared_limiter`)."""
     if engine is None:
         from pulse.sql.db import make_engine
 
         engine = make_engine()
-    app = FastAPI(title="Pulse", summary="Customer health engine: public links and webhooks")
+    settings = get_settings()
+    docs = settings.web_api_docs  # off by default: the public app does not describe itself
+    app = FastAPI(title="Pulse", summary="Customer health engine: public links and webhooks",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.engine = engine
     app.include_router(webhooks.router)
     app.include_router(surveys.router)
     app.include_router(console.router)
-    app.add_middleware(surveys.PublicGuard)  # rate limit, body cap, headers: /s/ and /u/
+    # innermost first: rate limits, body caps and headers; then the Host check, outermost
+    app.add_middleware(guard.RequestGuard, limiter=limiter or guard.shared_limiter(engine))
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=guard.allowed_hosts(settings),
+                       www_redirect=False)
+    serving.install_access_log_filter()  # no link token in uvicorn's access log
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz() -> Health:
@@ -123,20 +121,19 @@ def create_app(engine: Engine | None = None) -> FastAPI:
             return _bad_link(exc)
         found = _recipient(request.app.state.engine, data)
         if found is None:
-            return _page("We could not find you", "<p>This address is no longer in our "
-                         "records, so it receives no emails from us.</p>", 404)
+            return _page("We could not find you", _GONE, 404)
         email, _ = found
         with request.app.state.engine.connect() as conn:
             done = conn.execute(select(Suppression.email).where(
                 Suppression.email == email)).first() is not None
         if done:
-            return _page("You are unsubscribed", f"<p>{html.escape(_mask(email))} receives "
-                         "no more automated emails from us.</p>")
-        action = html.escape(str(request.url.path), quote=True)
-        return _page("Unsubscribe?", f"""<p>Stop automated emails (check-ins, surveys, outage
-notices) to <strong>{html.escape(_mask(email))}</strong>?</p>
-<form method="post" action="{action}"><input type="hidden" name="List-Unsubscribe"
-value="One-Click"><button type="submit">Unsubscribe</button></form>""")
+            return _page("You are unsubscribed", Markup(
+                "<p>{} receives no more automated emails from us.</p>").format(_mask(email)))
+        return _page("Unsubscribe?", Markup("""<p>Stop automated emails (check-ins, surveys, outage
+notices) to <strong>{}</strong>?</p>
+<form method="post" action="{}"><input type="hidden" name="List-Unsubscribe"
+value="One-Click"><button type="submit" class="primary">Unsubscribe</button></form>""").format(
+            _mask(email), str(request.url.path)))
 
     @app.post("/u/{token}", response_class=HTMLResponse, tags=["public"])
     def unsubscribe(token: str, request: Request) -> HTMLResponse:
@@ -148,14 +145,14 @@ value="One-Click"><button type="submit">Unsubscribe</button></form>""")
         engine_: Engine = request.app.state.engine
         found = _recipient(engine_, data)
         if found is None:
-            return _page("We could not find you", "<p>This address is no longer in our "
-                         "records, so it receives no emails from us.</p>", 404)
+            return _page("We could not find you", _GONE, 404)
         email, who = found
         new = add_suppression(engine_, email, reason="unsubscribe", source="link",
                               detail=f"one-click link of {who}")
         if new:
             log.info("unsubscribed %s by link", who)
-        return _page("You are unsubscribed", f"<p>Thank you. {html.escape(_mask(email))} "
-                     "receives no more automated emails from us.</p>")
+        return _page("You are unsubscribed", Markup(
+            "<p>Thank you. {} receives no more automated emails from us.</p>").format(
+            _mask(email)))
 
     return app

@@ -20,10 +20,9 @@ Cross-site posts are refused with 403: the `Sec-Fetch-Site`/`Origin`/`Referer` h
 not name another site, and the comment form must carry the CSRF token bound to the link and
 to the `SameSite=Strict` cookie set with the form (a signed double-submit cookie).
 
-`PublicGuard`, an ASGI middleware on the public paths (`/s/`, `/u/`), limits requests per
-client address (token bucket: `PULSE_RATE_LIMIT_PER_MINUTE`, default 120, burst
-`PULSE_RATE_LIMIT_BURST`, default 60; 0 turns it off; 429 with `Retry-After`), refuses
-bodies over 1 MiB (413) or of unknown length (411), and adds the security headers.
+`web.guard.RequestGuard`, an ASGI middleware, limits requests per client address (429 with
+`Retry-After`), refuses bodies over 1 MiB (413) or of unknown length (411), and adds the
+security headers of the public paths (`/s/`, `/u/`).
 """
 from __future__ import annotations
 
@@ -31,11 +30,8 @@ import base64
 import hashlib
 import hmac
 import logging
-import math
 import re
 import secrets
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -140,7 +136,7 @@ router = APIRouter(prefix="/s", tags=["surveys"])
 # --------------------------------------------------------------------------- pages
 
 
-def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render_public(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     page = _env.get_template(template).render(
         company=get_settings().company_name, css=Markup(_CSS), labels=LABELS,
         ratings=RATINGS, max_chars=MAX_COMMENT_CHARS, **context)
@@ -150,7 +146,7 @@ def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
 def problem_page(status: int, message: str | None = None) -> HTMLResponse:
     """The friendly page for a 4xx `status`."""
     title, default, hint = _PROBLEMS[status]
-    return _render("survey_problem.html", status, title=title, message=message or default,
+    return render_public("survey_problem.html", status, title=title, message=message or default,
                    hint=hint)
 
 
@@ -240,7 +236,7 @@ def _thanks(request: Request, token: str, survey: SurveyInfo, response: Response
             comment_error: str | None = None, draft: str | None = None) -> HTMLResponse:
     nonce = _nonce(request)
     title = "Thank you!" if status == 200 else "Your comment was not saved"
-    page = _render("survey_thanks.html", status, title=title, question=survey.question,
+    page = render_public("survey_thanks.html", status, title=title, question=survey.question,
                    response=response, outcome=outcome, notice=notice,
                    action=f"/s/{token}", comment_action=f"/s/{token}/comment",
                    csrf=csrf_token(nonce, token), comment_error=comment_error, draft=draft)
@@ -260,7 +256,7 @@ def survey_page(token: str, request: Request) -> HTMLResponse:
         return problem_page(_status_of(exc))
     response = get_response(_engine(request), survey.survey_id)
     nonce = _nonce(request)
-    page = _render("survey_rate.html", title="How did we do?", question=survey.question,
+    page = render_public("survey_rate.html", title="How did we do?", question=survey.question,
                    chosen=chosen, response=response, action=f"/s/{token}",
                    comment_action=f"/s/{token}/comment", csrf=csrf_token(nonce, token),
                    comment_error=None, draft=None)
@@ -331,99 +327,3 @@ def comment(token: str, request: Request,
     except SurveyAnswerError as exc:
         return problem_page(_status_of(exc))
     return _thanks(request, token, survey, response, notice="Thank you for your comment.")
-
-
-# --------------------------------------------------------------------------- the guard
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class PublicGuard:
-    """ASGI middleware for the public paths: a per-client token bucket (429 with
-    `Retry-After`), a body cap (413; 411 without a length), and the security headers.
-
-    Buckets are per process: with `pulse serve --workers N` a client may get up to N times
-    the limit. The client is the connection's peer address (behind a proxy, run `pulse
-    serve --proxy-headers` so that it is the forwarded one).
-    """
-
-    def __init__(self, app: ASGIApp, *, prefixes: tuple[str, ...] = ("/s/", "/u/"),
-                 per_minute: int | None = None, burst: int | None = None,
-                 max_body: int = MAX_BODY_BYTES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.app = app
-        self.prefixes = prefixes
-        settings = get_settings()
-        self.per_minute = settings.rate_limit_per_minute if per_minute is None else per_minute
-        default_burst = max(self.per_minute // 2, 1)
-        if burst is None:
-            burst = settings.rate_limit_burst
-        self.burst = default_burst if burst is None else burst
-        self.burst = max(self.burst, 1)
-        self.max_body = max_body
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # client: (tokens, at)
-
-    def take(self, client: str) -> float:
-        """0 if `client` may go ahead (one token taken), else the seconds until it may."""
-        if self.per_minute <= 0:
-            return 0.0
-        rate = self.per_minute / 60.0
-        now = self.clock()
-        tokens, at = self._buckets.get(client, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * rate)
-        if tokens >= 1.0:
-            self._buckets[client] = (tokens - 1.0, now)
-            if len(self._buckets) > 100_000:
-                self._prune(now, rate)
-            return 0.0
-        self._buckets[client] = (tokens, now)
-        return (1.0 - tokens) / rate
-
-    def _prune(self, now: float, rate: float) -> None:
-        """Forget clients whose bucket has refilled (they start full anyway)."""
-        full = [c for c, (t, at) in self._buckets.items()
-                if t + (now - at) * rate >= self.burst]
-        for c in full:
-            del self._buckets[c]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefixes):
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        wait = self.take(client[0] if client else "unknown")
-        if wait > 0:
-            await self._refuse(send, 429, {"Retry-After": str(math.ceil(wait))})
-            return
-        if scope.get("method") == "POST":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is None:
-                chunked = any(k == b"transfer-encoding" for k, _ in scope.get("headers", []))
-                if chunked:
-                    await self._refuse(send, 411, {})
-                    return
-            elif not length.isdigit() or int(length) > self.max_body:
-                await self._refuse(send, 413, {})
-                return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
-                         if k.lower().encode() not in present]
-                message["headers"] = list(message.get("headers", [])) + extra
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-    async def _refuse(self, send: Send, status: int, headers: dict[str, str]) -> None:
-        page = problem_page(status)
-        raw = [(k.lower().encode(), v.encode()) for k, v in page.headers.items()]
-        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": page.body})

@@ -211,8 +211,9 @@ def serve(
         help="Proxies whose forwarded headers are trusted.")] = "127.0.0.1",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     rate_limit: Annotated[int | None, typer.Option(
-        help="Requests per minute per client on the public pages, per worker (default "
-             "PULSE_RATE_LIMIT_PER_MINUTE or 120; 0 turns it off).", min=0)] = None,
+        help="Requests per minute per client on the public pages and the console, shared "
+             "by all workers (default PULSE_RATE_LIMIT_PER_MINUTE or 120; 0 turns it off).",
+        min=0)] = None,
 ) -> None:
     """Run the web app (survey and unsubscribe pages, webhooks) with uvicorn, production
     settings: several workers, uvloop and httptools when installed, bounded concurrency,
@@ -240,11 +241,19 @@ def serve(
               f"{'s' if workers != 1 else ''}, warehouse {shown}); public links use "
               f"{settings.public_base_url}. Ctrl+C stops it.", soft_wrap=True)
     sys.stdout.flush()
+    http: Any = "h11"  # its limit: h11_max_incomplete_event_size
+    try:  # httptools has no header limit of its own: ours answers 431 past it
+        from pulse.web.serving import LimitedHttpToolsProtocol
+
+        http = LimitedHttpToolsProtocol
+    except ImportError:
+        pass
     uvicorn.run("pulse.web.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=access_log, proxy_headers=proxy_headers,
                 forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
                 limit_concurrency=limit_concurrency, backlog=backlog,
-                timeout_keep_alive=timeout_keep_alive, server_header=False)
+                timeout_keep_alive=timeout_keep_alive, server_header=False, http=http,
+                h11_max_incomplete_event_size=settings.max_header_bytes)
 
 
 def register(app: typer.Typer) -> None:

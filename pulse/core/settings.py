@@ -116,6 +116,16 @@ class Settings(BaseSettings):
                                        "per client on the public paths")
     rate_limit_burst: int | None = Field(default=None, ge=0, description="Bucket size; "
                                          "default half the per-minute limit")
+    rate_limit_webhooks_per_minute: int = Field(default=600, ge=0, description="Requests per "
+                                                "minute per client on /webhooks/ (burst half "
+                                                "of it); 0: off")
+    trusted_hosts: list[str] = Field(default_factory=list, description="Host names the web "
+                                     "app answers to, a JSON list (`*`: any); default the "
+                                     "public base URL's host, localhost, 127.0.0.1 and ::1")
+    web_api_docs: bool = Field(default=False, description="Serve /docs, /redoc and "
+                               "/openapi.json (off: the public app does not describe itself)")
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="`pulse serve`: a "
+                                  "request line and headers larger than this get 431")
     # --- the team's shared folder (data sets, specs) for benchmarks and CI-only tests
     shared: Path | None = Field(default=None, description="PULSE_SHARED; default "
                                 "<repo>/../shared, else /work/shared")
