@@ -312,7 +312,8 @@ def import_statuspage(engine: Engine, source: str | Path, *, now: datetime | Non
     """
     doc = fetch_document(source, timeout=timeout)
     result = StatuspageImport(source=str(source))
-    page = doc.get("page") if isinstance(doc.get("page"), dict) else {}
+    raw_page = doc.get("page")
+    page: dict[str, Any] = raw_page if isinstance(raw_page, dict) else {}
     result.page = _text(page.get("name")) or _text(page.get("id"))
     incidents: list[Any] = doc["incidents"]
     result.incidents = len(incidents)

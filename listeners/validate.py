@@ -20,7 +20,7 @@ import pandas as pd
 
 from pulse.listeners.contract import Field, Source
 from pulse.listeners.iso4217 import CURRENCIES
-from pulse.sql.schema import Money
+from pulse.sql.schema import MONEY_PRECISION, MONEY_SCALE
 
 ID_RE = r"[^\s\x00-\x1f]{1,64}"
 DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"
@@ -40,7 +40,7 @@ BOOL_MAP = {
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
 #: What the warehouse columns can hold (sql/schema.py): INTEGER and NUMERIC(18, 4).
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
-DECIMAL_DIGITS = Money.precision - Money.scale
+DECIMAL_DIGITS = MONEY_PRECISION - MONEY_SCALE
 DECIMAL_FITS_RE = rf"[+-]?0*\d{{0,{DECIMAL_DIGITS}}}(?:\.\d*)?"
 
 #: What each error code means, for the reason breakdown.
@@ -236,10 +236,12 @@ def validate(
             )
     for later, earlier in source.ordered:
         a, b = clean[later], clean[earlier]
+
+        def out_of_order(v: pd.Series, a_: str = later, b_: str = earlier) -> pd.Series:
+            return f"{a_} is before {b_} (" + v.map(str) + ")"
+
         errs.add(
-            a.notna() & b.notna() & (a < b), later, "out_of_order",
-            lambda v, a_=later, b_=earlier: f"{a_} is before {b_} (" + v.map(str) + ")",
-            values[later],
+            a.notna() & b.notna() & (a < b), later, "out_of_order", out_of_order, values[later],
         )
     errors = errs.frame()
     out = pd.DataFrame(clean, index=values.index)

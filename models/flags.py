@@ -267,7 +267,7 @@ def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support
     for i in fired:
         order = sorted((j for j in range(len(names)) if levels[i, j] > 0),
                        key=lambda j: -levels[i, j])
-        words = [_signal_text(names[j], i, f) for j in order]
+        words = [_signal_text(names[j], int(i), f) for j in order]
         seats, users = f["seats"][i], f["active_users_28d"][i]
         attributed = users > 0 or f["events_28d"][i] == 0  # else usage names nobody
         if not attributed:

@@ -78,8 +78,8 @@ class Measure:
                 hi = "" if math.isinf(b.upper) else f" < {_num(b.upper)}"
                 parts.append(f"{lo}x{hi}: {_num(b.points)}")
             return "; ".join(parts)
-        lo, hi = (0, 100) if self.better == "higher" else (100, 0)
-        return f"{_num(self.low)} -> {lo}, {_num(self.high)} -> {hi} (linear)"
+        at_low, at_high = (0, 100) if self.better == "higher" else (100, 0)
+        return f"{_num(self.low)} -> {at_low}, {_num(self.high)} -> {at_high} (linear)"
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class Scorecard:
         scores = np.asarray(scores, dtype="float64")
         out = np.select([scores >= self.green, scores >= self.amber, scores < self.amber],
                         list(BANDS), default="")
-        return np.where(np.isnan(scores), None, out).astype(object)
+        # None as a 0-d object array (what np.where makes of it): numpy's stubs reject bare None
+        return np.where(np.isnan(scores), np.array(None, dtype=object), out).astype(object)
 
     def cards(self) -> Iterator[Card]:
         yield self.standard

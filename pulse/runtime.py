@@ -85,7 +85,7 @@ def _capped(when: datetime | None) -> datetime:
 def as_of() -> date:
     """The date this run scores: its logical date, else its run-after time (asset runs)."""
     context = _context()
-    when = context.get("logical_date") or context["dag_run"].run_after
+    when: datetime = context.get("logical_date") or context["dag_run"].run_after
     return when.astimezone(UTC).date()
 
 

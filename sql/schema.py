@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -36,11 +37,18 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-Money = Numeric(18, 4)
+#: NUMERIC(precision, scale) of money columns; listeners/validate.py checks values fit.
+MONEY_PRECISION, MONEY_SCALE = 18, 4
+Money = Numeric(MONEY_PRECISION, MONEY_SCALE)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+    if TYPE_CHECKING:
+        # DeclarativeBase types `__table__` as any FromClause (a class may be mapped to a
+        # join or subquery); every class here is mapped to a Table via `__tablename__`.
+        __table__: ClassVar[Table]
 
 
 class Lineage:

@@ -1,14 +1,13 @@
 """Transports: `file` (the embedded default, $PULSE_HOME/outbox/) and `sendgrid`."""
 from __future__ import annotations
 
-from typing import Any
-
 from pulse.core.errors import ConfigError
+from pulse.outreach.message import Transport
 
 NAMES = ("file", "sendgrid")
 
 
-def make_transport(name: str | None = None) -> Any:
+def make_transport(name: str | None = None) -> Transport:
     """The transport named, else the one in settings (`PULSE_TRANSPORT`)."""
     from pulse.core.settings import get_settings
 

@@ -23,7 +23,7 @@ from email.mime.text import MIMEText
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, formataddr
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pulse.core.errors import HeaderInjectionError
 from pulse.core.settings import get_settings
@@ -74,7 +74,9 @@ def to_email_message(message: Outgoing, *, now: datetime | None = None) -> Messa
         subject.encode("ascii")
         msg["Subject"] = subject
     except UnicodeEncodeError:
-        msg["Subject"] = Header(subject, "utf-8")
+        # email.message.Message takes Header values (the generator folds them); typeshed's
+        # MIMEMultipart (Message[str, str]) admits only str
+        msg["Subject"] = cast(str, Header(subject, "utf-8"))
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     domain = message.from_email.rpartition("@")[2] or "localhost"
     msg["Message-ID"] = f"<pulse-outbox-{message.message_id}@{domain}>"

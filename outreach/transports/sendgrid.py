@@ -404,7 +404,8 @@ def _fail(ids: Iterable[int], error: str, *, retryable: bool) -> list[SendResult
     return [SendResult(i, ok=False, error=error, retryable=retryable) for i in ids]
 
 
-def _in_doubt(exc: BaseException, timeout: float, n: int) -> str:
+def _in_doubt(exc: BaseException | str, timeout: float, n: int) -> str:
+    # a URLError's reason may be a bare string
     what = "timed out" if isinstance(exc, TimeoutError) else "lost its connection"
     return (f"a SendGrid request for {n} message(s) {what} ({type(exc).__name__}, timeout "
             f"{timeout:g} s): SendGrid may have accepted it, so those messages stay in doubt "

@@ -63,12 +63,15 @@ def ingest(
     for path in paths:
         name = src or source_for_path(path)
         if show:
-            from rich.progress import Progress
+            from rich.progress import Progress, TaskID
 
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task(f"{path.name}", total=None)
-                results.append(land_file(engine, path, source=name,
-                                         progress=lambda n, t=task: bar.advance(t, n)))
+
+                def advance(n: int, t: TaskID = task) -> None:
+                    bar.advance(t, n)
+
+                results.append(land_file(engine, path, source=name, progress=advance))
         else:
             results.append(land_file(engine, path, source=name))
     print_results(results, fmt)

@@ -84,6 +84,7 @@ def outreach_send(
     churned account, quiet hours, frequency cap); reconcile what a crash left in doubt."""
     from pulse.outreach.outbox_send import send_due
     from pulse.outreach.transports import make_transport
+    from pulse.outreach.transports.file import FileTransport
 
     engine = _engine()
     chosen = make_transport(transport.value if transport else None)
@@ -127,7 +128,7 @@ def outreach_send(
     if report.in_doubt_elsewhere:
         out.print(f"{report.in_doubt_elsewhere:,} messages claimed by another transport "
                   "remain in doubt (run with that transport to reconcile them)")
-    if not dry_run and chosen.name == "file":
+    if not dry_run and isinstance(chosen, FileTransport):
         out.print(f"see {chosen.folder / 'index.html'}")
 
 

@@ -55,4 +55,6 @@ def to_reporting(amounts: Iterable[Any], currencies: Iterable[Any]) -> np.ndarra
                     missing, target)
         _warned.add(missing)
     values = pd.to_numeric(pd.Series(list(amounts), dtype=object), errors="coerce")
-    return (values.to_numpy(dtype="float64") * factor.fillna(1.0).to_numpy(dtype="float64"))
+    converted: np.ndarray = (values.to_numpy(dtype="float64")
+                             * factor.fillna(1.0).to_numpy(dtype="float64"))
+    return converted

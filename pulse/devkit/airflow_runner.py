@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 from pulse.core.errors import ConfigError, PulseError
 from pulse.core.settings import PROJECT_ROOT, Settings, get_settings
@@ -112,12 +112,20 @@ def ensure_airflow_db(env: Mapping[str, str]) -> None:
         stamp_path.write_text(json.dumps({**wanted, "revision": revision}, indent=2) + "\n")
 
 
+class TextSink(Protocol):
+    """Where `run_dag_test` streams Airflow's output: a text file, sys.stdout, or a tee."""
+
+    def write(self, s: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 def run_dag_test(
     dag_id: str,
     *,
     logical_date: str | None = None,
     env: Mapping[str, str] | None = None,
-    output: IO[str] | None = None,
+    output: TextSink | None = None,
     conf: Mapping[str, Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one real DAG run with `airflow dags test DAG_ID [LOGICAL_DATE]`, in-process there.

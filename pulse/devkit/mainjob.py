@@ -29,7 +29,7 @@ def warehouse_summary(engine: Engine) -> dict[str, Any]:
             for name, t in ENTITY_TABLES.items()
         }
         q = QuarantineRow.__table__
-        by_source = dict(conn.execute(
+        by_source: dict[str, int] = dict(conn.execute(
             select(q.c.source, func.count()).where(q.c.status == "open").group_by(q.c.source)
         ).all())
         runs = dict(conn.execute(
@@ -209,7 +209,7 @@ def _feedback_step(engine: Engine, env: dict[str, str], console: Console) -> Non
             run_dag_test(dag_id, env=env, conf=conf, output=_TaskEcho(log_file, console))
     si, ti = SuspectedIncident.__table__, TextInsight.__table__
     with engine.connect() as conn:
-        chatter = dict(conn.execute(select(si.c.status, func.count()).group_by(si.c.status))
+        chatter: dict[str, int] = dict(conn.execute(select(si.c.status, func.count()).group_by(si.c.status))
                        .all())
         teams = conn.execute(select(ti.c.team, func.count()).group_by(ti.c.team)
                              .order_by(func.count().desc())).all()

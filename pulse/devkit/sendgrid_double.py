@@ -157,6 +157,7 @@ class SendGridDouble:
         if self._server is None:
             raise RuntimeError("the SendGrid double is not running")
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # typeshed allows bytes; a bound AF_INET socket gives str
         return f"http://{host}:{port}"
 
     def start(self) -> SendGridDouble:
@@ -571,7 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
                 limit = int((qs.get("limit") or ["10"])[0])
                 if not 1 <= limit <= 1000:
                     raise ApiError(400, [_err("limit must be between 1 and 1000", "limit")])
-                self._answer(200, self.double.activity((qs.get("query") or [None])[0], limit))
+                query = qs.get("query")
+                self._answer(200, self.double.activity(query[0] if query else None, limit))
             elif path.startswith("/v3/messages/"):
                 self._answer(200, self.double.activity_message(unquote(path.rsplit("/", 1)[1])))
             else:

@@ -108,9 +108,9 @@ def _make_accounts(rng: np.random.Generator, n: int, clock: _Clock,
         used_base.add(base)
         names.append(base + _pick(rng, _LEGAL[spec.country]))
         a, b = _slug(word), _slug(industry)
-        r = rng.random()
-        dom = f"{a}-{b}.example" if r < 0.25 else (
-            f"{a}{b}hq.example" if r < 0.35 else f"{a}{b}.example")
+        roll = rng.random()
+        dom = f"{a}-{b}.example" if roll < 0.25 else (
+            f"{a}{b}hq.example" if roll < 0.35 else f"{a}{b}.example")
         while dom in used_domains:
             dom = dom.replace(".example", "1.example")
         used_domains.add(dom)

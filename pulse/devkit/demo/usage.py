@@ -133,10 +133,10 @@ def _make_usage(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _
                     c = -1
                 else:
                     c = int(_pick(rng, people))
-                qty = 1 + int(rng.poisson(1 + 2 * inc.impact_factor * np.log1p(acc.seats0[i])))
-                ts = int(rng.integers(inc.start_ts, inc.end_ts + 1))
+                burst_qty = 1 + int(rng.poisson(1 + 2 * inc.impact_factor * np.log1p(acc.seats0[i])))
+                burst_ts = int(rng.integers(inc.start_ts, inc.end_ts + 1))
                 off = int(clock.tz_off[con.tz[c] if c >= 0 else acc.tz[i], day])
-                burst.append((i, f, qty, ts, c, off))
+                burst.append((i, f, burst_qty, burst_ts, c, off))
     if burst:
         b = np.array(burst, dtype=np.int64)
         a_acc = np.concatenate([a_acc, b[:, 0]])
