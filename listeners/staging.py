@@ -209,7 +209,7 @@ def _count_outcomes(conn: Connection, source: Source, stage: Table, dups: bool,
         )
         SELECT outcome, COUNT(*) FROM c GROUP BY outcome
     """
-    counts = dict(conn.execute(text(sql)).all())
+    counts: dict[str, int] = {str(k): int(v) for k, v in conn.execute(text(sql)).all()}
     return (int(counts.get("inserted", 0)), int(counts.get("updated", 0)),
             int(counts.get("unchanged", 0)))
 

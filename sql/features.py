@@ -48,7 +48,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import (
+from sqlalchemy import FromClause, (
     Date,
     Engine,
     Float,
@@ -268,7 +268,7 @@ def features_select(as_of: date, *, basis: Basis = "known",
     }
     missing = set(FEATURES_TABLE.c.keys()) ^ set(columns)
     assert not missing, f"features_select and account_features disagree on {missing}"
-    joined = a
+    joined: FromClause = a
     for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social,
                 outages, surveys):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)

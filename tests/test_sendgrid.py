@@ -72,6 +72,7 @@ def test_the_published_schema_is_enforced() -> None:
 
 def test_missing_spec_fails_under_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSE_SPECS", str(tmp_path))
+    get_settings(fresh=True)
     monkeypatch.setenv("CI", "true")
     with pytest.raises(ConfigError, match="required under CI=true"):
         SendGridDouble()

@@ -28,10 +28,10 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, Float, Table, case, delete, literal, select
+from sqlalchemy import Engine, Float, case, delete, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from pulse.core.settings import Settings, get_settings
@@ -155,7 +155,7 @@ class SqlLimiter:
             return 0.0
 
     def _take(self, key: str, rule: Rule, now: float) -> float:
-        t = cast(Table, RateLimit.__table__)
+        t = RateLimit.__table__
         if self._postgres:
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
