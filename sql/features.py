@@ -48,10 +48,11 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import FromClause, (
+from sqlalchemy import (
     Date,
     Engine,
     Float,
+    FromClause,
     Integer,
     String,
     and_,
