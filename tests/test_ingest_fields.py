@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 import pulse.listeners.landing as landing
-from pulse.listeners import staging
 from pulse.core.errors import InputFileError
+from pulse.listeners import staging
 from pulse.listeners.landing import land_file, retry_quarantine
 from pulse.listeners.quarantine import list_rows
 from pulse.sql.schema import ENTITY_TABLES, Account, Contact, IngestRun, QuarantineRow
