@@ -397,8 +397,13 @@ def land_file(
     now: datetime | None = None,
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
+    reland: bool = True,
 ) -> IngestResult:
     """Validate and land one file; the whole file commits or nothing does.
+
+    After an accounts file, the rows waiting for those accounts land too (each source in its
+    own transaction), unless `reland` is false (the ingest DAG re-lands them in a step of its
+    own, after every file of the run).
 
     Raises `InputFileError` (nothing landed) for an unreadable file, an unknown source or a
     header without a required column.
@@ -449,7 +454,7 @@ def land_file(
     except BaseException as exc:  # interrupted too: the run never stays `running`
         _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
         raise
-    if src.name == "accounts":
+    if src.name == "accounts" and reland:
         result.relanded = reland_waiting(engine)
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     for w in result.warnings:
