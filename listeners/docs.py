@@ -36,14 +36,38 @@ Values: surrounding spaces are trimmed and an empty value means "missing". Times
 8601; one without an offset is taken as UTC, and all are stored in UTC. Event times more than
 `PULSE_MAX_FUTURE_SKEW_HOURS` (default 24) in the future, or before 1990, are refused.
 
+Ids (keys and references) are clean: an id with a control character (Unicode category Cc:
+newline, tab, NUL, ...), a zero-width or bidirectional formatting character, or a leading or
+trailing space is refused (`bad_id`), never trimmed; ids are normalised to Unicode NFC, so
+`cafe\u0301` and `café` are one key. JSON Lines are strict JSON: `NaN` and `Infinity` are
+refused, and so is a line nested too deeply to parse (`bad_json`, that line only). A NUL
+character is refused in every value (`bad_encoding`), on every database.
+
 Every row is either landed or quarantined with the field and the reason
 (`pulse quarantine list`); `read = inserted + updated + unchanged + quarantined`, always. A row
-whose key was seen before updates the stored row (a later ticket row updates the ticket);
+is quarantined for a bad key, a bad required value, an unknown account or a record that is
+not a record (wrong number of CSV fields, not a JSON object, a value of the wrong JSON shape).
+A bad **optional** value does not stop its row: the value is cleared, the row lands as if the
+value were empty (its default applies), and the original value and the reason are kept as a
+`field_cleared` entry of the quarantine pointing at the landed row (`pulse quarantine list`
+shows its kind, key, field and reason; `value` holds what was cleared). The ingest result counts
+them as `fields_cleared` (those rows are counted as landed). When a later file lands the row
+with that field, or `pulse quarantine retry` finds the kept value now passes, the value is
+applied (only that field) and the entry is resolved (`relanded`). A `resolved_at` before its
+start is cleared the same way.
+
+A row whose key was seen before updates the stored row (a later ticket row updates the ticket);
 landing the same file twice changes nothing. Rows that name an account not yet known are
-quarantined with `unknown_account` and can be re-landed with
-`pulse quarantine retry --code unknown_account` once the account has landed. A file that cannot
+quarantined with `unknown_account` and wait: they land by themselves as soon as the account
+lands, from a later file, a corrected file or `pulse quarantine retry`
+(`pulse quarantine retry --code unknown_account` does the same by hand). A file that cannot
 be read as a whole (not found, empty, no header, a required column missing, a duplicate column,
-an unknown source or file type) stops with a one-line error and lands nothing.
+a header with NUL bytes, as in UTF-16 without a BOM, an unknown source or file type) stops with
+a one-line error and lands nothing; its run is logged `failed` with the reason. Every run ends
+`ok` or `failed`. Each file lands in one transaction; two landings at once wait for each other
+(SQLite: the write lock is taken at the start, `BEGIN IMMEDIATE`, with a busy timeout;
+PostgreSQL: the count and merge of one source run one landing at a time), so each counts only
+what it changed.
 
 Sources land in this order when several arrive together: {order}.
 """

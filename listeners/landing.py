@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +30,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from pulse.core.errors import InputFileError, PulseError, UnknownSourceError
 from pulse.core.settings import get_settings
 from pulse.listeners.contract import LANDING_ORDER, SOURCES, Source
-from pulse.listeners.readers import Chunk, Reject, given_columns, open_reader, records_frame, scan
+from pulse.listeners.readers import (
+    Chunk,
+    Reject,
+    given_columns,
+    open_reader,
+    parse_json,
+    records_frame,
+    scan,
+)
 from pulse.listeners.staging import (
     DIRECT_SOURCES,
     _count_outcomes,
@@ -42,7 +49,7 @@ from pulse.listeners.staging import (
     _stage_table,
 )
 from pulse.listeners.validate import CODES, validate
-from pulse.sql.db import ensure_schema
+from pulse.sql.db import ensure_schema, write_transaction
 from pulse.sql.schema import Account, IngestRun, QuarantineRow
 
 log = logging.getLogger(__name__)
@@ -60,7 +67,13 @@ class IngestResult:
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    #: optional values cleared from rows that landed (not part of read: the rows landed)
+    fields_cleared: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: why values were cleared, with counts
+    cleared: dict[str, int] = field(default_factory=dict)
+    #: rows waiting for an account that landed after this landing (from quarantine)
+    relanded: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -73,10 +86,13 @@ class IngestResult:
         return asdict(self)
 
     def add(self, other: IngestResult) -> None:
-        for name in ("read", "inserted", "updated", "unchanged", "quarantined"):
+        for name in ("read", "inserted", "updated", "unchanged", "quarantined",
+                     "fields_cleared", "relanded"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, n in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + n
+        for reason, n in other.cleared.items():
+            self.cleared[reason] = self.cleared.get(reason, 0) + n
         self.warnings.extend(other.warnings)
         self.seconds += other.seconds
 
@@ -117,6 +133,39 @@ class _Rejected:
     field: str | None
     code: str
     reason: str
+    value: str | None = None
+    #: for a cleared field: the key of the row that landed without it
+    row_key: str | None = None
+
+
+def storable(text_: str) -> str:
+    """Text any database can store: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    if "\x00" in text_:
+        text_ = text_.replace("\x00", "\\u0000")
+    try:
+        text_.encode("utf-8")
+    except UnicodeEncodeError:
+        text_ = text_.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text_ = text_.encode("utf-8", "replace").decode("utf-8")
+    return text_
+
+
+def _value_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return storable(str(value))
+
+
+#: PostgreSQL advisory lock class for merges into one source's table
+_MERGE_LOCK = 731_911
+
+
+def _serialise_merges(conn: Connection, source: Source) -> None:
+    """Count and merge one source at a time (PostgreSQL): a concurrent landing of the same
+    source waits here until the other commits, then counts against what it committed."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                     {"a": _MERGE_LOCK, "b": LANDING_ORDER.index(source.name)})
 
 
 def _known_accounts(conn: Connection, source: Source) -> Callable[[pd.Series], pd.Series] | None:
@@ -134,8 +183,10 @@ def _land_chunks(
     run_id: int,
     now: datetime,
     on_reject: Callable[[list[_Rejected]], None],
+    on_clear: Callable[[list[_Rejected]], None] | None = None,
     progress: Callable[[int], None] | None = None,
     direct: bool = False,
+    given_override: set[str] | None = None,
 ) -> IngestResult:
     """Validate and stage every chunk, then count and merge the whole file at once.
 
@@ -155,21 +206,35 @@ def _land_chunks(
     given: set[str] = set()
     staged = 0
     reasons: Counter[str] = Counter()
+    cleared_reasons: Counter[str] = Counter()
+    cleared: list[_Rejected] = []
     for chunk in chunks:
         checked = validate(source, chunk.values, known_accounts=known, now=now,
                            max_future=max_future)
-        rejected = [_Rejected(r.row, r.raw, r.field, r.code, r.reason) for r in chunk.rejects]
+        rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
+                    for r in chunk.rejects]
         for row, err in checked.errors.iterrows():
-            rejected.append(_Rejected(int(row), chunk.raw_text(int(row)), err["field"],
-                                      err["code"], err["reason"]))
+            rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), err["field"],
+                                      err["code"], storable(err["reason"]),
+                                      _value_text(err["value"])))
         if rejected:
             on_reject(rejected)
             reasons.update(reason_key(r.field, r.code) for r in rejected)
         clean = checked.clean
+        if len(checked.cleared):
+            keys = clean[source.key]
+            for row, c in checked.cleared.iterrows():
+                cleared.append(_Rejected(
+                    int(row), storable(chunk.raw_text(int(row))), c["field"], c["code"],
+                    storable(c["reason"]), _value_text(c["value"]), str(keys.at[row])))
+            cleared_reasons.update(reason_key(f, c) for f, c in
+                                   zip(checked.cleared["field"], checked.cleared["code"]))
         before = len(seen)
         seen.update(clean[source.key].to_numpy())
         dups = dups or len(seen) != before + len(clean)  # a key repeated, here or earlier
         given.update(source.columns if chunk.given is None else chunk.given)
+        if given_override is not None:
+            given = set(given_override)
         if direct:
             if dups:
                 raise _NeedsMerge(source.name)
@@ -187,13 +252,38 @@ def _land_chunks(
     if direct:
         result.inserted = staged
     elif staged:
+        _serialise_merges(conn, source)
         result.inserted, result.updated, result.unchanged = _count_outcomes(
             conn, source, stage, dups, given)
         _merge(conn, source, stage, dups, run_id, now, given)
+        _resolve_cleared(conn, source, stage, given, run_id, now)
     if not direct:
         stage.drop(conn)
+    if cleared:
+        (on_clear or (lambda _: None))(cleared)
+    result.fields_cleared = len(cleared)
     result.reasons = dict(reasons.most_common())
+    result.cleared = dict(cleared_reasons.most_common())
     return result
+
+
+def _resolve_cleared(conn: Connection, source: Source, stage: Any, given: set[str],
+                     run_id: int, now: datetime) -> None:
+    """A row landed again with a field given: the value cleared from it before is replaced.
+
+    Open "field_cleared" entries of the keys just landed are resolved; an entry whose value
+    is cleared again is re-opened by `_insert_quarantine` right after.
+    """
+    q = QuarantineRow.__table__
+    fields = [c for c in source.columns if c in given and c != source.key]
+    if not fields:
+        return
+    conn.execute(
+        update(q).where(
+            q.c.kind == "field_cleared", q.c.status == "open", q.c.source == source.name,
+            q.c.field.in_(fields), q.c.row_key.in_(select(stage.c[source.key])),
+        ).values(status="relanded", resolved_at=now, resolved_run_id=run_id)
+    )
 
 
 def _row_hash(raw: str) -> str:
@@ -201,24 +291,37 @@ def _row_hash(raw: str) -> str:
 
 
 def _insert_quarantine(conn: Connection, source: Source, label: str, run_id: int,
-                       now: datetime, rejected: list[_Rejected]) -> None:
+                       now: datetime, rejected: list[_Rejected], *,
+                       kind: str = "row") -> None:
+    """Quarantine rejected rows, or record cleared fields (`kind` "field_cleared": one entry
+    per row and field, re-opened when the same value is cleared again)."""
     rows = [
         {
             "run_id": run_id, "source": source.name, "file": label, "row_number": r.row,
-            "raw": r.raw, "row_hash": _row_hash(r.raw), "field": r.field, "code": r.code,
-            "reason": r.reason, "landed_at": now, "status": "open",
+            "raw": r.raw,
+            "row_hash": _row_hash(r.raw if kind == "row" else f"{r.raw}\x00{r.field}"),
+            "field": r.field, "code": r.code, "reason": r.reason, "landed_at": now,
+            "status": "open", "kind": kind, "value": r.value, "row_key": r.row_key,
         }
         for r in rejected
     ]
     table = QuarantineRow.__table__
     make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(table).on_conflict_do_nothing(index_elements=["source", "row_hash"])
+    ins = make(table)
+    if kind == "row":
+        stmt = ins.on_conflict_do_nothing(index_elements=["source", "row_hash"])
+    else:
+        stmt = ins.on_conflict_do_update(
+            index_elements=["source", "row_hash"],
+            set_={"status": "open", "resolved_at": None, "resolved_run_id": None,
+                  "code": ins.excluded.code, "reason": ins.excluded.reason},
+        )
     for start in range(0, len(rows), 5000):
         conn.execute(stmt, rows[start:start + 5000])
 
 
 def _start_run(engine: Engine, source: str, label: str, sha: str | None, now: datetime) -> int:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         return int(conn.execute(
             insert(IngestRun).values(
                 source=source, file=label, file_sha256=sha, started_at=now, status="running",
@@ -228,16 +331,24 @@ def _start_run(engine: Engine, source: str, label: str, sha: str | None, now: da
 
 
 def _fail_run(engine: Engine, run_id: int, error: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(IngestRun).where(IngestRun.run_id == run_id).values(
-            status="failed", error=error, finished_at=datetime.now(UTC)))
+    """Mark a run failed with its reason; the reason is made storable (no NUL, valid UTF-8)
+    so that recording the failure cannot fail in turn and leave the run `running`."""
+    error = storable(error)
+    for attempt in (error, error.encode("ascii", "replace").decode("ascii")[:2000]):
+        try:
+            with write_transaction(engine) as conn:
+                conn.execute(update(IngestRun).where(IngestRun.run_id == run_id).values(
+                    status="failed", error=attempt, finished_at=datetime.now(UTC)))
+            return
+        except Exception:  # the database refused the message: retry with a plain one
+            log.exception("could not record the failure of ingest run %d", run_id)
 
 
 def _finish_run(conn: Connection, run_id: int, result: IngestResult) -> None:
     conn.execute(update(IngestRun).where(IngestRun.run_id == run_id).values(
         status="ok", finished_at=datetime.now(UTC), read=result.read,
         inserted=result.inserted, updated=result.updated, unchanged=result.unchanged,
-        quarantined=result.quarantined,
+        quarantined=result.quarantined, fields_cleared=result.fields_cleared,
     ))
 
 
@@ -258,13 +369,15 @@ def _land_transaction(
     engine: Engine, src: Source, reader: Any, path: Path, *, run_id: int, now: datetime,
     progress: Callable[[int], None] | None, utf8_valid: bool, direct: bool,
 ) -> IngestResult:
-    label = path.name
-    with _no_gc_pauses(), engine.begin() as conn:
+    label = file_label(path)
+    with _no_gc_pauses(), write_transaction(engine) as conn:
         result = _land_chunks(
             conn, src, reader, run_id=run_id, now=now, progress=progress, direct=direct,
             on_reject=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej),
+            on_clear=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej,
+                                                    kind="field_cleared"),
         )
-        result.file, result.run_id = str(path), run_id
+        result.file, result.run_id = storable(str(path)), run_id
         if getattr(reader, "unknown", None):
             result.warnings.append(
                 f"{label}: ignored column(s) not in the contract: {', '.join(reader.unknown)}"
@@ -284,8 +397,13 @@ def land_file(
     now: datetime | None = None,
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
+    reland: bool = True,
 ) -> IngestResult:
     """Validate and land one file; the whole file commits or nothing does.
+
+    After an accounts file, the rows waiting for those accounts land too (each source in its
+    own transaction), unless `reland` is false (the ingest DAG re-lands them in a step of its
+    own, after every file of the run).
 
     Raises `InputFileError` (nothing landed) for an unreadable file, an unknown source or a
     header without a required column.
@@ -295,7 +413,7 @@ def land_file(
     ensure_schema(engine)
     started = datetime.now(UTC)
     now = now or started
-    label = path.name
+    label = file_label(path)
     sha: str | None = None
     try:
         sha, utf8_valid, _size = scan(path)
@@ -304,6 +422,10 @@ def land_file(
     except InputFileError as exc:
         run_id = _start_run(engine, src.name, label, sha, now)
         _fail_run(engine, run_id, str(exc))
+        raise
+    except Exception as exc:  # anything else that stops the file still ends in the run log
+        run_id = _start_run(engine, src.name, label, sha, now)
+        _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
         raise
     run_id = _start_run(engine, src.name, label, sha, now)
     batch_rows = batch or get_settings().batch_rows
@@ -329,17 +451,48 @@ def land_file(
     except PulseError as exc:
         _fail_run(engine, run_id, str(exc))
         raise
-    except Exception as exc:
+    except BaseException as exc:  # interrupted too: the run never stays `running`
         _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
         raise
+    if src.name == "accounts" and reland:
+        result.relanded = reland_waiting(engine)
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     for w in result.warnings:
         log.warning(w)
     log.info(
-        "landed %s: read %d, inserted %d, updated %d, unchanged %d, quarantined %d",
-        label, result.read, result.inserted, result.updated, result.unchanged, result.quarantined,
+        "landed %s: read %d, inserted %d, updated %d, unchanged %d, quarantined %d, "
+        "fields cleared %d", label, result.read, result.inserted, result.updated,
+        result.unchanged, result.quarantined, result.fields_cleared,
     )
     return result
+
+
+def file_label(path: Path) -> str:
+    """The file's name as stored in the run log and quarantine: a name whose bytes are not
+    UTF-8 keeps U+FFFD where they were."""
+    return storable(path.name)
+
+
+def reland_waiting(engine: Engine) -> int:
+    """Land the open `unknown_account` rows whose account now exists; returns how many landed.
+
+    Called after accounts land (a file or a quarantine retry), so rows that arrived before
+    their account land without anyone asking.
+    """
+    q = QuarantineRow.__table__
+    with engine.connect() as conn:
+        ids = conn.execute(
+            select(q.c.quarantine_id).where(
+                q.c.status == "open", q.c.code == "unknown_account",
+                q.c.value.in_(select(Account.account_id)),
+            )
+        ).scalars().all()
+    if not ids:
+        return 0
+    result = retry_quarantine(engine, ids=ids)
+    log.info("%d row(s) waiting for their account landed", result.inserted + result.updated
+             + result.unchanged)
+    return result.inserted + result.updated + result.unchanged
 
 
 def land_files(engine: Engine, paths: Iterable[Path | str], *, source: str | None = None,
@@ -367,10 +520,7 @@ def _retry_chunks(source: Source, entries: list[tuple[int, str]]) -> Iterator[Ch
     raw: dict[int, str] = {}
     for qid, text_ in entries:
         raw[qid] = text_
-        try:
-            obj = json.loads(text_)
-        except json.JSONDecodeError:
-            obj = None
+        obj, _why = parse_json(text_)
         if isinstance(obj, dict):
             objs.append((qid, obj))
         elif isinstance(obj, list):
@@ -393,7 +543,10 @@ def retry_quarantine(
 ) -> IngestResult:
     """Validate open quarantined rows again and land those that now pass.
 
-    Rows that still fail stay open with their (possibly new) reason.
+    Rows that still fail stay open with their (possibly new) reason. A "field_cleared" entry
+    is applied again: when its value now passes, that one field of the landed row is set to
+    it (the row's other fields are left as they are). When accounts land, the rows waiting
+    for them land too.
     """
     ensure_schema(engine)
     q = QuarantineRow.__table__
@@ -409,26 +562,50 @@ def retry_quarantine(
     total = IngestResult(source=source or "all", file="quarantine retry")
     with engine.connect() as conn:
         found = conn.execute(
-            select(q.c.quarantine_id, q.c.source, q.c.raw).where(*cond)
+            select(q.c.quarantine_id, q.c.source, q.c.raw, q.c.kind, q.c.field, q.c.file,
+                   q.c.row_number).where(*cond)
             .order_by(q.c.quarantine_id)
         ).all()
-    by_source: dict[str, list[tuple[int, str]]] = {}
-    for qid, src_name, raw in found:
-        by_source.setdefault(src_name, []).append((qid, raw))
-    for src_name in [s for s in LANDING_ORDER if s in by_source]:
-        src = SOURCES[src_name]
-        now = datetime.now(UTC)
-        run_id = _start_run(engine, src.name, "quarantine retry", None, now)
-        still: list[_Rejected] = []
-        try:
-            with engine.begin() as conn:
-                result = _land_chunks(
-                    conn, src, _retry_chunks(src, by_source[src_name]), run_id=run_id, now=now,
-                    on_reject=still.extend,
-                )
-                entries = {qid for qid, _ in by_source[src_name]}
-                failed_ids = {r.row for r in still}
-                landed = sorted(entries - failed_ids)
+    groups: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+    origin: dict[int, tuple[str, int]] = {}
+    for qid, src_name, raw, kind, fld, file_, row_number in found:
+        what = None if kind == "row" else fld
+        groups.setdefault((src_name, what), []).append((qid, raw))
+        origin[qid] = (file_, row_number)
+    accounts_landed = False
+    for src_name in LANDING_ORDER:
+        for (name, fld), entries in sorted(
+                ((k, v) for k, v in groups.items() if k[0] == src_name),
+                key=lambda kv: (kv[0][1] is not None, kv[0][1] or "")):
+            landed, result = _retry_group(engine, SOURCES[name], fld, entries, origin)
+            accounts_landed = accounts_landed or (name == "accounts" and bool(landed))
+            total.add(result)
+    if accounts_landed:
+        total.relanded += reland_waiting(engine)
+    return total
+
+
+def _retry_group(engine: Engine, src: Source, fld: str | None, entries: list[tuple[int, str]],
+                 origin: dict[int, tuple[str, int]]) -> tuple[list[int], IngestResult]:
+    """Retry quarantined rows of one source (`fld` None) or the cleared values of one field."""
+    q = QuarantineRow.__table__
+    now = datetime.now(UTC)
+    run_id = _start_run(engine, src.name, "quarantine retry", None, now)
+    still: list[_Rejected] = []
+    cleared: list[_Rejected] = []
+    try:
+        with write_transaction(engine) as conn:
+            result = _land_chunks(
+                conn, src, _retry_chunks(src, entries), run_id=run_id, now=now,
+                on_reject=still.extend, on_clear=cleared.extend,
+                given_override=None if fld is None else {src.key, fld},
+            )
+            failed_ids = {r.row for r in still}
+            if fld is not None:  # only this field is applied; its entry re-opens if still bad
+                cleared = [r for r in cleared if r.field == fld]
+                failed_ids |= {r.row for r in cleared}
+            landed = sorted({qid for qid, _ in entries} - failed_ids)
+            if fld is None:
                 for start in range(0, len(landed), 5000):
                     conn.execute(
                         update(q).where(q.c.quarantine_id.in_(landed[start:start + 5000]))
@@ -436,20 +613,26 @@ def retry_quarantine(
                     )
                 for r in still:
                     conn.execute(update(q).where(q.c.quarantine_id == r.row).values(
-                        field=r.field, code=r.code, reason=r.reason))
-                result.file, result.run_id = "quarantine retry", run_id
-                result.check()
-                _finish_run(conn, run_id, result)
-        except Exception as exc:
-            _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
-            raise
-        if not landed:
-            # a retry that re-lands nothing changes nothing: it leaves no run behind either,
-            # so a schedule that retries every few minutes does not flood the run log
-            with engine.begin() as conn:
-                conn.execute(delete(IngestRun).where(IngestRun.run_id == run_id))
-            result.run_id = None
-        log.info("quarantine retry for %s: %d relanded, %d still quarantined",
-                 src_name, len(landed), len(still))
-        total.add(result)
-    return total
+                        field=r.field, code=r.code, reason=r.reason, value=r.value))
+            by_file: dict[str, list[_Rejected]] = {}
+            for r in cleared:  # keep where the row came from
+                file_, row_number = origin[r.row]
+                r.row = row_number
+                by_file.setdefault(file_, []).append(r)
+            for file_, rows in by_file.items():
+                _insert_quarantine(conn, src, file_, run_id, now, rows, kind="field_cleared")
+            result.file, result.run_id = "quarantine retry", run_id
+            result.check()
+            _finish_run(conn, run_id, result)
+    except BaseException as exc:
+        _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    if not landed:
+        # a retry that re-lands nothing changes nothing: it leaves no run behind either,
+        # so a schedule that retries every few minutes does not flood the run log
+        with write_transaction(engine) as conn:
+            conn.execute(delete(IngestRun).where(IngestRun.run_id == run_id))
+        result.run_id = None
+    log.info("quarantine retry for %s%s: %d relanded, %d still quarantined", src.name,
+             f" ({fld})" if fld else "", len(landed), len(entries) - len(landed))
+    return landed, result

@@ -96,7 +96,8 @@ def land_waiting(engine: Engine, item: dict[str, str], *, home: Path, day: str,
         log.warning("%s is no longer in the landing folder; nothing to do", path)
         return {**base, "status": "missing"}
     try:
-        result = land_file(engine, path, source=item["source"])
+        # the DAG re-lands the rows waiting for an account after all files: not here
+        result = land_file(engine, path, source=item["source"], reland=False)
     except InputFileError as exc:
         moved = reject_file(path, str(exc), home=home, run_id=run_id)
         return {**base, "status": "rejected", "reason": str(exc), "moved_to": str(moved)}

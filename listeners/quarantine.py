@@ -1,4 +1,8 @@
-"""Reading the quarantine: what was stopped, where it came from, and why."""
+"""Reading the quarantine: what was stopped, where it came from, and why.
+
+Two kinds of entry: `row` (the row was stopped and did not land) and `field_cleared` (the row
+landed, key `row_key`, without the optional value `value` of `field`).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +33,8 @@ def _where(*, source: str | None, code: str | None, status: str) -> list[Any]:
 def list_rows(engine: Engine, *, source: str | None = None, code: str | None = None,
               status: str = "open", limit: int = 50) -> list[dict[str, Any]]:
     ensure_schema(engine)
-    cols = [Q.c.quarantine_id, Q.c.source, Q.c.file, Q.c.row_number, Q.c.field, Q.c.code,
-            Q.c.reason, Q.c.status, Q.c.landed_at]
+    cols = [Q.c.quarantine_id, Q.c.kind, Q.c.source, Q.c.file, Q.c.row_number, Q.c.row_key,
+            Q.c.field, Q.c.code, Q.c.reason, Q.c.value, Q.c.status, Q.c.landed_at]
     with engine.connect() as conn:
         rows = conn.execute(
             select(*cols).where(*_where(source=source, code=code, status=status))
@@ -44,15 +48,18 @@ def summarise(engine: Engine, *, status: str = "open") -> dict[str, Any]:
     ensure_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Q.c.source, Q.c.field, Q.c.code, func.count())
+            select(Q.c.source, Q.c.field, Q.c.code, Q.c.kind, func.count())
             .where(*_where(source=None, code=None, status=status))
-            .group_by(Q.c.source, Q.c.field, Q.c.code)
+            .group_by(Q.c.source, Q.c.field, Q.c.code, Q.c.kind)
             .order_by(func.count().desc())
         ).all()
     return {
-        "total": sum(r[3] for r in rows),
+        "total": sum(r[4] for r in rows),
+        "rows": sum(r[4] for r in rows if r[3] == "row"),
+        "fields_cleared": sum(r[4] for r in rows if r[3] == "field_cleared"),
         "by_reason": [
-            {"source": s, "reason": reason_key(f, c), "code": c, "rows": n} for s, f, c, n in rows
+            {"source": s, "reason": reason_key(f, c), "code": c, "kind": k, "rows": n}
+            for s, f, c, k, n in rows
         ],
     }
 

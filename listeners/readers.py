@@ -198,6 +198,12 @@ class CsvReader:
         if not utf8_valid and any(_has_bad_bytes(h) for h in header):
             self._fh.close()
             raise InputFileError(f"{path}: the header row is not valid UTF-8")
+        if any("\x00" in h for h in header):
+            self._fh.close()
+            raise InputFileError(
+                f"{path}: the header row holds NUL bytes: the file looks like UTF-16 or "
+                "binary; expected UTF-8 text"
+            )
         self.header, self.unknown = normalise_header(path, header, source)
         self.wanted = [(i, n) for i, n in enumerate(self.header) if n in source.columns]
 
@@ -328,6 +334,26 @@ def given_columns(records: list[tuple[int, dict[str, Any]]], source: Source) -> 
     return frozenset(keys & set(source.columns))
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str) -> tuple[Any, str | None]:
+    """(the value, None) or (None, why the line is not JSON).
+
+    Strict JSON: NaN and Infinity are refused; a value nested too deeply for the parser (a
+    nesting bomb) is refused as one bad line rather than stopping the whole file.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant), None
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    except RecursionError:
+        return None, "not valid JSON here: nested too deeply"
+
+
 def _json_kind(value: Any) -> str:
     return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "value"
 
@@ -358,11 +384,9 @@ class JsonlReader:
                                               "the line is not valid UTF-8"))
                         continue
                     raw[line_no] = text
-                    try:
-                        obj = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        rejects.append(Reject(line_no, text, None, "bad_json",
-                                              f"not valid JSON: {exc.msg} at column {exc.colno}"))
+                    obj, why = parse_json(text)
+                    if why is not None:
+                        rejects.append(Reject(line_no, text, None, "bad_json", why))
                         continue
                     if not isinstance(obj, dict):
                         rejects.append(Reject(line_no, text, None, "not_an_object",

@@ -7,6 +7,7 @@ once (pandas), never row by row.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zoneinfo
@@ -22,7 +23,13 @@ from pulse.listeners.contract import Field, Source
 from pulse.listeners.iso4217 import CURRENCIES
 from pulse.sql.schema import MONEY_PRECISION, MONEY_SCALE
 
-ID_RE = r"[^\s\x00-\x1f]{1,64}"
+#: Characters no id may hold: control characters (Unicode category Cc), zero-width and
+#: bidirectional formatting characters; white space is refused by the patterns themselves.
+_ID_BAD = (
+    r"\x00-\x09\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u2069\ufeff"
+)
+ID_RE = rf"[^\s\n{_ID_BAD}]{{1,64}}"
 DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"
 NUMBER_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 INT_RE = r"[+-]?\d+(?:\.0*)?"
@@ -84,6 +91,10 @@ class Validated:
 
     clean: pd.DataFrame
     errors: pd.DataFrame  # index: row; columns field, code, reason
+    #: optional values that broke a rule and were cleared (the row lands without them);
+    #: index: row (a row may appear once per cleared field); columns field, code, reason, value
+    cleared: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=["field", "code", "reason", "value"]))
 
 
 def _short(value: object, limit: int = 40) -> str:
@@ -107,6 +118,7 @@ class _Errors:
         self.field = np.full(len(index), None, dtype=object)
         self.code = np.full(len(index), None, dtype=object)
         self.reason = np.full(len(index), None, dtype=object)
+        self.value = np.full(len(index), None, dtype=object)
 
     def add(
         self, mask: pd.Series | np.ndarray, field: str, code: str,
@@ -120,6 +132,8 @@ class _Errors:
         self.bad |= new
         self.field[new] = field
         self.code[new] = code
+        if values is not None:
+            self.value[new] = values.to_numpy(dtype=object)[new]
         if isinstance(reason, str):
             self.reason[new] = reason
         else:
@@ -129,7 +143,8 @@ class _Errors:
     def frame(self) -> pd.DataFrame:
         bad = self.bad
         return pd.DataFrame(
-            {"field": self.field[bad], "code": self.code[bad], "reason": self.reason[bad]},
+            {"field": self.field[bad], "code": self.code[bad], "reason": self.reason[bad],
+             "value": self.value[bad]},
             index=self.index[bad],
         )
 
@@ -137,7 +152,8 @@ class _Errors:
 _STR = np.dtypes.StringDType()
 _ASCII_SPACE = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _PADDED = re.compile(r"(?:^|\n)\s|\s(?:\n|$)")
-_SPACE_OR_CONTROL = re.compile(r"[^\S\n]|[\x00-\x09\x0b-\x1f]")
+#: one scan of a newline-joined id column: any space, control or invisible character
+_ID_SCAN = re.compile(rf"[^\S\n]|[{_ID_BAD}]")
 
 
 def _lengths(joined: str, values: list[str]) -> np.ndarray:
@@ -205,6 +221,41 @@ def _not(expected: str) -> Callable[[pd.Series], pd.Series]:
     return lambda v: f"expected {expected} (not " + v.map(_short) + ")"
 
 
+def clearable(f: Field) -> bool:
+    """Whether a bad value of `f` is cleared (the row lands without it) rather than fatal:
+    optional fields, except references to an account (such a row waits for the account)."""
+    return not f.required and not f.references_account
+
+
+def _check_id(f: Field, raw: pd.Series, s: pd.Series, present: pd.Series, lens: np.ndarray,
+              errs: _Errors) -> pd.Series:
+    """Ids are clean: no surrounding space, control, zero-width or bidi characters; NFC."""
+    errs.add(present & raw.ne(s), f.name, "bad_id",
+             _not("an id without leading or trailing spaces"), raw)
+    vals = s[present].tolist()
+    joined = "\n".join(vals)
+    if not joined.isascii():
+        s = s.copy()
+        s[present] = s[present].str.normalize("NFC")
+        vals = s[present].tolist()
+        joined = "\n".join(vals)
+        lens = np.zeros(len(s), dtype=np.int64)
+        lens[present.to_numpy()] = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
+    # one scan of the whole column; the per-value pattern runs only when it finds something
+    if (joined.count("\n") != max(len(vals) - 1, 0) or (lens > 64).any()
+            or _ID_SCAN.search(joined)):
+        errs.add(present & ~_fm(s, ID_RE), f.name, "bad_id",
+                 _not("an id of 1 to 64 characters without spaces, control or invisible "
+                      "characters"), s)
+    return s
+
+
+def _cleared_frame(errs: _Errors, values: pd.Series) -> pd.DataFrame:
+    frame = errs.frame()
+    frame["value"] = values.to_numpy(dtype=object)[errs.bad]
+    return frame
+
+
 def validate(
     source: Source,
     values: pd.DataFrame,
@@ -213,20 +264,34 @@ def validate(
     now: datetime | None = None,
     max_future: timedelta = timedelta(hours=24),
 ) -> Validated:
-    """Check every row of `values` (strings or None) against `source`'s contract."""
+    """Check every row of `values` (strings or None) against `source`'s contract.
+
+    A row with a bad required field, key or account reference is an error; a bad optional
+    value is cleared (listed in `cleared`) and the row passes as if the value were empty.
+    """
     now = now or datetime.now(UTC)
     latest = pd.Timestamp(now + max_future)
     errs = _Errors(values.index)
     clean: dict[str, pd.Series] = {}
+    cleared: list[pd.DataFrame] = []
     for f in source.fields:
         s, present_, lens, has_nul = _normalise(values[f.name])
         present = pd.Series(present_, index=s.index)
+        ferrs = _Errors(values.index) if clearable(f) else errs
         if f.required:
             errs.add(~present, f.name, "missing_required", "required value is missing")
         # PostgreSQL cannot store NUL in text: refuse it on every database alike
-        errs.add(has_nul, f.name, "bad_encoding",
-                 "the value contains a NUL character (\\x00), which cannot be stored")
-        clean[f.name] = _check(f, s, present, errs, latest, lens)
+        ferrs.add(has_nul, f.name, "bad_encoding",
+                  "the value contains a NUL character (\\x00), which cannot be stored")
+        if f.kind == "id":
+            s = _check_id(f, values[f.name], s, present, lens, ferrs)
+        clean[f.name] = _check(f, s, present, ferrs, latest, lens)
+        if ferrs is not errs and ferrs.bad.any():
+            cleared.append(_cleared_frame(ferrs, s))
+            keep = ~ferrs.bad
+            # the row lands as if the value were empty: its default applies
+            clean[f.name] = _check(f, s.where(keep, None), present & keep,
+                                   _Errors(values.index), latest, np.where(keep, lens, 0))
         if f.references_account and known_accounts is not None:
             ok = known_accounts(clean[f.name].where(present, ""))
             errs.add(
@@ -236,29 +301,33 @@ def validate(
             )
     for later, earlier in source.ordered:
         a, b = clean[later], clean[earlier]
+        wrong = a.notna() & b.notna() & (a < b)
+        later_field = source.field(later)
+        oerrs = _Errors(values.index) if clearable(later_field) else errs
 
         def out_of_order(v: pd.Series, a_: str = later, b_: str = earlier) -> pd.Series:
             return f"{a_} is before {b_} (" + v.map(str) + ")"
 
-        errs.add(
-            a.notna() & b.notna() & (a < b), later, "out_of_order", out_of_order, values[later],
+        oerrs.add(
+            wrong, later, "out_of_order", out_of_order,
+            values[later],
         )
+        if oerrs is not errs and oerrs.bad.any():
+            cleared.append(_cleared_frame(oerrs, values[later]))
+            clean[later] = clean[later].mask(wrong)
     errors = errs.frame()
     out = pd.DataFrame(clean, index=values.index)
-    return Validated(clean=out.loc[~errs.bad], errors=errors)
+    result = Validated(clean=out.loc[~errs.bad], errors=errors)
+    if cleared:
+        frame = pd.concat(cleared)
+        result.cleared = frame[~frame.index.isin(errors.index)]
+    return result
 
 
 def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd.Timestamp,
            lens: np.ndarray) -> pd.Series:
     name = f.name
-    if f.kind in ("id", "text"):
-        if f.kind == "id" and not f.references_account:  # the reference check covers those
-            # one scan of the whole column for a space or control character; the per-value
-            # pattern runs only when that scan finds one
-            joined = "\n".join(s[present].tolist())
-            if (lens > 64).any() or _SPACE_OR_CONTROL.search(joined):
-                errs.add(present & ~_fm(s, ID_RE), name, "bad_id",
-                         _not("an id of 1 to 64 characters without spaces"), s)
+    if f.kind in ("id", "text"):  # ids are checked by _check_id
         if f.max_len:
             errs.add(lens > f.max_len, name, "too_long",
                      lambda v: f"expected at most {f.max_len} characters (found "

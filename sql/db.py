@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 
 from pulse.core.errors import ConfigError
@@ -44,6 +46,22 @@ def make_engine(url: str | None = None) -> Engine:
     raise ConfigError(
         f"unsupported database {parsed.get_backend_name()!r}: expected sqlite or postgresql"
     )
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` for a transaction that writes.
+
+    On SQLite it starts with BEGIN IMMEDIATE: the write lock is taken first, so a second
+    writer waits (busy_timeout) instead of failing with "database is locked" when it upgrades
+    a read snapshot that another writer has moved past.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            dbapi = conn.connection.driver_connection
+            if dbapi is not None and not dbapi.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
 
 
 def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]

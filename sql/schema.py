@@ -171,12 +171,18 @@ class IngestRun(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    #: optional values cleared (the row landed without them); not part of read
+    fields_cleared: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (Index("ix_ingest_runs_source_started", "source", "started_at"),)
 
 
 class QuarantineRow(Base):
-    """An input row that did not fit the contract, kept verbatim with the reason."""
+    """An input row that did not fit the contract, kept verbatim with the reason.
+
+    `kind` "row": the row was stopped. `kind` "field_cleared": the row landed (its key is
+    `row_key`) without the optional field `field`, whose original value is `value`.
+    """
 
     __tablename__ = "quarantine"
     quarantine_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -194,8 +200,15 @@ class QuarantineRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # open, relanded
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_run_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default="row", server_default="row")
+    #: the key of the landed row a "field_cleared" entry belongs to
+    row_key: Mapped[str | None] = mapped_column(String(64))
+    #: the value at fault (the cleared value, or the unknown account id)
+    value: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         Index("ix_quarantine_source_status", "source", "status"),
+        Index("ix_quarantine_code_status", "code", "status"),
+        Index("ix_quarantine_source_row_key", "source", "row_key"),
         UniqueConstraint("source", "row_hash", name="uq_quarantine_source_row_hash"),
     )
 

@@ -23,7 +23,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from pulse.cli import main
+from pulse.listeners.contract import SOURCES
 from pulse.listeners.landing import land_file, source_for_path
+from pulse.listeners.quarantine import list_rows
+from pulse.listeners.validate import clearable
 from pulse.sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -192,6 +195,19 @@ WHOLE_FILE = {
 }
 
 
+def _clearable(case: Quarantined) -> bool:
+    src = SOURCES[source_for_path(CORPUS / case.file)]
+    # a value of the wrong JSON shape is refused by the reader, with its row
+    return (case.field is not None and case.code != "not_scalar"
+            and clearable(src.field(case.field)))
+
+
+#: bad required values, keys and account references stop the row
+ROW_FATAL = {k: c for k, c in QUARANTINED.items() if not _clearable(c)}
+#: bad optional values are cleared and the row lands
+CLEARED = {k: c for k, c in QUARANTINED.items() if _clearable(c)}
+
+
 def _count(engine: Engine, table: Any) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
@@ -210,7 +226,7 @@ def test_corpus_is_large_enough() -> None:
     assert missing == set()
 
 
-@pytest.mark.parametrize("case", QUARANTINED.values(), ids=QUARANTINED.keys())
+@pytest.mark.parametrize("case", ROW_FATAL.values(), ids=ROW_FATAL.keys())
 def test_bad_row_is_quarantined_and_good_row_lands(engine: Engine, case: Quarantined) -> None:
     _land_base(engine)
     path = CORPUS / case.file
@@ -231,8 +247,39 @@ def test_bad_row_is_quarantined_and_good_row_lands(engine: Engine, case: Quarant
         case.file, 2, case.field, case.code, "open")
     assert case.reason in q["reason"]
     assert "bad" in q["raw"] and "good" not in q["raw"]
+    assert q["kind"] == "row"
     assert q["run_id"] == result.run_id
     assert sum(result.reasons.values()) == 1
+
+
+@pytest.mark.parametrize("case", CLEARED.values(), ids=CLEARED.keys())
+def test_bad_optional_value_is_cleared_and_the_row_lands(engine: Engine, case: Quarantined) -> None:
+    """A bad optional value does not stop its row: the row lands without it, and the value
+    and the reason are kept as a `field_cleared` entry pointing at the landed row."""
+    _land_base(engine)
+    path = CORPUS / case.file
+    src = SOURCES[source_for_path(path)]
+    table = ENTITY_TABLES[src.name]
+    key = table.primary_key.columns.values()[0]
+
+    result = land_file(engine, path, now=NOW)
+
+    assert (result.read, result.inserted, result.updated, result.unchanged,
+            result.quarantined, result.fields_cleared) == (2, 2, 0, 0, 0, 1)
+    with engine.connect() as conn:
+        bad_key, stored = conn.execute(
+            select(key, table.c[case.field]).where(key.like("%bad"))).one()
+        q = conn.execute(select(QuarantineRow)).mappings().one()
+    expected = src.field(case.field).default
+    assert stored in ((None, "") if expected is None else (expected, str(expected)))
+    assert (q["kind"], q["file"], q["row_number"], q["field"], q["code"], q["status"],
+            q["row_key"]) == ("field_cleared", case.file, 2, case.field, case.code, "open",
+                              bad_key)
+    assert case.reason in q["reason"]
+    assert q["value"] and q["value"] in q["raw"]
+    rows = list_rows(engine)
+    assert [(r["kind"], r["row_key"], r["field"]) for r in rows] == [
+        ("field_cleared", bad_key, case.field)]
 
 
 @pytest.mark.parametrize("case", ACCEPTED.values(), ids=ACCEPTED.keys())

@@ -36,6 +36,22 @@ def print_results(results: list[Any], fmt: Format) -> None:
         for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]):
             rt.add_row(Text(k), f"{v:,}")
         out.print(rt)
+    cleared: dict[str, int] = {}
+    for r in results:
+        for k, v in getattr(r, "cleared", {}).items():
+            cleared[k] = cleared.get(k, 0) + v
+    if cleared:
+        ct = Table(title="Cleared optional values (the rows landed without them)",
+                   title_justify="left")
+        ct.add_column("reason")
+        ct.add_column("values", justify="right")
+        for k, v in sorted(cleared.items(), key=lambda kv: -kv[1]):
+            ct.add_row(Text(k), f"{v:,}")
+        out.print(ct)
+    relanded = sum(getattr(r, "relanded", 0) for r in results)
+    if relanded:
+        out.print(f"{relanded:,} row(s) waiting for their account landed with it.")
+    if reasons or cleared:
         out.print("See the rows with `pulse quarantine list`.")
     for r in results:
         for w in r.warnings:

@@ -42,15 +42,17 @@ def quarantine_list(
         w.writerows(rows)
         return
     table = Table(title=f"Quarantine ({status})", title_justify="left")
-    for col in ("id", "source", "file", "row", "field", "reason"):
+    for col in ("id", "kind", "source", "file", "row", "key", "field", "reason"):
         table.add_column(col, overflow="fold")
     for r in rows:
+        kind = "row stopped" if r["kind"] == "row" else "field cleared"
         table.add_row(*(Text(str(v)) for v in (
-            r["quarantine_id"], r["source"], r["file"], r["row_number"], r["field"] or "",
-            r["reason"])))
+            r["quarantine_id"], kind, r["source"], r["file"], r["row_number"],
+            r["row_key"] or "", r["field"] or "", r["reason"])))
     out.print(table)
     summary = summarise(engine, status=status)
-    out.print(f"{summary['total']:,} {status} row(s) in quarantine"
+    out.print(f"{summary['rows']:,} {status} row(s) stopped, {summary['fields_cleared']:,} "
+              f"field(s) cleared from rows that landed"
               + (f"; showing {len(rows)}" if summary["total"] > len(rows) else ""))
 
 
