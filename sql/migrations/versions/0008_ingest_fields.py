@@ -4,7 +4,7 @@ Quarantine entries get a kind ("row" or "field_cleared"), the key of the landed 
 field belongs to, and the value at fault; ingest runs count the fields they cleared.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 from __future__ import annotations
 
