@@ -5,7 +5,7 @@ RFC 5322 message, text and HTML alternatives) under `$PULSE_HOME/outbox/`, next 
 Writing is idempotent and atomic: a temporary file renamed over `<message_id>.eml`, so the
 same message written twice is one file, and a crash never leaves half a message. A message
 was accepted iff its file exists, which is what `reconcile` answers. A kill between writing
-and renaming leaves a `.<id>.eml.<pid>.tmp` behind: the first `send` of a transport removes
+and renaming leaves a `.<id>.eml.<pid>.<random>.tmp` behind: the first `send` of a transport removes
 those older than a lease (`PULSE_OUTBOX_LEASE_SECONDS`; no live writer keeps one that long).
 Every write is also appended to `index.jsonl`, one `os.write` per call so that concurrent
 senders never interleave their lines.
@@ -16,6 +16,7 @@ import html
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -97,7 +98,8 @@ def to_email_message(message: Outgoing, *, now: datetime | None = None) -> Messa
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # unique per writer, threads of one process included
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -558,8 +558,8 @@ class _Handler(BaseHTTPRequestHandler):
             path = urlsplit(self.path).path.rstrip("/")
             if path != "/v3/mail/send":
                 raise ApiError(404, [_err("not found")])
+            raw = self._read_body()  # read first: an early 401 would break the client's pipe
             self.double.check_auth(self.headers.get("Authorization"))
-            raw = self._read_body()
             release = self.double._release
             what, xid = self.double.mail_send(raw)
             if what == "hold":
