@@ -3,8 +3,9 @@
 `queue` writes drafts as `queued` rows, keyed by an idempotency key (a second attempt with
 the same key is a no-op). `send_due` (outreach/outbox_send.py) then, in this order:
 
-1. **reconciles** rows a crash left in `sending` with the transport that claimed them:
-   accepted -> `sent` (with the provider's id), never seen -> back to `queued`;
+1. **reconciles** rows a crash left in `sending` with the transport that claimed them, once
+   their lease has run out: accepted -> `sent` (with the provider's id), never seen -> back
+   to `queued`;
 2. takes the **due** queued rows (`not_before` empty or past) and applies the rules at send
    time, set-based, batch by batch (state may have changed since queueing):
 
@@ -28,14 +29,16 @@ the same key is a no-op). `send_due` (outreach/outbox_send.py) then, in this ord
    Urgent messages (outage notices of major or critical incidents) pass the cap and quiet
    hours but never an opt-out or the suppression list; they do count towards the cap of
    the messages after them.
-3. **claims** the rest (`sending`, `claimed_at`, `attempts + 1`, the transport's name) and
-   commits, then renders them and calls the transport chunk by chunk, recording each
-   chunk's results as soon as it returns: `sent` (+ provider id), a retryable failure back
-   to `queued` (with `last_error`), a permanent one `failed`.
+3. **claims** the rest (`sending`, `claimed_at`, `attempts + 1`, the transport's name, a
+   lease: `lease_owner`, `lease_expires_at`) and commits, then renders them and calls the
+   transport chunk by chunk (after renewing the chunk's lease), recording each chunk's
+   results as soon as it returns: `sent` (+ provider id), a retryable failure back to
+   `queued` (with `last_error`), a permanent one `failed`.
 
-A crash at any point leaves every row either untouched, claimed (reconciled next run) or
-recorded. Two `send_due` runs must not overlap (schedule them with max_active_runs=1);
-`stale_after` makes a run reconcile only claims older than that.
+A crash at any point leaves every row either untouched, claimed (reconciled once its lease
+ran out, or at once when its owner process is gone) or recorded. Runs may overlap: the
+rules and claim are serialised per batch and a live lease is never taken over (see
+outreach/outbox_send.py); `stale_after` applies to claims made without a lease.
 """
 from __future__ import annotations
 

@@ -470,6 +470,10 @@ class OutboxMessage(Base):
     transport: Mapped[str | None] = mapped_column(String(16))  # sendgrid, file
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # the claim: which send_due run holds the row and until when (wall clock, renewed before
+    # every chunk); another run reconciles a `sending` row only once its lease ran out
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)
 
 

@@ -15,7 +15,7 @@ import pytest
 import sendgrid
 from python_http_client import exceptions as http_errors
 
-from pulse.core.errors import ConfigError
+from pulse.core.errors import ConfigError, TransportAuthError
 from pulse.core.settings import env_flag, get_settings
 from pulse.devkit.sendgrid_double import SendGridDouble, load_request_validator, spec_path
 from pulse.outreach.message import Outgoing
@@ -74,6 +74,7 @@ def test_missing_spec_fails_under_ci(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PULSE_SPECS", str(tmp_path))
     get_settings(fresh=True)
     monkeypatch.setenv("CI", "true")
+    get_settings(fresh=True)  # PULSE_SPECS is a setting, read when settings are
     with pytest.raises(ConfigError, match="required under CI=true"):
         SendGridDouble()
     monkeypatch.setenv("CI", "false")
@@ -266,9 +267,25 @@ def test_401_without_or_with_a_wrong_key(api: SendGridDouble) -> None:
     with pytest.raises(http_errors.UnauthorizedError) as info:
         client.client.mail.send.post(request_body=good_body())
     assert info.value.to_dict["errors"][0]["message"] == "authorization required"
-    result = SendGridTransport(api_key="SG.wrong", host=api.url, sleep=Sleeps()).send([msg(1)])
-    assert not result[0].ok and not result[0].retryable and "(401)" in (result[0].error or "")
+    wrong = "SG.wrong-key-abcdefgh.ijklmnopqrstu"
+    with pytest.raises(TransportAuthError) as refused:
+        SendGridTransport(api_key=wrong, host=api.url, sleep=Sleeps()).send([msg(1)])
+    assert (refused.value.transport, refused.value.status, refused.value.results) == (
+        "sendgrid", 401, [])
+    assert "SendGrid refused the API key (HTTP 401" in str(refused.value)
+    assert wrong not in str(refused.value) and "SG.wrong" not in str(refused.value)
     assert api.accepted == []
+
+
+def test_a_403_stops_the_call_and_is_not_retried(api: SendGridDouble) -> None:
+    api.fail_next(403, 1)
+    sleeps = Sleeps()
+    t = transport(api, sleep=sleeps)
+    with pytest.raises(TransportAuthError) as refused:
+        t.send([msg(1), msg(2, body="b2")])  # two requests: the second is never tried
+    assert (refused.value.status, refused.value.results) == (403, [])
+    assert "refused the API key's permissions (HTTP 403" in str(refused.value)
+    assert (api.mail_requests, api.accepted, t.requests) == (1, [], 1)
 
 
 # ---------------------------------------------------------------------- retries

@@ -4,7 +4,11 @@ RFC 5322 message, text and HTML alternatives) under `$PULSE_HOME/outbox/`, next 
 
 Writing is idempotent and atomic: a temporary file renamed over `<message_id>.eml`, so the
 same message written twice is one file, and a crash never leaves half a message. A message
-was accepted iff its file exists, which is what `reconcile` answers.
+was accepted iff its file exists, which is what `reconcile` answers. A kill between writing
+and renaming leaves a `.<id>.eml.<pid>.<random>.tmp` behind: the first `send` of a transport removes
+those older than a lease (`PULSE_OUTBOX_LEASE_SECONDS`; no live writer keeps one that long).
+Every write is also appended to `index.jsonl`, one `os.write` per call so that concurrent
+senders never interleave their lines.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import html
 import json
 import logging
 import os
+import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import policy
@@ -94,7 +100,8 @@ def to_email_message(message: Outgoing, *, now: datetime | None = None) -> Messa
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # unique per writer, threads of one process included
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -107,6 +114,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _append(path: Path, data: bytes) -> None:
+    """Append in one write (O_APPEND): another process's lines never land inside ours."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileTransport:
     """Writes messages to a folder instead of sending them."""
 
@@ -114,12 +133,33 @@ class FileTransport:
 
     def __init__(self, folder: str | Path | None = None) -> None:
         self.folder = Path(folder) if folder else get_settings().resolved_home() / "outbox"
+        self._swept = False
 
     def path(self, message_id: int) -> Path:
         return self.folder / f"{int(message_id)}.eml"
 
+    def sweep_orphans(self, *, older_than: float | None = None) -> int:
+        """Remove the temporary files a killed writer left behind, if older than
+        `older_than` seconds (default: the outbox lease); returns how many."""
+        age = get_settings().outbox_lease_seconds if older_than is None else older_than
+        cutoff = time.time() - age
+        removed = 0
+        for tmp in self.folder.glob(".*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # renamed or removed by its writer meanwhile
+                continue
+        if removed:
+            log.info("removed %d orphan temporary files from %s", removed, self.folder)
+        return removed
+
     def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
         self.folder.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            self.sweep_orphans()
+            self._swept = True
         results: list[SendResult] = []
         entries: list[dict[str, Any]] = []
         now = datetime.now(UTC)
@@ -137,10 +177,8 @@ class FileTransport:
                             "to": message.to_email, "to_name": message.to_name,
                             "subject": message.subject, "date": now.isoformat(timespec="seconds")})
         if entries:
-            with (self.folder / MANIFEST).open("a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(e) + "\n" for e in entries)
-                fh.flush()
-                os.fsync(fh.fileno())
+            _append(self.folder / MANIFEST,
+                    "".join(json.dumps(e) + "\n" for e in entries).encode("utf-8"))
         self.write_index()
         log.info("wrote %d messages to %s", len(entries), self.folder)
         return results

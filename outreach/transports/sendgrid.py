@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pulse.core.errors import ConfigError, SendGridError
-from pulse.core.secrets import check_secret_shape, remember_secret, resolve_secret
+from pulse.core.errors import ConfigError, SendGridError, TransportAuthError
+from pulse.core.secrets import check_secret_shape, redact, remember_secret, resolve_secret
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult
 
@@ -140,7 +140,12 @@ class SendGridTransport:
                         m.message_id, ok=False, retryable=True,
                         error=f"not attempted: an earlier request {broken}")
                 continue
-            answers = self._send_chunk(chunk)
+            try:
+                answers = self._send_chunk(chunk)
+            except TransportAuthError as exc:  # hand back what earlier requests achieved
+                exc.results = [results[m.message_id] for m in messages
+                               if m.message_id in results]
+                raise
             if answers is None:
                 broken = "to SendGrid in this run was left in doubt"
                 self.in_doubt += len(chunk.messages)
@@ -182,6 +187,8 @@ class SendGridTransport:
             except http_errors.HTTPError as exc:
                 status = int(exc.status_code)
                 detail = _api_error(exc)
+                if status in (401, 403):
+                    raise _key_refused(status, detail, "Mail Send") from None
                 if status == 429 or status >= 500:
                     wait = self._wait_for(exc, attempt)
                     if attempt < self.max_attempts and wait is not None:
@@ -288,6 +295,8 @@ class SendGridTransport:
                 return resp.to_dict or {}
             except http_errors.HTTPError as exc:
                 status = int(exc.status_code)
+                if status in (401, 403):
+                    raise _key_refused(status, _api_error(exc), "Email Activity") from None
                 wait = self._wait_for(exc, attempt)
                 if (status == 429 or status >= 500) and attempt < self.max_attempts \
                         and wait is not None:
@@ -402,6 +411,16 @@ def _split_group(group: list[Outgoing]) -> list[_Chunk]:
 
 def _fail(ids: Iterable[int], error: str, *, retryable: bool) -> list[SendResult]:
     return [SendResult(i, ok=False, error=error, retryable=retryable) for i in ids]
+
+
+def _key_refused(status: int, detail: str, api: str) -> TransportAuthError:
+    """401/403: the key is wrong, revoked or lacks the scope; retrying cannot help."""
+    what = "refused the API key" if status == 401 else "refused the API key's permissions"
+    return TransportAuthError(redact(
+        f"transport 'sendgrid': SendGrid {what} (HTTP {status} from the {api} API: {detail}); "
+        "nothing more is sent in this run and the messages stay queued: fix "
+        "PULSE_SENDGRID_API_KEY (or SENDGRID_API_KEY, or the Airflow Connection "
+        f"{CONNECTION_ID!r}) and run again"), transport="sendgrid", status=status)
 
 
 def _in_doubt(exc: BaseException | str, timeout: float, n: int) -> str:

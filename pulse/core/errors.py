@@ -34,11 +34,13 @@ Some also derive from a built-in (`ValueError`, `KeyError`) so that generic call
         ├── DigestError
         ├── SendGridError
         └── OutboxError
-            └── InvalidDraftError (ValueError)
-                └── HeaderInjectionError
+            ├── InvalidDraftError (ValueError)
+            │   └── HeaderInjectionError
+            └── TransportAuthError ··············· the provider refused the key (401/403)
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -218,3 +220,15 @@ class InvalidDraftError(OutboxError, ValueError):
 
 class HeaderInjectionError(InvalidDraftError):
     """An address meant for a header contains a line break."""
+
+
+class TransportAuthError(OutboxError):
+    """The provider refused the transport's credentials (HTTP 401/403): the run stops and the
+    messages not yet accepted stay queued, to go out once the key is fixed."""
+
+    def __init__(self, message: str, *, transport: str, status: int,
+                 results: Sequence[Any] = (), report: Any = None) -> None:
+        super().__init__(message, report)
+        self.transport = transport
+        self.status = status
+        self.results = list(results)  # what earlier requests of the same call achieved

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str = Field(
         default="", description="Event Webhook verification key (base64 DER or PEM, ECDSA P-256)")
     webhook_max_age_seconds: int = Field(default=600, ge=1, description="Older posts are stale")
+    outbox_lease_seconds: float = Field(
+        default=300.0, gt=0, description="How long a sender's claim on outbox rows lasts "
+        "without renewal (wall clock); another run reconciles a claim only once it ran out")
     cap_per_contact: int = Field(default=2, ge=0, description="Automated messages per contact "
                                  "per cap window, across every kind")
     cap_window_days: int = Field(default=7, ge=1)

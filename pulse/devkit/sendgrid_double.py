@@ -13,8 +13,11 @@ A 202 carries an `X-Message-Id`; every accepted personalization is recorded.
 uses (`unique_args['k']="v"`, `to_email="..."`, `msg_id="..."`, joined by OR), and
 `GET /v3/messages/{msg_id}` returns one message with its `unique_args`.
 
-Tests steer it: `fail_next(429|500, n, retry_after=)`, `hang()` (hold requests, accept
-nothing), `accept_then_hang()` (accept, then never answer: the in-doubt case), `normal()`.
+Tests steer it: `fail_next(429|500|401|403, n, retry_after=)`, `hang()` (hold requests, accept
+nothing), `accept_then_hang()` (accept, then never answer: the in-doubt case), `normal()`, and
+`latency` (seconds every mail send takes before it is accepted and answered, like a slow
+provider; also `SendGridDouble(latency=1.0)`). `api_key` may be changed while it runs (a
+rotated key).
 
     with SendGridDouble() as api:
         transport = SendGridTransport(api_key=api.api_key, host=api.url)
@@ -26,6 +29,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +54,8 @@ MAX_CATEGORIES = 10
 MAX_CATEGORY_CHARS = 255
 RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
                     "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
+_AUTH_ERRORS = {401: "The provided authorization grant is invalid, expired, or revoked",
+                403: "access forbidden"}
 _ERRORS_HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 
 
@@ -135,8 +141,9 @@ class SendGridDouble:
     """The double, served on 127.0.0.1 at a free port while the context is open."""
 
     def __init__(self, *, api_key: str | None = None, validate_schema: bool = True,
-                 spec: Path | None = None) -> None:
+                 spec: Path | None = None, latency: float = 0.0) -> None:
         self.api_key = api_key or "SG.double-" + secrets.token_urlsafe(16)
+        self.latency = latency
         self._validator = load_request_validator(spec) if validate_schema else None
         self._lock = threading.Lock()
         self._mode = _Mode()
@@ -186,7 +193,7 @@ class SendGridDouble:
     # ------------------------------------------------------------------ steering
 
     def fail_next(self, status: int, n: int = 1, *, retry_after: float | None = None) -> None:
-        """The next `n` mail sends answer `status` (429 or 5xx) and accept nothing."""
+        """The next `n` mail sends answer `status` (429, 5xx, 401 or 403) and accept nothing."""
         with self._lock:
             self._mode.fail_status, self._mode.fail_left = status, n
             self._mode.retry_after = retry_after
@@ -254,8 +261,7 @@ class SendGridDouble:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(),
                                                                    self.api_key):
-            raise ApiError(401, [_err("The provided authorization grant is invalid, expired, "
-                                      "or revoked")])
+            raise ApiError(401, [_err(_AUTH_ERRORS[401])])
 
     def mail_send(self, raw: bytes) -> tuple[str, str]:
         """Handle one mail send; returns ("answer", x_message_id) or ("hold", "")."""
@@ -268,6 +274,8 @@ class SendGridDouble:
                     if mode.retry_after is not None else {}
                 if mode.fail_status == 429:
                     raise ApiError(429, [_err("too many requests")], headers)
+                if mode.fail_status in _AUTH_ERRORS:
+                    raise ApiError(mode.fail_status, [_err(_AUTH_ERRORS[mode.fail_status])])
                 raise ApiError(mode.fail_status, [_err("internal server error")], headers)
             hanging = mode.kind
             if hanging != "normal" and mode.after > 0:
@@ -276,6 +284,8 @@ class SendGridDouble:
             if hanging == "hang":
                 self._state.held += 1
                 return "hold", ""
+        if self.latency > 0:
+            time.sleep(self.latency)
         body = self.validate(raw)
         with self._lock:
             xid = self._accept(body)
@@ -549,8 +559,8 @@ class _Handler(BaseHTTPRequestHandler):
             path = urlsplit(self.path).path.rstrip("/")
             if path != "/v3/mail/send":
                 raise ApiError(404, [_err("not found")])
+            raw = self._read_body()  # read first: an early 401 would break the client's pipe
             self.double.check_auth(self.headers.get("Authorization"))
-            raw = self._read_body()
             release = self.double._release
             what, xid = self.double.mail_send(raw)
             if what == "hold":
