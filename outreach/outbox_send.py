@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 
@@ -266,7 +266,7 @@ def _record(engine: Engine, results: Sequence[SendResult], now: datetime,
         _set_many(conn, failed, now, only_status="sending", owner=owner, status=True,
                   last_error=True)
     report.outcomes.update({"sent": len(sent), "retry": len(retry), "failed": len(failed)})
-    report.sent_ids.extend(r["message_id"] for r in sent)
+    report.sent_ids.extend(cast(int, r["message_id"]) for r in sent)
 
 
 def _reconcile(engine: Engine, transport: Transport, renderer: Renderer, now: datetime,
