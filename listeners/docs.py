@@ -48,13 +48,16 @@ Every row is either landed or quarantined with the field and the reason
 is quarantined for a bad key, a bad required value, an unknown account or a record that is
 not a record (wrong number of CSV fields, not a JSON object, a value of the wrong JSON shape).
 A bad **optional** value does not stop its row: the value is cleared, the row lands as if the
-value were empty (its default applies), and the original value and the reason are kept as a
+value were empty, and the original value and the reason are kept as a
 `field_cleared` entry of the quarantine pointing at the landed row (`pulse quarantine list`
 shows its kind, key, field and reason; `value` holds what was cleared). The ingest result counts
 them as `fields_cleared` (those rows are counted as landed). When a later file lands the row
 with that field, or `pulse quarantine retry` finds the kept value now passes, the value is
 applied (only that field) and the entry is resolved (`relanded`). A `resolved_at` before its
-start is cleared the same way.
+start is cleared the same way. An optional field whose empty value means a default that states
+a fact (`opted_out` false, `outcome` ok, `status` investigating, `currency` USD, `amount` 0,
+`quantity` 1, `timezone` UTC) is not cleared: a bad value there quarantines the row, so no row
+lands saying something its file did not.
 
 A row whose key was seen before updates the stored row (a later ticket row updates the ticket);
 landing the same file twice changes nothing. Rows that name an account not yet known are

@@ -223,8 +223,13 @@ def _not(expected: str) -> Callable[[pd.Series], pd.Series]:
 
 def clearable(f: Field) -> bool:
     """Whether a bad value of `f` is cleared (the row lands without it) rather than fatal:
-    optional fields, except references to an account (such a row waits for the account)."""
-    return not f.required and not f.references_account
+    optional fields, except references to an account (such a row waits for the account) and
+    fields whose empty value means a default that states a fact (`opted_out` false, `outcome`
+    ok, `status` investigating, `currency` USD, `amount` 0, ...): clearing those would land a
+    row that says something the file did not, so such a row is quarantined instead."""
+    if f.required or f.references_account:
+        return False
+    return f.default is None or f.default == ()
 
 
 def _check_id(f: Field, raw: pd.Series, s: pd.Series, present: pd.Series, lens: np.ndarray,

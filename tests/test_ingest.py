@@ -123,7 +123,7 @@ def test_landing_the_same_files_twice_changes_nothing(
     assert {n: _counts(r) for n, r in first.items()} == {
         "accounts": (3, 3, 0, 0, 0),
         "contacts": (4, 2, 0, 0, 2),
-        "usage": (4, 4, 0, 0, 0),  # ev-4's outcome 'fail' is cleared: it lands as 'ok'
+        "usage": (4, 3, 0, 0, 1),  # ev-4's outcome 'fail' is not cleared to a made-up 'ok'
         "tickets": (2, 1, 1, 0, 0),
         "incidents": (3, 2, 0, 0, 1),
     }
@@ -411,7 +411,7 @@ def test_events_with_known_or_repeated_keys_fall_back_to_the_merge(
 ) -> None:
     _land(engine, _write(tmp_path, "accounts.csv", ACCOUNTS), now=DAY1)
     first = _land(engine, _write(tmp_path, "usage.csv", USAGE), now=DAY1, batch=batch)
-    assert _counts(first) == (4, 4, 0, 0, 0)  # the direct load: all new
+    assert _counts(first) == (4, 3, 0, 0, 1)  # the direct load: all new (ev-4 quarantined)
     later = USAGE.splitlines()[0] + "\n" + "\n".join([
         "ev-9,acc-1,2025-05-22T10:00:00Z,report_export,1,ok",   # new
         "ev-1,acc-1,2025-05-20T14:03:11Z,report_export,5,ok",   # known, changed
@@ -425,7 +425,7 @@ def test_events_with_known_or_repeated_keys_fall_back_to_the_merge(
     with engine.connect() as conn:
         rows = dict(conn.execute(select(ENTITY_TABLES["usage"].c.event_id,
                                         ENTITY_TABLES["usage"].c.quantity)).all())
-    assert rows == {"ev-1": 5.0, "ev-2": 120.0, "ev-3": 1.0, "ev-4": 1.0, "ev-9": 1.0}
+    assert rows == {"ev-1": 5.0, "ev-2": 120.0, "ev-3": 1.0, "ev-9": 1.0}
     with engine.connect() as conn:
         statuses = conn.execute(select(IngestRun.status)).scalars().all()
     assert statuses == ["ok", "ok", "ok"]  # the fallback reuses its run: no failed run left

@@ -145,6 +145,26 @@ def test_required_fields_and_keys_still_quarantine_the_row(engine: Engine, tmp_p
 # --------------------------------------------------------------------------- waiting rows
 
 
+def test_a_bad_value_whose_default_states_a_fact_quarantines_the_row(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Clearing `opted_out` would land "not opted out", `outcome` would land "ok": such rows
+    are quarantined, never landed with a fact the file did not state."""
+    _accounts(engine, tmp_path)
+    contacts = land_file(engine, _write(tmp_path, "contacts.csv", (
+        "contact_id,account_id,email,opted_out,x_handle\n"
+        "c-1,acc-1,ann@example.com,perhaps,ann\n"
+        f"c-2,acc-1,bob@example.com,true,{LONG}\n")), now=NOW)
+    assert (contacts.inserted, contacts.quarantined, contacts.fields_cleared) == (1, 1, 1)
+    with engine.connect() as conn:
+        landed = conn.execute(select(Contact.contact_id, Contact.opted_out)).all()
+    assert landed == [("c-2", True)]  # bob's bad handle is cleared; ann waits for a fix
+    usage = land_file(engine, _write(tmp_path, "usage.csv", (
+        "event_id,account_id,occurred_at,feature,outcome\n"
+        "e-1,acc-1,2026-05-30T10:00:00Z,reports,fail\n")), now=NOW)
+    assert (usage.inserted, usage.quarantined) == (0, 1)
+
+
 def test_rows_waiting_for_an_account_land_when_a_corrected_file_brings_it(
     engine: Engine, tmp_path: Path
 ) -> None:
