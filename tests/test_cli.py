@@ -21,11 +21,11 @@ from pulse.sql.schema import Contact, QuarantineRow
 PULSE = Path(sys.executable).with_name("pulse")
 
 ACCOUNTS = "account_id,name,mrr\nacc-1,Northwind Traders,1250.00\n"
-USAGE = """event_id,account_id,occurred_at,feature,outcome,browser
-ev-1,acc-1,2025-05-20T14:03:11Z,report_export,ok,firefox
-ev-2,acc-1,2025-05-20T14:05:40Z,api_call,fail,firefox
-ev-3,acc-1,yesterday,api_call,ok,firefox
-ev-4,acc-1,2025-05-21T08:15:00Z,dashboard_view,ERROR,firefox
+USAGE = """event_id,account_id,occurred_at,feature,contact_id,outcome,browser
+ev-1,acc-1,2025-05-20T14:03:11Z,report_export,,ok,firefox
+ev-2,acc-1,2025-05-20T14:05:40Z,api_call,,fail,firefox
+ev-3,acc-1,yesterday,api_call,,ok,firefox
+ev-4,acc-1,2025-05-21T08:15:00Z,dashboard_view, con-1,ERROR,firefox
 """
 CONTACTS = """contact_id,account_id,email
 con-1,acc-1,ana@northwind.example
@@ -74,22 +74,25 @@ def test_ingest_prints_json_and_a_table_with_the_reasons(pulse_home: Path, tmp_p
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     counts = [line for line in lines if "usage.csv" in line]
-    # ev-2's outcome 'fail' is optional: cleared, and the row lands
-    assert len(counts) == 1 and re.findall(r"\d+", counts[0]) == ["4", "3", "0", "0", "1"]
+    # ev-2's outcome 'fail' would land as 'ok' if cleared: quarantined; ev-3 has no time;
+    # ev-4's optional contact_id is not a clean id: cleared, and the row lands
+    assert len(counts) == 1 and re.findall(r"\d+", counts[0]) == ["4", "2", "0", "0", "2"]
     assert "Quarantine reasons" in proc.stdout
     reasons = {m[0]: int(m[1]) for m in
                re.findall(r"│ (\w+: [^│]+?)\s+│\s+(\d+) │", proc.stdout)}
-    assert reasons == {"outcome: not one of the allowed values": 1,
-                       "occurred_at: not an ISO 8601 timestamp": 1}
+    assert reasons == {"outcome: not one of the allowed values": 1,  # quarantine reasons
+                       "occurred_at: not an ISO 8601 timestamp": 1,
+                       "contact_id: not a valid id": 1}  # and the cleared values
     assert "Cleared optional values" in proc.stdout
     assert "warning:" in proc.stderr and "browser" in proc.stderr
 
     listing = ok("quarantine", "list")
-    assert "1 open row(s) stopped, 1 field(s) cleared" in listing
+    assert "2 open row(s) stopped, 1 field(s) cleared" in listing
     shown = re.findall(
         r"│ \d+\s+│ (row|field)[^│]*│ usage\s+│ usage\.csv\s+│ (\d+)\s+│ ([\w-]*)\s+│ (\w+)\s+│",
         listing)
-    assert sorted(shown) == [("field", "2", "ev-2", "outcome"), ("row", "3", "", "occurred_at")]
+    assert sorted(shown) == [("field", "4", "ev-4", "contact_id"), ("row", "2", "", "outcome"),
+                             ("row", "3", "", "occurred_at")]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
