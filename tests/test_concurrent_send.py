@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select, update
 
 from pulse.core.errors import TransportAuthError
 from pulse.core.settings import PROJECT_ROOT, get_settings
-from pulse.devkit.sendgrid_double import SendGridDouble
+from pulse.devkit.sendgrid_double import SendGridDouble, fake_api_key
 from pulse.outreach.message import Outgoing, SendResult
 from pulse.outreach.outbox import Draft, queue
 from pulse.outreach.outbox_send import SendReport, send_due
@@ -229,7 +229,7 @@ def test_a_refused_key_stops_the_run_leaves_rows_queued_and_a_fixed_key_sends_on
     queue(engine, drafts(1500, bodies=2))
     log = tmp_path / "refused.log"
     with SendGridDouble() as api:
-        right, wrong = api.api_key, "SG.revoked-key-0123456789.abcdefghijklmnop"
+        right, wrong = api.api_key, fake_api_key("revoked")
         proc = subprocess.run(
             [sys.executable, "-m", "pulse.cli", "outreach", "send", "--transport", "sendgrid"],
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,

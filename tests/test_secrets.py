@@ -14,8 +14,9 @@ from sqlalchemy import Engine, select
 from pulse.core.errors import ConfigError
 from pulse.core.secrets import REDACTED, RedactingFilter, check_secret_shape, redact
 from pulse.core.settings import get_settings
+from pulse.devkit.sendgrid_double import fake_api_key
 
-KEY = "SG.abcdefghijklmnop.qrstuvwxyz0123456789ABCDEFGHIJ"
+KEY = fake_api_key("secrets-test")
 
 
 def test_a_key_holding_a_newline_is_refused_without_showing_it(

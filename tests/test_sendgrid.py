@@ -17,7 +17,12 @@ from python_http_client import exceptions as http_errors
 
 from pulse.core.errors import ConfigError, TransportAuthError
 from pulse.core.settings import env_flag, get_settings
-from pulse.devkit.sendgrid_double import SendGridDouble, load_request_validator, spec_path
+from pulse.devkit.sendgrid_double import (
+    SendGridDouble,
+    fake_api_key,
+    load_request_validator,
+    spec_path,
+)
 from pulse.outreach.message import Outgoing
 from pulse.outreach.transports.sendgrid import SendGridTransport, resolve_api_key
 
@@ -267,7 +272,7 @@ def test_401_without_or_with_a_wrong_key(api: SendGridDouble) -> None:
     with pytest.raises(http_errors.UnauthorizedError) as info:
         client.client.mail.send.post(request_body=good_body())
     assert info.value.to_dict["errors"][0]["message"] == "authorization required"
-    wrong = "SG.wrong-key-abcdefgh.ijklmnopqrstu"
+    wrong = fake_api_key("wrong")
     with pytest.raises(TransportAuthError) as refused:
         SendGridTransport(api_key=wrong, host=api.url, sleep=Sleeps()).send([msg(1)])
     assert (refused.value.transport, refused.value.status, refused.value.results) == (

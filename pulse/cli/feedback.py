@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from pulse.cli.outreach import ListFormat, TransportName, _emit, _engine, _records
+from pulse.core.formats import Format
 
 out = Console()
 
@@ -21,11 +22,6 @@ feedback_app = typer.Typer(help="Customer feedback: classify and route it, group
 class Period(str, Enum):
     week = "week"
     day = "day"
-
-
-class OutFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 def _day(value: str | None, what: str) -> date | None:
@@ -95,8 +91,8 @@ def feedback_digest(
         "--send", help="Queue one email per team and send what is due.")] = False,
     transport: Annotated[TransportName | None, typer.Option(
         help="With --send: file or sendgrid (default PULSE_TRANSPORT).")] = None,
-    fmt: Annotated[OutFormat, typer.Option("--format", help="table or json.")]
-    = OutFormat.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table or json.")]
+    = Format.table,
 ) -> None:
     """Write each team's digest to $PULSE_HOME/digests/ (HTML and Markdown); --send also
     emails it, once per team per period."""
@@ -115,7 +111,7 @@ def feedback_digest(
     else:
         digests = build_digests(engine, period=period.value, period_end=period_end, team=team)
         result = {"digests": [d.summary() for d in digests]}
-    if fmt is OutFormat.json:
+    if fmt is Format.json:
         print(json.dumps(result, indent=2, default=str))
         return
     if not result["digests"]:
