@@ -4,6 +4,8 @@
   diagonal of perfect calibration and the number of accounts in each bin.
 * `lift_chart`: cumulative gains (the share of churners found among the riskiest x% of
   accounts, against random targeting) beside the lift of each decile of risk.
+* `band_chart`: churners by health band: how the validation snapshots and their churners
+  fall into the scorecard's green, amber and red bands, and the churn rate in each.
 
 Both draw from the curves the registry stores with each model (`calibration` bins and `gains`
 points in its metrics), or from raw outcomes and probabilities via `curves_from_predictions`.
@@ -108,6 +110,54 @@ def lift_chart(gains: list[list[float]] | pd.DataFrame, path: Path | str, *,
         plt.close(fig)
 
 
+_BAND_COLOURS = {"green": "#2e8b57", "amber": "#e0a020", "red": "#c0392b",
+                 "unscored": "#999999"}
+
+
+def band_chart(by_band: list[dict[str, Any]] | pd.DataFrame, path: Path | str, *,
+               title: str = "Churners by health band") -> Path:
+    """Write the churners-by-band chart: the share of snapshots and of churners in each
+    health band, beside the churn rate observed in each band."""
+    table = pd.DataFrame(by_band)
+    if table.empty or int(table["snapshots"].sum()) == 0:
+        raise NothingToShowError("no banded snapshots to draw")
+    names = table["band"].astype(str).tolist()
+    colours = [_BAND_COLOURS.get(n, "#1f5fa8") for n in names]
+    x = np.arange(len(names))
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), dpi=110)
+    try:
+        width = 0.38
+        snaps = 100 * table["share_of_snapshots"].to_numpy(dtype=float)
+        churn = 100 * table["share_of_churners"].to_numpy(dtype=float)
+        left.bar(x - width / 2, snaps, width, color=colours, alpha=0.45,
+                 label="share of snapshots")
+        left.bar(x + width / 2, churn, width, color=colours, edgecolor="black",
+                 label="share of churners")
+        for i, (a, b) in enumerate(zip(snaps, churn)):
+            left.annotate(f"{a:.0f}%", (i - width / 2, a), ha="center", va="bottom", fontsize=8)
+            left.annotate(f"{b:.0f}%", (i + width / 2, b), ha="center", va="bottom", fontsize=8)
+        left.set_xticks(x, names)
+        left.set_ylabel("% of the validation window")
+        left.set_title("Where snapshots and churners fall", fontsize=10)
+        left.legend(loc="upper right", fontsize=8)
+        left.grid(True, axis="y", alpha=0.3)
+        rate = 100 * pd.to_numeric(table["churn_rate"], errors="coerce").fillna(0.0).to_numpy()
+        bars = right.bar(x, rate, color=colours)
+        for b, v, n, k in zip(bars, rate, table["snapshots"], table["churners"]):
+            right.annotate(f"{v:.1f}%\n{int(k)} of {int(n):,}",
+                           (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom",
+                           fontsize=8)
+        right.set_xticks(x, names)
+        right.set_ylabel("churn rate within the horizon (%)")
+        right.set_title("Observed churn rate by band", fontsize=10)
+        right.grid(True, axis="y", alpha=0.3)
+        fig.suptitle(title, fontsize=11)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def _save(fig: Any, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +167,8 @@ def _save(fig: Any, path: Path | str) -> Path:
 
 
 def model_charts(record: Any, folder: Path | str) -> dict[str, Path]:
-    """Both charts of a registered model (`models.registry.ModelRecord`) into `folder`."""
+    """The charts of a registered model (`models.registry.ModelRecord`) into `folder`:
+    calibration, lift, and churners by band when the model stored them."""
     folder = Path(folder)
     m = record.metrics
     if not m.get("calibration") or not m.get("gains"):
@@ -126,10 +177,15 @@ def model_charts(record: Any, folder: Path | str) -> dict[str, Path]:
     auc = m.get("roc_auc")
     head = (f"churn model v{record.version}, {record.horizon_days}-day horizon\n{window}"
             + (f" (ROC AUC {auc:.3f})" if isinstance(auc, int | float) else ""))
-    return {
+    charts = {
         "calibration": calibration_chart(
             m["calibration"], folder / f"churn-v{record.version}-calibration.png",
             title=f"Calibration: {head}"),
         "lift": lift_chart(m["gains"], folder / f"churn-v{record.version}-lift.png",
                            title=f"Gains and lift: {head}"),
     }
+    if m.get("by_band"):
+        charts["bands"] = band_chart(
+            m["by_band"], folder / f"churn-v{record.version}-bands.png",
+            title=f"Churners by health band: {head}")
+    return charts

@@ -30,7 +30,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 __all__ = ["ChurnModel"]
 
 _MISSING_CATEGORY = "(missing)"
-_CLASSIFIERS = ("hgb", "logistic")
-_CALIBRATIONS = ("sigmoid", "isotonic")
+_CLASSIFIERS = ("hgb", "logistic", "hgb_default")
+_CALIBRATIONS = ("sigmoid", "isotonic", "none")
+_CLASS_WEIGHTS = (None, "balanced")
 # Gradient boosting holds out 15% of each training fold to stop adding trees; below this many
 # rows that hold-out is too small to trust, and a fixed 100 trees are fitted instead.
 _EARLY_STOPPING_MIN_ROWS = 1000
@@ -76,15 +77,30 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         model uses exactly the listed columns and ignores the others (ids, dates, labels).
     categorical : list of str, default=None
         Categorical feature columns; see `numeric`.
-    classifier : {"hgb", "logistic"}, default="hgb"
-        "hgb" is a `HistGradientBoostingClassifier` (non-linear, interactions, no scaling
-        needed); "logistic" is an L2-regularised `LogisticRegression` on scaled features.
-    calibration : {"sigmoid", "isotonic"}, default="sigmoid"
+    classifier : {"hgb", "logistic", "hgb_default"}, default="hgb"
+        "hgb" is a `HistGradientBoostingClassifier` with small, regularised trees (non-linear,
+        interactions, no scaling needed); "logistic" is an L2-regularised
+        `LogisticRegression` on scaled features; "hgb_default" is a
+        `HistGradientBoostingClassifier` with the library's defaults (a baseline).
+    C : float, default=1.0
+        Inverse regularisation strength of the logistic classifier.
+    class_weight : {None, "balanced"} or dict, default=None
+        "balanced" weighs each class inversely to its frequency when fitting the classifier
+        (churners are rare); the calibration that follows brings the probabilities back to
+        the observed rates.
+    log_transform : bool, default=False
+        Apply ``sign(x) * log1p(|x|)`` to the numeric features before imputation: counts and
+        amounts are heavy-tailed, and a linear model reads their logarithm better.
+    missing_indicator : bool, default=True
+        Add a 0/1 column per numeric feature that has missing values in training.
+    calibration : {"sigmoid", "isotonic", "none"}, default="sigmoid"
         Calibration method of `CalibratedClassifierCV`. "sigmoid" (Platt scaling) is smooth
         and monotone, so drivers measure the classifier and not the steps of a calibration
         curve; it calibrated as well as "isotonic" on Telco, CDNOW and synthetic snapshots.
         "isotonic" is more flexible but overfits calibration folds of less than about a
-        thousand rows, and its steps can make a small change look like a big driver.
+        thousand rows, and its steps can make a small change look like a big driver. "none"
+        fits the classifier once on every row, uncalibrated (for baselines, and for ranking
+        candidates quickly).
     cv : int, cross-validation splitter or iterable of (train, test) indices, default=3
         Folds for calibration. An int means stratified, shuffled folds, or stratified group
         folds when `fit` receives `groups`. Each fold's classifier is calibrated on the rows
@@ -114,6 +130,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         The numeric features.
     categorical_ : list of str
         The categorical features.
+    unused_ : list of str
+        Features left out of the fit because every training row misses them or they hold a
+        single value (they cannot move a prediction; they are still accepted when scoring).
     reference_ : dict
         The typical value of each feature: the training median (numeric) or most common
         category, or None (missing) when most training rows miss it. The baseline that
@@ -138,6 +157,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         numeric: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
         classifier: str = "hgb",
+        C: float = 1.0,
+        class_weight: str | dict[Any, float] | None = None,
+        log_transform: bool = False,
+        missing_indicator: bool = True,
         calibration: str = "sigmoid",
         cv: Any = 3,
         max_categories: int = 20,
@@ -148,6 +171,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.numeric = numeric
         self.categorical = categorical
         self.classifier = classifier
+        self.C = C
+        self.class_weight = class_weight
+        self.log_transform = log_transform
+        self.missing_indicator = missing_indicator
         self.calibration = calibration
         self.cv = cv
         self.max_categories = max_categories
@@ -194,6 +221,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             raise ModelInputError(
                 f"invalid value for calibration: expected one of {_CALIBRATIONS} "
                 f"(not {self.calibration!r})")
+        if not (self.class_weight in _CLASS_WEIGHTS or isinstance(self.class_weight, dict)):
+            raise ModelInputError(
+                f"invalid value for class_weight: expected None, 'balanced' or a dict "
+                f"(not {self.class_weight!r})")
 
         frame = _two_dimensional(X)
         explicit = self.numeric is not None or self.categorical is not None
@@ -239,15 +270,22 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
 
         data = self._coerce(frame)
         self.reference_ = self._typical_values(data)
-        splits = self._splits(data, target, groups)
-
-        smallest_train = min(len(train) for train, _ in splits)
-        self.pipeline_ = Pipeline([
-            ("prep", self._preprocessor()),
-            ("model", CalibratedClassifierCV(
-                self._classifier(smallest_train), method=self.calibration, cv=splits,
-                n_jobs=self.n_jobs)),
-        ])
+        self.unused_ = self._unusable(data)
+        if self.calibration == "none":
+            if groups is not None and len(np.asarray(groups)) != len(data):
+                raise ModelInputError(
+                    f"groups has {len(np.asarray(groups))} values but X has {len(data)} rows")
+            self.pipeline_ = Pipeline([("prep", self._preprocessor()),
+                                       ("model", self._classifier(len(data)))])
+        else:
+            splits = self._splits(data, target, groups)
+            smallest_train = min(len(train) for train, _ in splits)
+            self.pipeline_ = Pipeline([
+                ("prep", self._preprocessor()),
+                ("model", CalibratedClassifierCV(
+                    self._classifier(smallest_train), method=self.calibration, cv=splits,
+                    n_jobs=self.n_jobs)),
+            ])
         self.pipeline_.fit(data, target)
         log.info("fitted churn model: %d rows, %d features, %s calibrated with %s",
                  len(data), len(self.features_), self.classifier, self.calibration)
@@ -291,14 +329,38 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                     "a calibration fold holds only one class; use fewer folds (cv) or more data")
         return splits
 
+    def _unusable(self, data: pd.DataFrame) -> list[str]:
+        """Features that cannot move a prediction: missing on every row, or one value on
+        every row. Kept when leaving them out would leave no feature at all."""
+        unused = []
+        for name in self.features_:
+            s = data[name]
+            present = s.notna()
+            if not present.any() or (present.all() and s.nunique(dropna=True) <= 1):
+                unused.append(name)
+        if len(unused) == len(self.features_):
+            return []
+        if unused:
+            log.info("left out %d feature(s) with no information in training: %s",
+                     len(unused), ", ".join(unused))
+        return unused
+
     def _preprocessor(self) -> ColumnTransformer:
         scale = self.classifier == "logistic"
+        unused = set(getattr(self, "unused_", []))
         parts: list[tuple[str, Any, list[str]]] = []
         for i, name in enumerate(self.features_):
+            if name in unused:
+                parts.append((f"f{i}", "drop", [name]))
+                continue
             if name in self.numeric_:
-                steps: list[tuple[str, Any]] = [
-                    ("impute", SimpleImputer(strategy="median", add_indicator=True,
-                                             keep_empty_features=True))]
+                steps: list[tuple[str, Any]] = []
+                if self.log_transform:
+                    steps.append(("log", FunctionTransformer(
+                        _signed_log1p, feature_names_out="one-to-one")))
+                steps.append(("impute", SimpleImputer(
+                    strategy="median", add_indicator=self.missing_indicator,
+                    keep_empty_features=True)))
                 if scale:
                     steps.append(("scale", StandardScaler()))
             else:
@@ -316,7 +378,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
 
     def _classifier(self, n_train: int) -> Any:
         if self.classifier == "logistic":
-            return LogisticRegression(C=1.0, max_iter=2000)
+            return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000)
+        if self.classifier == "hgb_default":
+            return HistGradientBoostingClassifier(class_weight=self.class_weight,
+                                                  random_state=self.random_state)
         # Small, regularised trees, and early stopping from 1,000 training rows on (scikit-learn
         # turns it on only above 10,000): compared with the library defaults this ranked as well
         # or better on Telco and on CDNOW snapshots, with fewer trees to evaluate in explain().
@@ -324,7 +389,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=300 if early else 100, max_leaf_nodes=15,
             min_samples_leaf=40, l2_regularization=1.0, early_stopping=early,
-            validation_fraction=0.15, n_iter_no_change=10, random_state=self.random_state)
+            validation_fraction=0.15, n_iter_no_change=10, class_weight=self.class_weight,
+            random_state=self.random_state)
 
     # -- scoring -----------------------------------------------------------------------------
 
@@ -482,6 +548,11 @@ def _infer_kinds(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
             f"cannot use column(s) {unusable} as features: expected numbers, booleans, strings "
             "or categories; drop them or name the features with numeric=/categorical=")
     return numeric, categorical
+
+
+def _signed_log1p(x: Any) -> Any:
+    """``sign(x) * log1p(|x|)``: the logarithm of heavy-tailed counts, defined for any sign."""
+    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def _as_float(s: pd.Series, name: str) -> np.ndarray:

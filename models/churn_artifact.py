@@ -35,7 +35,8 @@ ARTIFACT_FORMAT = "pulse.churn-model"
 ARTIFACT_FORMAT_VERSION = 1
 
 
-def save_model(model: ChurnModel, path: str | os.PathLike[str]) -> Path:
+def save_model(model: ChurnModel, path: str | os.PathLike[str], *,
+               metadata: dict[str, Any] | None = None) -> Path:
     """Write the fitted model to `path` (a JSON header line, then a joblib payload).
 
     The header records the scikit-learn, numpy and pandas versions, so that `load_model` can
@@ -47,6 +48,9 @@ def save_model(model: ChurnModel, path: str | os.PathLike[str]) -> Path:
         The fitted model.
     path : str or PathLike
         Destination file; written atomically (a temporary file, then a rename).
+    metadata : dict, default=None
+        JSON-ready facts about the fit stored in the header under ``metadata`` (for the
+        registry: the snapshots it was fitted on, its horizon, how it was chosen).
 
     Returns
     -------
@@ -64,6 +68,7 @@ def save_model(model: ChurnModel, path: str | os.PathLike[str]) -> Path:
         "classifier": model.classifier,
         "calibration": model.calibration,
         "features": model.features_,
+        "metadata": metadata or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -139,7 +144,8 @@ def read_artifact_header(path: str | os.PathLike[str], fh: Any = None) -> dict[s
     -------
     header : dict
         ``format``, ``format_version``, ``sklearn_version``, ``numpy_version``,
-        ``pandas_version``, ``classifier``, ``calibration`` and ``features``.
+        ``pandas_version``, ``classifier``, ``calibration``, ``features`` and ``metadata``
+        (empty for artifacts written without it).
     """
     if fh is None:
         try:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sqlalchemy import Engine, delete, insert, select, update
 
 from pulse.core.errors import (
@@ -43,6 +44,14 @@ from pulse.models.churn import ChurnModel
 from pulse.models.churn_artifact import load_model, save_model
 from pulse.models.drivers import drivers_in_words, explain
 from pulse.models.metrics import calibration_table, evaluate
+from pulse.models.selection import (
+    BASELINES,
+    Config,
+    baseline_figures,
+    best_baseline,
+    candidates_for,
+    select_config,
+)
 from pulse.models.training import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_STEP_DAYS,
@@ -214,25 +223,56 @@ def _better(new: dict[str, Any], old: dict[str, Any]) -> tuple[bool, str]:
                    f"{nb:.5f} does not beat its {ob:.5f}")
 
 
-def scorecard_auc(valid: pd.DataFrame) -> float | None:
-    """ROC AUC of the scorecard's ranking (risk = 100 - health) on labelled snapshots."""
-    from sklearn.metrics import roc_auc_score
-
+def valid_health(valid: pd.DataFrame) -> pd.DataFrame:
+    """The scorecard's health score and band of each labelled snapshot, in row order."""
     from pulse.models.health import score_features
     from pulse.models.scorecard import load_scorecard
+
+    frame = valid.reset_index(drop=True).copy()
+    frame["account_id"] = np.arange(len(frame)).astype(str).astype(object)
+    health, _ = score_features(frame, load_scorecard())
+    health = (health.assign(_i=health["account_id"].astype(int)).set_index("_i")
+              .reindex(np.arange(len(frame))))
+    return health[["score", "band"]].reset_index(drop=True)
+
+
+def scorecard_auc(valid: pd.DataFrame, health: pd.DataFrame | None = None) -> float | None:
+    """ROC AUC of the scorecard's ranking (risk = 100 - health) on labelled snapshots."""
+    from sklearn.metrics import roc_auc_score
 
     y = valid[LABEL].to_numpy(dtype=bool)
     if y.all() or not y.any():
         return None
-    frame = valid.reset_index(drop=True).copy()
-    frame["account_id"] = np.arange(len(frame)).astype(str).astype(object)
-    health, _ = score_features(frame, load_scorecard())
-    score = (health.assign(_i=health["account_id"].astype(int)).sort_values("_i")["score"]
-             .to_numpy(dtype="float64"))
+    health = valid_health(valid) if health is None else health
+    score = health["score"].to_numpy(dtype="float64")
     if len(score) != len(y):
         return None
     score = np.where(np.isnan(score), 50.0, score)
     return float(roc_auc_score(y, 100.0 - score))
+
+
+def churners_by_band(valid: pd.DataFrame, health: pd.DataFrame | None = None
+                     ) -> list[dict[str, Any]]:
+    """Snapshots and churners of the validation window in each health band (green, amber,
+    red, then unscored), with the churn rate and the share of all churners."""
+    from pulse.models.scorecard import BANDS
+
+    health = valid_health(valid) if health is None else health
+    y = valid[LABEL].to_numpy(dtype=bool)
+    band = health["band"].astype(object).to_numpy()
+    band = np.where(np.isin(band, list(BANDS)), band, "unscored")
+    total = max(int(y.sum()), 1)
+    out = []
+    for name in (*BANDS, "unscored"):
+        rows = band == name
+        n, k = int(rows.sum()), int(y[rows].sum())
+        if name == "unscored" and n == 0:
+            continue
+        out.append({"band": name, "snapshots": n, "accounts": int(
+            valid.loc[rows, "account_id"].nunique()) if n else 0, "churners": k,
+            "churn_rate": k / n if n else None, "share_of_churners": k / total,
+            "share_of_snapshots": n / max(len(y), 1)})
+    return out
 
 
 def clears_bar(metrics: dict[str, Any], *, min_roc_auc: float = MIN_ROC_AUC,
@@ -295,23 +335,28 @@ def models_dir() -> Path:
 def train_and_register(engine: Engine, *, as_of: date | None = None,
                        horizon_days: int = DEFAULT_HORIZON_DAYS, basis: str = "occurred",
                        step_days: int = DEFAULT_STEP_DAYS, valid_days: int = DEFAULT_VALID_DAYS,
-                       warmup_days: int = DEFAULT_WARMUP_DAYS, classifier: str = "hgb",
+                       warmup_days: int = DEFAULT_WARMUP_DAYS, classifier: str = "auto",
                        numeric: list[str] | None = None, random_state: int = 0,
                        artifact_dir: Path | None = None,
                        min_roc_auc: float = MIN_ROC_AUC, must_beat_scorecard: bool = True,
+                       shorten_horizon: bool = True,
+                       snapshots: dict[Any, pd.DataFrame] | None = None,
                        on_stage: Callable[[str], None] | None = None) -> TrainResult:
     """Train a churn model on history as of `as_of`, evaluate it, register it, maybe promote.
 
-    The artifact goes to `artifact_dir` (default `$PULSE_HOME/models`). Raises
-    `TrainingDataError` when the history cannot give both windows with churners and
-    non-churners in each.
+    The artifact goes to `artifact_dir` (default `$PULSE_HOME/models`). When the history is
+    too short for `horizon_days`, the longest horizon that fits is used and the model's note
+    and metrics say so (`shorten_horizon=False` refuses instead). Raises `TrainingDataError`
+    when the history cannot give both windows with churners and non-churners in each.
     """
     import time as _time
 
     t0 = _time.perf_counter()
     data = build_training_data(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
                                step_days=step_days, valid_days=valid_days,
-                               warmup_days=warmup_days, numeric=numeric, on_stage=on_stage)
+                               warmup_days=warmup_days, numeric=numeric,
+                               shorten_horizon=shorten_horizon, snapshots=snapshots,
+                               on_stage=on_stage)
     t1 = _time.perf_counter()
     fitted = fit_and_evaluate(data, classifier=classifier, random_state=random_state,
                               on_stage=on_stage)
@@ -326,18 +371,20 @@ def train_and_register(engine: Engine, *, as_of: date | None = None,
 
 @dataclass
 class Fitted:
-    """A model fitted on a training window and evaluated on its validation window."""
+    """A configuration chosen on a training window, measured on its validation window, and
+    refitted on every labelled snapshot (`model`, the one registered)."""
 
-    model: ChurnModel
+    model: ChurnModel  # refitted on every labelled snapshot: the artifact
     data: TrainingData
     valid: pd.DataFrame
     metrics: dict[str, Any]
+    train: pd.DataFrame | None = None
+    valid_model: ChurnModel | None = None  # fitted on the training window only
+    config: Config | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # the artifact's metadata
 
 
-def fit_and_evaluate(data: TrainingData, *, classifier: str = "hgb", random_state: int = 0,
-                     on_stage: Callable[[str], None] | None = None) -> Fitted:
-    """Fit a `ChurnModel` on the training snapshots and measure it on the validation ones."""
-    train, valid = data.split()
+def _check_classes(data: TrainingData, train: pd.DataFrame, valid: pd.DataFrame) -> None:
     w = data.windows
     for name, part, span in (("training", train, f"{w.train_start} to {w.train_end}"),
                              ("validation", valid, f"{w.valid_start} to {w.valid_end}")):
@@ -349,26 +396,118 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "hgb", random_stat
                 f"and {len(part) - churned:,} retained: need at least {least} of each "
                 f"(cancellations within {w.horizon_days} days of a snapshot); use another "
                 "horizon or more history")
-    if on_stage:
-        on_stage(f"fitting on {len(train):,} snapshots ({int(train[LABEL].sum())} churned)")
-    model = ChurnModel(numeric=data.numeric, categorical=data.categorical,
-                       classifier=classifier, random_state=random_state)
+
+
+def fit_and_evaluate(data: TrainingData, *, classifier: str = "auto", random_state: int = 0,
+                     n_folds: int = 3, on_stage: Callable[[str], None] | None = None
+                     ) -> Fitted:
+    """Choose a configuration on time, measure it and the baselines on the validation
+    window, then refit the winner on every labelled snapshot.
+
+    1. The candidates (`models.selection.CANDIDATES`, or those of one `classifier`) are
+       ranked by mean ROC AUC over up to `n_folds` rolling-origin time folds.
+    2. The chosen one is fitted (calibrated, folds grouped by account) on the training
+       window and measured on the validation window: those are the reported metrics.
+    3. The plain baselines are fitted and measured on the same rows
+       (``metrics["baselines"]``); when the better one ranks better than the chosen model,
+       it takes its place.
+    4. The winner is refitted on every labelled snapshot up to the training date: that
+       model is the artifact.
+    """
+    train, valid = data.split()
+    _check_classes(data, train, valid)
+    w = data.windows
+    y_all = data.frame[LABEL].to_numpy(dtype=int)
     try:
-        model.fit(train, train[LABEL], groups=train["account_id"])
+        candidates = candidates_for(classifier)
+    except ModelInputError as exc:
+        raise TrainingDataError(str(exc)) from None
+    folds = data.folds(n_folds)
+    selection = select_config(data.frame, y_all, folds, numeric=data.numeric,
+                              categorical=data.categorical, candidates=candidates,
+                              random_state=random_state, on_stage=on_stage)
+    config = selection.chosen
+    if on_stage:
+        on_stage(f"fitting {config.name} on {len(train):,} snapshots "
+                 f"({int(train[LABEL].sum())} churned)")
+    y_train, y_valid = train[LABEL].to_numpy(dtype=int), valid[LABEL].to_numpy(dtype=int)
+    model = config.build(data.numeric, data.categorical, random_state=random_state)
+    try:
+        model.fit(train, y_train, groups=train["account_id"])
     except ModelInputError as exc:
         raise TrainingDataError(f"cannot fit the churn model on the training window: {exc}"
                                 ) from exc
     if on_stage:
-        on_stage(f"evaluating on {len(valid):,} validation snapshots")
-    metrics = window_metrics(valid[LABEL], model.predict_risk(valid))
+        on_stage(f"evaluating on {len(valid):,} validation snapshots, beside the baselines")
+    risk = model.predict_risk(valid)
+    metrics = window_metrics(y_valid.astype(bool), risk)
+    baselines, fitted_baselines = baseline_figures(
+        train, y_train, valid, y_valid, numeric=data.numeric, categorical=data.categorical,
+        random_state=random_state)
+    chosen_auc = metrics.get("roc_auc")
+    key = best_baseline(baselines)
+    replaced_by = None
+    if key is not None and chosen_auc is not None and \
+            baselines[key]["roc_auc"] - chosen_auc >= AUC_TIE:
+        replaced_by = key
+        note = (f"the {key} baseline (ROC AUC {baselines[key]['roc_auc']:.4f}) ranks better "
+                f"than {config.name} ({chosen_auc:.4f}) on the validation window: the "
+                "baseline is the model")
+        log.info("%s", note)
+        config, model = BASELINES[key], fitted_baselines[key]
+        risk = model.predict_risk(valid)
+        metrics = window_metrics(y_valid.astype(bool), risk)
+    if on_stage:
+        on_stage(f"refitting {config.name} on all {len(data.frame):,} labelled snapshots")
+    final = config.build(data.numeric, data.categorical, random_state=random_state)
+    try:
+        final.fit(data.frame, y_all, groups=data.frame["account_id"])
+    except ModelInputError as exc:
+        raise TrainingDataError(f"cannot refit the churn model on every labelled snapshot: "
+                                f"{exc}") from exc
+    dates = data.frame["as_of"].dt.date
+    refit = {"rows": len(data.frame), "positives": int(y_all.sum()),
+             "accounts": int(data.frame["account_id"].nunique()),
+             "snapshots": int(dates.nunique()),
+             "span": [dates.min().isoformat(), dates.max().isoformat()]}
     metrics.update({
-        "train_rows": len(train), "train_positives": int(train[LABEL].sum()),
+        "train_rows": len(train), "train_positives": int(y_train.sum()),
         "train_accounts": int(train["account_id"].nunique()),
         "valid_accounts": int(valid["account_id"].nunique()),
-        "basis": data.basis, "step_days": w.step_days, "classifier": classifier,
+        "basis": data.basis, "step_days": w.step_days, "classifier": config.classifier,
+        "model": config.name, "params": _json_safe(config.params),
         "as_of": w.as_of.isoformat(), "last_data": w.last_data.isoformat(),
+        "requested_horizon_days": w.requested_horizon_days or w.horizon_days,
+        "horizon_note": w.note, "selection": selection.to_dict(), "baselines": baselines,
+        "baseline_replaced": replaced_by, "refit": refit, "unused_features": final.unused_,
     })
-    return Fitted(model, data, valid, metrics)
+    meta = {"horizon_days": w.horizon_days, "basis": data.basis, "as_of": w.as_of.isoformat(),
+            "model": config.name, "fit_rows": refit["rows"], "fit_positives": refit["positives"],
+            "fit_snapshots": refit["snapshots"], "fit_span": refit["span"],
+            "valid_window": [w.valid_start.isoformat(), w.valid_end.isoformat()]}
+    return Fitted(final, data, valid, metrics, train=train, valid_model=model, config=config,
+                  meta=meta)
+
+
+def _champion_on_window(current: ModelRecord, fitted: Fitted) -> dict[str, Any]:
+    """The champion's configuration, fitted on the new training window and measured on the
+    new validation window: its artifact was refitted on snapshots that overlap the new
+    validation window, so scoring the artifact there would flatter it."""
+    old = current.load()
+    train, valid = fitted.train, fitted.valid
+    if train is None:
+        train, valid = fitted.data.split()
+    again = clone(old)
+    again.fit(train, train[LABEL].to_numpy(dtype=int),
+              **({"groups": train["account_id"]} if old.calibration != "none" else {}))
+    return dict(evaluate(valid[LABEL], again.predict_risk(valid)))
+
+
+def _same_config(a: ChurnModel, b: ChurnModel) -> bool:
+    pa, pb = a.get_params(), b.get_params()
+    pa.pop("random_state", None)
+    pb.pop("random_state", None)
+    return bool(pa == pb)
 
 
 def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None = None,
@@ -381,10 +520,12 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
     current = champion(engine)
     champ_metrics: dict[str, Any] | None = None
     card_auc: float | None = None
+    health = valid_health(valid)
+    metrics["by_band"] = churners_by_band(valid, health)
     if must_beat_scorecard:
         if on_stage:
             on_stage("ranking the validation snapshots with the scorecard")
-        card_auc = scorecard_auc(valid)
+        card_auc = scorecard_auc(valid, health)
         metrics["scorecard_roc_auc"] = card_auc
     ok, bar = clears_bar(metrics, min_roc_auc=min_roc_auc, scorecard_roc_auc=card_auc)
     if not ok:
@@ -397,25 +538,37 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
         promote, note = True, f"first churn model to clear the bar: champion ({bar})"
     else:
         if on_stage:
-            on_stage(f"scoring champion v{current.version} on the same validation window")
+            on_stage(f"fitting champion v{current.version}'s configuration on the same window")
         try:
-            old = current.load()
-            champ_metrics = dict(evaluate(valid[LABEL], old.predict_risk(valid)))
-        except (ModelArtifactError, ModelInputError) as exc:
+            champ_metrics = _champion_on_window(current, fitted)
+        except (ModelArtifactError, ModelInputError, ValueError) as exc:
             promote = True
-            note = (f"champion v{current.version} cannot be scored on this window ({exc}); "
+            note = (f"champion v{current.version} cannot be measured on this window ({exc}); "
                     "promoted in its place")
         else:
             promote, why = _better(metrics, champ_metrics)
+            fresher = w.as_of > date.fromisoformat(
+                str(current.metrics.get("as_of", w.as_of.isoformat())))
+            if not promote and fresher and _same_config(fitted.model, current.load()):
+                promote, why = True, (f"same configuration as v{current.version}, refitted "
+                                      f"on history up to {w.as_of}")
             note = (f"{why} on the validation window {w.valid_start} to {w.valid_end}: "
                     + (f"promoted, v{current.version} retired" if promote
                        else f"stays challenger; v{current.version} remains champion"))
             metrics["champion_on_window"] = {
                 "version": current.version,
                 **{k: champ_metrics[k] for k in SCALAR_METRICS if k in champ_metrics}}
+    extras = [f"model: {metrics.get('model')}"] if metrics.get("model") else []
+    if metrics.get("baseline_replaced"):
+        extras.append(f"the {metrics['baseline_replaced']} baseline ranked better than the "
+                      f"chosen configuration, so it is the model")
+    if w.note:
+        extras.append(w.note)
+    if extras:
+        note = f"{note} ({'; '.join(extras)})"
     record = _register(engine, fitted.model, fitted.data, metrics, promote=promote, note=note,
                        expected_champion=current.version if current else None,
-                       folder=artifact_dir or models_dir())
+                       folder=artifact_dir or models_dir(), meta=fitted.meta)
     log.info("churn model v%d (%s): %s", record.version, record.status, note)
     return TrainResult(record, promote, current.version if current else None, champ_metrics,
                        fitted.data)
@@ -423,7 +576,7 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
 
 def _register(engine: Engine, model: ChurnModel, data: TrainingData, metrics: dict[str, Any],
               *, promote: bool, note: str, expected_champion: int | None,
-              folder: Path) -> ModelRecord:
+              folder: Path, meta: dict[str, Any] | None = None) -> ModelRecord:
     """Insert the registry row, save the artifact under its version, settle the champion."""
     w = data.windows
     now = datetime.now(UTC)
@@ -445,7 +598,8 @@ def _register(engine: Engine, model: ChurnModel, data: TrainingData, metrics: di
                 status=CHAMPION if promote else CHALLENGER,
                 promoted_at=now if promote else None, note=note,
             ).returning(REGISTRY.c.version)).scalar_one()
-            saved = save_model(model, folder / f"churn-v{version}.joblib")
+            saved = save_model(model, folder / f"churn-v{version}.joblib",
+                               metadata=_json_safe({**(meta or {}), "version": version}))
             conn.execute(update(REGISTRY).where(REGISTRY.c.version == version)
                          .values(artifact_path=str(saved)))
             if promote and expected_champion is not None:

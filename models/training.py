@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -130,8 +130,11 @@ class Windows:
     last_data: date  # the last usage or billing day known then (at most as_of)
     horizon_days: int
     step_days: int
-    train: tuple[date, ...]  # training snapshot dates
+    train: tuple[date, ...]  # training snapshot dates (label windows end before validation)
     valid: tuple[date, ...]  # validation snapshot dates
+    labelled: tuple[date, ...] = ()  # every snapshot whose horizon is complete (the refit)
+    requested_horizon_days: int | None = None  # when the history forced a shorter horizon
+    note: str = ""  # why the horizon was shortened, in words
 
     @property
     def train_start(self) -> date:
@@ -151,49 +154,74 @@ class Windows:
 
     @property
     def dates(self) -> tuple[date, ...]:
-        return self.train + self.valid
+        """Every snapshot date, oldest first: training, the gap, validation."""
+        return self.labelled or self.train + self.valid
+
+    @property
+    def shortened(self) -> bool:
+        return (self.requested_horizon_days is not None
+                and self.requested_horizon_days != self.horizon_days)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "as_of": self.as_of.isoformat(), "first_data": self.first_data.isoformat(),
             "last_data": self.last_data.isoformat(), "horizon_days": self.horizon_days,
+            "requested_horizon_days": self.requested_horizon_days or self.horizon_days,
             "step_days": self.step_days,
             "train": [self.train_start.isoformat(), self.train_end.isoformat()],
             "valid": [self.valid_start.isoformat(), self.valid_end.isoformat()],
             "train_snapshots": len(self.train), "valid_snapshots": len(self.valid),
+            "snapshots": len(self.dates), "horizon_note": self.note,
         }
+
+
+def _check_window_args(**values: int) -> None:
+    least = {"warmup_days": 0}
+    for name, value in values.items():
+        floor = least.get(name, 1)
+        if value < floor:
+            raise TrainingDataError(f"invalid value for {name}: expected {floor} or more "
+                                    f"(not {value})")
 
 
 def plan_windows(first_data: date, last_data: date, *, as_of: date | None = None,
                  horizon_days: int = DEFAULT_HORIZON_DAYS, step_days: int = DEFAULT_STEP_DAYS,
                  valid_days: int = DEFAULT_VALID_DAYS,
-                 warmup_days: int = DEFAULT_WARMUP_DAYS) -> Windows:
+                 warmup_days: int = DEFAULT_WARMUP_DAYS, anchor: date | None = None
+                 ) -> Windows:
     """Snapshot dates for training and validation from the span of the history.
+
+    Snapshots are taken every `step_days` days, back from ``last_data - horizon_days`` (the
+    latest date whose label is observable) to `warmup_days` after the first usage day: all of
+    them are labelled, and the final model is refitted on all of them. Validation is the
+    latest `valid_days` of them; training (for validation) the earlier ones whose label
+    window ends before validation starts. With an `anchor`, the dates keep to its grid
+    (``anchor - k * step_days``), so that plans for several horizons share snapshots.
 
     Raises `TrainingDataError`, saying how much history is needed, when the span is too short.
     """
-    for name, value, least in (("horizon_days", horizon_days, 1), ("step_days", step_days, 1),
-                               ("valid_days", valid_days, 1), ("warmup_days", warmup_days, 0)):
-        if value < least:
-            raise TrainingDataError(f"invalid value for {name}: expected {least} or more "
-                                    f"(not {value})")
+    _check_window_args(horizon_days=horizon_days, step_days=step_days,
+                       valid_days=valid_days, warmup_days=warmup_days)
     first_snapshot = first_data + timedelta(days=warmup_days)
     last_complete = last_data - timedelta(days=horizon_days)
     span = (last_data - first_data).days + 1
-    needed = warmup_days + 2 * horizon_days + valid_days + step_days
     why = (f"the history runs from {first_data} to {last_data} ({span} days); with a "
            f"{horizon_days}-day horizon, {valid_days} days of validation snapshots and "
-           f"{warmup_days} days of warm-up it needs about {needed} days: use a shorter "
-           "horizon or more history")
+           f"{warmup_days} days of warm-up it needs about "
+           f"{needed_days(horizon_days, step_days, valid_days, warmup_days)} days: use a "
+           "shorter horizon or more history")
     dates: list[date] = []
     day = last_complete
+    if anchor is not None:
+        day = anchor - timedelta(days=step_days * math.ceil(
+            max((anchor - last_complete).days, 0) / step_days))
     while day >= first_snapshot:
         dates.append(day)
         day -= timedelta(days=step_days)
     dates.reverse()
     if not dates:
         raise TrainingDataError(f"no snapshot has a complete label window: {why}")
-    valid_start_min = last_complete - timedelta(days=valid_days - 1)
+    valid_start_min = dates[-1] - timedelta(days=valid_days - 1)
     valid = tuple(d for d in dates if d >= valid_start_min)
     train = tuple(d for d in dates if d + timedelta(days=horizon_days) < valid[0])
     if not train:
@@ -201,7 +229,30 @@ def plan_windows(first_data: date, last_data: date, *, as_of: date | None = None
             f"no training snapshot's label window ends before validation starts on "
             f"{valid[0]}: {why}")
     return Windows(as_of or last_data, first_data, last_data, horizon_days, step_days,
-                   train, valid)
+                   train, valid, tuple(dates))
+
+
+def needed_days(horizon_days: int, step_days: int = DEFAULT_STEP_DAYS,
+                valid_days: int = DEFAULT_VALID_DAYS,
+                warmup_days: int = DEFAULT_WARMUP_DAYS) -> int:
+    """About how many days of history an honest split needs with this horizon."""
+    return warmup_days + 2 * horizon_days + valid_days + step_days
+
+
+def longest_horizon(first_data: date, last_data: date, *, horizon_days: int,
+                    step_days: int = DEFAULT_STEP_DAYS, valid_days: int = DEFAULT_VALID_DAYS,
+                    warmup_days: int = DEFAULT_WARMUP_DAYS,
+                    min_horizon_days: int = 1, anchor: date | None = None) -> int | None:
+    """The longest horizon, at most `horizon_days`, for which `plan_windows` finds both a
+    training and a validation window in the span; None when even `min_horizon_days` fails."""
+    for h in range(horizon_days, max(min_horizon_days, 1) - 1, -1):
+        try:
+            plan_windows(first_data, last_data, horizon_days=h, step_days=step_days,
+                         valid_days=valid_days, warmup_days=warmup_days, anchor=anchor)
+        except TrainingDataError:
+            continue
+        return h
+    return None
 
 
 def _end_of(day: date) -> datetime:
@@ -334,6 +385,13 @@ def label_snapshots(snapshots: pd.DataFrame, cancels: pd.DataFrame, horizon_days
 # --------------------------------------------------------------------------- the data
 
 
+#: Least churned and retained snapshots in the training (validation) window.
+MIN_TRAIN_CLASS = 3
+MIN_VALID_CLASS = 1
+#: The shortest horizon training falls back to when the history is too short (days).
+MIN_HORIZON_DAYS = 7
+
+
 @dataclass
 class TrainingData:
     """Labelled snapshots and the windows that split them."""
@@ -356,17 +414,83 @@ class TrainingData:
                           pd.Timestamp(w.valid_end + timedelta(days=1)),
                           horizon=w.horizon_days)
 
+    def folds(self, n_folds: int = 3, *, min_train: int = MIN_TRAIN_CLASS,
+              min_valid: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Rolling-origin time-series folds over the labelled snapshots, latest first.
+
+        Fold 0 is `split()`; each earlier fold moves the validation block back by the
+        length of the validation window, with an expanding training window whose labels all
+        end before its validation block starts. Folds whose training or validation rows lack
+        either class (at least `min_train` / `min_valid` of each) are left out.
+        """
+        w = self.windows
+        when = self.frame["as_of"].dt.date.to_numpy()
+        y = self.frame[LABEL].to_numpy(dtype=bool)
+        block = max(len(w.valid), 1)
+        dates = list(w.dates)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        end = len(dates)
+        while end > 0 and len(out) < n_folds:
+            start = max(end - block, 0)
+            valid_dates = dates[start:end]
+            cutoff = valid_dates[0] - timedelta(days=w.horizon_days)
+            valid_idx = np.flatnonzero(np.isin(when, valid_dates))
+            train_idx = np.flatnonzero(when < cutoff)
+            end = start
+            if not len(train_idx):
+                break
+            counts = [(int(y[i].sum()), int((~y[i]).sum())) for i in (train_idx, valid_idx)]
+            if min(counts[0]) < min_train or min(counts[1]) < min_valid:
+                continue
+            out.append((train_idx, valid_idx))
+        return out
+
+
+def _class_counts(frame: pd.DataFrame, windows: Windows) -> tuple[tuple[int, int], ...]:
+    when = frame["as_of"].dt.date
+    y = frame[LABEL]
+    out = []
+    for part in (windows.train, windows.valid):
+        rows = when.isin(part)
+        out.append((int(y[rows].sum()), int((~y[rows]).sum())))
+    return tuple(out)
+
+
+def _horizon_fits(frame: pd.DataFrame, windows: Windows) -> str | None:
+    """None when both windows hold both classes, else why not (in words)."""
+    (tc, tr), (vc, vr) = _class_counts(frame, windows)
+    w = windows
+    for name, span, churned, kept, least in (
+            ("training", f"{w.train_start} to {w.train_end}", tc, tr, MIN_TRAIN_CLASS),
+            ("validation", f"{w.valid_start} to {w.valid_end}", vc, vr, MIN_VALID_CLASS)):
+        if churned < least or kept < least:
+            return (f"the {name} snapshots ({span}) hold {churned} churned and {kept:,} "
+                    f"retained within {w.horizon_days} days: need at least {least} of each")
+    return None
+
 
 def build_training_data(engine: Engine, *, as_of: date | None = None,
                         horizon_days: int = DEFAULT_HORIZON_DAYS, basis: str = "occurred",
                         step_days: int = DEFAULT_STEP_DAYS, valid_days: int = DEFAULT_VALID_DAYS,
                         warmup_days: int = DEFAULT_WARMUP_DAYS,
                         numeric: Sequence[str] | None = None,
+                        shorten_horizon: bool = False,
+                        min_horizon_days: int = MIN_HORIZON_DAYS,
+                        snapshots: dict[tuple[date, str], pd.DataFrame] | None = None,
                         on_stage: Callable[[str], None] | None = None) -> TrainingData:
     """Labelled snapshots of every account at the planned dates, as known on `as_of`.
 
     `as_of` (default: today, UTC) is the training date: no row that happened (or, with
     basis "known", landed) after it is read, for features or labels.
+
+    With `shorten_horizon`, a history too short for `horizon_days` (no room for both
+    windows, or a window without churners and retained accounts) falls back to the longest
+    horizon, down to `min_horizon_days`, that leaves both windows with both classes; the
+    windows then record the requested horizon and why (`Windows.note`). Without it, such a
+    history raises `TrainingDataError` saying how much is needed.
+
+    `snapshots` is a cache of feature snapshots keyed by (date, basis), filled as they are
+    computed: pass the same dict to reuse them across calls on an unchanged warehouse.
     """
     import time as _time
 
@@ -380,12 +504,24 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
         raise TrainingDataError(f"unknown feature(s) {unknown}: expected names from the "
                                 "feature catalogue (`pulse scorecard features`) or "
                                 f"{sorted(DERIVED)}")
+    _check_window_args(horizon_days=horizon_days, step_days=step_days,
+                       valid_days=valid_days, warmup_days=warmup_days)
     t0 = _time.perf_counter()
     first, last = data_span(engine, as_of, basis=basis)
+    cache = snapshots if snapshots is not None else {}
+    horizon = horizon_days
+    # Shorter horizons keep to the grid of the requested one: their snapshots are shared.
+    anchor = last - timedelta(days=horizon_days)
+    if shorten_horizon:
+        fits = longest_horizon(first, last, horizon_days=horizon_days, step_days=step_days,
+                               valid_days=valid_days, warmup_days=warmup_days,
+                               min_horizon_days=min(min_horizon_days, horizon_days),
+                               anchor=anchor)
+        horizon = fits if fits is not None else horizon_days
     try:
-        windows = plan_windows(first, last, as_of=as_of, horizon_days=horizon_days,
+        windows = plan_windows(first, last, as_of=as_of, horizon_days=horizon,
                                step_days=step_days, valid_days=valid_days,
-                               warmup_days=warmup_days)
+                               warmup_days=warmup_days, anchor=anchor)
     except TrainingDataError as exc:
         if basis != "known":
             raise
@@ -393,12 +529,61 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
             f"{exc} (with basis 'known' a snapshot sees only rows that had landed by its "
             f"date, and the first usage rows landed on {first}; for history loaded after "
             "the fact, train with basis 'occurred')") from None
-    frames = []
-    for i, day in enumerate(windows.dates, 1):
-        if on_stage:
-            on_stage(f"features as of {day} ({i}/{len(windows.dates)})")
-        frames.append(snapshot_features(engine, day, basis=basis))
+    cancels = cancellations(engine, as_of, basis=basis)
+    attributes = account_attributes(engine)
+    reasons: list[str] = []
+    if horizon != horizon_days:
+        reasons.append(f"the history ({first} to {last}) is too short for a "
+                       f"{horizon_days}-day horizon (it needs about "
+                       f"{needed_days(horizon_days, step_days, valid_days, warmup_days)} days)")
+    while True:
+        frame, before = _labelled(engine, windows, basis, cancels, attributes, cache,
+                                  on_stage)
+        problem = _horizon_fits(frame, windows)
+        if problem is None or not shorten_horizon:
+            break
+        shorter = windows.horizon_days - max(1, min(step_days, windows.horizon_days // 4))
+        fits = (longest_horizon(first, last, horizon_days=shorter, step_days=step_days,
+                                valid_days=valid_days, warmup_days=warmup_days,
+                                min_horizon_days=min(min_horizon_days, horizon_days),
+                                anchor=anchor)
+                if shorter >= min(min_horizon_days, horizon_days) else None)
+        if fits is None:
+            break
+        reasons.append(problem)
+        windows = plan_windows(first, last, as_of=as_of, horizon_days=fits,
+                               step_days=step_days, valid_days=valid_days,
+                               warmup_days=warmup_days, anchor=anchor)
+    if windows.horizon_days != horizon_days:
+        note = (f"horizon shortened from {horizon_days} to {windows.horizon_days} days: "
+                + "; ".join(reasons))
+        windows = replace(windows, requested_horizon_days=horizon_days, note=note)
+        log.warning("%s", note)
     t1 = _time.perf_counter()
+    # Every input any model might use (not just this one's), so that a champion fitted on
+    # other features can be scored on the same rows.
+    inputs = [f for f in FEATURES if f != "cancelled"] + list(DERIVED)
+    keep = ["as_of", "account_id", LABEL, *dict.fromkeys([*numeric, *inputs]), *CATEGORICAL]
+    frame = frame[keep]
+    log.info("training data as of %s: %d snapshots of %d dates (%d cancelled accounts left "
+             "out), %d churned, %d-day horizon", as_of, len(frame), len(windows.dates),
+             before - len(frame), int(frame[LABEL].sum()), windows.horizon_days)
+    return TrainingData(frame, windows, basis, numeric, list(CATEGORICAL),
+                        {"features": t1 - t0, "assemble": _time.perf_counter() - t1})
+
+
+def _labelled(engine: Engine, windows: Windows, basis: str, cancels: pd.DataFrame,
+              attributes: pd.DataFrame, cache: dict[tuple[date, str], pd.DataFrame],
+              on_stage: Callable[[str], None] | None) -> tuple[pd.DataFrame, int]:
+    """The labelled model frame of every snapshot date (computing the ones not cached) and
+    the number of rows before cancelled accounts were left out."""
+    frames = []
+    todo = [d for d in windows.dates if (d, basis) not in cache]
+    for i, day in enumerate(todo, 1):
+        if on_stage:
+            on_stage(f"features as of {day} ({i}/{len(todo)})")
+        cache[(day, basis)] = snapshot_features(engine, day, basis=basis)
+    frames = [cache[(d, basis)] for d in windows.dates]
     snaps = pd.concat(frames, ignore_index=True)
     if snaps.empty:
         raise TrainingDataError(
@@ -408,20 +593,10 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     # One order on every database, so that a fit is the same on SQLite and PostgreSQL.
     snaps = (snaps[~snaps["cancelled"]].sort_values(["as_of", "account_id"], kind="stable")
              .reset_index(drop=True))
-    cancels = cancellations(engine, as_of, basis=basis)
-    snaps[LABEL] = label_snapshots(snaps, cancels, horizon_days)
-    frame = model_frame(snaps, account_attributes(engine))
-    # Every input any model might use (not just this one's), so that a champion fitted on
-    # other features can be scored on the same rows.
-    inputs = [f for f in FEATURES if f != "cancelled"] + list(DERIVED)
-    keep = ["as_of", "account_id", LABEL, *dict.fromkeys([*numeric, *inputs]), *CATEGORICAL]
-    frame = frame[keep]
+    snaps[LABEL] = label_snapshots(snaps, cancels, windows.horizon_days)
+    frame = model_frame(snaps, attributes)
     frame["as_of"] = pd.to_datetime(frame["as_of"])
-    log.info("training data as of %s: %d snapshots of %d dates (%d cancelled accounts left "
-             "out), %d churned", as_of, len(frame), len(windows.dates), before - len(frame),
-             int(frame[LABEL].sum()))
-    return TrainingData(frame, windows, basis, numeric, list(CATEGORICAL),
-                        {"features": t1 - t0, "assemble": _time.perf_counter() - t1})
+    return frame, before
 
 
 # --------------------------------------------------------------------------- drivers in words

@@ -30,8 +30,14 @@ churn_app = typer.Typer(help="Churn risk of every account with the champion mode
 
 
 class Classifier(str, Enum):
+    auto = "auto"
     hgb = "hgb"
     logistic = "logistic"
+
+
+#: `pulse model train` reads history on the same basis as `pulse score` by default: "auto"
+#: once the warehouse knows it, else "occurred" (history loaded after the fact).
+TRAIN_BASIS = Basis("auto") if "auto" in {b.value for b in Basis} else Basis.occurred
 
 
 
@@ -73,15 +79,21 @@ def model_train(
         "after a snapshot.", min=1)] = 90,
     basis: Annotated[Basis, typer.Option(
         help="'occurred': rows that had happened by each snapshot date (history loaded after "
-        "the fact); 'known': rows that had also landed by then.")] = Basis.occurred,
+        "the fact); 'known': rows that had also landed by then (default: as `pulse score`)."
+    )] = TRAIN_BASIS,
     step: Annotated[int, typer.Option(help="Days between snapshots.", min=1)] = 7,
     valid_days: Annotated[int, typer.Option(
         help="Days of validation snapshots (the latest whose horizon is complete).", min=1)]
     = 28,
     warmup: Annotated[int, typer.Option(
         help="Days of history before the first snapshot.", min=0)] = 56,
-    classifier: Annotated[Classifier, typer.Option(help="Gradient boosting or logistic.")]
-    = Classifier.hgb,
+    classifier: Annotated[Classifier, typer.Option(
+        help="'auto': choose among logistic regressions and gradient boosting by time-series "
+        "cross-validation; 'hgb' or 'logistic': choose only among that kind.")]
+    = Classifier.auto,
+    exact_horizon: Annotated[bool, typer.Option(
+        "--exact-horizon", help="Refuse when the history is too short for --horizon, instead "
+        "of using the longest horizon that fits.")] = False,
     min_roc_auc: Annotated[float, typer.Option(
         help="Minimum validation ROC AUC before a model may become champion.", min=0.0,
         max=1.0)] = 0.60,
@@ -93,7 +105,13 @@ def model_train(
 ) -> None:
     """Train a churn model on history, evaluate it on a later window, register it.
 
-    It must first clear a minimum bar on its validation window (ROC AUC >= --min-roc-auc and,
+    Snapshots are taken every --step days across the whole history whose horizon has
+    completed. A configuration is chosen by time-series cross-validation, measured on the
+    latest --valid-days of snapshots (trained only on snapshots whose labels end before
+    them) beside a plain logistic regression and default gradient boosting (the better
+    baseline replaces it when it ranks better), then refitted on every labelled snapshot.
+    When the history is too short for --horizon, the longest horizon that fits is used and
+    said. It must first clear a minimum bar on its validation window (ROC AUC >= --min-roc-auc and,
     unless --no-beat-scorecard, better than ranking by the scorecard's health). Then it
     becomes the champion only when it beats the current champion on the same validation
     window (higher ROC AUC; a tie goes to the lower Brier score); otherwise it is kept as a
@@ -106,12 +124,15 @@ def model_train(
     result = _with_status("building training snapshots", fmt, lambda stage: train_and_register(
         engine, as_of=day, horizon_days=horizon, basis=basis.value, step_days=step,
         valid_days=valid_days, warmup_days=warmup, classifier=classifier.value,
-        min_roc_auc=min_roc_auc, must_beat_scorecard=beat_scorecard, on_stage=stage))
+        min_roc_auc=min_roc_auc, must_beat_scorecard=beat_scorecard,
+        shorten_horizon=not exact_horizon, on_stage=stage))
     if fmt is Format.json:
         print(json.dumps(result.to_dict(), indent=2))
         return
     r = result.record
     out.print(Text(f"churn model v{r.version}: {r.status}", style="bold"))
+    if r.metrics.get("horizon_note"):
+        out.print(Text(f"note: {r.metrics['horizon_note']}", style="yellow"))
     out.print(Text(r.note or ""))
     _print_record(r)
     out.print(f"artifact: {r.artifact_path}")
@@ -119,15 +140,29 @@ def model_train(
 
 def _print_record(r: ModelRecord) -> None:
     m = r.metrics
+    if m.get("model"):
+        sel = m.get("selection") or {}
+        means = {k: v for k, v in (sel.get("mean_roc_auc") or {}).items() if v is not None}
+        how = (f", chosen by mean ROC AUC over {sel.get('folds')} time folds ("
+               + ", ".join(f"{k} {v:.3f}" for k, v in means.items()) + ")") if means else ""
+        out.print(Text(f"model: {m['model']}{how}"))
     out.print(f"training snapshots {r.train_start} to {r.train_end}: "
               f"{_num(m.get('train_rows'))} rows, {_num(m.get('train_positives'))} churned "
               f"({_num(m.get('train_accounts'))} accounts)")
     out.print(f"validation snapshots {r.valid_start} to {r.valid_end}: {_num(m.get('n'))} rows, "
               f"{_num(m.get('positives'))} churned within {r.horizon_days} days "
               f"(base rate {_num(m.get('base_rate'), 4)})")
+    refit = m.get("refit")
+    if refit:
+        out.print(f"registered model refitted on every labelled snapshot, {refit['span'][0]} to "
+                  f"{refit['span'][1]}: {refit['rows']:,} rows of {refit['snapshots']} dates, "
+                  f"{refit['positives']:,} churned ({refit['accounts']:,} accounts)")
     table = Table(title="Validation window", title_justify="left")
     for col in ("metric", f"v{r.version}"):
         table.add_column(col, justify="left" if col == "metric" else "right")
+    baselines = {k: v for k, v in (m.get("baselines") or {}).items() if "roc_auc" in v}
+    for key in baselines:
+        table.add_column(f"{key} baseline", justify="right")
     champ = m.get("champion_on_window")
     if champ:
         table.add_column(f"champion v{champ['version']} (same window)", justify="right")
@@ -136,6 +171,8 @@ def _print_record(r: ModelRecord) -> None:
                        ("mean_predicted", "mean predicted"), ("base_rate", "observed rate")):
         digits = 4 if key in ("brier", "mean_predicted", "base_rate") else 3
         row = [label, _num(m.get(key), digits)]
+        for b in baselines.values():
+            row.append(_num(b.get(key, m.get(key) if key == "base_rate" else None), digits))
         if champ:
             row.append(_num(champ.get(key), digits))
         table.add_row(*row)
@@ -188,8 +225,8 @@ def model_report(
         help="Model version (default: the champion, else the newest).")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Print a model's validation metrics and write its calibration and lift charts (PNG)
-    under $PULSE_HOME/reports/."""
+    """Print a model's validation metrics, calibration, lift and churners by health band, and
+    write the same as charts (PNG) under $PULSE_HOME/reports/."""
     from pulse.core.settings import get_settings
     from pulse.models.charts import model_charts
     from pulse.models.registry import get_model
@@ -217,7 +254,23 @@ def model_report(
         out.print("churners found among the riskiest 10% / 20% / 30% of accounts: "
                   + " / ".join(f"{100 * captured.get(k, float('nan')):.0f}%"
                                for k in (0.1, 0.2, 0.3)))
+    by_band = record.metrics.get("by_band") or []
+    if by_band:
+        bands = Table(title="Churners by health band (validation snapshots, the scorecard's "
+                      "bands)", title_justify="left")
+        for col in ("band", "snapshots", "accounts", "churners", "churn rate",
+                    "share of churners"):
+            bands.add_column(col, justify="left" if col == "band" else "right")
+        for b in by_band:
+            rate = b.get("churn_rate")
+            bands.add_row(b["band"], f"{b['snapshots']:,}", f"{b.get('accounts', 0):,}",
+                          f"{b['churners']:,}", "-" if rate is None else f"{rate:.3f}",
+                          f"{100 * b['share_of_churners']:.0f}%")
+        out.print(bands)
     out.print(f"features ({len(record.features)}): {', '.join(record.features)}")
+    unused = record.metrics.get("unused_features") or []
+    if unused:
+        out.print(f"left out (no information in training): {', '.join(unused)}")
     for name, path in charts.items():
         out.print(Text(f"{name} chart: {path}"))
 

@@ -1,0 +1,187 @@
+"""Choosing the churn model's configuration on held-out time, and the plain baselines beside it.
+
+Candidates (`CANDIDATES`, simplest first) are `ChurnModel` configurations: a standardised
+logistic regression on log-scaled inputs with missing-value indicators and one-hot
+categoricals, at three regularisation strengths, and the regularised gradient-boosted trees.
+Each is fitted on the training rows of every rolling-origin time-series fold
+(`TrainingData.folds`: expanding training windows whose labels end before their validation
+block starts) and ranked by its mean validation ROC AUC; the simplest one within `AUC_TIE` of
+the best wins. Ranking does not depend on calibration, so candidates are ranked uncalibrated.
+
+The baselines (`BASELINES`) are what anyone would try first on the same snapshots: a plain
+standardised `LogisticRegression` (median imputation, scaling, one-hot) and a default
+`HistGradientBoostingClassifier`, both uncalibrated. The registry measures them on the same
+validation window as the chosen model and registers the better baseline instead when it
+ranks better: the champion is never worse than the better of the two.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pulse.core.errors import ModelInputError
+from pulse.models.churn import ChurnModel
+from pulse.models.metrics import evaluate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AUC_TIE", "BASELINES", "CANDIDATES", "Config", "Selection", "select_config"]
+
+#: ROC AUC differences smaller than this are a tie.
+AUC_TIE = 1e-4
+#: Figures kept for each baseline in the registry's metrics (`metrics["baselines"]`).
+BASELINE_FIGURES = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "mean_predicted")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A named `ChurnModel` configuration (everything but the feature lists)."""
+
+    name: str
+    params: dict[str, Any]
+    baseline: bool = False
+
+    def build(self, numeric: Sequence[str], categorical: Sequence[str], *,
+              random_state: Any = 0, **overrides: Any) -> ChurnModel:
+        """An unfitted `ChurnModel` with this configuration."""
+        return ChurnModel(numeric=list(numeric), categorical=list(categorical),
+                          random_state=random_state, **{**self.params, **overrides})
+
+    @property
+    def classifier(self) -> str:
+        return str(self.params.get("classifier", "hgb"))
+
+
+def _logistic(c: float) -> Config:
+    return Config(f"logistic C={c:g}", {"classifier": "logistic", "C": c,
+                                        "log_transform": True, "class_weight": "balanced"})
+
+
+#: Candidate configurations, simplest first (a tie goes to the earlier one).
+CANDIDATES: tuple[Config, ...] = (
+    _logistic(0.01), _logistic(0.1), _logistic(1.0),
+    Config("hgb", {"classifier": "hgb", "class_weight": "balanced"}),
+)
+
+#: The plain baselines, keyed as in `metrics["baselines"]`, simplest first.
+BASELINES: dict[str, Config] = {
+    "logistic": Config("logistic baseline", {"classifier": "logistic", "calibration": "none",
+                                              "missing_indicator": False}, baseline=True),
+    "hgb": Config("hgb baseline", {"classifier": "hgb_default", "calibration": "none"},
+                  baseline=True),
+}
+
+
+def config_named(name: str) -> Config:
+    """A candidate or baseline by its name (`ModelInputError` when unknown)."""
+    for c in (*CANDIDATES, *BASELINES.values()):
+        if c.name == name:
+            return c
+    raise ModelInputError(
+        f"unknown model configuration {name!r}: expected one of "
+        f"{[c.name for c in (*CANDIDATES, *BASELINES.values())]}")
+
+
+def candidates_for(classifier: str | None) -> tuple[Config, ...]:
+    """The candidates to rank: all of them for None or "auto", else those of one classifier."""
+    if classifier in (None, "auto"):
+        return CANDIDATES
+    chosen = tuple(c for c in CANDIDATES if c.classifier == classifier)
+    if not chosen:
+        raise ModelInputError(
+            f"invalid value for classifier: expected 'auto' or one of "
+            f"{sorted({c.classifier for c in CANDIDATES})} (not {classifier!r})")
+    return chosen
+
+
+@dataclass
+class Selection:
+    """What time-series cross-validation made of the candidates."""
+
+    chosen: Config
+    scores: dict[str, list[float]] = field(default_factory=dict)  # validation ROC AUC per fold
+    folds: int = 0
+
+    def mean(self, name: str) -> float | None:
+        s = [x for x in self.scores.get(name, []) if np.isfinite(x)]
+        return float(np.mean(s)) if s else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chosen": self.chosen.name, "folds": self.folds,
+                "mean_roc_auc": {k: self.mean(k) for k in self.scores},
+                "fold_roc_auc": {k: [round(x, 4) for x in v] for k, v in self.scores.items()}}
+
+
+def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.ndarray,
+                  np.ndarray]], *, numeric: Sequence[str], categorical: Sequence[str],
+                  candidates: Sequence[Config] = CANDIDATES, random_state: Any = 0,
+                  on_stage: Callable[[str], None] | None = None) -> Selection:
+    """Rank `candidates` by mean validation ROC AUC over `folds`; the simplest within
+    `AUC_TIE` of the best wins. With one candidate, or no usable fold, the first is chosen."""
+    if len(candidates) == 0:
+        raise ModelInputError("no candidate configuration to choose from")
+    if len(candidates) == 1 or not folds:
+        return Selection(candidates[0], {}, len(folds))
+    scores: dict[str, list[float]] = {c.name: [] for c in candidates}
+    for k, (train, valid) in enumerate(folds, 1):
+        if on_stage:
+            on_stage(f"ranking {len(candidates)} configurations on time fold {k}/{len(folds)} "
+                     f"({len(train):,} training, {len(valid):,} validation snapshots)")
+        for c in candidates:
+            model = c.build(numeric, categorical, random_state=random_state,
+                            calibration="none")
+            try:
+                model.fit(frame.iloc[train], y[train])
+                auc = evaluate(y[valid], model.predict_risk(frame.iloc[valid]))["roc_auc"]
+            except ModelInputError as exc:
+                log.info("candidate %s failed on fold %d: %s", c.name, k, exc)
+                auc = None
+            scores[c.name].append(float("nan") if auc is None else float(auc))
+    selection = Selection(candidates[0], scores, len(folds))
+    means = {c.name: selection.mean(c.name) for c in candidates}
+    best = max((m for m in means.values() if m is not None), default=None)
+    if best is not None:
+        selection.chosen = next(c for c in candidates
+                                if means[c.name] is not None
+                                and best - means[c.name] < AUC_TIE)  # type: ignore[operator]
+    log.info("configurations by mean ROC AUC over %d time folds: %s; chosen %s", len(folds),
+             ", ".join(f"{k} {v:.4f}" for k, v in means.items() if v is not None),
+             selection.chosen.name)
+    return selection
+
+
+def baseline_figures(train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame,
+                     y_valid: np.ndarray, *, numeric: Sequence[str],
+                     categorical: Sequence[str], random_state: Any = 0
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, ChurnModel]]:
+    """Each baseline fitted on `train` and measured on `valid`: (figures, fitted models)."""
+    figures: dict[str, dict[str, Any]] = {}
+    models: dict[str, ChurnModel] = {}
+    for key, c in BASELINES.items():
+        model = c.build(numeric, categorical, random_state=random_state)
+        try:
+            model.fit(train, y_train)
+        except ModelInputError as exc:
+            figures[key] = {"error": str(exc)}
+            continue
+        got = evaluate(y_valid, model.predict_risk(valid))
+        figures[key] = {k: got[k] for k in BASELINE_FIGURES}
+        models[key] = model
+    return figures, models
+
+
+def best_baseline(figures: dict[str, dict[str, Any]]) -> str | None:
+    """The key of the baseline with the highest validation ROC AUC (the simpler on a tie)."""
+    best: str | None = None
+    for key in BASELINES:
+        auc = figures.get(key, {}).get("roc_auc")
+        if auc is None:
+            continue
+        if best is None or auc - figures[best]["roc_auc"] >= AUC_TIE:
+            best = key
+    return best
