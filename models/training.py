@@ -213,8 +213,8 @@ def plan_windows(first_data: date, last_data: date, *, as_of: date | None = None
     dates: list[date] = []
     day = last_complete
     if anchor is not None:
-        day = anchor - timedelta(days=step_days * math.ceil(
-            max((anchor - last_complete).days, 0) / step_days))
+        day = anchor + timedelta(
+            days=step_days * ((last_complete - anchor).days // step_days))
     while day >= first_snapshot:
         dates.append(day)
         day -= timedelta(days=step_days)

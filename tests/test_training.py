@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from pulse.core.errors import TrainingDataError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
+from pulse.models.churn_artifact import read_artifact_header
 from pulse.models.registry import (
     CHALLENGER,
     CHAMPION,
@@ -31,6 +32,7 @@ from pulse.models.registry import (
     score_churn,
     train_and_register,
 )
+from pulse.models.selection import BASELINES, CANDIDATES, Config
 from pulse.models.training import (
     NOT_POINT_IN_TIME,
     NUMERIC,
@@ -104,6 +106,11 @@ def test_windows_keep_every_training_label_before_validation() -> None:
     assert all(d + timedelta(days=30) < w.valid_start for d in w.train)
     assert w.train_end + timedelta(days=37) >= w.valid_start  # and nothing more is thrown away
     assert len({(d - w.valid_end).days % 7 for d in w.dates}) == 1  # one weekly grid
+    # Snapshots span the whole history whose horizon is complete, the gap included.
+    assert w.dates[0] < date(2026, 2, 26) + timedelta(days=7)
+    assert w.dates[-1] == w.valid_end
+    assert len(w.dates) == (w.valid_end - w.dates[0]).days // 7 + 1 == 40
+    assert len(w.dates) > len(w.train) + len(w.valid)
     with pytest.raises(TrainingDataError, match=r"180 days.*90-day horizon.*needs about \d+"):
         plan_windows(date(2026, 1, 1), date(2026, 6, 29), horizon_days=90)
 
@@ -151,6 +158,40 @@ def test_training_data_from_history(engine: Engine, world: Path) -> None:
 
     with pytest.raises(TrainingDataError, match="needs about"):
         build_training_data(engine, as_of=END, horizon_days=90)
+
+    # Rolling-origin folds: the latest is the split itself, and every fold's training labels
+    # end before its validation block starts.
+    folds = data.folds(3)
+    assert len(folds) >= 2
+    when = data.frame["as_of"]
+    np.testing.assert_array_equal(folds[0][1], np.flatnonzero(when.dt.date.isin(w.valid)))
+    for train_idx, valid_idx in folds:
+        assert when.iloc[train_idx].max() + pd.Timedelta(days=HORIZON) < when.iloc[
+            valid_idx].min()
+    assert when.iloc[folds[1][1]].max() < when.iloc[folds[0][1]].min()
+
+
+def test_too_short_history_takes_the_longest_horizon_that_fits(engine: Engine,
+                                                               world: Path) -> None:
+    _land(engine, world)
+    cache: dict = {}
+    data = build_training_data(engine, as_of=END, horizon_days=90, shorten_horizon=True,
+                               snapshots=cache)
+    w = data.windows
+    assert w.requested_horizon_days == 90 and 7 <= w.horizon_days < 90
+    assert re.search(r"horizon shortened from 90 to \d+ days: the history .* is too short "
+                     r"for a 90-day horizon", w.note), w.note
+    assert w.to_dict()["requested_horizon_days"] == 90
+    train, valid = data.split()
+    for part, least in ((train, 3), (valid, 1)):
+        assert part["churned"].sum() >= least and (~part["churned"]).sum() >= least
+    assert (train["as_of"] + pd.Timedelta(days=w.horizon_days) < valid["as_of"].min()).all()
+    # Every snapshot came from the cache the second time (no SELECT to repeat).
+    n = len(cache)
+    again = build_training_data(engine, as_of=END, horizon_days=90, shorten_horizon=True,
+                                snapshots=cache)
+    assert len(cache) == n and again.windows == w
+    pd.testing.assert_frame_equal(again.frame, data.frame)
 
 
 def test_known_basis_sees_only_what_had_landed(engine: Engine, world: Path) -> None:
@@ -249,6 +290,62 @@ def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Pa
             "gains"} <= set(record.metrics)
 
 
+def test_refit_on_every_labelled_snapshot_with_baselines_beside(engine: Engine, world: Path,
+                                                                 pulse_home: Path) -> None:
+    _land(engine, world)
+    result = _train(engine)
+    m, data = result.metrics, result.data
+    assert data is not None
+    # The artifact was refitted on every labelled snapshot up to the training date ...
+    header = read_artifact_header(result.record.artifact_path)
+    meta = header["metadata"]
+    assert meta["fit_rows"] == len(data.frame) == m["refit"]["rows"]
+    assert meta["fit_rows"] > m["train_rows"] + m["n"]  # more than training + validation
+    assert meta["fit_snapshots"] == len(data.windows.dates)
+    assert meta["fit_span"] == [data.windows.dates[0].isoformat(),
+                                data.windows.valid_end.isoformat()]
+    assert meta["fit_positives"] == int(data.frame["churned"].sum())
+    # ... while the figures are those of the same configuration on the validation window.
+    assert m["model"] == meta["model"] and m["selection"]["chosen"] == m["model"]
+    assert set(m["selection"]["mean_roc_auc"]) == {c.name for c in CANDIDATES}
+    for key in ("logistic", "hgb"):
+        b = m["baselines"][key]
+        assert 0.0 <= b["roc_auc"] <= 1.0 and b["lift_top_decile"] is not None
+        assert b["pr_auc"] is not None
+    # Never worse than the better baseline on the validation window.
+    best = max(b["roc_auc"] for b in m["baselines"].values())
+    assert m["roc_auc"] >= best - 1e-4
+    # Churners by band: every validation snapshot is counted once.
+    bands = {b["band"]: b for b in m["by_band"]}
+    assert {"green", "amber", "red"} <= set(bands)
+    assert sum(b["snapshots"] for b in bands.values()) == m["n"]
+    assert sum(b["churners"] for b in bands.values()) == m["positives"]
+
+
+def test_a_baseline_that_ranks_better_becomes_the_model(
+        engine: Engine, world: Path, pulse_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate that all but ignores churners ranks at chance: the better baseline is
+    registered in its place, and it explains its scores like any model."""
+    import pulse.models.registry as registry
+
+    deaf = Config("deaf", {"classifier": "hgb", "class_weight": {0: 1.0, 1: 1e-9}})
+    monkeypatch.setattr(registry, "candidates_for", lambda classifier: (deaf,))
+    _land(engine, world)
+    result = _train(engine, min_roc_auc=0.5)
+    m = result.metrics
+    assert m["baseline_replaced"] in ("logistic", "hgb")
+    key = m["baseline_replaced"]
+    assert m["model"] == BASELINES[key].name
+    assert m["roc_auc"] == pytest.approx(m["baselines"][key]["roc_auc"])
+    assert "baseline" in (result.record.note or "")
+    model = result.record.load()
+    assert model.calibration == "none" and model.classifier == BASELINES[key].classifier
+    assert read_artifact_header(result.record.artifact_path)["metadata"]["model"] == m["model"]
+    assert score_churn(engine, END, basis="occurred") > 0
+    scores = _scores(engine, END)
+    assert scores["drivers"].map(len).sum() > 0
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -313,7 +410,7 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     _land(engine, world)
     listed = _pulse("model", "list")
     assert listed.returncode == 0 and "no churn model" in listed.stdout
-    refused = _pulse("model", "train", "--as-of", END.isoformat())
+    refused = _pulse("model", "train", "--as-of", END.isoformat(), "--exact-horizon")
     assert refused.returncode == 1 and "90-day horizon" in refused.stderr
     assert "Traceback" not in refused.stderr
 
@@ -330,12 +427,14 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
 
     report = _pulse("model", "report", "1")
     assert report.returncode == 0, report.stderr
-    paths = re.findall(r"(?:calibration|lift) chart: (\S+\.png)", report.stdout)
-    assert [Path(p).parent for p in paths] == [pulse_home / "reports"] * 2
+    paths = re.findall(r"(?:calibration|lift|bands) chart: (\S+\.png)", report.stdout)
+    assert [Path(p).parent for p in paths] == [pulse_home / "reports"] * 3
     for p in paths:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert Path(p).stat().st_size > 10_000
     assert "Brier" in report.stdout and "Calibration" in report.stdout
+    assert "Churners by health band" in report.stdout and "logistic baseline" in report.stdout
+    assert re.search(r"green\s+[\d,]+\s+[\d,]+\s+[\d,]+", report.stdout)
 
     missing = _pulse("model", "report", "7")
     assert missing.returncode == 1 and "no churn model version 7" in missing.stderr
@@ -346,6 +445,12 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
                      scored.stdout)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(SCORES)).scalar_one() > 250
+
+    # Without --exact-horizon, too short a history takes the longest horizon that fits.
+    shorter = _pulse("model", "train", "--as-of", END.isoformat(), "--no-beat-scorecard",
+                     "--min-roc-auc", "0")
+    assert shorter.returncode == 0, shorter.stderr
+    assert re.search(r"horizon shortened from 90 to \d+ days", shorter.stdout)
 
 
 def test_bench_models_prints_figures() -> None:
