@@ -137,6 +137,7 @@ def band_chart(by_band: list[dict[str, Any]] | pd.DataFrame, path: Path | str, *
         for i, (a, b) in enumerate(zip(snaps, churn)):
             left.annotate(f"{a:.0f}%", (i - width / 2, a), ha="center", va="bottom", fontsize=8)
             left.annotate(f"{b:.0f}%", (i + width / 2, b), ha="center", va="bottom", fontsize=8)
+        left.set_ylim(0, max(float(snaps.max()), float(churn.max()), 1.0) * 1.15)
         left.set_xticks(x, names)
         left.set_ylabel("% of the validation window")
         left.set_title("Where snapshots and churners fall", fontsize=10)
@@ -148,6 +149,7 @@ def band_chart(by_band: list[dict[str, Any]] | pd.DataFrame, path: Path | str, *
             right.annotate(f"{v:.1f}%\n{int(k)} of {int(n):,}",
                            (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom",
                            fontsize=8)
+        right.set_ylim(0, max(float(rate.max()), 1.0) * 1.2)
         right.set_xticks(x, names)
         right.set_ylabel("churn rate within the horizon (%)")
         right.set_title("Observed churn rate by band", fontsize=10)

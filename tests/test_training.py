@@ -434,7 +434,7 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
         assert Path(p).stat().st_size > 10_000
     assert "Brier" in report.stdout and "Calibration" in report.stdout
     assert "Churners by health band" in report.stdout and "logistic baseline" in report.stdout
-    assert re.search(r"green\s+[\d,]+\s+[\d,]+\s+[\d,]+", report.stdout)
+    assert re.search(r"green\W+[\d,]+\W+[\d,]+\W+[\d,]+", report.stdout)
 
     missing = _pulse("model", "report", "7")
     assert missing.returncode == 1 and "no churn model version 7" in missing.stderr
