@@ -1,14 +1,15 @@
 """
 ### pulse_train: retrain the churn model weekly, promote only a better one
 
-Every Monday at 03:00 UTC this DAG builds feature snapshots from history up to the run's
-date, trains a churn model (`pulse.models.registry.train_and_register`), evaluates it on the latest
-window whose churn horizon is complete, and registers it. It must clear a minimum bar there
+Every Monday at 03:00 UTC this DAG builds feature snapshots across the history up to the run's
+date, chooses and trains a churn model (`pulse.models.registry.train_and_register`), evaluates
+it on the latest window whose churn horizon is complete beside two plain baselines, refits it
+on every labelled snapshot, and registers it. It must clear a minimum bar there
 (ROC AUC >= `min_roc_auc` and better than ranking by the scorecard's health), and then becomes
 the champion only when it beats the current champion on that same window (higher ROC AUC; a
 tie goes to the lower Brier score); otherwise it stays a challenger with a note saying why. `pulse model list` shows the
-registry. When history is too short for both windows the task fails with a message saying how
-much history it needs.
+registry. When history is too short for the horizon, the longest horizon that fits is used
+and the model's note says so.
 
 Params: `horizon_days` (default 90), `valid_days` (28), `min_roc_auc` (0.6), `basis`
 (`occurred` for history loaded after the fact, `known` for rows as they had landed).

@@ -1,12 +1,16 @@
 """The churn model registry: train, judge against the champion, promote, and score.
 
-`train_and_register` builds labelled snapshots from history (models/training.py), fits a
-`ChurnModel` on the training window, evaluates it on the later validation window (ROC AUC,
-PR AUC, Brier score, lift in the top decile), saves it as `$PULSE_HOME/models/churn-vN.joblib`
-and records it in `model_registry`. It becomes the champion only when it beats the current
-champion *on the same validation window*: the champion's artifact is loaded and scored on the
-new validation rows, the higher ROC AUC wins and a tie (within 0.0001) goes to the lower Brier
-score. A model that does not win stays a challenger, and its note says why; the champion it
+`train_and_register` builds labelled snapshots from history (models/training.py), chooses a
+configuration by time-series cross-validation (models/selection.py), fits it on the training
+window and evaluates it on the later validation window (ROC AUC, PR AUC, Brier score, lift in
+the top decile) beside two plain baselines (`metrics["baselines"]`; the better one replaces
+the model when it ranks better), refits the winner on every labelled snapshot, saves that as
+`$PULSE_HOME/models/churn-vN.joblib` and records it in `model_registry`. It becomes the
+champion only when it beats the current champion *on the same validation window*: the
+champion's configuration is fitted on the new training window and measured on the new
+validation rows (its artifact was refitted on rows that overlap them), the higher ROC AUC wins
+and a tie (within 0.0001) goes to the lower Brier score; the same configuration refitted on
+newer history replaces its older self. A model that does not win stays a challenger, and its note says why; the champion it
 replaces is retired. Exactly one churn model is champion at a time.
 
 Before any of that, a model must clear a minimum bar on its validation window (the first

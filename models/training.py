@@ -12,12 +12,20 @@ Time, never chance, separates training from validation
 Snapshots are taken every `step_days` days, counting back from the latest date whose label
 is observable (``last_data - horizon_days``, where `last_data` is the latest day with usage or
 billing rows known at the training date), and no earlier than `warmup_days` after the first
-usage row (before that the 28-day and 56-day windows would see a truncated history).
+usage row (before that the 28-day and 56-day windows would see a truncated history). Every
+one of them is labelled and used:
 
 * validation: the snapshots of the last `valid_days` days whose horizon is complete;
-* training: the earlier snapshots whose whole label window ends before validation starts
-  (``as_of + horizon_days < valid_start``, `models.timesplit.time_split`), as if the model had
-  been trained on the first validation day for real. Snapshots in between are not computed.
+* training (to measure on validation): the earlier snapshots whose whole label window ends
+  before validation starts (``as_of + horizon_days < valid_start``,
+  `models.timesplit.time_split`), as if the model had been trained on the first validation
+  day for real; `TrainingData.folds` gives earlier rolling-origin folds of the same kind;
+* the refit (the model that scores): every labelled snapshot, validation included.
+
+When the history is too short for the horizon (no room for both windows, or a window without
+churners and retained accounts), `build_training_data(shorten_horizon=True)` takes the
+longest horizon that fits and says so (`Windows.note`). Snapshots are computed once per date
+and can be shared across calls (`snapshots=`).
 
 Features
 --------
@@ -434,7 +442,7 @@ class TrainingData:
             start = max(end - block, 0)
             valid_dates = dates[start:end]
             cutoff = valid_dates[0] - timedelta(days=w.horizon_days)
-            valid_idx = np.flatnonzero(np.isin(when, valid_dates))
+            valid_idx = np.flatnonzero(np.isin(when, np.asarray(valid_dates, dtype=object)))
             train_idx = np.flatnonzero(when < cutoff)
             end = start
             if not len(train_idx):
