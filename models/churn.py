@@ -103,8 +103,12 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         candidates quickly).
     cv : int, cross-validation splitter or iterable of (train, test) indices, default=3
         Folds for calibration. An int means stratified, shuffled folds, or stratified group
-        folds when `fit` receives `groups`. Each fold's classifier is calibrated on the rows
-        it did not see, and `predict_proba` averages the folds.
+        folds when `fit` receives `groups`. The calibration is fitted on predictions for rows
+        the fold's classifier did not see (see `ensemble`).
+    ensemble : bool, default=False
+        False: the calibration is fitted on out-of-fold predictions and the classifier once
+        on every training row, so the ranking is that of the full fit (a monotone
+        calibration cannot change it). True: one calibrated classifier per fold, averaged.
     max_categories : int, default=20
         Most one-hot columns per categorical feature (the rest are folded into one
         "infrequent" column).
@@ -163,6 +167,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         missing_indicator: bool = True,
         calibration: str = "sigmoid",
         cv: Any = 3,
+        ensemble: bool = False,
         max_categories: int = 20,
         min_frequency: float | int = 0.01,
         random_state: Any = None,
@@ -177,6 +182,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.missing_indicator = missing_indicator
         self.calibration = calibration
         self.cv = cv
+        self.ensemble = ensemble
         self.max_categories = max_categories
         self.min_frequency = min_frequency
         self.random_state = random_state
@@ -283,8 +289,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             self.pipeline_ = Pipeline([
                 ("prep", self._preprocessor()),
                 ("model", CalibratedClassifierCV(
-                    self._classifier(smallest_train), method=self.calibration, cv=splits,
-                    n_jobs=self.n_jobs)),
+                    self._classifier(len(data) if not self.ensemble else smallest_train),
+                    method=self.calibration, cv=splits, n_jobs=self.n_jobs,
+                    ensemble=self.ensemble)),
             ])
         self.pipeline_.fit(data, target)
         log.info("fitted churn model: %d rows, %d features, %s calibrated with %s",

@@ -398,6 +398,8 @@ MIN_TRAIN_CLASS = 3
 MIN_VALID_CLASS = 1
 #: The shortest horizon training falls back to when the history is too short (days).
 MIN_HORIZON_DAYS = 7
+#: The shortest warm-up it falls back to when even that does not fit: the 28-day windows.
+MIN_WARMUP_DAYS = 28
 
 
 @dataclass
@@ -520,11 +522,23 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     horizon = horizon_days
     # Shorter horizons keep to the grid of the requested one: their snapshots are shared.
     anchor = last - timedelta(days=horizon_days)
+    shortened_warmup = ""
+    requested_warmup = warmup_days
     if shorten_horizon:
         fits = longest_horizon(first, last, horizon_days=horizon_days, step_days=step_days,
                                valid_days=valid_days, warmup_days=warmup_days,
                                min_horizon_days=min(min_horizon_days, horizon_days),
                                anchor=anchor)
+        if fits is None and warmup_days > MIN_WARMUP_DAYS:
+            fits = longest_horizon(first, last, horizon_days=horizon_days,
+                                   step_days=step_days, valid_days=valid_days,
+                                   warmup_days=MIN_WARMUP_DAYS,
+                                   min_horizon_days=min(min_horizon_days, horizon_days),
+                                   anchor=anchor)
+            if fits is not None:
+                shortened_warmup = (f"warm-up shortened from {warmup_days} to "
+                                    f"{MIN_WARMUP_DAYS} days")
+                warmup_days = MIN_WARMUP_DAYS
         horizon = fits if fits is not None else horizon_days
     try:
         windows = plan_windows(first, last, as_of=as_of, horizon_days=horizon,
@@ -543,7 +557,9 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     if horizon != horizon_days:
         reasons.append(f"the history ({first} to {last}) is too short for a "
                        f"{horizon_days}-day horizon (it needs about "
-                       f"{needed_days(horizon_days, step_days, valid_days, warmup_days)} days)")
+                       f"{needed_days(horizon_days, step_days, valid_days, requested_warmup)} days)")
+    if shortened_warmup:
+        reasons.append(shortened_warmup)
     while True:
         frame, before = _labelled(engine, windows, basis, cancels, attributes, cache,
                                   on_stage)
