@@ -501,14 +501,20 @@ def _champion_on_window(current: ModelRecord, fitted: Fitted) -> dict[str, Any]:
     train, valid = fitted.train, fitted.valid
     if train is None:
         train, valid = fitted.data.split()
-    again = clone(old)
+    try:
+        again = clone(old)
+    except (AttributeError, TypeError):  # an artifact from before the model had its params
+        return dict(evaluate(valid[LABEL], old.predict_risk(valid)))
     again.fit(train, train[LABEL].to_numpy(dtype=int),
               **({"groups": train["account_id"]} if old.calibration != "none" else {}))
     return dict(evaluate(valid[LABEL], again.predict_risk(valid)))
 
 
 def _same_config(a: ChurnModel, b: ChurnModel) -> bool:
-    pa, pb = a.get_params(), b.get_params()
+    try:
+        pa, pb = a.get_params(), b.get_params()
+    except AttributeError:  # an artifact from before the model had its params
+        return False
     pa.pop("random_state", None)
     pb.pop("random_state", None)
     return bool(pa == pb)
