@@ -2,7 +2,9 @@
 
 Candidates (`CANDIDATES`, simplest first) are `ChurnModel` configurations: a standardised
 logistic regression on log-scaled inputs with missing-value indicators and one-hot
-categoricals, at three regularisation strengths, and the regularised gradient-boosted trees.
+categoricals, classes weighted to balance, at three regularisation strengths; and the
+regularised gradient-boosted trees, with and without balanced class weights (whether
+reweighting the rare churners helps the trees is left to the data).
 Each is fitted on the training rows of every rolling-origin time-series fold
 (`TrainingData.folds`: expanding training windows whose labels end before their validation
 block starts) and ranked by its mean validation ROC AUC; the simplest one within `AUC_TIE` of
@@ -65,7 +67,8 @@ def _logistic(c: float) -> Config:
 #: Candidate configurations, simplest first (a tie goes to the earlier one).
 CANDIDATES: tuple[Config, ...] = (
     _logistic(0.01), _logistic(0.1), _logistic(1.0),
-    Config("hgb", {"classifier": "hgb", "class_weight": "balanced"}),
+    Config("hgb", {"classifier": "hgb"}),
+    Config("hgb balanced", {"classifier": "hgb", "class_weight": "balanced"}),
 )
 
 #: The plain baselines, keyed as in `metrics["baselines"]`, simplest first.
