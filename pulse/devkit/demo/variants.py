@@ -423,7 +423,7 @@ def _healthy_noise(v: Variant, rng: np.random.Generator, level: np.ndarray, err:
                    acc: _Accounts) -> None:
     """Dips, fades that recover, slow declines and buggy spells that lead nowhere."""
     n, days = level.shape
-    kind = rng.random(n)
+    kind = np.asarray(rng.random(n))
     share = v.healthy_noise
     for i in np.flatnonzero(kind < share).tolist():
         u = kind[i] / share
