@@ -895,7 +895,7 @@ def bench_models(
                                      months=months, end=last,
                                      console=console if fmt == "table" else None)
         drawn: Path | None = None
-        if str(chart).lower() != "none":
+        if chart is None or str(chart).lower() != "none":
             target = chart or get_settings().resolved_home() / "bench" / "models.png"
             try:
                 drawn = draw_chart(worlds, target)
