@@ -553,9 +553,9 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     hits = len(flagged & truth_silent)
     fig.silent_precision = hits / len(flagged) if flagged else None
     fig.silent_recall = hits / len(truth_silent) if truth_silent else None
-    p, r = fig.silent_precision, fig.silent_recall
-    fig.silent_f1 = (2 * p * r / (p + r) if p and r else 0.0) if p is not None and \
-        r is not None else None
+    if truth_silent:  # flagging nobody, or only the wrong accounts, scores 0
+        p, r = fig.silent_precision or 0.0, fig.silent_recall or 0.0
+        fig.silent_f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
 
     def baselines() -> tuple[float | None, float | None]:
         from pulse.core.errors import TrainingDataError
