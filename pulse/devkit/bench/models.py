@@ -201,14 +201,678 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+# ------------------------------------------------------------------ bench models --variant
+
+#: Churn horizon of the variant protocol, like the outside evaluation: score as of 90 days
+#: before the end and compare with what happened in those 90 days.
+VARIANT_HORIZON_DAYS = 90
+#: Worlds shorter than this score with a shorter horizon (a sixth of their history), so that
+#: training still finds snapshots whose horizon has completed.
+_FULL_HORIZON_MIN_DAYS = 240
+SILENT_FLAG = "silent_dissatisfied"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    digits: int
+    target: float | None = None
+    higher_is_better: bool = True
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None or self.target is None:
+            return None
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+#: Every figure of a world, in the order printed, with the issue's targets.
+TARGETS: tuple[Target, ...] = (
+    Target("champion_auc", "churn ROC AUC, champion", 3, 0.80),
+    Target("logistic_auc", "ROC AUC, plain logistic regression", 3),
+    Target("hgb_auc", "ROC AUC, default gradient boosting", 3),
+    Target("health_auc", "health ROC AUC (lower = riskier)", 3),
+    Target("lift_top_decile", "lift, top 10% by churn risk", 2, 4.0),
+    Target("churners_green", "churners banded green", 2, 0.20, higher_is_better=False),
+    Target("red_amber", "accounts banded red + amber", 2, 0.30, higher_is_better=False),
+    Target("silent_precision", "silent flag precision", 2, 0.60),
+    Target("silent_recall", "silent flag recall", 2),
+    Target("silent_f1", "silent flag F1", 2, 0.65),
+)
+
+
+@dataclass
+class WorldFigure:
+    """One variant world (or the Telco set), scored as of `as_of` against the next `horizon_days`."""
+
+    world: str
+    variant: str
+    seed: int | None
+    accounts: int = 0
+    days: int = 0
+    end: str = ""
+    as_of: str = ""
+    horizon_days: int = VARIANT_HORIZON_DAYS
+    rows_landed: int = 0
+    scored: int = 0
+    churned: int = 0
+    silent_truth: int | None = None
+    silent_flagged: int | None = None
+    train_rows: int | None = None
+    train_positives: int | None = None
+    model: str = ""
+    champion_auc: float | None = None
+    logistic_auc: float | None = None
+    hgb_auc: float | None = None
+    health_auc: float | None = None
+    lift_top_decile: float | None = None
+    churners_green: float | None = None
+    red_amber: float | None = None
+    silent_precision: float | None = None
+    silent_recall: float | None = None
+    silent_f1: float | None = None
+    baselines_from: str = ""
+    notes: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _auc(y: Any, score: Any) -> float | None:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    ok = ~np.isnan(score)
+    y, score = y[ok], score[ok]
+    if y.size == 0 or y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, score))
+
+
+def _lift(y: Any, score: Any) -> float | None:
+    import numpy as np
+
+    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
+    ok = ~np.isnan(score)
+    y, score = y[ok], score[ok]
+    if y.size == 0 or y.sum() == 0:
+        return None
+    k = max(1, -(-y.size // 10))
+    top = np.argsort(-score, kind="stable")[:k]
+    return float(y[top].mean() / y.mean())
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def variant_horizon(days: int) -> int:
+    """The churn horizon for a world of `days` days: 90, or a sixth of a shorter history."""
+    return VARIANT_HORIZON_DAYS if days >= _FULL_HORIZON_MIN_DAYS else max(14, days // 6)
+
+
+def truth_outcomes(truth: dict[str, Any], as_of: date, horizon_days: int
+                   ) -> tuple[dict[str, date], set[str]]:
+    """(cancel date of every account, the accounts silently dissatisfied on `as_of`).
+
+    Uses `silent_periods` when truth.json has them, else the default world's
+    `silent_dissatisfied` list (silent on its last day).
+    """
+    cancels = {a: date.fromisoformat(str(d)[:10]) for a, d in truth.get("churn", {}).items()}
+    silent: set[str] = set()
+    periods = truth.get("silent_periods")
+    if periods is not None:
+        for acc, spans in periods.items():
+            if acc in cancels and cancels[acc] <= as_of:
+                continue
+            for start, stop in spans:
+                if date.fromisoformat(start) <= as_of and (
+                        stop is None or date.fromisoformat(stop) > as_of):
+                    silent.add(acc)
+    else:
+        silent = set(truth.get("silent_dissatisfied", []))
+    return cancels, silent
+
+
+def _baselines(data: Any, frame: Any, y: Any, random_state: int = 0
+               ) -> tuple[float | None, float | None]:
+    """ROC AUC of a plain standardised LogisticRegression and a default
+    HistGradientBoostingClassifier, fitted on `data`'s labelled snapshots, on `frame`."""
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from pulse.models.training import LABEL
+
+    numeric = [c for c in data.numeric if c in data.frame and c in frame]
+    categorical = [c for c in data.categorical if c in data.frame and c in frame]
+    train = data.frame
+    x_train = train[numeric + categorical]
+    y_train = train[LABEL].astype(int).to_numpy()
+    x_test = frame[numeric + categorical]
+
+    def prep(scale: bool) -> ColumnTransformer:
+        num = [SimpleImputer(strategy="median")] + ([StandardScaler()] if scale else [])
+        return ColumnTransformer([
+            ("num", make_pipeline(*num), numeric),
+            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
+                                  OneHotEncoder(handle_unknown="ignore")), categorical),
+        ], sparse_threshold=0.0)
+
+    def as_text(x: Any) -> Any:
+        x = x.copy()
+        for c in categorical:
+            x[c] = x[c].astype(object).where(x[c].notna(), "(missing)").astype(str)
+        x[numeric] = x[numeric].astype(float)
+        return x
+
+    import warnings
+
+    out: list[float | None] = []
+    for clf in (LogisticRegression(max_iter=2000),
+                HistGradientBoostingClassifier(random_state=random_state)):
+        pipe = Pipeline([("prep", prep(isinstance(clf, LogisticRegression))), ("clf", clf)])
+        with warnings.catch_warnings():  # features never observed (e.g. no CSAT) are dropped
+            warnings.simplefilter("ignore", UserWarning)
+            pipe.fit(as_text(x_train), y_train)
+            out.append(_auc(y, np.asarray(pipe.predict_proba(as_text(x_test)))[:, 1]))
+    return out[0], out[1]
+
+
+def _own_training_data(engine: Engine, as_of: date, horizon: int, step: int = 7) -> Any:
+    """Labelled weekly snapshots up to `as_of` whose horizon has completed, made by the bench
+    itself from the product's snapshot functions: the baselines' training data when the
+    product's own planning refuses the history (too short for its windows)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from pulse.models.training import (
+        CATEGORICAL,
+        LABEL,
+        NUMERIC,
+        account_attributes,
+        cancellations,
+        data_span,
+        label_snapshots,
+        model_frame,
+        snapshot_features,
+    )
+
+    first, _ = data_span(engine, as_of, basis="occurred")
+    last = as_of - timedelta(days=horizon)
+    days = []
+    day = last
+    while day >= first + timedelta(days=28):
+        days.append(day)
+        day -= timedelta(days=step)
+    if not days:
+        raise ValueError(f"no snapshot between {first + timedelta(days=28)} (four weeks of "
+                         f"history) and {last} (the horizon before {as_of})")
+    snaps = pd.concat([snapshot_features(engine, d, basis="occurred") for d in days],
+                      ignore_index=True)
+    snaps = snaps[~snaps["cancelled"]].reset_index(drop=True)
+    snaps[LABEL] = label_snapshots(snaps, cancellations(engine, as_of, basis="occurred"),
+                                   horizon)
+    frame = model_frame(snaps, account_attributes(engine))
+    frame["as_of"] = pd.to_datetime(frame["as_of"])
+    return SimpleNamespace(frame=frame, numeric=list(NUMERIC), categorical=list(CATEGORICAL))
+
+
+def _scoring_frame(engine: Engine, as_of: date) -> Any:
+    """The rows the champion scores as of `as_of`: features of every account still there."""
+    from pulse.models.training import account_attributes, model_frame
+    from pulse.sql.features import load_features
+
+    features = load_features(engine, as_of)
+    cancelled = features["cancelled"].fillna(False).astype(bool).to_numpy()
+    features = features[~cancelled].reset_index(drop=True)
+    return model_frame(features, account_attributes(engine))
+
+
+def _stored_rows(engine: Engine, as_of: date) -> Any:
+    """Health, band, churn probability and flags as of `as_of`, from the tables (the
+    fallback when the risk list fails)."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from pulse.sql.schema import AccountFlag, AccountHealth, ChurnScore
+
+    h, c, f = AccountHealth.__table__, ChurnScore.__table__, AccountFlag.__table__
+    with engine.connect() as conn:
+        health = pd.DataFrame(conn.execute(select(h.c.account_id, h.c.score, h.c.band)
+                                           .where(h.c.as_of == as_of)).all(),
+                              columns=["account_id", "health", "band"])
+        churn = pd.DataFrame(conn.execute(select(c.c.account_id, c.c.probability)
+                                          .where(c.c.as_of == as_of)).all(),
+                             columns=["account_id", "churn_probability"])
+        flags = pd.DataFrame(conn.execute(select(f.c.account_id, f.c.flag)
+                                          .where(f.c.as_of == as_of)).all(),
+                             columns=["account_id", "flag"])
+    frame = health.merge(churn, on="account_id", how="outer")
+    grouped = flags.groupby("account_id")["flag"].agg(list)
+    frame["flags"] = frame["account_id"].map(grouped)
+    frame["flags"] = [v if isinstance(v, list) else [] for v in frame["flags"]]
+    return frame
+
+
+def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_of: date,
+                   horizon: int, artifact_dir: Path, console: Console | None) -> None:
+    """Train, score, flag and rank as of `as_of` through the product's functions; fill `fig`.
+
+    Every stage runs on its own: an error is written into its figures' cells and the next
+    stage still runs.
+    """
+    import numpy as np
+    import pandas as pd
+
+    def stage(name: str, work: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return work()
+        except Exception as exc:  # a bench reports a failing product function and goes on
+            fig.errors[name] = _error_text(exc)
+            log.debug("bench %s: %s failed", fig.world, name, exc_info=True)
+            return None
+        finally:
+            fig.seconds[name] = round(time.perf_counter() - t, 2)
+            if console:
+                console.print(f"  {fig.world}: {name} {fig.seconds[name]:.1f} s"
+                              + (f" [red]{fig.errors[name]}[/]" if name in fig.errors else ""))
+
+    from pulse.models.flags import compute_flags
+    from pulse.models.health import score_date
+    from pulse.models.registry import champion, score_churn, train_and_register
+    from pulse.models.risklist import build_risk_list
+
+    result = stage("train", lambda: train_and_register(
+        engine, as_of=as_of, horizon_days=horizon, basis="occurred",
+        artifact_dir=artifact_dir))
+    if result is not None:
+        m = result.record.metrics
+        fig.train_rows, fig.train_positives = m.get("train_rows"), m.get("train_positives")
+        fig.model = (f"v{result.record.version} {m.get('classifier', '')} "
+                     f"{result.record.status}").strip()
+    stage("health", lambda: score_date(engine, as_of, basis="occurred"))
+    stage("flags", lambda: compute_flags(engine, as_of))
+    stage("churn scores", lambda: score_churn(engine, as_of, basis="occurred"))
+    rows = stage("risk list", lambda: pd.DataFrame(build_risk_list(engine, as_of)))
+    if rows is None or rows.empty:
+        rows = stage("stored scores", lambda: _stored_rows(engine, as_of))
+    if rows is None or rows.empty:
+        return
+    for col in ("health", "band", "churn_probability", "flags"):
+        if col not in rows:
+            rows[col] = None
+    cancels, silent = truth_outcomes(truth, as_of, horizon)
+    gone = {a for a, d in cancels.items() if d <= as_of}
+    rows = rows[~rows["account_id"].isin(gone)].reset_index(drop=True)
+    stop = as_of + timedelta(days=horizon)
+    y = np.array([a in cancels and as_of < cancels[a] <= stop for a in rows["account_id"]],
+                 dtype=int)
+    fig.scored, fig.churned = len(rows), int(y.sum())
+    # The champion's own probabilities (the risk list shows a scorecard stand-in without one).
+    stored = stage("read churn scores", lambda: _stored_rows(engine, as_of))
+    if stored is not None:
+        by_id = stored.set_index("account_id")["churn_probability"]
+        prob = pd.to_numeric(rows["account_id"].map(by_id), errors="coerce").to_numpy(
+            dtype=float)
+    else:
+        prob = np.full(len(rows), np.nan)
+    if np.isnan(prob).all() and result is not None and champion(engine) is None:
+        # The new model was not promoted (no champion): measure it all the same, and say so.
+        fig.notes.append("no champion: the trained model is measured as a challenger")
+
+        def challenger() -> Any:
+            frame = _scoring_frame(engine, as_of)
+            risk = pd.Series(result.record.load().predict_risk(frame),
+                             index=frame["account_id"])
+            return rows["account_id"].map(risk).to_numpy(dtype=float)
+        got = stage("challenger scores", challenger)
+        if got is not None:
+            prob = got
+    fig.champion_auc = _auc(y, prob)
+    fig.lift_top_decile = _lift(y, prob)
+    health = pd.to_numeric(rows["health"], errors="coerce").to_numpy(dtype=float)
+    fig.health_auc = _auc(y, -health)
+    band = rows["band"].astype(object).to_numpy()
+    banded = np.array([b in ("red", "amber", "green") for b in band])
+    if banded.any():
+        fig.red_amber = float(np.isin(band[banded], ["red", "amber"]).mean())
+        if (y[banded] == 1).any():
+            fig.churners_green = float((band[banded & (y == 1)] == "green").mean())
+    flagged = {a for a, fl in zip(rows["account_id"], rows["flags"])
+               if isinstance(fl, (list, tuple)) and SILENT_FLAG in fl}
+    truth_silent = silent & set(rows["account_id"])
+    fig.silent_truth, fig.silent_flagged = len(truth_silent), len(flagged)
+    hits = len(flagged & truth_silent)
+    fig.silent_precision = hits / len(flagged) if flagged else None
+    fig.silent_recall = hits / len(truth_silent) if truth_silent else None
+    if truth_silent:  # flagging nobody, or only the wrong accounts, scores 0
+        p, r = fig.silent_precision or 0.0, fig.silent_recall or 0.0
+        fig.silent_f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+    def baselines() -> tuple[float | None, float | None]:
+        from pulse.core.errors import TrainingDataError
+        from pulse.models.training import build_training_data
+
+        if result is not None and result.data is not None:
+            data = result.data
+        else:
+            try:
+                data = build_training_data(engine, as_of=as_of, horizon_days=horizon,
+                                           basis="occurred")
+            except TrainingDataError as exc:
+                fig.notes.append(f"baselines trained on the bench's own weekly snapshots "
+                                 f"(the product's planning refused: {str(exc)[:120]}...)")
+                data = _own_training_data(engine, as_of, horizon)
+        labelled = data.frame["as_of"] + pd.Timedelta(days=horizon) <= pd.Timestamp(as_of)
+        data.frame = data.frame[labelled].reset_index(drop=True)
+        frame = _scoring_frame(engine, as_of).set_index("account_id")
+        frame = frame.reindex(rows["account_id"]).reset_index()
+        if fig.train_rows is None:
+            fig.train_rows = len(data.frame)
+        return _baselines(data, frame, y)
+    got = stage("baselines", baselines)
+    if got is not None:
+        fig.logistic_auc, fig.hgb_auc = got
+        fig.baselines_from = "bench: all labelled snapshots up to the scoring date"
+    if result is not None and isinstance(result.record.metrics.get("baselines"), dict):
+        fig.notes.append("training reported baselines on its validation window: "
+                         + json.dumps(result.record.metrics["baselines"], default=str)[:300])
+
+
+def run_variant_bench(name: str, *, seed: int, accounts: int | None = None,
+                      months: int | None = None, end: date | None = None,
+                      console: Console | None = None) -> WorldFigure:
+    """Generate the variant world, land it on a temporary SQLite warehouse and measure it as
+    of `horizon` days before its end (see `variant_horizon`)."""
+    from pulse.devkit.demo.variants import generate_variant
+    from pulse.sql.db import make_engine, upgrade
+
+    fig = WorldFigure(f"{name} seed {seed}", name, seed)
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-models-") as tmp:
+        folder = Path(tmp)
+        world = folder / "world"
+        end = end or datetime.now(UTC).date() - timedelta(days=1)
+        t = time.perf_counter()
+        try:
+            generate_variant(world, name, accounts=accounts, months=months, seed=seed, end=end)
+        except Exception as exc:
+            fig.errors["generate"] = _error_text(exc)
+            return fig
+        fig.seconds["generate"] = round(time.perf_counter() - t, 2)
+        truth = json.loads((world / "truth.json").read_text(encoding="utf-8"))
+        gen = truth["generated_with"]
+        fig.accounts, fig.days, fig.end = int(gen["accounts"]), int(gen["days"]), gen["end"]
+        horizon = variant_horizon(fig.days)
+        fig.horizon_days = horizon
+        if horizon != VARIANT_HORIZON_DAYS:
+            fig.notes.append(f"{fig.days} days of history: horizon {horizon} days (a sixth "
+                             f"of the history) instead of {VARIANT_HORIZON_DAYS}")
+        as_of = end - timedelta(days=horizon)
+        fig.as_of = as_of.isoformat()
+        engine = make_engine(f"sqlite:///{folder / 'warehouse.db'}")
+        try:
+            upgrade(engine)
+            t = time.perf_counter()
+            try:
+                fig.rows_landed = _land_world(engine, world)
+            except Exception as exc:
+                fig.errors["land"] = _error_text(exc)
+                return fig
+            fig.seconds["land"] = round(time.perf_counter() - t, 2)
+            if console:
+                console.print(f"{fig.world}: {fig.accounts:,} accounts x {fig.days} days, "
+                              f"landed {fig.rows_landed:,} rows in {fig.seconds['land']:.1f} s;"
+                              f" scoring as of {as_of} (horizon {horizon} days)")
+            _measure_world(engine, fig, truth, as_of, horizon, folder / "models", console)
+        finally:
+            engine.dispose()
+    return fig
+
+
+def telco_csv() -> Path | None:
+    """The IBM Telco churn CSV under the shared data sets, or None when it is missing."""
+    from pulse.core.shared import shared_path
+
+    root = get_settings().datasets
+    csv = (Path(root) if root else shared_path("datasets")) / "telco-churn" / \
+        "Telco-Customer-Churn.csv"
+    return csv if csv.is_file() else None
+
+
+def run_telco_bench(console: Console | None = None) -> WorldFigure:
+    """The product's `ChurnModel` and the two plain baselines on IBM's Telco customers:
+    one snapshot, so a stratified 70/30 split (random_state 0). Health, bands and the silent
+    flag need a warehouse and are not measured here."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from pulse.models.churn import ChurnModel
+
+    fig = WorldFigure("telco", "telco", None, horizon_days=0)
+    csv = telco_csv()
+    if csv is None:
+        fig.errors["data"] = ("the IBM Telco churn data set is missing (expected "
+                              "<datasets>/telco-churn/Telco-Customer-Churn.csv; settings "
+                              "`datasets`, PULSE_DATASETS)")
+        return fig
+    t = time.perf_counter()
+    telco = pd.read_csv(csv)
+    telco["TotalCharges"] = pd.to_numeric(telco["TotalCharges"].astype(str).str.strip()
+                                          .replace("", np.nan))
+    y_all = (telco.pop("Churn") == "Yes").astype(int)
+    x_all = telco.drop(columns=["customerID"])
+    x_train, x_test, y_train, y_test = train_test_split(
+        x_all, y_all, test_size=0.3, stratify=y_all, random_state=0)
+    fig.accounts, fig.scored, fig.churned = len(telco), len(x_test), int(y_test.sum())
+    fig.train_rows, fig.train_positives = len(x_train), int(y_train.sum())
+    fig.notes.append("one snapshot: stratified 70/30 split; no health, bands or silent flag")
+    try:
+        model = ChurnModel(random_state=0).fit(x_train, y_train)
+        risk = model.predict_risk(x_test)
+        fig.champion_auc, fig.lift_top_decile = _auc(y_test, risk), _lift(y_test, risk)
+        fig.model = f"ChurnModel {model.classifier}"
+    except Exception as exc:
+        fig.errors["model"] = _error_text(exc)
+
+    from types import SimpleNamespace
+
+    from pulse.models.training import LABEL
+
+    numeric = [c for c in x_all if pd.api.types.is_numeric_dtype(x_all[c])]
+    data = SimpleNamespace(numeric=numeric, categorical=[c for c in x_all if c not in numeric],
+                           frame=x_train.assign(**{LABEL: y_train.to_numpy()}))
+    try:
+        fig.logistic_auc, fig.hgb_auc = _baselines(data, x_test, y_test)
+        fig.baselines_from = "bench: the same 70% split"
+    except Exception as exc:
+        fig.errors["baselines"] = _error_text(exc)
+    fig.seconds["all"] = round(time.perf_counter() - t, 2)
+    if console:
+        console.print(f"telco: {len(telco):,} customers, measured in {fig.seconds['all']:.1f} s")
+    return fig
+
+
+def _variant_means(figures: list[WorldFigure]) -> dict[str, dict[str, float | None]]:
+    """Per variant (over seeds) and overall (over worlds, Telco apart): the mean of each figure."""
+    out: dict[str, dict[str, float | None]] = {}
+    names = list(dict.fromkeys(f.variant for f in figures))
+    for name in names:
+        mine = [f for f in figures if f.variant == name]
+        out[name] = {t.key: _mean([getattr(f, t.key) for f in mine]) for t in TARGETS}
+    worlds = [f for f in figures if f.variant != "telco"]
+    if worlds:
+        out["mean"] = {t.key: _mean([getattr(f, t.key) for f in worlds]) for t in TARGETS}
+    return out
+
+
+def draw_chart(figures: list[WorldFigure], path: Path) -> Path:
+    """A PNG of every figure per variant (mean over seeds; one dot per seed) with the
+    targets drawn as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = _variant_means(figures)
+    names = [n for n in means if n != "mean"]
+    shown = [t for t in TARGETS]
+    cols = 5
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows), squeeze=False)
+    for ax, t in zip(axes.flat, shown):
+        values = [means[n][t.key] for n in names]
+        xs = range(len(names))
+        ax.bar(xs, [v if v is not None else 0.0 for v in values], color=[
+            "#bbbbbb" if v is None else ("#4c9a6a" if t.met(v) in (True, None) else "#c8553d")
+            for v in values])
+        for x, n in zip(xs, names):
+            dots = [getattr(f, t.key) for f in figures if f.variant == n]
+            dots = [d for d in dots if d is not None]
+            ax.plot([x] * len(dots), dots, "k.", markersize=4)
+        if t.target is not None:
+            ax.axhline(t.target, color="#333333", linestyle="--", linewidth=1)
+            ax.text(len(names) - 0.5, t.target, f" target {t.target:g}", va="bottom",
+                    ha="right", fontsize=7)
+        ax.set_title(t.label + ("" if t.target is None else
+                                (" (≥)" if t.higher_is_better else " (≤)")), fontsize=8)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        if "auc" in t.key:
+            ax.set_ylim(0.4, 1.0)
+        elif t.key != "lift_top_decile":
+            ax.set_ylim(0.0, 1.0)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("pulse bench models: figures per variant (bars: mean over seeds; dots: "
+                 "seeds; dashed: targets)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: Path | None
+                          ) -> None:
+    from rich.table import Table
+
+    means = _variant_means(figures)
+    table = Table(title="pulse bench models: scored as of the horizon before each world's end,"
+                  " against what happened next", title_justify="left")
+    table.add_column("")
+    for f in figures:
+        table.add_column(f.world.replace(" seed ", " s"), justify="right")
+    several = len([f for f in figures if f.variant != "telco"]) > 1
+    if several:
+        table.add_column("mean", justify="right")
+    table.add_column("target", justify="right")
+
+    def add(label: str, cells: list[str], mean: str = "", target: str = "") -> None:
+        table.add_row(label, *cells, *([mean] if several else []), target)
+
+    add("accounts x days", [f"{f.accounts:,} x {f.days}" if f.days else f"{f.accounts:,}"
+                            for f in figures])
+    add("scored as of (horizon)", [f"{f.as_of} ({f.horizon_days} d)" if f.as_of else "-"
+                                   for f in figures])
+    add("scored (churned next)", [f"{f.scored:,} ({f.churned})" for f in figures])
+    add("training rows (churned)", [
+        "-" if f.train_rows is None else f"{f.train_rows:,} ({f.train_positives})"
+        for f in figures])
+    add("model", [f.model or "-" for f in figures])
+    for t in TARGETS:
+        cells = []
+        for f in figures:
+            v = getattr(f, t.key)
+            mark = {True: "", False: " ✗", None: ""}[t.met(v)]
+            cells.append(_f(v, t.digits) + mark)
+        mean = means.get("mean", {}).get(t.key)
+        target = "" if t.target is None else ("≥ " if t.higher_is_better else "≤ ") + \
+            f"{t.target:g}"
+        add(t.label, cells, _f(mean, t.digits), target)
+    add("silent: flagged / truth", [
+        "-" if f.silent_truth is None else f"{f.silent_flagged} / {f.silent_truth}"
+        for f in figures])
+    console.print(table)
+    if len(means) > 2:
+        per = Table(title="mean per variant (over seeds)", title_justify="left")
+        per.add_column("")
+        names = [n for n in means if n != "mean"]
+        for n in names:
+            per.add_column(n, justify="right")
+        for t in TARGETS:
+            per.add_row(t.label, *(_f(means[n][t.key], t.digits) for n in names))
+        console.print(per)
+    for f in figures:
+        for stage_name, msg in f.errors.items():
+            console.print(f"{f.world}: {stage_name} failed: {msg}")
+        for note in f.notes:
+            console.print(f"{f.world}: {note}")
+    console.print(
+        "Protocol: each variant world is landed on a temporary SQLite warehouse; as of "
+        f"{VARIANT_HORIZON_DAYS} days before its end (a sixth of the history for worlds "
+        f"under {_FULL_HORIZON_MIN_DAYS} days) `train_and_register` trains and registers a "
+        "churn model on history up to that date, then `score_date`, `compute_flags`, "
+        "`score_churn` and `build_risk_list` score it; the figures compare that with "
+        "truth.json over the horizon that follows. Baselines: a standardised "
+        "LogisticRegression and a default HistGradientBoostingClassifier fitted on every "
+        "labelled snapshot up to the scoring date, scored on the same accounts. ✗: misses "
+        "the target.")
+    if chart is not None:
+        console.print(f"chart: {chart}")
+
+
+def run_variant_benches(variants: list[str], seeds: list[int], *, telco: bool,
+                        accounts: int | None, months: int | None, end: date | None,
+                        console: Console | None) -> list[WorldFigure]:
+    """Every (variant, seed) world, then Telco when asked."""
+    from pulse.devkit.demo.variants import VARIANTS, variant
+
+    names: list[str] = []
+    for v in variants:
+        names.extend(VARIANTS if v == "all" else [variant(v).name])
+    figures = [run_variant_bench(n, seed=s, accounts=accounts, months=months, end=end,
+                                 console=console)
+               for n in dict.fromkeys(names) for s in seeds]
+    if telco:
+        figures.append(run_telco_bench(console))
+    return figures
+
+
 def bench_models(
     seed: Annotated[list[int], typer.Option(
         "--seed", help="Seed of the demo world; repeat for several worlds.")] = [7],  # noqa: B006
-    accounts: Annotated[int, typer.Option(help="Accounts in each world.", min=20)] = 2000,
+    variant: Annotated[list[str], typer.Option(
+        "--variant", help="A demo world variant (`pulse demo variants`), or 'all'; repeat for "
+        "several. Each world is scored as of 90 days before its end against what happened "
+        "next, through the product's own training, health, flags, churn scores and risk "
+        "list.")] = [],  # noqa: B006
+    telco: Annotated[bool, typer.Option(
+        "--telco", help="Also measure the churn model and the baselines on IBM's Telco "
+        "customers (shared data sets).")] = False,
+    chart: Annotated[Path | None, typer.Option(
+        help="With --variant/--telco: where to draw the PNG chart (default "
+        "$PULSE_HOME/bench/models.png); 'none' to skip.")] = None,
+    months: Annotated[int | None, typer.Option(
+        help="With --variant: months of history instead of each variant's own.", min=3)]
+    = None,
+    accounts: Annotated[int | None, typer.Option(
+        help="Accounts in each world (default 2,000; with --variant the variant's own).",
+        min=20)] = None,
     days: Annotated[int, typer.Option(help="Days of history in each world.", min=60)] = 180,
     horizon: Annotated[int, typer.Option(
         help="Churn horizon in days (the demo world's cancellations fall in its last 60 "
-        "days, so both label windows must fit there).", min=1)] = BENCH_HORIZON_DAYS,
+        "days, so both label windows must fit there; --variant worlds use 90).", min=1)]
+    = BENCH_HORIZON_DAYS,
     step: Annotated[int, typer.Option(help="Days between snapshots.", min=1)] = 7,
     valid_days: Annotated[int, typer.Option(
         help="Days of held-out validation snapshots.", min=1)] = 14,
@@ -226,10 +890,29 @@ def bench_models(
 
     console = _console()
     last = date.fromisoformat(end) if end else None
+    if variant or telco:
+        worlds = run_variant_benches(variant, seed, telco=telco, accounts=accounts,
+                                     months=months, end=last,
+                                     console=console if fmt == "table" else None)
+        drawn: Path | None = None
+        if chart is None or str(chart).lower() != "none":
+            target = chart or get_settings().resolved_home() / "bench" / "models.png"
+            try:
+                drawn = draw_chart(worlds, target)
+            except Exception as exc:  # a chart is a courtesy: report and keep the figures
+                log.warning("chart not drawn: %s", exc)
+        if fmt == "json":
+            print(json.dumps({"worlds": [asdict(f) for f in worlds],
+                              "means": _variant_means(worlds),
+                              "targets": [asdict(t) for t in TARGETS],
+                              "chart": str(drawn) if drawn else None}, indent=2))
+        else:
+            _print_variant_tables(worlds, console, drawn)
+        return
     figures = []
     for s in ([None] if data is not None else seed):
         figures.append(run_model_bench(
-            seed=s, accounts=accounts, days=days, horizon=horizon, step=step,
+            seed=s, accounts=accounts or 2000, days=days, horizon=horizon, step=step,
             valid_days=valid_days, classifier=classifier, data_dir=data, end=last,
             console=console if fmt == "table" else None))
     if fmt == "json":

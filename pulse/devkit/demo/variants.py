@@ -108,40 +108,36 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant(
-        "reference", "shaped like the outside evaluation world (1,000 accounts, 9 months, "
-        "~1M events, ~12% cancelling per 90 days, ~6% silent) but made by a latent-"
-        "satisfaction engine: outcomes emerge from a hidden state", 9, engine="latent",
-        weekend=0.3, holiday_dip=0.35, size_spread=0.9, intensity=5.0,
+        "reference", "like the outside world (1,000 accounts, 9 months, ~1M events, ~12% "
+        "churn per 90 days, ~6% silent), but outcomes emerge from a hidden satisfaction", 9,
+        engine="latent", weekend=0.3, holiday_dip=0.35, size_spread=0.9, intensity=5.0,
         people_per_log_seat=2.1, annual=0.45, error_base=0.015, error_noise=0.4,
         loud=0.12, payment=0.025),
     Variant(
-        "steady", "12 months of mostly monthly plans, a mild weekly cycle, slow gradual "
-        "declines with long lead times (4-12 weeks)", 12, weekend=0.55, size_spread=0.6,
-        gradual=0.9, lead_weeks=(4, 12), weak=0.2, annual=0.2, new_share=0.12),
+        "steady", "mostly monthly plans, a mild weekly cycle, gradual declines with long "
+        "lead times (4-12 weeks)", 12, weekend=0.55, size_spread=0.6, gradual=0.9,
+        lead_weeks=(4, 12), weak=0.2, annual=0.2, new_share=0.12),
     Variant(
-        "seasonal", "12 months with a strong weekly cycle, month-end spikes, a summer and "
-        "a year-end dip; mixed plans and declines", 12, weekend=0.07, month_end=0.6,
-        summer_dip=0.45, holiday_dip=0.5, gradual=0.5, annual=0.4),
+        "seasonal", "a strong weekly cycle, month-end spikes, summer and year-end dips", 12,
+        weekend=0.07, month_end=0.6, summer_dip=0.45, holiday_dip=0.5, gradual=0.5,
+        annual=0.4),
     Variant(
-        "whales", "9 months of Pareto-sized accounts with many events per seat, mostly "
-        "annual plans that churn at renewal after sudden, short (2-5 week) declines; few "
-        "silent, many loud", 9, sizes="pareto", size_spread=1.15, intensity=2.2,
-        people_per_log_seat=1.5, gradual=0.2, lead_weeks=(2, 5), annual=0.8, silent=0.03,
-        loud=0.14, payment=0.01),
+        "whales", "Pareto-sized accounts, many events per seat, annual plans that churn at "
+        "renewal after sudden short declines (2-5 weeks); few silent, many loud", 9,
+        sizes="pareto", size_spread=1.15, intensity=2.2, people_per_log_seat=1.5,
+        gradual=0.2, lead_weeks=(2, 5), annual=0.8, silent=0.03, loud=0.14, payment=0.01),
     Variant(
-        "noisy", "9 months where error rates are high and noisy without meaning anything, "
-        "healthy accounts dip often and many churners give little warning", 9,
-        error_base=0.05, error_noise=0.9, error_bursts=5.0, healthy_noise=0.6, weak=0.45,
-        weekend=0.2),
+        "noisy", "high error noise that means nothing, healthy accounts that dip often, "
+        "churners that often give little warning", 9, error_base=0.05, error_noise=0.9,
+        error_bursts=5.0, healthy_noise=0.6, weak=0.45, weekend=0.2),
     Variant(
-        "quiet", "6 months, few events per seat, twice the usual share of silently "
-        "dissatisfied accounts and hardly any loud ones", 6, intensity=0.6,
-        people_per_log_seat=0.5, silent=0.12, loud=0.02, silent_churn=0.7, annual=0.3,
-        lead_weeks=(3, 10)),
+        "quiet", "few events per seat, twice the usual silent share, hardly any loud "
+        "accounts", 6, intensity=0.6, people_per_log_seat=0.5, silent=0.12, loud=0.02,
+        silent_churn=0.7, annual=0.3, lead_weeks=(3, 10)),
     Variant(
-        "long", "24 months of small accounts on monthly plans with a steady inflow of new "
-        "ones and gradual declines", 24, size_spread=0.5, intensity=0.8, annual=0.1,
-        gradual=0.75, lead_weeks=(6, 12), new_share=0.35, weekend=0.3, summer_dip=0.15),
+        "long", "24 months of small accounts on monthly plans, a steady inflow of new ones, "
+        "gradual declines", 24, size_spread=0.5, intensity=0.8, annual=0.1, gradual=0.75,
+        lead_weeks=(6, 12), new_share=0.35, weekend=0.3, summer_dip=0.15),
 )}
 
 
@@ -423,7 +419,7 @@ def _healthy_noise(v: Variant, rng: np.random.Generator, level: np.ndarray, err:
                    acc: _Accounts) -> None:
     """Dips, fades that recover, slow declines and buggy spells that lead nowhere."""
     n, days = level.shape
-    kind = rng.random(n)
+    kind = np.asarray(rng.random(n))
     share = v.healthy_noise
     for i in np.flatnonzero(kind < share).tolist():
         u = kind[i] / share

@@ -1,0 +1,255 @@
+"""Tests of the demo world's structural variants (pulse.devkit.demo.variants) and of
+`pulse bench models --variant`: variants differ in shape, churn happens throughout the
+history, truth.json agrees with the files, and the bench prints every figure.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pulse.core.errors import UnknownNameError
+from pulse.devkit.demo.variants import VARIANTS, generate_variant
+from pulse.devkit.demo.world import DemoSummary
+
+ROOT = Path(__file__).resolve().parent.parent
+END = date(2026, 9, 30)
+N = 150
+
+
+def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def _ts(text: str) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+class World:
+    def __init__(self, out: Path, summary: DemoSummary) -> None:
+        self.out = out
+        self.summary = summary
+        self.truth: dict[str, Any] = json.loads(summary.truth_path.read_text(encoding="utf-8"))
+        self.ids = set(self.truth["groups"])
+        self.start = date.fromisoformat(self.truth["generated_with"]["start"])
+        self.days = int(self.truth["generated_with"]["days"])
+
+    def csv(self, source: str) -> list[dict[str, str]]:
+        """The rows of a source that belong to a real account (malformed copies may not)."""
+        return [r for r in _rows(self.out / f"{source}.csv") if r.get("account_id") in self.ids]
+
+
+@pytest.fixture(scope="module")
+def make_world(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., World]:
+    cache: dict[tuple[str, int, int | None], World] = {}
+
+    def make(name: str, seed: int = 1, months: int | None = 6) -> World:
+        key = (name, seed, months)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"{name}-{seed}")
+            cache[key] = World(out, generate_variant(out, name, accounts=N, months=months,
+                                                     seed=seed, end=END))
+        return cache[key]
+    return make
+
+
+# -- shape statistics --------------------------------------------------------------------------
+
+
+def weekend_ratio(w: World) -> float:
+    """Usage rows per weekend day over rows per weekday (1: no weekly cycle)."""
+    counts = np.zeros(7)
+    for r in w.csv("usage"):
+        t = _ts(r["occurred_at"])
+        if t is not None:
+            counts[t.astimezone(UTC).weekday()] += 1
+    return float(counts[5:].mean() / counts[:5].mean())
+
+
+def annual_share(w: World) -> float:
+    """Share of accounts whose renewal date lies more than 40 days after the end."""
+    end = date.fromisoformat(w.truth["generated_with"]["end"])
+    later = [(date.fromisoformat(r["renewal_date"]) - end).days for r in w.csv("accounts")
+             if r["renewal_date"][:4].isdigit() and len(r["renewal_date"]) == 10]
+    return float(np.mean(np.array(later) > 40))
+
+
+def gini(values: list[float]) -> float:
+    x = np.sort(np.asarray(values, dtype=float))
+    n = x.size
+    return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
+
+
+def seats_gini(w: World) -> float:
+    return gini([float(r["seats"]) for r in w.csv("accounts") if r["seats"].isdigit()])
+
+
+def cancel_days(w: World) -> list[int]:
+    return [(date.fromisoformat(d[:10]) - w.start).days for d in w.truth["churn"].values()]
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_every_variant_is_listed_with_a_description() -> None:
+    run = _pulse("demo", "variants")
+    assert run.returncode == 0, run.stderr
+    for name, v in VARIANTS.items():
+        assert name in run.stdout
+        assert v.summary.split()[0] in run.stdout
+    assert {v.months for v in VARIANTS.values()} >= {6, 9, 12, 24}
+    assert {v.engine for v in VARIANTS.values()} == {"scripted", "latent"}
+
+
+def test_variants_differ_in_shape(make_world: Callable[..., World]) -> None:
+    seasonal, steady = make_world("seasonal"), make_world("steady")
+    whales, long_ = make_world("whales"), make_world("long")
+    # weekly cycle: the seasonal world's weekends are far quieter than the steady one's
+    assert weekend_ratio(seasonal) < 0.6 * weekend_ratio(steady)
+    # plan mix: whales are mostly annual, the long world mostly monthly
+    assert annual_share(whales) > annual_share(long_) + 0.35
+    # account sizes: Pareto whales are more unequal than the long world's small accounts
+    assert seats_gini(whales) > seats_gini(long_) + 0.08
+    # noisy error rates
+    noisy, quiet = make_world("noisy"), make_world("quiet")
+
+    def error_share(w: World) -> float:
+        rows = w.csv("usage")
+        return sum(r["outcome"] == "error" for r in rows) / len(rows)
+    assert error_share(noisy) > 2 * error_share(quiet)
+    # events per seat: whales are busier per account than the quiet world
+    assert len(whales.csv("usage")) > 2 * len(quiet.csv("usage"))
+
+
+def test_churn_happens_throughout_the_history(make_world: Callable[..., World]) -> None:
+    for name in ("steady", "reference"):
+        w = make_world(name, months=None)
+        days = np.array(cancel_days(w))
+        thirds = np.histogram(days, bins=[0, w.days // 3, 2 * w.days // 3, w.days])[0]
+        # a steady hazard: every third of the history holds a good share of cancellations
+        assert thirds.min() >= 0.15 * thirds.sum(), (name, thirds)
+        # about 12% of the active accounts cancel within 90 days (loosely: a small world)
+        active = N - int((days < w.days // 2).sum())
+        within = int(((days >= w.days // 2) & (days < w.days // 2 + 90)).sum())
+        assert 0.04 <= within / active <= 0.3, (name, within, active)
+
+
+def test_truth_agrees_with_the_files(make_world: Callable[..., World]) -> None:
+    for name in ("quiet", "reference"):
+        w = make_world(name)
+        truth = w.truth
+        assert truth["variant"]["name"] == name
+        cancelled = {r["account_id"]: _ts(r["occurred_at"]) for r in w.csv("purchases")
+                     if r["kind"] == "cancelled" and _ts(r["occurred_at"])}
+        assert set(truth["churn"]) == set(cancelled)
+        for acc, when in truth["churn"].items():
+            t = cancelled[acc]
+            assert t is not None and t.astimezone(UTC).date().isoformat() == when[:10]
+        last_use: dict[str, datetime] = {}
+        for r in w.csv("usage"):
+            t = _ts(r["occurred_at"])
+            if t is not None and (r["account_id"] not in last_use or t > last_use[r["account_id"]]):
+                last_use[r["account_id"]] = t
+        for acc in truth["churn"]:
+            t = cancelled[acc]
+            assert acc not in last_use or t is None or last_use[acc] <= t
+        # silent spells: no ticket opened while silent, and silent_since is the first spell
+        assert truth["silent_periods"], name
+        opened: dict[str, list[date]] = {}
+        for r in w.csv("tickets"):
+            t = _ts(r["opened_at"])
+            if t is not None:
+                opened.setdefault(r["account_id"], []).append(t.astimezone(UTC).date())
+        for acc, spans in truth["silent_periods"].items():
+            assert truth["silent_since"][acc] == spans[0][0]
+            assert truth["groups"][acc] == "silent_fade"
+            for a, b in spans:
+                lo = date.fromisoformat(a) + timedelta(days=1)  # a day's slack at each end
+                hi = date.fromisoformat(b) - timedelta(days=1) if b else date.max
+                assert not [d for d in opened.get(acc, []) if lo <= d < hi], (acc, a, b)
+        for acc in truth["silent_dissatisfied"]:
+            assert truth["silent_periods"][acc][-1][1] is None and acc not in truth["churn"]
+        assert truth["malformed"] == w.summary.malformed
+        total = sum(w.summary.rows.values())
+        assert 0.003 * total <= sum(truth["malformed"].values()) <= 0.02 * total
+
+
+def test_some_silent_accounts_churn_and_some_churners_give_little_warning(
+        make_world: Callable[..., World]) -> None:
+    w = make_world("quiet")
+    silent = set(w.truth["silent_periods"])
+    churned = set(w.truth["churn"])
+    assert silent & churned and silent - churned
+    assert churned - silent  # churners that were never silent
+
+
+def test_same_arguments_give_identical_bytes(tmp_path: Path,
+                                             make_world: Callable[..., World]) -> None:
+    w = make_world("reference")
+    again = generate_variant(tmp_path, "reference", accounts=N, months=6, seed=1, end=END)
+    for source, path in again.files.items():
+        assert path.read_bytes() == w.summary.files[source].read_bytes(), source
+    assert again.truth_path.read_bytes() == w.summary.truth_path.read_bytes()
+
+
+def test_unknown_variant_names_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError, match="expected one of reference"):
+        generate_variant(tmp_path, "nope")
+    run = _pulse("demo", "generate", "--variant", "nope", "--out", str(tmp_path / "x"))
+    assert run.returncode == 1 and "unknown demo variant 'nope'" in run.stderr
+
+
+def test_cli_generates_a_variant(tmp_path: Path) -> None:
+    run = _pulse("demo", "generate", "--variant", "whales", "--accounts", "40", "--months",
+                 "3", "--end", END.isoformat(), "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "variant 'whales'" in run.stdout
+    truth = json.loads((tmp_path / "truth.json").read_text(encoding="utf-8"))
+    assert truth["generated_with"]["accounts"] == 40
+    assert truth["variant"]["name"] == "whales" and truth["generated_with"]["days"] == 91
+
+
+@pytest.mark.slow
+def test_bench_models_variant_prints_every_figure() -> None:
+    from pulse.devkit.bench.models import TARGETS
+
+    run = _pulse("bench", "models", "--variant", "quiet", "--accounts", "120", "--seed", "1",
+                 "--format", "json")
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    (world,) = got["worlds"]
+    assert world["variant"] == "quiet" and world["accounts"] == 120
+    assert world["horizon_days"] == 30 and world["scored"] > 50 and world["churned"] > 0
+    for t in TARGETS:
+        assert t.key in world
+        # a figure is either measured or its stage's failure is reported
+        assert world[t.key] is not None or world["errors"], t.key
+    assert world["health_auc"] is not None and 0.0 <= world["health_auc"] <= 1.0
+    assert world["red_amber"] is not None and world["silent_truth"] > 0
+    assert Path(got["chart"]).is_file()
+    table = _pulse("bench", "models", "--variant", "quiet", "--accounts", "120", "--seed", "1",
+                   "--chart", "none")
+    assert table.returncode == 0, table.stderr
+    for t in TARGETS:
+        assert t.label in table.stdout
+    assert "horizon 30 days" in table.stdout
