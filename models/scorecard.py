@@ -89,6 +89,27 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """What health has meant in this customer's own history: the observed share of accounts
+    that cancelled within `horizon_days` after a date, against their health on that date
+    (an isotonic fit: never higher for a higher health). Written by `pulse scorecard
+    calibrate` (models/calibration.py) and read back as a probability."""
+
+    fitted_on: str
+    horizon_days: int
+    base_rate: float
+    rows: int
+    health: tuple[float, ...]  # ascending
+    rate: tuple[float, ...]  # non-increasing
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        """The observed churn rate at each health score (NaN where the score is)."""
+        scores = np.asarray(scores, dtype="float64")
+        out = np.interp(scores, np.asarray(self.health), np.asarray(self.rate))
+        return np.where(np.isnan(scores), np.nan, out)
+
+
+@dataclass(frozen=True)
 class Scorecard:
     source: str
     version: str
@@ -100,6 +121,7 @@ class Scorecard:
     onboarding_days: int = 30
     stale_after_days: dict[str, float] = field(default_factory=dict)
     skip_stale_measures: bool = True
+    calibration: Calibration | None = None
 
     @property
     def label(self) -> str:
@@ -126,14 +148,29 @@ def _num(x: float) -> str:
 # --------------------------------------------------------------------------- reading
 
 
+#: The file name of the calibrated scorecard in $PULSE_HOME (`pulse scorecard calibrate --apply`)
+APPLIED_NAME = "scorecard.yaml"
+
+
+def applied_scorecard_path() -> Path:
+    """Where `pulse scorecard calibrate --apply` keeps the calibrated scorecard."""
+    from pulse.core.settings import get_settings
+
+    return get_settings().resolved_home() / APPLIED_NAME
+
+
 def scorecard_path(path: Path | str | None = None) -> Path:
-    """`path`, else $PULSE_SCORECARD, else the default scorecard."""
+    """`path`, else $PULSE_SCORECARD, else the calibrated scorecard in $PULSE_HOME (when one
+    was applied), else the default scorecard."""
     if path:
         return Path(path)
     from pulse.core.settings import get_settings
 
     configured = get_settings().scorecard
-    return configured.expanduser() if configured else DEFAULT_SCORECARD
+    if configured:
+        return configured.expanduser()
+    applied = applied_scorecard_path()
+    return applied if applied.is_file() else DEFAULT_SCORECARD
 
 
 def load_scorecard(path: Path | str | None = None) -> Scorecard:
@@ -168,7 +205,7 @@ def parse_scorecard(text: str, *, source: str = "<scorecard>") -> Scorecard:
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TOP_KEYS = ("version", "bands", "stale_after_days", "skip_stale_measures", "standard",
-             "onboarding")
+             "onboarding", "calibration")
 
 
 class _Checker:
@@ -259,12 +296,53 @@ class _Checker:
         onboarding, days = None, 30
         if "onboarding" in top:
             onboarding, days = self.onboarding(top["onboarding"][1])
+        calibration = None
+        if "calibration" in top:
+            calibration = self.calibration(top["calibration"][1])
         if standard is None:
             return None
         return Scorecard(source=source, version=version, digest=digest, green=green,
                          amber=amber, standard=standard, onboarding=onboarding,
                          onboarding_days=days, stale_after_days=stale,
-                         skip_stale_measures=skip)
+                         skip_stale_measures=skip, calibration=calibration)
+
+    def calibration(self, node: yaml.Node) -> Calibration | None:
+        keys = ("fitted_on", "horizon_days", "base_rate", "rows", "curve")
+        m = self.mapping(node, "calibration", allowed=keys, required=keys)
+        if m is None or any(k not in m for k in keys):
+            return None
+        fitted_on = self.text(m["fitted_on"][1], "calibration.fitted_on")
+        horizon = self.number(m["horizon_days"][1], "calibration.horizon_days")
+        base = self.number(m["base_rate"][1], "calibration.base_rate")
+        rows = self.number(m["rows"][1], "calibration.rows")
+        cnode = m["curve"][1]
+        points: list[tuple[float, float]] = []
+        if not isinstance(cnode, yaml.SequenceNode) or len(cnode.value) < 1:
+            self.fail(cnode, "calibration.curve: expected a list of [health, churn rate] pairs")
+            return None
+        for item in cnode.value:
+            if not isinstance(item, yaml.SequenceNode) or len(item.value) != 2:
+                self.fail(item, "calibration.curve: expected a [health, churn rate] pair")
+                return None
+            h = self.number(item.value[0], "calibration.curve health")
+            r = self.number(item.value[1], "calibration.curve churn rate")
+            if h is None or r is None:
+                return None
+            if not 0 <= h <= 100 or not 0 <= r <= 1:
+                self.fail(item, f"calibration.curve: health must be within 0..100 and the rate "
+                          f"within 0..1 (not [{_num(h)}, {_num(r)}])")
+                return None
+            if points and (h <= points[-1][0] or r > points[-1][1]):
+                self.fail(item, "calibration.curve: health must rise and the churn rate never "
+                          "rise with it")
+                return None
+            points.append((h, r))
+        if None in (fitted_on, horizon, base, rows):
+            return None
+        return Calibration(fitted_on=str(fitted_on), horizon_days=int(horizon or 0),
+                           base_rate=float(base or 0.0), rows=int(rows or 0),
+                           health=tuple(p[0] for p in points),
+                           rate=tuple(p[1] for p in points))
 
     def bands(self, node: yaml.Node) -> tuple[float, float]:
         m = self.mapping(node, "bands", allowed=("green", "amber"), required=("green", "amber"))

@@ -126,6 +126,102 @@ def scorecard_check(
             + ("; measures of a stale source are left out" if card.skip_stale_measures else ""))
 
 
+@scorecard_app.command("calibrate")
+def scorecard_calibrate(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Fit on history known by this date, YYYY-MM-DD (default: today).")]
+    = None,
+    horizon: Annotated[int, typer.Option(
+        min=1, help="Churn horizon in days: 'churned' = cancelled within it.")] = 90,
+    fit_weights: Annotated[bool, typer.Option(
+        "--fit-weights/--no-fit-weights",
+        help="Also fit the measures' weights (kept only when they rank later history "
+        "better).")] = False,
+    scorecard: Annotated[Path | None, typer.Option(
+        help="Scorecard to calibrate (default: the active one).")] = None,
+    basis: Annotated[Basis, typer.Option(
+        help="Which rows each past date sees (see `pulse score --help`).")] = Basis.occurred,
+    out_path: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the proposed YAML (default: "
+        "$PULSE_HOME/calibration/scorecard-proposed.yaml).")] = None,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Make the calibrated scorecard the active one "
+        "($PULSE_HOME/scorecard.yaml, used when PULSE_SCORECARD is not set).")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Fit the bands' cut points (and optionally the weights) to this warehouse's own
+    outcomes: write a proposed scorecard, the churn rate per band and a chart."""
+    from pulse.core.settings import get_settings
+    from pulse.models.calibration import apply_calibration, fit_calibration, write_chart
+    from pulse.models.scorecard import load_scorecard
+    from pulse.sql.db import make_engine
+
+    day = parse_day(as_of)
+    card = load_scorecard(scorecard)
+    engine = make_engine()
+    result = fit_calibration(engine, as_of=day, horizon_days=horizon, basis=basis.value,
+                             scorecard=card, fit_weights_=fit_weights)
+    folder = get_settings().resolved_home() / "calibration"
+    target = out_path or folder / "scorecard-proposed.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(result.yaml_text, encoding="utf-8")
+    chart = write_chart(result, target.with_suffix(".png"))
+    applied = None
+    if apply and result.fitted:
+        if get_settings().scorecard:
+            err.print("PULSE_SCORECARD names your scorecard: review the proposal and copy it "
+                      "there yourself; nothing was applied")
+        else:
+            applied = apply_calibration(result)
+    if fmt is Format.json:
+        print(json.dumps({**result.to_dict(), "proposal": str(target), "chart": str(chart),
+                          "applied": str(applied) if applied else None}, indent=2))
+        return
+    print_calibration(result)
+    out.print(f"Proposed scorecard: {target}")
+    out.print(f"Chart: {chart}")
+    if applied:
+        out.print(f"Applied: {applied} is now the active scorecard.")
+    elif apply and not result.fitted:
+        out.print("Nothing applied: the defaults stay.")
+
+
+def print_calibration(result: Any) -> None:
+    """The evidence of a calibration, as tables (also used by `pulse model train`)."""
+    if not result.fitted:
+        out.print(Text.assemble(("Not calibrated: ", "yellow"), str(result.fallback),
+                                "; the default cut points stay."), soft_wrap=True)
+        return
+    d = result.to_dict()
+    out.print(Text.assemble(
+        ("Calibrated ", "bold"),
+        f"on {result.rows:,} labelled snapshots up to {d['as_of']}: {result.churners:,} "
+        f"cancelled within {result.horizon_days} days (base rate {result.base_rate:.1%})"))
+    table = Table(title="Churn rate per band", title_justify="left")
+    for col in ("band", "cut (before)", "accounts", "churned", "rate", "cut (after)",
+                "accounts ", "churned ", "rate "):
+        table.add_column(col, justify="left" if col == "band" else "right")
+    cuts_before = {"green": f">= {result.default_green:g}", "amber": f">= {result.default_amber:g}",
+                   "red": f"< {result.default_amber:g}"}
+    cuts_after = {"green": f">= {result.green:g}", "amber": f">= {result.amber:g}",
+                  "red": f"< {result.amber:g}"}
+    for b, a in zip(result.before, result.after):
+        table.add_row(b.band, cuts_before[b.band], f"{b.accounts:,}", f"{b.churners:,}",
+                      "-" if b.rate is None else f"{b.rate:.1%}", cuts_after[a.band],
+                      f"{a.accounts:,}", f"{a.churners:,}",
+                      "-" if a.rate is None else f"{a.rate:.1%}")
+    out.print(table)
+    out.print(f"Churners banded green: {d['churners_green_before']:.0%} before, "
+              f"{d['churners_green_after']:.0%} after; accounts in red or amber: "
+              f"{d['at_risk_share_before']:.0%} before, {d['at_risk_share_after']:.0%} after.")
+    if result.auc_before is not None and result.auc_after is not None:
+        out.print(f"Health ROC AUC: {result.auc_before:.3f} before, {result.auc_after:.3f} "
+                  "after.")
+    for note in [*result.notes, result.weights_note]:
+        if note:
+            out.print(f"- {note}", soft_wrap=True)
+
+
 @scorecard_app.command("features")
 def scorecard_features() -> None:
     """The features a scorecard measure may use, and what each one means."""

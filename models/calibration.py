@@ -1,0 +1,543 @@
+"""Bands fitted to the customer's own outcomes: what a health score has meant in history.
+
+`fit_calibration()` takes labelled snapshots of every account across the history
+(models/training.py: features as of past dates, and whether the account cancelled within the
+horizon after each date), scores them with the scorecard, and learns three things from them:
+
+* **the churn rate behind each health score**: an isotonic regression of "cancelled within the
+  horizon" on health (never a higher rate for a higher health). It is written into the
+  scorecard as its `calibration` curve, and the risk list reads it as the probability of
+  churn when no churn model is champion;
+* **the band cut points**, from that curve and the spread of health, never from fixed numbers:
+  - *amber and red* (at risk) hold the accounts whose observed churn rate is above the base
+    rate (the share of all snapshots that churned), but at most `at_risk_share` of accounts
+    (default 30%: the accounts a CS team can work in a period);
+  - *red* holds those whose observed rate is at least twice the base rate, at most
+    `red_share` of accounts (default 10%);
+  - *green* is everything else, so green means a churn rate below the base rate;
+* **optionally, the measures' weights** (`fit_weights`): non-negative weights that make health
+  separate churners best on the earlier snapshots (a logistic fit of churn on health, with
+  health computed exactly as the scorecard does), kept only when they rank a *later*
+  validation window better than the current weights.
+
+When the history is too short (no labelled window, or too few churners), nothing is fitted:
+the defaults stay and the result says why. `proposed_yaml()` writes the scorecard with the
+fitted values and the evidence as a comment; `write_chart()` draws the evidence.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pulse.core.errors import TrainingDataError
+from pulse.models.health import score_features
+from pulse.models.scorecard import BANDS, Card, Scorecard, load_scorecard, parse_scorecard
+from pulse.models.training import NOT_POINT_IN_TIME as _NOT_POINT_IN_TIME
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AT_RISK_SHARE = 0.30
+DEFAULT_RED_SHARE = 0.10
+#: Red means an observed churn rate at least this many times the base rate.
+RED_RATE_RATIO = 2.0
+#: Below these, history says too little to move the defaults.
+MIN_CHURNERS = 20
+MIN_ROWS = 200
+#: Fitted weights must beat the current ones by this much ROC AUC on the later window.
+MIN_AUC_GAIN = 0.005
+#: The smallest weight a fitted measure keeps (a scorecard weight must be above 0).
+MIN_WEIGHT = 0.5
+#: Candidate pulls towards the current weights (ridge on their shares); the later window picks.
+SHRINKS = (0.0, 0.05, 0.5)
+#: With fitted weights, linear measures may also take their range from the population.
+RANGE_PERCENTILES = (10.0, 90.0)
+
+
+@dataclass
+class BandFigure:
+    band: str
+    accounts: int
+    churners: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.churners / self.accounts if self.accounts else None
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.rate
+        return {"band": self.band, "accounts": self.accounts, "churners": self.churners,
+                "churn_rate": None if rate is None else round(rate, 4)}
+
+
+@dataclass
+class CalibrationResult:
+    """What a calibration found, and the proposed scorecard."""
+
+    as_of: date | None
+    horizon_days: int
+    rows: int = 0
+    churners: int = 0
+    green: float = 70.0
+    amber: float = 40.0
+    default_green: float = 70.0
+    default_amber: float = 40.0
+    before: list[BandFigure] = field(default_factory=list)
+    after: list[BandFigure] = field(default_factory=list)
+    auc_before: float | None = None
+    auc_after: float | None = None
+    weights: dict[str, float] | None = None  # fitted and kept
+    ranges: dict[str, tuple[float, float]] | None = None  # linear measures' fitted ranges
+    weights_note: str = ""
+    curve: list[tuple[float, float]] = field(default_factory=list)
+    fallback: str | None = None  # why nothing was fitted
+    notes: list[str] = field(default_factory=list)
+    yaml_text: str = ""
+    #: (health, churned) of every labelled snapshot, for the chart
+    points: pd.DataFrame | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.fallback is None
+
+    @property
+    def base_rate(self) -> float | None:
+        return self.churners / self.rows if self.rows else None
+
+    def share(self, figures: list[BandFigure], *, churners: bool, bands: tuple[str, ...]
+              ) -> float | None:
+        total = sum(f.churners if churners else f.accounts for f in figures)
+        part = sum(f.churners if churners else f.accounts for f in figures if f.band in bands)
+        return part / total if total else None
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 4)
+
+        return {
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "horizon_days": self.horizon_days, "rows": self.rows, "churners": self.churners,
+            "base_rate": r(self.base_rate), "fitted": self.fitted, "fallback": self.fallback,
+            "bands": {"green": self.green, "amber": self.amber},
+            "default_bands": {"green": self.default_green, "amber": self.default_amber},
+            "before": [f.to_dict() for f in self.before],
+            "after": [f.to_dict() for f in self.after],
+            "churners_green_before": r(self.share(self.before, churners=True,
+                                                  bands=("green",))),
+            "churners_green_after": r(self.share(self.after, churners=True, bands=("green",))),
+            "at_risk_share_before": r(self.share(self.before, churners=False,
+                                                 bands=("red", "amber"))),
+            "at_risk_share_after": r(self.share(self.after, churners=False,
+                                                bands=("red", "amber"))),
+            "health_roc_auc_before": r(self.auc_before),
+            "health_roc_auc_after": r(self.auc_after),
+            "weights": self.weights, "weights_note": self.weights_note,
+            "ranges": ({k: list(v) for k, v in self.ranges.items()} if self.ranges else None),
+            "curve": [[h, p] for h, p in self.curve], "notes": self.notes,
+        }
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _health(frame: pd.DataFrame, card: Scorecard) -> np.ndarray:
+    """Health of every snapshot row (rows may repeat an account: scored by position)."""
+    f = frame.reset_index(drop=True).copy()
+    width = len(str(len(f)))
+    f["account_id"] = [f"{i:0{width}d}" for i in range(len(f))]
+    health, _m = score_features(f, card)
+    return health.set_index("account_id")["score"].reindex(f["account_id"]).to_numpy(
+        dtype="float64")
+
+
+def _points(frame: pd.DataFrame, card: Card) -> np.ndarray:
+    """The points (0..100, NaN when left out) of every measure of `card`, rows x measures."""
+    values = np.column_stack([frame[m.feature].to_numpy(dtype="float64")
+                              for m in card.measures])
+    return np.column_stack([m.points(values[:, j]) for j, m in enumerate(card.measures)])
+
+
+def _weighted(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    used = np.where(np.isnan(points), 0.0, weights[None, :])
+    total = used.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.nansum(np.nan_to_num(points) * used, axis=1) / total,
+                        np.nan)
+
+
+def _auc(y: np.ndarray, health: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    ok = ~np.isnan(health)
+    if ok.sum() < 2 or len(np.unique(y[ok])) < 2:
+        return None
+    return float(roc_auc_score(y[ok], -health[ok]))
+
+
+def fit_weights(points: np.ndarray, y: np.ndarray, start: np.ndarray, *,
+                shrink: float = 0.0, fixed: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative weights (summing to the same total as `start`) that make the scorecard's
+    weighted mean of points separate `y` best: a logistic fit of y on health, optimised over
+    the weights with health computed as the scorecard computes it (a measure without a value
+    is left out and the other weights rescale)."""
+    from scipy.optimize import minimize
+
+    k = points.shape[1]
+    yv = y.astype("float64")
+    prior = float(yv.mean())
+    share0 = start / start.sum()
+    keep = np.zeros(k, dtype=bool) if fixed is None else fixed
+
+    def loss(theta: np.ndarray) -> float:
+        w = np.where(keep, share0, np.maximum(theta[:k], 0.0)) + 1e-9
+        a, b = theta[k], theta[k + 1]
+        h = _weighted(points, w) / 100.0
+        h = np.where(np.isnan(h), 0.5, h)
+        z = a + b * h
+        penalty = shrink * float(np.sum((w / w.sum() - share0) ** 2)) * k
+        return float(np.mean(np.logaddexp(0.0, z) - yv * z)) + penalty
+
+    base_logit = float(np.log(prior / (1 - prior))) if 0 < prior < 1 else 0.0
+    x0 = np.concatenate([start / start.sum(), [base_logit + 2.0, -4.0]])
+    bounds = [(0.0, None)] * k + [(None, None), (None, None)]
+    res = minimize(loss, x0, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 300})
+    free = np.maximum(res.x[:k], 0.0)
+    if not np.isfinite(free).all() or free[~keep].sum() <= 0:
+        return start.copy()
+    # the measures held fixed keep their weight; the others share the rest of the total
+    w = np.where(keep, start, free / free[~keep].sum() * (start.sum() - start[keep].sum()))
+    return np.maximum(np.round(w, 1), MIN_WEIGHT)
+
+
+def _with_weights(card: Scorecard, weights: np.ndarray) -> Scorecard:
+    from dataclasses import replace
+
+    measures = tuple(replace(m, weight=float(w)) for m, w in zip(card.standard.measures, weights))
+    return replace(card, standard=Card(card.standard.name, measures))
+
+
+def fit_ranges(card: Scorecard, frame: pd.DataFrame, *, skip: set[str]) -> Scorecard:
+    """The standard card with each linear measure's range (0 and 100 points) set to the 10th
+    and 90th percentiles of its feature in `frame`, the direction kept: the measure then
+    spreads this customer base's accounts, whatever the scale of their usage."""
+    from dataclasses import replace
+
+    measures = []
+    for m in card.standard.measures:
+        if m.kind == "linear" and m.feature not in skip:
+            values = frame[m.feature].to_numpy(dtype="float64")
+            values = values[~np.isnan(values)]
+            if len(values) >= MIN_ROWS:
+                lo, hi = (float(x) for x in np.percentile(values, RANGE_PERCENTILES))
+                lo, hi = _round_sig(lo), _round_sig(hi)
+                if hi > lo:
+                    m = replace(m, low=lo, high=hi)
+        measures.append(m)
+    return replace(card, standard=Card(card.standard.name, tuple(measures)))
+
+
+def _round_sig(x: float, digits: int = 3) -> float:
+    if x == 0 or not np.isfinite(x):
+        return float(x)
+    return float(f"{x:.{digits}g}")
+
+
+# --------------------------------------------------------------------------- cut points
+
+
+def _isotonic(health: np.ndarray, y: np.ndarray) -> Any:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(health, y.astype("float64"))
+    return iso
+
+
+def _curve(iso: Any, health: np.ndarray) -> list[tuple[float, float]]:
+    """The fitted rate at health's quantiles (where the data is), plus 0 and 100: a short
+    curve a person can read, rising in health and never rising in rate."""
+    grid = np.unique(np.round(np.concatenate(
+        [[0.0, 100.0], np.quantile(health, np.linspace(0, 1, 41))]), 1))
+    grid = grid[(grid >= 0) & (grid <= 100)]
+    rate = np.minimum.accumulate(np.round(iso.predict(grid), 4))
+    return [(float(h), float(r)) for h, r in zip(grid, rate)]
+
+
+def _cut_below(health: np.ndarray, share: float) -> float:
+    """The highest cut c (one decimal) such that at most `share` of rows have health < c."""
+    h = np.sort(health)
+    k = int(np.floor(share * len(h)))
+    if k <= 0:
+        return float(np.round(h[0], 1)) if len(h) else 0.0
+    c = float(np.round(h[min(k, len(h) - 1)], 1))
+    while c > 0 and np.mean(health < c) > share:
+        c = round(c - 0.1, 1)
+    return c
+
+
+def choose_cuts(health: np.ndarray, y: np.ndarray, *, at_risk_share: float = DEFAULT_AT_RISK_SHARE,
+                red_share: float = DEFAULT_RED_SHARE) -> tuple[float, float, Any, list[str]]:
+    """(green cut, amber cut, the isotonic fit, notes) from labelled health scores."""
+    iso = _isotonic(health, y)
+    base = float(y.mean())
+    grid = np.round(np.arange(0.0, 100.05, 0.1), 1)
+    rate = iso.predict(grid)
+    notes: list[str] = []
+    # at risk: an observed rate above the base rate, within the at-risk share of accounts
+    above = grid[rate > base]
+    cross = float(above.max() + 0.1) if len(above) else 0.1
+    green = min(_cut_below(health, at_risk_share), cross)
+    if green == cross:
+        notes.append(f"amber starts where the observed churn rate rises above the base rate "
+                     f"({base:.1%}), at health {cross:g}")
+    else:
+        notes.append(f"amber and red hold the lowest {at_risk_share:.0%} of health "
+                     f"(below {green:g}); the observed churn rate there is above the base rate")
+    high = grid[rate >= RED_RATE_RATIO * base]
+    red_cross = float(high.max() + 0.1) if len(high) else 0.1
+    amber = min(_cut_below(health, red_share), red_cross, green - 0.1)
+    notes.append(f"red: an observed churn rate of at least {RED_RATE_RATIO:g}x the base rate, "
+                 f"at most {red_share:.0%} of accounts (health below {amber:g})")
+    green = round(max(green, 0.2), 1)
+    amber = round(min(max(amber, 0.1), green - 0.1), 1)
+    return green, amber, iso, notes
+
+
+def _band_figures(health: np.ndarray, y: np.ndarray, green: float, amber: float
+                  ) -> list[BandFigure]:
+    band = np.where(health >= green, "green", np.where(health >= amber, "amber", "red"))
+    ok = ~np.isnan(health)
+    return [BandFigure(b, int(((band == b) & ok).sum()), int(((band == b) & ok & y).sum()))
+            for b in BANDS]
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int = 90,
+                    basis: str = "occurred", scorecard: Scorecard | None = None,
+                    fit_weights_: bool = False, at_risk_share: float = DEFAULT_AT_RISK_SHARE,
+                    red_share: float = DEFAULT_RED_SHARE,
+                    snapshots: dict[Any, pd.DataFrame] | None = None) -> CalibrationResult:
+    """Fit the scorecard's bands (and optionally weights) to the history's outcomes."""
+    from pulse.models.training import LABEL, build_training_data
+
+    card = scorecard or load_scorecard()
+    result = CalibrationResult(as_of=as_of, horizon_days=horizon_days, green=card.green,
+                               amber=card.amber, default_green=card.green,
+                               default_amber=card.amber)
+    try:
+        data = build_training_data(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
+                                   shorten_horizon=True, snapshots=snapshots)
+    except TrainingDataError as exc:
+        result.fallback = f"history too short to calibrate: {exc}"
+        result.yaml_text = proposed_yaml(card, result)
+        return result
+    frame = data.frame.copy()
+    blind = sorted({m.feature for c in card.cards() for m in c.measures} & set(_NOT_POINT_IN_TIME))
+    if blind:
+        # the warehouse keeps these in their latest state (a cancelled account's MRR is 0 now):
+        # read from history they would leak the outcome, so past dates are scored without them
+        frame[blind] = np.nan
+        result.notes.append("left out of past dates (the warehouse keeps only their latest "
+                            f"value): {', '.join(blind)}")
+    result.as_of = data.windows.as_of
+    result.horizon_days = data.windows.horizon_days
+    if data.windows.horizon_days != horizon_days:
+        result.notes.append(f"horizon shortened from {horizon_days} to "
+                            f"{data.windows.horizon_days} days to fit the history")
+    y = frame[LABEL].to_numpy(dtype=bool)
+    health = _health(frame, card)
+    ok = ~np.isnan(health)
+    result.rows, result.churners = int(ok.sum()), int(y[ok].sum())
+    result.before = _band_figures(health, y, card.green, card.amber)
+    result.auc_before = _auc(y, health)
+    if result.churners < MIN_CHURNERS or result.rows < MIN_ROWS \
+            or result.rows - result.churners < MIN_CHURNERS:
+        result.fallback = (f"history too short to calibrate: {result.rows:,} labelled "
+                           f"snapshots with {result.churners} churned within "
+                           f"{result.horizon_days} days (need {MIN_ROWS} and {MIN_CHURNERS})")
+        result.after = result.before
+        result.yaml_text = proposed_yaml(card, result)
+        return result
+    fitted_card = card
+    if fit_weights_:
+        fitted_card = _maybe_fit_weights(frame, y, card, data, result)
+        health = _health(frame, fitted_card)
+        ok = ~np.isnan(health)
+    green, amber, iso, notes = choose_cuts(health[ok], y[ok], at_risk_share=at_risk_share,
+                                           red_share=red_share)
+    result.notes.extend(notes)
+    result.green, result.amber = green, amber
+    result.curve = _curve(iso, health[ok])
+    result.after = _band_figures(health, y, green, amber)
+    result.auc_after = _auc(y, health)
+    result.points = pd.DataFrame({"health": health[ok], "churned": y[ok]})
+    result.yaml_text = proposed_yaml(fitted_card, result)
+    return result
+
+
+def _maybe_fit_weights(frame: pd.DataFrame, y: np.ndarray, card: Scorecard, data: Any,
+                       result: CalibrationResult) -> Scorecard:
+    """Fit weights (and linear measures' ranges) on the earlier snapshots; keep them when
+    they rank the later ones better than the current card, then refit on every snapshot."""
+    age = frame["account_age_days"].to_numpy(dtype="float64")
+    standard = ~(~np.isnan(age) & (age < card.onboarding_days)) if card.onboarding else \
+        np.ones(len(frame), dtype=bool)
+    when = frame["as_of"].dt.date.to_numpy()
+    valid = when >= data.windows.valid_start
+    train = when < data.windows.valid_start - pd.Timedelta(days=data.windows.horizon_days)
+    start = np.array([m.weight for m in card.standard.measures], dtype="float64")
+    t, v = train & standard, valid & standard
+    if y[t].sum() < MIN_CHURNERS or (~y[t]).sum() < MIN_CHURNERS:
+        result.weights_note = "too few churners before the validation window to fit weights"
+        return card
+    fixed = np.array([m.feature in _NOT_POINT_IN_TIME for m in card.standard.measures])
+    old_auc = _auc(y[v], _weighted(_points(frame.loc[v], card.standard), start))
+    best: tuple[float, float, bool, np.ndarray] | None = None
+    for ranged in (False, True):
+        c = fit_ranges(card, frame.loc[t], skip=set(_NOT_POINT_IN_TIME)) if ranged else card
+        pts = _points(frame, c.standard)
+        for shrink in SHRINKS:  # how far from the current weights: the later window picks
+            cand = fit_weights(pts[t], y[t], start, shrink=shrink, fixed=fixed)
+            auc = _auc(y[v], _weighted(pts[v], cand))
+            if auc is not None and (best is None or auc > best[0] + 1e-4):
+                best = (auc, shrink, ranged, cand)
+    if old_auc is None or best is None or best[0] < old_auc + MIN_AUC_GAIN:
+        result.weights_note = (f"fitted weights kept out: ROC AUC on the later window "
+                               f"{_fmt(best[0] if best else None)} against {_fmt(old_auc)} "
+                               "with the current ones")
+        return card
+    new_auc, shrink, ranged, _w = best
+    # good on later data: refit on every labelled snapshot
+    c = fit_ranges(card, frame.loc[standard], skip=set(_NOT_POINT_IN_TIME)) if ranged else card
+    w = fit_weights(_points(frame, c.standard)[standard], y[standard], start, shrink=shrink,
+                    fixed=fixed)
+    result.weights = {m.name: float(x) for m, x in zip(card.standard.measures, w)}
+    if ranged:
+        result.ranges = {m.name: (m.low, m.high) for m in c.standard.measures
+                         if m.kind == "linear"}
+    result.weights_note = (
+        f"fitted weights{' and measure ranges' if ranged else ''} kept: ROC AUC on the later "
+        f"window {_fmt(new_auc)} against {_fmt(old_auc)} with the current card (shrinkage "
+        f"{shrink:g}); refitted on every labelled snapshot")
+    return _with_weights(c, w)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def proposed_yaml(card: Scorecard, result: CalibrationResult) -> str:
+    """The scorecard's YAML with the fitted cut points, weights and curve, and the evidence
+    as a comment at the top. It passes `pulse scorecard check`."""
+    source = Path(card.source)
+    doc: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8")) \
+        if source.is_file() else {}
+    doc.pop("calibration", None)
+    lines = ["# Pulse health scorecard, calibrated on this warehouse's own history",
+             f"# (pulse scorecard calibrate, from {source.name})."]
+    d = result.to_dict()
+    if result.fitted:
+        doc["bands"] = {"green": result.green, "amber": result.amber}
+        for m in doc.get("standard", {}).get("measures", []):
+            name = m.get("name")
+            if result.weights and name in result.weights:
+                m["weight"] = result.weights[name]
+            if result.ranges and name in result.ranges and isinstance(m.get("linear"), dict):
+                m["linear"]["low"], m["linear"]["high"] = result.ranges[name]
+        doc["calibration"] = {
+            "fitted_on": str(d["as_of"]), "horizon_days": result.horizon_days,
+            "base_rate": d["base_rate"], "rows": result.rows,
+            "curve": [[h, p] for h, p in result.curve],
+        }
+        lines.append(f"# {result.rows:,} labelled snapshots up to {d['as_of']}, "
+                     f"{result.churners:,} cancelled within {result.horizon_days} days "
+                     f"(base rate {result.base_rate:.1%}).")
+        for label, figs in (("before", result.before), ("after", result.after)):
+            cells = ", ".join(f"{f.band} {f.accounts:,} ({'-' if f.rate is None else f'{f.rate:.1%}'}"
+                              " churned)" for f in figs)
+            lines.append(f"# {label}: {cells}")
+        for note in [*result.notes, result.weights_note]:
+            if note:
+                lines.append(f"# {note}")
+    else:
+        lines.append(f"# NOT calibrated: {result.fallback}; the default cut points stay.")
+    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100,
+                          allow_unicode=True)
+    text = "\n".join(lines) + "\n\n" + body
+    parse_scorecard(text, source="<calibrated scorecard>")  # never propose a broken file
+    return text
+
+
+def write_chart(result: CalibrationResult, path: Path) -> Path:
+    """Observed churn rate against health (binned, with the isotonic curve and the cut points)
+    and churners by band before and after, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if result.points is not None and len(result.points):
+        pts = result.points
+        bins = np.unique(np.quantile(pts["health"], np.linspace(0, 1, 21)))
+        cut = pd.cut(pts["health"], bins, include_lowest=True, duplicates="drop")
+        grouped = pts.groupby(cut, observed=True).agg(h=("health", "mean"),
+                                                      rate=("churned", "mean"),
+                                                      n=("churned", "size"))
+        left.scatter(grouped["h"], grouped["rate"], s=np.clip(grouped["n"] / 10, 10, 200),
+                     alpha=0.6, label="observed (20 bins of accounts)")
+        if result.curve:
+            left.step([h for h, _ in result.curve], [p for _, p in result.curve], where="post",
+                      color="black", label="fitted (isotonic)")
+        if result.base_rate is not None:
+            left.axhline(result.base_rate, color="grey", linestyle=":", label="base rate")
+        for value, color, name in ((result.green, "green", "green from"),
+                                   (result.amber, "orange", "amber from")):
+            left.axvline(value, color=color, linestyle="--", label=f"{name} {value:g}")
+        left.legend(fontsize=8)
+    else:
+        left.text(0.5, 0.5, result.fallback or "no data", ha="center", va="center", wrap=True,
+                  fontsize=9)
+    left.set_xlabel("health")
+    left.set_ylabel(f"share cancelled within {result.horizon_days} days")
+    left.set_title("What health has meant in this history")
+    x = np.arange(len(BANDS))
+    for offset, label, figs in ((-0.2, "default cut points", result.before),
+                                (0.2, "calibrated", result.after)):
+        total = sum(f.churners for f in figs) or 1
+        right.bar(x + offset, [f.churners / total for f in figs], width=0.4, label=label)
+    right.set_xticks(x, list(BANDS))
+    right.set_ylabel("share of churners")
+    right.set_title("Where the churners were banded")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def apply_calibration(result: CalibrationResult, path: Path | None = None) -> Path:
+    """Make the calibrated scorecard the active one (`$PULSE_HOME/scorecard.yaml`, read when
+    PULSE_SCORECARD is not set). Written atomically."""
+    from pulse.models.scorecard import applied_scorecard_path
+
+    target = path or applied_scorecard_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(result.yaml_text, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
