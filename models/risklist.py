@@ -2,10 +2,12 @@
 
 `build_risk_list(engine, as_of)` ranks the accounts scored as of a date by revenue at risk:
 churn probability x MRR. The probability is the churn model's (`churn_scores` of that date)
-where it scored the account, else the scorecard's stand-in, (100 - health) / 100; every row
-says which in `risk_basis` ("churn_model v3" or "scorecard"; "none" without either). The
-stand-in is not a calibrated probability, so scorecard-based rows rank by band first (red,
-amber, green), then by revenue at risk. Each
+where it scored the account, else the churn rate that the account's health has meant in this
+warehouse's own history (the scorecard's `calibration` curve, fitted by `pulse scorecard
+calibrate`); without either there is no probability, and the row says why. Every row says
+which in `risk_basis` ("churn_model v3", "scorecard" for the calibrated curve, "scorecard
+(uncalibrated)", or "none"). Scorecard-based rows rank by band first (red, amber, green),
+then by revenue at risk. Each
 row explains itself: health and its change, the flags with their evidence, the top drivers
 in words, the renewal date, how fresh every source is, and what to do next.
 
@@ -242,11 +244,17 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
     score = pd.to_numeric(frame["score"], errors="coerce").astype("float64")
     churn_p = pd.to_numeric(frame["churn_p"], errors="coerce").astype("float64")
     has_model = churn_p.notna()
-    frame["probability"] = np.where(has_model, churn_p, (100.0 - score) / 100.0)
+    calibration = getattr(inp.scorecard, "calibration", None)
+    # never (100 - health) / 100 dressed up as a probability: the churn rate health has meant
+    # in this history, when the scorecard was calibrated; else none
+    from_health = (calibration.probability(score.to_numpy()) if calibration is not None
+                   else np.full(len(frame), np.nan))
+    frame["probability"] = np.where(has_model, churn_p, from_health)
     frame["risk_basis"] = np.where(
         has_model, "churn_model v" + frame["model_version"].astype(str).str.replace(
             r"\.0$", "", regex=True),
-        np.where(score.notna(), "scorecard", "none"))
+        np.where(score.notna(), "scorecard" if calibration is not None
+                 else "scorecard (uncalibrated)", "none"))
     mrr = pd.to_numeric(frame["mrr"], errors="coerce").astype("float64")
     frame["revenue_at_risk"] = np.round(frame["probability"] * mrr, 2)
     # flags as lists, in a fixed order
@@ -284,7 +292,7 @@ def _rank(frame: pd.DataFrame) -> pd.DataFrame:
 def ranked_by(rows: Sequence[dict[str, Any]]) -> str:
     """How a list was ranked: by revenue at risk, or by band first where the scorecard's
     stand-in is the basis."""
-    if any(r["risk_basis"] == "scorecard" for r in rows):
+    if any(str(r["risk_basis"]).startswith("scorecard") for r in rows):
         return "band_then_revenue_at_risk"
     return "revenue_at_risk"
 

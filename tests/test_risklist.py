@@ -64,6 +64,33 @@ def world(engine: Engine, tmp_path: Path) -> Engine:
     return engine
 
 
+def test_a_calibrated_scorecard_gives_the_observed_churn_rate_as_probability(
+    world: Engine, tmp_path: Path
+) -> None:
+    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
+
+    text = DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
+        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
+        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n")
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(text, encoding="utf-8")
+    card = load_scorecard(path)
+    rows = build_risk_list(world, D, scorecard=card)
+    assert rows and all(r["risk_basis"] == "scorecard" for r in rows)
+    for r in rows:
+        h = r["health"]
+        # the curve, read at the account's health (linear between its points)
+        expected = card.calibration.probability([h])[0]  # type: ignore[union-attr]
+        assert r["churn_probability"] == pytest.approx(expected, abs=1e-4)
+        assert r["revenue_at_risk"] == pytest.approx(r["churn_probability"] * r["mrr"],
+                                                     rel=1e-3)
+    assert any(abs(r["churn_probability"] - (100 - r["health"]) / 100) > 0.05 for r in rows)
+    ordered = sorted(rows, key=lambda r: r["health"])
+    probs = [r["churn_probability"] for r in ordered]
+    assert probs == sorted(probs, reverse=True)  # never a higher probability for more health
+    validate(risk_list_document(world, D, scorecard=card))
+
+
 def test_the_published_schema_is_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
@@ -75,16 +102,16 @@ def test_ranked_by_revenue_at_risk_on_the_scorecard_when_no_model_scored(
     by_id = {r["account_id"]: r for r in rows}
     assert set(by_id) == LIVE
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    # Band first (the stand-in is not calibrated), revenue at risk within the band.
+    # Band first; an uncalibrated scorecard gives no probability (never (100 - health) / 100
+    # dressed up as one), so within a band the larger MRR comes first.
     tiers = [{"red": 0, "amber": 1, "green": 2}[r["band"]] for r in rows]
     assert tiers == sorted(tiers)
     for tier in set(tiers):
-        at_risk = [r["revenue_at_risk"] for r, t in zip(rows, tiers) if t == tier]
-        assert at_risk == sorted(at_risk, reverse=True)
+        mrr = [r["mrr"] for r, t in zip(rows, tiers) if t == tier]
+        assert mrr == sorted(mrr, reverse=True)
     for r in rows:
-        assert r["risk_basis"] == "scorecard"
-        assert r["churn_probability"] == pytest.approx((100 - r["health"]) / 100)
-        assert r["revenue_at_risk"] == pytest.approx(r["churn_probability"] * r["mrr"], abs=0.01)
+        assert r["risk_basis"] == "scorecard (uncalibrated)"
+        assert r["churn_probability"] is None and r["revenue_at_risk"] is None
         assert 1 <= len(r["drivers"]) <= 3 and r["drivers"] == r["health_drivers"]
         for d in r["drivers"]:
             assert re.fullmatch(r".+: .+ \(scores \d+/100, weight \d+\)", d), d
@@ -135,11 +162,13 @@ def test_the_churn_model_takes_over_where_it_scored_and_says_so(world: Engine) -
         "churn_model v3", 25.0)
     # the model left it unexplained: its reasons are the scorecard's
     assert by_id["acc-pay"]["drivers"] == by_id["acc-pay"]["health_drivers"] != []
-    assert by_id["acc-loud"]["risk_basis"] == "scorecard"  # its score is of another date
+    assert by_id["acc-loud"]["risk_basis"] == "scorecard (uncalibrated)"  # its score is of another date
     # Model-scored rows rank with the red ones by revenue at risk; the scorecard's stand-ins
     # for amber and green accounts follow, band by band.
-    keys = [(0 if r["risk_basis"] != "scorecard" else
-             {"red": 0, "amber": 1, "green": 2}[r["band"]], -r["revenue_at_risk"])
+    # (uncalibrated scorecard rows carry no probability: they follow by MRR within the band)
+    keys = [(0 if not r["risk_basis"].startswith("scorecard") else
+             {"red": 0, "amber": 1, "green": 2}[r["band"]], r["revenue_at_risk"] is None,
+             -(r["revenue_at_risk"] if r["revenue_at_risk"] is not None else r["mrr"]))
             for r in rows]
     assert keys == sorted(keys)
     assert risk_list_document(world, D)["ranked_by"] == "band_then_revenue_at_risk"
@@ -213,7 +242,7 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     assert view["history"][1]["change"] == pytest.approx(
         view["history"][1]["score"] - view["history"][0]["score"], abs=0.11)
     assert [f["flag"] for f in view["flags"]] == ["renewal_soon_at_risk", "silent_dissatisfied"]
-    assert view["churn"] is None and view["risk"]["risk_basis"] == "scorecard"
+    assert view["churn"] is None and view["risk"]["risk_basis"] == "scorecard (uncalibrated)"
     lost = {m["measure"]: m["lost"] for m in view["measures"]}
     assert lost["usage_trend"] > 0 and abs(sum(v or 0 for v in lost.values())
                                            - (100 - view["health"])) < 0.5

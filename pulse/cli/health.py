@@ -333,8 +333,9 @@ def risk_list(
 ) -> None:
     """Accounts ranked by revenue at risk (churn probability x MRR), with the reasons.
 
-    The probability is the churn model's where it scored the account that day, else
-    (100 - health) / 100 from the scorecard; each row says which (risk basis).
+    The probability is the churn model's where it scored the account that day, else the
+    churn rate the account's health has meant in this history (a calibrated scorecard,
+    `pulse scorecard calibrate`), else none; each row says which (risk basis).
     """
     from pulse.models.risklist import risk_list_document
     from pulse.sql.db import make_engine
@@ -413,7 +414,8 @@ def _risk_table(doc: dict[str, Any]) -> None:
                     health.append(f"\n{_change(r[key])} {span}")
         p = r["churn_probability"]
         risk = Text(("-" if p is None else f"{100 * p:.0f}%") + "\n"
-                    + r["risk_basis"].replace("churn_model ", "model "))
+                    + r["risk_basis"].replace("churn_model ", "model ")
+                    .replace("scorecard (uncalibrated)", "scorecard"))
         money = Text(f"{_money(r['revenue_at_risk'], r['currency'])}\n"
                      f"of {_money(r['mrr'], r['currency'])}")
         why = Text()
