@@ -516,6 +516,8 @@ def write_chart(result: CalibrationResult, path: Path) -> Path:
     x = np.arange(len(BANDS))
     for offset, label, figs in ((-0.2, "default cut points", result.before),
                                 (0.2, "calibrated", result.after)):
+        if not figs:
+            continue
         total = sum(f.churners for f in figs) or 1
         right.bar(x + offset, [f.churners / total for f in figs], width=0.4, label=label)
     right.set_xticks(x, list(BANDS))

@@ -1,0 +1,144 @@
+"""Bands fitted to the customer's own outcomes (models/calibration.py, `pulse scorecard
+calibrate`): the cut points follow the data, green means a low observed churn rate, fitted
+weights find the measure that carries the signal, a proposal is a valid scorecard, and a
+too-short history keeps the defaults and says so. The end-to-end run lands a demo variant
+world and calibrates it from the command line, as a user would."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pulse.models.calibration import choose_cuts, fit_weights
+from pulse.models.scorecard import load_scorecard
+
+PULSE = Path(sys.executable).with_name("pulse")
+
+
+def _history(n: int, seed: int, *, lo: float = 0.0, hi: float = 100.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Health spread over [lo, hi]; churn far likelier at low health (logistic)."""
+    rng = np.random.default_rng(seed)
+    health = np.round(rng.uniform(lo, hi, n), 1)
+    z = (health - lo) / (hi - lo)
+    p = 1.0 / (1.0 + np.exp(-(-1.0 - 6.0 * z)))
+    return health, rng.random(n) < p
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.0, 100.0), (55.0, 100.0)])
+def test_cut_points_follow_the_data_and_green_means_low_churn(lo: float, hi: float) -> None:
+    health, y = _history(20_000, 1, lo=lo, hi=hi)
+    green, amber, iso, notes = choose_cuts(health, y)
+    base = y.mean()
+    at_risk = health < green
+    red = health < amber
+    assert lo < amber < green < hi  # inside the data's own range, wherever it lies
+    assert at_risk.mean() <= 0.30 + 1e-9 and red.mean() <= 0.10 + 1e-9
+    assert y[~at_risk].mean() < base  # green: below the base rate
+    assert y[red].mean() >= 2 * base  # red: at least twice it
+    assert y[at_risk].sum() > 0.5 * y.sum()  # most churners are outside green
+    # the isotonic curve never gives a higher churn rate to a higher health
+    grid = np.linspace(0, 100, 201)
+    assert np.all(np.diff(iso.predict(grid)) <= 1e-12)
+    assert any("base rate" in n for n in notes)
+
+
+def test_no_signal_puts_few_accounts_at_risk() -> None:
+    rng = np.random.default_rng(2)
+    health = np.round(rng.uniform(0, 100, 20_000), 1)
+    y = rng.random(20_000) < 0.1  # churn has nothing to do with health
+    green, _amber, _iso, _notes = choose_cuts(health, y)
+    # at-risk is where the observed rate is above the base rate: noise, not 30% of accounts
+    assert (health < green).mean() <= 0.30 + 1e-9
+    assert abs(y[health < green].mean() - y.mean()) < 0.05
+
+
+def test_fitted_weights_find_the_measure_that_carries_the_signal() -> None:
+    rng = np.random.default_rng(3)
+    n = 8_000
+    signal = rng.uniform(0, 100, n)
+    noise = rng.uniform(0, 100, n)
+    points = np.column_stack([noise, signal])
+    points[rng.random(n) < 0.2, 0] = np.nan  # a measure without data for some accounts
+    y = rng.random(n) < 1 / (1 + np.exp(-(-0.5 - 0.05 * signal)))
+    w = fit_weights(points, y, np.array([50.0, 50.0]))
+    assert w[1] > 3 * w[0]
+    assert w.sum() == pytest.approx(100.0, abs=1.0) and (w > 0).all()
+    # a measure held fixed keeps its weight
+    fixed = fit_weights(points, y, np.array([30.0, 70.0]), fixed=np.array([True, False]))
+    assert fixed[0] == pytest.approx(30.0)
+
+
+def pulse(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES",
+                                                            "PULSE_SCORECARD")}
+    env.update(PULSE_HOME=str(home), PULSE_DATABASE_URL=f"sqlite:///{home / 'pulse.db'}")
+    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+
+
+def ok(home: Path, *args: str) -> str:
+    proc = pulse(home, *args)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc.stdout
+
+
+def _land(home: Path, world: Path) -> None:
+    ok(home, "db", "upgrade")
+    files = sorted(str(p) for p in world.iterdir() if p.suffix in (".csv", ".jsonl"))
+    ok(home, "ingest", "auto", *files)
+
+
+@pytest.mark.slow
+def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None:
+    world, home = tmp_path / "world", tmp_path / "home"
+    home.mkdir()
+    ok(home, "demo", "generate", "--variant", "steady", "--accounts", "150", "--seed", "4",
+       "--out", str(world))
+    _land(home, world)
+    truth = json.loads((world / "truth.json").read_text())
+    end = truth["generated_with"]["end"]
+    doc = json.loads(ok(home, "scorecard", "calibrate", "--as-of", end, "--horizon", "60",
+                        "--fit-weights", "--apply", "--format", "json"))
+    assert doc["fitted"] is True and doc["applied"] == str(home / "scorecard.yaml")
+    after = {b["band"]: b for b in doc["after"]}
+    rate = doc["churners"] / doc["rows"]
+    assert after["green"]["churn_rate"] < rate  # green means a low observed churn rate
+    assert doc["at_risk_share_after"] <= 0.30 + 1e-9
+    assert Path(doc["chart"]).stat().st_size > 10_000  # a real PNG, not an empty file
+    # the proposal is a valid scorecard with the fitted cut points and its curve
+    card = load_scorecard(home / "scorecard.yaml")
+    assert (card.green, card.amber) == (doc["bands"]["green"], doc["bands"]["amber"])
+    assert card.calibration is not None and card.calibration.rows == doc["rows"]
+    assert "ok" in ok(home, "scorecard", "check", str(home / "scorecard.yaml"))
+    # scoring now uses the applied card, and the risk list reads its curve
+    ok(home, "score", "--as-of", end, "--basis", "occurred")
+    rows = json.loads(ok(home, "risk-list", "--format", "json"))["accounts"]
+    scored = [r for r in rows if r["risk_basis"] == "scorecard"]
+    assert scored, rows[:2]
+    for r in scored:
+        assert r["churn_probability"] == pytest.approx(
+            float(card.calibration.probability(np.array([r["health"]]))[0]), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_short_history_keeps_the_defaults_and_says_so(tmp_path: Path) -> None:
+    world, home = tmp_path / "world", tmp_path / "home"
+    home.mkdir()
+    ok(home, "demo", "generate", "--accounts", "40", "--days", "40", "--seed", "2",
+       "--out", str(world))
+    _land(home, world)
+    end = json.loads((world / "truth.json").read_text())["generated_with"]["end"]
+    doc = json.loads(ok(home, "scorecard", "calibrate", "--as-of", end, "--apply",
+                        "--format", "json"))
+    assert doc["fitted"] is False and "too short" in doc["fallback"]
+    assert doc["applied"] is None and not (home / "scorecard.yaml").exists()
+    default = load_scorecard()
+    assert doc["bands"] == {"green": default.green, "amber": default.amber}
+    text = ok(home, "scorecard", "calibrate", "--as-of", end)
+    assert "Not calibrated" in text and "default cut points stay" in " ".join(text.split())
