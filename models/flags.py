@@ -296,7 +296,8 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         ok = has_base & (med > 0)
         chance = np.sqrt(unit / np.where(med > 0, med, np.nan))
         floor = _quantile(spread[ok], rule.noise_floor_quantile)
-        scale = np.fmax(np.fmax(spread, np.nan_to_num(floor, nan=0.0)), chance)
+        # a mean of R weeks wanders sqrt(R) times less than one week
+        scale = np.fmax(np.fmax(spread, np.nan_to_num(floor, nan=0.0)), chance) / np.sqrt(R)
         own_z = np.where(ok, -change / scale, np.nan)
         group_z, share = _peer_z(change, group, ok, -1.0)
         numbers.update({f"{name}_own_z": own_z, f"{name}_peer_z": group_z,
@@ -327,7 +328,7 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         rate_r = np.where(recent_events > 0, er[:, :R].sum(axis=1) / recent_events, np.nan)
         ok_e = has_base & np.isfinite(med_e) & np.isfinite(rate_r)
         floor_e = _quantile(spread_e[ok_e], rule.noise_floor_quantile)
-        scale_e = np.fmax(spread_e, np.nan_to_num(floor_e, nan=0.0))
+        scale_e = np.fmax(spread_e, np.nan_to_num(floor_e, nan=0.0)) / np.sqrt(R)
         rise = rate_r - med_e
         own_e = np.where(scale_e > 0, rise / scale_e, np.where(rise > 0, np.inf, 0.0))
         peer_e, share_e = _peer_z(rise, group, ok_e, 1.0)
