@@ -12,11 +12,34 @@ from pulse.cli.common import out
 demo_app = typer.Typer(help="Generate and run the demo world.", no_args_is_help=True)
 
 
+@demo_app.command("variants")
+def demo_variants() -> None:
+    """List the structural variants of the demo world (`pulse demo generate --variant NAME`)."""
+    from pulse.devkit.demo.variants import VARIANTS
+
+    table = Table(title="Demo world variants", title_justify="left")
+    table.add_column("variant")
+    table.add_column("engine")
+    table.add_column("months", justify="right")
+    table.add_column("what makes it different")
+    for v in VARIANTS.values():
+        table.add_row(v.name, v.engine, str(v.months), v.summary)
+    out.print(table)
+
 
 @demo_app.command("generate")
 def demo_generate(
-    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=1)] = 2000,
-    days: Annotated[int, typer.Option(help="Days of history.", min=7)] = 180,
+    accounts: Annotated[int | None, typer.Option(
+        help="Number of accounts (default 2,000; a variant's own, 1,000, with --variant).",
+        min=1)] = None,
+    days: Annotated[int | None, typer.Option(
+        help="Days of history (default 180; not with --variant, see --months).", min=7)]
+    = None,
+    variant: Annotated[str | None, typer.Option(
+        help="A structural variant (`pulse demo variants`): a world of another shape, with "
+        "churn throughout its history.")] = None,
+    months: Annotated[int | None, typer.Option(
+        help="Months of history of a variant (default: the variant's own).", min=2)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path(
         "var/demo"),
@@ -30,12 +53,28 @@ def demo_generate(
     """Write all seven sources of a believable B2B SaaS company, plus the hidden truth."""
     from datetime import date
 
+    from pulse.core.errors import InvalidArgumentError
     from pulse.devkit.demo import generate
+    from pulse.devkit.demo.variants import generate_variant
 
-    summary = generate(out_dir, accounts=accounts, days=days, seed=seed,
-                       end=date.fromisoformat(end) if end else None,
-                       live_incident=live_incident)
-    table = Table(title=f"Demo world in {summary.out_dir}", title_justify="left")
+    last = date.fromisoformat(end) if end else None
+    if variant is None:
+        if months is not None:
+            raise InvalidArgumentError("--months goes with --variant; use --days for the "
+                                       "default world")
+        summary = generate(out_dir, accounts=accounts or 2000, days=days or 180, seed=seed,
+                           end=last, live_incident=live_incident)
+        title = f"Demo world in {summary.out_dir}"
+    else:
+        if days is not None:
+            raise InvalidArgumentError(f"--days does not go with --variant {variant}: use "
+                                       "--months")
+        if live_incident:
+            raise InvalidArgumentError("--live-incident is for the default world only")
+        summary = generate_variant(out_dir, variant, accounts=accounts, months=months,
+                                   seed=seed, end=last)
+        title = f"Demo world variant {variant!r} in {summary.out_dir}"
+    table = Table(title=title, title_justify="left")
     table.add_column("source")
     table.add_column("file")
     table.add_column("rows", justify="right")

@@ -7,9 +7,9 @@ from pulse.devkit.demo.names import _HANDLE_WORDS, _NAMES, _ROLES
 from pulse.devkit.demo.world import _TZ, _Accounts, _choice, _Contacts, _pick, _slug
 
 
-def _make_contacts(rng: np.random.Generator, acc: _Accounts, used_handles: set[str]
-                   ) -> _Contacts:
-    per = np.clip(1 + rng.poisson(0.8 * np.log1p(acc.seats0)), 1, 30)
+def _make_contacts(rng: np.random.Generator, acc: _Accounts, used_handles: set[str],
+                   *, per_log_seat: float = 0.8, most: int = 30) -> _Contacts:
+    per = np.clip(1 + rng.poisson(per_log_seat * np.log1p(acc.seats0)), 1, most)
     ids: list[str] = []
     acc_idx: list[int] = []
     tzs: list[int] = []

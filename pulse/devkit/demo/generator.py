@@ -24,10 +24,15 @@ from pulse.devkit.demo.world import (
     HEADERS,
     SOURCES,
     DemoSummary,
+    _Accounts,
     _assign_groups,
     _Clock,
+    _Contacts,
+    _Groups,
     _rng,
+    _Shape,
     _trajectories,
+    _Voice,
 )
 from pulse.devkit.demo.writer import (
     _Breakers,
@@ -55,6 +60,25 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
     end of `end` or after the current time. `progress(source, rows)` is called after each
     source file is written. The same arguments (with a past `end`) give byte-identical files.
     """
+    clock, end = _check_and_clock(accounts, days, malformed_rate, end)
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used_handles: set[str] = {BRAND_HANDLE}
+
+    acc = _make_accounts(_rng(seed, 1), accounts, clock, used_handles)
+    con = _make_contacts(_rng(seed, 2), acc, used_handles)
+    grp = _assign_groups(_rng(seed, 3), acc, con, clock)
+    level, err_rate = _trajectories(_rng(seed, 4), acc, grp, clock)
+    return _assemble(out_dir, seed=seed, clock=clock, acc=acc, con=con, grp=grp, level=level,
+                     err_rate=err_rate, used_handles=used_handles, accounts=accounts,
+                     days=days, malformed_rate=malformed_rate, live_incident=live_incident,
+                     progress=progress, t0=t0)
+
+
+def _check_and_clock(accounts: int, days: int, malformed_rate: float, end: date | None
+                     ) -> tuple[_Clock, date]:
+    """Check the common arguments; return the window's clock and its last day."""
     if accounts < 1:
         raise ValueError(f"accounts must be at least 1, not {accounts}")
     if days < 1:
@@ -68,25 +92,26 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
         end = now.date()
     if end > now.date():
         raise ValueError(f"end {end} lies after today's UTC date {now.date()}")
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clock = _Clock.make(end, days, now)
-    used_handles: set[str] = {BRAND_HANDLE}
+    return _Clock.make(end, days, now), end
 
-    acc = _make_accounts(_rng(seed, 1), accounts, clock, used_handles)
-    con = _make_contacts(_rng(seed, 2), acc, used_handles)
-    grp = _assign_groups(_rng(seed, 3), acc, con, clock)
-    level, err_rate = _trajectories(_rng(seed, 4), acc, grp, clock)
+
+def _assemble(out_dir: Path, *, seed: int, clock: _Clock, acc: _Accounts, con: _Contacts,
+              grp: _Groups, level: np.ndarray, err_rate: np.ndarray, used_handles: set[str],
+              accounts: int, days: int, malformed_rate: float, live_incident: bool,
+              progress: Callable[[str, int], None] | None, t0: float,
+              shape: _Shape | None = None, voice: _Voice | None = None,
+              truth_extra: dict[str, Any] | None = None) -> DemoSummary:
+    """Every source from the accounts, contacts and behaviour; break rows; write the files."""
     incidents = _make_incidents(_rng(seed, 5), clock)
     if live_incident and incidents:
         incidents[-1] = _live(incidents[-1], clock)
     usage_rows, hits_idx = _make_usage(_rng(seed, 6), acc, con, grp, level, err_rate, clock,
-                                       incidents)
+                                       incidents, shape)
     billing = _make_purchases(_rng(seed, 7), acc, grp, clock)
-    ticket_rows = _make_tickets(_rng(seed, 8), acc, con, grp, level, clock, incidents, hits_idx)
+    ticket_rows = _make_tickets(_rng(seed, 8), acc, con, grp, level, clock, incidents, hits_idx,
+                                voice)
     mention_recs, mention_kinds = _make_mentions(_rng(seed, 9), acc, con, grp, level, clock,
-                                                 incidents, hits_idx, used_handles)
+                                                 incidents, hits_idx, used_handles, voice)
     incident_recs = _incident_records(incidents, _rng(seed, 10))
 
     account_rows, contact_rows = _entity_rows(_rng(seed, 11), acc, con, billing, clock)
@@ -168,7 +193,7 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
 
     truth = _truth(acc, grp, clock, incidents, hits_idx, mention_kinds, malformed,
                    accounts=accounts, days=days, seed=seed, malformed_rate=malformed_rate,
-                   live_incident=live_incident)
+                   live_incident=live_incident, extra=truth_extra)
     truth_path = _write_truth(out_dir, truth)
     log.info("demo world in %s: %d accounts x %d days, %s rows in %.1f s", out_dir, accounts,
              days, sum(rows_written.values()), time.perf_counter() - t0)

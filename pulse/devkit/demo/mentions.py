@@ -33,6 +33,7 @@ from pulse.devkit.demo.world import (
     _pick,
     _slug,
     _styles,
+    _Voice,
 )
 
 _MENTIONS: dict[str, tuple[str, ...]] = {
@@ -144,7 +145,8 @@ def _mention_text(rng: np.random.Generator, kind: str, lang: str, feats: Sequenc
 
 def _make_mentions(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _Groups,
                    level: np.ndarray, clock: _Clock, incidents: list[_Incident],
-                   hits: dict[str, list[int]], used_handles: set[str]
+                   hits: dict[str, list[int]], used_handles: set[str],
+                   voice: _Voice | None = None
                    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     n, days = acc.n, clock.days
     g = grp.group
@@ -154,9 +156,13 @@ def _make_mentions(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp
     # Handles per account: its own and its contacts'.
     people: list[list[int]] = [[c for c in con.by_acc[i] if con.handles[c]] for i in range(n)]
     has_handle = np.array([bool(acc.handles[i]) or bool(people[i]) for i in range(n)])
-    rate = np.array([0.0025, 0.002, 0.035, 0.004, 0.003])[g] * has_handle
-    lam = rate[:, None] * _WEEKDAY_SOCIAL[clock.dow][None, :] * (level > 0)
-    lam[g == fade, max(0, days - 50):] = 0.0
+    if voice is None:
+        rate = (np.array([0.0025, 0.002, 0.035, 0.004, 0.003])[g] * has_handle)[:, None]
+    else:
+        rate = 0.0025 * voice.mention_mult * has_handle[:, None]
+    lam = rate * _WEEKDAY_SOCIAL[clock.dow][None, :] * (level > 0)
+    if voice is None:
+        lam[g == fade, max(0, days - 50):] = 0.0
     fade_cutoff = clock.start_ts + max(0, days - 45) * 86400
     kinds_p = {0: [0.5, 0.15, 0.35], 1: [0.4, 0.2, 0.4], 2: [0.08, 0.77, 0.15],
                3: [0.2, 0.55, 0.25], 4: [0.3, 0.35, 0.35]}
@@ -176,7 +182,10 @@ def _make_mentions(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp
     for i, d in zip(*np.nonzero(counts)):
         i, d = int(i), int(d)
         for _ in range(int(counts[i, d])):
-            kind = ("praise", "complaint", "question")[_choice(rng, kinds_p[int(g[i])])]
+            if voice is not None and voice.sour[i, d]:
+                kind = ("praise", "complaint", "question")[_choice(rng, [0.08, 0.67, 0.25])]
+            else:
+                kind = ("praise", "complaint", "question")[_choice(rng, kinds_p[int(g[i])])]
             handle, tz_idx, lang = author_of(i)
             ts = clock.at1(d, _local_sec1(rng, int(clock.tz_off[tz_idx, d]), 14.0, 4.0))
             if ts >= grp.cancel_ts[i]:
@@ -219,7 +228,7 @@ def _make_mentions(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp
             ts = inc.start_ts + int(rng.integers(300, 8 * 3600))
             if ts > clock.limit_ts or ts >= grp.cancel_ts[i]:
                 continue
-            if g[i] == fade and ts >= fade_cutoff:
+            if voice is None and g[i] == fade and ts >= fade_cutoff:
                 continue
             handle, _, _ = author_of(i)
             text, used = _mention_text(rng, "incident", "en", feats, inc.components[0],

@@ -93,7 +93,9 @@ def _bill_account(rng: np.random.Generator, i: int, acc: _Accounts, grp: _Groups
     if created_day >= 0:
         actions.append((created_day, 0, "start"))
     actions += [(d, 2, "bill") for d in bills]
-    if days >= 10:
+    if grp.moves is not None:
+        actions += [(d, 1, kind) for d, kind in grp.moves[i] if 0 <= d < days]
+    elif days >= 10:
         u = rng.random()
         if g == fade and rng.random() < 0.35 and days >= 30:
             actions.append((int(rng.integers(days - 30, days - 2)), 1, "downgrade"))
@@ -110,11 +112,15 @@ def _bill_account(rng: np.random.Generator, i: int, acc: _Accounts, grp: _Groups
     actions.sort()
 
     trouble_from = days
-    if g == pay_trouble and bills:
+    if grp.trouble_day is not None:
+        if grp.trouble_day[i] >= 0:
+            trouble_from = next((d for d in bills if d >= grp.trouble_day[i]), days)
+    elif g == pay_trouble and bills:
         recent = [d for d in bills if d >= days - 45] or bills[-1:]
         trouble_from = recent[-2] if len(recent) >= 2 and rng.random() < 0.4 else recent[-1]
     one_off_fail = -1
-    if g != pay_trouble and not acc.annual[i] and bills and rng.random() < 0.06:
+    no_trouble = g != pay_trouble if grp.trouble_day is None else trouble_from >= days
+    if no_trouble and not acc.annual[i] and bills and rng.random() < 0.06:
         ok = [d for d in bills if d <= days - 6]
         if ok:
             one_off_fail = int(_pick(rng, ok))

@@ -30,6 +30,7 @@ from pulse.devkit.demo.world import (
     _money,
     _pick,
     _styles,
+    _Voice,
 )
 
 _BROWSERS: tuple[str, ...] = ("Chrome", "Firefox", "Safari", "Edge")
@@ -239,18 +240,31 @@ def _ticket_text(rng: np.random.Generator, t: _Ticket, acc: _Accounts, con: _Con
 
 def _make_tickets(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _Groups,
                   level: np.ndarray, clock: _Clock, incidents: list[_Incident],
-                  hits: dict[str, list[int]]) -> list[tuple[str, ...]]:
+                  hits: dict[str, list[int]], voice: _Voice | None = None
+                  ) -> list[tuple[str, ...]]:
     days = clock.days
     g = grp.group
     fade = GROUPS.index("silent_fade")
     loud = GROUPS.index("loud_complainer")
-    gfac = np.array([1.0, 0.8, 8.0, 1.3, 1.2])[g]
-    lam = (0.0075 * np.clip(acc.seats0, 1, None)[:, None] ** 0.25 * gfac[:, None]
+    if voice is None:
+        gfac = np.array([1.0, 0.8, 8.0, 1.3, 1.2])[g][:, None]
+    else:
+        gfac = voice.ticket_mult
+    lam = (0.0075 * np.clip(acc.seats0, 1, None)[:, None] ** 0.25 * gfac
            * _WEEKDAY_TICKETS[clock.dow][None, :] * (0.5 + 0.5 * np.minimum(level, 1.5)))
     lam = np.where(level > 0, lam, 0.0)
-    quiet_from = max(0, days - 55)
-    lam[g == fade, quiet_from:] = 0.0
+    if voice is None:
+        quiet_from = max(0, days - 55)
+        lam[g == fade, quiet_from:] = 0.0
     fade_cutoff = clock.start_ts + max(0, days - 45) * 86400 - 3600
+
+    def quiet(i: int, ts: int) -> bool:
+        """Whether account i keeps quiet at `ts` (a silently dissatisfied one does)."""
+        if voice is None:
+            return bool(g[i] == fade and ts >= fade_cutoff)
+        d = min(max(clock.day_of(ts), 0), days - 1)
+        return bool(voice.ticket_mult[i, d] <= 0.0)
+
     counts = rng.poisson(lam)
     tickets: list[_Ticket] = []
     for i, d in zip(*np.nonzero(counts)):
@@ -270,16 +284,17 @@ def _make_tickets(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp:
             ts = inc.start_ts + int(rng.integers(600, 20 * 3600))
             if ts > clock.limit_ts or ts >= grp.cancel_ts[i]:
                 continue
-            if g[i] == fade and ts >= fade_cutoff:
+            if quiet(i, ts):
                 continue
             c = int(_pick(rng, con.by_acc[i]))
             tickets.append(_Ticket(i, ts, "incident", c, inc))
+    cancel_p = 0.5 if voice is None else voice.cancel_ticket_p
     for i in np.flatnonzero(grp.cancel_day >= 0).tolist():
-        if rng.random() < 0.5:
+        if rng.random() < cancel_p:
             d = max(0, int(grp.cancel_day[i]) - int(rng.integers(1, 11)))
             c = int(con.by_acc[i][0])
             ts = clock.at1(d, _local_sec1(rng, int(clock.tz_off[con.tz[c], d])))
-            if ts < grp.cancel_ts[i]:
+            if ts < grp.cancel_ts[i] and (voice is None or not quiet(i, ts)):
                 tickets.append(_Ticket(i, ts, "cancel", c))
     tickets.sort(key=lambda t: t.ts)
 
@@ -310,7 +325,7 @@ def _make_tickets(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp:
             hours *= 1.3
         resolve_ts = t.ts + int(hours * 3600) + 60
         limit = clock.limit_ts
-        if g[i] == fade:
+        if g[i] == fade and voice is None:
             limit = min(limit, fade_cutoff)
             resolve_ts = min(resolve_ts, max(t.ts + 600, fade_cutoff - 60))
         if rng.random() < 0.2:

@@ -26,19 +26,21 @@ from pulse.devkit.demo.world import (
     _Incident,
     _local_secs,
     _pick,
+    _Shape,
     _styles,
 )
 
 
 def _make_usage(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _Groups,
                 level: np.ndarray, err_rate: np.ndarray, clock: _Clock,
-                incidents: list[_Incident]) -> tuple[list[tuple[str, ...]], dict[str, list[int]]]:
+                incidents: list[_Incident], shape: _Shape | None = None
+                ) -> tuple[list[tuple[str, ...]], dict[str, list[int]]]:
     days = clock.days
     # People: one row per (contact, day, feature).
     weights = rng.gamma(2.0, 1.0, (con.n, _NF)) * _PERSON_WEIGHT[None, :] * acc.adopt[con.acc]
     cum = np.cumsum(weights, axis=1)
     cum = cum / cum[:, -1:]
-    wday = _WEEKDAY_PEOPLE[clock.dow]
+    wday = _WEEKDAY_PEOPLE[clock.dow] if shape is None else shape.day_people
     p_active = np.minimum(con.engagement[:, None] * level[con.acc] * wday[None, :], 0.95)
     # People come and go: a few join or leave any account; in a fading or churning account
     # most people drift away, one by one, while a champion hangs on.
@@ -57,7 +59,12 @@ def _make_usage(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _
     p_active = np.where((dd >= joins[:, None]) & (dd < leaves[:, None]), p_active,
                         p_active * 0.05)
     ci, di = np.nonzero(rng.random((con.n, days)) < p_active)
-    k = np.minimum(1 + rng.poisson(0.45 * np.minimum(level[con.acc[ci], di], 1.5)), 4)
+    if shape is None:
+        k = np.minimum(1 + rng.poisson(0.45 * np.minimum(level[con.acc[ci], di], 1.5)), 4)
+    else:  # busier people: more features a day
+        k = np.minimum(1 + rng.poisson(0.45 * shape.intensity
+                                       * np.minimum(level[con.acc[ci], di], 1.5)),
+                       max(4, round(4 * shape.intensity)))
     rc, rd = np.repeat(ci, k), np.repeat(di, k)
     u = 1.0 - rng.random(rc.size)
     feat = np.empty(rc.size, dtype=np.int64)
@@ -82,7 +89,8 @@ def _make_usage(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _
     for f, per_seat in _SERVICE_PER_SEAT.items():
         has = acc.adopt[:, f] & (rng.random(acc.n) < svc_p)
         p = np.clip(0.9 * level, 0.0, 0.97)
-        p = p * _WEEKDAY_SERVICE[clock.dow][None, :] * has[:, None]
+        sday = _WEEKDAY_SERVICE[clock.dow] if shape is None else shape.day_service
+        p = p * sday[None, :] * has[:, None]
         ai, dd = np.nonzero(rng.random((acc.n, days)) < p)
         mean = acc.seats0[ai] * per_seat * np.clip(level[ai, dd], 0.05, 3.0)
         qty = np.maximum(1, np.round(rng.lognormal(np.log(mean), 0.4))).astype(np.int64)

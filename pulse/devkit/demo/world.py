@@ -395,9 +395,38 @@ class _Groups:
     cancel_day: np.ndarray  # -1: none
     cancel_ts: np.ndarray  # int64 max: none
     fade_start: np.ndarray  # -1: none
+    # Set by the structural variants (pulse.devkit.demo.variants) only; None keeps the
+    # default world's behaviour exactly.
+    trouble_day: np.ndarray | None = None  # first failed bill on or after this day; -1: none
+    moves: list[list[tuple[int, str]]] | None = None  # per account: (day, upgrade|downgrade)
+    silent_periods: list[list[tuple[int, int]]] | None = None  # (first day, day after last)
 
     def name(self, i: int) -> str:
         return GROUPS[int(self.group[i])]
+
+
+@dataclass
+class _Voice:
+    """Per-(account, day) voice of a variant world: what tickets and mentions follow.
+
+    `ticket_mult` replaces the group factor of the ticket rate (0: the account opens nothing
+    that day, incident and cancellation tickets included); `mention_mult` the group factor
+    of the mention rate; `sour` marks the days whose mentions are mostly complaints.
+    """
+
+    ticket_mult: np.ndarray
+    mention_mult: np.ndarray
+    sour: np.ndarray
+    cancel_ticket_p: float = 0.5
+
+
+@dataclass
+class _Shape:
+    """Per-day activity of a variant world (weekly and seasonal cycles) and its intensity."""
+
+    day_people: np.ndarray
+    day_service: np.ndarray
+    intensity: float = 1.0
 
 
 def _assign_groups(rng: np.random.Generator, acc: _Accounts, con: _Contacts, clock: _Clock
