@@ -338,8 +338,24 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         pooled = (r_err + b_err) / (r_rows + b_rows)
         se = np.sqrt(pooled * (1 - pooled) * (1 / r_rows + 1 / b_rows))
         chance_e = np.where(se > 0, (p1 - p0 - 0.5 / r_rows) / se, 0.0)
-        strength["error_rise"] = np.where(ok_e, np.fmin(np.fmin(own_e, peer_e), chance_e), 0.0)
+        # against the peers' error levels too: a share of failures few peers see, though
+        # it came on before the baseline, is as telling as a rise
+        ok_l = has_base & np.isfinite(rate_r)
+        share_floor = 0.5 / np.maximum(recent_events, 1.0) * unit
+        level_e, level_share = _peer_z(np.log(rate_r + share_floor), group, ok_l, 1.0)
+        # ... and not chance: the recent rows' error share against the peers' pooled share
+        pool = pd.DataFrame({"g": group, "e": np.where(ok_l, r_err, 0.0),
+                             "r": np.where(ok_l, r_rows, 0.0)}).groupby("g")
+        typical = pool["e"].transform("sum") / pool["r"].transform("sum")
+        pg = np.clip(typical.to_numpy(dtype="float64"), 1e-6, 1 - 1e-6)
+        chance_l = (p1 - pg - 0.5 / r_rows) / np.sqrt(pg * (1 - pg) / r_rows)
+        rise_z = np.fmin(np.fmin(own_e, peer_e), chance_e)
+        level_z = np.fmin(level_e, chance_l)
+        strength["error_rise"] = np.where(ok_l, np.nan_to_num(np.fmax(rise_z, level_z), nan=0.0),
+                                          0.0)
         numbers.update(error_own_z=own_e, error_peer_z=peer_e, error_chance_z=chance_e,
+                       error_level_z=level_e, error_level_share=level_share,
+                       error_level_chance_z=chance_l,
                        error_share=share_e, error_rate=rate_r, usual_error_rate=med_e)
 
         # events: how rare each is among the date's live accounts
@@ -393,6 +409,12 @@ def _signal_text(name: str, i: int, f: _Frame, sc: SilentScores, rule: SilentRul
                 + f" a week {span}, from a usual {x['usual_users_week']:.1f}".removesuffix(".0"))
     if name == "error_rise":
         rate, usual = x["error_rate"], x["usual_error_rate"]
+        rise_z = np.fmin(np.fmin(x["error_own_z"], x["error_peer_z"]), x["error_chance_z"])
+        if not np.isfinite(usual) or np.fmin(x["error_level_z"],
+                                              x["error_level_chance_z"]) > np.nan_to_num(rise_z):
+            top = max(1, int(np.ceil(100 * x["error_level_share"])))
+            who = _share_words(x["error_level_share"], str(sc.group[i])).split(" of ", 1)[1]
+            return f"error rate {_pct(rate)} {span}, the highest {top}% of {who}"
         if usual > 0 and 1.5 <= rate / usual <= 20:
             return (f"error rate {rate / usual:.1f}× its usual ({_pct(rate)} {span} against "
                     f"{_pct(usual)})")

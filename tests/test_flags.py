@@ -182,7 +182,7 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
 
     # the error share, not the volume: a rise no other account shows
     assert evidence["acc-errors", "silent_dissatisfied"] == (
-        "error rate 50% over the last 2 weeks, up from a usual 0.0%; no ticket on record")
+        "error rate 50% over the last 2 weeks, the highest 3% of accounts; no ticket on record")
     assert flags["acc-errors", "silent_dissatisfied"]["details"]["error_chance_z"] > 3
 
     assert evidence["acc-pay", "payment_risk"] == (
