@@ -220,11 +220,15 @@ def peer_groups(ids: np.ndarray, peers: pd.DataFrame | None, eligible: np.ndarra
 
 
 def _peer_z(value: np.ndarray, group: np.ndarray, eligible: np.ndarray,
-            direction: float) -> tuple[np.ndarray, np.ndarray]:
+            direction: float, *, min_peers: int, alone: float
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Robust z of `value` against the eligible accounts of the same peer group (positive in
-    `direction`), and the share of those peers at least as extreme (a percentile)."""
+    `direction`), and the share of those peers at least as extreme (a percentile). A group
+    of fewer than `min_peers` is no yardstick: its accounts get `alone` (inf: the account's
+    own past decides alone; 0: no evidence) and no share."""
     frame = pd.DataFrame({"g": group, "v": np.where(eligible, direction * value, np.nan)})
     g = frame.groupby("g")["v"]
+    few = g.transform("count").to_numpy() < min_peers
     med = g.transform("median").to_numpy()
     dev = (frame["v"] - med).abs().groupby(frame["g"])
     # the scaled MAD; where half the group sits on one value, the scaled mean deviation
@@ -234,7 +238,8 @@ def _peer_z(value: np.ndarray, group: np.ndarray, eligible: np.ndarray,
         diff = direction * value - med
         z = np.where(scale > 0, diff / scale, np.where(diff > 0, np.inf, 0.0))
     share = 1.0 - g.rank(pct=True, method="min").to_numpy() + 1.0 / g.transform("count").to_numpy()
-    return np.where(eligible, z, np.nan), np.where(eligible, share, np.nan)
+    z = np.where(few, alone, z)
+    return np.where(eligible, z, np.nan), np.where(eligible & ~few, share, np.nan)
 
 
 @dataclass
@@ -299,7 +304,8 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         # a mean of R weeks wanders sqrt(R) times less than one week
         scale = np.fmax(np.fmax(spread, np.nan_to_num(floor, nan=0.0)), chance) / np.sqrt(R)
         own_z = np.where(ok, -change / scale, np.nan)
-        group_z, share = _peer_z(change, group, ok, -1.0)
+        group_z, share = _peer_z(change, group, ok, -1.0, min_peers=rule.min_peers,
+                                 alone=np.inf)
         numbers.update({f"{name}_own_z": own_z, f"{name}_peer_z": group_z,
                         f"{name}_share": share, f"{name}_week": recent,
                         f"usual_{name}_week": med,
@@ -331,7 +337,8 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         scale_e = np.fmax(spread_e, np.nan_to_num(floor_e, nan=0.0)) / np.sqrt(R)
         rise = rate_r - med_e
         own_e = np.where(scale_e > 0, rise / scale_e, np.where(rise > 0, np.inf, 0.0))
-        peer_e, share_e = _peer_z(rise, group, ok_e, 1.0)
+        peer_e, share_e = _peer_z(rise, group, ok_e, 1.0, min_peers=rule.min_peers,
+                                  alone=np.inf)
         r_rows, b_rows = rows[:, :R].sum(axis=1), np.where(base, rows, 0).sum(axis=1)
         r_err, b_err = erows[:, :R].sum(axis=1), np.where(base, erows, 0).sum(axis=1)
         p1, p0 = r_err / r_rows, b_err / b_rows
@@ -342,7 +349,8 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         # it came on before the baseline, is as telling as a rise
         ok_l = has_base & np.isfinite(rate_r)
         share_floor = 0.5 / np.maximum(recent_events, 1.0) * unit
-        level_e, level_share = _peer_z(np.log(rate_r + share_floor), group, ok_l, 1.0)
+        level_e, level_share = _peer_z(np.log(rate_r + share_floor), group, ok_l, 1.0,
+                                       min_peers=rule.min_peers, alone=0.0)
         # ... and not chance: the recent rows' error share against the peers' pooled share
         pool = pd.DataFrame({"g": group, "e": np.where(ok_l, r_err, 0.0),
                              "r": np.where(ok_l, r_rows, 0.0)}).groupby("g")
@@ -462,6 +470,9 @@ def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support
         details: dict[str, Any] = {
             "evidence_z": _num(sc.evidence[i], 2),
             "signals": {names[j]: _num(levels[i, j], 2) for j in order},
+            # the risk list's next step reads the strongest signal from these two lists
+            "strong": [names[j] for j in order if levels[i, j] >= rule.min_evidence],
+            "weak": [names[j] for j in order if levels[i, j] < rule.min_evidence],
             "peer_group": str(sc.group[i]).replace(_SEP, " / "),
             "baseline_weeks": int(sc.baseline_weeks[i]),
             "recent_weeks": rule.recent_weeks,

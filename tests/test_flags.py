@@ -38,8 +38,10 @@ acc-champ,Champ Co,3000,USD,6,2025-01-01T00:00:00Z,2027-01-15,ana.csm@pulse.exam
 acc-pay,Pay Co,500,USD,4,2025-01-01T00:00:00Z,,bo.csm@pulse.example
 acc-paid,Paid Co,500,USD,4,2025-01-01T00:00:00Z,,bo.csm@pulse.example
 acc-gone,Gone Co,900,USD,4,2025-01-01T00:00:00Z,2026-07-10,ana.csm@pulse.example
-""" + "".join(f"acc-f{k:02d},Filler {k},100,USD,3,2025-01-01T00:00:00Z,,\n" for k in range(30))
-FILLERS = 30
+"""
+FILLERS = 30  # peers for the silent flag (`land_world(..., peers=True)`)
+PEER_ACCOUNTS = "".join(f"acc-f{k:02d},Filler {k},100,USD,3,2025-01-01T00:00:00Z,,\n"
+                        for k in range(FILLERS))
 CONTACTS = """contact_id,account_id,email,name,role
 s1,acc-silent,s1@silent.example,,
 s2,acc-silent,s2@silent.example,,
@@ -91,7 +93,7 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
 
-def usage_csv() -> str:
+def usage_csv(*, peers: bool = False) -> str:
     rows: list[str] = []
 
     def add(account: str, contact: str, first: date, last: date, qty: float,
@@ -125,7 +127,7 @@ def usage_csv() -> str:
         add(account, "", START, D, 10)
     # peers: accounts of every size whose usage wobbles from day to day without a trend
     rng = np.random.default_rng(11)
-    for k in range(FILLERS):
+    for k in range(FILLERS if peers else 0):
         size = float(np.exp(rng.normal(2.5, 1.0)))
         for day in _days(START, D):
             qty = max(1, round(size * float(np.exp(rng.normal(0.0, 0.35)))))
@@ -140,10 +142,13 @@ def _write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def land_world(engine: Engine, folder: Path, *, now: datetime = LANDED) -> None:
-    """Land the hand-made world, every row known by `now`."""
-    for name, text in (("accounts.csv", ACCOUNTS), ("contacts.csv", CONTACTS),
-                       ("usage.csv", usage_csv()), ("purchases.csv", PURCHASES),
+def land_world(engine: Engine, folder: Path, *, now: datetime = LANDED,
+               peers: bool = False) -> None:
+    """Land the hand-made world, every row known by `now`; with `peers`, 30 more accounts
+    whose usage wobbles without a trend (the population the silent flag compares with)."""
+    accounts = ACCOUNTS + (PEER_ACCOUNTS if peers else "")
+    for name, text in (("accounts.csv", accounts), ("contacts.csv", CONTACTS),
+                       ("usage.csv", usage_csv(peers=peers)), ("purchases.csv", PURCHASES),
                        ("tickets.csv", TICKETS)):
         result = land_file(engine, _write(folder, name, text), now=now)
         assert result.quarantined == 0, (name, result.reasons)
@@ -159,7 +164,7 @@ def stored_flags(engine: Engine, as_of: date) -> dict[tuple[str, str], dict[str,
 @pytest.fixture
 def world(engine: Engine, tmp_path: Path) -> Engine:
     """The hand-made world, scored (features and health) as of D."""
-    land_world(engine, tmp_path)
+    land_world(engine, tmp_path, peers=True)
     score_date(engine, D)
     return engine
 
@@ -233,7 +238,7 @@ def test_a_stale_support_feed_calls_nobody_silent(world: Engine) -> None:
 
 
 def test_rows_that_land_later_never_change_a_date(engine: Engine, tmp_path: Path) -> None:
-    land_world(engine, tmp_path)
+    land_world(engine, tmp_path, peers=True)
     score_date(engine, D)
     compute_flags(engine, D)
     before = {k: (v["evidence"], v["details"]) for k, v in stored_flags(engine, D).items()}
