@@ -14,9 +14,11 @@ The flags
     volume per seat, noise or weekly cycle (models/flags.py `silent_scores`).
 
     Trajectory signals compare the mean of the last `recent_weeks` (2) whole weeks with the
-    median of the account's baseline weeks: the `baseline_weeks` (12) weeks before the last
-    `skip_weeks` (4), those it existed in (at least `min_baseline_weeks`, 4). Whole 7-day
-    weeks ending with the as-of date, so a weekly cycle never tilts a comparison.
+    median of the account's baseline weeks: the `baseline_weeks` (22) weeks before the last
+    `skip_weeks` (4), those it existed in (at least `min_baseline_weeks`, 4; the week of its
+    first usage is left out, it may be partial). Whole 7-day weeks ending with the as-of
+    date, so a weekly cycle never tilts a comparison. The median of a long baseline still
+    holds the account's usual level when dissatisfaction set in months ago.
 
     ==============  =============================================================
     signal          own past (robust z)                 peers (robust z)
@@ -113,7 +115,7 @@ class SilentRule:
     no_contact_days: int = 30
     recent_weeks: int = 2
     skip_weeks: int = 4
-    baseline_weeks: int = 12
+    baseline_weeks: int = 22
     min_baseline_weeks: int = 4
     min_peers: int = 20
     noise_floor_quantile: float = 0.25

@@ -177,13 +177,13 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
     evidence = {k: v["evidence"] for k, v in flags.items()}
 
     silent = evidence["acc-silent", "silent_dissatisfied"]
-    assert silent.startswith("events down 75% against its own 12-week median (70 a week over "
+    assert silent.startswith("events down 75% against its own 11-week median (70 a week over "
                              "the last 2 weeks against 280), the lowest ")
     assert silent.endswith("; no ticket in 51 days")
     details = flags["acc-silent", "silent_dissatisfied"]["details"]
     assert details["evidence_z"] >= 3 and details["signals"]["usage_drop"] >= 3
     assert (details["events_week"], details["usual_events_week"]) == (70, 280)
-    assert details["peer_group"] == "all" and details["baseline_weeks"] == 12
+    assert details["peer_group"] == "all" and details["baseline_weeks"] == 11
 
     # the error share, not the volume: a rise no other account shows
     assert evidence["acc-errors", "silent_dissatisfied"] == (

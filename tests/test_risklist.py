@@ -93,7 +93,7 @@ def test_ranked_by_revenue_at_risk_on_the_scorecard_when_no_model_scored(
     assert by_id["acc-dipdown"]["mrr"] == 640  # the downgrade's mrr_after, not the 800 stored
     silent = by_id["acc-silent"]
     assert silent["flags"] == ["silent_dissatisfied", "renewal_soon_at_risk"]
-    assert silent["evidence"][0].startswith("events down 75% against its own 12-week median")
+    assert silent["evidence"][0].startswith("events down 75% against its own 11-week median")
     assert silent["evidence"][1].startswith("renews in 20 days (2026-07-20)")
     assert silent["next_action"] == (
         "prepare the renewal of 2026-07-20: review the value with the sponsor; then check in "
@@ -199,7 +199,7 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     assert [r["account_id"] for r in rows] == [r["account_id"] for r in document["accounts"]]
     silent = next(r for r in rows if r["account_id"] == "acc-silent")
     assert silent["flags"] == "silent_dissatisfied;renewal_soon_at_risk"
-    assert silent["evidence"].startswith("events down 75% against its own 12-week median")
+    assert silent["evidence"].startswith("events down 75% against its own 11-week median")
 
     table = " ".join(ok("risk-list", "--flag", "champion_gone").split())
     assert "Risk list as of 2026-06-30: 1 account, ranked by revenue at risk" in table
@@ -219,7 +219,7 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
                                            - (100 - view["health"])) < 0.5
     page = " ".join(ok("account", "acc-silent").split())
     for part in ("Silent Co (acc-silent)", "Health history", "2026-06-23",
-                 "silent_dissatisfied: events down 75% against its own 12-week median",
+                 "silent_dissatisfied: events down 75% against its own 11-week median",
                  "Churn model: no score"):
         assert part in page, part
     earlier = account_view(engine, "acc-silent", WEEK_AGO)

@@ -82,7 +82,7 @@ def test_the_faders_are_flagged_not_the_ticketed_nor_the_noisy() -> None:
     assert len(flags) <= len(FADERS) + 2  # a handful of chance alarms at most among 110
     text = flags.loc[FADERS[0], "evidence"]
     assert text.startswith("events down ")
-    assert "against its own 12-week median" in text
+    assert "against its own 11-week median" in text
     assert re.search(r"the lowest \d+% of (mid|smb) accounts on the growth plan", text), text
     assert "error rate " in text and text.endswith("; no ticket in 60 days")
     details = flags.loc[FADERS[0], "details"]
@@ -172,7 +172,7 @@ def test_in_the_warehouse_a_weekly_cycle_and_scale_change_nothing(
     silent = flags[flags["flag"] == "silent_dissatisfied"]
     assert list(silent["account_id"]) == ["acc-w00"], silent["evidence"].tolist()  # w01: a ticket
     text = silent["evidence"].iloc[0]
-    drop = re.match(r"events down (\d+)% against its own 12-week median \(", text)
+    drop = re.match(r"events down (\d+)% against its own 11-week median \(", text)
     assert drop and int(drop.group(1)) >= 50, text
     assert "error rate " in text and text.endswith("no ticket on record")
-    assert silent["details"].iloc[0]["baseline_weeks"] == 12
+    assert silent["details"].iloc[0]["baseline_weeks"] == 11
