@@ -263,7 +263,11 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
     spread (robust z: median/MAD, the spread no lower than the `noise_floor_quantile` of the
     peers' spreads), and the same change with its peer group's changes (robust z against
     segment and plan); a signal's strength is the smaller of the two, so both the account's
-    own past and its peers must find it unusual. Event signals (a downgrade or MRR drop, a
+    own past and its peers must find it unusual. Every z of a count is also held to chance
+    (Poisson on the weekly observations; two-proportion on the error rows). The error share
+    may instead be unusual against the peers' shares and their pooled share, for failures
+    that set in before the baseline. A peer group smaller than `min_peers` is no yardstick:
+    the account's own past decides alone. Event signals (a downgrade or MRR drop, a
     negative mention) weigh by how rare they are among the accounts of the date: a share p
     gives the normal quantile z with P(Z > z) = p.
     """
