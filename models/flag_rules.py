@@ -34,9 +34,12 @@ The flags
 
     A trajectory signal's strength is the *smaller* of the two z (both must find it
     unusual). The own spread is never taken below the `noise_floor_quantile` (25 %) of the
-    peers' spreads, so a flat history does not make every wobble extreme. Peers are the
-    accounts of the same segment and plan when at least `min_peers` (20) of them have a
-    baseline, else the same segment, else all accounts.
+    peers' spreads, nor below chance (1/sqrt of the weekly observations), so a flat history
+    does not make every wobble extreme. Peers are the accounts of the same segment and plan
+    (as stored now) when at least `min_peers` (20) of them have a baseline, else the same
+    segment, else all accounts; with fewer than 20 in all, the account's own past decides
+    alone. The error share may also be unusual against the peers' shares (and their pooled
+    share, for chance): failures that set in before the baseline count too.
 
     Event signals weigh by how rare they are among the live accounts of the date: a share p
     of accounts showing it gives the z with P(Z > z) = p (a downgrade seen in 3 % of
