@@ -7,29 +7,58 @@ This module holds what the flags are (`FLAG_NAMES`, `COMPUTED_FLAGS`) and their 
 The flags
 ---------
 `silent_dissatisfied`
-    The account shows dissatisfaction and has not opened a ticket in the last
-    `no_contact_days` (30) days. Dissatisfaction is read from *signals*, each compared with
-    the account's own past or its own size, never with absolute volumes, so that the rule
-    carries over to customers of any size:
+    The account shows dissatisfaction that is unusual both for *itself* and for its *peers*,
+    and has not opened a ticket in the last `no_contact_days` (30) days. No threshold is a
+    fixed volume, share or rate: each is a z (standard deviations) or a quantile measured on
+    the data of the date, so the rule carries over to customers and worlds of any size,
+    volume per seat, noise or weekly cycle (models/flags.py `silent_scores`).
 
-    ==============  ======================================================  ========  ========
-    signal          what                                                    weak      strong
-    ==============  ======================================================  ========  ========
-    usage_drop      events, last 28 days against the 28 before              -25 %     -50 %
-    error_rise      error share of events, last 28 days against the 28      x1.5 and  x2 and
-                    before                                                  +2 pts    +5 pts
-    users_drop      active users, last 28 days against the 28 before        -30 %
-    contraction     a downgrade in 90 days, or MRR down 10 % over 90 days   any
-    failed_payment  failed payments not recovered                           any
-    negative_voice  at least half of the last 28 days' mentions negative    any
-    low_health      health band red, or health down 15 points in 30 days    any
-    ==============  ======================================================  ========  ========
+    Trajectory signals compare the mean of the last `recent_weeks` (2) whole weeks with the
+    median of the account's baseline weeks: the `baseline_weeks` (22) weeks before the last
+    `skip_weeks` (4), those it existed in (at least `min_baseline_weeks`, 4; the week of its
+    first usage is left out, it may be partial). Whole 7-day weeks ending with the as-of
+    date, so a weekly cycle never tilts a comparison. The median of a long baseline still
+    holds the account's usual level when dissatisfaction set in months ago.
 
-    It fires on at least one strong signal, or at least two signals of any strength
-    (`SilentRule`). The usage signals need a baseline: usage on at least 3 days of the 28
-    days before. Cancelled accounts are not flagged (they are churned, not at risk). When
-    the support source is stale (the scorecard's `stale_after_days`) no account is called
-    silent, since Pulse cannot know; when the usage source is stale its signals are left out.
+    ==============  =============================================================
+    signal          own past (robust z)                 peers (robust z)
+    ==============  =============================================================
+    usage_drop      events a week, relative change in   log of that ratio against
+                    units of the account's own weekly   its peer group's
+                    spread (MAD / median)
+    error_rise      error share of events, change in    the same change against
+                    units of its own weekly spread, or  its peer group's
+                    of chance on the rows seen
+    users_drop      active users a week, as usage_drop  as usage_drop
+    ==============  =============================================================
+
+    A trajectory signal's strength is the *smaller* of the two z (both must find it
+    unusual). The own spread is never taken below the `noise_floor_quantile` (25 %) of the
+    peers' spreads, nor below chance (1/sqrt of the weekly observations), so a flat history
+    does not make every wobble extreme. Peers are the accounts of the same segment and plan
+    (as stored now) when at least `min_peers` (20) of them have a baseline, else the same
+    segment, else all accounts; with fewer than 20 in all, the account's own past decides
+    alone. The error share may also be unusual against the peers' shares (and their pooled
+    share, for chance): failures that set in before the baseline count too.
+
+    Event signals weigh by how rare they are among the live accounts of the date: a share p
+    of accounts showing it gives the z with P(Z > z) = p (a downgrade seen in 3 % of
+    accounts weighs 1.9, one seen in 30 % weighs 0.5):
+
+    ==============  =============================================================
+    contraction     a downgrade in 90 days, or MRR lower than 90 days ago
+    negative_voice  a negative social mention in the last 28 days
+    ==============  =============================================================
+
+    The evidence is the root of the sum of squared strengths (each capped at
+    `signal_cap`, 6); the flag fires when it reaches `min_evidence` (3: one signal three
+    standard deviations out in both senses, or several milder ones together). How many
+    accounts fire is therefore whatever the data shows on the date, never a fixed share.
+    Cancelled accounts are not flagged (they are churned, not at risk). When the support
+    source is stale (the scorecard's `stale_after_days`) no account is called silent, since
+    Pulse cannot know; when the usage source is stale the trajectory signals are left out.
+    The evidence in words names each signal with its numbers, its peer percentile and the
+    days without a ticket; `details` holds every z.
 
 `payment_risk`
     Failed payments that no successful payment followed (the `open_failed_payments`
@@ -76,45 +105,48 @@ FLAG_NAMES: dict[str, str] = {
 #: The flags `compute_flags` decides today.
 COMPUTED_FLAGS: tuple[str, ...] = (SILENT, PAYMENT, RENEWAL, CHAMPION, OUTAGE)
 
-STRONG, WEAK = 2, 1
-
 
 @dataclass(frozen=True)
 class SilentRule:
     """When an account counts as silently dissatisfied; see the module docstring.
 
-    Shares are fractions (0.25 = 25 %); error points are shares of events (0.02 = 2 points).
+    Every threshold is statistical: `min_evidence` and `signal_cap` are z (standard
+    deviations), `noise_floor_quantile` a quantile of the peers; the weeks say which history
+    is compared, not how much change is enough.
     """
 
     no_contact_days: int = 30
-    baseline_days: int = 84
-    min_baseline_active_days: int = 3
-    usage_drop_weak: float = 0.25
-    usage_drop_strong: float = 0.50
-    error_ratio_weak: float = 1.5
-    error_points_weak: float = 0.02
-    error_ratio_strong: float = 2.0
-    error_points_strong: float = 0.05
-    error_min_z: float = 3.0
-    users_drop: float = 0.30
-    users_drop_min: int = 2
-    mrr_drop: float = 0.10
-    negative_share: float = 0.5
-    low_health_bands: tuple[str, ...] = ("red",)
-    health_drop_points: float = 15.0
-    min_strong: int = 1
-    min_signals: int = 2
+    recent_weeks: int = 2
+    skip_weeks: int = 4
+    baseline_weeks: int = 22
+    min_baseline_weeks: int = 4
+    min_peers: int = 20
+    noise_floor_quantile: float = 0.25
+    min_evidence: float = 3.0
+    signal_cap: float = 6.0
 
     def __post_init__(self) -> None:
-        for name in ("usage_drop_weak", "usage_drop_strong", "users_drop", "mrr_drop",
-                     "negative_share"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise InvalidArgumentError(f"{name} must be a share in (0, 1] (not {value})")
-        if self.usage_drop_strong < self.usage_drop_weak:
-            raise InvalidArgumentError("usage_drop_strong must be at least usage_drop_weak")
         if self.no_contact_days < 1:
-            raise InvalidArgumentError(f"no_contact_days must be at least 1 (not {self.no_contact_days})")
+            raise InvalidArgumentError(
+                f"no_contact_days must be at least 1 (not {self.no_contact_days})")
+        if not 1 <= self.recent_weeks <= self.skip_weeks:
+            raise InvalidArgumentError(
+                f"recent_weeks must be between 1 and skip_weeks ({self.skip_weeks}), not "
+                f"{self.recent_weeks}")
+        if not 2 <= self.min_baseline_weeks <= self.baseline_weeks:
+            raise InvalidArgumentError(
+                f"min_baseline_weeks must be between 2 and baseline_weeks "
+                f"({self.baseline_weeks}), not {self.min_baseline_weeks}")
+        if not 0 <= self.noise_floor_quantile <= 1:
+            raise InvalidArgumentError(
+                f"noise_floor_quantile must be a quantile in [0, 1] (not "
+                f"{self.noise_floor_quantile})")
+        if self.min_evidence <= 0 or self.signal_cap <= 0:
+            raise InvalidArgumentError(
+                f"min_evidence and signal_cap must be positive z (not {self.min_evidence}, "
+                f"{self.signal_cap})")
+        if self.min_peers < 2:
+            raise InvalidArgumentError(f"min_peers must be at least 2 (not {self.min_peers})")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ The flags, what each means and the thresholds that decide it are in models/flag_
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -28,8 +30,6 @@ from pulse.models.flag_rules import (
     PAYMENT,
     RENEWAL,
     SILENT,
-    STRONG,
-    WEAK,
     FlagSettings,
     SilentRule,
 )
@@ -112,7 +112,7 @@ class _Frame:
 
 
 def _assemble(features: pd.DataFrame, health: pd.DataFrame | None,
-              baselines: pd.DataFrame | None, champions: pd.DataFrame | None,
+              downgrades: pd.DataFrame | None, champions: pd.DataFrame | None,
               failures: pd.DataFrame | None) -> pd.DataFrame:
     frame = features.reset_index(drop=True)
     health_cols = ["score", "band", "change_7d", "change_30d"]
@@ -120,8 +120,9 @@ def _assemble(features: pd.DataFrame, health: pd.DataFrame | None,
         frame = frame.merge(health[["account_id", *health_cols]], on="account_id", how="left")
     else:
         frame = frame.assign(**{c: None for c in health_cols})
-    if baselines is not None and len(baselines):
-        frame = frame.merge(baselines, on="account_id", how="left")
+    if downgrades is not None and len(downgrades):
+        frame = frame.merge(downgrades[["account_id", "downgraded_at"]], on="account_id",
+                            how="left")
     if champions is not None and len(champions):
         frame = frame.merge(champions.add_prefix("champion_").rename(
             columns={"champion_account_id": "account_id"}), on="account_id", how="left")
@@ -129,17 +130,6 @@ def _assemble(features: pd.DataFrame, health: pd.DataFrame | None,
         frame = frame.merge(failures.add_prefix("failed_").rename(
             columns={"failed_account_id": "account_id"}), on="account_id", how="left")
     return frame
-
-
-def usual_events(f: _Frame) -> np.ndarray:
-    """The account's usual events per 28 days: its baseline window's events, per 28 days of
-    the baseline it has (NaN without any)."""
-    key = ("usual_events (derived)", True)
-    if key not in f._cache:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f._cache[key] = np.where(f["base_days"] > 0,
-                                     f["base_events"] * 28.0 / f["base_days"], np.nan)
-    return f._cache[key]
 
 
 def error_rise_z(errors: np.ndarray, rows: np.ndarray, errors_prev: np.ndarray,
@@ -154,149 +144,352 @@ def error_rise_z(errors: np.ndarray, rows: np.ndarray, errors_prev: np.ndarray,
                         np.where(se > 0, (p1 - p0) / se, 0.0), np.nan)
 
 
-def silent_signals(f: _Frame, rule: SilentRule, *, usage_ok: bool = True
-                   ) -> dict[str, np.ndarray]:
-    """Each signal's level per account: 0 none, 1 weak, 2 strong (see models/flag_rules.py)."""
-    n = len(f.data)
-    none = np.zeros(n, dtype=np.int8)
+# --------------------------------------------------------------------------- silent
 
-    def level(weak: np.ndarray, strong: np.ndarray | None = None) -> np.ndarray:
-        out = np.where(weak, WEAK, 0).astype(np.int8)
-        if strong is not None:
-            out = np.where(strong, STRONG, out).astype(np.int8)
+#: The trajectory signals (own past and peers) and the event signals (how rare among peers).
+TRAJECTORY_SIGNALS: tuple[str, ...] = ("usage_drop", "error_rise", "users_drop")
+EVENT_SIGNALS: tuple[str, ...] = ("contraction", "negative_voice")
+SILENT_SIGNALS: tuple[str, ...] = TRAJECTORY_SIGNALS + EVENT_SIGNALS
+
+_SEP = "\x1f"  # between segment and plan in a peer group's name
+_MAD = 1.4826  # scales a median absolute deviation to a standard deviation (normal data)
+
+
+def _matrix(weekly: pd.DataFrame | None, ids: np.ndarray, column: str, weeks: int
+            ) -> np.ndarray:
+    """accounts x weeks of one weekly column (0 where an account had no usage that week)."""
+    out = np.zeros((len(ids), weeks))
+    if weekly is None or weekly.empty:
         return out
+    pos = pd.Index(ids).get_indexer(weekly["account_id"])
+    week = weekly["week"].to_numpy(dtype=np.int64)
+    keep = (pos >= 0) & (week >= 0) & (week < weeks)
+    out[pos[keep], week[keep]] = pd.to_numeric(weekly[column]).to_numpy(dtype="float64")[keep]
+    return out
 
+
+def _first_week(weekly: pd.DataFrame | None, ids: np.ndarray, weeks: int) -> np.ndarray:
+    """The oldest week with usage of each account (-1 without any)."""
+    out = np.full(len(ids), -1, dtype=np.int64)
+    if weekly is None or weekly.empty:
+        return out
+    first = weekly.groupby("account_id")["week"].max()
+    pos = pd.Index(ids).get_indexer(first.index)
+    keep = pos >= 0
+    out[pos[keep]] = np.minimum(first.to_numpy(dtype=np.int64)[keep], weeks - 1)
+    return out
+
+
+def _nan_median(x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=1)
+
+
+def _robust(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise median and robust spread (scaled MAD), ignoring NaN."""
+    med = _nan_median(x)
+    return med, _MAD * _nan_median(np.abs(x - med[:, None]))
+
+
+def _quantile(x: np.ndarray, q: float) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.quantile(x, q)) if x.size else np.nan
+
+
+def peer_groups(ids: np.ndarray, peers: pd.DataFrame | None, eligible: np.ndarray,
+                min_peers: int) -> np.ndarray:
+    """Each account's peer group: its segment and plan when at least `min_peers` eligible
+    accounts share them, else its segment, else every account ("all")."""
+    n = len(ids)
+    seg = np.full(n, "", dtype=object)
+    plan = np.full(n, "", dtype=object)
+    if peers is not None and len(peers):
+        p = peers.drop_duplicates("account_id").set_index("account_id").reindex(ids)
+        if "segment" in p:
+            seg = p["segment"].fillna("").astype(str).to_numpy(dtype=object)
+        if "plan" in p:
+            plan = p["plan"].fillna("").astype(str).to_numpy(dtype=object)
+    both = np.where((seg != "") & (plan != ""), seg + _SEP + plan, "")
+    out = np.full(n, "all", dtype=object)
+    for level in (seg, both):  # the finer level wins when it is big enough
+        key = pd.Series(level)
+        size = key.map(key[eligible].value_counts()).fillna(0).to_numpy()
+        out = np.where((size >= min_peers) & (level != ""), level, out)
+    return out
+
+
+def _peer_z(value: np.ndarray, group: np.ndarray, eligible: np.ndarray,
+            direction: float, *, min_peers: int, alone: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Robust z of `value` against the eligible accounts of the same peer group (positive in
+    `direction`), and the share of those peers at least as extreme (a percentile). A group
+    of fewer than `min_peers` is no yardstick: its accounts get `alone` (inf: the account's
+    own past decides alone; 0: no evidence) and no share."""
+    frame = pd.DataFrame({"g": group, "v": np.where(eligible, direction * value, np.nan)})
+    g = frame.groupby("g")["v"]
+    few = g.transform("count").to_numpy() < min_peers
+    med = g.transform("median").to_numpy()
+    dev = (frame["v"] - med).abs().groupby(frame["g"])
+    # the scaled MAD; where half the group sits on one value, the scaled mean deviation
+    mad = _MAD * dev.transform("median").to_numpy()
+    scale = np.where(mad > 0, mad, 1.2533 * dev.transform("mean").to_numpy())
     with np.errstate(invalid="ignore", divide="ignore"):
-        events, usual = f["events_28d"], usual_events(f)
-        baseline = ((f["base_days"] >= 28)
-                    & (f["base_active_days"] >= rule.min_baseline_active_days) & (usual > 0))
-        drop = np.where(baseline, 1.0 - events / usual, np.nan)
-        usage = level(drop >= rule.usage_drop_weak, drop >= rule.usage_drop_strong)
-
-        rate = np.where(events > 0, f["errors_28d"] / events, np.nan)
-        rate_usual = f["base_errors"] / f["base_events"]
-        rise = rate - rate_usual
-        real = error_rise_z(f["error_rows_28d"], f["rows_28d"], f["base_error_rows"],
-                            f["base_rows"]) >= rule.error_min_z
-        errors = level(baseline & real & (rate >= rule.error_ratio_weak * rate_usual)
-                       & (rise >= rule.error_points_weak),
-                       baseline & real & (rate >= rule.error_ratio_strong * rate_usual)
-                       & (rise >= rule.error_points_strong))
-
-        users, users_prev = f["active_users_28d"], f["active_users_prev_28d"]
-        users_down = level((users <= (1.0 - rule.users_drop) * users_prev)
-                           & (users_prev - users >= rule.users_drop_min))
-
-        contraction = level((f["downgrades_90d"] >= 1)
-                            | (f["mrr_change_90d_pct"] <= -100.0 * rule.mrr_drop))
-        failed = level(f["open_failed_payments"] >= 1)
-        negative = level((f["negative_mentions_28d"] >= 1)
-                         & (f["negative_share_28d"] >= rule.negative_share))
-        band = f.text("band")
-        low = np.isin(band.astype(str), list(rule.low_health_bands)) & (band != None)  # noqa: E711
-        low_health = level(low | (f["change_30d"] <= -rule.health_drop_points))
-    return {
-        "usage_drop": usage if usage_ok else none,
-        "error_rise": errors if usage_ok else none,
-        "users_drop": users_down if usage_ok else none,
-        "contraction": contraction,
-        "failed_payment": failed,
-        "negative_voice": negative,
-        "low_health": low_health,
-    }
+        diff = direction * value - med
+        z = np.where(scale > 0, diff / scale, np.where(diff > 0, np.inf, 0.0))
+    share = 1.0 - g.rank(pct=True, method="min").to_numpy() + 1.0 / g.transform("count").to_numpy()
+    z = np.where(few, alone, z)
+    return np.where(eligible, z, np.nan), np.where(eligible & ~few, share, np.nan)
 
 
-def _signal_text(name: str, i: int, f: _Frame) -> str:
+@dataclass
+class SilentScores:
+    """Per account (the features frame's order): each signal's strength (a z, 0 when absent)
+    and the numbers behind it; `evidence` combines them (root of the sum of squares)."""
+
+    strength: dict[str, np.ndarray]
+    evidence: np.ndarray
+    numbers: dict[str, np.ndarray]
+    group: np.ndarray
+    baseline_weeks: np.ndarray
+
+
+def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | None,
+                  rule: SilentRule, *, usage_ok: bool = True) -> SilentScores:
+    """Every account's decline evidence, against its own past and its peers, vectorised.
+
+    Trajectory signals (usage, error rate, active users) compare the last `recent_weeks`
+    weeks with the median of the account's own baseline weeks, in units of its own weekly
+    spread (robust z: median/MAD, the spread no lower than the `noise_floor_quantile` of the
+    peers' spreads), and the same change with its peer group's changes (robust z against
+    segment and plan); a signal's strength is the smaller of the two, so both the account's
+    own past and its peers must find it unusual. Every z of a count is also held to chance
+    (Poisson on the weekly observations; two-proportion on the error rows). The error share
+    may instead be unusual against the peers' shares and their pooled share, for failures
+    that set in before the baseline. A peer group smaller than `min_peers` is no yardstick:
+    the account's own past decides alone. Event signals (a downgrade or MRR drop, a
+    negative mention) weigh by how rare they are among the accounts of the date: a share p
+    gives the normal quantile z with P(Z > z) = p.
+    """
+    ids = f.text("account_id")
+    n = len(ids)
+    weeks = rule.skip_weeks + rule.baseline_weeks
+    R, S = rule.recent_weeks, rule.skip_weeks
+    ev = _matrix(weekly, ids, "events", weeks)
+    er = _matrix(weekly, ids, "errors", weeks)
+    rows = _matrix(weekly, ids, "rows", weeks)
+    erows = _matrix(weekly, ids, "error_rows", weeks)
+    users = _matrix(weekly, ids, "users", weeks)
+    first = _first_week(weekly, ids, weeks)
+    wk = np.arange(weeks)
+    # a week counts once the account existed: after its first week with usage, or every week
+    # when usage reaches the window's start (the account is older than the window)
+    alive = (wk[None, :] < first[:, None]) | (first[:, None] == weeks - 1)
+    base = alive & (wk[None, :] >= S)
+    nbase = base.sum(axis=1)
+    cancelled = np.zeros(n, dtype=bool)
+    if "cancelled" in f.data:
+        cancelled = f.data["cancelled"].fillna(False).astype(bool).to_numpy()
+    has_base = (nbase >= rule.min_baseline_weeks) & ~cancelled & usage_ok
+
+    def drop(values: np.ndarray, unit: np.ndarray, name: str) -> np.ndarray:
+        """A weekly count's drop on a log scale: the recent weeks' mean against the median
+        of the baseline weeks, in units of the account's own spread of weekly logs (never
+        below its peers' `noise_floor_quantile`, nor below chance: 1/sqrt of the weekly
+        observations, `unit` being the quantity of one observation)."""
+        med = _robust(np.where(base, values, np.nan))[0]
+        offset = 0.5 * unit  # half an observation: a week without usage is finite
+        logs, spread = _robust(np.where(base, np.log(values + offset[:, None]), np.nan))
+        recent = values[:, :R].mean(axis=1)
+        change = np.log(recent + offset) - logs
+        ok = has_base & (med > 0)
+        chance = np.sqrt(unit / np.where(med > 0, med, np.nan))
+        floor = _quantile(spread[ok], rule.noise_floor_quantile)
+        # a mean of R weeks wanders sqrt(R) times less than one week
+        scale = np.fmax(np.fmax(spread, np.nan_to_num(floor, nan=0.0)), chance) / np.sqrt(R)
+        own_z = np.where(ok, -change / scale, np.nan)
+        group_z, share = _peer_z(change, group, ok, -1.0, min_peers=rule.min_peers,
+                                 alone=np.inf)
+        numbers.update({f"{name}_own_z": own_z, f"{name}_peer_z": group_z,
+                        f"{name}_share": share, f"{name}_week": recent,
+                        f"usual_{name}_week": med,
+                        f"{name}_change": np.where(med > 0, recent / med - 1.0, np.nan)})
+        return np.where(ok, np.fmin(own_z, group_z), 0.0)
+
+    numbers: dict[str, np.ndarray] = {}
+    strength: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        med_rows = _robust(np.where(base, rows, np.nan))[0]
+        med_ev = _robust(np.where(base, ev, np.nan))[0]
+        group = peer_groups(ids, peers, has_base & (med_ev > 0), rule.min_peers)
+        # usage: events a week; one observation is a usage row's typical quantity
+        unit = np.where(med_rows > 0, med_ev / np.where(med_rows > 0, med_rows, 1.0), 1.0)
+        strength["usage_drop"] = drop(ev, unit, "events")
+        # active users a week; one observation is one person
+        strength["users_drop"] = drop(users, np.ones(n), "users")
+
+        # error rate: the recent weeks' share of events that failed against the weekly
+        # shares of the baseline (own spread, floored by the peers'), against the peers'
+        # changes, and against chance (two-proportion z on the usage rows, with a
+        # continuity correction): the smallest of the three
+        rate_w = np.where(base & (ev > 0), er / np.where(ev > 0, ev, 1.0), np.nan)
+        med_e, spread_e = _robust(rate_w)
+        recent_events = ev[:, :R].sum(axis=1)
+        rate_r = np.where(recent_events > 0, er[:, :R].sum(axis=1) / recent_events, np.nan)
+        ok_e = has_base & np.isfinite(med_e) & np.isfinite(rate_r)
+        floor_e = _quantile(spread_e[ok_e], rule.noise_floor_quantile)
+        scale_e = np.fmax(spread_e, np.nan_to_num(floor_e, nan=0.0)) / np.sqrt(R)
+        rise = rate_r - med_e
+        own_e = np.where(scale_e > 0, rise / scale_e, np.where(rise > 0, np.inf, 0.0))
+        peer_e, share_e = _peer_z(rise, group, ok_e, 1.0, min_peers=rule.min_peers,
+                                  alone=np.inf)
+        r_rows, b_rows = rows[:, :R].sum(axis=1), np.where(base, rows, 0).sum(axis=1)
+        r_err, b_err = erows[:, :R].sum(axis=1), np.where(base, erows, 0).sum(axis=1)
+        p1, p0 = r_err / r_rows, b_err / b_rows
+        pooled = (r_err + b_err) / (r_rows + b_rows)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / r_rows + 1 / b_rows))
+        chance_e = np.where(se > 0, (p1 - p0 - 0.5 / r_rows) / se, 0.0)
+        # against the peers' error levels too: a share of failures few peers see, though
+        # it came on before the baseline, is as telling as a rise
+        ok_l = has_base & np.isfinite(rate_r)
+        share_floor = 0.5 / np.maximum(recent_events, 1.0) * unit
+        level_e, level_share = _peer_z(np.log(rate_r + share_floor), group, ok_l, 1.0,
+                                       min_peers=rule.min_peers, alone=0.0)
+        # ... and not chance: the recent rows' error share against the peers' pooled share
+        pool = pd.DataFrame({"g": group, "e": np.where(ok_l, r_err, 0.0),
+                             "r": np.where(ok_l, r_rows, 0.0)}).groupby("g")
+        typical = pool["e"].transform("sum") / pool["r"].transform("sum")
+        pg = np.clip(typical.to_numpy(dtype="float64"), 1e-6, 1 - 1e-6)
+        chance_l = (p1 - pg - 0.5 / r_rows) / np.sqrt(pg * (1 - pg) / r_rows)
+        rise_z = np.fmin(np.fmin(own_e, peer_e), chance_e)
+        level_z = np.fmin(level_e, chance_l)
+        strength["error_rise"] = np.where(ok_l, np.nan_to_num(np.fmax(rise_z, level_z), nan=0.0),
+                                          0.0)
+        numbers.update(error_own_z=own_e, error_peer_z=peer_e, error_chance_z=chance_e,
+                       error_level_z=level_e, error_level_share=level_share,
+                       error_level_chance_z=chance_l,
+                       error_share=share_e, error_rate=rate_r, usual_error_rate=med_e)
+
+        # events: how rare each is among the date's live accounts
+        live = ~cancelled
+        contraction = (f["downgrades_90d"] >= 1) | (f["mrr_change_90d_pct"] < 0)
+        negative = f["negative_mentions_28d"] >= 1
+        for name, fired in (("contraction", contraction), ("negative_voice", negative)):
+            share = (np.sum(fired & live) + 1.0) / (np.sum(live) + 2.0)
+            z = NormalDist().inv_cdf(1.0 - share)
+            strength[name] = np.where(fired & live, max(z, 0.0), 0.0)
+            numbers[f"{name}_share"] = np.full(n, share)
+
+    for name in TRAJECTORY_SIGNALS:
+        strength[name] = np.clip(np.nan_to_num(strength[name], nan=0.0, posinf=rule.signal_cap),
+                                 0.0, rule.signal_cap)
+    evidence = np.sqrt(sum(s**2 for s in strength.values()))
+    return SilentScores(strength, evidence, numbers, group, nbase)
+
+
+def _share_words(share: float, group: str) -> str:
+    pct = max(1, int(np.ceil(100 * share)))
+    if group == "all":
+        who = "accounts"
+    elif _SEP in group:
+        segment, plan = group.split(_SEP, 1)
+        who = f"{segment} accounts on the {plan} plan"
+    else:
+        who = f"{group} accounts"
+    return f"the lowest {pct}% of {who}"
+
+
+#: The words of a signal name only signals at least this strong (a z); weaker ones stay in
+#: `details`.
+NAMED_Z = 1.0
+
+
+def _signal_text(name: str, i: int, f: _Frame, sc: SilentScores, rule: SilentRule) -> str:
+    x = {k: v[i] for k, v in sc.numbers.items()}
+    base = f"its own {int(sc.baseline_weeks[i])}-week median"
+    span = ("in the last week" if rule.recent_weeks == 1
+            else f"over the last {rule.recent_weeks} weeks")
     if name == "usage_drop":
-        e, usual = f["events_28d"][i], usual_events(f)[i]
-        return (f"events down {_pct(1 - e / usual)} over 28 days ({_count(e)} against a usual "
-                f"{_count(usual)})")
-    if name == "error_rise":
-        rate = f["errors_28d"][i] / f["events_28d"][i]
-        return (f"error rate {_pct(rate)} over 28 days, up from a usual "
-                f"{_pct(f['base_errors'][i] / f['base_events'][i])}")
+        text = (f"events down {_pct(-x['events_change'])} against {base} "
+                f"({_count(x['events_week'])} a week {span} against "
+                f"{_count(x['usual_events_week'])})")
+        if x["events_share"] <= 0.5:
+            text += ", " + _share_words(x["events_share"], str(sc.group[i]))
+        return text
     if name == "users_drop":
-        return (f"active users down from {_count(f['active_users_prev_28d'][i])} to "
-                f"{_count(f['active_users_28d'][i])} over 28 days")
+        return (f"active users down to {x['users_week']:.1f}".removesuffix(".0")
+                + f" a week {span}, from a usual {x['usual_users_week']:.1f}".removesuffix(".0"))
+    if name == "error_rise":
+        rate, usual = x["error_rate"], x["usual_error_rate"]
+        rise_z = np.fmin(np.fmin(x["error_own_z"], x["error_peer_z"]), x["error_chance_z"])
+        if not np.isfinite(usual) or np.fmin(x["error_level_z"],
+                                              x["error_level_chance_z"]) > np.nan_to_num(rise_z):
+            top = max(1, int(np.ceil(100 * x["error_level_share"])))
+            who = _share_words(x["error_level_share"], str(sc.group[i])).split(" of ", 1)[1]
+            return f"error rate {_pct(rate)} {span}, the highest {top}% of {who}"
+        if usual > 0 and 1.5 <= rate / usual <= 20:
+            return (f"error rate {rate / usual:.1f}× its usual ({_pct(rate)} {span} against "
+                    f"{_pct(usual)})")
+        return f"error rate {_pct(rate)} {span}, up from a usual {_pct(usual)}"
     if name == "contraction":
         parts = []
-        if f["downgrades_90d"][i] >= 1:
-            parts.append("downgraded " + ("once" if f["downgrades_90d"][i] == 1 else
-                                          f"{_count(f['downgrades_90d'][i])} times")
-                         + " in 90 days")
+        when = f.text("downgraded_at")[i]
+        if when is not None and not pd.isna(when):
+            parts.append(f"downgraded on {_day(when)}")
+        elif f["downgrades_90d"][i] >= 1:
+            parts.append("downgraded in the last 90 days")
         change = f["mrr_change_90d_pct"][i]
         if change < 0:
             parts.append(f"MRR down {abs(change):.0f}% over 90 days")
         return "; ".join(parts)
-    if name == "failed_payment":
-        return _plural(f["open_failed_payments"][i], "failed payment") + " not recovered"
     if name == "negative_voice":
         return (f"{_count(f['negative_mentions_28d'][i])} of "
                 f"{_plural(f['mentions_28d'][i], 'social mention')} negative in 28 days")
-    if name == "low_health":
-        parts = []
-        score, band = f["score"][i], f.text("band")[i]
-        if band is not None and not np.isnan(score):
-            parts.append(f"health {_score(score)} ({band})")
-        change = f["change_30d"][i]
-        if change < 0:
-            parts.append(f"down {abs(change):.0f} points in 30 days")
-        return ", ".join(parts)
-    raise UnknownNameError(f"unknown flag {name!r}")
+    raise UnknownNameError(f"unknown silent signal {name!r}")
 
 
 def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support_ok: bool,
-            cancelled: np.ndarray) -> list[dict[str, Any]]:
+            cancelled: np.ndarray, weekly: pd.DataFrame | None,
+            peers: pd.DataFrame | None) -> list[dict[str, Any]]:
     if not support_ok:
         log.warning("support source stale as of %s: no account is called silent", as_of)
         return []
-    signals = silent_signals(f, rule, usage_ok=usage_ok)
-    usual = usual_events(f)
-    z = error_rise_z(f["error_rows_28d"], f["rows_28d"], f["base_error_rows"], f["base_rows"])
-    levels = np.column_stack(list(signals.values())) if signals else np.zeros((0, 0))
-    n_strong = (levels == STRONG).sum(axis=1)
-    n_any = (levels > 0).sum(axis=1)
-    dissatisfied = (n_strong >= rule.min_strong) | (n_any >= rule.min_signals)
+    sc = silent_scores(f, weekly, peers, rule, usage_ok=usage_ok)
     since = f["days_since_last_ticket"]
     quiet = np.isnan(since) | (since >= rule.no_contact_days)
-    fired = np.flatnonzero(dissatisfied & quiet & ~cancelled)
-    names = list(signals)
+    fired = np.flatnonzero((sc.evidence >= rule.min_evidence) & quiet & ~cancelled)
+    names = list(sc.strength)
+    levels = np.column_stack([sc.strength[k] for k in names])
     ids = f.text("account_id")
     last_ticket = f.text("support_last_at")
     out = []
     for i in fired:
         order = sorted((j for j in range(len(names)) if levels[i, j] > 0),
                        key=lambda j: -levels[i, j])
-        words = [_signal_text(names[j], int(i), f) for j in order]
-        seats, users = f["seats"][i], f["active_users_28d"][i]
-        attributed = users > 0 or f["events_28d"][i] == 0  # else usage names nobody
-        if not attributed:
-            pass
-        elif seats > 0 and users <= seats:
-            words.append(f"{_count(users)} of {_plural(seats, 'seat')} active")
-        elif seats > 0:
-            words.append(f"{_plural(users, 'active user')} on {_plural(seats, 'seat')}")
+        words = [_signal_text(names[j], int(i), f, sc, rule) for j in order
+                 if levels[i, j] >= NAMED_Z or j == order[0]]
         ticket = last_ticket[i]
-        words.append(f"no ticket since {_day(ticket)}" if ticket is not None
-                     and not pd.isna(ticket) else "no ticket on record")
-        details = {
-            "strong": [names[j] for j in order if levels[i, j] == STRONG],
-            "weak": [names[j] for j in order if levels[i, j] == WEAK],
+        words.append(f"no ticket in {_count(since[i])} days" if np.isfinite(since[i])
+                     else "no ticket on record")
+        details: dict[str, Any] = {
+            "evidence_z": _num(sc.evidence[i], 2),
+            "signals": {names[j]: _num(levels[i, j], 2) for j in order},
+            # the risk list's next step reads the strongest signal from these two lists
+            "strong": [names[j] for j in order if levels[i, j] >= rule.min_evidence],
+            "weak": [names[j] for j in order if levels[i, j] < rule.min_evidence],
+            "peer_group": str(sc.group[i]).replace(_SEP, " / "),
+            "baseline_weeks": int(sc.baseline_weeks[i]),
+            "recent_weeks": rule.recent_weeks,
             "no_contact_days": rule.no_contact_days,
             "last_ticket_at": None if ticket is None or pd.isna(ticket)
             else pd.Timestamp(ticket).isoformat(),
         }
-        for col in ("events_28d", "events_prev_28d", "usage_trend_28d_pct", "base_events",
-                    "base_days", "active_users_28d", "active_users_prev_28d", "seats",
-                    "error_rate_28d", "downgrades_90d", "mrr_change_90d_pct",
-                    "open_failed_payments", "mentions_28d", "negative_mentions_28d", "score",
-                    "change_30d"):
+        for key, values in sc.numbers.items():
+            details[key] = _num(values[i])
+        for col in ("events_28d", "events_prev_28d", "active_users_28d", "seats",
+                    "downgrades_90d", "mrr_change_90d_pct", "mentions_28d",
+                    "negative_mentions_28d"):
             details[col] = _num(f[col][i])
-        details["usual_events_28d"] = _num(usual[i], 1)
-        details["usual_error_rate"] = _num(
-            f["base_errors"][i] / f["base_events"][i]) if f["base_events"][i] > 0 else None
-        details["error_rise_z"] = _num(z[i], 2)
-        details["band"] = f.text("band")[i]
         out.append({"account_id": ids[i], "flag": SILENT, "evidence": "; ".join(words),
                     "details": details})
     return out
@@ -442,7 +635,9 @@ FLAG_COLUMNS = ["account_id", "flag", "evidence", "details"]
 
 
 def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame | None = None,
-                   baselines: pd.DataFrame | None = None,
+                   weekly: pd.DataFrame | None = None,
+                   peers: pd.DataFrame | None = None,
+                   downgrades: pd.DataFrame | None = None,
                    champions: pd.DataFrame | None = None,
                    failures: pd.DataFrame | None = None,
                    outages: pd.DataFrame | None = None,
@@ -451,17 +646,22 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
     """Decide every flag for every account of a features frame; no database needed.
 
     Returns one row per (account, flag that fires): account_id, flag, evidence, details.
+    `weekly` is the accounts' weekly usage (`sql.flags.weekly_usage`), `peers` their segment
+    and plan (account_id, segment, plan), `downgrades` their latest downgrade
+    (`sql.flags.last_downgrades`); without `weekly` the silent flag reads only the events
+    (contraction, negative voice).
     `outages` is one row per (account, incident that hit it lately), as
     `models.outage.recent_hits` returns.
     """
     s = settings or FlagSettings()
-    f = _Frame(_assemble(features, health, baselines, champions, failures))
+    f = _Frame(_assemble(features, health, downgrades, champions, failures))
     if not len(f.data):
         return pd.DataFrame(columns=FLAG_COLUMNS)
     cancelled = f.data["cancelled"].fillna(False).astype(bool).to_numpy() \
         if "cancelled" in f.data else np.zeros(len(f.data), dtype=bool)
     rows = (_silent(f, as_of, s.silent, usage_ok="usage" not in stale_sources,
-                    support_ok="support" not in stale_sources, cancelled=cancelled)
+                    support_ok="support" not in stale_sources, cancelled=cancelled,
+                    weekly=weekly, peers=peers)
             + _payment(f) + _renewal(f, as_of, s, cancelled) + _champion(f, as_of, s, cancelled)
             + _outage(f, outages, s))
     out = pd.DataFrame(rows, columns=FLAG_COLUMNS)
@@ -484,7 +684,14 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     from pulse.models.outage import recent_hits
     from pulse.models.scorecard import load_scorecard
     from pulse.sql.features import load_features
-    from pulse.sql.flags import champions, open_failures, usage_baselines, write_flags
+    from pulse.sql.flags import (
+        champions,
+        last_downgrades,
+        load_accounts,
+        open_failures,
+        weekly_usage,
+        write_flags,
+    )
     from pulse.sql.health import load_health
 
     s = settings or FlagSettings()
@@ -500,14 +707,18 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     stale = {x.source for x in source_freshness(features, as_of, card) if x.stale}
     if on_stage:
         on_stage(f"reading flag inputs as of {as_of}")
-    base = usage_baselines(engine, as_of, basis=basis, baseline_days=s.silent.baseline_days)
+    weekly = weekly_usage(engine, as_of, basis=basis,
+                          weeks=s.silent.skip_weeks + s.silent.baseline_weeks)
+    downgrades = last_downgrades(engine, as_of, basis=basis)
+    peers = load_accounts(engine)[["account_id", "segment", "plan"]]
     champs = champions(engine, as_of, basis=basis, prior_days=s.champion_prior_days,
                        gone_days=s.champion_gone_days)
     failures = open_failures(engine, as_of, basis=basis)
     outages = recent_hits(engine, as_of, basis=basis, days=s.outage_days)
     if on_stage:
         on_stage(f"deciding flags as of {as_of}")
-    flags = evaluate_flags(features, as_of, health=health, baselines=base, champions=champs,
+    flags = evaluate_flags(features, as_of, health=health, weekly=weekly, peers=peers,
+                           downgrades=downgrades, champions=champs,
                            failures=failures, outages=outages, settings=s,
                            stale_sources=stale)
     written = write_flags(engine, as_of, flags)

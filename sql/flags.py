@@ -5,12 +5,13 @@ do not carry comes from here, each one grouped query over the whole warehouse, p
 like the features (sql/features.py): rows whose event time falls before the end of the as-of
 date and, with `basis="known"`, which had landed by then.
 
-* `usage_baselines`: per account, its usual level (events, errors, days with usage over the
-  84 days before the last 28) and the last 28 days' errors, so a flag can compare an account
-  with its own past.
 * `champions`: per account, its champion (the contact with the most usage in the
   `prior_days` before the last `gone_days`) and when the champion last used the product.
 * `open_failures`: per account, the failed payments no successful payment followed.
+* `weekly_usage`: per account and week (7-day buckets ending with the as-of date, week 0 the
+  latest), its events, errors, usage rows, active users and active days, plus the week of its
+  first usage in the window: the history the silent flag compares an account with.
+* `last_downgrades`: per account, its latest downgrade in the last 90 days.
 
 `write_flags` replaces one date's rows in one transaction; other dates are never touched.
 """
@@ -21,7 +22,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Engine,
@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from pulse.core.errors import InvalidArgumentError
-from pulse.sql.feature_sources import _Window, day_key
+from pulse.sql.feature_sources import _Window, day_key, utc_day
 from pulse.sql.features import BASES
 from pulse.sql.health import bulk_insert
 from pulse.sql.schema import (
@@ -72,67 +72,6 @@ def _frame(engine: Engine, query: Any) -> pd.DataFrame:
 def _instants(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     for c in columns:
         frame[c] = pd.to_datetime(frame[c], utc=True)
-    return frame
-
-
-def usage_baselines(engine: Engine, as_of: date, *, basis: str = "known",
-                    baseline_days: int = 84) -> pd.DataFrame:
-    """Per account with usage in the last 28 + `baseline_days` days: the last 28 days against
-    its own baseline, the `baseline_days` days before them.
-
-    Columns: account_id; for the last 28 days errors_28d (error events, sum of quantity),
-    rows_28d and error_rows_28d (usage rows: each row one observation, whatever its
-    quantity, for telling a real change from noise); for the baseline base_events,
-    base_errors, base_rows, base_error_rows, base_active_days (days with usage) and
-    base_days (the baseline days from the account's first usage in the window on, at most
-    `baseline_days`); and active_users_prev_28d (distinct contacts in the 28 days before the
-    last 28).
-    """
-    if baseline_days < 28:
-        raise InvalidArgumentError(f"baseline_days must be at least 28 (not {baseline_days})")
-    w = _window(as_of, basis)
-    u = UsageEvent.__table__
-    recent = u.c.occurred_at >= w.since(28)
-    base = ~recent
-    prev28 = and_(base, u.c.occurred_at >= w.since(56))
-    error = u.c.outcome == "error"
-    qty = u.c.quantity
-
-    def total(condition: Any, value: Any = None) -> Any:
-        return cast(func.sum(case((condition, qty if value is None else value), else_=0.0)),
-                    Float)
-
-    query = (
-        select(
-            u.c.account_id,
-            total(and_(recent, error)).label("errors_28d"),
-            func.count(case((recent, 1))).label("rows_28d"),
-            func.count(case((and_(recent, error), 1))).label("error_rows_28d"),
-            total(base).label("base_events"),
-            total(and_(base, error)).label("base_errors"),
-            func.count(case((base, 1))).label("base_rows"),
-            func.count(case((and_(base, error), 1))).label("base_error_rows"),
-            func.count(distinct(case((base, day_key(u.c.occurred_at))))).label(
-                "base_active_days"),
-            func.min(u.c.occurred_at).label("first_at"),
-            func.count(distinct(case((prev28, u.c.contact_id)))).label("active_users_prev_28d"),
-        )
-        .where(u.c.occurred_at >= w.since(28 + baseline_days), u.c.occurred_at < w.end,
-               w.known(u))
-        .group_by(u.c.account_id)
-    )
-    frame = _frame(engine, query)
-    first_at = pd.to_datetime(pd.Series(
-        [UTCDateTime().process_result_value(v, engine.dialect) for v in frame["first_at"]],
-        dtype=object), utc=True)
-    frame = frame.drop(columns="first_at")
-    for c in frame.columns[1:]:
-        frame[c] = pd.to_numeric(frame[c]).astype("float64")
-    epoch = pd.Timestamp("1970-01-01", tz="UTC")
-    first_day = ((first_at.dt.floor("D") - epoch).dt.days).to_numpy(dtype="float64")
-    last_base_day = (as_of - date(1970, 1, 1)).days - 28
-    first = np.maximum(first_day, last_base_day - baseline_days + 1)
-    frame["base_days"] = np.clip(last_base_day - first + 1, 0, baseline_days)
     return frame
 
 
@@ -247,6 +186,67 @@ def open_failures(engine: Engine, as_of: date, *, basis: str = "known") -> pd.Da
     frame["failures"] = pd.to_numeric(frame["failures"]).astype("float64")
     frame["amount"] = pd.to_numeric(frame["amount"]).astype("float64")
     return frame
+
+
+def weekly_usage(engine: Engine, as_of: date, *, basis: str = "known",
+                 weeks: int = 16) -> pd.DataFrame:
+    """Per (account, week) of the last `weeks` weeks: week 0 is the 7 days ending with the
+    as-of date, week 1 the 7 before, and so on (whole weeks, so a weekly cycle never tilts a
+    comparison). One grouped query; weeks without usage have no row.
+
+    Columns: account_id, week, events and errors (sum of quantity, all and outcome error),
+    rows and error_rows (usage rows), users (distinct contacts), active_days, and
+    first_week (the oldest week with usage of the account in the window, on every row).
+    """
+    if weeks < 2:
+        raise InvalidArgumentError(f"weeks must be at least 2 (not {weeks})")
+    w = _window(as_of, basis)
+    u = UsageEvent.__table__
+    week = ((w.day - utc_day(u.c.occurred_at)) // 7).label("week")
+    error = u.c.outcome == "error"
+    per_week = (
+        select(
+            u.c.account_id, week,
+            cast(func.sum(u.c.quantity), Float).label("events"),
+            cast(func.sum(case((error, u.c.quantity), else_=0.0)), Float).label("errors"),
+            func.count().label("rows"),
+            func.count(case((error, 1))).label("error_rows"),
+            func.count(distinct(u.c.contact_id)).label("users"),
+            func.count(distinct(day_key(u.c.occurred_at))).label("active_days"),
+        )
+        .where(u.c.occurred_at >= w.since(7 * weeks), u.c.occurred_at < w.end, w.known(u))
+        .group_by(u.c.account_id, week)
+        .subquery()
+    )
+    query = select(
+        per_week,
+        func.max(per_week.c.week).over(partition_by=per_week.c.account_id).label("first_week"),
+    ).order_by(per_week.c.account_id, per_week.c.week)
+    frame = _frame(engine, query)
+    for col in ("week", "rows", "error_rows", "users", "active_days", "first_week"):
+        frame[col] = pd.to_numeric(frame[col]).astype("int64")
+    for col in ("events", "errors"):
+        frame[col] = pd.to_numeric(frame[col]).astype("float64")
+    return frame
+
+
+def last_downgrades(engine: Engine, as_of: date, *, basis: str = "known",
+                    days: int = 90) -> pd.DataFrame:
+    """Per account with a downgrade in the last `days` days: when the latest one happened
+    (account_id, downgraded_at)."""
+    w = _window(as_of, basis)
+    p = PurchaseEvent.__table__
+    query = (
+        select(p.c.account_id, func.max(p.c.occurred_at).label("downgraded_at"))
+        .where(p.c.kind == "downgraded", p.c.occurred_at >= w.since(days),
+               p.c.occurred_at < w.end, w.known(p))
+        .group_by(p.c.account_id)
+        .order_by(p.c.account_id)
+    )
+    frame = _frame(engine, query)
+    frame["downgraded_at"] = [UTCDateTime().process_result_value(v, engine.dialect)
+                              for v in frame["downgraded_at"]]
+    return _instants(frame, "downgraded_at")
 
 
 # --------------------------------------------------------------------------- storing

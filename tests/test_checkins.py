@@ -48,7 +48,7 @@ def test_checkins_reach_red_and_silent_accounts_once_per_period(engine: Engine,
         silent = set(conn.execute(select(AccountFlag.account_id).where(
             AccountFlag.as_of == D, AccountFlag.flag == "silent_dissatisfied")).scalars())
     assert "acc-silent" in silent
-    without_contacts = {"acc-dipdown", "acc-errors"}  # the world gives them none
+    without_contacts = {"acc-errors"}  # the world gives it none
     assert without_contacts <= silent
     # Cancelled accounts get no check-in; accounts nobody can be written to are counted.
     expected = (red | silent) - {"acc-gone"} - without_contacts

@@ -1,0 +1,178 @@
+"""The silent flag on synthetic populations of different shapes: it judges each account
+against its own weekly history and its peers, so scaling every volume, heavy-tailed sizes or
+a strong weekly cycle change nothing; a recent ticket, or noise without a trend, is not
+silence. Pure (`evaluate_flags` on frames) and through the warehouse (SQLite, PostgreSQL)."""
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from pulse.listeners.landing import land_file
+from pulse.models.flag_rules import SilentRule
+from pulse.models.flags import compute_flags, evaluate_flags
+from pulse.models.health import score_date
+from pulse.sql.flags import load_flags
+
+D = date(2026, 6, 30)
+WEEKS = 16
+N = 120
+FADERS = [f"acc-{k:03d}" for k in range(8)]  # usage fades and errors climb, no ticket
+TICKETED = "acc-008"  # the same fade, with a ticket last week
+NOISY = "acc-009"  # wild week-to-week swings around a steady level
+
+
+def population(*, scale: float = 1.0, sizes: np.ndarray | None = None,
+               seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Weekly usage, features and peers of N accounts; `scale` multiplies every volume,
+    `sizes` each account's volume (rows stay as they are: the same observations, bigger)."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"acc-{k:03d}" for k in range(N)])
+    size = np.exp(rng.normal(4.0, 0.8, N)) * (1.0 if sizes is None else sizes) * scale
+    noise = rng.uniform(0.1, 0.35, N)
+    noise[ids == NOISY] = 1.0
+    level = np.exp(rng.normal(0.0, 1.0, (N, WEEKS)) * noise[:, None])
+    rate = np.exp(rng.normal(np.log(0.02), 0.5, N))[:, None] * np.exp(
+        rng.normal(0.0, 0.3, (N, WEEKS)))
+    fading = np.isin(ids, [*FADERS, TICKETED])
+    level[fading, :3] *= np.array([0.15, 0.25, 0.5])  # week 0 is the latest
+    rate[fading, :3] *= np.array([5.0, 4.0, 2.0])
+    events = size[:, None] * level
+    rows = np.maximum(1, np.round(300 * level))  # ~300 observations a week
+    weekly = pd.DataFrame({
+        "account_id": np.repeat(ids, WEEKS),
+        "week": np.tile(np.arange(WEEKS), N),
+        "events": events.ravel(),
+        "errors": (events * rate).ravel(),
+        "rows": rows.ravel(),
+        "error_rows": np.round(rows * rate).ravel(),
+        "users": np.full(N * WEEKS, 3.0),
+        "active_days": np.full(N * WEEKS, 5.0),
+    })
+    features = pd.DataFrame({
+        "account_id": ids, "cancelled": False,
+        "days_since_last_ticket": np.where(ids == TICKETED, 5.0, 60.0),
+        "downgrades_90d": 0.0, "mrr_change_90d_pct": 0.0, "negative_mentions_28d": 0.0,
+        "mentions_28d": 0.0, "support_last_at": None,
+    })
+    peers = pd.DataFrame({"account_id": ids, "segment": np.where(np.arange(N) % 2, "smb", "mid"),
+                          "plan": "growth"})
+    return weekly, features, peers
+
+
+def silent(weekly: pd.DataFrame, features: pd.DataFrame, peers: pd.DataFrame,
+           rule: SilentRule | None = None) -> pd.DataFrame:
+    from pulse.models.flag_rules import FlagSettings
+
+    flags = evaluate_flags(features, D, weekly=weekly, peers=peers,
+                           settings=FlagSettings(silent=rule or SilentRule()))
+    return flags[flags["flag"] == "silent_dissatisfied"].set_index("account_id")
+
+
+def test_the_faders_are_flagged_not_the_ticketed_nor_the_noisy() -> None:
+    flags = silent(*population())
+    assert set(FADERS) <= set(flags.index)
+    assert TICKETED not in flags.index  # it spoke to us: not silent
+    assert NOISY not in flags.index  # swings, but no more than it always has
+    assert len(flags) <= len(FADERS) + 2  # a handful of chance alarms at most among 110
+    text = flags.loc[FADERS[0], "evidence"]
+    assert text.startswith("events down ")
+    assert "against its own 11-week median" in text
+    assert re.search(r"the lowest \d+% of (mid|smb) accounts on the growth plan", text), text
+    assert "error rate " in text and text.endswith("; no ticket in 60 days")
+    details = flags.loc[FADERS[0], "details"]
+    assert details["evidence_z"] >= 3 and details["signals"]["usage_drop"] > 0
+    assert details["peer_group"] in ("mid / growth", "smb / growth")
+
+
+@pytest.mark.parametrize("shape", ["x20", "heavy_tailed", "tiny"])
+def test_the_same_accounts_whatever_the_volumes(shape: str) -> None:
+    base = set(silent(*population()).index)
+    rng = np.random.default_rng(99)
+    if shape == "x20":
+        other = population(scale=20.0)
+    elif shape == "heavy_tailed":
+        other = population(sizes=np.exp(rng.standard_t(2, N) * 1.5))
+    else:
+        other = population(scale=0.01)
+    assert set(silent(*other).index) == base
+
+
+def test_a_flat_history_does_not_make_every_wobble_extreme() -> None:
+    weekly, features, peers = population()
+    steady = weekly["account_id"] == "acc-050"
+    weekly.loc[steady, ["events", "rows"]] = [100.0, 30.0]  # the same every week ...
+    weekly.loc[steady & (weekly["week"] < 2), "events"] = 90.0  # ... then 10% less
+    assert "acc-050" not in silent(weekly, features, peers).index
+
+
+def test_the_rule_is_a_setting() -> None:
+    weekly, features, peers = population()
+    strict = silent(weekly, features, peers, SilentRule(min_evidence=50.0))
+    assert strict.empty
+    longer = silent(weekly, features, peers, SilentRule(no_contact_days=90))
+    assert longer.empty  # nobody has been quiet for 90 days
+
+
+# --------------------------------------------------------------------------- warehouse
+
+START = D - timedelta(days=7 * WEEKS - 1)
+LANDED = datetime(2026, 6, 30, 23, 0, tzinfo=UTC)
+
+
+def usage_csv(*, cycle: bool, scale: float) -> str:
+    """Daily usage of 40 accounts: weekdays busy; with `cycle`, weekends empty and Mondays
+    three times a Thursday. acc-w00 and acc-w01 fade in the last 2 weeks, acc-w01 with a
+    ticket."""
+    rng = np.random.default_rng(5)
+    lines = ["event_id,account_id,occurred_at,feature,contact_id,quantity,outcome"]
+    days = [START + timedelta(days=k) for k in range(7 * WEEKS)]
+    weekday = np.array([3.0, 1.5, 1.2, 1.0, 0.8, 0.05, 0.05]) if cycle else np.ones(7)
+    for a in range(40):
+        size = float(np.exp(rng.normal(3.0, 1.0))) * scale
+        for d in days:
+            age = (D - d).days
+            fade = 0.15 if a < 2 and age < 14 else 1.0
+            qty = size * weekday[d.weekday()] * fade * float(np.exp(rng.normal(0, 0.3)))
+            err = 0.3 if a < 2 and age < 14 else 0.01
+            for k in range(3):
+                q = max(1, round(qty / 3))
+                outcome = "error" if rng.random() < err else "ok"
+                lines.append(f"w{a}-{d:%Y%m%d}-{k},acc-w{a:02d},{d:%Y-%m-%d}T1{k}:00:00Z,"
+                             f"reports,,{q},{outcome}")
+    return "\n".join(lines) + "\n"
+
+
+def land(engine: Engine, folder: Path, *, cycle: bool, scale: float) -> None:
+    folder.mkdir()
+    accounts = "account_id,name,mrr,currency,seats,segment,plan,created_at\n" + "".join(
+        f"acc-w{a:02d},W {a},100,USD,5,smb,growth,2025-01-01T00:00:00Z\n" for a in range(40))
+    tickets = ("ticket_id,account_id,opened_at,resolved_at,status,priority\n"
+               "t1,acc-w01,2026-06-25T09:00:00Z,,open,normal\n")
+    for name, text in (("accounts.csv", accounts), ("usage.csv", usage_csv(cycle=cycle,
+                                                                            scale=scale)),
+                       ("tickets.csv", tickets)):
+        (folder / name).write_text(text, encoding="utf-8")
+        result = land_file(engine, folder / name, now=LANDED)
+        assert result.quarantined == 0, (name, result.reasons)
+
+
+@pytest.mark.parametrize(("cycle", "scale"), [(False, 1.0), (True, 20.0)])
+def test_in_the_warehouse_a_weekly_cycle_and_scale_change_nothing(
+        engine: Engine, tmp_path: Path, cycle: bool, scale: float) -> None:
+    land(engine, tmp_path / "world", cycle=cycle, scale=scale)
+    score_date(engine, D)
+    compute_flags(engine, D)
+    flags = load_flags(engine, D)
+    silent = flags[flags["flag"] == "silent_dissatisfied"]
+    assert list(silent["account_id"]) == ["acc-w00"], silent["evidence"].tolist()  # w01: a ticket
+    text = silent["evidence"].iloc[0]
+    drop = re.match(r"events down (\d+)% against its own 11-week median \(", text)
+    assert drop and int(drop.group(1)) >= 50, text
+    assert "error rate " in text and text.endswith("no ticket on record")
+    assert silent["details"].iloc[0]["baseline_weeks"] == 11
