@@ -429,7 +429,8 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "auto", random_sta
     folds = data.folds(n_folds)
     selection = select_config(data.frame, y_all, folds, numeric=data.numeric,
                               categorical=data.categorical, candidates=candidates,
-                              random_state=random_state, on_stage=on_stage)
+                              random_state=random_state, groups=data.frame["account_id"],
+                              on_stage=on_stage)
     config = selection.chosen
     if on_stage:
         on_stage(f"fitting {config.name} on {len(train):,} snapshots "

@@ -7,8 +7,11 @@ regularised gradient-boosted trees, with and without balanced class weights (whe
 reweighting the rare churners helps the trees is left to the data).
 Each is fitted on the training rows of every rolling-origin time-series fold
 (`TrainingData.folds`: expanding training windows whose labels end before their validation
-block starts) and ranked by its mean validation ROC AUC; the simplest one within `AUC_TIE` of
-the best wins. Ranking does not depend on calibration, so candidates are ranked uncalibrated.
+block starts) and ranked by its mean validation ROC AUC; the simplest one within one standard
+error of the best wins (the standard error of the best mean, from the churners and retained
+snapshots of each validation block by Hanley and McNeil's formula: few churners make a wide
+margin, many a narrow one; counted in accounts, since the snapshots of one account are not
+independent). Ranking does not depend on calibration, so candidates are ranked uncalibrated.
 
 The baselines (`BASELINES`) are what anyone would try first on the same snapshots: a plain
 standardised `LogisticRegression` (median imputation, scaling, one-hot) and a default
@@ -109,6 +112,7 @@ class Selection:
     chosen: Config
     scores: dict[str, list[float]] = field(default_factory=dict)  # validation ROC AUC per fold
     folds: int = 0
+    margin: float = AUC_TIE  # how far below the best mean a simpler candidate may be
 
     def mean(self, name: str) -> float | None:
         s = [x for x in self.scores.get(name, []) if np.isfinite(x)]
@@ -116,6 +120,7 @@ class Selection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen.name, "folds": self.folds,
+                "margin": round(self.margin, 4),
                 "mean_roc_auc": {k: self.mean(k) for k in self.scores},
                 "fold_roc_auc": {k: [round(x, 4) for x in v] for k, v in self.scores.items()}}
 
@@ -123,9 +128,9 @@ class Selection:
 def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.ndarray,
                   np.ndarray]], *, numeric: Sequence[str], categorical: Sequence[str],
                   candidates: Sequence[Config] = CANDIDATES, random_state: Any = 0,
-                  on_stage: Callable[[str], None] | None = None) -> Selection:
-    """Rank `candidates` by mean validation ROC AUC over `folds`; the simplest within
-    `AUC_TIE` of the best wins. With one candidate, or no usable fold, the first is chosen."""
+                  groups: Any = None, on_stage: Callable[[str], None] | None = None) -> Selection:
+    """Rank `candidates` by mean validation ROC AUC over `folds`; the simplest within one
+    standard error of the best wins. With one candidate, or no usable fold, the first is chosen."""
     if len(candidates) == 0:
         raise ModelInputError("no candidate configuration to choose from")
     if len(candidates) == 1 or not folds:
@@ -149,13 +154,45 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
     means = {c.name: selection.mean(c.name) for c in candidates}
     best = max((m for m in means.values() if m is not None), default=None)
     if best is not None:
+        # One standard error: the simplest candidate within the noise of the best one's
+        # mean ROC AUC (few churners make a wide margin, many a narrow one).
+        best_name = next(k for k, v in means.items() if v == best)
+        selection.margin = max(_mean_auc_se(scores[best_name], y, folds, groups), AUC_TIE)
         selection.chosen = next(c for c in candidates
                                 if means[c.name] is not None
-                                and best - means[c.name] < AUC_TIE)  # type: ignore[operator]
+                                and best - means[c.name] < selection.margin)  # type: ignore[operator]
     log.info("configurations by mean ROC AUC over %d time folds: %s; chosen %s", len(folds),
              ", ".join(f"{k} {v:.4f}" for k, v in means.items() if v is not None),
              selection.chosen.name)
     return selection
+
+
+def _auc_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of a ROC AUC (Hanley and McNeil, 1982)."""
+    if not np.isfinite(auc) or n_pos == 0 or n_neg == 0:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc)
+           + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def _mean_auc_se(aucs: Sequence[float], y: np.ndarray,
+                 folds: Sequence[tuple[np.ndarray, np.ndarray]], groups: Any = None) -> float:
+    """Standard error of the mean ROC AUC over the folds (folds taken as independent), with
+    churners and retained counted in distinct `groups` (accounts) when given."""
+    y = np.asarray(y).astype(bool)
+    ses = []
+    for auc, (_, valid) in zip(aucs, folds):
+        if groups is None:
+            pos = int(y[valid].sum())
+            neg = len(valid) - pos
+        else:
+            g = np.asarray(groups)[valid]
+            pos, neg = len(np.unique(g[y[valid]])), len(np.unique(g[~y[valid]]))
+        ses.append(_auc_se(auc, pos, neg))
+    ok = [s for s in ses if np.isfinite(s)]
+    return float(np.sqrt(np.sum(np.square(ok))) / len(ok)) if ok else 0.0
 
 
 def baseline_figures(train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame,
