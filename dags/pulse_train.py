@@ -11,6 +11,12 @@ tie goes to the lower Brier score); otherwise it stays a challenger with a note 
 registry. When history is too short for the horizon, the longest horizon that fits is used
 and the model's note says so.
 
+Then it fits the scorecard's bands (and weights) to the same history's outcomes
+(`pulse.models.calibration.calibrate_and_apply`, as `pulse scorecard calibrate --fit-weights
+--apply`): the proposal and its chart go to `$PULSE_HOME/calibration/`, and it becomes the
+active scorecard unless `PULSE_SCORECARD` names the team's own file or the history is too
+short (then the defaults stay, and the task's log says why).
+
 Params: `horizon_days` (default 90), `valid_days` (28), `min_roc_auc` (0.6), `basis`
 (`occurred` for history loaded after the fact, `known` for rows as they had landed).
 """
@@ -56,7 +62,21 @@ def pulse_train() -> None:
                 "promoted": result.promoted, "roc_auc": result.metrics.get("roc_auc"),
                 "note": result.record.note}
 
-    train()
+    @task
+    def calibrate(trained: dict[str, Any]) -> dict[str, Any]:
+        from pulse.models.calibration import calibrate_and_apply
+
+        result, proposal, applied = calibrate_and_apply(
+            runtime.engine(), as_of=runtime.as_of(),
+            horizon_days=int(runtime.param("horizon_days")),
+            basis=str(runtime.param("basis", "known")))
+        print(result.fallback or f"bands green >= {result.green}, amber >= {result.amber}")
+        return {"fitted": result.fitted, "applied": str(applied) if applied else None,
+                "proposal": str(proposal), "bands": {"green": result.green,
+                                                     "amber": result.amber},
+                "model_version": trained["version"]}
+
+    calibrate(train())
 
 
 pulse_train()

@@ -543,3 +543,35 @@ def apply_calibration(result: CalibrationResult, path: Path | None = None) -> Pa
     tmp.replace(target)
     return target
 
+
+
+def calibrate_and_apply(engine: Any, *, as_of: date | None = None, horizon_days: int = 90,
+                        basis: str = "occurred", fit_weights_: bool = True,
+                        snapshots: dict[Any, pd.DataFrame] | None = None
+                        ) -> tuple[CalibrationResult, Path, Path | None]:
+    """Calibrate the active scorecard on history and make the result active, as `pulse
+    model train` and the weekly training DAG do after training.
+
+    The proposal and its chart go to `$PULSE_HOME/calibration/`. It is applied
+    (`$PULSE_HOME/scorecard.yaml`) only when it was fitted and no PULSE_SCORECARD names the
+    team's own file (that file is never overwritten). Returns (result, proposal, applied).
+    """
+    from pulse.core.settings import get_settings
+
+    settings = get_settings()
+    result = fit_calibration(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
+                             fit_weights_=fit_weights_, snapshots=snapshots)
+    folder = settings.resolved_home() / "calibration"
+    folder.mkdir(parents=True, exist_ok=True)
+    proposal = folder / "scorecard-proposed.yaml"
+    proposal.write_text(result.yaml_text, encoding="utf-8")
+    write_chart(result, proposal.with_suffix(".png"))
+    applied = None
+    if result.fitted and not settings.scorecard:
+        applied = apply_calibration(result)
+    elif result.fitted:
+        result.notes.append("PULSE_SCORECARD names the team's own scorecard: the proposal was "
+                            "written, not applied")
+    log.info("scorecard calibration: %s", "applied" if applied else
+             result.fallback or "proposed only")
+    return result, proposal, applied

@@ -69,6 +69,14 @@ def test_pulse_train_registers_a_model_and_promotes_by_the_rule(
     assert first.status in (CHAMPION, CHALLENGER) and first.note
     assert Path(first.artifact_path).is_file()
     assert f"churn model v1: {first.status}" in out.stdout
+    # then the bands were fitted to the same history: a valid proposal, applied when fitted
+    from pulse.models.scorecard import load_scorecard
+
+    proposal = load_scorecard(pulse_home / "calibration" / "scorecard-proposed.yaml")
+    applied = pulse_home / "scorecard.yaml"
+    assert applied.is_file() == (proposal.calibration is not None)
+    if applied.is_file():
+        assert load_scorecard().calibration == proposal.calibration  # the active card
 
     # The next week's run on the same history: a second model, judged against the first.
     run_dag_test("pulse_train", logical_date=end.isoformat(), env=af_env, conf=conf)

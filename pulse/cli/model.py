@@ -101,6 +101,10 @@ def model_train(
         "--beat-scorecard/--no-beat-scorecard",
         help="Also require a higher validation ROC AUC than the scorecard's own ranking.")]
     = True,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Then fit the scorecard's bands (and weights) to the same history and make the "
+        "result active, as `pulse scorecard calibrate --fit-weights --apply` does.")] = True,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Train a churn model on history, evaluate it on a later window, register it.
@@ -121,13 +125,25 @@ def model_train(
 
     engine = _engine()
     day = parse_day(as_of)
+    snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
     result = _with_status("building training snapshots", fmt, lambda stage: train_and_register(
         engine, as_of=day, horizon_days=horizon, basis=basis.value, step_days=step,
         valid_days=valid_days, warmup_days=warmup, classifier=classifier.value,
         min_roc_auc=min_roc_auc, must_beat_scorecard=beat_scorecard,
-        shorten_horizon=not exact_horizon, on_stage=stage))
+        shorten_horizon=not exact_horizon, snapshots=snapshots, on_stage=stage))
+    calibration = None
+    if calibrate:
+        from pulse.models.calibration import calibrate_and_apply
+
+        calibration = calibrate_and_apply(engine, as_of=day, horizon_days=horizon,
+                                          basis=basis.value, snapshots=snapshots)
     if fmt is Format.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        doc = result.to_dict()
+        if calibration is not None:
+            cal, proposal, applied = calibration
+            doc["scorecard_calibration"] = {**cal.to_dict(), "proposal": str(proposal),
+                                            "applied": str(applied) if applied else None}
+        print(json.dumps(doc, indent=2))
         return
     r = result.record
     out.print(Text(f"churn model v{r.version}: {r.status}", style="bold"))
@@ -136,6 +152,14 @@ def model_train(
     out.print(Text(r.note or ""))
     _print_record(r)
     out.print(f"artifact: {r.artifact_path}")
+    if calibration is not None:
+        from pulse.cli.health import print_calibration
+
+        cal, proposal, applied = calibration
+        out.print(Text("scorecard calibration", style="bold"))
+        print_calibration(cal)
+        out.print(f"proposal: {proposal}" + (f"; applied: {applied}" if applied else
+                                             "; not applied"))
 
 
 def _print_record(r: ModelRecord) -> None:
