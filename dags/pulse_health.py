@@ -16,8 +16,9 @@ answer, because every step reads only rows known by then.
 4. **risk_list**: the ranked list written to `<PULSE_HOME>/reports/risk-list-<date>.json`
    (the documented JSON form) and emitted as the `x-pulse://warehouse/health` asset.
 
-Param `basis`: `known` (default; rows landed by the date) or `occurred` (rows that happened by
-the date, for history loaded after the fact, as in the demo).
+Param `basis`: `auto` (default; rows landed in a backfill count from when they happened, other
+rows from when they landed: sql/features.py), `known` (rows landed by the date) or `occurred`
+(rows that happened by the date). A date with nothing to score fails the run with the reason.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ HEALTH = Asset("x-pulse://warehouse/health")
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=2),
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
-    params={"basis": Param("known", enum=["known", "occurred"])},
+    params={"basis": Param("auto", enum=["auto", "known", "occurred"])},
     tags=["pulse", "health"],
     doc_md=__doc__,
 )
@@ -64,14 +65,14 @@ def pulse_health() -> None:
 
         engine = runtime.engine()
         refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
-        summary = score_date(engine, runtime.as_of(), basis=str(runtime.param("basis", "known")))
+        summary = score_date(engine, runtime.as_of(), basis=str(runtime.param("basis", "auto")))
         return {"as_of": runtime.as_of().isoformat(), "summary": str(summary)}
 
     @task
     def churn(_: dict[str, Any]) -> int:
         from pulse.models.registry import score_churn
 
-        return score_churn(runtime.engine(), runtime.as_of(), basis=str(runtime.param("basis", "known")))
+        return score_churn(runtime.engine(), runtime.as_of(), basis=str(runtime.param("basis", "auto")))
 
     @task
     def flags(_: int) -> int:

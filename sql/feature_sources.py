@@ -40,6 +40,7 @@ from pulse.sql.schema import (
     Contact,
     Incident,
     IncidentImpact,
+    IngestRun,
     Mention,
     PurchaseEvent,
     SurveyResponse,
@@ -228,7 +229,35 @@ class _Window:
         return literal((self.as_of - date(1970, 1, 1)).days, Integer)
 
     def known(self, table: Any) -> ColumnElement[bool]:
-        return table.c.landed_at < self.end if self.basis == "known" else true()
+        return known_by(table, self.end, self.basis)
+
+
+#: the ingest source of each landed table (listeners/contract.py)
+_SOURCE_OF: dict[str, str] = {"usage_events": "usage", "purchase_events": "purchases"}
+
+
+def backfill_landings(table: Any) -> Any:
+    """The landing instants of the ingest runs of `table`'s source that were backfills (a row
+    landed by a run carries the run's `started_at` as its `landed_at`, and keeps it when
+    later updated)."""
+    r = IngestRun.__table__
+    source = _SOURCE_OF.get(table.name, table.name)
+    return select(r.c.started_at).where(r.c.backfill == true(), r.c.source == source)
+
+
+def known_by(table: Any, end: datetime, basis: str) -> ColumnElement[bool]:
+    """Whether a row of `table` (with `landed_at`) counts for a date ending at `end`.
+
+    Callers also require the row's event time to be before `end`. "known": it had landed by
+    then. "occurred": always (its event time decides). "auto": it had landed by then, or it
+    first landed in a backfill run, in which case it counts from when it happened.
+    """
+    if basis == "occurred":
+        return true()
+    landed: ColumnElement[bool] = table.c.landed_at < end
+    if basis == "known":
+        return landed
+    return or_(landed, table.c.landed_at.in_(backfill_landings(table)))
 
 
 def _usage(w: _Window) -> tuple[Any, Any]:

@@ -9,15 +9,34 @@ module holds the catalogue, the assembled SELECT and the storage.
 
 Point in time
 -------------
-"As of D" means: rows whose event time is before the end of D (UTC) and, with the default
-`basis="known"`, which had also *landed* by then (`landed_at`). A row that arrives later, or
-happens later, never changes D's features, so a re-run of a past date gives the answer Pulse
-would have given that day. `basis="occurred"` drops the landing condition; it reconstructs
-history that was loaded in bulk after the fact (a first import, a demo world), for backtests.
+"As of D" means: rows whose event time is before the end of D (UTC) and which were *known*
+by then under the basis:
+
+- `known`: the row had also landed by then (`landed_at`). A row that arrives later never
+  changes D's features, so a re-run of a past date gives the answer Pulse would have given
+  that day. On a warehouse loaded today with a year of history, a past date sees nothing.
+- `occurred`: the landing condition is dropped; history is reconstructed from event times.
+- `auto` (the default, `DEFAULT_BASIS`; resolved by `resolve_basis`, the one function the
+  scoring and training commands take their basis from): rows landed by a *backfill* count
+  from when they happened, every other row from when it landed. An ingest run is a backfill
+  (`ingest_runs.backfill`, listeners/landing.py) when it was asked to be (`pulse ingest
+  --backfill`), when it is the first run of its source that landed rows, or when the rows it
+  landed first happened a median of more than `backfill_lag_days` (default 3) before they
+  landed, over a span of more than that many days (history, not a few late rows). A row
+  belongs to the run of its source that first landed it: its `landed_at` is that run's
+  `started_at`, and later updates keep it (`known_by`). So a year of history imported today
+  scores a past date from when its rows happened, while a late row in a later daily landing
+  counts only from when it landed, and never changes a past date's features (leak-free).
+  Rows that reach the warehouse other than through an ingest run (mentions from the X
+  listener, incidents from Statuspage, survey answers) count from when they landed.
+  `basis_report` says how many rows counted as backfill for a date; the features rows store
+  their basis. A date with no account to score raises `NothingToScoreError` with the reason.
 
 An account is scored as of D when Pulse knew it by then (`landed_at`) and it had been created
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
-`created_at`, had landed or had a usage or purchase event by then).
+`created_at`, had landed or had a usage or purchase event by then). With `basis="auto"`: when
+it had been created (when given) and it was known by then under the auto rule or had a usage
+or purchase event that was.
 
 What the warehouse cannot give point in time: account attributes (seats, renewal date, the
 fallback MRR, x_handle) and a ticket's status are stored in their latest state, so a later
@@ -67,7 +86,7 @@ from sqlalchemy import (
     text,
 )
 
-from pulse.core.errors import InvalidArgumentError
+from pulse.core.errors import InvalidArgumentError, NothingToScoreError
 from pulse.sql.feature_sources import (
     _billing,
     _incident_minutes,
@@ -77,13 +96,18 @@ from pulse.sql.feature_sources import (
     _surveys,
     _usage,
     _Window,
+    backfill_landings,
     date_day,
     utc_day,
+)
+from pulse.sql.feature_sources import (
+    known_by as known_by,  # the row rule of each basis, for models/training.py
 )
 from pulse.sql.schema import (
     Account,
     AccountFeatures,
     Incident,
+    IngestRun,
     Mention,
     PurchaseEvent,
     Ticket,
@@ -93,8 +117,10 @@ from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
-Basis = Literal["known", "occurred"]
-BASES: tuple[str, ...] = ("known", "occurred")
+Basis = Literal["auto", "known", "occurred"]
+BASES: tuple[str, ...] = ("auto", "known", "occurred")
+#: the default of `pulse score`, `pulse churn score`, `pulse model train`, the DAGs and the demo
+DEFAULT_BASIS: Basis = "auto"
 
 FEATURES_TABLE = AccountFeatures.__table__
 
@@ -166,7 +192,21 @@ FRESHNESS: dict[str, tuple[str | None, str]] = {
 }
 
 
-def features_select(as_of: date, *, basis: Basis = "known",
+_NEW: tuple[str, ...] = (
+    "events_7d_vs_28d", "events_28d_vs_90d", "events_slope_12w",
+    "active_days_7d_vs_28d", "active_days_28d_vs_90d",
+    "active_users_28d_vs_prev", "error_rate_28d_vs_90d",
+    "active_users_peak_90d", "active_users_peak_180d",
+    "seat_use_vs_peak_90d", "seat_use_vs_peak_180d",
+    "failed_payments_90d", "recovered_payments_90d", "days_since_failed_payment",
+    "billing_term_days", "is_annual", "days_to_renewal_est",
+    "tickets_negative_share_90d", "mentions_negative_share_90d",
+    "negative_texts_28d", "negative_texts_90d", "tone_scored_share_90d",
+    "tone_source", "champion_gone", "tenure_days",
+)
+
+
+def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                     negative_terms: Sequence[str],
                     computed_at: datetime | None = None) -> Any:
     """The SELECT that yields the `account_features` rows of `as_of`, columns in table order.
@@ -174,8 +214,7 @@ def features_select(as_of: date, *, basis: Basis = "known",
     `negative_terms` is the lexicon of a negative mention (callers pass
     `pulse.models.negative_words.NEGATIVE_TERMS`).
     """
-    if basis not in BASES:
-        raise InvalidArgumentError(f"basis must be one of {BASES}, not {basis!r}")
+    basis = resolve_basis(basis)
     w = _Window(as_of, basis)
     a = Account.__table__
     usage, usage_last = _usage(w)
@@ -195,17 +234,20 @@ def features_select(as_of: date, *, basis: Basis = "known",
     ), Float)
     events_28d, events_prev = n(usage.c.events_28d), n(usage.c.events_prev_28d)
     mentions = n(social.c.mentions_28d)
+    created = or_(a.c.created_at.is_(None), a.c.created_at < w.end)
+    # Without created_at, an account that landed later still existed once it had used the
+    # product or been billed: its first event counts as its creation.
+    u, pe = UsageEvent.__table__, PurchaseEvent.__table__
+    had_event = or_(
+        select(u.c.account_id).where(u.c.account_id == a.c.account_id,
+                                     u.c.occurred_at < w.end, w.known(u)).exists(),
+        select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
+                                      pe.c.occurred_at < w.end, w.known(pe)).exists())
     if basis == "known":
-        exists = and_(a.c.landed_at < w.end, or_(a.c.created_at.is_(None), a.c.created_at < w.end))
+        exists = and_(a.c.landed_at < w.end, created)
+    elif basis == "auto":
+        exists = and_(created, or_(w.known(a), had_event))
     else:
-        # Without created_at, an account that landed later still existed once it had used
-        # the product or been billed: its first event counts as its creation.
-        u, pe = UsageEvent.__table__, PurchaseEvent.__table__
-        had_event = or_(
-            select(u.c.account_id).where(u.c.account_id == a.c.account_id,
-                                         u.c.occurred_at < w.end).exists(),
-            select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
-                                          pe.c.occurred_at < w.end).exists())
         exists = or_(a.c.created_at < w.end,
                      and_(a.c.created_at.is_(None), or_(a.c.landed_at < w.end, had_event)))
     columns: dict[str, Any] = {
@@ -267,6 +309,8 @@ def features_select(as_of: date, *, basis: Basis = "known",
         "csat_responses_90d": n(surveys.c.responses_90d),
         "surveys_last_at": surveys.c.last_at,
     }
+    for name in _NEW:  # filled in below
+        columns.setdefault(name, cast(literal(None), FEATURES_TABLE.c[name].type))
     missing = set(FEATURES_TABLE.c.keys()) ^ set(columns)
     assert not missing, f"features_select and account_features disagree on {missing}"
     joined: FromClause = a
@@ -295,14 +339,102 @@ def ensure_features_schema(engine: Engine) -> None:
         )
 
 
-def compute_features(engine: Engine, as_of: date, *, basis: Basis = "known",
-                     negative_terms: Sequence[str]) -> int:
+def resolve_basis(basis: str | None) -> Basis:
+    """The basis to use: `None` means the default ("auto"); anything else must be a basis.
+
+    The one place `pulse score`, `pulse churn score`, `pulse model train`, the DAGs and the
+    demo job take their basis from, so that scoring and training read history alike.
+    """
+    if basis is None:
+        return DEFAULT_BASIS
+    if basis not in BASES:
+        raise InvalidArgumentError(
+            f"invalid value for basis: expected one of {', '.join(BASES)} (not {basis!r})")
+    return basis  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BasisReport:
+    """Which basis a date was computed on and, for "auto", how many rows (usage, purchases,
+    tickets, mentions, incidents) counted from when they happened because a backfill landed
+    them after the date."""
+
+    basis: str
+    backfill_rows: int
+    backfill_runs: int
+
+    def describe(self) -> str:
+        if self.basis != "auto":
+            return f"{self.basis} basis"
+        return (f"auto basis: {self.backfill_rows:,} rows from {self.backfill_runs:,} "
+                "backfill run(s) counted from when they happened")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "backfill_rows": self.backfill_rows,
+                "backfill_runs": self.backfill_runs}
+
+
+_EVENT_TABLES: tuple[tuple[Any, str], ...] = (
+    (UsageEvent.__table__, "occurred_at"), (PurchaseEvent.__table__, "occurred_at"),
+    (Ticket.__table__, "opened_at"), (Mention.__table__, "created_at"),
+    (Incident.__table__, "started_at"),
+)
+
+
+def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> BasisReport:
+    """What the basis meant for `as_of`: see `BasisReport`."""
+    b = resolve_basis(basis)
+    if b != "auto":
+        return BasisReport(b, 0, 0)
+    end = _Window(as_of, b).end
+    r = IngestRun.__table__
+    with engine.connect() as conn:
+        runs = conn.execute(select(func.count()).select_from(r).where(
+            r.c.backfill == literal(True), r.c.started_at >= end)).scalar_one()
+        rows = 0
+        if runs:
+            for t, col in _EVENT_TABLES:
+                rows += conn.execute(select(func.count()).select_from(t).where(
+                    t.c[col] < end, t.c.landed_at >= end,
+                    t.c.landed_at.in_(backfill_landings(t)))).scalar_one()
+    return BasisReport(b, int(rows), int(runs))
+
+
+def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
+    """Why nothing could be scored as of `as_of`, in words naming the first rows there are."""
+    u, a = UsageEvent.__table__, Account.__table__
+    with engine.connect() as conn:
+        first_use = conn.execute(select(func.min(u.c.occurred_at))).scalar_one()
+        first_landed = conn.execute(select(func.min(u.c.landed_at))).scalar_one()
+        accounts = conn.execute(select(func.count()).select_from(a)).scalar_one()
+    if not accounts:
+        return f"nothing to score as of {as_of}: the warehouse has no accounts (run `pulse ingest`)"
+    what = {"known": "had landed", "occurred": "had happened",
+            "auto": "had landed (or, for a backfill, happened)"}[basis]
+    msg = f"nothing to score as of {as_of} on the {basis} basis: no account {what} by then"
+    if first_use is not None:
+        msg += (f"; the first usage row happened on {_day(first_use)} and landed on "
+                f"{_day(first_landed)}")
+    if basis == "known":
+        msg += "; to score history loaded after the fact use --basis auto or occurred"
+    return msg
+
+
+def _day(value: Any) -> str:
+    return str(value)[:10]
+
+
+def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASIS,
+                     negative_terms: Sequence[str], allow_empty: bool = False) -> int:
     """Materialise every account's features as of `as_of`; returns the rows written.
 
     `negative_terms`: the negative-mention lexicon (see `features_select`).
 
     The date's previous rows are replaced in the same transaction; other dates are untouched.
+    A date with no account to score raises `NothingToScoreError` (with the reason), unless
+    `allow_empty`.
     """
+    basis = resolve_basis(basis)
     query = features_select(as_of, basis=basis, negative_terms=negative_terms)
     t = FEATURES_TABLE
     with engine.begin() as conn:
@@ -316,6 +448,8 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = "known",
         # (a statement that starts with WITH reports no row count on either driver)
         written = conn.execute(
             select(func.count()).select_from(t).where(t.c.as_of == as_of)).scalar_one()
+    if not written and not allow_empty:
+        raise NothingToScoreError(nothing_to_score(engine, as_of, basis))
     log.info("features as of %s (%s): %d accounts", as_of, basis, written)
     return int(written)
 

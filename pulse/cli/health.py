@@ -37,20 +37,21 @@ def score(
     scorecard: Annotated[Path | None, typer.Option(
         help="Scorecard YAML (default: $PULSE_SCORECARD, else the built-in one).")] = None,
     basis: Annotated[Basis, typer.Option(
-        help="'known': rows that had landed by the date (a re-run gives that day's answer); "
-        "'occurred': rows that had happened by then, for history loaded after the fact.")]
-    = Basis.known,
+        help="'auto': rows landed in a backfill count from when they happened, other rows "
+        "from when they landed; 'known': rows that had landed by the date (a re-run gives "
+        "that day's answer); 'occurred': rows that had happened by then.")]
+    = Basis.auto,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Compute every account's features and health as of a date, and store them.
 
     Re-running a date replaces that date's features and health and nothing else. The impact
-    of open or changed incidents is refreshed first.
+    of open or changed incidents is refreshed first. A date with nothing to score is an error.
     """
     from pulse.models.health import score_date
     from pulse.models.scorecard import load_scorecard
     from pulse.sql.db import make_engine
-    from pulse.sql.features import ensure_features_schema
+    from pulse.sql.features import basis_report, ensure_features_schema
 
     day = parse_day(as_of)
     card = load_scorecard(scorecard)  # a bad file stops here, before any work
@@ -66,14 +67,16 @@ def score(
     else:
         summary = score_date(engine, day, scorecard=card, basis=basis.value)
     flags = _score_flags(engine, day, card, summary.seconds) if summary.accounts else {}
+    used = basis_report(engine, day, basis.value)
     if fmt is Format.json:
-        print(json.dumps({**summary.to_dict(), "flags": flags}, indent=2))
+        print(json.dumps({**summary.to_dict(), "basis": used.to_dict(), "flags": flags},
+                         indent=2))
         return
     b = summary.bands
     by_card = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_scorecard.items()))
     out.print(Text.assemble(
         (f"Scored {summary.accounts:,} accounts as of {day}", "bold"),
-        f" ({by_card or 'none'}; {basis.value} basis; scorecard {summary.scorecard})"))
+        f" ({by_card or 'none'}; {used.describe()}; scorecard {summary.scorecard})"))
     out.print(Text.assemble(
         ("green ", "green"), f"{b['green']:,}  ", ("amber ", "yellow"), f"{b['amber']:,}  ",
         ("red ", "red"), f"{b['red']:,}", f"  unscored {b['unscored']:,}" if b["unscored"]
@@ -84,9 +87,6 @@ def score(
                                 else ""), soft_wrap=True)
     if not summary.stale:
         out.print("Every source is fresh.")
-    if summary.accounts == 0 and basis is Basis.known:
-        out.print(f"No account had landed by {day}. To score history loaded later, use "
-                  "--basis occurred.")
     out.print("Flags: " + (", ".join(f"{k} {v:,}" for k, v in flags.items()) or "none"))
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     out.print(f"Took {secs}.")

@@ -73,7 +73,8 @@ def model_train(
         "after a snapshot.", min=1)] = 90,
     basis: Annotated[Basis, typer.Option(
         help="'occurred': rows that had happened by each snapshot date (history loaded after "
-        "the fact); 'known': rows that had also landed by then.")] = Basis.occurred,
+        "the fact); 'known': rows that had also landed by then; 'auto': rows landed in a backfill "
+        "count from when they happened, other rows from when they landed.")] = Basis.auto,
     step: Annotated[int, typer.Option(help="Days between snapshots.", min=1)] = 7,
     valid_days: Annotated[int, typer.Option(
         help="Days of validation snapshots (the latest whose horizon is complete).", min=1)]
@@ -231,7 +232,7 @@ def churn_score(
         "--as-of", help="The date to score, YYYY-MM-DD (default: today, UTC).")] = None,
     basis: Annotated[Basis, typer.Option(
         help="Basis of the features when the date has none yet (`pulse score` computes "
-        "them): 'known' or 'occurred'.")] = Basis.known,
+        "them): 'auto', 'known' or 'occurred'.")] = Basis.auto,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Score every account's churn risk as of a date with the champion model, with the top
