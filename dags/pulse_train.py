@@ -17,8 +17,8 @@ Then it fits the scorecard's bands (and weights) to the same history's outcomes
 active scorecard unless `PULSE_SCORECARD` names the team's own file or the history is too
 short (then the defaults stay, and the task's log says why).
 
-Params: `horizon_days` (default 90), `valid_days` (28), `min_roc_auc` (0.6), `basis`
-(`occurred` for history loaded after the fact, `known` for rows as they had landed).
+Params: `horizon_days` (default 90), `valid_days` (28), `min_roc_auc` (0.6), `basis` (`auto`,
+the default: backfilled rows from when they happened; `occurred`; `known`: rows as they landed).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from pulse import runtime
         "horizon_days": Param(90, type="integer", minimum=1),
         "valid_days": Param(28, type="integer", minimum=1),
         "min_roc_auc": Param(0.6, type="number", minimum=0, maximum=1),
-        "basis": Param("occurred", enum=["occurred", "known"]),
+        "basis": Param("auto", enum=["auto", "occurred", "known"]),
     },
     tags=["pulse", "health", "model"],
     doc_md=__doc__,
@@ -56,7 +56,7 @@ def pulse_train() -> None:
                                     horizon_days=int(runtime.param("horizon_days")),
                                     valid_days=int(runtime.param("valid_days")),
                                     min_roc_auc=float(runtime.param("min_roc_auc")),
-                                    basis=str(runtime.param("basis", "known")))
+                                    basis=str(runtime.param("basis", "auto")))
         print(result)
         return {"version": result.version, "status": result.record.status,
                 "promoted": result.promoted, "roc_auc": result.metrics.get("roc_auc"),
@@ -69,7 +69,7 @@ def pulse_train() -> None:
         result, proposal, applied = calibrate_and_apply(
             runtime.engine(), as_of=runtime.as_of(),
             horizon_days=int(runtime.param("horizon_days")),
-            basis=str(runtime.param("basis", "known")))
+            basis=str(runtime.param("basis", "auto")))
         print(result.fallback or f"bands green >= {result.green}, amber >= {result.amber}")
         return {"fitted": result.fitted, "applied": str(applied) if applied else None,
                 "proposal": str(proposal), "bands": {"green": result.green,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -50,7 +50,16 @@ from pulse.listeners.staging import (
 )
 from pulse.listeners.validate import CODES, validate
 from pulse.sql.db import ensure_schema, write_transaction
-from pulse.sql.schema import Account, IngestRun, QuarantineRow
+from pulse.sql.schema import (
+    Account,
+    Incident,
+    IngestRun,
+    Mention,
+    PurchaseEvent,
+    QuarantineRow,
+    Ticket,
+    UsageEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +85,10 @@ class IngestResult:
     relanded: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the run was a backfill (its rows count from when they happened, basis "auto"), and why
+    backfill: bool = False
+    backfill_reason: str | None = None
+    median_lag_days: float | None = None
 
     def check(self) -> None:
         total = self.inserted + self.updated + self.unchanged + self.quarantined
@@ -344,11 +357,62 @@ def _fail_run(engine: Engine, run_id: int, error: str) -> None:
             log.exception("could not record the failure of ingest run %d", run_id)
 
 
+SOURCE_TABLES: dict[str, Table] = {
+    "usage": UsageEvent.__table__, "purchases": PurchaseEvent.__table__,
+    "tickets": Ticket.__table__, "mentions": Mention.__table__,
+    "incidents": Incident.__table__, "accounts": Account.__table__,
+}
+
+#: the event time of each source's rows: how long after it a row landed is its lag
+EVENT_TIME: dict[str, str] = {
+    "usage": "occurred_at", "purchases": "occurred_at", "tickets": "opened_at",
+    "mentions": "created_at", "incidents": "started_at",
+}
+
+
+def _backfill_of(conn: Connection, src: Source, run_id: int, now: datetime,
+                 explicit: bool) -> tuple[bool, str | None, float | None]:
+    """Whether a run is a backfill: asked for, the first landing of its source that landed
+    rows, or history that landed long after it happened: the rows it landed first happened
+    a median of more than `backfill_lag_days` before they landed, over a span of more than
+    that many days (a handful of late rows in a daily file is not history). Accounts and
+    contacts are backfills only when asked for or first. Returns (backfill, reason, lag)."""
+    from pulse.sql.feature_sources import epoch_seconds
+
+    lag: float | None = None
+    span = 0.0
+    column = EVENT_TIME.get(src.name)
+    if column is not None:
+        t = SOURCE_TABLES[src.name]
+        new = (t.c.landed_at == now, t.c.run_id == run_id, t.c[column].is_not(None))
+        event = epoch_seconds(t.c[column])
+        n, first, last = conn.execute(select(func.count(), func.min(event), func.max(event))
+                                      .where(*new)).one()
+        if n:
+            days = (epoch_seconds(t.c.landed_at) - event) / 86400.0
+            lag = float(conn.execute(select(days).where(*new).order_by(days)
+                                     .limit(1).offset(int(n) // 2)).scalar_one())
+            span = (float(last) - float(first)) / 86400.0
+    if explicit:
+        return True, "explicit", lag
+    earlier = conn.execute(select(func.count()).select_from(IngestRun).where(
+        IngestRun.source == src.name, IngestRun.status == "ok", IngestRun.run_id < run_id,
+        IngestRun.inserted > 0)).scalar_one()
+    if not earlier:
+        return True, "first", lag
+    limit = get_settings().backfill_lag_days
+    if lag is not None and lag > limit and span > limit:
+        return True, "lag", lag
+    return False, None, lag
+
+
 def _finish_run(conn: Connection, run_id: int, result: IngestResult) -> None:
     conn.execute(update(IngestRun).where(IngestRun.run_id == run_id).values(
         status="ok", finished_at=datetime.now(UTC), read=result.read,
         inserted=result.inserted, updated=result.updated, unchanged=result.unchanged,
         quarantined=result.quarantined, fields_cleared=result.fields_cleared,
+        backfill=result.backfill, backfill_reason=result.backfill_reason,
+        median_lag_days=result.median_lag_days,
     ))
 
 
@@ -368,6 +432,7 @@ def _no_gc_pauses() -> Iterator[None]:
 def _land_transaction(
     engine: Engine, src: Source, reader: Any, path: Path, *, run_id: int, now: datetime,
     progress: Callable[[int], None] | None, utf8_valid: bool, direct: bool,
+    backfill: bool = False,
 ) -> IngestResult:
     label = file_label(path)
     with _no_gc_pauses(), write_transaction(engine) as conn:
@@ -385,6 +450,9 @@ def _land_transaction(
         if not utf8_valid:
             result.warnings.append(f"{label}: the file is not entirely valid UTF-8")
         result.check()
+        if result.inserted:
+            result.backfill, result.backfill_reason, result.median_lag_days = _backfill_of(
+                conn, src, run_id, now, backfill)
         _finish_run(conn, run_id, result)
     return result
 
@@ -398,8 +466,14 @@ def land_file(
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
     reland: bool = True,
+    backfill: bool = False,
 ) -> IngestResult:
     """Validate and land one file; the whole file commits or nothing does.
+
+    `backfill`: the file is history loaded after the fact, so its rows count from when they
+    happened (basis "auto" of sql/features.py). A run is also a backfill without it when it is
+    the first of its source to land rows, or when its new rows happened a median of more than
+    `backfill_lag_days` before they landed.
 
     After an accounts file, the rows waiting for those accounts land too (each source in its
     own transaction), unless `reland` is false (the ingest DAG re-lands them in a step of its
@@ -437,14 +511,16 @@ def land_file(
             # is already there or repeated
             try:
                 result = _land_transaction(engine, src, reader, path, run_id=run_id, now=now,
-                                           progress=progress, utf8_valid=utf8_valid, direct=True)
+                                           progress=progress, utf8_valid=utf8_valid, direct=True,
+                                           backfill=backfill)
             except _NeedsMerge:
                 log.info("%s: some keys repeat or are already known; landing through the "
                          "staged merge instead", label)
                 reader = open_reader(path, src, batch=batch_rows, utf8_valid=utf8_valid)
         if result is None:
             result = _land_transaction(engine, src, reader, path, run_id=run_id, now=now,
-                                       progress=progress, utf8_valid=utf8_valid, direct=False)
+                                       progress=progress, utf8_valid=utf8_valid, direct=False,
+                                       backfill=backfill)
     except InputFileError as exc:
         _fail_run(engine, run_id, str(exc))
         raise
@@ -496,7 +572,8 @@ def reland_waiting(engine: Engine) -> int:
 
 
 def land_files(engine: Engine, paths: Iterable[Path | str], *, source: str | None = None,
-               progress: Callable[[int], None] | None = None) -> list[IngestResult]:
+               progress: Callable[[int], None] | None = None,
+               backfill: bool = False) -> list[IngestResult]:
     """Land several files, accounts first; stops at the first file that fails as a whole."""
     plist = [Path(p) for p in paths]
     order = {name: i for i, name in enumerate(LANDING_ORDER)}
@@ -507,7 +584,7 @@ def land_files(engine: Engine, paths: Iterable[Path | str], *, source: str | Non
         except UnknownSourceError:
             return len(order)
 
-    return [land_file(engine, p, source=source, progress=progress)
+    return [land_file(engine, p, source=source, progress=progress, backfill=backfill)
             for p in sorted(plist, key=rank)]
 
 

@@ -268,7 +268,10 @@ def _end_of(day: date) -> datetime:
 
 
 def _known(table: Any, basis: str, end: datetime) -> Any:
-    return table.c.landed_at < end if basis == "known" else true()
+    """Rows known by `end` under `basis`, as features read them (sql.feature_sources)."""
+    from pulse.sql.feature_sources import known_by
+
+    return known_by(table, end, basis)
 
 
 def data_span(engine: Engine, as_of: date, *, basis: str = "occurred") -> tuple[date, date]:

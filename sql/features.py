@@ -9,15 +9,34 @@ module holds the catalogue, the assembled SELECT and the storage.
 
 Point in time
 -------------
-"As of D" means: rows whose event time is before the end of D (UTC) and, with the default
-`basis="known"`, which had also *landed* by then (`landed_at`). A row that arrives later, or
-happens later, never changes D's features, so a re-run of a past date gives the answer Pulse
-would have given that day. `basis="occurred"` drops the landing condition; it reconstructs
-history that was loaded in bulk after the fact (a first import, a demo world), for backtests.
+"As of D" means: rows whose event time is before the end of D (UTC) and which were *known*
+by then under the basis:
+
+- `known`: the row had also landed by then (`landed_at`). A row that arrives later never
+  changes D's features, so a re-run of a past date gives the answer Pulse would have given
+  that day. On a warehouse loaded today with a year of history, a past date sees nothing.
+- `occurred`: the landing condition is dropped; history is reconstructed from event times.
+- `auto` (the default, `DEFAULT_BASIS`; resolved by `resolve_basis`, the one function the
+  scoring and training commands take their basis from): rows landed by a *backfill* count
+  from when they happened, every other row from when it landed. An ingest run is a backfill
+  (`ingest_runs.backfill`, listeners/landing.py) when it was asked to be (`pulse ingest
+  --backfill`), when it is the first run of its source that landed rows, or when the rows it
+  landed first happened a median of more than `backfill_lag_days` (default 3) before they
+  landed, over a span of more than that many days (history, not a few late rows). A row
+  belongs to the run of its source that first landed it: its `landed_at` is that run's
+  `started_at`, and later updates keep it (`known_by`). So a year of history imported today
+  scores a past date from when its rows happened, while a late row in a later daily landing
+  counts only from when it landed, and never changes a past date's features (leak-free).
+  Rows that reach the warehouse other than through an ingest run (mentions from the X
+  listener, incidents from Statuspage, survey answers) count from when they landed.
+  `basis_report` says how many rows counted as backfill for a date; the features rows store
+  their basis. A date with no account to score raises `NothingToScoreError` with the reason.
 
 An account is scored as of D when Pulse knew it by then (`landed_at`) and it had been created
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
-`created_at`, had landed or had a usage or purchase event by then).
+`created_at`, had landed or had a usage or purchase event by then). With `basis="auto"`: when
+it had been created (when given) and it was known by then under the auto rule or had a usage
+or purchase event that was.
 
 What the warehouse cannot give point in time: account attributes (seats, renewal date, the
 fallback MRR, x_handle) and a ticket's status are stored in their latest state, so a later
@@ -67,23 +86,34 @@ from sqlalchemy import (
     text,
 )
 
-from pulse.core.errors import InvalidArgumentError
+from pulse.core.errors import InvalidArgumentError, NothingToScoreError
 from pulse.sql.feature_sources import (
     _billing,
+    _champion,
     _incident_minutes,
+    _payments,
     _social,
     _source_last,
     _support,
     _surveys,
+    _terms,
+    _tone,
     _usage,
+    _usage_trends,
+    _user_blocks,
     _Window,
+    backfill_landings,
     date_day,
     utc_day,
+)
+from pulse.sql.feature_sources import (
+    known_by as known_by,  # the row rule of each basis, for models/training.py
 )
 from pulse.sql.schema import (
     Account,
     AccountFeatures,
     Incident,
+    IngestRun,
     Mention,
     PurchaseEvent,
     Ticket,
@@ -93,8 +123,10 @@ from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
-Basis = Literal["known", "occurred"]
-BASES: tuple[str, ...] = ("known", "occurred")
+Basis = Literal["auto", "known", "occurred"]
+BASES: tuple[str, ...] = ("auto", "known", "occurred")
+#: the default of `pulse score`, `pulse churn score`, `pulse model train`, the DAGs and the demo
+DEFAULT_BASIS: Basis = "auto"
 
 FEATURES_TABLE = AccountFeatures.__table__
 
@@ -154,6 +186,50 @@ FEATURES: dict[str, Feature] = dict([
     _f("csat_90d", "surveys",
        "CSAT: share of ratings of 4 or 5 among its survey responses, last 90 days"),
     _f("csat_responses_90d", "surveys", "survey responses, last 90 days"),
+    # issue 12: against the account's own past, all point in time
+    _f("events_7d_vs_28d", "usage",
+       "events in the last 7 days per the weekly mean of the last 28 (1 = steady)"),
+    _f("events_28d_vs_90d", "usage",
+       "events in the last 28 days per the 28-day mean of the last 90 (1 = steady)"),
+    _f("events_slope_12w", "usage",
+       "least-squares slope of weekly events over the last 12 weeks, per mean week "
+       "(-0.05: down 5% of a usual week each week)"),
+    _f("active_days_7d_vs_28d", "usage", "active days, last 7 days per the weekly mean of 28"),
+    _f("active_days_28d_vs_90d", "usage",
+       "active days, last 28 days per the 28-day mean of the last 90"),
+    _f("active_users_28d_vs_prev", "usage",
+       "active users in the last 28 days per those of the 28 days before"),
+    _f("error_rate_28d_vs_90d", "usage", "error rate of the last 28 days per that of 90"),
+    _f("active_users_peak_90d", "usage",
+       "the account's peak of active users in a 28-day block, last 84 days (3 blocks)"),
+    _f("active_users_peak_180d", "usage", "the same, last 168 days (6 blocks)"),
+    _f("seat_use_vs_peak_90d", "usage",
+       "active users in the last 28 days per its own peak of the last 84 days (seat use)"),
+    _f("seat_use_vs_peak_180d", "usage", "the same against the peak of the last 168 days"),
+    _f("failed_payments_90d", "billing", "payments failed in the last 90 days"),
+    _f("recovered_payments_90d", "billing",
+       "of those, the ones a later successful payment (by the as-of date) recovered"),
+    _f("days_since_failed_payment", "billing", "days since the latest failed payment"),
+    _f("billing_term_days", "billing",
+       "the billing term: days between the last two starts or renewals (365 when one start "
+       "saw no renewal in over 62 days)"),
+    _f("is_annual", "billing", "1 when the billing term is 180 days or more, else 0"),
+    _f("days_to_renewal_est", "billing",
+       "days to the next renewal: the latest start or renewal plus whole billing terms"),
+    _f("tickets_negative_share_90d", "support",
+       "negative tickets per ticket, last 90 days (sentiment model in text_insights; the "
+       "lexicon for a ticket it has not scored)"),
+    _f("mentions_negative_share_90d", "social", "the same for its mentions"),
+    _f("negative_texts_28d", "support", "negative tickets and mentions, last 28 days"),
+    _f("negative_texts_90d", "support", "negative tickets and mentions, last 90 days"),
+    _f("tone_scored_share_90d", "support",
+       "share of those texts the sentiment model scored (the rest: the lexicon)"),
+    _f("champion_gone", "usage",
+       "1 when the contact with most usage in the 60 days before the last 28 (active on 3 "
+       "or more of them) has no usage in the last 28; 0 when active; none without one"),
+    _f("tenure_days", "account",
+       "days since the account was created or, if earlier or without created_at, its first "
+       "known usage or purchase"),
 ])
 
 #: The freshness columns of each source: (the account's latest event, the source's latest).
@@ -166,7 +242,77 @@ FRESHNESS: dict[str, tuple[str | None, str]] = {
 }
 
 
-def features_select(as_of: date, *, basis: Basis = "known",
+def _ratio(num: Any, den: Any) -> Any:
+    """num / den as a float, none when den is not positive."""
+    return case((den > 0, cast(num, Float) / cast(den, Float)))
+
+
+def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: Any,
+                     trends: Any, peaks: Any, champion: Any, payments: Any, terms: Any,
+                     tone: Any) -> dict[str, Any]:
+    """Trends against the account's own past, seat use against its own peak, payment
+    failures and recovery, the billing term and next renewal, support tone, the champion and
+    tenure (issue 12); every one from rows known by the as-of date."""
+
+    def n(col: Any) -> Any:
+        return func.coalesce(col, 0)
+
+    events_7d, events_28d = n(usage.c.events_7d), n(usage.c.events_28d)
+    events_90d = n(trends.c.events_90d)
+    errors_28d, errors_90d = n(usage.c.errors_28d), n(trends.c.errors_90d)
+    days_7d, days_28d = n(usage.c.active_days_7d), n(usage.c.active_days_28d)
+    users_28d = n(usage.c.active_users_28d)
+    error_rate_28d = _ratio(errors_28d, events_28d)
+    error_rate_90d = _ratio(errors_90d, events_90d)
+    mean_week = n(trends.c.events_84d) / 12.0
+    # the billing term: the days between the last two starts or renewals; with one start
+    # only and no renewal in over two months, an annual plan (a monthly one renews monthly)
+    since_term = w.day - terms.c.last_term_day
+    term = case((terms.c.gap >= 7, terms.c.gap),
+                (and_(terms.c.last_term_day.is_not(None), terms.c.gap.is_(None),
+                      since_term > 62), literal(365, Integer)))
+    tickets, mentions = n(tone.c.tickets), n(tone.c.mentions)
+    scored, texts = n(tone.c.model_scored), n(tone.c.texts)
+    first_day = case(
+        (and_(usage_last.c.first_at.is_not(None),
+              or_(billing.c.first_at.is_(None), usage_last.c.first_at <= billing.c.first_at)),
+         utc_day(usage_last.c.first_at)),
+        else_=utc_day(billing.c.first_at))
+    created_day = utc_day(a.c.created_at)
+    start_day = case((and_(a.c.created_at.is_not(None),
+                           or_(first_day.is_(None), created_day <= first_day)), created_day),
+                     else_=first_day)
+    return {
+        "events_7d_vs_28d": _ratio(events_7d, events_28d / 4.0),
+        "events_28d_vs_90d": _ratio(events_28d, events_90d * 28.0 / 90.0),
+        "events_slope_12w": case((mean_week > 0, n(trends.c.slope_num) / 143.0 / mean_week)),
+        "active_days_7d_vs_28d": _ratio(days_7d, days_28d / 4.0),
+        "active_days_28d_vs_90d": _ratio(days_28d, n(trends.c.active_days_90d) * 28.0 / 90.0),
+        "active_users_28d_vs_prev": _ratio(users_28d, peaks.c.users_prev_28d),
+        "error_rate_28d_vs_90d": case((error_rate_90d > 0, error_rate_28d / error_rate_90d)),
+        "active_users_peak_90d": cast(n(peaks.c.peak_84d), Float),
+        "active_users_peak_180d": cast(n(peaks.c.peak_168d), Float),
+        "seat_use_vs_peak_90d": _ratio(users_28d, peaks.c.peak_84d),
+        "seat_use_vs_peak_180d": _ratio(users_28d, peaks.c.peak_168d),
+        "failed_payments_90d": cast(n(payments.c.failed_90d), Float),
+        "recovered_payments_90d": cast(n(payments.c.recovered_90d), Float),
+        "days_since_failed_payment": cast(w.day - utc_day(payments.c.last_failed), Float),
+        "billing_term_days": cast(term, Float),
+        "is_annual": case((term.is_(None), None), (term >= 180, 1.0), else_=0.0),
+        "days_to_renewal_est": cast(term - since_term % term, Float),
+        "tickets_negative_share_90d": _ratio(n(tone.c.tickets_negative), tickets),
+        "mentions_negative_share_90d": _ratio(n(tone.c.mentions_negative), mentions),
+        "negative_texts_28d": cast(n(tone.c.negative_28d), Float),
+        "negative_texts_90d": cast(n(tone.c.negative_90d), Float),
+        "tone_scored_share_90d": _ratio(scored, texts),
+        "tone_source": case((texts == 0, None), (scored == texts, "model"),
+                            (scored == 0, "lexicon"), else_="mixed"),
+        "champion_gone": champion.c.gone,
+        "tenure_days": cast(w.day - start_day, Float),
+    }
+
+
+def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                     negative_terms: Sequence[str],
                     computed_at: datetime | None = None) -> Any:
     """The SELECT that yields the `account_features` rows of `as_of`, columns in table order.
@@ -174,16 +320,17 @@ def features_select(as_of: date, *, basis: Basis = "known",
     `negative_terms` is the lexicon of a negative mention (callers pass
     `pulse.models.negative_words.NEGATIVE_TERMS`).
     """
-    if basis not in BASES:
-        raise InvalidArgumentError(f"basis must be one of {BASES}, not {basis!r}")
+    basis = resolve_basis(basis)
     w = _Window(as_of, basis)
     a = Account.__table__
     usage, usage_last = _usage(w)
     billing, failed, mrr_now, mrr_then = _billing(w)
     support, median = _support(w)
-    social = _social(w, negative_terms)
+    social, links = _social(w, negative_terms)
     outages = _incident_minutes(w)
     surveys = _surveys(w)
+    trends, peaks, champion = _usage_trends(w), _user_blocks(w), _champion(w)
+    payments, terms, tone = _payments(w, billing), _terms(w), _tone(w, links, negative_terms)
 
     def n(col: Any) -> Any:
         return func.coalesce(col, 0)
@@ -195,17 +342,20 @@ def features_select(as_of: date, *, basis: Basis = "known",
     ), Float)
     events_28d, events_prev = n(usage.c.events_28d), n(usage.c.events_prev_28d)
     mentions = n(social.c.mentions_28d)
+    created = or_(a.c.created_at.is_(None), a.c.created_at < w.end)
+    # Without created_at, an account that landed later still existed once it had used the
+    # product or been billed: its first event counts as its creation.
+    u, pe = UsageEvent.__table__, PurchaseEvent.__table__
+    had_event = or_(
+        select(u.c.account_id).where(u.c.account_id == a.c.account_id,
+                                     u.c.occurred_at < w.end, w.known(u)).exists(),
+        select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
+                                      pe.c.occurred_at < w.end, w.known(pe)).exists())
     if basis == "known":
-        exists = and_(a.c.landed_at < w.end, or_(a.c.created_at.is_(None), a.c.created_at < w.end))
+        exists = and_(a.c.landed_at < w.end, created)
+    elif basis == "auto":
+        exists = and_(created, or_(w.known(a), had_event))
     else:
-        # Without created_at, an account that landed later still existed once it had used
-        # the product or been billed: its first event counts as its creation.
-        u, pe = UsageEvent.__table__, PurchaseEvent.__table__
-        had_event = or_(
-            select(u.c.account_id).where(u.c.account_id == a.c.account_id,
-                                         u.c.occurred_at < w.end).exists(),
-            select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
-                                          pe.c.occurred_at < w.end).exists())
         exists = or_(a.c.created_at < w.end,
                      and_(a.c.created_at.is_(None), or_(a.c.landed_at < w.end, had_event)))
     columns: dict[str, Any] = {
@@ -267,11 +417,13 @@ def features_select(as_of: date, *, basis: Basis = "known",
         "csat_responses_90d": n(surveys.c.responses_90d),
         "surveys_last_at": surveys.c.last_at,
     }
+    columns.update(_issue12_columns(w, a, usage, usage_last, billing, trends, peaks,
+                                    champion, payments, terms, tone))
     missing = set(FEATURES_TABLE.c.keys()) ^ set(columns)
     assert not missing, f"features_select and account_features disagree on {missing}"
     joined: FromClause = a
     for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social,
-                outages, surveys):
+                outages, surveys, trends, peaks, champion, payments, terms, tone):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)
     return (
         select(*(columns[c.name].label(c.name) for c in FEATURES_TABLE.columns))
@@ -295,14 +447,102 @@ def ensure_features_schema(engine: Engine) -> None:
         )
 
 
-def compute_features(engine: Engine, as_of: date, *, basis: Basis = "known",
-                     negative_terms: Sequence[str]) -> int:
+def resolve_basis(basis: str | None) -> Basis:
+    """The basis to use: `None` means the default ("auto"); anything else must be a basis.
+
+    The one place `pulse score`, `pulse churn score`, `pulse model train`, the DAGs and the
+    demo job take their basis from, so that scoring and training read history alike.
+    """
+    if basis is None:
+        return DEFAULT_BASIS
+    if basis not in BASES:
+        raise InvalidArgumentError(
+            f"invalid value for basis: expected one of {', '.join(BASES)} (not {basis!r})")
+    return basis  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BasisReport:
+    """Which basis a date was computed on and, for "auto", how many rows (usage, purchases,
+    tickets, mentions, incidents) counted from when they happened because a backfill landed
+    them after the date."""
+
+    basis: str
+    backfill_rows: int
+    backfill_runs: int
+
+    def describe(self) -> str:
+        if self.basis != "auto":
+            return f"{self.basis} basis"
+        return (f"auto basis: {self.backfill_rows:,} rows from {self.backfill_runs:,} "
+                "backfill run(s) counted from when they happened")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "backfill_rows": self.backfill_rows,
+                "backfill_runs": self.backfill_runs}
+
+
+_EVENT_TABLES: tuple[tuple[Any, str], ...] = (
+    (UsageEvent.__table__, "occurred_at"), (PurchaseEvent.__table__, "occurred_at"),
+    (Ticket.__table__, "opened_at"), (Mention.__table__, "created_at"),
+    (Incident.__table__, "started_at"),
+)
+
+
+def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> BasisReport:
+    """What the basis meant for `as_of`: see `BasisReport`."""
+    b = resolve_basis(basis)
+    if b != "auto":
+        return BasisReport(b, 0, 0)
+    end = _Window(as_of, b).end
+    r = IngestRun.__table__
+    with engine.connect() as conn:
+        runs = conn.execute(select(func.count()).select_from(r).where(
+            r.c.backfill == literal(True), r.c.started_at >= end)).scalar_one()
+        rows = 0
+        if runs:
+            for t, col in _EVENT_TABLES:
+                rows += conn.execute(select(func.count()).select_from(t).where(
+                    t.c[col] < end, t.c.landed_at >= end,
+                    t.c.landed_at.in_(backfill_landings(t)))).scalar_one()
+    return BasisReport(b, int(rows), int(runs))
+
+
+def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
+    """Why nothing could be scored as of `as_of`, in words naming the first rows there are."""
+    u, a = UsageEvent.__table__, Account.__table__
+    with engine.connect() as conn:
+        first_use = conn.execute(select(func.min(u.c.occurred_at))).scalar_one()
+        first_landed = conn.execute(select(func.min(u.c.landed_at))).scalar_one()
+        accounts = conn.execute(select(func.count()).select_from(a)).scalar_one()
+    if not accounts:
+        return f"nothing to score as of {as_of}: the warehouse has no accounts (run `pulse ingest`)"
+    what = {"known": "had landed", "occurred": "had happened",
+            "auto": "had landed (or, for a backfill, happened)"}[basis]
+    msg = f"nothing to score as of {as_of} on the {basis} basis: no account {what} by then"
+    if first_use is not None:
+        msg += (f"; the first usage row happened on {_day(first_use)} and landed on "
+                f"{_day(first_landed)}")
+    if basis == "known":
+        msg += "; to score history loaded after the fact use --basis auto or occurred"
+    return msg
+
+
+def _day(value: Any) -> str:
+    return str(value)[:10]
+
+
+def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASIS,
+                     negative_terms: Sequence[str], allow_empty: bool = False) -> int:
     """Materialise every account's features as of `as_of`; returns the rows written.
 
     `negative_terms`: the negative-mention lexicon (see `features_select`).
 
     The date's previous rows are replaced in the same transaction; other dates are untouched.
+    A date with no account to score raises `NothingToScoreError` (with the reason), unless
+    `allow_empty`.
     """
+    basis = resolve_basis(basis)
     query = features_select(as_of, basis=basis, negative_terms=negative_terms)
     t = FEATURES_TABLE
     with engine.begin() as conn:
@@ -316,6 +556,8 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = "known",
         # (a statement that starts with WITH reports no row count on either driver)
         written = conn.execute(
             select(func.count()).select_from(t).where(t.c.as_of == as_of)).scalar_one()
+    if not written and not allow_empty:
+        raise NothingToScoreError(nothing_to_score(engine, as_of, basis))
     log.info("features as of %s (%s): %d accounts", as_of, basis, written)
     return int(written)
 

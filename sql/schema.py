@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -174,6 +175,12 @@ class IngestRun(Base):
     #: optional values cleared (the row landed without them); not part of read
     fields_cleared: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
+    #: a backfill: history loaded after the fact, whose rows count from when they happened
+    #: (basis "auto", sql/features.py); `backfill_reason` is first, explicit or lag
+    backfill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    backfill_reason: Mapped[str | None] = mapped_column(String(16))
+    #: median days from when the run's new rows happened to when they landed
+    median_lag_days: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (Index("ix_ingest_runs_source_started", "source", "started_at"),)
 
 
@@ -291,6 +298,33 @@ class AccountFeatures(Base):
     csat_90d: Mapped[float | None] = mapped_column(Float)
     csat_responses_90d: Mapped[int | None] = mapped_column(Integer)
     surveys_last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # issue 12: trends against the account's own past (ratios of daily rates; slope per week
+    # relative to the mean week), seat use against its own peak, payments, renewal, tone
+    events_7d_vs_28d: Mapped[float | None] = mapped_column(Float)
+    events_28d_vs_90d: Mapped[float | None] = mapped_column(Float)
+    events_slope_12w: Mapped[float | None] = mapped_column(Float)
+    active_days_7d_vs_28d: Mapped[float | None] = mapped_column(Float)
+    active_days_28d_vs_90d: Mapped[float | None] = mapped_column(Float)
+    active_users_28d_vs_prev: Mapped[float | None] = mapped_column(Float)
+    error_rate_28d_vs_90d: Mapped[float | None] = mapped_column(Float)
+    active_users_peak_90d: Mapped[float | None] = mapped_column(Float)
+    active_users_peak_180d: Mapped[float | None] = mapped_column(Float)
+    seat_use_vs_peak_90d: Mapped[float | None] = mapped_column(Float)
+    seat_use_vs_peak_180d: Mapped[float | None] = mapped_column(Float)
+    failed_payments_90d: Mapped[float | None] = mapped_column(Float)
+    recovered_payments_90d: Mapped[float | None] = mapped_column(Float)
+    days_since_failed_payment: Mapped[float | None] = mapped_column(Float)
+    billing_term_days: Mapped[float | None] = mapped_column(Float)
+    is_annual: Mapped[float | None] = mapped_column(Float)
+    days_to_renewal_est: Mapped[float | None] = mapped_column(Float)
+    tickets_negative_share_90d: Mapped[float | None] = mapped_column(Float)
+    mentions_negative_share_90d: Mapped[float | None] = mapped_column(Float)
+    negative_texts_28d: Mapped[float | None] = mapped_column(Float)
+    negative_texts_90d: Mapped[float | None] = mapped_column(Float)
+    tone_scored_share_90d: Mapped[float | None] = mapped_column(Float)
+    tone_source: Mapped[str | None] = mapped_column(String(12))
+    champion_gone: Mapped[float | None] = mapped_column(Float)
+    tenure_days: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
 
 

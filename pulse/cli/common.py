@@ -23,6 +23,7 @@ def open_engine() -> Any:
 
 
 class Basis(str, Enum):
+    auto = "auto"
     known = "known"
     occurred = "occurred"
 

@@ -64,6 +64,11 @@ def ingest(
         "(or 'auto' to tell each file's source from its name)")],
     paths: Annotated[list[Path], typer.Argument(help="CSV or JSON Lines files (.gz too).")],
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    backfill: Annotated[bool, typer.Option(
+        "--backfill", help="History loaded after the fact: its rows count from when they "
+        "happened (basis auto). Without it, a source's first landing, or rows that happened a "
+        "median of more than PULSE_BACKFILL_LAG_DAYS before they landed, count as a backfill "
+        "too.")] = False,
 ) -> None:
     """Validate files against the data contract and land them; bad rows go to quarantine.
 
@@ -87,9 +92,10 @@ def ingest(
                 def advance(n: int, t: TaskID = task) -> None:
                     bar.advance(t, n)
 
-                results.append(land_file(engine, path, source=name, progress=advance))
+                results.append(land_file(engine, path, source=name, progress=advance,
+                                           backfill=backfill))
         else:
-            results.append(land_file(engine, path, source=name))
+            results.append(land_file(engine, path, source=name, backfill=backfill))
     print_results(results, fmt)
 
 

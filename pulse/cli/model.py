@@ -37,7 +37,7 @@ class Classifier(str, Enum):
 
 #: `pulse model train` reads history on the same basis as `pulse score` by default: "auto"
 #: once the warehouse knows it, else "occurred" (history loaded after the fact).
-TRAIN_BASIS = Basis("auto") if "auto" in {b.value for b in Basis} else Basis.occurred
+TRAIN_BASIS = Basis.auto
 
 
 
@@ -79,8 +79,9 @@ def model_train(
         "after a snapshot.", min=1)] = 90,
     basis: Annotated[Basis, typer.Option(
         help="'occurred': rows that had happened by each snapshot date (history loaded after "
-        "the fact); 'known': rows that had also landed by then (default: as `pulse score`)."
-    )] = TRAIN_BASIS,
+        "the fact); 'known': rows that had also landed by then; 'auto' (as `pulse score`): rows "
+        "landed in a backfill count from when they happened, other rows from when they "
+        "landed.")] = TRAIN_BASIS,
     step: Annotated[int, typer.Option(help="Days between snapshots.", min=1)] = 7,
     valid_days: Annotated[int, typer.Option(
         help="Days of validation snapshots (the latest whose horizon is complete).", min=1)]
@@ -308,7 +309,7 @@ def churn_score(
         "--as-of", help="The date to score, YYYY-MM-DD (default: today, UTC).")] = None,
     basis: Annotated[Basis, typer.Option(
         help="Basis of the features when the date has none yet (`pulse score` computes "
-        "them): 'known' or 'occurred'.")] = Basis.known,
+        "them): 'auto', 'known' or 'occurred'.")] = Basis.auto,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Score every account's churn risk as of a date with the champion model, with the top

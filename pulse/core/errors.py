@@ -78,6 +78,10 @@ class NothingToShowError(PulseError):
 # --------------------------------------------------------------------------- health and models
 
 
+class NothingToScoreError(PulseError):
+    """No account had landed or happened by the as-of date, so nothing could be scored."""
+
+
 class NotScoredError(PulseError):
     """The date has no stored features or health to work from."""
 

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     max_future_skew_hours: float = Field(
         default=24.0, ge=0, description="How far in the future an event timestamp may lie"
     )
+    backfill_lag_days: float = Field(
+        default=3.0, ge=0, description="An ingest run whose new rows happened a median of "
+        "more than this many days before they landed, over a span of more than this many days, "
+        "is a backfill: with basis auto its rows count from when they happened"
+    )
 
     # --- outreach (issue 4)
     company_name: str = Field(default="Pulse Demo Inc.", description="Shown in every email")

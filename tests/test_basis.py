@@ -1,0 +1,125 @@
+"""The basis that chooses itself (issue 12): history imported in one go scores a past date
+from when its rows happened, a later daily landing never changes a past date, and a date with
+nothing to score is an error. On SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from pulse.core.errors import NothingToScoreError
+from pulse.listeners.landing import land_file
+from pulse.models.negative_words import NEGATIVE_TERMS
+from pulse.sql.features import basis_report, compute_features, load_features, resolve_basis
+from pulse.sql.schema import IngestRun
+from tests.test_features import USAGE, D, _write, features_of, land_world
+
+TODAY = datetime(2026, 7, 10, 6, 0, tzinfo=UTC)  # the whole history was imported on 07-10
+NEXT_DAY = datetime(2026, 7, 11, 6, 0, tzinfo=UTC)
+PULSE = Path(sys.executable).with_name("pulse")
+HEADER = USAGE.splitlines()[0] + "\n"
+
+
+def _runs(engine: Engine) -> dict[str, tuple[bool, str | None]]:
+    r = IngestRun.__table__
+    with engine.connect() as conn:
+        return {f: (b, why) for f, b, why in conn.execute(
+            select(r.c.file, r.c.backfill, r.c.backfill_reason).where(r.c.status == "ok"))}
+
+
+def test_history_imported_today_scores_a_past_date_from_when_rows_happened(
+    engine: Engine, tmp_path: Path
+) -> None:
+    land_world(engine, tmp_path, now=TODAY)
+    assert all(b and why == "first" for b, why in _runs(engine).values())
+    assert resolve_basis(None) == "auto"
+    assert compute_features(engine, D, negative_terms=NEGATIVE_TERMS) == 2
+    f = load_features(engine, D).set_index("account_id")
+    assert (f["basis"] == "auto").all()
+    # the same values as when every row had landed on D (tests/test_features.py)
+    assert f.loc["acc-1", "events_28d"] == 24.0
+    assert f.loc["acc-1", "open_failed_payments"] == 2
+    assert f.loc["acc-1", "negative_mentions_28d"] == 2
+    # usage u1-u8 and u10, purchases p1-p6, tickets t1-t7, mentions m1-m5, incident i1
+    report = basis_report(engine, D)
+    assert (report.backfill_rows, report.backfill_runs) == (28, 7)
+    assert "28 rows" in report.describe()
+    # the leak-free rule on its own sees nothing: every row landed after D
+    with pytest.raises(NothingToScoreError, match="first usage row happened on 2026-05-05"):
+        compute_features(engine, D, basis="known", negative_terms=NEGATIVE_TERMS)
+
+
+def test_a_late_row_in_a_daily_landing_never_changes_a_past_date(
+    engine: Engine, tmp_path: Path
+) -> None:
+    land_world(engine, tmp_path, now=TODAY)
+    compute_features(engine, D, negative_terms=NEGATIVE_TERMS)
+    before = features_of(engine, D)
+    daily = tmp_path / "daily"
+    daily.mkdir()
+    # a daily file: yesterday's and today's rows, and one late row about 06-29 (before D)
+    land_file(engine, _write(daily, "usage_daily.csv", HEADER
+                             + "d1,acc-1,2026-07-10T08:00:00Z,admin,c2,3,ok\n"
+                             "d2,acc-1,2026-07-10T09:00:00Z,admin,c2,3,ok\n"
+                             "d3,acc-1,2026-07-11T01:00:00Z,admin,c2,3,ok\n"
+                             "late,acc-1,2026-06-29T10:00:00Z,admin,c2,7,error\n"),
+              source="usage", now=NEXT_DAY)
+    assert _runs(engine)["usage.csv"] == (True, "first")  # the import, still a backfill
+    assert _runs(engine)["usage_daily.csv"] == (False, None)
+    r = IngestRun.__table__
+    with engine.connect() as conn:
+        lag = conn.execute(select(r.c.median_lag_days).order_by(r.c.run_id.desc())
+                           .limit(1)).scalar_one()
+    assert 0.9 < lag < 0.95  # d1: 07-10 08:00 to 07-11 06:00
+    compute_features(engine, D, negative_terms=NEGATIVE_TERMS)
+    assert features_of(engine, D) == before
+    # as of the day it landed, the late row counts
+    compute_features(engine, date(2026, 7, 11), negative_terms=NEGATIVE_TERMS)
+    assert load_features(engine, date(2026, 7, 11)).set_index(
+        "account_id").loc["acc-1", "distinct_features_28d"] == 4  # admin
+
+    # history that lands long after it happened, over weeks, is a backfill by its lag...
+    land_file(engine, _write(daily, "usage_history.csv", HEADER
+                             + "h1,acc-1,2026-06-01T10:00:00Z,exports,c2,1,ok\n"
+                             "h2,acc-1,2026-06-15T10:00:00Z,exports,c2,1,ok\n"
+                             "h3,acc-1,2026-06-29T10:00:00Z,exports,c2,1,ok\n"),
+              source="usage", now=NEXT_DAY + timedelta(minutes=1))
+    assert _runs(engine)["usage_history.csv"] == (True, "lag")
+    # ...and a file can be declared one (pulse ingest --backfill)
+    land_file(engine, _write(daily, "usage_more.csv", HEADER
+                             + "x1,acc-1,2026-06-30T10:00:00Z,exports,c2,10,ok\n"),
+              source="usage", now=NEXT_DAY + timedelta(minutes=2), backfill=True)
+    assert _runs(engine)["usage_more.csv"] == (True, "explicit")
+    compute_features(engine, D, negative_terms=NEGATIVE_TERMS)
+    after = load_features(engine, D).set_index("account_id")
+    assert after.loc["acc-1", "events_28d"] == 24.0 + 1 + 1 + 10  # h2, h3, x1; not "late"
+
+
+def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
+                          timeout=180, check=False)
+
+
+def test_pulse_score_says_its_basis_and_fails_when_there_is_nothing_to_score(
+    engine: Engine, tmp_path: Path
+) -> None:
+    land_world(engine, tmp_path, now=TODAY)
+    done = _pulse("score", "--as-of", D.isoformat(), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["basis"] == {"basis": "auto", "backfill_rows": 28, "backfill_runs": 7}
+    assert doc["accounts"] == 2
+    # before any account existed: an error with the reason, not a quiet success
+    empty = _pulse("score", "--as-of", "2024-12-01")
+    assert empty.returncode != 0
+    assert "nothing to score as of 2024-12-01" in empty.stderr
+    assert "first usage row happened on 2026-05-05" in empty.stderr
+    known = _pulse("score", "--as-of", D.isoformat(), "--basis", "known")
+    assert known.returncode != 0 and "--basis auto" in known.stderr
