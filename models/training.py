@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select, text, true, union_all
+from sqlalchemy import Engine, func, select, text, union_all
 
 from pulse.core.errors import TrainingDataError
 from pulse.models.drivers import Driver, format_number
