@@ -22,8 +22,8 @@ Two engines make the behaviour, so that the variants do not share one mechanism:
   with dips, slow declines and buggy spells that lead nowhere.
 * `latent` (`reference`) lets outcomes emerge: each account carries a hidden satisfaction
   that wanders (mean-reverting noise plus shocks that fade or stay); usage, errors, tickets,
-  posts and plan changes are read off it, and the daily hazard of cancelling grows as it
-  falls (for annual plans mostly in the month before renewal). An account is silently
+  posts and plan changes are read off it, and the daily hazard of cancelling grows as its
+  two-month average falls (for annual plans mostly in the month before renewal). An account is silently
   dissatisfied while its satisfaction is low and it is of the kind that does not write in.
 """
 from __future__ import annotations
