@@ -815,6 +815,9 @@ def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: P
         console.print(per)
     console.print("Columns:\n" + "\n".join(f"  {_SHORT[t.key]}: {t.label}" for t in TARGETS))
     for f in figures:
+        if f.seconds:
+            console.print(f"{f.world}: seconds: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in f.seconds.items()))
         for stage_name, msg in f.errors.items():
             console.print(f"{f.world}: {stage_name} failed: {msg}")
         for note in f.notes:
