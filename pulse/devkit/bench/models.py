@@ -38,12 +38,12 @@ log = logging.getLogger(__name__)
 BENCH_HORIZON_DAYS = 14
 
 
-def _console() -> Console:
+def _console(width: int = 120) -> Console:
     from rich.console import Console
 
     console = Console()
     # piped figures are read by people too: do not squeeze the tables into 80 columns
-    return console if console.is_terminal else Console(width=max(console.width, 120))
+    return console if console.is_terminal else Console(width=max(console.width, width))
 
 
 def _silent_flags_available() -> bool:
@@ -748,7 +748,8 @@ def draw_chart(figures: list[WorldFigure], path: Path) -> Path:
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         if "auc" in t.key:
-            ax.set_ylim(0.4, 1.0)
+            ax.axhline(0.5, color="#999999", linestyle=":", linewidth=1)  # chance
+            ax.set_ylim(0.0, 1.0)
         elif t.key != "lift_top_decile":
             ax.set_ylim(0.0, 1.0)
     for ax in list(axes.flat)[len(shown):]:
@@ -762,57 +763,61 @@ def draw_chart(figures: list[WorldFigure], path: Path) -> Path:
     return path
 
 
+#: Short column headings of the figures, for a table with one row per world.
+_SHORT: dict[str, str] = {
+    "champion_auc": "AUC", "logistic_auc": "LR AUC", "hgb_auc": "HGB AUC",
+    "health_auc": "health AUC", "lift_top_decile": "lift 10%", "churners_green": "churn green",
+    "red_amber": "red+amber", "silent_precision": "silent P", "silent_recall": "silent R",
+    "silent_f1": "silent F1",
+}
+
+
 def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: Path | None
                           ) -> None:
     from rich.table import Table
 
     means = _variant_means(figures)
-    table = Table(title="pulse bench models: scored as of the horizon before each world's end,"
-                  " against what happened next", title_justify="left")
-    table.add_column("")
-    for f in figures:
-        table.add_column(f.world.replace(" seed ", " s"), justify="right")
-    several = len([f for f in figures if f.variant != "telco"]) > 1
-    if several:
-        table.add_column("mean", justify="right")
-    table.add_column("target", justify="right")
 
-    def add(label: str, cells: list[str], mean: str = "", target: str = "") -> None:
-        table.add_row(label, *cells, *([mean] if several else []), target)
+    def cell(t: Target, v: float | None) -> str:
+        return _f(v, t.digits) + (" ✗" if t.met(v) is False else "")
 
-    add("accounts x days", [f"{f.accounts:,} x {f.days}" if f.days else f"{f.accounts:,}"
-                            for f in figures])
-    add("scored as of (horizon)", [f"{f.as_of} ({f.horizon_days} d)" if f.as_of else "-"
-                                   for f in figures])
-    add("scored (churned next)", [f"{f.scored:,} ({f.churned})" for f in figures])
-    add("training rows (churned)", [
-        "-" if f.train_rows is None else f"{f.train_rows:,} ({f.train_positives})"
-        for f in figures])
-    add("model", [f.model or "-" for f in figures])
+    table = Table(title="pulse bench models: each world scored as of the horizon before its "
+                  "end, against what happened next (✗: misses the target)",
+                  title_justify="left")
+    for head in ("world", "as of (horizon)", "scored (churned)", "train rows (churned)",
+                 "model"):
+        table.add_column(head)
     for t in TARGETS:
-        cells = []
-        for f in figures:
-            v = getattr(f, t.key)
-            mark = {True: "", False: " ✗", None: ""}[t.met(v)]
-            cells.append(_f(v, t.digits) + mark)
-        mean = means.get("mean", {}).get(t.key)
-        target = "" if t.target is None else ("≥ " if t.higher_is_better else "≤ ") + \
-            f"{t.target:g}"
-        add(t.label, cells, _f(mean, t.digits), target)
-    add("silent: flagged / truth", [
-        "-" if f.silent_truth is None else f"{f.silent_flagged} / {f.silent_truth}"
-        for f in figures])
-    console.print(table)
-    if len(means) > 2:
-        per = Table(title="mean per variant (over seeds)", title_justify="left")
-        per.add_column("")
-        names = [n for n in means if n != "mean"]
-        for n in names:
-            per.add_column(n, justify="right")
-        for t in TARGETS:
-            per.add_row(t.label, *(_f(means[n][t.key], t.digits) for n in names))
-        console.print(per)
+        table.add_column(_SHORT[t.key], justify="right")
+    table.add_column("silent flagged / truth", justify="right")
     for f in figures:
+        table.add_row(
+            f.world, f"{f.as_of} ({f.horizon_days} d)" if f.as_of else "-",
+            f"{f.scored:,} ({f.churned})",
+            "-" if f.train_rows is None else f"{f.train_rows:,} ({f.train_positives})",
+            f.model or "-", *(cell(t, getattr(f, t.key)) for t in TARGETS),
+            "-" if f.silent_truth is None else f"{f.silent_flagged} / {f.silent_truth}")
+    if "mean" in means:
+        table.add_row("mean (worlds)", "", "", "", "",
+                      *(cell(t, means["mean"][t.key]) for t in TARGETS), "", end_section=True)
+    table.add_row("target", "", "", "", "", *(
+        "" if t.target is None else ("≥ " if t.higher_is_better else "≤ ") + f"{t.target:g}"
+        for t in TARGETS), "")
+    console.print(table)
+    names = [n for n in means if n != "mean"]
+    if len(names) > 1:
+        per = Table(title="mean per variant (over seeds)", title_justify="left")
+        per.add_column("variant")
+        for t in TARGETS:
+            per.add_column(_SHORT[t.key], justify="right")
+        for n in names:
+            per.add_row(n, *(cell(t, means[n][t.key]) for t in TARGETS))
+        console.print(per)
+    console.print("Columns:\n" + "\n".join(f"  {_SHORT[t.key]}: {t.label}" for t in TARGETS))
+    for f in figures:
+        if f.seconds:
+            console.print(f"{f.world}: seconds: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in f.seconds.items()))
         for stage_name, msg in f.errors.items():
             console.print(f"{f.world}: {stage_name} failed: {msg}")
         for note in f.notes:
@@ -825,8 +830,7 @@ def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: P
         "`score_churn` and `build_risk_list` score it; the figures compare that with "
         "truth.json over the horizon that follows. Baselines: a standardised "
         "LogisticRegression and a default HistGradientBoostingClassifier fitted on every "
-        "labelled snapshot up to the scoring date, scored on the same accounts. ✗: misses "
-        "the target.")
+        "labelled snapshot up to the scoring date, scored on the same accounts.")
     if chart is not None:
         console.print(f"chart: {chart}")
 
@@ -891,6 +895,7 @@ def bench_models(
     console = _console()
     last = date.fromisoformat(end) if end else None
     if variant or telco:
+        console = _console(210)
         worlds = run_variant_benches(variant, seed, telco=telco, accounts=accounts,
                                      months=months, end=last,
                                      console=console if fmt == "table" else None)

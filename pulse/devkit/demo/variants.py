@@ -22,8 +22,8 @@ Two engines make the behaviour, so that the variants do not share one mechanism:
   with dips, slow declines and buggy spells that lead nowhere.
 * `latent` (`reference`) lets outcomes emerge: each account carries a hidden satisfaction
   that wanders (mean-reverting noise plus shocks that fade or stay); usage, errors, tickets,
-  posts and plan changes are read off it, and the daily hazard of cancelling grows as it
-  falls (for annual plans mostly in the month before renewal). An account is silently
+  posts and plan changes are read off it, and the daily hazard of cancelling grows as its
+  two-month average falls (for annual plans mostly in the month before renewal). An account is silently
   dissatisfied while its satisfaction is low and it is of the kind that does not write in.
 """
 from __future__ import annotations
@@ -267,6 +267,7 @@ class _Behaviour:
     err: np.ndarray
     voice: _Voice
     notes: dict[str, Any] = field(default_factory=dict)
+    state: np.ndarray | None = None  # the latent engine's hidden satisfaction (not written)
 
 
 # --------------------------------------------------------------------------------------
@@ -279,7 +280,14 @@ def _scripted(v: Variant, rng: np.random.Generator, rng2: np.random.Generator, a
     n, days = acc.n, clock.days
     born = np.maximum(acc.created_day, 0)
     earliest = np.where(acc.created_day >= 0, acc.created_day + 30, 1)
-    frailty = rng.lognormal(-0.32, 0.8, n)
+    # Who is frail shows, in part: less engaged, younger and smaller-plan accounts leave more.
+    eng = np.log(acc.engagement)
+    young = acc.created_day > -180
+    log_frailty = (-0.9 * (eng - eng.mean()) / max(float(eng.std()), 1e-9) + 0.5 * young
+                   + 0.35 * (acc.plan0 == 0) - 0.25 * (acc.plan0 == 3)
+                   + rng.normal(0.0, 0.4, n))
+    frailty = np.exp(log_frailty)
+    frailty /= frailty.mean()
     loud = rng.random(n) < v.loud
     frailty = np.where(loud, frailty * 1.4, frailty)
     h = -math.log(1.0 - v.churn_90d) / 90.0
@@ -345,6 +353,10 @@ def _scripted(v: Variant, rng: np.random.Generator, rng2: np.random.Generator, a
         lo = max(0, s)
         if c <= lo:
             continue
+        if rng2.random() < (0.3 if weak[i] else 0.7):  # a slow erosion months ahead
+            e0 = c - int(rng2.integers(60, 151))
+            ramp = np.linspace(1.0, rng2.uniform(0.65, 0.9), c - e0)
+            level[i, max(0, e0):c] *= ramp[max(0, e0) - e0:]
         if weak[i]:
             floor = rng2.uniform(0.75, 0.97)
             level[i, lo:c] *= np.linspace(1.0, floor, c - s)[lo - s:]
@@ -468,23 +480,26 @@ def _latent(v: Variant, rng: np.random.Generator, rng2: np.random.Generator, acc
     n, days = acc.n, clock.days
     warm = 120  # the hidden state starts before the window, so day 0 is not special
     span = days + warm
-    phi = math.exp(-1.0 / 30.0)
+    phi = math.exp(-1.0 / 90.0)
     ar = lfilter([1.0], [1.0, -phi], rng.normal(0.0, 0.5 * math.sqrt(1 - phi ** 2),
                                                 (n, span)), axis=1)
-    s = rng.normal(0.0, 0.3, n)[:, None] + ar
-    k = rng.poisson(span / 260.0, n)
+    s = rng.normal(0.0, 0.4, n)[:, None] + ar
+    k = rng.poisson(span / 400.0, n)
     t = np.arange(span)
     for i in np.flatnonzero(k).tolist():
         for _ in range(int(k[i])):
             t0 = int(rng.integers(0, span))
             size = rng.uniform(0.6, 2.2)
-            tau = np.inf if rng.random() < 0.25 else rng.uniform(15.0, 200.0)
+            tau = np.inf if rng.random() < 0.4 else rng.uniform(30.0, 250.0)
             after = t[t0:] - t0
-            onset = np.minimum(after / rng.uniform(1.0, 25.0), 1.0)  # sudden or gradual
+            onset = np.minimum(after / rng.uniform(3.0, 45.0), 1.0)  # sudden or gradual
             s[i, t0:] -= size * onset * (np.exp(-after / tau) if np.isfinite(tau) else 1.0)
     k7 = np.ones(7) / 7.0
     low = np.apply_along_axis(lambda r: np.convolve(r, k7, mode="full")[: r.size], 1,
                               -s)[:, warm:]
+    # Patience runs out: the hazard follows satisfaction averaged over about two months.
+    a = math.exp(-1.0 / 60.0)
+    slow = lfilter([1.0 - a], [1.0, -a], s, axis=1)[:, warm:]
     s = s[:, warm:]
     dis = np.maximum(0.0, -s)
     trait = rng.choice(3, size=n, p=[0.35, 1.0 - 0.35 - v.loud, v.loud])  # quiet/normal/loud
@@ -509,16 +524,25 @@ def _latent(v: Variant, rng: np.random.Generator, rng2: np.random.Generator, acc
     d_idx = np.arange(days)[None, :]
     mult = np.where((trouble[:, None] >= 0) & (d_idx >= trouble[:, None]), mult * 8.0, mult)
     mult = np.where(d_idx < (acc.created_day + 30)[:, None], 0.0, mult)
-    raw = np.exp(1.4 * -s) * mult
-    target = -math.log(1.0 - v.churn_90d) / 90.0
+    raw = np.exp(3.0 * -slow) * mult
     e = rng.exponential(1.0, n)
-    h0 = target / float(raw.mean())
-    for _ in range(4):  # calibrate to the hazard among accounts still there
+    h0 = -math.log(1.0 - v.churn_90d) / 90.0 / float(raw.mean())
+    # Calibrate the scale so that about `churn_90d` of the accounts there on a day cancel
+    # within the next 90 (or what is left of the window), averaged over the days.
+    window = min(90, max(days // 3, 1))
+    checks = np.arange(0, max(days - window, 1), 7)
+    born = np.maximum(acc.created_day, 0)
+    want = 1.0 - (1.0 - v.churn_90d) ** (window / 90.0)
+    for _ in range(8):
         cum = np.cumsum(h0 * raw, axis=1)
         gone = cum >= e[:, None]
         cancel = np.where(gone.any(axis=1), gone.argmax(axis=1), _NONE)
-        alive = exists & ~((cancel[:, None] >= 0) & (d_idx >= cancel[:, None]))
-        h0 = target / float(raw[alive].mean())
+        there = (born[:, None] <= checks[None, :]) & (
+            (cancel[:, None] < 0) | (cancel[:, None] > checks[None, :]))
+        leave = there & (cancel[:, None] > checks[None, :]) & (
+            cancel[:, None] <= checks[None, :] + window)
+        got = float(leave.sum()) / max(float(there.sum()), 1.0)
+        h0 *= (want / max(got, 1e-6)) ** 1.3
     cum = np.cumsum(h0 * raw, axis=1)
     gone = cum >= e[:, None]
     cancel = np.where(gone.any(axis=1), gone.argmax(axis=1), _NONE).astype(np.int64)
@@ -570,7 +594,7 @@ def _latent(v: Variant, rng: np.random.Generator, rng2: np.random.Generator, acc
                   trouble_day=trouble, moves=moves, silent_periods=periods)
     voice = _Voice(tick * alive, ment * alive, sour, cancel_ticket_p=0.35)
     return _Behaviour(grp, level, np.clip(err, 0.0, 0.6), voice,
-                      {"hazard_scale": h0, "silent_threshold": thr})
+                      {"hazard_scale": h0, "silent_threshold": thr}, state=s)
 
 
 # --------------------------------------------------------------------------------------
