@@ -498,10 +498,22 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         fig.train_rows, fig.train_positives = m.get("train_rows"), m.get("train_positives")
         fig.model = (f"v{result.record.version} {m.get('classifier', '')} "
                      f"{result.record.status}").strip()
-    stage("health", lambda: score_date(engine, as_of, basis="occurred"))
-    stage("flags", lambda: compute_flags(engine, as_of))
+    # as `pulse model train` does: the bands (and weights) fitted to the same history; the
+    # calibrated card is passed along, never applied to the user's $PULSE_HOME
+    from pulse.models.calibration import fit_calibration
+    from pulse.models.scorecard import parse_scorecard
+
+    cal = stage("calibrate", lambda: fit_calibration(
+        engine, as_of=as_of, horizon_days=horizon, basis="occurred", fit_weights_=True))
+    card = (parse_scorecard(cal.yaml_text, source="calibrated by the bench")
+            if cal is not None and cal.fitted else None)
+    if cal is not None and not cal.fitted:
+        fig.errors["calibrate"] = str(cal.fallback)
+    stage("health", lambda: score_date(engine, as_of, scorecard=card, basis="occurred"))
+    stage("flags", lambda: compute_flags(engine, as_of, scorecard=card))
     stage("churn scores", lambda: score_churn(engine, as_of, basis="occurred"))
-    rows = stage("risk list", lambda: pd.DataFrame(build_risk_list(engine, as_of)))
+    rows = stage("risk list", lambda: pd.DataFrame(build_risk_list(engine, as_of,
+                                                                   scorecard=card)))
     if rows is None or rows.empty:
         rows = stage("stored scores", lambda: _stored_rows(engine, as_of))
     if rows is None or rows.empty:
