@@ -42,11 +42,25 @@ What the warehouse cannot give point in time: account attributes (seats, renewal
 fallback MRR, x_handle) and a ticket's status are stored in their latest state, so a later
 update to them shows up in an earlier date's features. Ticket resolution is read from
 `resolved_at` (an event time), or, for a ticket closed without one, from when Pulse learned of
-the change (`updated_at`).
+the change (`updated_at`). A text's sentiment is read from `text_insights` whenever the model
+classified it: the model's reading of a text that was known by the date.
 
 Windows
 -------
 "Last N days" are the N calendar days (UTC) ending with D, D included: [D-N+1, D].
+
+Trends against the account's own past (issue 12) compare rates per day: events_7d_vs_28d is
+the last 7 days against the weekly mean of the last 28 (1 = steady), events_28d_vs_90d the
+last 28 against the 28-day mean of the last 90; events_slope_12w is the least-squares slope
+of weekly event totals over the 12 weeks counted back from D (a week without usage counts 0),
+divided by the mean week. Seat use compares the active users of the last 28 days with the
+account's own peak over 28-day blocks counted back from D (3 blocks, 84 days; 6, 168 days),
+since the stored `seats` is only the current value. The billing term is the days between the
+latest two `subscription_started`/`renewed` events (365 when a single start saw no renewal in
+over 62 days); the next renewal is the latest of them plus whole terms. The champion is the
+contact with the most usage in the 60 days before the last 28 (active on 3 or more of them);
+gone when it has no usage in the last 28. Tenure counts from created_at or the first usage or
+purchase known by D, whichever is earlier.
 
 Social mentions belong to an account by their `account_id`, or, without one, when the
 author's handle is the account's or one of its contacts' `x_handle`. Negative means: the text
