@@ -7,8 +7,10 @@ date, or its run-after time when it has none. Backfilling a past date gives that
 answer, because every step reads only rows known by then.
 
 1. **scorecard**: refreshes the impact of open or changed incidents
-   (`pulse.models.outage.refresh_impacts`), then point-in-time features and the explainable
-   scorecard health (`pulse.models.health.score_date`).
+   (`pulse.models.outage.refresh_impacts`) and lets the sentiment model read the new tickets
+   and mentions of the last 90 days (`text_insights`, for the support-tone features; the word
+   list counts when it cannot), then point-in-time features and the explainable scorecard
+   health (`pulse.models.health.score_date`).
 2. **churn**: the champion churn model's risk and its top drivers for every account
    (`pulse.models.registry.score_churn`); without a champion it records nothing and says so.
 3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
@@ -40,6 +42,22 @@ SOURCES = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", 
 HEALTH = Asset("x-pulse://warehouse/health")
 
 
+def _refresh_tone(engine: Any, as_of: Any) -> None:
+    """The sentiment model reads the new texts of the last 90 days first (support tone
+    features); when it cannot, the features count those texts by the word list."""
+    import logging
+    from datetime import timedelta
+
+    from pulse.core.errors import PulseError
+    from pulse.models.feedback import refresh_insights
+
+    try:
+        refresh_insights(engine, since=as_of - timedelta(days=90))
+    except PulseError:
+        logging.getLogger(__name__).exception(
+            "support tone falls back to the word list: text insights could not be refreshed")
+
+
 @dag(
     dag_id="pulse_health",
     schedule=AssetOrTimeSchedule(
@@ -65,6 +83,7 @@ def pulse_health() -> None:
 
         engine = runtime.engine()
         refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
+        _refresh_tone(engine, runtime.as_of())
         summary = score_date(engine, runtime.as_of(), basis=str(runtime.param("basis", "auto")))
         return {"as_of": runtime.as_of().isoformat(), "summary": str(summary)}
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
     true,
     union,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -44,6 +45,7 @@ from pulse.sql.schema import (
     Mention,
     PurchaseEvent,
     SurveyResponse,
+    TextInsight,
     Ticket,
     UsageEvent,
 )
@@ -284,7 +286,8 @@ def _usage(w: _Window) -> tuple[Any, Any]:
         .cte("usage_window")
     )
     last = (
-        select(u.c.account_id, func.max(u.c.occurred_at).label("last_at"))
+        select(u.c.account_id, func.max(u.c.occurred_at).label("last_at"),
+               func.min(u.c.occurred_at).label("first_at"))
         .where(u.c.occurred_at < w.end, w.known(u))
         .group_by(u.c.account_id)
         .cte("usage_last")
@@ -315,6 +318,7 @@ def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
         select(
             p.c.account_id,
             func.max(p.c.occurred_at).label("last_at"),
+            func.min(p.c.occurred_at).label("first_at"),
             func.max(case((p.c.kind == "payment_succeeded", p.c.occurred_at))).label(
                 "last_success"),
             func.max(case((p.c.kind == "cancelled", p.c.occurred_at))).label("last_cancel"),
@@ -385,7 +389,9 @@ def _support(w: _Window) -> tuple[Any, Any]:
     return agg, median
 
 
-def _social(w: _Window, negative_terms: Sequence[str]) -> Any:
+def _social(w: _Window, negative_terms: Sequence[str]) -> tuple[Any, Any]:
+    """Per account: mentions and negative mentions (lexicon) in 28 days; and the links of
+    mentions to accounts (by account_id, or the author's handle)."""
     m, a, c = Mention.__table__, Account.__table__, Contact.__table__
     seen = and_(m.c.created_at < w.end, w.known(m))
     by_id = select(m.c.mention_id, m.c.account_id).where(seen, m.c.account_id.is_not(None))
@@ -420,7 +426,7 @@ def _social(w: _Window, negative_terms: Sequence[str]) -> Any:
         )
         .group_by(links.c.account_id)
         .cte("social")
-    )
+    ), links
 
 
 def _surveys(w: _Window) -> Any:
@@ -478,3 +484,197 @@ def _incident_minutes(w: _Window) -> Any:
 def _source_last(w: _Window, table: Any, column: str) -> Any:
     col = table.c[column]
     return select(func.max(col)).where(col < w.end, w.known(table)).scalar_subquery()
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def _usage_trends(w: _Window) -> Any:
+    """Per account, from the last 90 days of usage rolled up by day: events, errors and
+    active days in 90 days, and the least-squares slope of weekly events over the last 12
+    weeks (weeks counted back from the as-of date; a week without usage counts 0).
+
+    With x = 0..11 (oldest to latest week) and y the week's events, the slope is
+    sum((x - 5.5) * y) / 143: the terms of weeks without usage are 0, so only the days with
+    usage are summed.
+    """
+    u = UsageEvent.__table__
+    day = utc_day(u.c.occurred_at)
+    daily = (
+        select(
+            u.c.account_id,
+            day.label("d"),
+            func.sum(u.c.quantity).label("events"),
+            func.sum(case((u.c.outcome == "error", u.c.quantity), else_=0.0)).label("errors"),
+        )
+        .where(u.c.occurred_at >= w.since(90), u.c.occurred_at < w.end, w.known(u))
+        .group_by(u.c.account_id, day)
+        .cte("usage_daily")
+    )
+    back = w.day - daily.c.d  # 0 on the as-of date
+    x = literal(11, Integer) - back // literal(7, Integer)  # the week, 0 = the latest
+    in84 = back < 84
+    return (
+        select(
+            daily.c.account_id,
+            func.sum(daily.c.events).label("events_90d"),
+            func.sum(daily.c.errors).label("errors_90d"),
+            func.count().label("active_days_90d"),
+            func.sum(case((in84, daily.c.events), else_=0.0)).label("events_84d"),
+            func.sum(case((in84, (x - 5.5) * daily.c.events), else_=0.0)).label("slope_num"),
+        )
+        .group_by(daily.c.account_id)
+        .cte("usage_trends")
+    )
+
+
+def _user_blocks(w: _Window) -> Any:
+    """Per account: distinct active users (contacts) in each 28-day block counted back from
+    the as-of date (block 0 is the last 28 days), over 6 blocks (168 days); and the peak of
+    the blocks in the last 84 days (3 blocks) and 168 days, and the users of block 1."""
+    u = UsageEvent.__table__
+    block = (w.day - utc_day(u.c.occurred_at)) // literal(28, Integer)
+    blocks = (
+        select(u.c.account_id, block.label("b"),
+               func.count(distinct(u.c.contact_id)).label("users"))
+        .where(u.c.occurred_at >= w.since(168), u.c.occurred_at < w.end, w.known(u),
+               u.c.contact_id.is_not(None))
+        .group_by(u.c.account_id, block)
+        .cte("user_blocks")
+    )
+    return (
+        select(
+            blocks.c.account_id,
+            func.max(case((blocks.c.b < 3, blocks.c.users))).label("peak_84d"),
+            func.max(blocks.c.users).label("peak_168d"),
+            func.max(case((blocks.c.b == 1, blocks.c.users))).label("users_prev_28d"),
+        )
+        .group_by(blocks.c.account_id)
+        .cte("user_peaks")
+    )
+
+
+def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
+              min_active_days: int = 3) -> Any:
+    """Per account: whether its champion is gone. The champion is the contact with the most
+    usage in the `prior_days` before the last `recent_days` (active on at least
+    `min_active_days` of them; ties go to the smaller contact id); gone = 1 when that contact
+    has no usage in the last `recent_days`, 0 when it has; accounts without one are absent."""
+    u = UsageEvent.__table__
+    recent = u.c.occurred_at >= w.since(recent_days)
+    per_contact = (
+        select(
+            u.c.account_id, u.c.contact_id,
+            func.sum(case((recent, 0.0), else_=u.c.quantity)).label("prior_events"),
+            func.count(distinct(case((~recent, day_key(u.c.occurred_at))))).label("prior_days"),
+            func.count(case((recent, 1))).label("recent_rows"),
+        )
+        .where(u.c.occurred_at >= w.since(recent_days + prior_days), u.c.occurred_at < w.end,
+               w.known(u), u.c.contact_id.is_not(None))
+        .group_by(u.c.account_id, u.c.contact_id)
+        .subquery()
+    )
+    ranked = (
+        select(
+            per_contact.c.account_id, per_contact.c.recent_rows,
+            func.row_number().over(
+                partition_by=per_contact.c.account_id,
+                order_by=(per_contact.c.prior_events.desc(), per_contact.c.contact_id),
+            ).label("rn"),
+        )
+        .where(per_contact.c.prior_days >= min_active_days)
+        .subquery()
+    )
+    return (
+        select(ranked.c.account_id,
+               case((ranked.c.recent_rows == 0, 1.0), else_=0.0).label("gone"))
+        .where(ranked.c.rn == 1)
+        .cte("champion")
+    )
+
+
+def _payments(w: _Window, billing: Any) -> Any:
+    """Per account: payments failed in the last 90 days, how many of them a later successful
+    payment (known by then) recovered, and the latest failure ever."""
+    p = PurchaseEvent.__table__
+    in90 = p.c.occurred_at >= w.since(90)
+    return (
+        select(
+            p.c.account_id,
+            func.count(case((in90, 1))).label("failed_90d"),
+            func.count(case((and_(in90, p.c.occurred_at < billing.c.last_success), 1))).label(
+                "recovered_90d"),
+            func.max(p.c.occurred_at).label("last_failed"),
+        )
+        .select_from(p.outerjoin(billing, billing.c.account_id == p.c.account_id))
+        .where(p.c.occurred_at < w.end, w.known(p), p.c.kind == "payment_failed")
+        .group_by(p.c.account_id)
+        .cte("payments")
+    )
+
+
+def _terms(w: _Window) -> Any:
+    """Per account: the day of the latest `subscription_started` or `renewed` event and the
+    days since the one before it (the billing term it renewed on)."""
+    p = PurchaseEvent.__table__
+    d = utc_day(p.c.occurred_at)
+    ranked = (
+        select(
+            p.c.account_id, d.label("d"),
+            (d - func.lag(d).over(partition_by=p.c.account_id,
+                                  order_by=(p.c.occurred_at, p.c.event_id))).label("gap"),
+            func.row_number().over(partition_by=p.c.account_id,
+                                   order_by=(p.c.occurred_at.desc(), p.c.event_id.desc())
+                                   ).label("rn"),
+        )
+        .where(p.c.occurred_at < w.end, w.known(p),
+               p.c.kind.in_(("subscription_started", "renewed")))
+        .subquery()
+    )
+    return (
+        select(ranked.c.account_id, ranked.c.d.label("last_term_day"), ranked.c.gap)
+        .where(ranked.c.rn == 1)
+        .cte("terms")
+    )
+
+
+def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
+    """Per account: its tickets and linked mentions of the last 90 days, which of them are
+    negative, and how many the sentiment model scored. A text is negative when its
+    `text_insights` row says so (models/feedback.py); a text without one falls back to the
+    lexicon (tickets: subject and body)."""
+    t, m, ti = Ticket.__table__, Mention.__table__, TextInsight.__table__
+    ticket_text = func.coalesce(t.c.subject, "") + literal(" ") + func.coalesce(t.c.body, "")
+    texts = union_all(
+        select(t.c.account_id, literal("ticket").label("item_type"),
+               t.c.ticket_id.label("item_id"), t.c.opened_at.label("at"),
+               _normalised_sql(ticket_text).label("norm"))
+        .where(t.c.opened_at >= w.since(90), t.c.opened_at < w.end, w.known(t)),
+        select(links.c.account_id, literal("mention").label("item_type"),
+               m.c.mention_id.label("item_id"), m.c.created_at.label("at"),
+               _normalised_sql(m.c.text).label("norm"))
+        .join_from(links, m, m.c.mention_id == links.c.mention_id)
+        .where(m.c.created_at >= w.since(90), m.c.created_at < w.end),
+    ).cte("tone_texts")
+    lexicon = _matches_any(texts.c.norm, negative_terms)
+    negative = case((ti.c.sentiment.is_not(None), ti.c.sentiment == "negative"),
+                    else_=lexicon)
+    is_ticket = texts.c.item_type == "ticket"
+    in28 = texts.c.at >= w.since(28)
+    return (
+        select(
+            texts.c.account_id,
+            func.count(case((is_ticket, 1))).label("tickets"),
+            func.count(case((and_(is_ticket, negative), 1))).label("tickets_negative"),
+            func.count(case((~is_ticket, 1))).label("mentions"),
+            func.count(case((and_(~is_ticket, negative), 1))).label("mentions_negative"),
+            func.count(case((and_(in28, negative), 1))).label("negative_28d"),
+            func.count(case((negative, 1))).label("negative_90d"),
+            func.count().label("texts"),
+            func.count(case((ti.c.sentiment_method == "model", 1))).label("model_scored"),
+        )
+        .select_from(texts.outerjoin(ti, and_(ti.c.item_type == texts.c.item_type,
+                                              ti.c.item_id == texts.c.item_id)))
+        .group_by(texts.c.account_id)
+        .cte("tone")
+    )

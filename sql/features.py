@@ -89,12 +89,18 @@ from sqlalchemy import (
 from pulse.core.errors import InvalidArgumentError, NothingToScoreError
 from pulse.sql.feature_sources import (
     _billing,
+    _champion,
     _incident_minutes,
+    _payments,
     _social,
     _source_last,
     _support,
     _surveys,
+    _terms,
+    _tone,
     _usage,
+    _usage_trends,
+    _user_blocks,
     _Window,
     backfill_landings,
     date_day,
@@ -180,6 +186,50 @@ FEATURES: dict[str, Feature] = dict([
     _f("csat_90d", "surveys",
        "CSAT: share of ratings of 4 or 5 among its survey responses, last 90 days"),
     _f("csat_responses_90d", "surveys", "survey responses, last 90 days"),
+    # issue 12: against the account's own past, all point in time
+    _f("events_7d_vs_28d", "usage",
+       "events in the last 7 days per the weekly mean of the last 28 (1 = steady)"),
+    _f("events_28d_vs_90d", "usage",
+       "events in the last 28 days per the 28-day mean of the last 90 (1 = steady)"),
+    _f("events_slope_12w", "usage",
+       "least-squares slope of weekly events over the last 12 weeks, per mean week "
+       "(-0.05: down 5% of a usual week each week)"),
+    _f("active_days_7d_vs_28d", "usage", "active days, last 7 days per the weekly mean of 28"),
+    _f("active_days_28d_vs_90d", "usage",
+       "active days, last 28 days per the 28-day mean of the last 90"),
+    _f("active_users_28d_vs_prev", "usage",
+       "active users in the last 28 days per those of the 28 days before"),
+    _f("error_rate_28d_vs_90d", "usage", "error rate of the last 28 days per that of 90"),
+    _f("active_users_peak_90d", "usage",
+       "the account's peak of active users in a 28-day block, last 84 days (3 blocks)"),
+    _f("active_users_peak_180d", "usage", "the same, last 168 days (6 blocks)"),
+    _f("seat_use_vs_peak_90d", "usage",
+       "active users in the last 28 days per its own peak of the last 84 days (seat use)"),
+    _f("seat_use_vs_peak_180d", "usage", "the same against the peak of the last 168 days"),
+    _f("failed_payments_90d", "billing", "payments failed in the last 90 days"),
+    _f("recovered_payments_90d", "billing",
+       "of those, the ones a later successful payment (by the as-of date) recovered"),
+    _f("days_since_failed_payment", "billing", "days since the latest failed payment"),
+    _f("billing_term_days", "billing",
+       "the billing term: days between the last two starts or renewals (365 when one start "
+       "saw no renewal in over 62 days)"),
+    _f("is_annual", "billing", "1 when the billing term is 180 days or more, else 0"),
+    _f("days_to_renewal_est", "billing",
+       "days to the next renewal: the latest start or renewal plus whole billing terms"),
+    _f("tickets_negative_share_90d", "support",
+       "negative tickets per ticket, last 90 days (sentiment model in text_insights; the "
+       "lexicon for a ticket it has not scored)"),
+    _f("mentions_negative_share_90d", "social", "the same for its mentions"),
+    _f("negative_texts_28d", "support", "negative tickets and mentions, last 28 days"),
+    _f("negative_texts_90d", "support", "negative tickets and mentions, last 90 days"),
+    _f("tone_scored_share_90d", "support",
+       "share of those texts the sentiment model scored (the rest: the lexicon)"),
+    _f("champion_gone", "usage",
+       "1 when the contact with most usage in the 60 days before the last 28 (active on 3 "
+       "or more of them) has no usage in the last 28; 0 when active; none without one"),
+    _f("tenure_days", "account",
+       "days since the account was created or, if earlier or without created_at, its first "
+       "known usage or purchase"),
 ])
 
 #: The freshness columns of each source: (the account's latest event, the source's latest).
@@ -192,18 +242,74 @@ FRESHNESS: dict[str, tuple[str | None, str]] = {
 }
 
 
-_NEW: tuple[str, ...] = (
-    "events_7d_vs_28d", "events_28d_vs_90d", "events_slope_12w",
-    "active_days_7d_vs_28d", "active_days_28d_vs_90d",
-    "active_users_28d_vs_prev", "error_rate_28d_vs_90d",
-    "active_users_peak_90d", "active_users_peak_180d",
-    "seat_use_vs_peak_90d", "seat_use_vs_peak_180d",
-    "failed_payments_90d", "recovered_payments_90d", "days_since_failed_payment",
-    "billing_term_days", "is_annual", "days_to_renewal_est",
-    "tickets_negative_share_90d", "mentions_negative_share_90d",
-    "negative_texts_28d", "negative_texts_90d", "tone_scored_share_90d",
-    "tone_source", "champion_gone", "tenure_days",
-)
+def _ratio(num: Any, den: Any) -> Any:
+    """num / den as a float, none when den is not positive."""
+    return case((den > 0, cast(num, Float) / cast(den, Float)))
+
+
+def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: Any,
+                     trends: Any, peaks: Any, champion: Any, payments: Any, terms: Any,
+                     tone: Any) -> dict[str, Any]:
+    """Trends against the account's own past, seat use against its own peak, payment
+    failures and recovery, the billing term and next renewal, support tone, the champion and
+    tenure (issue 12); every one from rows known by the as-of date."""
+
+    def n(col: Any) -> Any:
+        return func.coalesce(col, 0)
+
+    events_7d, events_28d = n(usage.c.events_7d), n(usage.c.events_28d)
+    events_90d = n(trends.c.events_90d)
+    errors_28d, errors_90d = n(usage.c.errors_28d), n(trends.c.errors_90d)
+    days_7d, days_28d = n(usage.c.active_days_7d), n(usage.c.active_days_28d)
+    users_28d = n(usage.c.active_users_28d)
+    error_rate_28d = _ratio(errors_28d, events_28d)
+    error_rate_90d = _ratio(errors_90d, events_90d)
+    mean_week = n(trends.c.events_84d) / 12.0
+    # the billing term: the days between the last two starts or renewals; with one start
+    # only and no renewal in over two months, an annual plan (a monthly one renews monthly)
+    since_term = w.day - terms.c.last_term_day
+    term = case((terms.c.gap >= 7, terms.c.gap),
+                (and_(terms.c.last_term_day.is_not(None), terms.c.gap.is_(None),
+                      since_term > 62), literal(365, Integer)))
+    tickets, mentions = n(tone.c.tickets), n(tone.c.mentions)
+    scored, texts = n(tone.c.model_scored), n(tone.c.texts)
+    first_day = case(
+        (and_(usage_last.c.first_at.is_not(None),
+              or_(billing.c.first_at.is_(None), usage_last.c.first_at <= billing.c.first_at)),
+         utc_day(usage_last.c.first_at)),
+        else_=utc_day(billing.c.first_at))
+    created_day = utc_day(a.c.created_at)
+    start_day = case((and_(a.c.created_at.is_not(None),
+                           or_(first_day.is_(None), created_day <= first_day)), created_day),
+                     else_=first_day)
+    return {
+        "events_7d_vs_28d": _ratio(events_7d, events_28d / 4.0),
+        "events_28d_vs_90d": _ratio(events_28d, events_90d * 28.0 / 90.0),
+        "events_slope_12w": case((mean_week > 0, n(trends.c.slope_num) / 143.0 / mean_week)),
+        "active_days_7d_vs_28d": _ratio(days_7d, days_28d / 4.0),
+        "active_days_28d_vs_90d": _ratio(days_28d, n(trends.c.active_days_90d) * 28.0 / 90.0),
+        "active_users_28d_vs_prev": _ratio(users_28d, peaks.c.users_prev_28d),
+        "error_rate_28d_vs_90d": case((error_rate_90d > 0, error_rate_28d / error_rate_90d)),
+        "active_users_peak_90d": cast(n(peaks.c.peak_84d), Float),
+        "active_users_peak_180d": cast(n(peaks.c.peak_168d), Float),
+        "seat_use_vs_peak_90d": _ratio(users_28d, peaks.c.peak_84d),
+        "seat_use_vs_peak_180d": _ratio(users_28d, peaks.c.peak_168d),
+        "failed_payments_90d": cast(n(payments.c.failed_90d), Float),
+        "recovered_payments_90d": cast(n(payments.c.recovered_90d), Float),
+        "days_since_failed_payment": cast(w.day - utc_day(payments.c.last_failed), Float),
+        "billing_term_days": cast(term, Float),
+        "is_annual": case((term.is_(None), None), (term >= 180, 1.0), else_=0.0),
+        "days_to_renewal_est": cast(term - since_term % term, Float),
+        "tickets_negative_share_90d": _ratio(n(tone.c.tickets_negative), tickets),
+        "mentions_negative_share_90d": _ratio(n(tone.c.mentions_negative), mentions),
+        "negative_texts_28d": cast(n(tone.c.negative_28d), Float),
+        "negative_texts_90d": cast(n(tone.c.negative_90d), Float),
+        "tone_scored_share_90d": _ratio(scored, texts),
+        "tone_source": case((texts == 0, None), (scored == texts, "model"),
+                            (scored == 0, "lexicon"), else_="mixed"),
+        "champion_gone": champion.c.gone,
+        "tenure_days": cast(w.day - start_day, Float),
+    }
 
 
 def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
@@ -220,9 +326,11 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     usage, usage_last = _usage(w)
     billing, failed, mrr_now, mrr_then = _billing(w)
     support, median = _support(w)
-    social = _social(w, negative_terms)
+    social, links = _social(w, negative_terms)
     outages = _incident_minutes(w)
     surveys = _surveys(w)
+    trends, peaks, champion = _usage_trends(w), _user_blocks(w), _champion(w)
+    payments, terms, tone = _payments(w, billing), _terms(w), _tone(w, links, negative_terms)
 
     def n(col: Any) -> Any:
         return func.coalesce(col, 0)
@@ -309,13 +417,13 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
         "csat_responses_90d": n(surveys.c.responses_90d),
         "surveys_last_at": surveys.c.last_at,
     }
-    for name in _NEW:  # filled in below
-        columns.setdefault(name, cast(literal(None), FEATURES_TABLE.c[name].type))
+    columns.update(_issue12_columns(w, a, usage, usage_last, billing, trends, peaks,
+                                    champion, payments, terms, tone))
     missing = set(FEATURES_TABLE.c.keys()) ^ set(columns)
     assert not missing, f"features_select and account_features disagree on {missing}"
     joined: FromClause = a
     for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social,
-                outages, surveys):
+                outages, surveys, trends, peaks, champion, payments, terms, tone):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)
     return (
         select(*(columns[c.name].label(c.name) for c in FEATURES_TABLE.columns))

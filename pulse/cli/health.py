@@ -41,6 +41,10 @@ def score(
         "from when they landed; 'known': rows that had landed by the date (a re-run gives "
         "that day's answer); 'occurred': rows that had happened by then.")]
     = Basis.auto,
+    text: Annotated[bool, typer.Option(
+        "--text/--no-text", help="Classify the tickets and mentions of the 90 days before "
+        "the date that the sentiment model has not read yet (text_insights) first, so that "
+        "support tone reads the model; texts it has not read count by the word list.")] = True,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Compute every account's features and health as of a date, and store them.
@@ -60,6 +64,7 @@ def score(
     from pulse.models.outage import refresh_impacts
 
     refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
+    tone = refresh_tone(engine, day) if text else "not refreshed (--no-text)"
     if fmt is Format.table and sys.stderr.isatty():
         with err.status(f"scoring as of {day}") as status:
             summary = score_date(engine, day, scorecard=card, basis=basis.value,
@@ -69,8 +74,8 @@ def score(
     flags = _score_flags(engine, day, card, summary.seconds) if summary.accounts else {}
     used = basis_report(engine, day, basis.value)
     if fmt is Format.json:
-        print(json.dumps({**summary.to_dict(), "basis": used.to_dict(), "flags": flags},
-                         indent=2))
+        print(json.dumps({**summary.to_dict(), "basis": used.to_dict(), "text_insights": tone,
+                          "flags": flags}, indent=2))
         return
     b = summary.bands
     by_card = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_scorecard.items()))
@@ -87,9 +92,28 @@ def score(
                                 else ""), soft_wrap=True)
     if not summary.stale:
         out.print("Every source is fresh.")
+    out.print(f"Support tone: text insights {tone}.", soft_wrap=True)
     out.print("Flags: " + (", ".join(f"{k} {v:,}" for k, v in flags.items()) or "none"))
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     out.print(f"Took {secs}.")
+
+
+def refresh_tone(engine: Engine, day: date) -> str:
+    """Let the sentiment model read the texts of the 90 days before `day` that it has not
+    read yet (`text_insights`); the features' support tone falls back to the word list for
+    any text it could not read. Returns what happened, in words."""
+    from datetime import timedelta
+
+    from pulse.core.errors import PulseError
+    from pulse.models.feedback import refresh_insights
+
+    try:
+        n = refresh_insights(engine, since=day - timedelta(days=90))
+    except PulseError as exc:
+        err.print(Text.assemble(("warning: ", "yellow"), "support tone falls back to the word "
+                                f"list: the sentiment model could not run ({exc})"))
+        return f"failed ({exc}); the word list counts instead"
+    return f"refreshed ({n:,} texts classified)"
 
 
 @scorecard_app.command("check")
