@@ -212,7 +212,8 @@ FEATURES: dict[str, Feature] = dict([
     _f("days_since_failed_payment", "billing", "days since the latest failed payment"),
     _f("billing_term_days", "billing",
        "the billing term: days between the last two starts or renewals, else between the "
-       "last two successful payments (365 when a start saw neither in over 62 days)"),
+       "last two successful payments (365 when a start, or a single payment, saw neither in "
+       "over 62 days)"),
     _f("is_annual", "billing", "1 when the billing term is 180 days or more, else 0"),
     _f("days_to_renewal_est", "billing",
        "days to the next renewal: the latest start or renewal (or, for a term read from "
@@ -269,16 +270,20 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
     # the billing term: the days between the last two starts or renewals; with one start
     # only and no renewal in over two months, an annual plan (a monthly one renews monthly)
     # (renewals first; else the cadence of successful payments, for plans that renew by
-    # paying; a start with neither a renewal nor a payment in over two months: annual)
+    # paying; a start or a single payment (history that begins mid-term) with neither a
+    # renewal nor a payment in over two months: annual)
     since_start = w.day - terms.c.last_term_day
     since_pay = w.day - terms.c.last_pay_day
     from_payments = and_(or_(terms.c.gap.is_(None), terms.c.gap < 7), terms.c.pay_gap >= 7)
     term = case((terms.c.gap >= 7, terms.c.gap),
                 (from_payments, terms.c.pay_gap),
-                (and_(terms.c.last_term_day.is_not(None), since_start > 62,
+                (and_(or_(terms.c.last_term_day.is_not(None),
+                          terms.c.last_pay_day.is_not(None)),
+                      or_(terms.c.last_term_day.is_(None), since_start > 62),
                       or_(terms.c.last_pay_day.is_(None), since_pay > 62)),
                  literal(365, Integer)))
-    since_term = case((from_payments, since_pay), else_=since_start)
+    since_term = case((from_payments, since_pay),
+                      (terms.c.last_term_day.is_(None), since_pay), else_=since_start)
     tickets, mentions = n(tone.c.tickets), n(tone.c.mentions)
     scored, texts = n(tone.c.model_scored), n(tone.c.texts)
     first_day = case(
