@@ -615,25 +615,33 @@ def _payments(w: _Window, billing: Any) -> Any:
 
 def _terms(w: _Window) -> Any:
     """Per account: the day of the latest `subscription_started` or `renewed` event and the
-    days since the one before it (the billing term it renewed on)."""
+    days since the one before it (the billing term it renewed on); and the same of its
+    successful payments (the billing cadence, for plans whose renewals are only payments)."""
     p = PurchaseEvent.__table__
     d = utc_day(p.c.occurred_at)
+    pay = case((p.c.kind == "payment_succeeded", 1), else_=0)
     ranked = (
         select(
-            p.c.account_id, d.label("d"),
-            (d - func.lag(d).over(partition_by=p.c.account_id,
+            p.c.account_id, pay.label("pay"), d.label("d"),
+            (d - func.lag(d).over(partition_by=(p.c.account_id, pay),
                                   order_by=(p.c.occurred_at, p.c.event_id))).label("gap"),
-            func.row_number().over(partition_by=p.c.account_id,
+            func.row_number().over(partition_by=(p.c.account_id, pay),
                                    order_by=(p.c.occurred_at.desc(), p.c.event_id.desc())
                                    ).label("rn"),
         )
         .where(p.c.occurred_at < w.end, w.known(p),
-               p.c.kind.in_(("subscription_started", "renewed")))
+               p.c.kind.in_(("subscription_started", "renewed", "payment_succeeded")))
         .subquery()
     )
+    term_row, pay_row = ranked.c.pay == 0, ranked.c.pay == 1
     return (
-        select(ranked.c.account_id, ranked.c.d.label("last_term_day"), ranked.c.gap)
+        select(ranked.c.account_id,
+               func.max(case((term_row, ranked.c.d))).label("last_term_day"),
+               func.max(case((term_row, ranked.c.gap))).label("gap"),
+               func.max(case((pay_row, ranked.c.d))).label("last_pay_day"),
+               func.max(case((pay_row, ranked.c.gap))).label("pay_gap"))
         .where(ranked.c.rn == 1)
+        .group_by(ranked.c.account_id)
         .cte("terms")
     )
 

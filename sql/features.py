@@ -225,11 +225,13 @@ FEATURES: dict[str, Feature] = dict([
        "of those, the ones a later successful payment (by the as-of date) recovered"),
     _f("days_since_failed_payment", "billing", "days since the latest failed payment"),
     _f("billing_term_days", "billing",
-       "the billing term: days between the last two starts or renewals (365 when one start "
-       "saw no renewal in over 62 days)"),
+       "the billing term: days between the last two starts or renewals, else between the "
+       "last two successful payments (365 when a start, or a single payment, saw neither in "
+       "over 62 days)"),
     _f("is_annual", "billing", "1 when the billing term is 180 days or more, else 0"),
     _f("days_to_renewal_est", "billing",
-       "days to the next renewal: the latest start or renewal plus whole billing terms"),
+       "days to the next renewal: the latest start or renewal (or, for a term read from "
+       "payments, the latest successful payment) plus whole billing terms"),
     _f("tickets_negative_share_90d", "support",
        "negative tickets per ticket, last 90 days (sentiment model in text_insights; the "
        "lexicon for a ticket it has not scored)"),
@@ -281,10 +283,21 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
     mean_week = n(trends.c.events_84d) / 12.0
     # the billing term: the days between the last two starts or renewals; with one start
     # only and no renewal in over two months, an annual plan (a monthly one renews monthly)
-    since_term = w.day - terms.c.last_term_day
+    # (renewals first; else the cadence of successful payments, for plans that renew by
+    # paying; a start or a single payment (history that begins mid-term) with neither a
+    # renewal nor a payment in over two months: annual)
+    since_start = w.day - terms.c.last_term_day
+    since_pay = w.day - terms.c.last_pay_day
+    from_payments = and_(or_(terms.c.gap.is_(None), terms.c.gap < 7), terms.c.pay_gap >= 7)
     term = case((terms.c.gap >= 7, terms.c.gap),
-                (and_(terms.c.last_term_day.is_not(None), terms.c.gap.is_(None),
-                      since_term > 62), literal(365, Integer)))
+                (from_payments, terms.c.pay_gap),
+                (and_(or_(terms.c.last_term_day.is_not(None),
+                          terms.c.last_pay_day.is_not(None)),
+                      or_(terms.c.last_term_day.is_(None), since_start > 62),
+                      or_(terms.c.last_pay_day.is_(None), since_pay > 62)),
+                 literal(365, Integer)))
+    since_term = case((from_payments, since_pay),
+                      (terms.c.last_term_day.is_(None), since_pay), else_=since_start)
     tickets, mentions = n(tone.c.tickets), n(tone.c.mentions)
     scored, texts = n(tone.c.model_scored), n(tone.c.texts)
     first_day = case(

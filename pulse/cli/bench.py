@@ -7,6 +7,7 @@ import typer
 
 from pulse.cli.common import Format, out
 from pulse.devkit.bench.chatter import bench_chatter
+from pulse.devkit.bench.features import bench_features
 from pulse.devkit.bench.models import bench_models, bench_score
 from pulse.devkit.bench.send import bench_send
 from pulse.devkit.bench.survey import bench_survey
@@ -32,6 +33,7 @@ def bench_ingest(
 def register(app: typer.Typer) -> None:
     """Add `bench` with all its benchmarks."""
     bench_app.command("ingest")(bench_ingest)
+    bench_app.command("features")(bench_features)
     bench_app.command("models")(bench_models)
     bench_app.command("score")(bench_score)
     bench_app.command("send")(bench_send)
