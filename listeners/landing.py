@@ -259,6 +259,9 @@ def _land_chunks(
         if progress:
             progress(n)
         del checked, clean, rejected, cleared, chunk
+        # the cyclic collector is paused for the landing (_no_gc_pauses); the chunk's frames
+        # leave reference cycles behind: free them now, or memory grows with the file
+        gc.collect(1)
     if direct:
         result.inserted = staged
     elif staged:

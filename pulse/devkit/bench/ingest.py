@@ -294,22 +294,31 @@ def _side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows}
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB since it started (Linux: VmHWM of its own
+    address space; `ru_maxrss` would also count the parent's memory at the fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _run_side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
-    """Run `_side` in a child process; adds its peak RSS in MiB (from wait4's rusage)."""
+    """Run `_side` in a process of its own; it reports its own peak RSS."""
     import subprocess
     import sys
 
-    proc = subprocess.Popen(
+    proc = subprocess.run(
         [sys.executable, "-m", "pulse.devkit.bench.ingest", kind, url, str(path), str(accounts)],
-        stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"bench side {kind} failed with exit code {proc.returncode}")
-    figures: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    figures["peak_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
+    figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return figures
 
 
@@ -424,4 +433,5 @@ def run_file_bench(*, path: Path, accounts: Path, postgres_url: str | None, fmt:
 if __name__ == "__main__":
     import sys
 
-    print(json.dumps(_side(sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))
+    side = _side(sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+    print(json.dumps({**side, "peak_mib": peak_rss_mib()}))
