@@ -255,10 +255,11 @@ def run_ingest_bench(*, rows: int, postgres_url: str | None, fmt: str, console: 
 
 
 def _side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
-    """One side of `pulse bench ingest --file`, run in a process of its own (the parent reads
-    its peak RSS): `pulse` lands the file with `land_file`; `plain` loads the rows Pulse
+    """One side of `pulse bench ingest --file`, run in a process of its own (it reports its
+    own peak RSS): `pulse` lands the file with `land_file`; `plain` loads the rows Pulse
     accepted (a file written beforehand, untimed) with csv + executemany in one transaction
-    on SQLite, or COPY on PostgreSQL, into the same indexed table."""
+    on SQLite (with Pulse's page cache size and sync level), or COPY on PostgreSQL, into the
+    same indexed table."""
     from pulse.listeners.landing import land_file
 
     engine = make_engine(url)
@@ -278,6 +279,9 @@ def _side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
 
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         con = sqlite3.connect(str(engine.url.database))
+        # the same page cache and sync level as Pulse's connections: only the work differs
+        con.execute(f"PRAGMA cache_size=-{get_settings().sqlite_cache_mib * 1024}")
+        con.execute("PRAGMA synchronous=NORMAL")
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader)
