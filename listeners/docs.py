@@ -72,6 +72,14 @@ a one-line error and lands nothing; its run is logged `failed` with the reason. 
 PostgreSQL: the count and merge of one source run one landing at a time), so each counts only
 what it changed.
 
+Files of any size stream: they are read, validated and loaded `PULSE_BATCH_ROWS` rows at a
+time, and memory is set by that batch size (and on SQLite by `PULSE_SQLITE_CACHE_MIB`), not by
+the file. The batches are not published one by one: all of them, with their quarantined rows
+and cleared values, sit in the file's one transaction, which commits at the end or not at all,
+so no reader ever sees half a file. A key repeated anywhere in the file, in one batch or
+across batches, is replayed in file order, and a key's last row decides whether a cleared
+value stays cleared.
+
 Sources land in this order when several arrive together: {order}.
 """
 

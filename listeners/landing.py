@@ -203,8 +203,13 @@ def _land_chunks(
 ) -> IngestResult:
     """Validate and stage every chunk, then count and merge the whole file at once.
 
+    Nothing here grows with the file: each chunk's rejected rows and cleared values are
+    handed on (`on_reject`, `on_clear`) as the chunk is done, and keys that repeat are found
+    by the database (the primary key on a direct load, a GROUP BY on the staging table),
+    not by a set of every key in memory.
+
     With `direct`, rows go straight into the warehouse table as plain inserts; a key that is
-    already there raises IntegrityError and a key repeated in the file raises _NeedsMerge, and
+    already there or repeated in the file raises IntegrityError, turned into _NeedsMerge, and
     the caller rolls back and lands the file through the staged merge instead.
     """
     settings = get_settings()
@@ -214,26 +219,29 @@ def _land_chunks(
         stage.create(conn)
     known = _known_accounts(conn, source)
     max_future = timedelta(hours=settings.max_future_skew_hours)
-    seen: set[Any] = set()
-    dups = False
     given: set[str] = set()
     staged = 0
     reasons: Counter[str] = Counter()
     cleared_reasons: Counter[str] = Counter()
-    cleared: list[_Rejected] = []
+    # whether a cleared value may be waiting for a key of this file (then each staged chunk
+    # resolves the entries of its keys before recording its own)
+    open_cleared = not direct and _has_open_cleared(conn, source)
     for chunk in chunks:
         checked = validate(source, chunk.values, known_accounts=known, now=now,
                            max_future=max_future)
         rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
                     for r in chunk.rejects]
-        for row, err in checked.errors.iterrows():
-            rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), err["field"],
-                                      err["code"], storable(err["reason"]),
-                                      _value_text(err["value"])))
+        for row, fld, code, reason, value in zip(
+                checked.errors.index.tolist(), checked.errors["field"].tolist(),
+                checked.errors["code"].tolist(), checked.errors["reason"].tolist(),
+                checked.errors["value"].tolist()):
+            rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), fld, code,
+                                      storable(reason), _value_text(value)))
         if rejected:
             on_reject(rejected)
             reasons.update(reason_key(r.field, r.code) for r in rejected)
         clean = checked.clean
+        cleared: list[_Rejected] = []
         if len(checked.cleared):
             keys = clean[source.key]
             for row, c in checked.cleared.iterrows():
@@ -242,50 +250,70 @@ def _land_chunks(
                     storable(c["reason"]), _value_text(c["value"]), str(keys.at[row])))
             cleared_reasons.update(reason_key(f, c) for f, c in
                                    zip(checked.cleared["field"], checked.cleared["code"]))
-        before = len(seen)
-        seen.update(clean[source.key].to_numpy())
-        dups = dups or len(seen) != before + len(clean)  # a key repeated, here or earlier
-        given.update(source.columns if chunk.given is None else chunk.given)
+        chunk_given = set(source.columns if chunk.given is None else chunk.given)
         if given_override is not None:
-            given = set(given_override)
+            chunk_given = set(given_override)
+        given |= chunk_given
         if direct:
-            if dups:
-                raise _NeedsMerge(source.name)
             _load_direct(conn, source, clean, now=now, run_id=run_id)
         else:
             _load_stage(conn, stage, source, clean)
+            if open_cleared and len(clean):
+                _resolve_cleared(conn, source, stage, chunk_given, run_id, now,
+                                 first_row=int(clean.index.min()))
+        if cleared:
+            (on_clear or (lambda _: None))(cleared)
+            result.fields_cleared += len(cleared)
+            open_cleared = not direct
         staged += len(clean)
         n = len(chunk.values) + len(chunk.rejects)
         result.read += n
         result.quarantined += len(rejected)
         if progress:
             progress(n)
-    if dups:
-        conn.execute(text(f"CREATE INDEX ix{stage.name} ON {stage.name} ({source.key}, _row)"))
+        del checked, clean, rejected, cleared, chunk
+        # the cyclic collector is paused for the landing (_no_gc_pauses); the chunk's frames
+        # leave reference cycles behind: free them now, or memory grows with the file
+        gc.collect(1)
     if direct:
         result.inserted = staged
     elif staged:
+        dups = _has_repeats(conn, source, stage)
+        if dups:
+            conn.execute(text(f"CREATE INDEX ix{stage.name} ON {stage.name} ({source.key}, _row)"))
         _serialise_merges(conn, source)
         result.inserted, result.updated, result.unchanged = _count_outcomes(
             conn, source, stage, dups, given)
         _merge(conn, source, stage, dups, run_id, now, given)
-        _resolve_cleared(conn, source, stage, given, run_id, now)
     if not direct:
         stage.drop(conn)
-    if cleared:
-        (on_clear or (lambda _: None))(cleared)
-    result.fields_cleared = len(cleared)
     result.reasons = dict(reasons.most_common())
     result.cleared = dict(cleared_reasons.most_common())
     return result
 
 
+def _has_repeats(conn: Connection, source: Source, stage: Any) -> bool:
+    """Whether a key appears more than once among the staged rows (one set-based query)."""
+    return conn.execute(text(
+        f"SELECT 1 FROM {stage.name} GROUP BY {source.key} HAVING COUNT(*) > 1 LIMIT 1"
+    )).first() is not None
+
+
+def _has_open_cleared(conn: Connection, source: Source) -> bool:
+    q = QuarantineRow.__table__
+    return conn.execute(select(q.c.quarantine_id).where(
+        q.c.kind == "field_cleared", q.c.status == "open", q.c.source == source.name,
+    ).limit(1)).first() is not None
+
+
 def _resolve_cleared(conn: Connection, source: Source, stage: Any, given: set[str],
-                     run_id: int, now: datetime) -> None:
+                     run_id: int, now: datetime, *, first_row: int) -> None:
     """A row landed again with a field given: the value cleared from it before is replaced.
 
-    Open "field_cleared" entries of the keys just landed are resolved; an entry whose value
-    is cleared again is re-opened by `_insert_quarantine` right after.
+    Runs per staged chunk (`first_row`: its first row number), in file order: open
+    "field_cleared" entries of the chunk's keys are resolved, then the chunk's own cleared
+    values are recorded (re-opening an entry whose value is cleared again), so a key's last
+    row in the file decides.
     """
     q = QuarantineRow.__table__
     fields = [c for c in source.columns if c in given and c != source.key]
@@ -294,7 +322,8 @@ def _resolve_cleared(conn: Connection, source: Source, stage: Any, given: set[st
     conn.execute(
         update(q).where(
             q.c.kind == "field_cleared", q.c.status == "open", q.c.source == source.name,
-            q.c.field.in_(fields), q.c.row_key.in_(select(stage.c[source.key])),
+            q.c.field.in_(fields),
+            q.c.row_key.in_(select(stage.c[source.key]).where(stage.c._row >= first_row)),
         ).values(status="relanded", resolved_at=now, resolved_run_id=run_id)
     )
 

@@ -151,7 +151,8 @@ class _Errors:
 
 _STR = np.dtypes.StringDType()
 _ASCII_SPACE = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"
-_PADDED = re.compile(r"(?:^|\n)\s|\s(?:\n|$)")
+#: a value starting or ending with white space (an empty value, two newlines in a row, is not)
+_PADDED = re.compile(r"(?:^|\n)[^\S\n]|[^\S\n](?:\n|$)")
 #: one scan of a newline-joined id column: any space, control or invisible character
 _ID_SCAN = re.compile(rf"[^\S\n]|[{_ID_BAD}]")
 
@@ -187,11 +188,18 @@ def _normalise(col: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
         joined = "\n".join(values)  # raises TypeError when a value is missing (None/NaN)
     except TypeError:
         joined = None
-    if n and joined is not None and "\x00" not in joined and not _padded(joined):
+    # a value holding a newline (more newlines than separators) takes the slow path
+    if (n and joined is not None and "\x00" not in joined and joined.count("\n") == n - 1
+            and not _padded(joined)):
         lens = _lengths(joined, values)
-        if lens.min() > 0:
-            return (pd.Series(vals, index=col.index, dtype=object), np.ones(n, dtype=bool),
-                    lens, np.zeros(n, dtype=bool))
+        present = lens > 0
+        if present.all():
+            return (pd.Series(vals, index=col.index, dtype=object), present, lens,
+                    np.zeros(n, dtype=bool))
+        out = vals.copy()  # empty values are missing; nothing else to trim
+        out[~present] = None
+        return pd.Series(out, index=col.index, dtype=object), present, lens, \
+            np.zeros(n, dtype=bool)
     present = ~pd.isna(vals)
     some = vals[present]
     raw = np.array(some, dtype=_STR)
@@ -208,7 +216,10 @@ def _normalise(col: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.nd
     lens[present] = lengths
     present[present] = ~empty
     # numpy treats "\x00" as an empty needle: test the Python strings instead
-    has_nul = np.array([v is not None and "\x00" in v for v in out.tolist()], dtype=bool)
+    if joined is not None and "\x00" not in joined:
+        has_nul = np.zeros(n, dtype=bool)
+    else:
+        has_nul = np.array([v is not None and "\x00" in v for v in out.tolist()], dtype=bool)
     return pd.Series(out, index=col.index, dtype=object), present, lens, has_nul
 
 

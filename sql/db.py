@@ -23,8 +23,12 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA temp_store=MEMORY")
-    cur.execute("PRAGMA cache_size=-131072")  # 128 MiB: big merges stay in memory
+    # staging tables live in a temporary file behind a bounded page cache (not in memory,
+    # where a big file's staging would grow without bound); both caches are bounded
+    cache_kib = get_settings().sqlite_cache_mib * 1024
+    cur.execute("PRAGMA temp_store=FILE")
+    cur.execute(f"PRAGMA cache_size=-{cache_kib}")
+    cur.execute(f"PRAGMA temp.cache_size=-{cache_kib}")
     cur.close()
 
 

@@ -1,6 +1,7 @@
 """`pulse bench`: every benchmark that prints figures (their bodies live in pulse.devkit.bench)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,21 +20,56 @@ bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=T
 
 def bench_ingest(
     rows: Annotated[int, typer.Option(help="Usage rows to generate.", min=1000)] = 200_000,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="Measure this usage file instead of generated rows (see "
+        "`pulse bench usage-file`).", exists=True, dir_okay=False)] = None,
+    accounts: Annotated[Path | None, typer.Option(
+        help="With --file: the accounts its rows name (default accounts.csv beside it).")] = None,
     postgres_url: Annotated[str | None, typer.Option(
         help="PostgreSQL to measure too (default PULSE_TEST_POSTGRES_URL or local test db); "
         "'none' to skip.")] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """`pulse ingest` against each database's own bulk load of the same usage rows."""
+    """`pulse ingest` against each database's own bulk load of the same usage rows.
+
+    With --file: time, rows/s and peak memory of each side (each in a process of its own),
+    and the ratio of rows/s.
+    """
+    if file is not None:
+        from pulse.devkit.bench.ingest import run_file_bench
+
+        acc = accounts or file.parent / "accounts.csv"
+        if not acc.is_file():
+            raise typer.BadParameter(f"no accounts file {acc}: expected --accounts PATH")
+        run_file_bench(path=file, accounts=acc, postgres_url=postgres_url, fmt=fmt.value,
+                       console=out)
+        return
     from pulse.devkit.bench.ingest import run_ingest_bench
 
     run_ingest_bench(rows=rows, postgres_url=postgres_url, fmt=fmt.value, console=out)
+
+
+def bench_usage_file(
+    out_path: Annotated[Path, typer.Option("--out", help="The usage CSV to write.")],
+    rows: Annotated[int, typer.Option(help="Rows to write.", min=1)] = 1_000_000,
+    bad_share: Annotated[float, typer.Option(
+        help="Share of broken rows (wrong field count, bad timestamp, unknown account, ...).",
+        min=0.0, max=1.0)] = 0.005,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+) -> None:
+    """Write a usage file shaped like real data (and accounts.csv beside it) for the bench."""
+    from pulse.devkit.bench.ingest import write_usage_file
+
+    write_usage_file(out_path, rows, bad_share=bad_share, seed=seed)
+    out.print(f"wrote {rows:,} rows to {out_path} ({out_path.stat().st_size / 1e6:.0f} MB) "
+              f"and {out_path.parent / 'accounts.csv'}")
 
 
 def register(app: typer.Typer) -> None:
     """Add `bench` with all its benchmarks."""
     bench_app.command("ingest")(bench_ingest)
     bench_app.command("features")(bench_features)
+    bench_app.command("usage-file")(bench_usage_file)
     bench_app.command("models")(bench_models)
     bench_app.command("score")(bench_score)
     bench_app.command("send")(bench_send)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("var"), description="Outbox files, models, reports")
     database_url: str = Field(default="", description="SQLAlchemy URL of the warehouse")
     batch_rows: int = Field(default=50_000, ge=1, description="Rows per landing batch")
+    sqlite_cache_mib: int = Field(
+        default=32, ge=1, description="SQLite page cache per connection, for the warehouse and "
+        "for temporary (staging) tables each; bounds a landing's memory on SQLite")
     max_future_skew_hours: float = Field(
         default=24.0, ge=0, description="How far in the future an event timestamp may lie"
     )

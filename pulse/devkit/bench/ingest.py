@@ -18,7 +18,7 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 
 from pulse.core.settings import get_settings
-from pulse.sql.db import create_schema, drop_schema, make_engine, upgrade
+from pulse.sql.db import create_schema, drop_schema, make_engine, schema_url, upgrade
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 USAGE_COLS = ["event_id", "account_id", "occurred_at", "feature", "contact_id", "component",
@@ -50,6 +50,65 @@ def write_usage(folder: Path, rows: int, *, accounts: int = 1000, seed: int = 1)
     usage = folder / "usage.csv"
     frame.to_csv(usage, index=False)
     return acc, usage
+
+
+def write_usage_file(out: Path, rows: int, *, bad_share: float = 0.005, accounts: int = 1000,
+                     seed: int = 1, accounts_out: Path | None = None) -> Path:
+    """A usage file shaped like real data, written in blocks (memory does not grow with it).
+
+    UUID-like event ids, account ids from an accounts file, timestamps with milliseconds,
+    some optional fields empty, quantities with decimals, and `bad_share` of the rows broken
+    in the ways real exports break: a wrong field count, a bad timestamp, an unknown account,
+    a negative quantity, an unknown outcome, a missing required value. The accounts file
+    (`accounts_out`, default `accounts.csv` beside `out`) names the accounts the rows use.
+    """
+    rng = np.random.default_rng(seed)
+    ids = np.char.add("ACC-", np.char.zfill(np.arange(accounts).astype(str), 6))
+    acc = accounts_out or out.parent / "accounts.csv"
+    pd.DataFrame({"account_id": ids, "name": np.char.add("Company ", ids),
+                  "mrr": rng.integers(50, 5000, accounts)}).to_csv(acc, index=False)
+    features = np.array(["reports.view", "dashboards.edit", "api.call", "export.csv",
+                         "alerts.create", "search", "billing.view", "sso.login"])
+    components = np.array(["web", "api", "jobs", "search", "", ""])
+    regions = np.array(["us-east-1", "eu-west-1", "ap-south-1", ""])
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    block = 100_000
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(USAGE_COLS) + "\n")
+        for first in range(0, rows, block):
+            n = min(block, rows - first)
+            hexes = rng.integers(0, 2**63, size=n, dtype=np.int64)
+            event = np.char.add("evt_", np.char.zfill(np.char.mod("%x", hexes), 16))
+            ms = rng.integers(0, 300 * 86400 * 1000, n)
+            ts = (start + pd.to_timedelta(ms, unit="ms")).strftime("%Y-%m-%dT%H:%M:%S.%f")
+            ts = np.char.add(np.asarray(ts, dtype="U23"), "Z")  # milliseconds
+            qty = np.char.mod("%.2f", rng.gamma(1.5, 4.0, n))
+            qty = np.where(rng.random(n) < 0.6, np.char.mod("%d", rng.integers(1, 50, n)), qty)
+            contact = np.char.add("CON-", np.char.mod("%07d", rng.integers(0, accounts * 8, n)))
+            contact = np.where(rng.random(n) < 0.15, "", contact)
+            frame = pd.DataFrame({
+                "event_id": event,
+                "account_id": ids[rng.integers(0, accounts, n)],
+                "occurred_at": ts,
+                "feature": features[rng.integers(0, len(features), n)],
+                "contact_id": contact,
+                "component": components[rng.integers(0, len(components), n)],
+                "region": regions[rng.integers(0, len(regions), n)],
+                "quantity": qty,
+                "outcome": np.where(rng.random(n) < 0.03, "error", "ok"),
+            })
+            bad = np.flatnonzero(rng.random(n) < bad_share)
+            kinds = rng.integers(0, 6, len(bad))
+            for kind, col, value in ((0, "occurred_at", "yesterday at noon"),
+                                     (1, "account_id", "ACC-UNKNOWN"),
+                                     (2, "quantity", "-3"), (3, "outcome", "failed"),
+                                     (4, "feature", "")):
+                frame.iloc[bad[kinds == kind], frame.columns.get_loc(col)] = value
+            lines = frame.to_csv(index=False, header=False, lineterminator="\n").split("\n")
+            for i in bad[kinds == 5]:  # a stray delimiter: one field too many
+                lines[i] += ",extra"
+            fh.write("\n".join(lines))
+    return out
 
 
 def _raw_sqlite(engine: Engine, usage: Path) -> None:
@@ -190,3 +249,193 @@ def run_ingest_bench(*, rows: int, postgres_url: str | None, fmt: str, console: 
                   "events directly; re-land = the same file again, every row compared through "
                   "the staged merge and found unchanged.")
     return figures
+
+
+# --------------------------------------------------------------------------- a given file
+
+
+def _side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
+    """One side of `pulse bench ingest --file`, run in a process of its own (it reports its
+    own peak RSS): `pulse` lands the file with `land_file`; `plain` loads the rows Pulse
+    accepted (a file written beforehand, untimed) with csv + executemany in one transaction
+    on SQLite (with Pulse's page cache size and sync level), or COPY on PostgreSQL, into the
+    same indexed table."""
+    from pulse.listeners.landing import land_file
+
+    engine = make_engine(url)
+    if kind == "pulse":
+        t = time.perf_counter()
+        result = land_file(engine, path, source="usage")
+        seconds = time.perf_counter() - t
+        engine.dispose()
+        return {"seconds": seconds, "rows": result.read, "inserted": result.inserted,
+                "quarantined": result.quarantined}
+    t = time.perf_counter()
+    if engine.dialect.name == "postgresql":
+        _raw_postgres(engine, path)
+        rows = -1
+    else:
+        import sqlite3
+
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        con = sqlite3.connect(str(engine.url.database))
+        # the same page cache and sync level as Pulse's connections: only the work differs
+        con.execute(f"PRAGMA cache_size=-{get_settings().sqlite_cache_mib * 1024}")
+        con.execute("PRAGMA synchronous=NORMAL")
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader)
+            con.execute("BEGIN")
+            con.executemany(
+                f"INSERT INTO usage_events ({', '.join(header)}, landed_at, updated_at) "
+                f"VALUES ({', '.join('?' * (len(header) + 2))})",
+                ((*r, now, now) for r in reader))
+            con.commit()
+        rows = con.execute("SELECT COUNT(*) FROM usage_events").fetchone()[0]
+        con.close()
+    seconds = time.perf_counter() - t
+    engine.dispose()
+    return {"seconds": seconds, "rows": rows}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB since it started (Linux: VmHWM of its own
+    address space; `ru_maxrss` would also count the parent's memory at the fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
+    """Run `_side` in a process of its own; it reports its own peak RSS."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pulse.devkit.bench.ingest", kind, url, str(path), str(accounts)],
+        stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench side {kind} failed with exit code {proc.returncode}")
+    figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _accepted_copy(engine: Engine, path: Path, out: Path) -> int:
+    """`path` without the rows the Pulse run quarantined (their row numbers come from the
+    quarantine table), streamed: the plain side loads exactly the rows Pulse accepted."""
+    with engine.connect() as conn:
+        bad = set(conn.execute(text("SELECT row_number FROM quarantine WHERE kind = 'row'"))
+                  .scalars().all())
+    kept = 0
+    with open(path, newline="", encoding="utf-8") as src, \
+            open(out, "w", newline="", encoding="utf-8") as dst:
+        reader = csv.reader(src)
+        writer = csv.writer(dst, lineterminator="\n")
+        writer.writerow(next(reader))
+        for i, rec in enumerate(reader, start=1):
+            if rec and i not in bad:
+                writer.writerow(rec)
+                kept += 1
+    return kept
+
+
+@dataclass
+class FileFigure:
+    database: str
+    rows: int
+    pulse: dict[str, Any]
+    plain: dict[str, Any]
+
+    @property
+    def ratio(self) -> float:
+        return (self.rows / self.pulse["seconds"]) / (self.plain["rows"] / self.plain["seconds"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database, "rows": self.rows,
+            "quarantined": self.pulse["quarantined"],
+            "pulse_seconds": round(self.pulse["seconds"], 2),
+            "pulse_rows_per_s": round(self.rows / self.pulse["seconds"]),
+            "pulse_peak_mib": round(self.pulse["peak_mib"], 1),
+            "plain_rows": self.plain["rows"],
+            "plain_seconds": round(self.plain["seconds"], 2),
+            "plain_rows_per_s": round(self.plain["rows"] / self.plain["seconds"]),
+            "plain_peak_mib": round(self.plain["peak_mib"], 1),
+            "ratio": round(self.ratio, 3),
+        }
+
+
+def run_file_bench(*, path: Path, accounts: Path, postgres_url: str | None, fmt: str,
+                   console: Console) -> list[FileFigure]:
+    """`pulse ingest` of `path` against a plain load of the same rows, each database."""
+    from pulse.listeners.landing import land_file
+
+    figures: list[FileFigure] = []
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
+        folder = Path(tmp)
+        targets: list[tuple[str, Any]] = [
+            ("sqlite", lambda tag: f"sqlite:///{folder / (tag + '.db')}")]
+        pg = postgres_url or get_settings().test_postgres_url
+        schemas: list[str] = []
+        if pg != "none":
+            def pg_url(tag: str) -> str:
+                schema = f"pulse_bench_{tag}_{os.getpid()}"
+                schemas.append(schema)
+                create_schema(pg, schema).dispose()
+                return schema_url(pg, schema)
+
+            targets.append(("postgresql", pg_url))
+        try:
+            for db, make_url_ in targets:
+                urls = {}
+                for tag in ("pulse", "plain"):
+                    urls[tag] = make_url_(tag)
+                    engine = make_engine(urls[tag])
+                    upgrade(engine)
+                    land_file(engine, accounts)
+                    engine.dispose()
+                console.print(f"{db}: pulse ingest of {path.name} ...")
+                pulse = _run_side("pulse", urls["pulse"], path, accounts)
+                engine = make_engine(urls["pulse"])
+                accepted = folder / "usage_accepted.csv"
+                kept = _accepted_copy(engine, path, accepted)
+                engine.dispose()
+                console.print(f"{db}: plain load of the {kept:,} accepted rows ...")
+                plain = _run_side("plain", urls["plain"], accepted, accounts)
+                plain["rows"] = kept
+                accepted.unlink()
+                figures.append(FileFigure(db, pulse["rows"], pulse, plain))
+        finally:
+            for s in schemas:
+                drop_schema(pg, s)
+    if fmt == "json":
+        print(json.dumps([f.to_dict() for f in figures], indent=2))
+        return figures
+    table = Table(title=f"pulse bench ingest --file {path.name}", title_justify="left")
+    for col in ("database", "rows", "pulse s", "pulse rows/s", "pulse peak MiB", "plain s",
+                "plain rows/s", "plain peak MiB", "ratio (goal >= 0.6)"):
+        table.add_column(col, justify="right")
+    for f in figures:
+        d = f.to_dict()
+        table.add_row(f.database, f"{f.rows:,}", f"{d['pulse_seconds']:.1f}",
+                      f"{d['pulse_rows_per_s']:,}", f"{d['pulse_peak_mib']:.0f}",
+                      f"{d['plain_seconds']:.1f}", f"{d['plain_rows_per_s']:,}",
+                      f"{d['plain_peak_mib']:.0f}", f"{f.ratio:.2f}")
+    console.print(table)
+    console.print("plain = the rows Pulse accepted, loaded with Python csv + executemany in one "
+                  "transaction (SQLite) or COPY (PostgreSQL) into the same indexed table, no "
+                  "checks; each side runs in a process of its own (peak RSS of that process).")
+    return figures
+
+
+if __name__ == "__main__":
+    import sys
+
+    side = _side(sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+    print(json.dumps({**side, "peak_mib": peak_rss_mib()}))
