@@ -8,13 +8,14 @@ horizon after each date), scores them with the scorecard, and learns three thing
   horizon" on health (never a higher rate for a higher health). It is written into the
   scorecard as its `calibration` curve, and the risk list reads it as the probability of
   churn when no churn model is champion;
-* **the band cut points**, from that curve and the spread of health, never from fixed numbers:
-  - *amber and red* (at risk) hold the accounts whose observed churn rate is above the base
-    rate (the share of all snapshots that churned), but at most `at_risk_share` of accounts
-    (default 30%: the accounts a CS team can work in a period);
+* **the band cut points**, from the history's churners and the spread of health, never from
+  fixed numbers:
+  - *amber and red* (at risk) start at the health below which all but 10% of history's
+    churners sat, but hold at most `at_risk_share` of accounts (default 30%: the accounts a CS
+    team can work in a period), in history and among today's accounts alike;
   - *red* holds those whose observed rate is at least twice the base rate, at most
     `red_share` of accounts (default 10%);
-  - *green* is everything else, so green means a churn rate below the base rate;
+  - *green* is everything else: the accounts with the lowest observed churn rate;
 * **optionally, the measures' weights** (`fit_weights`): non-negative weights that make health
   separate churners best on the earlier snapshots (a logistic fit of churn on health, with
   health computed exactly as the scorecard does), kept only when they rank a *later*
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AT_RISK_SHARE = 0.30
 DEFAULT_RED_SHARE = 0.10
+#: Amber starts where all but this share of history's churners sat (within the at-risk share).
+GREEN_CHURNER_SHARE = 0.10
 #: Red means an observed churn rate at least this many times the base rate.
 RED_RATE_RATIO = 2.0
 #: Below these, history says too little to move the defaults.
@@ -290,16 +293,18 @@ def choose_cuts(health: np.ndarray, y: np.ndarray, *, at_risk_share: float = DEF
     grid = np.round(np.arange(0.0, 100.05, 0.1), 1)
     rate = iso.predict(grid)
     notes: list[str] = []
-    # at risk: an observed rate above the base rate, within the at-risk share of accounts
-    above = grid[rate > base]
-    cross = float(above.max() + 0.1) if len(above) else 0.1
-    green = min(_cut_below(health, at_risk_share), cross)
-    if green == cross:
-        notes.append(f"amber starts where the observed churn rate rises above the base rate "
-                     f"({base:.1%}), at health {cross:g}")
+    # at risk: the lowest health that held all but GREEN_CHURNER_SHARE of history's churners,
+    # within the at-risk share of accounts (a CS team's capacity)
+    catch = float(np.round(np.quantile(health[y], 1.0 - GREEN_CHURNER_SHARE), 1) + 0.1)
+    capacity = _cut_below(health, at_risk_share)
+    green = min(capacity, catch)
+    if green == catch:
+        notes.append(f"amber and red hold the health that held {1 - GREEN_CHURNER_SHARE:.0%} of "
+                     f"history's churners (below {green:g})")
     else:
-        notes.append(f"amber and red hold the lowest {at_risk_share:.0%} of health "
-                     f"(below {green:g}); the observed churn rate there is above the base rate")
+        notes.append(f"amber and red hold the lowest {at_risk_share:.0%} of health (below "
+                     f"{green:g}); they held {np.mean(health[y] < green):.0%} of history's "
+                     "churners")
     high = grid[rate >= RED_RATE_RATIO * base]
     red_cross = float(high.max() + 0.1) if len(high) else 0.1
     amber = min(_cut_below(health, red_share), red_cross, green - 0.1)
@@ -375,6 +380,8 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     green, amber, iso, notes = choose_cuts(health[ok], y[ok], at_risk_share=at_risk_share,
                                            red_share=red_share)
     result.notes.extend(notes)
+    green, amber = _hold_shares_today(engine, data, basis, fitted_card, green, amber,
+                                      at_risk_share, red_share, result.notes)
     result.green, result.amber = green, amber
     result.curve = _curve(iso, health[ok])
     result.after = _band_figures(health, y, green, amber)
@@ -382,6 +389,34 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     result.points = pd.DataFrame({"health": health[ok], "churned": y[ok]})
     result.yaml_text = proposed_yaml(fitted_card, result)
     return result
+
+
+def _hold_shares_today(engine: Any, data: Any, basis: str, card: Scorecard, green: float,
+                       amber: float, at_risk_share: float, red_share: float,
+                       notes: list[str]) -> tuple[float, float]:
+    """Lower the cut points where today's accounts (as of the calibration date, no labels
+    needed) would put more than the allowed shares in red and amber: health drifts as a
+    customer base changes, and the limits are about the accounts a team works now."""
+    from pulse.models.training import snapshot_features
+
+    try:
+        today = snapshot_features(engine, data.windows.as_of, basis=basis)
+    except Exception as exc:  # the history's cut points stand; say why they were not checked
+        notes.append(f"today's accounts could not be scored to check the shares: {exc}")
+        return green, amber
+    if "cancelled" in today:
+        today = today[~today["cancelled"].fillna(False).astype(bool)]
+    health = _health(today, card)
+    health = health[~np.isnan(health)]
+    if len(health) < 20:
+        return green, amber
+    g = min(green, _cut_below(health, at_risk_share))
+    a = min(amber, _cut_below(health, red_share), round(g - 0.1, 1))
+    if (g, a) != (green, amber):
+        notes.append(f"cut points lowered to green >= {g:g}, amber >= {a:g} so that today's "
+                     f"{len(health):,} active accounts hold at most {at_risk_share:.0%} in red "
+                     f"and amber and {red_share:.0%} in red")
+    return round(max(g, 0.2), 1), round(min(max(a, 0.1), max(g, 0.2) - 0.1), 1)
 
 
 def _maybe_fit_weights(frame: pd.DataFrame, y: np.ndarray, card: Scorecard, data: Any,
