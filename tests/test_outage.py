@@ -230,8 +230,9 @@ def test_incident_minutes_feed_the_features(world: Engine) -> None:
     later = load_features(world, date(2026, 7, 14)).set_index("account_id")
     assert later["incident_minutes_28d"].to_dict()["acc-a"] == 0.0
     assert later["incident_minutes_28d"].to_dict()["acc-c"] == 240.0
-    # point in time: on 06-29 Pulse did not know of the incidents yet (they landed 06-30)
-    compute_features(world, date(2026, 6, 29), negative_terms=NEGATIVE_TERMS)
+    # point in time ("known"): on 06-29 Pulse did not know of the incidents yet (they landed
+    # 06-30); "auto" counts them from when they happened (their first landing is a backfill)
+    compute_features(world, date(2026, 6, 29), basis="known", negative_terms=NEGATIVE_TERMS)
     assert set(load_features(world, date(2026, 6, 29))["incident_minutes_28d"]) == {0.0}
     compute_features(world, date(2026, 6, 29), basis="occurred", negative_terms=NEGATIVE_TERMS)
     occurred = load_features(world, date(2026, 6, 29)).set_index("account_id")
