@@ -588,7 +588,10 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         frame = _scoring_frame(engine, as_of).set_index("account_id")
         frame = frame.reindex(rows["account_id"]).reset_index()
         if fig.train_rows is None:
+            from pulse.models.training import LABEL
+
             fig.train_rows = len(data.frame)
+            fig.train_positives = int(data.frame[LABEL].sum())
         return _baselines(data, frame, y)
     got = stage("baselines", baselines)
     if got is not None:
