@@ -64,7 +64,9 @@ def write_usage_file(out: Path, rows: int, *, bad_share: float = 0.005, accounts
     """
     rng = np.random.default_rng(seed)
     ids = np.char.add("ACC-", np.char.zfill(np.arange(accounts).astype(str), 6))
+    out.parent.mkdir(parents=True, exist_ok=True)
     acc = accounts_out or out.parent / "accounts.csv"
+    acc.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"account_id": ids, "name": np.char.add("Company ", ids),
                   "mrr": rng.integers(50, 5000, accounts)}).to_csv(acc, index=False)
     features = np.array(["reports.view", "dashboards.edit", "api.call", "export.csv",
