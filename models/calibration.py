@@ -39,6 +39,7 @@ import yaml
 
 from pulse.core.errors import TrainingDataError
 from pulse.models.health import score_features
+from pulse.models.metrics import roc_auc
 from pulse.models.scorecard import BANDS, Card, Scorecard, load_scorecard, parse_scorecard
 from pulse.models.training import NOT_POINT_IN_TIME as _NOT_POINT_IN_TIME
 
@@ -175,12 +176,8 @@ def _weighted(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _auc(y: np.ndarray, health: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    ok = ~np.isnan(health)
-    if ok.sum() < 2 or len(np.unique(y[ok])) < 2:
-        return None
-    return float(roc_auc_score(y[ok], -health[ok]))
+    """ROC AUC of health as a ranking of churn (lower health = riskier)."""
+    return roc_auc(y, -np.asarray(health, dtype="float64"))
 
 
 def fit_weights(points: np.ndarray, y: np.ndarray, start: np.ndarray, *,
@@ -582,29 +579,32 @@ def apply_calibration(result: CalibrationResult, path: Path | None = None) -> Pa
 
 def calibrate_and_apply(engine: Any, *, as_of: date | None = None, horizon_days: int = 90,
                         basis: str = "occurred", fit_weights_: bool = True,
+                        scorecard: Scorecard | None = None, out: Path | None = None,
+                        apply: bool = True,
                         snapshots: dict[Any, pd.DataFrame] | None = None
                         ) -> tuple[CalibrationResult, Path, Path | None]:
     """Calibrate the active scorecard on history and make the result active, as `pulse
     model train` and the weekly training DAG do after training.
 
-    The proposal and its chart go to `$PULSE_HOME/calibration/`. It is applied
-    (`$PULSE_HOME/scorecard.yaml`) only when it was fitted and no PULSE_SCORECARD names the
-    team's own file (that file is never overwritten). Returns (result, proposal, applied).
+    The proposal goes to `out` (default `$PULSE_HOME/calibration/scorecard-proposed.yaml`),
+    its chart beside it. With `apply`, it becomes active (`$PULSE_HOME/scorecard.yaml`) only
+    when it was fitted and no PULSE_SCORECARD names the team's own file (that file is never
+    overwritten). Returns (result, proposal, applied).
     """
     from pulse.core.settings import get_settings
 
     settings = get_settings()
     result = fit_calibration(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
-                             fit_weights_=fit_weights_, snapshots=snapshots)
-    folder = settings.resolved_home() / "calibration"
-    folder.mkdir(parents=True, exist_ok=True)
-    proposal = folder / "scorecard-proposed.yaml"
+                             scorecard=scorecard, fit_weights_=fit_weights_,
+                             snapshots=snapshots)
+    proposal = out or settings.resolved_home() / "calibration" / "scorecard-proposed.yaml"
+    proposal.parent.mkdir(parents=True, exist_ok=True)
     proposal.write_text(result.yaml_text, encoding="utf-8")
     write_chart(result, proposal.with_suffix(".png"))
     applied = None
-    if result.fitted and not settings.scorecard:
+    if apply and result.fitted and not settings.scorecard:
         applied = apply_calibration(result)
-    elif result.fitted:
+    elif apply and result.fitted:
         result.notes.append("PULSE_SCORECARD names the team's own scorecard: the proposal was "
                             "written, not applied")
     log.info("scorecard calibration: %s", "applied" if applied else

@@ -17,6 +17,19 @@ from pulse.core.errors import ModelInputError
 __all__ = ["calibration_table", "evaluate"]
 
 
+def roc_auc(y_true: Any, score: Any) -> float | None:
+    """ROC AUC of `score` (higher = more likely positive) over the rows where it is known;
+    None when those rows hold one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    y, x = np.asarray(y_true, dtype=int), np.asarray(score, dtype=float)
+    ok = ~np.isnan(x)
+    y, x = y[ok], x[ok]
+    if y.size == 0 or y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, x))
+
+
 def _binary_truth(y_true: Any, p: Any, pos_label: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     prob = np.asarray(p, dtype=float)

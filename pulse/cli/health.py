@@ -175,28 +175,16 @@ def scorecard_calibrate(
 ) -> None:
     """Fit the bands' cut points (and optionally the weights) to this warehouse's own
     outcomes: write a proposed scorecard, the churn rate per band and a chart."""
-    from pulse.core.settings import get_settings
-    from pulse.models.calibration import apply_calibration, fit_calibration, write_chart
+    from pulse.models.calibration import calibrate_and_apply
     from pulse.models.scorecard import load_scorecard
     from pulse.sql.db import make_engine
 
     day = parse_day(as_of)
     card = load_scorecard(scorecard)
-    engine = make_engine()
-    result = fit_calibration(engine, as_of=day, horizon_days=horizon, basis=basis.value,
-                             scorecard=card, fit_weights_=fit_weights)
-    folder = get_settings().resolved_home() / "calibration"
-    target = out_path or folder / "scorecard-proposed.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(result.yaml_text, encoding="utf-8")
-    chart = write_chart(result, target.with_suffix(".png"))
-    applied = None
-    if apply and result.fitted:
-        if get_settings().scorecard:
-            err.print("PULSE_SCORECARD names your scorecard: review the proposal and copy it "
-                      "there yourself; nothing was applied")
-        else:
-            applied = apply_calibration(result)
+    result, target, applied = calibrate_and_apply(
+        make_engine(), as_of=day, horizon_days=horizon, basis=basis.value,
+        fit_weights_=fit_weights, scorecard=card, out=out_path, apply=apply)
+    chart = target.with_suffix(".png")
     if fmt is Format.json:
         print(json.dumps({**result.to_dict(), "proposal": str(target), "chart": str(chart),
                           "applied": str(applied) if applied else None}, indent=2))
@@ -206,8 +194,10 @@ def scorecard_calibrate(
     out.print(f"Chart: {chart}")
     if applied:
         out.print(f"Applied: {applied} is now the active scorecard.")
-    elif apply and not result.fitted:
-        out.print("Nothing applied: the defaults stay.")
+    elif apply:
+        out.print("Nothing applied: " + ("the defaults stay." if not result.fitted else
+                                         "PULSE_SCORECARD names your own scorecard; review the "
+                                         "proposal and copy it there yourself."))
 
 
 def print_calibration(result: Any) -> None:

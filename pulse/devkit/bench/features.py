@@ -70,17 +70,10 @@ class WorldSignal:
                              for f in self.features]}
 
 
-def _auc(y: Any, x: Any) -> float | None:
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
+def _auc(y: Any, score: Any) -> float | None:
+    from pulse.models.metrics import roc_auc  # scikit-learn only when a bench runs
 
-    y, x = np.asarray(y, dtype=int), np.asarray(x, dtype=float)
-    ok = ~np.isnan(x)
-    y, x = y[ok], x[ok]
-    if y.size == 0 or y.min() == y.max():
-        return None
-    return float(roc_auc_score(y, x))
-
+    return roc_auc(y, score)
 
 def labelled_snapshots(engine: Engine, truth: dict[str, Any], end: date, horizon: int,
                        step: int) -> pd.DataFrame:

@@ -31,12 +31,18 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy import Engine
 
+
 log = logging.getLogger(__name__)
 
 #: Churn horizon of the benchmark. The demo world places its cancellations in its last 60
 #: days, and an honest split needs two label windows (training, then validation) inside them.
 BENCH_HORIZON_DAYS = 14
 
+
+def _auc(y: Any, score: Any) -> float | None:
+    from pulse.models.metrics import roc_auc  # scikit-learn only when a bench runs
+
+    return roc_auc(y, score)
 
 def _console(width: int = 120) -> Console:
     from rich.console import Console
@@ -275,18 +281,6 @@ class WorldFigure:
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def _auc(y: Any, score: Any) -> float | None:
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
-    y, score = np.asarray(y, dtype=int), np.asarray(score, dtype=float)
-    ok = ~np.isnan(score)
-    y, score = y[ok], score[ok]
-    if y.size == 0 or y.min() == y.max():
-        return None
-    return float(roc_auc_score(y, score))
 
 
 def _lift(y: Any, score: Any) -> float | None:
