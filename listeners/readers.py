@@ -260,6 +260,9 @@ class CsvReader:
                 grid = np.empty((len(records), ncols), dtype=object)
                 if records:
                     grid[:] = records
+                # the record lists are the only objects here the cyclic collector tracks:
+                # drop them before the chunk is handed on (the landing collects per chunk)
+                del records
                 cols = [grid[:, i] for i in range(ncols)]
                 values = _frame({n: cols[i] for i, n in self.wanted}, rows, self.source)
                 yield Chunk(values=values, rejects=rejects,

@@ -9,7 +9,9 @@ listeners/landing.py runs these per file, in one transaction.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -46,42 +48,49 @@ def _stage_table(source: Source, name: str, dialect: str) -> Table:
     return Table(name, MetaData(), *cols, Column("_row", BigInteger), prefixes=["TEMPORARY"], **kw)
 
 
+#: kinds whose validated column marks a missing value with None (validate.py `_check`)
+_NONE_KINDS = frozenset({"id", "text", "enum"})
+
+
 def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
-                trailing: list[Any] | None = None) -> list[list[Any]]:
-    """Rows for the staging load, as each database stores them.
+                trailing: list[Any] | None = None) -> Iterator[tuple[Any, ...]]:
+    """Rows for the staging load, as each database stores them, one tuple per row (the
+    columns zipped lazily: no grid of every value is built).
 
     SQLite gets what SQLAlchemy's SQLite types store (naive UTC text timestamps, 0/1 booleans);
     PostgreSQL gets text for COPY (timestamps with an explicit +00:00).
     """
-    cols: list[np.ndarray] = []
+    cols: list[Iterable[Any]] = []
     for f in source.fields:
         s = clean[f.name]
+        # ids, texts and enums come from validation with None where a value is missing,
+        # which is what the drivers want; other kinds may mark it with NaN/NaT/NA, turned
+        # into None here (pd.isna over an object column is slow: skip it where not needed)
+        missing = None if f.kind in _NONE_KINDS else s.isna().to_numpy()
         if f.kind == "timestamp":
             utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
             text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
             if dialect == "postgresql":
                 text_ = np.strings.add(text_, "+00:00")
-            out = pd.Series(text_.astype(object), index=s.index)
+            arr = text_.astype(object)
         elif f.kind == "date":
-            out = s.map(lambda d: d.isoformat() if d is not None else None, na_action="ignore")
+            arr = s.map(lambda d: d.isoformat() if d is not None else None,
+                        na_action="ignore").to_numpy(dtype=object, copy=True)
         elif f.kind == "bool":
-            out = s.astype("Int64").astype(object)
+            arr = s.astype("Int64").to_numpy(dtype=object, copy=True)
         else:
-            out = s.astype(object)
-        arr = out.to_numpy(dtype=object, copy=True)
-        arr[s.isna().to_numpy()] = None
-        cols.append(arr)
+            arr = s.to_numpy(dtype=object, copy=True)
+        if missing is not None and missing.any():
+            arr[missing] = None
+        cols.append(arr.tolist())
     if trailing is None:
-        cols.append(clean.index.to_numpy(dtype=object))  # the row number, for staging
+        cols.append(clean.index.tolist())  # the row number, for staging
     else:
-        cols.extend(np.full(len(clean), v, dtype=object) for v in trailing)
-    grid = np.empty((len(clean), len(cols)), dtype=object)
-    for i, col in enumerate(cols):
-        grid[:, i] = col
-    return grid.tolist()
+        cols.extend(repeat(v, len(clean)) for v in trailing)
+    return zip(*cols, strict=False)
 
 
-def _copy_rows(cur: Any, table: str, names: list[str], rows: list[list[Any]]) -> None:
+def _copy_rows(cur: Any, table: str, names: list[str], rows: Iterable[Sequence[Any]]) -> None:
     """COPY rows into `table`; psycopg adapts and escapes each value (None is NULL)."""
     with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as cp:
         for row in rows:

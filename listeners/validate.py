@@ -155,6 +155,19 @@ _ASCII_SPACE = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _PADDED = re.compile(r"(?:^|\n)[^\S\n]|[^\S\n](?:\n|$)")
 #: one scan of a newline-joined id column: any space, control or invisible character
 _ID_SCAN = re.compile(rf"[^\S\n]|[{_ID_BAD}]")
+#: the ASCII bytes an id may hold, and the newline that joins a column
+_ID_OK_ASCII = bytes([10, *range(0x21, 0x7F)])
+#: ASCII white space other than the newline, as a lookup table over byte values
+_SPACE_BYTE = np.zeros(256, dtype=bool)
+_SPACE_BYTE[np.frombuffer(_ASCII_SPACE.encode("ascii"), dtype=np.uint8)] = True
+
+
+def _id_scan(joined: str) -> bool:
+    """Whether a newline-joined id column holds a space, control or invisible character
+    anywhere: for ASCII text one C pass deleting every allowed byte (nothing may remain)."""
+    if joined.isascii():
+        return bool(joined.encode("ascii").translate(None, _ID_OK_ASCII))
+    return _ID_SCAN.search(joined) is not None
 
 
 def _lengths(joined: str, values: list[str]) -> np.ndarray:
@@ -169,9 +182,17 @@ def _lengths(joined: str, values: list[str]) -> np.ndarray:
 
 def _padded(joined: str) -> bool:
     """Whether any value of a newline-joined column starts or ends with white space."""
-    if joined.isascii() and not any(ch in joined for ch in _ASCII_SPACE):
+    if not joined.isascii():
+        return _PADDED.search(joined) is not None
+    if not any(ch in joined for ch in _ASCII_SPACE):
         return False  # memchr scans: no white space anywhere, so none at the edges
-    return _PADDED.search(joined) is not None
+    # look only at each value's first and last byte (empty values have none)
+    b = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    nl = np.flatnonzero(b == 10)
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.concatenate((nl, [len(b)])) - 1
+    some = starts <= ends
+    return bool(_SPACE_BYTE[b[starts[some]]].any() or _SPACE_BYTE[b[ends[some]]].any())
 
 
 def _normalise(col: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
@@ -259,7 +280,7 @@ def _check_id(f: Field, raw: pd.Series, s: pd.Series, present: pd.Series, lens: 
         lens[present.to_numpy()] = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
     # one scan of the whole column; the per-value pattern runs only when it finds something
     if (joined.count("\n") != max(len(vals) - 1, 0) or (lens > 64).any()
-            or _ID_SCAN.search(joined)):
+            or _id_scan(joined)):
         errs.add(present & ~_fm(s, ID_RE), f.name, "bad_id",
                  _not("an id of 1 to 64 characters without spaces, control or invisible "
                       "characters"), s)
