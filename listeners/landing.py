@@ -14,6 +14,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import pickle
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -42,8 +44,8 @@ from pulse.listeners.readers import (
 )
 from pulse.listeners.staging import (
     DIRECT_SOURCES,
+    DirectLoad,
     _count_outcomes,
-    _load_direct,
     _load_stage,
     _merge,
     _NeedsMerge,
@@ -229,57 +231,73 @@ def _land_chunks(
     # whether a cleared value may be waiting for a key of this file (then each staged chunk
     # resolves the entries of its keys before recording its own)
     open_cleared = not direct and _has_open_cleared(conn, source)
-    for chunk in chunks:
-        checked = validate(source, chunk.values, known_accounts=known, now=now,
-                           max_future=max_future)
-        rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
-                    for r in chunk.rejects]
-        for row, fld, code, reason, value in zip(
-                checked.errors.index.tolist(), checked.errors["field"].tolist(),
-                checked.errors["code"].tolist(), checked.errors["reason"].tolist(),
-                checked.errors["value"].tolist()):
-            rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), fld, code,
-                                      storable(reason), _value_text(value)))
-        if rejected:
-            on_reject(rejected)
-            reasons.update(reason_key(r.field, r.code) for r in rejected)
-        clean = checked.clean
-        cleared: list[_Rejected] = []
-        if len(checked.cleared):
-            keys = clean[source.key]
-            for row, c in checked.cleared.iterrows():
-                cleared.append(_Rejected(
-                    int(row), storable(chunk.raw_text(int(row))), c["field"], c["code"],
-                    storable(c["reason"]), _value_text(c["value"]), str(keys.at[row])))
-            cleared_reasons.update(reason_key(f, c) for f, c in
-                                   zip(checked.cleared["field"], checked.cleared["code"]))
-        chunk_given = set(source.columns if chunk.given is None else chunk.given)
-        if given_override is not None:
-            chunk_given = set(given_override)
-        given |= chunk_given
-        if direct:
-            _load_direct(conn, source, clean, now=now, run_id=run_id)
-            if lags is not None:
-                lags.add(clean[lags.column])
-        else:
-            _load_stage(conn, stage, source, clean)
-            if open_cleared and len(clean):
-                _resolve_cleared(conn, source, stage, chunk_given, run_id, now,
-                                 first_row=int(clean.index.min()))
-        if cleared:
-            (on_clear or (lambda _: None))(cleared)
-            result.fields_cleared += len(cleared)
-            open_cleared = not direct
-        staged += len(clean)
-        n = len(chunk.values) + len(chunk.rejects)
-        result.read += n
-        result.quarantined += len(rejected)
-        if progress:
-            progress(n)
-        del checked, clean, rejected, cleared, chunk
-        # the cyclic collector is paused for the landing (_no_gc_pauses); the chunk's frames
-        # leave reference cycles behind: free them now, or memory grows with the file
-        gc.collect(1)
+    loader = DirectLoad(conn, source, now=now, run_id=run_id) if direct else None
+    # quarantine writes wait while a direct COPY holds the connection (spilled to disk)
+    deferred = _Deferred()
+    try:
+        for chunk in chunks:
+            checked = validate(source, chunk.values, known_accounts=known, now=now,
+                               max_future=max_future)
+            rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
+                        for r in chunk.rejects]
+            for row, fld, code, reason, value in zip(
+                    checked.errors.index.tolist(), checked.errors["field"].tolist(),
+                    checked.errors["code"].tolist(), checked.errors["reason"].tolist(),
+                    checked.errors["value"].tolist()):
+                rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), fld, code,
+                                          storable(reason), _value_text(value)))
+            if rejected:
+                deferred.write_or_hold("row", rejected, on_reject, loader)
+                reasons.update(reason_key(r.field, r.code) for r in rejected)
+            clean = checked.clean
+            cleared: list[_Rejected] = []
+            if len(checked.cleared):
+                keys = clean[source.key]
+                for row, c in checked.cleared.iterrows():
+                    cleared.append(_Rejected(
+                        int(row), storable(chunk.raw_text(int(row))), c["field"], c["code"],
+                        storable(c["reason"]), _value_text(c["value"]), str(keys.at[row])))
+                cleared_reasons.update(reason_key(f, c) for f, c in
+                                       zip(checked.cleared["field"], checked.cleared["code"]))
+            chunk_given = set(source.columns if chunk.given is None else chunk.given)
+            if given_override is not None:
+                chunk_given = set(given_override)
+            given |= chunk_given
+            if loader is not None:
+                loader.add(clean)
+                if lags is not None:
+                    lags.add(clean[lags.column])
+            else:
+                _load_stage(conn, stage, source, clean)
+                if open_cleared and len(clean):
+                    _resolve_cleared(conn, source, stage, chunk_given, run_id, now,
+                                     first_row=int(clean.index.min()))
+            if cleared:
+                deferred.write_or_hold("field_cleared", cleared, on_clear, loader)
+                result.fields_cleared += len(cleared)
+                open_cleared = not direct
+            staged += len(clean)
+            n = len(chunk.values) + len(chunk.rejects)
+            result.read += n
+            result.quarantined += len(rejected)
+            if progress:
+                progress(n)
+            del checked, clean, rejected, cleared, chunk
+            # the cyclic collector is paused for the landing (_no_gc_pauses); the chunk's frames
+            # leave reference cycles behind: free them now, or memory grows with the file
+            gc.collect(1)
+    except BaseException as exc:
+        if loader is not None:
+            loader.abort(exc)
+        deferred.close()
+        raise
+    if loader is not None:
+        try:
+            loader.finish()
+        except BaseException:
+            deferred.close()
+            raise
+    deferred.replay(on_reject, on_clear)
     if direct:
         result.inserted = staged
     elif staged:
@@ -402,6 +420,51 @@ EVENT_TIME: dict[str, str] = {
     "usage": "occurred_at", "purchases": "occurred_at", "tickets": "opened_at",
     "mentions": "created_at", "incidents": "started_at",
 }
+
+
+class _Deferred:
+    """Quarantine rows and cleared values held back while a direct COPY holds the
+    connection: each chunk's list is pickled to a temporary file as it comes (memory does
+    not grow with the file) and written once the COPY is done (`replay`)."""
+
+    def __init__(self) -> None:
+        self._file: Any = None
+
+    def write_or_hold(self, kind: str, batch: list[_Rejected],
+                      write: Callable[[list[_Rejected]], None] | None,
+                      loader: DirectLoad | None) -> None:
+        """Write `batch` now, or hold it while `loader`'s COPY holds the connection."""
+        if write is None:
+            return
+        if loader is None or not loader.busy:
+            write(batch)
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="pulse-quarantine-")
+        pickle.dump((kind, batch), self._file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def replay(self, on_reject: Callable[[list[_Rejected]], None],
+               on_clear: Callable[[list[_Rejected]], None] | None) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.seek(0)
+            while True:
+                try:
+                    kind, batch = pickle.load(self._file)
+                except EOFError:
+                    break
+                if kind == "row":
+                    on_reject(batch)
+                elif on_clear is not None:
+                    on_clear(batch)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class LagTally:

@@ -4,12 +4,13 @@ Accepted rows are bulk-loaded into a temporary staging table (executemany on SQL
 PostgreSQL), counted against the warehouse (`_count_outcomes`) and merged with one set-based
 upsert that touches only rows whose values changed (`_merge`). Immutable event sources
 (`DIRECT_SOURCES`) are first tried as plain inserts straight into the warehouse table
-(`_load_direct`), which raises `_NeedsMerge` at a key that repeats or is already stored.
+(`DirectLoad`), which raises `_NeedsMerge` at a key that repeats or is already stored.
 listeners/landing.py runs these per file, in one transaction.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
@@ -123,33 +124,92 @@ class _NeedsMerge(Exception):
 DIRECT_SOURCES = frozenset({"usage", "purchases", "mentions"})
 
 
-def _load_direct(conn: Connection, source: Source, clean: pd.DataFrame, *, now: datetime,
-                 run_id: int) -> None:
-    """Plain inserts straight into the warehouse table (COPY on PostgreSQL)."""
-    if clean.empty:
-        return
-    target = ENTITY_TABLES[source.name].name
-    names = [*source.columns, "landed_at", "updated_at", "run_id"]
-    try:
-        _insert_direct(conn, source, clean, names, target, now=now, run_id=run_id)
-    except conn.dialect.loaded_dbapi.IntegrityError as exc:  # a key already in the table
-        raise _NeedsMerge(source.name) from exc
+class DirectLoad:
+    """Plain inserts of a file's chunks straight into the warehouse table.
 
+    On SQLite each chunk is one executemany. On PostgreSQL one COPY stays open across the
+    chunks, fed through psycopg's queued writer: a thread of psycopg's sends the rows while
+    the next chunk is read and validated here, so the server's work (indexes, foreign keys)
+    overlaps ours instead of waiting for it. While that COPY is open nothing else may use the
+    connection (`busy`): the caller defers its other writes until `finish`.
 
-def _insert_direct(conn: Connection, source: Source, clean: pd.DataFrame, names: list[str],
-                   target: str, *, now: datetime, run_id: int) -> None:
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    if conn.dialect.name == "postgresql":
-        stamp = now.astimezone(UTC).isoformat()
-        _copy_rows(cur, target, names,
-                   _stage_rows(source, clean, "postgresql", [stamp, stamp, run_id]))
-    else:
-        stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        cur.executemany(
-            f"INSERT INTO {target} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            _stage_rows(source, clean, "sqlite", [stamp, stamp, run_id]),
-        )
-    cur.close()
+    A key that is already in the table or repeated in the file raises `_NeedsMerge` (from
+    `add` or `finish`); the caller rolls back and lands the file through the staged merge.
+    """
+
+    def __init__(self, conn: Connection, source: Source, *, now: datetime, run_id: int) -> None:
+        self.conn, self.source = conn, source
+        self.target = ENTITY_TABLES[source.name].name
+        self.names = [*source.columns, "landed_at", "updated_at", "run_id"]
+        self.postgres = conn.dialect.name == "postgresql"
+        if self.postgres:
+            stamp = now.astimezone(UTC).isoformat()
+        else:
+            stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ",
+                                                                       timespec="microseconds")
+        self.trailing: list[Any] = [stamp, stamp, run_id]
+        self._stack: ExitStack | None = None
+        self._copy: Any = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a COPY holds the connection (other statements must wait for `finish`)."""
+        return self._copy is not None
+
+    def add(self, clean: pd.DataFrame) -> None:
+        if clean.empty:
+            return
+        rows = _stage_rows(self.source, clean, "postgresql" if self.postgres else "sqlite",
+                           self.trailing)
+        integrity = self.conn.dialect.loaded_dbapi.IntegrityError
+        try:
+            if self.postgres:
+                if self._copy is None:
+                    self._open()
+                write = self._copy.write_row
+                for row in rows:
+                    write(row)
+            else:
+                cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cur.executemany(
+                        f"INSERT INTO {self.target} ({', '.join(self.names)}) "
+                        f"VALUES ({', '.join('?' * len(self.names))})", rows)
+                finally:
+                    cur.close()
+        except integrity as exc:  # a key already in the table, or repeated
+            self.abort(exc)
+            raise _NeedsMerge(self.source.name) from exc
+
+    def _open(self) -> None:
+        from psycopg.copy import QueuedLibpqWriter
+
+        stack = ExitStack()
+        cur = stack.enter_context(
+            self.conn.connection.driver_connection.cursor())  # type: ignore[union-attr]
+        self._copy = stack.enter_context(cur.copy(
+            f"COPY {self.target} ({', '.join(self.names)}) FROM STDIN",
+            writer=QueuedLibpqWriter(cur)))
+        self._stack = stack
+
+    def finish(self) -> None:
+        """End the COPY (PostgreSQL); the connection is free again."""
+        stack, self._stack, self._copy = self._stack, None, None
+        if stack is None:
+            return
+        try:
+            stack.close()
+        except self.conn.dialect.loaded_dbapi.IntegrityError as exc:
+            raise _NeedsMerge(self.source.name) from exc
+
+    def abort(self, exc: BaseException) -> None:
+        """Give up the COPY after an error (the transaction is rolled back by the caller)."""
+        stack, self._stack, self._copy = self._stack, None, None
+        if stack is not None:
+            try:
+                stack.__exit__(type(exc), exc, exc.__traceback__)
+            except Exception:  # the COPY's own failure report: the original error wins
+                pass
 
 
 def _distinct(conn: Connection, a: str, b: str) -> str:

@@ -11,13 +11,18 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
 from sqlalchemy import Engine, select
 
+from pulse.core.errors import InputFileError
 from pulse.devkit.bench.ingest import write_usage_file
-from pulse.listeners.landing import land_file
-from pulse.sql.schema import QuarantineRow, UsageEvent
+from pulse.listeners.landing import LagTally, land_file
+from pulse.sql.schema import IngestRun, QuarantineRow, UsageEvent
 from tests.conftest import PG_URL, need_postgres
 
 Q = QuarantineRow.__table__
@@ -135,3 +140,87 @@ def test_bench_ingest_file_prints_both_sides(tmp_path: Path, pulse_home: Path) -
         assert f["plain_rows"] == 3000 - f["quarantined"]  # the same rows Pulse accepted
         assert abs(f["ratio"] - f["pulse_rows_per_s"] / f["plain_rows_per_s"]) < 0.01
         assert 20 < f["pulse_peak_mib"] < 300 and 5 < f["plain_peak_mib"] < 300
+
+
+# new events in batches of two: bad rows and a cleared contact id in several batches, so on
+# PostgreSQL they are met while the direct load's COPY holds the connection
+NEW_EVENTS = """event_id,account_id,occurred_at,feature,contact_id,quantity
+ev-1,acc-1,2026-05-01T10:00:00Z,api,con-1,1
+ev-2,acc-9,2026-05-01T10:01:00Z,api,con-2,2
+ev-3,acc-2,2026-05-01T10:02:00Z,api,bad id,3
+ev-4,acc-2,yesterday,api,,4
+ev-5,acc-2,2026-05-01T10:04:00Z,api,,-6
+ev-6,acc-2,2026-05-01T10:05:00Z,api,also bad,7
+ev-7,acc-1,2026-05-01T10:06:00Z,api,,8
+"""
+
+
+def _quarantined(engine: Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Q.c.row_number, Q.c.code).where(Q.c.kind == "row")).all()
+    return {int(n): c for n, c in rows}
+
+
+def test_a_direct_load_writes_its_quarantine_once_its_rows_are_in(
+        engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "accounts.csv").write_text(ACCOUNTS)
+    land_file(engine, tmp_path / "accounts.csv")
+    path = tmp_path / "usage.csv"
+    path.write_text(NEW_EVENTS)
+    result = land_file(engine, path, batch=2, now=datetime(2026, 5, 3, 10, tzinfo=UTC))
+    assert (result.read, result.inserted, result.quarantined, result.fields_cleared) == \
+        (7, 4, 3, 2)
+    assert _quarantined(engine) == {2: "unknown_account", 4: "bad_timestamp",
+                                    5: "out_of_range"}
+    assert _cleared(engine) == {"ev-3": "open", "ev-6": "open"}
+    assert set(_usage(engine)) == {"ev-1", "ev-3", "ev-6", "ev-7"}
+    # the lag tallied on the way: the rows happened two days before they landed
+    assert result.median_lag_days is not None and 1.9 < result.median_lag_days < 2.1
+
+
+def test_a_key_met_again_mid_load_lands_through_the_merge_with_one_quarantine(
+        engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "accounts.csv").write_text(ACCOUNTS)
+    land_file(engine, tmp_path / "accounts.csv")
+    first = tmp_path / "usage_first.csv"
+    first.write_text("event_id,account_id,occurred_at,feature,quantity\n"
+                     "ev-7,acc-1,2026-05-01T10:06:00Z,api,8\n")
+    land_file(engine, first)
+    path = tmp_path / "usage.csv"
+    path.write_text(NEW_EVENTS)  # ev-7, already stored, comes in the last batch
+    result = land_file(engine, path, batch=2)
+    assert (result.read, result.inserted, result.unchanged, result.quarantined) == (7, 3, 1, 3)
+    assert _quarantined(engine) == {2: "unknown_account", 4: "bad_timestamp",
+                                    5: "out_of_range"}
+    assert set(_usage(engine)) == {"ev-1", "ev-3", "ev-6", "ev-7"}
+
+
+def test_a_file_broken_after_its_copy_began_lands_nothing(
+        engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "accounts.csv").write_text(ACCOUNTS)
+    land_file(engine, tmp_path / "accounts.csv")
+    path = tmp_path / "usage.csv"
+    path.write_text(NEW_EVENTS + 'ev-8,acc-1,2026-05-01T10:07:00Z,"api,,1\n')  # never closed
+    with pytest.raises(InputFileError, match="never closed"):
+        land_file(engine, path, batch=2)
+    assert _usage(engine) == {}
+    assert _quarantined(engine) == {} and _cleared(engine) == {}
+    with engine.connect() as conn:
+        status = conn.execute(select(IngestRun.status).where(
+            IngestRun.source == "usage")).scalar_one()
+    assert status == "failed"
+
+
+def test_the_lag_tally_finds_the_middle_lag_to_the_hour() -> None:
+    rng = np.random.default_rng(3)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    tally = LagTally("occurred_at", now)
+    lags_h = np.concatenate([rng.exponential(500.0, 5001), [-3.0, 20_000.0]])
+    times = pd.Series(pd.Timestamp(now) - pd.to_timedelta(lags_h, unit="h"))
+    for part in np.array_split(np.arange(len(times)), 4):  # chunk by chunk
+        tally.add(times.iloc[part])
+    tally.add(pd.Series([pd.NaT], dtype=times.dtype))  # missing times do not count
+    exact = np.sort(lags_h)[len(lags_h) // 2] / 24  # the row at n // 2, as the SQL takes it
+    assert abs(tally.median_days() - exact) <= 1 / 24
+    assert abs(tally.span_days() - (lags_h.max() - lags_h.min()) / 24) < 1e-6
+    assert LagTally("occurred_at", now).median_days() is None
