@@ -584,7 +584,9 @@ def _land_transaction(
     label = file_label(path)
     column = EVENT_TIME.get(src.name)
     lags = LagTally(column, now) if direct and column is not None else None
-    with _no_gc_pauses(), write_transaction(engine) as conn:
+    # a direct load checks every account reference itself, under the write lock: SQLite's
+    # per-row foreign key checks would repeat that work (see write_transaction)
+    with _no_gc_pauses(), write_transaction(engine, sqlite_foreign_keys=not direct) as conn:
         result = _land_chunks(
             conn, src, reader, run_id=run_id, now=now, progress=progress, direct=direct,
             lags=lags,

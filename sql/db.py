@@ -53,19 +53,36 @@ def make_engine(url: str | None = None) -> Engine:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, *, sqlite_foreign_keys: bool = True
+                      ) -> Iterator[Connection]:
     """`engine.begin()` for a transaction that writes.
 
     On SQLite it starts with BEGIN IMMEDIATE: the write lock is taken first, so a second
     writer waits (busy_timeout) instead of failing with "database is locked" when it upgrades
     a read snapshot that another writer has moved past.
+
+    `sqlite_foreign_keys=False` leaves SQLite's per-row foreign key checks off for this one
+    transaction (SQLite can switch them only outside a transaction): only for a writer that
+    has checked every reference itself inside the same transaction, under its write lock
+    (the landing of event rows, whose accounts it reads after BEGIN IMMEDIATE). They are
+    switched on again before the connection goes back to the pool.
     """
-    with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            dbapi = conn.connection.driver_connection
-            if dbapi is not None and not dbapi.in_transaction:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-        yield conn
+    with engine.connect() as conn:
+        off = conn.dialect.name == "sqlite" and not sqlite_foreign_keys
+        if off:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()  # ends SQLAlchemy's autobegun transaction (nothing was written)
+        try:
+            with conn.begin():
+                if conn.dialect.name == "sqlite":
+                    dbapi = conn.connection.driver_connection
+                    if dbapi is not None and not dbapi.in_transaction:
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                yield conn
+        finally:
+            if off:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]

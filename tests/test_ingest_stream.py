@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from pulse.core.errors import InputFileError
 from pulse.devkit.bench.ingest import write_usage_file
@@ -224,3 +225,23 @@ def test_the_lag_tally_finds_the_middle_lag_to_the_hour() -> None:
     assert abs(tally.median_days() - exact) <= 1 / 24
     assert abs(tally.span_days() - (lags_h.max() - lags_h.min()) / 24) < 1e-6
     assert LagTally("occurred_at", now).median_days() is None
+
+
+def test_foreign_keys_are_enforced_again_after_a_direct_load(
+        engine: Engine, tmp_path: Path) -> None:
+    """A direct load on SQLite leaves the per-row foreign key checks to its own account
+    check; the pooled connection gets them back, even when the landing fails."""
+    (tmp_path / "accounts.csv").write_text(ACCOUNTS)
+    land_file(engine, tmp_path / "accounts.csv")
+    path = tmp_path / "usage.csv"
+    path.write_text(NEW_EVENTS)
+    land_file(engine, path, batch=2)
+    broken = tmp_path / "usage_broken.csv"
+    broken.write_text(NEW_EVENTS.replace("ev-", "ew-") + 'ew-8,acc-1,2026-05-01T10:07:00Z,"api\n')
+    with pytest.raises(InputFileError):
+        land_file(engine, broken, batch=2)
+    with engine.connect() as conn, pytest.raises(IntegrityError):
+        conn.execute(UsageEvent.__table__.insert().values(
+            event_id="orphan", account_id="acc-404", occurred_at=datetime(2026, 5, 1, tzinfo=UTC),
+            feature="api", quantity=1, outcome="ok", landed_at=datetime.now(UTC),
+            updated_at=datetime.now(UTC)))
