@@ -6,6 +6,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,6 +210,27 @@ def _measure(db: str, rows: int, acc: Path, usage: Path, make: Any, raw_load: An
     return Figure(db, rows, pulse_s, raw_s, reland_s)
 
 
+@contextmanager
+def _pg_schemas(pg: str | None) -> Iterator[Callable[[str], str]]:
+    """A maker of throwaway PostgreSQL schemas (`tag` -> the URL of a new schema on `pg`),
+    every one dropped when the block ends."""
+    schemas: list[str] = []
+
+    def make(tag: str) -> str:
+        if pg is None:
+            raise RuntimeError("no PostgreSQL configured")
+        schema = f"pulse_bench_{tag}_{os.getpid()}"
+        schemas.append(schema)
+        create_schema(pg, schema).dispose()
+        return schema_url(pg, schema)
+
+    try:
+        yield make
+    finally:
+        for schema in schemas:
+            drop_schema(pg, schema)  # type: ignore[arg-type]
+
+
 def run_ingest_bench(*, rows: int, postgres_url: str | None, fmt: str, console: Console) -> list[Figure]:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
@@ -221,19 +244,10 @@ def run_ingest_bench(*, rows: int, postgres_url: str | None, fmt: str, console: 
             lambda tag: make_engine(f"sqlite:///{folder / (tag + '.db')}"), _raw_sqlite, console))
         pg = postgres_url or get_settings().test_postgres_url
         if pg != "none":
-            schemas: list[str] = []
-
-            def make_pg(tag: str) -> Engine:
-                schema = f"pulse_bench_{tag}_{os.getpid()}"
-                schemas.append(schema)
-                return create_schema(pg, schema)
-
-            try:
-                figures.append(_measure("postgresql", rows, acc, usage, make_pg, _raw_postgres,
+            with _pg_schemas(pg) as pg_url:
+                figures.append(_measure("postgresql", rows, acc, usage,
+                                        lambda tag: make_engine(pg_url(tag)), _raw_postgres,
                                         console))
-            finally:
-                for s in schemas:
-                    drop_schema(pg, s)
     if fmt == "json":
         print(json.dumps([f.to_dict() for f in figures], indent=2))
         return figures
@@ -379,43 +393,33 @@ def run_file_bench(*, path: Path, accounts: Path, postgres_url: str | None, fmt:
     from pulse.listeners.landing import land_file
 
     figures: list[FileFigure] = []
-    with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
+    pg = postgres_url or get_settings().test_postgres_url
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp, \
+            _pg_schemas(None if pg == "none" else pg) as pg_url:
         folder = Path(tmp)
         targets: list[tuple[str, Any]] = [
             ("sqlite", lambda tag: f"sqlite:///{folder / (tag + '.db')}")]
-        pg = postgres_url or get_settings().test_postgres_url
-        schemas: list[str] = []
         if pg != "none":
-            def pg_url(tag: str) -> str:
-                schema = f"pulse_bench_{tag}_{os.getpid()}"
-                schemas.append(schema)
-                create_schema(pg, schema).dispose()
-                return schema_url(pg, schema)
-
             targets.append(("postgresql", pg_url))
-        try:
-            for db, make_url_ in targets:
-                urls = {}
-                for tag in ("pulse", "plain"):
-                    urls[tag] = make_url_(tag)
-                    engine = make_engine(urls[tag])
-                    upgrade(engine)
-                    land_file(engine, accounts)
-                    engine.dispose()
-                console.print(f"{db}: pulse ingest of {path.name} ...")
-                pulse = _run_side("pulse", urls["pulse"], path, accounts)
-                engine = make_engine(urls["pulse"])
-                accepted = folder / "usage_accepted.csv"
-                kept = _accepted_copy(engine, path, accepted)
+        for db, make_url_ in targets:
+            urls = {}
+            for tag in ("pulse", "plain"):
+                urls[tag] = make_url_(tag)
+                engine = make_engine(urls[tag])
+                upgrade(engine)
+                land_file(engine, accounts)
                 engine.dispose()
-                console.print(f"{db}: plain load of the {kept:,} accepted rows ...")
-                plain = _run_side("plain", urls["plain"], accepted, accounts)
-                plain["rows"] = kept
-                accepted.unlink()
-                figures.append(FileFigure(db, pulse["rows"], pulse, plain))
-        finally:
-            for s in schemas:
-                drop_schema(pg, s)
+            console.print(f"{db}: pulse ingest of {path.name} ...")
+            pulse = _run_side("pulse", urls["pulse"], path, accounts)
+            engine = make_engine(urls["pulse"])
+            accepted = folder / "usage_accepted.csv"
+            kept = _accepted_copy(engine, path, accepted)
+            engine.dispose()
+            console.print(f"{db}: plain load of the {kept:,} accepted rows ...")
+            plain = _run_side("plain", urls["plain"], accepted, accounts)
+            plain["rows"] = kept
+            accepted.unlink()
+            figures.append(FileFigure(db, pulse["rows"], pulse, plain))
     if fmt == "json":
         print(json.dumps([f.to_dict() for f in figures], indent=2))
         return figures
