@@ -32,6 +32,7 @@ from pulse.models.registry import (
     score_churn,
     train_and_register,
 )
+from pulse.models.scorecard import load_scorecard
 from pulse.models.selection import BASELINES, CANDIDATES, Config
 from pulse.models.training import (
     NOT_POINT_IN_TIME,
@@ -418,6 +419,19 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
                      "--valid-days", "14", "--no-beat-scorecard")
     assert trained.returncode == 0, trained.stderr
     assert "churn model v1: champion" in trained.stdout and "ROC AUC" in trained.stdout
+    # it calibrates the scorecard on the same snapshots, writes the proposal with its
+    # evidence, and applies it only when a calibration was fitted
+    assert "scorecard calibration" in trained.stdout
+    proposal = pulse_home / "calibration" / "scorecard-proposed.yaml"
+    assert f"proposal: {proposal}" in " ".join(trained.stdout.split())
+    card = load_scorecard(proposal)
+    applied = pulse_home / "scorecard.yaml"
+    assert applied.is_file() == (card.calibration is not None)
+    if card.calibration is not None:
+        assert "Churn rate per band" in trained.stdout and "; applied:" in trained.stdout
+        assert load_scorecard(applied).calibration == card.calibration
+    else:
+        assert "Not calibrated:" in trained.stdout and "; not applied" in trained.stdout
 
     listed = _pulse("model", "list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
