@@ -253,3 +253,55 @@ def test_bench_models_variant_prints_every_figure() -> None:
     for t in TARGETS:
         assert t.label in table.stdout
     assert "horizon 30 days" in table.stdout
+
+
+def test_truth_leaves_out_silent_accounts_once_they_cancelled() -> None:
+    """truth.json keeps a silent spell open after the account cancelled ("silent until it
+    left"); the bench asks who is silent on a date among the accounts still there."""
+    from pulse.devkit.bench.models import truth_outcomes
+
+    truth = {"churn": {"acc-a": "2026-06-10"},
+             "silent_periods": {"acc-a": [["2026-05-01", None]],
+                                "acc-b": [["2026-05-01", "2026-06-01"]],
+                                "acc-c": [["2026-06-05", None]]}}
+    cancels, before = truth_outcomes(truth, date(2026, 6, 9), 30)
+    assert before == {"acc-a", "acc-c"} and cancels == {"acc-a": date(2026, 6, 10)}
+    _, on_the_day = truth_outcomes(truth, date(2026, 6, 10), 30)
+    assert on_the_day == {"acc-c"}  # cancelled that day: gone, not silent
+    _, later = truth_outcomes(truth, date(2026, 7, 1), 30)
+    assert later == {"acc-c"}
+
+
+def test_silent_figures_count_only_the_accounts_still_there() -> None:
+    import pandas as pd
+
+    from pulse.devkit.bench.models import WorldFigure, silent_figures
+
+    rows = pd.DataFrame({"account_id": ["a", "b", "c", "d"],
+                         "flags": [["silent_dissatisfied"], ["silent_dissatisfied",
+                                                             "payment_risk"], [], None]})
+    fig = WorldFigure("w", "reference", 1)
+    silent_figures(fig, rows, {"a", "c", "gone"})  # "gone" cancelled: not in rows
+    assert (fig.silent_flagged, fig.silent_truth) == (2, 2)
+    assert fig.silent_precision == 0.5 and fig.silent_recall == 0.5
+    assert fig.silent_f1 == pytest.approx(0.5)
+    nobody = WorldFigure("w", "reference", 1)
+    silent_figures(nobody, rows.assign(flags=[[]] * 4), {"a"})
+    assert nobody.silent_precision is None and nobody.silent_f1 == 0.0
+
+
+def test_bench_models_only_silent_skips_training() -> None:
+    run = _pulse("bench", "models", "--variant", "quiet", "--accounts", "120", "--seed", "1",
+                 "--end", END.isoformat(), "--only", "silent", "--format", "json",
+                 "--chart", "none")
+    assert run.returncode == 0, run.stderr
+    (world,) = json.loads(run.stdout)["worlds"]
+    assert world["errors"] == {}
+    assert {"health", "flags"} <= set(world["seconds"]) and "train" not in world["seconds"]
+    assert world["champion_auc"] is None and world["train_rows"] is None
+    assert world["silent_truth"] > 0 and world["silent_f1"] is not None
+    assert world["scored"] > 50
+    refused = _pulse("bench", "models", "--only", "silent")  # no --variant
+    assert refused.returncode != 0 and "--only" in (refused.stderr + refused.stdout)
+    wrong = _pulse("bench", "models", "--variant", "quiet", "--only", "churn")
+    assert wrong.returncode != 0

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pulse.core.errors import InvalidArgumentError
 from pulse.core.settings import get_settings
 
 if TYPE_CHECKING:
@@ -455,12 +456,39 @@ def _stored_rows(engine: Engine, as_of: date) -> Any:
     return frame
 
 
+def silent_figures(fig: WorldFigure, rows: Any, silent: set[str]) -> None:
+    """The silent flag's precision, recall and F1 on `rows` (account_id, flags: the accounts
+    still there on the scoring date) against the truly silent accounts `silent`.
+
+    truth.json keeps an account silent after it cancelled (the reference world's spells run
+    "until it left"); the accounts gone by the scoring date are out of `rows`, as the flag
+    never fires on a cancelled account, so neither side counts them.
+    """
+    flagged = {a for a, fl in zip(rows["account_id"], rows["flags"])
+               if isinstance(fl, (list, tuple)) and SILENT_FLAG in fl}
+    truth_silent = silent & set(rows["account_id"])
+    fig.silent_truth, fig.silent_flagged = len(truth_silent), len(flagged)
+    hits = len(flagged & truth_silent)
+    fig.silent_precision = hits / len(flagged) if flagged else None
+    fig.silent_recall = hits / len(truth_silent) if truth_silent else None
+    if truth_silent:  # flagging nobody, or only the wrong accounts, scores 0
+        p, r = fig.silent_precision or 0.0, fig.silent_recall or 0.0
+        fig.silent_f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+#: What `--only` can narrow a variant bench to.
+ONLY = ("silent",)
+
+
 def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_of: date,
-                   horizon: int, artifact_dir: Path, console: Console | None) -> None:
+                   horizon: int, artifact_dir: Path, console: Console | None,
+                   only: str | None = None) -> None:
     """Train, score, flag and rank as of `as_of` through the product's functions; fill `fig`.
 
     Every stage runs on its own: an error is written into its figures' cells and the next
-    stage still runs.
+    stage still runs. `only="silent"` runs just what the silent flag reads (features and
+    health with the default scorecard, then the flags) and fills only its figures: the same
+    product functions, without the minutes of training.
     """
     import numpy as np
     import pandas as pd
@@ -483,6 +511,23 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     from pulse.models.health import score_date
     from pulse.models.registry import champion, score_churn, train_and_register
     from pulse.models.risklist import build_risk_list
+
+    if only is not None and only not in ONLY:
+        raise InvalidArgumentError(f"--only takes one of {', '.join(ONLY)}, not {only!r}")
+    if only == "silent":
+        stage("health", lambda: score_date(engine, as_of, basis="occurred"))
+        stage("flags", lambda: compute_flags(engine, as_of))
+        rows = stage("stored scores", lambda: _stored_rows(engine, as_of))
+        if rows is None or rows.empty:
+            return
+        cancels, silent = truth_outcomes(truth, as_of, horizon)
+        gone = {a for a, d in cancels.items() if d <= as_of}
+        rows = rows[~rows["account_id"].isin(gone)].reset_index(drop=True)
+        stop = as_of + timedelta(days=horizon)
+        fig.scored = len(rows)
+        fig.churned = sum(a in cancels and as_of < cancels[a] <= stop for a in rows["account_id"])
+        silent_figures(fig, rows, silent)
+        return
 
     result = stage("train", lambda: train_and_register(
         engine, as_of=as_of, horizon_days=horizon, basis="occurred",
@@ -552,16 +597,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         fig.red_amber = float(np.isin(band[banded], ["red", "amber"]).mean())
         if (y[banded] == 1).any():
             fig.churners_green = float((band[banded & (y == 1)] == "green").mean())
-    flagged = {a for a, fl in zip(rows["account_id"], rows["flags"])
-               if isinstance(fl, (list, tuple)) and SILENT_FLAG in fl}
-    truth_silent = silent & set(rows["account_id"])
-    fig.silent_truth, fig.silent_flagged = len(truth_silent), len(flagged)
-    hits = len(flagged & truth_silent)
-    fig.silent_precision = hits / len(flagged) if flagged else None
-    fig.silent_recall = hits / len(truth_silent) if truth_silent else None
-    if truth_silent:  # flagging nobody, or only the wrong accounts, scores 0
-        p, r = fig.silent_precision or 0.0, fig.silent_recall or 0.0
-        fig.silent_f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    silent_figures(fig, rows, silent)
 
     def baselines() -> tuple[float | None, float | None]:
         from pulse.core.errors import TrainingDataError
@@ -598,7 +634,8 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
 
 def run_variant_bench(name: str, *, seed: int, accounts: int | None = None,
                       months: int | None = None, end: date | None = None,
-                      console: Console | None = None) -> WorldFigure:
+                      console: Console | None = None, only: str | None = None
+                      ) -> WorldFigure:
     """Generate the variant world, land it on a temporary SQLite warehouse and measure it as
     of `horizon` days before its end (see `variant_horizon`)."""
     from pulse.devkit.demo.variants import generate_variant
@@ -640,7 +677,8 @@ def run_variant_bench(name: str, *, seed: int, accounts: int | None = None,
                 console.print(f"{fig.world}: {fig.accounts:,} accounts x {fig.days} days, "
                               f"landed {fig.rows_landed:,} rows in {fig.seconds['land']:.1f} s;"
                               f" scoring as of {as_of} (horizon {horizon} days)")
-            _measure_world(engine, fig, truth, as_of, horizon, folder / "models", console)
+            _measure_world(engine, fig, truth, as_of, horizon, folder / "models", console,
+                           only=only)
         finally:
             engine.dispose()
     return fig
@@ -846,7 +884,8 @@ def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: P
 
 def run_variant_benches(variants: list[str], seeds: list[int], *, telco: bool,
                         accounts: int | None, months: int | None, end: date | None,
-                        console: Console | None) -> list[WorldFigure]:
+                        console: Console | None, only: str | None = None
+                        ) -> list[WorldFigure]:
     """Every (variant, seed) world, then Telco when asked."""
     from pulse.devkit.demo.variants import VARIANTS, variant
 
@@ -854,7 +893,7 @@ def run_variant_benches(variants: list[str], seeds: list[int], *, telco: bool,
     for v in variants:
         names.extend(VARIANTS if v == "all" else [variant(v).name])
     figures = [run_variant_bench(n, seed=s, accounts=accounts, months=months, end=end,
-                                 console=console)
+                                 console=console, only=only)
                for n in dict.fromkeys(names) for s in seeds]
     if telco:
         figures.append(run_telco_bench(console))
@@ -896,6 +935,10 @@ def bench_models(
     end: Annotated[str | None, typer.Option(
         help="Last day of the generated world, YYYY-MM-DD (default: yesterday).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    only: Annotated[str | None, typer.Option(
+        help="With --variant: measure only this part ('silent': features, health and flags "
+        "through the product's functions, no training), in seconds instead of minutes.")]
+    = None,
 ) -> None:
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
     recall against the demo truth (figures, not a pass/fail test)."""
@@ -903,11 +946,14 @@ def bench_models(
 
     console = _console()
     last = date.fromisoformat(end) if end else None
+    if only is not None and (only not in ONLY or not variant or telco):
+        raise InvalidArgumentError(f"--only takes one of {', '.join(ONLY)}, with --variant "
+                                   "and without --telco")
     if variant or telco:
         console = _console(210)
         worlds = run_variant_benches(variant, seed, telco=telco, accounts=accounts,
                                      months=months, end=last,
-                                     console=console if fmt == "table" else None)
+                                     console=console if fmt == "table" else None, only=only)
         drawn: Path | None = None
         if chart is None or str(chart).lower() != "none":
             target = chart or get_settings().resolved_home() / "bench" / "models.png"
