@@ -203,6 +203,8 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
             "status_page_url": settings.status_page_url,
         }
         per_account = hit.set_index("account_id")
+        credits = (_service_credits(engine, hit["account_id"].tolist(), inc["resolved_at"])
+                   if stage == "resolved" else {})
         for p in people.itertuples(index=False):
             a = per_account.loc[p.account_id]
             drafts.append(Draft(
@@ -221,11 +223,52 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
                          "components": component_names(a["components"]),
                          "regions": list(a["regions"] or []),
                          "first_affected_at": _iso(a["first_affected_at"]),
-                         "last_affected_at": _iso(a["last_affected_at"])},
+                         "last_affected_at": _iso(a["last_affected_at"]),
+                         "service_credit": credits.get(str(p.account_id))},
             ))
             report.by_stage[stage] += 1
     report.planned += len(drafts)
     return drafts
+
+
+def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
+                     ) -> dict[str, dict[str, Any]]:
+    """The service credit each account's plan gives (outreach/sla.py) for the month the
+    incident was resolved in, counting every resolved incident that hit the account that
+    month: account id -> what the notice says, for the accounts owed one."""
+    from pulse.outreach.sla import downtime_minutes, month_bounds, plan_sla, service_credit
+    from pulse.sql.schema import Account
+
+    if resolved_at is None or pd.isna(resolved_at):
+        return {}
+    when = pd.Timestamp(resolved_at)
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    start, end = month_bounds(when.to_pydatetime())
+    a, i, im = Account.__table__, Incident.__table__, IncidentImpact.__table__
+    plans = _frame(engine, select(a.c.account_id, a.c.plan, a.c.mrr, a.c.currency)
+                   .where(a.c.account_id.in_(accounts)))
+    plans["sla"] = plans["plan"].map(plan_sla)
+    plans = plans[plans["sla"].notna()]
+    if plans.empty:
+        return {}
+    windows = _frame(engine, select(im.c.account_id, i.c.started_at, i.c.resolved_at)
+                     .join(i, i.c.incident_id == im.c.incident_id)
+                     .where(im.c.status == "hit", im.c.account_id.in_(plans["account_id"]),
+                            i.c.resolved_at.is_not(None), i.c.resolved_at >= start,
+                            i.c.started_at < end))
+    for col in ("started_at", "resolved_at"):
+        windows[col] = pd.to_datetime(windows[col], utc=True)
+    out: dict[str, dict[str, Any]] = {}
+    for acc in plans.itertuples(index=False):  # the hit accounts of one incident
+        mine = windows[windows["account_id"] == acc.account_id]
+        down = downtime_minutes(
+            [(x.to_pydatetime(), y.to_pydatetime())
+             for x, y in zip(mine["started_at"], mine["resolved_at"])], start, end)
+        credit = service_credit(acc.sla, downtime=down, month_start=start, fee=acc.mrr,
+                                currency=acc.currency)
+        if credit is not None:
+            out[str(acc.account_id)] = credit.to_context()
+    return out
 
 
 def queue_outage_notices(engine: Engine, *, incident_id: str | None = None,
