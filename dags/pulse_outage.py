@@ -80,7 +80,17 @@ def pulse_outage() -> None:
         name = runtime.param("transport")
         return str(send_due(runtime.engine(), make_transport(name), now=runtime.run_time()))
 
-    send(notices(impact(statuspage())))
+    @task
+    def x_updates(_: str) -> str:
+        """The confirmed incidents' public updates on X, once each (PULSE_X_POST=on)."""
+        from pulse.outreach.x_posts import run
+
+        report = run(runtime.engine(), now=runtime.run_time())
+        return "X posting is off (PULSE_X_POST)" if report is None else str(report)
+
+    hit = impact(statuspage())
+    send(notices(hit))
+    x_updates(hit)
 
 
 pulse_outage()

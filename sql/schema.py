@@ -637,3 +637,22 @@ class RateLimit(Base):
     __tablename__ = "rate_limits"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "group client"
     tat: Mapped[float] = mapped_column(Float(53))
+
+
+class SocialPost(Base):
+    """One post Pulse means to publish on X (outreach/x_posts.py): planned once per key,
+    claimed by one run, posted at most once. `status`: queued, posting (claimed: the outcome
+    of a run that stopped here is unknown, so it is never posted again by itself), posted,
+    failed (X refused it)."""
+
+    __tablename__ = "social_posts"
+    post_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    post_key: Mapped[str] = mapped_column(String(200), unique=True)
+    incident_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))
+    tweet_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

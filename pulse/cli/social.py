@@ -87,3 +87,20 @@ def watermarks_cmd(fmt: Annotated[Format, typer.Option("--format", "-f")] = Form
 def register(app: typer.Typer) -> None:
     """Add `social listen` and `social watermarks` to the `pulse` app."""
     app.add_typer(social_app, name="social")
+
+
+@social_app.command("post")
+def post() -> None:
+    """Post the confirmed incidents' public updates on X, each at most once (needs
+    PULSE_X_POST=on and the brand account's keys: PULSE_X_API_KEY, PULSE_X_API_SECRET,
+    PULSE_X_ACCESS_TOKEN, PULSE_X_ACCESS_TOKEN_SECRET)."""
+    from pulse.outreach.x_posts import run
+
+    report = run(_engine())
+    if report is None:
+        out.print("X posting is off: set PULSE_X_POST=on to post incident updates.")
+        return
+    out.print(f"X posts: {report}")
+    if report.stopped:
+        raise typer.Exit(1)
+

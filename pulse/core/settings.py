@@ -118,6 +118,18 @@ class Settings(BaseSettings):
                              "window are skipped, with a warning)")
     x_wait_on_rate_limit: bool = Field(default=True, description="Sleep through a 429 until "
                                        "the window resets, else fail the query")
+    # --- posting incident updates on X (issue 13)
+    x_post: bool = Field(default=False, description="Post confirmed incidents' public updates "
+                         "on X (PULSE_X_POST=on); needs the user-context keys below")
+    x_api_key: str = Field(default="", validation_alias=AliasChoices(
+        "PULSE_X_API_KEY", "X_API_KEY"), description="X app consumer key (OAuth 1.0a)")
+    x_api_secret: str = Field(default="", validation_alias=AliasChoices(
+        "PULSE_X_API_SECRET", "X_API_SECRET"), description="X app consumer secret")
+    x_access_token: str = Field(default="", validation_alias=AliasChoices(
+        "PULSE_X_ACCESS_TOKEN", "X_ACCESS_TOKEN"), description="the brand account's access token")
+    x_access_token_secret: str = Field(default="", validation_alias=AliasChoices(
+        "PULSE_X_ACCESS_TOKEN_SECRET", "X_ACCESS_TOKEN_SECRET"),
+        description="the brand account's access token secret")
 
     # --- health
     scorecard: Path | None = Field(default=None, description="Scorecard YAML "

@@ -1,4 +1,5 @@
-"""A local double of the X API v2 recent search, mounted on a real `tweepy.Client`'s session.
+"""Local doubles of the X API v2 (recent search; creating posts), mounted on a real
+`tweepy.Client`'s session.
 
 `XSearchDouble` is a `requests` transport adapter: mount it on the client's own session
 (`mount_on(client)`) and every request the real tweepy client sends is checked as X would
@@ -84,3 +85,88 @@ class XSearchDouble(BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+class XPostDouble(BaseAdapter):
+    """`POST /2/tweets` as X checks it, for a real `tweepy.Client` acting as a user.
+
+    It refuses what X refuses: a request not signed with OAuth 1.0a user context for the
+    expected consumer key and access token (401), a body without `text` (400), a text longer
+    than 280 as X counts it (400), the same text twice (403, duplicate content), and more
+    than `limit` posts in the window (429, with X's rate-limit headers). Accepted posts get
+    201 and an id; `posts` lists the texts X would show.
+    """
+
+    def __init__(self, *, consumer_key: str, access_token: str, limit: int = 100,
+                 down: bool = False) -> None:
+        super().__init__()
+        self.consumer_key, self.access_token = consumer_key, access_token
+        self.limit, self.down = limit, down
+        self.posts: list[str] = []
+        self.requests = 0
+
+    def mount_on(self, client: Any) -> XPostDouble:
+        client.session.mount("https://api.twitter.com/", self)
+        return self
+
+    def _reply(self, request: requests.PreparedRequest, status: int, doc: dict[str, Any]
+               ) -> requests.Response:
+        import json
+
+        body = json.dumps(doc).encode()
+        response = requests.Response()
+        response.status_code = status
+        response.reason = {201: "Created"}.get(status, _REASONS.get(status, "Error"))
+        response.headers = CaseInsensitiveDict({
+            "content-type": ("application/json; charset=utf-8" if status < 400
+                             else "application/problem+json"),
+            "x-rate-limit-limit": str(self.limit),
+            "x-rate-limit-remaining": str(max(0, self.limit - len(self.posts))),
+            "x-rate-limit-reset": str(int(time.time()) + 900),
+        })
+        response._content = body
+        response.raw = io.BytesIO(body)
+        response.url = request.url or ""
+        response.request = request
+        return response
+
+    def send(self, request: requests.PreparedRequest,  # type: ignore[override]
+             **kwargs: Any) -> requests.Response:
+        import json
+
+        from pulse.outreach.x_posts import LIMIT, x_length
+
+        self.requests += 1
+        url = urlsplit(request.url or "")
+        assert (request.method, url.netloc, url.path) == ("POST", "api.twitter.com",
+                                                          "/2/tweets")
+        if self.down:
+            return self._reply(request, 503, {"title": "Service Unavailable", "status": 503})
+        auth = request.headers.get("Authorization", "")
+        auth = auth.decode() if isinstance(auth, bytes) else auth
+        if not (auth.startswith("OAuth ") and f'oauth_consumer_key="{self.consumer_key}"' in auth
+                and f'oauth_token="{self.access_token}"' in auth and "oauth_signature=" in auth):
+            return self._reply(request, 401, {"title": "Unauthorized", "status": 401,
+                                              "detail": "Unauthorized"})
+        if len(self.posts) >= self.limit:
+            return self._reply(request, 429, {"title": "Too Many Requests", "status": 429,
+                                              "detail": "Too Many Requests"})
+        body = request.body if isinstance(request.body, bytes | str) else b"{}"
+        doc = json.loads(body or b"{}")
+        text = doc.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return self._reply(request, 400, {"title": "Invalid Request", "status": 400,
+                                              "detail": "text is required"})
+        if x_length(text) > LIMIT:
+            return self._reply(request, 400, {
+                "title": "Invalid Request", "status": 400,
+                "detail": f"The text is {x_length(text)} characters; the limit is {LIMIT}"})
+        if text in self.posts:
+            return self._reply(request, 403, {
+                "title": "Forbidden", "status": 403, "detail": "You are not allowed to create a "
+                "Tweet with duplicate content."})
+        self.posts.append(text)
+        return self._reply(request, 201, {"data": {"id": str(1_800_000_000_000_000_000
+                                                               + len(self.posts)),
+                                                   "text": text, "edit_history_tweet_ids": []}})
+
