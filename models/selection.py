@@ -1,13 +1,15 @@
 """Choosing the churn model's configuration on held-out time, and the plain baselines beside it.
 
-Candidates (`CANDIDATES`, simplest first) are `ChurnModel` configurations: a standardised
-logistic regression on log-scaled inputs with missing-value indicators and one-hot
-categoricals, classes weighted to balance, at three regularisation strengths; and the
-regularised gradient-boosted trees, with and without balanced class weights (whether
+Candidates (`CANDIDATES`, in order of preference) are `ChurnModel` configurations, each
+weighing every account once however many snapshots it has: first a blend (the mean
+probability) of the strongly regularised logistic regression and the balanced trees below;
+then a standardised logistic regression on log-scaled inputs with missing-value indicators
+and one-hot categoricals, classes weighted to balance, at three regularisation strengths; and
+the regularised gradient-boosted trees, with and without balanced class weights (whether
 reweighting the rare churners helps the trees is left to the data).
 Each is fitted on the training rows of every rolling-origin time-series fold
 (`TrainingData.folds`: expanding training windows whose labels end before their validation
-block starts) and ranked by its mean validation ROC AUC; the simplest one within one standard
+block starts) and ranked by its mean validation ROC AUC; the first one within one standard
 error of the best wins (the standard error of the best mean, from the churners and retained
 snapshots of each validation block by Hanley and McNeil's formula: few churners make a wide
 margin, many a narrow one; counted in accounts, since the snapshots of one account are not
@@ -62,16 +64,31 @@ class Config:
         return str(self.params.get("classifier", "hgb"))
 
 
+#: Every candidate weighs each account once (`ChurnModel.weight_groups`), however many
+#: snapshots it has: on the demo variants (reference, whales, noisy) this lifted the held-out
+#: ROC AUC of every configuration but the unweighted trees, by 0.016 for the logistic
+#: regression and 0.034 for the balanced trees on average.
+_PER_ACCOUNT: dict[str, Any] = {"weight_groups": True}
+
+
 def _logistic(c: float) -> Config:
     return Config(f"logistic C={c:g}", {"classifier": "logistic", "C": c,
-                                        "log_transform": True, "class_weight": "balanced"})
+                                        "log_transform": True, "class_weight": "balanced",
+                                        **_PER_ACCOUNT})
 
 
-#: Candidate configurations, simplest first (a tie goes to the earlier one).
+#: Candidate configurations in order of preference (a tie, or a lead within one standard
+#: error, goes to the earlier one). The blend of the strongly regularised logistic regression
+#: and the balanced trees comes first: averaging a linear and a tree model hedges between the
+#: two on data whose shape is unknown (on every demo variant it ranked the held-out accounts at
+#: least as well as the better of its two parts, within noise), so it is the default that the
+#: time folds must beat clearly; the plain models follow, simplest first.
 CANDIDATES: tuple[Config, ...] = (
+    Config("blend", {"classifier": "blend", "C": 0.01, "log_transform": True,
+                     "class_weight": "balanced", **_PER_ACCOUNT}),
     _logistic(0.01), _logistic(0.1), _logistic(1.0),
-    Config("hgb", {"classifier": "hgb"}),
-    Config("hgb balanced", {"classifier": "hgb", "class_weight": "balanced"}),
+    Config("hgb", {"classifier": "hgb", **_PER_ACCOUNT}),
+    Config("hgb balanced", {"classifier": "hgb", "class_weight": "balanced", **_PER_ACCOUNT}),
 )
 
 #: The plain baselines, keyed as in `metrics["baselines"]`, simplest first.
@@ -144,7 +161,8 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
             model = c.build(numeric, categorical, random_state=random_state,
                             calibration="none")
             try:
-                model.fit(frame.iloc[train], y[train])
+                model.fit(frame.iloc[train], y[train],
+                          groups=None if groups is None else np.asarray(groups)[train])
                 auc = evaluate(y[valid], model.predict_risk(frame.iloc[valid]))["roc_auc"]
             except ModelInputError as exc:
                 log.info("candidate %s failed on fold %d: %s", c.name, k, exc)

@@ -285,11 +285,67 @@ def _expected_failures(estimator: ChurnModel) -> dict[str, str]:
                           ChurnModel(classifier="logistic", calibration="none",
                                      log_transform=True, class_weight="balanced"),
                           ChurnModel(classifier="hgb_default", calibration="none",
+                                     random_state=0),
+                          ChurnModel(classifier="blend", cv=2, log_transform=True,
                                      random_state=0)],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator: ChurnModel, check) -> None:  # type: ignore[no-untyped-def]
     # cv=2: several checks train on 20 rows holding only two examples of one class.
     check(estimator)
+
+
+# -- each account once ----------------------------------------------------------------------------
+
+
+def test_weight_groups_counts_each_account_once() -> None:
+    """An account with many identical snapshots weighs what it would with one: the weighted
+    fit on every snapshot matches the fit on one snapshot per account, the plain fit does not."""
+    rng = np.random.default_rng(4)
+    n = 600
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(1.5 - 1.5 * x))).astype(int)
+    once = pd.DataFrame({"x": x, "noise": rng.normal(size=n),
+                         "account_id": [f"a{i}" for i in range(n)]})
+    # the churners' snapshots repeat ten times (they stayed in history longer, say)
+    many = pd.concat([once] + [once[y == 1]] * 9, ignore_index=True)
+    y_many = np.concatenate([y] + [y[y == 1]] * 9)
+    grid = pd.DataFrame({"x": np.linspace(-3, 3, 25), "noise": 0.0})
+
+    def risk(frame: pd.DataFrame, target: np.ndarray, weight: bool) -> np.ndarray:
+        model = ChurnModel(numeric=["x", "noise"], categorical=[], classifier="logistic",
+                           C=1e6, calibration="none", weight_groups=weight)
+        return model.fit(frame, target, groups=frame["account_id"]).predict_risk(grid)
+
+    reference = risk(once, y, False)
+    assert np.abs(risk(many, y_many, True) - reference).max() < 0.02
+    assert np.abs(risk(many, y_many, False) - reference).max() > 0.2
+    with pytest.raises(ModelInputError, match="groups has missing values"):
+        ChurnModel(numeric=["x"], categorical=[], weight_groups=True, calibration="none").fit(
+            many, y_many, groups=many["account_id"].where(many.index > 0))
+
+
+@pytest.mark.parametrize("classifier", ["logistic", "hgb", "blend"])
+def test_calibration_keeps_the_ranking_of_the_weighted_fit(
+        classifier: str, windows: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """The calibrated model's classifier is fitted with the same per-account weights as the
+    uncalibrated one (a calibration that weighed only itself would rank as the unweighted fit),
+    and the blend ranks the later window as well as its better part, within noise."""
+    train, valid = windows
+    train = train[train["as_of"] >= train["as_of"].max() - pd.Timedelta(days=120)]
+    train = pd.concat([train, train[train["churned"]]], ignore_index=True)  # uneven groups
+    kw = dict(numeric=NUMERIC, categorical=["plan", "region"], classifier=classifier,
+              log_transform=True, class_weight="balanced", random_state=0)
+    groups = train["account_id"]
+    plain = ChurnModel(**kw, calibration="none", weight_groups=True).fit(
+        train, train["churned"], groups=groups).predict_risk(valid)
+    calibrated = ChurnModel(**kw, weight_groups=True).fit(
+        train, train["churned"], groups=groups).predict_risk(valid)
+    unweighted = ChurnModel(**kw, calibration="none").fit(
+        train, train["churned"], groups=groups).predict_risk(valid)
+    ranks = pd.Series(plain).rank().corr(pd.Series(calibrated).rank())
+    assert ranks > 0.9999
+    assert not np.allclose(pd.Series(unweighted).rank(), pd.Series(plain).rank())
+    assert evaluate(valid["churned"], calibrated)["roc_auc"] > 0.75
 
 
 # -- persistence ---------------------------------------------------------------------------------

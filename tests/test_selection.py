@@ -51,7 +51,7 @@ def test_auc_standard_error() -> None:
     assert _mean_auc_se([0.8], y, folds, groups) > _mean_auc_se([0.8], y, folds) * 1.5
 
 
-def test_selection_takes_the_simplest_within_the_noise_of_the_best() -> None:
+def test_selection_takes_the_first_within_the_noise_of_the_best() -> None:
     frame, y = _linear_world()
     n = len(y)
     folds = [(np.arange(0, n // 2), np.arange(n // 2, 3 * n // 4)),
@@ -65,7 +65,7 @@ def test_selection_takes_the_simplest_within_the_noise_of_the_best() -> None:
     assert sel.margin > 0.005  # a few hundred churners leave a visible margin
     chosen = means[sel.chosen.name]
     assert chosen is not None and best - chosen < sel.margin
-    # Nothing simpler than the chosen one was within the margin.
+    # Nothing preferred to the chosen one was within the margin.
     for c in CANDIDATES[:CANDIDATES.index(sel.chosen)]:
         assert best - means[c.name] >= sel.margin  # type: ignore[operator]
     assert sel.to_dict()["chosen"] == sel.chosen.name
@@ -88,5 +88,8 @@ def test_baselines_are_measured_and_ranked() -> None:
     assert all(m.unused_ == ["empty"] for m in models.values())
     assert best_baseline({"logistic": {"error": "x"}, "hgb": {"roc_auc": 0.6}}) == "hgb"
     assert [c.classifier for c in candidates_for("logistic")] == ["logistic"] * 3
+    # the blend is preferred, every candidate weighs each account once
+    assert [c.name for c in candidates_for("blend")] == ["blend"] == [CANDIDATES[0].name]
+    assert all(c.params.get("weight_groups") for c in CANDIDATES)
     with pytest.raises(ModelInputError, match="expected 'auto' or one of"):
         candidates_for("forest")

@@ -529,9 +529,12 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         silent_figures(fig, rows, silent)
         return
 
+    # one cache of feature snapshots for the training and the calibration, as `pulse model
+    # train` shares it: both read the same dates from an unchanged warehouse
+    snapshots: dict[Any, Any] = {}
     result = stage("train", lambda: train_and_register(
         engine, as_of=as_of, horizon_days=horizon, basis="occurred",
-        artifact_dir=artifact_dir))
+        artifact_dir=artifact_dir, snapshots=snapshots))
     if result is not None:
         m = result.record.metrics
         fig.train_rows, fig.train_positives = m.get("train_rows"), m.get("train_positives")
@@ -543,7 +546,8 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     from pulse.models.scorecard import parse_scorecard
 
     cal = stage("calibrate", lambda: fit_calibration(
-        engine, as_of=as_of, horizon_days=horizon, basis="occurred", fit_weights_=True))
+        engine, as_of=as_of, horizon_days=horizon, basis="occurred", fit_weights_=True,
+        snapshots=snapshots))
     card = (parse_scorecard(cal.yaml_text, source="calibrated by the bench")
             if cal is not None and cal.fitted else None)
     if cal is not None and not cal.fitted:
@@ -608,7 +612,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         else:
             try:
                 data = build_training_data(engine, as_of=as_of, horizon_days=horizon,
-                                           basis="occurred")
+                                           basis="occurred", snapshots=snapshots)
             except TrainingDataError as exc:
                 fig.notes.append(f"baselines trained on the bench's own weekly snapshots "
                                  f"(the product's planning refused: {str(exc)[:120]}...)")
