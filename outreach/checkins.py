@@ -13,7 +13,8 @@ evidence. The evidence (health, band, every flag in words) is a `CsmEvidence` th
 the CSM's digest. A check-in is sent by a named person: an account whose `csm_email` is
 missing, unusable or a shared inbox (`cs-team@...`) gets no automated check-in; its row is
 recorded `suppressed` with rule `no_csm` and the evidence goes to the shared inbox's digest,
-or, without any address, to `csm_queue_email`.
+or, without any address, to `csm_queue_email`. With `checkins: approve` (the default) each
+check-in is written as a `draft` for its CSM to edit and approve (outreach/drafts.py).
 
 `plan_csm_digests(engine, as_of)` writes one digest per CSM per day listing the accounts that
 entered red or got a new flag since the previous scored date, with the evidence, the CSAT
@@ -259,6 +260,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
                       f"csm_email {csm!r} is not a usable address" if not _plausible(csm)
                       else f"csm_email {csm!r} is a shared inbox, not a person")
             report.skipped["no_csm"] += 1
+        hold = bool(signer) and settings.checkins == "approve"
         score = scores["score"].get(acc)
         report.evidence.append(CsmEvidence(
             account_id=acc, account_name=str(accounts.at[acc, "name"]), contact_name=name,
@@ -266,7 +268,8 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             reason="red" if acc in red_ids else "silent_dissatisfied",
             health=None if score is None or pd.isna(score) else round(float(score), 1),
             band=scores["band"].get(acc), flags=reasons.get(acc, ()),
-            outcome="queued" if signer else f"suppressed: no_csm ({detail})",
+            outcome=("draft" if hold else "queued") if signer
+            else f"suppressed: no_csm ({detail})",
             url=account_url(acc)))
         report.evidence_csm.append(csm if _plausible(csm) else "")  # a shared inbox hears
         drafts.append(Draft(
@@ -277,6 +280,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             from_name=f"{signer} at {settings.company_name}" if signer else None,
             reply_to=csm if signer else None,
             context=customer.to_context(), rule=rule, rule_detail=detail,
+            hold=hold,
         ))
     report.checkins_planned += sum(1 for d in drafts if d.rule is None)
     return drafts

@@ -79,7 +79,7 @@ CONTACTS = Contact.__table__
 SUPPRESSIONS = Suppression.__table__
 PURCHASES = PurchaseEvent.__table__
 
-STATUSES = ("queued", "sending", "sent", "suppressed", "failed", "delivered", "bounced")
+STATUSES = ("draft", "queued", "sending", "sent", "suppressed", "failed", "delivered", "bounced")
 RULES = ("opted_out", "suppressed", "churned", "quiet_hours", "cap", "no_csm")
 #: statuses of messages that reached (or may have reached) the provider: they count for the cap
 HANDED_OVER = ("sending", "sent", "delivered", "bounced")
@@ -111,6 +111,8 @@ class Draft:
     # named CSM: `no_csm`): the row is written `suppressed` with this rule, never sent.
     rule: str | None = None
     rule_detail: str | None = None
+    # Written as a `draft` that a person approves before it is queued (outreach/drafts.py).
+    hold: bool = False
 
 
 @dataclass
@@ -202,7 +204,7 @@ def outbox_row(draft: Draft, renderer: Renderer, settings: Settings, now: dateti
         "context": context,
         "urgent": bool(draft.urgent),
         "automated": bool(draft.automated),
-        "status": "suppressed" if draft.rule else "queued",
+        "status": "suppressed" if draft.rule else "draft" if draft.hold else "queued",
         "rule": draft.rule,
         "rule_detail": one_line(draft.rule_detail) if draft.rule else None,
         "queued_at": now,

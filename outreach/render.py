@@ -76,12 +76,13 @@ TEMPLATES: dict[str, TemplateSpec] = {
     ),
     "checkin": TemplateSpec(
         "checkin",
-        frozenset({"account_name", "csm_name", "csm_email", "features", "renewal_date"}),
+        frozenset({"account_name", "csm_name", "csm_email", "features", "renewal_date",
+                   "note"}),
         "A CSM checks in with a quiet account. The context is exactly a "
         "`vocabulary.CustomerCheckin` (any other key is refused): account_name, csm_name and "
         "csm_email (the real person who signs and sends it), features (list of {feature, "
         "label, guide_url}: what the account used to rely on and stopped using), "
-        "renewal_date (ISO, only when near).",
+        "renewal_date (ISO, only when near), note (the CSM's own words, from a draft edit).",
     ),
     "csm_digest": TemplateSpec(
         "csm_digest",

@@ -60,6 +60,7 @@ class CustomerCheckin:
     csm_email: str | None
     features: tuple[FeatureHelp, ...] = ()
     renewal_date: str | None = None
+    note: str | None = None  # the CSM's own words, added when editing a draft
 
     template: ClassVar[str] = "checkin"
 
@@ -93,7 +94,8 @@ class CustomerCheckin:
             raise TemplateError(f"invalid feature in a {cls.template} context: {exc}") from None
         return cls(account_name=context.get("account_name"),  # type: ignore[arg-type]
                    csm_name=context.get("csm_name"), csm_email=context.get("csm_email"),
-                   features=features, renewal_date=context.get("renewal_date"))
+                   features=features, renewal_date=context.get("renewal_date"),
+                   note=context.get("note"))
 
     def check_sender(self) -> None:
         """Refuse to render a check-in for sending without a real person to sign it."""

@@ -2,11 +2,16 @@
 PostgreSQL: who gets one, from whom, once per period, and what a re-run does."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from pulse.core.settings import get_settings
@@ -75,7 +80,8 @@ def test_checkins_reach_red_and_silent_accounts_once_per_period(engine: Engine,
     assert silent_row["reply_to"] == "ana.csm@pulse.example"
     # The customer reads plain help signed by a person; the evidence went to the CSM.
     ctx = silent_row["context"]
-    assert set(ctx) == {"account_name", "csm_name", "csm_email", "features", "renewal_date"}
+    assert set(ctx) == {"account_name", "csm_name", "csm_email", "features", "renewal_date",
+                        "note"}
     assert (ctx["csm_name"], silent_row["from_name"]) == ("Ana Csm", "Ana Csm at Pulse Demo Inc.")
     assert ctx["renewal_date"] == "2026-07-20"  # 20 days away: near enough to help them
     evidence = {e.account_id: e for e in report.evidence}
@@ -84,7 +90,8 @@ def test_checkins_reach_red_and_silent_accounts_once_per_period(engine: Engine,
     digest = next(r for r in _rows(engine, "csm_digest")
                   if r["to_email"] == "ana.csm@pulse.example")
     listed = {c["account_id"]: c for c in digest["context"]["checkins"]}
-    assert "acc-silent" in listed and listed["acc-silent"]["outcome"] == "queued"
+    assert listed["acc-silent"]["outcome"] == "draft"  # PULSE_CHECKINS=approve by default
+    assert silent_row["status"] == "draft"
     assert any(f["flag"] == "silent_dissatisfied" for f in listed["acc-silent"]["flags"])
 
     again = queue_daily(engine, D)  # a re-run of the day: nothing new
@@ -137,7 +144,7 @@ def test_one_digest_per_csm_with_what_changed(engine: Engine, tmp_path: Path) ->
 
 
 def test_no_named_csm_means_no_automated_check_in_but_a_task_in_a_csm_queue(
-        engine: Engine, tmp_path: Path, monkeypatch) -> None:
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unusable address, a shared inbox and no CSM at all: each check-in is recorded as
     suppressed (rule no_csm, with why) and its evidence reaches a person instead: the shared
     inbox's digest, or the CSM queue (`PULSE_CSM_QUEUE_EMAIL`)."""
@@ -166,7 +173,7 @@ def test_no_named_csm_means_no_automated_check_in_but_a_task_in_a_csm_queue(
     assert details["acc-champ"] == "the account has no CSM"
     assert rows["acc-champ"]["context"]["renewal_date"] is None  # January: too far to matter
     assert rows["acc-silent"]["context"]["renewal_date"] == "2026-07-20"
-    assert rows["acc-steady"]["status"] == "queued"
+    assert rows["acc-steady"]["status"] == "draft"
     # Nothing suppressed is ever sent; the other check-ins go out from their named CSM.
     send_due(engine, FileTransport(), now=datetime.now(UTC))
     after = {r["account_id"]: r for r in _rows(engine, "checkin")}
@@ -219,3 +226,52 @@ def test_lapsed_features_are_the_accounts_own_habits_it_dropped(engine: Engine) 
     assert helps[1].label == "Reports" and helps[1].guide_url == (
         "https://help.example/guides/reports")
     assert feature_help("salesforce_sync_v2", "").label == "Salesforce sync v2"
+
+
+def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_check_in_drafts_wait_for_their_csm_who_edits_and_approves_them(
+        engine: Engine, tmp_path: Path) -> None:
+    """`checkins: approve` (the default): nothing goes out until the CSM approves, through
+    `pulse outreach drafts list|show|edit|approve`; edits stay in the customer vocabulary."""
+    _world(engine, tmp_path)
+    queue_daily(engine, D)
+    (row,) = [r for r in _rows(engine, "checkin") if r["account_id"] == "acc-silent"]
+    assert row["status"] == "draft"
+    send_due(engine, FileTransport(), now=datetime.now(UTC).replace(hour=12))  # the digest
+    assert {r["status"] for r in _rows(engine, "checkin")} == {"draft"}  # not taken
+    mid = str(row["message_id"])
+    listed = _pulse("outreach", "drafts", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [d["message_id"] for d in json.loads(listed.stdout)] == [row["message_id"]]
+    shown = _pulse("outreach", "drafts", "show", mid)
+    assert shown.returncode == 0 and "Best regards," in shown.stdout and "Ana Csm" in shown.stdout
+    assert "renews on 20 July 2026" in shown.stdout
+    edited = _pulse("outreach", "drafts", "edit", mid, "--note",
+                    "Great to see the team at the workshop last week!", "--drop-renewal")
+    assert edited.returncode == 0, edited.stderr
+    assert "workshop" in edited.stdout and "renews" not in edited.stdout
+    bad = _pulse("outreach", "drafts", "edit", mid, "--drop-feature", "no_such_feature")
+    assert bad.returncode != 0 and "no_such_feature" in (bad.stdout + bad.stderr)
+    ok = _pulse("outreach", "drafts", "approve", mid)
+    assert ok.returncode == 0 and "approved 1" in ok.stdout, ok.stderr
+    again = _pulse("outreach", "drafts", "approve", mid)
+    assert "approved 0" in again.stdout and "not drafts: " + mid in again.stdout
+    noon = datetime.now(UTC).replace(hour=12)  # UTC contacts: outside quiet hours
+    assert send_due(engine, FileTransport(), now=noon).sent == 1
+    (sent,) = [r for r in _rows(engine, "checkin") if r["account_id"] == "acc-silent"]
+    assert sent["status"] == "sent" and sent["context"]["note"].startswith("Great to see")
+    assert sent["context"]["renewal_date"] is None
+
+
+def test_auto_check_ins_are_queued_at_once(engine: Engine, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSE_CHECKINS", "auto")
+    get_settings(fresh=True)
+    _world(engine, tmp_path)
+    queue_daily(engine, D)
+    assert {r["status"] for r in _rows(engine, "checkin")} == {"queued"}
