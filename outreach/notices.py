@@ -13,8 +13,11 @@
   idempotency key `notice:{incident}:{stage}:{contact}` makes every stage reach a contact once,
   however often the DAG runs.
 * what: the incident, the contact's account's failed and total requests, affected users,
-  components and regions, first and last affected times, the latest update (what we are
-  doing) and where to follow it.
+  components (by the names customers know, from outreach/components.yaml) and regions, first
+  and last affected times, the latest update (what we are doing) and where to follow it.
+  Each stage says its own thing: `started` what is affected, what we are doing, when the
+  next update comes, and an apology; an update what changed; `resolved` the account's own
+  totals and the cause when the last update gives it. Subject lines carry the status.
 * recency: only incidents still open, or resolved within `window_hours` (48) of now: an
   outage from last month is not news.
 * urgency: notices of major and critical incidents are urgent (they pass the frequency cap and
@@ -29,9 +32,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from sqlalchemy import Engine, or_, select
 
 from pulse.sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
@@ -75,6 +81,41 @@ def _iso(value: Any) -> str | None:
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.isoformat()
+
+
+CATALOGUE = Path(__file__).with_name("components.yaml")
+
+
+@lru_cache(maxsize=1)
+def _catalogue() -> dict[str, Any]:
+    doc = yaml.safe_load(CATALOGUE.read_text(encoding="utf-8")) or {}
+    return {"components": {str(k).lower(): str(v) for k, v in
+                           (doc.get("components") or {}).items()},
+            "next_update_hours": doc.get("next_update_hours")}
+
+
+def component_name(component: str) -> str:
+    """The name customers know a component by (outreach/components.yaml), or the id made
+    readable ("bulk_export" -> "Bulk export")."""
+    key = str(component).strip()
+    known = _catalogue()["components"].get(key.lower())
+    if known:
+        return known
+    words = key.replace("_", " ").replace("-", " ").split()
+    return " ".join(words).capitalize() if words else key
+
+
+def component_names(components: Any) -> list[str]:
+    """Display names, each once, in the given order."""
+    if components is None or isinstance(components, float):
+        return []
+    return list(dict.fromkeys(component_name(c) for c in components if str(c).strip()))
+
+
+def stage_kind(stage: str) -> str:
+    """started, update or resolved: what a notice's wording depends on (the stage key
+    `update-identified` is an update)."""
+    return "update" if stage.startswith("update") else stage
 
 
 def stage_of(status: str, impact: str | None, latest_update_status: str | None) -> str:
@@ -130,7 +171,8 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
     now = now or datetime.now(UTC)
     recent = now - timedelta(hours=window_hours)
     incidents = _frame(engine, select(i.c.incident_id, i.c.title, i.c.status, i.c.impact,
-                                      i.c.started_at, i.c.resolved_at, i.c.landed_at)
+                                      i.c.started_at, i.c.resolved_at, i.c.landed_at,
+                                      i.c.components)
                        .where(i.c.incident_id.in_(ids),
                               or_(i.c.resolved_at.is_(None), i.c.resolved_at >= recent))
                        ).set_index("incident_id")
@@ -151,13 +193,18 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
         report.incidents += 1
         report.hit_accounts += len(hit)
         shared = {
-            "incident_id": str(inc_id), "title": str(inc["title"]), "stage": stage,
+            "incident_id": str(inc_id), "title": str(inc["title"]),
+            "stage": stage_kind(stage), "stage_key": stage,
+            "affected_components": component_names(inc["components"]),
+            "next_update_hours": _catalogue()["next_update_hours"],
             "status": str(inc["status"]), "impact": inc["impact"],
             "started_at": _iso(inc["started_at"]), "resolved_at": _iso(inc["resolved_at"]),
             "latest_update": None if last is None or pd.isna(last["body"]) else str(last["body"]),
             "status_page_url": settings.status_page_url,
         }
         per_account = hit.set_index("account_id")
+        credits = (_service_credits(engine, hit["account_id"].tolist(), inc["resolved_at"])
+                   if stage == "resolved" else {})
         for p in people.itertuples(index=False):
             a = per_account.loc[p.account_id]
             drafts.append(Draft(
@@ -173,14 +220,55 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
                          "total_requests": float(a["total_requests"]),
                          "failed_events": int(a["failed_events"]),
                          "affected_users": int(a["affected_users"]),
-                         "components": list(a["components"] or []),
+                         "components": component_names(a["components"]),
                          "regions": list(a["regions"] or []),
                          "first_affected_at": _iso(a["first_affected_at"]),
-                         "last_affected_at": _iso(a["last_affected_at"])},
+                         "last_affected_at": _iso(a["last_affected_at"]),
+                         "service_credit": credits.get(str(p.account_id))},
             ))
             report.by_stage[stage] += 1
     report.planned += len(drafts)
     return drafts
+
+
+def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
+                     ) -> dict[str, dict[str, Any]]:
+    """The service credit each account's plan gives (outreach/sla.py) for the month the
+    incident was resolved in, counting every resolved incident that hit the account that
+    month: account id -> what the notice says, for the accounts owed one."""
+    from pulse.outreach.sla import downtime_minutes, month_bounds, plan_sla, service_credit
+    from pulse.sql.schema import Account
+
+    if resolved_at is None or pd.isna(resolved_at):
+        return {}
+    when = pd.Timestamp(resolved_at)
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    start, end = month_bounds(when.to_pydatetime())
+    a, i, im = Account.__table__, Incident.__table__, IncidentImpact.__table__
+    plans = _frame(engine, select(a.c.account_id, a.c.plan, a.c.mrr, a.c.currency)
+                   .where(a.c.account_id.in_(accounts)))
+    plans["sla"] = plans["plan"].map(plan_sla)
+    plans = plans[plans["sla"].notna()]
+    if plans.empty:
+        return {}
+    windows = _frame(engine, select(im.c.account_id, i.c.started_at, i.c.resolved_at)
+                     .join(i, i.c.incident_id == im.c.incident_id)
+                     .where(im.c.status == "hit", im.c.account_id.in_(plans["account_id"]),
+                            i.c.resolved_at.is_not(None), i.c.resolved_at >= start,
+                            i.c.started_at < end))
+    for col in ("started_at", "resolved_at"):
+        windows[col] = pd.to_datetime(windows[col], utc=True)
+    out: dict[str, dict[str, Any]] = {}
+    for acc in plans.itertuples(index=False):  # the hit accounts of one incident
+        mine = windows[windows["account_id"] == acc.account_id]
+        down = downtime_minutes(
+            [(x.to_pydatetime(), y.to_pydatetime())
+             for x, y in zip(mine["started_at"], mine["resolved_at"])], start, end)
+        credit = service_credit(acc.sla, downtime=down, month_start=start, fee=acc.mrr,
+                                currency=acc.currency)
+        if credit is not None:
+            out[str(acc.account_id)] = credit.to_context()
+    return out
 
 
 def queue_outage_notices(engine: Engine, *, incident_id: str | None = None,

@@ -67,7 +67,8 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "outage_notice",
         frozenset({"account_name", "contact_name", "components", "regions",
                    "failed_requests", "failed_events", "total_requests", "affected_users",
-                   "first_affected_at", "last_affected_at", "timezone", "you_were_affected"}),
+                   "first_affected_at", "last_affected_at", "timezone", "you_were_affected",
+                   "service_credit"}),
         "An incident hit this contact's account. Shared: incident_title, stage "
         "(started|update|resolved), what_happened, incident_status, incident_impact, "
         "update_body (aliases: title, status, impact, latest_update), status_page_url. "

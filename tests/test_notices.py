@@ -17,8 +17,15 @@ from pulse.devkit.airflow_runner import run_dag_test
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
 from pulse.models.outage import refresh_impacts
-from pulse.outreach.notices import queue_outage_notices, stage_of
+from pulse.outreach.notices import (
+    component_name,
+    component_names,
+    queue_outage_notices,
+    stage_kind,
+    stage_of,
+)
 from pulse.outreach.outbox_send import send_due
+from pulse.outreach.render import Renderer
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.db import make_engine, upgrade
 from pulse.sql.schema import Contact, Incident, IncidentImpact, OutboxMessage
@@ -139,3 +146,78 @@ def test_pulse_outage_dag_tells_the_hit_accounts_once(
     run_dag_test("pulse_outage", env=af_env)  # a second run: nothing new, nothing twice
     assert _notices(engine, live) == rows
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- what a notice says
+
+NOON = datetime(2026, 7, 1, 12, tzinfo=UTC)
+HIT = {"title": "Scheduled reports failing", "status": "investigating", "impact": "major",
+       "affected_components": ["Scheduled reports"], "next_update_hours": 2,
+       "contact_name": "Ana", "timezone": "Europe/Paris", "components": ["Scheduled reports"],
+       "failed_requests": 4.0, "total_requests": 4.0, "failed_events": 4, "affected_users": 2,
+       "first_affected_at": "2026-07-01T09:00:00+00:00",
+       "last_affected_at": "2026-07-01T09:40:00+00:00"}
+
+
+def _notice(**ctx: object) -> tuple[str, str]:
+    renderer = Renderer(now=NOON)
+    context = {**HIT, **ctx}
+    subject = renderer.subject("outage_notice", context)
+    msg = renderer.outgoing({"message_id": 1, "kind": "outage_notice",
+                             "template": "outage_notice", "to_email": "a@x.example",
+                             "to_name": "Ana", "subject": subject, "context": context})
+    return subject, " ".join(msg.full_text().split())
+
+
+def test_a_contact_the_errors_missed_is_not_told_the_workspace_had_none() -> None:
+    _, text = _notice(stage="started", you_were_affected=False)
+    assert "Failed requests: 4 of 4 (100.0%)" in text
+    assert "no failed requests" not in text
+    assert "You did not run into these errors yourself; others in your workspace did" in text
+    _, mine = _notice(stage="started", you_were_affected=True)
+    assert "You did not run into" not in mine and "no failed requests" not in mine
+    # an account that only used the components, without errors, is told just that
+    _, exposed = _notice(stage="started", you_were_affected=False, failed_requests=0.0,
+                         failed_events=0, affected_users=0)
+    assert "we saw no failed requests from it so far" in exposed
+
+
+def test_each_stage_says_its_own_thing_and_its_subject_carries_the_status() -> None:
+    subject, started = _notice(stage="started", you_were_affected=True)
+    assert subject == "[Investigating] Scheduled reports failing"
+    assert "We are sorry" in started and "What is affected: Scheduled reports" in started
+    assert "What we are doing Our engineers are working on it now." in started
+    assert "Next update: within 2 hours" in started
+
+    subject, update = _notice(stage="update", status="identified", you_were_affected=True,
+                              latest_update="A bad deploy; rolling it back.")
+    assert subject == "[Update] Scheduled reports failing"
+    assert "What changed A bad deploy; rolling it back." in update
+    assert "Next update: within 2 hours" in update
+
+    subject, resolved = _notice(stage="resolved", status="resolved", you_were_affected=True,
+                                latest_update="A disk filled up; we added capacity.")
+    assert subject == "[Resolved] Scheduled reports failing"
+    assert "What caused it and what we did A disk filled up; we added capacity." in resolved
+    assert "Next update" not in resolved and "What is affected" not in resolved
+    # the customer's own totals, in their own time zone (Paris: UTC+2 in July)
+    assert "Failed requests: 4 of 4" in resolved and "Users affected: 2" in resolved
+    assert "11:00" in resolved and "11:40" in resolved
+    assert "sorry for the disruption" in resolved
+    assert "Service credit" not in resolved  # no SLA credit owed: none mentioned
+    _, owed = _notice(stage="resolved", status="resolved", you_were_affected=True,
+                      service_credit={"month": "July 2026", "uptime": "99.798%",
+                                      "promised": "99.9%", "percent": "10%",
+                                      "amount": "EUR 120.00"})
+    assert ("your plan promises 99.9% monthly uptime. With this incident, July 2026 stands at "
+            "99.798%, so you are owed a service credit of 10% of your monthly fee: EUR 120.00"
+            ) in owed
+
+
+def test_components_are_named_as_customers_know_them() -> None:
+    assert component_name("reports") == "Scheduled reports"
+    assert component_name("REPORTS") == "Scheduled reports"
+    assert component_name("billing-portal") == "Billing portal"
+    assert component_name("bulk_export") == "Bulk export"  # not in the catalogue
+    assert component_names(["reports", "api", "reports", " "]) == ["Scheduled reports", "API"]
+    assert stage_kind("update-monitoring") == "update" and stage_kind("resolved") == "resolved"

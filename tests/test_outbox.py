@@ -91,7 +91,8 @@ def test_queue_is_idempotent(engine: Engine) -> None:
     assert (second.queued, second.duplicates) == (0, 1)
     row = rows(engine)["notice:inc-1:started:c1"]
     assert row["status"] == "queued" and row["to_email"] == "ana@nw.example"
-    assert row["subject"] == "API errors"  # rendered at queue time (no account_name given)
+    # rendered at queue time (no account_name given), with the status first
+    assert row["subject"] == "[Investigating] API errors"
     assert row["queued_at"] == NOON and row["attempts"] == 0
     assert row["from_email"] == "care@pulse-demo.example"
 
@@ -333,7 +334,7 @@ def test_header_injection_is_refused_or_neutralised(engine: Engine, outbox_dir: 
     queue(engine, [sneaky], now=NOON)
     row = rows(engine)["outage_notice:c1"]
     assert row["to_name"] == "Ana Bcc: all@victims.example"
-    assert row["subject"] == "Down Bcc: all@victims.example"
+    assert row["subject"] == "[Investigating] Down Bcc: all@victims.example"
     send_due(engine, FileTransport(outbox_dir), now=NOON)
     msg = eml(outbox_dir, row["message_id"])
     assert msg["Bcc"] is None and msg["X-Evil"] is None
@@ -494,7 +495,7 @@ def test_templates_accept_the_planners_context_names() -> None:
     msg = renderer.outgoing({"message_id": 1, "kind": "outage_notice",
                              "template": "outage_notice", "to_email": "a@x.example",
                              "to_name": "Ana", "subject": subject, "context": ctx})
-    assert subject == "Resolved: Login <slow>"
+    assert subject == "[Resolved] Login <slow>"
     html = msg.full_html()
     assert "Login &lt;slow&gt;" in html and "Impact:</strong> critical" in html
     assert "All clear." in html and "we saw no failed requests" in html

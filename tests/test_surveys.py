@@ -369,3 +369,27 @@ def test_the_pulse_surveys_dag_sends_nothing_twice(
     assert len(list((pulse_home / "outbox").glob("*.eml"))) == 3
     assert len([r for r in surveys(engine).values() if r["status"] == "queued"]) == 3
     engine.dispose()
+
+
+def test_the_survey_email_says_what_answering_takes() -> None:
+    """A rating link opens a page that asks to confirm (link scanners follow links): the
+    email and its subject must not promise that one click records the answer."""
+    from pulse.outreach.render import Renderer
+
+    now = datetime(2026, 7, 10, 10, tzinfo=UTC)
+    renderer = Renderer(now=now)
+    ctx = {"survey_id": 7, "contact_id": "c1", "question": "How did we do?",
+           "trigger": "ticket", "ticket_id": "t1", "ticket_subject": "Exports",
+           "account_name": "Northwind", "contact_name": "Ana", "timezone": "UTC",
+           "issued_at": now.isoformat(), "expires_at": (now + timedelta(days=14)).isoformat()}
+    subject = renderer.subject("csat_survey", ctx)
+    msg = renderer.outgoing({"message_id": 1, "kind": "csat_survey", "template": "csat_survey",
+                             "to_email": "a@x.example", "to_name": "Ana", "subject": subject,
+                             "context": ctx})
+    text = " ".join(msg.full_text().split())
+    html = " ".join(msg.full_html().split())
+    for body in (subject, text, html):
+        assert "one click records" not in body.lower() and "one click to" not in body.lower()
+    assert "asks you to confirm it with one more click" in text
+    assert "asks you to confirm it with one more click" in html
+    assert subject == 'How did we do on "Exports"? Rate it in two clicks'

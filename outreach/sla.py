@@ -1,0 +1,106 @@
+"""Service credits a plan's SLA gives after an outage (plans in outreach/sla.yaml).
+
+A month's uptime is 100 × (1 − downtime / minutes in the month), where the downtime is the
+time every resolved incident that hit the account spent open within that month (overlapping
+incidents counted once). The credit is the share of the month's fee that the lowest threshold
+the uptime falls below gives; the amount is rounded to the cent, half up.
+"""
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+PLANS = Path(__file__).with_name("sla.yaml")
+
+
+@dataclass(frozen=True)
+class Sla:
+    uptime: float  # the promised monthly uptime, percent
+    credits: tuple[tuple[float, float], ...]  # (uptime below, credit percent), any order
+
+
+@dataclass(frozen=True)
+class Credit:
+    month: str  # "July 2026"
+    uptime: float  # the month's uptime so far, percent
+    promised: float
+    percent: float  # of the monthly fee
+    amount: Decimal
+    currency: str
+
+    def to_context(self) -> dict[str, Any]:
+        """What the customer reads (their own contract and their own month only)."""
+        return {"month": self.month, "uptime": f"{_pct(self.uptime)}%",
+                "promised": f"{_pct(self.promised)}%", "percent": f"{self.percent:g}%",
+                "amount": f"{self.currency} {self.amount:,.2f}"}
+
+
+def _pct(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+@lru_cache(maxsize=1)
+def _plans() -> dict[str, Sla]:
+    doc = yaml.safe_load(PLANS.read_text(encoding="utf-8")) or {}
+    plans = {}
+    for name, spec in (doc.get("plans") or {}).items():
+        tiers = tuple((float(below), float(pct)) for below, pct in spec.get("credits") or ())
+        plans[str(name).strip().lower()] = Sla(float(spec["uptime"]), tiers)
+    return plans
+
+
+def plan_sla(plan: str | None) -> Sla | None:
+    """The SLA of a plan, or None when the plan promises none."""
+    if plan is None or (isinstance(plan, float) and pd.isna(plan)):
+        return None
+    return _plans().get(str(plan).strip().lower())
+
+
+def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The UTC calendar month holding `moment`: [start, end)."""
+    m = moment.astimezone(UTC)
+    start = datetime(m.year, m.month, 1, tzinfo=UTC)
+    end = datetime(m.year + (m.month == 12), m.month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def downtime_minutes(windows: list[tuple[datetime, datetime]], start: datetime,
+                     end: datetime) -> float:
+    """Minutes within [start, end) covered by any of `windows` (overlaps counted once)."""
+    spans = sorted((max(a, start), min(b, end)) for a, b in windows if b > start and a < end)
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in spans:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += (cur_b - cur_a).total_seconds()  # type: ignore[operator]
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += (cur_b - cur_a).total_seconds()  # type: ignore[operator]
+    return total / 60.0
+
+
+def service_credit(sla: Sla, *, downtime: float, month_start: datetime, fee: Decimal | float,
+                   currency: str) -> Credit | None:
+    """The credit `sla` gives for `downtime` minutes in the month starting at `month_start`
+    on a monthly fee of `fee`; None when the month stays within the promise."""
+    days = calendar.monthrange(month_start.year, month_start.month)[1]
+    minutes = days * 24 * 60
+    uptime = 100.0 * (1.0 - min(max(downtime, 0.0), minutes) / minutes)
+    owed = [pct for below, pct in sla.credits if uptime < below]
+    if not owed:
+        return None
+    percent = max(owed)
+    amount = (Decimal(str(fee)) * Decimal(str(percent)) / Decimal(100)).quantize(
+        Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return Credit(month_start.strftime("%B %Y"), uptime, sla.uptime, percent, amount,
+                  currency or "USD")
