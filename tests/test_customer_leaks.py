@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
@@ -26,7 +26,7 @@ from pulse.outreach.checkins import queue_daily
 from pulse.outreach.notices import queue_outage_notices
 from pulse.outreach.render import Renderer
 from pulse.outreach.surveys import queue_due_surveys
-from pulse.sql.schema import Contact, OutboxMessage
+from pulse.sql.schema import Contact, Incident, OutboxMessage
 
 OUTBOX = OutboxMessage.__table__
 #: the templates whose readers are customers
@@ -69,6 +69,13 @@ def _demo_outbox(engine: Engine, folder: Path) -> tuple[datetime, list[dict[str,
     queue_daily(engine, as_of)
     refresh_impacts(engine, now=now)
     queue_outage_notices(engine, now=now)
+    # the live incident resolves: the resolved notices (totals, cause, credit) are read too
+    later = now + timedelta(minutes=30)
+    with engine.begin() as conn:
+        conn.execute(update(Incident).where(Incident.status != "resolved").values(
+            status="resolved", resolved_at=later, updated_at=later))
+    refresh_impacts(engine, now=later)
+    queue_outage_notices(engine, now=later)
     queue_due_surveys(engine, now=now)
     with engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(
@@ -140,4 +147,7 @@ def test_no_customer_email_of_the_demo_carries_an_internal_fact(
             problems.append(f"{where}: sent by a team alias, {message.from_name!r}")
     # Every customer programme took part, so the test can fail on each of them.
     assert all(seen.values()), seen
+    stages = {r["idempotency_key"].split(":")[2] for r in rows
+              if r["template"] == "outage_notice"}
+    assert {"started", "resolved"} <= stages, stages
     assert not problems, f"{len(problems)} leaks, the first ones:\n" + "\n".join(problems[:25])
