@@ -6,6 +6,8 @@ scored date (or the run's logical date when triggered by hand):
 
 1. **daily**: queues a check-in from the CSM to the primary contact of every red or silently
    dissatisfied account (at most one per account per `PULSE_CHECKIN_EVERY_DAYS`, default 30)
+   (a draft its CSM approves with `pulse outreach drafts approve` under the default
+   `PULSE_CHECKINS=approve`; none, but a `no_csm` record, for accounts without a named CSM)
    and one digest per CSM listing accounts that entered red or got a new flag
    (`pulse.outreach.checkins.queue_daily`; keys carry the date, so re-runs queue nothing new).
 2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`).

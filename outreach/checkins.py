@@ -3,15 +3,26 @@
 `plan_checkins(engine, as_of)` picks every account that is red or silently dissatisfied as
 of the date and has not had a check-in queued within `checkin_every_days` (default 30), and
 writes one personal check-in from the account's CSM to its primary contact (an admin or
-owner, else the contact who used the product most in the last 28 days). Cancelled accounts,
-and accounts without a CSM or a contact, are skipped and counted with the reason.
+owner, else the contact who used the product most in the last 28 days). Cancelled accounts
+and accounts without a contact are skipped and counted with the reason.
+
+Two vocabularies (issue 13, outreach/vocabulary.py): the customer's email is rendered from a
+`CustomerCheckin` only (the features the account relied on and stopped using, with guides;
+the renewal date when near; an offer of a call; the CSM's real name), never from the
+evidence. The evidence (health, band, every flag in words) is a `CsmEvidence` that goes to
+the CSM's digest. A check-in is sent by a named person: an account whose `csm_email` is
+missing, unusable or a shared inbox (`cs-team@...`) gets no automated check-in; its row is
+recorded `suppressed` with rule `no_csm` and the evidence goes to the shared inbox's digest,
+or, without any address, to `csm_queue_email`. With `checkins: approve` (the default) each
+check-in is written as a `draft` for its CSM to edit and approve (outreach/drafts.py).
 
 `plan_csm_digests(engine, as_of)` writes one digest per CSM per day listing the accounts that
-entered red or got a new flag since the previous scored date, with the evidence, and the CSAT
+entered red or got a new flag since the previous scored date, with the evidence, the CSAT
 ratings of 1 or 2 on the CSM's accounts that arrived since then (by `rated_at`; a comment
-added later brings the rating back with it), with the contact and the comment. Digests are
-internal mail: they are not automated customer messages, so the cap and unsubscribe do not
-apply; a CSM with nothing new gets nothing, a CSM with only low ratings still gets one.
+added later brings the rating back with it), with the contact and the comment, and the
+day's check-ins with their evidence. Digests are internal mail: they are not automated
+customer messages, so the cap and unsubscribe do not apply; a CSM with nothing new gets
+nothing, a CSM with only low ratings or check-ins still gets one.
 
 Both return drafts for `outreach.outbox.queue`; idempotency keys carry the date, so a re-run
 of the same day queues nothing new. `queue_daily(engine, as_of)` does both.
@@ -25,9 +36,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 
 from pulse.outreach.links import account_url
+from pulse.outreach.vocabulary import CsmEvidence, CustomerCheckin, feature_help, person_name
 from pulse.sql.schema import (
     Account,
     AccountFlag,
@@ -57,6 +69,9 @@ class DailyReport:
     queued: int = 0
     duplicates: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    #: why each check-in was planned (CSM-only), and the CSM it belongs to ("" for none)
+    evidence: list[CsmEvidence] = field(default_factory=list)
+    evidence_csm: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
@@ -121,9 +136,56 @@ def _latest_before(engine: Engine, as_of: date) -> date | None:
         return conn.execute(select(func.max(h.c.as_of)).where(h.c.as_of < as_of)).scalar()
 
 
+#: a feature the account "relied on": used in at least half of the weeks of the window
+#: before the recent one; "no longer uses": not used at all in the recent window
+LAPSED_RECENT_DAYS, LAPSED_PRIOR_WEEKS, MAX_FEATURES = 14, 8, 3
+
+
+def lapsed_features(engine: Engine, account_ids: list[str], as_of: date) -> dict[str, list[str]]:
+    """Per account, the features it used in at least half of the `LAPSED_PRIOR_WEEKS` weeks
+    before the last `LAPSED_RECENT_DAYS` days and not once since, most used first (at most
+    `MAX_FEATURES`). One grouped query; the account's own usage only, nobody named."""
+    if not account_ids:
+        return {}
+    u = UsageEvent.__table__
+    end = pd.Timestamp(as_of + timedelta(days=1), tz="UTC").to_pydatetime()
+    recent = end - timedelta(days=LAPSED_RECENT_DAYS)
+    weeks = [(recent - timedelta(weeks=k + 1), recent - timedelta(weeks=k))
+             for k in range(LAPSED_PRIOR_WEEKS)]
+    cols = [func.sum(case((and_(u.c.occurred_at >= lo, u.c.occurred_at < hi), u.c.quantity),
+                          else_=0)).label(f"w{k}") for k, (lo, hi) in enumerate(weeks)]
+    q = (select(u.c.account_id, u.c.feature, *cols,
+                func.sum(case((u.c.occurred_at >= recent, u.c.quantity), else_=0))
+                .label("recent"))
+         .where(u.c.account_id.in_(account_ids), u.c.occurred_at >= weeks[-1][0],
+                u.c.occurred_at < end)
+         .group_by(u.c.account_id, u.c.feature))
+    frame = _frame(engine, q)
+    if frame.empty:
+        return {}
+    w = frame[[f"w{k}" for k in range(LAPSED_PRIOR_WEEKS)]].astype(float).fillna(0.0)
+    frame["prior"] = w.sum(axis=1)
+    relied = (w > 0).sum(axis=1) * 2 >= LAPSED_PRIOR_WEEKS
+    lapsed = frame[relied & (frame["recent"].astype(float).fillna(0.0) <= 0)]
+    lapsed = lapsed.sort_values(["account_id", "prior", "feature"],
+                                ascending=[True, False, True], kind="stable")
+    return {str(acc): [str(f) for f in g["feature"]]
+            for acc, g in lapsed.groupby("account_id", sort=True)}
+
+
+def _is_date(value: Any) -> bool:
+    return value is not None and not (not isinstance(value, str) and pd.isna(value))
+
+
 def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
                   report: DailyReport | None = None) -> list[Any]:
-    """Check-in drafts for red or silently dissatisfied accounts (see the module docstring)."""
+    """Check-in drafts for red or silently dissatisfied accounts (see the module docstring).
+
+    The customer's email is built from a `CustomerCheckin` (plain help: lapsed features with
+    their guides, a near renewal, an offer of a call, the CSM's name); the reasons go to the
+    CSM as `CsmEvidence` on `report.evidence`, for the digest. An account whose CSM is
+    missing, not a usable address or a shared inbox gets a `suppressed` row (rule `no_csm`)
+    instead of an automated check-in."""
     from pulse.core.settings import get_settings
     from pulse.outreach.outbox import Draft
 
@@ -131,8 +193,9 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
     every = every_days or settings.checkin_every_days
     report = report or DailyReport(as_of)
     h, f, a = AccountHealth.__table__, AccountFlag.__table__, Account.__table__
-    red = _frame(engine, select(h.c.account_id, h.c.score, h.c.band)
-                 .where(h.c.as_of == as_of, h.c.band == "red"))
+    health = _frame(engine, select(h.c.account_id, h.c.score, h.c.band)
+                    .where(h.c.as_of == as_of))
+    red = health[health["band"] == "red"]
     flagged = _frame(engine, select(f.c.account_id, f.c.flag, f.c.evidence)
                      .where(f.c.as_of == as_of, f.c.flag.in_(CHECKIN_FLAGS)))
     targets = sorted(set(red["account_id"]) | set(flagged["account_id"]))
@@ -141,29 +204,33 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
     cancelled = _cancelled(engine, as_of)
     o = OutboxMessage.__table__
     since = pd.Timestamp(as_of - timedelta(days=every - 1), tz="UTC").to_pydatetime()
+    # A check-in within the period, or one recorded as suppressed for want of a CSM (the CSM
+    # queue heard of it then), holds the next one back.
     recent = set(_frame(engine, select(o.c.account_id).where(
         o.c.kind == CHECKIN, o.c.account_id.in_(targets), o.c.queued_at >= since,
-        o.c.status != "suppressed").distinct())["account_id"])
-    accounts = _frame(engine, select(a.c.account_id, a.c.name, a.c.csm_email)
+        or_(o.c.status != "suppressed", o.c.rule == "no_csm")).distinct())["account_id"])
+    accounts = _frame(engine, select(a.c.account_id, a.c.name, a.c.csm_email,
+                                     a.c.renewal_date)
                       .where(a.c.account_id.in_(targets))).set_index("account_id")
     accounts["csm_email"] = accounts["csm_email"].fillna("").astype(str).str.strip().str.lower()
-    # Evidence in words: the flags of the day (any flag, not only the trigger).
+    # Evidence for the CSM: the flags of the day (any flag, not only the trigger).
     evidence = _frame(engine, select(f.c.account_id, f.c.flag, f.c.evidence)
                       .where(f.c.as_of == as_of, f.c.account_id.in_(targets)))
-    reasons = evidence.groupby("account_id")["evidence"].agg(list).to_dict()
+    reasons = {str(acc): tuple(zip(g["flag"], g["evidence"], strict=True))
+               for acc, g in evidence.groupby("account_id")}
     keep = []
     for acc in targets:
         if acc in cancelled:
             report.skipped["cancelled account"] += 1
         elif acc in recent:
             report.skipped[f"check-in within {every} days"] += 1
-        elif acc not in accounts.index or not accounts.at[acc, "csm_email"]:
-            report.skipped["no CSM"] += 1
-        elif not _plausible(accounts.at[acc, "csm_email"]):
-            report.skipped["CSM address not usable"] += 1
+        elif acc not in accounts.index:
+            report.skipped["unknown account"] += 1
         else:
             keep.append(acc)
     contacts = _primary_contacts(engine, keep, as_of).set_index("account_id")
+    lapsed = lapsed_features(engine, keep, as_of)
+    scores = health.set_index("account_id")
     drafts = []
     red_ids = set(red["account_id"])
     for acc in keep:
@@ -171,21 +238,51 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             report.skipped["no contact"] += 1
             continue
         person = contacts.loc[acc]
+        name = None if pd.isna(person["name"]) else str(person["name"])
         csm = str(accounts.at[acc, "csm_email"])
+        signer = person_name(csm) if _plausible(csm) else None
+        renewal = accounts.at[acc, "renewal_date"]
+        near = None
+        if _is_date(renewal) and settings.checkin_renewal_days > 0:
+            day = pd.Timestamp(renewal).date()
+            if 0 <= (day - as_of).days <= settings.checkin_renewal_days:
+                near = day.isoformat()
+        helps = [x for x in (feature_help(ft, settings.help_center_url)
+                             for ft in lapsed.get(acc, [])) if x is not None][:MAX_FEATURES]
+        customer = CustomerCheckin(
+            account_name=str(accounts.at[acc, "name"]), csm_name=signer,
+            csm_email=csm if signer else None, features=tuple(helps), renewal_date=near)
+        if signer:
+            rule = detail = None
+        else:
+            rule = "no_csm"
+            detail = ("the account has no CSM" if not csm else
+                      f"csm_email {csm!r} is not a usable address" if not _plausible(csm)
+                      else f"csm_email {csm!r} is a shared inbox, not a person")
+            report.skipped["no_csm"] += 1
+        hold = bool(signer) and settings.checkins == "approve"
+        score = scores["score"].get(acc)
+        report.evidence.append(CsmEvidence(
+            account_id=acc, account_name=str(accounts.at[acc, "name"]), contact_name=name,
+            contact_email=str(person["email"]),
+            reason="red" if acc in red_ids else "silent_dissatisfied",
+            health=None if score is None or pd.isna(score) else round(float(score), 1),
+            band=scores["band"].get(acc), flags=reasons.get(acc, ()),
+            outcome=("draft" if hold else "queued") if signer
+            else f"suppressed: no_csm ({detail})",
+            url=account_url(acc)))
+        report.evidence_csm.append(csm if _plausible(csm) else "")  # a shared inbox hears
         drafts.append(Draft(
             kind=CHECKIN, idempotency_key=f"checkin:{acc}:{as_of.isoformat()}",
-            template=CHECKIN, to_email=str(person["email"]),
-            to_name=None if pd.isna(person["name"]) else str(person["name"]),
+            template=CHECKIN, to_email=str(person["email"]), to_name=name,
             account_id=acc, contact_id=str(person["contact_id"]),
-            from_email=csm, from_name=f"{csm_name(csm)} at {settings.company_name}",
-            reply_to=csm,
-            context={"account_name": str(accounts.at[acc, "name"]),
-                     "contact_name": None if pd.isna(person["name"]) else str(person["name"]),
-                     "csm_name": csm_name(csm), "csm_email": csm,
-                     "reason": "red" if acc in red_ids else "silent_dissatisfied",
-                     "evidence": reasons.get(acc, []), "as_of": as_of.isoformat()},
+            from_email=csm if signer else None,
+            from_name=f"{signer} at {settings.company_name}" if signer else None,
+            reply_to=csm if signer else None,
+            context=customer.to_context(), rule=rule, rule_detail=detail,
+            hold=hold,
         ))
-    report.checkins_planned += len(drafts)
+    report.checkins_planned += sum(1 for d in drafts if d.rule is None)
     return drafts
 
 
@@ -254,15 +351,24 @@ def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None 
         low = low[~unusable]
     alerts = {str(csm): [_alert(r) for r in g.itertuples(index=False)]
               for csm, g in low.groupby("csm_email", sort=True)} if not low.empty else {}
+    checkins: dict[str, list[dict[str, Any]]] = {}
+    for ev, csm in zip(report.evidence, report.evidence_csm, strict=True):
+        owner = csm or settings.csm_queue_email.strip().lower()
+        if not _plausible(owner):
+            report.skipped["check-in evidence without a CSM queue"] += 1
+            continue
+        checkins.setdefault(owner, []).append(ev.to_context())
     today = _frame(engine, select(h.c.account_id, h.c.score, h.c.band)
                    .where(h.c.as_of == as_of))
-    if today.empty and not alerts:
+    if today.empty and not alerts and not checkins:
         return []
     drafts = [] if today.empty else _risk_digests(engine, as_of, before, today, alerts,
-                                                  report, settings)
+                                                  checkins, report, settings)
     covered = {d.to_email for d in drafts}
-    for csm in sorted(set(alerts) - covered):  # a CSM with only low ratings still hears
-        drafts.append(_digest(Draft, csm, as_of, before, [], alerts[csm], settings))
+    # a CSM with only low ratings or check-ins still hears
+    for csm in sorted((set(alerts) | set(checkins)) - covered):
+        drafts.append(_digest(Draft, csm, as_of, before, [], alerts.get(csm, []), settings,
+                              checkins.get(csm, [])))
     report.digests_planned += len(drafts)
     return drafts
 
@@ -272,19 +378,22 @@ def _midnight(day: date) -> datetime:
 
 
 def _digest(draft: Any, csm: str, as_of: date, before: date | None,
-            items: list[dict[str, Any]], alerts: list[dict[str, Any]], settings: Any) -> Any:
+            items: list[dict[str, Any]], alerts: list[dict[str, Any]], settings: Any,
+            checkins: list[dict[str, Any]] | None = None) -> Any:
     return draft(
         kind=DIGEST, idempotency_key=f"csm_digest:{csm.lower()}:{as_of.isoformat()}",
         template=DIGEST, to_email=csm, to_name=csm_name(csm),
         urgent=False, automated=False,
         context={"csm_name": csm_name(csm), "as_of": as_of.isoformat(),
                  "since": before.isoformat() if before else None, "accounts": items,
-                 "low_ratings": alerts, "company_name": settings.company_name},
+                 "low_ratings": alerts, "checkins": checkins or [],
+                 "company_name": settings.company_name},
     )
 
 
 def _risk_digests(engine: Engine, as_of: date, before: date | None, today: pd.DataFrame,
-                  alerts: dict[str, list[dict[str, Any]]], report: DailyReport,
+                  alerts: dict[str, list[dict[str, Any]]],
+                  checkins: dict[str, list[dict[str, Any]]], report: DailyReport,
                   settings: Any) -> list[Any]:
     """The digests of CSMs whose accounts entered red or got a new flag (with their alerts)."""
     from pulse.outreach.outbox import Draft
@@ -335,7 +444,7 @@ def _risk_digests(engine: Engine, as_of: date, before: date | None, today: pd.Da
             })
         items.sort(key=lambda i: (not i["entered_red"], -(i["mrr"] or 0)))
         drafts.append(_digest(Draft, str(csm), as_of, before, items,
-                              alerts.get(str(csm), []), settings))
+                              alerts.get(str(csm), []), settings, checkins.get(str(csm), [])))
     return drafts
 
 

@@ -26,6 +26,10 @@ the same key is a no-op). `send_due` (outreach/outbox_send.py) then, in this ord
                   worse than none)
    =============  =============================================================  =========
 
+   A planner may also write a row already `suppressed` with its rule (`Draft.rule`): a
+   check-in for an account without a named CSM is recorded with rule `no_csm` (and listed
+   in the CSM queue's digest), so that every intended message is either sent or recorded.
+
    Urgent messages (outage notices of major or critical incidents) pass the cap and quiet
    hours but never an opt-out or the suppression list; they do count towards the cap of
    the messages after them.
@@ -75,8 +79,8 @@ CONTACTS = Contact.__table__
 SUPPRESSIONS = Suppression.__table__
 PURCHASES = PurchaseEvent.__table__
 
-STATUSES = ("queued", "sending", "sent", "suppressed", "failed", "delivered", "bounced")
-RULES = ("opted_out", "suppressed", "churned", "quiet_hours", "cap")
+STATUSES = ("draft", "queued", "sending", "sent", "suppressed", "failed", "delivered", "bounced")
+RULES = ("opted_out", "suppressed", "churned", "quiet_hours", "cap", "no_csm")
 #: statuses of messages that reached (or may have reached) the provider: they count for the cap
 HANDED_OVER = ("sending", "sent", "delivered", "bounced")
 SUPPRESSION_REASONS = ("bounce", "spamreport", "unsubscribe", "dropped", "manual")
@@ -103,6 +107,12 @@ class Draft:
     from_email: str | None = None
     from_name: str | None = None
     reply_to: str | None = None
+    # Set by a planner that already knows the message must not go (a check-in without a
+    # named CSM: `no_csm`): the row is written `suppressed` with this rule, never sent.
+    rule: str | None = None
+    rule_detail: str | None = None
+    # Written as a `draft` that a person approves before it is queued (outreach/drafts.py).
+    hold: bool = False
 
 
 @dataclass
@@ -163,6 +173,9 @@ def outbox_row(draft: Draft, renderer: Renderer, settings: Settings, now: dateti
     if not draft.kind or len(draft.kind) > 32:
         raise InvalidDraftError(f"draft {key!r}: kind must be 1-32 characters "
                                 f"(not {draft.kind!r})")
+    if draft.rule is not None and draft.rule not in RULES:
+        raise InvalidDraftError(f"draft {key!r}: invalid rule {draft.rule!r}: expected one of "
+                                f"{', '.join(RULES)}")
     try:
         template_spec(draft.template)
     except TemplateError as exc:
@@ -191,7 +204,9 @@ def outbox_row(draft: Draft, renderer: Renderer, settings: Settings, now: dateti
         "context": context,
         "urgent": bool(draft.urgent),
         "automated": bool(draft.automated),
-        "status": "queued",
+        "status": "suppressed" if draft.rule else "draft" if draft.hold else "queued",
+        "rule": draft.rule,
+        "rule_detail": one_line(draft.rule_detail) if draft.rule else None,
         "queued_at": now,
         "updated_at": now,
         "attempts": 0,

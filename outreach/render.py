@@ -15,6 +15,11 @@ and become that recipient's substitutions, so a transport can send one body to m
 recipients. The keys a template treats as personal are declared in `TEMPLATES`; the shared
 render never sees them. `unsubscribe_url` is a built-in slot: the recipient's signed link.
 
+Customer-vocabulary templates (`vocabulary.CUSTOMER_CONTEXTS`, the check-in) are rendered
+from a context rebuilt from their dataclass: a stored context with any other key is refused
+with `TemplateError`, at queue time (the subject) and at send time (the bodies), and a
+check-in is rendered for sending only with a named CSM to sign it.
+
 HTML is autoescaped: every value from the context (names, incident titles, evidence lines)
 is escaped; a value that looks like a substitution token is neutralised so that it cannot
 pull another slot's value into the text.
@@ -38,6 +43,7 @@ from pulse.core.errors import PulseError, TemplateError
 from pulse.core.settings import Settings, get_settings
 from pulse.outreach.message import Outgoing
 from pulse.outreach.tokens import sign
+from pulse.outreach.vocabulary import customer_context
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 UNSUBSCRIBE = "unsubscribe"  # the token purpose of unsubscribe links
@@ -71,10 +77,13 @@ TEMPLATES: dict[str, TemplateSpec] = {
     ),
     "checkin": TemplateSpec(
         "checkin",
-        frozenset({"account_name", "contact_name", "note_lines", "evidence", "reason",
-                   "as_of", "csm_name", "csm_email"}),
-        "A CSM checks in with a quiet account. Personal: account_name, note_lines or "
-        "evidence (short customer-facing lines), csm_name, csm_email (also the sender).",
+        frozenset({"account_name", "csm_name", "csm_email", "features", "renewal_date",
+                   "note"}),
+        "A CSM checks in with a quiet account. The context is exactly a "
+        "`vocabulary.CustomerCheckin` (any other key is refused): account_name, csm_name and "
+        "csm_email (the real person who signs and sends it), features (list of {feature, "
+        "label, guide_url}: what the account used to rely on and stopped using), "
+        "renewal_date (ISO, only when near), note (the CSM's own words, from a draft edit).",
     ),
     "csm_digest": TemplateSpec(
         "csm_digest",
@@ -299,6 +308,7 @@ class Renderer:
                 to_name: str | None = None) -> str:
         """The one-line subject of `template` for this context and recipient."""
         template_spec(template)
+        context = customer_context(template, context) or context
         try:
             tpl = self.subject_env.get_template(f"{template}.subject.txt")
         except TemplateNotFound:
@@ -369,6 +379,7 @@ class Renderer:
         template = row["template"]
         spec = template_spec(template)
         context = dict(row.get("context") or {})
+        context = customer_context(template, context, sending=True) or context
         automated = bool(row.get("automated", True))
         shared_ctx = {k: v for k, v in context.items() if k not in spec.personal}
         shared = self._shared_part(template, shared_ctx, automated)

@@ -46,7 +46,6 @@ def drafts(n: int, prefix: str = "overlap", bodies: int = 1) -> list[Draft]:
         to_email=f"contact{i}@example.com", to_name=f"Contact {i}", account_id=f"A{i % 40}",
         automated=False,  # not subject to quiet hours or the cap: this test is about claims
         context={"account_name": f"Account {i % 40}",
-                 "note_lines": ["Your team has been quieter than usual this month."],
                  "csm_name": f"Dana Scully {i % bodies}", "csm_email": "dana@pulse-demo.example"},
         from_email="care@pulse-demo.example",
     ) for i in range(n)]
@@ -197,7 +196,8 @@ def test_two_senders_at_once_keep_the_frequency_cap(engine: Engine, pulse_home: 
     """Six automated check-ins to one contact, two runs at the same moment: the cap (2)."""
     many = [Draft(kind="checkin", idempotency_key=f"cap:{i}", template="checkin",
                   to_email="same@example.com", contact_id="c-1", account_id="A1",
-                  context={"account_name": "A", "note_lines": ["x"], "csm_name": "Kim"})
+                  context={"account_name": "A", "csm_name": "Kim Lee",
+                           "csm_email": "kim.lee@pulse.example"})
             for i in range(6)]
     queue(engine, many)
     noon = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # no quiet hours in UTC at noon

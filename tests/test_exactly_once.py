@@ -36,7 +36,6 @@ def drafts(n: int) -> list[Draft]:
         to_email=f"contact{i}@example.com", to_name=f"Contact {i}", account_id=f"A{i % 40}",
         automated=False,  # not subject to quiet hours: the test must not depend on the clock
         context={"account_name": f"Account {i % 40}",
-                 "note_lines": ["Your team has been quieter than usual this month."],
                  "csm_name": "Dana Scully", "csm_email": "dana@pulse-demo.example"},
         from_email="care@pulse-demo.example",
     ) for i in range(n)]

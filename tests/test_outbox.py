@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from pulse.core.errors import HeaderInjectionError
+from pulse.core.errors import HeaderInjectionError, TemplateError
+from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult
-from pulse.outreach.outbox import Draft, add_suppression, queue
+from pulse.outreach.outbox import Draft, add_suppression, outbox_row, queue
 from pulse.outreach.outbox_send import send_due
 from pulse.outreach.render import Renderer
 from pulse.outreach.transports.file import FileTransport
+from pulse.outreach.vocabulary import CustomerCheckin, FeatureHelp
 from pulse.sql.schema import Account, Contact, OutboxMessage, PurchaseEvent
 
 NOON = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # 12:00 UTC: 14:00 Paris, 21:00 Tokyo
@@ -58,7 +60,7 @@ def draft(contact: str, email: str, *, kind: str = "checkin", key: str | None = 
           **extra: Any) -> Draft:
     template = template or ("outage_notice" if kind == "outage_notice" else "checkin")
     context = dict(NOTICE) if template == "outage_notice" else {
-        "account_name": "Northwind", "note_lines": ["Usage fell by half"], "csm_name": "Kim"}
+        "account_name": "Northwind", "csm_name": "Kim Lee", "csm_email": "kim.lee@pulse.example"}
     context.update(extra.pop("context", {}))
     return Draft(kind=kind, idempotency_key=key or f"{kind}:{contact}", template=template,
                  to_email=email, context=context, to_name=extra.pop("to_name", contact.upper()),
@@ -205,7 +207,8 @@ def test_the_cap_counts_every_kind_and_the_same_address(engine: Engine,
         draft("c1", "ana@nw.example", key="b", kind="survey"),
         # the same address without a contact id is the same person for the cap
         Draft(kind="checkin", idempotency_key="c", template="checkin", to_email="ANA@nw.example",
-              context={"account_name": "Northwind"}),
+              context={"account_name": "Northwind", "csm_name": "Kim Lee",
+                       "csm_email": "kim.lee@pulse.example"}),
         # a CSM digest is not automated: no cap
         Draft(kind="csm_digest", idempotency_key="d", template="csm_digest",
               to_email="ana@nw.example", context={"accounts": []}, automated=False),
@@ -496,8 +499,38 @@ def test_templates_accept_the_planners_context_names() -> None:
     html = msg.full_html()
     assert "Login &lt;slow&gt;" in html and "Impact:</strong> critical" in html
     assert "All clear." in html and "we saw no failed requests" in html
-    checkin = {"account_name": "North", "evidence": ["Logins fell by half"], "csm_name": "Kim"}
+    checkin = CustomerCheckin(
+        account_name="North", csm_name="Kim Lee", csm_email="kim.lee@pulse.example",
+        features=(FeatureHelp("reports", "Reports", "https://help.example/guides/reports"),),
+        renewal_date="2026-07-20").to_context()
     text = renderer.outgoing({"message_id": 2, "kind": "checkin", "template": "checkin",
                               "to_email": "a@x.example", "subject": "s",
                               "context": checkin}).full_text()
-    assert "- Logins fell by half" in text and text.startswith("Hello,")
+    assert text.startswith("Hello,") and "- Reports: https://help.example/guides/reports" in text
+    assert "renews on 20 July 2026" in text and "Kim Lee\nkim.lee@pulse.example" in text
+
+
+def test_a_check_in_reaches_only_the_customer_vocabulary() -> None:
+    """The CSM's evidence cannot travel in a check-in: the renderer refuses the key at queue
+    time (subject) and at send time (bodies), and refuses a check-in without a named CSM."""
+    renderer = Renderer(now=NOON)
+    ok = {"account_name": "North", "csm_name": "Kim Lee", "csm_email": "kim.lee@pulse.example"}
+    assert renderer.subject("checkin", ok) == "Checking in on North"
+    for leak in ({"evidence": ["health 52.1 (amber)"]}, {"health": 52.1},
+                 {"note_lines": ["no ticket in 40 days"]}):
+        with pytest.raises(TemplateError, match="refused the key"):
+            renderer.subject("checkin", {**ok, **leak})
+        with pytest.raises(TemplateError, match="refused the key"):
+            renderer.outgoing({"message_id": 3, "kind": "checkin", "template": "checkin",
+                               "to_email": "a@x.example", "subject": "s",
+                               "context": {**ok, **leak}})
+        with pytest.raises(TemplateError, match="refused the key"):  # nothing is queued
+            outbox_row(Draft(kind="checkin", idempotency_key="k", template="checkin",
+                             to_email="a@x.example", context={**ok, **leak}),
+                       renderer, get_settings(), NOON)
+    for sender in ({"csm_name": None, "csm_email": None},
+                   {"csm_name": "Cs Team", "csm_email": "cs-team@pulse.example"}):
+        with pytest.raises(TemplateError, match="named CSM"):
+            renderer.outgoing({"message_id": 4, "kind": "checkin", "template": "checkin",
+                               "to_email": "a@x.example", "subject": "s",
+                               "context": {**ok, **sender}})

@@ -270,7 +270,7 @@ def test_quiet_hours_and_the_cap_of_the_outbox_apply(engine: Engine, tmp_path: P
     queue(engine, [Draft(kind="checkin", idempotency_key=f"checkin:acc-1:{i}",
                          template="checkin", to_email="ana@northwind.example",
                          contact_id="c1", account_id="acc-1",
-                         context={"account_name": "Northwind", "note_lines": ["hi"],
+                         context={"account_name": "Northwind",
                                   "csm_name": "Ana", "csm_email": "ana.csm@pulse.example"})
                    for i in (1, 2)], now=N - timedelta(days=2))
     assert send_due(engine, FileTransport(), now=N - timedelta(days=2)).sent == 2

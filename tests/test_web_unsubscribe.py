@@ -119,7 +119,9 @@ def _world(engine: Engine) -> None:
 
 def _checkin(contact: str, email: str, key: str) -> Draft:
     return Draft(kind="checkin", idempotency_key=key, template="checkin", to_email=email,
-                 context={"account_name": "Northwind"}, contact_id=contact, account_id="acc-1")
+                 context={"account_name": "Northwind", "csm_name": "Kim Lee",
+                          "csm_email": "kim.lee@pulse.example"},
+                 contact_id=contact, account_id="acc-1")
 
 
 def _suppressions(engine: Engine) -> list[tuple[str, str, str]]:
@@ -210,7 +212,9 @@ def test_bad_expired_and_foreign_links_change_nothing_for_this_contact(
 def test_a_link_for_mail_to_a_bare_address_names_the_message(engine: Engine,
                                                              server: str) -> None:
     queue(engine, [Draft(kind="checkin", idempotency_key="bare", template="checkin",
-                         to_email="Zed@Example.com", context={})])
+                         to_email="Zed@Example.com",
+                         context={"account_name": "Zed Co", "csm_name": "Kim Lee",
+                                  "csm_email": "kim.lee@pulse.example"})])
     token = sign("unsubscribe", {"m": 1})
     with httpx.Client(timeout=10) as http:
         assert http.post(f"{server}/u/{token}").status_code == 200

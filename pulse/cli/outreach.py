@@ -1,4 +1,4 @@
-"""`pulse outreach send`, `pulse outbox list`, `pulse suppress add|list` and `pulse serve`:
+"""`pulse outreach send|drafts`, `pulse outbox list`, `pulse suppress add|list` and `pulse serve`:
 the outbox, the suppression list and the web app."""
 from __future__ import annotations
 
@@ -263,3 +263,76 @@ def register(app: typer.Typer) -> None:
     app.add_typer(outbox_app, name="outbox")
     app.add_typer(suppress_app, name="suppress")
     app.command("serve")(serve)
+
+
+# --------------------------------------------------------------------------- drafts
+
+drafts_app = typer.Typer(help="Check-ins waiting for their CSM's approval (PULSE_CHECKINS="
+                         "approve, the default): list, show, edit, approve.",
+                         no_args_is_help=True)
+outreach_app.add_typer(drafts_app, name="drafts")
+
+
+@drafts_app.command("list")
+def drafts_list(
+    csm: Annotated[str | None, typer.Option(help="Only this CSM's drafts (their address).")]
+    = None,
+    fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
+) -> None:
+    """List the check-ins waiting for approval, oldest first."""
+    from pulse.outreach.drafts import list_drafts
+
+    rows = _records(list_drafts(_engine(), csm_email=csm))
+    _emit(rows, ["message_id", "account_id", "to_email", "from_email", "subject", "queued_at"],
+          fmt, "Check-in drafts")
+
+
+def _print_message(message: Any) -> None:
+    out.print(Text(f"From: {message.from_name} <{message.from_email}>"))
+    out.print(Text(f"To: {message.to_name or ''} <{message.to_email}>"))
+    out.print(Text(f"Subject: {message.subject}"), end="\n\n")
+    out.print(Text(message.full_text()))
+
+
+@drafts_app.command("show")
+def drafts_show(message_id: Annotated[int, typer.Argument(help="The draft's message id.")]
+                ) -> None:
+    """Show a draft exactly as the customer would read it (text part)."""
+    from pulse.outreach.drafts import show_draft
+
+    _print_message(show_draft(_engine(), message_id))
+
+
+@drafts_app.command("edit")
+def drafts_edit(
+    message_id: Annotated[int, typer.Argument(help="The draft's message id.")],
+    note: Annotated[str | None, typer.Option(
+        help="A personal paragraph of yours, shown above the suggestions ('' removes it).")]
+    = None,
+    drop_feature: Annotated[list[str] | None, typer.Option(
+        "--drop-feature", help="Do not suggest this feature (id or label); repeatable.")]
+    = None,
+    drop_renewal: Annotated[bool, typer.Option(
+        "--drop-renewal", help="Do not mention the renewal date.")] = False,
+    subject: Annotated[str | None, typer.Option(help="A new subject line.")] = None,
+) -> None:
+    """Edit a draft within what a customer may read; prints it as it now reads."""
+    from pulse.outreach.drafts import edit_draft
+
+    _print_message(edit_draft(_engine(), message_id, note=note,
+                              drop_features=drop_feature or (), drop_renewal=drop_renewal,
+                              subject=subject))
+
+
+@drafts_app.command("approve")
+def drafts_approve(
+    message_ids: Annotated[list[int], typer.Argument(help="The drafts' message ids.")],
+) -> None:
+    """Approve drafts: they are queued and sent by the next `pulse outreach send` (after the
+    outbox's rules: opt-out, suppression list, quiet hours, cap)."""
+    from pulse.outreach.drafts import approve_drafts
+
+    done = approve_drafts(_engine(), message_ids)
+    skipped = sorted(set(message_ids) - set(done))
+    out.print(f"approved {len(done)}: " + (", ".join(map(str, done)) or "none")
+              + (f"; not drafts: {', '.join(map(str, skipped))}" if skipped else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,18 @@ class Settings(BaseSettings):
     quiet_end: str = Field(default="08:00", description="Quiet hours end (contact's time)")
     checkin_every_days: int = Field(default=30, ge=1, description="At most one check-in per "
                                     "account per this many days")
+    checkins: Literal["auto", "approve"] = Field(
+        default="approve", description="approve: each check-in is a draft its CSM reads, "
+        "edits and approves (`pulse outreach drafts`); auto: check-ins are queued at once")
+    checkin_renewal_days: int = Field(default=60, ge=0, description="A check-in mentions the "
+                                      "renewal date only when it is at most this many days "
+                                      "away (0: never)")
+    help_center_url: str = Field(default="https://help.pulse-demo.example",
+                                 description="Base of the guides a check-in links "
+                                 "(outreach/guides.yaml); empty: no guide links")
+    csm_queue_email: str = Field(default="", description="Who gets the daily digest of "
+                                 "accounts that need a check-in but have no named CSM (empty: "
+                                 "they are only recorded as suppressed, rule no_csm)")
     link_ttl_days: int = Field(default=14, ge=1, description="Public links expire after this")
     # --- CSAT surveys (issue 5)
     survey_delay_hours: float = Field(default=24.0, ge=0, description="A solved ticket (or "
