@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Engine, and_, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.outreach.notices import component_names
 from pulse.sql.db import write_transaction
@@ -109,20 +110,13 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
             .order_by(u.c.incident_id, u.c.created_at)).all()
     if not rows:
         return 0
-    frame = pd.DataFrame(rows, columns=["update_id", "incident_id", "status", "body",
-                                        "created_at", "title", "components"])
     posts = [{"post_key": f"x:{r.incident_id}:{r.update_id}", "incident_id": r.incident_id,
-              "text": compose(str(r.title), str(r.status), None if pd.isna(r.body) else r.body,
-                              url, component_names(r.components)),
-              "status": "queued", "created_at": now}
-             for r in frame.itertuples(index=False)]
-    dialect = engine.dialect.name
+              "text": compose(str(r.title), str(r.status), r.body, url,
+                              component_names(r.components)),
+              "status": "queued", "created_at": now} for r in rows]
+    make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with write_transaction(engine) as conn:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dinsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dinsert  # type: ignore[assignment]
-        done = conn.execute(dinsert(sp).on_conflict_do_nothing(index_elements=["post_key"])
+        done = conn.execute(make(sp).on_conflict_do_nothing(index_elements=["post_key"])
                             .returning(sp.c.post_id), posts).all()
     return len(done)
 
