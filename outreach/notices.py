@@ -258,12 +258,12 @@ def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
                             i.c.started_at < end))
     for col in ("started_at", "resolved_at"):
         windows[col] = pd.to_datetime(windows[col], utc=True)
+    spans = {str(k): list(zip(g["started_at"].dt.to_pydatetime(),
+                              g["resolved_at"].dt.to_pydatetime(), strict=True))
+             for k, g in windows.groupby("account_id")}
     out: dict[str, dict[str, Any]] = {}
     for acc in plans.itertuples(index=False):  # the hit accounts of one incident
-        mine = windows[windows["account_id"] == acc.account_id]
-        down = downtime_minutes(
-            [(x.to_pydatetime(), y.to_pydatetime())
-             for x, y in zip(mine["started_at"], mine["resolved_at"])], start, end)
+        down = downtime_minutes(spans.get(str(acc.account_id), []), start, end)
         credit = service_credit(acc.sla, downtime=down, month_start=start, fee=acc.mrr,
                                 currency=acc.currency)
         if credit is not None:
