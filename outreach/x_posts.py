@@ -9,7 +9,8 @@ stops after claiming leaves it `posting`, reported and never posted again by its
 refusal (400/403, a duplicate) marks it `failed` with the reason; a rate limit (429) or an
 outage stops the run and leaves the rest queued for the next one.
 
-Posts say only what the status page says (title, status, the update, the link): never an
+Posts say only what the status page says (title, status, the update, the estimated
+resolution while the incident carries one and it is ahead, the link): never an
 account, a customer or a number of theirs. Texts fit X's 280 characters as X counts them
 (a link counts 23).
 """
@@ -47,15 +48,24 @@ def x_length(text: str) -> int:
     return weight + URL_WEIGHT * len(links)
 
 
+def eta_text(eta: datetime) -> str:
+    """The estimated resolution as a public post says it, in UTC ("ETA 2 Jul 14:30 UTC.")."""
+    at = eta.astimezone(UTC) if eta.tzinfo else eta.replace(tzinfo=UTC)
+    return f"ETA {at.day} {at:%b %H:%M} UTC."
+
+
 def compose(title: str, status: str, body: str | None, url: str | None,
-            components: list[str]) -> str:
-    """One post: "[Status] Title (components): update. link", the update cut to fit 280."""
-    label = "Resolved" if status in ("resolved", "postmortem", "completed") else \
-        status.replace("_", " ").capitalize()
+            components: list[str], *, eta: datetime | None = None) -> str:
+    """One post: "[Status] Title (components): update. ETA. link", the update cut to fit
+    280; the ETA (the estimated resolution) only while the incident is not resolved."""
+    resolved = status in ("resolved", "postmortem", "completed")
+    label = "Resolved" if resolved else status.replace("_", " ").capitalize()
     head = f"[{label}] {title.strip()}"
     if components:
         head += f" ({', '.join(components)})"
     tail = f" {url}" if url else ""
+    if eta is not None and not resolved:
+        tail = f" {eta_text(eta)}{tail}"
     text = " ".join((body or "").split())
     room = LIMIT - x_length(head + ": " + tail) if text else 0
     if text and x_length(text) > room:
@@ -103,7 +113,7 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
     with engine.connect() as conn:
         rows = conn.execute(
             select(u.c.update_id, u.c.incident_id, u.c.status, u.c.body, u.c.created_at,
-                   i.c.title, i.c.components)
+                   i.c.title, i.c.components, i.c.eta)
             .join(i, i.c.incident_id == u.c.incident_id)
             .where(or_(hit, i.c.status != "investigating"))
             .where(~exists().where(sp.c.post_key == "x:" + u.c.incident_id + ":" + u.c.update_id))
@@ -112,13 +122,22 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
         return 0
     posts = [{"post_key": f"x:{r.incident_id}:{r.update_id}", "incident_id": r.incident_id,
               "text": compose(str(r.title), str(r.status), r.body, url,
-                              component_names(r.components)),
+                              component_names(r.components),
+                              eta=_ahead(r.eta, now)),
               "status": "queued", "created_at": now} for r in rows]
     make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with write_transaction(engine) as conn:
         done = conn.execute(make(sp).on_conflict_do_nothing(index_elements=["post_key"])
                             .returning(sp.c.post_id), posts).all()
     return len(done)
+
+
+def _ahead(eta: datetime | None, now: datetime) -> datetime | None:
+    """The ETA while it is still ahead (a passed estimate is not said)."""
+    if eta is None:
+        return None
+    eta = eta if eta.tzinfo else eta.replace(tzinfo=UTC)
+    return eta if eta > now else None
 
 
 def user_client() -> Any:

@@ -73,6 +73,8 @@ class Account(Lineage, Base):
     seats: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     renewal_date: Mapped[date | None] = mapped_column(Date)
+    #: the account's own SLA (monthly uptime promised, percent): overrides its plan's
+    sla_uptime_pct: Mapped[float | None] = mapped_column(Float)
 
 
 class Contact(Lineage, Base):
@@ -154,6 +156,8 @@ class Incident(Lineage, Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     components: Mapped[Any] = mapped_column(JSONDoc)
     regions: Mapped[Any] = mapped_column(JSONDoc)
+    #: the estimated resolution time, when the incident carries one
+    eta: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class IngestRun(Base):
@@ -656,3 +660,7 @@ class SocialPost(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # replies to public complaints (outreach/x_replies.py): `status` draft until approved
+    # (then queued), or discarded; `in_reply_to_id` is the complaint's tweet id
+    in_reply_to_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
