@@ -87,6 +87,7 @@ class PostReport:
     left_queued: int = 0
     unknown: list[str] = field(default_factory=list)  # claimed by a run that stopped
     stopped: str | None = None
+    reply_drafts: int = 0  # new replies to complaints, waiting for approval (x_replies.py)
 
     def __str__(self) -> str:
         text = (f"{self.planned} planned, {self.posted} posted, {self.failed} refused, "
@@ -96,6 +97,9 @@ class PostReport:
             text += "posting them again by hand)"
         if self.stopped:
             text += f"; stopped: {self.stopped}"
+        if self.reply_drafts:
+            text += (f"; {self.reply_drafts} new replies to complaints wait for approval "
+                     "(pulse social replies list)")
         return text
 
 
@@ -123,7 +127,7 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
     posts = [{"post_key": f"x:{r.incident_id}:{r.update_id}", "incident_id": r.incident_id,
               "text": compose(str(r.title), str(r.status), r.body, url,
                               component_names(r.components),
-                              eta=_ahead(r.eta, now)),
+                              eta=eta_ahead(r.eta, now)),
               "status": "queued", "created_at": now} for r in rows]
     make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with write_transaction(engine) as conn:
@@ -132,7 +136,7 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
     return len(done)
 
 
-def _ahead(eta: datetime | None, now: datetime) -> datetime | None:
+def eta_ahead(eta: datetime | None, now: datetime) -> datetime | None:
     """The ETA while it is still ahead (a passed estimate is not said)."""
     if eta is None:
         return None
@@ -160,7 +164,8 @@ def user_client() -> Any:
 
 def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
              limit: int = 50) -> PostReport:
-    """Post queued posts, oldest first, each at most once (see the module docstring)."""
+    """Post queued posts (updates, and replies once approved), oldest first, each at most
+    once (see the module docstring)."""
     import requests
     import tweepy
 
@@ -169,9 +174,10 @@ def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
     with engine.connect() as conn:
         report.unknown = list(conn.execute(select(sp.c.post_key).where(
             sp.c.status == "posting")).scalars())
-        due = conn.execute(select(sp.c.post_id, sp.c.text).where(sp.c.status == "queued")
+        due = conn.execute(select(sp.c.post_id, sp.c.text, sp.c.in_reply_to_id)
+                           .where(sp.c.status == "queued")
                            .order_by(sp.c.post_id).limit(limit)).all()
-    for n, (post_id, text) in enumerate(due):
+    for n, (post_id, text, in_reply_to) in enumerate(due):
         claimed_at = now or datetime.now(UTC)
         with write_transaction(engine) as conn:
             won = conn.execute(update(sp).where(and_(sp.c.post_id == post_id,
@@ -180,7 +186,9 @@ def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
         if not won:
             continue  # another run claimed it
         try:
-            response = client.create_tweet(text=text, user_auth=True)
+            # a reply (outreach/x_replies.py, approved) threads under the complaint
+            response = client.create_tweet(text=text, in_reply_to_tweet_id=in_reply_to,
+                                           user_auth=True)
         except tweepy.TooManyRequests:
             _set(engine, post_id, status="queued", claimed_at=None, error="rate limited")
             report.stopped = "rate limited by X (429): the rest waits for the next run"
@@ -219,16 +227,20 @@ def _set(engine: Engine, post_id: int, **values: Any) -> None:
 
 def run(engine: Engine, *, client: Any | None = None, now: datetime | None = None
         ) -> PostReport | None:
-    """Plan and post when PULSE_X_POST is on (None when it is off)."""
+    """Plan and post when PULSE_X_POST is on (None when it is off); draft replies to the
+    complaints attached to incidents, which wait for approval."""
     from pulse.core.settings import get_settings
 
     if not get_settings().x_post:
         return None
+    from pulse.outreach.x_replies import plan_reply_drafts
+
     planned = plan_incident_posts(engine, now=now)
+    drafts = plan_reply_drafts(engine, now=now)
     report = post_due(engine, client if client is not None else user_client(), now=now)
-    report.planned = planned
+    report.planned, report.reply_drafts = planned, drafts.drafted
     return report
 
 
-__all__ = ["PostReport", "compose", "plan_incident_posts", "post_due", "run", "user_client",
-           "x_length"]
+__all__ = ["PostReport", "compose", "eta_ahead", "eta_text", "plan_incident_posts", "post_due",
+           "run", "user_client", "x_length"]
