@@ -147,7 +147,7 @@ def eta_ahead(eta: datetime | None, now: datetime) -> datetime | None:
 def user_client() -> Any:
     """A `tweepy.Client` acting as the brand account (OAuth 1.0a user context, from the
     environment: PULSE_X_API_KEY, PULSE_X_API_SECRET, PULSE_X_ACCESS_TOKEN,
-    PULSE_X_ACCESS_TOKEN_SECRET)."""
+    PULSE_X_ACCESS_TOKEN_SECRET), talking to PULSE_X_API_HOST."""
     import tweepy
 
     from pulse.core.errors import ConfigError
@@ -158,8 +158,30 @@ def user_client() -> Any:
     if not all(keys):
         raise ConfigError("posting on X needs PULSE_X_API_KEY, PULSE_X_API_SECRET, "
                           "PULSE_X_ACCESS_TOKEN and PULSE_X_ACCESS_TOKEN_SECRET")
-    return tweepy.Client(consumer_key=keys[0], consumer_secret=keys[1], access_token=keys[2],
-                         access_token_secret=keys[3], wait_on_rate_limit=False)
+    client = tweepy.Client(consumer_key=keys[0], consumer_secret=keys[1], access_token=keys[2],
+                           access_token_secret=keys[3], wait_on_rate_limit=False)
+    host = s.x_api_host.strip().rstrip("/")
+    if host and host != TWITTER:
+        client.session = _host_session(host)
+    return client
+
+
+TWITTER = "https://api.twitter.com"  # where tweepy sends every request
+
+
+def _host_session(host: str) -> Any:
+    """A `requests.Session` that sends tweepy's requests to `host` (PULSE_X_API_HOST) instead,
+    rewriting the URL before the request is signed, so the OAuth signature covers it."""
+    import requests
+
+    class HostSession(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes,  # type: ignore[override]
+                    *args: Any, **kwargs: Any) -> requests.Response:
+            if isinstance(url, str) and url.startswith(TWITTER + "/"):
+                url = host + url[len(TWITTER):]
+            return super().request(method, url, *args, **kwargs)
+
+    return HostSession()
 
 
 def post_due(engine: Engine, client: Any, *, now: datetime | None = None,

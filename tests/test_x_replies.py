@@ -24,7 +24,8 @@ from pulse.outreach.x_replies import (
     list_replies,
     plan_reply_drafts,
 )
-from pulse.sql.schema import Incident, IncidentImpact, SocialPost
+from pulse.sql.schema import Incident, IncidentImpact, IncidentUpdate, SocialPost
+from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 7, 2, 9, tzinfo=UTC)
 NOW = datetime(2026, 7, 2, 10, tzinfo=UTC)
@@ -203,6 +204,10 @@ def test_the_cli_lists_shows_approves_and_posts_once(
 
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     _world(engine, tmp_path, t0)
+    with engine.begin() as conn:
+        conn.execute(insert(IncidentUpdate), [{
+            "update_id": "u1", "incident_id": "inc-1", "status": "identified",
+            "body": "A bad deploy; rolling it back.", "created_at": t0, "landed_at": t0}])
     monkeypatch.setenv("PULSE_STATUS_PAGE_URL", URL)
     for env, value in zip(("PULSE_X_API_KEY", "PULSE_X_API_SECRET", "PULSE_X_ACCESS_TOKEN",
                            "PULSE_X_ACCESS_TOKEN_SECRET"), KEYS.values(), strict=True):
@@ -225,7 +230,8 @@ def test_the_cli_lists_shows_approves_and_posts_once(
     first = runner.invoke(app, ["social", "post"])
     assert first.exit_code == 0, first.output
     assert "2 new replies to complaints wait for approval" in " ".join(first.output.split())
-    assert x.requests == 0
+    assert x.requests == 1 and x.replies == []  # the update, no reply before approval
+    assert x.posts[0].startswith("[Identified] Northwind's scheduled reports failing")
     listed = runner.invoke(app, ["social", "replies", "list", "--format", "json"])
     rows = json.loads(listed.output)
     assert [r["author_handle"] for r in rows] == ["ana_nw", "bob"]
@@ -241,5 +247,42 @@ def test_the_cli_lists_shows_approves_and_posts_once(
         posted = runner.invoke(app, ["social", "post"])
         assert posted.exit_code == 0, posted.output
     assert x.replies == [(ANA.replace("We expect it fixed by 2 Jul 14:30 UTC.", eta), "1001")]
-    assert len(real_client) == 3 and x.requests == 1
+    assert len(real_client) == 3 and x.requests == 2
     get_settings(fresh=True)
+
+
+@pytest.mark.airflow
+def test_the_pulse_outage_dag_posts_updates_and_approved_replies_once(
+        engine: Engine, tmp_path: Path, af_env: dict[str, str]  # noqa: F811
+) -> None:
+    from pulse.devkit.airflow_runner import run_dag_test
+    from pulse.devkit.x_double import XPostServer
+
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    _world(engine, tmp_path, t0)
+    with engine.begin() as conn:
+        conn.execute(insert(IncidentUpdate), [{
+            "update_id": "u1", "incident_id": "inc-1", "status": "identified",
+            "body": "A bad deploy; rolling it back.", "created_at": t0, "landed_at": t0}])
+    plan_reply_drafts(engine, status_page_url=URL)
+    ana = _replies(engine)["xreply:inc-1:ana_nw"][0]
+    assert approve_replies(engine, [ana]).done == [ana]  # bob's stays a draft
+    x = XPostDouble(consumer_key="ck-test", access_token="at-test", tweets=TWEETS)
+    with XPostServer(x) as server:
+        env = {**af_env, "PULSE_X_POST": "on", "PULSE_X_API_HOST": server.url,
+               "PULSE_STATUS_PAGE_URL": URL,
+               "PULSE_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+               "PULSE_X_API_KEY": "ck-test", "PULSE_X_API_SECRET": "cs-test",
+               "PULSE_X_ACCESS_TOKEN": "at-test", "PULSE_X_ACCESS_TOKEN_SECRET": "ats-test"}
+        run_dag_test("pulse_outage", env=env)
+        run_dag_test("pulse_outage", env=env)  # a rerun: nothing posted twice
+    eta = eta_text(t0 + (ETA - T0))
+    update_post = ("[Identified] Northwind's scheduled reports failing (Scheduled reports): A "
+                   f"bad deploy; rolling it back. {eta} {URL}")
+    reply = ANA.replace("We expect it fixed by 2 Jul 14:30 UTC.",
+                        eta.replace("ETA", "We expect it fixed by"))
+    assert sorted(x.posts) == sorted([update_post, reply]) and x.requests == 2
+    assert x.replies == [(reply, "1001")]
+    statuses = {k: v[1] for k, v in _replies(engine).items()}
+    assert statuses == {"x:inc-1:u1": "posted", "xreply:inc-1:ana_nw": "posted",
+                        "xreply:inc-1:bob": "draft"}
