@@ -175,7 +175,7 @@ def _host_session(host: str) -> Any:
     import requests
 
     class HostSession(requests.Session):
-        def request(self, method: str | bytes, url: str | bytes,  # type: ignore[override]
+        def request(self, method: str, url: str | bytes,  # type: ignore[override]
                     *args: Any, **kwargs: Any) -> requests.Response:
             if isinstance(url, str) and url.startswith(TWITTER + "/"):
                 url = host + url[len(TWITTER):]
