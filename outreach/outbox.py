@@ -20,16 +20,16 @@ the same key is a no-op). `send_due` (outreach/outbox_send.py) then, in this ord
    quiet_hours    automated mail inside quiet hours in the contact's own time     passes
                   zone: the row stays `queued` with `not_before` = the end of
                   quiet hours (it waits, it is not dropped)
-   cap            the contact (or address) already had `cap_per_contact`          passes
-                  automated messages in the last `cap_window_days`, counting
-                  those earlier in this run: `suppressed` (a late check-in is
-                  worse than none)
    outage_week    a check-in to an account that an outage notice reached (any     passes
                   of its contacts) in the last `OUTAGE_HOLD_DAYS` (7) days, or
                   that one goes to in this run: `suppressed`
    outage_day     any other automated mail to a contact an outage notice          passes
                   reached on the same day, the contact's local day (its time
                   zone, else UTC), or goes to in this run: `suppressed`
+   cap            the contact (or address) already had `cap_per_contact`          passes
+                  automated messages in the last `cap_window_days`, counting
+                  those earlier in this run: `suppressed` (a late check-in is
+                  worse than none)
    =============  =============================================================  =========
 
    Collisions between programmes (issue 13) are decided here, at send time, not when a
@@ -38,9 +38,9 @@ the same key is a no-op). `send_due` (outreach/outbox_send.py) then, in this ord
    Outage notices are *critical* (`CRITICAL_KINDS`, and any urgent message): this rule
    never stops them, and they are what it looks for: a critical message handed over
    (`sending`, `sent`, `delivered`; a bounce reached nobody), or due in this run and not
-   stopped by an earlier rule. Internal mail (`automated=False`) is not concerned. When
-   the cap also holds, the cap is recorded; a message held back by these rules does not
-   count towards the cap of the messages after it.
+   stopped by an earlier rule. Internal mail (`automated=False`) is not concerned. These
+   rules come before the cap (a contact told of an outage twice has often used up the cap:
+   the outage is the reason worth recording); what they hold back counts for no cap.
 
    A planner may also write a row already `suppressed` with its rule (`Draft.rule`): a
    check-in for an account without a named CSM is recorded with rule `no_csm` (and listed
@@ -495,22 +495,22 @@ def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
     emails = frame["to_email"].astype(str)
     key = emails.groupby(frame["contact_id"]).transform("first").where(
         frame["contact_id"].notna(), emails)
+    # after an outage notice (issue 13): the more specific reason, so before the cap
     week, day = _collisions(frame, now, key, zones, candidates=automated & rule.isna(),
                             going=(urgent | frame["kind"].isin(CRITICAL_KINDS)) & rule.isna())
+    mark(week.notna(), "outage_week", week)
+    mark(day.notna(), "outage_day", day)
 
     # the cap: earlier messages in the window plus those earlier in this run
     sendable = rule.isna()
-    # those before each row in this batch that will go (held back ones do not count)
-    counted = (sendable & automated & week.isna() & day.isna()).astype(int)
-    earlier = counted.groupby(key).cumsum() - counted
+    earlier = (frame.loc[sendable & automated].groupby(key[sendable & automated]).cumcount()
+               .reindex(frame.index).fillna(0).astype(int))
     before_run = key.map(lambda k: run_counts.get(k, 0)) if run_counts else 0
     used = frame["prior"].fillna(0).astype(int) + before_run + earlier
     cap = settings.cap_per_contact
     mark(sendable & automated & ~urgent & (used >= cap), "cap",
          used.astype(str) + f" automated messages to this contact in the last "
          f"{settings.cap_window_days} days (cap {cap})")
-    mark(week.notna(), "outage_week", week)
-    mark(day.notna(), "outage_day", day)
 
     out = frame.assign(rule=rule, rule_detail=detail, not_before=not_before, key=key)
     out["decision"] = "send"
