@@ -408,23 +408,30 @@ def _facts(conn: Connection, ids: list[int], now: datetime, window_start: dateti
                handed > window_start, handed <= now)
         .scalar_subquery()
     )
-    # the last critical message that reached the account (7 days) or the person (2 days,
-    # enough to hold any local day; the local day itself is compared in `_decide`)
-    critical = or_(pv.urgent.is_(True), pv.kind.in_(CRITICAL_KINDS))
-    reached = and_(critical, pv.status.in_(REACHED), handed <= now)
-    account_notice = (
-        select(func.max(handed))
-        .where(pv.account_id == o.account_id, reached,
-               handed > now - timedelta(days=OUTAGE_HOLD_DAYS))
-        .scalar_subquery()
+    # the last critical message that reached each account of the batch (7 days) and each
+    # person, by contact id and by address (2 days: enough to hold any local day, which
+    # `_decide` compares in the contact's time zone); one grouped pass over the few recent
+    # critical messages of the batch's accounts and people
+    batch = (select(o.account_id, o.contact_id, o.to_email).where(o.message_id.in_(ids))
+             .cte("batch"))
+    recent = (
+        select(pv.account_id, pv.contact_id, pv.to_email, handed.label("at"))
+        .where(or_(pv.urgent.is_(True), pv.kind.in_(CRITICAL_KINDS)),
+               pv.status.in_(REACHED), handed <= now,
+               handed > now - timedelta(days=OUTAGE_HOLD_DAYS),
+               or_(pv.account_id.in_(select(batch.c.account_id)),
+                   pv.contact_id.in_(select(batch.c.contact_id)),
+                   pv.to_email.in_(select(batch.c.to_email))))
+        .cte("recent_critical")
     )
-    contact_notice = (
-        select(func.max(handed))
-        .where(or_(and_(o.contact_id.is_not(None), pv.contact_id == o.contact_id),
-                   pv.to_email == o.to_email),
-               reached, handed > now - timedelta(days=2))
-        .scalar_subquery()
-    )
+    rc = recent.c
+    day = now - timedelta(days=2)
+    by_account = (select(rc.account_id, func.max(rc.at).label("at"))
+                  .group_by(rc.account_id).subquery("notice_account"))
+    by_contact = (select(rc.contact_id, func.max(rc.at).label("at")).where(rc.at > day)
+                  .group_by(rc.contact_id).subquery("notice_contact"))
+    by_email = (select(rc.to_email, func.max(rc.at).label("at")).where(rc.at > day)
+                .group_by(rc.to_email).subquery("notice_email"))
     stmt = (
         select(o.message_id, o.kind, o.contact_id, o.account_id, o.to_email, o.urgent,
                o.automated, o.queued_at, c.opted_out, c.timezone,
@@ -434,17 +441,24 @@ def _facts(conn: Connection, ids: list[int], now: datetime, window_start: dateti
                           or_(billing.c.last_start.is_(None),
                               billing.c.last_cancel > billing.c.last_start)), literal(True)),
                     else_=literal(False)).label("churned"),
-               prior.label("prior"), account_notice.label("account_notice_at"),
-               contact_notice.label("contact_notice_at"))
+               prior.label("prior"), by_account.c.at.label("account_notice_at"),
+               by_contact.c.at.label("contact_notice_at"), by_email.c.at.label("email_notice_at"))
         .select_from(OUTBOX.outerjoin(CONTACTS, c.contact_id == o.contact_id)
                      .outerjoin(SUPPRESSIONS, s.email == o.to_email)
-                     .outerjoin(billing, billing.c.account_id == o.account_id))
+                     .outerjoin(billing, billing.c.account_id == o.account_id)
+                     .outerjoin(by_account, by_account.c.account_id == o.account_id)
+                     .outerjoin(by_contact, by_contact.c.contact_id == o.contact_id)
+                     .outerjoin(by_email, by_email.c.to_email == o.to_email))
         .where(o.message_id.in_(ids), o.status == "queued")
     )
     rows = conn.execute(stmt).mappings().all()
     frame = pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
     if frame.empty:
         return frame
+    # the person's last notice, by contact id or by address
+    frame["contact_notice_at"] = pd.concat(
+        [pd.to_datetime(frame[col], utc=True) for col in ("contact_notice_at", "email_notice_at")],
+        axis=1).max(axis=1)
     frame = frame.sort_values(["urgent", "queued_at", "message_id"],
                               ascending=[False, True, True], kind="stable")
     return frame.reset_index(drop=True)
