@@ -465,7 +465,8 @@ def _facts(conn: Connection, ids: list[int], now: datetime, window_start: dateti
 
 
 def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
-            run_counts: Counter[str]) -> pd.DataFrame:
+            run_counts: Counter[str],
+            run_notified: tuple[set[str], set[str]] | None = None) -> pd.DataFrame:
     """Add `rule`, `rule_detail`, `not_before` and `decision` (send, suppress, defer)."""
     n = len(frame)
     rule = pd.Series([None] * n, index=frame.index, dtype=object)
@@ -511,7 +512,8 @@ def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
         frame["contact_id"].notna(), emails)
     # after an outage notice (issue 13): the more specific reason, so before the cap
     week, day = _collisions(frame, now, key, zones, candidates=automated & rule.isna(),
-                            going=(urgent | frame["kind"].isin(CRITICAL_KINDS)) & rule.isna())
+                            going=(urgent | frame["kind"].isin(CRITICAL_KINDS)) & rule.isna(),
+                            earlier=run_notified)
     mark(week.notna(), "outage_week", week)
     mark(day.notna(), "outage_day", day)
 
@@ -534,11 +536,15 @@ def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
 
 
 def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Series, *,
-                candidates: pd.Series, going: pd.Series) -> tuple[pd.Series, pd.Series]:
+                candidates: pd.Series, going: pd.Series,
+                earlier: tuple[set[str], set[str]] | None = None
+                ) -> tuple[pd.Series, pd.Series]:
     """The rule details of the mail an outage notice holds back (None where none does):
     `outage_week` (check-ins to its account for `OUTAGE_HOLD_DAYS`) and `outage_day`
     (anything else to its contact on the contact's local day). `going`: the critical rows of
-    this batch that nothing stopped so far; `candidates`: the rows these rules may stop."""
+    this batch that nothing stopped so far; `candidates`: the rows these rules may stop;
+    `earlier`: the accounts and people (keys) earlier batches of a dry run would notify."""
+    run_accounts, run_people = earlier or (set(), set())
     critical = frame["urgent"].astype(bool) | frame["kind"].isin(CRITICAL_KINDS)
     late = candidates & ~critical
     none = pd.Series([None] * len(frame), index=frame.index, dtype=object)
@@ -547,7 +553,7 @@ def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Se
 
     at = pd.to_datetime(frame["account_notice_at"], utc=True)
     held = late & frame["kind"].isin(AFTER_OUTAGE_KINDS) & account.notna()
-    run_accounts = set(account[going].dropna())
+    run_accounts = run_accounts | set(account[going].dropna())
     now_run = held & account.isin(run_accounts)
     before = held & at.notna() & ~now_run
     ids = account.fillna("?").astype(str)
@@ -560,7 +566,7 @@ def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Se
 
     # the contact's own day: one conversion per distinct time zone
     at = pd.to_datetime(frame["contact_notice_at"], utc=True)
-    run_people = set(key[going])
+    run_people = run_people | set(key[going])
     now_run = late & key.isin(run_people)
     day[now_run] = ("an outage notice goes to this contact in this run: nothing else the "
                     "same day")

@@ -218,7 +218,12 @@ def test_a_critical_notice_is_never_held_back_and_holds_back_the_rest_of_its_run
         # a minor incident (not urgent) to a contact who already had mail today: critical
         _notice("cy", "cy@x.example", "notice:i2:started:cy", account="acc-2", urgent=False),
     ], now=afternoon)
+    # a dry run tells what the run will do, batch by batch
+    dry = send_due(engine, FileTransport(out), now=afternoon, batch_size=batch_size,
+                   dry_run=True)
     report = send_due(engine, FileTransport(out), now=afternoon, batch_size=batch_size)
+    assert dict(dry.by_rule) == dict(report.by_rule) == {"outage_day": 2, "outage_week": 1}
+    assert dry.outcomes["would_send"] == report.sent
     got = {k: (r["status"], r["rule"]) for k, r in rows(engine).items()
            if r["queued_at"] > morning}
     assert got == {
