@@ -98,7 +98,10 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "currency, entered_red, new_flags (strings or {flag, evidence}), evidence, url}) "
         "that entered red or got a new flag; low_ratings (list of {survey_id, account_id, "
         "account_name, contact_id, contact_name, contact_email, rating, comment, rated_at, "
-        "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of. "
+        "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of; "
+        "first (on the first scored date, instead of accounts: {accounts, bands {band: n}, "
+        "flagged, flags {flag: n}, revenue_at_risk, currency, top: [{account_id, "
+        "account_name, url, band, health, mrr, currency, revenue_at_risk, flags}]}). "
         "Not automated.",
     ),
     "chatter_alert": TemplateSpec(
