@@ -104,6 +104,14 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "account_name, url, band, health, mrr, currency, revenue_at_risk, flags}]}). "
         "Not automated.",
     ),
+    "csat_alert": TemplateSpec(
+        "csat_alert",
+        frozenset(),
+        "For a CSM (or the CSM queue), at once: one CSAT answer rated 1 or 2 "
+        "(outreach/csat_alerts.py): survey_id, account_id, account_name, url, contact_id, "
+        "contact_name, contact_email, rating, label, comment, rated_at, question, trigger, "
+        "ticket_id, incident_id, csm_name, via_queue (no named CSM). Not automated.",
+    ),
     "chatter_alert": TemplateSpec(
         "chatter_alert",
         frozenset(),
