@@ -203,9 +203,9 @@ def when(value: Any, locale: Locale, tz: Any = None, *, style: str = "datetime")
     clock = f"{clock} {_zone_label(moment, where, locale)}"
     if style == "time":
         return clock
-    day = format_skeleton("yMMMEd", moment, tzinfo=where, locale=locale)
+    dated = format_skeleton("yMMMEd", moment, tzinfo=where, locale=locale)
     pattern = str(locale.datetime_formats.get("medium") or "{1}, {0}")
-    return pattern.replace("{1}", day).replace("{0}", clock).replace("'", "")
+    return pattern.replace("{1}", dated).replace("{0}", clock).replace("'", "")
 
 
 def style_of(fmt: str | None) -> str:
