@@ -409,7 +409,7 @@ def test_a_csm_digest_has_no_unsubscribe_link(engine: Engine, outbox_dir: Path) 
                         "evidence": ["Usage fell 60% in 28 days"]}]})
     queue(engine, [digest], now=NOON)
     assert rows(engine)["digest:kim:2026-07-01"]["subject"] == (
-        "Risk digest for 2026-07-01: 1 account needs attention")
+        "Risk digest for Jul 1, 2026: 1 account needs attention")
     send_due(engine, FileTransport(outbox_dir), now=NOON)
     msg = eml(outbox_dir, 1)
     assert msg["List-Unsubscribe"] is None
