@@ -21,8 +21,8 @@ with `TemplateError`, at queue time (the subject) and at send time (the bodies),
 check-in is rendered for sending only with a named CSM to sign it.
 
 Numbers, money and dates go through the filters `number`, `share`, `percent`, `money` and
-`local` (outreach/locales.py, Babel): written in the recipient's locale (`row["locale"]`, the
-contact's, which the sender joins in; else a `locale` in the context; else
+`local` (pulse/core/locales.py, Babel): written in the recipient's locale (`row["locale"]`,
+the contact's, which the sender joins in; else a `locale` in the context; else
 `default_locale`), times in the time zone the template passes. `sentence` ends a sentence
 with a name that may already end with a full stop ("Pulse Demo Inc.").
 
@@ -44,9 +44,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound, pass_context
 from markupsafe import Markup, escape
 
+from pulse.core import locales
 from pulse.core.errors import PulseError, TemplateError
 from pulse.core.settings import Settings, get_settings
-from pulse.outreach import locales
 from pulse.outreach.message import Outgoing
 from pulse.outreach.tokens import sign
 from pulse.outreach.vocabulary import customer_context

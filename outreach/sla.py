@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pulse.outreach.locales import currency_digits
+from pulse.core.locales import currency_digits
 
 PLANS = Path(__file__).with_name("sla.yaml")
 
@@ -42,7 +42,7 @@ class Credit:
 
     def to_context(self) -> dict[str, Any]:
         """What the customer reads (their own contract and their own month only), as raw
-        figures: the template writes them in the recipient's locale (outreach/locales.py).
+        figures: the template writes them in the recipient's locale (pulse/core/locales.py).
         `month` is the month's first day; uptimes keep three decimals; `amount` is text so
         that the decimals of the currency survive JSON."""
         month = self.month_start.isoformat() if self.month_start else self.month

@@ -9,11 +9,12 @@ from decimal import Decimal
 from email import policy
 from email.parser import BytesParser
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from pulse.core import locales
 from pulse.core.settings import get_settings
-from pulse.outreach import locales
 from pulse.outreach.outbox import Draft, queue
 from pulse.outreach.outbox_send import send_due
 from pulse.outreach.render import Renderer
@@ -106,5 +107,7 @@ def test_money_has_the_decimals_of_its_currency() -> None:
     assert locales.money(5, None, us) == "5.00"  # no currency: the amount alone
     assert locales.money("USD 12.00", "USD", us) == "USD 12.00"  # old text shown as it was
     assert locales.number(12345.67, de) == "12.345,7" and locales.number(3, de) == "3"
+    assert locales.money(np.float64(1000), "USD", us) == "$1,000.00"  # pandas' numbers too
+    assert locales.number(np.int64(1234), us) == "1,234"
     assert locales.when("2026-07-20", de, style="long") == "20. Juli 2026"  # a date, unshifted
     assert locales.resolve("not a locale").language == "en"

@@ -1,7 +1,7 @@
 """Numbers, money and dates in the recipient's locale, through Babel (CLDR data).
 
 Every email formats its figures here (the template filters of outreach/render.py call these
-functions), so "969.7 USD" beside "591.54 USD" cannot happen: money always carries its
+functions, and the flags' evidence writes its money here in the default locale), so "969.7 USD" beside "591.54 USD" cannot happen: money always carries its
 currency's own decimals (two for USD and EUR, none for JPY, three for BHD) and the
 recipient's symbols, grouping and order ("$969.70", "969,70 $", "969,70 $US").
 
@@ -75,8 +75,10 @@ def _decimal(value: Any) -> Decimal | None:
         return None
     if isinstance(value, Decimal):
         return value if value.is_finite() else None
-    if isinstance(value, int | float):
-        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, int):  # numpy ints are not ints: they go through .item() below
+        return Decimal(int(value))
+    if isinstance(value, float):  # also numpy's float64 (whose repr names the type)
+        return Decimal(str(float(value))) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
             found = Decimal(value.strip())
@@ -92,7 +94,7 @@ def _apply(kind: str, value: Decimal, locale: Locale, low: int, high: int) -> st
     pattern = parse_pattern((locale.percent_formats if kind == "percent"
                              else locale.decimal_formats)[None].pattern)
     pattern.frac_prec = (low, high)
-    return pattern.apply(value, locale)
+    return str(pattern.apply(value, locale))
 
 
 def number(value: Any, locale: Locale, *, digits: int = 1) -> str:
