@@ -25,6 +25,7 @@ class Field:
     required: bool = False
     default: object = None
     min: float | None = None
+    max: float | None = None
     choices: tuple[str, ...] = ()
     max_len: int | None = None
     #: the column must name a known account
@@ -85,6 +86,9 @@ SOURCES: dict[str, Source] = {
                 Field("seats", "int", min=0),
                 Field("created_at", "timestamp"),
                 Field("renewal_date", "date"),
+                Field("sla_uptime_pct", "number", min=50, max=100,
+                      doc="the account's own SLA: monthly uptime promised, percent "
+                          "(overrides its plan's)"),
             ),
             "One row per customer account; a later row with the same account_id updates it.",
         ),
@@ -179,9 +183,10 @@ SOURCES: dict[str, Source] = {
                 Field("resolved_at", "timestamp", event_time=True),
                 Field("components", "list", default=()),
                 Field("regions", "list", default=()),
+                Field("eta", "timestamp", doc="estimated resolution time"),
             ),
             "Service incidents; components and regions are `|`-separated in CSV, arrays in JSONL.",
-            ordered=(("resolved_at", "started_at"),),
+            ordered=(("resolved_at", "started_at"), ("eta", "started_at")),
         ),
     )
 }

@@ -90,6 +90,8 @@ def _rule(f: Field) -> str:
         parts = ["one of " + ", ".join(f"`{c}`" for c in f.choices)]
     if f.min is not None:
         parts.append(f">= {f.min:g}")
+    if f.max is not None:
+        parts.append(f"<= {f.max:g}")
     if f.max_len:
         parts.append(f"at most {f.max_len:,} characters")
     if f.references_account:

@@ -397,6 +397,9 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
         if f.min is not None:
             errs.add(present & ok & (num < f.min), name, "out_of_range",
                      _not(f"a value >= {f.min:g}"), s)
+        if f.max is not None:
+            errs.add(present & ok & (num > f.max), name, "out_of_range",
+                     _not(f"a value <= {f.max:g}"), s)
         if f.kind == "decimal":
             # keep the exact text; the database converts it to NUMERIC
             text = s.where(~ok, s.str.lstrip("+"))

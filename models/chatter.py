@@ -484,6 +484,28 @@ def detect_chatter(engine: Engine, *, now: datetime | None = None, lookback_hour
                          keywords=kw_source, raised=raised.reset_index(drop=True))
 
 
+def incident_complaints(engine: Engine, *, since: datetime, until: datetime,
+                        aftermath_hours: float = 2.0) -> pd.DataFrame:
+    """The public complaints attached to incidents: every negative mention created in
+    [since, until) that names a component of an incident open during its 15-minute bucket
+    (or resolved less than `aftermath_hours` before it), by the rule that attaches spikes.
+
+    Columns: incident_id, mention_id, component, created_at, author_handle; one row per
+    (incident, mention), earliest first.
+    """
+    cols = ["incident_id", "mention_id", "component", "created_at", "author_handle"]
+    pairs, _, _ = _negative_component_mentions(engine, _utc(since), _utc(until))
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    pairs = pairs.assign(bucket_start=pairs["created_at"].dt.floor("15min"))
+    linked = _attach(pairs, _open_incidents(engine, _utc(until)),
+                     timedelta(hours=aftermath_hours))
+    linked = linked[linked["status"] == "attached"]
+    linked = linked.sort_values(["created_at", "mention_id"]).drop_duplicates(
+        ["incident_id", "mention_id"])
+    return linked[cols].reset_index(drop=True)
+
+
 def suspected_incidents(engine: Engine, *, status: str | None = None,
                         since: datetime | None = None) -> pd.DataFrame:
     """Stored spikes, newest first, with the sample posts' texts (for digests)."""

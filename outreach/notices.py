@@ -16,8 +16,9 @@
   components (by the names customers know, from outreach/components.yaml) and regions, first
   and last affected times, the latest update (what we are doing) and where to follow it.
   Each stage says its own thing: `started` what is affected, what we are doing, when the
-  next update comes, and an apology; an update what changed; `resolved` the account's own
-  totals and the cause when the last update gives it. Subject lines carry the status.
+  next update comes, and an apology; an update what changed and the estimated resolution
+  (the incident's `eta` while it is ahead, in the contact's time zone); `resolved` the
+  account's own totals and the cause when the last update gives it. Subject lines carry the status.
 * recency: only incidents still open, or resolved within `window_hours` (48) of now: an
   outage from last month is not news.
 * urgency: notices of major and critical incidents are urgent (they pass the frequency cap and
@@ -172,7 +173,7 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
     recent = now - timedelta(hours=window_hours)
     incidents = _frame(engine, select(i.c.incident_id, i.c.title, i.c.status, i.c.impact,
                                       i.c.started_at, i.c.resolved_at, i.c.landed_at,
-                                      i.c.components)
+                                      i.c.components, i.c.eta)
                        .where(i.c.incident_id.in_(ids),
                               or_(i.c.resolved_at.is_(None), i.c.resolved_at >= recent))
                        ).set_index("incident_id")
@@ -190,6 +191,7 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
         stage = stage_of(str(inc["status"]), inc["impact"], last_status)
         urgent = str(inc["impact"] or "").lower() in URGENT_IMPACTS
         people = recipients(engine, str(inc_id), hit)
+        eta = _iso(inc["eta"])  # told while it is ahead: a passed estimate is not news
         report.incidents += 1
         report.hit_accounts += len(hit)
         shared = {
@@ -201,6 +203,7 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
             "started_at": _iso(inc["started_at"]), "resolved_at": _iso(inc["resolved_at"]),
             "latest_update": None if last is None or pd.isna(last["body"]) else str(last["body"]),
             "status_page_url": settings.status_page_url,
+            "eta": eta if eta and datetime.fromisoformat(eta) > now else None,
         }
         per_account = hit.set_index("account_id")
         credits = (_service_credits(engine, hit["account_id"].tolist(), inc["resolved_at"])
@@ -233,10 +236,11 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
 
 def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
                      ) -> dict[str, dict[str, Any]]:
-    """The service credit each account's plan gives (outreach/sla.py) for the month the
+    """The service credit each account's SLA gives (its own, else its plan's: outreach/sla.py)
+    for the month the
     incident was resolved in, counting every resolved incident that hit the account that
     month: account id -> what the notice says, for the accounts owed one."""
-    from pulse.outreach.sla import downtime_minutes, month_bounds, plan_sla, service_credit
+    from pulse.outreach.sla import account_sla, downtime_minutes, month_bounds, service_credit
     from pulse.sql.schema import Account
 
     if resolved_at is None or pd.isna(resolved_at):
@@ -245,9 +249,10 @@ def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
     when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
     start, end = month_bounds(when.to_pydatetime())
     a, i, im = Account.__table__, Incident.__table__, IncidentImpact.__table__
-    plans = _frame(engine, select(a.c.account_id, a.c.plan, a.c.mrr, a.c.currency)
-                   .where(a.c.account_id.in_(accounts)))
-    plans["sla"] = plans["plan"].map(plan_sla)
+    plans = _frame(engine, select(a.c.account_id, a.c.plan, a.c.mrr, a.c.currency,
+                                  a.c.sla_uptime_pct).where(a.c.account_id.in_(accounts)))
+    plans["sla"] = [account_sla(p, own) for p, own in zip(plans["plan"],
+                                                          plans["sla_uptime_pct"], strict=True)]
     plans = plans[plans["sla"].notna()]
     if plans.empty:
         return {}

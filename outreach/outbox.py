@@ -20,11 +20,27 @@ the same key is a no-op). `send_due` (outreach/outbox_send.py) then, in this ord
    quiet_hours    automated mail inside quiet hours in the contact's own time     passes
                   zone: the row stays `queued` with `not_before` = the end of
                   quiet hours (it waits, it is not dropped)
+   outage_week    a check-in to an account that an outage notice reached (any     passes
+                  of its contacts) in the last `OUTAGE_HOLD_DAYS` (7) days, or
+                  that one goes to in this run: `suppressed`
+   outage_day     any other automated mail to a contact an outage notice          passes
+                  reached on the same day, the contact's local day (its time
+                  zone, else UTC), or goes to in this run: `suppressed`
    cap            the contact (or address) already had `cap_per_contact`          passes
                   automated messages in the last `cap_window_days`, counting
                   those earlier in this run: `suppressed` (a late check-in is
                   worse than none)
    =============  =============================================================  =========
+
+   Collisions between programmes (issue 13) are decided here, at send time, not when a
+   programme plans its mail: so they hold whatever order the programmes run in, for mail
+   queued before the notice and for check-ins a CSM approves days after they were drafted.
+   Outage notices are *critical* (`CRITICAL_KINDS`, and any urgent message): this rule
+   never stops them, and they are what it looks for: a critical message handed over
+   (`sending`, `sent`, `delivered`; a bounce reached nobody), or due in this run and not
+   stopped by an earlier rule. Internal mail (`automated=False`) is not concerned. These
+   rules come before the cap (a contact told of an outage twice has often used up the cap:
+   the outage is the reason worth recording); what they hold back counts for no cap.
 
    A planner may also write a row already `suppressed` with its rule (`Draft.rule`): a
    check-in for an account without a named CSM is recorded with rule `no_csm` (and listed
@@ -80,9 +96,17 @@ SUPPRESSIONS = Suppression.__table__
 PURCHASES = PurchaseEvent.__table__
 
 STATUSES = ("draft", "queued", "sending", "sent", "suppressed", "failed", "delivered", "bounced")
-RULES = ("opted_out", "suppressed", "churned", "quiet_hours", "cap", "no_csm")
+RULES = ("opted_out", "suppressed", "churned", "quiet_hours", "cap", "no_csm", "outage_week",
+         "outage_day")
 #: statuses of messages that reached (or may have reached) the provider: they count for the cap
 HANDED_OVER = ("sending", "sent", "delivered", "bounced")
+#: what "reached the contact" means for the collision rules (a bounce reached nobody)
+REACHED = ("sending", "sent", "delivered")
+#: critical messages: no collision rule stops them (so are urgent ones of any kind)
+CRITICAL_KINDS = ("outage_notice",)
+#: kinds an outage notice holds back from its whole account for `OUTAGE_HOLD_DAYS`
+AFTER_OUTAGE_KINDS = ("checkin",)
+OUTAGE_HOLD_DAYS = 7
 SUPPRESSION_REASONS = ("bounce", "spamreport", "unsubscribe", "dropped", "manual")
 _STARTS = ("subscription_started", "renewed", "upgraded")
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+$")
@@ -347,9 +371,11 @@ def quiet_until(now: datetime, tz: str | None, settings: Settings) -> datetime |
 
 def _due_ids(conn: Connection, now: datetime, limit: int | None) -> list[int]:
     o = OUTBOX.c
+    # urgent, then critical messages first: a notice is decided before the mail it holds back
     stmt = (select(o.message_id)
             .where(o.status == "queued", or_(o.not_before.is_(None), o.not_before <= now))
-            .order_by(o.urgent.desc(), o.queued_at, o.message_id))
+            .order_by(o.urgent.desc(), case((o.kind.in_(CRITICAL_KINDS), 0), else_=1),
+                      o.queued_at, o.message_id))
     if limit:
         stmt = stmt.limit(limit)
     return list(conn.execute(stmt).scalars())
@@ -382,6 +408,30 @@ def _facts(conn: Connection, ids: list[int], now: datetime, window_start: dateti
                handed > window_start, handed <= now)
         .scalar_subquery()
     )
+    # the last critical message that reached each account of the batch (7 days) and each
+    # person, by contact id and by address (2 days: enough to hold any local day, which
+    # `_decide` compares in the contact's time zone); one grouped pass over the few recent
+    # critical messages of the batch's accounts and people
+    batch = (select(o.account_id, o.contact_id, o.to_email).where(o.message_id.in_(ids))
+             .cte("batch"))
+    recent = (
+        select(pv.account_id, pv.contact_id, pv.to_email, handed.label("at"))
+        .where(or_(pv.urgent.is_(True), pv.kind.in_(CRITICAL_KINDS)),
+               pv.status.in_(REACHED), handed <= now,
+               handed > now - timedelta(days=OUTAGE_HOLD_DAYS),
+               or_(pv.account_id.in_(select(batch.c.account_id)),
+                   pv.contact_id.in_(select(batch.c.contact_id)),
+                   pv.to_email.in_(select(batch.c.to_email))))
+        .cte("recent_critical")
+    )
+    rc = recent.c
+    day = now - timedelta(days=2)
+    by_account = (select(rc.account_id, func.max(rc.at).label("at"))
+                  .group_by(rc.account_id).subquery("notice_account"))
+    by_contact = (select(rc.contact_id, func.max(rc.at).label("at")).where(rc.at > day)
+                  .group_by(rc.contact_id).subquery("notice_contact"))
+    by_email = (select(rc.to_email, func.max(rc.at).label("at")).where(rc.at > day)
+                .group_by(rc.to_email).subquery("notice_email"))
     stmt = (
         select(o.message_id, o.kind, o.contact_id, o.account_id, o.to_email, o.urgent,
                o.automated, o.queued_at, c.opted_out, c.timezone,
@@ -391,23 +441,32 @@ def _facts(conn: Connection, ids: list[int], now: datetime, window_start: dateti
                           or_(billing.c.last_start.is_(None),
                               billing.c.last_cancel > billing.c.last_start)), literal(True)),
                     else_=literal(False)).label("churned"),
-               prior.label("prior"))
+               prior.label("prior"), by_account.c.at.label("account_notice_at"),
+               by_contact.c.at.label("contact_notice_at"), by_email.c.at.label("email_notice_at"))
         .select_from(OUTBOX.outerjoin(CONTACTS, c.contact_id == o.contact_id)
                      .outerjoin(SUPPRESSIONS, s.email == o.to_email)
-                     .outerjoin(billing, billing.c.account_id == o.account_id))
+                     .outerjoin(billing, billing.c.account_id == o.account_id)
+                     .outerjoin(by_account, by_account.c.account_id == o.account_id)
+                     .outerjoin(by_contact, by_contact.c.contact_id == o.contact_id)
+                     .outerjoin(by_email, by_email.c.to_email == o.to_email))
         .where(o.message_id.in_(ids), o.status == "queued")
     )
     rows = conn.execute(stmt).mappings().all()
     frame = pd.DataFrame(rows, columns=list(stmt.selected_columns.keys()))
     if frame.empty:
         return frame
+    # the person's last notice, by contact id or by address
+    frame["contact_notice_at"] = pd.concat(
+        [pd.to_datetime(frame[col], utc=True) for col in ("contact_notice_at", "email_notice_at")],
+        axis=1).max(axis=1)
     frame = frame.sort_values(["urgent", "queued_at", "message_id"],
                               ascending=[False, True, True], kind="stable")
     return frame.reset_index(drop=True)
 
 
 def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
-            run_counts: Counter[str]) -> pd.DataFrame:
+            run_counts: Counter[str],
+            run_notified: tuple[set[str], set[str]] | None = None) -> pd.DataFrame:
     """Add `rule`, `rule_detail`, `not_before` and `decision` (send, suppress, defer)."""
     n = len(frame)
     rule = pd.Series([None] * n, index=frame.index, dtype=object)
@@ -446,13 +505,20 @@ def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
         mark(in_zone, "quiet_hours", f"quiet hours {window} in {name}: waits until {local}")
         not_before[in_zone] = until
 
-    # the cap: earlier messages in the window plus those earlier in this run
-    sendable = rule.isna()
     # one person per key: a contact's messages go under the first address they have here,
     # so mail to that bare address counts with them
     emails = frame["to_email"].astype(str)
     key = emails.groupby(frame["contact_id"]).transform("first").where(
         frame["contact_id"].notna(), emails)
+    # after an outage notice (issue 13): the more specific reason, so before the cap
+    week, day = _collisions(frame, now, key, zones, candidates=automated & rule.isna(),
+                            going=(urgent | frame["kind"].isin(CRITICAL_KINDS)) & rule.isna(),
+                            earlier=run_notified)
+    mark(week.notna(), "outage_week", week)
+    mark(day.notna(), "outage_day", day)
+
+    # the cap: earlier messages in the window plus those earlier in this run
+    sendable = rule.isna()
     earlier = (frame.loc[sendable & automated].groupby(key[sendable & automated]).cumcount()
                .reindex(frame.index).fillna(0).astype(int))
     before_run = key.map(lambda k: run_counts.get(k, 0)) if run_counts else 0
@@ -469,6 +535,53 @@ def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
     return out
 
 
-__all__ = ["Draft", "HeaderInjectionError", "InvalidDraftError", "OutboxError", "QueueReport",
-           "RULES", "STATUSES", "add_suppression",
+def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Series, *,
+                candidates: pd.Series, going: pd.Series,
+                earlier: tuple[set[str], set[str]] | None = None
+                ) -> tuple[pd.Series, pd.Series]:
+    """The rule details of the mail an outage notice holds back (None where none does):
+    `outage_week` (check-ins to its account for `OUTAGE_HOLD_DAYS`) and `outage_day`
+    (anything else to its contact on the contact's local day). `going`: the critical rows of
+    this batch that nothing stopped so far; `candidates`: the rows these rules may stop;
+    `earlier`: the accounts and people (keys) earlier batches of a dry run would notify."""
+    run_accounts, run_people = earlier or (set(), set())
+    critical = frame["urgent"].astype(bool) | frame["kind"].isin(CRITICAL_KINDS)
+    late = candidates & ~critical
+    none = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    week, day = none.copy(), none.copy()
+    account = frame["account_id"]
+
+    at = pd.to_datetime(frame["account_notice_at"], utc=True)
+    held = late & frame["kind"].isin(AFTER_OUTAGE_KINDS) & account.notna()
+    run_accounts = run_accounts | set(account[going].dropna())
+    now_run = held & account.isin(run_accounts)
+    before = held & at.notna() & ~now_run
+    ids = account.fillna("?").astype(str)
+    week[now_run] = ("an outage notice goes to account " + ids[now_run] + " in this run: "
+                     f"no check-in for {OUTAGE_HOLD_DAYS} days")
+    until = (at + pd.Timedelta(days=OUTAGE_HOLD_DAYS)).dt.strftime("%Y-%m-%d %H:%M UTC")
+    week[before] = ("an outage notice reached account " + ids[before] + " on "
+                    + at[before].dt.strftime("%Y-%m-%d %H:%M UTC")
+                    + f": no check-in for {OUTAGE_HOLD_DAYS} days, until " + until[before])
+
+    # the contact's own day: one conversion per distinct time zone
+    at = pd.to_datetime(frame["contact_notice_at"], utc=True)
+    run_people = run_people | set(key[going])
+    now_run = late & key.isin(run_people)
+    day[now_run] = ("an outage notice goes to this contact in this run: nothing else the "
+                    "same day")
+    seen = late & at.notna() & ~now_run
+    for tz in zones[seen].unique():
+        name, zone = _zone(tz)
+        here = seen & (zones == tz)
+        local = at[here].dt.tz_convert(name).dt.date
+        today = local == now.astimezone(zone).date()
+        same = today[today].index
+        day[same] = ("an outage notice reached this contact today ("
+                     + local[same].astype(str) + f" in {name}): nothing else the same day")
+    return week, day
+
+
+__all__ = ["CRITICAL_KINDS", "Draft", "HeaderInjectionError", "InvalidDraftError", "OutboxError",
+           "OUTAGE_HOLD_DAYS", "QueueReport", "RULES", "STATUSES", "add_suppression",
            "list_messages", "list_suppressions", "queue", "quiet_until"]

@@ -37,7 +37,7 @@ from pulse.core.errors import OutboxError, PulseError, TransportAuthError
 from pulse.core.secrets import redact
 from pulse.core.settings import get_settings
 from pulse.outreach.message import Outgoing, SendResult, Transport
-from pulse.outreach.outbox import OUTBOX, _decide, _due_ids, _facts, _now
+from pulse.outreach.outbox import CRITICAL_KINDS, OUTBOX, _decide, _due_ids, _facts, _now
 from pulse.outreach.render import Renderer
 from pulse.sql.locks import serialised
 from pulse.sql.schema import Contact
@@ -411,6 +411,7 @@ def _send(engine: Engine, transport: Transport, renderer: Renderer, now: datetim
         ids = _due_ids(conn, now, limit)
     total, done = len(ids), 0
     run_counts: Counter[str] = Counter()  # dry runs only: what earlier batches would send
+    notified: tuple[set[str], set[str]] = (set(), set())  # and the accounts, people notified
     for start in range(0, total, batch_size):
         batch = ids[start:start + batch_size]
         # the rules and the claim in one transaction that one sender at a time is inside:
@@ -420,7 +421,7 @@ def _send(engine: Engine, transport: Transport, renderer: Renderer, now: datetim
             if facts.empty:
                 done += len(batch)
                 continue
-            decided = _decide(facts, now, settings, run_counts)
+            decided = _decide(facts, now, settings, run_counts, notified)
             report.considered += len(decided)
             held = decided[decided["decision"] != "send"]
             report.by_rule.update(held["rule"].value_counts().to_dict())
@@ -430,6 +431,9 @@ def _send(engine: Engine, transport: Transport, renderer: Renderer, now: datetim
             if run is None:
                 report.outcomes["would_send"] += len(go)
                 run_counts.update(go.loc[go["automated"].astype(bool), "key"].tolist())
+                told = go[go["urgent"].astype(bool) | go["kind"].isin(CRITICAL_KINDS)]
+                notified[0].update(told["account_id"].dropna().astype(str))
+                notified[1].update(told["key"].astype(str))
                 done += len(batch)
                 if progress:
                     progress(done, total)

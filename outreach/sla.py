@@ -5,6 +5,9 @@ time every resolved incident that hit the account spent open within that month (
 incidents counted once). The credit is the share of the month's fee that the lowest threshold
 the uptime falls below gives; the amount is rounded half up to the currency's own decimals
 (cents for USD and EUR, whole yen for JPY).
+
+The SLA is the account's own (`accounts.sla_uptime_pct`, see `account_sla`) when it has one,
+else its plan's.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ import yaml
 from pulse.core.locales import currency_digits
 
 PLANS = Path(__file__).with_name("sla.yaml")
+#: the lowest promise an account's own SLA may make (listeners/contract.py clears others)
+OWN_MIN = 50.0
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,41 @@ def _plans() -> dict[str, Sla]:
     return plans
 
 
+@lru_cache(maxsize=1)
+def _custom() -> Sla:
+    doc = yaml.safe_load(PLANS.read_text(encoding="utf-8")) or {}
+    spec = doc.get("custom") or {}
+    tiers = tuple((float(below), float(pct)) for below, pct in spec.get("credits") or ())
+    return Sla(100.0, tiers)
+
+
 def plan_sla(plan: str | None) -> Sla | None:
     """The SLA of a plan, or None when the plan promises none."""
     if plan is None or (isinstance(plan, float) and pd.isna(plan)):
         return None
     return _plans().get(str(plan).strip().lower())
+
+
+def account_sla(plan: str | None, uptime_pct: float | None) -> Sla | None:
+    """The SLA an account's contract gives: its own promise (`accounts.sla_uptime_pct`) when
+    it has one, else its plan's.
+
+    An account's own promise keeps its plan's credit schedule (sla.yaml `custom` when the
+    plan has no SLA) with the first tier, "below the promise", moved to the account's
+    promise; deeper tiers at or above the new promise fall away, so every tier lies below it.
+    """
+    base = plan_sla(plan)
+    if uptime_pct is None or pd.isna(uptime_pct):
+        return base
+    promise = float(uptime_pct)
+    if not OWN_MIN <= promise <= 100.0:
+        return base  # the contract clears such values; never trust one that slipped by
+    base = base or _custom()
+    if not base.credits:
+        return None
+    first, *deeper = sorted(base.credits, reverse=True)
+    tiers = ((promise, first[1]), *((b, p) for b, p in deeper if b < promise))
+    return Sla(promise, tiers)
 
 
 def month_bounds(moment: datetime) -> tuple[datetime, datetime]:

@@ -9,7 +9,8 @@ stops after claiming leaves it `posting`, reported and never posted again by its
 refusal (400/403, a duplicate) marks it `failed` with the reason; a rate limit (429) or an
 outage stops the run and leaves the rest queued for the next one.
 
-Posts say only what the status page says (title, status, the update, the link): never an
+Posts say only what the status page says (title, status, the update, the estimated
+resolution while the incident carries one and it is ahead, the link): never an
 account, a customer or a number of theirs. Texts fit X's 280 characters as X counts them
 (a link counts 23).
 """
@@ -47,15 +48,24 @@ def x_length(text: str) -> int:
     return weight + URL_WEIGHT * len(links)
 
 
+def eta_text(eta: datetime) -> str:
+    """The estimated resolution as a public post says it, in UTC ("ETA 2 Jul 14:30 UTC.")."""
+    at = eta.astimezone(UTC) if eta.tzinfo else eta.replace(tzinfo=UTC)
+    return f"ETA {at.day} {at:%b %H:%M} UTC."
+
+
 def compose(title: str, status: str, body: str | None, url: str | None,
-            components: list[str]) -> str:
-    """One post: "[Status] Title (components): update. link", the update cut to fit 280."""
-    label = "Resolved" if status in ("resolved", "postmortem", "completed") else \
-        status.replace("_", " ").capitalize()
+            components: list[str], *, eta: datetime | None = None) -> str:
+    """One post: "[Status] Title (components): update. ETA. link", the update cut to fit
+    280; the ETA (the estimated resolution) only while the incident is not resolved."""
+    resolved = status in ("resolved", "postmortem", "completed")
+    label = "Resolved" if resolved else status.replace("_", " ").capitalize()
     head = f"[{label}] {title.strip()}"
     if components:
         head += f" ({', '.join(components)})"
     tail = f" {url}" if url else ""
+    if eta is not None and not resolved:
+        tail = f" {eta_text(eta)}{tail}"
     text = " ".join((body or "").split())
     room = LIMIT - x_length(head + ": " + tail) if text else 0
     if text and x_length(text) > room:
@@ -77,6 +87,7 @@ class PostReport:
     left_queued: int = 0
     unknown: list[str] = field(default_factory=list)  # claimed by a run that stopped
     stopped: str | None = None
+    reply_drafts: int = 0  # new replies to complaints, waiting for approval (x_replies.py)
 
     def __str__(self) -> str:
         text = (f"{self.planned} planned, {self.posted} posted, {self.failed} refused, "
@@ -86,6 +97,9 @@ class PostReport:
             text += "posting them again by hand)"
         if self.stopped:
             text += f"; stopped: {self.stopped}"
+        if self.reply_drafts:
+            text += (f"; {self.reply_drafts} new replies to complaints wait for approval "
+                     "(pulse social replies list)")
         return text
 
 
@@ -103,7 +117,7 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
     with engine.connect() as conn:
         rows = conn.execute(
             select(u.c.update_id, u.c.incident_id, u.c.status, u.c.body, u.c.created_at,
-                   i.c.title, i.c.components)
+                   i.c.title, i.c.components, i.c.eta)
             .join(i, i.c.incident_id == u.c.incident_id)
             .where(or_(hit, i.c.status != "investigating"))
             .where(~exists().where(sp.c.post_key == "x:" + u.c.incident_id + ":" + u.c.update_id))
@@ -112,7 +126,8 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
         return 0
     posts = [{"post_key": f"x:{r.incident_id}:{r.update_id}", "incident_id": r.incident_id,
               "text": compose(str(r.title), str(r.status), r.body, url,
-                              component_names(r.components)),
+                              component_names(r.components),
+                              eta=eta_ahead(r.eta, now)),
               "status": "queued", "created_at": now} for r in rows]
     make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with write_transaction(engine) as conn:
@@ -121,10 +136,18 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
     return len(done)
 
 
+def eta_ahead(eta: datetime | None, now: datetime) -> datetime | None:
+    """The ETA while it is still ahead (a passed estimate is not said)."""
+    if eta is None:
+        return None
+    eta = eta if eta.tzinfo else eta.replace(tzinfo=UTC)
+    return eta if eta > now else None
+
+
 def user_client() -> Any:
     """A `tweepy.Client` acting as the brand account (OAuth 1.0a user context, from the
     environment: PULSE_X_API_KEY, PULSE_X_API_SECRET, PULSE_X_ACCESS_TOKEN,
-    PULSE_X_ACCESS_TOKEN_SECRET)."""
+    PULSE_X_ACCESS_TOKEN_SECRET), talking to PULSE_X_API_HOST."""
     import tweepy
 
     from pulse.core.errors import ConfigError
@@ -135,13 +158,36 @@ def user_client() -> Any:
     if not all(keys):
         raise ConfigError("posting on X needs PULSE_X_API_KEY, PULSE_X_API_SECRET, "
                           "PULSE_X_ACCESS_TOKEN and PULSE_X_ACCESS_TOKEN_SECRET")
-    return tweepy.Client(consumer_key=keys[0], consumer_secret=keys[1], access_token=keys[2],
-                         access_token_secret=keys[3], wait_on_rate_limit=False)
+    client = tweepy.Client(consumer_key=keys[0], consumer_secret=keys[1], access_token=keys[2],
+                           access_token_secret=keys[3], wait_on_rate_limit=False)
+    host = s.x_api_host.strip().rstrip("/")
+    if host and host != TWITTER:
+        client.session = _host_session(host)
+    return client
+
+
+TWITTER = "https://api.twitter.com"  # where tweepy sends every request
+
+
+def _host_session(host: str) -> Any:
+    """A `requests.Session` that sends tweepy's requests to `host` (PULSE_X_API_HOST) instead,
+    rewriting the URL before the request is signed, so the OAuth signature covers it."""
+    import requests
+
+    class HostSession(requests.Session):
+        def request(self, method: str, url: str | bytes,  # type: ignore[override]
+                    *args: Any, **kwargs: Any) -> requests.Response:
+            if isinstance(url, str) and url.startswith(TWITTER + "/"):
+                url = host + url[len(TWITTER):]
+            return super().request(method, url, *args, **kwargs)
+
+    return HostSession()
 
 
 def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
              limit: int = 50) -> PostReport:
-    """Post queued posts, oldest first, each at most once (see the module docstring)."""
+    """Post queued posts (updates, and replies once approved), oldest first, each at most
+    once (see the module docstring)."""
     import requests
     import tweepy
 
@@ -150,9 +196,10 @@ def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
     with engine.connect() as conn:
         report.unknown = list(conn.execute(select(sp.c.post_key).where(
             sp.c.status == "posting")).scalars())
-        due = conn.execute(select(sp.c.post_id, sp.c.text).where(sp.c.status == "queued")
+        due = conn.execute(select(sp.c.post_id, sp.c.text, sp.c.in_reply_to_id)
+                           .where(sp.c.status == "queued")
                            .order_by(sp.c.post_id).limit(limit)).all()
-    for n, (post_id, text) in enumerate(due):
+    for n, (post_id, text, in_reply_to) in enumerate(due):
         claimed_at = now or datetime.now(UTC)
         with write_transaction(engine) as conn:
             won = conn.execute(update(sp).where(and_(sp.c.post_id == post_id,
@@ -161,7 +208,9 @@ def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
         if not won:
             continue  # another run claimed it
         try:
-            response = client.create_tweet(text=text, user_auth=True)
+            # a reply (outreach/x_replies.py, approved) threads under the complaint
+            response = client.create_tweet(text=text, in_reply_to_tweet_id=in_reply_to,
+                                           user_auth=True)
         except tweepy.TooManyRequests:
             _set(engine, post_id, status="queued", claimed_at=None, error="rate limited")
             report.stopped = "rate limited by X (429): the rest waits for the next run"
@@ -200,16 +249,20 @@ def _set(engine: Engine, post_id: int, **values: Any) -> None:
 
 def run(engine: Engine, *, client: Any | None = None, now: datetime | None = None
         ) -> PostReport | None:
-    """Plan and post when PULSE_X_POST is on (None when it is off)."""
+    """Plan and post when PULSE_X_POST is on (None when it is off); draft replies to the
+    complaints attached to incidents, which wait for approval."""
     from pulse.core.settings import get_settings
 
     if not get_settings().x_post:
         return None
+    from pulse.outreach.x_replies import plan_reply_drafts
+
     planned = plan_incident_posts(engine, now=now)
+    drafts = plan_reply_drafts(engine, now=now)
     report = post_due(engine, client if client is not None else user_client(), now=now)
-    report.planned = planned
+    report.planned, report.reply_drafts = planned, drafts.drafted
     return report
 
 
-__all__ = ["PostReport", "compose", "plan_incident_posts", "post_due", "run", "user_client",
-           "x_length"]
+__all__ = ["PostReport", "compose", "eta_ahead", "eta_text", "plan_incident_posts", "post_due",
+           "run", "user_client", "x_length"]

@@ -73,6 +73,8 @@ class Account(Lineage, Base):
     seats: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     renewal_date: Mapped[date | None] = mapped_column(Date)
+    #: the account's own SLA (monthly uptime promised, percent): overrides its plan's
+    sla_uptime_pct: Mapped[float | None] = mapped_column(Float)
 
 
 class Contact(Lineage, Base):
@@ -154,6 +156,8 @@ class Incident(Lineage, Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     components: Mapped[Any] = mapped_column(JSONDoc)
     regions: Mapped[Any] = mapped_column(JSONDoc)
+    #: the estimated resolution time, when the incident carries one
+    eta: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class IngestRun(Base):
@@ -643,7 +647,8 @@ class SocialPost(Base):
     """One post Pulse means to publish on X (outreach/x_posts.py): planned once per key,
     claimed by one run, posted at most once. `status`: queued, posting (claimed: the outcome
     of a run that stopped here is unknown, so it is never posted again by itself), posted,
-    failed (X refused it)."""
+    failed (X refused it); a reply to a complaint (outreach/x_replies.py) starts as a draft
+    and is queued once approved, or discarded."""
 
     __tablename__ = "social_posts"
     post_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -656,3 +661,6 @@ class SocialPost(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: a reply's complaint: the tweet id it answers (`reply.in_reply_to_tweet_id`)
+    in_reply_to_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,11 +4,13 @@ run of the pulse_outage DAG."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, select, update
 from pulse.devkit.airflow_runner import run_dag_test
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
+from pulse.listeners.statuspage import import_statuspage
 from pulse.models.outage import refresh_impacts
 from pulse.outreach.notices import (
     component_name,
@@ -34,8 +37,9 @@ from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 OUTBOX = OutboxMessage.__table__
 
 
-def _world(engine: Engine, folder: Path, seed: int = 5) -> dict:
-    summary = generate(folder, accounts=150, days=30, seed=seed, live_incident=True)
+def _world(engine: Engine, folder: Path, seed: int = 5, *, accounts: int = 150,
+           days: int = 30) -> dict:
+    summary = generate(folder, accounts=accounts, days=days, seed=seed, live_incident=True)
     land_files(engine, list(summary.files.values()))
     return json.loads(summary.truth_path.read_text())
 
@@ -221,3 +225,100 @@ def test_components_are_named_as_customers_know_them() -> None:
     assert component_name("bulk_export") == "Bulk export"  # not in the catalogue
     assert component_names(["reports", "api", "reports", " "]) == ["Scheduled reports", "API"]
     assert stage_kind("update-monitoring") == "update" and stage_kind("resolved") == "resolved"
+
+
+# --------------------------------------------------------------------------- one reader, every stage
+
+
+def _page(incident: dict, status: str, updates: list[tuple[str, str, datetime]], *,
+          resolved_at: datetime | None = None) -> dict:
+    """The status page's incidents document for the demo's live incident."""
+    return {"page": {"id": "demo", "name": "Pulse Demo"}, "incidents": [{
+        "id": incident["incident_id"], "name": incident["title"], "status": status,
+        "impact": incident["impact"], "started_at": incident["started_at"].isoformat(),
+        "resolved_at": resolved_at.isoformat() if resolved_at else None,
+        "components": [{"name": c} for c in incident["components"]],
+        "incident_updates": [{"id": f"up-{i}", "status": st, "body": body,
+                              "created_at": when.isoformat()}
+                             for i, (st, body, when) in enumerate(updates)]}]}
+
+
+def _digits(text: str) -> int:
+    return int(re.sub(r"\D", "", text))
+
+
+def test_a_contact_reads_every_stage_of_a_demo_incident_in_order(
+        engine: Engine, tmp_path: Path) -> None:
+    truth = _world(engine, tmp_path / "world", seed=5, accounts=30, days=10)
+    live = truth["live_incident"]
+    with engine.connect() as conn:
+        incident = dict(conn.execute(select(Incident.__table__).where(
+            Incident.incident_id == live)).mappings().one())
+    transport = FileTransport(tmp_path / "outbox")
+    page = tmp_path / "incidents.json"
+    t0 = datetime.now(UTC)
+    said = [("investigating", "We are looking into errors in the affected components.",
+             t0 - timedelta(minutes=40))]
+    stages = [("started", "investigating", t0, None),
+              ("update-identified", "identified", t0 + timedelta(minutes=20), None),
+              ("resolved", "resolved", t0 + timedelta(minutes=60), t0 + timedelta(minutes=50))]
+    news = {"update-identified": ("identified", "A faulty deploy; we are rolling it back."),
+            "resolved": ("resolved", "A faulty deploy filled a queue; we rolled it back and "
+                                     "drained the queue.")}
+    for stage, status, now, resolved_at in stages:
+        if stage in news:
+            said.append((*news[stage], now - timedelta(minutes=5)))
+        page.write_text(json.dumps(_page(incident, status, said, resolved_at=resolved_at)))
+        import_statuspage(engine, page, now=now)
+        refresh_impacts(engine, now=now)
+        report = queue_outage_notices(engine, incident_id=live, now=now)
+        assert set(report.by_stage) == {stage} and report.queued == report.planned > 0
+        send_due(engine, transport, now=now)
+
+    # One contact who ran into the errors, and every notice they received, in order.
+    rows = sorted((r for r in _notices(engine, live) if r["context"]["you_were_affected"]),
+                  key=lambda r: r["message_id"])
+    reader = rows[0]["contact_id"]
+    mine = [r for r in rows if r["contact_id"] == reader]
+    assert [r["idempotency_key"].split(":")[2] for r in mine] == [s[0] for s in stages]
+    assert {r["status"] for r in mine} == {"sent"}
+    mails = [BytesParser(policy=policy.default).parse(transport.path(r["message_id"]).open("rb"))
+             for r in mine]
+    texts = [" ".join(m.get_body(("plain",)).get_content().split()) for m in mails]
+    title = incident["title"]
+    assert [m["Subject"] for m in mails] == [
+        f"[Investigating] {title}", f"[Update] {title}", f"[Resolved] {title}"]
+
+    started, update, resolved = texts
+    shown = component_names(incident["components"])
+    assert shown and f"What is affected: {', '.join(shown)}" in started
+    for raw, name in zip(incident["components"], shown, strict=True):
+        if raw.lower() != name.lower():  # a display name, never the id ("reports")
+            assert f"What is affected: {raw}" not in started
+    assert "Next update: within 2 hours" in started and "We are sorry" in started
+    assert f"What we are doing {said[0][1]}" in started
+    assert f"What changed {news['update-identified'][1]}" in update
+    assert f"What caused it and what we did {news['resolved'][1]}" in resolved
+    assert "Next update" not in resolved and "What is affected" not in resolved
+
+    # The resolved notice carries the contact's own totals, in their own time zone.
+    with engine.connect() as conn:
+        own = conn.execute(select(IncidentImpact.__table__).where(
+            IncidentImpact.incident_id == live,
+            IncidentImpact.account_id == mine[-1]["account_id"])).mappings().one()
+        tz = conn.execute(select(Contact.timezone).where(
+            Contact.contact_id == reader)).scalar_one()
+    failed, total = re.search(r"Failed requests: ([\d,.\s]+) of ([\d,.\s]+) \(",
+                              resolved).groups()
+    assert (_digits(failed), _digits(total)) == (own["failed_requests"], own["total_requests"])
+    assert own["failed_requests"] > 0
+    users = re.search(r"Users affected: ([\d,.\s]+)", resolved)
+    assert users and _digits(users.group(1)) == own["affected_users"] > 0
+    for label, instant in (("First", own["first_affected_at"]), ("Last", own["last_affected_at"])):
+        local = instant.astimezone(ZoneInfo(tz))
+        line = re.search(rf"{label} affected: (.+?) - ", resolved + " - ").group(1)
+        assert local.strftime("%H:%M") in line or local.strftime("%-I:%M") in line, (line, tz)
+    # Nothing contradicts: failed requests are never next to "no failed requests".
+    for text in texts:
+        assert "no failed requests" not in text
+        assert "You did not run into" not in text  # they did

@@ -74,6 +74,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+#: Feature snapshots of the module's world on basis "occurred", per database: every test
+#: lands the same files, so each worker computes a date's snapshot once per database and the
+#: trainings after the first fit on the same rows (the snapshot code itself is tested on its
+#: own, and on basis "known" nothing is shared: it depends on when rows landed).
+_SNAPSHOTS: dict[str, dict] = {}
+
+
+def _shared(engine: Engine) -> dict:
+    return _SNAPSHOTS.setdefault(engine.dialect.name, {})
+
+
 def _land(engine: Engine, folder: Path) -> None:
     files = [p for p in folder.iterdir() if p.name != "truth.json"]
     land_files(engine, files)
@@ -92,6 +103,8 @@ def _train(engine: Engine, **kw: object):  # type: ignore[no-untyped-def]
     """Train on the small world; unless a test says otherwise, the bar is only ROC AUC 0.6
     (on 300 accounts the scorecard and the model are within noise of each other)."""
     kw.setdefault("must_beat_scorecard", False)
+    if kw.get("basis", "occurred") == "occurred":
+        kw.setdefault("snapshots", _shared(engine))
     return train_and_register(engine, as_of=END, horizon_days=HORIZON, valid_days=14, **kw)
 
 
@@ -129,7 +142,8 @@ def test_labels_count_cancellations_within_the_horizon_after_the_snapshot() -> N
 
 def test_training_data_from_history(engine: Engine, world: Path) -> None:
     _land(engine, world)
-    data = build_training_data(engine, as_of=END, horizon_days=HORIZON, valid_days=14)
+    data = build_training_data(engine, as_of=END, horizon_days=HORIZON, valid_days=14,
+                               snapshots=_shared(engine))
     w = data.windows
     train, valid = data.split()
     assert w.last_data == END
@@ -211,7 +225,7 @@ def test_known_basis_sees_only_what_had_landed(engine: Engine, world: Path) -> N
             t = table.__table__
             conn.execute(update(t).values(landed_at=datetime(2025, 12, 1, tzinfo=UTC)))
     data = build_training_data(engine, as_of=END, horizon_days=HORIZON, basis="occurred",
-                               valid_days=14)
+                               valid_days=14, snapshots=_shared(engine))
     _, valid = data.split()
     late = sorted(valid.loc[valid["churned"], "account_id"])[0]
     p = PurchaseEvent.__table__
@@ -357,7 +371,7 @@ def test_score_churn_writes_one_row_per_account_and_is_idempotent(engine: Engine
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(SCORES)).scalar_one() == 0
 
-    v = _train(engine).version
+    v = _train(engine, classifier="logistic").version  # selection is tested above
     earlier = END - timedelta(days=7)
     assert score_churn(engine, earlier, basis="occurred") > 0
     n = score_churn(engine, END, basis="occurred")
@@ -416,7 +430,7 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     assert "Traceback" not in refused.stderr
 
     trained = _pulse("model", "train", "--as-of", END.isoformat(), "--horizon", str(HORIZON),
-                     "--valid-days", "14", "--no-beat-scorecard")
+                     "--valid-days", "14", "--no-beat-scorecard", "--classifier", "logistic")
     assert trained.returncode == 0, trained.stderr
     assert "churn model v1: champion" in trained.stdout and "ROC AUC" in trained.stdout
     # it calibrates the scorecard on the same snapshots, writes the proposal with its
@@ -462,7 +476,7 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
 
     # Without --exact-horizon, too short a history takes the longest horizon that fits.
     shorter = _pulse("model", "train", "--as-of", END.isoformat(), "--no-beat-scorecard",
-                     "--min-roc-auc", "0")
+                     "--min-roc-auc", "0", "--classifier", "logistic")
     assert shorter.returncode == 0, shorter.stderr
     assert re.search(r"horizon shortened from 90 to \d+ days", shorter.stdout)
 

@@ -1,5 +1,7 @@
-"""`pulse social listen | watermarks`: listen to X (or replay a file of mentions) and show
-each query's `since_id` watermark."""
+"""`pulse social listen | watermarks | post | replies`: listen to X (or replay a file of
+mentions) and show each query's `since_id` watermark; post incident updates; review replies
+to the complaints attached to an incident (`replies draft | list | show | approve |
+discard`)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from pulse.cli.common import Format, warehouse
+from pulse.cli.common import Format, ListFormat, warehouse
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -104,3 +107,79 @@ def post() -> None:
     if report.stopped:
         raise typer.Exit(1)
 
+
+
+# --------------------------------------------------------------------------- replies
+
+replies_app = typer.Typer(help="Replies to the public complaints attached to an incident: "
+                          "drafts a person approves before anything is posted.",
+                          no_args_is_help=True)
+social_app.add_typer(replies_app, name="replies")
+
+
+@replies_app.command("draft")
+def replies_draft() -> None:
+    """Draft a reply to each recent complaint on X attached to a confirmed incident (one per
+    author and incident); drafts not yet approved follow the incident's status."""
+    from pulse.outreach.x_replies import plan_reply_drafts
+
+    out.print(f"X replies: {plan_reply_drafts(_engine())}")
+
+
+@replies_app.command("list")
+def replies_list(
+    status: Annotated[str, typer.Option(
+        help="draft, queued, posting, posted, failed, discarded, or all")] = "draft",
+    fmt: Annotated[ListFormat, typer.Option("--format")] = ListFormat.table,
+) -> None:
+    """List replies (drafts by default), oldest first, with the complaint each answers."""
+    from pulse.cli.outreach import _emit, _records
+    from pulse.outreach.x_replies import list_replies
+
+    rows = _records(list_replies(_engine(), status=None if status == "all" else status))
+    _emit(rows, ["post_id", "incident_id", "status", "author_handle", "complaint", "text"],
+          fmt, "Replies on X")
+
+
+@replies_app.command("show")
+def replies_show(post_id: Annotated[int, typer.Argument(help="The reply's post id.")]) -> None:
+    """Show one reply exactly as it would be posted, under the complaint it answers."""
+    from pulse.outreach.x_posts import x_length
+    from pulse.outreach.x_replies import show_reply
+
+    r = show_reply(_engine(), post_id)
+    out.print(Text(f"Reply {r['post_id']} ({r['status']}) on incident {r['incident_id']}"))
+    out.print(Text(f"To @{r['author_handle']}: {r['complaint'] or '(complaint no longer known)'}"),
+              end="\n\n")
+    out.print(Text(str(r["text"])))
+    out.print(Text(f"\n{x_length(str(r['text']))} of 280 characters as X counts them"))
+
+
+def _review(result: object, verb: str) -> None:
+    done, refused = result.done, result.refused  # type: ignore[attr-defined]
+    out.print(f"{verb} {len(done)}: " + (", ".join(map(str, done)) or "none"))
+    for pid, why in refused.items():
+        err.print(Text(f"not {verb}: {pid}: {why}"))
+    if refused:
+        raise typer.Exit(1)
+
+
+@replies_app.command("approve")
+def replies_approve(
+    post_ids: Annotated[list[int], typer.Argument(help="The replies' post ids.")],
+) -> None:
+    """Approve drafts: each is checked again (no account, no other handle, 280 characters)
+    and posted once by the next `pulse social post` (or the pulse_outage DAG)."""
+    from pulse.outreach.x_replies import approve_replies
+
+    _review(approve_replies(_engine(), post_ids), "approved")
+
+
+@replies_app.command("discard")
+def replies_discard(
+    post_ids: Annotated[list[int], typer.Argument(help="The replies' post ids.")],
+) -> None:
+    """Discard drafts: never posted, never drafted again."""
+    from pulse.outreach.x_replies import discard_replies
+
+    _review(discard_replies(_engine(), post_ids), "discarded")

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # --- posting incident updates on X (issue 13)
     x_post: bool = Field(default=False, description="Post confirmed incidents' public updates "
                          "on X (PULSE_X_POST=on); needs the user-context keys below")
+    x_api_host: str = Field(default="https://api.twitter.com", description="Where posts go: "
+                            "X API v2's base URL (https://api.x.com works too; a local double "
+                            "in tests)")
     x_api_key: str = Field(default="", validation_alias=AliasChoices(
         "PULSE_X_API_KEY", "X_API_KEY"), description="X app consumer key (OAuth 1.0a)")
     x_api_secret: str = Field(default="", validation_alias=AliasChoices(

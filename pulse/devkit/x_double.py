@@ -10,7 +10,12 @@ X's rate-limit headers. Nothing leaves the machine.
 from __future__ import annotations
 
 import io
+import logging
+import re
+import threading
 import time
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+
+log = logging.getLogger(__name__)
 
 #: A reply that stands for a connection that could not be made.
 CONNECTION_REFUSED = "connection refused"
@@ -93,16 +100,21 @@ class XPostDouble(BaseAdapter):
     It refuses what X refuses: a request not signed with OAuth 1.0a user context for the
     expected consumer key and access token (401), a body without `text` (400), a text longer
     than 280 as X counts it (400), the same text twice (403, duplicate content), and more
-    than `limit` posts in the window (429, with X's rate-limit headers). Accepted posts get
-    201 and an id; `posts` lists the texts X would show.
+    than `limit` posts in the window (429, with X's rate-limit headers), and a reply
+    (`reply.in_reply_to_tweet_id`) to an id that is not a tweet id (400) or to a tweet that
+    does not exist or is not visible (403): the tweets that exist are `tweets` and the posts
+    accepted here. Accepted posts get 201 and an id; `posts` lists the texts X would show,
+    `replies` each reply's (text, in_reply_to_tweet_id).
     """
 
     def __init__(self, *, consumer_key: str, access_token: str, limit: int = 100,
-                 down: bool = False) -> None:
+                 down: bool = False, tweets: Iterable[str] = ()) -> None:
         super().__init__()
         self.consumer_key, self.access_token = consumer_key, access_token
         self.limit, self.down = limit, down
         self.posts: list[str] = []
+        self.replies: list[tuple[str, str]] = []
+        self.tweets = {str(t) for t in tweets}
         self.requests = 0
 
     def mount_on(self, client: Any) -> XPostDouble:
@@ -161,12 +173,84 @@ class XPostDouble(BaseAdapter):
             return self._reply(request, 400, {
                 "title": "Invalid Request", "status": 400,
                 "detail": f"The text is {x_length(text)} characters; the limit is {LIMIT}"})
+        reply = doc.get("reply")
+        to = reply.get("in_reply_to_tweet_id") if isinstance(reply, dict) else None
+        if reply is not None and not (isinstance(to, str) and re.fullmatch(r"[0-9]{1,19}", to)):
+            return self._reply(request, 400, {
+                "title": "Invalid Request", "status": 400,
+                "detail": f"The `reply.in_reply_to_tweet_id` value [{to}] is not valid"})
+        if to is not None and to not in self.tweets:
+            return self._reply(request, 403, {
+                "title": "Forbidden", "status": 403, "detail": "You attempted to reply to a "
+                "Tweet that is deleted or not visible to you."})
         if text in self.posts:
             return self._reply(request, 403, {
                 "title": "Forbidden", "status": 403, "detail": "You are not allowed to create a "
                 "Tweet with duplicate content."})
         self.posts.append(text)
-        return self._reply(request, 201, {"data": {"id": str(1_800_000_000_000_000_000
-                                                               + len(self.posts)),
-                                                   "text": text, "edit_history_tweet_ids": []}})
+        tweet_id = str(1_800_000_000_000_000_000 + len(self.posts))
+        self.tweets.add(tweet_id)
+        if to is not None:
+            self.replies.append((text, to))
+        return self._reply(request, 201, {"data": {"id": tweet_id, "text": text,
+                                                   "edit_history_tweet_ids": []}})
 
+
+class XPostServer:
+    """An `XPostDouble` served over HTTP on 127.0.0.1 while the context is open, for clients
+    in another process (an Airflow task): point PULSE_X_API_HOST at `url`. Each request is
+    handed to the double as if it had reached api.twitter.com; `double` keeps what it saw."""
+
+    def __init__(self, double: XPostDouble) -> None:
+        self.double = double
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the X double is not running")
+        host, port = self._server.server_address[:2]
+        assert isinstance(host, str)
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> XPostServer:
+        handler = type("Handler", (_XHandler,), {"owner": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True,
+                         name="x-double").start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _XHandler(BaseHTTPRequestHandler):
+    owner: XPostServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+        log.debug("x double: " + format, *args)
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "content-length")}
+        request = requests.Request("POST", "https://api.twitter.com" + self.path,
+                                   headers=headers, data=body).prepare()
+        with self.owner.lock:
+            response = self.owner.double.send(request)
+        content = response.content or b""
+        self.send_response(response.status_code, response.reason)
+        for k, v in response.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(content)
+        self.close_connection = True
