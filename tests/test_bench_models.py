@@ -3,17 +3,28 @@ snapshots, as `pulse model train` does, so that no snapshot date is computed twi
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 
 @pytest.mark.slow
-def test_variant_bench_computes_each_snapshot_date_once(monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
+def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One variant world measured end to end (the CLI's plumbing of --variant is tested with
+    --only silent in tests/test_variants.py, in seconds)."""
+    from rich.console import Console
+
     import pulse.models.training as training
-    from pulse.devkit.bench.models import run_variant_bench
+    from pulse.devkit.bench.models import (
+        TARGETS,
+        _print_variant_tables,
+        draw_chart,
+        run_variant_bench,
+    )
 
     real = training.snapshot_features
     calls: Counter[tuple[date, str]] = Counter()
@@ -29,3 +40,21 @@ def test_variant_bench_computes_each_snapshot_date_once(monkeypatch: pytest.Monk
     assert len(calls) > 5  # the training dates, then today's accounts for the calibration
     twice = {d: n for d, n in calls.items() if n > 1}
     assert not twice, f"snapshot dates computed more than once: {twice}"
+
+    # Every figure is either measured or its stage's failure is reported, as the CLI prints.
+    world = asdict(fig)
+    assert world["variant"] == "quiet" and world["accounts"] == 120
+    assert world["horizon_days"] == 30 and world["scored"] > 50 and world["churned"] > 0
+    for t in TARGETS:
+        assert t.key in world
+        assert world[t.key] is not None or world["errors"], t.key
+    assert world["health_auc"] is not None and 0.0 <= world["health_auc"] <= 1.0
+    assert world["red_amber"] is not None and world["silent_truth"] > 0
+    chart = draw_chart([fig], tmp_path / "models.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    console = Console(record=True, width=210)
+    _print_variant_tables([fig], console, chart)
+    text = console.export_text()
+    for t in TARGETS:
+        assert t.label in text
+    assert "horizon 30 days" in text

@@ -57,7 +57,9 @@ def test_pulse_train_registers_a_model_and_promotes_by_the_rule(
     engine = make_engine()
     upgrade(engine)
     land_files(engine, summary.files.values())
-    conf = {"horizon_days": 14, "valid_days": 14, "min_roc_auc": 0.5}
+    # logistic only: the DAG passes its params through; ranking every candidate is tested
+    # in-process (tests/test_training.py)
+    conf = {"horizon_days": 14, "valid_days": 14, "min_roc_auc": 0.5, "classifier": "logistic"}
 
     out = run_dag_test("pulse_train", logical_date=end.isoformat(), env=af_env, conf=conf)
     models = list_models(engine)
@@ -68,6 +70,8 @@ def test_pulse_train_registers_a_model_and_promotes_by_the_rule(
     assert first.metrics["roc_auc"] > 0.5 and first.metrics["scorecard_roc_auc"] is not None
     assert first.status in (CHAMPION, CHALLENGER) and first.note
     assert Path(first.artifact_path).is_file()
+    assert set(first.metrics["selection"]["mean_roc_auc"]) == {  # the DAG's param was used
+        "logistic C=0.01", "logistic C=0.1", "logistic C=1"}
     assert f"churn model v1: {first.status}" in out.stdout
     # then the bands were fitted to the same history: a valid proposal, applied when fitted
     from pulse.models.scorecard import load_scorecard
