@@ -10,7 +10,10 @@ Every hour, as of the run's logical date (else `run_after`; never later than now
    recipients, none while the contact has another open ticket), records every skipped survey
    with its reason and queues the others in the outbox (`pulse.outreach.surveys.queue_due_surveys`;
    one `surveys` row per trigger, so a re-run queues nothing new).
-2. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`):
+2. **alerts**: every answer rated 1 or 2 in the last 48 hours that has no CSM alert yet gets
+   one (`pulse.outreach.csat_alerts.queue_low_rating_alerts`; the survey page queues it at
+   once, this sweep catches any the page did not; keyed per answer, so never two).
+3. **send**: sends what is due through the configured transport (`pulse.outreach.outbox_send.send_due`):
    quiet hours in the contact's time zone and the per-contact cap apply there.
 """
 from __future__ import annotations
@@ -43,6 +46,12 @@ def pulse_surveys() -> None:
         return str(queue_due_surveys(runtime.engine(), now=runtime.logical_time()))
 
     @task
+    def alerts(_: str) -> str:
+        from pulse.outreach.csat_alerts import queue_low_rating_alerts
+
+        return str(queue_low_rating_alerts(runtime.engine(), now=runtime.logical_time()))
+
+    @task
     def send(_: str) -> str:
         from pulse.outreach.outbox_send import send_due
         from pulse.outreach.transports import make_transport
@@ -50,7 +59,7 @@ def pulse_surveys() -> None:
         name = runtime.param("transport")
         return str(send_due(runtime.engine(), make_transport(name), now=runtime.logical_time()))
 
-    send(queue())
+    send(alerts(queue()))
 
 
 pulse_surveys()

@@ -61,6 +61,14 @@ def _num(value: Any, digits: int = 4) -> float | int | None:
     return round(x, digits)
 
 
+def _money(amount: float, currency: str | None) -> str:
+    """An amount as the CSM reads it in their digest (the default locale): "$1,000.00"."""
+    from pulse.core.locales import money, resolve
+    from pulse.core.settings import get_settings
+
+    return money(amount, currency, resolve(get_settings().default_locale))
+
+
 def _count(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -505,8 +513,7 @@ def _payment(f: _Frame) -> list[dict[str, Any]]:
         n, amount = f["open_failed_payments"][i], f["failed_amount"][i]
         text = _plural(n, "failed payment")
         if not np.isnan(amount) and amount > 0:
-            text += f" ({amount:,.2f}" + (f" {currency[i]}" if currency[i] else "") + (
-                " in all)" if n > 1 else ")")
+            text += f" ({_money(amount, currency[i])}" + (" in all)" if n > 1 else ")")
         if first[i] is not None and not pd.isna(first[i]):
             text += f" since {_day(first[i])}"
         text += ", not recovered; " + (

@@ -17,7 +17,10 @@ or, without any address, to `csm_queue_email`. With `checkins: approve` (the def
 check-in is written as a `draft` for its CSM to edit and approve (outreach/drafts.py).
 
 `plan_csm_digests(engine, as_of)` writes one digest per CSM per day listing the accounts that
-entered red or got a new flag since the previous scored date, with the evidence, the CSAT
+entered red or got a new flag since the previous scored date, with the evidence; on the first
+scored date, with nothing to compare against (every flag would be "new"), it sends a short
+summary instead: how many of the CSM's accounts sit in each band and carry each flag, the
+revenue at risk in all, and the ten accounts with the most revenue at risk. Then the CSAT
 ratings of 1 or 2 on the CSM's accounts that arrived since then (by `rated_at`; a comment
 added later brings the rating back with it), with the contact and the comment, and the
 day's check-ins with their evidence. Digests are internal mail: they are not automated
@@ -331,8 +334,9 @@ def _alert(row: Any) -> dict[str, Any]:
 
 def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None = None
                      ) -> list[Any]:
-    """One digest per CSM: accounts that entered red or got a new flag since the last date,
-    and CSAT ratings of 1 or 2 (with the comment) that arrived since then."""
+    """One digest per CSM: accounts that entered red or got a new flag since the previous
+    scored date (on the first scored date, a summary: counts and the top ten by revenue at
+    risk), and CSAT ratings of 1 or 2 (with the comment) that arrived since then."""
     from pulse.core.settings import get_settings
     from pulse.outreach.outbox import Draft
 
@@ -362,8 +366,13 @@ def plan_csm_digests(engine: Engine, as_of: date, *, report: DailyReport | None 
                    .where(h.c.as_of == as_of))
     if today.empty and not alerts and not checkins:
         return []
-    drafts = [] if today.empty else _risk_digests(engine, as_of, before, today, alerts,
-                                                  checkins, report, settings)
+    if today.empty:
+        drafts = []
+    elif before is None:  # the first scored date: nothing to compare with, a summary
+        drafts = _first_digests(engine, as_of, alerts, checkins, report, settings)
+    else:
+        drafts = _risk_digests(engine, as_of, before, today, alerts, checkins, report,
+                               settings)
     covered = {d.to_email for d in drafts}
     # a CSM with only low ratings or check-ins still hears
     for csm in sorted((set(alerts) | set(checkins)) - covered):
@@ -379,7 +388,8 @@ def _midnight(day: date) -> datetime:
 
 def _digest(draft: Any, csm: str, as_of: date, before: date | None,
             items: list[dict[str, Any]], alerts: list[dict[str, Any]], settings: Any,
-            checkins: list[dict[str, Any]] | None = None) -> Any:
+            checkins: list[dict[str, Any]] | None = None,
+            first: dict[str, Any] | None = None) -> Any:
     return draft(
         kind=DIGEST, idempotency_key=f"csm_digest:{csm.lower()}:{as_of.isoformat()}",
         template=DIGEST, to_email=csm, to_name=csm_name(csm),
@@ -387,8 +397,63 @@ def _digest(draft: Any, csm: str, as_of: date, before: date | None,
         context={"csm_name": csm_name(csm), "as_of": as_of.isoformat(),
                  "since": before.isoformat() if before else None, "accounts": items,
                  "low_ratings": alerts, "checkins": checkins or [],
-                 "company_name": settings.company_name},
+                 "company_name": settings.company_name, **({"first": first} if first else {})},
     )
+
+
+def _value(x: Any) -> Any:
+    """None for a missing value (NaN has no place in a JSON context)."""
+    return None if x is None or (not isinstance(x, str | list) and pd.isna(x)) else x
+
+
+#: the first digest names this many accounts, most revenue at risk first
+FIRST_DIGEST_TOP = 10
+
+
+def _first_digests(engine: Engine, as_of: date, alerts: dict[str, list[dict[str, Any]]],
+                   checkins: dict[str, list[dict[str, Any]]], report: DailyReport,
+                   settings: Any) -> list[Any]:
+    """The digests of the first scored date, when there is no earlier date to compare with
+    (every flag would be "new"): per CSM, how many accounts are in each band and carry each
+    flag, the revenue at risk in all, and the `FIRST_DIGEST_TOP` accounts with the most
+    revenue at risk, ranked as the risk list ranks them (models/risklist.py)."""
+    from pulse.core.fx import to_reporting
+    from pulse.models.risklist import build_risk_list
+    from pulse.outreach.outbox import Draft
+
+    rows = pd.DataFrame(build_risk_list(engine, as_of))
+    if rows.empty:
+        return []
+    rows["csm_email"] = rows["csm_email"].fillna("").astype(str).str.strip().str.lower()
+    no_csm = ~rows["csm_email"].map(_plausible).astype(bool)
+    if no_csm.any():
+        report.skipped["first digest rows without a CSM"] += int(no_csm.sum())
+    rows = rows[~no_csm]
+    rows["_at_risk"] = to_reporting(rows["revenue_at_risk"], rows["currency"])
+    currency = settings.reporting_currency.strip().upper()
+    drafts = []
+    for csm, group in rows.groupby("csm_email", sort=True):  # one digest per CSM
+        bands = group["band"].fillna("unscored").value_counts()
+        flags = Counter(f for names in group["flags"] for f in names)
+        at_risk = group["_at_risk"].dropna()
+        summary = {
+            "accounts": len(group),
+            "bands": {b: int(bands.get(b, 0)) for b in ("red", "amber", "green", "unscored")
+                      if bands.get(b, 0)},
+            "flagged": int(sum(1 for names in group["flags"] if names)),
+            "flags": dict(sorted(flags.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "revenue_at_risk": round(float(at_risk.sum()), 2) if len(at_risk) else None,
+            "currency": currency,
+            "top": [{"account_id": r.account_id, "account_name": _value(r.name),
+                     "url": account_url(str(r.account_id)), "band": _value(r.band),
+                     "health": _value(r.health), "mrr": _value(r.mrr),
+                     "currency": _value(r.currency),
+                     "revenue_at_risk": _value(r.revenue_at_risk), "flags": list(r.flags)}
+                    for r in group.head(FIRST_DIGEST_TOP).itertuples(index=False)],
+        }
+        drafts.append(_digest(Draft, str(csm), as_of, None, [], alerts.get(str(csm), []),
+                              settings, checkins.get(str(csm), []), first=summary))
+    return drafts
 
 
 def _risk_digests(engine: Engine, as_of: date, before: date | None, today: pd.DataFrame,

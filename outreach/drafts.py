@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select, update
 
 from pulse.core.errors import InvalidArgumentError
 from pulse.outreach.message import Outgoing
+from pulse.outreach.outbox_send import rendering_rows
 from pulse.outreach.render import Renderer, one_line
 from pulse.outreach.vocabulary import CustomerCheckin
 from pulse.sql.schema import OutboxMessage
@@ -45,7 +46,7 @@ def list_drafts(engine: Engine, *, csm_email: str | None = None) -> pd.DataFrame
 
 def _row(engine: Engine, message_id: int) -> dict:
     with engine.connect() as conn:
-        row = conn.execute(select(OUTBOX).where(OUTBOX.c.message_id == message_id)
+        row = conn.execute(rendering_rows().where(OUTBOX.c.message_id == message_id)
                            ).mappings().first()
     if row is None:
         raise InvalidArgumentError(f"no outbox message {message_id}")

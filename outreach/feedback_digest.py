@@ -301,7 +301,7 @@ def render_files(d: TeamDigest) -> tuple[str, str]:
     """The HTML (exactly the email's body, autoescaped) and Markdown of a digest."""
     from jinja2 import Environment, FileSystemLoader
 
-    from pulse.outreach.render import TEMPLATE_DIR, Renderer, _number, _safe_url
+    from pulse.outreach.render import TEMPLATE_DIR, Renderer, _money, _number, _safe_url
 
     renderer = Renderer()
     subject = renderer.subject(TEMPLATE, d.context)
@@ -310,7 +310,7 @@ def render_files(d: TeamDigest) -> tuple[str, str]:
     page = renderer.outgoing(row).full_html()
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=False,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(md=_md_escape, number=_number, safe_url=_safe_url)
+    env.filters.update(md=_md_escape, number=_number, money=_money, safe_url=_safe_url)
     md = env.get_template(f"{TEMPLATE}.md").render(d.context)
     return page, re.sub(r"\n{3,}", "\n\n", md).strip() + "\n"
 

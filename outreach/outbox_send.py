@@ -40,6 +40,7 @@ from pulse.outreach.message import Outgoing, SendResult, Transport
 from pulse.outreach.outbox import CRITICAL_KINDS, OUTBOX, _decide, _due_ids, _facts, _now
 from pulse.outreach.render import Renderer
 from pulse.sql.locks import serialised
+from pulse.sql.schema import Contact
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,17 @@ class _Lease:
 # --------------------------------------------------------------------------- send
 
 
+def rendering_rows() -> Any:
+    """SELECT of outbox rows as the renderer reads them: every column, plus `locale`, the
+    contact's (numbers, money and dates are written the recipient's way)."""
+    contacts = Contact.__table__
+    return (select(OUTBOX, contacts.c.locale)
+            .select_from(OUTBOX.outerjoin(contacts,
+                                          contacts.c.contact_id == OUTBOX.c.contact_id)))
+
+
 def _full_rows(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
-    rows = conn.execute(select(OUTBOX).where(OUTBOX.c.message_id.in_(ids))
+    rows = conn.execute(rendering_rows().where(OUTBOX.c.message_id.in_(ids))
                         .order_by(OUTBOX.c.message_id)).mappings().all()
     return [dict(r) for r in rows]
 

@@ -20,6 +20,12 @@ from a context rebuilt from their dataclass: a stored context with any other key
 with `TemplateError`, at queue time (the subject) and at send time (the bodies), and a
 check-in is rendered for sending only with a named CSM to sign it.
 
+Numbers, money and dates go through the filters `number`, `share`, `percent`, `money` and
+`local` (pulse/core/locales.py, Babel): written in the recipient's locale (`row["locale"]`,
+the contact's, which the sender joins in; else a `locale` in the context; else
+`default_locale`), times in the time zone the template passes. `sentence` ends a sentence
+with a name that may already end with a full stop ("Pulse Demo Inc.").
+
 HTML is autoescaped: every value from the context (names, incident titles, evidence lines)
 is escaped; a value that looks like a substitution token is neutralised so that it cannot
 pull another slot's value into the text.
@@ -34,11 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Environment, FileSystemLoader, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, TemplateNotFound, pass_context
 from markupsafe import Markup, escape
 
+from pulse.core import locales
 from pulse.core.errors import PulseError, TemplateError
 from pulse.core.settings import Settings, get_settings
 from pulse.outreach.message import Outgoing
@@ -92,8 +98,19 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "currency, entered_red, new_flags (strings or {flag, evidence}), evidence, url}) "
         "that entered red or got a new flag; low_ratings (list of {survey_id, account_id, "
         "account_name, contact_id, contact_name, contact_email, rating, comment, rated_at, "
-        "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of. "
+        "trigger, question, comment_only}) rated 1 or 2 since the last digest; day or as_of; "
+        "first (on the first scored date, instead of accounts: {accounts, bands {band: n}, "
+        "flagged, flags {flag: n}, revenue_at_risk, currency, top: [{account_id, "
+        "account_name, url, band, health, mrr, currency, revenue_at_risk, flags}]}). "
         "Not automated.",
+    ),
+    "csat_alert": TemplateSpec(
+        "csat_alert",
+        frozenset(),
+        "For a CSM (or the CSM queue), at once: one CSAT answer rated 1 or 2 "
+        "(outreach/csat_alerts.py): survey_id, account_id, account_name, url, contact_id, "
+        "contact_name, contact_email, rating, label, comment, rated_at, question, trigger, "
+        "ticket_id, incident_id, csm_name, via_queue (no named CSM). Not automated.",
     ),
     "chatter_alert": TemplateSpec(
         "chatter_alert",
@@ -162,42 +179,43 @@ def _finalize_text(value: Any) -> Any:
     return _TOKEN_LIKE.sub("\u2011\\1", str(value))
 
 
-def _zone(name: Any) -> ZoneInfo:
-    try:
-        return ZoneInfo(str(name)) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+def _locale(ctx: Any) -> Any:
+    return locales.resolve(ctx.get("locale"), ctx.get("default_locale"))
 
 
-def _local(value: Any, tz: Any = None, fmt: str = "%a %d %b %Y, %H:%M %Z") -> str:
-    """An instant (datetime or ISO text) shown in time zone `tz` (IANA name)."""
-    if value in (None, ""):
-        return ""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-    if not isinstance(value, datetime):
-        return str(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(_zone(tz)).strftime(fmt)
+@pass_context
+def _local(ctx: Any, value: Any, tz: Any = None, fmt: str | None = None) -> str:
+    """An instant (datetime or ISO text) in time zone `tz` (IANA name), written the
+    recipient's way; `fmt` is a style of `locales.when` (or an old strftime format, read as
+    the closest style)."""
+    return locales.when(value, _locale(ctx), tz, style=locales.style_of(fmt))
 
 
-def _number(value: Any) -> str:
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        return "" if value is None else str(value)
-    return f"{int(num):,}" if num.is_integer() else f"{num:,.1f}"
+@pass_context
+def _number(ctx: Any, value: Any, digits: int = 1) -> str:
+    return locales.number(value, _locale(ctx), digits=digits)
 
 
-def _share(part: Any, whole: Any) -> str:
-    try:
-        return f"{100.0 * float(part) / float(whole):.1f}%"
-    except (TypeError, ValueError, ZeroDivisionError):
-        return ""
+@pass_context
+def _share(ctx: Any, part: Any, whole: Any) -> str:
+    return locales.share(part, whole, _locale(ctx))
+
+
+@pass_context
+def _percent(ctx: Any, value: Any, digits: int = 1, exact: bool = False) -> str:
+    return locales.percent(value, _locale(ctx), digits=digits, exact=exact)
+
+
+@pass_context
+def _money(ctx: Any, value: Any, currency: Any = None) -> str:
+    return locales.money(value, currency, _locale(ctx))
+
+
+def _sentence(value: Any) -> str:
+    """`value` ending a sentence: a full stop unless it already ends with one ("Pulse Demo
+    Inc." stays as it is)."""
+    text = "" if value is None else str(value).rstrip()
+    return text if not text or text[-1] in ".!?" else text + "."
 
 
 def _safe_url(value: Any) -> str:
@@ -228,7 +246,7 @@ def survey_url(survey_id: Any, contact_id: Any, rating: Any, issued_at: Any = No
     return f"{settings.public_base_url.rstrip('/')}/s/{token}"
 
 
-def _environment(*, html: bool) -> Environment:
+def _environment(*, html: bool, default_locale: str = locales.FALLBACK) -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATE_DIR)),
         autoescape=html,
@@ -237,8 +255,10 @@ def _environment(*, html: bool) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters.update(local=_local, number=_number, share=_share, safe_url=_safe_url)
+    env.filters.update(local=_local, number=_number, share=_share, percent=_percent,
+                       money=_money, sentence=_sentence, safe_url=_safe_url)
     env.globals["survey_url"] = survey_url
+    env.globals["default_locale"] = default_locale
     return env
 
 
@@ -277,9 +297,10 @@ class Renderer:
     def __init__(self, *, settings: Settings | None = None, now: datetime | None = None) -> None:
         self.settings = settings or get_settings()
         self.now = now or datetime.now(UTC)
-        self.html_env = _environment(html=True)
-        self.text_env = _environment(html=False)
-        self.subject_env = _environment(html=False)
+        default = str(locales.resolve(self.settings.default_locale))
+        self.html_env = _environment(html=True, default_locale=default)
+        self.text_env = _environment(html=False, default_locale=default)
+        self.subject_env = _environment(html=False, default_locale=default)
         self._shared: dict[tuple[str, str], _Shared] = {}
         self._links: dict[tuple[str | None, int | None], str] = {}
 
@@ -304,9 +325,16 @@ class Renderer:
 
     # -- subject
 
+    def locale_of(self, context: Mapping[str, Any], recipient: Any = None) -> str:
+        """The locale a message is written in: the recipient's (`contacts.locale`), else the
+        context's `locale`, else `default_locale`; always one Babel knows."""
+        return str(locales.resolve(recipient or context.get("locale"),
+                                   self.settings.default_locale))
+
     def subject(self, template: str, context: Mapping[str, Any], *,
-                to_name: str | None = None) -> str:
-        """The one-line subject of `template` for this context and recipient."""
+                to_name: str | None = None, locale: str | None = None) -> str:
+        """The one-line subject of `template` for this context and recipient (in `locale`,
+        else the context's, else the default)."""
         template_spec(template)
         context = customer_context(template, context) or context
         try:
@@ -314,7 +342,8 @@ class Renderer:
         except TemplateNotFound:
             raise TemplateError(f"template {template!r} has no {template}.subject.txt") from None
         try:
-            raw = tpl.render(self._full(context, to_name=to_name, automated=True))
+            raw = tpl.render(self._full(context, to_name=to_name, automated=True,
+                                        locale=self.locale_of(context, locale)))
         except Exception as exc:  # jinja2 errors, bad filter input
             raise TemplateError(f"cannot render the subject of {template!r}: {exc}") from None
         subject = one_line(raw) or ""
@@ -324,13 +353,15 @@ class Renderer:
 
     # -- bodies
 
-    def _shared_part(self, template: str, shared: dict[str, Any], automated: bool) -> _Shared:
-        key = json.dumps({"a": automated, "c": shared}, sort_keys=True, default=str)
+    def _shared_part(self, template: str, shared: dict[str, Any], automated: bool,
+                     locale: str) -> _Shared:
+        key = json.dumps({"a": automated, "c": shared, "l": locale}, sort_keys=True,
+                         default=str)
         found = self._shared.get((template, key))
         if found is not None:
             return found
         html_slots, text_slots = _Slots("h"), _Slots("t")
-        ctx = self._full(shared, automated=automated)
+        ctx = self._full(shared, automated=automated, locale=locale)
         try:
             html = self.html_env.get_template(f"{template}.html").render(ctx, personal=html_slots)
             text = self.text_env.get_template(f"{template}.txt").render(ctx, personal=text_slots)
@@ -375,18 +406,20 @@ class Renderer:
         return out.strip() if ext == "html" else re.sub(r"\n{3,}", "\n\n", out).strip()
 
     def outgoing(self, row: Mapping[str, Any]) -> Outgoing:
-        """An outbox row (its columns by name) rendered for a transport."""
+        """An outbox row (its columns by name) rendered for a transport, in the locale of
+        `row["locale"]` (the contact's, joined by the sender) when it has one."""
         template = row["template"]
         spec = template_spec(template)
         context = dict(row.get("context") or {})
         context = customer_context(template, context, sending=True) or context
         automated = bool(row.get("automated", True))
         shared_ctx = {k: v for k, v in context.items() if k not in spec.personal}
-        shared = self._shared_part(template, shared_ctx, automated)
+        locale = self.locale_of(context, row.get("locale"))
+        shared = self._shared_part(template, shared_ctx, automated, locale)
         message_id = int(row["message_id"])
         contact_id = row.get("contact_id")
         full = self._full(context, to_name=row.get("to_name"), to_email=row["to_email"],
-                          automated=automated)
+                          automated=automated, locale=locale)
 
         def link() -> str:
             return self.unsubscribe_url(contact_id=contact_id, message_id=message_id)

@@ -3,7 +3,8 @@
 A month's uptime is 100 × (1 − downtime / minutes in the month), where the downtime is the
 time every resolved incident that hit the account spent open within that month (overlapping
 incidents counted once). The credit is the share of the month's fee that the lowest threshold
-the uptime falls below gives; the amount is rounded to the cent, half up.
+the uptime falls below gives; the amount is rounded half up to the currency's own decimals
+(cents for USD and EUR, whole yen for JPY).
 
 The SLA is the account's own (`accounts.sla_uptime_pct`, see `account_sla`) when it has one,
 else its plan's.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
+from pulse.core.locales import currency_digits
 
 PLANS = Path(__file__).with_name("sla.yaml")
 #: the lowest promise an account's own SLA may make (listeners/contract.py clears others)
@@ -38,18 +41,19 @@ class Credit:
     uptime: float  # the month's uptime so far, percent
     promised: float
     percent: float  # of the monthly fee
-    amount: Decimal
+    amount: Decimal  # in the currency's own decimals (JPY none, BHD three)
     currency: str
+    month_start: date | None = None
 
     def to_context(self) -> dict[str, Any]:
-        """What the customer reads (their own contract and their own month only)."""
-        return {"month": self.month, "uptime": f"{_pct(self.uptime)}%",
-                "promised": f"{_pct(self.promised)}%", "percent": f"{self.percent:g}%",
-                "amount": f"{self.currency} {self.amount:,.2f}"}
-
-
-def _pct(value: float) -> str:
-    return f"{value:.3f}".rstrip("0").rstrip(".")
+        """What the customer reads (their own contract and their own month only), as raw
+        figures: the template writes them in the recipient's locale (pulse/core/locales.py).
+        `month` is the month's first day; uptimes keep three decimals; `amount` is text so
+        that the decimals of the currency survive JSON."""
+        month = self.month_start.isoformat() if self.month_start else self.month
+        return {"month": month, "uptime": round(self.uptime, 3),
+                "promised": round(self.promised, 3), "percent": self.percent,
+                "amount": str(self.amount), "currency": self.currency}
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +139,9 @@ def service_credit(sla: Sla, *, downtime: float, month_start: datetime, fee: Dec
     if not owed:
         return None
     percent = max(owed)
+    currency = currency or "USD"
+    digits = currency_digits(currency)  # 2 for a code Babel does not know
     amount = (Decimal(str(fee)) * Decimal(str(percent)) / Decimal(100)).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_UP)
+        Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     return Credit(month_start.strftime("%B %Y"), uptime, sla.uptime, percent, amount,
-                  currency or "USD")
+                  currency, month_start.date())

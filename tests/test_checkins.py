@@ -250,7 +250,7 @@ def test_check_in_drafts_wait_for_their_csm_who_edits_and_approves_them(
     assert [d["message_id"] for d in json.loads(listed.stdout)] == [row["message_id"]]
     shown = _pulse("outreach", "drafts", "show", mid)
     assert shown.returncode == 0 and "Best regards," in shown.stdout and "Ana Csm" in shown.stdout
-    assert "renews on 20 July 2026" in shown.stdout
+    assert "renews on July 20, 2026" in shown.stdout  # no locale of their own: en_US
     edited = _pulse("outreach", "drafts", "edit", mid, "--note",
                     "Great to see the team at the workshop last week!", "--drop-renewal")
     assert edited.returncode == 0, edited.stderr
@@ -275,3 +275,46 @@ def test_auto_check_ins_are_queued_at_once(engine: Engine, tmp_path: Path,
     _world(engine, tmp_path)
     queue_daily(engine, D)
     assert {r["status"] for r in _rows(engine, "checkin")} == {"queued"}
+
+
+def test_the_first_digest_is_a_short_summary_not_a_flood(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    """On the first scored date every flag is "new": the digest summarises instead (counts
+    and the ten accounts with the most revenue at risk, as the risk list ranks them)."""
+    from pulse.models.risklist import build_risk_list
+    from pulse.outreach.render import Renderer
+
+    land_world(engine, tmp_path, peers=True)  # 40 accounts
+    with engine.begin() as conn:  # Ana looks after the 30 fillers too
+        conn.execute(update(Account).where(Account.account_id.like("acc-f%"))
+                     .values(csm_email="ana.csm@pulse.example"))
+    score_date(engine, D)  # the one scored date: nothing earlier to compare with
+    compute_flags(engine, D)
+    queue_daily(engine, D)
+    digests = {r["to_email"]: r for r in _rows(engine, "csm_digest")}
+    assert set(digests) == {"ana.csm@pulse.example", "bo.csm@pulse.example"}
+    ana = digests["ana.csm@pulse.example"]
+    first = ana["context"]["first"]
+    assert ana["context"]["accounts"] == []  # no "N of your accounts entered red..."
+    ranked = build_risk_list(engine, D, csm="ana.csm@pulse.example")
+    assert len(ranked) > 10 and first["accounts"] == len(ranked)
+    assert [a["account_id"] for a in first["top"]] == [r["account_id"] for r in ranked[:10]]
+    assert first["flagged"] == sum(1 for r in ranked if r["flags"])
+    assert sum(first["bands"].values()) == len(ranked)
+    assert first["bands"].get("red", 0) == sum(1 for r in ranked if r["band"] == "red")
+    assert ana["subject"].startswith("Your first risk digest for Jun 30, 2026: "
+                                     f"{len(ranked)} accounts")
+    text = Renderer().outgoing(ana).full_text()
+    assert "This is your first risk digest" in text and "entered red" not in text
+    assert "The 10 with the most revenue at risk:" in text
+    assert "10. " in text and "11. " not in text
+
+    # The next scored date compares with this one: only what changed is listed.
+    score_date(engine, D + timedelta(days=1))
+    compute_flags(engine, D + timedelta(days=1))
+    queue_daily(engine, D + timedelta(days=1))
+    later = [r for r in _rows(engine, "csm_digest")
+             if r["idempotency_key"].endswith((D + timedelta(days=1)).isoformat())]
+    assert all("first" not in r["context"] for r in later)
+    assert all(a["entered_red"] or a["new_flags"] for r in later
+               for a in r["context"]["accounts"])

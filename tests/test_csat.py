@@ -105,7 +105,7 @@ def test_low_ratings_reach_the_csm_digest_with_the_comment_escaped(
     (alert,) = digests[0]["context"]["low_ratings"]
     assert (alert["survey_id"], alert["rating"], alert["comment"], alert["contact_id"],
             alert["account_name"]) == (ids["ticket:f1"], 2, EVIL, "c6", "Initech")
-    assert digests[0]["subject"] == "CSAT alert for 2026-07-10: 1 low rating on your accounts"
+    assert digests[0]["subject"] == "CSAT alert for Jul 10, 2026: 1 low rating on your accounts"
     send_due(engine, FileTransport(), now=N + timedelta(hours=3))
     msg = BytesParser(policy=policy.default).parse(
         FileTransport().path(digests[0]["message_id"]).open("rb"))

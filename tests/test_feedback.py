@@ -179,9 +179,9 @@ def test_weekly_digest_per_team(world: Engine, pulse_home: Path,
         "analytics.html", "analytics.md", "billing.html", "billing.md"]
     page = (folder / "analytics.html").read_text(encoding="utf-8")
     md = (folder / "analytics.md").read_text(encoding="utf-8")
-    assert "<td>5</td><td>3</td><td>3,900 USD</td>" in page
-    assert "<td>3</td><td>3</td><td>1,450 USD</td>" in page and ">Acme</a>" in page
-    assert "| 5 | 3 | 3,900 USD | +4 (1 before) |" in md and "| 3 | 3 | 1,450 USD | new |" in md
+    assert "<td>5</td><td>3</td><td>$3,900.00</td>" in page
+    assert "<td>3</td><td>3</td><td>$1,450.00</td>" in page and ">Acme</a>" in page
+    assert "| 5 | 3 | $3,900.00 | +4 (1 before) |" in md and "| 3 | 3 | $1,450.00 | new |" in md
     for body in (page, md):
         assert "<script>" not in body and "<img" not in body
         assert "maria.lopez@acme.example" not in body and "Maria Lopez" not in body
@@ -208,7 +208,7 @@ def test_weekly_digest_per_team(world: Engine, pulse_home: Path,
     assert "<script>" not in html and "<img" not in html
     assert "maria.lopez@acme.example" not in html
     text = msg.get_body(preferencelist=("plain",)).get_content()
-    assert "5 items, 3 accounts, MRR 3,900 USD, +4 vs last period (1)" in text
+    assert "5 items, 3 accounts, MRR $3,900.00, +4 vs last period (1)" in text
 
 
 def test_hostile_tweet_is_escaped_in_html_and_email(world: Engine, pulse_home: Path) -> None:

@@ -191,7 +191,7 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
     assert flags["acc-errors", "silent_dissatisfied"]["details"]["error_chance_z"] > 3
 
     assert evidence["acc-pay", "payment_risk"] == (
-        "2 failed payments (1,000.00 USD in all) since 2026-06-01, not recovered; "
+        "2 failed payments ($1,000.00 in all) since 2026-06-01, not recovered; "
         "last successful payment 2026-05-01")
     assert flags["acc-pay", "payment_risk"]["details"]["open_failed_payments"] == 2
 

@@ -386,8 +386,8 @@ def test_recipients_of_one_notice_share_one_body(engine: Engine, outbox_dir: Pat
     a, b = (renderer.outgoing(r) for r in both)
     assert a.body_key == b.body_key and a.html == b.html and a.text == b.text
     assert "-p1h-" in a.html and "Northwind" not in a.html
-    assert "First affected: Wed 01 Jul 2026, 12:00 CEST" in a.full_text()
-    assert "First affected: Wed 01 Jul 2026, 19:00 JST" in b.full_text()
+    assert "First affected: Wed, Jul 1, 2026, 12:00\u202fPM CEST" in a.full_text()
+    assert "First affected: Wed, Jul 1, 2026, 7:00\u202fPM JST" in b.full_text()
     assert "Failed requests: 120 of 1,000 (12.0%)" in b.full_html()
     # a value that looks like a token cannot pull another slot into the text
     assert "North &#45;p1h-" in a.full_html() and "Hello C1," in a.full_html()
@@ -414,7 +414,7 @@ def test_a_csm_digest_has_no_unsubscribe_link(engine: Engine, outbox_dir: Path) 
                         "evidence": ["Usage fell 60% in 28 days"]}]})
     queue(engine, [digest], now=NOON)
     assert rows(engine)["digest:kim:2026-07-01"]["subject"] == (
-        "Risk digest for 2026-07-01: 1 account needs attention")
+        "Risk digest for Jul 1, 2026: 1 account needs attention")
     send_due(engine, FileTransport(outbox_dir), now=NOON)
     msg = eml(outbox_dir, 1)
     assert msg["List-Unsubscribe"] is None
@@ -512,7 +512,7 @@ def test_templates_accept_the_planners_context_names() -> None:
                               "to_email": "a@x.example", "subject": "s",
                               "context": checkin}).full_text()
     assert text.startswith("Hello,") and "- Reports: https://help.example/guides/reports" in text
-    assert "renews on 20 July 2026" in text and "Kim Lee\nkim.lee@pulse.example" in text
+    assert "renews on July 20, 2026" in text and "Kim Lee\nkim.lee@pulse.example" in text
 
 
 def test_a_check_in_reaches_only_the_customer_vocabulary() -> None:

@@ -33,9 +33,10 @@ def test_the_credit_is_the_lowest_threshold_the_month_falls_below() -> None:
     assert one_hour is not None
     assert abs(one_hour.uptime - 100 * (1 - 60 / 44_640)) < 1e-9  # 99.8656 %
     assert (one_hour.percent, one_hour.amount) == (10.0, Decimal("120.00"))
-    assert one_hour.to_context() == {"month": "July 2026", "uptime": "99.866%",
-                                     "promised": "99.9%", "percent": "10%",
-                                     "amount": "EUR 120.00"}
+    # raw figures: the template writes them in the recipient's locale
+    assert one_hour.to_context() == {"month": "2026-07-01", "uptime": 99.866,
+                                     "promised": 99.9, "percent": 10.0,
+                                     "amount": "120.00", "currency": "EUR"}
     # 500 minutes: 98.88 %, below 99.0 as well: the larger credit, not both
     worse = service_credit(BUSINESS, downtime=500, month_start=JULY, fee=1200, currency="USD")
     assert worse is not None and (worse.percent, worse.amount) == (25.0, Decimal("300.00"))
@@ -59,6 +60,15 @@ def test_the_month_length_and_the_cents_are_exact() -> None:
     # downtime longer than the month caps at 0 % uptime
     down = service_credit(BUSINESS, downtime=10**6, month_start=JULY, fee=100, currency="USD")
     assert down is not None and down.uptime == 0.0 and down.amount == Decimal("25.00")
+
+
+def test_the_amount_has_the_decimals_of_its_currency() -> None:
+    yen = service_credit(BUSINESS, downtime=60, month_start=JULY, fee=Decimal("12345"),
+                         currency="JPY")  # 10 % of 12,345 yen: 1,234.5, half up
+    assert yen is not None and yen.amount == Decimal("1235")
+    dinar = service_credit(BUSINESS, downtime=60, month_start=JULY, fee=Decimal("123.4567"),
+                           currency="BHD")  # three decimals: 12.34567
+    assert dinar is not None and dinar.amount == Decimal("12.346")
 
 
 def test_downtime_counts_overlaps_once_and_only_within_the_month() -> None:
@@ -108,6 +118,6 @@ def test_a_resolved_notice_tells_each_hit_account_its_own_credit(
     credits = _service_credits(engine, ["acc-1", "acc-2", "acc-3"], _t(9, 8, 30))
     # acc-1: 60 + 30 minutes in July (99.798 %) on 1,200 EUR; acc-3: only inc-2 hit it
     # (30 minutes, 99.933 %: within 99.9); acc-2's plan has no SLA
-    assert credits == {"acc-1": {"month": "July 2026", "uptime": "99.798%",
-                                 "promised": "99.9%", "percent": "10%",
-                                 "amount": "EUR 120.00"}}
+    assert credits == {"acc-1": {"month": "2026-07-01", "uptime": 99.798,
+                                 "promised": 99.9, "percent": 10.0,
+                                 "amount": "120.00", "currency": "EUR"}}

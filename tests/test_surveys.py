@@ -363,10 +363,19 @@ def test_the_pulse_surveys_dag_sends_nothing_twice(
     assert "queued 3" in first.stdout
     sent = [m for m in outbox(engine) if m["status"] == "sent"]
     assert len(sent) == 3
+    # An answer rated 1 whose page died before queueing the CSM alert: the hour's sweep
+    # alerts (issue 13), once.
+    from pulse.listeners.surveys import record_rating
+
+    sid, contact = next((r["survey_id"], r["contact_id"]) for r in surveys(engine).values()
+                        if r["status"] == "queued")
+    record_rating(engine, sid, contact, 1, now=N + timedelta(minutes=5))
     run_dag_test("pulse_surveys", logical_date=when, env=af_env)  # a re-run of the hour
     assert [m["message_id"] for m in outbox(engine) if m["status"] == "sent"] == [
         m["message_id"] for m in sent]
-    assert len(list((pulse_home / "outbox").glob("*.eml"))) == 3
+    [alert] = outbox(engine, "csat_alert")
+    assert alert["idempotency_key"] == f"csat_alert:{sid}" and alert["status"] == "sent"
+    assert len(list((pulse_home / "outbox").glob("*.eml"))) == 3 + 1
     assert len([r for r in surveys(engine).values() if r["status"] == "queued"]) == 3
     engine.dispose()
 

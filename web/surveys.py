@@ -14,6 +14,9 @@ A rating link is `/s/{token}`, the token signed for the purpose `survey` with
 * `POST /s/{token}/comment` (form fields `comment`, `csrf`) stores the comment
   (`listeners.surveys.record_comment`).
 
+A rating of 1 or 2 alerts the account's CSM at once (`outreach.csat_alerts`, once per
+answer; a comment written while the alert is still queued goes with it).
+
 Bad links get a friendly page: 400 malformed or tampered, 404 unknown survey or one sent to
 someone else (the same page, so a link reveals nothing about other customers), 410 expired.
 Cross-site posts are refused with 403: the `Sec-Fetch-Site`/`Origin`/`Referer` headers must
@@ -66,6 +69,8 @@ from pulse.listeners.surveys import (
     record_comment,
     record_rating,
 )
+from pulse.outreach.checkins import LOW_RATING
+from pulse.outreach.csat_alerts import queue_low_rating_alerts
 from pulse.outreach.tokens import secret_key, verify
 
 log = logging.getLogger(__name__)
@@ -282,6 +287,8 @@ def rate(token: str, request: Request,
         status = _status_of(exc)
         return problem_page(status, "That is not one of the ratings we offer."
                             if isinstance(exc, InvalidRating) else None)
+    if result.outcome != "unchanged":
+        _alert_csm(request, result.response)
     notice = {"created": "We have recorded your answer.",
               "changed": "We have changed your answer.",
               "unchanged": "We already had this answer."}[result.outcome]
@@ -326,4 +333,18 @@ def comment(token: str, request: Request,
                        draft=comment)
     except SurveyAnswerError as exc:
         return problem_page(_status_of(exc))
+    _alert_csm(request, response)  # a low rating's alert, if still queued, takes the comment
     return _thanks(request, token, survey, response, notice="Thank you for your comment.")
+
+
+def _alert_csm(request: Request, response: Response) -> None:
+    """A rating of 1 or 2 alerts the account's CSM now (outreach/csat_alerts.py). The answer
+    is already stored: a failure here is logged and the DAG's hourly sweep queues the alert
+    (one per answer either way), so the customer's page never fails for it."""
+    if response.rating > LOW_RATING:
+        return
+    try:
+        queue_low_rating_alerts(_engine(request), survey_ids=[response.survey_id])
+    except Exception:  # noqa: BLE001 - never the customer's problem; the sweep retries
+        log.exception("survey %d: the CSM alert was not queued now (the sweep will)",
+                      response.survey_id)

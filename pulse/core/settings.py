@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     sender_name: str = Field(default="Pulse Customer Care", description="From name")
     footer_address: str = Field(default="1 Example Street, Springfield",
                                 description="Postal address in every email's footer")
+    default_locale: str = Field(default="en_US", description="Numbers, money and dates in "
+                                "emails follow the contact's locale (contacts.locale); this "
+                                "one for contacts without one and for CSM and team mail")
     status_page_url: str = Field(default="https://status.pulse-demo.example",
                                  description="Where customers follow an incident")
     public_base_url: str = Field(default="http://127.0.0.1:8700",
