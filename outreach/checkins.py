@@ -190,7 +190,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
     missing, not a usable address or a shared inbox gets a `suppressed` row (rule `no_csm`)
     instead of an automated check-in."""
     from pulse.core.settings import get_settings
-    from pulse.outreach.outbox import Draft
+    from pulse.outreach.outbox import OUTAGE_HOLD_DAYS, Draft
 
     settings = get_settings()
     every = every_days or settings.checkin_every_days
@@ -233,6 +233,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             keep.append(acc)
     contacts = _primary_contacts(engine, keep, as_of).set_index("account_id")
     lapsed = lapsed_features(engine, keep, as_of)
+    notified = _outage_notified(engine, keep, as_of)
     scores = health.set_index("account_id")
     drafts = []
     red_ids = set(red["account_id"])
@@ -255,15 +256,26 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
         customer = CustomerCheckin(
             account_name=str(accounts.at[acc, "name"]), csm_name=signer,
             csm_email=csm if signer else None, features=tuple(helps), renewal_date=near)
-        if signer:
-            rule = detail = None
-        else:
+        if not signer:
             rule = "no_csm"
             detail = ("the account has no CSM" if not csm else
                       f"csm_email {csm!r} is not a usable address" if not _plausible(csm)
                       else f"csm_email {csm!r} is a shared inbox, not a person")
             report.skipped["no_csm"] += 1
-        hold = bool(signer) and settings.checkins == "approve"
+        elif acc in notified.index:
+            # The check-in would repeat the incident: recorded, not drafted for the CSM to
+            # approve in vain, and planned again the next day (the send-time rule in
+            # outbox.py holds back anything queued before the notice).
+            rule = "outage_week"
+            at = pd.Timestamp(notified[acc]).tz_convert("UTC") if pd.Timestamp(
+                notified[acc]).tzinfo else pd.Timestamp(notified[acc], tz="UTC")
+            detail = (f"an outage notice reached account {acc} on {at:%Y-%m-%d %H:%M} UTC: "
+                      f"no check-in for {OUTAGE_HOLD_DAYS} days, until "
+                      f"{at + pd.Timedelta(days=OUTAGE_HOLD_DAYS):%Y-%m-%d %H:%M} UTC")
+            report.skipped["outage_week"] += 1
+        else:
+            rule = detail = None
+        hold = rule is None and settings.checkins == "approve"
         score = scores["score"].get(acc)
         report.evidence.append(CsmEvidence(
             account_id=acc, account_name=str(accounts.at[acc, "name"]), contact_name=name,
@@ -271,8 +283,8 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             reason="red" if acc in red_ids else "silent_dissatisfied",
             health=None if score is None or pd.isna(score) else round(float(score), 1),
             band=scores["band"].get(acc), flags=reasons.get(acc, ()),
-            outcome=("draft" if hold else "queued") if signer
-            else f"suppressed: no_csm ({detail})",
+            outcome=("draft" if hold else "queued") if rule is None
+            else f"suppressed: {rule} ({detail})",
             url=account_url(acc)))
         report.evidence_csm.append(csm if _plausible(csm) else "")  # a shared inbox hears
         drafts.append(Draft(
@@ -287,6 +299,24 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
         ))
     report.checkins_planned += sum(1 for d in drafts if d.rule is None)
     return drafts
+
+
+def _outage_notified(engine: Engine, accounts: list[str], as_of: date) -> pd.Series:
+    """When a critical message (an outage notice, or anything urgent) last reached each of
+    `accounts` in the `OUTAGE_HOLD_DAYS` days up to the end of `as_of` (UTC), by account."""
+    from pulse.outreach.outbox import CRITICAL_KINDS, OUTAGE_HOLD_DAYS, REACHED
+
+    if not accounts:
+        return pd.Series(dtype=object)
+    o = OutboxMessage.__table__.c
+    end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+    handed = func.coalesce(o.sent_at, o.claimed_at)
+    frame = _frame(engine, select(o.account_id, func.max(handed).label("at"))
+                   .where(o.account_id.in_(accounts), o.status.in_(REACHED),
+                          or_(o.urgent.is_(True), o.kind.in_(CRITICAL_KINDS)),
+                          handed > end - timedelta(days=OUTAGE_HOLD_DAYS), handed < end)
+                   .group_by(o.account_id))
+    return frame.set_index("account_id")["at"] if not frame.empty else pd.Series(dtype=object)
 
 
 LOW_RATING = 2  # a CSAT rating of this or less is an alert on the CSM's digest

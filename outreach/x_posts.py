@@ -231,7 +231,6 @@ def post_due(engine: Engine, client: Any, *, now: datetime | None = None,
         _set(engine, post_id, status="posted", tweet_id=tweet_id or None,
              posted_at=now or datetime.now(UTC), error=None)
         report.posted += 1
-    log.info("X posts: %s", report)
     return report
 
 
@@ -261,6 +260,7 @@ def run(engine: Engine, *, client: Any | None = None, now: datetime | None = Non
     drafts = plan_reply_drafts(engine, now=now)
     report = post_due(engine, client if client is not None else user_client(), now=now)
     report.planned, report.reply_drafts = planned, drafts.drafted
+    log.info("X posts: %s", report)
     return report
 
 

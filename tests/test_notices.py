@@ -213,9 +213,9 @@ def test_each_stage_says_its_own_thing_and_its_subject_carries_the_status() -> N
                       service_credit={"month": "July 2026", "uptime": "99.798%",
                                       "promised": "99.9%", "percent": "10%",
                                       "amount": "EUR 120.00"})
-    assert ("your plan promises 99.9% monthly uptime. With this incident, July 2026 stands at "
-            "99.798%, so you are owed a service credit of 10% of your monthly fee: EUR 120.00"
-            ) in owed
+    assert ("your service agreement promises 99.9% monthly uptime. With this incident, "
+            "July 2026 stands at 99.798%, so you are owed a service credit of 10% of your "
+            "monthly fee: EUR 120.00") in owed
 
 
 def test_components_are_named_as_customers_know_them() -> None:
