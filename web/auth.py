@@ -102,7 +102,8 @@ def check_password(password: str, email: str) -> None:
     lowered = password.lower()
     local = email.split("@", 1)[0]
     if (lowered in _COMMON or lowered.rstrip("0123456789!") in _COMMON
-            or len(set(password)) < 5 or lowered in (email, local) or local in lowered):
+            or len(set(password)) < 5 or lowered in (email, local)
+            or (len(local) >= 4 and local in lowered)):
         raise ConsoleUserError("the password is too easy to guess (a common password, few "
                                "different characters, or the email in it)")
 
