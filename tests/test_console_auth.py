@@ -194,6 +194,14 @@ def test_a_session_expires_when_idle(engine: Engine, client: TestClient) -> None
     with engine.connect() as conn:
         assert conn.execute(select(t.c.session_hash)).first() is None
 
+    # however busy, a session ends PULSE_SESSION_MAX_HOURS after sign-in
+    assert sign_in(client, "fay@example.com").status_code == 303
+    assert client.get("/").status_code == 200
+    with engine.begin() as conn:
+        conn.execute(update(t).values(created_at=datetime.now(UTC) - timedelta(
+            hours=get_settings().session_max_hours, minutes=1)))
+    assert client.get("/").status_code == 303
+
 
 def test_state_changes_need_the_sessions_csrf_token_and_a_role_that_acts(
         engine: Engine, client: TestClient) -> None:
@@ -277,6 +285,15 @@ def test_pages_escape_what_users_typed(engine: Engine, client: TestClient) -> No
     assert "Signed in now" in home.text  # an admin sees who is signed in
     page = client.get("/login?next=//evil.example")
     assert page.status_code == 303 and page.headers["location"] == "/"
+    with TestClient(client.app, base_url="http://127.0.0.1", follow_redirects=False) as anon:
+        form = anon.get('/login?next=/x"><script>alert(1)</script>')
+        assert form.status_code == 200 and "<script>" not in form.text
+        assert 'value="/x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in form.text
+        assert "form-action 'self'" in form.headers["content-security-policy"]
+        away = anon.post("/login", data={"email": "<b>x</b>@example.com", "password": PASSWORD,
+                                         "csrf_token": login_token(anon),
+                                         "next": "https://evil.example/"})
+        assert away.status_code == 303 and away.headers["location"] == "/"
 
 
 def test_weak_passwords_are_refused() -> None:
