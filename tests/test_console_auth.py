@@ -297,12 +297,12 @@ def test_pages_escape_what_users_typed(engine: Engine, client: TestClient) -> No
 
 
 def test_weak_passwords_are_refused() -> None:
-    for weak in ("", "x7q", "password1234", "aaaaaaaaaaaaaaaa", "jo@example.com-2026",
+    for weak in ("", "x7q", "password1234", "aaaaaaaaaaaaaaaa", "joan@example.com-2026",
                  "Password123!"):
         with pytest.raises(ConsoleUserError) as caught:
-            auth.check_password(weak, "jo@example.com")
+            auth.check_password(weak, "joan@example.com")
         assert not weak or weak not in str(caught.value)
-    auth.check_password(PASSWORD, "jo@example.com")
+    auth.check_password(PASSWORD, "joan@example.com")
 
 
 def _pulse(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
