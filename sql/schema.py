@@ -713,3 +713,29 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[Any | None] = mapped_column(JSONDoc)  # what changed, in a few fields
     address: Mapped[str | None] = mapped_column(String(64))  # the client's address
+
+
+class AccountSnooze(Base):
+    """An account a CSM snoozed: it leaves the default risk list until `until` (one row per
+    account, the latest snooze; `account_activity` keeps the history)."""
+
+    __tablename__ = "account_snoozes"
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(254))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AccountActivity(Base):
+    """What a CSM did about an account from the console: a call, a meeting or a note logged,
+    marked handled, snoozed. The risk list shows the latest as "last touched"."""
+
+    __tablename__ = "account_activity"
+    activity_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # call, meeting, note, handled, snooze
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(254))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_account_activity_account", "account_id", "activity_id"),)
