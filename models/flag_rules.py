@@ -102,6 +102,14 @@ FLAG_NAMES: dict[str, str] = {
     CHAMPION: "the most active user stopped using the product",
     OUTAGE: "hit by an incident in the last 7 days (errors on an affected component)",
 }
+#: Every flag in a few words, as the console's risk list shows it.
+FLAG_WORDS: dict[str, str] = {
+    SILENT: "silently unhappy",
+    PAYMENT: "payment failed",
+    RENEWAL: "renewal at risk",
+    CHAMPION: "champion gone",
+    OUTAGE: "hit by an outage",
+}
 #: The flags `compute_flags` decides today.
 COMPUTED_FLAGS: tuple[str, ...] = (SILENT, PAYMENT, RENEWAL, CHAMPION, OUTAGE)
 

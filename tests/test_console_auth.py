@@ -98,7 +98,7 @@ def test_sign_in_and_out_with_audit(engine: Engine, client: TestClient) -> None:
     home = client.get("/")
     assert home.status_code == 200
     assert "ana@example.com" in home.text and "(csm" in home.text
-    assert "not built yet" in home.text
+    assert "Nothing has been scored yet" in home.text  # the risk list, of an empty warehouse
 
     token = csrf_of(client)
     assert client.post("/logout").status_code == 403  # no CSRF token

@@ -1,9 +1,8 @@
 """The CSM console's front door: `GET /login`, `POST /login`, `POST /logout`, and `/`.
 
-`/` sends a visitor who is not signed in to `/login`; a signed-in user sees who they are
-(an admin also sees who else is signed in) and a sign-out button: the console's pages (the
-risk list, account pages, tasks) come next, and until then `/` says so rather than show
-anything made up. Sign-in attempts are rate-limited per client address and per user name
+`/` (web/risk.py) sends a visitor who is not signed in to `/login`; a signed-in user sees
+the risk list, who they are (an admin also sees who else is signed in) and a sign-out
+button. Sign-in attempts are rate-limited per client address and per user name
 (`PULSE_LOGIN_PER_MINUTE`, `PULSE_LOGIN_USER_PER_MINUTE`) through the web app's shared
 limiter (web/guard.py). The sign-in form, which has no session yet, is protected against
 cross-site posts by an HMAC of a random cookie (`pulse_login`); every form after it by the
@@ -136,20 +135,12 @@ def logout(request: Request,
     return RedirectResponse("/login", status_code=303)
 
 
-@router.get("/", response_class=HTMLResponse, tags=["console"],
-            summary="The console's home: who is signed in")
-def home(request: Request) -> Response:
-    identity = auth.identify(request)
-    if identity is None:
-        return RedirectResponse("/login", status_code=303)
-    others = (auth.signed_in_now(request.app.state.engine) if identity.role == "admin"
-              else None)
-    return _page("home.html", me=identity, others=others, csrf=identity.csrf_token)
-
-
 def install(app: Any) -> None:
     """The router, the cookie middleware and the answers to the dependencies' refusals."""
+    from pulse.web import risk
+
     app.include_router(router)
+    app.include_router(risk.router)  # `/`: the risk list, its CSV and the account actions
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
         if request.method in ("GET", "HEAD"):

@@ -1,0 +1,262 @@
+"""The console's risk list in SQL, and the account actions behind it.
+
+`risk_page(engine, as_of, filters, ...)` filters, sorts and pages the accounts scored as of a
+date in one query (plus one count), so a page of 10,000 accounts costs what a page of 50
+does. Churn probability is the churn model's where it scored the account, else the
+scorecard's calibration curve drawn as a SQL CASE (the same piecewise-linear curve
+`Calibration.probability` reads); MRR is converted to the reporting currency by a CASE over
+the exchange rates of pulse.core.fx. Snoozes and activity (calls, meetings, notes, handled)
+live in `account_snoozes` and `account_activity`; every action is written with its audit
+entry in one transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from pulse.sql import audit
+from pulse.sql.schema import (
+    Account,
+    AccountActivity,
+    AccountFeatures,
+    AccountFlag,
+    AccountHealth,
+    AccountSnooze,
+    ChurnScore,
+)
+
+SORTS = {
+    "risk": "revenue at risk",
+    "change_7d": "health change over 7 days",
+    "change_30d": "health change over 30 days",
+    "renewal": "renewal date",
+    "churn": "churn probability",
+}
+SNOOZED = ("no", "yes", "all")
+ACTIVITY_KINDS = ("call", "meeting", "note")
+PAGE_SIZE = 50
+
+H, A, F = AccountHealth.__table__, Account.__table__, AccountFeatures.__table__
+C, FL = ChurnScore.__table__, AccountFlag.__table__
+S, ACT = AccountSnooze.__table__, AccountActivity.__table__
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the risk list page filters by; None means any."""
+
+    csm: str | None = None
+    band: str | None = None
+    flag: str | None = None
+    segment: str | None = None
+    plan: str | None = None
+    renewal_days: int | None = None
+    snoozed: str = "no"
+    q: str | None = None
+
+
+def _calibrated(score: ColumnElement[Any], calibration: Any) -> ColumnElement[Any]:
+    """np.interp(score, health, rate) as SQL: flat outside the points, linear between."""
+    if calibration is None or not calibration.health:
+        return null()
+    xs, ys = list(calibration.health), list(calibration.rate)
+    whens: list[tuple[ColumnElement[bool], Any]] = [(score <= xs[0], literal(ys[0]))]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x1 > x0:
+            whens.append((score <= x1, literal(y0) + (score - x0) * ((y1 - y0) / (x1 - x0))))
+    return case((score.is_(None), null()), *whens, else_=literal(ys[-1]))
+
+
+def _to_reporting(amount: ColumnElement[Any], currency: ColumnElement[Any]
+                  ) -> ColumnElement[Any]:
+    from pulse.core.fx import rates
+
+    target, table = rates()
+    factor = case({c: literal(float(v)) for c, v in table.items()},
+                  value=func.upper(func.coalesce(currency, target)), else_=literal(1.0))
+    return amount * factor
+
+
+def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
+    """Every account scored as of `as_of` (cancelled ones left out), one row each, with the
+    columns the page filters and sorts by. A subquery: filter and page it with SQL."""
+    score = H.c.score
+    probability = func.coalesce(C.c.probability,
+                                _calibrated(score, getattr(scorecard, "calibration", None)))
+    mrr_rep = _to_reporting(F.c.mrr, A.c.currency)
+    last = (select(ACT.c.account_id, func.max(ACT.c.activity_id).label("last_id"))
+            .group_by(ACT.c.account_id).subquery("last"))
+    touched = ACT.alias("touched")
+    tier = case((C.c.probability.is_not(None), 0), (H.c.band == "red", 0),
+                (H.c.band == "amber", 1), (H.c.band == "green", 2), else_=3)
+    return (select(
+        H.c.account_id, A.c.name, A.c.csm_email, A.c.currency, A.c.plan, A.c.segment,
+        A.c.renewal_date, F.c.days_to_renewal, F.c.mrr, mrr_rep.label("mrr_reporting"),
+        score.label("health"), H.c.band, H.c.change_7d, H.c.change_30d,
+        C.c.probability.label("model_probability"), C.c.model_version,
+        probability.label("churn_probability"),
+        (probability * mrr_rep).label("revenue_at_risk"), tier.label("tier"),
+        S.c.until.label("snoozed_until"), S.c.reason.label("snooze_reason"),
+        case((S.c.until > today, True), else_=False).label("snoozed"),
+        touched.c.kind.label("touched_kind"), touched.c.actor.label("touched_by"),
+        touched.c.at.label("touched_at"), touched.c.note.label("touched_note"))
+        .select_from(H)
+        .join(A, A.c.account_id == H.c.account_id, isouter=True)
+        .join(F, and_(F.c.account_id == H.c.account_id, F.c.as_of == H.c.as_of),
+              isouter=True)
+        .join(C, and_(C.c.account_id == H.c.account_id, C.c.as_of == H.c.as_of), isouter=True)
+        .join(S, S.c.account_id == H.c.account_id, isouter=True)
+        .join(last, last.c.account_id == H.c.account_id, isouter=True)
+        .join(touched, touched.c.activity_id == last.c.last_id, isouter=True)
+        .where(H.c.as_of == as_of,
+               or_(F.c.cancelled.is_(None), F.c.cancelled == False))  # noqa: E712
+        .subquery("scored"))
+
+
+def _where(t: Any, as_of: date, f: Filters) -> list[ColumnElement[bool]]:
+    cond: list[ColumnElement[bool]] = []
+    if f.csm:
+        cond.append(func.lower(t.c.csm_email) == f.csm.strip().lower())
+    if f.band:
+        cond.append(t.c.band == f.band)
+    if f.flag:
+        cond.append(exists().where(FL.c.as_of == as_of, FL.c.account_id == t.c.account_id,
+                                   FL.c.flag == f.flag))
+    if f.segment:
+        cond.append(t.c.segment == f.segment)
+    if f.plan:
+        cond.append(t.c.plan == f.plan)
+    if f.renewal_days is not None:
+        cond.append(and_(t.c.days_to_renewal >= 0, t.c.days_to_renewal <= f.renewal_days))
+    if f.snoozed == "no":
+        cond.append(t.c.snoozed == False)  # noqa: E712
+    elif f.snoozed == "yes":
+        cond.append(t.c.snoozed == True)  # noqa: E712
+    if f.q and f.q.strip():
+        needle = f.q.strip().lower()
+        cond.append(or_(func.lower(t.c.name).contains(needle, autoescape=True),
+                        func.lower(t.c.account_id).contains(needle, autoescape=True)))
+    return cond or [true()]
+
+
+def _order(t: Any, sort: str) -> list[Any]:
+    if sort == "change_7d":
+        keys = [t.c.change_7d.asc().nulls_last()]
+    elif sort == "change_30d":
+        keys = [t.c.change_30d.asc().nulls_last()]
+    elif sort == "renewal":
+        keys = [t.c.renewal_date.asc().nulls_last()]
+    elif sort == "churn":
+        keys = [t.c.churn_probability.desc().nulls_last()]
+    else:  # like models.risklist: model-scored and red first, then the money at stake
+        keys = [t.c.tier.asc(), t.c.revenue_at_risk.desc().nulls_last()]
+    return [*keys, t.c.churn_probability.desc().nulls_last(),
+            t.c.mrr_reporting.desc().nulls_last(), t.c.account_id.asc()]
+
+
+def risk_page(engine: Engine, as_of: date, filters: Filters, *, sort: str = "risk",
+              page: int = 1, size: int | None = PAGE_SIZE, scorecard: Any = None,
+              today: date | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(how many accounts match, the rows of page `page`); `size=None`: every match."""
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}: expected one of {', '.join(SORTS)}")
+    t = scored_query(as_of, scorecard, today=today or datetime.now(UTC).date())
+    cond = _where(t, as_of, filters)
+    query = select(t).where(*cond).order_by(*_order(t, sort))
+    if size is not None:
+        query = query.limit(size).offset(max(page - 1, 0) * size)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(t).where(*cond)).scalar_one()
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return int(total), rows
+
+
+def choices(engine: Engine, as_of: date) -> dict[str, list[str]]:
+    """The values the filters offer: CSMs, segments and plans of the scored accounts."""
+    base = select(A).join(H, and_(H.c.account_id == A.c.account_id, H.c.as_of == as_of))
+    sub = base.subquery()
+    with engine.connect() as conn:
+        def distinct(col: Any) -> list[str]:
+            return [str(v) for v in conn.execute(
+                select(col).where(col.is_not(None)).distinct().order_by(col)).scalars()]
+        return {"csm": distinct(sub.c.csm_email), "segment": distinct(sub.c.segment),
+                "plan": distinct(sub.c.plan)}
+
+
+def trends(engine: Engine, account_ids: list[str], as_of: date, *, days: int = 30
+           ) -> dict[str, list[tuple[date, float]]]:
+    """Each account's scored health over the `days` up to `as_of`, oldest first."""
+    if not account_ids:
+        return {}
+    query = (select(H.c.account_id, H.c.as_of, H.c.score)
+             .where(H.c.account_id.in_(account_ids), H.c.as_of <= as_of,
+                    H.c.as_of > as_of - timedelta(days=days), H.c.score.is_not(None))
+             .order_by(H.c.account_id, H.c.as_of))
+    out: dict[str, list[tuple[date, float]]] = {}
+    with engine.connect() as conn:
+        for acc, day, score in conn.execute(query):
+            out.setdefault(acc, []).append((day, float(score)))
+    return out
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def account_exists(conn: Connection, account_id: str) -> bool:
+    return conn.execute(select(A.c.account_id).where(A.c.account_id == account_id)
+                        ).first() is not None
+
+
+def _activity(conn: Connection, account_id: str, kind: str, note: str | None, actor: str,
+              at: datetime) -> None:
+    conn.execute(insert(ACT).values(account_id=account_id, kind=kind, note=note or None,
+                                    actor=actor, at=at))
+
+
+def snooze(engine: Engine, account_id: str, until: date, *, actor: str, reason: str,
+           address: str | None = None) -> None:
+    """Snooze the account until `until` (it leaves the default list), audited."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        done = conn.execute(update(S).where(S.c.account_id == account_id).values(
+            until=until, reason=reason, actor=actor, at=now)).rowcount
+        if not done:
+            conn.execute(insert(S).values(account_id=account_id, until=until, reason=reason,
+                                          actor=actor, at=now))
+        _activity(conn, account_id, "snooze", f"until {until.isoformat()}: {reason}", actor,
+                  now)
+        audit.record(conn, actor=actor, action="snooze", target=account_id, reason=reason,
+                     detail={"until": until.isoformat()}, address=address, at=now)
+
+
+def log_activity(engine: Engine, account_id: str, kind: str, *, actor: str, note: str,
+                 address: str | None = None) -> None:
+    """Log a call, a meeting, a note, or mark the account handled (`kind="handled"`, the
+    note its outcome), audited."""
+    if kind not in (*ACTIVITY_KINDS, "handled"):
+        raise ValueError(f"unknown activity {kind!r}: expected one of "
+                         f"{', '.join((*ACTIVITY_KINDS, 'handled'))}")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        _activity(conn, account_id, kind, note, actor, now)
+        audit.record(conn, actor=actor, action="handled" if kind == "handled" else f"log_{kind}",
+                     target=account_id, reason=note, detail={"kind": kind}, address=address,
+                     at=now)
