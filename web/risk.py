@@ -145,7 +145,8 @@ def risk_list(request: Request) -> Response:
     if as_of is None:
         return _page("risk.html", **context)
     card = _scorecard()
-    total, rows = sqlc.risk_page(engine, as_of, filters, sort=sort, page=page, scorecard=card)
+    total, rows = sqlc.risk_page(engine, as_of, filters, sort=sort, page=page,
+                                 size=sqlc.PAGE_SIZE, scorecard=card)
     pages = max(1, math.ceil(total / sqlc.PAGE_SIZE))
     _explain(engine, as_of, rows, card)
     lines = sqlc.trends(engine, [r["account_id"] for r in rows], as_of)

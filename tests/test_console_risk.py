@@ -1,0 +1,242 @@
+"""The console's risk list (`/`) through the real app: a CSM's own book by default, filters,
+sorts and pages that match the risk list of models/risklist.py, the CSV export of the same
+view (defused against formulas), snooze / handled / log a call with their audit entries and
+"last touched", a viewer and a forged CSRF token refused, and names shown as text.
+SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from markupsafe import escape
+from sqlalchemy import Engine, func, insert, select, update
+
+from pulse.models.risklist import build_risk_list
+from pulse.sql import console as sqlc
+from pulse.sql.audit import entries
+from pulse.sql.schema import Account, AccountActivity, AccountHealth, AccountSnooze, ChurnScore
+from pulse.web import auth
+from tests.test_console_auth import PASSWORD, make_app, sign_in
+from tests.test_flags import D
+from tests.test_risklist import LIVE, world  # noqa: F401  (the scored world, a fixture)
+
+ANA = "ana.csm@pulse.example"
+ANA_BOOK = {"acc-silent", "acc-loud", "acc-champ"}  # acc-gone is hers too, but cancelled
+FUTURE = (datetime.now(UTC).date() + timedelta(days=14)).isoformat()
+
+
+@pytest.fixture
+def scored(world: Engine) -> Engine:  # noqa: F811
+    """The world with churn scores for two accounts, a segment and plan on some, users."""
+    now = datetime.now(UTC)
+    with world.begin() as conn:
+        conn.execute(insert(ChurnScore), [
+            {"as_of": D, "account_id": "acc-steady", "model_version": 3, "probability": 0.9,
+             "drivers": [], "computed_at": now},
+            {"as_of": D, "account_id": "acc-pay", "model_version": 3, "probability": 0.05,
+             "drivers": [], "computed_at": now}])
+        a = Account.__table__
+        conn.execute(update(a).where(a.c.account_id.in_(["acc-dip", "acc-champ"]))
+                     .values(segment="enterprise", plan="scale"))
+    for email, role in ((ANA, "csm"), ("vic@pulse.example", "viewer"),
+                        ("ada@pulse.example", "admin")):
+        auth.add_user(world, email, role, PASSWORD, actor="cli:test")
+    return world
+
+
+@pytest.fixture
+def client(scored: Engine) -> Iterator[TestClient]:
+    with TestClient(make_app(scored), base_url="http://127.0.0.1",
+                    follow_redirects=False) as c:
+        yield c
+
+
+def ids_on(html: str) -> list[str]:
+    """The account ids of a page's rows, in order."""
+    return re.findall(r'<th scope="row">.*?<br><small>(acc-[\w-]+)', html, flags=re.S)
+
+
+def page(client: TestClient, query: str = "") -> str:
+    got = client.get("/" + (f"?{query}" if query else ""))
+    assert got.status_code == 200, got.text
+    return got.text
+
+
+def csrf(client: TestClient) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page(client))
+    assert found
+    return found.group(1)
+
+
+def csv_rows(client: TestClient, query: str = "") -> list[dict[str, str]]:
+    got = client.get("/export.csv" + (f"?{query}" if query else ""))
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(got.text)))
+
+
+def test_a_csm_sees_their_own_book_by_default_ranked_like_the_risk_list(
+        scored: Engine, client: TestClient) -> None:
+    assert client.get("/").status_code == 303  # sign in first
+    assert sign_in(client, ANA).status_code == 303
+    assert set(ids_on(page(client))) == ANA_BOOK
+    everyone = ids_on(page(client, "csm=all"))
+    ranked = [r["account_id"] for r in build_risk_list(scored, D)]
+    assert set(everyone) == LIVE and everyone == ranked  # the same ranking, in SQL
+    assert ids_on(page(client, "csm=bo.csm%40pulse.example")) == [
+        i for i in ranked if i not in ANA_BOOK]
+
+
+def test_filters_and_sorts_give_the_expected_rows(scored: Engine, client: TestClient) -> None:
+    sign_in(client, "ada@pulse.example")  # an admin: every book by default
+    ranked = build_risk_list(scored, D)
+    assert set(ids_on(page(client))) == LIVE
+    amber = [r["account_id"] for r in ranked if r["band"] == "amber"]
+    assert amber and ids_on(page(client, "band=amber")) == amber
+    champ = [r["account_id"] for r in ranked if "champion_gone" in r["flags"]]
+    assert champ and ids_on(page(client, "flag=champion_gone")) == champ
+    assert set(ids_on(page(client, "q=DIP"))) == {"acc-dip", "acc-dipdown"}
+    assert ids_on(page(client, "q=errors+co")) == ["acc-errors"]  # by name
+    assert ids_on(page(client, "q=100%25")) == []  # a wildcard in the search is a character
+    assert set(ids_on(page(client, "segment=enterprise&plan=scale"))) == {"acc-dip",
+                                                                         "acc-champ"}
+    soon = {r["account_id"] for r in ranked
+            if r["days_to_renewal"] is not None and 0 <= r["days_to_renewal"] <= 30}
+    assert soon and set(ids_on(page(client, "renewal=30"))) == soon
+    assert ids_on(page(client, "sort=churn"))[:2] == ["acc-steady", "acc-pay"]
+    h = AccountHealth.__table__
+    with scored.connect() as conn:
+        change = dict(conn.execute(select(h.c.account_id, h.c.change_7d)
+                                   .where(h.c.as_of == D)).all())
+    shown = ids_on(page(client, "sort=change_7d"))
+    values = [change[i] for i in shown]
+    known = [v for v in values if v is not None]
+    assert known and known == sorted(known) and values[:len(known)] == known
+    renewals = {r["account_id"]: r["renewal_date"] for r in ranked}
+    by_renewal = [renewals[i] for i in ids_on(page(client, "sort=renewal"))]
+    dated = [d for d in by_renewal if d]
+    assert dated == sorted(dated) and by_renewal[:len(dated)] == dated
+
+
+def test_rows_show_words_trend_money_and_next_action(scored: Engine,
+                                                     client: TestClient) -> None:
+    sign_in(client, ANA)
+    html = page(client, "flag=champion_gone&csm=all")
+    assert "champion gone" in html and "champion_gone</td>" not in html
+    row = build_risk_list(scored, D, flag="champion_gone")[0]
+    assert str(escape(row["next_action"])) in html  # "find and call Ana Ruiz&#39;s ..."
+    assert f'{row["band"]}</span>' in html  # the band in words, not only a colour
+    assert '<svg width="90"' in html and 'aria-label="health from' in html
+    assert "Money in USD" in html
+
+
+def test_pages_cover_the_list_once(scored: Engine, client: TestClient,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlc, "PAGE_SIZE", 4)
+    sign_in(client, "ada@pulse.example")
+    pages = [ids_on(page(client, f"page={n}")) for n in (1, 2, 3, 4)]
+    assert [len(p) for p in pages] == [4, 4, 1, 0]
+    assert pages[0] + pages[1] + pages[2] == [r["account_id"] for r in build_risk_list(
+        scored, D)]
+    assert "Page 2 of 3" in page(client, "page=2") and 'rel="next"' in page(client, "page=2")
+
+
+def test_csv_export_is_the_filtered_view_and_defused(scored: Engine,
+                                                     client: TestClient) -> None:
+    a = Account.__table__
+    with scored.begin() as conn:
+        conn.execute(update(a).where(a.c.account_id == "acc-loud")
+                     .values(name='=HYPERLINK("http://evil.example","x")'))
+    sign_in(client, ANA)
+    rows = csv_rows(client)  # her book, like the page
+    assert [r["account_id"] for r in rows] == ids_on(page(client))
+    loud = next(r for r in rows if r["account_id"] == "acc-loud")
+    assert loud["name"] == '\'=HYPERLINK("http://evil.example","x")'
+    red = csv_rows(client, "csm=all&band=amber&sort=churn")
+    assert [r["account_id"] for r in red] == ids_on(page(client, "csm=all&band=amber&sort=churn"))
+    assert red and all(r["band"] == "amber" for r in red)
+    champ = csv_rows(client, "csm=all&flag=champion_gone")
+    assert champ and all("champion gone" in r["flags"] for r in champ)
+
+
+def test_a_name_with_script_shows_as_text(scored: Engine, client: TestClient) -> None:
+    a = Account.__table__
+    with scored.begin() as conn:
+        conn.execute(update(a).where(a.c.account_id == "acc-silent")
+                     .values(name="<script>alert(1)</script> Co"))
+    sign_in(client, ANA)
+    html = page(client)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Co" in html
+
+
+def test_snooze_leaves_the_list_and_the_snoozed_filter_shows_it(
+        scored: Engine, client: TestClient) -> None:
+    sign_in(client, ANA)
+    token = csrf(client)
+    assert "acc-champ" in ids_on(page(client))
+    done = client.post("/accounts/acc-champ/snooze", data={
+        "csrf_token": token, "until": FUTURE, "reason": "waiting for their budget",
+        "back": "/?csm=all"})
+    assert done.status_code == 303 and done.headers["location"].startswith("/?csm=all&done=")
+    assert "acc-champ" not in ids_on(page(client))
+    assert ids_on(page(client, "snoozed=yes")) == ["acc-champ"]
+    html = page(client, "snoozed=yes")
+    assert f"snoozed until {FUTURE}" in html and f"snoozed by {ANA}" in html
+    assert "acc-champ" in ids_on(page(client, "snoozed=all"))
+    assert [(e["actor"], e["action"], e["reason"], e["detail"]) for e in
+            entries(scored, target="acc-champ")] == [
+        (ANA, "snooze", "waiting for their budget", {"until": FUTURE})]
+    # a date already past is refused, and a snooze needs a reason
+    assert client.post("/accounts/acc-loud/snooze", data={
+        "csrf_token": token, "until": "2020-01-01", "reason": "x"}).status_code == 400
+    assert client.post("/accounts/acc-loud/snooze", data={
+        "csrf_token": token, "until": FUTURE, "reason": " "}).status_code == 400
+    with scored.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(AccountSnooze)).scalar() == 1
+
+
+def test_a_logged_call_and_handled_show_as_last_touched(scored: Engine,
+                                                        client: TestClient) -> None:
+    sign_in(client, ANA)
+    token = csrf(client)
+    assert "never" in page(client)
+    got = client.post("/accounts/acc-silent/log", data={
+        "csrf_token": token, "kind": "call", "reason": "spoke to their CTO"})
+    assert got.status_code == 303
+    html = page(client, "q=acc-silent")
+    assert f"call logged by {ANA}" in html
+    assert client.post("/accounts/acc-silent/handled", data={
+        "csrf_token": token, "reason": "renewal saved"}).status_code == 303
+    assert f"marked handled by {ANA}" in page(client, "q=acc-silent")
+    assert [(e["action"], e["reason"]) for e in entries(scored, target="acc-silent")] == [
+        ("handled", "renewal saved"), ("log_call", "spoke to their CTO")]
+    last = next(r for r in csv_rows(client) if r["account_id"] == "acc-silent")
+    assert (last["touched_kind"], last["touched_by"]) == ("handled", ANA)
+    assert client.post("/accounts/acc-nobody/log", data={
+        "csrf_token": token, "kind": "call", "reason": "x"}).status_code == 404
+
+
+def test_a_viewer_cannot_act_and_a_forged_token_is_refused(scored: Engine,
+                                                           client: TestClient) -> None:
+    sign_in(client, "vic@pulse.example")
+    token = csrf(client)
+    html = page(client)
+    assert set(ids_on(html)) == LIVE and "Mark handled" not in html  # sees, cannot act
+    for path, data in (("/accounts/acc-loud/snooze", {"until": FUTURE, "reason": "x"}),
+                       ("/accounts/acc-loud/handled", {"reason": "x"}),
+                       ("/accounts/acc-loud/log", {"kind": "call", "reason": "x"})):
+        assert client.post(path, data={**data, "csrf_token": token}).status_code == 403
+    client.post("/logout", data={"csrf_token": token})
+    sign_in(client, ANA)
+    assert client.post("/accounts/acc-loud/log", data={
+        "csrf_token": "forged", "kind": "call", "reason": "x"}).status_code == 403
+    assert client.post("/accounts/acc-loud/log", data={
+        "kind": "call", "reason": "x"}).status_code == 403
+    with scored.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(AccountActivity)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(AccountSnooze)).scalar() == 0
