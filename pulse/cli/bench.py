@@ -8,6 +8,7 @@ import typer
 
 from pulse.cli.common import Format, out
 from pulse.devkit.bench.chatter import bench_chatter
+from pulse.devkit.bench.console import bench_console
 from pulse.devkit.bench.features import bench_features
 from pulse.devkit.bench.models import bench_models, bench_score
 from pulse.devkit.bench.send import bench_send
@@ -76,4 +77,5 @@ def register(app: typer.Typer) -> None:
     bench_app.command("survey")(bench_survey)
     bench_app.command("text")(bench_text)
     bench_app.command("chatter")(bench_chatter)
+    bench_app.command("console")(bench_console)
     app.add_typer(bench_app, name="bench")
