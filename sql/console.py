@@ -41,6 +41,7 @@ from pulse.sql.schema import (
     AccountHealth,
     AccountSnooze,
     ChurnScore,
+    SurveyResponse,
 )
 
 SORTS = {
@@ -53,10 +54,13 @@ SORTS = {
 SNOOZED = ("no", "yes", "all")
 ACTIVITY_KINDS = ("call", "meeting", "note")
 PAGE_SIZE = 50
+WAKE_DROP = 10.0  # a snoozed account whose health falls this far is back on the list
+LOW_RATING = 2  # a CSAT rating of this or less wakes it too (as outreach.checkins says)
 
 H, A, F = AccountHealth.__table__, Account.__table__, AccountFeatures.__table__
 C, FL = ChurnScore.__table__, AccountFlag.__table__
 S, ACT = AccountSnooze.__table__, AccountActivity.__table__
+SR = SurveyResponse.__table__
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,16 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
     last = (select(ACT.c.account_id, func.max(ACT.c.activity_id).label("last_id"))
             .group_by(ACT.c.account_id).subquery("last"))
     touched = ACT.alias("touched")
+    then = FL.alias("then")
+    new_flag = exists().where(FL.c.as_of == H.c.as_of, FL.c.account_id == H.c.account_id,
+                              ~exists().where(then.c.as_of == S.c.as_of,
+                                              then.c.account_id == FL.c.account_id,
+                                              then.c.flag == FL.c.flag))
+    low_rating = exists().where(SR.c.account_id == H.c.account_id, SR.c.rating <= LOW_RATING,
+                                SR.c.rated_at > S.c.at)
+    woke = case((S.c.until <= today, null()), (new_flag, "a new flag"),
+                (score <= S.c.health - WAKE_DROP, f"health fell {WAKE_DROP:.0f} points or more"),
+                (low_rating, "a low rating"), else_=null())
     tier = case((C.c.probability.is_not(None), 0), (H.c.band == "red", 0),
                 (H.c.band == "amber", 1), (H.c.band == "green", 2), else_=3)
     return (select(
@@ -115,7 +129,8 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
         probability.label("churn_probability"),
         (probability * mrr_rep).label("revenue_at_risk"), tier.label("tier"),
         S.c.until.label("snoozed_until"), S.c.reason.label("snooze_reason"),
-        case((S.c.until > today, True), else_=False).label("snoozed"),
+        case((and_(S.c.until > today, woke.is_(None)), True), else_=False).label("snoozed"),
+        woke.label("snooze_ended"),
         touched.c.kind.label("touched_kind"), touched.c.actor.label("touched_by"),
         touched.c.at.label("touched_at"), touched.c.note.label("touched_note"))
         .select_from(H)
@@ -233,14 +248,19 @@ def _activity(conn: Connection, account_id: str, kind: str, note: str | None, ac
 
 def snooze(engine: Engine, account_id: str, until: date, *, actor: str, reason: str,
            address: str | None = None) -> None:
-    """Snooze the account until `until` (it leaves the default list), audited."""
+    """Snooze the account until `until` (it leaves the default list until then, or until
+    something new happens), audited."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        done = conn.execute(update(S).where(S.c.account_id == account_id).values(
-            until=until, reason=reason, actor=actor, at=now)).rowcount
+        latest = conn.execute(select(H.c.as_of, H.c.score).where(H.c.account_id == account_id)
+                              .order_by(H.c.as_of.desc()).limit(1)).first()
+        values = {"until": until, "reason": reason, "actor": actor, "at": now,
+                  "as_of": latest[0] if latest else None,
+                  "health": latest[1] if latest else None}
+        done = conn.execute(update(S).where(S.c.account_id == account_id).values(**values)
+                            ).rowcount
         if not done:
-            conn.execute(insert(S).values(account_id=account_id, until=until, reason=reason,
-                                          actor=actor, at=now))
+            conn.execute(insert(S).values(account_id=account_id, **values))
         _activity(conn, account_id, "snooze", f"until {until.isoformat()}: {reason}", actor,
                   now)
         audit.record(conn, actor=actor, action="snooze", target=account_id, reason=reason,

@@ -716,12 +716,16 @@ class AuditEntry(Base):
 
 
 class AccountSnooze(Base):
-    """An account a CSM snoozed: it leaves the default risk list until `until` (one row per
-    account, the latest snooze; `account_activity` keeps the history)."""
+    """An account a CSM snoozed: it leaves the default risk list until `until`, or until
+    something new happens (a flag it did not have on `as_of`, health 10 points under
+    `health`, a low rating after `at`). One row per account, the latest snooze;
+    `account_activity` keeps the history."""
 
     __tablename__ = "account_snoozes"
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[date] = mapped_column(Date)
+    as_of: Mapped[date | None] = mapped_column(Date)  # the latest scored date when snoozed
+    health: Mapped[float | None] = mapped_column(Float)  # its health then
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(254))
     at: Mapped[datetime] = mapped_column(UTCDateTime)

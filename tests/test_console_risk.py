@@ -19,7 +19,15 @@ from sqlalchemy import Engine, func, insert, select, update
 from pulse.models.risklist import build_risk_list
 from pulse.sql import console as sqlc
 from pulse.sql.audit import entries
-from pulse.sql.schema import Account, AccountActivity, AccountHealth, AccountSnooze, ChurnScore
+from pulse.sql.schema import (
+    Account,
+    AccountActivity,
+    AccountFeatures,
+    AccountFlag,
+    AccountHealth,
+    AccountSnooze,
+    ChurnScore,
+)
 from pulse.web import auth
 from tests.test_console_auth import PASSWORD, make_app, sign_in
 from tests.test_flags import D
@@ -240,3 +248,35 @@ def test_a_viewer_cannot_act_and_a_forged_token_is_refused(scored: Engine,
     with scored.connect() as conn:
         assert conn.execute(select(func.count()).select_from(AccountActivity)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(AccountSnooze)).scalar() == 0
+
+
+def test_a_snooze_ends_early_when_something_new_happens(scored: Engine,
+                                                        client: TestClient) -> None:
+    sign_in(client, ANA)
+    token = csrf(client)
+    for acc in ("acc-champ", "acc-loud", "acc-silent"):
+        assert client.post(f"/accounts/{acc}/snooze", data={
+            "csrf_token": token, "until": FUTURE, "reason": "quiet month"}).status_code == 303
+    assert ids_on(page(client)) == []
+    # the next day is scored: acc-champ's health falls 15 points, acc-loud gets a flag,
+    # acc-silent keeps its flags and health, and stays snoozed
+    h, fl, ft = AccountHealth.__table__, AccountFlag.__table__, AccountFeatures.__table__
+    nxt = D + timedelta(days=1)
+    with scored.begin() as conn:
+        conn.execute(insert(ft), [{**dict(r), "as_of": nxt} for r in conn.execute(
+            select(ft).where(ft.c.as_of == D)).mappings()])
+        rows = [dict(r) for r in conn.execute(select(h).where(h.c.as_of == D)).mappings()]
+        for r in rows:
+            r["as_of"] = nxt
+            if r["account_id"] == "acc-champ":
+                r["score"] = r["score"] - 15
+        conn.execute(insert(h), rows)
+        flags = [dict(r) for r in conn.execute(select(fl).where(fl.c.as_of == D)).mappings()]
+        conn.execute(insert(fl), [{**f, "as_of": nxt} for f in flags] + [
+            {"as_of": nxt, "account_id": "acc-loud", "flag": "payment_risk",
+             "evidence": "2 failed payments", "details": {}, "computed_at": datetime.now(UTC)}])
+    html = page(client)
+    assert set(ids_on(html)) == {"acc-champ", "acc-loud"}
+    assert "snooze ended early: health fell 10 points or more" in html
+    assert "snooze ended early: a new flag" in html
+    assert ids_on(page(client, "snoozed=yes")) == ["acc-silent"]

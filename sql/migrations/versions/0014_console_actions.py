@@ -20,6 +20,8 @@ def upgrade() -> None:
     op.create_table('account_snoozes',
     sa.Column('account_id', sa.String(length=64), nullable=False),
     sa.Column('until', sa.Date(), nullable=False),
+    sa.Column('as_of', sa.Date(), nullable=True),
+    sa.Column('health', sa.Float(), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('actor', sa.String(length=254), nullable=False),
     sa.Column('at', pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
