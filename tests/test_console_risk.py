@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -280,3 +281,22 @@ def test_a_snooze_ends_early_when_something_new_happens(scored: Engine,
     assert "snooze ended early: health fell 10 points or more" in html
     assert "snooze ended early: a new flag" in html
     assert ids_on(page(client, "snoozed=yes")) == ["acc-silent"]
+
+
+def test_the_calibrated_probability_in_sql_is_the_scorecards(scored: Engine,
+                                                             tmp_path: Path) -> None:
+    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
+
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
+        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
+        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n"),
+        encoding="utf-8")
+    card = load_scorecard(path)
+    expected = build_risk_list(scored, D, scorecard=card)
+    total, rows = sqlc.risk_page(scored, D, sqlc.Filters(), size=None, scorecard=card)
+    assert total == len(expected) == len(rows)
+    assert [r["account_id"] for r in rows] == [r["account_id"] for r in expected]
+    assert [round(r["churn_probability"], 4) for r in rows] == [
+        r["churn_probability"] for r in expected]
+    assert any(r["model_probability"] is None for r in rows)  # the curve answered for some
