@@ -137,7 +137,7 @@ def run_console_bench(*, accounts: int, days: int, trend_days: int, requests: in
         data = root / "data"
         end = datetime.now(UTC).date() - timedelta(days=1)
         synthesise(data, accounts=accounts, days=days, seed=seed, end=end,
-                   rows_per_account_day=0.5)
+                   rows_per_account_day=0.3)
         engine = make_engine(f"sqlite:///{root / 'bench.db'}")
         try:
             if console:
@@ -168,9 +168,9 @@ def run_console_bench(*, accounts: int, days: int, trend_days: int, requests: in
 
 def bench_console(
     accounts: Annotated[int, typer.Option(help="Accounts to synthesise.", min=10)] = 10_000,
-    days: Annotated[int, typer.Option(help="Days of history.", min=30)] = 60,
+    days: Annotated[int, typer.Option(help="Days of history.", min=30)] = 35,
     trend_days: Annotated[int, typer.Option(
-        help="Earlier days scored too, for the trend lines.", min=0)] = 3,
+        help="Earlier days scored too, for the trend lines.", min=0)] = 2,
     requests: Annotated[int, typer.Option(help="Requests per query.", min=1)] = 20,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     postgres_url: Annotated[str | None, typer.Option(
