@@ -116,7 +116,8 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
                                               then.c.flag == FL.c.flag))
     low_rating = exists().where(SR.c.account_id == H.c.account_id, SR.c.rating <= LOW_RATING,
                                 SR.c.rated_at > S.c.at)
-    woke = case((S.c.until <= today, null()), (new_flag, "a new flag"),
+    woke = case((S.c.account_id.is_(None), null()), (S.c.until <= today, null()),
+                (new_flag, "a new flag"),
                 (score <= S.c.health - WAKE_DROP, f"health fell {WAKE_DROP:.0f} points or more"),
                 (low_rating, "a low rating"), else_=null())
     tier = case((C.c.probability.is_not(None), 0), (H.c.band == "red", 0),
