@@ -46,9 +46,9 @@ from pulse.sql.schema import (
 
 SORTS = {
     "risk": "revenue at risk",
-    "change_7d": "health change over 7 days",
-    "change_30d": "health change over 30 days",
-    "renewal": "renewal date",
+    "change_7d": "health change over 7 days (biggest drop first)",
+    "change_30d": "health change over 30 days (biggest drop first)",
+    "renewal": "renewal date (soonest first)",
     "churn": "churn probability",
 }
 SNOOZED = ("no", "yes", "all")

@@ -191,7 +191,10 @@ def test_snooze_leaves_the_list_and_the_snoozed_filter_shows_it(
     done = client.post("/accounts/acc-champ/snooze", data={
         "csrf_token": token, "until": FUTURE, "reason": "waiting for their budget",
         "back": "/?csm=all"})
-    assert done.status_code == 303 and done.headers["location"].startswith("/?csm=all&done=")
+    assert done.status_code == 303
+    assert done.headers["location"] == "/?csm=all&done=snooze&account=acc-champ"
+    assert "Snoozed acc-champ." in page(client, "csm=all&done=snooze&account=acc-champ")
+    assert "evil" not in page(client, "done=evil+words")  # a link cannot make it say more
     assert "acc-champ" not in ids_on(page(client))
     assert ids_on(page(client, "snoozed=yes")) == ["acc-champ"]
     html = page(client, "snoozed=yes")

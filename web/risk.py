@@ -141,7 +141,7 @@ def risk_list(request: Request) -> Response:
     as_of = _latest(engine)
     context: dict[str, Any] = {"me": me, "csrf": me.csrf_token, "others": others,
                                "as_of": as_of, "view": filters, "sort": sort,
-                               "message": request.query_params.get("done", "")[:200]}
+                               "message": _done_message(request)}
     if as_of is None:
         return _page("risk.html", **context)
     card = _scorecard()
@@ -208,12 +208,24 @@ def export_csv(request: Request,
                              "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
-def _back(target: str, done: str) -> RedirectResponse:
+_DONE = {"snooze": "Snoozed {}.", "handled": "Marked {} handled.",
+         "call": "Logged a call with {}.", "meeting": "Logged a meeting with {}.",
+         "note": "Added a note to {}."}
+
+
+def _done_message(request: Request) -> str:
+    """What the last action did, from fixed words (a link cannot make the page say more)."""
+    words = _DONE.get(request.query_params.get("done", ""))
+    return words.format(request.query_params.get("account", "")[:64]) if words else ""
+
+
+def _back(target: str, done: str, account_id: str) -> RedirectResponse:
     from pulse.web.signin import safe_next
 
     path = safe_next(target)
     sep = "&" if "?" in path else "?"
-    return RedirectResponse(f"{path}{sep}{urlencode({'done': done})}", status_code=303)
+    query = urlencode({"done": done, "account": account_id})
+    return RedirectResponse(f"{path}{sep}{query}", status_code=303)
 
 
 def _check(request: Request, account_id: str, reason: str | None) -> Response | None:
@@ -249,7 +261,7 @@ def snooze(request: Request, account_id: str,
         return error_page(400, "Pick a later date", "Snooze until a date after today.")
     sqlc.snooze(request.app.state.engine, account_id, day, actor=me.email, reason=note or "",
                 address=auth.client_address(request))
-    return _back(back, f"Snoozed {account_id} until {day.isoformat()}.")
+    return _back(back, "snooze", account_id)
 
 
 @router.post("/accounts/{account_id}/handled", tags=["console"],
@@ -264,7 +276,7 @@ def handled(request: Request, account_id: str,
         return refused
     sqlc.log_activity(request.app.state.engine, account_id, "handled", actor=me.email,
                       note=note or "", address=auth.client_address(request))
-    return _back(back, f"Marked {account_id} handled.")
+    return _back(back, "handled", account_id)
 
 
 @router.post("/accounts/{account_id}/log", tags=["console"],
@@ -284,4 +296,4 @@ def log_touch(request: Request, account_id: str,
         return refused
     sqlc.log_activity(request.app.state.engine, account_id, kind, actor=me.email,
                       note=note or "", address=auth.client_address(request))
-    return _back(back, f"Logged a {kind} for {account_id}.")
+    return _back(back, kind, account_id)
