@@ -303,3 +303,18 @@ def test_the_calibrated_probability_in_sql_is_the_scorecards(scored: Engine,
     assert [round(r["churn_probability"], 4) for r in rows] == [
         r["churn_probability"] for r in expected]
     assert any(r["model_probability"] is None for r in rows)  # the curve answered for some
+
+
+def test_pulse_bench_console_prints_its_figures(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    pulse = Path(sys.executable).with_name("pulse")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.run([str(pulse), "bench", "console", "--accounts", "200", "--days", "30",
+                           "--trend-days", "1", "--requests", "2", "--postgres-url", "none"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "200 accounts" in proc.stdout and "sqlite median ms" in proc.stdout
+    assert re.search(r"all books, by revenue at risk\s*│\s*\d+\s*│\s*\d+\s*│\s*50", proc.stdout)
