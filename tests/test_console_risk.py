@@ -165,6 +165,7 @@ def test_csv_export_is_the_filtered_view_and_defused(scored: Engine,
     assert [r["account_id"] for r in rows] == ids_on(page(client))
     loud = next(r for r in rows if r["account_id"] == "acc-loud")
     assert loud["name"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert float(loud["change_7d"]) < 0  # a negative number stays a number
     red = csv_rows(client, "csm=all&band=amber&sort=churn")
     assert [r["account_id"] for r in red] == ids_on(page(client, "csm=all&band=amber&sort=churn"))
     assert red and all(r["band"] == "amber" for r in red)

@@ -164,9 +164,12 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a `'` first."""
+    """A cell a spreadsheet shows as text: one starting like a formula gets a `'` first
+    (a number stays a number: -8.1 is no formula)."""
     if value is None:
         return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     text = value if isinstance(value, str) else str(value)
     return "'" + text if text.startswith(_FORMULA) else text
 
