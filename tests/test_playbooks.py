@@ -303,3 +303,49 @@ def test_pulse_tasks_cli_lists_completes_and_skips(engine: Engine) -> None:
     assert states == [("done", "found Dee", None), ("skipped", None, "duplicate account")]
     assert [e["action"] for e in entries(engine)] == ["task_skipped", "task_done"]
     assert entries(engine)[0]["actor"].startswith("cli:")
+
+
+OTHER = """\
+rules:
+  - name: outage_hit
+    title: Check in after the outage
+    when: {incident_hit_within_days: 3}
+    owner: queue:support
+    due: {days: 0}
+  - name: falling_unhappy
+    title: Falling and unhappy
+    when: {change_7d_at_most: -10, csat_latest_at_most: 3}
+    owner: csm
+    due: {days: 2}
+"""
+
+
+def test_incidents_changes_and_latest_rating_conditions(engine: Engine) -> None:
+    from sqlalchemy import update
+
+    from pulse.sql.schema import IncidentImpact
+
+    books = parse_playbooks(OTHER)
+    for a in ("hit", "hit-long-ago", "falling", "falling-happy"):
+        add_account(engine, a)
+        score(engine, a, D0, 60, "amber")
+    with engine.begin() as conn:
+        t = AccountHealth.__table__
+        conn.execute(update(t).where(t.c.account_id.in_(["falling", "falling-happy"]))
+                     .values(change_7d=-12.0))
+        for account, ago in (("hit", 1), ("hit-long-ago", 9)):
+            at = NOW - timedelta(days=ago)
+            conn.execute(insert(IncidentImpact.__table__).values(
+                incident_id="INC-1", account_id=account, status="hit", failed_events=5,
+                total_events=9, failed_requests=5, total_requests=9, affected_users=2,
+                components=[], regions=[], first_affected_at=at, last_affected_at=at,
+                window_start=at, window_end=at, computed_at=NOW))
+    rate(engine, 1, "falling", 5, NOW - timedelta(days=9))
+    rate(engine, 2, "falling", 2, NOW - timedelta(days=2))  # the latest: 2
+    rate(engine, 3, "falling-happy", 1, NOW - timedelta(days=9))
+    rate(engine, 4, "falling-happy", 5, NOW - timedelta(days=2))  # the latest: 5
+    found = evaluate(engine, D0, books)
+    assert sorted(zip(found["rule"], found["account_id"], found["owner"],
+                      found["due_date"].astype(str))) == [
+        ("falling_unhappy", "falling", "ana@example.com", "2026-06-03"),
+        ("outage_hit", "hit", "queue:support", "2026-06-01")]
