@@ -18,7 +18,6 @@ health and churn N days after each task was created, to measure which plays work
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -438,9 +437,10 @@ def _insert(conn: Connection) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(TASKS)
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) \
-        or pd.isna(value) else float(value)
+def _nullable(values: pd.Series) -> pd.Series:
+    """Floats, with None (SQL NULL) where a value is missing."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers.astype(object).where(numbers.notna(), None)
 
 
 def run_playbooks(engine: Engine, as_of: date, books: Playbooks | None = None, *,
@@ -487,8 +487,8 @@ def run_playbooks(engine: Engine, as_of: date, books: Playbooks | None = None, *
                 "episode_start": as_of, "last_seen": as_of, "title": new["title"],
                 "owner": new["owner"], "due_date": new["due_date"], "steps": new["steps"],
                 "state": OPEN, "created_at": now,
-                "health_at_open": new["score"].map(_float),
-                "churn_at_open": new["probability"].map(_float)}).to_dict("records")
+                "health_at_open": _nullable(new["score"]),
+                "churn_at_open": _nullable(new["probability"])}).to_dict("records")
             stmt = (_insert(conn).on_conflict_do_nothing(
                 index_elements=["rule", "account_id", "episode_start"])
                 .returning(TASKS.c.task_id))

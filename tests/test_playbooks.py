@@ -199,6 +199,8 @@ def test_each_example_rule_fires_on_a_constructed_world(engine: Engine) -> None:
     assert sponsor["churn_at_open"] == pytest.approx(0.4)
     assert sponsor["title"] == "Call the executive sponsor before the renewal"
     assert len(sponsor["steps"]) == 3
+    champ = next(t for t in tasks_of(engine) if t["account_id"] == "champ")
+    assert champ["churn_at_open"] is None and champ["health_at_open"] == 60  # no model: NULL
 
 
 def test_once_per_episode(engine: Engine) -> None:
