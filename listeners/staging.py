@@ -61,7 +61,25 @@ def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
     SQLite gets what SQLAlchemy's SQLite types store (naive UTC text timestamps, 0/1 booleans);
     PostgreSQL gets text for COPY (timestamps with an explicit +00:00).
     """
-    cols: list[Iterable[Any]] = []
+    cols: list[Iterable[Any]] = list(_stage_columns(source, clean, dialect))
+    if trailing is None:
+        cols.append(clean.index.tolist())  # the row number, for staging
+    else:
+        cols.extend(repeat(v, len(clean)) for v in trailing)
+    return zip(*cols, strict=False)
+
+
+def _zip_columns(columns: list[list[Any]], trailing: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """Rows from columns made by `_stage_columns` (from the ingest worker), each followed by
+    the `trailing` values."""
+    n = len(columns[0]) if columns else 0
+    return zip(*columns, *(repeat(v, n) for v in trailing), strict=False)
+
+
+def _stage_columns(source: Source, clean: pd.DataFrame, dialect: str) -> list[list[Any]]:
+    """The contract columns of `clean` as each database stores them (see `_stage_rows`), one
+    list per column."""
+    cols: list[list[Any]] = []
     for f in source.fields:
         s = clean[f.name]
         # ids, texts and enums come from validation with None where a value is missing,
@@ -84,11 +102,7 @@ def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
         if missing is not None and missing.any():
             arr[missing] = None
         cols.append(arr.tolist())
-    if trailing is None:
-        cols.append(clean.index.tolist())  # the row number, for staging
-    else:
-        cols.extend(repeat(v, len(clean)) for v in trailing)
-    return zip(*cols, strict=False)
+    return cols
 
 
 def _copy_rows(cur: Any, table: str, names: list[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -156,11 +170,23 @@ class DirectLoad:
         """Whether a COPY holds the connection (other statements must wait for `finish`)."""
         return self._copy is not None
 
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if self.postgres else "sqlite"
+
     def add(self, clean: pd.DataFrame) -> None:
         if clean.empty:
             return
-        rows = _stage_rows(self.source, clean, "postgresql" if self.postgres else "sqlite",
-                           self.trailing)
+        self.add_rows(_stage_rows(self.source, clean, self.dialect, self.trailing))
+
+    def add_columns(self, columns: list[list[Any]]) -> None:
+        """Insert rows given as columns already in the database's form (`_stage_columns`,
+        made by the ingest worker process)."""
+        if not columns or not columns[0]:
+            return
+        self.add_rows(_zip_columns(columns, self.trailing))
+
+    def add_rows(self, rows: Iterable[Sequence[Any]]) -> None:
         integrity = self.conn.dialect.loaded_dbapi.IntegrityError
         try:
             if self.postgres:
