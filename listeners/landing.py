@@ -610,7 +610,8 @@ def _use_worker(engine: Engine, src: Source, path: Path) -> bool:
     settings = get_settings()
     if src.name not in DIRECT_SOURCES or engine.dialect.name not in settings.ingest_worker_databases:
         return False
-    if len(os.sched_getaffinity(0)) < 2:
+    affinity = getattr(os, "sched_getaffinity", None)
+    if (len(affinity(0)) if affinity else os.cpu_count() or 1) < 2:
         return False  # one core: the two processes would only take turns
     try:
         size = path.stat().st_size
@@ -623,11 +624,13 @@ def _start_worker(engine: Engine, src: Source, path: Path, label: str) -> Ingest
     if not _use_worker(engine, src, path):
         return None
     try:
-        return IngestWorker(path, src.name, label=label)
+        worker = IngestWorker(path, src.name, label=label)
     except OSError as exc:  # no process to be had: land in this one
         log.warning("%s: cannot start an ingest worker process (%s); landing in-process",
                     label, exc)
         return None
+    log.info("%s: read and validated by an ingest worker process while its rows land", label)
+    return worker
 
 
 def _land_file(engine: Engine, src: Source, path: Path, label: str, *, now: datetime,
