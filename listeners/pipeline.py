@@ -38,9 +38,14 @@ import pandas as pd
 
 from pulse.core.errors import InputFileError, PulseError
 from pulse.listeners.contract import SOURCES
-from pulse.listeners.prepare import LagTally, Prepared, collect_chunk_garbage, prepare_chunk
+from pulse.listeners.prepare import (
+    LagTally,
+    Prepared,
+    _stage_columns,
+    collect_chunk_garbage,
+    prepare_chunk,
+)
 from pulse.listeners.readers import open_reader
-from pulse.listeners.staging import _stage_columns
 
 log = logging.getLogger(__name__)
 

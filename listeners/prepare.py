@@ -94,6 +94,39 @@ def prepare_chunk(source: Source, chunk: Chunk, *,
                     cleared=cleared, given=given, n_clean=len(clean), clean=clean)
 
 
+#: kinds whose validated column marks a missing value with None (validate.py `_check`)
+_NONE_KINDS = frozenset({"id", "text", "enum"})
+
+
+def _stage_columns(source: Source, clean: pd.DataFrame, dialect: str) -> list[list[Any]]:
+    """The contract columns of `clean` as each database stores them (see `_stage_rows`), one
+    list per column."""
+    cols: list[list[Any]] = []
+    for f in source.fields:
+        s = clean[f.name]
+        # ids, texts and enums come from validation with None where a value is missing,
+        # which is what the drivers want; other kinds may mark it with NaN/NaT/NA, turned
+        # into None here (pd.isna over an object column is slow: skip it where not needed)
+        missing = None if f.kind in _NONE_KINDS else s.isna().to_numpy()
+        if f.kind == "timestamp":
+            utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+            text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
+            if dialect == "postgresql":
+                text_ = np.strings.add(text_, "+00:00")
+            arr = text_.astype(object)
+        elif f.kind == "date":
+            arr = s.map(lambda d: d.isoformat() if d is not None else None,
+                        na_action="ignore").to_numpy(dtype=object, copy=True)
+        elif f.kind == "bool":
+            arr = s.astype("Int64").to_numpy(dtype=object, copy=True)
+        else:
+            arr = s.to_numpy(dtype=object, copy=True)
+        if missing is not None and missing.any():
+            arr[missing] = None
+        cols.append(arr.tolist())
+    return cols
+
+
 def collect_chunk_garbage() -> None:
     """The cyclic collector is paused for a landing; a chunk's frames leave reference
     cycles behind: free them once the chunk is done, or memory grows with the file."""

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import (
     BigInteger,
@@ -34,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.listeners.contract import Source
+from pulse.listeners.prepare import _stage_columns
 from pulse.sql.schema import ENTITY_TABLES
 from pulse.sql.types import UTCDateTime
 
@@ -47,10 +47,6 @@ def _stage_table(source: Source, name: str, dialect: str) -> Table:
     if dialect == "postgresql":
         kw["postgresql_on_commit"] = "DROP"
     return Table(name, MetaData(), *cols, Column("_row", BigInteger), prefixes=["TEMPORARY"], **kw)
-
-
-#: kinds whose validated column marks a missing value with None (validate.py `_check`)
-_NONE_KINDS = frozenset({"id", "text", "enum"})
 
 
 def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
@@ -74,35 +70,6 @@ def _zip_columns(columns: list[list[Any]], trailing: list[Any]) -> Iterator[tupl
     the `trailing` values."""
     n = len(columns[0]) if columns else 0
     return zip(*columns, *(repeat(v, n) for v in trailing), strict=False)
-
-
-def _stage_columns(source: Source, clean: pd.DataFrame, dialect: str) -> list[list[Any]]:
-    """The contract columns of `clean` as each database stores them (see `_stage_rows`), one
-    list per column."""
-    cols: list[list[Any]] = []
-    for f in source.fields:
-        s = clean[f.name]
-        # ids, texts and enums come from validation with None where a value is missing,
-        # which is what the drivers want; other kinds may mark it with NaN/NaT/NA, turned
-        # into None here (pd.isna over an object column is slow: skip it where not needed)
-        missing = None if f.kind in _NONE_KINDS else s.isna().to_numpy()
-        if f.kind == "timestamp":
-            utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-            text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
-            if dialect == "postgresql":
-                text_ = np.strings.add(text_, "+00:00")
-            arr = text_.astype(object)
-        elif f.kind == "date":
-            arr = s.map(lambda d: d.isoformat() if d is not None else None,
-                        na_action="ignore").to_numpy(dtype=object, copy=True)
-        elif f.kind == "bool":
-            arr = s.astype("Int64").to_numpy(dtype=object, copy=True)
-        else:
-            arr = s.to_numpy(dtype=object, copy=True)
-        if missing is not None and missing.any():
-            arr[missing] = None
-        cols.append(arr.tolist())
-    return cols
 
 
 def _copy_rows(cur: Any, table: str, names: list[str], rows: Iterable[Sequence[Any]]) -> None:
