@@ -23,6 +23,7 @@ the worker's stdin; the worker answers on the pipe given by file descriptor with
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import os
 import pickle
@@ -57,9 +58,17 @@ class IngestWorkerError(PulseError):
 
 
 def _write_frame(fh: BinaryIO, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    fh.write(_HEADER.pack(len(data)))
-    fh.write(data)
+    """Write one frame. Pickled without the memo ("fast" mode: a third of the time, both
+    ways, for a chunk's hundreds of thousands of values): frames hold no cycles."""
+    buf = io.BytesIO()
+    buf.write(b"\0" * _HEADER.size)
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(obj)
+    view = buf.getbuffer()
+    _HEADER.pack_into(view, 0, len(view) - _HEADER.size)
+    fh.write(view)
+    del view
     fh.flush()
 
 
