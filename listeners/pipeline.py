@@ -51,6 +51,8 @@ from pulse.listeners.readers import open_reader
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<Q")
+#: rows of the worker's first chunk (the next ones double up to the batch size)
+_FIRST_CHUNK = 5_000
 
 
 class IngestWorkerError(PulseError):
@@ -189,7 +191,10 @@ def _peak_mib() -> float:
 
 def _work(go: dict[str, Any], out: BinaryIO) -> None:
     source = SOURCES[go["source"]]
-    reader = open_reader(Path(go["path"]), source, batch=go["batch"],
+    # the landing waits for the first chunk with nothing to insert: make it small, and let
+    # the chunks grow (doubling) to the batch size
+    batch = go["batch"]
+    reader = open_reader(Path(go["path"]), source, batch=max(1, min(batch, _FIRST_CHUNK)),
                          utf8_valid=go["utf8_valid"])
     known = None
     if go["known_accounts"] is not None:
@@ -211,6 +216,7 @@ def _work(go: dict[str, Any], out: BinaryIO) -> None:
         _write_frame(out, msg)
         del msg, columns
         collect_chunk_garbage()
+        reader.batch = min(batch, reader.batch * 2)
     _write_frame(out, ("end", {"unknown": list(getattr(reader, "unknown", []) or []),
                                "lags": lags, "peak_mib": _peak_mib()}))
 
