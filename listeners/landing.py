@@ -585,15 +585,15 @@ def land_file(
     """
     path = Path(path)
     src = get_source(source) if source else get_source(source_for_path(path))
-    ensure_schema(engine)
-    started = datetime.now(UTC)
-    now = now or started
     label = file_label(path)
     batch_rows = batch or get_settings().batch_rows
     # a worker process for a big file of new events, started first: it imports while the
-    # file is scanned here
+    # schema is checked and the file scanned here
     worker = _start_worker(engine, src, path, label)
     try:
+        ensure_schema(engine)
+        started = datetime.now(UTC)
+        now = now or started
         return _land_file(engine, src, path, label, now=now, started=started,
                           batch_rows=batch_rows, progress=progress, reland=reland,
                           backfill=backfill, worker=worker)

@@ -8,6 +8,7 @@ landed and a run that failed with its reason, without the landing waiting on it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -171,3 +172,36 @@ def test_a_file_broken_mid_way_through_the_worker_lands_nothing(
     with engine.connect() as conn:
         assert conn.execute(select(IngestRun.status).where(
             IngestRun.source == "usage")).scalar_one() == "failed"
+
+
+def test_a_json_lines_file_through_the_worker_equals_the_in_process_landing(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON Lines too: bad lines, a cleared value, and a key outside the contract (warned
+    about once the worker has read every line)."""
+    (tmp_path / "accounts.csv").write_text("account_id,name,mrr\nacc-1,Northwind,10\n")
+    land_file(engine, tmp_path / "accounts.csv")
+    lines = []
+    for i in range(1, 1201):
+        row: dict[str, Any] = {"event_id": f"ev-{i}", "account_id": "acc-1",
+                               "occurred_at": "2026-11-01T10:00:00Z", "feature": "api",
+                               "quantity": i % 7}
+        if i % 100 == 0:
+            row["contact_id"] = "not an id"  # cleared
+        if i % 150 == 0:
+            row["account_id"] = "acc-404"  # quarantined
+        if i == 1100:
+            row["mood"] = "fine"  # not in the contract
+        lines.append(json.dumps(row))
+    lines[499] = "{not json"
+    path = tmp_path / "usage.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    _worker(monkeypatch, False)
+    alone = land_file(engine, path, batch=250, now=NOW)
+    expected = _snapshot(engine)
+    _forget_usage(engine)
+    _worker(monkeypatch, True)
+    piped = land_file(engine, path, batch=250, now=NOW)
+    assert (piped.read, piped.quarantined, piped.fields_cleared) == (1200, 9, 7)
+    assert any("mood" in w for w in piped.warnings)
+    assert _outcome(piped) == _outcome(alone)
+    assert _snapshot(engine) == expected
