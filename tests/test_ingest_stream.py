@@ -101,7 +101,7 @@ def _peak_mib(folder: Path, rows: int, batch: int, *, worker: bool = False) -> f
          str(usage)],
         env={**os.environ, "PULSE_BATCH_ROWS": str(batch), "PULSE_SQLITE_CACHE_MIB": "2",
              "PULSE_INGEST_WORKER": "sqlite" if worker else "",
-             "PULSE_INGEST_WORKER_MIN_MIB": "0"},
+             "PULSE_INGEST_WORKER_MIN_MIB": "0", "PULSE_INGEST_WORKER_MAX_LOAD": "1000"},
         capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])

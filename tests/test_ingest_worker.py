@@ -37,6 +37,7 @@ NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 def _worker(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
     monkeypatch.setenv("PULSE_INGEST_WORKER", "sqlite,postgresql" if on else "")
     monkeypatch.setenv("PULSE_INGEST_WORKER_MIN_MIB", "0")
+    monkeypatch.setenv("PULSE_INGEST_WORKER_MAX_LOAD", "1000")  # even on a busy machine
     get_settings(fresh=True)
 
 
@@ -205,3 +206,19 @@ def test_a_json_lines_file_through_the_worker_equals_the_in_process_landing(
     assert any("mood" in w for w in piped.warnings)
     assert _outcome(piped) == _outcome(alone)
     assert _snapshot(engine) == expected
+
+
+def test_a_busy_machine_lands_in_one_process(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    path = _usage_file(tmp_path, 500)
+    land_file(engine, tmp_path / "accounts.csv")
+    _worker(monkeypatch, True)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.0, 1.0))
+    monkeypatch.setenv("PULSE_INGEST_WORKER_MAX_LOAD", "1.5")
+    get_settings(fresh=True)
+    with caplog.at_level(logging.INFO, logger="pulse.listeners.landing"):
+        result = land_file(engine, path, now=NOW)
+    assert "the machine is busy (load 1.6" in caplog.text
+    assert "ingest worker process" not in caplog.text
+    assert result.read == 500

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         default="", description="Databases (comma-separated: sqlite, postgresql; empty "
         "for none) on which a big file of new events is read and validated in a second process "
         "while its rows are inserted")
+    ingest_worker_max_load: float | None = Field(
+        default=None, ge=0, description="No ingest worker while the one-minute load average "
+        "is at or above this (default: the cores less one half): the two processes pay only "
+        "when each has a core")
     ingest_worker_min_mib: float = Field(
         default=8.0, ge=0, description="Files smaller than this land in one process (the "
         "ingest worker's start costs more than it saves)")
