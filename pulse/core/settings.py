@@ -27,7 +27,7 @@ class Settings(BaseSettings):
         default=32, ge=1, description="SQLite page cache per connection, for the warehouse and "
         "for temporary (staging) tables each; bounds a landing's memory on SQLite")
     ingest_worker: str = Field(
-        default="", description="Databases (comma-separated: sqlite, postgresql; empty "
+        default="sqlite", description="Databases (comma-separated: sqlite, postgresql; empty "
         "for none) on which a big file of new events is read and validated in a second process "
         "while its rows are inserted")
     ingest_worker_max_load: float | None = Field(
