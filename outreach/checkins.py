@@ -256,6 +256,8 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
         customer = CustomerCheckin(
             account_name=str(accounts.at[acc, "name"]), csm_name=signer,
             csm_email=csm if signer else None, features=tuple(helps), renewal_date=near)
+        rule: str | None
+        detail: str | None
         if not signer:
             rule = "no_csm"
             detail = ("the account has no CSM" if not csm else
@@ -267,8 +269,8 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             # approve in vain, and planned again the next day (the send-time rule in
             # outbox.py holds back anything queued before the notice).
             rule = "outage_week"
-            at = pd.Timestamp(notified[acc]).tz_convert("UTC") if pd.Timestamp(
-                notified[acc]).tzinfo else pd.Timestamp(notified[acc], tz="UTC")
+            at = pd.Timestamp(notified[acc])
+            at = at.tz_convert("UTC") if at.tzinfo else at.tz_localize("UTC")
             detail = (f"an outage notice reached account {acc} on {at:%Y-%m-%d %H:%M} UTC: "
                       f"no check-in for {OUTAGE_HOLD_DAYS} days, until "
                       f"{at + pd.Timedelta(days=OUTAGE_HOLD_DAYS):%Y-%m-%d %H:%M} UTC")

@@ -92,6 +92,7 @@ def _catalogue() -> dict[str, Any]:
     doc = yaml.safe_load(CATALOGUE.read_text(encoding="utf-8")) or {}
     return {"components": {str(k).lower(): str(v) for k, v in
                            (doc.get("components") or {}).items()},
+            "regions": {str(k).lower(): str(v) for k, v in (doc.get("regions") or {}).items()},
             "next_update_hours": doc.get("next_update_hours")}
 
 
@@ -111,6 +112,23 @@ def component_names(components: Any) -> list[str]:
     if components is None or isinstance(components, float):
         return []
     return list(dict.fromkeys(component_name(c) for c in components if str(c).strip()))
+
+
+def region_names(regions: Any) -> list[str]:
+    """The names customers know regions by (outreach/components.yaml `regions`), or the id
+    made readable ("us-central" -> "US Central": two-letter parts in capitals), each once."""
+    if regions is None or isinstance(regions, float):
+        return []
+    known = _catalogue()["regions"]
+    names = []
+    for r in regions:
+        key = str(r).strip()
+        if not key:
+            continue
+        words = key.replace("_", " ").replace("-", " ").split()
+        names.append(known.get(key.lower()) or " ".join(
+            w.upper() if len(w) == 2 else w.capitalize() for w in words))
+    return list(dict.fromkeys(names))
 
 
 def stage_kind(stage: str) -> str:
@@ -224,7 +242,7 @@ def plan_outage_notices(engine: Engine, *, incident_id: str | None = None,
                          "failed_events": int(a["failed_events"]),
                          "affected_users": int(a["affected_users"]),
                          "components": component_names(a["components"]),
-                         "regions": list(a["regions"] or []),
+                         "regions": region_names(a["regions"]),
                          "first_affected_at": _iso(a["first_affected_at"]),
                          "last_affected_at": _iso(a["last_affected_at"]),
                          "service_credit": credits.get(str(p.account_id))},

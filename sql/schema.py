@@ -663,3 +663,52 @@ class SocialPost(Base):
     #: a reply's complaint: the tweet id it answers (`reply.in_reply_to_tweet_id`)
     in_reply_to_id: Mapped[str | None] = mapped_column(String(64), index=True)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --------------------------------------------------------------------------- console (issue 14)
+
+
+class ConsoleUser(Base):
+    """Someone who may sign in to the CSM console (`pulse user add`): an argon2 password hash,
+    or none for a user who signs in only through the SSO proxy's trusted header. `role`:
+    admin, csm or viewer (a viewer reads, never acts). A disabled user cannot sign in."""
+
+    __tablename__ = "console_users"
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower-cased
+    role: Mapped[str] = mapped_column(String(8))
+    password_hash: Mapped[str | None] = mapped_column(Text)  # argon2id, PHC string
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the SHA-256 of its session id (the cookie holds the id, the
+    warehouse only its hash), its CSRF token (synchronizer token), when it was last seen
+    (idle expiry) and when it began (absolute expiry). Signing out deletes the row."""
+
+    __tablename__ = "console_sessions"
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("console_users.user_id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(8))  # password, header
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """Who did what, when and why (sql/audit.py): sign-ins and sign-outs, failed sign-ins,
+    users added or disabled, and every action a console page takes."""
+
+    __tablename__ = "audit_log"
+    audit_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(254), index=True)  # a user's email, or cli:NAME
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str | None] = mapped_column(String(254), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[Any | None] = mapped_column(JSONDoc)  # what changed, in a few fields
+    address: Mapped[str | None] = mapped_column(String(64))  # the client's address

@@ -1,6 +1,10 @@
 """`pulse demo run`, the main job behind `make demo`, run as a user runs it."""
 from __future__ import annotations
 
+import email
+import email.policy
+import email.utils
+import html
 import os
 import re
 import subprocess
@@ -12,6 +16,7 @@ from sqlalchemy import func, select
 
 from pulse.sql.db import make_engine
 from pulse.sql.schema import ENTITY_TABLES, IngestRun
+from tests.test_customer_leaks import CUSTOMER_TEMPLATES, leaks
 
 PULSE = str(Path(sys.executable).parent / "pulse")
 
@@ -50,3 +55,29 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     engine.dispose()
     assert accounts == 40 and failed == 0
     assert not list((pulse_home / "landing").iterdir())  # every file moved aside
+    # What the demo's customers read carries no internal fact (issue 13): every email the
+    # file transport wrote, read as its recipient reads it.
+    read = _customer_emails(pulse_home / "outbox")
+    assert read and {k for k, _ in read} >= {"outage_notice"}, read
+    found = [(kind, what) for kind, text in read for what in leaks(text, kind)]
+    assert not found, found[:5]
+
+
+def _customer_emails(folder: Path) -> list[tuple[str, str]]:
+    """(kind, what a reader sees: subject, sender's name, text and HTML without markup) of
+    every customer-facing .eml in the file outbox."""
+    found = []
+    for path in sorted(folder.glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        kind = str(msg["X-Pulse-Kind"] or "")
+        if kind not in CUSTOMER_TEMPLATES:
+            continue
+        name = email.utils.parseaddr(str(msg["From"]))[0]
+        parts = [str(msg["Subject"]), name]
+        for part in msg.walk():
+            if part.get_content_type() == "text/plain":
+                parts.append(part.get_content())
+            elif part.get_content_type() == "text/html":
+                parts.append(html.unescape(re.sub(r"<[^>]+>", " ", part.get_content())))
+        found.append((kind, "\n".join(parts)))
+    return found

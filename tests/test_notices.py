@@ -24,6 +24,7 @@ from pulse.outreach.notices import (
     component_name,
     component_names,
     queue_outage_notices,
+    region_names,
     stage_kind,
     stage_of,
 )
@@ -224,6 +225,9 @@ def test_components_are_named_as_customers_know_them() -> None:
     assert component_name("billing-portal") == "Billing portal"
     assert component_name("bulk_export") == "Bulk export"  # not in the catalogue
     assert component_names(["reports", "api", "reports", " "]) == ["Scheduled reports", "API"]
+    assert region_names(["us-east", "ap-southeast", "us-east", "sa-north_2", " "]) == [
+        "US East", "Asia Pacific (Southeast)", "SA North 2"]  # the last one humanised
+    assert region_names(None) == [] and region_names(float("nan")) == []
     assert stage_kind("update-monitoring") == "update" and stage_kind("resolved") == "resolved"
 
 

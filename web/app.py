@@ -8,7 +8,8 @@
   mail clients send, and what the page's button sends): puts the contact's address on the
   suppression list (reason `unsubscribe`, source `link`), idempotently;
 * `GET /healthz`; the webhooks of `web.webhooks`; the CSAT survey pages of `web.surveys`
-  (`/s/{token}`); the CSM console's account page of `web.console`.
+  (`/s/{token}`); the CSM console's account page of `web.console`; the console's sign-in
+  (`/login`, `/logout`) and home page (`/`) of `web.signin`, with `web.auth` behind them.
 
 Every request passes `TrustedHostMiddleware` (only the hosts of `guard.allowed_hosts`) and
 `guard.RequestGuard` (rate limits shared by the workers, body caps, security headers, HSTS).
@@ -36,7 +37,7 @@ from pulse.outreach.outbox import add_suppression
 from pulse.outreach.render import UNSUBSCRIBE
 from pulse.outreach.tokens import verify
 from pulse.sql.schema import Contact, OutboxMessage, Suppression
-from pulse.web import console, guard, serving, surveys, webhooks
+from pulse.web import auth, console, guard, serving, signin, surveys, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,12 @@ def create_app(engine: Engine | None = None, *, limiter: guard.Limiter | None = 
     app.include_router(webhooks.router)
     app.include_router(surveys.router)
     app.include_router(console.router)
-    # innermost first: rate limits, body caps and headers; then the Host check, outermost
-    app.add_middleware(guard.RequestGuard, limiter=limiter or guard.shared_limiter(engine))
+    signin.install(app)  # /login, /logout, / and the answers to "sign in first" and 403
+    app.state.limiter = limiter or guard.shared_limiter(engine)  # sign-in attempts use it too
+    # innermost first: the session cookies; rate limits, body caps and headers; then the
+    # Host check, outermost
+    app.add_middleware(auth.SessionCookies)
+    app.add_middleware(guard.RequestGuard, limiter=app.state.limiter)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=guard.allowed_hosts(settings),
                        www_redirect=False)
     serving.install_access_log_filter()  # no link token in uvicorn's access log

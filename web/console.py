@@ -31,16 +31,23 @@ _env = Environment(loader=FileSystemLoader(_TEMPLATES),
                    autoescape=select_autoescape(default=True, default_for_string=True))
 _CSS = (_TEMPLATES / "console.css").read_text(encoding="utf-8").strip()
 _CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode("utf-8")).digest()).decode("ascii")
-#: The one inline stylesheet is allowed by its hash; no other style, no script at all.
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; "
-                               "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
-                               "form-action 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
+
+
+def console_headers(*, form_action: str = "'none'") -> dict[str, str]:
+    """The console pages' headers: the one inline stylesheet is allowed by its hash; no other
+    style, no script at all; forms post only where `form_action` says."""
+    return {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; "
+                                   "img-src 'self' data:; frame-ancestors 'none'; "
+                                   f"base-uri 'none'; form-action {form_action}",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+_HEADERS = console_headers()
 BAND_COLOURS = {"red": "#c81e1e", "amber": "#b7791f", "green": "#2f855a"}
 
 

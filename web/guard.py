@@ -2,7 +2,7 @@
 and the rate limiters behind it.
 
 * **Rate limits** per client address and group of paths: `public` (`/s/`, `/u/`) and
-  `console` (`/accounts/`) at `PULSE_RATE_LIMIT_PER_MINUTE` (burst
+  `console` (`/`, `/accounts/`, `/login`, `/logout`) at `PULSE_RATE_LIMIT_PER_MINUTE` (burst
   `PULSE_RATE_LIMIT_BURST`), `webhooks` (`/webhooks/`) at
   `PULSE_RATE_LIMIT_WEBHOOKS_PER_MINUTE`; over it, 429 with `Retry-After`. The algorithm is
   GCRA (a token bucket kept as one number: the theoretical arrival time of the client's next
@@ -49,7 +49,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HSTS = "max-age=31536000"
 PUBLIC_PREFIXES = ("/s/", "/u/")
-GROUPS = (("public", PUBLIC_PREFIXES), ("console", ("/accounts/", "/accounts")),
+GROUPS = (("public", PUBLIC_PREFIXES), ("console", ("/accounts/", "/accounts", "/login",
+                                                    "/logout")),
           ("webhooks", ("/webhooks/",)))
 
 
@@ -242,7 +243,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        group = next((g for g, prefixes in GROUPS if path.startswith(prefixes)), None)
+        group = "console" if path == "/" else next(
+            (g for g, prefixes in GROUPS if path.startswith(prefixes)), None)
         public = group == "public"
         https = scope.get("scheme") == "https"
         started = refused = False

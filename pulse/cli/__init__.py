@@ -18,13 +18,14 @@ from pulse.cli import (
     social,
     surveys,
     text,
+    user,
 )
 from pulse.cli.app import app
 from pulse.core.errors import PulseError
 from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
-                  social, feedback, text, chatter, bench)
+                  social, feedback, text, chatter, user, bench)
 
 for _group in COMMAND_GROUPS:
     _group.register(app)

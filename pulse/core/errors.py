@@ -11,7 +11,8 @@ Some also derive from a built-in (`ValueError`, `KeyError`) so that generic call
     │   ├── UnknownSourceError
     │   └── StatuspageError
     ├── InvalidArgumentError (ValueError) ···· a parameter outside what a function accepts
-    │   └── UnknownNameError (KeyError) ······ a name (flag, source, ...) that is not defined
+    │   ├── UnknownNameError (KeyError) ······ a name (flag, source, ...) that is not defined
+    │   └── ConsoleUserError ················· a console user that cannot be added or changed
     ├── NothingToShowError ··················· a chart or report with no data to draw
     ├── health and models
     │   ├── NotScoredError
@@ -69,6 +70,10 @@ class UnknownNameError(InvalidArgumentError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConsoleUserError(InvalidArgumentError):
+    """A console user cannot be added or changed as asked (weak password, unknown role, ...)."""
 
 
 class NothingToShowError(PulseError):

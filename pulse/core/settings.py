@@ -179,6 +179,22 @@ class Settings(BaseSettings):
                                "/openapi.json (off: the public app does not describe itself)")
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="`pulse serve`: a "
                                   "request line and headers larger than this get 431")
+    # --- the CSM console's sign-in (issue 14)
+    session_idle_minutes: int = Field(default=30, ge=1, description="A console session "
+                                      "unused for this long is signed out")
+    session_max_hours: float = Field(default=12.0, gt=0, description="A console session ends "
+                                     "this long after sign-in, however busy")
+    login_per_minute: int = Field(default=10, ge=0, description="Sign-in attempts per minute "
+                                  "per client address (burst the same); 0: off")
+    login_user_per_minute: int = Field(default=5, ge=0, description="Sign-in attempts per "
+                                       "minute per user name (burst the same); 0: off")
+    auth_header: str = Field(default="", description="Trusted-header sign-in behind an SSO "
+                             "proxy: the header holding the signed-in user's email (e.g. "
+                             "X-Forwarded-Email); honoured only from PULSE_AUTH_PROXIES; "
+                             "empty: off")
+    auth_proxies: list[str] = Field(default_factory=list, description="The SSO proxy's "
+                                    "addresses, a JSON list of CIDRs; the trusted header from "
+                                    "any other address is ignored")
     # --- the team's shared folder (data sets, specs) for benchmarks and CI-only tests
     shared: Path | None = Field(default=None, description="PULSE_SHARED; default "
                                 "<repo>/../shared, else /work/shared")
@@ -198,6 +214,19 @@ class Settings(BaseSettings):
                              "links; `python -c 'import secrets; print(secrets.token_urlsafe"
                              "(32))'` makes one); its value is not shown")
         return value
+
+    @field_validator("auth_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"PULSE_AUTH_PROXIES: expected addresses or CIDRs such as "
+                                 f"10.0.0.0/8 (not {cidr!r})") from None
+        return [c.strip() for c in value]
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

@@ -946,7 +946,6 @@ def bench_models(
 ) -> None:
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
     recall against the demo truth (figures, not a pass/fail test)."""
-    from rich.table import Table
 
     console = _console()
     last = date.fromisoformat(end) if end else None
@@ -982,6 +981,15 @@ def bench_models(
     if fmt == "json":
         print(json.dumps([asdict(f) for f in figures], indent=2))
         return
+    print_model_table(figures, console, horizon=horizon, step=step)
+
+
+def print_model_table(figures: list[ModelFigure], console: Console, *, horizon: int,
+                      step: int) -> None:
+    """The figures of `pulse bench models` (without --variant) as a table, one column per
+    world, with a mean column when there are several."""
+    from rich.table import Table
+
     table = Table(title=f"pulse bench models: churn within {horizon} days, on a held-out "
                   "later window", title_justify="left")
     table.add_column("")
