@@ -27,8 +27,6 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.core.errors import InputFileError, PulseError, UnknownSourceError
 from pulse.core.settings import get_settings
@@ -61,7 +59,7 @@ from pulse.listeners.staging import (
     _stage_table,
 )
 from pulse.listeners.validate import CODES
-from pulse.sql.db import ensure_schema, write_transaction
+from pulse.sql.db import dialect_insert, ensure_schema, write_transaction
 from pulse.sql.schema import (
     Account,
     Incident,
@@ -362,8 +360,7 @@ def _insert_quarantine(conn: Connection, source: Source, label: str, run_id: int
         for r in rejected
     ]
     table = QuarantineRow.__table__
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    ins = make(table)
+    ins = dialect_insert(conn, table)
     if kind == "row":
         stmt = ins.on_conflict_do_nothing(index_elements=["source", "row_hash"])
     else:

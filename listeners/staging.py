@@ -29,11 +29,10 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.listeners.contract import Source
 from pulse.listeners.prepare import _stage_columns
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import ENTITY_TABLES
 from pulse.sql.types import UTCDateTime
 
@@ -296,8 +295,7 @@ def _merge(conn: Connection, source: Source, stage: Table, dups: bool, run_id: i
         literal(now, UTCDateTime).label("updated_at"),
         literal(run_id).label("run_id"),
     )
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(target).from_select([*cols, "landed_at", "updated_at", "run_id"], rows)
+    stmt = dialect_insert(conn, target).from_select([*cols, "landed_at", "updated_at", "run_id"], rows)
     changed = [c for c in cols if c != key and c in given]
     stmt = stmt.on_conflict_do_update(
         index_elements=[target.c[key]],
