@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from pulse.sql.limits import MONEY_PRECISION, MONEY_SCALE
 from pulse.sql.types import JSONDoc, UTCDateTime
 
 NAMING = {
@@ -38,8 +39,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-#: NUMERIC(precision, scale) of money columns; listeners/validate.py checks values fit.
-MONEY_PRECISION, MONEY_SCALE = 18, 4
 Money = Numeric(MONEY_PRECISION, MONEY_SCALE)
 
 
