@@ -15,7 +15,9 @@ answer, because every step reads only rows known by then.
    (`pulse.models.registry.score_churn`); without a champion it records nothing and says so.
 3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
    outage affected (`pulse.models.flags.compute_flags`).
-4. **risk_list**: the ranked list written to `<PULSE_HOME>/reports/risk-list-<date>.json`
+4. **playbooks**: the rules of `models/playbooks.yaml` create their tasks, once per account per
+   episode (`pulse.models.playbooks.run_playbooks`); beside the risk list, after the flags.
+5. **risk_list**: the ranked list written to `<PULSE_HOME>/reports/risk-list-<date>.json`
    (the documented JSON form) and emitted as the `x-pulse://warehouse/health` asset.
 
 Param `basis`: `auto` (default; rows landed in a backfill count from when they happened, other
@@ -99,6 +101,12 @@ def pulse_health() -> None:
 
         return compute_flags(runtime.engine(), runtime.as_of())
 
+    @task
+    def playbooks(_: int) -> str:
+        from pulse.models.playbooks import run_playbooks
+
+        return str(run_playbooks(runtime.engine(), runtime.as_of()))
+
     @task(outlets=[HEALTH])
     def risk_list(_: int) -> dict[str, Any]:
         import json
@@ -114,7 +122,9 @@ def pulse_health() -> None:
         path.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
         return {"as_of": as_of.isoformat(), "accounts": len(rows), "file": str(path)}
 
-    risk_list(flags(churn(scorecard())))
+    flagged = flags(churn(scorecard()))
+    playbooks(flagged)
+    risk_list(flagged)
 
 
 pulse_health()

@@ -34,9 +34,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import DeliveryEvent, OutboxMessage, Suppression
 
 log = logging.getLogger(__name__)
@@ -120,10 +119,6 @@ def validate_event(raw: Any) -> _Event | str:
                   datetime.fromtimestamp(float(ts), UTC), detail)
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-
-
 def record_events(engine: Engine, events: Sequence[Any], *,
                   now: datetime | None = None) -> DeliverySummary:
     """Store new events and apply them to the outbox and the suppression list (one
@@ -176,7 +171,7 @@ def _store_new(conn: Connection, events: list[_Event], now: datetime) -> list[_E
             for e in fresh]
     # A concurrent post of the same event loses quietly here (and changes nothing below twice
     # that is not idempotent: the status updates are guarded, suppressions insert-or-ignore).
-    conn.execute(_insert(conn, EVENTS).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+    conn.execute(dialect_insert(conn, EVENTS).on_conflict_do_nothing(index_elements=["event_id"]), rows)
     return fresh
 
 
@@ -264,5 +259,5 @@ def _apply_suppressions(conn: Connection, events: Iterable[_Event], now: datetim
     fresh = [r for a, r in rows.items() if a not in existing]
     if fresh:
         conn.execute(
-            _insert(conn, SUPPRESSIONS).on_conflict_do_nothing(index_elements=["email"]), fresh)
+            dialect_insert(conn, SUPPRESSIONS).on_conflict_do_nothing(index_elements=["email"]), fresh)
     return len(fresh)

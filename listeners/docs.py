@@ -76,7 +76,9 @@ Files of any size stream: they are read, validated and loaded `PULSE_BATCH_ROWS`
 time, and memory is set by that batch size (and on SQLite by `PULSE_SQLITE_CACHE_MIB`), not by
 the file. The batches are not published one by one: all of them, with their quarantined rows
 and cleared values, sit in the file's one transaction, which commits at the end or not at all,
-so no reader ever sees half a file. A key repeated anywhere in the file, in one batch or
+so no reader ever sees half a file. On SQLite, a big file of new events may be read and
+validated by a second process while the landing inserts the batches before it (the ingest
+worker); it changes nothing of the above. A key repeated anywhere in the file, in one batch or
 across batches, is replayed in file order, and a key's last row decides whether a cleared
 value stays cleared.
 

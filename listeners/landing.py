@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import os
 import pickle
 import tempfile
 from collections import Counter
@@ -24,15 +25,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.core.errors import InputFileError, PulseError, UnknownSourceError
 from pulse.core.settings import get_settings
 from pulse.listeners.contract import LANDING_ORDER, SOURCES, Source
+from pulse.listeners.pipeline import IngestWorker
+from pulse.listeners.prepare import (
+    LagTally,
+    Prepared,
+    _Rejected,
+    collect_chunk_garbage,
+    prepare_chunk,
+    storable,
+)
 from pulse.listeners.readers import (
     Chunk,
     Reject,
@@ -51,8 +58,8 @@ from pulse.listeners.staging import (
     _NeedsMerge,
     _stage_table,
 )
-from pulse.listeners.validate import CODES, validate
-from pulse.sql.db import ensure_schema, write_transaction
+from pulse.listeners.validate import CODES
+from pulse.sql.db import dialect_insert, ensure_schema, write_transaction
 from pulse.sql.schema import (
     Account,
     Incident,
@@ -142,36 +149,6 @@ def reason_key(field_name: str | None, code: str) -> str:
 # --------------------------------------------------------------------------- the core
 
 
-@dataclass
-class _Rejected:
-    row: int
-    raw: str
-    field: str | None
-    code: str
-    reason: str
-    value: str | None = None
-    #: for a cleared field: the key of the row that landed without it
-    row_key: str | None = None
-
-
-def storable(text_: str) -> str:
-    """Text any database can store: no NUL (PostgreSQL refuses it), no lone surrogates."""
-    if "\x00" in text_:
-        text_ = text_.replace("\x00", "\\u0000")
-    try:
-        text_.encode("utf-8")
-    except UnicodeEncodeError:
-        text_ = text_.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        text_ = text_.encode("utf-8", "replace").decode("utf-8")
-    return text_
-
-
-def _value_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return storable(str(value))
-
-
 #: PostgreSQL advisory lock class for merges into one source's table
 _MERGE_LOCK = 731_911
 
@@ -184,10 +161,18 @@ def _serialise_merges(conn: Connection, source: Source) -> None:
                      {"a": _MERGE_LOCK, "b": LANDING_ORDER.index(source.name)})
 
 
-def _known_accounts(conn: Connection, source: Source) -> Callable[[pd.Series], pd.Series] | None:
+def _account_ids(conn: Connection, source: Source) -> list[str] | None:
+    """The known account ids, when `source` references accounts (else None)."""
     if not any(f.references_account for f in source.fields):
         return None
-    ids = pd.Index(conn.execute(select(Account.account_id)).scalars().all(), dtype=object)
+    return list(conn.execute(select(Account.account_id)).scalars().all())
+
+
+def _known_accounts(conn: Connection, source: Source) -> Callable[[pd.Series], pd.Series] | None:
+    found = _account_ids(conn, source)
+    if found is None:
+        return None
+    ids = pd.Index(found, dtype=object)
     return lambda values: values.isin(ids)
 
 
@@ -204,6 +189,7 @@ def _land_chunks(
     direct: bool = False,
     given_override: set[str] | None = None,
     lags: LagTally | None = None,
+    worker: IngestWorker | None = None,
 ) -> IngestResult:
     """Validate and stage every chunk, then count and merge the whole file at once.
 
@@ -216,14 +202,23 @@ def _land_chunks(
     already there or repeated in the file raises IntegrityError, turned into _NeedsMerge, and
     the caller rolls back and lands the file through the staged merge instead. `lags`
     (direct loads) tallies how long after it happened each inserted row landed.
+
+    With `worker` (direct loads only), `chunks` is not read here: the worker process reads,
+    validates and prepares the chunks (listeners/pipeline.py) while the chunks before them
+    are inserted here; the lags are then tallied by the worker (`worker.lags`).
     """
     settings = get_settings()
     result = IngestResult(source=source.name, file="")
     stage = _stage_table(source, f"_stage_{source.name}_{run_id}", conn.dialect.name)
     if not direct:
         stage.create(conn)
-    known = _known_accounts(conn, source)
     max_future = timedelta(hours=settings.max_future_skew_hours)
+    if worker is not None:  # the worker process checks the references to these accounts
+        known = None
+        worker.begin(known_accounts=_account_ids(conn, source), now=now, max_future=max_future,
+                     dialect=conn.dialect.name, event_time=lags.column if lags else None)
+    else:
+        known = _known_accounts(conn, source)
     given: set[str] = set()
     staged = 0
     reasons: Counter[str] = Counter()
@@ -234,58 +229,52 @@ def _land_chunks(
     loader = DirectLoad(conn, source, now=now, run_id=run_id) if direct else None
     # quarantine writes wait while a direct COPY holds the connection (spilled to disk)
     deferred = _Deferred()
-    try:
+    def prepared() -> Iterator[Prepared]:
+        if worker is not None:
+            yield from worker.batches()
+            return
         for chunk in chunks:
-            checked = validate(source, chunk.values, known_accounts=known, now=now,
-                               max_future=max_future)
-            rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
-                        for r in chunk.rejects]
-            for row, fld, code, reason, value in zip(
-                    checked.errors.index.tolist(), checked.errors["field"].tolist(),
-                    checked.errors["code"].tolist(), checked.errors["reason"].tolist(),
-                    checked.errors["value"].tolist()):
-                rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), fld, code,
-                                          storable(reason), _value_text(value)))
+            p = prepare_chunk(source, chunk, known=known, now=now, max_future=max_future)
+            del chunk
+            yield p
+
+    try:
+        for p in prepared():
+            rejected, cleared = p.rejected, p.cleared
             if rejected:
                 deferred.write_or_hold("row", rejected, on_reject, loader)
                 reasons.update(reason_key(r.field, r.code) for r in rejected)
-            clean = checked.clean
-            cleared: list[_Rejected] = []
-            if len(checked.cleared):
-                keys = clean[source.key]
-                for row, c in checked.cleared.iterrows():
-                    cleared.append(_Rejected(
-                        int(row), storable(chunk.raw_text(int(row))), c["field"], c["code"],
-                        storable(c["reason"]), _value_text(c["value"]), str(keys.at[row])))
-                cleared_reasons.update(reason_key(f, c) for f, c in
-                                       zip(checked.cleared["field"], checked.cleared["code"]))
-            chunk_given = set(source.columns if chunk.given is None else chunk.given)
+            if cleared:
+                cleared_reasons.update(reason_key(r.field, r.code) for r in cleared)
+            chunk_given = set(p.given)
             if given_override is not None:
                 chunk_given = set(given_override)
             given |= chunk_given
             if loader is not None:
-                loader.add(clean)
-                if lags is not None:
-                    lags.add(clean[lags.column])
+                if p.columns is not None:
+                    loader.add_columns(p.columns)
+                else:
+                    assert p.clean is not None
+                    loader.add(p.clean)
+                    if lags is not None:
+                        lags.add(p.clean[lags.column])
             else:
-                _load_stage(conn, stage, source, clean)
-                if open_cleared and len(clean):
+                assert p.clean is not None
+                _load_stage(conn, stage, source, p.clean)
+                if open_cleared and p.n_clean:
                     _resolve_cleared(conn, source, stage, chunk_given, run_id, now,
-                                     first_row=int(clean.index.min()))
+                                     first_row=int(p.clean.index.min()))
             if cleared:
                 deferred.write_or_hold("field_cleared", cleared, on_clear, loader)
                 result.fields_cleared += len(cleared)
                 open_cleared = not direct
-            staged += len(clean)
-            n = len(chunk.values) + len(chunk.rejects)
-            result.read += n
+            staged += p.n_clean
+            result.read += p.read
             result.quarantined += len(rejected)
             if progress:
-                progress(n)
-            del checked, clean, rejected, cleared, chunk
-            # the cyclic collector is paused for the landing (_no_gc_pauses); the chunk's frames
-            # leave reference cycles behind: free them now, or memory grows with the file
-            gc.collect(1)
+                progress(p.read)
+            del p, rejected, cleared
+            collect_chunk_garbage()
     except BaseException as exc:
         if loader is not None:
             loader.abort(exc)
@@ -371,8 +360,7 @@ def _insert_quarantine(conn: Connection, source: Source, label: str, run_id: int
         for r in rejected
     ]
     table = QuarantineRow.__table__
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    ins = make(table)
+    ins = dialect_insert(conn, table)
     if kind == "row":
         stmt = ins.on_conflict_do_nothing(index_elements=["source", "row_hash"])
     else:
@@ -467,51 +455,6 @@ class _Deferred:
             self._file = None
 
 
-class LagTally:
-    """How long after it happened each row landed, tallied chunk by chunk: an hourly
-    histogram of lags (memory set by the longest lag, not by the file) and the first and
-    last event time. Saves a sort of every landed row in SQL on a direct load."""
-
-    #: lags down to this many hours before `now` (timestamps a little in the future) count
-    EARLY_HOURS = 48
-
-    def __init__(self, column: str, now: datetime) -> None:
-        self.column = column
-        self.now = pd.Timestamp(now).tz_convert("UTC") if pd.Timestamp(now).tzinfo \
-            else pd.Timestamp(now, tz="UTC")
-        self.counts = np.zeros(0, dtype=np.int64)
-        self.n = 0
-        self.first: pd.Timestamp | None = None
-        self.last: pd.Timestamp | None = None
-
-    def add(self, times: pd.Series) -> None:
-        t = times.dropna()
-        if t.empty:
-            return
-        hours = ((self.now - t).dt.total_seconds().to_numpy() // 3600).astype(np.int64)
-        bins = np.bincount(np.clip(hours + self.EARLY_HOURS, 0, None))
-        if len(bins) > len(self.counts):
-            self.counts = np.pad(self.counts, (0, len(bins) - len(self.counts)))
-        self.counts[: len(bins)] += bins
-        self.n += len(t)
-        lo, hi = t.min(), t.max()
-        self.first = lo if self.first is None else min(self.first, lo)
-        self.last = hi if self.last is None else max(self.last, hi)
-
-    def median_days(self) -> float | None:
-        """The middle lag (the row at n // 2 in lag order, as the SQL form takes it), to the
-        hour: the middle of its hour."""
-        if not self.n:
-            return None
-        hour = int(np.searchsorted(np.cumsum(self.counts), self.n // 2, side="right"))
-        return (hour - self.EARLY_HOURS + 0.5) / 24.0
-
-    def span_days(self) -> float:
-        if self.first is None or self.last is None:
-            return 0.0
-        return float((self.last - self.first).total_seconds()) / 86400.0
-
-
 def _backfill_of(conn: Connection, src: Source, run_id: int, now: datetime,
                  explicit: bool, lags: LagTally | None = None
                  ) -> tuple[bool, str | None, float | None]:
@@ -579,7 +522,7 @@ def _no_gc_pauses() -> Iterator[None]:
 def _land_transaction(
     engine: Engine, src: Source, reader: Any, path: Path, *, run_id: int, now: datetime,
     progress: Callable[[int], None] | None, utf8_valid: bool, direct: bool,
-    backfill: bool = False,
+    backfill: bool = False, worker: IngestWorker | None = None,
 ) -> IngestResult:
     label = file_label(path)
     column = EVENT_TIME.get(src.name)
@@ -589,15 +532,18 @@ def _land_transaction(
     with _no_gc_pauses(), write_transaction(engine, sqlite_foreign_keys=not direct) as conn:
         result = _land_chunks(
             conn, src, reader, run_id=run_id, now=now, progress=progress, direct=direct,
-            lags=lags,
+            lags=lags, worker=worker,
             on_reject=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej),
             on_clear=lambda rej: _insert_quarantine(conn, src, label, run_id, now, rej,
                                                     kind="field_cleared"),
         )
+        unknown = getattr(reader, "unknown", None)
+        if worker is not None:
+            lags, unknown = worker.lags, worker.unknown
         result.file, result.run_id = storable(str(path)), run_id
-        if getattr(reader, "unknown", None):
+        if unknown:
             result.warnings.append(
-                f"{label}: ignored column(s) not in the contract: {', '.join(reader.unknown)}"
+                f"{label}: ignored column(s) not in the contract: {', '.join(unknown)}"
             )
         if not utf8_valid:
             result.warnings.append(f"{label}: the file is not entirely valid UTF-8")
@@ -636,15 +582,77 @@ def land_file(
     """
     path = Path(path)
     src = get_source(source) if source else get_source(source_for_path(path))
-    ensure_schema(engine)
-    started = datetime.now(UTC)
-    now = now or started
     label = file_label(path)
+    batch_rows = batch or get_settings().batch_rows
+    # a worker process for a big file of new events, started first: it imports while the
+    # schema is checked and the file scanned here
+    worker = _start_worker(engine, src, path, label)
+    try:
+        ensure_schema(engine)
+        started = datetime.now(UTC)
+        now = now or started
+        return _land_file(engine, src, path, label, now=now, started=started,
+                          batch_rows=batch_rows, progress=progress, reland=reland,
+                          backfill=backfill, worker=worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _use_worker(engine: Engine, src: Source, path: Path) -> bool:
+    """Whether to read and validate `path` in a worker process beside the inserts: a file of
+    a direct-load source on a database where that pays (SQLite; see listeners/pipeline.py),
+    at least `ingest_worker_min_mib` big (below, the worker's start costs more than it
+    saves), on a machine with a core to spare.
+
+    The two processes together spend about a fifth more CPU than one: they pay only when
+    each has a core. With fewer than two cores, or a load average (one minute) at or above
+    `ingest_worker_max_load` (default: the cores less one half), the file lands in-process.
+    """
+    settings = get_settings()
+    if src.name not in DIRECT_SOURCES or engine.dialect.name not in settings.ingest_worker_databases:
+        return False
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False  # the landing reports the file
+    if size < settings.ingest_worker_min_mib * 2**20:
+        return False
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity else os.cpu_count() or 1
+    if cores < 2:
+        return False  # one core: the two processes would only take turns
+    max_load = settings.ingest_worker_max_load
+    if max_load is None:
+        max_load = cores - 0.5
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load >= max_load:
+        log.info("%s: landing in one process: the machine is busy (load %.1f, %d cores)",
+                 path.name, load, cores)
+        return False
+    return True
+
+
+def _start_worker(engine: Engine, src: Source, path: Path, label: str) -> IngestWorker | None:
+    if not _use_worker(engine, src, path):
+        return None
+    try:
+        worker = IngestWorker(path, src.name, label=label)
+    except OSError as exc:  # no process to be had: land in this one
+        log.warning("%s: cannot start an ingest worker process (%s); landing in-process",
+                    label, exc)
+        return None
+    log.info("%s: read and validated by an ingest worker process while its rows land", label)
+    return worker
+
+
+def _land_file(engine: Engine, src: Source, path: Path, label: str, *, now: datetime,
+               started: datetime, batch_rows: int, progress: Callable[[int], None] | None,
+               reland: bool, backfill: bool, worker: IngestWorker | None) -> IngestResult:
     sha: str | None = None
     try:
         sha, utf8_valid, _size = scan(path)
-        reader = open_reader(path, src, batch=batch or get_settings().batch_rows,
-                             utf8_valid=utf8_valid)
+        reader = open_reader(path, src, batch=batch_rows, utf8_valid=utf8_valid)
     except InputFileError as exc:
         run_id = _start_run(engine, src.name, label, sha, now)
         _fail_run(engine, run_id, str(exc))
@@ -654,7 +662,9 @@ def land_file(
         _fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
         raise
     run_id = _start_run(engine, src.name, label, sha, now)
-    batch_rows = batch or get_settings().batch_rows
+    if worker is not None:
+        reader.close()  # the header was checked here; the worker reads the rows
+        worker.options.update(utf8_valid=utf8_valid, batch=batch_rows)
     try:
         result = None
         if src.name in DIRECT_SOURCES:
@@ -664,10 +674,12 @@ def land_file(
             try:
                 result = _land_transaction(engine, src, reader, path, run_id=run_id, now=now,
                                            progress=progress, utf8_valid=utf8_valid, direct=True,
-                                           backfill=backfill)
+                                           backfill=backfill, worker=worker)
             except _NeedsMerge:
                 log.info("%s: some keys repeat or are already known; landing through the "
                          "staged merge instead", label)
+                if worker is not None:
+                    worker.close()
                 reader = open_reader(path, src, batch=batch_rows, utf8_valid=utf8_valid)
         if result is None:
             result = _land_transaction(engine, src, reader, path, run_id=run_id, now=now,

@@ -207,6 +207,10 @@ class CsvReader:
         self.header, self.unknown = normalise_header(path, header, source)
         self.wanted = [(i, n) for i, n in enumerate(self.header) if n in source.columns]
 
+    def close(self) -> None:
+        """Release the file without reading its rows."""
+        self._fh.close()
+
     def __iter__(self) -> Iterator[Chunk]:
         ncols = len(self.header)
         row_no = 0
@@ -366,6 +370,9 @@ class JsonlReader:
         self.path, self.source, self.batch, self.utf8_valid = path, source, batch, utf8_valid
         self.unknown: list[str] = []
         self._seen_keys: set[str] = set()
+
+    def close(self) -> None:
+        """Nothing to release: the file is opened when the rows are read."""
 
     def __iter__(self) -> Iterator[Chunk]:
         with _text(self.path) as fh:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import (
     BigInteger,
@@ -30,10 +29,10 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.listeners.contract import Source
+from pulse.listeners.prepare import _stage_columns
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import ENTITY_TABLES
 from pulse.sql.types import UTCDateTime
 
@@ -49,10 +48,6 @@ def _stage_table(source: Source, name: str, dialect: str) -> Table:
     return Table(name, MetaData(), *cols, Column("_row", BigInteger), prefixes=["TEMPORARY"], **kw)
 
 
-#: kinds whose validated column marks a missing value with None (validate.py `_check`)
-_NONE_KINDS = frozenset({"id", "text", "enum"})
-
-
 def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
                 trailing: list[Any] | None = None) -> Iterator[tuple[Any, ...]]:
     """Rows for the staging load, as each database stores them, one tuple per row (the
@@ -61,34 +56,19 @@ def _stage_rows(source: Source, clean: pd.DataFrame, dialect: str,
     SQLite gets what SQLAlchemy's SQLite types store (naive UTC text timestamps, 0/1 booleans);
     PostgreSQL gets text for COPY (timestamps with an explicit +00:00).
     """
-    cols: list[Iterable[Any]] = []
-    for f in source.fields:
-        s = clean[f.name]
-        # ids, texts and enums come from validation with None where a value is missing,
-        # which is what the drivers want; other kinds may mark it with NaN/NaT/NA, turned
-        # into None here (pd.isna over an object column is slow: skip it where not needed)
-        missing = None if f.kind in _NONE_KINDS else s.isna().to_numpy()
-        if f.kind == "timestamp":
-            utc = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-            text_ = np.strings.replace(np.datetime_as_string(utc, unit="us"), "T", " ")
-            if dialect == "postgresql":
-                text_ = np.strings.add(text_, "+00:00")
-            arr = text_.astype(object)
-        elif f.kind == "date":
-            arr = s.map(lambda d: d.isoformat() if d is not None else None,
-                        na_action="ignore").to_numpy(dtype=object, copy=True)
-        elif f.kind == "bool":
-            arr = s.astype("Int64").to_numpy(dtype=object, copy=True)
-        else:
-            arr = s.to_numpy(dtype=object, copy=True)
-        if missing is not None and missing.any():
-            arr[missing] = None
-        cols.append(arr.tolist())
+    cols: list[Iterable[Any]] = list(_stage_columns(source, clean, dialect))
     if trailing is None:
         cols.append(clean.index.tolist())  # the row number, for staging
     else:
         cols.extend(repeat(v, len(clean)) for v in trailing)
     return zip(*cols, strict=False)
+
+
+def _zip_columns(columns: list[list[Any]], trailing: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """Rows from columns made by `_stage_columns` (from the ingest worker), each followed by
+    the `trailing` values."""
+    n = len(columns[0]) if columns else 0
+    return zip(*columns, *(repeat(v, n) for v in trailing), strict=False)
 
 
 def _copy_rows(cur: Any, table: str, names: list[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -156,11 +136,23 @@ class DirectLoad:
         """Whether a COPY holds the connection (other statements must wait for `finish`)."""
         return self._copy is not None
 
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if self.postgres else "sqlite"
+
     def add(self, clean: pd.DataFrame) -> None:
         if clean.empty:
             return
-        rows = _stage_rows(self.source, clean, "postgresql" if self.postgres else "sqlite",
-                           self.trailing)
+        self.add_rows(_stage_rows(self.source, clean, self.dialect, self.trailing))
+
+    def add_columns(self, columns: list[list[Any]]) -> None:
+        """Insert rows given as columns already in the database's form (`_stage_columns`,
+        made by the ingest worker process)."""
+        if not columns or not columns[0]:
+            return
+        self.add_rows(_zip_columns(columns, self.trailing))
+
+    def add_rows(self, rows: Iterable[Sequence[Any]]) -> None:
         integrity = self.conn.dialect.loaded_dbapi.IntegrityError
         try:
             if self.postgres:
@@ -303,8 +295,7 @@ def _merge(conn: Connection, source: Source, stage: Table, dups: bool, run_id: i
         literal(now, UTCDateTime).label("updated_at"),
         literal(run_id).label("run_id"),
     )
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(target).from_select([*cols, "landed_at", "updated_at", "run_id"], rows)
+    stmt = dialect_insert(conn, target).from_select([*cols, "landed_at", "updated_at", "run_id"], rows)
     changed = [c for c in cols if c != key and c in given]
     stmt = stmt.on_conflict_do_update(
         index_elements=[target.c[key]],

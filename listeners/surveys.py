@@ -34,8 +34,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.core.errors import (
     CommentTooLong,
@@ -47,6 +45,7 @@ from pulse.core.errors import (
     WrongContact,
 )
 from pulse.core.settings import get_settings
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import Survey, SurveyResponse
 
 log = logging.getLogger(__name__)
@@ -103,10 +102,6 @@ class RatingResult:
 def _now(now: datetime | None) -> datetime:
     now = now or datetime.now(UTC)
     return now if now.tzinfo else now.replace(tzinfo=UTC)
-
-
-def _insert(engine: Engine) -> Any:
-    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
 
 #: SQLite has one writer at a time: the threads of a process take turns on this lock rather
@@ -186,7 +181,7 @@ def record_rating(engine: Engine, survey_id: int, contact_id: str, rating: int, 
     at = _now(now)
     survey = find_survey(engine, survey_id, contact_id, now=at)
     r = RESPONSES
-    stmt = _insert(engine)(r).values(
+    stmt = dialect_insert(engine, r).values(
         survey_id=survey.survey_id, account_id=survey.account_id, contact_id=contact_id,
         rating=rating, comment=None, first_rated_at=at, rated_at=at, commented_at=None,
         rating_changes=0, landed_at=at, updated_at=at)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from pulse.listeners.contract import Field, Source
 from pulse.listeners.iso4217 import CURRENCIES
-from pulse.sql.schema import MONEY_PRECISION, MONEY_SCALE
+from pulse.sql.limits import MONEY_PRECISION, MONEY_SCALE
 
 #: Characters no id may hold: control characters (Unicode category Cc), zero-width and
 #: bidirectional formatting characters; white space is refused by the patterns themselves.

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.errors import InvalidArgumentError
 from pulse.models.negative_words import NEGATIVE_TERMS
+from pulse.sql.db import dialect_insert
 from pulse.sql.feature_sources import normalise_text, term_patterns
 from pulse.sql.schema import Incident, Mention, SuspectedIncident
 
@@ -424,10 +424,6 @@ def find_spikes(buckets: pd.DataFrame, *, start: datetime, end: datetime,
 # --------------------------------------------------------------------------- the step
 
 
-def _insert(engine: Engine, table: Any) -> Any:
-    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
 def _upsert(engine: Engine, raised: pd.DataFrame, now: datetime) -> None:
     if raised.empty:
         return
@@ -438,7 +434,7 @@ def _upsert(engine: Engine, raised: pd.DataFrame, now: datetime) -> None:
              "incident_id": None if r.incident_id is None else str(r.incident_id),
              "sample_mention_ids": list(r.sample_mention_ids), "detected_at": now}
             for r in raised.itertuples(index=False)]
-    stmt = _insert(engine, t)
+    stmt = dialect_insert(engine, t)
     stmt = stmt.on_conflict_do_update(
         index_elements=["component", "bucket_start"],
         set_={c: stmt.excluded[c] for c in ("negative_mentions", "baseline", "score", "status",

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.fx import reporting_currency, to_reporting
 from pulse.models.csat import survey_comments
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import Account, Mention, TextInsight, Ticket
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,6 @@ def _known(engine: Engine, since: datetime | None) -> pd.DataFrame:
     return _frame(engine, q)
 
 
-def _insert(engine: Engine) -> Any:
-    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(INSIGHTS)
-
-
 def classify(texts: Sequence[str]) -> pd.DataFrame:
     """Sentiment, kind and route of each text (models.text), one row per text."""
     from pulse.models import text as mt
@@ -166,7 +162,7 @@ def refresh_insights(engine: Engine, *, since: date | datetime | None = None,
         records = [{c: (None if (not isinstance(v, str) and v is not None and pd.isna(v))
                         else v) for c, v in r.items()}
                    for r in rows[cols].astype(object).to_dict("records")]
-        stmt = _insert(engine).values(records)
+        stmt = dialect_insert(engine, INSIGHTS).values(records)
         update = {c: stmt.excluded[c] for c in cols if c not in ("item_type", "item_id")}
         stmt = stmt.on_conflict_do_update(index_elements=["item_type", "item_id"], set_=update)
         with engine.begin() as conn:

@@ -86,6 +86,7 @@ from pulse.core.errors import (
 )
 from pulse.core.settings import Settings, get_settings
 from pulse.outreach.render import Renderer, one_line, template_spec
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import Contact, OutboxMessage, PurchaseEvent, Suppression
 
 log = logging.getLogger(__name__)
@@ -237,10 +238,6 @@ def outbox_row(draft: Draft, renderer: Renderer, settings: Settings, now: dateti
     }
 
 
-def _insert(conn: Connection):  # type: ignore[no-untyped-def]
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(OUTBOX)
-
-
 def queue(engine: Engine, drafts: Sequence[Draft], *, now: datetime | None = None,
           chunk_size: int = 1000) -> QueueReport:
     """Write drafts as `queued` outbox rows in one transaction; known keys are skipped.
@@ -272,7 +269,7 @@ def insert_rows(conn: Connection, rows: Sequence[dict[str, Any]], *, chunk_size:
     write something else in the same transaction (a survey and its message) use this."""
     ids: dict[str, int] = {}
     for start in range(0, len(rows), chunk_size):
-        stmt = (_insert(conn).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt = (dialect_insert(conn, OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"])
                 .returning(OUTBOX.c.message_id, OUTBOX.c.idempotency_key))
         ids.update({k: int(m) for m, k in conn.execute(stmt, rows[start:start + chunk_size])})
     return ids

@@ -49,9 +49,9 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.settings import Settings, get_settings
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import (
     Account,
     Contact,
@@ -428,10 +428,6 @@ def plan_surveys(engine: Engine, *, now: datetime | None = None,
     return SurveyPlan(now, planned.sort_values(["due_at", "survey_key"]).reset_index(drop=True))
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
 def _none(value: Any) -> Any:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
@@ -498,7 +494,7 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
         "created_at": now, "expires_at": expires_at if r.status == "queued" else None,
         "message_id": None} for r in frame.itertuples()]
     with engine.begin() as conn:
-        stmt = (_insert(conn, SURVEYS).on_conflict_do_nothing(index_elements=["survey_key"])
+        stmt = (dialect_insert(conn, SURVEYS).on_conflict_do_nothing(index_elements=["survey_key"])
                 .returning(SURVEYS.c.survey_id, SURVEYS.c.survey_key, SURVEYS.c.status))
         inserted = conn.execute(stmt, records).all() if records else []
         report.already_recorded = len(records) - len(inserted)

@@ -23,11 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.outreach.notices import component_names
-from pulse.sql.db import write_transaction
+from pulse.sql.db import dialect_insert, write_transaction
 from pulse.sql.schema import Incident, IncidentImpact, IncidentUpdate, SocialPost
 
 log = logging.getLogger(__name__)
@@ -129,9 +127,8 @@ def plan_incident_posts(engine: Engine, *, now: datetime | None = None,
                               component_names(r.components),
                               eta=eta_ahead(r.eta, now)),
               "status": "queued", "created_at": now} for r in rows]
-    make = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with write_transaction(engine) as conn:
-        done = conn.execute(make(sp).on_conflict_do_nothing(index_elements=["post_key"])
+        done = conn.execute(dialect_insert(engine, sp).on_conflict_do_nothing(index_elements=["post_key"])
                             .returning(sp.c.post_id), posts).all()
     return len(done)
 

@@ -33,13 +33,11 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, and_, exists, func, or_, select, union, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from pulse.core.errors import InvalidArgumentError
 from pulse.outreach.notices import component_names
 from pulse.outreach.x_posts import LIMIT, eta_ahead, eta_text, x_length
-from pulse.sql.db import write_transaction
+from pulse.sql.db import dialect_insert, write_transaction
 from pulse.sql.schema import (
     Account,
     Contact,
@@ -153,10 +151,6 @@ def check_reply(text: str, handle: str, forbidden: Iterable[str]) -> str | None:
     return None
 
 
-def _insert(engine: Engine) -> Any:
-    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-
-
 def plan_reply_drafts(engine: Engine, *, now: datetime | None = None,
                       status_page_url: str | None = None, max_age_hours: float = 24.0,
                       aftermath_hours: float = 2.0) -> ReplyReport:
@@ -211,9 +205,9 @@ def plan_reply_drafts(engine: Engine, *, now: datetime | None = None,
     if not rows:
         return report
     with engine.connect() as conn:
-        known = dict(conn.execute(select(sp.c.post_key, sp.c.text).where(
+        known: dict[str, str] = dict(conn.execute(select(sp.c.post_key, sp.c.text).where(
             sp.c.post_key.in_([r["post_key"] for r in rows]))).all())
-    stmt = _insert(engine)(sp)
+    stmt = dialect_insert(engine, sp)
     stmt = stmt.on_conflict_do_update(
         index_elements=["post_key"], set_={"text": stmt.excluded.text},
         where=and_(sp.c.status == DRAFT, sp.c.text != stmt.excluded.text))
@@ -221,7 +215,7 @@ def plan_reply_drafts(engine: Engine, *, now: datetime | None = None,
         conn.execute(stmt, rows)
     report.drafted = sum(r["post_key"] not in known for r in rows)
     with engine.connect() as conn:
-        now_known = dict(conn.execute(select(sp.c.post_key, sp.c.text).where(
+        now_known: dict[str, str] = dict(conn.execute(select(sp.c.post_key, sp.c.text).where(
             sp.c.post_key.in_(list(known)), sp.c.status == DRAFT)).all()) if known else {}
     report.refreshed = sum(now_known.get(k, t) != t for k, t in known.items())
     log.info("X reply drafts: %s", report)

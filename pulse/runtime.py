@@ -46,7 +46,7 @@ def engine() -> Engine:
 def _ready_engine(url: str) -> Engine:
     from pulse.sql.db import current_revision, head_revision, make_engine, upgrade
 
-    eng = make_engine(url)
+    eng: Engine = make_engine(url)
     current, head = current_revision(eng), head_revision()
     if current != head:
         log.info("warehouse at revision %s, this Pulse ships %s: migrating", current, head)
@@ -61,7 +61,8 @@ def migrate() -> str:
     url = get_settings().resolved_database_url()
     eng = make_engine(url)
     try:
-        return upgrade(eng)
+        revision: str = upgrade(eng)
+        return revision
     finally:
         eng.dispose()
 

@@ -5,6 +5,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -83,6 +84,15 @@ def write_transaction(engine: Engine, *, sqlite_foreign_keys: bool = True
             if off:
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                 conn.commit()
+
+
+def dialect_insert(bind: Engine | Connection, table: Any) -> Any:
+    """An INSERT into `table` in the dialect of `bind` (an engine or a connection), so that
+    `on_conflict_do_nothing` / `on_conflict_do_update` read the same on both databases Pulse
+    runs on: PostgreSQL's `insert` there, SQLite's everywhere else."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]

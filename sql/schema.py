@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from pulse.sql.limits import MONEY_PRECISION, MONEY_SCALE
 from pulse.sql.types import JSONDoc, UTCDateTime
 
 NAMING = {
@@ -38,8 +39,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-#: NUMERIC(precision, scale) of money columns; listeners/validate.py checks values fit.
-MONEY_PRECISION, MONEY_SCALE = 18, 4
 Money = Numeric(MONEY_PRECISION, MONEY_SCALE)
 
 
@@ -743,3 +742,36 @@ class AccountActivity(Base):
     actor: Mapped[str] = mapped_column(String(254))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_account_activity_account", "account_id", "activity_id"),)
+
+
+class PlaybookTask(Base):
+    """A task a playbook rule created (models/playbooks.py): one per account, rule and
+    episode (the rule holding on consecutive scored dates of the account). `episode_start`
+    and `last_seen` are the first and latest scored dates of the episode. Its state is open,
+    done (with an outcome) or skipped (with a reason); the account's health and churn
+    probability are kept as they were when the task was created and when it was closed, so
+    plays can be measured later (`models.playbooks.later_outcomes`)."""
+
+    __tablename__ = "playbook_tasks"
+    __table_args__ = (UniqueConstraint("rule", "account_id", "episode_start",
+                                       name="uq_playbook_tasks_episode"),
+                      Index("ix_playbook_tasks_owner_state", "owner", "state"))
+    task_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
+    episode_start: Mapped[date] = mapped_column(Date)
+    last_seen: Mapped[date] = mapped_column(Date)
+    title: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(254))  # the CSM's email, or queue:NAME
+    due_date: Mapped[date] = mapped_column(Date)
+    steps: Mapped[Any] = mapped_column(JSONDoc)  # [text, ...]
+    state: Mapped[str] = mapped_column(String(8))  # open, done, skipped
+    outcome: Mapped[str | None] = mapped_column(Text)  # done: what happened
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(254))
+    health_at_open: Mapped[float | None] = mapped_column(Float)
+    churn_at_open: Mapped[float | None] = mapped_column(Float)
+    health_at_close: Mapped[float | None] = mapped_column(Float)
+    churn_at_close: Mapped[float | None] = mapped_column(Float)

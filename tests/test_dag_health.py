@@ -1,4 +1,5 @@
-"""A real run of the pulse_health DAG: features -> scorecard -> churn -> flags -> risk list."""
+"""A real run of the pulse_health DAG: features -> scorecard -> churn -> flags -> playbooks and
+the risk list."""
 from __future__ import annotations
 
 import json
@@ -12,9 +13,10 @@ from pulse.core.fx import to_reporting
 from pulse.devkit.airflow_runner import run_dag_test
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
+from pulse.models.playbooks import evaluate
 from pulse.models.registry import CHALLENGER, CHAMPION, list_models
 from pulse.sql.db import make_engine, upgrade
-from pulse.sql.schema import AccountHealth, ChurnScore
+from pulse.sql.schema import AccountHealth, ChurnScore, PlaybookTask
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 
@@ -35,7 +37,13 @@ def test_pulse_health_scores_flags_and_writes_the_risk_list(
         scored = conn.execute(select(func.count()).select_from(AccountHealth)
                               .where(AccountHealth.as_of == today)).scalar_one()
         churn = conn.execute(select(func.count()).select_from(ChurnScore)).scalar_one()
+        tasks = conn.execute(select(PlaybookTask.rule, PlaybookTask.account_id,
+                                    PlaybookTask.episode_start, PlaybookTask.state)).all()
+    # the playbooks ran after the flags: a task for each rule that holds, as the rules say
+    expected = evaluate(engine, today)
     engine.dispose()
+    assert tasks and sorted(tasks) == sorted(
+        (r, a, today, "open") for r, a in zip(expected["rule"], expected["account_id"]))
     assert scored >= 38  # every account known today (a malformed one or two may be missing)
     assert churn == 0  # no champion model yet: nothing invented
     report = pulse_home / "reports" / f"risk-list-{today.isoformat()}.json"

@@ -79,8 +79,9 @@ def test_keys_repeated_across_batches_are_replayed_in_file_order(
     assert _cleared(engine) == {"ev-1": "relanded", "ev-2": "open"}
 
 
-def _peak_mib(folder: Path, rows: int, batch: int) -> float:
-    """Land a generated usage file of `rows` rows in a fresh process; its peak RSS in MiB."""
+def _peak_mib(folder: Path, rows: int, batch: int, *, worker: bool = False) -> float:
+    """Land a generated usage file of `rows` rows in a fresh process; its peak RSS in MiB
+    (with `worker`, the file is read by an ingest worker process: the two peaks added)."""
     data = folder / f"f{rows}"
     data.mkdir()
     usage = write_usage_file(data / "usage.csv", rows, bad_share=0.01, seed=rows)
@@ -91,25 +92,30 @@ def _peak_mib(folder: Path, rows: int, batch: int) -> float:
         "e = make_engine(sys.argv[1]); upgrade(e)\n"
         "land_file(e, sys.argv[2])\n"
         "r = land_file(e, sys.argv[3])\n"
-        "from pulse.devkit.bench.ingest import peak_rss_mib\n"
-        "print(json.dumps({**r.to_dict(), 'peak_mib': peak_rss_mib()}))\n"
+        "from pulse.devkit.bench.ingest import peak_rss_mib, worker_peak_mib\n"
+        "print(json.dumps({**r.to_dict(), 'peak_mib': peak_rss_mib() + worker_peak_mib(),\n"
+        "                  'worker_mib': worker_peak_mib()}))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script, f"sqlite:///{data / 'w.db'}", str(data / "accounts.csv"),
          str(usage)],
-        env={**os.environ, "PULSE_BATCH_ROWS": str(batch), "PULSE_SQLITE_CACHE_MIB": "2"},
+        env={**os.environ, "PULSE_BATCH_ROWS": str(batch), "PULSE_SQLITE_CACHE_MIB": "2",
+             "PULSE_INGEST_WORKER": "sqlite" if worker else "",
+             "PULSE_INGEST_WORKER_MIN_MIB": "0", "PULSE_INGEST_WORKER_MAX_LOAD": "1000"},
         capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["read"] == rows and result["quarantined"] > 0
     assert result["inserted"] + result["quarantined"] == rows
+    assert (result["worker_mib"] > 0) == worker
     return float(result["peak_mib"])
 
 
-def test_peak_memory_is_set_by_the_batch_not_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker", [False, True], ids=["one-process", "worker"])
+def test_peak_memory_is_set_by_the_batch_not_the_file(tmp_path: Path, worker: bool) -> None:
     small, large = 20_000, 120_000
-    small_mib = _peak_mib(tmp_path, small, batch=2_000)
-    large_mib = _peak_mib(tmp_path, large, batch=2_000)
+    small_mib = _peak_mib(tmp_path, small, batch=2_000, worker=worker)
+    large_mib = _peak_mib(tmp_path, large, batch=2_000, worker=worker)
     file_mib = (tmp_path / f"f{large}" / "usage.csv").stat().st_size / 2**20
     small_file_mib = (tmp_path / f"f{small}" / "usage.csv").stat().st_size / 2**20
     # six times the rows (about 10 MiB more file): the process may not grow by a third of it

@@ -9,7 +9,8 @@
   suppression list (reason `unsubscribe`, source `link`), idempotently;
 * `GET /healthz`; the webhooks of `web.webhooks`; the CSAT survey pages of `web.surveys`
   (`/s/{token}`); the CSM console's account page of `web.console`; the console's sign-in
-  (`/login`, `/logout`) and home page (`/`) of `web.signin`, with `web.auth` behind them.
+  (`/login`, `/logout`) and home page (`/`) of `web.signin`; the playbooks' tasks (`/tasks`)
+  of `web.tasks`, with `web.auth` behind them.
 
 Every request passes `TrustedHostMiddleware` (only the hosts of `guard.allowed_hosts`) and
 `guard.RequestGuard` (rate limits shared by the workers, body caps, security headers, HSTS).
@@ -37,7 +38,7 @@ from pulse.outreach.outbox import add_suppression
 from pulse.outreach.render import UNSUBSCRIBE
 from pulse.outreach.tokens import verify
 from pulse.sql.schema import Contact, OutboxMessage, Suppression
-from pulse.web import auth, console, guard, serving, signin, surveys, webhooks
+from pulse.web import auth, console, guard, serving, signin, surveys, tasks, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def create_app(engine: Engine | None = None, *, limiter: guard.Limiter | None = 
     app.include_router(webhooks.router)
     app.include_router(surveys.router)
     app.include_router(console.router)
+    app.include_router(tasks.router)  # /tasks: the playbooks' tasks
     signin.install(app)  # /login, /logout, / and the answers to "sign in first" and 403
     app.state.limiter = limiter or guard.shared_limiter(engine)  # sign-in attempts use it too
     # innermost first: the session cookies; rate limits, body caps and headers; then the

@@ -14,6 +14,7 @@ from pulse.cli import (
     model,
     outage,
     outreach,
+    playbooks,
     quarantine,
     social,
     surveys,
@@ -25,7 +26,7 @@ from pulse.core.errors import PulseError
 from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
-                  social, feedback, text, chatter, user, bench)
+                  social, feedback, text, chatter, user, playbooks, bench)
 
 for _group in COMMAND_GROUPS:
     _group.register(app)

@@ -241,3 +241,11 @@ class TransportAuthError(OutboxError):
         self.transport = transport
         self.status = status
         self.results = list(results)  # what earlier requests of the same call achieved
+
+
+class PlaybookError(ScorecardError):
+    """A playbooks file cannot be used; each problem names its line (and its rule)."""
+
+
+class TaskError(InvalidArgumentError):
+    """A playbook task cannot change as asked (unknown, closed already, no reason given)."""

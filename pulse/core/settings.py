@@ -26,6 +26,17 @@ class Settings(BaseSettings):
     sqlite_cache_mib: int = Field(
         default=32, ge=1, description="SQLite page cache per connection, for the warehouse and "
         "for temporary (staging) tables each; bounds a landing's memory on SQLite")
+    ingest_worker: str = Field(
+        default="sqlite", description="Databases (comma-separated: sqlite, postgresql; empty "
+        "for none) on which a big file of new events is read and validated in a second process "
+        "while its rows are inserted")
+    ingest_worker_max_load: float | None = Field(
+        default=None, ge=0, description="No ingest worker while the one-minute load average "
+        "is at or above this (default: the cores less one half): the two processes pay only "
+        "when each has a core")
+    ingest_worker_min_mib: float = Field(
+        default=8.0, ge=0, description="Files smaller than this land in one process (the "
+        "ingest worker's start costs more than it saves)")
     max_future_skew_hours: float = Field(
         default=24.0, ge=0, description="How far in the future an event timestamp may lie"
     )
@@ -224,6 +235,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_home() / 'pulse.db'}"
+
+    @property
+    def ingest_worker_databases(self) -> frozenset[str]:
+        """The databases of `ingest_worker`, lower-cased."""
+        return frozenset(d.strip().lower() for d in self.ingest_worker.split(",") if d.strip())
 
     @property
     def landing_dir(self) -> Path:

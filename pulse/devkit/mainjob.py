@@ -32,7 +32,7 @@ def warehouse_summary(engine: Engine) -> dict[str, Any]:
         by_source: dict[str, int] = dict(conn.execute(
             select(q.c.source, func.count()).where(q.c.status == "open").group_by(q.c.source)
         ).all())
-        runs = dict(conn.execute(
+        runs: dict[str, int] = dict(conn.execute(
             select(IngestRun.status, func.count()).group_by(IngestRun.status)).all())
     return {
         "tables": tables,

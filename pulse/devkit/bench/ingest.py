@@ -285,7 +285,7 @@ def _side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
         seconds = time.perf_counter() - t
         engine.dispose()
         return {"seconds": seconds, "rows": result.read, "inserted": result.inserted,
-                "quarantined": result.quarantined}
+                "quarantined": result.quarantined, "worker_peak_mib": worker_peak_mib()}
     t = time.perf_counter()
     if engine.dialect.name == "postgresql":
         _raw_postgres(engine, path)
@@ -326,6 +326,14 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_peak_mib() -> float:
+    """The peak resident memory in MiB of this process's ingest worker (the largest of its
+    finished child processes; 0 without one)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def _run_side(kind: str, url: str, path: Path, accounts: Path) -> dict[str, Any]:
@@ -379,6 +387,8 @@ class FileFigure:
             "pulse_seconds": round(self.pulse["seconds"], 2),
             "pulse_rows_per_s": round(self.rows / self.pulse["seconds"]),
             "pulse_peak_mib": round(self.pulse["peak_mib"], 1),
+            # the ingest worker process, when the landing used one (0 otherwise)
+            "pulse_worker_peak_mib": round(self.pulse.get("worker_peak_mib", 0.0), 1),
             "plain_rows": self.plain["rows"],
             "plain_seconds": round(self.plain["seconds"], 2),
             "plain_rows_per_s": round(self.plain["rows"] / self.plain["seconds"]),
@@ -424,19 +434,22 @@ def run_file_bench(*, path: Path, accounts: Path, postgres_url: str | None, fmt:
         print(json.dumps([f.to_dict() for f in figures], indent=2))
         return figures
     table = Table(title=f"pulse bench ingest --file {path.name}", title_justify="left")
-    for col in ("database", "rows", "pulse s", "pulse rows/s", "pulse peak MiB", "plain s",
+    for col in ("database", "rows", "pulse s", "pulse rows/s", "pulse peak MiB",
+                "worker peak MiB", "plain s",
                 "plain rows/s", "plain peak MiB", "ratio (goal >= 0.6)"):
         table.add_column(col, justify="right")
     for f in figures:
         d = f.to_dict()
         table.add_row(f.database, f"{f.rows:,}", f"{d['pulse_seconds']:.1f}",
                       f"{d['pulse_rows_per_s']:,}", f"{d['pulse_peak_mib']:.0f}",
+                      f"{d['pulse_worker_peak_mib']:.0f}",
                       f"{d['plain_seconds']:.1f}", f"{d['plain_rows_per_s']:,}",
                       f"{d['plain_peak_mib']:.0f}", f"{f.ratio:.2f}")
     console.print(table)
     console.print("plain = the rows Pulse accepted, loaded with Python csv + executemany in one "
                   "transaction (SQLite) or COPY (PostgreSQL) into the same indexed table, no "
-                  "checks; each side runs in a process of its own (peak RSS of that process).")
+                  "checks; each side runs in a process of its own (peak RSS of that process; "
+                  "worker = Pulse's ingest worker process, when it used one).")
     return figures
 
 
