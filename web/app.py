@@ -9,7 +9,7 @@
   suppression list (reason `unsubscribe`, source `link`), idempotently;
 * `GET /healthz`; the webhooks of `web.webhooks`; the CSAT survey pages of `web.surveys`
   (`/s/{token}`); the CSM console's account page of `web.console`; the console's sign-in
-  (`/login`, `/logout`) and home page (`/`) of `web.signin`; the playbooks' tasks (`/tasks`)
+  (`/login`, `/logout`) of `web.signin` and its risk list (`/`) of `web.risk`; the playbooks' tasks (`/tasks`)
   of `web.tasks`, with `web.auth` behind them.
 
 Every request passes `TrustedHostMiddleware` (only the hosts of `guard.allowed_hosts`) and
