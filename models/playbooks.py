@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 import yaml
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.errors import PlaybookError, TaskError
 from pulse.models.flag_rules import FLAG_NAMES
-from pulse.models.scorecard import BANDS, _Checker
+from pulse.models.scorecard import BANDS, _Checker, compose_checked_yaml, read_checked_file
 from pulse.sql import audit
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import (
     Account,
     AccountFlag,
@@ -99,26 +99,12 @@ class Playbooks:
 def load_playbooks(path: Path | str | None = None) -> Playbooks:
     """Read and check a playbooks file; raises `PlaybookError` naming the line of each problem."""
     p = Path(path) if path else DEFAULT_PLAYBOOKS
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlaybookError(str(p), [(None, "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError(str(p), [(None, f"cannot be read: {exc}")]) from None
-    return parse_playbooks(text, source=str(p))
+    return parse_playbooks(read_checked_file(p, PlaybookError), source=str(p))
 
 
 def parse_playbooks(text: str, *, source: str = "<playbooks>") -> Playbooks:
     """Check a playbooks file's YAML text and build it; raises `PlaybookError`."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        raise PlaybookError(source, [(mark.line + 1 if mark else None,
-                                      f"not valid YAML: {what}")]) from None
-    except yaml.YAMLError as exc:
-        raise PlaybookError(source, [(None, f"not valid YAML: {exc}")]) from None
+    root = compose_checked_yaml(text, source, PlaybookError)
     checker = _PlaybookChecker()
     books = checker.playbooks(root, source)
     if checker.problems or books is None:
@@ -433,10 +419,6 @@ class PlaybookRun:
                 f"{self.continued} continuing episodes")
 
 
-def _insert(conn: Connection) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(TASKS)
-
-
 def _nullable(values: pd.Series) -> pd.Series:
     """Floats, with None (SQL NULL) where a value is missing."""
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
@@ -489,7 +471,7 @@ def run_playbooks(engine: Engine, as_of: date, books: Playbooks | None = None, *
                 "state": OPEN, "created_at": now,
                 "health_at_open": _nullable(new["score"]),
                 "churn_at_open": _nullable(new["probability"])}).to_dict("records")
-            stmt = (_insert(conn).on_conflict_do_nothing(
+            stmt = (dialect_insert(conn, TASKS).on_conflict_do_nothing(
                 index_elements=["rule", "account_id", "episode_start"])
                 .returning(TASKS.c.task_id))
             created = len(conn.execute(stmt, records).all())

@@ -176,26 +176,38 @@ def scorecard_path(path: Path | str | None = None) -> Path:
 def load_scorecard(path: Path | str | None = None) -> Scorecard:
     """Read and check a scorecard file; raises `ScorecardError` naming the line of each problem."""
     p = scorecard_path(path)
+    return parse_scorecard(read_checked_file(p), source=str(p))
+
+
+def read_checked_file(path: Path, error: type[ScorecardError] = ScorecardError) -> str:
+    """The text of a checked YAML file (scorecard, playbooks); `error` names a missing or
+    unreadable file."""
     try:
-        text = p.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScorecardError(str(p), [(None, "no such file")]) from None
+        raise error(str(path), [(None, "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ScorecardError(str(p), [(None, f"cannot be read: {exc}")]) from None
-    return parse_scorecard(text, source=str(p))
+        raise error(str(path), [(None, f"cannot be read: {exc}")]) from None
+
+
+def compose_checked_yaml(text: str, source: str,
+                         error: type[ScorecardError] = ScorecardError) -> Any:
+    """The YAML node tree of `text` (line numbers kept for the checkers); `error` names the
+    line of a syntax error."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise error(source, [(mark.line + 1 if mark else None,
+                              f"not valid YAML: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise error(source, [(None, f"not valid YAML: {exc}")]) from None
 
 
 def parse_scorecard(text: str, *, source: str = "<scorecard>") -> Scorecard:
     """Check a scorecard's YAML text and build it; raises `ScorecardError`."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        raise ScorecardError(source, [(mark.line + 1 if mark else None,
-                                       f"not valid YAML: {what}")]) from None
-    except yaml.YAMLError as exc:
-        raise ScorecardError(source, [(None, f"not valid YAML: {exc}")]) from None
+    root = compose_checked_yaml(text, source)
     checker = _Checker()
     card = checker.scorecard(root, source, hashlib.sha256(text.encode()).hexdigest()[:12])
     if checker.problems or card is None:
