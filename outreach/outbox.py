@@ -75,7 +75,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from pulse.core.errors import (
     HeaderInjectionError,
@@ -291,9 +290,7 @@ def add_suppression(engine: Engine | Connection, email: str, *, reason: str, sou
            "created_at": _now(now)}
 
     def run(conn: Connection) -> bool:
-        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-            SUPPRESSIONS)
-        stmt = ins.values(**row).on_conflict_do_nothing(index_elements=["email"])
+        stmt = dialect_insert(conn, SUPPRESSIONS).values(**row).on_conflict_do_nothing(index_elements=["email"])
         return len(conn.execute(stmt.returning(SUPPRESSIONS.c.email)).all()) == 1
 
     if isinstance(engine, Connection):

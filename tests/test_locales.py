@@ -98,6 +98,13 @@ def test_the_default_locale_is_a_setting(engine: Engine, monkeypatch: pytest.Mon
     assert "$969.70" in Renderer().outgoing({**row, "locale": "en-US"}).full_text()
 
 
+def test_a_month_reads_the_locales_way() -> None:
+    """A bare "YYYY-MM" (a service credit's month) is a month, not left as the raw text."""
+    us, de = locales.resolve("en_US"), locales.resolve("de_DE")
+    assert locales.when("2026-12", de) == "Dezember 2026"
+    assert locales.when("2026-07", us) == "July 2026"
+
+
 def test_money_has_the_decimals_of_its_currency() -> None:
     us, de = locales.resolve("en_US"), locales.resolve("de-DE")
     assert locales.money(969.7, "USD", us) == "$969.70"  # never "969.7"

@@ -50,7 +50,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HSTS = "max-age=31536000"
 PUBLIC_PREFIXES = ("/s/", "/u/")
 GROUPS = (("public", PUBLIC_PREFIXES), ("console", ("/accounts/", "/accounts", "/login",
-                                                    "/logout")),
+                                                    "/logout", "/tasks", "/export.csv")),
           ("webhooks", ("/webhooks/",)))
 
 
@@ -138,7 +138,6 @@ class SqlLimiter:
                                              if engine.dialect.name == "sqlite" else None)
         self._pruned = 0.0
         self._warned = 0.0
-        self._postgres = engine.dialect.name == "postgresql"
 
     def take(self, key: str, rule: Rule, now: float) -> float:
         if rule.per_minute <= 0:
@@ -157,15 +156,10 @@ class SqlLimiter:
 
     def _take(self, key: str, rule: Rule, now: float) -> float:
         t = RateLimit.__table__
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from pulse.sql.db import dialect_insert
 
-            upsert: Any = pg_insert(t)
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            upsert = sqlite_insert(t)
-        stmt = upsert.values(key=key, tat=now + rule.interval).on_conflict_do_update(
+        stmt = dialect_insert(self.engine, t).values(
+            key=key, tat=now + rule.interval).on_conflict_do_update(
             index_elements=[t.c.key],
             set_={"tat": case((t.c.tat < now, literal(now, Float(53))), else_=t.c.tat)
                   + rule.interval},

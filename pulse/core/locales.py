@@ -189,10 +189,11 @@ def when(value: Any, locale: Locale, tz: Any = None, *, style: str = "datetime")
     9:30 AM EST", "Fr., 4. Dez. 2026, 15:30 MEZ"), `time` ("9:30 AM EST"), `date` ("Dec 4,
     2026", "04.12.2026"), `long` ("December 4, 2026", "4. Dezember 2026"), `month`
     ("December 2026"). A date without a time is never shifted between zones."""
-    moment = instant(value)
+    month = _ISO_MONTH.match(value.strip()) if isinstance(value, str) else None
+    moment = date.fromisoformat(month.group(0) + "-01") if month else instant(value)
     if moment is None:
         return "" if value in (None, "") else str(value)
-    if style == "month" or (isinstance(value, str) and _ISO_MONTH.match(value.strip())):
+    if style == "month" or month:
         day = moment.astimezone(zone(tz)).date() if isinstance(moment, datetime) else moment
         return format_skeleton("yMMMM", day, locale=locale)
     if not isinstance(moment, datetime):
