@@ -16,7 +16,7 @@ from pulse.listeners.landing import land_files
 from pulse.models.playbooks import evaluate
 from pulse.models.registry import CHALLENGER, CHAMPION, list_models
 from pulse.sql.db import make_engine, upgrade
-from pulse.sql.schema import AccountHealth, ChurnScore, PlaybookTask
+from pulse.sql.schema import AccountFlag, AccountHealth, ChurnScore, PlaybookTask
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
 
 
@@ -39,9 +39,19 @@ def test_pulse_health_scores_flags_and_writes_the_risk_list(
         churn = conn.execute(select(func.count()).select_from(ChurnScore)).scalar_one()
         tasks = conn.execute(select(PlaybookTask.rule, PlaybookTask.account_id,
                                     PlaybookTask.episode_start, PlaybookTask.state)).all()
+        # independent of the rule engine: what the rules read, straight from the tables
+        champion_gone = set(conn.execute(select(AccountFlag.account_id).where(
+            AccountFlag.as_of == today, AccountFlag.flag == "champion_gone")).scalars())
+        red = set(conn.execute(select(AccountHealth.account_id).where(
+            AccountHealth.as_of == today, AccountHealth.band == "red")).scalars())
     # the playbooks ran after the flags: a task for each rule that holds, as the rules say
     expected = evaluate(engine, today)
     engine.dispose()
+    by_rule: dict[str, set[str]] = {}
+    for rule, account, _, _ in tasks:
+        by_rule.setdefault(rule, set()).add(account)
+    assert by_rule.get("champion_gone_find_new", set()) == champion_gone
+    assert by_rule.get("red_renewal_sponsor", set()) <= red
     assert tasks and sorted(tasks) == sorted(
         (r, a, today, "open") for r, a in zip(expected["rule"], expected["account_id"]))
     assert scored >= 38  # every account known today (a malformed one or two may be missing)
