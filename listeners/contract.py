@@ -10,6 +10,10 @@ from typing import Literal
 
 from pulse.core.errors import UnknownNameError
 
+#: the monthly uptime, percent, an account's own SLA may promise (outreach/sla.py trusts
+#: nothing outside it)
+SLA_UPTIME_RANGE = (50.0, 100.0)
+
 Kind = Literal[
     "id", "text", "decimal", "number", "int", "bool", "timestamp", "date", "enum",
     "email", "timezone", "currency", "handle", "url", "list",
@@ -86,7 +90,7 @@ SOURCES: dict[str, Source] = {
                 Field("seats", "int", min=0),
                 Field("created_at", "timestamp"),
                 Field("renewal_date", "date"),
-                Field("sla_uptime_pct", "number", min=50, max=100,
+                Field("sla_uptime_pct", "number", min=SLA_UPTIME_RANGE[0], max=SLA_UPTIME_RANGE[1],
                       doc="the account's own SLA: monthly uptime promised, percent "
                           "(overrides its plan's)"),
             ),

@@ -190,7 +190,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
     missing, not a usable address or a shared inbox gets a `suppressed` row (rule `no_csm`)
     instead of an automated check-in."""
     from pulse.core.settings import get_settings
-    from pulse.outreach.outbox import OUTAGE_HOLD_DAYS, Draft
+    from pulse.outreach.outbox import Draft
 
     settings = get_settings()
     every = every_days or settings.checkin_every_days
@@ -269,11 +269,7 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
             # approve in vain, and planned again the next day (the send-time rule in
             # outbox.py holds back anything queued before the notice).
             rule = "outage_week"
-            at = pd.Timestamp(notified[acc])
-            at = at.tz_convert("UTC") if at.tzinfo else at.tz_localize("UTC")
-            detail = (f"an outage notice reached account {acc} on {at:%Y-%m-%d %H:%M} UTC: "
-                      f"no check-in for {OUTAGE_HOLD_DAYS} days, until "
-                      f"{at + pd.Timedelta(days=OUTAGE_HOLD_DAYS):%Y-%m-%d %H:%M} UTC")
+            detail = str(notified[acc])
             report.skipped["outage_week"] += 1
         else:
             rule = detail = None
@@ -304,21 +300,15 @@ def plan_checkins(engine: Engine, as_of: date, *, every_days: int | None = None,
 
 
 def _outage_notified(engine: Engine, accounts: list[str], as_of: date) -> pd.Series:
-    """When a critical message (an outage notice, or anything urgent) last reached each of
-    `accounts` in the `OUTAGE_HOLD_DAYS` days up to the end of `as_of` (UTC), by account."""
-    from pulse.outreach.outbox import CRITICAL_KINDS, OUTAGE_HOLD_DAYS, REACHED
+    """The `outage_week` rule's words for each of `accounts` a critical message reached in the
+    `OUTAGE_HOLD_DAYS` days up to the end of `as_of` (UTC), by account: the send-time rule in
+    outbox.py, asked at planning time."""
+    from pulse.outreach.outbox import last_critical, outage_week_detail
 
-    if not accounts:
-        return pd.Series(dtype=object)
-    o = OutboxMessage.__table__.c
     end = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
-    handed = func.coalesce(o.sent_at, o.claimed_at)
-    frame = _frame(engine, select(o.account_id, func.max(handed).label("at"))
-                   .where(o.account_id.in_(accounts), o.status.in_(REACHED),
-                          or_(o.urgent.is_(True), o.kind.in_(CRITICAL_KINDS)),
-                          handed > end - timedelta(days=OUTAGE_HOLD_DAYS), handed < end)
-                   .group_by(o.account_id))
-    return frame.set_index("account_id")["at"] if not frame.empty else pd.Series(dtype=object)
+    with engine.connect() as conn:
+        at = last_critical(conn, accounts, end - timedelta(microseconds=1))
+    return outage_week_detail(pd.Series(at.index, index=at.index), at)
 
 
 LOW_RATING = 2  # a CSAT rating of this or less is an alert on the CSM's digest

@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 from sqlalchemy import Engine, or_, select
 
+from pulse.models.outage import RESOLVED_STATUSES
 from pulse.sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def stage_kind(stage: str) -> str:
 
 def stage_of(status: str, impact: str | None, latest_update_status: str | None) -> str:
     """The notice stage an incident is at."""
-    if status in ("resolved", "postmortem", "completed"):
+    if status in RESOLVED_STATUSES:
         return "resolved"
     if (impact or "").lower() in URGENT_IMPACTS and latest_update_status in UPDATE_STATUSES:
         return f"update-{latest_update_status}"

@@ -71,11 +71,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
 
+from pulse.core import locales
 from pulse.core.errors import (
     HeaderInjectionError,
     InvalidArgumentError,
@@ -336,10 +337,9 @@ def _clock(value: str, what: str) -> int:
 
 
 def _zone(name: Any) -> tuple[str, ZoneInfo]:
-    try:
-        return str(name), ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
-        return "UTC", ZoneInfo("UTC")
+    """The IANA zone `name` (else UTC, as `locales.zone` falls back) and the name it goes by."""
+    found = locales.zone(name)
+    return found.key, found
 
 
 def quiet_until(now: datetime, tz: str | None, settings: Settings) -> datetime | None:
@@ -410,9 +410,7 @@ def _facts(conn: Connection, ids: list[int], now: datetime, window_start: dateti
              .cte("batch"))
     recent = (
         select(pv.account_id, pv.contact_id, pv.to_email, handed.label("at"))
-        .where(or_(pv.urgent.is_(True), pv.kind.in_(CRITICAL_KINDS)),
-               pv.status.in_(REACHED), handed <= now,
-               handed > now - timedelta(days=OUTAGE_HOLD_DAYS),
+        .where(*reached_critical(pv, now - timedelta(days=OUTAGE_HOLD_DAYS), now),
                or_(pv.account_id.in_(select(batch.c.account_id)),
                    pv.contact_id.in_(select(batch.c.contact_id)),
                    pv.to_email.in_(select(batch.c.to_email))))
@@ -529,6 +527,41 @@ def _decide(frame: pd.DataFrame, now: datetime, settings: Settings,
     return out
 
 
+def reached_critical(cols: Any, since: datetime, until: datetime) -> list[Any]:
+    """The conditions on outbox columns `cols` (a table or alias's `.c`) of a critical message
+    (an outage notice, or anything urgent) that reached its recipient in (since, until]: what
+    holds back a check-in (`outage_week`) and the contact's other mail (`outage_day`)."""
+    handed = func.coalesce(cols.sent_at, cols.claimed_at)
+    return [or_(cols.urgent.is_(True), cols.kind.in_(CRITICAL_KINDS)),
+            cols.status.in_(REACHED), handed > since, handed <= until]
+
+
+def last_critical(conn: Connection, accounts: Sequence[str], until: datetime) -> pd.Series:
+    """When a critical message last reached each of `accounts` in the `OUTAGE_HOLD_DAYS` days
+    up to `until`, by account (the accounts none reached are absent)."""
+    if not accounts:
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    o = OUTBOX.c
+    handed = func.coalesce(o.sent_at, o.claimed_at)
+    rows = conn.execute(
+        select(o.account_id, func.max(handed))
+        .where(o.account_id.in_(list(accounts)),
+               *reached_critical(o, until - timedelta(days=OUTAGE_HOLD_DAYS), until))
+        .group_by(o.account_id)).all()
+    return pd.Series(pd.to_datetime([r[1] for r in rows], utc=True),
+                     index=[r[0] for r in rows], dtype="datetime64[ns, UTC]")
+
+
+def outage_week_detail(account_ids: pd.Series, at: pd.Series) -> pd.Series:
+    """The `outage_week` rule's words for the check-ins held back because an outage notice
+    reached their account at `at` (UTC timestamps, aligned with `account_ids`)."""
+    at = pd.to_datetime(at, utc=True)
+    until = (at + pd.Timedelta(days=OUTAGE_HOLD_DAYS)).dt.strftime("%Y-%m-%d %H:%M UTC")
+    return ("an outage notice reached account " + account_ids.astype(str) + " on "
+            + at.dt.strftime("%Y-%m-%d %H:%M UTC")
+            + f": no check-in for {OUTAGE_HOLD_DAYS} days, until " + until)
+
+
 def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Series, *,
                 candidates: pd.Series, going: pd.Series,
                 earlier: tuple[set[str], set[str]] | None = None
@@ -553,10 +586,7 @@ def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Se
     ids = account.fillna("?").astype(str)
     week[now_run] = ("an outage notice goes to account " + ids[now_run] + " in this run: "
                      f"no check-in for {OUTAGE_HOLD_DAYS} days")
-    until = (at + pd.Timedelta(days=OUTAGE_HOLD_DAYS)).dt.strftime("%Y-%m-%d %H:%M UTC")
-    week[before] = ("an outage notice reached account " + ids[before] + " on "
-                    + at[before].dt.strftime("%Y-%m-%d %H:%M UTC")
-                    + f": no check-in for {OUTAGE_HOLD_DAYS} days, until " + until[before])
+    week[before] = outage_week_detail(ids[before], at[before])
 
     # the contact's own day: one conversion per distinct time zone
     at = pd.to_datetime(frame["contact_notice_at"], utc=True)
@@ -578,4 +608,5 @@ def _collisions(frame: pd.DataFrame, now: datetime, key: pd.Series, zones: pd.Se
 
 __all__ = ["CRITICAL_KINDS", "Draft", "HeaderInjectionError", "InvalidDraftError", "OutboxError",
            "OUTAGE_HOLD_DAYS", "QueueReport", "RULES", "STATUSES", "add_suppression",
-           "list_messages", "list_suppressions", "queue", "quiet_until"]
+           "last_critical", "list_messages", "list_suppressions", "outage_week_detail", "queue",
+           "quiet_until", "reached_critical"]

@@ -23,10 +23,11 @@ import pandas as pd
 import yaml
 
 from pulse.core.locales import currency_digits
+from pulse.listeners.contract import SLA_UPTIME_RANGE
 
 PLANS = Path(__file__).with_name("sla.yaml")
-#: the lowest promise an account's own SLA may make (listeners/contract.py clears others)
-OWN_MIN = 50.0
+#: the range of promise an account's own SLA may make (the contract clears others)
+OWN_MIN, OWN_MAX = SLA_UPTIME_RANGE
 
 
 @dataclass(frozen=True)
@@ -57,21 +58,25 @@ class Credit:
 
 
 @lru_cache(maxsize=1)
+def _catalogue() -> tuple[dict[str, Sla], Sla]:
+    """sla.yaml read once: the plans' SLAs, and the `custom` credit schedule that an account's
+    own promise uses when its plan has none."""
+    doc = yaml.safe_load(PLANS.read_text(encoding="utf-8")) or {}
+
+    def tiers(spec: dict[str, Any]) -> tuple[tuple[float, float], ...]:
+        return tuple((float(below), float(pct)) for below, pct in spec.get("credits") or ())
+
+    plans = {str(name).strip().lower(): Sla(float(spec["uptime"]), tiers(spec))
+             for name, spec in (doc.get("plans") or {}).items()}
+    return plans, Sla(100.0, tiers(doc.get("custom") or {}))
+
+
 def _plans() -> dict[str, Sla]:
-    doc = yaml.safe_load(PLANS.read_text(encoding="utf-8")) or {}
-    plans = {}
-    for name, spec in (doc.get("plans") or {}).items():
-        tiers = tuple((float(below), float(pct)) for below, pct in spec.get("credits") or ())
-        plans[str(name).strip().lower()] = Sla(float(spec["uptime"]), tiers)
-    return plans
+    return _catalogue()[0]
 
 
-@lru_cache(maxsize=1)
 def _custom() -> Sla:
-    doc = yaml.safe_load(PLANS.read_text(encoding="utf-8")) or {}
-    spec = doc.get("custom") or {}
-    tiers = tuple((float(below), float(pct)) for below, pct in spec.get("credits") or ())
-    return Sla(100.0, tiers)
+    return _catalogue()[1]
 
 
 def plan_sla(plan: str | None) -> Sla | None:
@@ -93,7 +98,7 @@ def account_sla(plan: str | None, uptime_pct: float | None) -> Sla | None:
     if uptime_pct is None or pd.isna(uptime_pct):
         return base
     promise = float(uptime_pct)
-    if not OWN_MIN <= promise <= 100.0:
+    if not OWN_MIN <= promise <= OWN_MAX:
         return base  # the contract clears such values; never trust one that slipped by
     base = base or _custom()
     if not base.credits:

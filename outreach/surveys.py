@@ -51,6 +51,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 
 from pulse.core.settings import Settings, get_settings
+from pulse.models.outage import RESOLVED_STATUSES
 from pulse.sql.db import dialect_insert
 from pulse.sql.schema import (
     Account,
@@ -73,7 +74,6 @@ SKIP_REASONS = ("no_contact", "duplicate_ticket", "opted_out", "suppressed", "ch
                 "open_ticket", "recontact", "invalid_address")
 SOLVED = ("solved", "closed")
 OPEN = ("open", "pending")
-RESOLVED_INCIDENT = ("resolved", "postmortem", "completed")
 PRIMARY_ROLES = ("admin", "owner")
 #: outbox statuses of a notice that reached its contact
 NOTICE_SENT = ("sent", "delivered")
@@ -245,7 +245,7 @@ def _incident_triggers(conn: Connection, now: datetime, s: Settings) -> pd.DataF
                       .join(IncidentImpact.__table__, im.incident_id == i.incident_id)
                       .join(notified, and_(notified.c.incident_id == i.incident_id,
                                            notified.c.account_id == im.account_id)))
-         .where(im.status == "hit", i.status.in_(RESOLVED_INCIDENT),
+         .where(im.status == "hit", i.status.in_(RESOLVED_STATUSES),
                 i.resolved_at.is_not(None), i.resolved_at <= due_before,
                 i.resolved_at >= oldest))
     frame = _frame(conn, q)

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_, select, update
 
+from pulse.models.outage import RESOLVED_STATUSES
 from pulse.outreach.notices import component_names
 from pulse.sql.db import dialect_insert, write_transaction
 from pulse.sql.schema import Incident, IncidentImpact, IncidentUpdate, SocialPost
@@ -56,7 +57,7 @@ def compose(title: str, status: str, body: str | None, url: str | None,
             components: list[str], *, eta: datetime | None = None) -> str:
     """One post: "[Status] Title (components): update. ETA. link", the update cut to fit
     280; the ETA (the estimated resolution) only while the incident is not resolved."""
-    resolved = status in ("resolved", "postmortem", "completed")
+    resolved = status in RESOLVED_STATUSES
     label = "Resolved" if resolved else status.replace("_", " ").capitalize()
     head = f"[{label}] {title.strip()}"
     if components:

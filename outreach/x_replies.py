@@ -35,6 +35,7 @@ import pandas as pd
 from sqlalchemy import Engine, and_, exists, func, or_, select, union, update
 
 from pulse.core.errors import InvalidArgumentError
+from pulse.models.outage import RESOLVED_STATUSES
 from pulse.outreach.notices import component_names
 from pulse.outreach.x_posts import LIMIT, eta_ahead, eta_text, x_length
 from pulse.sql.db import dialect_insert, write_transaction
@@ -81,7 +82,7 @@ class ReplyReport:
 def compose_reply(handle: str, status: str, components: Sequence[str], url: str | None, *,
                   eta: datetime | None = None) -> str:
     """"@handle Sorry for the trouble with X. <where it stands> [ETA] Updates: link"."""
-    resolved = status in ("resolved", "postmortem", "completed")
+    resolved = status in RESOLVED_STATUSES
     what = f" with {', '.join(components)}" if components else ""
     parts = [f"@{handle.lstrip('@')} Sorry for the trouble{what}.",
              STATES.get(status, STATES["investigating"])]
@@ -204,20 +205,17 @@ def plan_reply_drafts(engine: Engine, *, now: datetime | None = None,
                      "created_at": now})
     if not rows:
         return report
-    with engine.connect() as conn:
-        known: dict[str, str] = dict(conn.execute(select(sp.c.post_key, sp.c.text).where(
-            sp.c.post_key.in_([r["post_key"] for r in rows]))).all())
+    keys = [r["post_key"] for r in rows]
     stmt = dialect_insert(engine, sp)
     stmt = stmt.on_conflict_do_update(
         index_elements=["post_key"], set_={"text": stmt.excluded.text},
         where=and_(sp.c.status == DRAFT, sp.c.text != stmt.excluded.text))
     with write_transaction(engine) as conn:
-        conn.execute(stmt, rows)
-    report.drafted = sum(r["post_key"] not in known for r in rows)
-    with engine.connect() as conn:
-        now_known: dict[str, str] = dict(conn.execute(select(sp.c.post_key, sp.c.text).where(
-            sp.c.post_key.in_(list(known)), sp.c.status == DRAFT)).all()) if known else {}
-    report.refreshed = sum(now_known.get(k, t) != t for k, t in known.items())
+        known = set(conn.execute(select(sp.c.post_key).where(sp.c.post_key.in_(keys))).scalars())
+        # RETURNING names the rows inserted and the drafts whose text changed, not the others
+        written = set(conn.execute(stmt.returning(sp.c.post_key), rows).scalars())
+    report.drafted = len(set(keys) - known)
+    report.refreshed = len(written & known)
     log.info("X reply drafts: %s", report)
     return report
 
