@@ -281,11 +281,15 @@ def test_list_puts_overdue_first(engine: Engine) -> None:
     assert [(t["account_id"], t["overdue"]) for t in listed] == [("a1", True), ("a2", False)]
 
 
-def test_pulse_tasks_cli_lists_completes_and_skips(engine: Engine) -> None:
+def test_pulse_playbooks_run_and_tasks_cli_list_complete_and_skip(engine: Engine) -> None:
     for a in ("a1", "a2"):
         add_account(engine, a)
         score(engine, a, D0, 60, "amber", flags=("champion_gone",))
-    run_playbooks(engine, D0, now=NOW)
+    for made in ("2 new tasks, 0 continuing", "0 new tasks, 2 continuing"):  # once per episode
+        ran = subprocess.run([str(PULSE), "playbooks", "run", "--as-of", D0.isoformat()],
+                             capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+        assert f"{D0}: 2 rule hits, {made} episodes" in ran.stdout
     first, second = (t["task_id"] for t in tasks_of(engine))
     listed = subprocess.run([str(PULSE), "tasks", "list", "--owner", "ana@example.com",
                              "--json"], capture_output=True, text=True)

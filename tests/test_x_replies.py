@@ -235,7 +235,14 @@ def test_the_cli_lists_shows_approves_and_posts_once(
     listed = runner.invoke(app, ["social", "replies", "list", "--format", "json"])
     rows = json.loads(listed.output)
     assert [r["author_handle"] for r in rows] == ["ana_nw", "bob"]
-    ana = rows[0]["post_id"]
+    ana, bob = rows[0]["post_id"], rows[1]["post_id"]
+    drafted = runner.invoke(app, ["social", "replies", "draft"])  # nothing new: no repeat
+    assert drafted.exit_code == 0, drafted.output
+    assert "3 complaints, 0 new reply drafts, 0 drafts updated" in drafted.output
+    discarded = runner.invoke(app, ["social", "replies", "discard", str(bob)])
+    assert discarded.exit_code == 0 and f"discarded 1: {bob}" in discarded.output
+    again = runner.invoke(app, ["social", "replies", "discard", str(bob)])
+    assert again.exit_code == 1 and "discarded 0" in again.output
     shown = runner.invoke(app, ["social", "replies", "show", str(ana)])
     said = " ".join(shown.output.split())
     assert "To @ana_nw: scheduled reports failing again" in said
