@@ -303,18 +303,33 @@ def account_frame(conn: Connection, as_of: date, books: Playbooks) -> pd.DataFra
     frame["renewal_in_days"] = (renewal - pd.Timestamp(as_of)).dt.days
     end = _day_end(as_of)
     r = SurveyResponse.__table__
-    if any(rule.when.csat_latest_at_most is not None or rule.when.low_rating_days
-           for rule in books.rules):
+    columns = ["account_id", "rating", "rated_at"]
+    latest = pd.DataFrame(columns=columns)
+    ratings = pd.DataFrame(columns=columns)
+    scored = select(h.c.account_id).where(h.c.as_of == as_of)
+    rated = and_(r.c.rating.is_not(None), r.c.rated_at < end.to_pydatetime(),
+                 r.c.account_id.in_(scored))
+    if any(rule.when.csat_latest_at_most is not None for rule in books.rules):
+        # each scored account's latest rating, ranked in SQL (not every rating ever given)
+        ranked = select(r.c.account_id, r.c.rating, r.c.rated_at, func.row_number().over(
+            partition_by=r.c.account_id, order_by=(r.c.rated_at.desc(), r.c.survey_id.desc())
+        ).label("n")).where(rated).subquery()
+        latest = pd.DataFrame(conn.execute(
+            select(ranked.c.account_id, ranked.c.rating, ranked.c.rated_at)
+            .where(ranked.c.n == 1)).all(), columns=columns)
+    windows = [rule.when for rule in books.rules
+               if rule.when.low_rating_days is not None and rule.when.low_rating_at_most is not None]
+    if windows:
+        # the low ratings any rule's window may hold
+        since = end - pd.Timedelta(days=max(w.low_rating_days for w in windows))
         ratings = pd.DataFrame(conn.execute(
             select(r.c.account_id, r.c.rating, r.c.rated_at)
-            .where(r.c.rated_at < end.to_pydatetime())).mappings().all(),
-            columns=["account_id", "rating", "rated_at"])
-    else:
-        ratings = pd.DataFrame(columns=["account_id", "rating", "rated_at"])
+            .where(rated, r.c.rated_at >= since.to_pydatetime(),
+                   r.c.rating <= max(w.low_rating_at_most for w in windows))).all(),
+            columns=columns)
     ratings["rated_at"] = _utc(ratings["rated_at"])
-    latest = (ratings.sort_values("rated_at").groupby("account_id")["rating"].last()
-              .rename("csat_latest"))
-    frame = frame.merge(latest, how="left", left_on="account_id", right_index=True)
+    frame = frame.merge(latest.set_index("account_id")["rating"].rename("csat_latest"),
+                        how="left", left_on="account_id", right_index=True)
     frame.attrs["ratings"] = ratings
     return frame
 
