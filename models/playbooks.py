@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
-from pulse.core.errors import PlaybookError, TaskError
+from pulse.core.errors import PlaybookError, TaskClosedError, TaskError, UnknownTaskError
 from pulse.models.flag_rules import FLAG_NAMES
 from pulse.models.scorecard import BANDS, _Checker, compose_checked_yaml, read_checked_file
 from pulse.sql import audit
@@ -540,9 +540,9 @@ def close_task(engine: Engine, task_id: int, *, state: str, text: str, actor: st
         row = conn.execute(select(TASKS.c.task_id, TASKS.c.state, TASKS.c.account_id,
                                   TASKS.c.rule).where(TASKS.c.task_id == task_id)).first()
         if row is None:
-            raise TaskError(f"no task {task_id}")
+            raise UnknownTaskError(f"no task {task_id}")
         if row.state != OPEN:
-            raise TaskError(f"task {task_id} is {row.state} already")
+            raise TaskClosedError(f"task {task_id} is {row.state} already")
         health = conn.execute(select(h.c.score).where(
             h.c.account_id == row.account_id, h.c.as_of <= now.date())
             .order_by(h.c.as_of.desc()).limit(1)).scalar_one_or_none()
@@ -555,7 +555,7 @@ def close_task(engine: Engine, task_id: int, *, state: str, text: str, actor: st
             skip_reason=text if state == SKIPPED else None, closed_at=now,
             closed_by=actor[:254], health_at_close=health, churn_at_close=churn)).rowcount
         if changed != 1:
-            raise TaskError(f"task {task_id} was closed meanwhile")
+            raise TaskClosedError(f"task {task_id} was closed meanwhile")
         audit.record(conn, actor=actor, action=TASK_DONE if state == DONE else TASK_SKIPPED,
                      target=row.account_id, reason=text, address=address, at=now,
                      detail={"task": int(task_id), "rule": row.rule})

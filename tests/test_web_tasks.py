@@ -83,6 +83,8 @@ def test_complete_and_skip_through_the_page(engine: Engine, client: TestClient) 
     assert again.status_code == 409
     empty = client.post(f"/tasks/{ids['bos']}/done", data={"csrf_token": token, "outcome": ""})
     assert empty.status_code == 400
+    unknown = client.post("/tasks/999999/done", data={"csrf_token": token, "outcome": "x"})
+    assert unknown.status_code == 404 and "no task 999999" in unknown.text
     states = {t["account_id"]: (t["state"], t["outcome"], t["skip_reason"], t["closed_by"])
               for t in tasks_of(engine)}
     assert states == {"old": ("done", "met <b>Dee</b>, new champion", None, "ana@example.com"),

@@ -48,8 +48,8 @@ def _close(request: Request, me: auth.Identity, task_id: int, state: str, text: 
         close_task(request.app.state.engine, task_id, state=state, text=text, actor=me.email,
                    address=auth.client_address(request))
     except TaskError as exc:
-        return _page("console_error.html", 409 if "already" in str(exc) or "meanwhile"
-                     in str(exc) else 400, title="The task did not change", message=str(exc))
+        return _page("console_error.html", exc.http_status, title="The task did not change",
+                     message=str(exc))
     return RedirectResponse("/tasks", status_code=303)
 
 

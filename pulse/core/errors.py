@@ -249,3 +249,19 @@ class PlaybookError(ScorecardError):
 
 class TaskError(InvalidArgumentError):
     """A playbook task cannot change as asked (unknown, closed already, no reason given)."""
+
+    #: the HTTP status the console answers with: 400 a bad request, 404 no such task, 409 the
+    #: task is closed already
+    http_status = 400
+
+
+class UnknownTaskError(TaskError):
+    """No task has that id."""
+
+    http_status = 404
+
+
+class TaskClosedError(TaskError):
+    """The task was closed already (by someone else, or meanwhile)."""
+
+    http_status = 409
