@@ -10,7 +10,6 @@ median and 95th percentile per query: measured, not asserted.
 """
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import tempfile
@@ -20,8 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-
-from pulse.core.settings import get_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -131,40 +128,21 @@ def run_console_bench(*, accounts: int, days: int, trend_days: int, requests: in
                       postgres_url: str | None, console: Console | None
                       ) -> dict[str, dict[str, tuple[float, float, int]]]:
     from pulse.devkit.bench.models import synthesise
-    from pulse.sql.db import create_schema, drop_schema, make_engine
+    from pulse.devkit.bench.warehouses import on_each_warehouse
 
-    figures: dict[str, dict[str, tuple[float, float, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="pulse-bench-console-") as tmp:
         root = Path(tmp)
         data = root / "data"
         end = datetime.now(UTC).date() - timedelta(days=1)
         synthesise(data, accounts=accounts, days=days, seed=seed, end=end,
                    rows_per_account_day=0.3)
-        engine = make_engine(f"sqlite:///{root / 'bench.db'}")
-        try:
+
+        def measure(dialect: str, engine: Engine) -> dict[str, tuple[float, float, int]]:
             if console:
-                console.print(f"sqlite: filling {accounts:,} accounts ...")
-            csm = _fill(engine, data, end, trend_days, console)
-            figures["sqlite"] = _measure(engine, csm, requests)
-        finally:
-            engine.dispose()
-        pg = postgres_url or get_settings().test_postgres_url
-        if pg and pg != "none":
-            schema = f"pulse_bench_console_{os.getpid()}"
-            try:
-                engine = create_schema(pg, schema)
-            except Exception as exc:  # an unreachable server: report and go on
-                if console:
-                    console.print(f"postgresql: skipped ({str(exc).splitlines()[0]})")
-            else:
-                try:
-                    if console:
-                        console.print(f"postgresql: filling {accounts:,} accounts ...")
-                    csm = _fill(engine, data, end, trend_days, console)
-                    figures["postgresql"] = _measure(engine, csm, requests)
-                finally:
-                    engine.dispose()
-                    drop_schema(pg, schema)
+                console.print(f"{dialect}: filling {accounts:,} accounts ...")
+            return _measure(engine, _fill(engine, data, end, trend_days, console), requests)
+
+        figures = on_each_warehouse(root, "pulse_bench_console", postgres_url, console, measure)
     return figures
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -1256,9 +1255,8 @@ def _time_stages(db: str, engine: Engine, folder: Path, fitted: Any, end: date,
 
 def run_score_bench(*, accounts: int, days: int, seed: int, postgres_url: str | None,
                     console: Console | None) -> list[ScoreFigure]:
-    from pulse.sql.db import create_schema, drop_schema, make_engine
+    from pulse.devkit.bench.warehouses import on_each_warehouse
 
-    figures: list[ScoreFigure] = []
     with tempfile.TemporaryDirectory(prefix="pulse-bench-score-") as tmp:
         root = Path(tmp)
         data = root / "data"
@@ -1271,28 +1269,11 @@ def run_score_bench(*, accounts: int, days: int, seed: int, postgres_url: str | 
                           f"events, {counts['tickets']:,} tickets in "
                           f"{time.perf_counter() - t:.0f} s")
         fitted = _bench_champion(root, console)
-        engine = make_engine(f"sqlite:///{root / 'bench.db'}")
-        try:
-            figures.append(_time_stages("sqlite", engine, data, fitted, end, counts, console))
-        finally:
-            engine.dispose()
-        (root / "bench.db").unlink(missing_ok=True)
-        pg = postgres_url or get_settings().test_postgres_url
-        if pg != "none":
-            schema = f"pulse_bench_score_{os.getpid()}"
-            try:
-                engine = create_schema(pg, schema)
-            except Exception as exc:  # an unreachable server: report and go on
-                if console:
-                    console.print(f"postgresql: skipped ({str(exc).splitlines()[0]})")
-            else:
-                try:
-                    figures.append(_time_stages("postgresql", engine, data, fitted, end,
-                                                counts, console))
-                finally:
-                    engine.dispose()
-                    drop_schema(pg, schema)
-    return figures
+        timed = on_each_warehouse(
+            root, "pulse_bench_score", postgres_url, console,
+            lambda dialect, engine: _time_stages(dialect, engine, data, fitted, end, counts,
+                                                 console))
+    return list(timed.values())
 
 
 def bench_score(
