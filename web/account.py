@@ -22,7 +22,7 @@ is sent to sign in and comes back here.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -186,10 +186,9 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
         items=items, older=older, page=page, kinds=kinds, all_kinds=sqla.KINDS,
         newer_link=timeline_link(page - 1), older_link=timeline_link(page + 1),
         contacts=sqla.contacts(engine, account_id),
-        drafts=_drafts(engine, account_id) if me.can_act else
-        [{**d, "text": "", "problem": None} for d in sqla.checkin_drafts(engine, account_id)],
-        csms=_csm_choices(engine) if me.can_act else [], here=here,
-        message=_done_message(request) or _said(request), today=datetime.now(UTC).date())
+        drafts=_drafts(engine, account_id), csms=_csm_choices(engine) if me.can_act else [],
+        here=here, message=_done_message(request) or _said(request),
+        tomorrow=datetime.now(UTC).date() + timedelta(days=1))
 
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse, tags=["console"],
