@@ -205,8 +205,10 @@ _BILLING_WORDS = {"payment_failed": "payment failed", "payment_succeeded": "paym
 
 
 def _billing(engine: Engine, acc: str, n: int) -> list[Item]:
-    query = (select(P.c.occurred_at, P.c.kind, P.c.amount, P.c.currency, P.c.plan,
-                    P.c.mrr_after).where(P.c.account_id == acc)
+    query = (select(P.c.occurred_at, P.c.kind, P.c.amount,
+                    func.coalesce(P.c.currency, A.c.currency), P.c.plan, P.c.mrr_after)
+             .select_from(P.outerjoin(A, A.c.account_id == P.c.account_id))
+             .where(P.c.account_id == acc)
              .order_by(P.c.occurred_at.desc(), P.c.event_id.desc()).limit(n))
     out = []
     with engine.connect() as conn:

@@ -22,6 +22,7 @@ from pulse.sql.audit import entries
 from pulse.sql.schema import (
     Account,
     AccountActivity,
+    AccountHealth,
     ChurnScore,
     Contact,
     HealthMeasure,
@@ -195,6 +196,15 @@ def test_the_health_chart_stacks_the_scorecards_parts(scored: Engine,
     assert moved.split("</strong> from")[1].split(":", 1)[1].strip().startswith(
         f"{escape(label)} {change[biggest]:+.1f} points")
     assert len(re.findall(r"<pattern id=", svg)) == len(polygons)  # a pattern, not colour alone
+    h = AccountHealth.__table__
+    with scored.connect() as conn:
+        score = dict(conn.execute(select(h.c.as_of, h.c.score).where(
+            h.c.account_id == "acc-silent")).all())
+    fall = round(score[D] - score[WEEK_AGO], 1)
+    assert fall <= -1  # the world's acc-silent fell: the page says by how much and where
+    drop = re.search(r'<p id="biggest-drop">(.*?)</p>', html, flags=re.S).group(1)  # type: ignore[union-attr]
+    assert f"health {fall:+.1f} points from {WEEK_AGO.isoformat()} to {D.isoformat()}, in " \
+        f"{escape(label)} {change[biggest]:+.1f}" in drop
     table = html.split('id="health-table"')[1].split("</details>")[0]
     assert f"<th scope=\"row\">{D.isoformat()}</th>" in table
 

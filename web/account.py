@@ -141,6 +141,7 @@ def _charts(engine: Any, account_id: str, card: Any, until: date | None) -> dict
             curve = dict(zip(days, (float(p) for p in calibration.probability(scores))))
     line = ch.probability_line(days, model, curve)
     return {"health": stacked, "moved": ch.what_moved(stacked),
+            "drop": ch.biggest_drop(stacked), "churn_points": len(line.dots),
             "table": ch.parts_table(health, parts, stacked), "churn": line,
             "churn_basis": ("the churn model" if model and not curve else
                             "the churn model, else the scorecard's calibration curve (dashed)"

@@ -6,7 +6,8 @@
   well as a colour, a name in the legend and, where it is thick enough, on the chart.
 * `probability_line`: the churn probability per date, the model's where it scored the
   account, else the scorecard's calibration curve (drawn dashed, and said so).
-* `what_moved`: the text alternative: each measure's change over the span, biggest first.
+* `what_moved`, `biggest_drop`: the text alternative: each measure's change over the span,
+  biggest first; the largest fall from one scored date to the next and the parts behind it.
 
 The template draws the SVG from these numbers; every text goes through its autoescape.
 """
@@ -24,7 +25,8 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
            "#7f7f7f", "#332288", "#88CCEE")
 PATTERNS = ("solid", "dots", "hatch", "cross", "vlines", "hlines", "dots", "hatch", "cross",
             "vlines")
-WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 640, 220, 36, 150, 10, 24
+WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 660, 220, 36, 176, 10, 24
+CHURN_WIDTH = 420
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Layer:
     first: float
     last: float
     label_y: float | None = None  # where its name goes on the chart, if it fits
+    values: list[float] = field(default_factory=list)  # its points on each day
 
 
 @dataclass
@@ -55,18 +58,20 @@ class Chart:
     x1: float = WIDTH - PAD_R
     y_base: float = HEIGHT - PAD_B
     dashed: str = ""  # the part drawn from the calibration curve
+    days: list[date] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.line and not self.layers
+        return not self.line and not self.dashed and not self.layers
 
 
-def _x_scale(days: list[date]) -> Any:
+def _x_scale(days: list[date], right: float = WIDTH - PAD_R) -> Any:
     first, last = days[0], days[-1]
     span = max((last - first).days, 1)
 
     def x(d: date) -> float:
-        return round(PAD_L + (d - first).days * (WIDTH - PAD_L - PAD_R) / span, 1)
+        return round(PAD_L + (d - first).days * (right - PAD_L) / span, 1)
 
     return x
 
@@ -107,6 +112,7 @@ def stacked_health(health: pd.DataFrame, parts: pd.DataFrame, labels: dict[str, 
             colour=PALETTE[k % len(PALETTE)], pattern=PATTERNS[k % len(PATTERNS)],
             pattern_id=f"p-{k}", points=" ".join(top_edge + bottom_edge),
             first=round(float(values[0]), 1), last=round(float(values[-1]), 1),
+            values=[float(v) for v in values],
             label_y=round((_y(below[-1]) + _y(above[-1])) / 2 + 4, 1) if thick >= 11
             else None))
         below = above
@@ -115,9 +121,10 @@ def stacked_health(health: pd.DataFrame, parts: pd.DataFrame, labels: dict[str, 
     chart.dots = [{"x": xi, "y": _y(s), "label": f"{d.isoformat()}: health {s:.0f}"
                    + (f" ({b})" if isinstance(b, str) else "")}
                   for xi, s, d, b in zip(xs, scores, days, scored["band"])]
+    chart.days, chart.totals = days, [float(v) for v in scores]
     chart.guides = [{"y": _y(green), "text": f"green from {green:.0f}"},
                     {"y": _y(amber), "text": f"red below {amber:.0f}"}]
-    chart.ticks = _ticks(100.0, "")
+    chart.ticks = [{"y": _y(v), "text": f"{v:.0f}"} for v in (0.0, amber, green, 100.0)]
     chart.first, chart.last = days[0].isoformat(), days[-1].isoformat()
     return chart
 
@@ -126,19 +133,21 @@ def probability_line(days: list[date], model: dict[date, float],
                      curve: dict[date, float]) -> Chart:
     """The churn probability per date (0..100%): the model's where it scored, else the
     calibration curve's."""
-    chart = Chart()
+    chart = Chart(width=CHURN_WIDTH, x1=CHURN_WIDTH - 16)
     known = [(d, model[d] if d in model else curve.get(d), d in model) for d in days]
     known = [(d, p, m) for d, p, m in known if p is not None and not np.isnan(p)]
-    if len(known) < 2:
+    if not known:
         return chart
-    x = _x_scale([d for d, _p, _m in known])
+    x = _x_scale([d for d, _p, _m in known], chart.x1)
     top = 100.0
-    chart.line = " ".join(f"{x(d)},{_y(100 * p, top)}" for d, p, m in known if m)
-    chart.dashed = " ".join(f"{x(d)},{_y(100 * p, top)}" for d, p, m in known if not m)
     chart.dots = [{"x": x(d), "y": _y(100 * p, top),
                    "label": f"{d.isoformat()}: {100 * p:.0f}% "
                             f"({'churn model' if m else 'calibration curve'})"}
                   for d, p, m in known]
+    if len(known) < 2:  # one date: said in words, nothing to draw
+        return chart
+    chart.line = " ".join(f"{x(d)},{_y(100 * p, top)}" for d, p, m in known if m)
+    chart.dashed = " ".join(f"{x(d)},{_y(100 * p, top)}" for d, p, m in known if not m)
     chart.ticks = _ticks(top, "%")
     chart.first, chart.last = known[0][0].isoformat(), known[-1][0].isoformat()
     return chart
@@ -150,6 +159,24 @@ def what_moved(chart: Chart) -> list[dict[str, Any]]:
               "change": round(layer.last - layer.first, 1)} for layer in chart.layers]
     moved = [m for m in moved if m["change"] != 0]
     return sorted(moved, key=lambda m: (-abs(m["change"]), m["label"]))
+
+
+def biggest_drop(chart: Chart, *, at_least: float = 1.0) -> dict[str, Any] | None:
+    """The largest fall of the health from one scored date to the next (at least
+    `at_least` points), and the parts that moved with it, most first."""
+    if len(chart.totals) < 2:
+        return None
+    steps = np.diff(np.asarray(chart.totals))
+    k = int(np.argmin(steps))
+    if steps[k] > -at_least:
+        return None
+    parts = [{"label": layer.label,
+              "change": round(layer.values[k + 1] - layer.values[k], 1)}
+             for layer in chart.layers]
+    parts = sorted((p for p in parts if p["change"] != 0),
+                   key=lambda p: (p["change"], p["label"]))
+    return {"from": chart.days[k].isoformat(), "to": chart.days[k + 1].isoformat(),
+            "change": round(float(steps[k]), 1), "parts": parts}
 
 
 def parts_table(health: pd.DataFrame, parts: pd.DataFrame, chart: Chart, *,
