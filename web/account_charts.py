@@ -134,8 +134,11 @@ def probability_line(days: list[date], model: dict[date, float],
     """The churn probability per date (0..100%): the model's where it scored, else the
     calibration curve's."""
     chart = Chart(width=CHURN_WIDTH, x1=CHURN_WIDTH - 16)
-    known = [(d, model[d] if d in model else curve.get(d), d in model) for d in days]
-    known = [(d, p, m) for d, p, m in known if p is not None and not np.isnan(p)]
+    known: list[tuple[date, float, bool]] = []
+    for d in days:
+        p = model[d] if d in model else curve.get(d)
+        if p is not None and not np.isnan(p):
+            known.append((d, float(p), d in model))
     if not known:
         return chart
     x = _x_scale([d for d, _p, _m in known], chart.x1)
