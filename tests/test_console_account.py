@@ -163,8 +163,8 @@ def test_sign_in_first_and_digest_links_keep_working(scored: Engine,
 # --------------------------------------------------------------------------- charts
 
 
-def test_the_health_chart_stacks_the_scorecards_parts(scored: Engine,
-                                                      client: TestClient) -> None:
+def test_the_health_chart_stacks_the_scorecards_parts_beside_churn_and_drivers(
+        scored: Engine, client: TestClient) -> None:
     sign_in(client, ANA)
     html = get(client)
     svg = section(html, "health-chart")
@@ -207,11 +207,11 @@ def test_the_health_chart_stacks_the_scorecards_parts(scored: Engine,
         f"{escape(label)} {change[biggest]:+.1f}" in drop
     table = html.split('id="health-table"')[1].split("</details>")[0]
     assert f"<th scope=\"row\">{D.isoformat()}</th>" in table
+    churn_history_is_the_models_and_says_so(scored, client)
+    drivers_in_words_without_raw_ids(scored, client)
 
 
-def test_the_churn_history_is_the_models_and_says_so(scored: Engine,
-                                                     client: TestClient) -> None:
-    sign_in(client, ANA)
+def churn_history_is_the_models_and_says_so(scored: Engine, client: TestClient) -> None:
     assert 'id="churn-none"' in get(client)  # no model, no calibration: said, not drawn
     with scored.begin() as conn:
         conn.execute(insert(ChurnScore), [
@@ -228,8 +228,7 @@ def test_the_churn_history_is_the_models_and_says_so(scored: Engine,
 # --------------------------------------------------------------------------- drivers
 
 
-def test_drivers_in_words_without_raw_ids(scored: Engine, client: TestClient) -> None:
-    sign_in(client, ANA)
+def drivers_in_words_without_raw_ids(scored: Engine, client: TestClient) -> None:
     html = get(client, "/accounts/acc-champ")
     row = build_risk_list(scored, D, flag="champion_gone")[0]
     assert row["account_id"] == "acc-champ"
@@ -244,8 +243,8 @@ def test_drivers_in_words_without_raw_ids(scored: Engine, client: TestClient) ->
 # --------------------------------------------------------------------------- timeline
 
 
-def test_the_timeline_has_every_kind_newest_first_and_filters(scored: Engine,
-                                                              client: TestClient) -> None:
+def test_the_timeline_has_every_kind_newest_first_and_filters_and_the_contacts(
+        scored: Engine, client: TestClient) -> None:
     enrich(scored)
     sign_in(client, ANA)
     items = timeline_of(get(client, f"{SILENT}?page=1"))
@@ -277,10 +276,11 @@ def test_the_timeline_has_every_kind_newest_first_and_filters(scored: Engine,
     shown = [re.search(r"Week of (\S+): ([\d,]+) events", t).groups()  # type: ignore[union-attr]
              for _k, _w, t in usage]
     assert shown == [(w.isoformat(), f"{q:,.0f}") for w, q in weekly.items()][:len(shown)]
+    timeline_pages_cover_it_once(scored)
+    contacts_show_role_last_activity_and_opt_out(scored, client)
 
 
-def test_timeline_pages_cover_it_once(scored: Engine) -> None:
-    enrich(scored)
+def timeline_pages_cover_it_once(scored: Engine) -> None:
     everything, more = sqla.timeline(scored, "acc-silent", size=500)
     assert not more and len(everything) > 12
     pages, page = [], 1
@@ -296,10 +296,7 @@ def test_timeline_pages_cover_it_once(scored: Engine) -> None:
 # --------------------------------------------------------------------------- contacts
 
 
-def test_contacts_show_role_last_activity_and_opt_out(scored: Engine,
-                                                      client: TestClient) -> None:
-    enrich(scored)
-    sign_in(client, VIC)  # a viewer reads it all
+def contacts_show_role_last_activity_and_opt_out(scored: Engine, client: TestClient) -> None:
     table = section(get(client), "contacts-table")
     rows = {m[0]: m for m in re.findall(
         r'<tr><th scope="row">([^<]+)</th><td>([^<]+)</td><td>([^<]*)</td>\s*<td>([^<]+)</td>'
@@ -372,6 +369,7 @@ def test_a_viewer_reads_but_cannot_act_and_forged_tokens_fail(scored: Engine,
     html = get(client)
     token = csrf(client)
     assert 'id="read-only"' in html and 'id="handled-form"' not in html
+    assert 'id="contacts-table"' in html and 'id="timeline-items"' in html  # reads it all
     assert f'id="draft-{draft["message_id"]}-approve"' not in html
     mid = draft["message_id"]
     for path, data in ((f"{SILENT}/assign", {"csm": VIC, "reason": "x"}),
