@@ -158,6 +158,13 @@ def test_sign_in_first_and_digest_links_keep_working(scored: Engine,
     page = get(client, f"{SILENT}?t={token}")  # the same digest link, signed in: the page
     assert 'id="health-chart"' in page and 'id="timeline"' in page
     assert client.get("/accounts/acc-nobody").status_code == 404
+    now = datetime.now(UTC)
+    with scored.begin() as conn:  # an account landed today, never scored: the page says so
+        conn.execute(insert(Account).values(account_id="acc-new", name="New Co", mrr=10,
+                                            currency="USD", landed_at=now, updated_at=now))
+    fresh = get(client, "/accounts/acc-new")
+    assert "This account has not been scored yet." in fresh and 'id="timeline"' in fresh
+    assert 'id="health-chart"' not in fresh and 'id="assign-form"' in fresh
 
 
 # --------------------------------------------------------------------------- charts
