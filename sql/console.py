@@ -109,6 +109,10 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
     last = (select(ACT.c.account_id, func.max(ACT.c.activity_id).label("last_id"))
             .group_by(ACT.c.account_id).subquery("last"))
     touched = ACT.alias("touched")
+    last_handled = (select(ACT.c.account_id, func.max(ACT.c.activity_id).label("handled_id"))
+                    .where(ACT.c.kind == "handled").group_by(ACT.c.account_id)
+                    .subquery("last_handled"))
+    handled = ACT.alias("handled")
     then = FL.alias("then")
     new_flag = exists().where(FL.c.as_of == H.c.as_of, FL.c.account_id == H.c.account_id,
                               ~exists().where(then.c.as_of == S.c.as_of,
@@ -133,7 +137,9 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
         case((and_(S.c.until > today, woke.is_(None)), True), else_=False).label("snoozed"),
         woke.label("snooze_ended"),
         touched.c.kind.label("touched_kind"), touched.c.actor.label("touched_by"),
-        touched.c.at.label("touched_at"), touched.c.note.label("touched_note"))
+        touched.c.at.label("touched_at"), touched.c.note.label("touched_note"),
+        handled.c.actor.label("handled_by"), handled.c.at.label("handled_at"),
+        handled.c.note.label("handled_outcome"))
         .select_from(H)
         .join(A, A.c.account_id == H.c.account_id, isouter=True)
         .join(F, and_(F.c.account_id == H.c.account_id, F.c.as_of == H.c.as_of),
@@ -142,6 +148,8 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
         .join(S, S.c.account_id == H.c.account_id, isouter=True)
         .join(last, last.c.account_id == H.c.account_id, isouter=True)
         .join(touched, touched.c.activity_id == last.c.last_id, isouter=True)
+        .join(last_handled, last_handled.c.account_id == H.c.account_id, isouter=True)
+        .join(handled, handled.c.activity_id == last_handled.c.handled_id, isouter=True)
         .where(H.c.as_of == as_of,
                or_(F.c.cancelled.is_(None), F.c.cancelled == False))  # noqa: E712
         .subquery("scored"))

@@ -1,6 +1,6 @@
-"""The CSM console's account page behind signed digest links, served for real: it shows the
-one account its link names, escaped, with a health chart; other, tampered or expired links
-show nothing."""
+"""The CSM console's account page behind signed digest links, served for real: without a
+session it shows the one account its link names, read-only, escaped, with a health chart;
+other, tampered or expired links show nothing, and no link at all asks to sign in."""
 from __future__ import annotations
 
 import re
@@ -44,7 +44,8 @@ def test_a_digest_link_opens_its_account_and_nothing_else(
     assert page.status_code == 200
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Silent Co" in page.text
     assert "<script>" not in page.text
-    assert "silent_dissatisfied" in page.text and "events down" in page.text
+    assert "silently unhappy" in page.text and "events down" in page.text
+    assert "silent_dissatisfied" not in page.text  # the flag in words, not its id
     assert len(re.findall(r"<circle ", page.text)) == 2  # two scored dates on the chart
     assert page.headers["cache-control"] == "no-store"
 
@@ -57,4 +58,6 @@ def test_a_digest_link_opens_its_account_and_nothing_else(
                    now=datetime(2020, 1, 1, tzinfo=UTC))
     gone = httpx.get(f"{server}/accounts/acc-silent?t={expired}", timeout=10)
     assert gone.status_code == 410 and "Silent Co" not in gone.text
-    assert httpx.get(f"{server}/accounts/acc-silent", timeout=10).status_code == 400
+    bare = httpx.get(f"{server}/accounts/acc-silent", timeout=10)  # no link: sign in first
+    assert bare.status_code == 303
+    assert bare.headers["location"] == "/login?next=%2Faccounts%2Facc-silent"

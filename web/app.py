@@ -8,7 +8,8 @@
   mail clients send, and what the page's button sends): puts the contact's address on the
   suppression list (reason `unsubscribe`, source `link`), idempotently;
 * `GET /healthz`; the webhooks of `web.webhooks`; the CSAT survey pages of `web.surveys`
-  (`/s/{token}`); the CSM console's account page of `web.console`; the console's sign-in
+  (`/s/{token}`); the CSM console's account page of `web.account`
+  (a signed digest link's read-only view of `web.console` without a session); the console's sign-in
   (`/login`, `/logout`) of `web.signin` and its risk list (`/`) of `web.risk`; the playbooks' tasks (`/tasks`)
   of `web.tasks`, with `web.auth` behind them.
 
@@ -38,7 +39,7 @@ from pulse.outreach.outbox import add_suppression
 from pulse.outreach.render import UNSUBSCRIBE
 from pulse.outreach.tokens import verify
 from pulse.sql.schema import Contact, OutboxMessage, Suppression
-from pulse.web import auth, console, guard, serving, signin, surveys, tasks, webhooks
+from pulse.web import account, auth, guard, serving, signin, surveys, tasks, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def create_app(engine: Engine | None = None, *, limiter: guard.Limiter | None = 
     app.state.engine = engine
     app.include_router(webhooks.router)
     app.include_router(surveys.router)
-    app.include_router(console.router)
+    app.include_router(account.router)  # /accounts/{id}: the account page and its actions
     app.include_router(tasks.router)  # /tasks: the playbooks' tasks
     signin.install(app)  # /login, /logout, / and the answers to "sign in first" and 403
     app.state.limiter = limiter or guard.shared_limiter(engine)  # sign-in attempts use it too

@@ -1,6 +1,6 @@
-"""The CSM console's account page, reached from signed links in CSM digests.
+"""The CSM console's templates and headers, and the read-only account view of signed links.
 
-`GET /accounts/{account_id}?t=TOKEN` shows one account: health and band with the trend (an
+`GET /accounts/{account_id}?t=TOKEN` without a session (web/account.py) shows one account: health and band with the trend (an
 SVG chart of its health history, drawn on the server: no script), the flags with their
 evidence, the scorecard measures that cost the most points, churn risk and its drivers, and
 the next action. The token (`outreach.links.account_url`) is signed, expires, and names the
@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -25,7 +25,6 @@ from pulse.outreach.tokens import verify
 
 log = logging.getLogger(__name__)
 
-router = APIRouter()
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _env = Environment(loader=FileSystemLoader(_TEMPLATES),
                    autoescape=select_autoescape(default=True, default_for_string=True))
@@ -79,11 +78,9 @@ def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=_HEADERS)
 
 
-@router.get("/accounts/{account_id}", response_class=HTMLResponse, tags=["console"],
-            summary="One account's health page (signed link from a CSM digest)")
-def account_page(request: Request, account_id: str,
-                 t: str = Query(default="", description="The signed link token")
-                 ) -> HTMLResponse:
+def token_view(request: Request, account_id: str, t: str) -> HTMLResponse:
+    """The read-only view of the one account a signed digest link names (web/account.py
+    serves `GET /accounts/{id}`: this view when nobody is signed in)."""
     from pulse.models.risklist import account_view
 
     try:
@@ -102,5 +99,10 @@ def account_page(request: Request, account_id: str,
     except PulseError as exc:
         return _page("console_error.html", 404, title="Nothing to show yet",
                      message=str(exc))
+    from urllib.parse import quote
+
+    from pulse.models.flag_rules import FLAG_WORDS
+
+    target = quote(f"/accounts/{quote(account_id, safe='')}", safe="")
     return _page("account.html", view=view, chart=health_chart(view["history"]),
-                 colours=BAND_COLOURS)
+                 colours=BAND_COLOURS, flag_words=FLAG_WORDS, sign_in=f"/login?next={target}")

@@ -89,7 +89,8 @@ def sparkline(points: list[tuple[date, float]], band: str | None, *, width: int 
 
 
 _TOUCH_WORDS = {"call": "call logged", "meeting": "meeting logged", "note": "note added",
-                "handled": "marked handled", "snooze": "snoozed"}
+                "handled": "marked handled", "snooze": "snoozed", "assign": "CSM assigned",
+                "checkin": "check-in approved"}
 
 
 def _explain(engine: Any, as_of: date, rows: list[dict[str, Any]], scorecard: Any) -> None:
@@ -177,7 +178,7 @@ def csv_cell(value: Any) -> str:
 CSV_COLUMNS = ("account_id", "name", "csm_email", "band", "health", "change_7d", "change_30d",
                "churn_probability", "mrr_reporting", "revenue_at_risk", "renewal_date",
                "flags", "top_reason", "next_action", "snoozed_until", "touched_kind",
-               "touched_by", "touched_at")
+               "touched_by", "touched_at", "handled_by", "handled_at")
 
 
 @router.get("/export.csv", tags=["console"], summary="The filtered risk list as CSV")

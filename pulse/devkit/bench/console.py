@@ -1,4 +1,5 @@
-"""`pulse bench console`: how fast the console's risk list (`/`) answers with N accounts.
+"""`pulse bench console`: how fast the console's risk list (`/`) answers with N accounts,
+and the account page (`/accounts/{id}`) of its top account.
 
 It synthesises N accounts (the generator of `pulse bench score`, a short history), lands
 them on a temporary SQLite warehouse (and PostgreSQL, when reachable), computes features and
@@ -31,6 +32,8 @@ QUERIES = {
     "all, search by name, page 3": "csm=all&q=a&page=3",
     "all, renewing within 60 days, by renewal": "csm=all&renewal=60&sort=renewal",
 }
+#: the account page of the risk list's top account; its "rows" are its timeline's items
+ACCOUNT_PAGE = "account page (/accounts/{id}) of the top account"
 PASSWORD = "bench password long enough"
 
 
@@ -108,16 +111,22 @@ def _measure(engine: Engine, csm: str, requests: int) -> dict[str, tuple[float, 
         signed = client.post("/login", data={"email": csm, "password": PASSWORD,
                                              "csrf_token": token.group(1)})
         assert signed.status_code == 303, signed.text[:200]
-        for label, query in QUERIES.items():
-            client.get(f"/?{query}")  # warm: templates, the scorecard, the query plan
+        top = re.search(r'<th scope="row"><a href="(/accounts/[^"]+)"', client.get(
+            "/?csm=all").text)
+        assert top, "no account on the risk list"
+        paths = {label: f"/?{query}" for label, query in QUERIES.items()}
+        paths[ACCOUNT_PAGE] = top.group(1)
+        for label, path in paths.items():
+            client.get(path)  # warm: templates, the scorecard, the query plan
             times = []
             rows = 0
             for _ in range(requests):
                 t = time.perf_counter()
-                got = client.get(f"/?{query}")
+                got = client.get(path)
                 times.append((time.perf_counter() - t) * 1000)
                 assert got.status_code == 200, got.text[:200]
-                rows = got.text.count('<th scope="row">')
+                rows = (got.text.count('<th scope="row">') if label != ACCOUNT_PAGE
+                        else got.text.count('<li class="item"'))
             times.sort()
             p95 = times[min(len(times) - 1, max(0, round(0.95 * len(times)) - 1))]
             out[label] = (statistics.median(times), p95, rows)
@@ -174,7 +183,7 @@ def bench_console(
         table.add_column(f"{db} median ms", justify="right")
         table.add_column(f"{db} p95 ms", justify="right")
     table.add_column("rows")
-    for label in QUERIES:
+    for label in [*QUERIES, ACCOUNT_PAGE]:
         cells: list[str] = []
         rows = 0
         for f in figures.values():
