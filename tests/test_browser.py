@@ -17,7 +17,10 @@ with Playwright, and check the warehouse through `console.engine`. Tests share o
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -401,3 +404,31 @@ def test_a_forged_csrf_token_is_refused(console: Console, open_page: Opener) -> 
     assert entries(console.engine, target="acc-dip") == []
     page.goto("/?csm=all")
     assert "acc-dip" in row_ids(page)  # still on the list
+
+
+@pytest.mark.slow  # about 15 s: a demo world, `pulse serve` and Chromium of its own
+def test_pulse_demo_screenshots_saves_the_main_pages(browser: Browser, tmp_path: Path) -> None:
+    """`pulse demo screenshots` (README's pictures), on a small world: three PNGs, each with
+    something drawn on it (the risk list: the browser's viewport; the others: the page's
+    main box)."""
+    from PIL import Image
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.run([sys.executable, "-m", "pulse.cli", "demo", "screenshots", "--out",
+                           str(tmp_path / "img"), "--accounts", "40", "--trend-days", "3"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    csm = re.search(r"signed in as (\S+@\S+),", proc.stdout)
+    assert csm and not csm.group(1).startswith("cs-team@")
+    for name in ("signin", "risk-list", "tasks"):
+        path = tmp_path / "img" / f"console-{name}.png"
+        assert f"{name}: {path}\n" in proc.stdout
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            width, height = image.size
+            if name == "risk-list":
+                assert (width, height) == (1440, 1000)
+            else:
+                assert 300 < width < 1440 and height > 150
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+            assert colours is None or len(colours) > 20  # text and controls, not a blank page
