@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, sync_playwright
 from sqlalchemy import Engine, select, update
 
 from pulse.core.settings import get_settings
@@ -183,9 +183,9 @@ def open_page(console: Console) -> Iterator[Opener]:
         else:
             page = console.context_of(email).new_page()
 
-        def on_dialog(dialog: object) -> None:
-            trouble.append(f"dialog: {dialog.message}")  # type: ignore[attr-defined]
-            dialog.dismiss()  # type: ignore[attr-defined]
+        def on_dialog(dialog: Dialog) -> None:
+            trouble.append(f"dialog: {dialog.message}")
+            dialog.dismiss()
 
         page.on("dialog", on_dialog)
         page.on("pageerror", lambda exc: trouble.append(f"page error: {exc}"))
@@ -219,7 +219,7 @@ def row_ids(page: Page) -> list[str]:
             for t in page.locator("tbody th[scope=row] small").all_inner_texts()]
 
 
-def row_of(page: Page, account_id: str):  # type: ignore[no-untyped-def]
+def row_of(page: Page, account_id: str) -> Locator:
     return page.locator("tbody tr").filter(
         has=page.locator("small", has_text=re.compile(rf"^{re.escape(account_id)}\b")))
 
@@ -229,10 +229,10 @@ def snoozed_ids(engine: Engine) -> set[str]:
         return set(conn.execute(select(AccountSnooze.account_id)).scalars())
 
 
-def submit(page: Page, button: object) -> int:
+def submit(page: Page, button: Locator) -> int:
     """Click a form's submit button; the status of the page it leads to (after redirects)."""
     with page.expect_navigation() as nav:
-        button.click()  # type: ignore[attr-defined]
+        button.click()
     response = nav.value
     assert response is not None
     return response.status
@@ -255,8 +255,9 @@ def test_sign_in_with_the_form(console: Console, open_page: Opener) -> None:
     assert page.url == f"{console.base_url}/"
     assert page.get_by_role("heading", level=1).inner_text() == "Risk list"
     assert f"Signed in as {ANA} (csm)" in page.locator("main").inner_text()
-    cookie = next(c for c in page.context.cookies() if c["value"] and c["httpOnly"])
-    assert cookie["sameSite"] == "Lax" and cookie["secure"] is False  # http: not Secure
+    cookie = next(c for c in page.context.cookies() if c["name"] == auth.SESSION_COOKIE)
+    assert cookie["value"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert cookie["secure"] is False  # plain http here; Secure over https
     assert set(row_ids(page)) == {r["account_id"] for r in build_risk_list(
         console.engine, D, csm=ANA)} - snoozed_ids(console.engine)  # her own book
 

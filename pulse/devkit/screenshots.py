@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, ViewportSize
     from sqlalchemy import Engine
 
 PAGES = ("signin", "risk-list", "tasks")
-VIEWPORT = {"width": 1440, "height": 1000}
+VIEWPORT: ViewportSize = {"width": 1440, "height": 1000}
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def shoot(browser: Browser, base_url: str, email: str, password: str, out_dir: P
     """Sign in as `email` and save the sign-in page, `/` and `/tasks` under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / f"console-{name}.png" for name in PAGES}
-    context = browser.new_context(base_url=base_url, viewport=VIEWPORT,  # type: ignore[arg-type]
-                                  locale="en-GB", device_scale_factor=1)
+    context = browser.new_context(base_url=base_url, viewport=VIEWPORT, locale="en-GB",
+                                  device_scale_factor=1)
     try:
         page = context.new_page()
         page.goto("/login")
