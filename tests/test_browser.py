@@ -32,7 +32,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, 
 from sqlalchemy import Engine, select, update
 
 from pulse.core.settings import get_settings
-from pulse.devkit.browser import chromium_missing, launch_chromium, served
+from pulse.devkit.browser import CHROMIUM, chromium_missing, launch_chromium, served
 from pulse.models.flags import compute_flags
 from pulse.models.health import score_date
 from pulse.models.playbooks import list_tasks, run_playbooks
@@ -239,6 +239,13 @@ def submit(page: Page, button: Locator) -> int:
 
 
 # --------------------------------------------------------------------------- tests
+
+
+def test_the_browser_is_the_systems_chromium(browser: Browser) -> None:
+    """Debian's /usr/bin/chromium, not a browser Playwright downloaded."""
+    shown = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    assert browser.version and browser.version in shown and "Chromium" in shown
 
 
 def test_sign_in_with_the_form(console: Console, open_page: Opener) -> None:
