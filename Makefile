@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pulse-installed
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install browser bench lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# The console's browser tests (tests/test_browser.py) drive Debian's Chromium through
+# Playwright's Python package; nothing is downloaded at run time. Installed only if missing.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends chromium)
+
 demo: $(STAMP)
 	$(BIN)/pulse demo run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)

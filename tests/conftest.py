@@ -97,3 +97,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 or item.path.name == "test_training.py")
 
     items.sort(key=lambda item: not heavy(item))
+    _xdist_group_ids(config, items)
+
+
+def _xdist_group_ids(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--dist loadgroup` on this pytest: give each test marked `xdist_group(NAME)` the node
+    id `...@NAME` that xdist's scheduler groups by. pytest 9.2 keeps node ids structured
+    (`Node._id`), so xdist 3.8's own `item._nodeid = ...@NAME` no longer takes and grouped
+    tests were spread over the workers like any others (pytest-dev/pytest-xdist#1386). Only
+    on an xdist worker with loadgroup; a no-op where the id already carries the suffix (an
+    older pytest, or a fixed xdist)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # an older pytest: xdist's own suffix works there
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if not names:
+            continue
+        suffix = "@" + "_".join(names)
+        if not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)  # type: ignore[attr-defined]

@@ -99,6 +99,28 @@ def demo_run(
     run_demo(accounts=accounts, days=days, seed=seed, fresh=fresh, console=out)
 
 
+@demo_app.command("screenshots")
+def demo_screenshots(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the PNG files.")] = Path(
+        "docs/img"),
+    accounts: Annotated[int, typer.Option(help="Accounts in the demo world.", min=10)] = 200,
+    trend_days: Annotated[int, typer.Option(
+        help="Days before the last one scored too (every --every days), for the trend lines.",
+        min=0)] = 30,
+    every: Annotated[int, typer.Option(help="Days between the scored dates.", min=1)] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Save screenshots of the console (sign-in, risk list, tasks) taken in headless Chromium
+    (/usr/bin/chromium) from a small demo world served by `pulse serve`."""
+    from pulse.devkit.screenshots import take_screenshots
+
+    shots = take_screenshots(out_dir, accounts=accounts, trend_days=trend_days, every=every,
+                             seed=seed)
+    for name, path in shots.files.items():
+        out.print(f"{name}: {path}", soft_wrap=True)
+    out.print(f"(signed in as {shots.csm}, a CSM of the demo world)", soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add `demo`."""
     app.add_typer(demo_app, name="demo")

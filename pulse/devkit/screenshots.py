@@ -1,0 +1,132 @@
+"""`pulse demo screenshots`: pictures of the console's main pages for the README.
+
+A small demo world (the generator of `pulse demo generate`) is landed in a temporary SQLite
+warehouse and scored for real every few days over the last month (so the rows have trend
+lines), with flags and the playbooks' tasks on each of those days. `pulse serve` serves it on a
+free localhost port; headless Chromium (pulse/devkit/browser.py) signs in as the CSM with
+the most open tasks (a person, not the team queue) and saves the sign-in page, the risk list of their book and
+their tasks as PNG files.
+"""
+from __future__ import annotations
+
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ViewportSize
+    from sqlalchemy import Engine
+
+PAGES = ("signin", "risk-list", "tasks")
+VIEWPORT: ViewportSize = {"width": 1440, "height": 1000}
+
+
+@dataclass(frozen=True)
+class Shots:
+    """The PNG files written, by page name, and the CSM whose pages they show."""
+
+    files: dict[str, Path]
+    csm: str
+
+
+def fill_world(engine: Engine, folder: Path, *, accounts: int, days: int, trend_days: int,
+               every: int, seed: int, end: date) -> str:
+    """Generate, land and score a demo world ending on `end`, with flags and playbooks on
+    each scored date; the e-mail of the CSM (a person) with the most open tasks, then the
+    most red and amber accounts."""
+    from sqlalchemy import func, select
+
+    from pulse.devkit.demo import FILE_NAMES, generate
+    from pulse.listeners.landing import land_files
+    from pulse.models.flags import compute_flags
+    from pulse.models.health import score_date
+    from pulse.models.playbooks import run_playbooks
+    from pulse.sql.db import upgrade
+    from pulse.sql.schema import Account, AccountHealth, PlaybookTask
+
+    generate(folder, accounts=accounts, days=days, seed=seed, end=end, malformed_rate=0.0)
+    upgrade(engine)
+    land_files(engine, [folder / name for name in FILE_NAMES.values()])
+    for k in range(trend_days - trend_days % every, -1, -every):
+        day = end - timedelta(days=k)
+        score_date(engine, day, basis="occurred")  # it all landed at once: by event time
+        compute_flags(engine, day)
+        run_playbooks(engine, day)  # tasks open over the month, some of them overdue
+    a, h, t = Account.__table__, AccountHealth.__table__, PlaybookTask.__table__
+    with engine.connect() as conn:
+        tasks = (select(func.lower(t.c.owner).label("csm"), func.count().label("n"))
+                 .where(t.c.state == "open").group_by(func.lower(t.c.owner)).subquery())
+        at_risk = (select(func.lower(a.c.csm_email).label("csm"), func.count().label("n"))
+                   .join(h, (h.c.account_id == a.c.account_id) & (h.c.as_of == end))
+                   .where(h.c.band.in_(["red", "amber"]))
+                   .group_by(func.lower(a.c.csm_email)).subquery())
+        csm = conn.execute(
+            select(at_risk.c.csm).join(tasks, tasks.c.csm == at_risk.c.csm, isouter=True)
+            .where(at_risk.c.csm.like("%@%"), ~at_risk.c.csm.like("cs-team@%"))  # a person
+            .order_by(func.coalesce(tasks.c.n, 0).desc(), at_risk.c.n.desc(), at_risk.c.csm)
+            .limit(1)).scalar()
+    if csm is None:
+        raise RuntimeError("no CSM has a red or amber account: generate more accounts")
+    return str(csm)
+
+
+def shoot(browser: Browser, base_url: str, email: str, password: str, out_dir: Path
+          ) -> dict[str, Path]:
+    """Sign in as `email` and save the sign-in page, `/` and `/tasks` under `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {name: out_dir / f"console-{name}.png" for name in PAGES}
+    context = browser.new_context(base_url=base_url, viewport=VIEWPORT, locale="en-GB",
+                                  device_scale_factor=1)
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("Email").fill(email)
+        page.locator("main").screenshot(path=str(files["signin"]))  # the form, not the margin
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{base_url}/")
+        page.screenshot(path=str(files["risk-list"]))  # the top of the list
+        page.goto("/tasks")
+        page.locator("main").screenshot(path=str(files["tasks"]))
+    finally:
+        context.close()
+    return files
+
+
+def take_screenshots(out_dir: Path, *, accounts: int = 200, days: int = 120,
+                     trend_days: int = 30, every: int = 3, seed: int = 7,
+                     browser: Browser | None = None) -> Shots:
+    """Build a demo world, serve it, and save the console's main pages under `out_dir`.
+    With `browser`, use that one; else launch the system Chromium."""
+    from pulse.devkit.browser import launch_chromium, served
+    from pulse.sql.db import make_engine
+    from pulse.web import auth
+
+    end = datetime.now(UTC).date() - timedelta(days=1)
+    password = secrets.token_urlsafe(18)
+    with tempfile.TemporaryDirectory(prefix="pulse-screenshots-") as tmp:
+        root = Path(tmp)
+        url = f"sqlite:///{root / 'warehouse.db'}"
+        engine = make_engine(url)
+        try:
+            csm = fill_world(engine, root / "world", accounts=accounts, days=days,
+                             trend_days=trend_days, every=every, seed=seed, end=end)
+            auth.add_user(engine, csm, "csm", password, actor="cli:screenshots")
+        finally:
+            engine.dispose()
+        with served(url, root / "home") as base_url:
+            if browser is not None:
+                files = shoot(browser, base_url, csm, password, out_dir)
+            else:
+                from playwright.sync_api import sync_playwright
+
+                with sync_playwright() as pw:
+                    chromium = launch_chromium(pw)
+                    try:
+                        files = shoot(chromium, base_url, csm, password, out_dir)
+                    finally:
+                        chromium.close()
+    return Shots(files, csm)
