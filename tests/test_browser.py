@@ -325,6 +325,50 @@ def test_log_a_call(console: Console, open_page: Opener) -> None:
     assert [tuple(r) for r in logged] == [("call", "spoke to their CTO, budget is safe", ANA)]
 
 
+def test_open_an_account_and_read_its_chart_and_timeline(console: Console,
+                                                         open_page: Opener) -> None:
+    page = open_page(ANA)
+    page.goto("/?csm=all")
+    link = row_of(page, "acc-dipdown").locator("th a")
+    name = link.inner_text()
+    assert submit(page, link) == 200
+    assert page.url == f"{console.base_url}/accounts/acc-dipdown"
+    assert page.locator("#account-name").inner_text().startswith(name)
+    chart = page.locator("#health-chart")
+    assert chart.is_visible() and chart.evaluate("e => e.tagName") == "svg"
+    assert chart.get_attribute("role") == "img" and chart.get_attribute("aria-labelledby")
+    assert page.locator("#health-chart-title").text_content()  # the chart says what it shows
+    assert page.locator("#health-table").count() == 1  # and its figures as a table
+    assert page.locator("#drivers").inner_text().strip()
+    everything = page.locator("#timeline-items li.item")
+    kinds = set(everything.evaluate_all("items => items.map(i => i.dataset.kind)"))
+    assert {"usage", "billing"} <= kinds  # its usage and billing landed
+    times = everything.locator("time").evaluate_all(
+        "ts => ts.map(t => t.getAttribute('datetime'))")
+    assert times == sorted(times, reverse=True)  # newest first
+    filters = page.locator("#timeline-filter")
+    filters.get_by_label("Billing").check()
+    assert submit(page, filters.get_by_role("button", name="Filter")) == 200
+    assert "kind=billing" in page.url
+    shown = page.locator("#timeline-items li.item")
+    assert shown.count() >= 1 and set(shown.evaluate_all(
+        "items => items.map(i => i.dataset.kind)")) == {"billing"}
+    # log a meeting on the page: it lands in the warehouse and heads the timeline
+    form = page.locator("#log-form")
+    form.get_by_label("Kind").select_option("meeting")
+    form.get_by_label("Note").fill("QBR booked <b>for Tuesday</b>")
+    assert submit(page, form.get_by_role("button", name="Log", exact=True)) == 200
+    page.goto("/accounts/acc-dipdown?kind=notes")
+    first = page.locator("#timeline-items li.item").first
+    assert first.get_attribute("data-kind") == "notes"
+    assert "QBR booked <b>for Tuesday</b>" in first.inner_text()  # text, not markup
+    with console.engine.connect() as conn:
+        logged = conn.execute(select(AccountActivity.kind, AccountActivity.note,
+                                     AccountActivity.actor)
+                              .where(AccountActivity.account_id == "acc-dipdown")).all()
+    assert [tuple(r) for r in logged] == [("meeting", "QBR booked <b>for Tuesday</b>", ANA)]
+
+
 def test_complete_a_task_from_a_playbook(console: Console, open_page: Opener) -> None:
     page = open_page(ANA)
     page.goto("/")
