@@ -602,3 +602,20 @@ def later_outcomes(engine: Engine, days: int = 30) -> pd.DataFrame:
     out.loc[~reached, ["health_after", "churn_after"]] = np.nan
     out["health_change"] = out["health_after"] - out["health_at_open"].astype("float64")
     return out.sort_values("task_id").reset_index(drop=True)
+
+
+def play_summary(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """`later_outcomes` by rule and state: how many tasks, how many have reached their later
+    day, and the mean health change, health and churn probability then. A first measure of
+    which plays work: done against skipped within a rule (not a controlled trial: a CSM picks
+    what to skip)."""
+    columns = ["rule", "state", "tasks", "measured", "health_change", "health_after",
+               "churn_after"]
+    if outcomes.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = outcomes.groupby(["rule", "state"], sort=True)
+    out = grouped.agg(tasks=("task_id", "size"), measured=("health_after", "count"),
+                      health_change=("health_change", "mean"),
+                      health_after=("health_after", "mean"),
+                      churn_after=("churn_after", "mean")).reset_index()
+    return out[columns]

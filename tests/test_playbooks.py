@@ -268,6 +268,16 @@ def test_close_tasks_with_health_then_and_later(engine: Engine) -> None:
     assert out.loc["acme", "health_change"] == pytest.approx(20)
     assert out.loc["acme", "churn_after"] == pytest.approx(0.1)
     assert out["health_after"].isna()["beta"]  # not scored 30 days on: no answer yet
+    # which plays work, from the CLI: by rule and state
+    shown = subprocess.run([str(PULSE), "playbooks", "outcomes", "--days", "30", "--json"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == [
+        {"rule": "champion_gone_find_new", "state": "done", "tasks": 1, "measured": 1,
+         "health_change": pytest.approx(20), "health_after": 80,
+         "churn_after": pytest.approx(0.1)},
+        {"rule": "champion_gone_find_new", "state": "skipped", "tasks": 1, "measured": 0,
+         "health_change": None, "health_after": None, "churn_after": None}]
 
 
 def test_list_puts_overdue_first(engine: Engine) -> None:

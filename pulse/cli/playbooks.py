@@ -58,6 +58,42 @@ def playbooks_run(
     out.print(str(run_playbooks(warehouse(), parse_day(as_of), books)))
 
 
+@playbooks_app.command("outcomes")
+def playbooks_outcomes(
+    days: Annotated[int, typer.Option(help="Days after a task's episode began to read the "
+                                      "account's health and churn risk.", min=1)] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Which plays work: by rule and state (done, skipped, open), the tasks, how many have
+    reached their later day, and the account's mean health change, health and churn
+    probability then."""
+    from pulse.models.playbooks import later_outcomes, play_summary
+
+    summary = play_summary(later_outcomes(warehouse(), days=days))
+    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+            for r in summary.to_dict("records")]
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"Plays and the accounts {days} days later", title_justify="left")
+    for col in ("rule", "state", "tasks", "measured", "health change", "health then",
+                "churn risk then"):
+        table.add_column(col, justify="left" if col in ("rule", "state") else "right")
+
+    def num(v: object, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for r in rows:
+        table.add_row(Text(str(r["rule"])), r["state"], str(r["tasks"]), str(r["measured"]),
+                      num(r["health_change"], "+.1f"), num(r["health_after"], ".1f"),
+                      num(r["churn_after"], ".0%"))
+    out.print(table)
+    if not rows:
+        out.print("No tasks yet: `pulse playbooks run` creates them.")
+    elif not any(r["measured"] for r in rows):
+        out.print(f"No task is {days} days old yet (or scored since): nothing to measure.")
+
+
 @tasks_app.command("list")
 def tasks_list(
     owner: Annotated[str | None, typer.Option(help="A CSM's email or queue:NAME "
