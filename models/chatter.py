@@ -513,15 +513,24 @@ def find_spikes(buckets: pd.DataFrame, *, start: datetime, end: datetime,
                 base1, score1 = baseline, score
         by_score = in_window & (best >= z)
         # The distinct-authors rule, on buckets whose own (15-minute) baseline is quiet.
+        # Quiet means quiet over the baseline days and in the hours just before the window
+        # (the `GUARD` the baseline leaves out): chatter that goes on after a fix, or that
+        # has been building for hours, is not a new outage on a quiet component.
         authors = np.zeros(len(grid))
+        recent = np.full(len(grid), np.inf)
         burst_ids: dict[Any, list[str]] = {}
         if bursts is not None and rule is not None and len(bursts):
             mine = bursts[bursts["component"] == comp].set_index("bucket_start")
             authors = mine["authors"].astype(float).reindex(grid, fill_value=0.0).to_numpy()
             burst_ids = mine["sample_mention_ids"].to_dict()
+            starts = mine["window_start"].reindex(grid)
+            ws = np.searchsorted(grid, starts.dt.floor("15min").fillna(grid[0]), side="left")
+            total = np.concatenate([[0.0], np.cumsum(counts)])
+            recent = (total[ws] - total[np.maximum(ws - GUARD, 0)]) / GUARD
+            recent[ws < GUARD] = np.inf  # too little known before the window
+        quiet = rule.quiet_baseline if rule else -np.inf
         by_authors = (in_window & (authors >= (rule.min_authors if rule else np.inf))
-                      & (np.nan_to_num(base1, nan=np.inf) < (rule.quiet_baseline if rule
-                                                              else -np.inf)))
+                      & (np.nan_to_num(base1, nan=np.inf) < quiet) & (recent < quiet))
         hit = by_score | by_authors
         if hit.any():
             samples = rows.set_index("bucket_start")["sample_mention_ids"].to_dict()
