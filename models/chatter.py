@@ -704,6 +704,8 @@ def incident_chatter(engine: Engine, incident_id: str, *, now: datetime | None =
     out = found.astype({"mention_id": str}).merge(
         linked.drop(columns=["author_handle"]).astype({"mention_id": str}), on="mention_id",
         how="left").rename(columns={"name": "account_name"})
+    for col in ("account_id", "account_name", "csm_email"):  # None where unknown, not NaN
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
     return out.sort_values(["created_at", "mention_id"])[cols].reset_index(drop=True)
 
 

@@ -55,7 +55,7 @@ def _land(engine: Engine, tmp_path: Path, rows: list[str], incidents: str = "") 
     path = tmp_path / "mentions.jsonl"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     res = land_file(engine, path)
-    assert res.quarantined == 0
+    assert res.quarantined == 0, res.reasons
     if incidents:
         ipath = tmp_path / "incidents.jsonl"
         ipath.write_text(incidents, encoding="utf-8")
