@@ -269,6 +269,26 @@ def test_a_busy_component_does_not_trip_the_rule(engine: Engine, tmp_path: Path)
     assert set(loud["component"]) == {"reports"} and float(loud["baseline"].max()) >= 0.1
 
 
+def bursty_reports() -> list[str]:
+    """Reports complaints in bursts: six people on every other baseline day, none on the
+    others (a baseline of about 0.07 voices per 15 minutes, and bursty), then three people
+    within five minutes on a quiet afternoon."""
+    return [_mention(f"bz{d}-{k}", START + timedelta(days=d, hours=9, minutes=15 * k),
+                     REPORTS[k % 3], f"reg{d}{k}") for d in range(0, 9, 2) for k in range(6)
+            ] + _reports_at([3, 5, 8], ["ana", "ben", "cleo"])
+
+
+def test_the_rule_catches_what_the_burstiness_allowance_hides(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    _land(engine, tmp_path, _baseline() + bursty_reports())
+    now = BURST + timedelta(minutes=25)
+    assert detect_chatter(engine, now=now, min_authors=10_000).raised.empty  # score alone
+    (spike,) = detect_chatter(engine, now=now).raised.to_dict("records")
+    assert (spike["component"], spike["rule"], spike["status"]) == (
+        "reports", "authors", "suspected")
+    assert spike["score"] < 4.0 and spike["baseline"] < 0.1 and spike["negative_mentions"] == 3
+
+
 def test_author_bursts_count_distinct_authors_in_a_sliding_window() -> None:
     from pulse.models.chatter import author_bursts
 

@@ -15,7 +15,7 @@ from pulse.outreach.chatter_alerts import queue_chatter_alerts
 from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import OutboxMessage
-from tests.test_chatter import BURST, NOW, _baseline, _land, _mention
+from tests.test_chatter import BURST, NOW, _baseline, _land, _mention, bursty_reports
 
 HOSTILE = 'API down?! <script>alert("x")</script> "><img src=x onerror=alert(1)>'
 
@@ -51,6 +51,22 @@ def test_a_suspected_incident_alerts_oncall_and_the_csm_once(engine: Engine,
     assert "<script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;" in html and "Northwind" in html and "/accounts/acc-1?t=" in html
     assert "api" in msg["Subject"]
+
+
+def test_a_suspected_incident_of_the_authors_rule_says_so(engine: Engine,
+                                                          tmp_path: Path) -> None:
+    _land(engine, tmp_path, _baseline() + bursty_reports())
+    assert set(detect_chatter(engine, now=NOW).raised["rule"]) == {"authors"}
+    assert queue_chatter_alerts(engine, since=BURST, now=NOW) == 1  # on-call; no accounts
+    send_due(engine, FileTransport(), now=NOW)
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(OutboxMessage.__table__).where(
+            OutboxMessage.kind == "chatter_alert")).mappings().all()
+    msg = BytesParser(policy=policy.default).parse(
+        (FileTransport().folder / f"{row['message_id']}.eml").open("rb"))
+    text = " ".join(msg.get_body(("plain",)).get_content().split())
+    assert "3 different people posted negatively about reports within 15 minutes" in text
+    assert "3 different people are enough" in text
 
 
 def test_complaints_during_an_open_incident_reach_the_accounts_csms_and_the_incident(
