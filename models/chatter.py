@@ -24,7 +24,8 @@ not hide the next one:
 Beside the score, a plain rule (`author_bursts`): `min_authors` (3) distinct people
 complaining about one component within `author_window` (15 minutes, a sliding window over
 the posts' own times, not the fixed buckets) raise a spike when the component is quiet, its
-baseline under `quiet_baseline` (0.1) voices per 15 minutes. On a quiet component three
+baseline under `quiet_baseline` (0.1) voices per 15 minutes and its voices in the 6 hours
+before the window (the `GUARD` the baseline leaves out) as rare. On a quiet component three
 strangers saying the same thing within minutes is an outage report, even when the tail
 probability, after the allowance for burstiness, stays just short of `z`. The defaults come
 from the settings `chatter_min_authors`, `chatter_author_window_minutes` and
@@ -122,7 +123,8 @@ class ChatterReport:
 @dataclass(frozen=True)
 class AuthorRule:
     """The distinct-authors rule: `min_authors` people within `window` on a quiet component
-    (baseline under `quiet_baseline` voices per 15 minutes)."""
+    (baseline, and the 6 hours before the window, under `quiet_baseline` voices per 15
+    minutes)."""
 
     min_authors: int = 3
     window: timedelta = timedelta(minutes=15)
