@@ -133,7 +133,8 @@ class Settings(BaseSettings):
         "rule, in minutes")
     chatter_quiet_baseline: float = Field(
         default=0.1, ge=0, description="The distinct-authors rule applies where the "
-        "component's baseline is under this many voices per 15 minutes")
+        "component's baseline, and its chatter in the 6 hours before, are under this many "
+        "voices per 15 minutes")
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
     web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
     # --- listening to X (issue 6)
