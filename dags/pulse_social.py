@@ -10,10 +10,12 @@
    mentions (`PULSE_X_REPLAY_FILE`, else `$PULSE_HOME/landing/mentions.jsonl`, else the
    demo's). Emits the `x-pulse://warehouse/mentions` asset, so `pulse_health` reacts.
 2. **chatter**: negative posts per component per 15 minutes against a robust baseline
-   (`pulse.models.chatter.detect_chatter`): a spike with no open incident is a *suspected incident*;
-   with one, the chatter is attached to it.
+   (`pulse.models.chatter.detect_chatter`), or a few distinct people within 15 minutes on a
+   quiet component: a spike with no open incident is a *suspected incident*; with one, the
+   chatter is attached to it.
 3. **alerts**: each new suspected incident goes, once, to on-call (`PULSE_ONCALL_EMAIL`) and to
-   the CSMs of the accounts in the chatter, with sample posts
+   the CSMs of the accounts in the chatter, with sample posts; complaints made while an
+   incident is open go, once per incident and account, to the account's CSM
    (`pulse.outreach.chatter_alerts.queue_chatter_alerts`), then the outbox sends what is due.
 """
 from __future__ import annotations
@@ -68,7 +70,8 @@ def pulse_social() -> None:
         from pulse.outreach.transports import make_transport
 
         engine = runtime.engine()
-        queued = queue_chatter_alerts(engine, since=runtime.run_time() - timedelta(days=2))
+        now = runtime.run_time()
+        queued = queue_chatter_alerts(engine, since=now - timedelta(days=2), now=now)
         return f"{queued} alerts queued; {send_due(engine, make_transport(), now=runtime.run_time())}"
 
     alerts(chatter(listen()))

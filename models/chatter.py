@@ -21,6 +21,17 @@ not hide the next one:
 * score: the upper-tail probability of the window's count under that model, expressed as a
   z-score (4.0 means p = 3e-5). A spike needs `score >= z` and at least `min_count` voices.
 
+Beside the score, a plain rule (`author_bursts`): `min_authors` (3) distinct people
+complaining about one component within `author_window` (15 minutes, a sliding window over
+the posts' own times, not the fixed buckets) raise a spike when the component is quiet, its
+baseline under `quiet_baseline` (0.1) voices per 15 minutes and its voices in the 6 hours
+before the window (the `GUARD` the baseline leaves out) as rare. On a quiet component three
+strangers saying the same thing within minutes is an outage report, even when the tail
+probability, after the allowance for burstiness, stays just short of `z`. The defaults come
+from the settings `chatter_min_authors`, `chatter_author_window_minutes` and
+`chatter_quiet_baseline`. Each raised row says which `rule` raised it: "score", "authors"
+or "score+authors".
+
 A spike with an open incident on that component (started before the bucket ends, not resolved
 more than `aftermath_hours` before it starts) is `attached` to it; otherwise it is a
 `suspected` incident. Rows are
@@ -38,13 +49,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
-from pulse.core.errors import InvalidArgumentError
+from pulse.core.errors import InvalidArgumentError, UnknownIncidentError
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.db import dialect_insert
 from pulse.sql.feature_sources import normalise_text, term_patterns
-from pulse.sql.schema import Incident, Mention, SuspectedIncident
+from pulse.sql.schema import Account, Contact, Incident, Mention, SuspectedIncident
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,8 @@ MIN_HISTORY = BUCKETS_PER_DAY
 #: The centre never drops below one voice a day: an empty baseline is not "impossible".
 RATE_FLOOR = 1.0 / BUCKETS_PER_DAY
 SAMPLES = 3
+#: The default score (tail z) a spike needs: p = 3e-5.
+Z = 4.0
 #: Evidence windows, in buckets, ending with the bucket scored: 15 minutes, 1 hour, 2 hours.
 #: Chatter about an outage trickles in over hours; a longer window catches a slow build-up
 #: that no single 15-minute bucket shows, a short one catches a sudden burst early.
@@ -105,6 +118,41 @@ class ChatterReport:
     @property
     def attached(self) -> int:
         return int((self.raised["status"] == "attached").sum()) if len(self.raised) else 0
+
+
+@dataclass(frozen=True)
+class AuthorRule:
+    """The distinct-authors rule: `min_authors` people within `window` on a quiet component
+    (baseline, and the 6 hours before the window, under `quiet_baseline` voices per 15
+    minutes)."""
+
+    min_authors: int = 3
+    window: timedelta = timedelta(minutes=15)
+    quiet_baseline: float = 0.1
+
+    @classmethod
+    def from_settings(cls, *, min_authors: int | None = None,
+                      window_minutes: float | None = None,
+                      quiet_baseline: float | None = None) -> AuthorRule:
+        """The rule with the settings' values wherever an argument is None."""
+        from pulse.core.settings import get_settings
+
+        s = get_settings()
+        rule = cls(min_authors=s.chatter_min_authors if min_authors is None else min_authors,
+                   window=timedelta(minutes=s.chatter_author_window_minutes
+                                    if window_minutes is None else window_minutes),
+                   quiet_baseline=s.chatter_quiet_baseline if quiet_baseline is None
+                   else quiet_baseline)
+        if rule.min_authors < 2:
+            raise InvalidArgumentError(
+                f"min_authors must be at least 2, not {rule.min_authors}")
+        if not timedelta(0) < rule.window <= timedelta(hours=1):
+            raise InvalidArgumentError("the author window must lie in (0, 60] minutes, not "
+                                       f"{rule.window.total_seconds() / 60:g}")
+        if rule.quiet_baseline < 0:
+            raise InvalidArgumentError(
+                f"quiet_baseline must not be negative, not {rule.quiet_baseline}")
+        return rule
 
 
 # --------------------------------------------------------------------------- text
@@ -268,6 +316,57 @@ def chatter_buckets(engine: Engine, *, since: datetime, until: datetime) -> pd.D
     return _bucketise(pairs)
 
 
+def author_bursts(pairs: pd.DataFrame, *, window: timedelta) -> pd.DataFrame:
+    """The most distinct authors complaining about each component within any `window`.
+
+    `pairs` are the (component, mention) rows of `_negative_component_mentions`. Every post
+    ends one sliding window: the posts about its component from `window` before it up to it
+    (inclusive), and the window counts the distinct authors in it. Per component and
+    15-minute bucket of the window's end, the largest count is kept, with the window's posts
+    (each author's latest, most recent first) as samples.
+
+    Columns: component, bucket_start, authors, window_start, sample_mention_ids. Vectorised:
+    each post is compared only with the posts that can share its window.
+    """
+    cols = ["component", "bucket_start", "authors", "window_start", "sample_mention_ids"]
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    p = pairs.sort_values(["component", "created_at", "mention_id"]).reset_index(drop=True)
+    comp = pd.factorize(p["component"], sort=True)[0].astype(np.int64)
+    us = (p["created_at"].astype("datetime64[ns, UTC]").astype("int64") // 1000).to_numpy()
+    span = 10 ** 16  # microseconds: keeps components apart in one sorted key
+    key = comp * span + (us - us.min())
+    width = int(window / timedelta(microseconds=1))
+    # The author's next post about the same component (as a key), or never.
+    never = np.iinfo(np.int64).max
+    after = pd.Series(key).groupby([p["component"], p["author_handle"]]).shift(
+        -1, fill_value=never).to_numpy(dtype=np.int64)
+    start = np.searchsorted(key, key - width, side="left")
+    n = len(p)
+    reach = int((np.arange(n) - start).max()) + 1
+    idx = np.arange(n)[:, None] - np.arange(reach)[None, :]
+    inside = idx >= start[:, None]
+    safe = np.where(inside, idx, 0)
+    # A post is its author's last in the window when the author's next post lies after it.
+    last = inside & (after[safe] > key[:, None])
+    authors = last.sum(axis=1)
+    ids = p["mention_id"].astype(str).to_numpy()
+    out = pd.DataFrame({
+        "component": p["component"].to_numpy(),
+        "bucket_start": p["created_at"].dt.floor("15min").to_numpy(),
+        "authors": authors,
+        "window_start": p["created_at"].to_numpy() - window,
+        "_row": np.arange(n),
+    })
+    out = out.sort_values(["component", "bucket_start", "authors", "_row"]).drop_duplicates(
+        ["component", "bucket_start"], keep="last")
+    rows = out["_row"].to_numpy()
+    out["sample_mention_ids"] = [ids[safe[r][last[r]]][:SAMPLES].tolist() for r in rows]
+    out["bucket_start"] = pd.to_datetime(out["bucket_start"], utc=True)
+    out["window_start"] = pd.to_datetime(out["window_start"], utc=True)
+    return out[cols].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -375,15 +474,20 @@ def _attach(spikes: pd.DataFrame, incidents: pd.DataFrame, aftermath: timedelta
 
 
 def find_spikes(buckets: pd.DataFrame, *, start: datetime, end: datetime,
-                history_start: datetime, baseline_days: int, min_count: int, z: float
+                history_start: datetime, baseline_days: int, min_count: int, z: float,
+                bursts: pd.DataFrame | None = None, rule: AuthorRule | None = None
                 ) -> tuple[pd.DataFrame, int]:
     """Spikes among the buckets starting in [start, end), and how many buckets were scored.
 
     `buckets` are the non-empty buckets from `chatter_buckets` from `history_start` on;
     every other bucket from `history_start` counts zero, and buckets before it are unknown.
+    With `bursts` (from `author_bursts`) and a `rule`, a bucket is also a spike when a
+    window ending in it holds `rule.min_authors` distinct authors and the bucket's baseline
+    (per 15 minutes, as the score sees it) is under `rule.quiet_baseline`. The `rule` column
+    says which test raised each spike: "score", "authors" or "score+authors".
     """
     cols = ["component", "bucket_start", "negative_mentions", "baseline", "score",
-            "sample_mention_ids"]
+            "sample_mention_ids", "rule"]
     first = pd.Timestamp(_floor(history_start))
     grid = pd.date_range(first, pd.Timestamp(_utc(end)), freq="15min", inclusive="left")
     history = baseline_days * BUCKETS_PER_DAY
@@ -396,6 +500,7 @@ def find_spikes(buckets: pd.DataFrame, *, start: datetime, end: datetime,
         best_count = np.zeros(len(grid))
         best_base = np.full(len(grid), np.nan)
         best_span = np.ones(len(grid), dtype=int)
+        base1 = score1 = np.full(len(grid), np.nan)
         for span in WINDOWS:
             summed = pd.Series(counts).rolling(span, min_periods=span).sum().to_numpy()
             baseline, score = score_counts(summed, history=history, guard=GUARD,
@@ -407,16 +512,45 @@ def find_spikes(buckets: pd.DataFrame, *, start: datetime, end: datetime,
             best_span = np.where(better, span, best_span)
             if span == 1:
                 scored += int((in_window & ~np.isnan(score)).sum())
-        hit = in_window & (best >= z)
+                base1, score1 = baseline, score
+        by_score = in_window & (best >= z)
+        # The distinct-authors rule, on buckets whose own (15-minute) baseline is quiet.
+        # Quiet means quiet over the baseline days and in the hours just before the window
+        # (the `GUARD` the baseline leaves out): chatter that goes on after a fix, or that
+        # has been building for hours, is not a new outage on a quiet component.
+        authors = np.zeros(len(grid))
+        recent = np.full(len(grid), np.inf)
+        burst_ids: dict[Any, list[str]] = {}
+        if bursts is not None and rule is not None and len(bursts):
+            mine = bursts[bursts["component"] == comp].set_index("bucket_start")
+            authors = mine["authors"].astype(float).reindex(grid, fill_value=0.0).to_numpy()
+            burst_ids = mine["sample_mention_ids"].to_dict()
+            starts = mine["window_start"].reindex(grid)
+            ws = np.searchsorted(grid, starts.dt.floor("15min").fillna(grid[0]), side="left")
+            total = np.concatenate([[0.0], np.cumsum(counts)])
+            recent = (total[ws] - total[np.maximum(ws - GUARD, 0)]) / GUARD
+            recent[ws < GUARD] = np.inf  # too little known before the window
+        quiet = rule.quiet_baseline if rule else -np.inf
+        by_authors = (in_window & (authors >= (rule.min_authors if rule else np.inf))
+                      & (np.nan_to_num(base1, nan=np.inf) < quiet) & (recent < quiet))
+        hit = by_score | by_authors
         if hit.any():
             samples = rows.set_index("bucket_start")["sample_mention_ids"].to_dict()
             idx = np.flatnonzero(hit)
+            only = ~by_score[idx]  # raised by the authors rule alone: its window's figures
             found.append(pd.DataFrame({
                 "component": comp, "bucket_start": grid[idx],
-                "negative_mentions": best_count[idx].astype(int), "baseline": best_base[idx],
-                "score": best[idx], "sample_mention_ids": [
+                "negative_mentions": np.where(only, authors[idx], best_count[idx]).astype(int),
+                "baseline": np.where(only, base1[idx], best_base[idx]),
+                "score": np.where(only & ~np.isfinite(best[idx]),
+                                  np.nan_to_num(score1[idx], nan=0.0), best[idx]),
+                "sample_mention_ids": [
+                    list(burst_ids.get(grid[i], []))[:SAMPLES] if o else
                     [m for k in range(int(best_span[i])) if i - k >= 0
-                     for m in samples.get(grid[i - k], [])][:SAMPLES] for i in idx]}))
+                     for m in samples.get(grid[i - k], [])][:SAMPLES]
+                    for i, o in zip(idx, only, strict=True)],
+                "rule": np.where(by_score[idx] & by_authors[idx], "score+authors",
+                                 np.where(only, "authors", "score"))}))
     spikes = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=cols)
     return spikes[cols], scored
 
@@ -445,15 +579,23 @@ def _upsert(engine: Engine, raised: pd.DataFrame, now: datetime) -> None:
 
 
 def detect_chatter(engine: Engine, *, now: datetime | None = None, lookback_hours: float = 6,
-                   baseline_days: int = 7, min_count: int = 3, z: float = 4.0,
-                   aftermath_hours: float = 2.0) -> ChatterReport:
+                   baseline_days: int = 7, min_count: int = 3, z: float = Z,
+                   aftermath_hours: float = 2.0, min_authors: int | None = None,
+                   author_window_minutes: float | None = None,
+                   quiet_baseline: float | None = None) -> ChatterReport:
     """Score each component's buckets of the last `lookback_hours` before `now`; upsert spikes.
 
     Only mentions created before `now` are read, so a re-run "as of" a past time gives that
-    time's answer. A spike is attached to an incident on its component that was open during
-    the bucket or resolved less than `aftermath_hours` before it (people keep posting for a
-    while after a fix). Returns the spikes raised by this run (new or already stored).
+    time's answer. A spike is raised by the score (`z`, `min_count`) or by the
+    distinct-authors rule (`min_authors` people within `author_window_minutes` on a component
+    whose baseline is under `quiet_baseline`; None takes the settings' value). A spike is
+    attached to an incident on its component that was open during the bucket or resolved
+    less than `aftermath_hours` before it (people keep posting for a while after a fix).
+    Returns the spikes raised by this run (new or already stored).
     """
+    rule = AuthorRule.from_settings(min_authors=min_authors,
+                                    window_minutes=author_window_minutes,
+                                    quiet_baseline=quiet_baseline)
     if min_count < 1:
         raise InvalidArgumentError(f"min_count must be at least 1, not {min_count}")
     if baseline_days < 1:
@@ -470,7 +612,8 @@ def detect_chatter(engine: Engine, *, now: datetime | None = None, lookback_hour
     pairs, method, kw_source = _negative_component_mentions(engine, history_start, now)
     spikes, scored = find_spikes(_bucketise(pairs), start=start, end=now,
                                  history_start=history_start, baseline_days=baseline_days,
-                                 min_count=min_count, z=z)
+                                 min_count=min_count, z=z,
+                                 bursts=author_bursts(pairs, window=rule.window), rule=rule)
     raised = _attach(spikes, _open_incidents(engine, now), timedelta(hours=aftermath_hours))
     _upsert(engine, raised, now)
     log.info("chatter: scored %d buckets, raised %d (%d suspected, %d attached)",
@@ -502,9 +645,79 @@ def incident_complaints(engine: Engine, *, since: datetime, until: datetime,
     return linked[cols].reset_index(drop=True)
 
 
+def link_accounts(engine: Engine, mention_ids: Sequence[str]) -> pd.DataFrame:
+    """The account behind each post, where it is known: the mention's own account, else the
+    account or the contact whose X handle wrote it.
+
+    Columns: mention_id, text, author_handle, account_id, name, csm_email; one row per
+    mention (account columns None when unknown).
+    """
+    m, a, c = Mention.__table__, Account.__table__, Contact.__table__
+    cols = ["mention_id", "text", "author_handle", "account_id", "name", "csm_email"]
+    ids = [str(i) for i in dict.fromkeys(mention_ids)]
+    if not ids:
+        return pd.DataFrame(columns=cols)
+    via_contact = (select(c.c.account_id).where(c.c.x_handle == m.c.author_handle)
+                   .limit(1).scalar_subquery())
+    q = (select(m.c.mention_id, m.c.text, m.c.author_handle, a.c.account_id, a.c.name,
+                a.c.csm_email, (a.c.account_id == m.c.account_id).label("own"))
+         .select_from(m.outerjoin(a, or_(a.c.account_id == m.c.account_id,
+                                         a.c.x_handle == m.c.author_handle,
+                                         a.c.account_id == via_contact))))
+    frames = []
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            rows = conn.execute(q.where(m.c.mention_id.in_(ids[i:i + 500]))).all()
+            frames.append(pd.DataFrame(rows, columns=[*cols, "own"]))
+    frame = pd.concat(frames, ignore_index=True)
+    # The mention's own account first, when a handle also matches another account.
+    frame["own"] = frame["own"].fillna(False).astype(bool)
+    frame = frame.sort_values(["mention_id", "own", "account_id"], ascending=[True, False, True],
+                              na_position="last").drop_duplicates("mention_id")
+    return frame[cols].reset_index(drop=True)
+
+
+def incident_chatter(engine: Engine, incident_id: str, *, now: datetime | None = None,
+                     aftermath_hours: float = 2.0) -> pd.DataFrame:
+    """The public complaints attached to one incident, with the accounts behind them.
+
+    The complaints are those of `incident_complaints` (negative posts naming one of the
+    incident's components while it was open, or less than `aftermath_hours` after it was
+    resolved), created before `now`. Columns: mention_id, component, created_at,
+    author_handle, text, account_id, account_name, csm_email; earliest first.
+    """
+    cols = ["mention_id", "component", "created_at", "author_handle", "text", "account_id",
+            "account_name", "csm_email"]
+    i = Incident.__table__
+    with engine.connect() as conn:
+        row = conn.execute(select(i.c.started_at, i.c.resolved_at)
+                           .where(i.c.incident_id == incident_id)).one_or_none()
+    if row is None:
+        raise UnknownIncidentError(f"no incident {incident_id!r}")
+    now = _utc(now or datetime.now(UTC))
+    until = now if row.resolved_at is None else min(
+        now, _utc(row.resolved_at) + timedelta(hours=aftermath_hours) + BUCKET)
+    found = incident_complaints(engine, since=_floor(row.started_at), until=until,
+                                aftermath_hours=aftermath_hours)
+    found = found[found["incident_id"] == incident_id].drop_duplicates("mention_id")
+    if found.empty:
+        return pd.DataFrame(columns=cols)
+    linked = link_accounts(engine, found["mention_id"].astype(str).tolist())
+    out = found.astype({"mention_id": str}).merge(
+        linked.drop(columns=["author_handle"]).astype({"mention_id": str}), on="mention_id",
+        how="left").rename(columns={"name": "account_name"})
+    for col in ("account_id", "account_name", "csm_email"):  # None where unknown, not NaN
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out.sort_values(["created_at", "mention_id"])[cols].reset_index(drop=True)
+
+
 def suspected_incidents(engine: Engine, *, status: str | None = None,
                         since: datetime | None = None) -> pd.DataFrame:
-    """Stored spikes, newest first, with the sample posts' texts (for digests)."""
+    """Stored spikes, newest first, with the sample posts' texts (for digests).
+
+    `rule` says what raised each one, as judged with the default `Z`: "score" when its score
+    reaches it, else "authors" (the distinct-authors rule); the table does not store it.
+    """
     if status is not None and status not in ("suspected", "attached"):
         raise InvalidArgumentError(f'expected status "suspected" or "attached" (not {status!r})')
     t = SuspectedIncident.__table__
@@ -521,6 +734,7 @@ def suspected_incidents(engine: Engine, *, status: str | None = None,
     frame["sample_mention_ids"] = frame["sample_mention_ids"].map(lambda v: list(v or []))
     frame["sample_texts"] = frame["sample_mention_ids"].map(
         lambda v: [texts[i] for i in v if i in texts])
+    frame["rule"] = np.where(frame["score"].astype(float) >= Z, "score", "authors")
     return frame
 
 

@@ -1,11 +1,21 @@
-"""Alerts for suspected incidents found in social chatter (models/chatter.py).
+"""Alerts from social chatter (models/chatter.py): suspected incidents, and complaints about
+an open one.
 
 Every spike of negative posts about a component with no open incident (`suspected`) is sent,
 once, to on-call (`PULSE_ONCALL_EMAIL`) and to the CSM of every account whose people wrote its
 sample posts (the most recent three), with those posts and signed links to the accounts'
-pages. Internal mail: no cap, no
-unsubscribe. The idempotency key `chatter_alert:{component}:{bucket}:{recipient}` makes the
+pages. The idempotency key `chatter_alert:{component}:{bucket}:{recipient}` makes the
 pulse_social DAG's runs every 15 minutes send each alert once.
+
+Every public complaint made while an incident is open (attached to it by
+`models.chatter.incident_chatter`) reaches the CSM of the account behind it: one
+`incident_complaint` alert per incident and account, with the account's complaints so far,
+whether the incident hit the account (its impact row) and a signed link to the account's
+page. Key: `incident_complaint:{incident}:{account}:{csm}`. Accounts without a usable CSM
+address are skipped and logged; the complaints still show on the incident
+(`pulse outage impact ID`).
+
+Internal mail: no cap, no unsubscribe.
 """
 from __future__ import annotations
 
@@ -16,31 +26,19 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, or_, select
 
-from pulse.sql.schema import Account, Contact, Mention
+from pulse.sql.schema import Incident, IncidentImpact
 
 log = logging.getLogger(__name__)
 
 KIND = "chatter_alert"
+COMPLAINT = "incident_complaint"
 
 
 def _linked(engine: Engine, mention_ids: list[str]) -> pd.DataFrame:
     """mention_id, text, author_handle, account_id, name, csm_email of the sample posts."""
-    m, a, c = Mention.__table__, Account.__table__, Contact.__table__
-    if not mention_ids:
-        return pd.DataFrame(columns=["mention_id", "text", "author_handle", "account_id",
-                                     "name", "csm_email"])
-    via_contact = (select(c.c.account_id).where(c.c.x_handle == m.c.author_handle)
-                   .limit(1).scalar_subquery())
-    q = (select(m.c.mention_id, m.c.text, m.c.author_handle, a.c.account_id, a.c.name,
-                a.c.csm_email)
-         .select_from(m.outerjoin(a, or_(a.c.account_id == m.c.account_id,
-                                         a.c.x_handle == m.c.author_handle,
-                                         a.c.account_id == via_contact)))
-         .where(m.c.mention_id.in_(mention_ids)))
-    with engine.connect() as conn:
-        result = conn.execute(q)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    return frame.drop_duplicates("mention_id")
+    from pulse.models.chatter import link_accounts
+
+    return link_accounts(engine, mention_ids)
 
 
 def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> list[Any]:
@@ -67,7 +65,9 @@ def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> lis
         context = {"component": str(s.component), "bucket_start": bucket.isoformat(),
                    "negative_mentions": int(s.negative_mentions),
                    "baseline": float(s.baseline), "score": float(s.score),
-                   "samples": samples, "accounts": accounts}
+                   "samples": samples, "accounts": accounts, "rule": str(s.rule),
+                   "min_authors": settings.chatter_min_authors,
+                   "window_minutes": settings.chatter_author_window_minutes}
         recipients = [settings.oncall_email] + sorted(
             {str(e).strip().lower() for e in known["csm_email"].dropna() if str(e).strip()})
         for to in dict.fromkeys(recipients):
@@ -78,11 +78,84 @@ def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> lis
     return drafts
 
 
-def queue_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> int:
-    """Queue the alerts due; returns how many were new."""
+def _open_since(engine: Engine, since: datetime, now: datetime, aftermath: timedelta
+                ) -> list[str]:
+    """Incidents started before `now` that were open at some time from `since` on (or
+    resolved less than `aftermath` before it), oldest first."""
+    i = Incident.__table__
+    with engine.connect() as conn:
+        return [str(x) for x in conn.execute(
+            select(i.c.incident_id)
+            .where(i.c.started_at < now, or_(i.c.resolved_at.is_(None),
+                                             i.c.resolved_at >= since - aftermath))
+            .order_by(i.c.started_at, i.c.incident_id)).scalars()]
+
+
+def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
+                          now: datetime | None = None, aftermath_hours: float = 2.0
+                          ) -> list[Any]:
+    """Drafts of the alerts to CSMs whose accounts complained publicly about an incident
+    open at some time since `since` (default: 2 days before `now`); complaints created
+    before `now` only. One draft per incident and account with a usable CSM address."""
+    from pulse.models.chatter import incident_chatter
+    from pulse.outreach.checkins import _plausible, csm_name
+    from pulse.outreach.links import account_url
+    from pulse.outreach.outbox import Draft
+
+    now = now or datetime.now(UTC)
+    since = since or now - timedelta(days=2)
+    aftermath = timedelta(hours=aftermath_hours)
+    im, inc = IncidentImpact.__table__, Incident.__table__
+    drafts: list[Any] = []
+    for incident_id in _open_since(engine, since, now, aftermath):
+        found = incident_chatter(engine, incident_id, now=now,
+                                 aftermath_hours=aftermath_hours)
+        found = found[found["created_at"] >= pd.Timestamp(since)].dropna(
+            subset=["account_id"])
+        if found.empty:
+            continue
+        with engine.connect() as conn:
+            title, status = conn.execute(select(inc.c.title, inc.c.status).where(
+                inc.c.incident_id == incident_id)).one()
+            impact = dict(conn.execute(select(im.c.account_id, im.c.status).where(
+                im.c.incident_id == incident_id,
+                im.c.account_id.in_(sorted(set(found["account_id"].astype(str)))))).all())
+        found = found.assign(csm=found["csm_email"].fillna("").astype(str).str.strip()
+                             .str.lower())
+        usable = found["csm"].map(_plausible).astype(bool)
+        if (~usable).any():
+            log.info("incident %s: %d complaints from accounts without a usable CSM address",
+                     incident_id, int((~usable).sum()))
+        for (account_id, csm), posts in found[usable].groupby(["account_id", "csm"],
+                                                              sort=True):
+            context = {
+                "incident_id": incident_id, "incident_title": str(title),
+                "incident_status": str(status), "account_id": str(account_id),
+                "account_name": str(posts["account_name"].iloc[0]),
+                "url": account_url(str(account_id)),
+                "impact": impact.get(str(account_id)),
+                "components": sorted(set(posts["component"].astype(str))),
+                "complaints": [{"text": str(p.text), "author_handle": p.author_handle,
+                                "created_at": pd.Timestamp(p.created_at).isoformat(),
+                                "component": str(p.component)}
+                               for p in posts.itertuples(index=False)]}
+            drafts.append(Draft(
+                kind=COMPLAINT, template=COMPLAINT, to_email=str(csm),
+                to_name=csm_name(str(csm)), account_id=str(account_id),
+                incident_id=incident_id, automated=False, urgent=False,
+                idempotency_key=f"{COMPLAINT}:{incident_id}:{account_id}:{csm}",
+                context=context))
+    return drafts
+
+
+def queue_chatter_alerts(engine: Engine, *, since: datetime | None = None,
+                         now: datetime | None = None) -> int:
+    """Queue the alerts due (suspected incidents, complaints about open incidents); returns
+    how many were new."""
     from pulse.outreach.outbox import queue
 
-    drafts = plan_chatter_alerts(engine, since=since)
+    drafts = plan_chatter_alerts(engine, since=since) + plan_complaint_alerts(
+        engine, since=since, now=now)
     if not drafts:
         return 0
     report = queue(engine, drafts)

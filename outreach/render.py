@@ -117,7 +117,15 @@ TEMPLATES: dict[str, TemplateSpec] = {
         frozenset(),
         "To on-call and the CSMs of accounts in the chatter (outreach/chatter_alerts.py): "
         "component, bucket_start, negative_mentions, baseline, score, samples (list of "
-        "{text, author_handle, account_name, url}), accounts (list of {account_id, name, url})."),
+        "{text, author_handle, account_name, url}), accounts (list of {account_id, name, url}), "
+        "rule (score, authors or score+authors), min_authors, window_minutes."),
+    "incident_complaint": TemplateSpec(
+        "incident_complaint",
+        frozenset(),
+        "To the CSM of an account whose people complained publicly while an incident was open "
+        "(outreach/chatter_alerts.py): incident_id, incident_title, incident_status, "
+        "account_id, account_name, url, impact (hit, exposed or None), components, "
+        "complaints (list of {text, author_handle, created_at, component}). Not automated."),
     "team_digest": TemplateSpec(
         "team_digest",
         frozenset(),

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import typer
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
+from pulse.core.errors import InvalidArgumentError
 from pulse.devkit.bench.chatter import evaluate, run_world
 from pulse.listeners.landing import land_file
 from pulse.models.chatter import detect_chatter, suspected_incidents
@@ -53,7 +55,7 @@ def _land(engine: Engine, tmp_path: Path, rows: list[str], incidents: str = "") 
     path = tmp_path / "mentions.jsonl"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     res = land_file(engine, path)
-    assert res.quarantined == 0
+    assert res.quarantined == 0, res.reasons
     if incidents:
         ipath = tmp_path / "incidents.jsonl"
         ipath.write_text(incidents, encoding="utf-8")
@@ -187,3 +189,177 @@ def test_a_problem_report_counts_whatever_its_tone() -> None:
                                   "The new dashboards look lovely", "How do I export a CSV?"])
     assert mask.tolist() == [True, True, False, False]
     assert method.endswith("problem-terms")
+
+
+# --------------------------------------------------------------------------- the authors rule
+# Three or more distinct people complaining about one component within 15 minutes (a sliding
+# window over the posts' own times) on a component whose baseline is under 0.1 voices per
+# 15 minutes raise a spike beside the score. `z=99` switches the score off, so each of these
+# tests sees the rule alone; the defaults come from the settings.
+
+REPORTS = ["Reports just stopped working for us", "Getting a wall of errors from reports",
+           "Scheduled reports failing, status page says nothing"]
+NO_SCORE = 99.0
+
+
+def _reports_at(offsets: list[int], authors: list[str]) -> list[str]:
+    """Complaints about reports at BURST + offsets (minutes) by the given authors."""
+    return [_mention(f"rp{i}", BURST + timedelta(minutes=m), REPORTS[i % 3], who)
+            for i, (m, who) in enumerate(zip(offsets, authors, strict=True))]
+
+
+def _rules(raised: pd.DataFrame) -> set[str]:
+    return set(raised["rule"]) if len(raised) else set()
+
+
+def test_three_authors_within_15_minutes_across_two_buckets_raise_a_suspected_incident(
+        engine: Engine, tmp_path: Path) -> None:
+    # 14:04, 14:11 and 14:17: the fixed buckets hold 2 and 1 voices; the sliding window 3.
+    _land(engine, tmp_path, _baseline() + _reports_at([4, 11, 17], ["ana", "ben", "cleo"]))
+    now = BURST + timedelta(minutes=25)
+    raised = detect_chatter(engine, now=now, z=NO_SCORE).raised
+    assert len(raised) == 1
+    (spike,) = raised.to_dict("records")
+    assert spike["component"] == "reports" and spike["rule"] == "authors"
+    assert spike["status"] == "suspected" and spike["incident_id"] is None
+    assert pd.Timestamp(spike["bucket_start"]) == pd.Timestamp(BURST + timedelta(minutes=15))
+    assert spike["negative_mentions"] == 3 and spike["baseline"] < 0.1
+    assert spike["sample_mention_ids"] == ["rp2", "rp1", "rp0"]
+    stored = suspected_incidents(engine, status="suspected")
+    assert len(stored) == 1 and stored.iloc[0]["negative_mentions"] == 3
+    # With the default score as well, the same bucket is raised, by the rule.
+    assert "authors" in "".join(_rules(detect_chatter(engine, now=now).raised))
+    # The settings are the rule's: four people needed, three are not enough.
+    assert detect_chatter(engine, now=now, z=NO_SCORE, min_authors=4).raised.empty
+
+
+def test_one_author_three_times_does_not_trip_the_rule(engine: Engine,
+                                                       tmp_path: Path) -> None:
+    _land(engine, tmp_path, _baseline() + _reports_at([4, 6, 9], ["ana", "ana", "ana"]))
+    now = BURST + timedelta(minutes=25)
+    assert detect_chatter(engine, now=now, z=NO_SCORE).raised.empty
+    assert "authors" not in "".join(_rules(detect_chatter(engine, now=now).raised))
+    # Two more people within the window make it three voices.
+    _land(engine, tmp_path, _reports_at([10, 12], ["ben", "cleo"]))
+    assert set(detect_chatter(engine, now=now, z=NO_SCORE).raised["rule"]) == {"authors"}
+
+
+def test_three_authors_over_40_minutes_do_not_trip_the_rule(engine: Engine,
+                                                            tmp_path: Path) -> None:
+    _land(engine, tmp_path, _baseline() + _reports_at([0, 20, 40], ["ana", "ben", "cleo"]))
+    now = BURST + timedelta(minutes=50)
+    assert detect_chatter(engine, now=now, z=NO_SCORE).raised.empty
+    assert "authors" not in "".join(_rules(detect_chatter(engine, now=now).raised))
+    # A 45-minute window (a setting) would hold all three.
+    wide = detect_chatter(engine, now=now, z=NO_SCORE, author_window_minutes=45).raised
+    assert set(wide["rule"]) == {"authors"}
+
+
+def test_a_busy_component_does_not_trip_the_rule(engine: Engine, tmp_path: Path) -> None:
+    # Reports draws 24 different complainers a day for nine days: a baseline of about 0.25
+    # voices per 15 minutes, where three people in a quarter-hour are not news.
+    busy = [_mention(f"busy{d}-{k}", START + timedelta(days=d, minutes=60 * k + 3 * d),
+                     REPORTS[k % 3], f"regular{d}{k}")
+            for d in range(9) for k in range(24)]
+    _land(engine, tmp_path, _baseline() + busy + _reports_at([4, 6, 9], ["ana", "ben", "cleo"]))
+    now = BURST + timedelta(minutes=25)
+    assert detect_chatter(engine, now=now, z=NO_SCORE).raised.empty
+    # Against a quiet-baseline setting above it, the same three voices are enough.
+    loud = detect_chatter(engine, now=now, z=NO_SCORE, quiet_baseline=1.0).raised
+    assert set(loud["component"]) == {"reports"} and float(loud["baseline"].max()) >= 0.1
+
+
+def bursty_reports() -> list[str]:
+    """Reports complaints in bursts: six people on every other baseline day, none on the
+    others (a baseline of about 0.07 voices per 15 minutes, and bursty), then three people
+    within five minutes on a quiet afternoon."""
+    return [_mention(f"bz{d}-{k}", START + timedelta(days=d, hours=9, minutes=15 * k),
+                     REPORTS[k % 3], f"reg{d}{k}") for d in range(0, 9, 2) for k in range(6)
+            ] + _reports_at([3, 5, 8], ["ana", "ben", "cleo"])
+
+
+def test_the_rule_catches_what_the_burstiness_allowance_hides(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    _land(engine, tmp_path, _baseline() + bursty_reports())
+    now = BURST + timedelta(minutes=25)
+    assert detect_chatter(engine, now=now, min_authors=10_000).raised.empty  # score alone
+    (spike,) = detect_chatter(engine, now=now).raised.to_dict("records")
+    assert (spike["component"], spike["rule"], spike["status"]) == (
+        "reports", "authors", "suspected")
+    assert spike["score"] < 4.0 and spike["baseline"] < 0.1 and spike["negative_mentions"] == 3
+
+
+def test_author_bursts_count_distinct_authors_in_a_sliding_window() -> None:
+    from pulse.models.chatter import author_bursts
+
+    t = pd.Timestamp("2026-06-10T14:00:00Z")
+    pairs = pd.DataFrame({
+        "component": ["api"] * 5 + ["auth"] * 2,
+        "mention_id": [f"m{i}" for i in range(7)],
+        "created_at": [t + pd.Timedelta(minutes=m) for m in (1, 9, 10, 16, 31, 2, 3)],
+        "author_handle": ["a", "b", "a", "c", "d", "a", "b"]})
+    b = author_bursts(pairs, window=timedelta(minutes=15)).set_index(
+        ["component", "bucket_start"])
+    # 14:16 sees a (14:01, 14:10), b (14:09) and c; 14:31 sees c (14:16, 15 minutes back)
+    # and d.
+    assert b.loc[("api", t + pd.Timedelta("15min")), "authors"] == 3
+    assert b.loc[("api", t + pd.Timedelta("15min")), "sample_mention_ids"] == ["m3", "m2",
+                                                                               "m1"]
+    assert b.loc[("api", t + pd.Timedelta("30min")), "authors"] == 2  # c at 14:16, d
+    assert b.loc[("api", t), "authors"] == 2  # a twice is one voice
+    assert b.loc[("auth", t), "authors"] == 2  # components apart
+
+
+def test_the_settings_hold_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulse.core.settings import get_settings
+    from pulse.models.chatter import AuthorRule
+
+    rule = AuthorRule.from_settings()
+    assert (rule.min_authors, rule.window, rule.quiet_baseline) == (
+        3, timedelta(minutes=15), 0.1)
+    monkeypatch.setenv("PULSE_CHATTER_MIN_AUTHORS", "4")
+    monkeypatch.setenv("PULSE_CHATTER_AUTHOR_WINDOW_MINUTES", "20")
+    get_settings(fresh=True)
+    assert AuthorRule.from_settings() == AuthorRule(4, timedelta(minutes=20), 0.1)
+    with pytest.raises(InvalidArgumentError, match="min_authors must be at least 2, not 1"):
+        AuthorRule.from_settings(min_authors=1)
+
+
+# --------------------------------------------------------------------------- the demo's incident
+# tests/fixtures/chatter-demo/ is the demo world of `pulse demo run` (2000 accounts, 180 days,
+# seed 7, live incident) generated at 2026-12-03 08:49:30 UTC, cut to its last nine days of
+# mentions, its incidents of those days, and the accounts and contacts of the mentions'
+# authors. Its live incident INC-20261203-05 (reports, from 07:59) drew four complaints
+# between 08:29 and 08:46; the score alone found nothing.
+
+DEMO = Path(__file__).parent / "fixtures" / "chatter-demo"
+DEMO_NOW = datetime(2026, 12, 3, 8, 49, 30, tzinfo=UTC)
+DEMO_INCIDENT = "INC-20261203-05"
+
+
+def land_demo(engine: Engine) -> None:
+    for name in ("accounts.csv", "contacts.csv", "mentions.jsonl", "incidents.jsonl"):
+        land_file(engine, DEMO / name)
+
+
+def test_the_demo_live_incident_is_now_detected(engine: Engine) -> None:
+    from pulse.models.chatter import incident_chatter
+
+    land_demo(engine)
+    # The score alone (the rule needing more people than there are) raised nothing.
+    assert detect_chatter(engine, now=DEMO_NOW, min_authors=10_000).raised.empty
+    raised = detect_chatter(engine, now=DEMO_NOW).raised
+    assert len(raised) >= 1 and set(raised["component"]) == {"reports"}
+    assert set(raised["incident_id"]) == {DEMO_INCIDENT}
+    assert set(raised["status"]) == {"attached"} and "authors" in set(raised["rule"])
+    first = raised.sort_values("bucket_start").iloc[0]
+    assert pd.Timestamp(first["bucket_start"]) <= pd.Timestamp(DEMO_NOW) - pd.Timedelta("4min")
+    assert first["negative_mentions"] >= 3 and first["baseline"] < 0.1
+    stored = suspected_incidents(engine, status="attached")
+    assert len(stored) == len(raised) and "authors" in set(stored["rule"])
+    # Every complaint made while it was open is on the incident, with its account if known.
+    found = incident_chatter(engine, DEMO_INCIDENT, now=DEMO_NOW)
+    assert len(found) == 4 and found["author_handle"].nunique() == 4
+    assert found["created_at"].min() >= pd.Timestamp("2026-12-03T07:59:30Z")
+    assert any("wall of errors" in t for t in found["text"])
+    assert found["account_id"].notna().sum() >= 2

@@ -47,14 +47,14 @@ def _table(frame: Any, title: str) -> None:
     table = Table(title=title, title_justify="left")
     for col, right in (("bucket (UTC)", False), ("component", False), ("voices", True),
                        ("baseline", True), ("score", True), ("status", False),
-                       ("incident", False), ("samples", False)):
+                       ("rule", False), ("incident", False), ("samples", False)):
         table.add_column(col, justify="right" if right else "left")
     for r in frame.itertuples(index=False):
         samples = getattr(r, "sample_texts", None) or r.sample_mention_ids
         table.add_row(pd.Timestamp(r.bucket_start).strftime("%Y-%m-%d %H:%M"),
                       Text(str(r.component)), str(int(r.negative_mentions)),
                       f"{float(r.baseline):.3f}", f"{float(r.score):.1f}", str(r.status),
-                      Text(str(r.incident_id or "")),
+                      str(getattr(r, "rule", "")), Text(str(r.incident_id or "")),
                       Text("\n".join(str(s)[:60] for s in samples)))
     out.print(table)
 
@@ -68,9 +68,22 @@ def detect(
     z: Annotated[float, typer.Option(help="Score (tail z) a spike needs.")] = 4.0,
     aftermath_hours: Annotated[float, typer.Option(
         help="Attach spikes to an incident resolved at most this many hours before.")] = 2.0,
+    min_authors: Annotated[int | None, typer.Option(
+        help="Distinct people within --author-window that raise a spike on a quiet component "
+        "(default: PULSE_CHATTER_MIN_AUTHORS, 3).")] = None,
+    author_window: Annotated[float | None, typer.Option(
+        help="The distinct-authors rule's sliding window, minutes (default: "
+        "PULSE_CHATTER_AUTHOR_WINDOW_MINUTES, 15).")] = None,
+    quiet_baseline: Annotated[float | None, typer.Option(
+        help="The rule applies under this baseline, voices per 15 minutes (default: "
+        "PULSE_CHATTER_QUIET_BASELINE, 0.1).")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Score recent buckets and record spikes (suspected, or attached to an open incident)."""
+    """Score recent buckets and record spikes (suspected, or attached to an open incident).
+
+    A spike is raised by the score (--z) or by the distinct-authors rule (--min-authors
+    people within --author-window minutes on a component under --quiet-baseline).
+    """
     from pulse.models.chatter import detect_chatter
     from pulse.sql.db import ensure_schema, make_engine
 
@@ -78,7 +91,9 @@ def detect(
     ensure_schema(engine)
     report = detect_chatter(engine, now=_time(now), lookback_hours=lookback_hours,
                             baseline_days=baseline_days, min_count=min_count, z=z,
-                            aftermath_hours=aftermath_hours)
+                            aftermath_hours=aftermath_hours, min_authors=min_authors,
+                            author_window_minutes=author_window,
+                            quiet_baseline=quiet_baseline)
     if fmt == Format.json:
         print(json.dumps({"now": report.now.isoformat(), "since": report.since.isoformat(),
                           "buckets_scored": report.buckets_scored, "method": report.method,

@@ -99,11 +99,14 @@ def impact(
     now: Annotated[str | None, typer.Option(
         "--now", help="End of an open incident's window, ISO 8601 (default: now).")] = None,
 ) -> None:
-    """The accounts an incident hit or exposed, with their failed requests and users.
+    """The accounts an incident hit or exposed, with their failed requests and users, and
+    the public complaints made while it was open.
 
     hit: errors on an affected component (in an affected region) inside the incident's
-    window; exposed: used it there without errors. See docs/outage.md.
+    window; exposed: used it there without errors. See docs/outage.md. Complaints: negative
+    posts naming one of its components while it was open (docs/chatter.md).
     """
+    from pulse.models.chatter import incident_chatter
     from pulse.models.outage import (
         EXPOSED,
         HIT,
@@ -140,12 +143,47 @@ def impact(
         "window_end": _iso(frame["window_end"].max()) if len(frame) else None,
         "computed_at": _iso(frame["computed_at"].max()) if len(frame) else None,
     }
+    complaints = incident_chatter(engine, incident_id, now=_now(now))
     if fmt is ImpactFormat.json:
         doc = {"incident": {k: _iso(v) if k.endswith("_at") else v for k, v in info.items()},
-               "summary": summary, "accounts": _records(shown)}
+               "summary": summary, "accounts": _records(shown),
+               "complaints": _complaint_records(complaints)}
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     _impact_table(info, summary, shown)
+    _complaints_table(complaints)
+
+
+def _complaint_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The public complaints attached to an incident, as JSON-ready rows."""
+    return [{"mention_id": str(r["mention_id"]), "created_at": _iso(r["created_at"]),
+             "component": r["component"], "author_handle": r["author_handle"],
+             "text": r["text"], "account_id": _text_or_none(r["account_id"]),
+             "account_name": _text_or_none(r["account_name"])}
+            for r in frame.to_dict("records")]
+
+
+def _text_or_none(value: Any) -> str | None:
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else str(value)
+
+
+def _complaints_table(frame: pd.DataFrame) -> None:
+    if frame.empty:
+        out.print("No public complaints attached to this incident.")
+        return
+    table = Table(title=f"{len(frame):,} public complaints while it was open "
+                  f"({frame['account_id'].notna().sum():,} from known accounts)",
+                  title_justify="left")
+    for col in ("posted (UTC)", "component", "author", "account", "text"):
+        table.add_column(col)
+    for r in frame.to_dict("records"):
+        account = _text_or_none(r["account_name"]) or _text_or_none(r["account_id"]) or ""
+        table.add_row(_when(r["created_at"]), Text(str(r["component"])),
+                      Text(f"@{r['author_handle']}" if r["author_handle"] else ""),
+                      Text(account), Text(str(r["text"])))
+    out.print(table)
 
 
 def _impact_table(info: dict[str, Any], summary: dict[str, Any], frame: pd.DataFrame) -> None:

@@ -123,6 +123,18 @@ class Settings(BaseSettings):
         "currency, JSON (PULSE_FX_RATES); merged over approximate built-in rates")
     oncall_email: str = Field(default="oncall@pulse-demo.example",
                               description="Who hears about suspected incidents from chatter")
+    # --- outage chatter: the distinct-authors rule beside the statistical score (issue 15)
+    chatter_min_authors: int = Field(
+        default=3, ge=2, description="This many distinct people complaining about one "
+        "component within PULSE_CHATTER_AUTHOR_WINDOW_MINUTES raise a suspected incident "
+        "when the component is quiet (baseline under PULSE_CHATTER_QUIET_BASELINE)")
+    chatter_author_window_minutes: float = Field(
+        default=15.0, gt=0, le=60, description="The sliding window of the distinct-authors "
+        "rule, in minutes")
+    chatter_quiet_baseline: float = Field(
+        default=0.1, ge=0, description="The distinct-authors rule applies where the "
+        "component's baseline, and its chatter in the 6 hours before, are under this many "
+        "voices per 15 minutes")
     web_host: str = Field(default="127.0.0.1", description="`pulse serve` host")
     web_port: int = Field(default=8700, ge=1, le=65535, description="`pulse serve` port")
     # --- listening to X (issue 6)

@@ -52,6 +52,7 @@ class ChatterFigure:
     weeks: float
     seconds: float
     method: str = ""  # how negativity was judged (sentiment model or lexicon)
+    by_authors_only: int = 0  # spikes the distinct-authors rule raised that the score did not
     by_impact: dict[str, list[int]] = field(default_factory=dict)  # impact -> [n, detected]
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,7 +120,8 @@ def evaluate(spikes: Any, incidents: Any, *, scored_from: datetime, end: datetim
 
 
 def run_world(*, seed: int, accounts: int, days: int, baseline_days: int = 7,
-              min_count: int = 3, z: float = 4.0, end: date | None = None) -> ChatterFigure:
+              min_count: int = 3, z: float = 4.0, end: date | None = None,
+              min_authors: int | None = None) -> ChatterFigure:
     """Generate, land and replay one demo world; see the module docstring."""
     import pandas as pd
     from sqlalchemy import func, select
@@ -153,14 +155,16 @@ def run_world(*, seed: int, accounts: int, days: int, baseline_days: int = 7,
                 else (first or stop)
             hours = (stop - first).total_seconds() / 3600 + 1
             report = detect_chatter(engine, now=stop, lookback_hours=hours,
-                                    baseline_days=baseline_days, min_count=min_count, z=z)
+                                    baseline_days=baseline_days, min_count=min_count, z=z,
+                                    min_authors=min_authors)
         finally:
             engine.dispose()
     scored_from = first + timedelta(days=1)
     figures = evaluate(report.raised, incidents, scored_from=scored_from, end=stop)
     return ChatterFigure(seed=seed, accounts=accounts, days=days, mentions=int(n_mentions),
                          seconds=round(time.perf_counter() - t0, 2), method=report.method,
-                         **figures)
+                         by_authors_only=int((report.raised["rule"] == "authors").sum())
+                         if len(report.raised) else 0, **figures)
 
 
 def _table(figs: list[ChatterFigure], console: Console) -> None:
@@ -182,7 +186,8 @@ def _table(figs: list[ChatterFigure], console: Console) -> None:
     console.print(table)
     for f in figs:
         parts = ", ".join(f"{k} {v[1]}/{v[0]}" for k, v in sorted(f.by_impact.items()))
-        console.print(f"seed {f.seed}: detected by impact: {parts}; negativity: {f.method}")
+        console.print(f"seed {f.seed}: detected by impact: {parts}; negativity: {f.method}; "
+                      f"spikes raised by the distinct-authors rule alone: {f.by_authors_only}")
 
 
 def bench_chatter(
@@ -193,6 +198,10 @@ def bench_chatter(
     baseline_days: Annotated[int, typer.Option(help="Days of baseline per bucket.")] = 7,
     min_count: Annotated[int, typer.Option(help="Fewest voices in a spike.")] = 3,
     z: Annotated[float, typer.Option(help="Score (tail z) a spike needs.")] = 4.0,
+    min_authors: Annotated[int | None, typer.Option(
+        help="Distinct people within 15 minutes that raise a spike on a quiet component "
+        "(default: PULSE_CHATTER_MIN_AUTHORS, 3; a large number switches the rule off).")]
+    = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Detection delay and false alarms of outage chatter on demo worlds."""
@@ -200,7 +209,8 @@ def bench_chatter(
     figs = []
     for seed in seeds or [1, 2, 3]:
         figs.append(run_world(seed=seed, accounts=accounts, days=days,
-                              baseline_days=baseline_days, min_count=min_count, z=z))
+                              baseline_days=baseline_days, min_count=min_count, z=z,
+                              min_authors=min_authors))
     if fmt == Format.json:
         print(json.dumps([f.to_dict() for f in figs], indent=2))
     else:
