@@ -222,3 +222,19 @@ def test_issue_12_features_of_a_past_date_ignore_rows_that_land_later(
     assert f.loc["acc-1", "recovered_payments_90d"] == 2.0
     assert f.loc["acc-2", "billing_term_days"] == 287.0  # 2025-09-15 to 2026-06-29
     assert f.loc["acc-1", "negative_texts_28d"] == 3.0
+
+
+def test_the_long_baseline_features_read_in_words() -> None:
+    from pulse.models.drivers import Driver, drivers_in_words
+    from pulse.models.training import DRIVER_LABELS, NUMERIC
+
+    names = ("events_28d_vs_180d", "active_days_28d_vs_180d", "error_rate_28d_minus_180d")
+    assert set(names) <= set(NUMERIC)  # the churn model reads them
+    words = drivers_in_words([Driver(names[0], 0.42, 1.0, 0.08),
+                              Driver(names[1], None, 1.0, 0.02),
+                              Driver(names[2], 0.03, 0.0, 0.01)], DRIVER_LABELS)
+    assert words[0] == ("usage in the last 28 days 0.42× its own baseline (typical 1.00×) "
+                        "raises risk by 8 points")
+    assert words[1].startswith("active days in the last 28: too little history")
+    assert words[2].startswith("error share in the last 28 days above its own baseline's by "
+                               "3.0%")
