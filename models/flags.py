@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 from sqlalchemy import Engine
 
 from pulse.core.errors import NotScoredError, UnknownNameError
@@ -121,7 +122,8 @@ class _Frame:
 
 def _assemble(features: pd.DataFrame, health: pd.DataFrame | None,
               downgrades: pd.DataFrame | None, champions: pd.DataFrame | None,
-              failures: pd.DataFrame | None) -> pd.DataFrame:
+              failures: pd.DataFrame | None, churn: pd.DataFrame | None = None
+              ) -> pd.DataFrame:
     frame = features.reset_index(drop=True)
     health_cols = ["score", "band", "change_7d", "change_30d"]
     if health is not None and len(health):
@@ -137,6 +139,9 @@ def _assemble(features: pd.DataFrame, health: pd.DataFrame | None,
     if failures is not None and len(failures):
         frame = frame.merge(failures.add_prefix("failed_").rename(
             columns={"failed_account_id": "account_id"}), on="account_id", how="left")
+    if churn is not None and len(churn):
+        frame = frame.merge(churn[["account_id", "probability"]].rename(
+            columns={"probability": "churn_probability"}), on="account_id", how="left")
     return frame
 
 
@@ -157,7 +162,9 @@ def error_rise_z(errors: np.ndarray, rows: np.ndarray, errors_prev: np.ndarray,
 #: The trajectory signals (own past and peers) and the event signals (how rare among peers).
 TRAJECTORY_SIGNALS: tuple[str, ...] = ("usage_drop", "error_rise", "users_drop")
 EVENT_SIGNALS: tuple[str, ...] = ("contraction", "negative_voice")
-SILENT_SIGNALS: tuple[str, ...] = TRAJECTORY_SIGNALS + EVENT_SIGNALS
+#: The churn model's risk of the date (`churn_scores`), ranked among the live accounts.
+MODEL_SIGNALS: tuple[str, ...] = ("modelled_risk",)
+SILENT_SIGNALS: tuple[str, ...] = TRAJECTORY_SIGNALS + EVENT_SIGNALS + MODEL_SIGNALS
 
 _SEP = "\x1f"  # between segment and plan in a peer group's name
 _MAD = 1.4826  # scales a median absolute deviation to a standard deviation (normal data)
@@ -388,6 +395,22 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
             strength[name] = np.where(fired & live, max(z, 0.0), 0.0)
             numbers[f"{name}_share"] = np.full(n, share)
 
+        # the churn model's risk of the date, as rare as its rank among the live accounts
+        # it scored: the top share p weighs the z with P(Z > z) = p (top 5%: 1.6; top 1%:
+        # 2.3), the lower half nothing; never the flag on its own below min_evidence
+        if "churn_probability" in f.data:
+            risk = f["churn_probability"]
+            scored = live & np.isfinite(risk)
+            if scored.sum() >= rule.min_peers:
+                ranked = pd.Series(np.where(scored, risk, np.nan))
+                # share of the scored accounts at least as risky (ties share the top rank)
+                share = ((scored.sum() - ranked.rank(method="min").to_numpy() + 1.0 + 1.0)
+                         / (scored.sum() + 2.0))
+                z = np.nan_to_num(ndtri(1.0 - share), nan=0.0)
+                strength["modelled_risk"] = np.where(scored, np.clip(z, 0.0, None), 0.0)
+                numbers["modelled_risk_share"] = np.where(scored, share, np.nan)
+                numbers["churn_probability"] = np.where(scored, risk, np.nan)
+
     for name in TRAJECTORY_SIGNALS:
         strength[name] = np.clip(np.nan_to_num(strength[name], nan=0.0, posinf=rule.signal_cap),
                                  0.0, rule.signal_cap)
@@ -450,6 +473,10 @@ def _signal_text(name: str, i: int, f: _Frame, sc: SilentScores, rule: SilentRul
         if change < 0:
             parts.append(f"MRR down {abs(change):.0f}% over 90 days")
         return "; ".join(parts)
+    if name == "modelled_risk":
+        top = max(1, int(np.ceil(100 * x["modelled_risk_share"])))
+        return (f"modelled churn risk {_pct(x['churn_probability'])}, the highest {top}% of "
+                "accounts")
     if name == "negative_voice":
         return (f"{_count(f['negative_mentions_28d'][i])} of "
                 f"{_plural(f['mentions_28d'][i], 'social mention')} negative in 28 days")
@@ -648,6 +675,7 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
                    champions: pd.DataFrame | None = None,
                    failures: pd.DataFrame | None = None,
                    outages: pd.DataFrame | None = None,
+                   churn: pd.DataFrame | None = None,
                    settings: FlagSettings | None = None,
                    stale_sources: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
     """Decide every flag for every account of a features frame; no database needed.
@@ -658,10 +686,12 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
     (`sql.flags.last_downgrades`); without `weekly` the silent flag reads only the events
     (contraction, negative voice).
     `outages` is one row per (account, incident that hit it lately), as
-    `models.outage.recent_hits` returns.
+    `models.outage.recent_hits` returns. `churn` is the champion model's risk of the date
+    (account_id, probability: the `churn_scores` rows); with it the silent flag also weighs
+    the modelled risk (`modelled_risk`), ranked among the accounts it scored.
     """
     s = settings or FlagSettings()
-    f = _Frame(_assemble(features, health, downgrades, champions, failures))
+    f = _Frame(_assemble(features, health, downgrades, champions, failures, churn))
     if not len(f.data):
         return pd.DataFrame(columns=FLAG_COLUMNS)
     cancelled = f.data["cancelled"].fillna(False).astype(bool).to_numpy() \
@@ -695,6 +725,7 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
         champions,
         last_downgrades,
         load_accounts,
+        load_churn_scores,
         open_failures,
         weekly_usage,
         write_flags,
@@ -722,11 +753,12 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
                        gone_days=s.champion_gone_days)
     failures = open_failures(engine, as_of, basis=basis)
     outages = recent_hits(engine, as_of, basis=basis, days=s.outage_days)
+    churn = load_churn_scores(engine, as_of)[["account_id", "probability"]]
     if on_stage:
         on_stage(f"deciding flags as of {as_of}")
     flags = evaluate_flags(features, as_of, health=health, weekly=weekly, peers=peers,
                            downgrades=downgrades, champions=champs,
-                           failures=failures, outages=outages, settings=s,
+                           failures=failures, outages=outages, churn=churn, settings=s,
                            stale_sources=stale)
     written = write_flags(engine, as_of, flags)
     counts = flags["flag"].value_counts().to_dict()

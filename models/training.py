@@ -669,6 +669,17 @@ def _share_label(noun: str) -> Callable[[Driver], str]:
     return label
 
 
+def _times_label(noun: str, against: str) -> Callable[[Driver], str]:
+    def show(v: float) -> str:
+        return f"{v:.2f}×"
+
+    def label(d: Driver) -> str:
+        if d.value is None:
+            return f"{noun}: too little history to compare with"
+        return f"{noun} {show(float(d.value))} {against}{_typical(d, show)}"
+    return label
+
+
 def _days_since_label(noun: str, never: str) -> Callable[[Driver], str]:
     def label(d: Driver) -> str:
         if d.value is None:
@@ -725,6 +736,11 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "negative_mentions_28d": _count_label("negative mentions in 28 days:"),
     "negative_share_28d": _share_label("negative share of mentions"),
     "incident_minutes_28d": _count_label("minutes hit by incidents in 28 days:"),
+    "events_28d_vs_180d": _times_label("usage in the last 28 days", "its own baseline"),
+    "active_days_28d_vs_180d": _times_label("active days in the last 28",
+                                            "its own baseline"),
+    "error_rate_28d_minus_180d": _share_label(
+        "error share in the last 28 days above its own baseline's by"),
     "plan": _category_label("plan"),
     "segment": _category_label("segment"),
     "region": _category_label("region"),

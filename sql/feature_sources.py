@@ -50,6 +50,9 @@ from pulse.sql.schema import (
     UsageEvent,
 )
 
+#: The account's own long usage baseline: the days 28 to this many back (the last 28 left out).
+LONG_BASELINE_DAYS = 180
+
 # --------------------------------------------------------------------------- SQL helpers
 
 
@@ -490,9 +493,12 @@ def _source_last(w: _Window, table: Any, column: str) -> Any:
 
 
 def _usage_trends(w: _Window) -> Any:
-    """Per account, from the last 90 days of usage rolled up by day: events, errors and
-    active days in 90 days, and the least-squares slope of weekly events over the last 12
-    weeks (weeks counted back from the as-of date; a week without usage counts 0).
+    """Per account, from the last 180 days of usage rolled up by day: events, errors and
+    active days in 90 days, the least-squares slope of weekly events over the last 12
+    weeks (weeks counted back from the as-of date; a week without usage counts 0), and the
+    account's own long baseline: events, errors and active days in the days 28 to 179 back
+    (the 152 days before the last 28), with the oldest day of usage in the window (how much
+    of the baseline the account was there for).
 
     With x = 0..11 (oldest to latest week) and y the week's events, the slope is
     sum((x - 5.5) * y) / 143: the terms of weeks without usage are 0, so only the days with
@@ -507,21 +513,27 @@ def _usage_trends(w: _Window) -> Any:
             func.sum(u.c.quantity).label("events"),
             func.sum(case((u.c.outcome == "error", u.c.quantity), else_=0.0)).label("errors"),
         )
-        .where(u.c.occurred_at >= w.since(90), u.c.occurred_at < w.end, w.known(u))
+        .where(u.c.occurred_at >= w.since(LONG_BASELINE_DAYS), u.c.occurred_at < w.end,
+               w.known(u))
         .group_by(u.c.account_id, day)
         .cte("usage_daily")
     )
     back = w.day - daily.c.d  # 0 on the as-of date
     x = literal(11, Integer) - back // literal(7, Integer)  # the week, 0 = the latest
-    in84 = back < 84
+    in84, in90 = back < 84, back < 90
+    base = back >= 28
     return (
         select(
             daily.c.account_id,
-            func.sum(daily.c.events).label("events_90d"),
-            func.sum(daily.c.errors).label("errors_90d"),
-            func.count().label("active_days_90d"),
+            func.sum(case((in90, daily.c.events), else_=0.0)).label("events_90d"),
+            func.sum(case((in90, daily.c.errors), else_=0.0)).label("errors_90d"),
+            func.sum(case((in90, 1), else_=0)).label("active_days_90d"),
             func.sum(case((in84, daily.c.events), else_=0.0)).label("events_84d"),
             func.sum(case((in84, (x - 5.5) * daily.c.events), else_=0.0)).label("slope_num"),
+            func.sum(case((base, daily.c.events), else_=0.0)).label("events_base"),
+            func.sum(case((base, daily.c.errors), else_=0.0)).label("errors_base"),
+            func.sum(case((base, 1), else_=0)).label("active_days_base"),
+            func.max(back).label("oldest_back"),
         )
         .group_by(daily.c.account_id)
         .cte("usage_trends")

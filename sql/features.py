@@ -102,6 +102,7 @@ from sqlalchemy import (
 
 from pulse.core.errors import InvalidArgumentError, NothingToScoreError
 from pulse.sql.feature_sources import (
+    LONG_BASELINE_DAYS,
     _billing,
     _champion,
     _incident_minutes,
@@ -246,6 +247,13 @@ FEATURES: dict[str, Feature] = dict([
     _f("tenure_days", "account",
        "days since the account was created or, if earlier or without created_at, its first "
        "known usage or purchase"),
+    # against the account's own long baseline: the days 28 to 179 back
+    _f("events_28d_vs_180d", "usage",
+       "events a day in the last 28 days per events a day in its own baseline (the days 28 "
+       "to 179 back, from its first usage in them; none with under 28 baseline days)"),
+    _f("active_days_28d_vs_180d", "usage", "the same for active days"),
+    _f("error_rate_28d_minus_180d", "usage",
+       "error share of the last 28 days' events minus that of its baseline"),
 ])
 
 #: The freshness columns of each source: (the account's latest event, the source's latest).
@@ -256,6 +264,14 @@ FRESHNESS: dict[str, tuple[str | None, str]] = {
     "social": ("social_last_at", "social_source_last_at"),
     "incidents": (None, "incidents_source_last_at"),
 }
+
+
+def _vs_baseline(recent_28d: Any, base: Any, base_days: Any) -> Any:
+    """A 28-day count per day against the same count per day of the account's own baseline;
+    none with under 28 baseline days or nothing in them."""
+    return case((and_(base_days >= 28, func.coalesce(base, 0) > 0),
+                 (cast(recent_28d, Float) / 28.0)
+                 / (cast(base, Float) / cast(base_days, Float))))
 
 
 def _ratio(num: Any, den: Any) -> Any:
@@ -281,6 +297,11 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
     error_rate_28d = _ratio(errors_28d, events_28d)
     error_rate_90d = _ratio(errors_90d, events_90d)
     mean_week = n(trends.c.events_84d) / 12.0
+    # the baseline days the account was there for: from its oldest usage day in the window
+    # (at most the 152 days 28 to 179 back)
+    base_span = LONG_BASELINE_DAYS - 28
+    base_days = case((trends.c.oldest_back - 27 > base_span, literal(base_span, Integer)),
+                     else_=trends.c.oldest_back - 27)
     # the billing term: the days between the last two starts or renewals; with one start
     # only and no renewal in over two months, an annual plan (a monthly one renews monthly)
     # (renewals first; else the cadence of successful payments, for plans that renew by
@@ -327,6 +348,13 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
         "billing_term_days": cast(term, Float),
         "is_annual": case((term.is_(None), None), (term >= 180, 1.0), else_=0.0),
         "days_to_renewal_est": cast(term - since_term % term, Float),
+        "events_28d_vs_180d": _vs_baseline(events_28d, trends.c.events_base, base_days),
+        "active_days_28d_vs_180d": _vs_baseline(days_28d, trends.c.active_days_base,
+                                                base_days),
+        "error_rate_28d_minus_180d": case(
+            (and_(base_days >= 28, n(trends.c.events_base) > 0, events_28d > 0),
+             cast(errors_28d, Float) / cast(events_28d, Float)
+             - cast(n(trends.c.errors_base), Float) / cast(trends.c.events_base, Float))),
         "tickets_negative_share_90d": _ratio(n(tone.c.tickets_negative), tickets),
         "mentions_negative_share_90d": _ratio(n(tone.c.mentions_negative), mentions),
         "negative_texts_28d": cast(n(tone.c.negative_28d), Float),

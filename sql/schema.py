@@ -328,6 +328,10 @@ class AccountFeatures(Base):
     tone_source: Mapped[str | None] = mapped_column(String(12))
     champion_gone: Mapped[float | None] = mapped_column(Float)
     tenure_days: Mapped[float | None] = mapped_column(Float)
+    # against the account's own long baseline (the days 28 to 179 back; migration 0016)
+    events_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
+    active_days_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
+    error_rate_28d_minus_180d: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
 
 

@@ -45,6 +45,8 @@ e7,acc-1,2026-02-01T10:00:00Z,reports,c4,1,ok
 e10,acc-1,2026-02-02T10:00:00Z,reports,c5,1,ok
 e11,acc-1,2026-02-03T10:00:00Z,reports,c6,1,ok
 e12,acc-1,2026-02-04T10:00:00Z,reports,c7,1,ok
+e13,acc-3,2026-06-01T10:00:00Z,reports,,3,ok
+e14,acc-3,2026-06-29T10:00:00Z,reports,,1,ok
 """
 PURCHASES = """event_id,account_id,occurred_at,kind,amount,mrr_after
 p1,acc-1,2025-06-01T00:00:00Z,subscription_started,100,100
@@ -105,6 +107,11 @@ EXPECTED_ACC1: dict[str, Any] = {
     "tone_source": "mixed",
     "champion_gone": 1.0,  # c3: 15 events on 3 days in 04-03..06-02, none since 06-03
     "tenure_days": 394.0,  # created 2025-06-01
+    # own long baseline, days 28 to 179 back: e9, e4, e5, e8, e6 (10 errors), e7, e10-e12
+    # (02-01 is 149 back): 28 events on 9 days, from 149 back: 149 - 27 = 122 baseline days
+    "events_28d_vs_180d": (12 / 28) / (28 / 122),
+    "active_days_28d_vs_180d": (3 / 28) / (9 / 122),
+    "error_rate_28d_minus_180d": 2 / 12 - 10 / 28,
 }
 EXPECTED_ACC2: dict[str, Any] = {  # one start, no created_at, no usage
     "billing_term_days": 365.0,  # no renewal in 288 days: annual
@@ -118,11 +125,16 @@ EXPECTED_ACC2: dict[str, Any] = {  # one start, no created_at, no usage
     "failed_payments_90d": 0.0,
     "days_since_failed_payment": None,
     "tone_source": None,
+    "events_28d_vs_180d": None,
+    "error_rate_28d_minus_180d": None,
 }
 EXPECTED_ACC3: dict[str, Any] = {
     "billing_term_days": 365.0, "is_annual": 1.0,
     "days_to_renewal_est": 10.0,  # 2025-07-10 + 365 = 2026-07-10
     "tenure_days": 729.0,  # created 2024-07-01
+    # usage from 29 days back only: 2 baseline days, too few to compare with
+    "events_28d_vs_180d": None,
+    "active_days_28d_vs_180d": None,
 }
 
 
@@ -210,3 +222,19 @@ def test_issue_12_features_of_a_past_date_ignore_rows_that_land_later(
     assert f.loc["acc-1", "recovered_payments_90d"] == 2.0
     assert f.loc["acc-2", "billing_term_days"] == 287.0  # 2025-09-15 to 2026-06-29
     assert f.loc["acc-1", "negative_texts_28d"] == 3.0
+
+
+def test_the_long_baseline_features_read_in_words() -> None:
+    from pulse.models.drivers import Driver, drivers_in_words
+    from pulse.models.training import DRIVER_LABELS, NUMERIC
+
+    names = ("events_28d_vs_180d", "active_days_28d_vs_180d", "error_rate_28d_minus_180d")
+    assert set(names) <= set(NUMERIC)  # the churn model reads them
+    words = drivers_in_words([Driver(names[0], 0.42, 1.0, 0.08),
+                              Driver(names[1], None, 1.0, 0.02),
+                              Driver(names[2], 0.03, 0.0, 0.01)], DRIVER_LABELS)
+    assert words[0] == ("usage in the last 28 days 0.42× its own baseline (typical 1.00×) "
+                        "raises risk by 8 points")
+    assert words[1].startswith("active days in the last 28: too little history")
+    assert words[2].startswith("error share in the last 28 days above its own baseline's by "
+                               "3.0%")

@@ -119,6 +119,39 @@ def test_the_rule_is_a_setting() -> None:
     assert longer.empty  # nobody has been quiet for 90 days
 
 
+def test_the_modelled_risk_adds_to_the_decline_and_never_flags_alone() -> None:
+    """The champion's churn risk of the date is one more signal, weighed by its rank among
+    the scored accounts: it tips a mild decline over the bar, but a high risk without a
+    decline, or with a recent ticket, is not silence."""
+    from pulse.models.flag_rules import FlagSettings
+
+    weekly, features, peers = population()
+    mild = (weekly["account_id"] == "acc-050") & (weekly["week"] < 2)
+    weekly.loc[mild, "events"] *= 0.7  # a mild drop: not enough on its own
+    assert "acc-050" not in silent(weekly, features, peers).index
+    risk = np.linspace(0.01, 0.05, N)
+    ids = features["account_id"].to_numpy()
+    for account, p in (("acc-050", 0.9), ("acc-070", 0.8), (TICKETED, 0.7)):
+        risk[ids == account] = p
+    churn = pd.DataFrame({"account_id": ids, "probability": risk})
+    flags = evaluate_flags(features, D, weekly=weekly, peers=peers, churn=churn,
+                           settings=FlagSettings())
+    flagged = flags[flags["flag"] == "silent_dissatisfied"].set_index("account_id")
+    assert "acc-050" in flagged.index
+    assert "acc-070" not in flagged.index  # the riskiest but one, with no decline
+    assert TICKETED not in flagged.index
+    assert set(FADERS) <= set(flagged.index)
+    details = flagged.loc["acc-050", "details"]
+    assert details["signals"]["modelled_risk"] > 1.5
+    assert details["modelled_risk_share"] < 0.02
+    assert "modelled churn risk 90%, the highest 2% of accounts" in \
+        flagged.loc["acc-050", "evidence"]
+    # without scores (no champion) the flag is what it was
+    none = evaluate_flags(features, D, weekly=weekly, peers=peers, settings=FlagSettings(),
+                          churn=churn.iloc[:0])
+    assert "acc-050" not in set(none.loc[none["flag"] == "silent_dissatisfied", "account_id"])
+
+
 # --------------------------------------------------------------------------- warehouse
 
 START = D - timedelta(days=7 * WEEKS - 1)
@@ -176,3 +209,27 @@ def test_in_the_warehouse_a_weekly_cycle_and_scale_change_nothing(
     assert drop and int(drop.group(1)) >= 50, text
     assert "error rate " in text and text.endswith("no ticket on record")
     assert silent["details"].iloc[0]["baseline_weeks"] == 11
+
+
+def test_in_the_warehouse_the_stored_churn_scores_join_the_evidence(
+        engine: Engine, tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from pulse.sql.schema import ChurnScore
+
+    land(engine, tmp_path / "world", cycle=False, scale=1.0)
+    score_date(engine, D)
+    rows = [{"as_of": D, "account_id": f"acc-w{a:02d}", "model_version": 1,
+             "probability": 0.6 if a == 0 else 0.02 + a / 1000, "drivers": [],
+             "computed_at": LANDED} for a in range(40)]
+    with engine.begin() as conn:
+        conn.execute(insert(ChurnScore.__table__), rows)
+    compute_flags(engine, D)
+    flags = load_flags(engine, D)
+    silent = flags[flags["flag"] == "silent_dissatisfied"].set_index("account_id")
+    assert list(silent.index) == ["acc-w00"]
+    details = silent.loc["acc-w00", "details"]
+    assert details["signals"]["modelled_risk"] > 1.5
+    assert details["churn_probability"] == pytest.approx(0.6)
+    assert "modelled churn risk 60%, the highest 5% of accounts" in \
+        silent.loc["acc-w00", "evidence"]

@@ -552,8 +552,10 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     if cal is not None and not cal.fitted:
         fig.errors["calibrate"] = str(cal.fallback)
     stage("health", lambda: score_date(engine, as_of, scorecard=card, basis="occurred"))
-    stage("flags", lambda: compute_flags(engine, as_of, scorecard=card))
+    # in the health DAG's order: the churn scores before the flags (the silent flag weighs
+    # the date's modelled risk)
     stage("churn scores", lambda: score_churn(engine, as_of, basis="occurred"))
+    stage("flags", lambda: compute_flags(engine, as_of, scorecard=card))
     rows = stage("risk list", lambda: pd.DataFrame(build_risk_list(engine, as_of,
                                                                    scorecard=card)))
     if rows is None or rows.empty:
