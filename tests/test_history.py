@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from pulse.models.history import history_dates, score_history
+from pulse.models.negative_words import NEGATIVE_TERMS
+from pulse.sql.features import compute_features, load_features
 from pulse.sql.flags import flag_dates
 from pulse.sql.health import health_dates, load_health
 from pulse.sql.schema import AccountFeatures
@@ -48,6 +51,16 @@ def test_ninety_days_of_history_scored_daily_with_their_changes(engine: Engine,
     first = load_health(engine, window[0])
     assert first["change_7d"].isna().all()  # nothing scored before the window
 
-    again = score_history(engine, end=END + timedelta(days=2), days=90, flag_days=0)
+    # resumed, the features read in two worker processes: the same rows as `pulse score`'s
+    again = score_history(engine, end=END + timedelta(days=2), days=90, flag_days=0,
+                          workers=2)
     assert again.skipped == window[2:] and again.scored == [END, END + timedelta(days=1)]
     assert again.flagged == 0
+    for day in (window[-1], END):
+        ours = load_features(engine, day).drop(columns="computed_at")
+        compute_features(engine, day, negative_terms=NEGATIVE_TERMS)
+        theirs = load_features(engine, day).drop(columns="computed_at")
+        assert len(ours) >= 2
+        pd.testing.assert_frame_equal(ours, theirs)
+    wide = score_history(engine, end=END + timedelta(days=3), days=2, flag_days=30)
+    assert wide.scored == [END + timedelta(days=2)] and wide.flagged == 1

@@ -231,10 +231,12 @@ def _history_step(engine: Engine, console: Console, days: int) -> None:
     """Score the backfilled history daily for the `days` days before today (features, health,
     flags per date; models/history.py), so today's run has 7- and 30-day changes, trends and
     sparklines to show. Prints a progress count."""
+    import os
     from datetime import UTC, datetime
 
     from pulse.models.history import score_history
 
+    workers = max(1, min(4, os.cpu_count() or 1))
     today = datetime.now(UTC).date()
     console.print(f"[bold]7a.[/] scoring the backfilled history daily for the {days} days "
                   f"before {today} (basis auto: the landed history counts from when it "
@@ -249,8 +251,9 @@ def _history_step(engine: Engine, console: Console, days: int) -> None:
 
     with console.status(f"scoring history: 0/{days} dates") as status:
         run = score_history(engine, end=today, days=days, flag_days=HISTORY_FLAG_DAYS,
-                            on_progress=progress)
-    console.print(f"   history: {run.describe()}", highlight=False)
+                            workers=workers, on_progress=progress)
+    console.print(f"   history: {run.describe()}; features read by {workers} process"
+                  f"{'es' if workers != 1 else ''}", highlight=False)
 
 
 def _demo_user(engine: Engine, console: Console) -> None:
@@ -284,7 +287,7 @@ def _demo_user(engine: Engine, console: Console) -> None:
 
 
 DEMO_USER = "demo@pulse.local"
-HISTORY_FLAG_DAYS = 30  # flags for the latest 30 history dates (snoozes and playbooks look back)
+HISTORY_FLAG_DAYS = 14  # flags for the latest history dates (snoozes, playbooks look back)
 
 
 class _TaskEcho(io.TextIOBase):
