@@ -145,6 +145,9 @@ def test_csat_page_figures_chart_and_comments(engine: Engine, client: TestClient
     before = client.get("/csat?weeks=4&end=2026-05-31").text
     assert dict((k, v) for k, v in _cells(before, "csat-summary"))["Surveys sent"] == "0"
     assert 'id="csat-no-comments"' in before and "No survey had a response" in before
+    odd = client.get("/csat?weeks=x&end=<b>")  # bad values fall back to the defaults
+    assert odd.status_code == 200 and "<b>" not in odd.text
+    assert '<option value="12" selected>' in odd.text
 
 
 def test_script_in_a_feedback_quote_is_text(engine: Engine, client: TestClient) -> None:

@@ -137,26 +137,27 @@ def latest_comments(engine: Engine, since: date, until: date, *, limit: int = CO
             summary="CSAT: response rate, share of 4 and 5, weekly trend, latest comments")
 def csat_page(request: Request,
               me: Annotated[auth.Identity, Depends(auth.signed_in)],
-              weeks: Annotated[int, Query(description="Weeks shown, the current one included "
-                                          "(4, 8, 12, 26 or 52)")] = DEFAULT_WEEKS,
+              weeks: Annotated[str, Query(max_length=3, description="Weeks shown, the "
+                                          "last one included (4, 8, 12, 26 or 52)")] = "",
               end: Annotated[str, Query(max_length=10, description="The last day shown, "
                                         "YYYY-MM-DD (default today, UTC)")] = ""
               ) -> HTMLResponse:
     from pulse.models.csat import csat_report, csat_totals
 
     engine = request.app.state.engine
-    weeks = weeks if weeks in WEEK_CHOICES else DEFAULT_WEEKS
+    n = int(weeks) if weeks.strip().isdigit() else DEFAULT_WEEKS
+    n = n if n in WEEK_CHOICES else DEFAULT_WEEKS
     today = datetime.now(UTC).date()
     try:
         last = min(date.fromisoformat(end.strip()), today) if end.strip() else today
     except ValueError:
         last = today
     this_week = last - timedelta(days=last.weekday())
-    since = this_week - timedelta(days=7 * (weeks - 1))
+    since = this_week - timedelta(days=7 * (n - 1))
     totals = csat_totals(engine, since=since, until=last)
     rows = weekly_rows(csat_report(engine, by="week", since=since, until=last), since,
                        this_week)
-    return _page("csat.html", me=me, csrf=me.csrf_token, here="csat", weeks=weeks,
+    return _page("csat.html", me=me, csrf=me.csrf_token, here="csat", weeks=n,
                  choices=WEEK_CHOICES, since=since, until=last, today=today, totals=totals,
                  rows=rows, chart=trend_chart(rows),
                  comments=latest_comments(engine, since, last), low=LOW)
