@@ -6,7 +6,8 @@ date: per team, the totals, the top themes with their items, accounts, MRR in th
 currency and trend against the week before (in words and signs, not colour alone), the new
 themes, the accounts behind each theme (links to their console pages), and two or three
 quotes with personal data scrubbed. Nothing is written: the page reads what the DAG
-`pulse_feedback` classified (`text_insights`). Week and team are plain GET parameters of a
+`pulse_feedback` classified (`text_insights`); the digests built lately are kept in memory
+until the insights change. Week and team are plain GET parameters of a
 form, so the page works without script. Everything is escaped.
 """
 from __future__ import annotations
@@ -73,6 +74,19 @@ def feedback_span(engine: Engine) -> tuple[list[date], list[str]]:
     return weeks, [str(x) for x in teams]
 
 
+#: Digests built lately, by (engine, week, team, the insights' version, day): building one
+#: clusters the week's texts, a second or more; the same page again is read from here.
+_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+CACHED = 32
+
+
+def _version(engine: Engine) -> tuple[Any, ...]:
+    """Changes whenever `text_insights` gains, loses or reclassifies a row."""
+    t = TextInsight.__table__
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(func.count(), func.max(t.c.computed_at))).one())
+
+
 def default_week(weeks: list[date], today: date) -> date | None:
     """The last complete week that can hold feedback, else the newest one."""
     complete = [w for w in weeks if w + timedelta(days=7) <= today]
@@ -102,11 +116,16 @@ def feedback_page(request: Request,
     chosen = chosen or default_week(weeks, today)
     team = team.strip()
     team_filter = team if team in teams else None
-    digests = []
+    digests: list[dict[str, Any]] = []
     if chosen is not None:
-        digests = [d.context | {"slug": slug(d.team)} for d in build_digests(
-            engine, period="week", period_end=chosen + timedelta(days=7), team=team_filter,
-            write=False)]
+        key = (id(engine), chosen, team_filter, _version(engine), today)
+        if key not in _CACHE:
+            _CACHE[key] = [d.context | {"slug": slug(d.team)} for d in build_digests(
+                engine, period="week", period_end=chosen + timedelta(days=7),
+                team=team_filter, write=False)]
+            while len(_CACHE) > CACHED:
+                _CACHE.pop(next(iter(_CACHE)))
+        digests = _CACHE[key]
     if chosen is not None and chosen not in weeks:
         weeks = sorted({*weeks, chosen}, reverse=True)
     return _page("feedback.html", me=me, csrf=me.csrf_token, here="feedback",
