@@ -66,7 +66,7 @@ def feedback_span(engine: Engine) -> tuple[list[date], list[str]]:
     lo, hi = _day(first), _day(last)
     if lo is None or hi is None:
         return [], []
-    weeks = []
+    weeks: list[date] = []
     week = monday(hi)
     while week >= monday(lo) and len(weeks) < MAX_WEEKS:
         weeks.append(week)
