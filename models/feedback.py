@@ -323,6 +323,7 @@ def themes_of(items: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=THEME_COLUMNS)
     clustered = cluster_items(items)
     top = clustered.attrs["terms"]
+    clustered.attrs = {}  # pandas deep-copies attrs on every operation below: costly
     rows = []
     for c, g in clustered.groupby("cluster", sort=True):
         terms = top.get(int(c), [])

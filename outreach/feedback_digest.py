@@ -243,11 +243,12 @@ def _quotes(items: pd.DataFrame, shown: pd.DataFrame, names: list[str],
 
 
 def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.DataFrame,
-               period: str, start: date, end: date) -> TeamDigest:
+               period: str, start: date, end: date, *, keys: bool = True) -> TeamDigest:
     current = themes_of(items)
     prev_themes = themes_of(previous)
     keyed = match_previous(current, prev_themes)
-    assign_theme_keys(engine, keyed)
+    if keys:
+        assign_theme_keys(engine, keyed)
     accounts = (items.dropna(subset=["account_id"]).drop_duplicates("account_id"))
     names_by_id = dict(zip(accounts["account_id"], accounts["account_name"], strict=True))
     shown = keyed.head(TOP_THEMES)
@@ -326,8 +327,9 @@ def build_digests(engine: Engine, *, period: str = "week",
                   period_end: date | datetime | None = None, team: str | None = None,
                   now: datetime | None = None, write: bool = True) -> list[TeamDigest]:
     """One digest per team with feedback in the period (only `team` when given), each
-    written to `$PULSE_HOME/digests/{period_start}/{team}.html` and `.md` (unless
-    `write=False`). Teams in alphabetical order, `triage` last."""
+    written to `$PULSE_HOME/digests/{period_start}/{team}.html` and `.md`, and its theme
+    keys onto `text_insights` (`write=False`: nothing is written, as the console's
+    `/feedback` page reads them). Teams in alphabetical order, `triage` last."""
     start, end = period_bounds(period, period_end, now=now)
     length = end - start
     items = period_items(engine, team=team, since=start, until=end)
@@ -339,7 +341,7 @@ def build_digests(engine: Engine, *, period: str = "week",
         mine = items[items["team"] == name].reset_index(drop=True)
         prev = (before[before["team"] == name].reset_index(drop=True) if not before.empty
                 else before)
-        d = _build_one(engine, str(name), mine, prev, period, start, end)
+        d = _build_one(engine, str(name), mine, prev, period, start, end, keys=write)
         if write:
             page, md = render_files(d)
             folder = digests_dir(start)

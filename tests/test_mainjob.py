@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from pulse.sql.db import make_engine
+from pulse.sql.health import health_dates
 from pulse.sql.schema import ENTITY_TABLES, IngestRun
+from pulse.web.auth import authenticate, list_users
 from tests.test_customer_leaks import CUSTOMER_TEMPLATES, leaks
 
 PULSE = str(Path(sys.executable).parent / "pulse")
@@ -25,7 +27,8 @@ PULSE = str(Path(sys.executable).parent / "pulse")
 def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     env = {**os.environ, "PULSE_HOME": str(pulse_home), "COLUMNS": "200"}
     env.pop("PULSE_DATABASE_URL", None)
-    proc = subprocess.run([PULSE, "demo", "run", "--accounts", "40", "--days", "21"],
+    proc = subprocess.run([PULSE, "demo", "run", "--accounts", "40", "--days", "21",
+                           "--history-days", "3"],  # the 90-day history: tests/test_history.py
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "task report done" in proc.stdout
@@ -52,8 +55,24 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
             select(func.count()).select_from(ENTITY_TABLES["accounts"])).scalar_one()
         failed = conn.execute(
             select(func.count()).where(IngestRun.status != "ok")).scalar_one()
-    engine.dispose()
     assert accounts == 40 and failed == 0
+    # the history before today, then today through the DAG: four dates of health, and the
+    # console's demo user, who can sign in with the password printed once
+    history = re.search(r"history: (\d+) dates scored", text)
+    assert history and history[1] == "3", text[-3000:]
+    days = health_dates(engine)
+    assert len(days) == 4 and (days[-1] - days[0]).days == 3
+    login = re.search(r"sign in as demo@pulse\.local with the password (\S+) \(admin", text)
+    assert login, text[-3000:]
+    assert [(u["email"], u["role"]) for u in list_users(engine)] == [("demo@pulse.local",
+                                                                      "admin")]
+    signed = authenticate(engine, "demo@pulse.local", login[1])
+    assert isinstance(signed, tuple) and signed[1] == "demo@pulse.local"
+    assert not isinstance(authenticate(engine, "demo@pulse.local", login[1] + "x"), tuple)
+    assert re.search(r"the CSM console: http://127\.0\.0\.1:\d+/", text)
+    assert text.rstrip().endswith("(then open the URL above)")
+    assert "next, run: pulse serve" in text
+    engine.dispose()
     assert not list((pulse_home / "landing").iterdir())  # every file moved aside
     # What the demo's customers read carries no internal fact (issue 13): every email the
     # file transport wrote, read as its recipient reads it.

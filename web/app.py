@@ -11,7 +11,8 @@
   (`/s/{token}`); the CSM console's account page of `web.account`
   (a signed digest link's read-only view of `web.console` without a session); the console's sign-in
   (`/login`, `/logout`) of `web.signin` and its risk list (`/`) of `web.risk`; the playbooks' tasks (`/tasks`)
-  of `web.tasks`, with `web.auth` behind them.
+  of `web.tasks`, the feedback digests (`/feedback`) of `web.feedback`, CSAT (`/csat`) of
+  `web.csat`, with `web.auth` behind them.
 
 Every request passes `TrustedHostMiddleware` (only the hosts of `guard.allowed_hosts`) and
 `guard.RequestGuard` (rate limits shared by the workers, body caps, security headers, HSTS).
@@ -106,6 +107,10 @@ def create_app(engine: Engine | None = None, *, limiter: guard.Limiter | None = 
     app.include_router(surveys.router)
     app.include_router(account.router)  # /accounts/{id}: the account page and its actions
     app.include_router(tasks.router)  # /tasks: the playbooks' tasks
+    from pulse.web import csat, feedback  # the console's report pages
+
+    app.include_router(feedback.router)  # /feedback: the feedback digests by week and team
+    app.include_router(csat.router)  # /csat: CSAT figures, weekly trend, comments
     signin.install(app)  # /login, /logout, / and the answers to "sign in first" and 403
     app.state.limiter = limiter or guard.shared_limiter(engine)  # sign-in attempts use it too
     # innermost first: the session cookies; rate limits, body caps and headers; then the

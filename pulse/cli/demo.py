@@ -92,11 +92,16 @@ def demo_run(
     days: Annotated[int, typer.Option(help="Days of history.", min=7)] = 180,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     fresh: Annotated[bool, typer.Option(help="Start from an empty warehouse.")] = True,
+    history_days: Annotated[int, typer.Option(
+        help="Score the backfilled history daily for this many days before today (at most "
+        "--days - 1; 0: today only).", min=0)] = 90,
 ) -> None:
-    """The main job on the embedded default: generate a world, migrate, run the DAGs, report."""
+    """The main job on the embedded default: generate a world, migrate, run the DAGs, score
+    the history, add the console's demo user, report."""
     from pulse.devkit.mainjob import run_demo
 
-    run_demo(accounts=accounts, days=days, seed=seed, fresh=fresh, console=out)
+    run_demo(accounts=accounts, days=days, seed=seed, fresh=fresh, console=out,
+             history_days=history_days)
 
 
 @demo_app.command("screenshots")

@@ -227,6 +227,69 @@ def _feedback_step(engine: Engine, env: dict[str, str], console: Console) -> Non
     console.print(table)
 
 
+def _history_step(engine: Engine, console: Console, days: int) -> None:
+    """Score the backfilled history daily for the `days` days before today (features, health,
+    flags per date; models/history.py), so today's run has 7- and 30-day changes, trends and
+    sparklines to show. Prints a progress count."""
+    import os
+    from datetime import UTC, datetime
+
+    from pulse.models.history import score_history
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    today = datetime.now(UTC).date()
+    console.print(f"[bold]7a.[/] scoring the backfilled history daily for the {days} days "
+                  f"before {today} (basis auto: the landed history counts from when it "
+                  "happened)")
+    if days <= 0:
+        console.print("   skipped (--history-days 0)")
+        return
+    def progress(i: int, n: int, day: Any) -> None:
+        status.update(f"scoring history: {i}/{n} dates ({day})")
+        if i % 10 == 0 or i == n:
+            console.print(f"   history: {i}/{n} dates ({day})", highlight=False)
+
+    with console.status(f"scoring history: 0/{days} dates") as status:
+        run = score_history(engine, end=today, days=days, flag_days=HISTORY_FLAG_DAYS,
+                            workers=workers, on_progress=progress)
+    console.print(f"   history: {run.describe()}; features read by {workers} process"
+                  f"{'es' if workers != 1 else ''}", highlight=False)
+
+
+def _demo_user(engine: Engine, console: Console) -> None:
+    """Add the demo's console user with a generated password, printed once (only its argon2
+    hash is stored), and say how to sign in."""
+    import secrets
+
+    from pulse.core.errors import ConsoleUserError
+    from pulse.web.auth import add_user
+
+    settings = get_settings()
+    password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
+    try:
+        add_user(engine, DEMO_USER, "admin", password, actor="cli:demo",
+                 reason="the demo's console user")
+    except ConsoleUserError:
+        password = ""
+    host = f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host
+    url = f"http://{host}:{settings.web_port}/"
+    console.print(f"[bold]12.[/] the CSM console: {url} (risk list; /tasks, /feedback, /csat "
+                  "from its menu)", soft_wrap=True)
+    if password:
+        console.print(f"   sign in as [bold]{DEMO_USER}[/] with the password "
+                      f"[bold]{password}[/] (admin; shown this once: only its hash is "
+                      "stored)", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"   {DEMO_USER} exists already (its password is unchanged); add "
+                      "another user with `pulse user add EMAIL --role admin`", soft_wrap=True)
+    console.print("   next, run: [bold]pulse serve[/]  (then open the URL above)",
+                  soft_wrap=True)
+
+
+DEMO_USER = "demo@pulse.local"
+HISTORY_FLAG_DAYS = 14  # flags for the latest history dates (snoozes, playbooks look back)
+
+
 class _TaskEcho(io.TextIOBase):
     """Keeps Airflow's whole output in a file and echoes one line per finished task."""
 
@@ -246,7 +309,8 @@ class _TaskEcho(io.TextIOBase):
         self.sink.flush()
 
 
-def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Console) -> None:
+def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Console,
+             history_days: int = 90) -> None:
     from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db, run_dag_test
     from pulse.devkit.demo import generate
     from pulse.sql.db import make_engine, upgrade
@@ -301,6 +365,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     data = warehouse_summary(engine)
     print_summary(data, console)
     _outage_step(engine, env, console, summary.truth_path)
+    _history_step(engine, console, min(history_days, days - 1))
     _health_step(engine, env, console)
     _outreach_step(engine, env, console)
     _survey_step(engine, env, console)
@@ -313,3 +378,4 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     )
     console.print(f"done in {time.perf_counter() - t0:.1f} s. Warehouse: "
                   f"{engine.url.render_as_string(hide_password=True)}")
+    _demo_user(engine, console)
