@@ -317,15 +317,16 @@ def account_frame(conn: Connection, as_of: date, books: Playbooks) -> pd.DataFra
         latest = pd.DataFrame(conn.execute(
             select(ranked.c.account_id, ranked.c.rating, ranked.c.rated_at)
             .where(ranked.c.n == 1)).all(), columns=columns)
-    windows = [rule.when for rule in books.rules
-               if rule.when.low_rating_days is not None and rule.when.low_rating_at_most is not None]
+    windows = [(rule.when.low_rating_days, rule.when.low_rating_at_most) for rule in books.rules
+               if rule.when.low_rating_days is not None
+               and rule.when.low_rating_at_most is not None]
     if windows:
         # the low ratings any rule's window may hold
-        since = end - pd.Timedelta(days=max(w.low_rating_days for w in windows))
+        since = end - pd.Timedelta(days=max(int(days or 0) for days, _ in windows))
         ratings = pd.DataFrame(conn.execute(
             select(r.c.account_id, r.c.rating, r.c.rated_at)
             .where(rated, r.c.rated_at >= since.to_pydatetime(),
-                   r.c.rating <= max(w.low_rating_at_most for w in windows))).all(),
+                   r.c.rating <= max(int(most or 0) for _, most in windows))).all(),
             columns=columns)
     ratings["rated_at"] = _utc(ratings["rated_at"])
     frame = frame.merge(latest.set_index("account_id")["rating"].rename("csat_latest"),

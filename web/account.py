@@ -28,7 +28,6 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup
 from sqlalchemy import select
 
 from pulse.core.errors import ConsoleUserError, InvalidArgumentError, PulseError
@@ -36,20 +35,16 @@ from pulse.models.flag_rules import FLAG_WORDS
 from pulse.sql import account_page as sqla
 from pulse.sql import console as sqlc
 from pulse.web import auth
-from pulse.web.console import _CSS, _env, console_headers
+from pulse.web.console import error_page
+from pulse.web.console import render as _page
 
 router = APIRouter()
-_HEADERS = console_headers(form_action="'self'")
 MAX_TEXT = 2000
 
 
-def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    body = _env.get_template(template).render(css=Markup(_CSS), **context)
-    return HTMLResponse(body, status_code=status, headers=_HEADERS)
 
 
-def _error(status: int, title: str, message: str) -> HTMLResponse:
-    return _page("console_error.html", status, title=title, message=message)
+_error = error_page
 
 
 def _kinds(request: Request) -> list[str]:

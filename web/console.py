@@ -73,9 +73,26 @@ def health_chart(history: list[dict[str, Any]], *, width: int = 560, height: int
             "first": scored[0]["as_of"], "last": scored[-1]["as_of"]}
 
 
-def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+_FORM_HEADERS = console_headers(form_action="'self'")
+
+
+def render(template: str, status: int = 200, *, forms: bool = True,
+           headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+    """A console page from its template, with the console's stylesheet and headers: forms post
+    to this site (`forms=False`: nowhere, for the read-only signed-link view); `headers` add
+    to them (a cookie, say)."""
     body = _env.get_template(template).render(css=Markup(_CSS), **context)
-    return HTMLResponse(body, status_code=status, headers=_HEADERS)
+    base = _FORM_HEADERS if forms else _HEADERS
+    return HTMLResponse(body, status_code=status, headers={**base, **(headers or {})})
+
+
+def error_page(status: int, title: str, message: str) -> HTMLResponse:
+    """The console's error page."""
+    return render("console_error.html", status, title=title, message=message)
+
+
+def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return render(template, status, forms=False, **context)
 
 
 def token_view(request: Request, account_id: str, t: str) -> HTMLResponse:

@@ -18,24 +18,19 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from markupsafe import Markup
 from sqlalchemy import Engine, select
 
 from pulse.sql.schema import Account, Survey, SurveyResponse
 from pulse.web import auth
-from pulse.web.console import _CSS, _env, console_headers
+from pulse.web.console import render as _page
 
 router = APIRouter()
-_HEADERS = console_headers(form_action="'self'")
 WEEK_CHOICES = (4, 8, 12, 26, 52)
 DEFAULT_WEEKS = 12
 COMMENTS = 30  # comments shown, low ratings first, newest first within a rating
 LOW = 2  # ratings at or under this are low (models.csat counts them as unhappy)
 
 
-def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    body = _env.get_template(template).render(css=Markup(_CSS), **context)
-    return HTMLResponse(body, status_code=status, headers=_HEADERS)
 
 
 def _num(value: Any) -> float | None:

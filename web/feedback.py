@@ -18,21 +18,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from markupsafe import Markup
 from sqlalchemy import Engine, func, select
 
 from pulse.sql.schema import TextInsight
 from pulse.web import auth
-from pulse.web.console import _CSS, _env, console_headers
+from pulse.web.console import render as _page
 
 router = APIRouter()
-_HEADERS = console_headers(form_action="'self'")
 MAX_WEEKS = 52  # weeks offered in the selector, newest first
 
 
-def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    body = _env.get_template(template).render(css=Markup(_CSS), **context)
-    return HTMLResponse(body, status_code=status, headers=_HEADERS)
 
 
 def slug(name: str) -> str:

@@ -131,7 +131,7 @@ def _latest(engine: Any) -> date | None:
             summary="The risk list of the latest scored date")
 def risk_list(request: Request) -> Response:
     from pulse.core.fx import reporting_currency
-    from pulse.web.signin import _page
+    from pulse.web.console import render as _page
 
     me = auth.identify(request)
     if me is None:
@@ -233,7 +233,7 @@ def _back(target: str, done: str, account_id: str) -> RedirectResponse:
 
 
 def _check(request: Request, account_id: str, reason: str | None) -> Response | None:
-    from pulse.web.signin import error_page
+    from pulse.web.console import error_page
 
     if not reason:
         return error_page(400, "A reason is needed", "Say why, so the team knows later.")
@@ -250,7 +250,7 @@ def snooze(request: Request, account_id: str,
            until: Annotated[str, Form(max_length=10)] = "",
            reason: Annotated[str, Form(max_length=MAX_NOTE)] = "",
            back: Annotated[str, Form(max_length=2000)] = "/") -> Response:
-    from pulse.web.signin import error_page
+    from pulse.web.console import error_page
 
     note = _text(reason, MAX_NOTE)
     refused = _check(request, account_id, note)
@@ -290,7 +290,7 @@ def log_touch(request: Request, account_id: str,
               kind: Annotated[str, Form(max_length=16)] = "note",
               reason: Annotated[str, Form(max_length=MAX_NOTE)] = "",
               back: Annotated[str, Form(max_length=2000)] = "/") -> Response:
-    from pulse.web.signin import error_page
+    from pulse.web.console import error_page
 
     if kind not in sqlc.ACTIVITY_KINDS:
         return error_page(400, "Log what?", "Log a call, a meeting or a note.")

@@ -20,30 +20,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup
 
 from pulse.core.settings import get_settings
 from pulse.outreach.tokens import secret_key
 from pulse.sql import audit
 from pulse.web import auth
-from pulse.web.console import _CSS, _env, console_headers
+from pulse.web.console import error_page
+from pulse.web.console import render as _page
 from pulse.web.guard import Limiter, rule
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 LOGIN_NONCE_SECONDS = 3600
-_HEADERS = console_headers(form_action="'self'")
 
 
-def _page(template: str, status: int = 200, headers: dict[str, str] | None = None,
-          **context: Any) -> HTMLResponse:
-    body = _env.get_template(template).render(css=Markup(_CSS), **context)
-    return HTMLResponse(body, status_code=status, headers={**_HEADERS, **(headers or {})})
-
-
-def error_page(status: int, title: str, message: str) -> HTMLResponse:
-    return _page("console_error.html", status, title=title, message=message)
 
 
 def safe_next(target: str | None) -> str:

@@ -8,23 +8,18 @@ refused. Each writes the audit log with what the user typed. Everything is escap
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup
 
 from pulse.core.errors import TaskError
 from pulse.web import auth
-from pulse.web.console import _CSS, _env, console_headers
+from pulse.web.console import render as _page
 
 router = APIRouter()
-_HEADERS = console_headers(form_action="'self'")
 
 
-def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    body = _env.get_template(template).render(css=Markup(_CSS), **context)
-    return HTMLResponse(body, status_code=status, headers=_HEADERS)
 
 
 @router.get("/tasks", response_class=HTMLResponse, tags=["console"],
