@@ -149,6 +149,12 @@ class Settings(BaseSettings):
                  "(to:PulseDemoHQ OR from:PulseDemoHQ) -is:retweet"],
         description="X recent-search queries (brand names, product terms, our handles); "
                     "a JSON list in PULSE_X_QUERIES")
+    brand_handles: list[str] = Field(
+        default=["PulseDemoHQ"], description="The brand's own social handles, a JSON list in "
+        "PULSE_BRAND_HANDLES: their posts are the brand's replies (mentions' from_brand)")
+    responses_expectations: Path | None = Field(
+        default=None, description="YAML of the first-response time customers expect per "
+        "channel, in minutes (PULSE_RESPONSES_EXPECTATIONS); default: the built-in one")
     x_replay_file: Path | None = Field(default=None, description="JSON Lines mentions replayed "
                                        "without a token; default $PULSE_HOME/landing/"
                                        "mentions.jsonl, else $PULSE_HOME/demo/mentions.jsonl")
