@@ -74,7 +74,8 @@ def report(
     """Per channel: median and p90 first-response time, the share answered within the
     expectation (models/responses.yaml or PULSE_RESPONSES_EXPECTATIONS), unanswered
     complaints, and the trend of the last period against the one before."""
-    from pulse.models.responses import report as build, response_chart
+    from pulse.models.responses import report as build
+    from pulse.models.responses import response_chart
     from pulse.sql.db import ensure_schema, make_engine
 
     if period not in ("week", "month"):
