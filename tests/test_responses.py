@@ -205,6 +205,51 @@ def test_cli_report_json_and_chart(engine: Engine, tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "week" in bad.output
 
 
+# --------------------------------------------------------------------------- alerts
+
+
+def test_an_unanswered_complaint_alerts_the_social_team_once(engine: Engine, tmp_path: Path
+                                                            ) -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    from pulse.outreach.outbox_send import send_due
+    from pulse.outreach.transports.file import FileTransport
+    from pulse.sql.schema import OutboxMessage
+
+    _world(engine, tmp_path)
+    land_file(engine, _write(tmp_path, "contacts.csv", (
+        "contact_id,account_id,email,x_handle\ncon-1,acc-1,bo@acme.example,bo\n")), now=NOW)
+    hostile = {"mention_id": "p9", "created_at": "2026-06-02T10:00:00Z", "author_handle": "dee",
+               "text": '@PulseDemoHQ <script>alert(1)</script> terrible, broken again',
+               "url": "https://x.com/dee/status/p9", "from_brand": False}
+    land_file(engine, _jsonl(tmp_path, [hostile]), now=NOW)
+    early = datetime(2026, 6, 2, 10, 10, tzinfo=UTC)  # 10 minutes: within X's 15
+    result = CliRunner().invoke(_app(), ["responses", "alerts", "--now", early.isoformat()])
+    assert result.exit_code == 0 and "0 unanswered" in result.output, result.output
+    later = datetime(2026, 6, 2, 10, 20, tzinfo=UTC)
+    result = CliRunner().invoke(_app(), ["responses", "alerts", "--now", later.isoformat()])
+    assert result.exit_code == 0 and "2 unanswered" in result.output, result.output
+    again = CliRunner().invoke(_app(), ["responses", "alerts", "--now", later.isoformat()])
+    assert "0 unanswered" in again.output  # once per post
+    with engine.connect() as conn:
+        rows = {r["idempotency_key"]: r for r in conn.execute(select(
+            OutboxMessage.__table__).where(OutboxMessage.kind == "unanswered_post")).mappings()}
+    assert set(rows) == {"unanswered_post:p2:social@pulse-demo.example",
+                         "unanswered_post:p9:social@pulse-demo.example"}
+    assert rows["unanswered_post:p2:social@pulse-demo.example"]["account_id"] == "acc-1"
+    send_due(engine, FileTransport(), now=later)
+    p9 = rows["unanswered_post:p9:social@pulse-demo.example"]
+    msg = BytesParser(policy=policy.default).parse(
+        (FileTransport().folder / f"{p9['message_id']}.eml").open("rb"))
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "https://x.com/dee/status/p9" in html and "@dee" in msg["Subject"]
+    p2 = rows["unanswered_post:p2:social@pulse-demo.example"]
+    text = (FileTransport().folder / f"{p2['message_id']}.eml").read_text(encoding="utf-8")
+    assert "Acme" in text and "/accounts/acc-1?t=" in text
+
+
 # --------------------------------------------------------------------------- real data (TWCS)
 
 

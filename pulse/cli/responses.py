@@ -114,9 +114,28 @@ def report(
         out.print(f"Chart: {chart}")
 
 
+def alerts(
+    now: Annotated[str | None, typer.Option(
+        "--now", help="As of this time, ISO 8601 (default: now).")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only posts from this time, ISO 8601 (default: 2 days before).")
+    ] = None,
+) -> None:
+    """Queue one alert to the social team (PULSE_SOCIAL_TEAM_EMAIL) per negative public post
+    left without a brand reply past its channel's expectation; `pulse outreach send` sends."""
+    from pulse.outreach.response_alerts import queue_unanswered_alerts
+    from pulse.sql.db import ensure_schema, make_engine
+
+    engine = make_engine()
+    ensure_schema(engine)
+    queued = queue_unanswered_alerts(engine, now=parse_time(now), since=parse_time(since))
+    out.print(f"{queued} unanswered-complaint alerts queued.")
+
+
 responses_app.command("report")(report)
+responses_app.command("alerts")(alerts)
 
 
 def register(app: typer.Typer) -> None:
-    """Add `responses report` to the command line."""
+    """Add `responses report` and `responses alerts` to the command line."""
     app.add_typer(responses_app, name="responses")

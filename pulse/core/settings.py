@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         "currency, JSON (PULSE_FX_RATES); merged over approximate built-in rates")
     oncall_email: str = Field(default="oncall@pulse-demo.example",
                               description="Who hears about suspected incidents from chatter")
+    social_team_email: str = Field(default="social@pulse-demo.example",
+                                   description="Who hears about public complaints the brand "
+                                   "left unanswered past the channel's expectation")
     # --- outage chatter: the distinct-authors rule beside the statistical score (issue 15)
     chatter_min_authors: int = Field(
         default=3, ge=2, description="This many distinct people complaining about one "
