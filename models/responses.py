@@ -239,13 +239,17 @@ def report(engine: Engine, *, period: str = "week", now: datetime | None = None,
 
 
 def response_chart(per_period: pd.DataFrame, path: Path | str, *,
-                   title: str = "First response against what customers expect") -> Path:
+                   title: str = "First response against what customers expect",
+                   last: int = 12, min_asks: int = 5) -> Path:
     """PNG: per channel, the median first-response time per period (log scale) with its
-    expectation as a dashed line, beside the share answered within it."""
+    expectation as a dashed line, beside the share answered within it; the `last` periods,
+    each channel's points only where it had at least `min_asks` asks."""
     from pulse.core.errors import NothingToShowError
     from pulse.models.charts import _pyplot, _save
 
     data = per_period.dropna(subset=["period"])
+    keep = sorted(data["period"].unique())[-last:]
+    data = data[data["period"].isin(keep) & (data["asks"] >= min_asks)]
     if data.empty:
         raise NothingToShowError("no first responses to draw")
     plt = _pyplot()
