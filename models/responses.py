@@ -211,6 +211,23 @@ def trend(table: pd.DataFrame, *, by: str = "channel") -> pd.DataFrame:
     return out.reset_index()
 
 
+def account_responses(engine: Engine, *, now: datetime | None = None, days: int = 90,
+                      expectations: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per account, its own tickets opened in the `days` before `now`: asks, answered, median
+    and p90 first-response minutes, `late` (answered after the channel's expectation, or
+    still unanswered past it) and the share of due tickets answered within it; the accounts
+    with the most late answers first."""
+    now_ts = pd.Timestamp(now or datetime.now(UTC))
+    frame = asks(engine)
+    frame = frame[frame["kind"].eq("ticket")
+                  & frame["asked_at"].between(now_ts - pd.Timedelta(days=days), now_ts)]
+    table = summarise(frame, expectations or load_expectations(), by="account_id", now=now)
+    table["late"] = table["due"] - table["on_time"]
+    table = table.drop(columns=["expected_min", "complaints_unanswered"])
+    return table.sort_values(["late", "within_share", "account_id"],
+                             ascending=[False, True, True]).reset_index(drop=True)
+
+
 def complaints(texts: pd.Series) -> pd.Series:
     """Whether each text is negative (the sentiment model of models/text.py)."""
     from pulse.models.text import sentiment
@@ -277,5 +294,5 @@ def response_chart(per_period: pd.DataFrame, path: Path | str, *,
         plt.close(fig)
 
 
-__all__ = ["asks", "load_expectations", "mark", "report", "response_chart", "summarise",
+__all__ = ["account_responses", "asks", "load_expectations", "mark", "report", "response_chart", "summarise",
            "trend", "complaints"]

@@ -205,6 +205,28 @@ def test_cli_report_json_and_chart(engine: Engine, tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "week" in bad.output
 
 
+def test_accounts_with_late_answers_to_their_own_tickets_come_first(engine: Engine,
+                                                                     tmp_path: Path) -> None:
+    _world(engine, tmp_path)
+    land_file(engine, _write(tmp_path, "accounts.csv", "account_id,name,mrr\nacc-2,Bolt,10\n"),
+              now=NOW)
+    land_file(engine, _write(tmp_path, "tickets.csv", (
+        "ticket_id,account_id,opened_at,channel,first_response_at\n"
+        "b1,acc-2,2026-06-10T09:00:00Z,email,2026-06-10T09:05:00Z\n"
+        "b2,acc-2,2026-06-10T10:00:00Z,phone,2026-06-10T10:00:10Z\n")), now=NOW)
+    result = CliRunner().invoke(_app(), ["responses", "accounts", "--now", NOW.isoformat(),
+                                         "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["account_id"] for r in rows] == ["acc-1", "acc-2"]
+    # acc-1: email 90 and 240 minutes late, e5 never answered, chat c2 in 3 of 0.8 minutes
+    assert (rows[0]["asks"], rows[0]["late"], rows[0]["within_share"]) == (9, 4, round(5 / 9, 4))
+    assert (rows[1]["late"], rows[1]["within_share"], rows[1]["median_min"]) == (0, 1.0, 2.5833)
+    recent = CliRunner().invoke(_app(), ["responses", "accounts", "--now", NOW.isoformat(),
+                                         "--days", "10", "--format", "json"])
+    assert [r["account_id"] for r in json.loads(recent.output)] == ["acc-2"]
+
+
 # --------------------------------------------------------------------------- alerts
 
 

@@ -132,10 +132,43 @@ def alerts(
     out.print(f"{queued} unanswered-complaint alerts queued.")
 
 
+def accounts(
+    days: Annotated[int, typer.Option("--days", min=1, help="Tickets opened in this many "
+                                      "days before --now.")] = 90,
+    now: Annotated[str | None, typer.Option(
+        "--now", help="As of this time, ISO 8601 (default: now).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Per account: how fast its own tickets were first answered, and how many late (after
+    the channel's expectation, or unanswered past it); the most late first."""
+    from pulse.models.responses import account_responses
+    from pulse.sql.db import ensure_schema, make_engine
+
+    engine = make_engine()
+    ensure_schema(engine)
+    table = account_responses(engine, now=parse_time(now), days=days)
+    if fmt == Format.json:
+        print(json.dumps(_records(table), indent=2))
+        return
+    if table.empty:
+        out.print(f"No tickets opened in the last {days} days.")
+        return
+    t = Table(title=f"First response to each account's tickets, last {days} days",
+              title_justify="left")
+    for col in ("account", "tickets", "answered", "median", "p90", "late", "within"):
+        t.add_column(col, justify="left" if col == "account" else "right")
+    for r in table.itertuples(index=False):
+        t.add_row(str(r.account_id), f"{int(r.asks):,}", f"{int(r.answered):,}",
+                  _minutes(r.median_min), _minutes(r.p90_min), f"{int(r.late):,}",
+                  _share(r.within_share))
+    out.print(t)
+
+
 responses_app.command("report")(report)
+responses_app.command("accounts")(accounts)
 responses_app.command("alerts")(alerts)
 
 
 def register(app: typer.Typer) -> None:
-    """Add `responses report` and `responses alerts` to the command line."""
+    """Add `responses report`, `accounts` and `alerts` to the command line."""
     app.add_typer(responses_app, name="responses")
