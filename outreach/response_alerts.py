@@ -61,16 +61,18 @@ def plan_unanswered_alerts(engine: Engine, *, now: datetime | None = None,
         "mention_id")
     drafts = []
     for p in late.itertuples(index=False):
-        acc = linked.loc[p.item_id] if p.item_id in linked.index else None
-        account_id = None if acc is None or pd.isna(acc["account_id"]) else str(
-            acc["account_id"])
+        found = p.item_id in linked.index
+        account_id = (str(linked.at[p.item_id, "account_id"])
+                      if found and pd.notna(linked.at[p.item_id, "account_id"]) else None)
+        account_name = (None if account_id is None
+                        else str(linked.at[p.item_id, "name"]))
         context = {
             "mention_id": str(p.item_id), "text": str(p.text), "author_handle": p.author,
             "channel": str(p.channel), "post_url": None if pd.isna(p.url) else str(p.url),
             "created_at": pd.Timestamp(p.asked_at).isoformat(),
             "expected_minutes": float(p.expected), "waited_minutes": round(float(p.waited)),
             "account_id": account_id,
-            "account_name": None if account_id is None else str(acc["name"]),
+            "account_name": account_name,
             "url": None if account_id is None else account_url(account_id)}
         drafts.append(Draft(kind=KIND, template=KIND, to_email=to, account_id=account_id,
                             automated=False, urgent=False,
