@@ -16,7 +16,10 @@
 3. **alerts**: each new suspected incident goes, once, to on-call (`PULSE_ONCALL_EMAIL`) and to
    the CSMs of the accounts in the chatter, with sample posts; complaints made while an
    incident is open go, once per incident and account, to the account's CSM
-   (`pulse.outreach.chatter_alerts.queue_chatter_alerts`), then the outbox sends what is due.
+   (`pulse.outreach.chatter_alerts.queue_chatter_alerts`); each negative public post left
+   without a brand reply past its channel's expectation goes, once, to the social team
+   (`pulse.outreach.response_alerts.queue_unanswered_alerts`); then the outbox sends what is
+   due.
 """
 from __future__ import annotations
 
@@ -67,11 +70,13 @@ def pulse_social() -> None:
     def alerts(_: str) -> str:
         from pulse.outreach.chatter_alerts import queue_chatter_alerts
         from pulse.outreach.outbox_send import send_due
+        from pulse.outreach.response_alerts import queue_unanswered_alerts
         from pulse.outreach.transports import make_transport
 
         engine = runtime.engine()
         now = runtime.run_time()
         queued = queue_chatter_alerts(engine, since=now - timedelta(days=2), now=now)
+        queued += queue_unanswered_alerts(engine, since=now - timedelta(days=2), now=now)
         return f"{queued} alerts queued; {send_due(engine, make_transport(), now=runtime.run_time())}"
 
     alerts(chatter(listen()))

@@ -34,6 +34,8 @@ author_id       `author_id`
 lang            `lang`
 url             `https://x.com/<username>/status/<id>`
 in_reply_to_id  the `id` of the `replied_to` entry of `referenced_tweets`
+conversation_id `conversation_id` (the thread's first tweet)
+from_brand      whether the author is one of the brand's own handles (`PULSE_BRAND_HANDLES`)
 account_id      not set: mentions are linked to accounts by handle when features are computed
                 (contact handles, the account's own handle), or by an explicit `account_id`
                 in a replayed file; unlinked mentions are kept for volume and themes
@@ -224,12 +226,17 @@ def _id_key(value: str) -> tuple[int, str]:
 # --------------------------------------------------------------------------- mapping
 
 
-def map_tweet(tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def map_tweet(tweet: dict[str, Any], users: dict[str, dict[str, Any]], *,
+              brand_handles: Sequence[str] | None = None) -> dict[str, Any]:
     """One X API v2 tweet object (and the `includes.users` by id) as a contract mention row.
 
     Values are passed on as they are, so a tweet without a known author is quarantined with
-    the reason rather than guessed at.
+    the reason rather than guessed at. `brand_handles` (default `PULSE_BRAND_HANDLES`) are
+    the brand's own accounts: their tweets are marked `from_brand`, as replies to customers.
     """
+    if brand_handles is None:
+        brand_handles = get_settings().brand_handles
+    ours = {h.lstrip("@").lower() for h in brand_handles}
     author_id = _text(tweet.get("author_id"))
     user = users.get(author_id or "", {})
     username = _text(user.get("username"))
@@ -246,6 +253,8 @@ def map_tweet(tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -> dict[s
         "lang": _text(tweet.get("lang")),
         "url": f"https://x.com/{username}/status/{tweet_id}" if username and tweet_id else None,
         "in_reply_to_id": _text(replied[0].get("id")) if replied else None,
+        "conversation_id": _text(tweet.get("conversation_id")),
+        "from_brand": (username.lower() in ours) if username else None,
     }
     return {k: v for k, v in row.items() if v is not None}
 
@@ -329,6 +338,7 @@ def listen_query(engine: Engine, client: Any, query: str, *, now: datetime | Non
     when = now or datetime.now(UTC)
     report = QueryReport(query=query, since_id=_since_id(engine, query))
     limit = max_pages or get_settings().x_max_pages
+    brand = get_settings().brand_handles
     rows: dict[str, dict[str, Any]] = {}
     newest: str | None = None
     error: str | None = None
@@ -342,7 +352,7 @@ def listen_query(engine: Engine, client: Any, query: str, *, now: datetime | Non
             report.pages += 1
             by_id = {str(u.get("id")): u for u in users}
             for tweet in tweets:
-                row = map_tweet(tweet, by_id)
+                row = map_tweet(tweet, by_id, brand_handles=brand)
                 rows[str(row.get("mention_id"))] = row
             ids = [str(t["id"]) for t in tweets if t.get("id") is not None]
             if meta.get("newest_id"):

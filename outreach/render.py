@@ -126,6 +126,13 @@ TEMPLATES: dict[str, TemplateSpec] = {
         "(outreach/chatter_alerts.py): incident_id, incident_title, incident_status, "
         "account_id, account_name, url, impact (hit, exposed or None), components, "
         "complaints (list of {text, author_handle, created_at, component}). Not automated."),
+    "unanswered_post": TemplateSpec(
+        "unanswered_post",
+        frozenset(),
+        "To the social team, once per post (outreach/response_alerts.py): a negative public "
+        "post with no brand reply past its channel's expectation: mention_id, text, "
+        "author_handle, channel, post_url, created_at, expected_minutes, waited_minutes, "
+        "account_id, account_name, url (the account's page). Not automated."),
     "team_digest": TemplateSpec(
         "team_digest",
         frozenset(),

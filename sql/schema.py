@@ -128,6 +128,8 @@ class Ticket(Lineage, Base):
     priority: Mapped[str | None] = mapped_column(String(16))
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
+    #: when the team's first answer reached the customer (issue 15)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_tickets_account_time", "account_id", "opened_at"),)
 
 
@@ -141,8 +143,12 @@ class Mention(Lineage, Base):
     author_id: Mapped[str | None] = mapped_column(String(64))
     lang: Mapped[str | None] = mapped_column(String(16))
     url: Mapped[str | None] = mapped_column(Text)
-    in_reply_to_id: Mapped[str | None] = mapped_column(String(64))
+    in_reply_to_id: Mapped[str | None] = mapped_column(String(64), index=True)
     account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.account_id"))
+    #: the thread's first post (issue 15)
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    #: the brand itself wrote the post
+    from_brand: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Incident(Lineage, Base):

@@ -16,6 +16,7 @@ from pulse.cli import (
     outreach,
     playbooks,
     quarantine,
+    responses,
     social,
     surveys,
     text,
@@ -26,7 +27,7 @@ from pulse.core.errors import PulseError
 from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
-                  social, feedback, text, chatter, user, playbooks, bench)
+                  social, feedback, text, chatter, user, playbooks, responses, bench)
 
 for _group in COMMAND_GROUPS:
     _group.register(app)

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         "currency, JSON (PULSE_FX_RATES); merged over approximate built-in rates")
     oncall_email: str = Field(default="oncall@pulse-demo.example",
                               description="Who hears about suspected incidents from chatter")
+    social_team_email: str = Field(default="social@pulse-demo.example",
+                                   description="Who hears about public complaints the brand "
+                                   "left unanswered past the channel's expectation")
     # --- outage chatter: the distinct-authors rule beside the statistical score (issue 15)
     chatter_min_authors: int = Field(
         default=3, ge=2, description="This many distinct people complaining about one "
@@ -149,6 +152,12 @@ class Settings(BaseSettings):
                  "(to:PulseDemoHQ OR from:PulseDemoHQ) -is:retweet"],
         description="X recent-search queries (brand names, product terms, our handles); "
                     "a JSON list in PULSE_X_QUERIES")
+    brand_handles: list[str] = Field(
+        default=["PulseDemoHQ"], description="The brand's own social handles, a JSON list in "
+        "PULSE_BRAND_HANDLES: their posts are the brand's replies (mentions' from_brand)")
+    responses_expectations: Path | None = Field(
+        default=None, description="YAML of the first-response time customers expect per "
+        "channel, in minutes (PULSE_RESPONSES_EXPECTATIONS); default: the built-in one")
     x_replay_file: Path | None = Field(default=None, description="JSON Lines mentions replayed "
                                        "without a token; default $PULSE_HOME/landing/"
                                        "mentions.jsonl, else $PULSE_HOME/demo/mentions.jsonl")
