@@ -1,7 +1,7 @@
 """response times: tickets' first response, mentions' conversation and brand flag (issue 15)
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-04 22:30:00
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 import pulse.sql.types
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
