@@ -29,7 +29,7 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     env.pop("PULSE_DATABASE_URL", None)
     proc = subprocess.run([PULSE, "demo", "run", "--accounts", "40", "--days", "21",
                            "--history-days", "3"],  # the 90-day history: tests/test_history.py
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "task report done" in proc.stdout
     assert "task risk_list done" in proc.stdout and "Risk list" in proc.stdout
