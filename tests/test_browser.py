@@ -460,9 +460,9 @@ def test_a_forged_csrf_token_is_refused(console: Console, open_page: Opener) -> 
 
 @pytest.mark.slow  # about 15 s: a demo world, `pulse serve` and Chromium of its own
 def test_pulse_demo_screenshots_saves_the_main_pages(browser: Browser, tmp_path: Path) -> None:
-    """`pulse demo screenshots` (README's pictures), on a small world: three PNGs, each with
-    something drawn on it (the risk list: the browser's viewport; the others: the page's
-    main box)."""
+    """`pulse demo screenshots` (README's pictures), on a small world: four PNGs, each with
+    something drawn on it (the risk list and the account page: the browser's viewport; the
+    others: the page's main box)."""
     from PIL import Image
 
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
@@ -472,13 +472,13 @@ def test_pulse_demo_screenshots_saves_the_main_pages(browser: Browser, tmp_path:
     assert proc.returncode == 0, proc.stderr[-2000:]
     csm = re.search(r"signed in as (\S+@\S+),", proc.stdout)
     assert csm and not csm.group(1).startswith("cs-team@")
-    for name in ("signin", "risk-list", "tasks"):
+    for name in ("signin", "risk-list", "account", "tasks"):
         path = tmp_path / "img" / f"console-{name}.png"
         assert f"{name}: {path}\n" in proc.stdout
         with Image.open(path) as image:
             assert image.format == "PNG"
             width, height = image.size
-            if name == "risk-list":
+            if name in ("risk-list", "account"):
                 assert (width, height) == (1440, 1000)
             else:
                 assert 300 < width < 1440 and height > 150

@@ -4,8 +4,8 @@ A small demo world (the generator of `pulse demo generate`) is landed in a tempo
 warehouse and scored for real every few days over the last month (so the rows have trend
 lines), with flags and the playbooks' tasks on each of those days. `pulse serve` serves it on a
 free localhost port; headless Chromium (pulse/devkit/browser.py) signs in as the CSM with
-the most open tasks (a person, not the team queue) and saves the sign-in page, the risk list of their book and
-their tasks as PNG files.
+the most open tasks (a person, not the team queue) and saves the sign-in page, the risk list of
+their book, the page of its first account and their tasks as PNG files.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, ViewportSize
     from sqlalchemy import Engine
 
-PAGES = ("signin", "risk-list", "tasks")
+PAGES = ("signin", "risk-list", "account", "tasks")
 VIEWPORT: ViewportSize = {"width": 1440, "height": 1000}
 
 
@@ -75,7 +75,8 @@ def fill_world(engine: Engine, folder: Path, *, accounts: int, days: int, trend_
 
 def shoot(browser: Browser, base_url: str, email: str, password: str, out_dir: Path
           ) -> dict[str, Path]:
-    """Sign in as `email` and save the sign-in page, `/` and `/tasks` under `out_dir`."""
+    """Sign in as `email` and save the sign-in page, `/`, its first account's page and
+    `/tasks` under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {name: out_dir / f"console-{name}.png" for name in PAGES}
     context = browser.new_context(base_url=base_url, viewport=VIEWPORT, locale="en-GB",
@@ -89,6 +90,9 @@ def shoot(browser: Browser, base_url: str, email: str, password: str, out_dir: P
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(f"{base_url}/")
         page.screenshot(path=str(files["risk-list"]))  # the top of the list
+        page.locator("tbody th[scope=row] a").first.click()  # the riskiest account's page
+        page.wait_for_url(f"{base_url}/accounts/**")
+        page.screenshot(path=str(files["account"]))  # its charts and what to do
         page.goto("/tasks")
         page.locator("main").screenshot(path=str(files["tasks"]))
     finally:
