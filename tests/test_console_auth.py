@@ -78,6 +78,8 @@ def test_sign_in_and_out_with_audit(engine: Engine, client: TestClient) -> None:
                   reason="new hire")
     first = client.get("/")
     assert first.status_code == 303 and first.headers["location"] == "/login"
+    filtered = client.get("/?band=red&csm=all")  # back to the same view after sign-in
+    assert filtered.headers["location"] == "/login?next=%2F%3Fband%3Dred%26csm%3Dall"
 
     wrong = sign_in(client, "ana@example.com", "not the password at all")
     assert wrong.status_code == 401 and "do not match" in wrong.text

@@ -199,8 +199,7 @@ def account(request: Request, account_id: str,
         return full_page(request, me, account_id)
     if t:
         return token_view(request, account_id, t)
-    target = f"/accounts/{quote(account_id, safe='')}"
-    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    raise auth.NotSignedIn()  # to sign in, and back here
 
 
 _DONE = {"assign": "Gave {} to its new CSM.", "draft_edit": "Saved the check-in draft of {}.",

@@ -133,9 +133,7 @@ def risk_list(request: Request) -> Response:
     from pulse.core.fx import reporting_currency
     from pulse.web.console import render as _page
 
-    me = auth.identify(request)
-    if me is None:
-        return RedirectResponse("/login", status_code=303)
+    me = auth.signed_in(request)  # else to sign in, and back to this view (filters kept)
     engine = request.app.state.engine
     others = auth.signed_in_now(engine) if me.role == "admin" else None
     filters, sort, page = view_of(request, me)

@@ -136,6 +136,8 @@ def install(app: Any) -> None:
     async def not_signed_in(request: Request, exc: Exception) -> Response:
         if request.method in ("GET", "HEAD"):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if target == "/":
+                return RedirectResponse("/login", status_code=303)
             from urllib.parse import quote
 
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
