@@ -84,9 +84,11 @@ def build_world(engine: Engine, folder: Path) -> None:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium from /usr/bin/chromium, one per test session (per xdist worker)."""
+    """Headless Chromium from /usr/bin/chromium, for this module's tests only: Playwright's
+    sync API keeps an event loop running in this thread while it lives, and a later test on
+    the same worker that calls asyncio.run() (the survey load bench) would fail."""
     why = chromium_missing()
     if why:
         if CI:
