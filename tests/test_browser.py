@@ -371,6 +371,31 @@ def test_open_an_account_and_read_its_chart_and_timeline(console: Console,
     assert [tuple(r) for r in logged] == [("meeting", "QBR booked <b>for Tuesday</b>", ANA)]
 
 
+def test_the_console_works_by_keyboard(console: Console, open_page: Opener) -> None:
+    """Search and open an account with the keyboard alone: Tab to the search box, type,
+    Enter; Tab to the account's link, Enter."""
+    page = open_page(ANA)
+    page.goto("/?csm=all")
+
+    def tab_to(selector: str, limit: int = 60) -> None:
+        target = page.locator(selector).first
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if target.evaluate("e => e === document.activeElement"):
+                return
+        raise AssertionError(f"Tab never reached {selector}")
+
+    tab_to("#f-q")
+    page.keyboard.type("Loud")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "q=Loud" in page.url and row_ids(page) == ["acc-loud"]
+    tab_to("tbody th[scope=row] a")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == f"{console.base_url}/accounts/acc-loud"
+
+
 def test_complete_a_task_from_a_playbook(console: Console, open_page: Opener) -> None:
     page = open_page(ANA)
     page.goto("/")
