@@ -67,11 +67,10 @@ def playbooks_outcomes(
     """Which plays work: by rule and state (done, skipped, open), the tasks, how many have
     reached their later day, and the account's mean health change, health and churn
     probability then."""
+    from pulse.cli.outreach import _records
     from pulse.models.playbooks import later_outcomes, play_summary
 
-    summary = play_summary(later_outcomes(warehouse(), days=days))
-    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
-            for r in summary.to_dict("records")]
+    rows = _records(play_summary(later_outcomes(warehouse(), days=days)))
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
