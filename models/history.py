@@ -59,6 +59,8 @@ def history_dates(end: date, days: int) -> list[date]:
 
 
 def _read(conn: Any, day: date, basis: str, computed_at: datetime) -> list[dict[str, Any]]:
+    """The features rows of `day`, read into this process (for a worker: the parent writes
+    them in date order)."""
     from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.sql.features import features_select
 
@@ -106,7 +108,8 @@ def score_history(engine: Engine, *, end: date, days: int = 90,
 
     from pulse.models.flags import compute_flags
     from pulse.models.health import score_accounts
-    from pulse.sql.features import ensure_features_schema, resolve_basis
+    from pulse.models.negative_words import NEGATIVE_TERMS
+    from pulse.sql.features import compute_features, ensure_features_schema, resolve_basis
     from pulse.sql.health import health_dates
 
     card = scorecard or load_scorecard()
@@ -138,11 +141,12 @@ def score_history(engine: Engine, *, end: date, days: int = 90,
                     got, future = ahead.popleft()
                     assert got == day
                     rows = future.result()
-                else:
-                    with engine.begin() as conn:
-                        rows = _read(conn, day, basis, computed_at)
-                _write_features(engine, day, rows)
-                if not rows:
+                    _write_features(engine, day, rows)
+                    written = len(rows)
+                else:  # in this process: `pulse score`'s own insert-from-select
+                    written = compute_features(engine, day, basis=basis,  # type: ignore[arg-type]
+                                               negative_terms=NEGATIVE_TERMS, allow_empty=True)
+                if not written:
                     run.empty.append(day)
                 else:
                     score_accounts(engine, day, scorecard=card)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 
 from pulse.models.feedback import refresh_insights
 from pulse.sql.schema import TextInsight
@@ -98,6 +98,14 @@ def test_feedback_page_shows_the_weeks_digests(engine: Engine, client: TestClien
     with engine.connect() as conn:  # reading the page wrote nothing
         assert conn.execute(select(func.count()).select_from(TextInsight).where(
             TextInsight.theme_key.is_not(None))).scalar_one() == 0
+    # the digests kept for the page follow the insights: gone from the table, gone from the page
+    assert client.get("/feedback?week=2026-11-16").text.count('<table id="themes-') == len(teams)
+    with engine.begin() as conn:
+        conn.execute(delete(TextInsight).where(
+            TextInsight.created_at >= datetime(2026, 11, 16, tzinfo=UTC)))
+    gone = client.get("/feedback?week=2026-11-16").text
+    assert "themes-" not in gone
+
 
 
 def test_feedback_page_with_nothing_classified(engine: Engine, client: TestClient) -> None:

@@ -69,10 +69,18 @@ def feedback_span(engine: Engine) -> tuple[list[date], list[str]]:
     return weeks, [str(x) for x in teams]
 
 
-#: Digests built lately, by (engine, week, team, the insights' version, day): building one
-#: clusters the week's texts, a second or more; the same page again is read from here.
-_CACHE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+#: Digests built lately are kept on the app (`app.state.feedback_digests`, so one cache per
+#: app and its engine) by (week, team, the insights' version, day): building one clusters
+#: the week's texts, a second or more; the same page again is read from there.
 CACHED = 32
+
+
+def _cache(request: Request) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    state = request.app.state
+    if not hasattr(state, "feedback_digests"):
+        state.feedback_digests = {}
+    cache: dict[tuple[Any, ...], list[dict[str, Any]]] = state.feedback_digests
+    return cache
 
 
 def _version(engine: Engine) -> tuple[Any, ...]:
@@ -113,14 +121,15 @@ def feedback_page(request: Request,
     team_filter = team if team in teams else None
     digests: list[dict[str, Any]] = []
     if chosen is not None:
-        key = (id(engine), chosen, team_filter, _version(engine), today)
-        if key not in _CACHE:
-            _CACHE[key] = [d.context | {"slug": slug(d.team)} for d in build_digests(
+        cache = _cache(request)
+        key = (chosen, team_filter, _version(engine), today)
+        if key not in cache:
+            cache[key] = [d.context | {"slug": slug(d.team)} for d in build_digests(
                 engine, period="week", period_end=chosen + timedelta(days=7),
                 team=team_filter, write=False)]
-            while len(_CACHE) > CACHED:
-                _CACHE.pop(next(iter(_CACHE)))
-        digests = _CACHE[key]
+            while len(cache) > CACHED:
+                cache.pop(next(iter(cache)))
+        digests = cache[key]
     if chosen is not None and chosen not in weeks:
         weeks = sorted({*weeks, chosen}, reverse=True)
     return _page("feedback.html", me=me, csrf=me.csrf_token, here="feedback",

@@ -261,16 +261,14 @@ def _demo_user(engine: Engine, console: Console) -> None:
     hash is stored), and say how to sign in."""
     import secrets
 
-    from pulse.core.errors import ConsoleUserError
-    from pulse.web.auth import add_user
+    from pulse.web.auth import add_user, list_users
 
     settings = get_settings()
-    password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
-    try:
+    password = ""
+    if all(u["email"] != DEMO_USER for u in list_users(engine)):  # (a rerun keeps it)
+        password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
         add_user(engine, DEMO_USER, "admin", password, actor="cli:demo",
                  reason="the demo's console user")
-    except ConsoleUserError:
-        password = ""
     host = f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host
     url = f"http://{host}:{settings.web_port}/"
     console.print(f"[bold]12.[/] the CSM console: {url} (risk list; /tasks, /feedback, /csat "
