@@ -209,9 +209,8 @@ def trend(table: pd.DataFrame, *, by: str = "channel") -> pd.DataFrame:
     period before (the change in each)."""
     if "period" not in table:
         raise ConfigError("trend needs a table summarised per period")
-    rows = table.sort_values([by, "period"]).groupby(by, sort=True).tail(2)
-    last = rows.groupby(by).nth(-1).set_index(by)
-    prev = rows.groupby(by).filter(lambda g: len(g) == 2).groupby(by).nth(0).set_index(by)
+    g = table.sort_values([by, "period"]).groupby(by, sort=True)
+    last, prev = g.nth(-1).set_index(by), g.nth(-2).set_index(by)  # no prev: a single period
     out = pd.DataFrame({
         "period": last["period"],
         "median_min": last["median_min"],
