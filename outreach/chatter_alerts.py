@@ -94,7 +94,7 @@ def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
     """Drafts of the alerts to CSMs whose accounts complained publicly about an incident
     open at some time since `since` (default: 2 days before `now`); complaints created
     before `now` only. One draft per incident and account with a usable CSM address."""
-    from pulse.models.chatter import incident_chatter
+    from pulse.models.chatter import incident_complaints, with_accounts
     from pulse.outreach.checkins import _plausible, csm_name
     from pulse.outreach.links import account_url
     from pulse.outreach.outbox import Draft
@@ -104,11 +104,15 @@ def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
     aftermath = timedelta(hours=aftermath_hours)
     im = IncidentImpact.__table__
     drafts: list[Any] = []
-    for incident_id, title, status in _open_since(engine, since, now, aftermath):
-        found = incident_chatter(engine, incident_id, now=now,
-                                 aftermath_hours=aftermath_hours)
-        found = found[found["created_at"] >= pd.Timestamp(since)].dropna(
-            subset=["account_id"])
+    incidents = _open_since(engine, since, now, aftermath)
+    if not incidents:
+        return drafts
+    # every complaint since `since`, attached to its incident, in one pass
+    every = with_accounts(engine, incident_complaints(engine, since=since, until=now,
+                                                      aftermath_hours=aftermath_hours))
+    every = every.dropna(subset=["account_id"])
+    for incident_id, title, status in incidents:
+        found = every[every["incident_id"] == incident_id]
         if found.empty:
             continue
         with engine.connect() as conn:
