@@ -77,7 +77,7 @@ def pulse_social() -> None:
         now = runtime.run_time()
         queued = queue_chatter_alerts(engine, since=now - timedelta(days=2), now=now)
         queued += queue_unanswered_alerts(engine, since=now - timedelta(days=2), now=now)
-        return f"{queued} alerts queued; {send_due(engine, make_transport(), now=runtime.run_time())}"
+        return f"{queued} alerts queued; {send_due(engine, make_transport(), now=now)}"
 
     alerts(chatter(listen()))
 

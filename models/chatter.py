@@ -700,15 +700,22 @@ def incident_chatter(engine: Engine, incident_id: str, *, now: datetime | None =
     found = incident_complaints(engine, since=_floor(row.started_at), until=until,
                                 aftermath_hours=aftermath_hours)
     found = found[found["incident_id"] == incident_id].drop_duplicates("mention_id")
+    return with_accounts(engine, found)[cols]
+
+
+def with_accounts(engine: Engine, found: pd.DataFrame) -> pd.DataFrame:
+    """`incident_complaints` rows with the post's text and the account behind it
+    (account_id, account_name, csm_email: None where unknown), earliest first."""
     if found.empty:
-        return pd.DataFrame(columns=cols)
+        return found.reindex(columns=[*found.columns, "text", "account_id", "account_name",
+                                      "csm_email"])
     linked = link_accounts(engine, found["mention_id"].astype(str).tolist())
     out = found.astype({"mention_id": str}).merge(
         linked.drop(columns=["author_handle"]).astype({"mention_id": str}), on="mention_id",
         how="left").rename(columns={"name": "account_name"})
     for col in ("account_id", "account_name", "csm_email"):  # None where unknown, not NaN
         out[col] = out[col].astype(object).where(out[col].notna(), None)
-    return out.sort_values(["created_at", "mention_id"])[cols].reset_index(drop=True)
+    return out.sort_values(["created_at", "mention_id"]).reset_index(drop=True)
 
 
 def suspected_incidents(engine: Engine, *, status: str | None = None,

@@ -17,7 +17,7 @@ it replies to, when that is a brand post, else the first brand handle it @-menti
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,18 @@ def _utc(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, utc=True)
 
 
-def ticket_asks(engine: Engine) -> pd.DataFrame:
-    """One row per ticket: opened and first answered (NaT when not yet)."""
+def ticket_asks(engine: Engine, *, since: datetime | None = None,
+                until: datetime | None = None) -> pd.DataFrame:
+    """One row per ticket (opened between `since` and `until` when given): opened and first
+    answered (NaT when not yet)."""
     t = Ticket.__table__
     q = select(t.c.ticket_id.label("item_id"), t.c.channel, t.c.account_id,
                t.c.contact_id.label("author"), t.c.subject.label("text"),
                t.c.opened_at.label("asked_at"), t.c.first_response_at)
+    if since is not None:
+        q = q.where(t.c.opened_at >= since)
+    if until is not None:
+        q = q.where(t.c.opened_at <= until)
     with engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(q).mappings().all(),
                              columns=["item_id", "channel", "account_id", "author", "text",
@@ -137,8 +143,13 @@ def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None) -> p
 
 def asks(engine: Engine, *, brand_handles: list[str] | None = None) -> pd.DataFrame:
     """Tickets and customers' posts, each with its first-response time in minutes."""
-    frame = pd.concat([ticket_asks(engine), mention_asks(engine, brand_handles=brand_handles)],
-                      ignore_index=True)
+    return _timed(pd.concat([ticket_asks(engine),
+                             mention_asks(engine, brand_handles=brand_handles)],
+                            ignore_index=True))
+
+
+def _timed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The asks with UTC times and their first-response `minutes`, in ASK_COLUMNS order."""
     frame["asked_at"] = _utc(frame["asked_at"])
     frame["first_response_at"] = _utc(frame["first_response_at"])
     frame["minutes"] = (frame["first_response_at"] - frame["asked_at"]).dt.total_seconds() / 60
@@ -198,9 +209,8 @@ def trend(table: pd.DataFrame, *, by: str = "channel") -> pd.DataFrame:
     period before (the change in each)."""
     if "period" not in table:
         raise ConfigError("trend needs a table summarised per period")
-    rows = table.sort_values([by, "period"]).groupby(by, sort=True).tail(2)
-    last = rows.groupby(by).nth(-1).set_index(by)
-    prev = rows.groupby(by).filter(lambda g: len(g) == 2).groupby(by).nth(0).set_index(by)
+    g = table.sort_values([by, "period"]).groupby(by, sort=True)
+    last, prev = g.nth(-1).set_index(by), g.nth(-2).set_index(by)  # no prev: a single period
     out = pd.DataFrame({
         "period": last["period"],
         "median_min": last["median_min"],
@@ -217,10 +227,9 @@ def account_responses(engine: Engine, *, now: datetime | None = None, days: int 
     and p90 first-response minutes, `late` (answered after the channel's expectation, or
     still unanswered past it) and the share of due tickets answered within it; the accounts
     with the most late answers first."""
-    now_ts = pd.Timestamp(now or datetime.now(UTC))
-    frame = asks(engine)
-    frame = frame[frame["kind"].eq("ticket")
-                  & frame["asked_at"].between(now_ts - pd.Timedelta(days=days), now_ts)]
+    now = pd.Timestamp(now or datetime.now(UTC))
+    now = (now.tz_localize(UTC) if now.tzinfo is None else now.tz_convert(UTC)).to_pydatetime()
+    frame = _timed(ticket_asks(engine, since=now - timedelta(days=days), until=now))
     table = summarise(frame, expectations or load_expectations(), by="account_id", now=now)
     table["late"] = table["due"] - table["on_time"]
     table = table.drop(columns=["expected_min", "complaints_unanswered"])

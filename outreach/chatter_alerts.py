@@ -34,26 +34,23 @@ KIND = "chatter_alert"
 COMPLAINT = "incident_complaint"
 
 
-def _linked(engine: Engine, mention_ids: list[str]) -> pd.DataFrame:
-    """mention_id, text, author_handle, account_id, name, csm_email of the sample posts."""
-    from pulse.models.chatter import link_accounts
-
-    return link_accounts(engine, mention_ids)
-
-
 def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> list[Any]:
     """Drafts of the alerts for suspected incidents since `since` (default: 2 days ago)."""
     from pulse.core.settings import get_settings
-    from pulse.models.chatter import suspected_incidents
+    from pulse.models.chatter import link_accounts, suspected_incidents
     from pulse.outreach.links import account_url
     from pulse.outreach.outbox import Draft
 
     settings = get_settings()
     since = since or datetime.now(UTC) - timedelta(days=2)
     spikes = suspected_incidents(engine, status="suspected", since=since)
+    # the sample posts of every spike with their accounts, in one pass
+    linked = link_accounts(engine, [str(i) for ids in spikes["sample_mention_ids"]
+                                    for i in ids]).set_index("mention_id", drop=False)
     drafts = []
     for s in spikes.itertuples(index=False):
-        posts = _linked(engine, [str(i) for i in s.sample_mention_ids])
+        posts = linked.loc[[i for i in map(str, s.sample_mention_ids)  # most recent first
+                            if i in linked.index]]
         samples = [{"text": str(p.text), "author_handle": p.author_handle,
                     "account_name": None if pd.isna(p.name) else str(p.name)}
                    for p in posts.itertuples(index=False)]
@@ -79,16 +76,16 @@ def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> lis
 
 
 def _open_since(engine: Engine, since: datetime, now: datetime, aftermath: timedelta
-                ) -> list[str]:
-    """Incidents started before `now` that were open at some time from `since` on (or
-    resolved less than `aftermath` before it), oldest first."""
+                ) -> list[tuple[str, str, str]]:
+    """(incident_id, title, status) of the incidents started before `now` that were open at
+    some time from `since` on (or resolved less than `aftermath` before it), oldest first."""
     i = Incident.__table__
     with engine.connect() as conn:
-        return [str(x) for x in conn.execute(
-            select(i.c.incident_id)
+        return [(str(r.incident_id), str(r.title), str(r.status)) for r in conn.execute(
+            select(i.c.incident_id, i.c.title, i.c.status)
             .where(i.c.started_at < now, or_(i.c.resolved_at.is_(None),
                                              i.c.resolved_at >= since - aftermath))
-            .order_by(i.c.started_at, i.c.incident_id)).scalars()]
+            .order_by(i.c.started_at, i.c.incident_id))]
 
 
 def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
@@ -97,7 +94,7 @@ def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
     """Drafts of the alerts to CSMs whose accounts complained publicly about an incident
     open at some time since `since` (default: 2 days before `now`); complaints created
     before `now` only. One draft per incident and account with a usable CSM address."""
-    from pulse.models.chatter import incident_chatter
+    from pulse.models.chatter import incident_complaints, with_accounts
     from pulse.outreach.checkins import _plausible, csm_name
     from pulse.outreach.links import account_url
     from pulse.outreach.outbox import Draft
@@ -105,18 +102,20 @@ def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
     now = now or datetime.now(UTC)
     since = since or now - timedelta(days=2)
     aftermath = timedelta(hours=aftermath_hours)
-    im, inc = IncidentImpact.__table__, Incident.__table__
+    im = IncidentImpact.__table__
     drafts: list[Any] = []
-    for incident_id in _open_since(engine, since, now, aftermath):
-        found = incident_chatter(engine, incident_id, now=now,
-                                 aftermath_hours=aftermath_hours)
-        found = found[found["created_at"] >= pd.Timestamp(since)].dropna(
-            subset=["account_id"])
+    incidents = _open_since(engine, since, now, aftermath)
+    if not incidents:
+        return drafts
+    # every complaint since `since`, attached to its incident, in one pass
+    every = with_accounts(engine, incident_complaints(engine, since=since, until=now,
+                                                      aftermath_hours=aftermath_hours))
+    every = every.dropna(subset=["account_id"])
+    for incident_id, title, status in incidents:
+        found = every[every["incident_id"] == incident_id]
         if found.empty:
             continue
         with engine.connect() as conn:
-            title, status = conn.execute(select(inc.c.title, inc.c.status).where(
-                inc.c.incident_id == incident_id)).one()
             impact = dict(conn.execute(select(im.c.account_id, im.c.status).where(
                 im.c.incident_id == incident_id,
                 im.c.account_id.in_(sorted(set(found["account_id"].astype(str)))))).all())
@@ -129,8 +128,8 @@ def plan_complaint_alerts(engine: Engine, *, since: datetime | None = None,
         for (account_id, csm), posts in found[usable].groupby(["account_id", "csm"],
                                                               sort=True):
             context = {
-                "incident_id": incident_id, "incident_title": str(title),
-                "incident_status": str(status), "account_id": str(account_id),
+                "incident_id": incident_id, "incident_title": title,
+                "incident_status": status, "account_id": str(account_id),
                 "account_name": str(posts["account_name"].iloc[0]),
                 "url": account_url(str(account_id)),
                 "impact": impact.get(str(account_id)),

@@ -2,6 +2,7 @@
 sample posts escaped; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from email import policy
 from email.parser import BytesParser
@@ -10,8 +11,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from pulse.listeners.landing import land_file
-from pulse.models.chatter import detect_chatter
-from pulse.outreach.chatter_alerts import queue_chatter_alerts
+from pulse.models.chatter import detect_chatter, suspected_incidents
+from pulse.outreach.chatter_alerts import plan_chatter_alerts, queue_chatter_alerts
 from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.sql.schema import OutboxMessage
@@ -33,6 +34,14 @@ def test_a_suspected_incident_alerts_oncall_and_the_csm_once(engine: Engine,
              ] + [_mention("b9", BURST + (NOW - BURST) / 2, HOSTILE, "northwind")]
     _land(engine, tmp_path, _baseline() + burst)
     assert not detect_chatter(engine, now=NOW).raised.empty
+    # each alert shows its spike's sample posts as stored: the most recent first
+    author = {m["mention_id"]: m["author_handle"] for m in map(json.loads, burst)}
+    spikes = suspected_incidents(engine, status="suspected", since=BURST)
+    expected = [[author[i] for i in ids] for ids in spikes["sample_mention_ids"]]
+    shown = [[s["author_handle"] for s in d.context["samples"]]
+             for d in plan_chatter_alerts(engine, since=BURST)
+             if d.to_email.startswith("oncall")]
+    assert shown == expected and ["northwind", "angry3", "angry2"] in shown
 
     assert queue_chatter_alerts(engine, since=BURST) >= 2
     with engine.connect() as conn:

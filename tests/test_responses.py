@@ -159,6 +159,18 @@ def test_report_per_channel_matches_the_times_put_in(engine: Engine, tmp_path: P
     assert trend.loc["email", "within_change"] == pytest.approx(1.0 - 2 / 5)
 
 
+def test_trend_compares_the_last_two_periods_and_leaves_a_lone_one_unchanged() -> None:
+    weeks = pd.to_datetime(["2026-06-01", "2026-06-08", "2026-06-15", "2026-06-15"])
+    table = pd.DataFrame({"channel": ["email", "email", "email", "x"], "period": weeks,
+                          "median_min": [90.0, 40.0, 25.0, 12.0],
+                          "within_share": [0.2, 0.5, 0.75, 1.0]})
+    trend = responses.trend(table.iloc[::-1]).set_index("channel")
+    assert trend.loc["email", "period"] == weeks[2]
+    assert trend.loc["email", "median_change"] == pytest.approx(25.0 - 40.0)
+    assert trend.loc["email", "within_change"] == pytest.approx(0.75 - 0.5)
+    assert trend.loc["x", "median_min"] == 12.0 and pd.isna(trend.loc["x", "median_change"])
+
+
 def test_an_unanswered_ask_is_not_late_before_its_expectation(engine: Engine, tmp_path: Path
                                                               ) -> None:
     _world(engine, tmp_path)

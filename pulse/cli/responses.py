@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pulse.cli.common import Format, parse_time
+from pulse.cli.common import Format, parse_time, warehouse
 
 out = Console()
 
@@ -76,13 +76,11 @@ def report(
     complaints, and the trend of the last period against the one before."""
     from pulse.models.responses import report as build
     from pulse.models.responses import response_chart
-    from pulse.sql.db import ensure_schema, make_engine
 
     if period not in ("week", "month"):
         raise typer.BadParameter(f'expected "week" or "month" (not {period!r})',
                                  param_hint="--period")
-    engine = make_engine()
-    ensure_schema(engine)
+    engine = warehouse()
     result = build(engine, period=period, now=parse_time(now))
     overall, trend = result["overall"], result["trend"]
     if chart is not None and len(result["per_period"]):
@@ -124,10 +122,8 @@ def alerts(
     """Queue one alert to the social team (PULSE_SOCIAL_TEAM_EMAIL) per negative public post
     left without a brand reply past its channel's expectation; `pulse outreach send` sends."""
     from pulse.outreach.response_alerts import queue_unanswered_alerts
-    from pulse.sql.db import ensure_schema, make_engine
 
-    engine = make_engine()
-    ensure_schema(engine)
+    engine = warehouse()
     queued = queue_unanswered_alerts(engine, now=parse_time(now), since=parse_time(since))
     out.print(f"{queued} unanswered-complaint alerts queued.")
 
@@ -142,10 +138,8 @@ def accounts(
     """Per account: how fast its own tickets were first answered, and how many late (after
     the channel's expectation, or unanswered past it); the most late first."""
     from pulse.models.responses import account_responses
-    from pulse.sql.db import ensure_schema, make_engine
 
-    engine = make_engine()
-    ensure_schema(engine)
+    engine = warehouse()
     table = account_responses(engine, now=parse_time(now), days=days)
     if fmt == Format.json:
         print(json.dumps(_records(table), indent=2))
