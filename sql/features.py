@@ -352,9 +352,8 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
         "active_days_28d_vs_180d": _vs_baseline(days_28d, trends.c.active_days_base,
                                                 base_days),
         "error_rate_28d_minus_180d": case(
-            (and_(base_days >= 28, n(trends.c.events_base) > 0, events_28d > 0),
-             cast(errors_28d, Float) / cast(events_28d, Float)
-             - cast(n(trends.c.errors_base), Float) / cast(trends.c.events_base, Float))),
+            (base_days >= 28,
+             error_rate_28d - _ratio(n(trends.c.errors_base), trends.c.events_base))),
         "tickets_negative_share_90d": _ratio(n(tone.c.tickets_negative), tickets),
         "mentions_negative_share_90d": _ratio(n(tone.c.mentions_negative), mentions),
         "negative_texts_28d": cast(n(tone.c.negative_28d), Float),
