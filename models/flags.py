@@ -401,11 +401,12 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
         if "churn_probability" in f.data:
             risk = f["churn_probability"]
             scored = live & np.isfinite(risk)
-            if scored.sum() >= rule.min_peers:
-                ranked = pd.Series(np.where(scored, risk, np.nan))
+            m = int(scored.sum())
+            if m >= rule.min_peers:
                 # share of the scored accounts at least as risky (ties share the top rank)
-                share = ((scored.sum() - ranked.rank(method="min").to_numpy() + 1.0 + 1.0)
-                         / (scored.sum() + 2.0))
+                riskier = pd.Series(np.where(scored, risk, np.nan)).rank(
+                    ascending=False, method="max").to_numpy()
+                share = (riskier + 1.0) / (m + 2.0)
                 z = np.nan_to_num(ndtri(1.0 - share), nan=0.0)
                 strength["modelled_risk"] = np.where(scored, np.clip(z, 0.0, None), 0.0)
                 numbers["modelled_risk_share"] = np.where(scored, share, np.nan)
