@@ -55,8 +55,8 @@ The flags
                     without scores for the date (no champion), left out
     ==============  =============================================================
 
-    The modelled risk never fires the flag on its own (the riskiest of 300 accounts weighs
-    2.6 < `min_evidence`): it tips a decline the trajectory signals see only mildly. On the
+    The modelled risk never fires the flag on its own (a share under 0.5% weighs as 0.5%,
+    2.58 < `min_evidence`, however many accounts are scored): it tips a decline the trajectory signals see only mildly. On the
     reference demo world (400 accounts, seed 1) it lifted the flag's F1 from 0.32 to 0.53
     (precision 0.50 to 0.53, recall 0.24 to 0.53), where the churn model ranked the silent
     accounts with a ROC AUC of 0.83 (docs/demo-variants.md has the figures per variant).

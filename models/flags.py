@@ -164,6 +164,9 @@ TRAJECTORY_SIGNALS: tuple[str, ...] = ("usage_drop", "error_rise", "users_drop")
 EVENT_SIGNALS: tuple[str, ...] = ("contraction", "negative_voice")
 #: The churn model's risk of the date (`churn_scores`), ranked among the live accounts.
 MODEL_SIGNALS: tuple[str, ...] = ("modelled_risk",)
+#: The smallest share the modelled risk's rank weighs as (z 2.58): however many accounts are
+#: scored, the riskiest alone stays under `min_evidence` (3), never the flag on its own.
+MODEL_SHARE_FLOOR = 0.005
 SILENT_SIGNALS: tuple[str, ...] = TRAJECTORY_SIGNALS + EVENT_SIGNALS + MODEL_SIGNALS
 
 _SEP = "\x1f"  # between segment and plan in a peer group's name
@@ -397,15 +400,17 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
 
         # the churn model's risk of the date, as rare as its rank among the live accounts
         # it scored: the top share p weighs the z with P(Z > z) = p (top 5%: 1.6; top 1%:
-        # 2.3), the lower half nothing; never the flag on its own below min_evidence
+        # 2.3; at most MODEL_SHARE_FLOOR's 2.58), the lower half nothing; never the flag on
+        # its own
         if "churn_probability" in f.data:
             risk = f["churn_probability"]
             scored = live & np.isfinite(risk)
-            if scored.sum() >= rule.min_peers:
-                ranked = pd.Series(np.where(scored, risk, np.nan))
+            m = int(scored.sum())
+            if m >= rule.min_peers:
                 # share of the scored accounts at least as risky (ties share the top rank)
-                share = ((scored.sum() - ranked.rank(method="min").to_numpy() + 1.0 + 1.0)
-                         / (scored.sum() + 2.0))
+                riskier = pd.Series(np.where(scored, risk, np.nan)).rank(
+                    ascending=False, method="max").to_numpy()
+                share = np.maximum((riskier + 1.0) / (m + 2.0), MODEL_SHARE_FLOOR)
                 z = np.nan_to_num(ndtri(1.0 - share), nan=0.0)
                 strength["modelled_risk"] = np.where(scored, np.clip(z, 0.0, None), 0.0)
                 numbers["modelled_risk_share"] = np.where(scored, share, np.nan)

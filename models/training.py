@@ -658,14 +658,29 @@ def _pct_change_label(noun: str) -> Callable[[Driver], str]:
     return label
 
 
-def _share_label(noun: str) -> Callable[[Driver], str]:
-    def show(v: float) -> str:
-        return f"{100 * v:.1f}%" if v < 0.1 else f"{100 * v:.0f}%"
+def _share(v: float) -> str:
+    return f"{100 * v:.1f}%" if v < 0.1 else f"{100 * v:.0f}%"
 
+
+def _share_label(noun: str) -> Callable[[Driver], str]:
     def label(d: Driver) -> str:
         if d.value is None:
             return f"{noun}: none to measure"
-        return f"{noun} {show(float(d.value))}{_typical(d, show)}"
+        return f"{noun} {_share(float(d.value))}{_typical(d, _share)}"
+    return label
+
+
+def _share_change_label(noun: str) -> Callable[[Driver], str]:
+    """A difference of two shares, signed: "up 3.0%", "down 12%", "flat"."""
+    def show(v: float) -> str:
+        if round(1000 * v) == 0:
+            return "flat"
+        return f"{'up' if v > 0 else 'down'} {_share(abs(v))}"
+
+    def label(d: Driver) -> str:
+        if d.value is None:
+            return f"{noun}: too little history to compare with"
+        return f"{noun}: {show(float(d.value))}{_typical(d, show)}"
     return label
 
 
@@ -739,8 +754,8 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "events_28d_vs_180d": _times_label("usage in the last 28 days", "its own baseline"),
     "active_days_28d_vs_180d": _times_label("active days in the last 28",
                                             "its own baseline"),
-    "error_rate_28d_minus_180d": _share_label(
-        "error share in the last 28 days above its own baseline's by"),
+    "error_rate_28d_minus_180d": _share_change_label(
+        "error share in the last 28 days against its own baseline"),
     "plan": _category_label("plan"),
     "segment": _category_label("segment"),
     "region": _category_label("region"),

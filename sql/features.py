@@ -266,14 +266,6 @@ FRESHNESS: dict[str, tuple[str | None, str]] = {
 }
 
 
-def _vs_baseline(recent_28d: Any, base: Any, base_days: Any) -> Any:
-    """A 28-day count per day against the same count per day of the account's own baseline;
-    none with under 28 baseline days or nothing in them."""
-    return case((and_(base_days >= 28, func.coalesce(base, 0) > 0),
-                 (cast(recent_28d, Float) / 28.0)
-                 / (cast(base, Float) / cast(base_days, Float))))
-
-
 def _ratio(num: Any, den: Any) -> Any:
     """num / den as a float, none when den is not positive."""
     return case((den > 0, cast(num, Float) / cast(den, Float)))
@@ -302,6 +294,7 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
     base_span = LONG_BASELINE_DAYS - 28
     base_days = case((trends.c.oldest_back - 27 > base_span, literal(base_span, Integer)),
                      else_=trends.c.oldest_back - 27)
+    long_enough = base_days >= 28  # under 28 baseline days: none to compare with
     # the billing term: the days between the last two starts or renewals; with one start
     # only and no renewal in over two months, an annual plan (a monthly one renews monthly)
     # (renewals first; else the cadence of successful payments, for plans that renew by
@@ -348,13 +341,12 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
         "billing_term_days": cast(term, Float),
         "is_annual": case((term.is_(None), None), (term >= 180, 1.0), else_=0.0),
         "days_to_renewal_est": cast(term - since_term % term, Float),
-        "events_28d_vs_180d": _vs_baseline(events_28d, trends.c.events_base, base_days),
-        "active_days_28d_vs_180d": _vs_baseline(days_28d, trends.c.active_days_base,
-                                                base_days),
-        "error_rate_28d_minus_180d": case(
-            (and_(base_days >= 28, n(trends.c.events_base) > 0, events_28d > 0),
-             cast(errors_28d, Float) / cast(events_28d, Float)
-             - cast(n(trends.c.errors_base), Float) / cast(trends.c.events_base, Float))),
+        "events_28d_vs_180d": case((long_enough, _ratio(
+            events_28d, n(trends.c.events_base) * 28.0 / base_days))),
+        "active_days_28d_vs_180d": case((long_enough, _ratio(
+            days_28d, n(trends.c.active_days_base) * 28.0 / base_days))),
+        "error_rate_28d_minus_180d": case((long_enough, error_rate_28d - _ratio(
+            n(trends.c.errors_base), trends.c.events_base))),
         "tickets_negative_share_90d": _ratio(n(tone.c.tickets_negative), tickets),
         "mentions_negative_share_90d": _ratio(n(tone.c.mentions_negative), mentions),
         "negative_texts_28d": cast(n(tone.c.negative_28d), Float),

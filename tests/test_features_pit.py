@@ -232,9 +232,15 @@ def test_the_long_baseline_features_read_in_words() -> None:
     assert set(names) <= set(NUMERIC)  # the churn model reads them
     words = drivers_in_words([Driver(names[0], 0.42, 1.0, 0.08),
                               Driver(names[1], None, 1.0, 0.02),
-                              Driver(names[2], 0.03, 0.0, 0.01)], DRIVER_LABELS)
+                              Driver(names[2], 0.03, 0.0, 0.01),
+                              Driver(names[2], -0.12, 0.0, -0.01),
+                              Driver(names[2], None, 0.0, 0.01)], DRIVER_LABELS)
     assert words[0] == ("usage in the last 28 days 0.42× its own baseline (typical 1.00×) "
                         "raises risk by 8 points")
     assert words[1].startswith("active days in the last 28: too little history")
-    assert words[2].startswith("error share in the last 28 days above its own baseline's by "
-                               "3.0%")
+    assert words[2].startswith("error share in the last 28 days against its own baseline: "
+                               "up 3.0% (typical flat)")
+    assert words[3].startswith("error share in the last 28 days against its own baseline: "
+                               "down 12% (typical flat)")
+    assert words[4].startswith("error share in the last 28 days against its own baseline: "
+                               "too little history")
