@@ -28,11 +28,12 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    update,
+    union_all,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from pulse.sql import audit
+from pulse.sql.db import dialect_insert
 from pulse.sql.schema import (
     Account,
     AccountActivity,
@@ -204,25 +205,36 @@ def risk_page(engine: Engine, as_of: date, filters: Filters, *, sort: str = "ris
         raise ValueError(f"unknown sort {sort!r}: expected one of {', '.join(SORTS)}")
     t = scored_query(as_of, scorecard, today=today or datetime.now(UTC).date())
     cond = _where(t, as_of, filters)
-    query = select(t).where(*cond).order_by(*_order(t, sort))
+    # the count of every match rides on each row (a window over the filtered rows, before
+    # LIMIT), so the heavy scored query runs once; only a page past the end counts apart
+    query = (select(t, func.count().over().label("_matches")).where(*cond)
+             .order_by(*_order(t, sort)))
     if size is not None:
         query = query.limit(size).offset(max(page - 1, 0) * size)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(t).where(*cond)).scalar_one()
         rows = [dict(r) for r in conn.execute(query).mappings()]
+        total = (rows[0]["_matches"] if rows else 0 if page <= 1 or size is None else
+                 conn.execute(select(func.count()).select_from(t).where(*cond)).scalar_one())
+    for r in rows:
+        del r["_matches"]
     return int(total), rows
 
 
 def choices(engine: Engine, as_of: date) -> dict[str, list[str]]:
-    """The values the filters offer: CSMs, segments and plans of the scored accounts."""
-    base = select(A).join(H, and_(H.c.account_id == A.c.account_id, H.c.as_of == as_of))
-    sub = base.subquery()
+    """The values the filters offer: CSMs, segments and plans of the scored accounts, read
+    in one query (one distinct SELECT per filter, in a UNION ALL)."""
+    scored = select(A).join(H, and_(H.c.account_id == A.c.account_id,
+                                    H.c.as_of == as_of)).subquery()
+    out: dict[str, list[str]] = {"csm": [], "segment": [], "plan": []}
+    parts = [select(literal(key).label("filter"), col.label("value"))
+             .where(col.is_not(None)).distinct()
+             for key, col in (("csm", scored.c.csm_email), ("segment", scored.c.segment),
+                              ("plan", scored.c.plan))]
+    both = union_all(*parts).subquery()
     with engine.connect() as conn:
-        def distinct(col: Any) -> list[str]:
-            return [str(v) for v in conn.execute(
-                select(col).where(col.is_not(None)).distinct().order_by(col)).scalars()]
-        return {"csm": distinct(sub.c.csm_email), "segment": distinct(sub.c.segment),
-                "plan": distinct(sub.c.plan)}
+        for key, value in conn.execute(select(both).order_by(both.c.filter, both.c.value)):
+            out[key].append(str(value))
+    return out
 
 
 def trends(engine: Engine, account_ids: list[str], as_of: date, *, days: int = 30
@@ -266,10 +278,8 @@ def snooze(engine: Engine, account_id: str, until: date, *, actor: str, reason: 
         values = {"until": until, "reason": reason, "actor": actor, "at": now,
                   "as_of": latest[0] if latest else None,
                   "health": latest[1] if latest else None}
-        done = conn.execute(update(S).where(S.c.account_id == account_id).values(**values)
-                            ).rowcount
-        if not done:
-            conn.execute(insert(S).values(account_id=account_id, **values))
+        conn.execute(dialect_insert(conn, S).values(account_id=account_id, **values)
+                     .on_conflict_do_update(index_elements=[S.c.account_id], set_=values))
         _activity(conn, account_id, "snooze", f"until {until.isoformat()}: {reason}", actor,
                   now)
         audit.record(conn, actor=actor, action="snooze", target=account_id, reason=reason,

@@ -478,3 +478,15 @@ def test_a_name_holding_script_shows_as_text(scored: Engine, client: TestClient)
     assert "&lt;i&gt;boss&lt;/i&gt;" in html
     svg = section(html, "health-chart")
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Co" in svg  # the chart's title too
+
+
+def test_a_cancelled_account_off_the_list_still_shows_who_handled_it(
+        scored: Engine, client: TestClient) -> None:
+    sign_in(client, ANA)
+    gone = "/accounts/acc-gone"
+    assert 'id="handled-state"' not in get(client, gone)
+    assert client.post(f"{gone}/handled", data={"csrf_token": csrf(client), "back": gone,
+                                                 "reason": "cancelled: budget cut"}
+                       ).status_code == 303
+    state = re.search(r'<li id="handled-state">(.*?)</li>', get(client, gone)).group(1)  # type: ignore[union-attr]
+    assert state.startswith(f"Marked handled by {ANA} on ") and "budget cut" in state

@@ -319,3 +319,28 @@ def test_pulse_bench_console_prints_its_figures(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "200 accounts" in proc.stdout and "sqlite median ms" in proc.stdout
     assert re.search(r"all books, by revenue at risk\s*│\s*\d+\s*│\s*\d+\s*│\s*50", proc.stdout)
+
+
+def test_every_page_counts_every_match_and_a_second_snooze_replaces_the_first(
+        scored: Engine) -> None:
+    total, everyone = sqlc.risk_page(scored, D, sqlc.Filters(), size=None)
+    assert total == len(everyone) > 4
+    for n in (1, 2, 99):  # past the end: no rows, and still the count of every match
+        got, rows = sqlc.risk_page(scored, D, sqlc.Filters(), page=n, size=4)
+        assert got == total and rows == everyone[(n - 1) * 4:n * 4]
+    assert "_matches" not in everyone[0]
+    a, h = Account.__table__, AccountHealth.__table__
+    with scored.connect() as conn:
+        accounts = conn.execute(select(a).where(a.c.account_id.in_(
+            select(h.c.account_id).where(h.c.as_of == D)))).mappings().all()
+    assert sqlc.choices(scored, D) == {
+        key: sorted({r[col] for r in accounts if r[col] is not None})
+        for key, col in (("csm", "csm_email"), ("segment", "segment"), ("plan", "plan"))}
+    later = datetime.now(UTC).date() + timedelta(days=30)
+    for until, reason in ((FUTURE, "first"), (later.isoformat(), "second")):
+        sqlc.snooze(scored, "acc-loud", datetime.fromisoformat(until).date(), actor=ANA,
+                    reason=reason)
+    with scored.connect() as conn:
+        snoozes = conn.execute(select(AccountSnooze.__table__)).mappings().all()
+    assert [(s["account_id"], s["until"], s["reason"]) for s in snoozes] == [
+        ("acc-loud", later, "second")]

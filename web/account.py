@@ -66,7 +66,13 @@ def _scored_row(engine: Any, account_id: str, as_of: date | None, card: Any
     return dict(row) if row else None
 
 
-def _handled(engine: Any, account_id: str) -> dict[str, Any] | None:
+def _handled(engine: Any, account_id: str, row: dict[str, Any] | None
+             ) -> dict[str, Any] | None:
+    """Who last marked the account handled, when, and the outcome: the risk list's row has
+    it already; only an account off the list (unscored or cancelled) reads it apart."""
+    if row is not None:
+        return ({"actor": row["handled_by"], "at": row["handled_at"],
+                 "note": row["handled_outcome"]} if row["handled_by"] else None)
     act = sqlc.ACT
     with engine.connect() as conn:
         row = conn.execute(select(act.c.actor, act.c.at, act.c.note)
@@ -177,7 +183,7 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
     risk = (view or {}).get("risk") or {}
     return _page(
         "account_page.html", me=me, csrf=me.csrf_token, account=dict(facts), view=view,
-        row=row, risk=risk, flags=flags, handled=_handled(engine, account_id),
+        row=row, risk=risk, flags=flags, handled=_handled(engine, account_id, row),
         charts=_charts(engine, account_id, card, as_of) if view else None,
         items=items, older=older, page=page, kinds=kinds, all_kinds=sqla.KINDS,
         newer_link=timeline_link(page - 1), older_link=timeline_link(page + 1),

@@ -266,19 +266,25 @@ def snooze(request: Request, account_id: str,
     return _back(back, "snooze", account_id)
 
 
+def _log(request: Request, me: auth.Identity, account_id: str, kind: str, reason: str,
+         back: str) -> Response:
+    """Write one activity (with its audit entry) and go back to the view it came from."""
+    note = _text(reason, MAX_NOTE)
+    refused = _check(request, account_id, note)
+    if refused is not None:
+        return refused
+    sqlc.log_activity(request.app.state.engine, account_id, kind, actor=me.email,
+                      note=note or "", address=auth.client_address(request))
+    return _back(back, kind, account_id)
+
+
 @router.post("/accounts/{account_id}/handled", tags=["console"],
              summary="Mark an account handled, with the outcome (CSM or admin, with CSRF)")
 def handled(request: Request, account_id: str,
             me: Annotated[auth.Identity, Depends(auth.acting)],
             reason: Annotated[str, Form(max_length=MAX_NOTE)] = "",
             back: Annotated[str, Form(max_length=2000)] = "/") -> Response:
-    note = _text(reason, MAX_NOTE)
-    refused = _check(request, account_id, note)
-    if refused is not None:
-        return refused
-    sqlc.log_activity(request.app.state.engine, account_id, "handled", actor=me.email,
-                      note=note or "", address=auth.client_address(request))
-    return _back(back, "handled", account_id)
+    return _log(request, me, account_id, "handled", reason, back)
 
 
 @router.post("/accounts/{account_id}/log", tags=["console"],
@@ -292,10 +298,4 @@ def log_touch(request: Request, account_id: str,
 
     if kind not in sqlc.ACTIVITY_KINDS:
         return error_page(400, "Log what?", "Log a call, a meeting or a note.")
-    note = _text(reason, MAX_NOTE)
-    refused = _check(request, account_id, note)
-    if refused is not None:
-        return refused
-    sqlc.log_activity(request.app.state.engine, account_id, kind, actor=me.email,
-                      note=note or "", address=auth.client_address(request))
-    return _back(back, kind, account_id)
+    return _log(request, me, account_id, kind, reason, back)

@@ -20,8 +20,6 @@ from pulse.web.console import render as _page
 router = APIRouter()
 
 
-
-
 @router.get("/tasks", response_class=HTMLResponse, tags=["console"],
             summary="The playbooks' tasks of one CSM (or everyone's)")
 def tasks_page(request: Request,
