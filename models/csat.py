@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import InvalidArgumentError, NothingToShowError
-from pulse.sql.schema import Account, OutboxMessage, Survey, SurveyResponse
+from pulse.sql.schema import LOW_RATING, Account, OutboxMessage, Survey, SurveyResponse
 
 BY = ("account", "csm", "trigger", "channel", "week")
 SENT_STATUSES = ("sent", "delivered", "bounced")
@@ -84,7 +84,7 @@ def _figures(group: pd.DataFrame) -> pd.Series:
         "response_rate": n / sent if sent else float("nan"),
         "csat": happy / n if n else float("nan"),
         "mean_rating": float(rated.mean()) if n else float("nan"),
-        "happy": happy, "unhappy": int((rated <= 2).sum()), "comments": int(comments),
+        "happy": happy, "unhappy": int((rated <= LOW_RATING).sum()), "comments": int(comments),
     })
 
 

@@ -227,8 +227,9 @@ def account_responses(engine: Engine, *, now: datetime | None = None, days: int 
     and p90 first-response minutes, `late` (answered after the channel's expectation, or
     still unanswered past it) and the share of due tickets answered within it; the accounts
     with the most late answers first."""
-    now = pd.Timestamp(now or datetime.now(UTC))
-    now = (now.tz_localize(UTC) if now.tzinfo is None else now.tz_convert(UTC)).to_pydatetime()
+    stamp = pd.Timestamp(now or datetime.now(UTC))
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    now = stamp.to_pydatetime()
     frame = _timed(ticket_asks(engine, since=now - timedelta(days=days), until=now))
     table = summarise(frame, expectations or load_expectations(), by="account_id", now=now)
     table["late"] = table["due"] - table["on_time"]

@@ -44,6 +44,7 @@ from sqlalchemy import Engine, and_, case, func, or_, select
 from pulse.outreach.links import account_url
 from pulse.outreach.vocabulary import CsmEvidence, CustomerCheckin, feature_help, person_name
 from pulse.sql.schema import (
+    LOW_RATING,
     Account,
     AccountFlag,
     AccountHealth,
@@ -311,7 +312,6 @@ def _outage_notified(engine: Engine, accounts: list[str], as_of: date) -> pd.Ser
     return outage_week_detail(pd.Series(at.index, index=at.index), at)
 
 
-LOW_RATING = 2  # a CSAT rating of this or less is an alert on the CSM's digest
 
 
 def low_ratings(engine: Engine, since: datetime, until: datetime) -> pd.DataFrame:

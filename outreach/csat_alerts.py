@@ -33,11 +33,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from pulse.core.settings import Settings, get_settings
-from pulse.outreach.checkins import LOW_RATING, _plausible, csm_name
+from pulse.outreach.checkins import _plausible, csm_name
 from pulse.outreach.links import account_url
 from pulse.outreach.outbox import OUTBOX, Draft, insert_rows, outbox_row
 from pulse.outreach.render import Renderer
-from pulse.sql.schema import Account, Contact, Survey, SurveyResponse
+from pulse.sql.schema import LOW_RATING, Account, Contact, Survey, SurveyResponse
 
 log = logging.getLogger(__name__)
 

@@ -42,9 +42,9 @@ from sqlalchemy import (
 )
 
 from pulse.sql import audit
-from pulse.sql.console import LOW_RATING
 from pulse.sql.feature_sources import utc_day
 from pulse.sql.schema import (
+    LOW_RATING,
     Account,
     AccountActivity,
     AccountHealth,

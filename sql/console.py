@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from pulse.sql import audit
 from pulse.sql.db import dialect_insert
 from pulse.sql.schema import (
+    LOW_RATING,
     Account,
     AccountActivity,
     AccountFeatures,
@@ -56,7 +57,6 @@ SNOOZED = ("no", "yes", "all")
 ACTIVITY_KINDS = ("call", "meeting", "note")
 PAGE_SIZE = 50
 WAKE_DROP = 10.0  # a snoozed account whose health falls this far is back on the list
-LOW_RATING = 2  # a CSAT rating of this or less wakes it too (as outreach.checkins says)
 
 H, A, F = AccountHealth.__table__, Account.__table__, AccountFeatures.__table__
 C, FL = ChurnScore.__table__, AccountFlag.__table__

@@ -567,6 +567,11 @@ class Survey(Base):
     message_id: Mapped[int | None] = mapped_column(Integer)  # the outbox row
 
 
+#: a CSAT rating of this or less is low: an alert to the CSM, a snoozed account woken, an
+#: unhappy answer in the figures
+LOW_RATING = 2
+
+
 class SurveyResponse(Base):
     """The one response to a survey: the latest rating and comment, and when."""
 

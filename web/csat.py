@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine, select
 
-from pulse.sql.schema import Account, Survey, SurveyResponse
+from pulse.sql.schema import LOW_RATING, Account, Survey, SurveyResponse
 from pulse.web import auth
 from pulse.web.console import render as _page
 
@@ -28,7 +28,6 @@ router = APIRouter()
 WEEK_CHOICES = (4, 8, 12, 26, 52)
 DEFAULT_WEEKS = 12
 COMMENTS = 30  # comments shown, low ratings first, newest first within a rating
-LOW = 2  # ratings at or under this are low (models.csat counts them as unhappy)
 
 
 
@@ -155,4 +154,4 @@ def csat_page(request: Request,
     return _page("csat.html", me=me, csrf=me.csrf_token, here="csat", weeks=n,
                  choices=WEEK_CHOICES, since=since, until=last, today=today, totals=totals,
                  rows=rows, chart=trend_chart(rows),
-                 comments=latest_comments(engine, since, last), low=LOW)
+                 comments=latest_comments(engine, since, last), low=LOW_RATING)

@@ -69,9 +69,9 @@ from pulse.listeners.surveys import (
     record_comment,
     record_rating,
 )
-from pulse.outreach.checkins import LOW_RATING
 from pulse.outreach.csat_alerts import queue_low_rating_alerts
 from pulse.outreach.tokens import secret_key, verify
+from pulse.sql.schema import LOW_RATING
 
 log = logging.getLogger(__name__)
 
