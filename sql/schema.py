@@ -625,6 +625,10 @@ class TextInsight(Base):
     route_method: Mapped[str] = mapped_column(String(16))  # classifier or keywords
     theme_key: Mapped[str | None] = mapped_column(String(64))
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: evidence that a social post is about the product (models/relevance.py); None: not judged
+    relevance: Mapped[float | None] = mapped_column(Float)
+    #: why the item is not feedback: "off_topic" or "brand"; None: it is feedback
+    dropped: Mapped[str | None] = mapped_column(String(16))
     __table_args__ = (Index("ix_text_insights_team_created", "team", "created_at"),)
 
 
