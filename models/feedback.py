@@ -76,10 +76,12 @@ def normalise(text: str) -> str:
 
 
 def feedback_items(engine: Engine, *, since: date | datetime | None = None) -> pd.DataFrame:
-    """Every feedback item: item_type, item_id, account_id, created_at, text (non-empty)."""
+    """Every feedback item: item_type, item_id, account_id, created_at, text (non-empty), and
+    for mentions author_handle, from_brand, in_reply_to_id (what `models.relevance` reads)."""
     lo = _utc(since)
     m, t = Mention.__table__, Ticket.__table__
-    qm = select(m.c.mention_id.label("item_id"), m.c.account_id, m.c.created_at, m.c.text)
+    qm = select(m.c.mention_id.label("item_id"), m.c.account_id, m.c.created_at, m.c.text,
+                m.c.author_handle, m.c.from_brand, m.c.in_reply_to_id)
     qt = select(t.c.ticket_id.label("item_id"), t.c.account_id,
                 t.c.opened_at.label("created_at"), t.c.subject, t.c.body)
     if lo is not None:
@@ -97,8 +99,9 @@ def feedback_items(engine: Engine, *, since: date | datetime | None = None) -> p
         "account_id": comments["account_id"], "created_at": comments["commented_at"],
         "text": comments["comment"]}) if not comments.empty else pd.DataFrame(
         columns=["item_type", "item_id", "account_id", "created_at", "text"])
-    cols = ["item_type", "item_id", "account_id", "created_at", "text"]
-    parts = [f[cols] for f in (mentions, tickets, comments) if not f.empty]
+    cols = ["item_type", "item_id", "account_id", "created_at", "text", "author_handle",
+            "from_brand", "in_reply_to_id"]
+    parts = [f.reindex(columns=cols) for f in (mentions, tickets, comments) if not f.empty]
     if not parts:
         return pd.DataFrame(columns=cols)
     items = pd.concat(parts, ignore_index=True)
@@ -110,7 +113,8 @@ def feedback_items(engine: Engine, *, since: date | datetime | None = None) -> p
 
 
 def _known(engine: Engine, since: datetime | None) -> pd.DataFrame:
-    q = select(INSIGHTS.c.item_type, INSIGHTS.c.item_id, INSIGHTS.c.text)
+    q = select(INSIGHTS.c.item_type, INSIGHTS.c.item_id, INSIGHTS.c.text,
+               INSIGHTS.c.relevance, INSIGHTS.c.dropped)
     if since is not None:
         q = q.where(INSIGHTS.c.created_at >= since)
     return _frame(engine, q)
@@ -139,20 +143,39 @@ def classify(texts: Sequence[str]) -> pd.DataFrame:
 def refresh_insights(engine: Engine, *, since: date | datetime | None = None,
                      now: datetime | None = None) -> int:
     """Classify the feedback items (created at or after `since`) that are new or whose text
-    changed, and upsert them into `text_insights`; the number of rows written."""
+    changed, judge whether they are about the product (`models.relevance`: `relevance`,
+    `dropped`), and upsert them into `text_insights`; the number of rows written.
+
+    Posts classified before relevance existed (no relevance, not dropped) are judged too and
+    only their two relevance columns are updated."""
+    from pulse.models.relevance import judge
+
     at = _utc(now) or datetime.now(UTC)
     lo = _utc(since)
     items = feedback_items(engine, since=lo)
     if items.empty:
         return 0
     known = _known(engine, lo)
+    legacy = pd.DataFrame(columns=["item_type", "item_id"])
     if not known.empty:
         known["item_id"] = known["item_id"].astype(str)
         merged = items.merge(known.rename(columns={"text": "_old"}),
                              on=["item_type", "item_id"], how="left")
-        items = merged[merged["_old"].isna() | (merged["_old"] != merged["text"])
-                       ].drop(columns="_old").reset_index(drop=True)
-    written = 0
+        fresh = merged["_old"].isna() | (merged["_old"] != merged["text"])
+        unjudged = (~fresh & (merged["item_type"] == "mention") & merged["relevance"].isna()
+                    & merged["dropped"].isna())
+        legacy = merged.loc[unjudged, ["item_type", "item_id"]]
+        items_all = items
+        items = items[fresh.to_numpy()].reset_index(drop=True)
+    else:
+        items_all = items
+    if items.empty and legacy.empty:
+        return 0
+    verdict = judge(items_all).frame
+    judged = pd.concat([items_all[["item_type", "item_id"]], verdict[["relevance", "dropped"]]],
+                       axis=1)
+    written = _update_relevance(engine, legacy.merge(judged, on=["item_type", "item_id"]))
+    items = items.merge(judged, on=["item_type", "item_id"], how="left")
     cols = [c.name for c in INSIGHTS.columns]
     for start in range(0, len(items), BATCH):
         chunk = items.iloc[start:start + BATCH].reset_index(drop=True)
@@ -172,6 +195,27 @@ def refresh_insights(engine: Engine, *, since: date | datetime | None = None,
     return written
 
 
+def _update_relevance(engine: Engine, judged: pd.DataFrame) -> int:
+    """Write `relevance` and `dropped` of already classified items (one executemany);
+    items still without a verdict are left alone."""
+    from sqlalchemy import and_, bindparam
+
+    judged = judged[judged["relevance"].notna() | judged["dropped"].notna()]
+    if judged.empty:
+        return 0
+    records = [{"t": t, "i": str(i), "r": None if r is None or pd.isna(r) else float(r),
+                "d": d if isinstance(d, str) else None}
+               for t, i, r, d in judged[["item_type", "item_id", "relevance", "dropped"]]
+               .itertuples(index=False, name=None)]
+    stmt = (INSIGHTS.update()
+            .where(and_(INSIGHTS.c.item_type == bindparam("t"),
+                        INSIGHTS.c.item_id == bindparam("i")))
+            .values(relevance=bindparam("r"), dropped=bindparam("d")))
+    with engine.begin() as conn:
+        conn.execute(stmt, records)
+    return len(records)
+
+
 # --------------------------------------------------------------------------- themes
 
 THEME_COLUMNS = ["theme_key", "label", "top_terms", "items", "distinct_texts",
@@ -182,14 +226,15 @@ THEME_COLUMNS = ["theme_key", "label", "top_terms", "items", "distinct_texts",
 def period_items(engine: Engine, *, team: str | None, since: date | datetime,
                  until: date | datetime) -> pd.DataFrame:
     """The insights of `team` (all teams when None) created in [since, until), with their
-    account's name, MRR and currency."""
+    account's name, MRR and currency; items `models.relevance` dropped (not about the
+    product, or the brand's own posts) are not feedback and are left out (`dropped_items`)."""
     lo, hi = _utc(since), _utc(until)
     i, a = INSIGHTS, Account.__table__
     q = (select(i.c.item_type, i.c.item_id, i.c.account_id, i.c.created_at, i.c.text,
                 i.c.sentiment, i.c.kind, i.c.team, i.c.component,
                 a.c.name.label("account_name"), a.c.mrr, a.c.currency)
          .select_from(i.outerjoin(a, a.c.account_id == i.c.account_id))
-         .where(i.c.created_at >= lo, i.c.created_at < hi)
+         .where(i.c.created_at >= lo, i.c.created_at < hi, i.c.dropped.is_(None))
          .order_by(i.c.created_at, i.c.item_type, i.c.item_id))
     if team is not None:
         q = q.where(i.c.team == team)
@@ -198,6 +243,47 @@ def period_items(engine: Engine, *, team: str | None, since: date | datetime,
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         frame["mrr"] = frame["mrr"].map(lambda v: None if v is None else float(v))
     return frame
+
+
+DROPPED_COLUMNS = ["item_type", "item_id", "created_at", "dropped", "relevance", "author",
+                   "account_id", "text"]
+
+
+def dropped_items(engine: Engine, *, since: date | datetime, until: date | datetime,
+                  reason: str | None = None) -> pd.DataFrame:
+    """The items created in [since, until) that are not feedback, newest first: `dropped`
+    ("off_topic": not about the product, "brand": written by the brand), their `relevance`
+    and their author (the post's handle)."""
+    lo, hi = _utc(since), _utc(until)
+    i, m = INSIGHTS, Mention.__table__
+    q = (select(i.c.item_type, i.c.item_id, i.c.created_at, i.c.dropped, i.c.relevance,
+                m.c.author_handle.label("author"), i.c.account_id, i.c.text)
+         .select_from(i.outerjoin(m, (i.c.item_type == "mention")
+                                  & (m.c.mention_id == i.c.item_id)))
+         .where(i.c.created_at >= lo, i.c.created_at < hi, i.c.dropped.is_not(None))
+         .order_by(i.c.created_at.desc(), i.c.item_id))
+    if reason is not None:
+        q = q.where(i.c.dropped == reason)
+    frame = _frame(engine, q)
+    return frame.reindex(columns=DROPPED_COLUMNS)
+
+
+def dropped_counts(engine: Engine, *, since: date | datetime,
+                   until: date | datetime) -> dict[str, int]:
+    """How many items of [since, until) were left out, per reason (every reason, 0 too)."""
+    from sqlalchemy import func
+
+    from pulse.models.relevance import REASONS
+
+    i = INSIGHTS
+    with engine.connect() as conn:
+        rows = conn.execute(select(i.c.dropped, func.count())
+                            .where(i.c.created_at >= _utc(since), i.c.created_at < _utc(until),
+                                   i.c.dropped.is_not(None))
+                            .group_by(i.c.dropped)).all()
+    counts = {r: 0 for r in REASONS}
+    counts.update({str(r): int(n) for r, n in rows})
+    return counts
 
 
 def _union_find(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -397,5 +483,6 @@ def assign_theme_keys(engine: Engine, keyed: pd.DataFrame) -> int:
 
 
 __all__ = ["DUPLICATE_SIMILARITY", "ITEM_TYPES", "THEME_COLUMNS", "THEME_DISTANCE",
-           "assign_theme_keys", "classify", "cluster_items", "feedback_items", "match_previous",
+           "assign_theme_keys", "classify", "cluster_items", "dropped_counts", "dropped_items",
+           "feedback_items", "match_previous",
            "normalise", "period_items", "refresh_insights", "theme_key", "themes", "themes_of"]
