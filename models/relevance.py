@@ -25,13 +25,13 @@ A listener that searches X for the brand's name also hears posts that only share
   repeated post cannot vouch for or against itself.
 
   Posts *known* to be about us (addressed to a brand handle, replying to a brand post,
-  answered by the brand, or written by a known customer account) are never dropped; they
-  set the threshold. A post is dropped as off-topic when its relevance is no higher than
-  the `SPY_QUANTILE` quantile of the known posts' relevance (the "spy" rule of
-  positive-unlabelled learning: drop only what scores below nearly every post we know is
-  about us), and never above 0 evidence unless the known posts say so. With fewer than
-  `MIN_PRODUCT_TEXTS` product texts nothing is judged off-topic (too little to know the
-  product's language).
+  answered by the brand, or written by a known customer account) are never dropped. Any
+  other post is dropped as off-topic when its relevance is 0: not a single one of its words
+  is more typical of the product's texts than of social chatter. (A threshold learnt from the
+  known posts, the "spy" rule of positive-unlabelled learning, was tried: known posts are
+  richer in product words than the short unaddressed ones, so it dropped real feedback.)
+  With fewer than `MIN_PRODUCT_TEXTS` product texts nothing is judged off-topic (too little
+  to know the product's language).
 
 Tickets and survey comments come through the product's own channels: they are always about
 it, and not judged (`relevance` None). Nothing is deleted: dropped items stay in
@@ -53,9 +53,7 @@ import pandas as pd
 
 REASONS = ("off_topic", "brand")
 MIN_SUPPORT = 2  # product texts a word must appear in before it counts as evidence
-SPY_QUANTILE = 0.05  # of the known posts' relevance: the drop threshold
 MIN_PRODUCT_TEXTS = 50  # tickets, comments and taxonomy texts needed to judge relevance
-MIN_SPIES = 20  # fewer known posts than this: the threshold is 0 (no word of ours)
 GROUP_SIMILARITY = 0.7  # binary word cosine at or above which two posts are near-duplicates
 SMOOTHING = 10.0  # texts of prior (the pooled frequency) in each side's word frequency
 MAX_GROUPED = 30000  # posts compared pairwise for near-duplicates; above it, exact copies only
@@ -71,8 +69,8 @@ class Verdict:
     """What `judge` decided for a batch: one row per item, and the threshold it used."""
 
     frame: pd.DataFrame  # relevance, dropped, known (index aligned with the items)
-    threshold: float
-    spies: int
+    threshold: float  # relevance at or below which an unknown post is off-topic
+    spies: int  # posts known to be about us
 
 
 def _clean(texts: pd.Series) -> pd.Series:
@@ -200,9 +198,7 @@ def judge(items: pd.DataFrame, *, corpus: pd.DataFrame | None = None,
         verdict = pd.DataFrame({"item_id": mentions["item_id"], "relevance": None,
                                 "known": known, "dropped": np.where(brand, "brand", None)})
         return _aligned(items, out, verdict, 0.0, int(known.sum()))
-    spies = score[known]
-    threshold = (max(0.0, float(np.quantile(spies, SPY_QUANTILE))) if len(spies) >= MIN_SPIES
-                 else 0.0)
+    threshold = 0.0
     verdict = pd.DataFrame({
         "item_id": mentions["item_id"], "relevance": np.round(score, 4), "known": known,
         "dropped": np.where(brand, "brand", np.where(stream & (score <= threshold + 1e-12),
@@ -269,5 +265,5 @@ def _evidence(x: Any, product: Any, known: np.ndarray, stream: np.ndarray) -> np
     return np.bincount(rows, weights=weight, minlength=n)
 
 
-__all__ = ["GROUP_SIMILARITY", "MIN_PRODUCT_TEXTS", "MIN_SUPPORT", "REASONS", "SPY_QUANTILE",
+__all__ = ["GROUP_SIMILARITY", "MIN_PRODUCT_TEXTS", "MIN_SUPPORT", "REASONS",
            "Verdict", "brand_posts", "judge"]
