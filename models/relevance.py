@@ -194,15 +194,16 @@ def judge(items: pd.DataFrame, *, corpus: pd.DataFrame | None = None,
     else:
         score = _evidence(vec.transform(texts).tocsr(), vec.transform(product).tocsr(),
                           known, stream)
+    reason = pd.Series([None] * len(mentions), dtype=object)
     if len(product) < MIN_PRODUCT_TEXTS:  # too little of the product's language: keep all
         verdict = pd.DataFrame({"item_id": mentions["item_id"], "relevance": None,
-                                "known": known, "dropped": np.where(brand, "brand", None)})
+                                "known": known, "dropped": reason.mask(brand, "brand")})
         return _aligned(items, out, verdict, 0.0, int(known.sum()))
     threshold = 0.0
+    off = stream & (score <= threshold + 1e-12)
     verdict = pd.DataFrame({
         "item_id": mentions["item_id"], "relevance": np.round(score, 4), "known": known,
-        "dropped": np.where(brand, "brand", np.where(stream & (score <= threshold + 1e-12),
-                                                     "off_topic", None))})
+        "dropped": reason.mask(off, "off_topic").mask(brand, "brand")})
     return _aligned(items, out, verdict, threshold, int(known.sum()))
 
 
