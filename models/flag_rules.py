@@ -135,7 +135,7 @@ class SilentRule:
     """
 
     no_contact_days: int = 30
-    recent_weeks: int = 2
+    recent_weeks: int = 4
     skip_weeks: int = 4
     baseline_weeks: int = 22
     min_baseline_weeks: int = 4
