@@ -943,8 +943,9 @@ def bench_models(
         help="Last day of the generated world, YYYY-MM-DD (default: yesterday).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     only: Annotated[str | None, typer.Option(
-        help="With --variant: measure only this part ('silent': features, health and flags "
-        "through the product's functions, no training), in seconds instead of minutes.")]
+        help="With --variant: measure only this part ('silent': the product's scoring step, "
+        "features, health and flags, without training, so without the modelled risk), in "
+        "seconds instead of minutes.")]
     = None,
 ) -> None:
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
