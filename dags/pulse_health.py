@@ -14,7 +14,10 @@ answer, because every step reads only rows known by then.
 2. **churn**: the champion churn model's risk and its top drivers for every account
    (`pulse.models.registry.score_churn`); without a champion it records nothing and says so.
 3. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
-   outage affected (`pulse.models.flags.compute_flags`).
+   outage affected (`pulse.models.flags.compute_flags`), after the churn scores: the silent
+   flag weighs them. Steps 1 to 3 are the one "score a date" step that `pulse score` and the
+   history backfill run (`pulse.models.scoring.score_day`), split into tasks that retry on
+   their own.
 4. **playbooks**: the rules of `models/playbooks.yaml` create their tasks, once per account per
    episode (`pulse.models.playbooks.run_playbooks`); beside the risk list, after the flags.
 5. **risk_list**: the ranked list written to `<PULSE_HOME>/reports/risk-list-<date>.json`

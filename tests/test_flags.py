@@ -83,7 +83,6 @@ FEATURES = ("reports", "api", "dashboards", "exports")
 EXPECTED = {
     ("acc-silent", "silent_dissatisfied"),
     ("acc-silent", "renewal_soon_at_risk"),
-    ("acc-errors", "silent_dissatisfied"),
     ("acc-champ", "champion_gone"),
     ("acc-pay", "payment_risk"),
 }
@@ -178,17 +177,13 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
 
     silent = evidence["acc-silent", "silent_dissatisfied"]
     assert silent.startswith("events down 75% against its own 11-week median (70 a week over "
-                             "the last 2 weeks against 280), the lowest ")
+                             "the last 4 weeks against 280), the lowest ")
     assert silent.endswith("; no ticket in 51 days")
     details = flags["acc-silent", "silent_dissatisfied"]["details"]
     assert details["evidence_z"] >= 3 and details["signals"]["usage_drop"] >= 3
     assert (details["events_week"], details["usual_events_week"]) == (70, 280)
     assert details["peer_group"] == "all" and details["baseline_weeks"] == 11
 
-    # the error share, not the volume: a rise no other account shows
-    assert evidence["acc-errors", "silent_dissatisfied"] == (
-        "error rate 50% over the last 2 weeks, the highest 3% of accounts; no ticket on record")
-    assert flags["acc-errors", "silent_dissatisfied"]["details"]["error_chance_z"] > 3
 
     assert evidence["acc-pay", "payment_risk"] == (
         "2 failed payments ($1,000.00 in all) since 2026-06-01, not recovered; "
@@ -206,13 +201,15 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
     assert renewal.endswith("(amber)") or renewal.endswith("(red)")
     # what must not fire: the same fade with a recent ticket (acc-loud), a steady account
     # renewing soon in green health (acc-steady), a 30% dip within what chance allows, even
-    # with a downgrade (acc-dip, acc-dipdown), a failed payment (acc-pay), a recovered
+    # with a downgrade (acc-dip, acc-dipdown), half the requests failing at the same volume
+    # (acc-errors: failures alone are a technical problem, they only back a decline up; see
+    # tests/test_silent_flag.py), a failed payment (acc-pay), a recovered
     # payment (acc-paid), a cancelled account whose champion left (acc-gone), and the
     # wobbling peers
 
 
 def test_thresholds_are_settings(world: Engine) -> None:
-    looser = FlagSettings(silent=SilentRule(min_evidence=1.5))
+    looser = FlagSettings(silent=SilentRule(min_evidence=2.0))
     compute_flags(world, D, settings=looser)
     flags = stored_flags(world, D)
     # a downgrade few accounts show is enough now; a 30% dip alone is still not
