@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import ConfigError
+from pulse.core.expectations import load_expectations as load_expectations
 from pulse.sql.schema import Mention, Ticket
 
 EXPECTATIONS_FILE = Path(__file__).with_name("responses.yaml")
@@ -34,29 +34,6 @@ _FREQ = {"week": "W-MON", "month": "MS"}
 
 ASK_COLUMNS = ["kind", "item_id", "channel", "account_id", "author", "brand", "text", "url",
                "asked_at", "first_response_at", "minutes"]
-
-
-def load_expectations(path: Path | str | None = None) -> dict[str, float]:
-    """Minutes customers expect per channel (lower-case), with a `default`."""
-    if path is None:
-        from pulse.core.settings import get_settings
-
-        path = get_settings().responses_expectations or EXPECTATIONS_FILE
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the response expectations: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of channel to minutes")
-    out: dict[str, float] = {}
-    for channel, minutes in raw.items():
-        if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
-            raise ConfigError(f"{path}: invalid value for {channel!r}: expected minutes > 0 "
-                              f"(not {minutes!r})")
-        out[str(channel).lower()] = float(minutes)
-    out.setdefault("default", 60.0)
-    return out
 
 
 def expected_minutes(channels: pd.Series, expectations: dict[str, float]) -> pd.Series:
