@@ -157,8 +157,8 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
     """The signed-in account page (see the module docstring)."""
     from pulse.core.errors import NotScoredError, RiskListError
     from pulse.models.risklist import account_view
-    from pulse.web.risk import _done_message, _scorecard
     from pulse.web.responses import ACCOUNT_DAYS, account_complaints
+    from pulse.web.risk import _done_message, _scorecard
 
     engine = request.app.state.engine
     with engine.connect() as conn:
