@@ -141,3 +141,21 @@ def test_the_alert_state_and_the_account_page(engine: Engine, client: TestClient
     land_file(engine, reply / "mentions.jsonl", now=NOW)
     assert len(_rows(client.get("/responses").text)) == 1
     assert 'id="unanswered-none"' in client.get("/accounts/acc-1").text
+
+
+def test_a_broken_expectations_file_is_said_not_a_broken_page(
+        engine: Engine, client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pulse.core.settings import get_settings
+
+    _world(engine, tmp_path)
+    bad = tmp_path / "expect.yaml"
+    bad.write_text("x: soon\n", encoding="utf-8")
+    monkeypatch.setenv("PULSE_RESPONSES_EXPECTATIONS", str(bad))
+    get_settings(fresh=True)
+    auth.add_user(engine, "vi@example.com", "viewer", PASSWORD, actor="cli:test")
+    sign_in(client, "vi@example.com")
+    page = client.get("/responses")
+    assert page.status_code == 503 and "invalid value for &#39;x&#39;" in page.text
+    account = client.get("/accounts/acc-1")
+    assert account.status_code == 200 and 'id="unanswered-problem"' in account.text

@@ -181,6 +181,7 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
     def timeline_link(p: int) -> str:
         return here + "?" + urlencode([*(("kind", k) for k in kinds), ("page", p)]) + "#timeline"
 
+    complaints, complaints_problem = account_complaints(engine, account_id)
     flags = [{"words": FLAG_WORDS.get(f["flag"], f["flag"].replace("_", " ")),
               "evidence": f["evidence"]} for f in (view or {}).get("flags", [])]
     risk = (view or {}).get("risk") or {}
@@ -191,7 +192,8 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
         items=items, older=older, page=page, kinds=kinds, all_kinds=sqla.KINDS,
         newer_link=timeline_link(page - 1), older_link=timeline_link(page + 1),
         contacts=sqla.contacts(engine, account_id),
-        complaints=account_complaints(engine, account_id), complaint_days=ACCOUNT_DAYS,
+        complaints=complaints, complaints_problem=complaints_problem,
+        complaint_days=ACCOUNT_DAYS,
         drafts=_drafts(engine, account_id), csms=_csm_choices(engine) if me.can_act else [],
         here=here, message=_done_message(request) or _said(request),
         tomorrow=datetime.now(UTC).date() + timedelta(days=1))

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
 from pulse.web import auth
+from pulse.web.console import error_page
 from pulse.web.console import render as _page
 
 router = APIRouter()
@@ -74,11 +75,17 @@ def complaint_rows(engine: Engine, *, now: datetime, since: datetime,
 
 
 def account_complaints(engine: Engine, account_id: str, *, now: datetime | None = None,
-                       days: int = ACCOUNT_DAYS) -> list[dict[str, Any]]:
-    """One account's unanswered complaints of the last `days` (the account page's block)."""
+                       days: int = ACCOUNT_DAYS) -> tuple[list[dict[str, Any]], str | None]:
+    """One account's unanswered complaints of the last `days` (the account page's block), and
+    why they cannot be listed (a broken expectations file, say) instead of failing the page."""
+    from pulse.core.errors import PulseError
+
     now = now or datetime.now(UTC)
-    return complaint_rows(engine, now=now, since=now - timedelta(days=days),
-                          account_id=account_id)
+    try:
+        return complaint_rows(engine, now=now, since=now - timedelta(days=days),
+                              account_id=account_id), None
+    except PulseError as exc:
+        return [], str(exc)
 
 
 @router.get("/responses", response_class=HTMLResponse, tags=["console"],
@@ -87,12 +94,16 @@ def responses_page(request: Request,
                    me: Annotated[auth.Identity, Depends(auth.signed_in)],
                    days: Annotated[str, Query(max_length=3, description="Posts of the last "
                                               "N days (1, 2, 7 or 30)")] = "") -> HTMLResponse:
+    from pulse.core.errors import PulseError
     from pulse.core.settings import get_settings
 
     n = int(days) if days.strip().isdigit() else DEFAULT_DAYS
     n = n if n in DAY_CHOICES else DEFAULT_DAYS
     now = datetime.now(UTC)
-    rows = complaint_rows(request.app.state.engine, now=now, since=now - timedelta(days=n))
+    try:
+        rows = complaint_rows(request.app.state.engine, now=now, since=now - timedelta(days=n))
+    except PulseError as exc:
+        return error_page(503, "The complaints cannot be listed", str(exc))
     return _page("responses.html", me=me, csrf=me.csrf_token, here="responses", days=n,
                  choices=DAY_CHOICES, rows=rows, now=now,
                  team=get_settings().social_team_email.strip().lower())
