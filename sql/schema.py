@@ -338,6 +338,9 @@ class AccountFeatures(Base):
     events_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
     active_days_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
     error_rate_28d_minus_180d: Mapped[float | None] = mapped_column(Float)
+    # first responses to its own tickets against what customers expect (issue 15; 0019)
+    first_response_hours_median_90d: Mapped[float | None] = mapped_column(Float)
+    first_response_late_share_90d: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
 
 

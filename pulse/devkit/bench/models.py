@@ -1172,9 +1172,16 @@ def synthesise(folder: Path, *, accounts: int, days: int, seed: int = 1,
     k = len(acc)
     resolved = opened + rng.integers(600, 6 * 86400, k)
     solved = resolved < t0 + days * 86400 - 3600
+    # a channel each, and a first response a few minutes to a day later (some never answered)
+    channel = np.array(["email", "chat", "web", "phone"])[rng.choice(4, k, p=[0.5, 0.2, 0.2,
+                                                                          0.1])]
+    first = np.minimum(opened + np.exp(rng.normal(np.log(3600), 1.5, k)).astype(np.int64),
+                       resolved)
+    answered = (first < t0 + days * 86400 - 3600) & (rng.random(k) < 0.95)
     pd.DataFrame({
         "ticket_id": pd.Series(np.arange(k)).map("t{:09d}".format),
-        "account_id": ids[acc], "opened_at": _ts(opened),
+        "account_id": ids[acc], "opened_at": _ts(opened), "channel": channel,
+        "first_response_at": np.where(answered, _ts(first), ""),
         "resolved_at": np.where(solved, _ts(resolved), ""),
         "status": np.where(solved, "solved", "open"),
         "priority": np.array(["low", "normal", "high", "urgent"])[
