@@ -7,12 +7,13 @@ independent, idempotent task that may run on any worker and be retried:
    the risk list, the console and the account pages do not show it (they show the latest
    published date, or one scored in a single process, which has no mark).
 2. `score_shard` materialises the shard's features, scores its health and its churn risk,
-   replacing only that shard's rows of the date.
+   replacing only that shard's rows of the date, and records the shard as finished
+   (`scoring_shards`).
 3. Then, once, over the whole book: the churn drivers of the riskiest accounts
    (`registry.explain_churn`: "riskiest" is a ranking across every account) and the flags
    (`flags.compute_flags`: peers and the risk rank are across every account).
-4. `publish_date` checks that every account with features has its health and marks the date
-   `published`.
+4. `publish_date` checks that every shard finished and every account with features has its
+   health, and marks the date `published`.
 """
 from __future__ import annotations
 
@@ -32,9 +33,21 @@ SCORING, PUBLISHED = "scoring", "published"
 
 def begin_date(engine: Engine, as_of: date, *, shards: int, run_id: str | None = None
                ) -> list[Shard]:
-    """Mark `as_of` as being scored in `shards` shards (hidden until published); the shards."""
+    """Mark `as_of` as being scored in `shards` shards (hidden until published), clear what an
+    earlier run stored for it (its features, health, churn scores, flags and finished
+    shards), and return the shards."""
+    from sqlalchemy import delete
+
     from pulse.sql.db import dialect_insert
-    from pulse.sql.schema import ScoringDate
+    from pulse.sql.schema import (
+        AccountFeatures,
+        AccountFlag,
+        AccountHealth,
+        ChurnScore,
+        HealthMeasure,
+        ScoringDate,
+        ScoringShard,
+    )
 
     t = ScoringDate.__table__
     row = {"as_of": as_of, "state": SCORING, "shards": shards, "run_id": run_id,
@@ -43,9 +56,30 @@ def begin_date(engine: Engine, as_of: date, *, shards: int, run_id: str | None =
     stmt = stmt.on_conflict_do_update(index_elements=[t.c.as_of],
                                       set_={k: v for k, v in row.items() if k != "as_of"})
     with engine.begin() as conn:
-        conn.execute(stmt)
+        conn.execute(stmt)  # hidden first, then cleared: never shown half-cleared
+    with engine.begin() as conn:
+        for model in (ScoringShard, AccountFlag, ChurnScore, HealthMeasure, AccountHealth,
+                      AccountFeatures):
+            table = model.__table__
+            conn.execute(delete(table).where(table.c.as_of == as_of))
     log.info("scoring %s in %d shard(s)", as_of, shards)
     return all_shards(shards)
+
+
+def finish_shard(engine: Engine, as_of: date, shard: Shard, *, accounts: int) -> None:
+    """Record that `shard` of `as_of` is done (idempotent: a retry records it again)."""
+    from pulse.sql.db import dialect_insert
+    from pulse.sql.schema import ScoringShard
+
+    t = ScoringShard.__table__
+    row = {"as_of": as_of, "shard": shard.index, "shards": shard.count, "accounts": accounts,
+           "finished_at": datetime.now(UTC)}
+    stmt = dialect_insert(engine, t).values(**row)
+    stmt = stmt.on_conflict_do_update(index_elements=[t.c.as_of, t.c.shard],
+                                      set_={k: v for k, v in row.items()
+                                            if k not in ("as_of", "shard")})
+    with engine.begin() as conn:
+        conn.execute(stmt)
 
 
 def score_features_shard(engine: Engine, as_of: date, shard: Shard, *, basis: str) -> int:
@@ -65,10 +99,14 @@ def score_health_shard(engine: Engine, as_of: date, shard: Shard) -> dict[str, A
 
 
 def score_churn_shard(engine: Engine, as_of: date, shard: Shard, *, basis: str) -> int:
-    """The shard's churn risk (no drivers yet: `finish_churn`); returns the rows written."""
+    """The shard's churn risk (no drivers yet: `finish_churn`), the shard's last step: it is
+    then recorded as finished. Returns the rows written."""
     from pulse.models.registry import score_churn_summary
+    from pulse.sql.features import load_features
 
-    return score_churn_summary(engine, as_of, basis=basis, shard=shard).scored
+    written = score_churn_summary(engine, as_of, basis=basis, shard=shard).scored
+    finish_shard(engine, as_of, shard, accounts=len(load_features(engine, as_of, shard=shard)))
+    return written
 
 
 def score_shard(engine: Engine, as_of: date, shard: Shard, *, basis: str) -> dict[str, Any]:
@@ -89,13 +127,18 @@ def finish_churn(engine: Engine, as_of: date) -> int:
 
 
 def check_complete(engine: Engine, as_of: date, *, basis: str = "auto") -> int:
-    """The accounts scored as of `as_of`, once every account with features has its health;
-    `NothingToScoreError` (with the reason) when none was, or when a shard left some out."""
+    """The accounts scored as of `as_of`, once every shard of the date has finished and every
+    account with features has its health; `NothingToScoreError` (with the reason) when none
+    was scored, or when a shard is missing."""
     from pulse.sql.features import FEATURES_TABLE, nothing_to_score, resolve_basis
     from pulse.sql.health import HEALTH
+    from pulse.sql.schema import ScoringDate, ScoringShard
 
-    f = FEATURES_TABLE
+    f, d, sh = FEATURES_TABLE, ScoringDate.__table__, ScoringShard.__table__
     with engine.connect() as conn:
+        shards = conn.execute(select(d.c.shards).where(d.c.as_of == as_of)).scalar()
+        finished = set(conn.execute(select(sh.c.shard).where(
+            sh.c.as_of == as_of, sh.c.shards == shards)).scalars()) if shards else set()
         featured = conn.execute(select(func.count()).select_from(f)
                                 .where(f.c.as_of == as_of)).scalar_one()
         unscored = conn.execute(
@@ -104,11 +147,16 @@ def check_complete(engine: Engine, as_of: date, *, basis: str = "auto") -> int:
                 ~select(HEALTH.c.account_id).where(HEALTH.c.as_of == as_of,
                                                    HEALTH.c.account_id == f.c.account_id)
                 .exists())).scalar_one()
+    missing = sorted(set(range(shards or 0)) - finished)
+    if missing:
+        raise NothingToScoreError(
+            f"shard(s) {', '.join(str(i + 1) for i in missing)} of {shards} did not finish "
+            f"as of {as_of}: not publishing")
     if not featured:
         raise NothingToScoreError(nothing_to_score(engine, as_of, resolve_basis(basis)))
     if unscored:
         raise NothingToScoreError(f"{unscored:,} account(s) have features but no health as of "
-                                  f"{as_of}: a shard did not finish; not publishing")
+                                  f"{as_of}: not publishing")
     return int(featured)
 
 

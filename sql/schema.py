@@ -373,6 +373,18 @@ class ScoringDate(Base):
     accounts: Mapped[int | None] = mapped_column(Integer)
 
 
+class ScoringShard(Base):
+    """One shard of a date scored in shards, recorded when its features, health and churn
+    risk are written (models/scoring.py); the date is published once all its shards are."""
+
+    __tablename__ = "scoring_shards"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shards: Mapped[int] = mapped_column(Integer)
+    accounts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class HealthMeasure(Base):
     """One measure of one account's health: the raw value, its points and its contribution.
 

@@ -1,4 +1,4 @@
-"""scoring dates: a date scored in shards shows only once published (issue 16)
+"""scoring dates and shards: a date scored in shards shows only once published (issue 16)
 
 Revision ID: 0020
 Revises: 0017
@@ -29,7 +29,17 @@ def upgrade() -> None:
         sa.Column("accounts", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("as_of", name=op.f("pk_scoring_dates")),
     )
+    op.create_table(
+        "scoring_shards",
+        sa.Column("as_of", sa.Date(), nullable=False),
+        sa.Column("shard", sa.Integer(), nullable=False),
+        sa.Column("shards", sa.Integer(), nullable=False),
+        sa.Column("accounts", sa.Integer(), nullable=False),
+        sa.Column("finished_at", pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("as_of", "shard", name=op.f("pk_scoring_shards")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("scoring_shards")
     op.drop_table("scoring_dates")
