@@ -17,7 +17,7 @@ answer, because every step reads only rows known by then.
    accounts; each replaces only its shard's rows of the date, so a retry on any worker
    changes nothing twice. Without a champion, churn records nothing and says so.
 3. **churn_drivers**: the top drivers of the riskiest accounts, ranked over every shard
-   (`pulse.models.registry.explain_churn`).
+   (`pulse.models.registry.explain_churn`); beside it,
 4. **flags**: silent dissatisfaction, payment risk, renewal soon at risk, champion gone,
    outage affected (`pulse.models.flags.compute_flags`), over the whole book (peers and
    risk ranks are across every account).
@@ -147,7 +147,7 @@ def pulse_health() -> None:
         return finish_churn(runtime.engine(), runtime.as_of())
 
     @task
-    def flags(_: int) -> int:
+    def flags() -> int:
         from pulse.models.flags import compute_flags
         from pulse.models.scoring import check_complete
 
@@ -156,7 +156,7 @@ def pulse_health() -> None:
         return compute_flags(engine, runtime.as_of())
 
     @task
-    def publish(_: int) -> int:
+    def publish(*_: int) -> int:
         from pulse.models.scoring import publish_date
 
         return publish_date(runtime.engine(), runtime.as_of(),
@@ -184,9 +184,9 @@ def pulse_health() -> None:
         return {"as_of": as_of.isoformat(), "accounts": len(rows), "file": str(path)}
 
     scored = score_shard.expand(shard=prepare())
-    drivers = churn_drivers()
-    scored >> drivers
-    published = publish(flags(drivers))
+    drivers, flagged = churn_drivers(), flags()
+    scored >> [drivers, flagged]
+    published = publish(drivers, flagged)
     playbooks(published)
     risk_list(published)
 

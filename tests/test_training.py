@@ -410,7 +410,7 @@ def test_score_churn_writes_one_row_per_account_and_is_idempotent(engine: Engine
                for s in all_shards(3)]
     assert sum(written) == n and min(written) > 0
     assert _scores(engine, END)["drivers"].map(len).sum() == 0  # not explained per shard
-    assert explain_churn(engine, END) == explained.sum()
+    assert explain_churn(engine, END) == above_median  # chosen (some have no driver to tell)
     sharded = _scores(engine, END)
     pd.testing.assert_series_equal(sharded["probability"], scores["probability"])
     assert sharded["drivers"].tolist() == scores["drivers"].tolist()

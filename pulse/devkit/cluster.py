@@ -229,6 +229,10 @@ def cluster_environ(cluster: Cluster, *, base: Mapping[str, str] | None = None) 
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + _plain_postgres(cluster.airflow_db_url),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cluster.concurrency),
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": cluster.key_prefix,
+        # a task whose worker died unacknowledged goes back to the queue after this; by then
+        # the scheduler has retried it (Airflow refuses to run a task instance twice)
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": env.get(
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT", "21600"),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
