@@ -101,7 +101,7 @@ def cluster(pulse_home: Path) -> Iterator[Cluster]:
         home=pulse_home / "cluster",
         airflow_db_url=f"{base.replace('+psycopg:', '+psycopg2:')}/{airflow_db}",
         broker_url=REDIS_URL, warehouse_url=schema_url(PG_URL, schema),
-        api_port=_free_ports(4), workers=2, concurrency=2, heartbeat_timeout=15,
+        api_port=_free_ports(4), workers=2, concurrency=2, heartbeat_timeout=10,
         shards=SHARDS,
         # a task a lost worker had taken from the broker but not started is queued again
         # after this (its message would come back only after the visibility timeout)

@@ -425,33 +425,45 @@ def stop_process(cluster: Cluster, rec: ProcessRecord, *, grace: float = 20.0,
                  sig: int = signal.SIGTERM) -> str:
     """Stop one recorded process and its children (its process group) by its pid: `sig`,
     then SIGKILL after `grace` seconds. Returns what happened, in words."""
+    return stop_processes(cluster, [rec], grace=grace, sig=sig)[rec.name]
+
+
+def stop_processes(cluster: Cluster, recs: list[ProcessRecord], *, grace: float = 20.0,
+                   sig: int = signal.SIGTERM) -> dict[str, str]:
+    """Stop recorded processes together: `sig` to each one's process group (by its recorded
+    pid), then SIGKILL to whatever is left of them after `grace` seconds."""
     import psutil
 
-    path = _pid_path(cluster, rec.name)
-    if not rec.alive():
-        path.unlink(missing_ok=True)
-        return "not running"
-    try:
-        group = os.getpgid(rec.pid)
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        return "not running"
-    if group != rec.pid:  # started by us in a session of its own: its group is its pid
-        raise ClusterError(f"{rec.name} (pid {rec.pid}) is not the leader of its process "
-                           "group: not stopping a process this cluster did not start")
-    members = _group_members(group)
-    os.killpg(group, sig)
-    gone, alive = psutil.wait_procs(members, timeout=grace)
-    how = "stopped"
-    if alive:
-        for proc in alive:
+    how: dict[str, str] = {}
+    members: dict[str, list[Any]] = {}
+    for rec in recs:
+        if not rec.alive():
+            how[rec.name] = "not running"
+            continue
+        try:
+            group = os.getpgid(rec.pid)
+        except ProcessLookupError:
+            how[rec.name] = "not running"
+            continue
+        if group != rec.pid:  # started by us in a session of its own: its group is its pid
+            raise ClusterError(f"{rec.name} (pid {rec.pid}) is not the leader of its process "
+                               "group: not stopping a process this cluster did not start")
+        members[rec.name] = _group_members(group)
+        os.killpg(group, sig)
+    everyone = [p for procs in members.values() for p in procs]
+    _, alive = psutil.wait_procs(everyone, timeout=grace)
+    left = {p.pid for p in alive}
+    for name, procs in members.items():
+        stuck = [p for p in procs if p.pid in left]
+        for proc in stuck:
             try:
                 proc.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(alive, timeout=5)
-        how = f"killed after {grace:.0f} s"
-    path.unlink(missing_ok=True)
+        psutil.wait_procs(stuck, timeout=5)
+        how[name] = f"killed after {grace:.0f} s" if stuck and sig != signal.SIGKILL else "stopped"
+    for rec in recs:
+        _pid_path(cluster, rec.name).unlink(missing_ok=True)
     return how
 
 
@@ -502,14 +514,12 @@ def up(cluster: Cluster, *, wait: float = 120.0,
 
 
 def down(cluster: Cluster, *, grace: float = 20.0) -> dict[str, str]:
-    """Stop every recorded process by its pid; workers first (they finish or hand back
-    their tasks), the scheduler last but for the api-server the workers report to."""
-    order = [*cluster.worker_names(), "triggerer", "dag-processor", "scheduler", "api-server"]
+    """Stop every recorded process by its pid: the workers first (a warm shutdown hands
+    their running tasks back within `grace`), then the rest together."""
     recs = {r.name: r for r in records(cluster)}
-    out: dict[str, str] = {}
-    for name in [*order, *(n for n in recs if n not in order)]:
-        if name in recs:
-            out[name] = stop_process(cluster, recs[name], grace=grace)
+    workers = [recs.pop(w) for w in cluster.worker_names() if w in recs]
+    out = stop_processes(cluster, workers, grace=grace)
+    out.update(stop_processes(cluster, list(recs.values()), grace=grace))
     return out
 
 
