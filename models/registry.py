@@ -776,7 +776,7 @@ def explain_churn(engine: Engine, as_of: date, *, model: ChurnModel | None = Non
     if n_explain:
         features = load_features(engine, as_of, list(chosen)).set_index("account_id")
         features = features.loc[chosen].reset_index()
-        records = driver_records(model, model_frame(features, account_attributes(engine, chosen)))
+        records = driver_records(model, model_frame(features, account_attributes(engine, list(chosen))))
     with engine.begin() as conn:
         conn.execute(update(SCORES).where(SCORES.c.as_of == as_of).values(drivers=[]))
         if n_explain:

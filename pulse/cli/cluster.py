@@ -1,21 +1,24 @@
 """`pulse cluster`: the production profile (Airflow on CeleryExecutor) on this machine."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pulse.cli.common import out
+
+if TYPE_CHECKING:
+    from pulse.devkit.cluster import Cluster
 
 cluster_app = typer.Typer(
     help="Start, stop and check Airflow on CeleryExecutor on this machine (docs/cluster.md).",
     no_args_is_help=True)
 
 
-def _cluster(workers: int | None = None) -> object:
+def _cluster(workers: int | None = None) -> Cluster:
     from pulse.devkit.cluster import Cluster
 
-    return Cluster.from_settings(**({"workers": workers} if workers else {}))
+    return Cluster.from_settings(workers=workers) if workers else Cluster.from_settings()
 
 
 @cluster_app.command("up")
@@ -27,10 +30,9 @@ def cluster_up(
         min=0)] = 180.0,
 ) -> None:
     """Start the scheduler, dag-processor, api-server, triggerer and the Celery workers."""
-    from pulse.devkit.cluster import Cluster, up
+    from pulse.devkit.cluster import up
 
     cluster = _cluster(workers)
-    assert isinstance(cluster, Cluster)
     up(cluster, wait=wait, on_step=lambda s: out.print(s))
     out.print(f"console and REST API: {cluster.api_url} (user admin, password in "
               f"{cluster.secrets_dir}/console-passwords.json); logs in {cluster.logs}/")
@@ -42,10 +44,9 @@ def cluster_down(
         help="Seconds each process has to stop after SIGTERM before SIGKILL.", min=0)] = 20.0,
 ) -> None:
     """Stop every process of the cluster by its recorded pid."""
-    from pulse.devkit.cluster import Cluster, down
+    from pulse.devkit.cluster import down
 
     cluster = _cluster()
-    assert isinstance(cluster, Cluster)
     result = down(cluster, grace=grace)
     for name, how in result.items():
         out.print(f"{name}: {how}")
@@ -58,10 +59,9 @@ def cluster_status() -> None:
     """Each process of the cluster, its pid and its health; exits 1 unless all are healthy."""
     from rich.table import Table
 
-    from pulse.devkit.cluster import Cluster, status
+    from pulse.devkit.cluster import status
 
     cluster = _cluster()
-    assert isinstance(cluster, Cluster)
     states = status(cluster)
     table = Table("process", "pid", "running", "health", "detail")
     for s in states:
