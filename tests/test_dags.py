@@ -76,7 +76,8 @@ print("DAGBAG " + json.dumps({
                     "retries": t.retries,
                     "outlets": [getattr(o, "uri", repr(o)) for o in t.outlets],
                     "upstream": sorted(t.upstream_task_ids),
-                    "mapped": type(t).__name__ == "MappedOperator",
+                    "mapped": type(t).__name__ == "MappedOperator"
+                    or t.get_closest_mapped_task_group() is not None,
                 }
                 for t in d.tasks
             },
