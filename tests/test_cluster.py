@@ -109,9 +109,11 @@ def cluster(pulse_home: Path) -> Iterator[Cluster]:
     try:
         yield c
     finally:
+        t0 = time.monotonic()
         down(c, grace=10)
         drop_database(c.airflow_db_url)
         drop_schema(PG_URL, schema)
+        print(f"cluster down and dropped in {time.monotonic() - t0:.0f} s")
 
 
 def _wait(what: str, check: Any, timeout: float, cluster: Cluster, every: float = 2.0) -> Any:
@@ -175,7 +177,7 @@ def test_the_cluster_scores_on_two_workers_and_survives_losing_one(
         api.unpause("pulse_health")
         stale = _wait("pulse_health's catch-up run", lambda: [
             r["dag_run_id"] for r in api.runs("pulse_health") if r["run_type"] == "scheduled"],
-            30, cluster, every=0.5)
+            60, cluster, every=0.5)
         for run_id in stale:
             api.request("PATCH", f"/dags/pulse_health/dagRuns/{run_id}", json={"state": "failed"})
         api.unpause("pulse_ingest")  # its schedule starts a run at once: it lands the files
@@ -196,9 +198,13 @@ def test_the_cluster_scores_on_two_workers_and_survives_losing_one(
         marks["health started"] = time.monotonic() - started
 
         def running_shard() -> dict[str, Any] | None:
+            # one that has just started, so that it is still running when its worker dies
+            now = datetime.now(UTC)
             return next((ti for ti in api.task_instances("pulse_health", run_id)
                          if ti["task_id"] in SHARD_TASKS and ti["state"] == "running"
-                         and ti.get("hostname")), None)
+                         and ti.get("hostname") and ti.get("start_date")
+                         and now - datetime.fromisoformat(ti["start_date"])
+                         < timedelta(seconds=1.5)), None)
 
         victim_ti = _wait("a shard task running", running_shard, 120, cluster, every=0.5)
         victim = victim_ti["hostname"].split("@")[0]
