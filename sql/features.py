@@ -143,6 +143,7 @@ from pulse.sql.schema import (
     Ticket,
     UsageEvent,
 )
+from pulse.sql.shards import Shard, shard_of
 from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -379,13 +380,15 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
 def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                     negative_terms: Sequence[str],
                     computed_at: datetime | None = None,
-                    expectations: Mapping[str, float] | None = None) -> Any:
+                    expectations: Mapping[str, float] | None = None,
+                    shard: Shard | None = None) -> Any:
     """The SELECT that yields the `account_features` rows of `as_of`, columns in table order.
 
     `negative_terms` is the lexicon of a negative mention (callers pass
     `pulse.models.negative_words.NEGATIVE_TERMS`); `expectations` the first-response minutes
     customers expect per channel (default: `pulse.core.expectations.load_expectations()`,
-    models/responses.yaml or PULSE_RESPONSES_EXPECTATIONS).
+    models/responses.yaml or PULSE_RESPONSES_EXPECTATIONS). With `shard`, only the accounts of
+    that shard (sql/shards.py); a source's freshness stays the whole book's.
     """
     from pulse.core.expectations import load_expectations
 
@@ -499,11 +502,13 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                 outages, surveys, trends, peaks, champion, payments, terms, tone, responses,
                 response_median):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)
-    return (
+    query = (
         select(*(columns[c.name].label(c.name) for c in FEATURES_TABLE.columns))
         .select_from(joined)
         .where(exists)
     )
+    in_shard = shard_of(a.c.account_id, shard)
+    return query if in_shard is None else query.where(in_shard)
 
 
 def ensure_features_schema(engine: Engine) -> None:
@@ -608,31 +613,37 @@ def _day(value: Any) -> str:
 
 def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASIS,
                      negative_terms: Sequence[str], allow_empty: bool = False,
-                     expectations: Mapping[str, float] | None = None) -> int:
+                     expectations: Mapping[str, float] | None = None,
+                     shard: Shard | None = None) -> int:
     """Materialise every account's features as of `as_of`; returns the rows written.
 
     `negative_terms`: the negative-mention lexicon; `expectations`: the first-response
     minutes per channel (see `features_select`).
 
     The date's previous rows are replaced in the same transaction; other dates are untouched.
-    A date with no account to score raises `NothingToScoreError` (with the reason), unless
-    `allow_empty`.
+    With `shard`, only that shard's accounts are computed and only their rows replaced (an
+    empty shard is no error). A date with no account to score raises `NothingToScoreError`
+    (with the reason), unless `allow_empty`.
     """
     basis = resolve_basis(basis)
     query = features_select(as_of, basis=basis, negative_terms=negative_terms,
-                            expectations=expectations)
+                            expectations=expectations, shard=shard)
     t = FEATURES_TABLE
+    in_shard = shard_of(t.c.account_id, shard)
+    mine = t.c.as_of == as_of if in_shard is None else and_(t.c.as_of == as_of, in_shard)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # one large, one-off statement: compiling it (JIT) costs more than it saves, and
             # the grouped aggregates want more than the default 4 MB to sort in memory
             conn.execute(text("SET LOCAL jit = off"))
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        conn.execute(delete(t).where(t.c.as_of == as_of))
+        conn.execute(delete(t).where(mine))
         conn.execute(insert(t).from_select([c.name for c in t.columns], query))
         # (a statement that starts with WITH reports no row count on either driver)
-        written = conn.execute(
-            select(func.count()).select_from(t).where(t.c.as_of == as_of)).scalar_one()
+        written = conn.execute(select(func.count()).select_from(t).where(mine)).scalar_one()
+    if shard is not None:
+        log.info("features as of %s (%s), shard %s: %d accounts", as_of, basis, shard, written)
+        return int(written)
     if not written and not allow_empty:
         raise NothingToScoreError(nothing_to_score(engine, as_of, basis))
     log.info("features as of %s (%s): %d accounts", as_of, basis, written)
@@ -640,12 +651,17 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASI
 
 
 def load_features(engine: Engine, as_of: date,
-                  account_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """The materialised features of `as_of` (one row per account, ordered by account_id)."""
+                  account_ids: Sequence[str] | None = None, *,
+                  shard: Shard | None = None) -> pd.DataFrame:
+    """The materialised features of `as_of` (one row per account, ordered by account_id),
+    of `account_ids` or of one `shard` when given."""
     t = FEATURES_TABLE
     query = select(t).where(t.c.as_of == as_of).order_by(t.c.account_id)
     if account_ids is not None:
         query = query.where(t.c.account_id.in_(list(account_ids)))
+    in_shard = shard_of(t.c.account_id, shard)
+    if in_shard is not None:
+        query = query.where(in_shard)
     with engine.connect() as conn:
         result = conn.execute(query)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))

@@ -361,6 +361,33 @@ class AccountHealth(Base):
     __table_args__ = (Index("ix_account_health_account_as_of", "account_id", "as_of"),)
 
 
+class ScoringDate(Base):
+    """A date being scored in shards, or published once every shard and the whole-book steps
+    are done (dags/pulse_health.py). A date in state `scoring` is hidden from the risk list,
+    the console and the account pages; a date scored in one process has no row and shows."""
+
+    __tablename__ = "scoring_dates"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # scoring, published
+    shards: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accounts: Mapped[int | None] = mapped_column(Integer)
+
+
+class ScoringShard(Base):
+    """One shard of a date scored in shards, recorded when its features, health and churn
+    risk are written (models/sharded.py); the date is published once all its shards are."""
+
+    __tablename__ = "scoring_shards"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shards: Mapped[int] = mapped_column(Integer)
+    accounts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class HealthMeasure(Base):
     """One measure of one account's health: the raw value, its points and its contribution.
 
