@@ -1,7 +1,7 @@
 """scoring dates and shards: a date scored in shards shows only once published (issue 16)
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-05 01:00:00
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import pulse.sql.types
 
 revision = "0020"
-down_revision = "0017"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
