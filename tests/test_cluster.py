@@ -110,7 +110,7 @@ def cluster(pulse_home: Path) -> Iterator[Cluster]:
         yield c
     finally:
         t0 = time.monotonic()
-        down(c, grace=10)
+        down(c, grace=5)
         drop_database(c.airflow_db_url)
         drop_schema(PG_URL, schema)
         print(f"cluster down and dropped in {time.monotonic() - t0:.0f} s")
