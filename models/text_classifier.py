@@ -238,7 +238,7 @@ def cross_validate(texts: Sequence[str], labels: Sequence[str], *, folds: int = 
             "macro_f1": float(f1_score(y, pred, average="macro"))}
 
 
-def out_of_fold_scores(texts: Sequence[str], labels: Sequence[str], *, Cs: Sequence[float],
+def out_of_fold_scores(texts: Iterable[Any], labels: Iterable[Any], *, Cs: Sequence[float],
                        folds: int = 5, random_state: int = 0,
                        prior_texts: Sequence[str] = (), prior_labels: Sequence[str] = (),
                        ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray]:

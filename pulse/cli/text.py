@@ -134,8 +134,8 @@ def _print_router(router: Any, console: Console, fmt: Format, *, source: str,
                       "everything goes to triage with a suggested team")
     else:
         console.print(f"routes automatically at confidence >= {summary['threshold']:.3f}: "
-                      f"{summary['coverage']:.1%} of held-out examples, precision "
-                      f"{summary['precision']:.3f} (target {summary['target_precision']})")
+                      f"{router.coverage_:.1%} of held-out examples, precision "
+                      f"{router.precision_:.3f} (target {summary['target_precision']})")
     table = Table(title="precision at each confidence threshold (held-out examples)")
     for col in ("threshold", "routed", "coverage", "precision"):
         table.add_column(col, justify="right")
