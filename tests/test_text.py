@@ -282,6 +282,55 @@ def test_train_sentiment_names_a_missing_column(tmp_path: Path) -> None:
     assert "no column 'text'" in result.output
 
 
+def _routing_examples(path: Path) -> Path:
+    invites = ["Invite {n} people at once from a CSV", "Bulk invite colleagues with a csv file",
+               "Upload a CSV of new users to invite them", "Invitations from a csv list fail"]
+    exports = ["The CSV export of report {n} is empty", "Exported csv has wrong totals ({n})",
+               "Report export to CSV times out ({n})", "Download chart {n} data as csv"]
+    charges = ["We were charged twice for order {n}", "Refund for invoice {n} please",
+               "Card declined on renewal {n}", "Wrong VAT on invoice {n}"]
+    rows = [(t.format(n=i), team, comp) for i in range(4)
+            for group, team, comp in ((invites, "identity", "auth"),
+                                      (exports, "analytics", "reports"),
+                                      (charges, "billing", "billing-portal"))
+            for t in group]
+    pd.DataFrame(rows, columns=["text", "team", "component"]).to_csv(path, index=False)
+    return path
+
+
+def test_train_routing_from_csv_then_route_uses_it(pulse_home: Path, tmp_path: Path) -> None:
+    examples = _routing_examples(tmp_path / "routed.csv")
+    result = CliRunner().invoke(_app(), ["text", "train", "routing", str(examples),
+                                         "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["examples"] == 48 and report["source"] == str(examples)
+    assert report["precision"] >= 0.9 and report["threshold"] is not None
+    assert [r["threshold"] for r in report["curve"]] == sorted(r["threshold"]
+                                                               for r in report["curve"])
+    assert Path(report["model"]) == pulse_home / "models" / "text-routing.joblib"
+    got = text_routing.route(["please invite the new hires from this csv",
+                              "the csv export of our report is empty"])
+    assert list(got["team"]) == ["identity", "analytics"]
+    assert (got["method"] == "user-model").all()
+    shown = CliRunner().invoke(_app(), ["text", "router", "--format", "json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["source"] == "user-model"
+    # trained for another taxonomy: not used, the seed router answers
+    other = tmp_path / "other.yaml"
+    other.write_text(text_routing.DEFAULT_TAXONOMY.read_text().replace(
+        "invitation*,", "invitation*, onboarding,"))
+    assert text_routing.routing_model(other)[1] == "seed-model"
+
+
+def test_train_routing_refuses_teams_the_taxonomy_lacks(tmp_path: Path) -> None:
+    examples = tmp_path / "routed.csv"
+    pd.DataFrame([("a", "sales"), ("b", "billing")] * 4,
+                 columns=["text", "team"]).to_csv(examples, index=False)
+    result = CliRunner().invoke(_app(), ["text", "train", "routing", str(examples)])
+    assert result.exit_code == 1
+    assert "'sales'" in result.output and "does not have" in result.output
+
+
 def test_classify_prints_sentiment_kind_and_route() -> None:
     result = CliRunner().invoke(_app(), [
         "text", "classify", "The invoice shows the wrong amount, please fix",
