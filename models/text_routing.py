@@ -329,7 +329,8 @@ class Router(BaseEstimator):
         Cross-validation folds: fewer when the rarest label has fewer examples, and 3 above
         `LARGE` examples (each held-out fold still holds 1,000 and more; it halves the time).
     Cs : tuple of float, default=(0.1, 1.0)
-        SVM strengths tried.
+        SVM strengths tried; above `LARGE` examples only the first (a looser fit never won on
+        the large public sets and takes twice as long).
     temperatures : tuple of float, default=(2.0, 4.0, 8.0)
         Sharpness of the softmax of the SVM scores tried.
     min_routed : int, default=5
@@ -364,16 +365,18 @@ class Router(BaseEstimator):
         mapping = dict(teams or {})
         self.team_of_ = {str(k): str(mapping.get(str(k), k))
                          for k in sorted(set(y) | {str(v) for v in prior_labels})}
-        folds = min(self.folds, 3) if len(y) > LARGE else self.folds
+        large = len(y) > LARGE
+        folds = min(self.folds, 3) if large else self.folds
+        Cs = tuple(self.Cs[:1]) if large else tuple(self.Cs)
         classes, svm, scored = out_of_fold_scores(
-            X, y, Cs=self.Cs, folds=folds, random_state=self.random_state,
+            X, y, Cs=Cs, folds=folds, random_state=self.random_state,
             prior_texts=prior_texts, prior_labels=prior_labels)
         self.labels_ = classes
         self.teams_ = np.asarray(sorted(set(self.team_of_.values())), dtype=object)
         truth = np.asarray([self.team_of_[v] for v in y[scored]], dtype=object)
         best: tuple[float, float] | None = None
         tried = []
-        for c in self.Cs:
+        for c in Cs:
             for t in self.temperatures:
                 team, conf = self._teams(softmax(svm[float(c)][scored], float(t)))
                 curve = precision_coverage(team == truth, conf)

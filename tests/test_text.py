@@ -367,9 +367,9 @@ def test_bench_text_beats_the_tfidf_baseline_on_public_corpora() -> None:
 
     Measured: sentiment acc 0.813 / macro-F1 0.743 (baseline 0.786 / 0.693); complaint reason
     macro-F1 0.512 (0.348); Firefox routing acc 0.199 / macro-F1 0.165 (0.181 / 0.115).
-    Routing (docs/text.md): precision at 50% coverage 0.81 for the complaint reasons (baseline
-    0.79), the router's own threshold sends about a quarter on at about 0.88; Firefox
-    components reach 0.9 on well under 1%, and the router sends almost nothing on by itself.
+    Routing (docs/text.md): the complaint reasons reach precision 0.9 on 28% of the test split
+    (baseline 24%) and the router's own threshold sends 29% on at 0.897; Firefox components
+    reach 0.9 on well under 1%, and the router sends 0.5% on by itself.
     """
     _corpora_or_skip()
     result = CliRunner().invoke(_app(), ["bench", "text", "--format", "json"])
@@ -395,8 +395,8 @@ def test_bench_text_beats_the_tfidf_baseline_on_public_corpora() -> None:
     reason = routing["airline complaint reason"]
     assert reason["pulse_accuracy"] > reason["baseline_accuracy"]
     assert reason["pulse_precision_at_50"] > reason["baseline_precision_at_50"] >= 0.75
-    assert reason["pulse_coverage_at_90"] >= 0.2
-    # the threshold chosen on the training split alone nearly holds on the test split
+    assert reason["pulse_coverage_at_90"] > reason["baseline_coverage_at_90"]
+    # the threshold chosen on the training split alone (nearly) holds on the test split
     assert 0.15 <= reason["auto_routed"] <= 0.45 and reason["auto_precision"] >= 0.86
     # 37 components from a few thousand reports: precision 0.9 is out of reach, so the
     # router sends (almost) everything to triage rather than guess
