@@ -83,6 +83,7 @@ FEATURES = ("reports", "api", "dashboards", "exports")
 EXPECTED = {
     ("acc-silent", "silent_dissatisfied"),
     ("acc-silent", "renewal_soon_at_risk"),
+    ("acc-errors", "silent_dissatisfied"),
     ("acc-champ", "champion_gone"),
     ("acc-pay", "payment_risk"),
 }
@@ -113,7 +114,9 @@ def usage_csv(*, peers: bool = False) -> str:
     for account, last_qty in (("acc-dip", 7), ("acc-dipdown", 7)):  # -30%: one weak signal
         add(account, "", START, base_end, 10)
         add(account, "", recent, D, last_qty)
-    add("acc-errors", "", START, D, 5, "api", hour=9)  # same volume, half of it now failing
+    # a third less use, and most of what is left failing: the failures back the fall up
+    add("acc-errors", "", START, base_end, 5, "api", hour=9)
+    add("acc-errors", "", recent, D, 2, "api", hour=9)
     add("acc-errors", "", START, base_end, 5, "reports")
     add("acc-errors", "", recent, D, 5, "reports", outcome="error")
     # the champion: 20 a day from 04-11 to 06-09 (the 60 days before the last 21), then gone
@@ -184,6 +187,15 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
     assert (details["events_week"], details["usual_events_week"]) == (70, 280)
     assert details["peer_group"] == "all" and details["baseline_weeks"] == 11
 
+    # a fall too mild alone, with the failures that back it up (they never fire alone)
+    errors = evidence["acc-errors", "silent_dissatisfied"]
+    assert errors == (
+        "error rate 71% over the last 4 weeks, the highest 3% of accounts; events down 30% "
+        "against its own 11-week median (49 a week over the last 4 weeks against 70), the "
+        "lowest 11% of accounts; no ticket on record")
+    signals = flags["acc-errors", "silent_dissatisfied"]["details"]["signals"]
+    assert 0 < signals["usage_drop"] < 3 and signals["error_rise"] == pytest.approx(2.58)
+
 
     assert evidence["acc-pay", "payment_risk"] == (
         "2 failed payments ($1,000.00 in all) since 2026-06-01, not recovered; "
@@ -201,9 +213,7 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
     assert renewal.endswith("(amber)") or renewal.endswith("(red)")
     # what must not fire: the same fade with a recent ticket (acc-loud), a steady account
     # renewing soon in green health (acc-steady), a 30% dip within what chance allows, even
-    # with a downgrade (acc-dip, acc-dipdown), half the requests failing at the same volume
-    # (acc-errors: failures alone are a technical problem, they only back a decline up; see
-    # tests/test_silent_flag.py), a failed payment (acc-pay), a recovered
+    # with a downgrade (acc-dip, acc-dipdown), a failed payment (acc-pay), a recovered
     # payment (acc-paid), a cancelled account whose champion left (acc-gone), and the
     # wobbling peers
 
