@@ -317,6 +317,24 @@ def dropped_items(engine: Engine, *, since: date | datetime, until: date | datet
     return frame.reindex(columns=DROPPED_COLUMNS)
 
 
+def other_language_items(engine: Engine, *, since: date | datetime,
+                         until: date | datetime) -> pd.DataFrame:
+    """The items of [since, until) in a language no sentiment model covers (sentiment
+    `unknown`, models/text_language.py), newest first, with the language detected: kept as
+    feedback (themes, routing), never guessed as negative."""
+    from pulse.models.text import OTHER_LANGUAGE
+    from pulse.models.text_language import detect
+
+    i = INSIGHTS
+    q = (select(i.c.item_type, i.c.item_id, i.c.created_at, i.c.team, i.c.account_id, i.c.text)
+         .where(i.c.created_at >= _utc(since), i.c.created_at < _utc(until),
+                i.c.sentiment_method == OTHER_LANGUAGE)
+         .order_by(i.c.created_at.desc(), i.c.item_id))
+    frame = _frame(engine, q)
+    frame.insert(3, "language", detect(frame["text"]) if len(frame) else [])
+    return frame
+
+
 def dropped_counts(engine: Engine, *, since: date | datetime,
                    until: date | datetime) -> dict[str, int]:
     """How many items of [since, until) were left out, per reason (every reason, 0 too)."""

@@ -31,7 +31,10 @@ A listener that searches X for the brand's name also hears posts that only share
   known posts, the "spy" rule of positive-unlabelled learning, was tried: known posts are
   richer in product words than the short unaddressed ones, so it dropped real feedback.)
   With fewer than `MIN_PRODUCT_TEXTS` product texts nothing is judged off-topic (too little
-  to know the product's language).
+  to know the product's language). A post in a language the product's texts are not written
+  in (models/text_language.py: under 5% of them) cannot show our words, so it is never
+  called off-topic: it is kept, its sentiment `unknown`, and counted by
+  `pulse feedback languages`.
 
 Tickets and survey comments come through the product's own channels: they are always about
 it, and not judged (`relevance` None). Nothing is deleted: dropped items stay in
@@ -50,6 +53,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pulse.models.text_language import covered, unsupported
 
 REASONS = ("off_topic", "brand")
 MIN_SUPPORT = 2  # product texts a word must appear in before it counts as evidence
@@ -201,6 +206,11 @@ def judge(items: pd.DataFrame, *, corpus: pd.DataFrame | None = None,
         return _aligned(items, out, verdict, 0.0, int(known.sum()))
     threshold = 0.0
     off = stream & (score <= threshold + 1e-12)
+    # a post in a language the product's own texts are not written in cannot show our words:
+    # it is kept (and its sentiment is `unknown`), never called off-topic
+    ours = covered(pd.concat([others, mentions.loc[known, "text"]], ignore_index=True).tolist())
+    if ours:
+        off &= ~unsupported(mentions["text"].tolist(), ours)
     verdict = pd.DataFrame({
         "item_id": mentions["item_id"], "relevance": np.round(score, 4), "known": known,
         "dropped": reason.mask(off, "off_topic").mask(brand, "brand")})

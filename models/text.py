@@ -38,11 +38,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pulse.models.text_language import unsupported
 from pulse.models.text_lexicon import _as_list, _lexicon_text, lexicon_sentiment
 from pulse.models.text_routing import Taxonomy, route
 from pulse.models.text_store import _seed_model, _user_model, user_sentiment_path
 
 SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+#: The sentiment of a text in a language no model covers (models/text_language.py), and its
+#: method: never guessed as negative, and counted (`pulse feedback languages`).
+UNKNOWN, OTHER_LANGUAGE = "unknown", "other-language"
 KINDS: tuple[str, ...] = ("bug", "feature_request", "complaint", "praise", "question")
 
 
@@ -64,15 +68,23 @@ def sentiment(texts: Iterable[Any] | str) -> pd.DataFrame:
     model = _user_model(user_sentiment_path())
     if model is None:
         method, model = "seed-model", _seed_model("sentiment", "label")
-    if model is None:
-        return lexicon_sentiment(items)
+    if model is None:  # the word lists are English
+        out = lexicon_sentiment(items)
+        out.loc[unsupported(items, ("en",)), ["label", "score", "method"]] = \
+            [UNKNOWN, 0.0, OTHER_LANGUAGE]
+        return out
     proba = model.predict_proba(items)
     classes = [str(c) for c in model.classes_]
     label = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     pos = proba[:, classes.index("positive")] if "positive" in classes else 0.0
     neg = proba[:, classes.index("negative")] if "negative" in classes else 0.0
     score = np.round(np.asarray(pos - neg, dtype=float), 4)
-    return pd.DataFrame({"label": label, "score": score, "method": method})
+    out = pd.DataFrame({"label": label, "score": score, "method": method})
+    languages = getattr(model, "languages_", None)
+    if languages:  # a text in a language the model never learnt is not guessed at
+        other = unsupported(items, languages)
+        out.loc[other, ["label", "score", "method"]] = [UNKNOWN, 0.0, OTHER_LANGUAGE]
+    return out
 
 
 # --------------------------------------------------------------------------- feedback kind

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pulse.core.errors import InputFileError, TextError
+from pulse.models.text_language import covered
 from pulse.models.text_lexicon import _as_list, normalise
 
 # --------------------------------------------------------------------------- the estimator
@@ -99,6 +100,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.nb_ = ComplementNB(alpha=1.0).fit(words, y) if self.nb_weight > 0 else None
         self.classes_ = self.svm_.classes_
         self.n_samples_ = len(X)
+        # the languages it learnt from: a text in another one is not read (models/text_language)
+        self.languages_ = covered(X)
         return self
 
     def decision_function(self, texts: Iterable[Any]) -> np.ndarray:

@@ -56,7 +56,7 @@ def _seed_model(name: str, label_column: str) -> TextClassifier | None:
     if cached.is_file():
         try:
             model = TextClassifier.load(cached)
-            check_is_fitted(model, "svm_")  # a file from an older Pulse may not fit this code
+            check_is_fitted(model, ["svm_", "languages_"])  # an older file may not fit this code
         except (TextError, NotFittedError, AttributeError) as exc:
             log.warning("retraining the %s seed model: %s", name, exc)
             model = None
