@@ -6,7 +6,6 @@ import sys
 from pulse.cli import (
     bench,
     chatter,
-    cluster,
     db,
     demo,
     feedback,
@@ -28,7 +27,7 @@ from pulse.core.errors import PulseError
 from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
-                  social, feedback, text, chatter, user, playbooks, responses, bench, cluster)
+                  social, feedback, text, chatter, user, playbooks, responses, bench)
 
 for _group in COMMAND_GROUPS:
     _group.register(app)
