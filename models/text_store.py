@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -36,7 +37,7 @@ def user_sentiment_path() -> Path:
     return models_dir() / USER_SENTIMENT_MODEL
 
 
-_memo: dict[tuple[str, ...], TextClassifier] = {}
+_memo: dict[tuple[str, ...], Any] = {}  # TextClassifier, or a routing Router
 
 
 def _seed_model(name: str, label_column: str) -> TextClassifier | None:
@@ -55,7 +56,7 @@ def _seed_model(name: str, label_column: str) -> TextClassifier | None:
     if cached.is_file():
         try:
             model = TextClassifier.load(cached)
-            check_is_fitted(model, "svm_")  # a file from an older Pulse may not fit this code
+            check_is_fitted(model, ["svm_", "languages_"])  # an older file may not fit this code
         except (TextError, NotFittedError, AttributeError) as exc:
             log.warning("retraining the %s seed model: %s", name, exc)
             model = None

@@ -703,11 +703,16 @@ def _days_since_label(noun: str, never: str) -> Callable[[Driver], str]:
     return label
 
 
-def _hours_label(noun: str) -> Callable[[Driver], str]:
+def _hours(v: float) -> str:
+    return f"{v * 60:.0f} minutes" if abs(v) < 1 else f"{_fmt(v)} hours"
+
+
+def _hours_label(noun: str, none: str = "no ticket resolved in 90 days"
+                 ) -> Callable[[Driver], str]:
     def label(d: Driver) -> str:
         if d.value is None:
-            return f"{noun}: no ticket resolved in 90 days"
-        return f"{noun} {_fmt(float(d.value))} hours{_typical(d, _fmt)}"
+            return f"{noun}: {none}"
+        return f"{noun} {_hours(float(d.value))}{_typical(d, _hours)}"
     return label
 
 
@@ -756,6 +761,10 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
                                             "its own baseline"),
     "error_rate_28d_minus_180d": _share_change_label(
         "error share in the last 28 days against its own baseline"),
+    "first_response_hours_median_90d": _hours_label(
+        "median time to first answer its tickets", "none answered in 90 days"),
+    "first_response_late_share_90d": _share_label(
+        "tickets answered later than customers expect"),
     "plan": _category_label("plan"),
     "segment": _category_label("segment"),
     "region": _category_label("region"),

@@ -107,7 +107,9 @@ def health_parts(engine: Engine, account_id: str, *, days: int = HISTORY_DAYS,
     latest (as_of, score, band, scorecard), and one row per date and measure (as_of, measure,
     feature, value, points, weight, part) where `part` is the measure's share of the health
     (0 when the measure was left out that day)."""
-    latest = select(func.max(H.c.as_of)).where(H.c.account_id == account_id)
+    from pulse.sql.health import shown
+
+    latest = select(func.max(H.c.as_of)).where(H.c.account_id == account_id, shown(H.c.as_of))
     if until is not None:
         latest = latest.where(H.c.as_of <= until)
     with engine.connect() as conn:

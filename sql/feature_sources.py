@@ -8,7 +8,7 @@ support, social, surveys and incidents. `features.features_select` joins them in
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -698,3 +698,87 @@ def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
         .group_by(texts.c.account_id)
         .cte("tone")
     )
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+def _expected_seconds(channel: Any, expectations: Mapping[str, float]) -> Any:
+    """The first-response time customers expect on a ticket's channel, in seconds: its
+    lower-cased channel's (a ticket without one is `unknown`), else the `default`."""
+    key = func.lower(func.coalesce(channel, literal("unknown")))
+    named = {k: v for k, v in expectations.items() if k != "default"}
+    default = literal(float(expectations.get("default", 60.0)) * 60.0, Float)
+    if not named:
+        return default
+    return case(*((key == literal(k), literal(float(v) * 60.0, Float))
+                  for k, v in sorted(named.items())), else_=default)
+
+
+#: the slack of the on-time comparison, in seconds: SQLite's julianday arithmetic is exact
+#: only to about 50 microseconds, so an answer at exactly the expectation stays on time
+_ON_TIME_SLACK = 0.001
+
+
+def _first_response(w: _Window, expectations: Mapping[str, float]) -> tuple[Any, Any]:
+    """Per account, its tickets opened in the last 90 days against the first-response time
+    customers expect on their channel (`expectations`, minutes per lower-cased channel with a
+    `default`; models/responses.yaml):
+
+    * `due`: tickets answered on time, or whose expectation had passed by the end of the
+      as-of date; `late`: of those, the ones not answered on time (answered later, or still
+      unanswered then; a `first_response_at` after the date is not an answer yet);
+    * the median hours to the first response of those answered by then (second CTE).
+
+    A ticket without `first_response_at` is evidence of a late answer only where the feed
+    records first responses: on a channel, from the first ticket opened on it that has one
+    (known by the date). Before that, or on a channel that never records one, a ticket counts
+    neither way, so a warehouse without first responses gives no value (not a penalty).
+    """
+    t = Ticket.__table__
+    seen = and_(t.c.opened_at < w.end, w.known(t))
+    channel = func.lower(func.coalesce(t.c.channel, literal("unknown")))
+    answered_by_then = and_(t.c.first_response_at.is_not(None), t.c.first_response_at < w.end)
+    recording = (
+        select(channel.label("channel"), func.min(t.c.opened_at).label("since"))
+        .where(seen, answered_by_then)
+        .group_by(channel)
+        .cte("response_channels")
+    )
+    expected = _expected_seconds(t.c.channel, expectations)
+    waited = epoch_seconds(t.c.first_response_at) - epoch_seconds(t.c.opened_at)
+    on_time = and_(answered_by_then, waited <= expected + _ON_TIME_SLACK)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    end = literal((w.end - epoch).total_seconds(), Float)
+    passed = epoch_seconds(t.c.opened_at) + expected <= end
+    recent = (
+        select(t.c.account_id, on_time.label("on_time"), passed.label("passed"),
+               case((answered_by_then, waited / 3600.0)).label("hours"))
+        .select_from(t.join(recording, and_(recording.c.channel == channel,
+                                            t.c.opened_at >= recording.c.since)))
+        .where(seen, t.c.opened_at >= w.since(90))
+        .cte("response_tickets")
+    )
+    due = or_(recent.c.on_time, recent.c.passed)
+    agg = (
+        select(recent.c.account_id,
+               func.count(case((due, 1))).label("due"),
+               func.count(case((and_(due, ~recent.c.on_time), 1))).label("late"))
+        .group_by(recent.c.account_id)
+        .cte("first_response")
+    )
+    ranked = (
+        select(recent.c.account_id, recent.c.hours,
+               func.row_number().over(partition_by=recent.c.account_id,
+                                      order_by=recent.c.hours).label("rn"),
+               func.count().over(partition_by=recent.c.account_id).label("n"))
+        .where(recent.c.hours.is_not(None))
+        .subquery()
+    )
+    median = (
+        select(ranked.c.account_id, func.avg(ranked.c.hours).label("hours_median"))
+        .where(or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2))
+        .group_by(ranked.c.account_id)
+        .cte("first_response_median")
+    )
+    return agg, median

@@ -320,19 +320,24 @@ def load_health_history(engine: Engine, account_id: str, *,
                         until: date | None = None) -> pd.DataFrame:
     """Every stored health of one account (as_of, scorecard, score, band, change_7d,
     change_30d), oldest first, up to `until` when given."""
+    from pulse.sql.health import shown
+
     h = AccountHealth.__table__
     query = (select(h.c.as_of, h.c.scorecard, h.c.score, h.c.band, h.c.change_7d,
                     h.c.change_30d)
-             .where(h.c.account_id == account_id).order_by(h.c.as_of))
+             .where(h.c.account_id == account_id, shown(h.c.as_of)).order_by(h.c.as_of))
     if until is not None:
         query = query.where(h.c.as_of <= until)
     return _frame(engine, query)
 
 
 def health_dates_until(engine: Engine, until: date | None = None) -> list[date]:
-    """The as-of dates with stored health, oldest first, up to `until` when given."""
+    """The as-of dates with stored health, oldest first, up to `until` when given; a date
+    still being scored in shards is left out until it is published."""
+    from pulse.sql.health import shown
+
     h = AccountHealth.__table__
-    query = select(h.c.as_of).distinct().order_by(h.c.as_of)
+    query = select(h.c.as_of).distinct().where(shown(h.c.as_of)).order_by(h.c.as_of)
     if until is not None:
         query = query.where(h.c.as_of <= until)
     with engine.connect() as conn:

@@ -338,6 +338,9 @@ class AccountFeatures(Base):
     events_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
     active_days_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
     error_rate_28d_minus_180d: Mapped[float | None] = mapped_column(Float)
+    # first responses to its own tickets against what customers expect (issue 15; 0019)
+    first_response_hours_median_90d: Mapped[float | None] = mapped_column(Float)
+    first_response_late_share_90d: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
 
 
@@ -356,6 +359,33 @@ class AccountHealth(Base):
     skipped: Mapped[Any] = mapped_column(JSONDoc)  # names of the measures left out
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_account_health_account_as_of", "account_id", "as_of"),)
+
+
+class ScoringDate(Base):
+    """A date being scored in shards, or published once every shard and the whole-book steps
+    are done (dags/pulse_health.py). A date in state `scoring` is hidden from the risk list,
+    the console and the account pages; a date scored in one process has no row and shows."""
+
+    __tablename__ = "scoring_dates"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # scoring, published
+    shards: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accounts: Mapped[int | None] = mapped_column(Integer)
+
+
+class ScoringShard(Base):
+    """One shard of a date scored in shards, recorded when its features, health and churn
+    risk are written (models/sharded.py); the date is published once all its shards are."""
+
+    __tablename__ = "scoring_shards"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shards: Mapped[int] = mapped_column(Integer)
+    accounts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class HealthMeasure(Base):
@@ -625,6 +655,10 @@ class TextInsight(Base):
     route_method: Mapped[str] = mapped_column(String(16))  # classifier or keywords
     theme_key: Mapped[str | None] = mapped_column(String(64))
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: evidence that a social post is about the product (models/relevance.py); None: not judged
+    relevance: Mapped[float | None] = mapped_column(Float)
+    #: why the item is not feedback: "off_topic" or "brand"; None: it is feedback
+    dropped: Mapped[str | None] = mapped_column(String(16))
     __table_args__ = (Index("ix_text_insights_team_created", "team", "created_at"),)
 
 

@@ -401,6 +401,20 @@ def test_score_churn_writes_one_row_per_account_and_is_idempotent(engine: Engine
     assert again["drivers"].tolist() == scores["drivers"].tolist()
     pd.testing.assert_frame_equal(_scores(engine, earlier), before)
 
+    # scored in 3 shards (the health DAG), then explained over the whole book: the same rows
+    # (a shard replaces only its own accounts: the others keep theirs until their shard runs)
+    from pulse.models.registry import explain_churn, score_churn_summary
+    from pulse.sql.shards import all_shards
+
+    written = [score_churn_summary(engine, END, basis="occurred", shard=s).scored
+               for s in all_shards(3)]
+    assert sum(written) == n and min(written) > 0
+    assert _scores(engine, END)["drivers"].map(len).sum() == 0  # not explained per shard
+    assert explain_churn(engine, END) == above_median  # chosen (some have no driver to tell)
+    sharded = _scores(engine, END)
+    pd.testing.assert_series_equal(sharded["probability"], scores["probability"])
+    assert sharded["drivers"].tolist() == scores["drivers"].tolist()
+
 
 def _scores(engine: Engine, day: date) -> pd.DataFrame:
     query = (select(SCORES.c.account_id, SCORES.c.model_version, SCORES.c.probability,
