@@ -269,25 +269,27 @@ def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Pa
     _land(engine, world)
     assert champion(engine) is None
     weak = ["incident_minutes_28d"]  # always 0: the model can only use plan/segment/region
-    v1 = _train(engine, numeric=weak, min_roc_auc=0.99, must_beat_scorecard=True)
+    # one classifier family keeps it quick: promotion, not selection, is under test here
+    fast = {"classifier": "logistic"}
+    v1 = _train(engine, numeric=weak, min_roc_auc=0.99, must_beat_scorecard=True, **fast)
     # Even the first model must clear the bar: no champion, the risk list ranks on health.
     assert not v1.promoted and v1.record.status == CHALLENGER
     assert "below the minimum bar of 0.99" in (v1.record.note or "")
     assert "no champion" in (v1.record.note or "") and champion(engine) is None
     assert isinstance(v1.record.metrics["scorecard_roc_auc"], float)
 
-    v2 = _train(engine, numeric=weak, min_roc_auc=0.5)
+    v2 = _train(engine, numeric=weak, min_roc_auc=0.5, **fast)
     assert v2.promoted and v2.record.status == CHAMPION and "first" in (v2.record.note or "")
     assert Path(v2.record.artifact_path) == pulse_home / "models" / "churn-v2.joblib"
     assert Path(v2.record.artifact_path).is_file()
 
-    v3 = _train(engine)
+    v3 = _train(engine, **fast)
     assert v3.record.metrics["roc_auc"] > v2.record.metrics["roc_auc"]
     assert v3.promoted and v3.record.status == CHAMPION and v3.previous_champion == 2
     assert v3.record.metrics["champion_on_window"]["version"] == 2
     assert re.search(r"beats the champion's .*promoted, v2 retired", v3.record.note or "")
 
-    v4 = _train(engine, numeric=weak, min_roc_auc=0.5)
+    v4 = _train(engine, numeric=weak, min_roc_auc=0.5, **fast)
     assert not v4.promoted and v4.record.status == CHALLENGER
     assert re.search(r"below the champion's .*stays challenger; v3 remains champion",
                      v4.record.note or ""), v4.record.note

@@ -240,13 +240,22 @@ def run_text_bench(*, tasks: tuple[str, ...] = ("sentiment", "complaint_reason",
 
 def bench_text(
     fmt: Annotated[Format, typer.Option("--format", help="table or json")] = Format.table,
+    task: Annotated[list[str] | None, typer.Option(
+        "--task", help="only these: sentiment, complaint_reason (airline tweets), routing "
+                       "(Firefox components); repeat for several; default all")] = None,
 ) -> None:
     """Sentiment, complaint reason and routing: Pulse's model beside a TF-IDF baseline."""
     from pulse.core.errors import PulseError
 
     console = Console()
+    known = ("sentiment", "complaint_reason", "routing")
+    unknown = sorted(set(task or ()) - set(known))
+    if unknown:
+        console.print(f"[red]error:[/red] unknown task {', '.join(unknown)} "
+                      f"(expected one of {', '.join(known)})")
+        raise typer.Exit(2)
     try:
-        figures, routing = run_text_bench()
+        figures, routing = run_text_bench(tasks=tuple(task) if task else known)
     except PulseError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
