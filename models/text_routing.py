@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -545,10 +546,14 @@ def _seed_router(tax: Taxonomy) -> Router | None:
                             + _taxonomy_digest(tax).encode() + sklearn.__version__.encode()
                             + ROUTER_VERSION.encode()
                             ).hexdigest()[:12]
-    key = ("router-seed", digest, str(models_dir()))
-    if key in _memo:
-        return _memo[key]
+    # The digest covers everything the router learns from: one process learns it once,
+    # whatever PULSE_HOME says; each home still gets its cached copy.
+    key = ("router-seed", digest)
     cached = models_dir() / f"text-routing-seed-{digest}.joblib"
+    if key in _memo:
+        if not cached.is_file():
+            _save_router(_memo[key], cached)
+        return _memo[key]
     router: Router | None = None
     if cached.is_file():
         try:
@@ -559,15 +564,22 @@ def _seed_router(tax: Taxonomy) -> Router | None:
             router = None
     if not isinstance(router, Router):
         router = fit_router(ex, tax)
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(cached.name + ".tmp")
-            joblib.dump(router, tmp)
-            tmp.replace(cached)
-        except OSError as exc:  # a read-only home still gets the in-memory model
-            log.warning("cannot cache the routing seed model at %s: %s", cached, exc)
+        _save_router(router, cached)
     _memo[key] = router
     return router
+
+
+def _save_router(router: Router, cached: Path) -> None:
+    """Write the seed router's cache file (a read-only home still gets the in-memory model)."""
+    import joblib
+
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        joblib.dump(router, tmp)
+        tmp.replace(cached)
+    except OSError as exc:
+        log.warning("cannot cache the routing seed model at %s: %s", cached, exc)
 
 
 def user_router_path() -> Path:

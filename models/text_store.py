@@ -48,10 +48,17 @@ def _seed_model(name: str, label_column: str) -> TextClassifier | None:
     if not seed.is_file():
         return None
     digest = hashlib.sha256(seed.read_bytes() + sklearn.__version__.encode()).hexdigest()[:12]
-    key = ("seed", name, digest, str(models_dir()))
-    if key in _memo:
-        return _memo[key]
+    # The model depends only on the shipped seed file and scikit-learn (the digest), so one
+    # process learns it once, whatever PULSE_HOME says; each home still gets its cached copy.
+    key = ("seed", name, digest)
     cached = models_dir() / f"text-{name}-seed-{digest}.joblib"
+    if key in _memo:
+        if not cached.is_file():
+            try:
+                _memo[key].save(cached)
+            except OSError as exc:
+                log.warning("cannot cache the %s seed model at %s: %s", name, cached, exc)
+        return _memo[key]
     model: TextClassifier | None = None
     if cached.is_file():
         try:
