@@ -114,6 +114,7 @@ from pulse.sql.feature_sources import (
     _billing,
     _champion,
     _first_response,
+    _had_usage,
     _incident_minutes,
     _payments,
     _social,
@@ -419,10 +420,9 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     created = or_(a.c.created_at.is_(None), a.c.created_at < w.end)
     # Without created_at, an account that landed later still existed once it had used the
     # product or been billed: its first event counts as its creation.
-    u, pe = UsageEvent.__table__, PurchaseEvent.__table__
+    pe = PurchaseEvent.__table__
     had_event = or_(
-        select(u.c.account_id).where(u.c.account_id == a.c.account_id,
-                                     u.c.occurred_at < w.end, w.known(u)).exists(),
+        _had_usage(w, a.c.account_id),
         select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
                                       pe.c.occurred_at < w.end, w.known(pe)).exists())
     if basis == "known":
