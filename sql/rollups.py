@@ -127,7 +127,8 @@ def _touched_table(conn: Connection, keys: pd.DataFrame) -> Table:
     kw: dict[str, Any] = {}
     if conn.dialect.name == "postgresql":
         kw["postgresql_on_commit"] = "DROP"
-    table = Table(name, MetaData(), Column("account_id", String(64)), Column("day", Date),
+    table = Table(name, MetaData(), Column("account_id", String(64), primary_key=True),
+                  Column("day", Date, primary_key=True),
                   Column("day_start", UTCDateTime), Column("day_end", UTCDateTime),
                   prefixes=["TEMPORARY"], **kw)
     table.create(conn)
@@ -195,19 +196,14 @@ def refresh(conn: Connection, origin: str, keys: pd.DataFrame) -> RefreshResult:
         daily, users = _events_select(touched), _event_users_select(touched)
     else:
         daily, users = _feed_select(touched), _feed_users_select(touched)
-    conn.execute(insert(d).from_select(list(daily.selected_columns.keys()), daily))
-    conn.execute(insert(du).from_select(list(users.selected_columns.keys()), users))
-    result.daily_rows = _count_keys(conn, d, touched, origin)
-    result.user_rows = _count_keys(conn, du, touched, origin)
+    result.daily_rows = conn.execute(
+        insert(d).from_select(list(daily.selected_columns.keys()), daily)).rowcount
+    result.user_rows = conn.execute(
+        insert(du).from_select(list(users.selected_columns.keys()), users)).rowcount
     touched.drop(conn)
+    log.debug("rollups of %d account-days refreshed (%s): %d daily rows, %d user rows",
+              result.keys, origin, result.daily_rows, result.user_rows)
     return result
-
-
-def _count_keys(conn: Connection, table: Table, touched: Table, origin: str) -> int:
-    return int(conn.execute(select(func.count()).select_from(table).where(
-        table.c.origin == origin,
-        exists().where(touched.c.account_id == table.c.account_id,
-                       touched.c.day == table.c.day))).scalar_one())
 
 
 def _events_daily_columns(u: Any, day: Any) -> list[Any]:
