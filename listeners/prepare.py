@@ -72,8 +72,10 @@ def prepare_chunk(source: Source, chunk: Chunk, *,
                   known: Callable[[pd.Series], pd.Series] | None, now: datetime,
                   max_future: timedelta) -> Prepared:
     """Validate one chunk (vectorised) and list its rejected rows and cleared values."""
-    checked = validate(source, chunk.values, known_accounts=known, now=now,
-                       max_future=max_future)
+    values = chunk.values
+    if source.key_of:  # the key is derived below: a value from the file is ignored
+        values = values.assign(**{source.key: None})
+    checked = validate(source, values, known_accounts=known, now=now, max_future=max_future)
     rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
                 for r in chunk.rejects]
     for row, fld, code, reason, value in zip(

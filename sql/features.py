@@ -142,7 +142,7 @@ from pulse.sql.schema import (
     Mention,
     PurchaseEvent,
     Ticket,
-    UsageEvent,
+    UsageDaily,
 )
 from pulse.sql.shards import Shard, shard_of
 from pulse.sql.types import UTCDateTime
@@ -562,7 +562,7 @@ class BasisReport:
 
 
 _EVENT_TABLES: tuple[tuple[Any, str], ...] = (
-    (UsageEvent.__table__, "occurred_at"), (PurchaseEvent.__table__, "occurred_at"),
+    (UsageDaily.__table__, "last_at"), (PurchaseEvent.__table__, "occurred_at"),
     (Ticket.__table__, "opened_at"), (Mention.__table__, "created_at"),
     (Incident.__table__, "started_at"),
 )
@@ -581,7 +581,10 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
         rows = 0
         if runs:
             for t, col in _EVENT_TABLES:
-                rows += conn.execute(select(func.count()).select_from(t).where(
+                # usage: the event rows summed in its daily rollups (a feed row counts one)
+                what = (func.sum(func.coalesce(t.c.event_rows, 1)) if t is UsageDaily.__table__
+                        else func.count())
+                rows += conn.execute(select(func.coalesce(what, 0)).select_from(t).where(
                     t.c[col] < end, t.c.landed_at >= end,
                     t.c.landed_at.in_(backfill_landings(t)))).scalar_one()
     return BasisReport(b, int(rows), int(runs))
@@ -589,9 +592,9 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
 
 def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
     """Why nothing could be scored as of `as_of`, in words naming the first rows there are."""
-    u, a = UsageEvent.__table__, Account.__table__
+    u, a = UsageDaily.__table__, Account.__table__
     with engine.connect() as conn:
-        first_use = conn.execute(select(func.min(u.c.occurred_at))).scalar_one()
+        first_use = conn.execute(select(func.min(u.c.first_at))).scalar_one()
         first_landed = conn.execute(select(func.min(u.c.landed_at))).scalar_one()
         accounts = conn.execute(select(func.count()).select_from(a)).scalar_one()
     if not accounts:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -50,7 +50,9 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    tuple_,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from pulse.sql.feature_sources import day_key
 from pulse.sql.schema import (
@@ -70,7 +72,7 @@ _ROLLUP_LOCK = 731_912
 
 #: '' inline (not a bound parameter), so a GROUP BY on COALESCE(component, '') matches the
 #: same expression in the SELECT on PostgreSQL
-_EMPTY = literal_column("''")
+_EMPTY: ColumnElement[str] = literal_column("''")
 
 #: the sources whose landing refreshes rollups, and the origin of what they bring
 ROLLUP_SOURCES: dict[str, str] = {
@@ -132,18 +134,37 @@ def _touched_table(conn: Connection, keys: pd.DataFrame) -> Table:
                   Column("day_start", UTCDateTime), Column("day_end", UTCDateTime),
                   prefixes=["TEMPORARY"], **kw)
     table.create(conn)
-    rows = [{"account_id": a, "day": d,
-             "day_start": datetime.combine(d, time(0), tzinfo=UTC),
-             "day_end": datetime.combine(d + timedelta(days=1), time(0), tzinfo=UTC)}
-            for a, d in zip(keys["account_id"].tolist(), keys["day"].tolist(), strict=True)]
-    for start in range(0, len(rows), 10_000):
-        conn.execute(insert(table), rows[start:start + 10_000])
+    if keys.empty:
+        return table
+    # the driver's own bulk path, values already in the database's form: no per-row
+    # SQLAlchemy type processing (a backfill touches every account-day of its history)
+    days = pd.to_datetime(pd.Series(keys["day"].tolist()), format="ISO8601")
+    day_text = days.dt.strftime("%Y-%m-%d")
+    suffix = " 00:00:00.000000" if conn.dialect.name == "sqlite" else " 00:00:00+00:00"
+    start = day_text + suffix
+    end = (days + pd.Timedelta(days=1)).dt.strftime("%Y-%m-%d") + suffix
+    rows = zip(keys["account_id"].tolist(), day_text.tolist(), start.tolist(), end.tolist(),
+               strict=True)
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            with cur.copy(f"COPY {name} (account_id, day, day_start, day_end) FROM STDIN") as cp:
+                for row in rows:
+                    cp.write_row(row)
+        else:
+            cur.executemany(f"INSERT INTO {name} VALUES (?, ?, ?, ?)", rows)
+    finally:
+        cur.close()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ANALYZE {name}"))
     return table
 
 
 def _lock(conn: Connection) -> None:
+    """One rollup writer at a time (PostgreSQL), with room to group and sort in memory."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:a, 0)"), {"a": _ROLLUP_LOCK})
+        conn.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 @dataclass
@@ -188,10 +209,12 @@ def refresh(conn: Connection, origin: str, keys: pd.DataFrame) -> RefreshResult:
     touched = _touched_table(conn, keys)
     d, du = UsageDaily.__table__, UsageDailyUser.__table__
     for table in (d, du):
+        # driven by the keys (row-value IN): the primary key (account_id, day, ...) finds
+        # each key's rows, whatever the size of the rollups
         conn.execute(delete(table).where(
-            table.c.origin == origin,
-            exists().where(touched.c.account_id == table.c.account_id,
-                           touched.c.day == table.c.day)))
+            tuple_(table.c.account_id, table.c.day).in_(
+                select(touched.c.account_id, touched.c.day)),
+            table.c.origin == origin))
     if origin == "events":
         daily, users = _events_select(touched), _event_users_select(touched)
     else:
