@@ -238,6 +238,7 @@ def _events_daily_columns(u: Any, day: Any) -> list[Any]:
         func.sum(qty).label("events"),
         func.sum(case((u.c.outcome == "error", qty), else_=0.0)).label("errors"),
         func.count().label("event_rows"),
+        func.sum(case((u.c.outcome == "error", 1), else_=0)).label("error_rows"),
         func.count(distinct(u.c.contact_id)).label("active_users"),
         func.min(u.c.occurred_at).label("first_at"), func.max(u.c.occurred_at).label("last_at"),
     ]
@@ -260,7 +261,7 @@ def _event_users_columns(u: Any, day: Any) -> list[Any]:
         u.c.account_id.label("account_id"), day.label("day"),
         u.c.contact_id.label("contact_id"), u.c.landed_at.label("landed_at"),
         literal("events").label("origin"), func.sum(u.c.quantity).label("events"),
-        func.count().label("event_rows"),
+        func.count().label("event_rows"), func.max(u.c.occurred_at).label("last_at"),
     ]
 
 
@@ -286,7 +287,7 @@ def _feed_select(touched: Table) -> Any:
             f.c.landed_at.label("landed_at"), literal("feed").label("origin"),
             func.sum(f.c.events).label("events"),
             func.sum(func.coalesce(f.c.errors, 0.0)).label("errors"),
-            literal(None).label("event_rows"),
+            literal(None).label("event_rows"), literal(None).label("error_rows"),
             func.max(f.c.active_users).label("active_users"),
             func.min(touched.c.day_start).label("first_at"),
             func.min(touched.c.day_start).label("last_at"),
@@ -305,7 +306,7 @@ def _feed_users_select(touched: Table) -> Any:
             f.c.account_id.label("account_id"), f.c.day.label("day"),
             f.c.contact_id.label("contact_id"), f.c.landed_at.label("landed_at"),
             literal("feed").label("origin"), func.sum(f.c.events).label("events"),
-            func.count().label("event_rows"),
+            func.count().label("event_rows"), func.min(touched.c.day_start).label("last_at"),
         )
         .join_from(touched, f, and_(f.c.account_id == touched.c.account_id,
                                     f.c.day == touched.c.day))

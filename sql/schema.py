@@ -125,8 +125,9 @@ class UsageDaily(Base):
     #: summed quantity, and the part of it whose outcome was an error
     events: Mapped[float] = mapped_column(Float)
     errors: Mapped[float] = mapped_column(Float)
-    #: how many event rows were summed (none for the feed)
+    #: how many event rows were summed, and how many of them were errors (none for the feed)
     event_rows: Mapped[int | None] = mapped_column(Integer)
+    error_rows: Mapped[int | None] = mapped_column(Integer)
     #: distinct contacts of the group (distinct users over several days: `usage_daily_users`)
     active_users: Mapped[int | None] = mapped_column(Integer)
     #: the first and last event time of the group (the start of the day for the feed)
@@ -147,6 +148,8 @@ class UsageDailyUser(Base):
     events: Mapped[float] = mapped_column(Float)
     #: how many event rows were summed (the feed: 1 per row)
     event_rows: Mapped[int] = mapped_column(Integer)
+    #: the contact's last event time that day (the start of the day for the feed)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class UsageDailyFeed(Lineage, Base):

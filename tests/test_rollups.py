@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select, text
 from typer.testing import CliRunner
 
 import pulse.sql.features as features_module
+import pulse.sql.flags as flag_sql
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, source_for_path
 from pulse.models.negative_words import NEGATIVE_TERMS
@@ -148,6 +149,13 @@ def test_rollups_follow_every_landing_and_features_equal_the_raw_events(
                 assert raw_f["champion_gone"].notna().sum() > 10
                 assert (raw_f["events_7d"] > 0).sum() > 20
     assert compared > 400
+    # and so are the flags' usage readers (the champion, weekly usage)
+    for as_of, basis in ((date(2026, 7, 5), "auto"), (date(2026, 7, 3), "known")):
+        champs = flag_sql.champions(engine, as_of, basis=basis)
+        weekly = flag_sql.weekly_usage(engine, as_of, basis=basis)
+        assert len(champs) > 10 and len(weekly) > 200
+        pd.testing.assert_frame_equal(champs, raw.champions(engine, as_of, basis=basis))
+        pd.testing.assert_frame_equal(weekly, raw.weekly_usage(engine, as_of, basis=basis))
 
 
 def test_a_direct_change_to_the_events_needs_a_rebuild_and_the_cli_does_it(

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("events", sa.Float(), nullable=False),
         sa.Column("errors", sa.Float(), nullable=False),
         sa.Column("event_rows", sa.Integer(), nullable=True),
+        sa.Column("error_rows", sa.Integer(), nullable=True),
         sa.Column("active_users", sa.Integer(), nullable=True),
         sa.Column("first_at", pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_at", pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
@@ -52,6 +53,7 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(length=8), nullable=False),
         sa.Column("events", sa.Float(), nullable=False),
         sa.Column("event_rows", sa.Integer(), nullable=False),
+        sa.Column("last_at", pulse.sql.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", "day", "contact_id", "landed_at", "origin",
                                 name=op.f("pk_usage_daily_users")),
     )
@@ -93,17 +95,20 @@ def upgrade() -> None:
     day = _DAY.get(op.get_bind().dialect.name, _DAY["sqlite"])
     op.execute(f"""
         INSERT INTO usage_daily (account_id, day, feature, component, landed_at, origin,
-                                 events, errors, event_rows, active_users, first_at, last_at)
+                                 events, errors, event_rows, error_rows, active_users,
+                                 first_at, last_at)
         SELECT account_id, {day}, feature, COALESCE(component, ''), landed_at, 'events',
                SUM(quantity), SUM(CASE WHEN outcome = 'error' THEN quantity ELSE 0.0 END),
-               COUNT(*), COUNT(DISTINCT contact_id), MIN(occurred_at), MAX(occurred_at)
+               COUNT(*), SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END),
+               COUNT(DISTINCT contact_id), MIN(occurred_at), MAX(occurred_at)
         FROM usage_events
         GROUP BY account_id, {day}, feature, COALESCE(component, ''), landed_at
     """)
     op.execute(f"""
         INSERT INTO usage_daily_users (account_id, day, contact_id, landed_at, origin, events,
-                                       event_rows)
-        SELECT account_id, {day}, contact_id, landed_at, 'events', SUM(quantity), COUNT(*)
+                                       event_rows, last_at)
+        SELECT account_id, {day}, contact_id, landed_at, 'events', SUM(quantity), COUNT(*),
+               MAX(occurred_at)
         FROM usage_events
         WHERE contact_id IS NOT NULL
         GROUP BY account_id, {day}, contact_id, landed_at
