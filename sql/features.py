@@ -1,8 +1,9 @@
 """Point-in-time features of every account as of a date, in a handful of set-based queries.
 
 `compute_features(engine, as_of)` writes one row per account into `account_features`, keyed
-(as_of, account_id), with one `INSERT ... SELECT` built from grouped aggregates (two passes
-over the usage table, one over each other source); no Python touches individual rows.
+(as_of, account_id), with one `INSERT ... SELECT` built from grouped aggregates (usage from
+the daily rollups of sql/rollups.py, one pass over each other source); no Python touches
+individual rows.
 Re-running a date deletes that date's rows and inserts them again in the same transaction;
 other dates are never touched. The SQL of each source lives in sql/feature_sources.py; this
 module holds the catalogue, the assembled SELECT and the storage.
