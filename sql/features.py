@@ -33,6 +33,11 @@ by then under the basis:
   `basis_report` says how many rows counted as backfill for a date; the features rows store
   their basis. A date with no account to score raises `NothingToScoreError` with the reason.
 
+Usage is read from the daily rollups (`usage_daily`, `usage_daily_users`; sql/rollups.py,
+docs/usage-rollups.md), whose rows keep the landing (`landed_at`) of the events they sum, so
+each basis applies to a rollup row exactly as to its events; their windows are whole UTC days,
+as the event windows are.
+
 An account is scored as of D when Pulse knew it by then (`landed_at`) and it had been created
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
 `created_at`, had landed or had a usage or purchase event by then). With `basis="auto"`: when

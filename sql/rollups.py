@@ -89,6 +89,13 @@ def _day_of(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values.astype(str).str.slice(0, 10), format="%Y-%m-%d").dt.date
 
 
+def _values(values: Iterable[Any]) -> Any:
+    """A column's values without its index (frames from different chunks line up)."""
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype=object)
+    return pd.Series(list(values), dtype=object).to_numpy()
+
+
 class TouchedKeys:
     """The distinct (account_id, day) keys a landing touched, gathered chunk by chunk (memory
     grows with the account-days of the file, never with its rows)."""
@@ -98,8 +105,7 @@ class TouchedKeys:
         self._n = 0
 
     def add(self, account_ids: Iterable[Any], days: Iterable[Any]) -> None:
-        frame = pd.DataFrame({"account_id": pd.Series(list(account_ids), dtype=object),
-                              "day": pd.Series(list(days), dtype=object)})
+        frame = pd.DataFrame({"account_id": _values(account_ids), "day": _values(days)})
         frame = frame.dropna().drop_duplicates()
         if frame.empty:
             return
