@@ -114,6 +114,7 @@ def world(engine: Engine, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
+@pytest.mark.slow  # about 15 s: three landings of a 60-account world, 14 feature queries
 def test_rollups_follow_every_landing_and_features_equal_the_raw_events(
         engine: Engine, world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     u, d, du = UsageEvent.__table__, UsageDaily.__table__, UsageDailyUser.__table__
@@ -138,8 +139,9 @@ def test_rollups_follow_every_landing_and_features_equal_the_raw_events(
     pd.testing.assert_frame_equal(before[1], _table(engine, du))
     # the features from the rollups are those from the raw events, on every basis
     compared = 0
-    for as_of in (date(2026, 6, 30), date(2026, 7, 3), date(2026, 7, 5)):
-        for basis in BASES:
+    for as_of, bases in ((date(2026, 6, 30), ("auto", "occurred")),
+                         (date(2026, 7, 2), ("auto", "known")), (date(2026, 7, 5), BASES)):
+        for basis in bases:
             rolled_f = _features(engine, as_of, basis, monkeypatch, from_raw=False)
             raw_f = _features(engine, as_of, basis, monkeypatch, from_raw=True)
             _assert_same(rolled_f, raw_f, f"{as_of} {basis}")
@@ -148,9 +150,9 @@ def test_rollups_follow_every_landing_and_features_equal_the_raw_events(
                 assert (raw_f["active_users_28d"] > 0).sum() > 20
                 assert raw_f["champion_gone"].notna().sum() > 10
                 assert (raw_f["events_7d"] > 0).sum() > 20
-    assert compared > 400
+    assert compared > 300
     # and so are the flags' usage readers (the champion, weekly usage)
-    for as_of, basis in ((date(2026, 7, 5), "auto"), (date(2026, 7, 3), "known")):
+    for as_of, basis in ((date(2026, 7, 5), "auto"), (date(2026, 7, 2), "known")):
         champs = flag_sql.champions(engine, as_of, basis=basis)
         weekly = flag_sql.weekly_usage(engine, as_of, basis=basis)
         assert len(champs) > 10 and len(weekly) > 200
