@@ -213,6 +213,13 @@ def refresh(conn: Connection, origin: str, keys: pd.DataFrame) -> RefreshResult:
         return result
     _lock(conn)
     touched = _touched_table(conn, keys)
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        # PostgreSQL misjudges the day-range join (and, right after a bulk load, knows
+        # nothing of the tables) and scans the whole events table: drive it from the keys
+        # instead (index lookups), so a landing's cost follows the account-days it touched,
+        # never the warehouse (SQLite plans it so by itself)
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
     d, du = UsageDaily.__table__, UsageDailyUser.__table__
     for table in (d, du):
         # driven by the keys (row-value IN): the primary key (account_id, day, ...) finds
@@ -229,6 +236,8 @@ def refresh(conn: Connection, origin: str, keys: pd.DataFrame) -> RefreshResult:
         insert(d).from_select(list(daily.selected_columns.keys()), daily)).rowcount
     result.user_rows = conn.execute(
         insert(du).from_select(list(users.selected_columns.keys()), users)).rowcount
+    if postgres:
+        conn.execute(text("SET LOCAL enable_seqscan TO DEFAULT"))
     touched.drop(conn)
     log.debug("rollups of %d account-days refreshed (%s): %d daily rows, %d user rows",
               result.keys, origin, result.daily_rows, result.user_rows)
