@@ -288,3 +288,30 @@ def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
     assert orig["events_28d"] > 0 and orig["active_users_28d"] > 0
     for col in same:
         assert twin[col] == pytest.approx(orig[col], nan_ok=True), col
+
+
+def test_migration_0021_rolls_up_the_events_already_there(db_url: str) -> None:
+    """A warehouse upgraded from 0020 gets the rollups of its events, as a rebuild makes."""
+    from pulse.sql.db import make_engine, upgrade
+    from pulse.sql.schema import Account
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0020")
+    with engine.begin() as conn:
+        conn.execute(Account.__table__.insert(), [
+            {"account_id": a, "name": a, "mrr": 10, "currency": "USD", "landed_at": T0,
+             "updated_at": T0} for a in ("a1", "a2")])
+        conn.execute(UsageEvent.__table__.insert(), [
+            {"event_id": f"e{i}", "account_id": f"a{1 + i % 2}",
+             "occurred_at": datetime(2026, 6, 1 + i % 3, 23, 59, tzinfo=UTC),
+             "feature": "reports" if i % 4 else "api", "component": "x" if i % 5 else None,
+             "contact_id": f"c{i % 3}" if i % 6 else None, "quantity": 0.5 + i,
+             "outcome": "error" if i % 7 == 0 else "ok", "landed_at": T0 if i % 2 else T1,
+             "updated_at": T1} for i in range(40)])
+    upgrade(engine)
+    migrated = (_table(engine, UsageDaily.__table__), _table(engine, UsageDailyUser.__table__))
+    assert len(migrated[0]) > 10 and len(migrated[1]) > 3
+    rebuild(engine)
+    pd.testing.assert_frame_equal(migrated[0], _table(engine, UsageDaily.__table__))
+    pd.testing.assert_frame_equal(migrated[1], _table(engine, UsageDailyUser.__table__))
+    engine.dispose()
