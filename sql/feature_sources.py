@@ -278,7 +278,8 @@ def known_by(table: Any, end: datetime, basis: str) -> ColumnElement[bool]:
 def _usage(w: _Window) -> tuple[Any, Any]:
     """Per account, from the daily rollups (sql/rollups.py): active days, events and errors in
     the last 7, 28 and the 28 before, distinct features and distinct users (contacts) in 28
-    days; and the first and last event time known (second CTE)."""
+    days (`usage_daily_users`; for a feed without it, the largest daily count); and the first
+    and last event time known (second CTE)."""
     d, du = UsageDaily.__table__, UsageDailyUser.__table__
     in7 = d.c.day >= w.first_day(7)
     in28 = d.c.day >= w.first_day(28)
@@ -298,14 +299,19 @@ def _usage(w: _Window) -> tuple[Any, Any]:
             func.sum(case((in28, 0.0), else_=d.c.events)).label("events_prev_28d"),
             func.sum(case((in28, d.c.errors), else_=0.0)).label("errors_28d"),
             func.count(distinct(case((in28, d.c.feature)))).label("distinct_features_28d"),
+            func.max(case((in28, d.c.active_users))).label("daily_users_max_28d"),
         )
         .where(d.c.day >= w.first_day(56), d.c.day <= w.as_of, w.known(d))
         .group_by(d.c.account_id)
         .subquery("usage_days")
     )
+    # without any user rows in 28 days (a daily feed sent without `usage_daily_users`), the
+    # largest daily count of active users is what is known: a lower bound (for events it is 0
+    # then, as no event named a contact)
     window = (
-        select(*(c for c in days.c),
-               func.coalesce(users.c.users_28d, 0).label("active_users_28d"))
+        select(*(c for c in days.c if c.name != "daily_users_max_28d"),
+               func.coalesce(users.c.users_28d, days.c.daily_users_max_28d, 0).label(
+                   "active_users_28d"))
         .select_from(days.outerjoin(users, users.c.account_id == days.c.account_id))
         .cte("usage_window")
     )

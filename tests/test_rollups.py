@@ -243,7 +243,8 @@ def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
     # a twin of the busiest account, whose usage comes only as daily aggregates
     _write_csv(tmp_path / "accounts_twin.csv", ["account_id", "name", "mrr", "seats",
                                                 "created_at"],
-               [["TWIN", "Twin", "100", "10", "2025-01-01T00:00:00Z"]])
+               [["TWIN", "Twin", "100", "10", "2025-01-01T00:00:00Z"],
+                ["SOLO", "Solo", "100", "10", "2025-01-01T00:00:00Z"]])
     land_file(engine, tmp_path / "accounts_twin.csv", now=T0)
     daily, users = _feed_rows(engine, src, "TWIN")
     header = ["account_id", "day", "feature", "component", "events", "errors", "active_users"]
@@ -268,6 +269,9 @@ def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
     again = land_file(engine, _write_csv(tmp_path / "usage_daily_3.csv", header, daily),
                       now=T0)
     assert (again.read, again.updated, again.unchanged) == (len(daily), 1, len(daily) - 1)
+    # another twin sends no users file: its active users are the largest daily count
+    solo = [["SOLO", *r[1:]] for r in daily]
+    land_file(engine, _write_csv(tmp_path / "usage_daily_solo.csv", header, solo), now=T0)
     users_res = land_file(engine, _write_csv(
         tmp_path / "usage_daily_users.csv", ["account_id", "day", "contact_id", "events"],
         users), now=T0)
@@ -286,6 +290,10 @@ def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
             "active_users_peak_90d", "active_users_28d_vs_prev", "events_28d_vs_180d",
             "error_rate_28d_minus_180d", "champion_gone"]
     assert orig["events_28d"] > 0 and orig["active_users_28d"] > 0
+    first_day = (pd.Timestamp(as_of) - pd.Timedelta(days=27)).date().isoformat()
+    daily_max = max(int(r[6]) for r in daily if first_day <= r[1] <= as_of.isoformat())
+    assert 0 < frame.loc["SOLO", "active_users_28d"] == daily_max
+    assert frame.loc["SOLO", "events_28d"] == pytest.approx(orig["events_28d"])
     for col in same:
         assert twin[col] == pytest.approx(orig[col], nan_ok=True), col
 
