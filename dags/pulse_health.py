@@ -52,7 +52,8 @@ from airflow.sdk import (
 
 from pulse import runtime
 
-SOURCES = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", "incidents")
+SOURCES = ("accounts", "contacts", "usage", "usage_daily", "usage_daily_users", "purchases",
+           "tickets", "mentions", "incidents")
 HEALTH = Asset("x-pulse://warehouse/health")
 #: A shard's steps are idempotent and a lost worker is their usual failure: retry soon, on
 #: whichever worker is free, backing off (10-20 s, then 20-40 s, ...) if it keeps failing.
@@ -81,7 +82,8 @@ def _refresh_tone(engine: Any, as_of: Any) -> None:
     dag_id="pulse_health",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("55 23 * * *", timezone="UTC"),
-        assets=(Asset("x-pulse://warehouse/usage") | Asset("x-pulse://warehouse/purchases")
+        assets=(Asset("x-pulse://warehouse/usage") | Asset("x-pulse://warehouse/usage_daily")
+                | Asset("x-pulse://warehouse/purchases")
                 | Asset("x-pulse://warehouse/tickets") | Asset("x-pulse://warehouse/mentions")
                 | Asset("x-pulse://warehouse/accounts")),
     ),

@@ -54,7 +54,7 @@ from pulse.models.drivers import Driver, format_number
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.models.timesplit import time_split
 from pulse.sql.features import BASES, FEATURES, features_select
-from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
+from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageDaily
 from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -277,13 +277,14 @@ def _known(table: Any, basis: str, end: datetime) -> Any:
 def data_span(engine: Engine, as_of: date, *, basis: str = "occurred") -> tuple[date, date]:
     """(first usage day, last usage or billing day) known by the end of `as_of`."""
     end = _end_of(as_of)
-    u, p = UsageEvent.__table__, PurchaseEvent.__table__
+    # usage from the daily rollups (sql/rollups.py): days, not events, and the aggregated feeds
+    u, p = UsageDaily.__table__, PurchaseEvent.__table__
     with engine.connect() as conn:
-        first, landed = conn.execute(select(func.min(u.c.occurred_at), func.min(u.c.landed_at))
-                                     .where(u.c.occurred_at < end, _known(u, basis, end))).one()
+        first, landed = conn.execute(select(func.min(u.c.first_at), func.min(u.c.landed_at))
+                                     .where(u.c.day <= as_of, _known(u, basis, end))).one()
         lasts = union_all(
-            select(func.max(u.c.occurred_at).label("t")).where(
-                u.c.occurred_at < end, _known(u, basis, end)),
+            select(func.max(u.c.last_at).label("t")).where(
+                u.c.day <= as_of, _known(u, basis, end)),
             select(func.max(p.c.occurred_at).label("t")).where(
                 p.c.occurred_at < end, _known(p, basis, end)),
         ).subquery()

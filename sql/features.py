@@ -1,8 +1,9 @@
 """Point-in-time features of every account as of a date, in a handful of set-based queries.
 
 `compute_features(engine, as_of)` writes one row per account into `account_features`, keyed
-(as_of, account_id), with one `INSERT ... SELECT` built from grouped aggregates (two passes
-over the usage table, one over each other source); no Python touches individual rows.
+(as_of, account_id), with one `INSERT ... SELECT` built from grouped aggregates (usage from
+the daily rollups of sql/rollups.py, one pass over each other source); no Python touches
+individual rows.
 Re-running a date deletes that date's rows and inserts them again in the same transaction;
 other dates are never touched. The SQL of each source lives in sql/feature_sources.py; this
 module holds the catalogue, the assembled SELECT and the storage.
@@ -31,6 +32,11 @@ by then under the basis:
   listener, incidents from Statuspage, survey answers) count from when they landed.
   `basis_report` says how many rows counted as backfill for a date; the features rows store
   their basis. A date with no account to score raises `NothingToScoreError` with the reason.
+
+Usage is read from the daily rollups (`usage_daily`, `usage_daily_users`; sql/rollups.py,
+docs/usage-rollups.md), whose rows keep the landing (`landed_at`) of the events they sum, so
+each basis applies to a rollup row exactly as to its events; their windows are whole UTC days,
+as the event windows are.
 
 An account is scored as of D when Pulse knew it by then (`landed_at`) and it had been created
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
@@ -114,6 +120,7 @@ from pulse.sql.feature_sources import (
     _billing,
     _champion,
     _first_response,
+    _had_usage,
     _incident_minutes,
     _payments,
     _social,
@@ -141,7 +148,7 @@ from pulse.sql.schema import (
     Mention,
     PurchaseEvent,
     Ticket,
-    UsageEvent,
+    UsageDaily,
 )
 from pulse.sql.shards import Shard, shard_of
 from pulse.sql.types import UTCDateTime
@@ -419,10 +426,9 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     created = or_(a.c.created_at.is_(None), a.c.created_at < w.end)
     # Without created_at, an account that landed later still existed once it had used the
     # product or been billed: its first event counts as its creation.
-    u, pe = UsageEvent.__table__, PurchaseEvent.__table__
+    pe = PurchaseEvent.__table__
     had_event = or_(
-        select(u.c.account_id).where(u.c.account_id == a.c.account_id,
-                                     u.c.occurred_at < w.end, w.known(u)).exists(),
+        _had_usage(w, a.c.account_id),
         select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
                                       pe.c.occurred_at < w.end, w.known(pe)).exists())
     if basis == "known":
@@ -562,7 +568,7 @@ class BasisReport:
 
 
 _EVENT_TABLES: tuple[tuple[Any, str], ...] = (
-    (UsageEvent.__table__, "occurred_at"), (PurchaseEvent.__table__, "occurred_at"),
+    (UsageDaily.__table__, "last_at"), (PurchaseEvent.__table__, "occurred_at"),
     (Ticket.__table__, "opened_at"), (Mention.__table__, "created_at"),
     (Incident.__table__, "started_at"),
 )
@@ -581,7 +587,10 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
         rows = 0
         if runs:
             for t, col in _EVENT_TABLES:
-                rows += conn.execute(select(func.count()).select_from(t).where(
+                # usage: the event rows summed in its daily rollups (a feed row counts one)
+                what = (func.sum(func.coalesce(t.c.event_rows, 1)) if t is UsageDaily.__table__
+                        else func.count())
+                rows += conn.execute(select(func.coalesce(what, 0)).select_from(t).where(
                     t.c[col] < end, t.c.landed_at >= end,
                     t.c.landed_at.in_(backfill_landings(t)))).scalar_one()
     return BasisReport(b, int(rows), int(runs))
@@ -589,9 +598,9 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
 
 def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
     """Why nothing could be scored as of `as_of`, in words naming the first rows there are."""
-    u, a = UsageEvent.__table__, Account.__table__
+    u, a = UsageDaily.__table__, Account.__table__
     with engine.connect() as conn:
-        first_use = conn.execute(select(func.min(u.c.occurred_at))).scalar_one()
+        first_use = conn.execute(select(func.min(u.c.first_at))).scalar_one()
         first_landed = conn.execute(select(func.min(u.c.landed_at))).scalar_one()
         accounts = conn.execute(select(func.count()).select_from(a)).scalar_one()
     if not accounts:

@@ -42,6 +42,7 @@ from pulse.models.training import (
     plan_windows,
 )
 from pulse.sql.features import load_features
+from pulse.sql.rollups import rebuild as rebuild_rollups
 from pulse.sql.schema import (
     Account,
     ChurnScore,
@@ -224,6 +225,7 @@ def test_known_basis_sees_only_what_had_landed(engine: Engine, world: Path) -> N
         for table in (Account, Contact, UsageEvent, PurchaseEvent, Ticket, Mention, Incident):
             t = table.__table__
             conn.execute(update(t).values(landed_at=datetime(2025, 12, 1, tzinfo=UTC)))
+    rebuild_rollups(engine)  # the events changed by hand: the daily rollups follow
     data = build_training_data(engine, as_of=END, horizon_days=HORIZON, basis="occurred",
                                valid_days=14, snapshots=_shared(engine))
     _, valid = data.split()
