@@ -6,7 +6,6 @@ import sys
 from pulse.cli import (
     bench,
     chatter,
-    cluster,
     db,
     demo,
     feedback,
@@ -18,7 +17,6 @@ from pulse.cli import (
     playbooks,
     quarantine,
     responses,
-    rollup,
     social,
     surveys,
     text,
@@ -29,8 +27,7 @@ from pulse.core.errors import PulseError
 from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
-                  social, feedback, text, chatter, user, playbooks, responses, bench, cluster,
-                  rollup)
+                  social, feedback, text, chatter, user, playbooks, responses, bench)
 
 for _group in COMMAND_GROUPS:
     _group.register(app)
