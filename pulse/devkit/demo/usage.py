@@ -132,15 +132,14 @@ def _make_usage(rng: np.random.Generator, acc: _Accounts, con: _Contacts, grp: _
                              * np.minimum(level[cand, day], 1.5)
                              * max(0.3, float(_WEEKDAY_PEOPLE[clock.dow[day]])))
         hit = cand[rng.random(cand.size) < p_hit]
-        if not inc.resolved and hit.size < min(3, cand.size):
+        need = min(3, cand.size) - hit.size
+        if not inc.resolved and need > 0:
             # An incident still open at the end of the window is the one the outage path acts
             # on now: it has hit someone whatever the hour or weekday (a quiet Saturday night
             # would otherwise leave it hitting nobody). The likeliest candidates make up the
             # rest, without drawing from the generator, so resolved incidents stay as they were.
             likeliest = cand[np.argsort(-p_hit, kind="stable")]
-            extra = [i for i in likeliest.tolist() if i not in set(hit.tolist())]
-            hit = np.array(sorted(hit.tolist() + extra[:min(3, cand.size) - hit.size]),
-                           dtype=np.int64)
+            hit = np.sort(np.concatenate([hit, likeliest[~np.isin(likeliest, hit)][:need]]))
         for i in hit.tolist():
             feats = [f for f in comp_feats if acc.adopt[i, f]]
             chosen = [f for f in feats if rng.random() < 0.8] or [feats[0]]
