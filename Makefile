@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pulse-installed
 
-.PHONY: demo test install browser bench lint clean
+.PHONY: demo test install browser bench lint clean cluster cluster-down
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The production profile on this machine (docs/cluster.md): Airflow on CeleryExecutor with
+# PostgreSQL and Redis; PULSE_DATABASE_URL must name a PostgreSQL warehouse.
+cluster: $(STAMP)
+	$(BIN)/pulse cluster up
+
+cluster-down:
+	$(BIN)/pulse cluster down
 
 bench: $(STAMP)
 	$(BIN)/pulse bench ingest --rows 1000000

@@ -41,7 +41,8 @@ log = logging.getLogger("dags.pulse_ingest")
 
 #: The sources of the data contract in landing order (listeners.contract.LANDING_ORDER; a
 #: test keeps the two equal without importing the contract at parse time).
-SOURCES = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", "incidents")
+SOURCES = ("accounts", "contacts", "usage", "usage_daily", "usage_daily_users", "purchases",
+           "tickets", "mentions", "incidents")
 ASSETS = {source: Asset(f"x-pulse://warehouse/{source}") for source in SOURCES}
 
 

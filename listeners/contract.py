@@ -37,6 +37,8 @@ class Field:
     #: an event time: must not lie (much) in the future
     event_time: bool = False
     doc: str = ""
+    #: computed by Pulse from other fields (a source's `key_of`), never read from files
+    derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,18 @@ class Source:
     doc: str
     #: (later, earlier): the later timestamp must not precede the earlier one
     ordered: tuple[tuple[str, str], ...] = field(default=())
+    #: the fields whose values identify a row, for a source without an id of its own: its
+    #: `key` is then derived from them (listeners/prepare.py `derive_key`)
+    key_of: tuple[str, ...] = field(default=())
 
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @property
+    def read_columns(self) -> list[str]:
+        """The columns a file may carry (the derived key is Pulse's own)."""
+        return [f.name for f in self.fields if not f.derived]
 
     @property
     def required(self) -> list[str]:
@@ -125,6 +135,42 @@ SOURCES: dict[str, Source] = {
                 Field("outcome", "enum", default="ok", choices=("ok", "error")),
             ),
             "Product usage events (one row may aggregate a quantity).",
+        ),
+        Source(
+            "usage_daily", "usage_daily_feed", "daily_id",
+            (
+                Field("daily_id", "id", derived=True),
+                Field("account_id", "id", required=True, references_account=True),
+                Field("day", "date", required=True, doc="the UTC calendar day"),
+                Field("feature", "text", required=True, max_len=100),
+                Field("component", "text", max_len=100),
+                Field("events", "number", required=True, min=0,
+                      doc="the day's usage (summed quantity) of the feature and component"),
+                Field("errors", "number", default=0.0, min=0,
+                      doc="the part of `events` whose outcome was an error"),
+                Field("active_users", "int", min=0,
+                      doc="distinct users of the feature and component that day "
+                          "(informational: windows count users from `usage_daily_users`)"),
+            ),
+            "Daily usage aggregated in your own warehouse, one row per account, UTC day, "
+            "feature and component, instead of raw usage events; a later row for the same "
+            "account, day, feature and component replaces it (docs/usage-rollups.md).",
+            key_of=("account_id", "day", "feature", "component"),
+        ),
+        Source(
+            "usage_daily_users", "usage_daily_users_feed", "daily_id",
+            (
+                Field("daily_id", "id", derived=True),
+                Field("account_id", "id", required=True, references_account=True),
+                Field("day", "date", required=True, doc="the UTC calendar day"),
+                Field("contact_id", "id", required=True),
+                Field("events", "number", required=True, min=0,
+                      doc="the contact's usage that day (summed quantity)"),
+            ),
+            "Daily usage per user aggregated in your own warehouse (who was active on which "
+            "day: active users, seat use and the champion); a later row for the same account, "
+            "day and contact replaces it (docs/usage-rollups.md).",
+            key_of=("account_id", "day", "contact_id"),
         ),
         Source(
             "purchases", "purchase_events", "event_id",
@@ -202,4 +248,5 @@ SOURCES: dict[str, Source] = {
 }
 
 #: Sources in landing order: accounts first, because other rows must reference them.
-LANDING_ORDER = ("accounts", "contacts", "usage", "purchases", "tickets", "mentions", "incidents")
+LANDING_ORDER = ("accounts", "contacts", "usage", "usage_daily", "usage_daily_users", "purchases",
+                 "tickets", "mentions", "incidents")

@@ -124,6 +124,11 @@ def render() -> str:
         lines.append("| column | required | type and rules | default |")
         lines.append("|---|---|---|---|")
         for f in src.fields:
+            if f.derived:  # Pulse's own key: a file's value is ignored
+                lines.append(f"| `{f.name}` | | derived by Pulse from "
+                             f"{', '.join(f'`{k}`' for k in src.key_of)} (a file's value is "
+                             "ignored) | |")
+                continue
             lines.append(f"| `{f.name}` | {'yes' if f.required else ''} | {_rule(f)} | "
                          f"{_default(f)} |")
         for later, earlier in src.ordered:

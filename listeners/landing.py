@@ -60,6 +60,8 @@ from pulse.listeners.staging import (
 )
 from pulse.listeners.validate import CODES
 from pulse.sql.db import dialect_insert, ensure_schema, write_transaction
+from pulse.sql.rollups import ROLLUP_SOURCES, TouchedKeys, keys_of_stage
+from pulse.sql.rollups import refresh as rollup_refresh
 from pulse.sql.schema import (
     Account,
     Incident,
@@ -68,6 +70,8 @@ from pulse.sql.schema import (
     PurchaseEvent,
     QuarantineRow,
     Ticket,
+    UsageDailyFeed,
+    UsageDailyUserFeed,
     UsageEvent,
 )
 
@@ -123,7 +127,8 @@ class IngestResult:
 def source_for_path(path: Path) -> str:
     """The source a file belongs to, from its name: `usage.csv`, `usage_2026-11-01.jsonl`..."""
     stem = path.name.lower().split(".")[0]
-    for name in SOURCES:
+    # the longest name first: usage_daily.csv is daily usage, not usage events
+    for name in sorted(SOURCES, key=len, reverse=True):
         if stem == name or (stem.startswith(name) and stem[len(name)] in "_-"):
             return name
     raise UnknownSourceError(
@@ -227,6 +232,9 @@ def _land_chunks(
     # resolves the entries of its keys before recording its own)
     open_cleared = not direct and _has_open_cleared(conn, source)
     loader = DirectLoad(conn, source, now=now, run_id=run_id) if direct else None
+    # the account-days a direct load touches, for the daily rollups (sql/rollups.py)
+    origin = ROLLUP_SOURCES.get(source.name)
+    touched = TouchedKeys() if origin is not None and direct else None
     # quarantine writes wait while a direct COPY holds the connection (spilled to disk)
     deferred = _Deferred()
     def prepared() -> Iterator[Prepared]:
@@ -253,9 +261,15 @@ def _land_chunks(
             if loader is not None:
                 if p.columns is not None:
                     loader.add_columns(p.columns)
+                    if touched is not None:
+                        touched.add_events(
+                            pd.Series(p.columns[source.columns.index("account_id")]),
+                            pd.Series(p.columns[source.columns.index("occurred_at")]))
                 else:
                     assert p.clean is not None
                     loader.add(p.clean)
+                    if touched is not None:
+                        touched.add_events(p.clean["account_id"], p.clean["occurred_at"])
                     if lags is not None:
                         lags.add(p.clean[lags.column])
             else:
@@ -289,6 +303,9 @@ def _land_chunks(
     deferred.replay(on_reject, on_clear)
     if direct:
         result.inserted = staged
+        if touched:
+            assert origin is not None
+            rollup_refresh(conn, origin, touched.frame())
     elif staged:
         dups = _has_repeats(conn, source, stage)
         if dups:
@@ -296,7 +313,11 @@ def _land_chunks(
         _serialise_merges(conn, source)
         result.inserted, result.updated, result.unchanged = _count_outcomes(
             conn, source, stage, dups, given)
+        # the keys the staged rows have, and those the rows they update had before
+        keys = keys_of_stage(conn, source.name, stage) if origin is not None else None
         _merge(conn, source, stage, dups, run_id, now, given)
+        if origin is not None and keys is not None:
+            rollup_refresh(conn, origin, keys)
     if not direct:
         stage.drop(conn)
     result.reasons = dict(reasons.most_common())
@@ -401,12 +422,14 @@ SOURCE_TABLES: dict[str, Table] = {
     "usage": UsageEvent.__table__, "purchases": PurchaseEvent.__table__,
     "tickets": Ticket.__table__, "mentions": Mention.__table__,
     "incidents": Incident.__table__, "accounts": Account.__table__,
+    "usage_daily": UsageDailyFeed.__table__, "usage_daily_users": UsageDailyUserFeed.__table__,
 }
 
 #: the event time of each source's rows: how long after it a row landed is its lag
 EVENT_TIME: dict[str, str] = {
     "usage": "occurred_at", "purchases": "occurred_at", "tickets": "opened_at",
-    "mentions": "created_at", "incidents": "started_at",
+    "mentions": "created_at", "incidents": "started_at", "usage_daily": "day",
+    "usage_daily_users": "day",
 }
 
 

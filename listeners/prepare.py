@@ -7,6 +7,7 @@ landing's own imports so the worker starts quickly.
 from __future__ import annotations
 
 import gc
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,8 +72,10 @@ def prepare_chunk(source: Source, chunk: Chunk, *,
                   known: Callable[[pd.Series], pd.Series] | None, now: datetime,
                   max_future: timedelta) -> Prepared:
     """Validate one chunk (vectorised) and list its rejected rows and cleared values."""
-    checked = validate(source, chunk.values, known_accounts=known, now=now,
-                       max_future=max_future)
+    values = chunk.values
+    if source.key_of:  # the key is derived below: a value from the file is ignored
+        values = values.assign(**{source.key: None})
+    checked = validate(source, values, known_accounts=known, now=now, max_future=max_future)
     rejected = [_Rejected(r.row, storable(r.raw), r.field, r.code, storable(r.reason))
                 for r in chunk.rejects]
     for row, fld, code, reason, value in zip(
@@ -82,6 +85,8 @@ def prepare_chunk(source: Source, chunk: Chunk, *,
         rejected.append(_Rejected(int(row), storable(chunk.raw_text(int(row))), fld, code,
                                   storable(reason), _value_text(value)))
     clean = checked.clean
+    if source.key_of and len(clean):
+        clean = clean.assign(**{source.key: derive_key(clean, source.key_of)})
     cleared: list[_Rejected] = []
     if len(checked.cleared):
         keys = clean[source.key]
@@ -92,6 +97,23 @@ def prepare_chunk(source: Source, chunk: Chunk, *,
     given = frozenset(source.columns if chunk.given is None else chunk.given)
     return Prepared(read=len(chunk.values) + len(chunk.rejects), rejected=rejected,
                     cleared=cleared, given=given, n_clean=len(clean), clean=clean)
+
+
+def derive_key(clean: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
+    """The key of rows identified by the values of `fields` (a source's `key_of`): the first
+    32 hex digits of the SHA-256 of the values (text; a missing value is empty), joined by a
+    separator no value holds. Fixed length, so it fits every key column; stable across
+    versions, so the same group landed again finds its row."""
+    parts = []
+    for name in fields:
+        col = clean[name]
+        text_ = col.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v),
+                        na_action="ignore")
+        parts.append(text_.where(col.notna(), "").astype(str))
+    joined = parts[0].str.cat(parts[1:], sep="\x1f") if len(parts) > 1 else parts[0]
+    digests = [hashlib.sha256(v.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+               for v in joined.tolist()]
+    return pd.Series(digests, index=clean.index, dtype=object)
 
 
 #: kinds whose validated column marks a missing value with None (validate.py `_check`)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -47,6 +47,32 @@ _HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _NON_WORD = re.compile(r"[^\w\s]+")
 _DIGITS = re.compile(r"\d+")
+_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|"
+           "december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
+_MONTHS_FULL = ("january|february|march|april|june|july|august|september|october|november|"
+                "december")  # alone ("for March"); "may" only with a day ("May 3")
+_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+#: What varies between copies of one message and says nothing about its meaning, in the order
+#: it is replaced: dates, times, ids (letters and digits mixed, or digits in groups), money,
+#: percentages, then any other number.
+_VARIABLE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}(?:[t ]\d{1,2}:\d{2}(?::\d{2})?\S*)?|"
+                r"\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b|"
+                rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|"
+                rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTHS})\b|"
+                rf"\b(?:{_MONTHS_FULL}|{_DAYS})\b", re.I), " _date_ "),
+    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\s*(?:am|pm)?\b|\b\d{1,2}\s*(?:am|pm)\b", re.I),
+     " _time_ "),
+    (re.compile(r"#?\b(?=[\w-]*\d)(?=[\w-]*[a-z])[a-z0-9]+(?:[-_][a-z0-9]+)+\b|"
+                r"#?\b(?=\w*\d)(?=\w*[a-z])[a-z0-9]{6,}\b|#\d+\b|\b\d+(?:-\d+){2,}\b", re.I),
+     " _id_ "),
+    (re.compile(r"[$€£¥]\s?\d[\d,.]*\b|\b\d[\d,.]*\s?(?:usd|eur|gbp|chf|[$€£¥])", re.I),
+     " _amount_ "),
+    (re.compile(r"[~±]?\d+(?:[.,]\d+)?\s?(?:%|percent\b|pct\b)", re.I), " _pct_ "),
+    (re.compile(r"[~±]?\b\d+(?:[.,]\d+)*[a-z]{0,3}\b", re.I), " _num_ "),
+)
+#: A last line of one to three capitalised words (a sign-off: "-- Maria", "Tom Baker").
+_SIGNATURE = re.compile(r"\n[ \t]*(?:--?|—)?[ \t]*(?:[A-Z][\w'.-]*[ \t]*){1,3}[ \t]*$")
 
 
 def _utc(value: date | datetime | None) -> datetime | None:
@@ -63,12 +89,35 @@ def _frame(engine: Engine, query: Any) -> pd.DataFrame:
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
-def normalise(text: str) -> str:
-    """Lower case, without links, handles, addresses, digits and punctuation: the text that
-    decides whether two items say the same thing."""
-    t = _EMAIL.sub(" ", _URL.sub(" ", str(text or "")))
-    t = _HANDLE.sub(" ", t).lower()
-    t = _DIGITS.sub(" ", _NON_WORD.sub(" ", t))
+def name_pattern(names: Iterable[str] = ()) -> re.Pattern[str] | None:
+    """One regular expression for people's names as written with a capital: each full name
+    and each of its parts of three letters or more (contact names, say)."""
+    parts = {p for n in names if n for p in re.split(r"[\s,.'-]+", str(n))
+             if len(p) >= 3 and p[:1].isupper()}
+    full = {" ".join(str(n).split()) for n in names if n and len(str(n).split()) > 1}
+    words = sorted(parts | full, key=len, reverse=True)
+    if not words:
+        return None
+    return re.compile(r"(?<![\w@])(?:" + "|".join(re.escape(w).replace(r"\ ", r"\s+")
+                                                 for w in words) + r")(?!\w)")
+
+
+def normalise(text: str, *, names: re.Pattern[str] | None = None) -> str:
+    """The text that decides whether two items say the same thing: lower case, with links,
+    addresses and @handles removed, a closing signature line dropped, people's names
+    (`names`, see `name_pattern`) as `_name_`, and dates, times, ids, amounts, percentages
+    and other numbers as `_date_`, `_time_`, `_id_`, `_amount_`, `_pct_`, `_num_`, so that
+    copies of one template ("differ from the export by about 12%" / "by about 30%") are one
+    text; punctuation removed."""
+    t = str(text or "").strip()
+    t = _SIGNATURE.sub("", t)
+    t = _EMAIL.sub(" ", _URL.sub(" ", t))
+    t = _HANDLE.sub(" ", t)
+    if names is not None:
+        t = names.sub(" _name_ ", t)
+    for rx, token in _VARIABLE:
+        t = rx.sub(token, t)
+    t = _NON_WORD.sub(" ", t.lower())
     return " ".join(t.split())
 
 
@@ -76,10 +125,12 @@ def normalise(text: str) -> str:
 
 
 def feedback_items(engine: Engine, *, since: date | datetime | None = None) -> pd.DataFrame:
-    """Every feedback item: item_type, item_id, account_id, created_at, text (non-empty)."""
+    """Every feedback item: item_type, item_id, account_id, created_at, text (non-empty), and
+    for mentions author_handle, from_brand, in_reply_to_id (what `models.relevance` reads)."""
     lo = _utc(since)
     m, t = Mention.__table__, Ticket.__table__
-    qm = select(m.c.mention_id.label("item_id"), m.c.account_id, m.c.created_at, m.c.text)
+    qm = select(m.c.mention_id.label("item_id"), m.c.account_id, m.c.created_at, m.c.text,
+                m.c.author_handle, m.c.from_brand, m.c.in_reply_to_id)
     qt = select(t.c.ticket_id.label("item_id"), t.c.account_id,
                 t.c.opened_at.label("created_at"), t.c.subject, t.c.body)
     if lo is not None:
@@ -97,8 +148,9 @@ def feedback_items(engine: Engine, *, since: date | datetime | None = None) -> p
         "account_id": comments["account_id"], "created_at": comments["commented_at"],
         "text": comments["comment"]}) if not comments.empty else pd.DataFrame(
         columns=["item_type", "item_id", "account_id", "created_at", "text"])
-    cols = ["item_type", "item_id", "account_id", "created_at", "text"]
-    parts = [f[cols] for f in (mentions, tickets, comments) if not f.empty]
+    cols = ["item_type", "item_id", "account_id", "created_at", "text", "author_handle",
+            "from_brand", "in_reply_to_id"]
+    parts = [f.reindex(columns=cols) for f in (mentions, tickets, comments) if not f.empty]
     if not parts:
         return pd.DataFrame(columns=cols)
     items = pd.concat(parts, ignore_index=True)
@@ -110,7 +162,8 @@ def feedback_items(engine: Engine, *, since: date | datetime | None = None) -> p
 
 
 def _known(engine: Engine, since: datetime | None) -> pd.DataFrame:
-    q = select(INSIGHTS.c.item_type, INSIGHTS.c.item_id, INSIGHTS.c.text)
+    q = select(INSIGHTS.c.item_type, INSIGHTS.c.item_id, INSIGHTS.c.text,
+               INSIGHTS.c.relevance, INSIGHTS.c.dropped)
     if since is not None:
         q = q.where(INSIGHTS.c.created_at >= since)
     return _frame(engine, q)
@@ -139,20 +192,39 @@ def classify(texts: Sequence[str]) -> pd.DataFrame:
 def refresh_insights(engine: Engine, *, since: date | datetime | None = None,
                      now: datetime | None = None) -> int:
     """Classify the feedback items (created at or after `since`) that are new or whose text
-    changed, and upsert them into `text_insights`; the number of rows written."""
+    changed, judge whether they are about the product (`models.relevance`: `relevance`,
+    `dropped`), and upsert them into `text_insights`; the number of rows written.
+
+    Posts classified before relevance existed (no relevance, not dropped) are judged too and
+    only their two relevance columns are updated."""
+    from pulse.models.relevance import judge
+
     at = _utc(now) or datetime.now(UTC)
     lo = _utc(since)
     items = feedback_items(engine, since=lo)
     if items.empty:
         return 0
     known = _known(engine, lo)
+    legacy = pd.DataFrame(columns=["item_type", "item_id"])
     if not known.empty:
         known["item_id"] = known["item_id"].astype(str)
         merged = items.merge(known.rename(columns={"text": "_old"}),
                              on=["item_type", "item_id"], how="left")
-        items = merged[merged["_old"].isna() | (merged["_old"] != merged["text"])
-                       ].drop(columns="_old").reset_index(drop=True)
-    written = 0
+        fresh = merged["_old"].isna() | (merged["_old"] != merged["text"])
+        unjudged = (~fresh & (merged["item_type"] == "mention") & merged["relevance"].isna()
+                    & merged["dropped"].isna())
+        legacy = merged.loc[unjudged, ["item_type", "item_id"]]
+        items_all = items
+        items = items[fresh.to_numpy()].reset_index(drop=True)
+    else:
+        items_all = items
+    if items.empty and legacy.empty:
+        return 0
+    verdict = judge(items_all).frame
+    judged = pd.concat([items_all[["item_type", "item_id"]], verdict[["relevance", "dropped"]]],
+                       axis=1)
+    written = _update_relevance(engine, legacy.merge(judged, on=["item_type", "item_id"]))
+    items = items.merge(judged, on=["item_type", "item_id"], how="left")
     cols = [c.name for c in INSIGHTS.columns]
     for start in range(0, len(items), BATCH):
         chunk = items.iloc[start:start + BATCH].reset_index(drop=True)
@@ -172,6 +244,27 @@ def refresh_insights(engine: Engine, *, since: date | datetime | None = None,
     return written
 
 
+def _update_relevance(engine: Engine, judged: pd.DataFrame) -> int:
+    """Write `relevance` and `dropped` of already classified items (one executemany);
+    items still without a verdict are left alone."""
+    from sqlalchemy import and_, bindparam
+
+    judged = judged[judged["relevance"].notna() | judged["dropped"].notna()]
+    if judged.empty:
+        return 0
+    records = [{"t": t, "i": str(i), "r": None if r is None or pd.isna(r) else float(r),
+                "d": d if isinstance(d, str) else None}
+               for t, i, r, d in judged[["item_type", "item_id", "relevance", "dropped"]]
+               .itertuples(index=False, name=None)]
+    stmt = (INSIGHTS.update()
+            .where(and_(INSIGHTS.c.item_type == bindparam("t"),
+                        INSIGHTS.c.item_id == bindparam("i")))
+            .values(relevance=bindparam("r"), dropped=bindparam("d")))
+    with engine.begin() as conn:
+        conn.execute(stmt, records)
+    return len(records)
+
+
 # --------------------------------------------------------------------------- themes
 
 THEME_COLUMNS = ["theme_key", "label", "top_terms", "items", "distinct_texts",
@@ -182,14 +275,15 @@ THEME_COLUMNS = ["theme_key", "label", "top_terms", "items", "distinct_texts",
 def period_items(engine: Engine, *, team: str | None, since: date | datetime,
                  until: date | datetime) -> pd.DataFrame:
     """The insights of `team` (all teams when None) created in [since, until), with their
-    account's name, MRR and currency."""
+    account's name, MRR and currency; items `models.relevance` dropped (not about the
+    product, or the brand's own posts) are not feedback and are left out (`dropped_items`)."""
     lo, hi = _utc(since), _utc(until)
     i, a = INSIGHTS, Account.__table__
     q = (select(i.c.item_type, i.c.item_id, i.c.account_id, i.c.created_at, i.c.text,
                 i.c.sentiment, i.c.kind, i.c.team, i.c.component,
                 a.c.name.label("account_name"), a.c.mrr, a.c.currency)
          .select_from(i.outerjoin(a, a.c.account_id == i.c.account_id))
-         .where(i.c.created_at >= lo, i.c.created_at < hi)
+         .where(i.c.created_at >= lo, i.c.created_at < hi, i.c.dropped.is_(None))
          .order_by(i.c.created_at, i.c.item_type, i.c.item_id))
     if team is not None:
         q = q.where(i.c.team == team)
@@ -198,6 +292,65 @@ def period_items(engine: Engine, *, team: str | None, since: date | datetime,
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
         frame["mrr"] = frame["mrr"].map(lambda v: None if v is None else float(v))
     return frame
+
+
+DROPPED_COLUMNS = ["item_type", "item_id", "created_at", "dropped", "relevance", "author",
+                   "account_id", "text"]
+
+
+def dropped_items(engine: Engine, *, since: date | datetime, until: date | datetime,
+                  reason: str | None = None) -> pd.DataFrame:
+    """The items created in [since, until) that are not feedback, newest first: `dropped`
+    ("off_topic": not about the product, "brand": written by the brand), their `relevance`
+    and their author (the post's handle)."""
+    lo, hi = _utc(since), _utc(until)
+    i, m = INSIGHTS, Mention.__table__
+    q = (select(i.c.item_type, i.c.item_id, i.c.created_at, i.c.dropped, i.c.relevance,
+                m.c.author_handle.label("author"), i.c.account_id, i.c.text)
+         .select_from(i.outerjoin(m, (i.c.item_type == "mention")
+                                  & (m.c.mention_id == i.c.item_id)))
+         .where(i.c.created_at >= lo, i.c.created_at < hi, i.c.dropped.is_not(None))
+         .order_by(i.c.created_at.desc(), i.c.item_id))
+    if reason is not None:
+        q = q.where(i.c.dropped == reason)
+    frame = _frame(engine, q)
+    return frame.reindex(columns=DROPPED_COLUMNS)
+
+
+def other_language_items(engine: Engine, *, since: date | datetime,
+                         until: date | datetime) -> pd.DataFrame:
+    """The items of [since, until) in a language no sentiment model covers (sentiment
+    `unknown`, models/text_language.py), newest first, with the language detected: kept as
+    feedback (themes, routing), never guessed as negative."""
+    from pulse.models.text import OTHER_LANGUAGE
+    from pulse.models.text_language import detect
+
+    i = INSIGHTS
+    q = (select(i.c.item_type, i.c.item_id, i.c.created_at, i.c.team, i.c.account_id, i.c.text)
+         .where(i.c.created_at >= _utc(since), i.c.created_at < _utc(until),
+                i.c.sentiment_method == OTHER_LANGUAGE)
+         .order_by(i.c.created_at.desc(), i.c.item_id))
+    frame = _frame(engine, q)
+    frame.insert(3, "language", detect(frame["text"]) if len(frame) else [])
+    return frame
+
+
+def dropped_counts(engine: Engine, *, since: date | datetime,
+                   until: date | datetime) -> dict[str, int]:
+    """How many items of [since, until) were left out, per reason (every reason, 0 too)."""
+    from sqlalchemy import func
+
+    from pulse.models.relevance import REASONS
+
+    i = INSIGHTS
+    with engine.connect() as conn:
+        rows = conn.execute(select(i.c.dropped, func.count())
+                            .where(i.c.created_at >= _utc(since), i.c.created_at < _utc(until),
+                                   i.c.dropped.is_not(None))
+                            .group_by(i.c.dropped)).all()
+    counts = {r: 0 for r in REASONS}
+    counts.update({str(r): int(n) for r, n in rows})
+    return counts
 
 
 def _union_find(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -235,26 +388,29 @@ def stop_words() -> list[str]:
 
 
 def cluster_items(items: pd.DataFrame, *, duplicate_similarity: float = DUPLICATE_SIMILARITY,
-                  theme_distance: float = THEME_DISTANCE) -> pd.DataFrame:
-    """`items` (with `text`) plus `dup_group` (near-duplicates share it), `cluster` (theme
-    number) and `centrality` (cosine to the theme's centroid)."""
+                  theme_distance: float = THEME_DISTANCE,
+                  names: re.Pattern[str] | None = None) -> pd.DataFrame:
+    """`items` (with `text`) plus `norm` (`normalise`d with `names`), `dup_group`
+    (near-duplicates share it), `cluster` (theme number) and `centrality` (cosine to the
+    theme's centroid); `attrs["terms"]` holds each theme's top terms and `attrs["labels"]`
+    its label (`label_themes`)."""
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import cosine_similarity
 
     items = items.reset_index(drop=True).copy()
-    items["norm"] = items["text"].map(normalise)
+    items["norm"] = items["text"].map(lambda t: normalise(t, names=names))
     # 1. exact duplicates after normalisation, 2. near duplicates among the distinct texts.
     distinct = items.drop_duplicates("norm", keep="first")["norm"].tolist()[-MAX_TEXTS:]
     index = {t: n for n, t in enumerate(distinct)}
     items = items[items["norm"].isin(index)].reset_index(drop=True)
     vec = TfidfVectorizer(stop_words=stop_words(), sublinear_tf=True, min_df=1,
-                          token_pattern=r"(?u)\b[a-z][a-z]+\b")
+                          token_pattern=_TERM)
     try:
         x = vec.fit_transform(distinct)
     except ValueError:  # nothing but stop words
         items["dup_group"], items["cluster"], items["centrality"] = 0, 0, 1.0
-        items.attrs["terms"] = {0: []}
+        items.attrs["terms"], items.attrs["labels"] = {0: []}, {0: ""}
         return items
     sim = cosine_similarity(x)
     pairs = np.argwhere(np.triu(sim >= duplicate_similarity, k=1))
@@ -283,30 +439,152 @@ def cluster_items(items: pd.DataFrame, *, duplicate_similarity: float = DUPLICAT
     text_group = members
     items["dup_group"] = [int(text_group[index[t]]) for t in items["norm"]]
     items["cluster"] = [int(labels[g]) for g in items["dup_group"]]
-    terms = np.array(vec.get_feature_names_out())
     counts = items.groupby("dup_group").size()
-    top: dict[int, list[str]] = {}
     central = np.zeros(len(reps))
     for c in sorted(set(labels.tolist())):
         idx = np.flatnonzero(labels == c)
         w = np.array([counts.get(i, 1) for i in idx], dtype=float)
         centroid = (points[idx] * w[:, None]).sum(axis=0)
-        ranked = sorted(range(len(terms)), key=lambda j: (-centroid[j], terms[j]))
-        top[c] = [str(terms[j]) for j in ranked[:TOP_TERMS] if centroid[j] > 0]
         norm = np.linalg.norm(centroid) or 1.0
         pn = np.linalg.norm(points[idx], axis=1)
         pn[pn == 0] = 1.0
         central[idx] = (points[idx] @ centroid) / (pn * norm)
     items["centrality"] = [float(central[g]) for g in items["dup_group"]]
-    items.attrs["terms"] = top
+    top, named = label_themes(items, names=names)
+    items.attrs["terms"], items.attrs["labels"] = top, named
     return items
+
+
+#: Words of two letters or more (no digits, no `_placeholders_`).
+_TERM = r"(?u)\b[^\W\d_][^\W\d_]+\b"
+LABEL_WORDS = (2, 12)  # a label is a phrase of this many words, from the theme's own texts
+LABEL_CHARS = 80
+_SEGMENT_SPLIT = re.compile(r"\n+|(?<!e\.g\.)(?<!i\.e\.)(?<=[.!?;…])\s+|\s+[-–—]\s+|"
+                            r":\s+(?=[A-Z])")
+_GREETING = re.compile(r"^(?:(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b[^,.!]*"
+                       r"[,.!]\s*|(?:thanks|thank you|cheers|best|regards)[,.!]?\s*$)", re.I)
+_EDGE = re.compile(r"^[\s\"'“”‘’(\[*#>,;:.!…-]+|[\s\"'“”‘’)\]*#,;:.!…-]+$")
+_LEADING_HANDLES = re.compile(r"^(?:\s*@\w{1,30})+")
+#: In a label, what differs from one item to the next is shown as "…".
+_LABEL_VARIABLE = (_VARIABLE[0][0], _VARIABLE[2][0], _VARIABLE[3][0])
+
+
+def _segments(text: str) -> list[tuple[str, float]]:
+    """The phrases of a text a label can be, each with its prior: its lines and sentences (a
+    ticket's subject, a post's opening sentence: the one its writer chose to sum it up, prior
+    1; later ones 0.5; with a person's @handle cut out of its middle, half that), without
+    links, addresses, @handles and greetings; ids, dates and amounts shown as "…"."""
+    t = _EMAIL.sub(" ", _URL.sub(" ", str(text or "")))
+    out: list[tuple[str, float]] = []
+    for part in _SEGMENT_SPLIT.split(t):
+        part = _LEADING_HANDLES.sub("", part)
+        holed = bool(_HANDLE.search(part))
+        part = _HANDLE.sub(" ", part)
+        for rx in _LABEL_VARIABLE:
+            part = rx.sub("…", part)
+        part = _GREETING.sub("", " ".join(part.split()))
+        part = _EDGE.sub("", part).strip()
+        question = part.endswith("?")
+        part = part.rstrip("?").rstrip()
+        n = len(part.split())
+        if LABEL_WORDS[0] <= n <= LABEL_WORDS[1] and len(part) <= LABEL_CHARS:
+            prior = (1.0 if not out else 0.5) * (0.5 if holed else 1.0)
+            out.append((part + ("?" if question else ""), prior))
+        elif part and not out:
+            out.append(("", 0.0))  # a subject too short or too long still comes first
+    return [(p, w) for p, w in out if p]
+
+
+def label_themes(items: pd.DataFrame, *, names: re.Pattern[str] | None = None
+                 ) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """Each theme's top terms and label, from `items` with `text`, `norm` and `cluster`.
+
+    Terms are weighed by class-based TF-IDF (as BERTopic does): every theme is one document
+    of all its items (duplicates included, so what many customers say weighs more), words and
+    word pairs weigh by their frequency in the theme times log(1 + average theme length /
+    their frequency over all themes). The label is the phrase (a line or sentence of 2 to 12
+    words from the theme's texts) with the best product of: how close its terms are to the
+    theme's weights (cosine), how much of its terms the theme's items hold on average, and
+    its prior (`_segments`: a ticket's subject or a post's opening sentence first). Phrases
+    naming a person are never labels. A theme without any usable phrase is labelled by its
+    top terms."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    clusters = sorted(items["cluster"].unique().tolist())
+    vec = CountVectorizer(stop_words=stop_words(), ngram_range=(1, 2), token_pattern=_TERM)
+    try:
+        counts = vec.fit_transform(items["norm"])
+    except ValueError:  # nothing but stop words
+        return {int(c): [] for c in clusters}, {int(c): "" for c in clusters}
+    import scipy.sparse as sp
+
+    pos = {c: n for n, c in enumerate(clusters)}
+    rows = items["cluster"].map(pos).to_numpy()
+    member = sp.csr_matrix((np.ones(len(items)), (rows, np.arange(len(items)))),
+                           shape=(len(clusters), len(items)))
+    tf = np.asarray((member @ counts).todense(), dtype=float)
+    sizes = tf.sum(axis=1, keepdims=True)
+    sizes[sizes == 0] = 1.0
+    avg = float(tf.sum() / max(len(clusters), 1))
+    freq = tf.sum(axis=0)
+    weights = (tf / sizes) * np.log1p(avg / np.where(freq > 0, freq, 1.0))
+    terms = np.array(vec.get_feature_names_out())
+    unigram = np.array([" " not in t for t in terms])
+    top: dict[int, list[str]] = {}
+    label: dict[int, str] = {}
+    for c in clusters:
+        w = weights[pos[c]]
+        ranked = sorted(np.flatnonzero(unigram & (w > 0)).tolist(), key=lambda j: (-w[j], terms[j]))
+        top[int(c)] = [str(terms[j]) for j in ranked[:TOP_TERMS]]
+        mine = items[items["cluster"] == c]
+        label[int(c)] = _best_phrase(mine, w, vec, names) or ", ".join(top[int(c)])
+    return top, label
+
+
+def _best_phrase(items: pd.DataFrame, weights: np.ndarray, vec: Any,
+                 names: re.Pattern[str] | None) -> str:
+    """The phrase of `items`' texts closest to the theme's term `weights`, weighted by how
+    many of its items hold it (see `label_themes`)."""
+    seen = items.drop_duplicates("norm")
+    phrases: dict[str, list[str]] = {}  # normalised phrase -> its spellings, in order
+    prior: dict[str, float] = {}
+    for text in seen["text"]:
+        for phrase, weight in _segments(text):
+            if names is not None and names.search(phrase):
+                continue
+            key = normalise(phrase)
+            if not key:
+                continue
+            phrases.setdefault(key, []).append(phrase)
+            prior[key] = max(prior.get(key, 0.0), weight)
+    if not phrases:
+        return ""
+    keys = sorted(phrases)
+    x = vec.transform(keys)
+    x.data[:] = 1.0
+    nnz = np.asarray(x.getnnz(axis=1), dtype=float)
+    norm = float(np.linalg.norm(weights)) or 1.0
+    fit = np.asarray(x @ weights).ravel() / (np.sqrt(np.where(nnz > 0, nnz, 1.0)) * norm)
+    # Coverage: the share of the phrase's terms an item holds, averaged over the items.
+    held = vec.transform(items["norm"])
+    held.data[:] = 1.0
+    cover = np.asarray((held @ x.T).mean(axis=0)).ravel() / np.where(nnz > 0, nnz, 1.0)
+    score = fit * cover * np.array([prior[k] for k in keys])
+    best = min(range(len(keys)), key=lambda j: (-round(float(score[j]), 9),
+                                                len(keys[j]), keys[j]))
+    if score[best] <= 0:
+        return ""
+    spelling = pd.Series(phrases[keys[best]]).value_counts()
+    text = str(spelling.index[0])
+    return text[:1].upper() + text[1:]
 
 
 def themes(engine: Engine, *, team: str | None, since: date | datetime,
            until: date | datetime) -> pd.DataFrame:
     """The themes of `team`'s feedback created in [since, until), biggest MRR first.
 
-    Columns: theme_key, label (top terms joined), top_terms, items (every item, duplicates
+    Columns: theme_key, label (a phrase from the theme's texts, `label_themes`), top_terms
+    (class-based TF-IDF), items (every raw item, duplicates
     included), distinct_texts (after merging near-duplicates), duplicates_merged, accounts
     (distinct), mrr (sum over the distinct accounts, each once), currency (the accounts'
     currency, "mixed" when they differ), negative (items with negative sentiment),
@@ -314,15 +592,31 @@ def themes(engine: Engine, *, team: str | None, since: date | datetime,
     near-duplicate group), item_refs (item_type:item_id of every item).
     """
     items = period_items(engine, team=team, since=since, until=until)
-    return themes_of(items)
+    ids = sorted(items["account_id"].dropna().astype(str).unique()) if not items.empty else []
+    return themes_of(items, names=contact_names(engine, ids))
 
 
-def themes_of(items: pd.DataFrame) -> pd.DataFrame:
-    """`themes` of an already loaded frame of `period_items`."""
+def contact_names(engine: Engine, account_ids: Sequence[str]) -> list[str]:
+    """The names of the contacts of these accounts (what `normalise` treats as `_name_`)."""
+    from pulse.sql.schema import Contact
+
+    c = Contact.__table__
+    names: list[str] = []
+    with engine.connect() as conn:
+        for start in range(0, len(account_ids), BATCH):
+            part = list(account_ids[start:start + BATCH])
+            names += [str(n) for n in conn.execute(select(c.c.name).where(
+                c.c.account_id.in_(part), c.c.name.is_not(None))).scalars()]
+    return sorted(set(names))
+
+
+def themes_of(items: pd.DataFrame, *, names: Iterable[str] = ()) -> pd.DataFrame:
+    """`themes` of an already loaded frame of `period_items`; `names` are people's names
+    (the accounts' contacts) that do not make two texts different, nor appear in labels."""
     if items.empty:
         return pd.DataFrame(columns=THEME_COLUMNS)
-    clustered = cluster_items(items)
-    top = clustered.attrs["terms"]
+    clustered = cluster_items(items, names=name_pattern(names))
+    top, named = clustered.attrs["terms"], clustered.attrs["labels"]
     clustered.attrs = {}  # pandas deep-copies attrs on every operation below: costly
     rows = []
     for c, g in clustered.groupby("cluster", sort=True):
@@ -337,7 +631,7 @@ def themes_of(items: pd.DataFrame) -> pd.DataFrame:
         key_terms = terms or sorted(g["norm"].iloc[:1].tolist())
         rows.append({
             "theme_key": theme_key(key_terms),
-            "label": ", ".join(terms) if terms else "(no words)",
+            "label": named.get(int(c)) or (", ".join(terms) if terms else "(no words)"),
             "top_terms": terms,
             "items": int(len(g)),
             "distinct_texts": int(g["dup_group"].nunique()),
@@ -397,5 +691,7 @@ def assign_theme_keys(engine: Engine, keyed: pd.DataFrame) -> int:
 
 
 __all__ = ["DUPLICATE_SIMILARITY", "ITEM_TYPES", "THEME_COLUMNS", "THEME_DISTANCE",
-           "assign_theme_keys", "classify", "cluster_items", "feedback_items", "match_previous",
+           "assign_theme_keys", "classify", "cluster_items", "contact_names", "dropped_counts",
+           "dropped_items", "label_themes", "name_pattern",
+           "feedback_items", "match_previous",
            "normalise", "period_items", "refresh_insights", "theme_key", "themes", "themes_of"]

@@ -13,12 +13,14 @@ The flags
     the data of the date, so the rule carries over to customers and worlds of any size,
     volume per seat, noise or weekly cycle (models/flags.py `silent_scores`).
 
-    Trajectory signals compare the mean of the last `recent_weeks` (2) whole weeks with the
+    Trajectory signals compare the mean of the last `recent_weeks` (4) whole weeks with the
     median of the account's baseline weeks: the `baseline_weeks` (22) weeks before the last
     `skip_weeks` (4), those it existed in (at least `min_baseline_weeks`, 4; the week of its
     first usage is left out, it may be partial). Whole 7-day weeks ending with the as-of
     date, so a weekly cycle never tilts a comparison. The median of a long baseline still
-    holds the account's usual level when dissatisfaction set in months ago.
+    holds the account's usual level when dissatisfaction set in months ago. Four weeks
+    rather than two: a mean of four weeks wanders less, so a decline that lasts shows more
+    surely than a fortnight's dip (measured: docs/demo-variants.md).
 
     ==============  =============================================================
     signal          own past (robust z)                 peers (robust z)
@@ -39,7 +41,11 @@ The flags
     (as stored now) when at least `min_peers` (20) of them have a baseline, else the same
     segment, else all accounts; with fewer than 20 in all, the account's own past decides
     alone. The error share may also be unusual against the peers' shares (and their pooled
-    share, for chance): failures that set in before the baseline count too.
+    share, for chance): failures that set in before the baseline count too. An error rise
+    *backs a decline up* and never fires the flag on its own: its strength stops at 2.58
+    (`models.flags.CORROBORATING_Z`, as the modelled risk's), under `min_evidence`. Failures
+    at the usual volume are a technical problem (the outage flag, a ticket); measured on the
+    variant worlds, most accounts flagged on errors alone were not dissatisfied.
 
     Event signals weigh by how rare they are among the live accounts of the date: a share p
     of accounts showing it gives the z with P(Z > z) = p (a downgrade seen in 3 % of
@@ -56,10 +62,11 @@ The flags
     ==============  =============================================================
 
     The modelled risk never fires the flag on its own (a share under 0.5% weighs as 0.5%,
-    2.58 < `min_evidence`, however many accounts are scored): it tips a decline the trajectory signals see only mildly. On the
-    reference demo world (400 accounts, seed 1) it lifted the flag's F1 from 0.32 to 0.53
-    (precision 0.50 to 0.53, recall 0.24 to 0.53), where the churn model ranked the silent
-    accounts with a ROC AUC of 0.83 (docs/demo-variants.md has the figures per variant).
+    2.58 < `min_evidence`, however many accounts are scored): it tips a decline the
+    trajectory signals see only mildly. Every caller scores a date through one step
+    (`models.scoring.score_day`: features, health, churn scores when there is a champion,
+    then flags), so `pulse score`, the history backfill, the benches and the health DAG
+    weigh it alike (docs/demo-variants.md has the figures per variant).
 
     The evidence is the root of the sum of squared strengths (each capped at
     `signal_cap`, 6); the flag fires when it reaches `min_evidence` (3: one signal three
@@ -135,7 +142,7 @@ class SilentRule:
     """
 
     no_contact_days: int = 30
-    recent_weeks: int = 2
+    recent_weeks: int = 4
     skip_weeks: int = 4
     baseline_weeks: int = 22
     min_baseline_weeks: int = 4

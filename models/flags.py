@@ -167,6 +167,10 @@ MODEL_SIGNALS: tuple[str, ...] = ("modelled_risk",)
 #: The smallest share the modelled risk's rank weighs as (z 2.58): however many accounts are
 #: scored, the riskiest alone stays under `min_evidence` (3), never the flag on its own.
 MODEL_SHARE_FLOOR = 0.005
+#: The most a corroborating signal weighs (z 2.58, as rare as MODEL_SHARE_FLOOR): an error
+#: rise and the modelled risk back a decline up, and neither fires the flag on its own.
+CORROBORATING_Z = float(NormalDist().inv_cdf(1.0 - MODEL_SHARE_FLOOR))
+CORROBORATING_SIGNALS: tuple[str, ...] = ("error_rise", "modelled_risk")
 SILENT_SIGNALS: tuple[str, ...] = TRAJECTORY_SIGNALS + EVENT_SIGNALS + MODEL_SIGNALS
 
 _SEP = "\x1f"  # between segment and plan in a peer group's name
@@ -419,6 +423,11 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
     for name in TRAJECTORY_SIGNALS:
         strength[name] = np.clip(np.nan_to_num(strength[name], nan=0.0, posinf=rule.signal_cap),
                                  0.0, rule.signal_cap)
+    # failures alone are a technical problem (the outage flag and the tickets show those),
+    # not dissatisfaction: an error rise backs a decline up, as the modelled risk does
+    for name in CORROBORATING_SIGNALS:
+        if name in strength:
+            strength[name] = np.minimum(strength[name], CORROBORATING_Z)
     evidence = np.sqrt(sum(s**2 for s in strength.values()))
     return SilentScores(strength, evidence, numbers, group, nbase)
 

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from pulse.models.scorecard import BANDS, Card, Scorecard, _num, load_scorecard
 from pulse.sql.features import FRESHNESS
+from pulse.sql.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -182,18 +183,20 @@ class ScoreSummary:
 
 
 def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None = None,
-                   ) -> ScoreSummary:
+                   shard: Shard | None = None) -> ScoreSummary:
     """Score the materialised features of `as_of` and store health and measures.
 
-    Re-scoring a date replaces that date's health rows and nothing else. The change against
-    7 and 30 days earlier reads the scores stored for those dates (none when not scored then).
+    Re-scoring a date replaces that date's health rows (of one `shard`'s accounts when given)
+    and nothing else. The change against 7 and 30 days earlier reads the scores stored for
+    those dates (none when not scored then). A source's freshness is the whole book's (the
+    features carry it), so a shard decides staleness as the whole date would.
     """
     from pulse.sql.features import load_features
     from pulse.sql.health import load_scores, write_health
 
     card = scorecard or load_scorecard()
-    features = load_features(engine, as_of)
-    if features.empty:
+    features = load_features(engine, as_of, shard=shard)
+    if features.empty and shard is None:
         log.warning("no features as of %s: run compute_features first", as_of)
     freshness = source_freshness(features, as_of, card)
     stale = {f.source for f in freshness if f.stale}
@@ -206,7 +209,7 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
             health["score"].to_numpy(dtype="float64") - merged["before"].to_numpy(
                 dtype="float64"), 1)
     health["scorecard_version"] = card.label
-    write_health(engine, as_of, health, measures)
+    write_health(engine, as_of, health, measures, shard=shard)
     bands = {b: int((health["band"] == b).sum()) for b in BANDS}
     bands["unscored"] = int(health["band"].isna().sum())
     by_card = {str(k): int(v) for k, v in health["scorecard"].value_counts().items()}

@@ -1,4 +1,5 @@
-"""Score a backfilled history: features, health and flags for each day of a past window.
+"""Score a backfilled history: features, health, churn risk and flags for each day of a past
+window.
 
 `score_history(engine, end=..., days=90)` scores every date from `end - days` to `end - 1`,
 oldest first, so each date's 7- and 30-day health changes read the scores stored for the
@@ -7,13 +8,15 @@ demo runs after landing its world, so that trends, the 7/30-day changes, the ris
 sparklines and the churn model's history have something to show on the first day.
 
 Each date is one set-based features statement (`sql.features.features_select`, basis
-`auto`: rows landed by a backfill count from when they happened) and vectorised health and
-flags (`models.health`, `models.flags`); nothing loops over accounts. The features
+`auto`: rows landed by a backfill count from when they happened), then the rest of the
+shared "score a date" step (`models.scoring.score_day`, as `pulse score` and the health DAG
+run it): vectorised health, the champion's churn scores when there is a champion, and the
+flags, which weigh them; nothing loops over accounts. The features
 statements, which cost most (about 7 s of CPU per date for 2,000 accounts and 575,000 usage
 rows on SQLite), only read: with `workers` > 1 they run in that many processes at once, a few
 dates ahead, while this process writes each date's features, health and flags in date order.
 Dates already scored are skipped unless `rescore`, so an interrupted run resumes where it
-stopped. Flags are
+stopped. Churn scores and flags are
 decided for the most recent `flag_days` dates only (default all): the risk list and the
 playbooks compare flags with the recent days, the trends need health alone.
 """
@@ -101,14 +104,13 @@ def score_history(engine: Engine, *, end: date, days: int = 90,
                   on_progress: Callable[[int, int, date], None] | None = None) -> HistoryRun:
     """Score each of the `days` dates before `end`, oldest first (see the module's doc).
 
-    `on_progress(done, total, day)` is called after each date. `flag_days`: flags only for
-    that many of the latest dates (None: every date). `workers`: processes reading the
-    features statements (1: this process alone)."""
+    `on_progress(done, total, day)` is called after each date. `flag_days`: churn scores
+    (with a champion) and flags only for that many of the latest dates (None: every date).
+    `workers`: processes reading the features statements (1: this process alone)."""
     import multiprocessing
 
-    from pulse.models.flags import compute_flags
-    from pulse.models.health import score_accounts
     from pulse.models.negative_words import NEGATIVE_TERMS
+    from pulse.models.scoring import score_day
     from pulse.sql.features import compute_features, ensure_features_schema, resolve_basis
     from pulse.sql.health import health_dates
 
@@ -148,12 +150,11 @@ def score_history(engine: Engine, *, end: date, days: int = 90,
                                                negative_terms=NEGATIVE_TERMS, allow_empty=True)
                 if not written:
                     run.empty.append(day)
-                else:
-                    score_accounts(engine, day, scorecard=card)
+                else:  # the features are stored: health, churn scores, flags
+                    score_day(engine, day, scorecard=card, basis=basis, features=False,
+                              flags=day in flagged)
                     run.scored.append(day)
-                    if day in flagged:
-                        compute_flags(engine, day, scorecard=card)
-                        run.flagged += 1
+                    run.flagged += day in flagged
             if on_progress:
                 on_progress(i, len(run.dates), day)
     finally:

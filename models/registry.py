@@ -69,6 +69,7 @@ from pulse.models.training import (
     model_frame,
 )
 from pulse.sql.schema import ChurnScore, ModelVersion
+from pulse.sql.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -677,13 +678,20 @@ def driver_records(model: ChurnModel, rows: pd.DataFrame, top: int = TOP_DRIVERS
 
 def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
                         explain_limit: int = EXPLAIN_LIMIT,
-                        on_stage: Callable[[str], None] | None = None) -> ChurnScoreSummary:
-    """`score_churn`, returning what it did (`scored` is the rows written)."""
+                        on_stage: Callable[[str], None] | None = None,
+                        shard: Shard | None = None) -> ChurnScoreSummary:
+    """`score_churn`, returning what it did (`scored` is the rows written).
+
+    With `shard`: only that shard's accounts are scored (their rows replaced) and none is
+    explained: which accounts get drivers is decided over the whole book, by
+    `explain_churn`, once every shard is scored (dags/pulse_health.py).
+    """
     import time as _time
 
     from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.sql.features import compute_features, load_features
     from pulse.sql.health import bulk_insert
+    from pulse.sql.shards import shard_of
 
     record = champion(engine)
     if record is None:
@@ -693,8 +701,8 @@ def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
         return ChurnScoreSummary(as_of, None, 0, 0, message=msg)
     t0 = _time.perf_counter()
     model = record.load()
-    features = load_features(engine, as_of)
-    if features.empty:
+    features = load_features(engine, as_of, shard=shard)
+    if features.empty and shard is None:
         if on_stage:
             on_stage(f"computing features as of {as_of}")
         compute_features(engine, as_of, basis=basis,  # type: ignore[arg-type]
@@ -708,32 +716,76 @@ def score_churn_summary(engine: Engine, as_of: date, *, basis: str = "known",
         on_stage(f"scoring {len(frame):,} accounts with churn model v{record.version}")
     risk = model.predict_risk(frame) if len(frame) else np.zeros(0)
     t2 = _time.perf_counter()
-    median = float(np.median(risk)) if len(risk) else 0.0
-    n_explain = min(int((risk > median).sum()), max(int(explain_limit), 0))
-    order = np.argsort(-risk, kind="stable")[:n_explain]
-    drivers: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
-    if n_explain:
-        if on_stage:
-            on_stage(f"explaining the {n_explain:,} riskiest accounts")
-        for i, d in zip(order, driver_records(model, frame.iloc[order])):
-            drivers[int(i)] = d
-    t3 = _time.perf_counter()
     rows = pd.DataFrame({
         "as_of": as_of, "account_id": frame["account_id"].to_numpy(),
         "model_version": record.version, "probability": risk.astype("float64"),
-        "drivers": drivers, "computed_at": datetime.now(UTC)})
+        "drivers": [[] for _ in range(len(frame))], "computed_at": datetime.now(UTC)})
+    in_shard = shard_of(SCORES.c.account_id, shard)
     with engine.begin() as conn:
-        conn.execute(delete(SCORES).where(SCORES.c.as_of == as_of))
+        stale = delete(SCORES).where(SCORES.c.as_of == as_of)
+        conn.execute(stale if in_shard is None else stale.where(in_shard))
         bulk_insert(conn, SCORES, rows)
+    t3 = _time.perf_counter()
+    n_explain = 0
+    if shard is None:
+        if on_stage:
+            on_stage("explaining the riskiest accounts")
+        n_explain = explain_churn(engine, as_of, model=model, explain_limit=explain_limit)
     t4 = _time.perf_counter()
-    log.info("churn scores as of %s: %d accounts with v%d (%d explained, %d cancelled left "
-             "out)", as_of, len(rows), record.version, n_explain, int(cancelled.sum()))
+    log.info("churn scores as of %s%s: %d accounts with v%d (%d explained, %d cancelled left "
+             "out)", as_of, f" (shard {shard})" if shard else "", len(rows), record.version,
+             n_explain, int(cancelled.sum()))
     return ChurnScoreSummary(
         as_of, record.version, len(rows), n_explain, int(cancelled.sum()),
         message=f"scored {len(rows):,} accounts as of {as_of} with churn model "
                 f"v{record.version} ({n_explain:,} explained)",
-        seconds={"features": t1 - t0, "predict": t2 - t1, "explain": t3 - t2,
-                 "write": t4 - t3})
+        seconds={"features": t1 - t0, "predict": t2 - t1, "write": t3 - t2,
+                 "explain": t4 - t3})
+
+
+def explain_churn(engine: Engine, as_of: date, *, model: ChurnModel | None = None,
+                  explain_limit: int = EXPLAIN_LIMIT) -> int:
+    """Give the riskiest accounts of the date their top drivers; returns how many.
+
+    Over every account scored as of `as_of` (all shards): those above the median risk, at
+    most `explain_limit`, riskiest first (ties in account order). The others keep an empty
+    list. Runs once per date, after the scores are written; repeating it writes the same.
+    """
+    from sqlalchemy import bindparam
+
+    from pulse.sql.features import load_features
+
+    with engine.connect() as conn:
+        scored = conn.execute(select(SCORES.c.account_id, SCORES.c.probability, SCORES.c.model_version)
+                              .where(SCORES.c.as_of == as_of)
+                              .order_by(SCORES.c.account_id)).all()
+    if not scored:
+        return 0
+    if model is None:
+        versions = {r.model_version for r in scored}
+        record = next((m for m in list_models(engine) if m.version in versions), None)
+        if record is None:
+            return 0
+        model = record.load()
+    ids = np.array([r.account_id for r in scored], dtype=object)
+    risk = np.array([r.probability for r in scored], dtype="float64")
+    median = float(np.median(risk))
+    n_explain = min(int((risk > median).sum()), max(int(explain_limit), 0))
+    chosen = ids[np.argsort(-risk, kind="stable")[:n_explain]]
+    records: list[list[dict[str, Any]]] = []
+    if n_explain:
+        features = load_features(engine, as_of, list(chosen)).set_index("account_id")
+        features = features.loc[chosen].reset_index()
+        records = driver_records(model, model_frame(features, account_attributes(engine, list(chosen))))
+    with engine.begin() as conn:
+        conn.execute(update(SCORES).where(SCORES.c.as_of == as_of).values(drivers=[]))
+        if n_explain:
+            conn.execute(
+                update(SCORES).where(SCORES.c.as_of == as_of,
+                                     SCORES.c.account_id == bindparam("aid"))
+                .values(drivers=bindparam("drv")),
+                [{"aid": a, "drv": d} for a, d in zip(chosen, records)])
+    return n_explain
 
 
 def score_churn(engine: Engine, as_of: date, *, basis: str = "known") -> int:

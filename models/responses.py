@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import ConfigError
+from pulse.core.expectations import load_expectations as load_expectations
 from pulse.sql.schema import Mention, Ticket
 
 EXPECTATIONS_FILE = Path(__file__).with_name("responses.yaml")
@@ -34,29 +34,6 @@ _FREQ = {"week": "W-MON", "month": "MS"}
 
 ASK_COLUMNS = ["kind", "item_id", "channel", "account_id", "author", "brand", "text", "url",
                "asked_at", "first_response_at", "minutes"]
-
-
-def load_expectations(path: Path | str | None = None) -> dict[str, float]:
-    """Minutes customers expect per channel (lower-case), with a `default`."""
-    if path is None:
-        from pulse.core.settings import get_settings
-
-        path = get_settings().responses_expectations or EXPECTATIONS_FILE
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the response expectations: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of channel to minutes")
-    out: dict[str, float] = {}
-    for channel, minutes in raw.items():
-        if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
-            raise ConfigError(f"{path}: invalid value for {channel!r}: expected minutes > 0 "
-                              f"(not {minutes!r})")
-        out[str(channel).lower()] = float(minutes)
-    out.setdefault("default", 60.0)
-    return out
 
 
 def expected_minutes(channels: pd.Series, expectations: dict[str, float]) -> pd.Series:
@@ -98,8 +75,12 @@ def _brand_posts(frame: pd.DataFrame, handles: set[str]) -> pd.Series:
     return flag.fillna(by_handle).astype(bool)
 
 
-def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None) -> pd.DataFrame:
-    """One row per customer post: when the brand first replied (NaT when not) and who."""
+def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None,
+                 since: datetime | None = None) -> pd.DataFrame:
+    """One row per customer post: when the brand first replied (NaT when not) and who.
+
+    With `since`, only the posts created from then on are read (and so only the replies among
+    them: a reply comes after its post)."""
     if brand_handles is None:
         from pulse.core.settings import get_settings
 
@@ -107,6 +88,8 @@ def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None) -> p
     m = Mention.__table__
     q = select(m.c.mention_id, m.c.created_at, m.c.text, m.c.author_handle, m.c.platform,
                m.c.url, m.c.in_reply_to_id, m.c.account_id, m.c.from_brand)
+    if since is not None:
+        q = q.where(m.c.created_at >= since)
     with engine.connect() as conn:
         posts = pd.DataFrame(conn.execute(q).mappings().all(),
                              columns=["mention_id", "created_at", "text", "author_handle",
@@ -146,6 +129,13 @@ def asks(engine: Engine, *, brand_handles: list[str] | None = None) -> pd.DataFr
     return _timed(pd.concat([ticket_asks(engine),
                              mention_asks(engine, brand_handles=brand_handles)],
                             ignore_index=True))
+
+
+def post_asks(engine: Engine, *, since: datetime | None = None,
+              brand_handles: list[str] | None = None) -> pd.DataFrame:
+    """Customers' posts (created from `since`, when given), each with its first-response
+    time in minutes."""
+    return _timed(mention_asks(engine, brand_handles=brand_handles, since=since))
 
 
 def _timed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -304,5 +294,5 @@ def response_chart(per_period: pd.DataFrame, path: Path | str, *,
         plt.close(fig)
 
 
-__all__ = ["account_responses", "asks", "load_expectations", "mark", "report", "response_chart", "summarise",
-           "trend", "complaints"]
+__all__ = ["account_responses", "asks", "complaints", "load_expectations", "mark", "post_asks",
+           "report", "response_chart", "summarise", "trend"]

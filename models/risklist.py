@@ -45,10 +45,11 @@ def format_value(feature: str, value: float | None) -> str:
     v = float(value)
     if feature.endswith("_pct"):
         return f"{v:+.0f}%"
-    if feature in ("error_rate_28d", "negative_share_28d", "seat_utilisation_28d"):
+    if feature in ("error_rate_28d", "negative_share_28d", "seat_utilisation_28d",
+                   "first_response_late_share_90d"):
         return f"{100 * v:.1f}%" if abs(v) < 0.1 else f"{100 * v:.0f}%"
     if "hours" in feature:
-        return f"{v:,.0f} h"
+        return f"{v * 60:.0f} min" if abs(v) < 1 else f"{v:,.0f} h"
     if v == int(v):
         return f"{v:,.0f}"
     return f"{v:,.1f}"

@@ -2,7 +2,8 @@
 
 Word 1-2-gram and character 2-5-gram TF-IDF (sublinear tf) feeding a class-balanced linear
 SVM, averaged with a Complement Naive Bayes on the words; `read_labelled_csv` reads labelled
-examples and `cross_validate` scores the estimator on them.
+examples, `cross_validate` scores the estimator on them and `out_of_fold_scores` gives the
+held-out scores of several settings at once (what routing chooses its threshold from).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pulse.core.errors import InputFileError, TextError
+from pulse.models.text_language import covered
 from pulse.models.text_lexicon import _as_list, normalise
 
 # --------------------------------------------------------------------------- the estimator
@@ -98,6 +100,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.nb_ = ComplementNB(alpha=1.0).fit(words, y) if self.nb_weight > 0 else None
         self.classes_ = self.svm_.classes_
         self.n_samples_ = len(X)
+        # the languages it learnt from: a text in another one is not read (models/text_language)
+        self.languages_ = covered(X)
         return self
 
     def decision_function(self, texts: Iterable[Any]) -> np.ndarray:
@@ -116,12 +120,22 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             score = (1.0 - self.nb_weight) * score + self.nb_weight * nb
         return score
 
+    def svm_scores(self, texts: Iterable[Any]) -> np.ndarray:
+        """(n_samples, n_classes) raw SVM decision values: their level keeps how much evidence
+        a text holds (a text of unknown words scores low for every class)."""
+        import scipy.sparse as sp
+
+        check_is_fitted(self, "svm_")
+        X = _as_list(texts)
+        if not X:
+            return np.zeros((0, len(self.classes_)))
+        words = self.word_.transform(X)
+        both = words if self.char_ is None else sp.hstack([words, self.char_.transform(X)])
+        return _columns(self.svm_.decision_function(both), len(self.classes_))
+
     def predict_proba(self, texts: Iterable[Any]) -> np.ndarray:
         """Class probabilities (softmax of the scores), columns in the order of `classes_`."""
-        score = self.decision_function(texts) * self.temperature
-        score -= score.max(axis=1, keepdims=True)
-        expd = np.exp(score)
-        return expd / expd.sum(axis=1, keepdims=True)
+        return softmax(self.decision_function(texts), self.temperature)
 
     def predict(self, texts: Iterable[Any]) -> np.ndarray:
         """The most probable label of each text."""
@@ -153,6 +167,22 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(model, cls):
             raise TextError(f"{path} holds a {type(model).__name__}, not a TextClassifier")
         return model
+
+
+def softmax(score: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise softmax of `score * temperature` (how scores become probabilities)."""
+    score = np.asarray(score, dtype=float) * temperature
+    score = score - score.max(axis=1, keepdims=True)
+    expd = np.exp(score)
+    return expd / expd.sum(axis=1, keepdims=True)
+
+
+def _columns(score: np.ndarray, n_classes: int) -> np.ndarray:
+    """Decision values with one column per class (a binary SVM's one column becomes two)."""
+    score = np.asarray(score, dtype=float)
+    if score.ndim == 1 or (n_classes == 2 and score.shape[1] == 1):
+        return np.column_stack([-score.ravel(), score.ravel()]) / 2.0
+    return score
 
 
 def _standardise(score: np.ndarray, n_classes: int) -> np.ndarray:
@@ -209,3 +239,52 @@ def cross_validate(texts: Sequence[str], labels: Sequence[str], *, folds: int = 
         pred[test] = model.predict(X[test])
     return {"folds": k, "accuracy": float(accuracy_score(y, pred)),
             "macro_f1": float(f1_score(y, pred, average="macro"))}
+
+
+def out_of_fold_scores(texts: Iterable[Any], labels: Iterable[Any], *, Cs: Sequence[float],
+                       folds: int = 5, random_state: int = 0,
+                       prior_texts: Sequence[str] = (), prior_labels: Sequence[str] = (),
+                       ) -> tuple[np.ndarray, dict[float, np.ndarray], np.ndarray]:
+    """Held-out SVM decision values of a TextClassifier for every example, for several `C`.
+
+    Stratified k-fold (k = `folds`, fewer when the rarest label has fewer examples); each fold
+    is vectorised once and the linear SVM fitted for every C. `prior_texts` (with
+    `prior_labels`) join every training fold and are never scored: hand-written hints such as
+    a taxonomy's keywords. Returns (classes, {C: raw decision values of shape (n_samples,
+    n_classes)}, scored), `scored` marking the examples held out (a label with a single
+    example stays in training).
+    """
+    import scipy.sparse as sp
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import LinearSVC
+
+    X = np.asarray(_as_list(texts), dtype=object)
+    y = np.asarray([str(v) for v in labels], dtype=object)
+    PX = np.asarray(_as_list(prior_texts), dtype=object)
+    Py = np.asarray([str(v) for v in prior_labels], dtype=object)
+    classes = np.asarray(sorted(set(y) | set(Py)), dtype=object)
+    counts = pd.Series(y).value_counts()
+    scored = pd.Series(y).map(counts).to_numpy() >= 2
+    k = int(max(2, min(folds, counts[counts >= 2].min() if (counts >= 2).any() else 2)))
+    if scored.sum() < k or len(set(y[scored])) < 2:
+        raise TextError("need at least two labels with two examples each to hold any out")
+    svm = {float(c): np.zeros((len(y), len(classes))) for c in Cs}
+    idx = np.flatnonzero(scored)
+    always = np.flatnonzero(~scored)
+    split = StratifiedKFold(k, shuffle=True, random_state=random_state)
+    for train_at, test_at in split.split(X[idx], y[idx]):
+        train = np.r_[idx[train_at], always]
+        test = idx[test_at]
+        Xtr = np.r_[X[train], PX]
+        ytr = np.r_[y[train], Py]
+        word, char = TextClassifier()._vectorisers(len(Xtr))
+        both = sp.hstack([word.fit_transform(Xtr), char.fit_transform(Xtr)]).tocsr()
+        test_both = sp.hstack([word.transform(X[test]), char.transform(X[test])]).tocsr()
+        present = np.searchsorted(classes, np.unique(ytr))
+        for c in Cs:
+            model = LinearSVC(C=float(c), class_weight="balanced",
+                              random_state=random_state).fit(both, ytr)
+            part = np.full((len(test), len(classes)), -3.0)  # a label the fold never saw
+            part[:, present] = _columns(model.decision_function(test_both), len(present))
+            svm[float(c)][test] = part
+    return classes, svm, scored

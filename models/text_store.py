@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -36,7 +37,7 @@ def user_sentiment_path() -> Path:
     return models_dir() / USER_SENTIMENT_MODEL
 
 
-_memo: dict[tuple[str, ...], TextClassifier] = {}
+_memo: dict[tuple[str, ...], Any] = {}  # TextClassifier, or a routing Router
 
 
 def _seed_model(name: str, label_column: str) -> TextClassifier | None:
@@ -47,15 +48,22 @@ def _seed_model(name: str, label_column: str) -> TextClassifier | None:
     if not seed.is_file():
         return None
     digest = hashlib.sha256(seed.read_bytes() + sklearn.__version__.encode()).hexdigest()[:12]
-    key = ("seed", name, digest, str(models_dir()))
-    if key in _memo:
-        return _memo[key]
+    # The model depends only on the shipped seed file and scikit-learn (the digest), so one
+    # process learns it once, whatever PULSE_HOME says; each home still gets its cached copy.
+    key = ("seed", name, digest)
     cached = models_dir() / f"text-{name}-seed-{digest}.joblib"
+    if key in _memo:
+        if not cached.is_file():
+            try:
+                _memo[key].save(cached)
+            except OSError as exc:
+                log.warning("cannot cache the %s seed model at %s: %s", name, cached, exc)
+        return _memo[key]
     model: TextClassifier | None = None
     if cached.is_file():
         try:
             model = TextClassifier.load(cached)
-            check_is_fitted(model, "svm_")  # a file from an older Pulse may not fit this code
+            check_is_fitted(model, ["svm_", "languages_"])  # an older file may not fit this code
         except (TextError, NotFittedError, AttributeError) as exc:
             log.warning("retraining the %s seed model: %s", name, exc)
             model = None

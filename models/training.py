@@ -54,7 +54,7 @@ from pulse.models.drivers import Driver, format_number
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.models.timesplit import time_split
 from pulse.sql.features import BASES, FEATURES, features_select
-from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageEvent
+from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageDaily
 from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -277,13 +277,14 @@ def _known(table: Any, basis: str, end: datetime) -> Any:
 def data_span(engine: Engine, as_of: date, *, basis: str = "occurred") -> tuple[date, date]:
     """(first usage day, last usage or billing day) known by the end of `as_of`."""
     end = _end_of(as_of)
-    u, p = UsageEvent.__table__, PurchaseEvent.__table__
+    # usage from the daily rollups (sql/rollups.py): days, not events, and the aggregated feeds
+    u, p = UsageDaily.__table__, PurchaseEvent.__table__
     with engine.connect() as conn:
-        first, landed = conn.execute(select(func.min(u.c.occurred_at), func.min(u.c.landed_at))
-                                     .where(u.c.occurred_at < end, _known(u, basis, end))).one()
+        first, landed = conn.execute(select(func.min(u.c.first_at), func.min(u.c.landed_at))
+                                     .where(u.c.day <= as_of, _known(u, basis, end))).one()
         lasts = union_all(
-            select(func.max(u.c.occurred_at).label("t")).where(
-                u.c.occurred_at < end, _known(u, basis, end)),
+            select(func.max(u.c.last_at).label("t")).where(
+                u.c.day <= as_of, _known(u, basis, end)),
             select(func.max(p.c.occurred_at).label("t")).where(
                 p.c.occurred_at < end, _known(p, basis, end)),
         ).subquery()
@@ -703,11 +704,16 @@ def _days_since_label(noun: str, never: str) -> Callable[[Driver], str]:
     return label
 
 
-def _hours_label(noun: str) -> Callable[[Driver], str]:
+def _hours(v: float) -> str:
+    return f"{v * 60:.0f} minutes" if abs(v) < 1 else f"{_fmt(v)} hours"
+
+
+def _hours_label(noun: str, none: str = "no ticket resolved in 90 days"
+                 ) -> Callable[[Driver], str]:
     def label(d: Driver) -> str:
         if d.value is None:
-            return f"{noun}: no ticket resolved in 90 days"
-        return f"{noun} {_fmt(float(d.value))} hours{_typical(d, _fmt)}"
+            return f"{noun}: {none}"
+        return f"{noun} {_hours(float(d.value))}{_typical(d, _hours)}"
     return label
 
 
@@ -756,6 +762,10 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
                                             "its own baseline"),
     "error_rate_28d_minus_180d": _share_change_label(
         "error share in the last 28 days against its own baseline"),
+    "first_response_hours_median_90d": _hours_label(
+        "median time to first answer its tickets", "none answered in 90 days"),
+    "first_response_late_share_90d": _share_label(
+        "tickets answered later than customers expect"),
     "plan": _category_label("plan"),
     "segment": _category_label("segment"),
     "region": _category_label("region"),

@@ -35,6 +35,7 @@ from pulse.core.fx import reporting_currency, to_reporting
 from pulse.core.settings import get_settings
 from pulse.models.feedback import (
     assign_theme_keys,
+    dropped_counts,
     match_previous,
     period_items,
     themes_of,
@@ -243,13 +244,19 @@ def _quotes(items: pd.DataFrame, shown: pd.DataFrame, names: list[str],
 
 
 def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.DataFrame,
-               period: str, start: date, end: date, *, keys: bool = True) -> TeamDigest:
-    current = themes_of(items)
-    prev_themes = themes_of(previous)
+               period: str, start: date, end: date, *, keys: bool = True,
+               dropped: dict[str, int] | None = None) -> TeamDigest:
+    accounts = (items.dropna(subset=["account_id"]).drop_duplicates("account_id"))
+    names, handles = _contacts(engine, sorted(set(accounts["account_id"].astype(str)) | set(
+        previous["account_id"].dropna().astype(str) if not previous.empty else [])))
+    current = themes_of(items, names=names)
+    prev_themes = themes_of(previous, names=names)
     keyed = match_previous(current, prev_themes)
+    # Labels are phrases of customers' texts: scrubbed like the quotes.
+    keyed["label"] = [scrub(str(x), contact_names=names, handles=handles)
+                      for x in keyed["label"]]
     if keys:
         assign_theme_keys(engine, keyed)
-    accounts = (items.dropna(subset=["account_id"]).drop_duplicates("account_id"))
     names_by_id = dict(zip(accounts["account_id"], accounts["account_name"], strict=True))
     shown = keyed.head(TOP_THEMES)
     theme_rows = []
@@ -266,8 +273,9 @@ def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.Data
                              "trend": int(t["trend"]), "new": bool(t["new"]),
                              "duplicates_merged": int(t["duplicates_merged"]),
                              "distinct_texts": int(t["distinct_texts"]),
-                             "mrr": float(t["mrr"])})
-    names, handles = _contacts(engine, sorted(accounts["account_id"].astype(str)))
+                             "mrr": float(t["mrr"]),
+                             "currency": t["currency"] or reporting_currency()})
+    dropped = dropped or {}
     context = {
         "team": team, "team_title": _team_title(team), "triage": team == TRIAGE,
         "period": period, "period_start": start.isoformat(), "period_end": end.isoformat(),
@@ -280,6 +288,9 @@ def _build_one(engine: Engine, team: str, items: pd.DataFrame, previous: pd.Data
         "themes": theme_rows, "more_themes": max(0, len(keyed) - len(shown)),
         "new_themes": [t["label"] for t in theme_rows if t["new"]],
         "quotes": _quotes(items, shown, names, handles),
+        # items of the period that are not feedback (models.relevance), every team alike
+        "dropped_off_topic": int(dropped.get("off_topic", 0)),
+        "dropped_brand": int(dropped.get("brand", 0)),
     }
     return TeamDigest(team=team, period=period, period_start=start, period_end=end,
                       to_email=team_email(team), context=context, themes=keyed)
@@ -336,12 +347,14 @@ def build_digests(engine: Engine, *, period: str = "week",
     before = period_items(engine, team=team, since=start - length, until=start)
     teams = sorted(set(items["team"]) if not items.empty else set(),
                    key=lambda t: (t == TRIAGE, t))
+    dropped = dropped_counts(engine, since=start, until=end) if teams else {}
     digests = []
     for name in teams:
         mine = items[items["team"] == name].reset_index(drop=True)
         prev = (before[before["team"] == name].reset_index(drop=True) if not before.empty
                 else before)
-        d = _build_one(engine, str(name), mine, prev, period, start, end, keys=write)
+        d = _build_one(engine, str(name), mine, prev, period, start, end, keys=write,
+                       dropped=dropped)
         if write:
             page, md = render_files(d)
             folder = digests_dir(start)

@@ -67,6 +67,16 @@ def migrate() -> str:
         eng.dispose()
 
 
+def hostname() -> str:
+    """The name a task instance reports as its host (Airflow's `[core] hostname_callable`
+    in the cluster profile): `PULSE_NODE_NAME` when set (several workers on one machine),
+    else the machine's name."""
+    import os
+    import socket
+
+    return os.environ.get("PULSE_NODE_NAME") or socket.getfqdn()
+
+
 def home() -> Path:
     """`PULSE_HOME`, resolved."""
     return get_settings().resolved_home()

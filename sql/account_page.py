@@ -31,7 +31,6 @@ from sqlalchemy import (
     Engine,
     Float,
     and_,
-    case,
     cast,
     distinct,
     func,
@@ -42,7 +41,7 @@ from sqlalchemy import (
 )
 
 from pulse.sql import audit
-from pulse.sql.feature_sources import utc_day
+from pulse.sql.feature_sources import date_day
 from pulse.sql.schema import (
     LOW_RATING,
     Account,
@@ -62,6 +61,8 @@ from pulse.sql.schema import (
     SurveyResponse,
     TextInsight,
     Ticket,
+    UsageDaily,
+    UsageDailyUser,
     UsageEvent,
 )
 
@@ -107,7 +108,9 @@ def health_parts(engine: Engine, account_id: str, *, days: int = HISTORY_DAYS,
     latest (as_of, score, band, scorecard), and one row per date and measure (as_of, measure,
     feature, value, points, weight, part) where `part` is the measure's share of the health
     (0 when the measure was left out that day)."""
-    latest = select(func.max(H.c.as_of)).where(H.c.account_id == account_id)
+    from pulse.sql.health import shown
+
+    latest = select(func.max(H.c.as_of)).where(H.c.account_id == account_id, shown(H.c.as_of))
     if until is not None:
         latest = latest.where(H.c.as_of <= until)
     with engine.connect() as conn:
@@ -175,15 +178,22 @@ def _num(v: Any, digits: int = 0) -> str:
 
 
 def _usage(engine: Engine, acc: str, n: int) -> list[Item]:
+    """The account's weekly usage, from the daily rollups (sql/rollups.py): the same for
+    usage landed as events or as daily aggregates."""
+    d, du = UsageDaily.__table__, UsageDailyUser.__table__
     # Monday weeks: day 4 since 1970-01-01 (1970-01-05) was a Monday
-    week = ((utc_day(U.c.occurred_at) + 3) // 7).label("week")
-    error = U.c.outcome == "error"
-    query = (select(week, func.max(U.c.occurred_at).label("last_at"),
-                    cast(func.sum(U.c.quantity), Float).label("events"),
-                    cast(func.sum(case((error, U.c.quantity), else_=0.0)), Float)
-                    .label("errors"),
-                    func.count(distinct(U.c.contact_id)).label("users"))
-             .where(U.c.account_id == acc).group_by(week).order_by(week.desc()).limit(n))
+    week_d = ((date_day(d.c.day) + 3) // 7).label("week")
+    week_u = ((date_day(du.c.day) + 3) // 7).label("week")
+    weeks = (select(week_d, func.max(d.c.last_at).label("last_at"),
+                    cast(func.sum(d.c.events), Float).label("events"),
+                    cast(func.sum(d.c.errors), Float).label("errors"))
+             .where(d.c.account_id == acc).group_by(week_d).subquery("weeks"))
+    users = (select(week_u, func.count(distinct(du.c.contact_id)).label("users"))
+             .where(du.c.account_id == acc).group_by(week_u).subquery("week_users"))
+    query = (select(weeks.c.week, weeks.c.last_at, weeks.c.events, weeks.c.errors,
+                    func.coalesce(users.c.users, 0))
+             .select_from(weeks.outerjoin(users, users.c.week == weeks.c.week))
+             .order_by(weeks.c.week.desc()).limit(n))
     out = []
     with engine.connect() as conn:
         for w, last_at, events, errors, users in conn.execute(query):

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from pulse.core.errors import ConfigError
 from pulse.core.settings import get_settings
+from pulse.sql.shards import register_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute(f"PRAGMA cache_size=-{cache_kib}")
     cur.execute(f"PRAGMA temp.cache_size=-{cache_kib}")
     cur.close()
+    register_sqlite(dbapi_conn)  # pulse_shard_key, for sharded scoring (sql/shards.py)
 
 
 def make_engine(url: str | None = None) -> Engine:

@@ -8,7 +8,7 @@ support, social, surveys and incidents. `features.features_select` joins them in
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -47,7 +47,8 @@ from pulse.sql.schema import (
     SurveyResponse,
     TextInsight,
     Ticket,
-    UsageEvent,
+    UsageDaily,
+    UsageDailyUser,
 )
 
 #: The account's own long usage baseline: the days 28 to this many back (the last 28 left out).
@@ -229,6 +230,10 @@ class _Window:
         """The first instant of the last `days` days ending with the as-of date."""
         return self.end - timedelta(days=days)
 
+    def first_day(self, days: int) -> date:
+        """The first calendar day of the last `days` days ending with the as-of date."""
+        return self.as_of - timedelta(days=days - 1)
+
     @property
     def day(self) -> ColumnElement[int]:
         return literal((self.as_of - date(1970, 1, 1)).days, Integer)
@@ -238,7 +243,12 @@ class _Window:
 
 
 #: the ingest source of each landed table (listeners/contract.py)
-_SOURCE_OF: dict[str, str] = {"usage_events": "usage", "purchase_events": "purchases"}
+_SOURCE_OF: dict[str, tuple[str, ...]] = {
+    "usage_events": ("usage",), "purchase_events": ("purchases",),
+    # the daily rollups (sql/rollups.py): rows of events and of the aggregated feeds
+    "usage_daily": ("usage", "usage_daily"), "usage_daily_users": ("usage", "usage_daily_users"),
+    "usage_daily_feed": ("usage_daily",), "usage_daily_users_feed": ("usage_daily_users",),
+}
 
 
 def backfill_landings(table: Any) -> Any:
@@ -246,8 +256,8 @@ def backfill_landings(table: Any) -> Any:
     landed by a run carries the run's `started_at` as its `landed_at`, and keeps it when
     later updated)."""
     r = IngestRun.__table__
-    source = _SOURCE_OF.get(table.name, table.name)
-    return select(r.c.started_at).where(r.c.backfill == true(), r.c.source == source)
+    sources = _SOURCE_OF.get(table.name, (table.name,))
+    return select(r.c.started_at).where(r.c.backfill == true(), r.c.source.in_(sources))
 
 
 def known_by(table: Any, end: datetime, basis: str) -> ColumnElement[bool]:
@@ -266,37 +276,62 @@ def known_by(table: Any, end: datetime, basis: str) -> ColumnElement[bool]:
 
 
 def _usage(w: _Window) -> tuple[Any, Any]:
-    u = UsageEvent.__table__
-    in7 = u.c.occurred_at >= w.since(7)
-    in28 = u.c.occurred_at >= w.since(28)
-    qty = u.c.quantity
-    day = day_key(u.c.occurred_at)
-    window = (
+    """Per account, from the daily rollups (sql/rollups.py): active days, events and errors in
+    the last 7, 28 and the 28 before, distinct features and distinct users (contacts) in 28
+    days (`usage_daily_users`; for a feed without it, the largest daily count); and the first
+    and last event time known (second CTE)."""
+    d, du = UsageDaily.__table__, UsageDailyUser.__table__
+    in7 = d.c.day >= w.first_day(7)
+    in28 = d.c.day >= w.first_day(28)
+    users = (
+        select(du.c.account_id, func.count(distinct(du.c.contact_id)).label("users_28d"))
+        .where(du.c.day >= w.first_day(28), du.c.day <= w.as_of, w.known(du))
+        .group_by(du.c.account_id)
+        .subquery("usage_users_28d")
+    )
+    days = (
         select(
-            u.c.account_id,
-            func.count(distinct(case((in7, day)))).label("active_days_7d"),
-            func.count(distinct(case((in28, day)))).label("active_days_28d"),
-            func.sum(case((in7, qty), else_=0.0)).label("events_7d"),
-            func.sum(case((in28, qty), else_=0.0)).label("events_28d"),
-            func.sum(case((in28, 0.0), else_=qty)).label("events_prev_28d"),
-            func.sum(case((and_(in28, u.c.outcome == "error"), qty), else_=0.0)).label(
-                "errors_28d"),
-            func.count(distinct(case((in28, u.c.feature)))).label("distinct_features_28d"),
-            func.count(distinct(case((in28, u.c.contact_id)))).label("active_users_28d"),
+            d.c.account_id,
+            func.count(distinct(case((in7, d.c.day)))).label("active_days_7d"),
+            func.count(distinct(case((in28, d.c.day)))).label("active_days_28d"),
+            func.sum(case((in7, d.c.events), else_=0.0)).label("events_7d"),
+            func.sum(case((in28, d.c.events), else_=0.0)).label("events_28d"),
+            func.sum(case((in28, 0.0), else_=d.c.events)).label("events_prev_28d"),
+            func.sum(case((in28, d.c.errors), else_=0.0)).label("errors_28d"),
+            func.count(distinct(case((in28, d.c.feature)))).label("distinct_features_28d"),
+            func.max(case((in28, d.c.active_users))).label("daily_users_max_28d"),
         )
-        .where(u.c.occurred_at >= w.since(56), u.c.occurred_at < w.end, w.known(u))
-        .group_by(u.c.account_id)
+        .where(d.c.day >= w.first_day(56), d.c.day <= w.as_of, w.known(d))
+        .group_by(d.c.account_id)
+        .subquery("usage_days")
+    )
+    # without any user rows in 28 days (a daily feed sent without `usage_daily_users`), the
+    # largest daily count of active users is what is known: a lower bound (for events it is 0
+    # then, as no event named a contact)
+    window = (
+        select(*(c for c in days.c if c.name != "daily_users_max_28d"),
+               func.coalesce(users.c.users_28d, days.c.daily_users_max_28d, 0).label(
+                   "active_users_28d"))
+        .select_from(days.outerjoin(users, users.c.account_id == days.c.account_id))
         .cte("usage_window")
     )
     last = (
-        select(u.c.account_id, func.max(u.c.occurred_at).label("last_at"),
-               func.min(u.c.occurred_at).label("first_at"))
-        .where(u.c.occurred_at < w.end, w.known(u))
-        .group_by(u.c.account_id)
+        select(d.c.account_id, func.max(d.c.last_at).label("last_at"),
+               func.min(d.c.first_at).label("first_at"))
+        .where(d.c.day <= w.as_of, w.known(d))
+        .group_by(d.c.account_id)
         .cte("usage_last")
         .prefix_with("MATERIALIZED")
     )
     return window, last
+
+
+def _had_usage(w: _Window, account_id: Any) -> Any:
+    """Whether the account had usage known by the end of the as-of date (its first event
+    counts as its creation when it has no `created_at`)."""
+    d = UsageDaily.__table__
+    return select(d.c.account_id).where(d.c.account_id == account_id, d.c.day <= w.as_of,
+                                        w.known(d)).exists()
 
 
 def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
@@ -502,21 +537,21 @@ def _usage_trends(w: _Window) -> Any:
 
     With x = 0..11 (oldest to latest week) and y the week's events, the slope is
     sum((x - 5.5) * y) / 143: the terms of weeks without usage are 0, so only the days with
-    usage are summed.
+    usage are summed. The days come from `usage_daily` (summed over its features, components
+    and landings known by then).
     """
-    u = UsageEvent.__table__
-    day = utc_day(u.c.occurred_at)
+    r = UsageDaily.__table__
+    day = date_day(r.c.day)
     daily = (
         select(
-            u.c.account_id,
+            r.c.account_id,
             day.label("d"),
-            func.sum(u.c.quantity).label("events"),
-            func.sum(case((u.c.outcome == "error", u.c.quantity), else_=0.0)).label("errors"),
+            func.sum(r.c.events).label("events"),
+            func.sum(r.c.errors).label("errors"),
         )
-        .where(u.c.occurred_at >= w.since(LONG_BASELINE_DAYS), u.c.occurred_at < w.end,
-               w.known(u))
-        .group_by(u.c.account_id, day)
-        .cte("usage_daily")
+        .where(r.c.day >= w.first_day(LONG_BASELINE_DAYS), r.c.day <= w.as_of, w.known(r))
+        .group_by(r.c.account_id, day)
+        .cte("usage_by_day")
     )
     back = w.day - daily.c.d  # 0 on the as-of date
     x = literal(11, Integer) - back // literal(7, Integer)  # the week, 0 = the latest
@@ -543,15 +578,16 @@ def _usage_trends(w: _Window) -> Any:
 def _user_blocks(w: _Window) -> Any:
     """Per account: distinct active users (contacts) in each 28-day block counted back from
     the as-of date (block 0 is the last 28 days), over 6 blocks (168 days); and the peak of
-    the blocks in the last 84 days (3 blocks) and 168 days, and the users of block 1."""
-    u = UsageEvent.__table__
-    block = (w.day - utc_day(u.c.occurred_at)) // literal(28, Integer)
+    the blocks in the last 84 days (3 blocks) and 168 days, and the users of block 1. Read
+    from `usage_daily_users` (one row per account, day, contact and landing), so a person
+    counts once per block however many days they were active."""
+    du = UsageDailyUser.__table__
+    block = (w.day - date_day(du.c.day)) // literal(28, Integer)
     blocks = (
-        select(u.c.account_id, block.label("b"),
-               func.count(distinct(u.c.contact_id)).label("users"))
-        .where(u.c.occurred_at >= w.since(168), u.c.occurred_at < w.end, w.known(u),
-               u.c.contact_id.is_not(None))
-        .group_by(u.c.account_id, block)
+        select(du.c.account_id, block.label("b"),
+               func.count(distinct(du.c.contact_id)).label("users"))
+        .where(du.c.day >= w.first_day(168), du.c.day <= w.as_of, w.known(du))
+        .group_by(du.c.account_id, block)
         .cte("user_blocks")
     )
     return (
@@ -571,19 +607,20 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
     """Per account: whether its champion is gone. The champion is the contact with the most
     usage in the `prior_days` before the last `recent_days` (active on at least
     `min_active_days` of them; ties go to the smaller contact id); gone = 1 when that contact
-    has no usage in the last `recent_days`, 0 when it has; accounts without one are absent."""
-    u = UsageEvent.__table__
-    recent = u.c.occurred_at >= w.since(recent_days)
+    has no usage in the last `recent_days`, 0 when it has; accounts without one are absent.
+    Read from `usage_daily_users`."""
+    du = UsageDailyUser.__table__
+    recent = du.c.day >= w.first_day(recent_days)
     per_contact = (
         select(
-            u.c.account_id, u.c.contact_id,
-            func.sum(case((recent, 0.0), else_=u.c.quantity)).label("prior_events"),
-            func.count(distinct(case((~recent, day_key(u.c.occurred_at))))).label("prior_days"),
-            func.count(case((recent, 1))).label("recent_rows"),
+            du.c.account_id, du.c.contact_id,
+            func.sum(case((recent, 0.0), else_=du.c.events)).label("prior_events"),
+            func.count(distinct(case((~recent, du.c.day)))).label("prior_days"),
+            func.sum(case((recent, du.c.event_rows), else_=0)).label("recent_rows"),
         )
-        .where(u.c.occurred_at >= w.since(recent_days + prior_days), u.c.occurred_at < w.end,
-               w.known(u), u.c.contact_id.is_not(None))
-        .group_by(u.c.account_id, u.c.contact_id)
+        .where(du.c.day >= w.first_day(recent_days + prior_days), du.c.day <= w.as_of,
+               w.known(du))
+        .group_by(du.c.account_id, du.c.contact_id)
         .subquery()
     )
     ranked = (
@@ -698,3 +735,87 @@ def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
         .group_by(texts.c.account_id)
         .cte("tone")
     )
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+def _expected_seconds(channel: Any, expectations: Mapping[str, float]) -> Any:
+    """The first-response time customers expect on a ticket's channel, in seconds: its
+    lower-cased channel's (a ticket without one is `unknown`), else the `default`."""
+    key = func.lower(func.coalesce(channel, literal("unknown")))
+    named = {k: v for k, v in expectations.items() if k != "default"}
+    default = literal(float(expectations.get("default", 60.0)) * 60.0, Float)
+    if not named:
+        return default
+    return case(*((key == literal(k), literal(float(v) * 60.0, Float))
+                  for k, v in sorted(named.items())), else_=default)
+
+
+#: the slack of the on-time comparison, in seconds: SQLite's julianday arithmetic is exact
+#: only to about 50 microseconds, so an answer at exactly the expectation stays on time
+_ON_TIME_SLACK = 0.001
+
+
+def _first_response(w: _Window, expectations: Mapping[str, float]) -> tuple[Any, Any]:
+    """Per account, its tickets opened in the last 90 days against the first-response time
+    customers expect on their channel (`expectations`, minutes per lower-cased channel with a
+    `default`; models/responses.yaml):
+
+    * `due`: tickets answered on time, or whose expectation had passed by the end of the
+      as-of date; `late`: of those, the ones not answered on time (answered later, or still
+      unanswered then; a `first_response_at` after the date is not an answer yet);
+    * the median hours to the first response of those answered by then (second CTE).
+
+    A ticket without `first_response_at` is evidence of a late answer only where the feed
+    records first responses: on a channel, from the first ticket opened on it that has one
+    (known by the date). Before that, or on a channel that never records one, a ticket counts
+    neither way, so a warehouse without first responses gives no value (not a penalty).
+    """
+    t = Ticket.__table__
+    seen = and_(t.c.opened_at < w.end, w.known(t))
+    channel = func.lower(func.coalesce(t.c.channel, literal("unknown")))
+    answered_by_then = and_(t.c.first_response_at.is_not(None), t.c.first_response_at < w.end)
+    recording = (
+        select(channel.label("channel"), func.min(t.c.opened_at).label("since"))
+        .where(seen, answered_by_then)
+        .group_by(channel)
+        .cte("response_channels")
+    )
+    expected = _expected_seconds(t.c.channel, expectations)
+    waited = epoch_seconds(t.c.first_response_at) - epoch_seconds(t.c.opened_at)
+    on_time = and_(answered_by_then, waited <= expected + _ON_TIME_SLACK)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    end = literal((w.end - epoch).total_seconds(), Float)
+    passed = epoch_seconds(t.c.opened_at) + expected <= end
+    recent = (
+        select(t.c.account_id, on_time.label("on_time"), passed.label("passed"),
+               case((answered_by_then, waited / 3600.0)).label("hours"))
+        .select_from(t.join(recording, and_(recording.c.channel == channel,
+                                            t.c.opened_at >= recording.c.since)))
+        .where(seen, t.c.opened_at >= w.since(90))
+        .cte("response_tickets")
+    )
+    due = or_(recent.c.on_time, recent.c.passed)
+    agg = (
+        select(recent.c.account_id,
+               func.count(case((due, 1))).label("due"),
+               func.count(case((and_(due, ~recent.c.on_time), 1))).label("late"))
+        .group_by(recent.c.account_id)
+        .cte("first_response")
+    )
+    ranked = (
+        select(recent.c.account_id, recent.c.hours,
+               func.row_number().over(partition_by=recent.c.account_id,
+                                      order_by=recent.c.hours).label("rn"),
+               func.count().over(partition_by=recent.c.account_id).label("n"))
+        .where(recent.c.hours.is_not(None))
+        .subquery()
+    )
+    median = (
+        select(ranked.c.account_id, func.avg(ranked.c.hours).label("hours_median"))
+        .where(or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2))
+        .group_by(ranked.c.account_id)
+        .cte("first_response_median")
+    )
+    return agg, median

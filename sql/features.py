@@ -1,8 +1,9 @@
 """Point-in-time features of every account as of a date, in a handful of set-based queries.
 
 `compute_features(engine, as_of)` writes one row per account into `account_features`, keyed
-(as_of, account_id), with one `INSERT ... SELECT` built from grouped aggregates (two passes
-over the usage table, one over each other source); no Python touches individual rows.
+(as_of, account_id), with one `INSERT ... SELECT` built from grouped aggregates (usage from
+the daily rollups of sql/rollups.py, one pass over each other source); no Python touches
+individual rows.
 Re-running a date deletes that date's rows and inserts them again in the same transaction;
 other dates are never touched. The SQL of each source lives in sql/feature_sources.py; this
 module holds the catalogue, the assembled SELECT and the storage.
@@ -32,6 +33,11 @@ by then under the basis:
   `basis_report` says how many rows counted as backfill for a date; the features rows store
   their basis. A date with no account to score raises `NothingToScoreError` with the reason.
 
+Usage is read from the daily rollups (`usage_daily`, `usage_daily_users`; sql/rollups.py,
+docs/usage-rollups.md), whose rows keep the landing (`landed_at`) of the events they sum, so
+each basis applies to a rollup row exactly as to its events; their windows are whole UTC days,
+as the event windows are.
+
 An account is scored as of D when Pulse knew it by then (`landed_at`) and it had been created
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
 `created_at`, had landed or had a usage or purchase event by then). With `basis="auto"`: when
@@ -42,7 +48,8 @@ What the warehouse cannot give point in time: account attributes (seats, renewal
 fallback MRR, x_handle) and a ticket's status are stored in their latest state, so a later
 update to them shows up in an earlier date's features. Ticket resolution is read from
 `resolved_at` (an event time), or, for a ticket closed without one, from when Pulse learned of
-the change (`updated_at`). A text's sentiment is read from `text_insights` whenever the model
+the change (`updated_at`). A ticket's first response is read from `first_response_at` (an
+event time): answered after D, it was unanswered on D. A text's sentiment is read from `text_insights` whenever the model
 classified it: the model's reading of a text that was known by the date.
 
 Windows
@@ -66,6 +73,13 @@ Social mentions belong to an account by their `account_id`, or, without one, whe
 author's handle is the account's or one of its contacts' `x_handle`. Negative means: the text
 contains a term of the lexicon passed in as `negative_terms` (callers pass the one in
 models/negative_words.py, until the sentiment model).
+First responses (issue 15): of the account's tickets opened in the last 90 days, the median
+hours to the first response of those answered by D, and the share of those due (answered on
+time, or whose channel's expectation in models/responses.yaml had passed by the end of D)
+that were late: answered after the expectation or not answered by then. Where the ticket feed
+records no first responses (on a channel, before its first ticket with one), an unanswered
+ticket is no evidence either way and is left out, so such a warehouse gives no value rather
+than a penalty. The expectations are configuration, read as they are today.
 Incident minutes: for each incident that hit the account (`incident_impacts`, models/outage.py:
 errors on an affected component inside the incident's window), the minutes of the incident's
 window that fall in the last 28 days, summed over incidents; with `basis="known"`, only
@@ -75,7 +89,7 @@ DAG); an incident whose impact was never computed counts 0.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -105,6 +119,8 @@ from pulse.sql.feature_sources import (
     LONG_BASELINE_DAYS,
     _billing,
     _champion,
+    _first_response,
+    _had_usage,
     _incident_minutes,
     _payments,
     _social,
@@ -132,8 +148,9 @@ from pulse.sql.schema import (
     Mention,
     PurchaseEvent,
     Ticket,
-    UsageEvent,
+    UsageDaily,
 )
+from pulse.sql.shards import Shard, shard_of
 from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -254,6 +271,14 @@ FEATURES: dict[str, Feature] = dict([
     _f("active_days_28d_vs_180d", "usage", "the same for active days"),
     _f("error_rate_28d_minus_180d", "usage",
        "error share of the last 28 days' events minus that of its baseline"),
+    # issue 15: first responses to its own tickets against what customers expect
+    _f("first_response_hours_median_90d", "support",
+       "median hours to the first response, its tickets opened in the last 90 days and "
+       "answered by the as-of date (none without first_response_at)"),
+    _f("first_response_late_share_90d", "support",
+       "share of its tickets of the last 90 days answered later than customers expect on "
+       "their channel (models/responses.yaml), or still unanswered past it, among those due; "
+       "none where the feed records no first responses"),
 ])
 
 #: The freshness columns of each source: (the account's latest event, the source's latest).
@@ -361,12 +386,19 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
 
 def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                     negative_terms: Sequence[str],
-                    computed_at: datetime | None = None) -> Any:
+                    computed_at: datetime | None = None,
+                    expectations: Mapping[str, float] | None = None,
+                    shard: Shard | None = None) -> Any:
     """The SELECT that yields the `account_features` rows of `as_of`, columns in table order.
 
     `negative_terms` is the lexicon of a negative mention (callers pass
-    `pulse.models.negative_words.NEGATIVE_TERMS`).
+    `pulse.models.negative_words.NEGATIVE_TERMS`); `expectations` the first-response minutes
+    customers expect per channel (default: `pulse.core.expectations.load_expectations()`,
+    models/responses.yaml or PULSE_RESPONSES_EXPECTATIONS). With `shard`, only the accounts of
+    that shard (sql/shards.py); a source's freshness stays the whole book's.
     """
+    from pulse.core.expectations import load_expectations
+
     basis = resolve_basis(basis)
     w = _Window(as_of, basis)
     a = Account.__table__
@@ -378,6 +410,8 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     surveys = _surveys(w)
     trends, peaks, champion = _usage_trends(w), _user_blocks(w), _champion(w)
     payments, terms, tone = _payments(w, billing), _terms(w), _tone(w, links, negative_terms)
+    responses, response_median = _first_response(
+        w, expectations if expectations is not None else load_expectations())
 
     def n(col: Any) -> Any:
         return func.coalesce(col, 0)
@@ -392,10 +426,9 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     created = or_(a.c.created_at.is_(None), a.c.created_at < w.end)
     # Without created_at, an account that landed later still existed once it had used the
     # product or been billed: its first event counts as its creation.
-    u, pe = UsageEvent.__table__, PurchaseEvent.__table__
+    pe = PurchaseEvent.__table__
     had_event = or_(
-        select(u.c.account_id).where(u.c.account_id == a.c.account_id,
-                                     u.c.occurred_at < w.end, w.known(u)).exists(),
+        _had_usage(w, a.c.account_id),
         select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
                                       pe.c.occurred_at < w.end, w.known(pe)).exists())
     if basis == "known":
@@ -463,6 +496,8 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                                                                    Float))),
         "csat_responses_90d": n(surveys.c.responses_90d),
         "surveys_last_at": surveys.c.last_at,
+        "first_response_hours_median_90d": cast(response_median.c.hours_median, Float),
+        "first_response_late_share_90d": _ratio(responses.c.late, responses.c.due),
     }
     columns.update(_issue12_columns(w, a, usage, usage_last, billing, trends, peaks,
                                     champion, payments, terms, tone))
@@ -470,13 +505,16 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     assert not missing, f"features_select and account_features disagree on {missing}"
     joined: FromClause = a
     for cte in (usage, usage_last, billing, failed, mrr_now, mrr_then, support, median, social,
-                outages, surveys, trends, peaks, champion, payments, terms, tone):
+                outages, surveys, trends, peaks, champion, payments, terms, tone, responses,
+                response_median):
         joined = joined.outerjoin(cte, cte.c.account_id == a.c.account_id)
-    return (
+    query = (
         select(*(columns[c.name].label(c.name) for c in FEATURES_TABLE.columns))
         .select_from(joined)
         .where(exists)
     )
+    in_shard = shard_of(a.c.account_id, shard)
+    return query if in_shard is None else query.where(in_shard)
 
 
 def ensure_features_schema(engine: Engine) -> None:
@@ -530,7 +568,7 @@ class BasisReport:
 
 
 _EVENT_TABLES: tuple[tuple[Any, str], ...] = (
-    (UsageEvent.__table__, "occurred_at"), (PurchaseEvent.__table__, "occurred_at"),
+    (UsageDaily.__table__, "last_at"), (PurchaseEvent.__table__, "occurred_at"),
     (Ticket.__table__, "opened_at"), (Mention.__table__, "created_at"),
     (Incident.__table__, "started_at"),
 )
@@ -549,7 +587,10 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
         rows = 0
         if runs:
             for t, col in _EVENT_TABLES:
-                rows += conn.execute(select(func.count()).select_from(t).where(
+                # usage: the event rows summed in its daily rollups (a feed row counts one)
+                what = (func.sum(func.coalesce(t.c.event_rows, 1)) if t is UsageDaily.__table__
+                        else func.count())
+                rows += conn.execute(select(func.coalesce(what, 0)).select_from(t).where(
                     t.c[col] < end, t.c.landed_at >= end,
                     t.c.landed_at.in_(backfill_landings(t)))).scalar_one()
     return BasisReport(b, int(rows), int(runs))
@@ -557,9 +598,9 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
 
 def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
     """Why nothing could be scored as of `as_of`, in words naming the first rows there are."""
-    u, a = UsageEvent.__table__, Account.__table__
+    u, a = UsageDaily.__table__, Account.__table__
     with engine.connect() as conn:
-        first_use = conn.execute(select(func.min(u.c.occurred_at))).scalar_one()
+        first_use = conn.execute(select(func.min(u.c.first_at))).scalar_one()
         first_landed = conn.execute(select(func.min(u.c.landed_at))).scalar_one()
         accounts = conn.execute(select(func.count()).select_from(a)).scalar_one()
     if not accounts:
@@ -580,29 +621,38 @@ def _day(value: Any) -> str:
 
 
 def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASIS,
-                     negative_terms: Sequence[str], allow_empty: bool = False) -> int:
+                     negative_terms: Sequence[str], allow_empty: bool = False,
+                     expectations: Mapping[str, float] | None = None,
+                     shard: Shard | None = None) -> int:
     """Materialise every account's features as of `as_of`; returns the rows written.
 
-    `negative_terms`: the negative-mention lexicon (see `features_select`).
+    `negative_terms`: the negative-mention lexicon; `expectations`: the first-response
+    minutes per channel (see `features_select`).
 
     The date's previous rows are replaced in the same transaction; other dates are untouched.
-    A date with no account to score raises `NothingToScoreError` (with the reason), unless
-    `allow_empty`.
+    With `shard`, only that shard's accounts are computed and only their rows replaced (an
+    empty shard is no error). A date with no account to score raises `NothingToScoreError`
+    (with the reason), unless `allow_empty`.
     """
     basis = resolve_basis(basis)
-    query = features_select(as_of, basis=basis, negative_terms=negative_terms)
+    query = features_select(as_of, basis=basis, negative_terms=negative_terms,
+                            expectations=expectations, shard=shard)
     t = FEATURES_TABLE
+    in_shard = shard_of(t.c.account_id, shard)
+    mine = t.c.as_of == as_of if in_shard is None else and_(t.c.as_of == as_of, in_shard)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # one large, one-off statement: compiling it (JIT) costs more than it saves, and
             # the grouped aggregates want more than the default 4 MB to sort in memory
             conn.execute(text("SET LOCAL jit = off"))
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        conn.execute(delete(t).where(t.c.as_of == as_of))
+        conn.execute(delete(t).where(mine))
         conn.execute(insert(t).from_select([c.name for c in t.columns], query))
         # (a statement that starts with WITH reports no row count on either driver)
-        written = conn.execute(
-            select(func.count()).select_from(t).where(t.c.as_of == as_of)).scalar_one()
+        written = conn.execute(select(func.count()).select_from(t).where(mine)).scalar_one()
+    if shard is not None:
+        log.info("features as of %s (%s), shard %s: %d accounts", as_of, basis, shard, written)
+        return int(written)
     if not written and not allow_empty:
         raise NothingToScoreError(nothing_to_score(engine, as_of, basis))
     log.info("features as of %s (%s): %d accounts", as_of, basis, written)
@@ -610,12 +660,17 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASI
 
 
 def load_features(engine: Engine, as_of: date,
-                  account_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """The materialised features of `as_of` (one row per account, ordered by account_id)."""
+                  account_ids: Sequence[str] | None = None, *,
+                  shard: Shard | None = None) -> pd.DataFrame:
+    """The materialised features of `as_of` (one row per account, ordered by account_id),
+    of `account_ids` or of one `shard` when given."""
     t = FEATURES_TABLE
     query = select(t).where(t.c.as_of == as_of).order_by(t.c.account_id)
     if account_ids is not None:
         query = query.where(t.c.account_id.in_(list(account_ids)))
+    in_shard = shard_of(t.c.account_id, shard)
+    if in_shard is not None:
+        query = query.where(in_shard)
     with engine.connect() as conn:
         result = conn.execute(query)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))

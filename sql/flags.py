@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from pulse.core.errors import InvalidArgumentError
-from pulse.sql.feature_sources import _Window, day_key, utc_day
+from pulse.sql.feature_sources import _Window, date_day
 from pulse.sql.features import BASES
 from pulse.sql.health import bulk_insert
 from pulse.sql.schema import (
@@ -47,7 +47,8 @@ from pulse.sql.schema import (
     ChurnScore,
     Contact,
     PurchaseEvent,
-    UsageEvent,
+    UsageDaily,
+    UsageDailyUser,
 )
 from pulse.sql.types import UTCDateTime
 
@@ -88,22 +89,21 @@ def champions(engine: Engine, as_of: date, *, basis: str = "known", prior_days: 
         raise InvalidArgumentError(f"prior_days and gone_days must be at least 1 (not {prior_days}, "
                          f"{gone_days})")
     w = _window(as_of, basis)
-    u, c = UsageEvent.__table__, Contact.__table__
-    start, recent = w.since(gone_days + prior_days), w.since(gone_days)
-    seen = and_(u.c.occurred_at >= start, u.c.occurred_at < w.end, u.c.contact_id.is_not(None),
-                w.known(u))
-    in_prior = u.c.occurred_at < recent
+    # from the per-contact daily rollups (sql/rollups.py): days, not events
+    du, c = UsageDailyUser.__table__, Contact.__table__
+    seen = and_(du.c.day >= w.first_day(gone_days + prior_days), du.c.day <= as_of,
+                w.known(du))
+    in_prior = du.c.day < w.first_day(gone_days)
     per_contact = (
         select(
-            u.c.account_id, u.c.contact_id,
-            func.sum(case((in_prior, u.c.quantity), else_=0.0)).label("prior_events"),
-            func.count(distinct(case((in_prior, day_key(u.c.occurred_at))))).label(
-                "prior_active_days"),
-            func.max(u.c.occurred_at).label("last_used_at"),
-            func.count(case((~in_prior, 1))).label("recent_rows"),
+            du.c.account_id, du.c.contact_id,
+            func.sum(case((in_prior, du.c.events), else_=0.0)).label("prior_events"),
+            func.count(distinct(case((in_prior, du.c.day)))).label("prior_active_days"),
+            func.max(du.c.last_at).label("last_used_at"),
+            func.sum(case((~in_prior, du.c.event_rows), else_=0)).label("recent_rows"),
         )
         .where(seen)
-        .group_by(u.c.account_id, u.c.contact_id)
+        .group_by(du.c.account_id, du.c.contact_id)
         .cte("contact_usage")
     )
     ranked = (
@@ -201,21 +201,41 @@ def weekly_usage(engine: Engine, as_of: date, *, basis: str = "known",
     if weeks < 2:
         raise InvalidArgumentError(f"weeks must be at least 2 (not {weeks})")
     w = _window(as_of, basis)
-    u = UsageEvent.__table__
-    week = ((w.day - utc_day(u.c.occurred_at)) // 7).label("week")
-    error = u.c.outcome == "error"
-    per_week = (
+    # from the daily rollups (sql/rollups.py); a row of an aggregated feed counts as one
+    # usage row, an error row when it has errors
+    d, du = UsageDaily.__table__, UsageDailyUser.__table__
+    first = w.first_day(7 * weeks)
+
+    def week_of(table: Any) -> Any:
+        return ((w.day - date_day(table.c.day)) // 7).label("week")
+
+    week_d, week_u = week_of(d), week_of(du)  # one object each: one bound parameter
+    days = (
         select(
-            u.c.account_id, week,
-            cast(func.sum(u.c.quantity), Float).label("events"),
-            cast(func.sum(case((error, u.c.quantity), else_=0.0)), Float).label("errors"),
-            func.count().label("rows"),
-            func.count(case((error, 1))).label("error_rows"),
-            func.count(distinct(u.c.contact_id)).label("users"),
-            func.count(distinct(day_key(u.c.occurred_at))).label("active_days"),
+            d.c.account_id, week_d,
+            cast(func.sum(d.c.events), Float).label("events"),
+            cast(func.sum(d.c.errors), Float).label("errors"),
+            func.sum(func.coalesce(d.c.event_rows, 1)).label("rows"),
+            func.sum(func.coalesce(d.c.error_rows, case((d.c.errors > 0, 1), else_=0))).label(
+                "error_rows"),
+            func.count(distinct(d.c.day)).label("active_days"),
         )
-        .where(u.c.occurred_at >= w.since(7 * weeks), u.c.occurred_at < w.end, w.known(u))
-        .group_by(u.c.account_id, week)
+        .where(d.c.day >= first, d.c.day <= as_of, w.known(d))
+        .group_by(d.c.account_id, week_d)
+        .subquery("usage_weeks")
+    )
+    users = (
+        select(du.c.account_id, week_u, func.count(distinct(du.c.contact_id)).label("users"))
+        .where(du.c.day >= first, du.c.day <= as_of, w.known(du))
+        .group_by(du.c.account_id, week_u)
+        .subquery("user_weeks")
+    )
+    per_week = (
+        select(days.c.account_id, days.c.week, days.c.events, days.c.errors, days.c.rows,
+               days.c.error_rows, func.coalesce(users.c.users, 0).label("users"),
+               days.c.active_days)
+        .select_from(days.outerjoin(users, and_(users.c.account_id == days.c.account_id,
+                                                users.c.week == days.c.week)))
         .subquery()
     )
     query = select(
@@ -320,19 +340,24 @@ def load_health_history(engine: Engine, account_id: str, *,
                         until: date | None = None) -> pd.DataFrame:
     """Every stored health of one account (as_of, scorecard, score, band, change_7d,
     change_30d), oldest first, up to `until` when given."""
+    from pulse.sql.health import shown
+
     h = AccountHealth.__table__
     query = (select(h.c.as_of, h.c.scorecard, h.c.score, h.c.band, h.c.change_7d,
                     h.c.change_30d)
-             .where(h.c.account_id == account_id).order_by(h.c.as_of))
+             .where(h.c.account_id == account_id, shown(h.c.as_of)).order_by(h.c.as_of))
     if until is not None:
         query = query.where(h.c.as_of <= until)
     return _frame(engine, query)
 
 
 def health_dates_until(engine: Engine, until: date | None = None) -> list[date]:
-    """The as-of dates with stored health, oldest first, up to `until` when given."""
+    """The as-of dates with stored health, oldest first, up to `until` when given; a date
+    still being scored in shards is left out until it is published."""
+    from pulse.sql.health import shown
+
     h = AccountHealth.__table__
-    query = select(h.c.as_of).distinct().order_by(h.c.as_of)
+    query = select(h.c.as_of).distinct().where(shown(h.c.as_of)).order_by(h.c.as_of)
     if until is not None:
         query = query.where(h.c.as_of <= until)
     with engine.connect() as conn:

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import JSON, Connection, Date, Engine, Float, Table, delete, select
 
 from pulse.sql.schema import AccountHealth, HealthMeasure
+from pulse.sql.shards import Shard, shard_of
 from pulse.sql.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ MEASURES = HealthMeasure.__table__
 
 
 def write_health(engine: Engine, as_of: date, health: pd.DataFrame,
-                 measures: pd.DataFrame, *, computed_at: datetime | None = None) -> int:
-    """Replace the health and measure rows of `as_of`; returns the accounts written.
+                 measures: pd.DataFrame, *, computed_at: datetime | None = None,
+                 shard: Shard | None = None) -> int:
+    """Replace the health and measure rows of `as_of` (of one `shard`'s accounts when given);
+    returns the accounts written.
 
     `health` has account_id, scorecard, scorecard_version, score, band, change_7d,
     change_30d, skipped (a list of measure names); `measures` has account_id, measure, feature,
@@ -37,8 +40,10 @@ def write_health(engine: Engine, as_of: date, health: pd.DataFrame,
     h = health.assign(as_of=as_of, computed_at=now)
     m = measures.assign(as_of=as_of)
     with engine.begin() as conn:
-        conn.execute(delete(MEASURES).where(MEASURES.c.as_of == as_of))
-        conn.execute(delete(HEALTH).where(HEALTH.c.as_of == as_of))
+        for table in (MEASURES, HEALTH):
+            stale = delete(table).where(table.c.as_of == as_of)
+            in_shard = shard_of(table.c.account_id, shard)
+            conn.execute(stale if in_shard is None else stale.where(in_shard))
         bulk_insert(conn, HEALTH, h)
         bulk_insert(conn, MEASURES, m)
     log.info("health as of %s: %d accounts, %d measures", as_of, len(h), len(m))
@@ -134,3 +139,15 @@ def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def shown(as_of: Any) -> Any:
+    """The condition "the date `as_of` (a column) may be shown": not being scored in shards
+    (`scoring_dates`, models/sharded.py). A date scored in one process has no mark."""
+    from sqlalchemy import exists
+
+    from pulse.sql.schema import ScoringDate
+
+    sd = ScoringDate.__table__
+    return ~exists().where(sd.c.as_of == as_of, sd.c.state == "scoring")
+

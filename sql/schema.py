@@ -103,6 +103,86 @@ class UsageEvent(Lineage, Base):
     __table_args__ = (Index("ix_usage_events_account_time", "account_id", "occurred_at"),)
 
 
+class UsageDaily(Base):
+    """Usage rolled up per account, UTC day, feature, component and landing (issue 16).
+
+    Kept up to date by every landing of usage (sql/rollups.py): the rows of each (account,
+    day) a landing touched are recomputed from `usage_events` in the landing's transaction,
+    so a row landed again or corrected is never counted twice. `landed_at` is the landing of
+    the events summed (their own `landed_at`), so the point-in-time rule of the features
+    (`known_by`) applies to a rollup row as to the events in it. `origin` is `events` (from
+    `usage_events`) or `feed` (daily usage a customer aggregated in their own warehouse, the
+    `usage_daily` source). `component` is '' where the events name none.
+    """
+
+    __tablename__ = "usage_daily"
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    feature: Mapped[str] = mapped_column(String(100), primary_key=True)
+    component: Mapped[str] = mapped_column(String(100), primary_key=True)
+    landed_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(8), primary_key=True)
+    #: summed quantity, and the part of it whose outcome was an error
+    events: Mapped[float] = mapped_column(Float)
+    errors: Mapped[float] = mapped_column(Float)
+    #: how many event rows were summed, and how many of them were errors (none for the feed)
+    event_rows: Mapped[int | None] = mapped_column(Integer)
+    error_rows: Mapped[int | None] = mapped_column(Integer)
+    #: distinct contacts of the group (distinct users over several days: `usage_daily_users`)
+    active_users: Mapped[int | None] = mapped_column(Integer)
+    #: the first and last event time of the group (the start of the day for the feed)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageDailyUser(Base):
+    """Usage per account, UTC day, contact and landing: the exact distinct active users of any
+    window (summing daily counts would count a person once per day), and the champion."""
+
+    __tablename__ = "usage_daily_users"
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    landed_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(8), primary_key=True)
+    events: Mapped[float] = mapped_column(Float)
+    #: how many event rows were summed (the feed: 1 per row)
+    event_rows: Mapped[int] = mapped_column(Integer)
+    #: the contact's last event time that day (the start of the day for the feed)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageDailyFeed(Lineage, Base):
+    """Daily usage aggregated in the customer's own warehouse, as landed (`usage_daily`
+    source); copied into `usage_daily` (origin `feed`) by the landing. `daily_id` is derived
+    from (account_id, day, feature, component): the same group landed again updates it."""
+
+    __tablename__ = "usage_daily_feed"
+    daily_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    day: Mapped[date] = mapped_column(Date)
+    feature: Mapped[str] = mapped_column(String(100))
+    component: Mapped[str | None] = mapped_column(String(100))
+    events: Mapped[float] = mapped_column(Float)
+    errors: Mapped[float | None] = mapped_column(Float)
+    active_users: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (Index("ix_usage_daily_feed_account_day", "account_id", "day"),)
+
+
+class UsageDailyUserFeed(Lineage, Base):
+    """Per-user daily usage aggregated in the customer's own warehouse (`usage_daily_users`
+    source); copied into `usage_daily_users` (origin `feed`). `daily_id` is derived from
+    (account_id, day, contact_id)."""
+
+    __tablename__ = "usage_daily_users_feed"
+    daily_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
+    day: Mapped[date] = mapped_column(Date)
+    contact_id: Mapped[str] = mapped_column(String(64))
+    events: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_usage_daily_users_feed_account_day", "account_id", "day"),)
+
+
 class PurchaseEvent(Lineage, Base):
     __tablename__ = "purchase_events"
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -237,6 +317,8 @@ ENTITY_TABLES = {
     "tickets": Ticket.__table__,
     "mentions": Mention.__table__,
     "incidents": Incident.__table__,
+    "usage_daily": UsageDailyFeed.__table__,
+    "usage_daily_users": UsageDailyUserFeed.__table__,
 }
 
 
@@ -338,6 +420,9 @@ class AccountFeatures(Base):
     events_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
     active_days_28d_vs_180d: Mapped[float | None] = mapped_column(Float)
     error_rate_28d_minus_180d: Mapped[float | None] = mapped_column(Float)
+    # first responses to its own tickets against what customers expect (issue 15; 0019)
+    first_response_hours_median_90d: Mapped[float | None] = mapped_column(Float)
+    first_response_late_share_90d: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (Index("ix_account_features_account_as_of", "account_id", "as_of"),)
 
 
@@ -356,6 +441,33 @@ class AccountHealth(Base):
     skipped: Mapped[Any] = mapped_column(JSONDoc)  # names of the measures left out
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_account_health_account_as_of", "account_id", "as_of"),)
+
+
+class ScoringDate(Base):
+    """A date being scored in shards, or published once every shard and the whole-book steps
+    are done (dags/pulse_health.py). A date in state `scoring` is hidden from the risk list,
+    the console and the account pages; a date scored in one process has no row and shows."""
+
+    __tablename__ = "scoring_dates"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # scoring, published
+    shards: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accounts: Mapped[int | None] = mapped_column(Integer)
+
+
+class ScoringShard(Base):
+    """One shard of a date scored in shards, recorded when its features, health and churn
+    risk are written (models/sharded.py); the date is published once all its shards are."""
+
+    __tablename__ = "scoring_shards"
+    as_of: Mapped[date] = mapped_column(Date, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shards: Mapped[int] = mapped_column(Integer)
+    accounts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class HealthMeasure(Base):
@@ -625,6 +737,10 @@ class TextInsight(Base):
     route_method: Mapped[str] = mapped_column(String(16))  # classifier or keywords
     theme_key: Mapped[str | None] = mapped_column(String(64))
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: evidence that a social post is about the product (models/relevance.py); None: not judged
+    relevance: Mapped[float | None] = mapped_column(Float)
+    #: why the item is not feedback: "off_topic" or "brand"; None: it is feedback
+    dropped: Mapped[str | None] = mapped_column(String(16))
     __table_args__ = (Index("ix_text_insights_team_created", "team", "created_at"),)
 
 

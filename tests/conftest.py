@@ -7,6 +7,7 @@ under CI=true it fails them.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,13 +77,31 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         drop_schema(PG_URL, schema)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite warehouse migrated once per worker: each test's SQLite warehouse starts as a
+    copy of it (the same file `upgrade` would write, without running every migration again
+    for each of some hundreds of tests; the migrations themselves are tested on their own)."""
+    path = tmp_path_factory.mktemp("template") / "warehouse.db"
+    eng = make_engine(f"sqlite:///{path}")
+    upgrade(eng)
+    eng.dispose()
+    return path
+
+
 @pytest.fixture
-def engine(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def engine(db_url: str, monkeypatch: pytest.MonkeyPatch,
+           sqlite_template: Path) -> Iterator[Engine]:
     """A migrated, empty warehouse; PULSE_DATABASE_URL points at it for CLI runs."""
     monkeypatch.setenv("PULSE_DATABASE_URL", db_url)
     get_settings(fresh=True)
-    eng = make_engine(db_url)
-    upgrade(eng)
+    target = db_url.removeprefix("sqlite:///") if db_url.startswith("sqlite:///") else None
+    if target is not None and not Path(target).exists():
+        shutil.copyfile(sqlite_template, target)
+        eng = make_engine(db_url)
+    else:
+        eng = make_engine(db_url)
+        upgrade(eng)
     yield eng
     eng.dispose()
 

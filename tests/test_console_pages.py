@@ -76,13 +76,16 @@ def test_feedback_page_shows_the_weeks_digests(engine: Engine, client: TestClien
             TextInsight.created_at >= datetime(2026, 11, 16, tzinfo=UTC),
             TextInsight.created_at < datetime(2026, 11, 23, tzinfo=UTC)).distinct()).scalars())
     assert teams == {re.sub(r"[^a-z0-9]+", "-", t.lower()) for t in routed}
-    # the CSV export theme: five reports (two near-duplicates) from Globex, Acme and Initech,
+    # the CSV export theme: five reports (two distinct texts) from Globex, Acme and Initech,
     # MRR counted once per account (2,500 + 1,000 + 400); one report the week before
     rows = [r for t in teams for r in _cells(text, f"themes-{t}")]
     export = [r for r in rows if "export" in r[0].lower() and "csv" in r[0].lower()]
     assert len(export) == 1, rows
     assert export[0][1:5] == ["5", "3", "3,900", "▲ up 4 (from 1)"]
-    assert "2 duplicates merged" in export[0][0]
+    assert "5 raw items in 2 distinct texts" in export[0][0]
+    # nothing was left out (no brand post, nothing off-topic), and the page says so
+    assert re.search(r'id="feedback-dropped">[^<]*<strong>0</strong> posts not about the '
+                     r'product, <strong>0</strong> posts by the brand', text)
     # the hostile mention is text, never markup; quotes are scrubbed
     assert "<script>alert(1)</script>" not in text and "onerror=alert(1)>" not in text
     assert "maria.lopez@acme.example" not in text and "+1 415 555 0100" not in text

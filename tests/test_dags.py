@@ -75,6 +75,9 @@ print("DAGBAG " + json.dumps({
                 t.task_id: {
                     "retries": t.retries,
                     "outlets": [getattr(o, "uri", repr(o)) for o in t.outlets],
+                    "upstream": sorted(t.upstream_task_ids),
+                    "mapped": type(t).__name__ == "MappedOperator"
+                    or t.get_closest_mapped_task_group() is not None,
                 }
                 for t in d.tasks
             },
@@ -118,6 +121,22 @@ def test_pulse_ingest_publishes_one_asset_per_source(dagbag: dict) -> None:
     assert outlets == {f"publish_{s}": [f"x-pulse://warehouse/{s}"] for s in LANDING_ORDER}
     assert set(LANDING_ORDER) == set(ENTITY_TABLES)
     assert d["tasks"]["report"]["retries"] == 0
+
+
+@pytest.mark.airflow
+def test_pulse_health_scores_in_mapped_shards_and_publishes_after_all(dagbag: dict) -> None:
+    tasks = dagbag["dags"]["pulse_health"]["tasks"]
+    shard = ("score_shard.features", "score_shard.health", "score_shard.churn")
+    assert all(tasks[t]["mapped"] and tasks[t]["retries"] >= 1 for t in shard)
+    assert tasks["score_shard.health"]["upstream"] == ["score_shard.features"]
+    assert tasks["score_shard.churn"]["upstream"] == ["score_shard.health"]
+    # the whole-book steps wait for every shard; the date is published after them, and only
+    # then read (playbooks, the risk list and its asset)
+    assert tasks["churn_drivers"]["upstream"] == tasks["flags"]["upstream"] == [
+        "score_shard.churn"]
+    assert tasks["publish"]["upstream"] == ["churn_drivers", "flags"]
+    assert tasks["playbooks"]["upstream"] == tasks["risk_list"]["upstream"] == ["publish"]
+    assert tasks["risk_list"]["outlets"] == ["x-pulse://warehouse/health"]
 
 
 def test_dags_use_airflow_3_spellings() -> None:

@@ -113,8 +113,10 @@ def test_themes_merge_duplicates_and_weigh_accounts_once(world: Engine) -> None:
     assert "dark" in dark["top_terms"]
     assert export["items"] == 5 and sorted(export["item_refs"]) == [
         "mention:m1", "mention:m2", "mention:m3", "ticket:t1", "ticket:t2"]
-    # m1, m2 and m3 say the same thing (m3 in other case, m2 without one stop word).
-    assert export["distinct_texts"] == 3 and export["duplicates_merged"] == 2
+    # m1, m2 and m3 say the same thing (m3 in other case, m2 without one stop word); t1 too,
+    # once its phone number, address and signature are normalised away.
+    assert export["distinct_texts"] == 2 and export["duplicates_merged"] == 3
+    assert export["label"] == "CSV export of the monthly report fails with timeout again"
     assert export["accounts"] == 3 and export["account_ids"] == ["acc-b", "acc-a", "acc-c"]
     assert export["mrr"] == 2500 + 1000 + 400  # acc-a and acc-b twice each, counted once
     assert dark["items"] == 3 and dark["accounts"] == 3 and dark["mrr"] == 1000 + 400 + 50
@@ -171,7 +173,7 @@ def test_weekly_digest_per_team(world: Engine, pulse_home: Path,
     for personal in ("maria.lopez@acme.example", "555", "@tbaker", "@pulsehq", "Maria",
                      "Lopez", "Tom"):
         assert personal not in blob
-    assert "[email]" in blob and "[phone]" in blob and "[name]" in blob
+    assert "[name]" in blob  # (t1, with the address and phone, is one text with m1-m3)
 
     # Files under $PULSE_HOME/digests/{period_start}/: hostile text escaped, quotes scrubbed.
     folder = pulse_home / "digests" / "2026-11-16"

@@ -127,8 +127,8 @@ def test_the_modelled_risk_adds_to_the_decline_and_never_flags_alone() -> None:
     from pulse.models.flag_rules import FlagSettings
 
     weekly, features, peers = population()
-    mild = (weekly["account_id"] == "acc-050") & (weekly["week"] < 2)
-    weekly.loc[mild, "events"] *= 0.7  # a mild drop: not enough on its own
+    mild = (weekly["account_id"] == "acc-050") & (weekly["week"] < SilentRule().recent_weeks)
+    weekly.loc[mild, "events"] *= 0.6  # a mild drop: not enough on its own
     assert "acc-050" not in silent(weekly, features, peers).index
     risk = np.linspace(0.01, 0.05, N)
     ids = features["account_id"].to_numpy()
@@ -151,6 +151,31 @@ def test_the_modelled_risk_adds_to_the_decline_and_never_flags_alone() -> None:
     none = evaluate_flags(features, D, weekly=weekly, peers=peers, settings=FlagSettings(),
                           churn=churn.iloc[:0])
     assert "acc-050" not in set(none.loc[none["flag"] == "silent_dissatisfied", "account_id"])
+
+
+def test_failures_alone_are_not_silence_but_back_a_decline_up() -> None:
+    """Half the requests failing at the usual volume is a technical problem (the outage flag,
+    a ticket), not dissatisfaction: the error rise weighs at most `CORROBORATING_Z`, so alone
+    it never fires; beside a mild decline that is not enough on its own, it tips it over."""
+    from pulse.models.flags import CORROBORATING_Z
+
+    weekly, features, peers = population()
+    recent = weekly["week"] < SilentRule().recent_weeks
+    mild = (weekly["account_id"] == "acc-050") & recent
+    weekly.loc[mild, "events"] *= 0.6
+    assert "acc-050" not in silent(weekly, features, peers).index  # the decline alone
+    for account in ("acc-050", "acc-060"):  # the error share jumps to a half
+        hit = (weekly["account_id"] == account) & recent
+        weekly.loc[hit, "errors"] = weekly.loc[hit, "events"] * 0.5
+        weekly.loc[hit, "error_rows"] = np.round(weekly.loc[hit, "rows"] * 0.5)
+    flags = silent(weekly, features, peers)
+    assert "acc-060" not in flags.index  # the failures alone, at the usual volume
+    assert "acc-050" in flags.index  # the failures beside the mild decline
+    details = flags.loc["acc-050", "details"]
+    assert details["signals"]["error_rise"] == pytest.approx(CORROBORATING_Z, abs=0.01)
+    assert 0 < details["signals"]["usage_drop"] < 3
+    text = flags.loc["acc-050", "evidence"]
+    assert text.startswith("error rate ") and "; events down " in text, text
 
 
 def test_the_modelled_risk_never_flags_alone_however_many_accounts_are_scored() -> None:
@@ -222,8 +247,12 @@ def test_in_the_warehouse_a_weekly_cycle_and_scale_change_nothing(
     silent = flags[flags["flag"] == "silent_dissatisfied"]
     assert list(silent["account_id"]) == ["acc-w00"], silent["evidence"].tolist()  # w01: a ticket
     text = silent["evidence"].iloc[0]
-    drop = re.match(r"events down (\d+)% against its own 11-week median \(", text)
-    assert drop and int(drop.group(1)) >= 50, text
+    # two weeks at 15% of the usual level: over the last 4 weeks, a fall of a quarter or more
+    drop = re.match(r"events down (\d+)% against its own 11-week median \(([\d,]+) a week "
+                    r"over the last 4 weeks against ([\d,]+)\)", text)
+    assert drop and int(drop.group(1)) >= 25, text
+    recent, usual = (float(drop.group(k).replace(",", "")) for k in (2, 3))
+    assert abs(100 * (1 - recent / usual) - int(drop.group(1))) <= 2, text
     assert "error rate " in text and text.endswith("no ticket on record")
     assert silent["details"].iloc[0]["baseline_weeks"] == 11
 

@@ -271,7 +271,10 @@ def test_bench_models_only_silent_skips_training() -> None:
     assert run.returncode == 0, run.stderr
     (world,) = json.loads(run.stdout)["worlds"]
     assert world["errors"] == {}
-    assert {"health", "flags"} <= set(world["seconds"]) and "train" not in world["seconds"]
+    # the product's one scoring step, without a champion: no churn scores, no modelled risk
+    assert {"score: features", "score: health", "score: flags"} <= set(world["seconds"])
+    assert "train" not in world["seconds"] and "score: churn" not in world["seconds"]
+    assert "no champion: the silent flag read no modelled risk" in world["notes"]
     assert world["champion_auc"] is None and world["train_rows"] is None
     assert world["silent_truth"] > 0 and world["silent_f1"] is not None
     assert world["scored"] > 50

@@ -8,7 +8,9 @@
 * the drivers in words: the flags with their evidence, the top reasons (the risk list's),
   the measures that cost the most points, the next action;
 * the timeline (`id="timeline"`), newest first, filtered by `?kind=` (repeatable, a plain
-  GET form: no script) and paged by `?page=`;
+  GET form: no script) and paged by `?page=`; above it, the account's public complaints of
+  the last 7 days still waiting for a brand reply past their channel's expectation
+  (`id="unanswered-items"`, web/responses.py);
 * the contacts with their role, last activity and opt-out state;
 * the actions (POST, the session's CSRF token, audited, refused for viewers): mark handled,
   snooze, log a call, meeting or note (web/risk.py's routes, coming back here), assign the
@@ -155,6 +157,7 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
     """The signed-in account page (see the module docstring)."""
     from pulse.core.errors import NotScoredError, RiskListError
     from pulse.models.risklist import account_view
+    from pulse.web.responses import ACCOUNT_DAYS, account_complaints
     from pulse.web.risk import _done_message, _scorecard
 
     engine = request.app.state.engine
@@ -178,6 +181,7 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
     def timeline_link(p: int) -> str:
         return here + "?" + urlencode([*(("kind", k) for k in kinds), ("page", p)]) + "#timeline"
 
+    complaints, complaints_problem = account_complaints(engine, account_id)
     flags = [{"words": FLAG_WORDS.get(f["flag"], f["flag"].replace("_", " ")),
               "evidence": f["evidence"]} for f in (view or {}).get("flags", [])]
     risk = (view or {}).get("risk") or {}
@@ -188,6 +192,8 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
         items=items, older=older, page=page, kinds=kinds, all_kinds=sqla.KINDS,
         newer_link=timeline_link(page - 1), older_link=timeline_link(page + 1),
         contacts=sqla.contacts(engine, account_id),
+        complaints=complaints, complaints_problem=complaints_problem,
+        complaint_days=ACCOUNT_DAYS,
         drafts=_drafts(engine, account_id), csms=_csm_choices(engine) if me.can_act else [],
         here=here, message=_done_message(request) or _said(request),
         tomorrow=datetime.now(UTC).date() + timedelta(days=1))

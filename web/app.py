@@ -107,10 +107,11 @@ def create_app(engine: Engine | None = None, *, limiter: guard.Limiter | None = 
     app.include_router(surveys.router)
     app.include_router(account.router)  # /accounts/{id}: the account page and its actions
     app.include_router(tasks.router)  # /tasks: the playbooks' tasks
-    from pulse.web import csat, feedback  # the console's report pages
+    from pulse.web import csat, feedback, responses  # the console's report pages
 
     app.include_router(feedback.router)  # /feedback: the feedback digests by week and team
     app.include_router(csat.router)  # /csat: CSAT figures, weekly trend, comments
+    app.include_router(responses.router)  # /responses: unanswered public complaints
     signin.install(app)  # /login, /logout, / and the answers to "sign in first" and 403
     app.state.limiter = limiter or guard.shared_limiter(engine)  # sign-in attempts use it too
     # innermost first: the session cookies; rate limits, body caps and headers; then the

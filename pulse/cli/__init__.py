@@ -6,6 +6,7 @@ import sys
 from pulse.cli import (
     bench,
     chatter,
+    cluster,
     db,
     demo,
     feedback,
@@ -17,6 +18,7 @@ from pulse.cli import (
     playbooks,
     quarantine,
     responses,
+    rollup,
     social,
     surveys,
     text,
@@ -27,7 +29,8 @@ from pulse.core.errors import PulseError
 from pulse.core.secrets import redact
 
 COMMAND_GROUPS = (db, ingest, quarantine, demo, health, model, outage, outreach, surveys,
-                  social, feedback, text, chatter, user, playbooks, responses, bench)
+                  social, feedback, text, chatter, user, playbooks, responses, bench, cluster,
+                  rollup)
 
 for _group in COMMAND_GROUPS:
     _group.register(app)

@@ -1,4 +1,4 @@
-"""`pulse feedback refresh|themes|digest`: classified feedback, its themes, team digests."""
+"""`pulse feedback refresh|themes|dropped|languages|digest`: classified feedback, its themes, team digests."""
 from __future__ import annotations
 
 import json
@@ -77,6 +77,60 @@ def feedback_themes(
                 r[k] = " ".join(r[k])
     _emit(rows, ["team", "label", "items", "distinct_texts", "accounts", "mrr", "currency",
                  "theme_key"], fmt, f"Feedback themes {lo} to {hi}")
+
+
+class Reason(str, Enum):
+    off_topic = "off_topic"
+    brand = "brand"
+
+
+@feedback_app.command("dropped")
+def feedback_dropped(
+    reason: Annotated[Reason | None, typer.Option(
+        help="off_topic (not about the product) or brand (the brand's own posts); default "
+        "both.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="From this date (ISO; default: 7 days before --until).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Up to this date, exclusive (ISO; default: tomorrow).")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table, csv or json.")]
+    = ListFormat.table,
+) -> None:
+    """The items left out of the feedback (never deleted): posts not about the product and
+    the brand's own posts, newest first, with their relevance (models/relevance.py)."""
+    from pulse.models.feedback import dropped_items
+
+    hi = _day(until, "--until") or (datetime.now(UTC).date() + timedelta(days=1))
+    lo = _day(since, "--since") or hi - timedelta(days=7)
+    frame = dropped_items(_engine(), since=lo, until=hi,
+                          reason=reason.value if reason else None)
+    counts = frame["dropped"].value_counts().to_dict()
+    _emit(_records(frame), ["created_at", "dropped", "relevance", "author", "item_id", "text"],
+          fmt, f"Not feedback {lo} to {hi}: " + ", ".join(
+              f"{counts.get(r.value, 0)} {r.value}" for r in Reason
+              if reason is None or r is reason))
+
+
+@feedback_app.command("languages")
+def feedback_languages(
+    since: Annotated[str | None, typer.Option(
+        help="From this date (ISO; default: 7 days before --until).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Up to this date, exclusive (ISO; default: tomorrow).")] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table, csv or json.")]
+    = ListFormat.table,
+) -> None:
+    """The items in a language no sentiment model covers (sentiment `unknown`), counted per
+    language and listed: kept as feedback, never guessed as negative."""
+    from pulse.models.feedback import other_language_items
+
+    hi = _day(until, "--until") or (datetime.now(UTC).date() + timedelta(days=1))
+    lo = _day(since, "--since") or hi - timedelta(days=7)
+    frame = other_language_items(_engine(), since=lo, until=hi)
+    counts = frame["language"].value_counts().to_dict() if len(frame) else {}
+    summary = ", ".join(f"{n} {lang}" for lang, n in sorted(counts.items())) or "none"
+    _emit(_records(frame), ["created_at", "language", "item_type", "item_id", "team", "text"],
+          fmt, f"Sentiment unknown (a language no model covers) {lo} to {hi}: {summary}")
 
 
 @feedback_app.command("digest")

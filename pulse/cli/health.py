@@ -19,7 +19,6 @@ from pulse.cli.common import Basis, Format, ListFormat, parse_day
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from pulse.models.scorecard import Scorecard
 
 out = Console()
 err = Console(stderr=True)
@@ -47,13 +46,15 @@ def score(
         "support tone reads the model; texts it has not read count by the word list.")] = True,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Compute every account's features and health as of a date, and store them.
+    """Compute every account's features, health, churn risk and flags as of a date.
 
-    Re-running a date replaces that date's features and health and nothing else. The impact
-    of open or changed incidents is refreshed first. A date with nothing to score is an error.
+    Features, then health, then the champion churn model's risk (when there is a champion),
+    then the flags, which weigh that risk: the health DAG's order. Re-running a date
+    replaces that date's rows and nothing else. The impact of open or changed incidents is
+    refreshed first. A date with nothing to score is an error.
     """
-    from pulse.models.health import score_date
     from pulse.models.scorecard import load_scorecard
+    from pulse.models.scoring import score_day
     from pulse.sql.db import make_engine
     from pulse.sql.features import basis_report, ensure_features_schema
 
@@ -65,17 +66,19 @@ def score(
 
     refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
     tone = refresh_tone(engine, day) if text else "not refreshed (--no-text)"
+    # features, health, the champion's churn scores, then the flags (which weigh them): the
+    # same step as the health DAG and the history backfill (models/scoring.py)
     if fmt is Format.table and sys.stderr.isatty():
         with err.status(f"scoring as of {day}") as status:
-            summary = score_date(engine, day, scorecard=card, basis=basis.value,
-                                 on_stage=lambda msg: status.update(msg))
+            done = score_day(engine, day, scorecard=card, basis=basis.value,
+                             on_stage=lambda msg: status.update(msg))
     else:
-        summary = score_date(engine, day, scorecard=card, basis=basis.value)
-    flags = _score_flags(engine, day, card, summary.seconds) if summary.accounts else {}
+        done = score_day(engine, day, scorecard=card, basis=basis.value)
+    summary, flags = done.health, done.flags or {}
     used = basis_report(engine, day, basis.value)
     if fmt is Format.json:
-        print(json.dumps({**summary.to_dict(), "basis": used.to_dict(), "text_insights": tone,
-                          "flags": flags}, indent=2))
+        print(json.dumps({**done.to_dict(), "basis": used.to_dict(), "text_insights": tone},
+                         indent=2))
         return
     b = summary.bands
     by_card = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_scorecard.items()))
@@ -93,8 +96,9 @@ def score(
     if not summary.stale:
         out.print("Every source is fresh.")
     out.print(f"Support tone: text insights {tone}.", soft_wrap=True)
+    out.print(f"Churn risk: {done.churn_message}.", soft_wrap=True)
     out.print("Flags: " + (", ".join(f"{k} {v:,}" for k, v in flags.items()) or "none"))
-    secs = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
+    secs = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
     out.print(f"Took {secs}.")
 
 
@@ -260,20 +264,6 @@ class BandChoice(str, Enum):
 
 
 _BAND_STYLE = {"red": "red", "amber": "yellow", "green": "green"}
-
-
-def _score_flags(engine: Engine, day: date, card: Scorecard,
-                 seconds: dict[str, float]) -> dict[str, int]:
-    """The tail of `pulse score`: flags from the health just stored."""
-    import time
-
-    from pulse.models.flags import compute_flags
-    from pulse.sql.flags import flag_counts
-
-    t0 = time.perf_counter()
-    compute_flags(engine, day, scorecard=card)
-    seconds["flags"] = time.perf_counter() - t0
-    return flag_counts(engine, day)
 
 
 def flags(

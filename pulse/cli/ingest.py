@@ -60,7 +60,8 @@ def print_results(results: list[Any], fmt: Format) -> None:
 
 def ingest(
     source: Annotated[str, typer.Argument(
-        help="accounts, contacts, usage, purchases, tickets, mentions or incidents "
+        help="accounts, contacts, usage, usage_daily, usage_daily_users, purchases, tickets, "
+        "mentions or incidents "
         "(or 'auto' to tell each file's source from its name)")],
     paths: Annotated[list[Path], typer.Argument(help="CSV or JSON Lines files (.gz too).")],
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,

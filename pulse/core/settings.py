@@ -182,6 +182,29 @@ class Settings(BaseSettings):
         "PULSE_X_ACCESS_TOKEN_SECRET", "X_ACCESS_TOKEN_SECRET"),
         description="the brand account's access token secret")
 
+    # --- the production profile: Airflow on CeleryExecutor (issue 16, docs/cluster.md)
+    score_shards: int = Field(
+        default=1, ge=1, le=1000, description="pulse_health scores accounts in this many "
+        "shards (a stable hash of the account id), one mapped task per shard; `pulse cluster "
+        "up` defaults it to the worker slots (workers x concurrency)")
+    cluster_airflow_db_url: str = Field(
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/pulse_airflow",
+        description="`pulse cluster`: Airflow's metadata database (PostgreSQL, a database of "
+        "its own, created when missing)")
+    cluster_broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="`pulse cluster`: the Celery broker "
+        "(Redis, or RabbitMQ as amqp://user:password@host:5672//)")
+    cluster_api_port: int = Field(
+        default=8780, ge=1024, le=65000, description="`pulse cluster`: the api-server's port; "
+        "the triggerer's and workers' log servers take the next ports (+1, +2, ...)")
+    cluster_workers: int = Field(default=2, ge=1, le=16,
+                                 description="`pulse cluster`: Celery workers to start")
+    cluster_worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="`pulse cluster`: task slots of each worker")
+    cluster_heartbeat_timeout: int = Field(
+        default=300, ge=5, description="`pulse cluster`: seconds without a heartbeat before "
+        "the scheduler fails a running task (a lost worker) and retries it")
+
     # --- health
     scorecard: Path | None = Field(default=None, description="Scorecard YAML "
                                    "(PULSE_SCORECARD); default: the built-in one")

@@ -73,7 +73,8 @@ def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
     today = datetime.now(UTC).date()
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
     console.print(f"[bold]7.[/] running the Airflow DAG pulse_health for {today} "
-                  f"(features, scorecard, churn risk, flags, risk list); log in {log_path}")
+                  f"(features, scorecard and churn risk per shard of accounts, then flags, "
+                  f"publish, risk list); log in {log_path}")
     with open(log_path, "w", encoding="utf-8") as log_file:
         run_dag_test("pulse_health", logical_date=today.isoformat(), env=env,
                      output=_TaskEcho(log_file, console))

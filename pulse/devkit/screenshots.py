@@ -41,9 +41,8 @@ def fill_world(engine: Engine, folder: Path, *, accounts: int, days: int, trend_
 
     from pulse.devkit.demo import FILE_NAMES, generate
     from pulse.listeners.landing import land_files
-    from pulse.models.flags import compute_flags
-    from pulse.models.health import score_date
     from pulse.models.playbooks import run_playbooks
+    from pulse.models.scoring import score_day
     from pulse.sql.db import upgrade
     from pulse.sql.schema import Account, AccountHealth, PlaybookTask
 
@@ -52,8 +51,7 @@ def fill_world(engine: Engine, folder: Path, *, accounts: int, days: int, trend_
     land_files(engine, [folder / name for name in FILE_NAMES.values()])
     for k in range(trend_days - trend_days % every, -1, -every):
         day = end - timedelta(days=k)
-        score_date(engine, day, basis="occurred")  # it all landed at once: by event time
-        compute_flags(engine, day)
+        score_day(engine, day, basis="occurred")  # it all landed at once: by event time
         run_playbooks(engine, day)  # tasks open over the month, some of them overdue
     a, h, t = Account.__table__, AccountHealth.__table__, PlaybookTask.__table__
     with engine.connect() as conn:

@@ -111,12 +111,10 @@ def _land_world(engine: Engine, folder: Path) -> int:
 def _silent_figures(engine: Engine, end: date, truth: set[str], fig: ModelFigure) -> None:
     from sqlalchemy import select
 
-    from pulse.models.flags import compute_flags
-    from pulse.models.health import score_date
+    from pulse.models.scoring import score_day
     from pulse.sql.schema import AccountFlag
 
-    score_date(engine, end, basis="occurred")
-    compute_flags(engine, end)
+    score_day(engine, end, basis="occurred")  # churn scores (the champion's) before flags
     t = AccountFlag.__table__
     with engine.connect() as conn:
         flagged = set(conn.execute(select(t.c.account_id).where(
@@ -485,9 +483,11 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     """Train, score, flag and rank as of `as_of` through the product's functions; fill `fig`.
 
     Every stage runs on its own: an error is written into its figures' cells and the next
-    stage still runs. `only="silent"` runs just what the silent flag reads (features and
-    health with the default scorecard, then the flags) and fills only its figures: the same
-    product functions, without the minutes of training.
+    stage still runs. `only="silent"` runs just what the silent flag reads (the product's
+    "score a date" step, `models.scoring.score_day`, with the default scorecard and no
+    champion: features, health, flags) and fills only its figures, without the minutes of
+    training. The full run trains first, so the same step also scores churn before the
+    flags.
     """
     import numpy as np
     import pandas as pd
@@ -506,16 +506,22 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
                 console.print(f"  {fig.world}: {name} {fig.seconds[name]:.1f} s"
                               + (f" [red]{fig.errors[name]}[/]" if name in fig.errors else ""))
 
-    from pulse.models.flags import compute_flags
-    from pulse.models.health import score_date
-    from pulse.models.registry import champion, score_churn, train_and_register
+    from pulse.models.registry import champion, train_and_register
     from pulse.models.risklist import build_risk_list
+    from pulse.models.scoring import score_day
+
+    def score(card: Any = None) -> None:
+        """The product's "score a date" step: features, health, churn scores (with a
+        champion), flags; each part's seconds beside the stages'."""
+        done = score_day(engine, as_of, scorecard=card, basis="occurred")
+        fig.seconds.update({f"score: {k}": round(v, 2) for k, v in done.seconds.items()})
+        if done.churn is None:
+            fig.notes.append("no champion: the silent flag read no modelled risk")
 
     if only is not None and only not in ONLY:
         raise InvalidArgumentError(f"--only takes one of {', '.join(ONLY)}, not {only!r}")
     if only == "silent":
-        stage("health", lambda: score_date(engine, as_of, basis="occurred"))
-        stage("flags", lambda: compute_flags(engine, as_of))
+        stage("score date", score)
         rows = stage("stored scores", lambda: _stored_rows(engine, as_of))
         if rows is None or rows.empty:
             return
@@ -551,11 +557,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
             if cal is not None and cal.fitted else None)
     if cal is not None and not cal.fitted:
         fig.errors["calibrate"] = str(cal.fallback)
-    stage("health", lambda: score_date(engine, as_of, scorecard=card, basis="occurred"))
-    # in the health DAG's order: the churn scores before the flags (the silent flag weighs
-    # the date's modelled risk)
-    stage("churn scores", lambda: score_churn(engine, as_of, basis="occurred"))
-    stage("flags", lambda: compute_flags(engine, as_of, scorecard=card))
+    stage("score date", lambda: score(card))
     rows = stage("risk list", lambda: pd.DataFrame(build_risk_list(engine, as_of,
                                                                    scorecard=card)))
     if rows is None or rows.empty:
@@ -878,8 +880,8 @@ def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: P
         "Protocol: each variant world is landed on a temporary SQLite warehouse; as of "
         f"{VARIANT_HORIZON_DAYS} days before its end (a sixth of the history for worlds "
         f"under {_FULL_HORIZON_MIN_DAYS} days) `train_and_register` trains and registers a "
-        "churn model on history up to that date, then `score_date`, `compute_flags`, "
-        "`score_churn` and `build_risk_list` score it; the figures compare that with "
+        "churn model on history up to that date, then `score_day` (features, health, "
+        "churn scores, flags) and `build_risk_list` score it; the figures compare that with "
         "truth.json over the horizon that follows. Baselines: a standardised "
         "LogisticRegression and a default HistGradientBoostingClassifier fitted on every "
         "labelled snapshot up to the scoring date, scored on the same accounts.")
@@ -941,8 +943,9 @@ def bench_models(
         help="Last day of the generated world, YYYY-MM-DD (default: yesterday).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     only: Annotated[str | None, typer.Option(
-        help="With --variant: measure only this part ('silent': features, health and flags "
-        "through the product's functions, no training), in seconds instead of minutes.")]
+        help="With --variant: measure only this part ('silent': the product's scoring step, "
+        "features, health and flags, without training, so without the modelled risk), in "
+        "seconds instead of minutes.")]
     = None,
 ) -> None:
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
@@ -1169,9 +1172,16 @@ def synthesise(folder: Path, *, accounts: int, days: int, seed: int = 1,
     k = len(acc)
     resolved = opened + rng.integers(600, 6 * 86400, k)
     solved = resolved < t0 + days * 86400 - 3600
+    # a channel each, and a first response a few minutes to a day later (some never answered)
+    channel = np.array(["email", "chat", "web", "phone"])[rng.choice(4, k, p=[0.5, 0.2, 0.2,
+                                                                          0.1])]
+    first = np.minimum(opened + np.exp(rng.normal(np.log(3600), 1.5, k)).astype(np.int64),
+                       resolved)
+    answered = (first < t0 + days * 86400 - 3600) & (rng.random(k) < 0.95)
     pd.DataFrame({
         "ticket_id": pd.Series(np.arange(k)).map("t{:09d}".format),
-        "account_id": ids[acc], "opened_at": _ts(opened),
+        "account_id": ids[acc], "opened_at": _ts(opened), "channel": channel,
+        "first_response_at": np.where(answered, _ts(first), ""),
         "resolved_at": np.where(solved, _ts(resolved), ""),
         "status": np.where(solved, "solved", "open"),
         "priority": np.array(["low", "normal", "high", "urgent"])[
