@@ -203,9 +203,12 @@ def pulse_ingest() -> None:
         if problems:
             for p in problems:
                 log.error(p)
+            # the names first: a long reason (each names its path) must not hide them
+            names = ", ".join(r["file"] for r in rejected) or "none"
             raise AirflowFailException(
-                f"{len(rejected)} file(s) rejected (see {runtime.home() / 'rejected'}), "
-                f"{len(failed)} task(s) failed: " + "; ".join(problems)
+                f"{len(rejected)} file(s) rejected ({names}; see "
+                f"{runtime.home() / 'rejected'}), {len(failed)} task(s) failed: "
+                + "; ".join(problems)
             )
         return summary
 

@@ -234,7 +234,7 @@ def _land_chunks(
     loader = DirectLoad(conn, source, now=now, run_id=run_id) if direct else None
     # the account-days a direct load touches, for the daily rollups (sql/rollups.py)
     origin = ROLLUP_SOURCES.get(source.name)
-    touched = TouchedKeys() if origin is not None and direct else None
+    touched = TouchedKeys(conn) if origin is not None and direct else None
     # quarantine writes wait while a direct COPY holds the connection (spilled to disk)
     deferred = _Deferred()
     def prepared() -> Iterator[Prepared]:
@@ -305,7 +305,7 @@ def _land_chunks(
         result.inserted = staged
         if touched:
             assert origin is not None
-            rollup_refresh(conn, origin, touched.frame())
+            rollup_refresh(conn, origin, touched)
     elif staged:
         dups = _has_repeats(conn, source, stage)
         if dups:

@@ -24,12 +24,15 @@ a bulk load that bypassed the landing, or a change made to the events by hand.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Column,
@@ -79,14 +82,29 @@ ROLLUP_SOURCES: dict[str, str] = {
     "usage": "events", "usage_daily": "feed", "usage_daily_users": "feed"}
 
 
-def _day_of(values: pd.Series) -> pd.Series:
-    """The UTC calendar day of timestamps (aware datetimes or stored text) as dates."""
+_EPOCH_DAY = np.datetime64("1970-01-01", "D")
+#: a key held in memory is one int64: the account's code above these bits, the day (days
+#: since 1970, offset to stay positive) below them
+_DAY_BITS = 20
+_DAY_OFFSET = 1 << 19
+#: keys written to the temporary table per statement (their strings exist a slice at a time)
+_KEY_SLICE = 20_000
+
+
+def _day_numbers(values: pd.Series) -> np.ndarray:
+    """The UTC calendar day of timestamps (aware datetimes, dates or stored text) as days
+    since 1970 (int64); a missing or unreadable value gives a number below every real day."""
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values
         if getattr(ts.dt, "tz", None) is not None:
-            ts = ts.dt.tz_convert("UTC")
-        return ts.dt.date
-    return pd.to_datetime(values.astype(str).str.slice(0, 10), format="%Y-%m-%d").dt.date
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    else:
+        ts = pd.to_datetime(values.astype(str).str.slice(0, 10), format="%Y-%m-%d",
+                            errors="coerce")
+    days = ts.to_numpy(dtype="datetime64[D]")
+    out = (days - _EPOCH_DAY).astype("int64")
+    out[np.isnat(days)] = -_DAY_OFFSET - 1
+    return out
 
 
 def _values(values: Iterable[Any]) -> Any:
@@ -96,42 +114,11 @@ def _values(values: Iterable[Any]) -> Any:
     return pd.Series(list(values), dtype=object).to_numpy()
 
 
-class TouchedKeys:
-    """The distinct (account_id, day) keys a landing touched, gathered chunk by chunk (memory
-    grows with the account-days of the file, never with its rows)."""
-
-    def __init__(self) -> None:
-        self._parts: list[pd.DataFrame] = []
-        self._n = 0
-
-    def add(self, account_ids: Iterable[Any], days: Iterable[Any]) -> None:
-        frame = pd.DataFrame({"account_id": _values(account_ids), "day": _values(days)})
-        frame = frame.dropna().drop_duplicates()
-        if frame.empty:
-            return
-        self._parts.append(frame)
-        self._n += len(frame)
-        if self._n > 200_000 and len(self._parts) > 1:  # keep the list short
-            self._parts = [self.frame()]
-            self._n = len(self._parts[0])
-
-    def add_events(self, account_ids: pd.Series, occurred_at: pd.Series) -> None:
-        """Keys of event rows: their account and the UTC day of their event time."""
-        self.add(account_ids, _day_of(occurred_at))
-
-    def frame(self) -> pd.DataFrame:
-        if not self._parts:
-            return pd.DataFrame({"account_id": [], "day": []})
-        return pd.concat(self._parts, ignore_index=True).drop_duplicates()
-
-    def __bool__(self) -> bool:
-        return self._n > 0
-
-
-def _touched_table(conn: Connection, keys: pd.DataFrame) -> Table:
-    """A temporary table of the keys, with each day's first instant and the next day's (so
-    the recompute reads the events through the (account_id, occurred_at) index)."""
-    name = f"_rollup_touched_{id(keys) % 1_000_000}"
+def _new_touched_table(conn: Connection) -> Table:
+    """An empty temporary table of (account_id, day) keys, with each day's first instant and
+    the next day's (so the recompute reads the events through the (account_id, occurred_at)
+    index)."""
+    name = f"_rollup_touched_{next(_TABLE_NUMBERS)}"
     kw: dict[str, Any] = {}
     if conn.dialect.name == "postgresql":
         kw["postgresql_on_commit"] = "DROP"
@@ -140,29 +127,122 @@ def _touched_table(conn: Connection, keys: pd.DataFrame) -> Table:
                   Column("day_start", UTCDateTime), Column("day_end", UTCDateTime),
                   prefixes=["TEMPORARY"], **kw)
     table.create(conn)
-    if keys.empty:
-        return table
-    # the driver's own bulk path, values already in the database's form: no per-row
-    # SQLAlchemy type processing (a backfill touches every account-day of its history)
-    days = pd.to_datetime(pd.Series(keys["day"].tolist()), format="ISO8601")
-    day_text = days.dt.strftime("%Y-%m-%d")
-    suffix = " 00:00:00.000000" if conn.dialect.name == "sqlite" else " 00:00:00+00:00"
-    start = day_text + suffix
-    end = (days + pd.Timedelta(days=1)).dt.strftime("%Y-%m-%d") + suffix
-    rows = zip(keys["account_id"].tolist(), day_text.tolist(), start.tolist(), end.tolist(),
-               strict=True)
+    return table
+
+
+_TABLE_NUMBERS = itertools.count(1)
+
+
+def _write_keys(conn: Connection, table: Table, accounts: np.ndarray, days: np.ndarray, *,
+                distinct: bool) -> None:
+    """Write keys (`accounts` strings, `days` as days since 1970) to the temporary `table`,
+    a slice at a time, through the driver's own bulk path with values already in the
+    database's form (no per-row SQLAlchemy type processing: a backfill touches every
+    account-day of its history). Keys may repeat ones already there unless `distinct`
+    (PostgreSQL's COPY takes only new keys; SQLite ignores repeats)."""
+    postgres = conn.dialect.name == "postgresql"
+    assert distinct or not postgres
+    suffix = " 00:00:00+00:00" if postgres else " 00:00:00.000000"
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if conn.dialect.name == "postgresql":
-            with cur.copy(f"COPY {name} (account_id, day, day_start, day_end) FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row(row)
-        else:
-            cur.executemany(f"INSERT INTO {name} VALUES (?, ?, ?, ?)", rows)
+        copy = (cur.copy(f"COPY {table.name} (account_id, day, day_start, day_end) FROM STDIN")
+                if postgres else None)
+        with (copy if copy is not None else contextlib.nullcontext()) as cp:
+            for at in range(0, len(days), _KEY_SLICE):
+                day = pd.Series(_EPOCH_DAY + days[at:at + _KEY_SLICE])
+                day_text = day.dt.strftime("%Y-%m-%d")
+                next_text = (day + pd.Timedelta(days=1)).dt.strftime("%Y-%m-%d")
+                rows = zip(accounts[at:at + _KEY_SLICE].tolist(), day_text.tolist(),
+                           (day_text + suffix).tolist(), (next_text + suffix).tolist(),
+                           strict=True)
+                if cp is not None:
+                    for row in rows:
+                        cp.write_row(row)
+                else:
+                    cur.executemany(f"INSERT OR IGNORE INTO {table.name} VALUES (?, ?, ?, ?)",
+                                    rows)
+                del day, day_text, next_text, rows
     finally:
         cur.close()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"ANALYZE {name}"))
+
+
+class TouchedKeys:
+    """The distinct (account_id, day) keys a landing touched, gathered chunk by chunk, so
+    that memory never grows with the rows of the file.
+
+    On SQLite each chunk's keys go straight into the temporary table the refresh reads (in
+    the landing's transaction; repeats ignored by its primary key), so memory stays that
+    of one chunk. On PostgreSQL a direct load's COPY holds the connection until the file is
+    in, so the keys wait in memory: one int64 each (the account's code and the day),
+    deduplicated as they come, 8 bytes per account-day plus one entry per account."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._table: Table | None = None
+        self._spill = conn.dialect.name != "postgresql"
+        self._accounts = pd.Index([], dtype=object)
+        self._parts: list[np.ndarray] = []
+        self._any = False
+
+    def add_events(self, account_ids: Iterable[Any], occurred_at: Iterable[Any]) -> None:
+        """Keys of event rows: their account and the UTC day of their event time."""
+        accounts = _values(account_ids)
+        days = _day_numbers(pd.Series(_values(occurred_at)))
+        keep = pd.notna(accounts) & (days >= -_DAY_OFFSET)
+        if not keep.all():
+            accounts, days = accounts[keep], days[keep]
+        if len(accounts) == 0:
+            return
+        self._any = True
+        uniq, inverse = np.unique(accounts.astype(str), return_inverse=True)
+        if self._spill:
+            # the chunk's distinct keys, into the table (its primary key drops repeats)
+            pairs = np.unique((inverse.astype("int64") << _DAY_BITS) | (days + _DAY_OFFSET))
+            if self._table is None:
+                self._table = _new_touched_table(self._conn)
+            _write_keys(self._conn, self._table, uniq.astype(object)[pairs >> _DAY_BITS],
+                        (pairs & ((1 << _DAY_BITS) - 1)) - _DAY_OFFSET, distinct=False)
+            return
+        codes = self._accounts.get_indexer(uniq)
+        new = codes < 0
+        if new.any():  # accounts first met in this chunk get the next codes
+            codes[new] = len(self._accounts) + np.arange(int(new.sum()))
+            self._accounts = self._accounts.append(pd.Index(uniq[new].tolist(), dtype=object))
+        keys = np.unique((codes.astype("int64")[inverse] << _DAY_BITS) | (days + _DAY_OFFSET))
+        self._parts.append(keys)
+        if len(self._parts) >= 16:  # one sorted array, merged as it comes
+            self._parts = [np.unique(np.concatenate(self._parts))]
+
+    def table(self) -> Table:
+        """The temporary table of every key gathered (written now if they waited)."""
+        if self._table is None:
+            self._table = _new_touched_table(self._conn)
+        if self._parts:
+            keys = np.unique(np.concatenate(self._parts))
+            self._parts = []
+            _write_keys(self._conn, self._table,
+                        self._accounts.to_numpy(dtype=object)[keys >> _DAY_BITS],
+                        (keys & ((1 << _DAY_BITS) - 1)) - _DAY_OFFSET, distinct=True)
+            if self._conn.dialect.name == "postgresql":
+                self._conn.execute(text(f"ANALYZE {self._table.name}"))
+        return self._table
+
+    def __bool__(self) -> bool:
+        return self._any
+
+
+def _touched_table(conn: Connection, keys: pd.DataFrame) -> Table:
+    """The temporary table of `keys` (distinct `account_id`, `day` pairs)."""
+    table = _new_touched_table(conn)
+    if not keys.empty:
+        days = keys["day"]
+        if not pd.api.types.is_datetime64_any_dtype(days):
+            days = pd.to_datetime(pd.Series(days.tolist()), format="ISO8601")
+        numbers = (days.to_numpy(dtype="datetime64[D]") - _EPOCH_DAY).astype("int64")
+        _write_keys(conn, table, keys["account_id"].to_numpy(dtype=object), numbers,
+                    distinct=True)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"ANALYZE {table.name}"))
     return table
 
 
@@ -205,14 +285,23 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
-def refresh(conn: Connection, origin: str, keys: pd.DataFrame) -> RefreshResult:
-    """Recompute the rollup rows of `origin` for the (account_id, day) `keys`, in the
-    caller's transaction: delete them, then insert them again from the source table."""
-    result = RefreshResult(keys=len(keys))
-    if keys.empty:
-        return result
-    _lock(conn)
-    touched = _touched_table(conn, keys)
+def refresh(conn: Connection, origin: str, keys: pd.DataFrame | TouchedKeys) -> RefreshResult:
+    """Recompute the rollup rows of `origin` for the (account_id, day) `keys` (a frame, or
+    the keys a landing gathered), in the caller's transaction: delete them, then insert them
+    again from the source table."""
+    if isinstance(keys, TouchedKeys):
+        if not keys:
+            return RefreshResult()
+        _lock(conn)
+        touched = keys.table()
+        result = RefreshResult(keys=int(conn.execute(
+            select(func.count()).select_from(touched)).scalar_one()))
+    else:
+        if keys.empty:
+            return RefreshResult()
+        _lock(conn)
+        touched = _touched_table(conn, keys)
+        result = RefreshResult(keys=len(keys))
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         # PostgreSQL misjudges the day-range join (and, right after a bulk load, knows
