@@ -32,5 +32,10 @@ def test_bench_ingest_reports_both_databases(pulse_home: Path) -> None:
         assert f["rows"] == 20000
         assert f["pulse_rows_per_s"] > 0 and f["raw_rows_per_s"] > 0
         assert abs(f["ratio"] - f["pulse_rows_per_s"] / f["raw_rows_per_s"]) < 0.01
-        assert f["ratio"] >= 0.15, f"{f['database']}: pulse ingest at {f['ratio']:.2f}x the raw load"
+        # Pulse validates every row, writes its lineage and keeps the daily rollups of the
+        # account-days it touched (sql/rollups.py, in the same transaction); the raw load does
+        # none of it. The rollups take about 0.4 s of a 20,000-row file on SQLite here (a
+        # synthetic file where nearly every row is its own account-day, their worst case):
+        # from about 0.2x the raw load without them to about 0.12x
+        assert f["ratio"] >= 0.1, f"{f['database']}: pulse ingest at {f['ratio']:.2f}x the raw load"
         assert f["reland_rows_per_s"] > 0
