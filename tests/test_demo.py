@@ -503,20 +503,12 @@ def test_incidents_hit_their_components_and_regions(world: World) -> None:
     assert hit_total > 0
 
 
-def test_the_live_incident_hits_accounts_on_a_quiet_saturday_night(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_live_incident_hits_accounts_on_a_quiet_saturday_night(tmp_path: Path) -> None:
     """At 03:16 UTC on a Saturday a 30-account world's live incident used to hit nobody (no
-    outage notice was planned, and CI failed at that hour). The wall clock is the one input a
-    test cannot choose, so the generator's clock is pinned to that night."""
-    from pulse.devkit.demo import generator
-
-    class SaturdayNight(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return datetime(2026, 12, 5, 3, 16, tzinfo=UTC)
-
-    monkeypatch.setattr(generator, "datetime", SaturdayNight)
-    demo.generate(tmp_path, accounts=30, days=10, seed=5, live_incident=True)
+    outage notice was planned, and CI failed at that hour): the generator's clock is pinned
+    to that night."""
+    demo.generate(tmp_path, accounts=30, days=10, seed=5, live_incident=True,
+                  now=datetime(2026, 12, 5, 3, 16, tzinfo=UTC))
     truth = json.loads((tmp_path / "truth.json").read_text())
     live = truth["live_incident"]
     assert live and live.startswith("INC-20261205-")

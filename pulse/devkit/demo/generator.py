@@ -49,7 +49,8 @@ log = logging.getLogger("pulse.devkit.demo")  # the package's logger, as before 
 def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int = 7,
              end: date | None = None, malformed_rate: float = 0.01,
              live_incident: bool = False,
-             progress: Callable[[str, int], None] | None = None) -> DemoSummary:
+             progress: Callable[[str, int], None] | None = None,
+             now: datetime | None = None) -> DemoSummary:
     """Write a demo world of `accounts` accounts over the `days` days ending on `end`.
 
     `live_incident=True` moves the world's last incident to the end of the window: a major
@@ -59,8 +60,10 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
     `end` defaults to today's UTC date and may not lie after it; no timestamp lies after the
     end of `end` or after the current time. `progress(source, rows)` is called after each
     source file is written. The same arguments (with a past `end`) give byte-identical files.
+    `now` (aware; default: the wall clock) is the current time the world is generated at: a
+    test pins it to replay a given hour.
     """
-    clock, end = _check_and_clock(accounts, days, malformed_rate, end)
+    clock, end = _check_and_clock(accounts, days, malformed_rate, end, now)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,8 +79,8 @@ def generate(out_dir: Path, *, accounts: int = 2000, days: int = 180, seed: int 
                      progress=progress, t0=t0)
 
 
-def _check_and_clock(accounts: int, days: int, malformed_rate: float, end: date | None
-                     ) -> tuple[_Clock, date]:
+def _check_and_clock(accounts: int, days: int, malformed_rate: float, end: date | None,
+                     now: datetime | None = None) -> tuple[_Clock, date]:
     """Check the common arguments; return the window's clock and its last day."""
     if accounts < 1:
         raise ValueError(f"accounts must be at least 1, not {accounts}")
@@ -85,7 +88,11 @@ def _check_and_clock(accounts: int, days: int, malformed_rate: float, end: date 
         raise ValueError(f"days must be at least 1, not {days}")
     if not 0.0 <= malformed_rate <= 0.5:
         raise ValueError(f"malformed_rate must lie in [0, 0.5], not {malformed_rate}")
-    now = datetime.now(UTC)
+    if now is None:
+        now = datetime.now(UTC)
+    elif now.tzinfo is None:
+        raise ValueError(f"now must be an aware datetime, not {now!r}")
+    now = now.astimezone(UTC)
     if isinstance(end, datetime):
         end = end.date()
     if end is None:
