@@ -198,20 +198,27 @@ def _standardise(score: np.ndarray, n_classes: int) -> np.ndarray:
 # --------------------------------------------------------------------------- training data
 
 
-def read_labelled_csv(path: str | Path, *, text_column: str = "text",
-                      label_column: str = "label") -> pd.DataFrame:
-    """Texts and labels from a CSV file: a DataFrame with columns text, label (blanks dropped)."""
-    path = Path(path)
+def read_text_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """A CSV file of texts, every value a string ("" for a blank); InputFileError when it is
+    missing, unreadable, or lacks one of the `required` columns."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise InputFileError(f"no such file: {path}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputFileError(f"cannot read {path} as CSV: {exc}") from None
-    missing = [c for c in (text_column, label_column) if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise InputFileError(f"{path.name} has no column {missing[0]!r} (columns: "
                              f"{', '.join(map(repr, frame.columns))})")
+    return frame
+
+
+def read_labelled_csv(path: str | Path, *, text_column: str = "text",
+                      label_column: str = "label") -> pd.DataFrame:
+    """Texts and labels from a CSV file: a DataFrame with columns text, label (blanks dropped)."""
+    path = Path(path)
+    frame = read_text_csv(path, (text_column, label_column))
     out = pd.DataFrame({"text": frame[text_column].str.strip(),
                         "label": frame[label_column].str.strip()})
     out = out[(out["text"] != "") & (out["label"] != "")].reset_index(drop=True)

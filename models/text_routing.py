@@ -25,8 +25,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from pulse.core.errors import InputFileError, TaxonomyError, TextError
-from pulse.models.text_classifier import TextClassifier, out_of_fold_scores, softmax
+from pulse.core.errors import TaxonomyError, TextError
+from pulse.models.text_classifier import (
+    TextClassifier,
+    out_of_fold_scores,
+    read_text_csv,
+    softmax,
+)
 from pulse.models.text_lexicon import _as_list, _lexicon_text, _terms_regex
 from pulse.models.text_store import SEED_DIR, _memo, models_dir
 
@@ -462,16 +467,7 @@ def read_routing_examples(path: str | Path, *, text_column: str = "text",
     """Labelled routing examples from a CSV: columns text, team and component ("" when the
     file has no component column); rows without text or team are left out."""
     path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputFileError(f"no such file: {path}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read {path} as CSV: {exc}") from None
-    missing = [c for c in (text_column, team_column) if c not in frame.columns]
-    if missing:
-        raise InputFileError(f"{path.name} has no column {missing[0]!r} (columns: "
-                             f"{', '.join(map(repr, frame.columns))})")
+    frame = read_text_csv(path, (text_column, team_column))
     out = pd.DataFrame({
         "text": frame[text_column].str.strip(), "team": frame[team_column].str.strip(),
         "component": frame[component_column].str.strip()
