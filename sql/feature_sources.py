@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -244,11 +245,24 @@ class _Window:
     def known(self, table: Any) -> ColumnElement[bool]:
         return known_by(table, self.end, self.basis)
 
+    @cached_property
+    def shard_accounts(self) -> Any:
+        """The accounts of the shard, hashed once per query (a CTE every source reads)."""
+        a = Account.__table__
+        return (select(a.c.account_id).where(shard_of(a.c.account_id, self.shard))
+                .cte("shard_accounts").prefix_with("MATERIALIZED"))
+
     def mine(self, account_id: Any) -> ColumnElement[bool]:
         """The shard condition on a source's account column, applied before its GROUP BY so
-        that a shard aggregates only its own accounts' rows (always true without a shard)."""
-        in_shard = shard_of(account_id, self.shard)
-        return true() if in_shard is None else in_shard
+        that a shard aggregates only its own accounts' rows (always true without a shard).
+
+        `account_id IN (the shard's accounts)`: the hash runs once per account, not once per
+        source row, and a source with an index on its account (the rollups, keyed by account
+        and day) reads only the shard's rows. A row of an account that is not in `accounts`
+        falls out, as it would at the final join on `accounts`."""
+        if shard_of(account_id, self.shard) is None:
+            return true()
+        return account_id.in_(select(self.shard_accounts.c.account_id))
 
 
 #: the ingest source of each landed table (listeners/contract.py)
@@ -656,9 +670,12 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
         .subquery()
     )
     return (
+        # grouped (one row per account either way): without it SQLite guesses the CTE small,
+        # gives it no index and scans it once per account (quadratic in accounts)
         select(ranked.c.account_id,
-               case((ranked.c.recent_rows == 0, 1.0), else_=0.0).label("gone"))
+               func.max(case((ranked.c.recent_rows == 0, 1.0), else_=0.0)).label("gone"))
         .where(ranked.c.rn == 1)
+        .group_by(ranked.c.account_id)
         .cte("champion")
     )
 

@@ -174,8 +174,11 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
         .subquery()
     )
     return (
+        # grouped (one row per account either way): without it SQLite guesses the CTE small,
+        # gives it no index and scans it once per account (quadratic in accounts)
         select(ranked.c.account_id,
-               case((ranked.c.recent_rows == 0, 1.0), else_=0.0).label("gone"))
+               func.max(case((ranked.c.recent_rows == 0, 1.0), else_=0.0)).label("gone"))
         .where(ranked.c.rn == 1)
+        .group_by(ranked.c.account_id)
         .cte("champion")
     )
