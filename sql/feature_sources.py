@@ -382,7 +382,10 @@ def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
                    w.mine(p.c.account_id))
             .subquery()
         )
-        return select(ranked.c.account_id, ranked.c.mrr_after).where(ranked.c.rn == 1).cte(name)
+        # grouped (one row per account either way), so that SQLite indexes it for the join
+        # on accounts instead of scanning it once per account (quadratic in accounts)
+        return (select(ranked.c.account_id, func.max(ranked.c.mrr_after).label("mrr_after"))
+                .where(ranked.c.rn == 1).group_by(ranked.c.account_id).cte(name))
 
     agg = (
         select(
