@@ -512,11 +512,14 @@ def draw_chart(report: ScaleReport, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     keys = sorted({(r.usage, r.workers) for r in report.runs})
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]  # one per worker count
     for usage, workers in keys:
         runs = sorted((r for r in report.runs if (r.usage, r.workers) == (usage, workers)),
                       key=lambda r: r.shards)
         xs, ys = [r.shards for r in runs], [r.seconds for r in runs]
-        ax.plot(xs, ys, marker="o", linestyle="-" if usage == "rollups" else "--",
+        ax.plot(xs, ys, marker="o" if usage == "rollups" else "s",
+                linestyle="-" if usage == "rollups" else "--",
+                color=colours[sorted({r.workers for r in report.runs}).index(workers) % 4],
                 label=f"{usage}, {workers} worker(s)")
         for r in runs:
             ax.annotate(f"{r.ratio:.2f}x", (r.shards, r.seconds), textcoords="offset points",
