@@ -544,7 +544,7 @@ def print_report(report: ScaleReport, console: Console) -> None:
     from rich.console import Console as Wide
     from rich.table import Table
 
-    console = Wide(width=max(console.width, 132), file=console.file)
+    console = Wide(width=max(console.width, 160), file=console.file)
     table = Table(title=(
         f"pulse bench scale: a full scoring day of {report.accounts:,} accounts "
         f"({report.rows.get('usage_events', 0):,} usage events, "
