@@ -82,13 +82,16 @@ def finish_shard(engine: Engine, as_of: date, shard: Shard, *, accounts: int) ->
         conn.execute(stmt)
 
 
-def score_features_shard(engine: Engine, as_of: date, shard: Shard, *, basis: str) -> int:
-    """The shard's features as of `as_of`; returns its accounts."""
+def score_features_shard(engine: Engine, as_of: date, shard: Shard, *, basis: str,
+                         usage_source: str = "rollups") -> int:
+    """The shard's features as of `as_of`; returns its accounts. `usage_source="events"`
+    reads usage from the raw events instead of the daily rollups (`pulse bench scale`)."""
     from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.sql.features import compute_features
 
     return compute_features(engine, as_of, basis=basis,  # type: ignore[arg-type]
-                            negative_terms=NEGATIVE_TERMS, shard=shard)
+                            negative_terms=NEGATIVE_TERMS, shard=shard,
+                            usage_source=usage_source)  # type: ignore[arg-type]
 
 
 def score_health_shard(engine: Engine, as_of: date, shard: Shard) -> dict[str, Any]:

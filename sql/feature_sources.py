@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -50,6 +51,7 @@ from pulse.sql.schema import (
     UsageDaily,
     UsageDailyUser,
 )
+from pulse.sql.shards import Shard, shard_of
 
 #: The account's own long usage baseline: the days 28 to this many back (the last 28 left out).
 LONG_BASELINE_DAYS = 180
@@ -220,6 +222,8 @@ def _matches_any(norm: ColumnElement[str], terms: Sequence[str]) -> ColumnElemen
 class _Window:
     as_of: date
     basis: str
+    #: the shard of accounts whose aggregates are wanted (None: every account)
+    shard: Shard | None = None
 
     @property
     def end(self) -> datetime:
@@ -240,6 +244,25 @@ class _Window:
 
     def known(self, table: Any) -> ColumnElement[bool]:
         return known_by(table, self.end, self.basis)
+
+    @cached_property
+    def shard_accounts(self) -> Any:
+        """The accounts of the shard, hashed once per query (a CTE every source reads)."""
+        a = Account.__table__
+        return (select(a.c.account_id).where(shard_of(a.c.account_id, self.shard))
+                .cte("shard_accounts").prefix_with("MATERIALIZED"))
+
+    def mine(self, account_id: Any) -> ColumnElement[bool]:
+        """The shard condition on a source's account column, applied before its GROUP BY so
+        that a shard aggregates only its own accounts' rows (always true without a shard).
+
+        `account_id IN (the shard's accounts)`: the hash runs once per account, not once per
+        source row, and a source with an index on its account (the rollups, keyed by account
+        and day) reads only the shard's rows. A row of an account that is not in `accounts`
+        falls out, as it would at the final join on `accounts`."""
+        if shard_of(account_id, self.shard) is None:
+            return true()
+        return account_id.in_(select(self.shard_accounts.c.account_id))
 
 
 #: the ingest source of each landed table (listeners/contract.py)
@@ -285,7 +308,8 @@ def _usage(w: _Window) -> tuple[Any, Any]:
     in28 = d.c.day >= w.first_day(28)
     users = (
         select(du.c.account_id, func.count(distinct(du.c.contact_id)).label("users_28d"))
-        .where(du.c.day >= w.first_day(28), du.c.day <= w.as_of, w.known(du))
+        .where(du.c.day >= w.first_day(28), du.c.day <= w.as_of, w.known(du),
+               w.mine(du.c.account_id))
         .group_by(du.c.account_id)
         .subquery("usage_users_28d")
     )
@@ -301,7 +325,7 @@ def _usage(w: _Window) -> tuple[Any, Any]:
             func.count(distinct(case((in28, d.c.feature)))).label("distinct_features_28d"),
             func.max(case((in28, d.c.active_users))).label("daily_users_max_28d"),
         )
-        .where(d.c.day >= w.first_day(56), d.c.day <= w.as_of, w.known(d))
+        .where(d.c.day >= w.first_day(56), d.c.day <= w.as_of, w.known(d), w.mine(d.c.account_id))
         .group_by(d.c.account_id)
         .subquery("usage_days")
     )
@@ -318,12 +342,19 @@ def _usage(w: _Window) -> tuple[Any, Any]:
     last = (
         select(d.c.account_id, func.max(d.c.last_at).label("last_at"),
                func.min(d.c.first_at).label("first_at"))
-        .where(d.c.day <= w.as_of, w.known(d))
+        .where(d.c.day <= w.as_of, w.known(d), w.mine(d.c.account_id))
         .group_by(d.c.account_id)
         .cte("usage_last")
         .prefix_with("MATERIALIZED")
     )
     return window, last
+
+
+def _usage_source_last(w: _Window) -> Any:
+    """The latest usage known by the end of the as-of date, over every account (a source's
+    freshness is the whole book's, whichever shard is computed)."""
+    d = UsageDaily.__table__
+    return select(func.max(d.c.last_at)).where(d.c.day <= w.as_of, w.known(d)).scalar_subquery()
 
 
 def _had_usage(w: _Window, account_id: Any) -> Any:
@@ -347,10 +378,14 @@ def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
                     order_by=(p.c.occurred_at.desc(), p.c.event_id.desc()),
                 ).label("rn"),
             )
-            .where(seen, p.c.occurred_at < before, p.c.mrr_after.is_not(None))
+            .where(seen, p.c.occurred_at < before, p.c.mrr_after.is_not(None),
+                   w.mine(p.c.account_id))
             .subquery()
         )
-        return select(ranked.c.account_id, ranked.c.mrr_after).where(ranked.c.rn == 1).cte(name)
+        # grouped (one row per account either way), so that SQLite indexes it for the join
+        # on accounts instead of scanning it once per account (quadratic in accounts)
+        return (select(ranked.c.account_id, func.max(ranked.c.mrr_after).label("mrr_after"))
+                .where(ranked.c.rn == 1).group_by(ranked.c.account_id).cte(name))
 
     agg = (
         select(
@@ -367,7 +402,7 @@ def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
             func.count(case((and_(p.c.mrr_after.is_not(None), p.c.occurred_at >= w.since(90)),
                              1))).label("mrr_events_90d"),
         )
-        .where(seen)
+        .where(seen, w.mine(p.c.account_id))
         .group_by(p.c.account_id)
         .cte("billing")
         .prefix_with("MATERIALIZED")
@@ -375,7 +410,7 @@ def _billing(w: _Window) -> tuple[Any, Any, Any, Any]:
     failed = (
         select(p.c.account_id, func.count().label("open_failed"))
         .select_from(p.outerjoin(agg, agg.c.account_id == p.c.account_id))
-        .where(seen, p.c.kind == "payment_failed",
+        .where(seen, p.c.kind == "payment_failed", w.mine(p.c.account_id),
                or_(agg.c.last_success.is_(None), p.c.occurred_at > agg.c.last_success))
         .group_by(p.c.account_id)
         .cte("failed_payments")
@@ -404,7 +439,7 @@ def _support(w: _Window) -> tuple[Any, Any]:
                 "open_urgent_tickets"),
             func.avg(case((resolved_recently, hours))).label("resolve_mean"),
         )
-        .where(seen)
+        .where(seen, w.mine(t.c.account_id))
         .group_by(t.c.account_id)
         .cte("support")
     )
@@ -415,7 +450,7 @@ def _support(w: _Window) -> tuple[Any, Any]:
             func.row_number().over(partition_by=t.c.account_id, order_by=hours).label("rn"),
             func.count().over(partition_by=t.c.account_id).label("n"),
         )
-        .where(seen, resolved_recently)
+        .where(seen, resolved_recently, w.mine(t.c.account_id))
         .subquery()
     )
     median = (
@@ -432,16 +467,17 @@ def _social(w: _Window, negative_terms: Sequence[str]) -> tuple[Any, Any]:
     mentions to accounts (by account_id, or the author's handle)."""
     m, a, c = Mention.__table__, Account.__table__, Contact.__table__
     seen = and_(m.c.created_at < w.end, w.known(m))
-    by_id = select(m.c.mention_id, m.c.account_id).where(seen, m.c.account_id.is_not(None))
+    by_id = select(m.c.mention_id, m.c.account_id).where(seen, m.c.account_id.is_not(None),
+                                                         w.mine(m.c.account_id))
     by_account_handle = (
         select(m.c.mention_id, a.c.account_id)
         .join_from(m, a, a.c.x_handle == m.c.author_handle)
-        .where(seen, m.c.account_id.is_(None), w.known(a))
+        .where(seen, m.c.account_id.is_(None), w.known(a), w.mine(a.c.account_id))
     )
     by_contact_handle = (
         select(m.c.mention_id, c.c.account_id)
         .join_from(m, c, c.c.x_handle == m.c.author_handle)
-        .where(seen, m.c.account_id.is_(None), w.known(c))
+        .where(seen, m.c.account_id.is_(None), w.known(c), w.mine(c.c.account_id))
     )
     links = union(by_id, by_account_handle, by_contact_handle).cte("mention_links")
     recent = (
@@ -480,7 +516,7 @@ def _surveys(w: _Window) -> Any:
                func.row_number().over(partition_by=r.c.account_id,
                                       order_by=(r.c.first_rated_at.desc(),
                                                 r.c.survey_id.desc())).label("rn"))
-        .where(seen)
+        .where(seen, w.mine(r.c.account_id))
         .subquery()
     )
     recent = ranked.c.first_rated_at >= w.since(90)
@@ -513,7 +549,7 @@ def _incident_minutes(w: _Window) -> Any:
         select(im.c.account_id, total.label("minutes"))
         .join_from(im, i, i.c.incident_id == im.c.incident_id)
         .where(im.c.status == "hit", im.c.window_start < w.end,
-               im.c.window_end >= w.since(28), w.known(i))
+               im.c.window_end >= w.since(28), w.known(i), w.mine(im.c.account_id))
         .group_by(im.c.account_id)
         .cte("incident_minutes")
     )
@@ -549,7 +585,8 @@ def _usage_trends(w: _Window) -> Any:
             func.sum(r.c.events).label("events"),
             func.sum(r.c.errors).label("errors"),
         )
-        .where(r.c.day >= w.first_day(LONG_BASELINE_DAYS), r.c.day <= w.as_of, w.known(r))
+        .where(r.c.day >= w.first_day(LONG_BASELINE_DAYS), r.c.day <= w.as_of, w.known(r),
+               w.mine(r.c.account_id))
         .group_by(r.c.account_id, day)
         .cte("usage_by_day")
     )
@@ -586,7 +623,8 @@ def _user_blocks(w: _Window) -> Any:
     blocks = (
         select(du.c.account_id, block.label("b"),
                func.count(distinct(du.c.contact_id)).label("users"))
-        .where(du.c.day >= w.first_day(168), du.c.day <= w.as_of, w.known(du))
+        .where(du.c.day >= w.first_day(168), du.c.day <= w.as_of, w.known(du),
+               w.mine(du.c.account_id))
         .group_by(du.c.account_id, block)
         .cte("user_blocks")
     )
@@ -619,7 +657,7 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
             func.sum(case((recent, du.c.event_rows), else_=0)).label("recent_rows"),
         )
         .where(du.c.day >= w.first_day(recent_days + prior_days), du.c.day <= w.as_of,
-               w.known(du))
+               w.known(du), w.mine(du.c.account_id))
         .group_by(du.c.account_id, du.c.contact_id)
         .subquery()
     )
@@ -635,9 +673,12 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
         .subquery()
     )
     return (
+        # grouped (one row per account either way): without it SQLite guesses the CTE small,
+        # gives it no index and scans it once per account (quadratic in accounts)
         select(ranked.c.account_id,
-               case((ranked.c.recent_rows == 0, 1.0), else_=0.0).label("gone"))
+               func.max(case((ranked.c.recent_rows == 0, 1.0), else_=0.0)).label("gone"))
         .where(ranked.c.rn == 1)
+        .group_by(ranked.c.account_id)
         .cte("champion")
     )
 
@@ -656,7 +697,8 @@ def _payments(w: _Window, billing: Any) -> Any:
             func.max(p.c.occurred_at).label("last_failed"),
         )
         .select_from(p.outerjoin(billing, billing.c.account_id == p.c.account_id))
-        .where(p.c.occurred_at < w.end, w.known(p), p.c.kind == "payment_failed")
+        .where(p.c.occurred_at < w.end, w.known(p), p.c.kind == "payment_failed",
+               w.mine(p.c.account_id))
         .group_by(p.c.account_id)
         .cte("payments")
     )
@@ -678,7 +720,7 @@ def _terms(w: _Window) -> Any:
                                    order_by=(p.c.occurred_at.desc(), p.c.event_id.desc())
                                    ).label("rn"),
         )
-        .where(p.c.occurred_at < w.end, w.known(p),
+        .where(p.c.occurred_at < w.end, w.known(p), w.mine(p.c.account_id),
                p.c.kind.in_(("subscription_started", "renewed", "payment_succeeded")))
         .subquery()
     )
@@ -706,7 +748,8 @@ def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
         select(t.c.account_id, literal("ticket").label("item_type"),
                t.c.ticket_id.label("item_id"), t.c.opened_at.label("at"),
                _normalised_sql(ticket_text).label("norm"))
-        .where(t.c.opened_at >= w.since(90), t.c.opened_at < w.end, w.known(t)),
+        .where(t.c.opened_at >= w.since(90), t.c.opened_at < w.end, w.known(t),
+               w.mine(t.c.account_id)),
         select(links.c.account_id, literal("mention").label("item_type"),
                m.c.mention_id.label("item_id"), m.c.created_at.label("at"),
                _normalised_sql(m.c.text).label("norm"))
@@ -793,7 +836,7 @@ def _first_response(w: _Window, expectations: Mapping[str, float]) -> tuple[Any,
                case((answered_by_then, waited / 3600.0)).label("hours"))
         .select_from(t.join(recording, and_(recording.c.channel == channel,
                                             t.c.opened_at >= recording.c.since)))
-        .where(seen, t.c.opened_at >= w.since(90))
+        .where(seen, t.c.opened_at >= w.since(90), w.mine(t.c.account_id))
         .cte("response_tickets")
     )
     due = or_(recent.c.on_time, recent.c.passed)

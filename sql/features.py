@@ -130,6 +130,7 @@ from pulse.sql.feature_sources import (
     _terms,
     _tone,
     _usage,
+    _usage_source_last,
     _usage_trends,
     _user_blocks,
     _Window,
@@ -159,6 +160,10 @@ Basis = Literal["auto", "known", "occurred"]
 BASES: tuple[str, ...] = ("auto", "known", "occurred")
 #: the default of `pulse score`, `pulse churn score`, `pulse model train`, the DAGs and the demo
 DEFAULT_BASIS: Basis = "auto"
+#: where the usage features come from: the daily rollups (the product), or the raw events (the
+#: SQL before the rollups, sql/usage_event_features.py: for comparison)
+UsageSource = Literal["rollups", "events"]
+USAGE_SOURCES: tuple[str, ...] = ("rollups", "events")
 
 FEATURES_TABLE = AccountFeatures.__table__
 
@@ -388,27 +393,42 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                     negative_terms: Sequence[str],
                     computed_at: datetime | None = None,
                     expectations: Mapping[str, float] | None = None,
-                    shard: Shard | None = None) -> Any:
+                    shard: Shard | None = None, usage_source: UsageSource = "rollups") -> Any:
     """The SELECT that yields the `account_features` rows of `as_of`, columns in table order.
 
     `negative_terms` is the lexicon of a negative mention (callers pass
     `pulse.models.negative_words.NEGATIVE_TERMS`); `expectations` the first-response minutes
     customers expect per channel (default: `pulse.core.expectations.load_expectations()`,
     models/responses.yaml or PULSE_RESPONSES_EXPECTATIONS). With `shard`, only the accounts of
-    that shard (sql/shards.py); a source's freshness stays the whole book's.
+    that shard (sql/shards.py): every source's aggregate keeps only the shard's accounts
+    before grouping, so a shard's cost falls with the shard count; a source's freshness stays
+    the whole book's. `usage_source="events"` reads the usage features from the raw events instead of
+    the daily rollups (the same values; for comparison).
     """
     from pulse.core.expectations import load_expectations
 
     basis = resolve_basis(basis)
-    w = _Window(as_of, basis)
+    w = _Window(as_of, basis, shard)
     a = Account.__table__
-    usage, usage_last = _usage(w)
+    if usage_source == "events":
+        from pulse.sql import usage_event_features as ev
+
+        usage_fns = (ev._usage, ev._usage_trends, ev._user_blocks, ev._champion,
+                     ev._had_usage, ev._usage_source_last)
+    elif usage_source == "rollups":
+        usage_fns = (_usage, _usage_trends, _user_blocks, _champion, _had_usage,
+                     _usage_source_last)
+    else:
+        raise InvalidArgumentError(f"invalid value for usage: expected one of "
+                                   f"{', '.join(USAGE_SOURCES)} (not {usage_source!r})")
+    usage_of, trends_of, blocks_of, champion_of, had_usage_of, usage_freshness = usage_fns
+    usage, usage_last = usage_of(w)
     billing, failed, mrr_now, mrr_then = _billing(w)
     support, median = _support(w)
     social, links = _social(w, negative_terms)
     outages = _incident_minutes(w)
     surveys = _surveys(w)
-    trends, peaks, champion = _usage_trends(w), _user_blocks(w), _champion(w)
+    trends, peaks, champion = trends_of(w), blocks_of(w), champion_of(w)
     payments, terms, tone = _payments(w, billing), _terms(w), _tone(w, links, negative_terms)
     responses, response_median = _first_response(
         w, expectations if expectations is not None else load_expectations())
@@ -428,7 +448,7 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     # product or been billed: its first event counts as its creation.
     pe = PurchaseEvent.__table__
     had_event = or_(
-        _had_usage(w, a.c.account_id),
+        had_usage_of(w, a.c.account_id),
         select(pe.c.account_id).where(pe.c.account_id == a.c.account_id,
                                       pe.c.occurred_at < w.end, w.known(pe)).exists())
     if basis == "known":
@@ -459,7 +479,7 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
         "error_rate_28d": case((events_28d > 0, n(usage.c.errors_28d) / events_28d)),
         "days_since_last_use": w.day - utc_day(usage_last.c.last_at),
         "usage_last_at": usage_last.c.last_at,
-        "usage_source_last_at": select(func.max(usage_last.c.last_at)).scalar_subquery(),
+        "usage_source_last_at": usage_freshness(w),
         "mrr": mrr,
         "mrr_90d_ago": mrr_before,
         "mrr_change_90d_pct": case((mrr_before > 0, (mrr - mrr_before) * 100.0 / mrr_before)),
@@ -623,11 +643,12 @@ def _day(value: Any) -> str:
 def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASIS,
                      negative_terms: Sequence[str], allow_empty: bool = False,
                      expectations: Mapping[str, float] | None = None,
-                     shard: Shard | None = None) -> int:
+                     shard: Shard | None = None, usage_source: UsageSource = "rollups") -> int:
     """Materialise every account's features as of `as_of`; returns the rows written.
 
     `negative_terms`: the negative-mention lexicon; `expectations`: the first-response
-    minutes per channel (see `features_select`).
+    minutes per channel; `usage_source`: read usage from the rollups or the raw events (see
+    `features_select`).
 
     The date's previous rows are replaced in the same transaction; other dates are untouched.
     With `shard`, only that shard's accounts are computed and only their rows replaced (an
@@ -636,10 +657,13 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASI
     """
     basis = resolve_basis(basis)
     query = features_select(as_of, basis=basis, negative_terms=negative_terms,
-                            expectations=expectations, shard=shard)
+                            expectations=expectations, shard=shard,
+                            usage_source=usage_source)
     t = FEATURES_TABLE
     in_shard = shard_of(t.c.account_id, shard)
     mine = t.c.as_of == as_of if in_shard is None else and_(t.c.as_of == as_of, in_shard)
+    if engine.dialect.name == "sqlite" and shard is not None:
+        return _compute_shard_sqlite(engine, as_of, basis, query, mine, shard)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # one large, one-off statement: compiling it (JIT) costs more than it saves, and
@@ -656,6 +680,40 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASI
     if not written and not allow_empty:
         raise NothingToScoreError(nothing_to_score(engine, as_of, basis))
     log.info("features as of %s (%s): %d accounts", as_of, basis, written)
+    return int(written)
+
+
+def _compute_shard_sqlite(engine: Engine, as_of: date, basis: str, query: Any, mine: Any,
+                          shard: Shard) -> int:
+    """A shard's features on SQLite: the query fills a temporary table first (a read of the
+    warehouse, beside other writers), then one short write transaction replaces the shard's
+    rows from it. SQLite has one writer at a time, so shards scored in parallel processes
+    then wait only for each other's short replace, not for each other's whole query."""
+    from sqlalchemy import Column, MetaData, Table
+
+    t = FEATURES_TABLE
+    batch = Table("features_batch", MetaData(),
+                  *(Column(c.name, c.type) for c in t.columns), prefixes=["TEMPORARY"])
+    names = [c.name for c in t.columns]
+    with engine.connect() as conn:
+        try:
+            batch.drop(conn, checkfirst=True)
+            batch.create(conn)
+            conn.execute(insert(batch).from_select(names, query))
+            conn.commit()  # only the temporary database was written
+            with conn.begin():  # then the write lock first (as sql.db.write_transaction)
+                dbapi = conn.connection.driver_connection
+                if dbapi is not None and not dbapi.in_transaction:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                conn.execute(delete(t).where(mine))
+                conn.execute(insert(t).from_select(names, select(batch)))
+                written = conn.execute(select(func.count()).select_from(t).where(mine)
+                                       ).scalar_one()
+        finally:
+            conn.rollback()
+            batch.drop(conn, checkfirst=True)
+            conn.commit()
+    log.info("features as of %s (%s), shard %s: %d accounts", as_of, basis, shard, written)
     return int(written)
 
 

@@ -1,6 +1,6 @@
 """Daily usage rollups (issue 16): kept up to date by every landing without double counting,
 equal to a rebuild from the events, and the usage features read from them equal the features
-read from the raw events (the SQL before the rollups, tests/raw_usage_features.py), on every
+read from the raw events (the SQL before the rollups, pulse/sql/usage_event_features.py), on every
 basis. The aggregated daily feeds land row by row like any source and score like the events
 they sum. On SQLite and PostgreSQL."""
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from typer.testing import CliRunner
 
-import pulse.sql.features as features_module
 import pulse.sql.flags as flag_sql
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, source_for_path
@@ -32,9 +31,6 @@ T0 = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)  # the world lands (a backfill: the 
 T1 = datetime(2026, 7, 3, 2, 0, tzinfo=UTC)  # a daily landing: new rows and a few late ones
 T2 = datetime(2026, 7, 5, 2, 0, tzinfo=UTC)  # corrections, moves and rows sent again
 BASES = ("auto", "known", "occurred")
-RAW_SOURCES = {"_usage": raw._usage, "_usage_trends": raw._usage_trends,
-               "_user_blocks": raw._user_blocks, "_champion": raw._champion,
-               "_had_usage": raw._had_usage}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -52,17 +48,13 @@ def _table(engine: Engine, table: Any) -> pd.DataFrame:
     return frame.sort_values(list(table.primary_key.columns.keys())).reset_index(drop=True)
 
 
-def _features(engine: Engine, as_of: date, basis: str, monkeypatch: pytest.MonkeyPatch, *,
-              from_raw: bool) -> pd.DataFrame:
-    with monkeypatch.context() as m:
-        if from_raw:
-            for name, fn in RAW_SOURCES.items():
-                m.setattr(features_module, name, fn)
-        query = features_select(as_of, basis=basis,  # type: ignore[arg-type]
-                                negative_terms=NEGATIVE_TERMS)
-        with engine.connect() as conn:
-            result = conn.execute(query)
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+def _features(engine: Engine, as_of: date, basis: str, *, from_raw: bool) -> pd.DataFrame:
+    query = features_select(as_of, basis=basis,  # type: ignore[arg-type]
+                            negative_terms=NEGATIVE_TERMS,
+                            usage_source="events" if from_raw else "rollups")
+    with engine.connect() as conn:
+        result = conn.execute(query)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     frame = frame.drop(columns=["computed_at"]).sort_values("account_id")
     return frame.reset_index(drop=True)
 
@@ -116,7 +108,7 @@ def world(engine: Engine, tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow  # about 15 s: three landings of a 60-account world, 14 feature queries
 def test_rollups_follow_every_landing_and_features_equal_the_raw_events(
-        engine: Engine, world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine: Engine, world: Path) -> None:
     u, d, du = UsageEvent.__table__, UsageDaily.__table__, UsageDailyUser.__table__
     with engine.connect() as conn:
         runs = conn.execute(select(IngestRun.source, IngestRun.inserted, IngestRun.updated,
@@ -142,8 +134,8 @@ def test_rollups_follow_every_landing_and_features_equal_the_raw_events(
     for as_of, bases in ((date(2026, 6, 30), ("auto", "occurred")),
                          (date(2026, 7, 2), ("auto", "known")), (date(2026, 7, 5), BASES)):
         for basis in bases:
-            rolled_f = _features(engine, as_of, basis, monkeypatch, from_raw=False)
-            raw_f = _features(engine, as_of, basis, monkeypatch, from_raw=True)
+            rolled_f = _features(engine, as_of, basis, from_raw=False)
+            raw_f = _features(engine, as_of, basis, from_raw=True)
             _assert_same(rolled_f, raw_f, f"{as_of} {basis}")
             compared += len(raw_f)
             if as_of == date(2026, 7, 5) and basis == "auto":
@@ -232,7 +224,7 @@ def _real(engine: Engine, account_id: str) -> float:
 
 
 def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
-        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        engine: Engine, tmp_path: Path) -> None:
     summary = generate(tmp_path / "world", accounts=12, days=120, seed=5, end=END,
                        malformed_rate=0.0)
     for name in ("accounts", "contacts", "usage"):
@@ -282,7 +274,7 @@ def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
             q.c.source == "usage_daily")).scalar_one() == 4
     assert _fed(engine) == pytest.approx(_real(engine, src))
     as_of = END
-    frame = _features(engine, as_of, "auto", monkeypatch, from_raw=False).set_index("account_id")
+    frame = _features(engine, as_of, "auto", from_raw=False).set_index("account_id")
     twin, orig = frame.loc["TWIN"], frame.loc[src]
     same = ["active_days_7d", "active_days_28d", "events_7d", "events_28d", "events_prev_28d",
             "distinct_features_28d", "active_users_28d", "error_rate_28d",

@@ -103,3 +103,42 @@ def test_a_date_with_nothing_to_score_is_not_published(engine: Engine) -> None:
         publish_date(engine, END)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(AccountHealth)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("usage_source", ["rollups", "events"])
+def test_each_source_aggregates_only_its_shard_and_the_shards_add_up(
+        engine: Engine, world: Path, usage_source: str) -> None:
+    """The union of 3 shards' feature rows equals the unsharded rows, from the rollups and
+    from the raw events alike; and the shard condition sits inside every source's aggregate
+    (before its GROUP BY), not only on the final account join."""
+    from pulse.models.negative_words import NEGATIVE_TERMS
+    from pulse.sql.features import features_select
+
+    _land(engine, world)
+
+    def rows(shard: Shard | None) -> tuple[pd.DataFrame, str]:
+        query = features_select(END, basis="occurred", negative_terms=NEGATIVE_TERMS,
+                                shard=shard, usage_source=usage_source)  # type: ignore[arg-type]
+        with engine.connect() as conn:
+            result = conn.execute(query)
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        sql = str(query.compile(dialect=engine.dialect))
+        return frame.drop(columns=["computed_at"]), sql
+
+    whole, whole_sql = rows(None)
+    assert len(whole) >= 70 and "shard_key" not in whole_sql and "md5" not in whole_sql
+    parts = [rows(s) for s in all_shards(3)]
+    union = (pd.concat([frame for frame, _ in parts], ignore_index=True)
+             .sort_values("account_id").reset_index(drop=True))
+    assert all(len(frame) > 0 for frame, _ in parts)
+    pd.testing.assert_frame_equal(union, whole.sort_values("account_id").reset_index(drop=True),
+                                  check_dtype=False)
+    key = "FROM shard_accounts"  # the shard's accounts, hashed once (a CTE)
+    sql = parts[0][1]
+    assert sql.count("pulse_shard_key(" if engine.dialect.name == "sqlite" else "md5(") == 2
+    # usage (rollups: days, users, last, trends, user blocks, champion; events: the same
+    # without a users table), billing (agg, failed, mrr now and then, payments, terms),
+    # support (agg, median, tone, first responses), social (3 links), surveys, incidents,
+    # (the final filter on accounts hashes its own)
+    usage = 6 if usage_source == "rollups" else 5
+    assert sql.count(key) == usage + 6 + 4 + 3 + 1 + 1

@@ -82,6 +82,51 @@ def bench_scheduler(
                         parallelism=parallelism, fmt=fmt.value, console=out)
 
 
+def bench_scale(
+    accounts: Annotated[int, typer.Option(help="Accounts in the synthetic warehouse.",
+                                          min=10)] = 100_000,
+    days: Annotated[int, typer.Option(help="Days of usage (ending yesterday).", min=7)] = 56,
+    shards: Annotated[list[int] | None, typer.Option(
+        "--shards", help="Shard counts to measure; repeatable (default 1, 2, 4).", min=1)]
+    = None,
+    workers: Annotated[list[int] | None, typer.Option(
+        "--workers", help="Worker processes scoring shards in parallel; repeatable (default "
+        "1, 2).", min=1)] = None,
+    usage: Annotated[list[str] | None, typer.Option(
+        "--usage", help="Where usage features come from: rollups, events (raw events); "
+        "repeatable (default both).")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="The warehouse to measure on: a PostgreSQL URL (a schema of its own, dropped "
+        "afterwards); default a SQLite file in a temporary folder.")] = None,
+    chart: Annotated[Path | None, typer.Option(
+        help="Where to draw the PNG chart (default $PULSE_HOME/bench/scale.png); 'none' to "
+        "skip.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic warehouse.")] = 1,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Wall time of a full scoring day (features, health, churn per shard; churn drivers,
+    flags and publish once, as pulse_health runs it) against shard and worker count, with
+    usage read from the daily rollups and from the raw events, on a synthetic warehouse."""
+    from pulse.core.errors import InvalidArgumentError
+    from pulse.core.settings import get_settings
+    from pulse.devkit.bench.scale import USAGE_SOURCES, print_json, print_report, run_scale_bench
+
+    bad = [u for u in usage or [] if u not in USAGE_SOURCES]
+    if bad:
+        raise InvalidArgumentError(f"invalid value for --usage: expected one of "
+                                   f"{', '.join(USAGE_SOURCES)} (not {bad[0]!r})")
+    target: Path | None = chart or get_settings().resolved_home() / "bench" / "scale.png"
+    if chart is not None and str(chart).lower() == "none":
+        target = None
+    report = run_scale_bench(accounts=accounts, days=days, shards=shards, workers=workers,
+                             usage=usage, database_url=database_url, seed=seed, chart=target,
+                             console=out if fmt is Format.table else None)
+    if fmt is Format.json:
+        print_json(report)
+    else:
+        print_report(report, out)
+
+
 def register(app: typer.Typer) -> None:
     """Add `bench` with all its benchmarks."""
     bench_app.command("ingest")(bench_ingest)
@@ -95,4 +140,5 @@ def register(app: typer.Typer) -> None:
     bench_app.command("chatter")(bench_chatter)
     bench_app.command("console")(bench_console)
     bench_app.command("scheduler")(bench_scheduler)
+    bench_app.command("scale")(bench_scale)
     app.add_typer(bench_app, name="bench")
