@@ -53,7 +53,8 @@ from pulse.sql.schema import (
     PurchaseEvent,
     Survey,
     SurveyResponse,
-    UsageEvent,
+    UsageDaily,
+    UsageDailyUser,
 )
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,13 @@ def _primary_contacts(engine: Engine, account_ids: list[str], as_of: date) -> pd
     """One contact per account: an admin or owner first, then the most active in 28 days."""
     if not account_ids:
         return pd.DataFrame(columns=["account_id", "contact_id", "email", "name", "timezone"])
-    c, u = Contact.__table__, UsageEvent.__table__
-    end = pd.Timestamp(as_of + timedelta(days=1), tz="UTC").to_pydatetime()
-    activity = (select(u.c.contact_id, func.sum(u.c.quantity).label("used"))
-                .where(u.c.account_id.in_(account_ids), u.c.contact_id.is_not(None),
-                       u.c.occurred_at >= end - timedelta(days=28), u.c.occurred_at < end)
-                .group_by(u.c.contact_id).subquery())
+    # from the per-contact daily rollups (sql/rollups.py): days, not events, so an account
+    # whose usage comes as a daily feed gets the same answer
+    c, du = Contact.__table__, UsageDailyUser.__table__
+    activity = (select(du.c.contact_id, func.sum(du.c.events).label("used"))
+                .where(du.c.account_id.in_(account_ids),
+                       du.c.day >= as_of - timedelta(days=27), du.c.day <= as_of)
+                .group_by(du.c.contact_id).subquery())
     q = (select(c.c.account_id, c.c.contact_id, c.c.email, c.c.name, c.c.role, c.c.timezone,
                 func.coalesce(activity.c.used, 0).label("used"))
          .select_from(c.outerjoin(activity, activity.c.contact_id == c.c.contact_id))
@@ -151,19 +153,18 @@ def lapsed_features(engine: Engine, account_ids: list[str], as_of: date) -> dict
     `MAX_FEATURES`). One grouped query; the account's own usage only, nobody named."""
     if not account_ids:
         return {}
-    u = UsageEvent.__table__
-    end = pd.Timestamp(as_of + timedelta(days=1), tz="UTC").to_pydatetime()
-    recent = end - timedelta(days=LAPSED_RECENT_DAYS)
+    # from the daily rollups (sql/rollups.py): the windows are whole UTC days, so summing
+    # the account-days gives what summing the events would
+    d = UsageDaily.__table__
+    recent = as_of - timedelta(days=LAPSED_RECENT_DAYS - 1)  # the first day of the recent window
     weeks = [(recent - timedelta(weeks=k + 1), recent - timedelta(weeks=k))
              for k in range(LAPSED_PRIOR_WEEKS)]
-    cols = [func.sum(case((and_(u.c.occurred_at >= lo, u.c.occurred_at < hi), u.c.quantity),
-                          else_=0)).label(f"w{k}") for k, (lo, hi) in enumerate(weeks)]
-    q = (select(u.c.account_id, u.c.feature, *cols,
-                func.sum(case((u.c.occurred_at >= recent, u.c.quantity), else_=0))
-                .label("recent"))
-         .where(u.c.account_id.in_(account_ids), u.c.occurred_at >= weeks[-1][0],
-                u.c.occurred_at < end)
-         .group_by(u.c.account_id, u.c.feature))
+    cols = [func.sum(case((and_(d.c.day >= lo, d.c.day < hi), d.c.events), else_=0))
+            .label(f"w{k}") for k, (lo, hi) in enumerate(weeks)]
+    q = (select(d.c.account_id, d.c.feature, *cols,
+                func.sum(case((d.c.day >= recent, d.c.events), else_=0)).label("recent"))
+         .where(d.c.account_id.in_(account_ids), d.c.day >= weeks[-1][0], d.c.day <= as_of)
+         .group_by(d.c.account_id, d.c.feature))
     frame = _frame(engine, q)
     if frame.empty:
         return {}

@@ -63,7 +63,6 @@ from pulse.sql.schema import (
     Ticket,
     UsageDaily,
     UsageDailyUser,
-    UsageEvent,
 )
 
 #: the timeline's kinds, in the order the filter offers them, with their words
@@ -84,8 +83,8 @@ SNIPPET = 280  # characters of a ticket's body or a mention shown in the timelin
 
 A, ACT, H = Account.__table__, AccountActivity.__table__, AccountHealth.__table__
 HM, CS = HealthMeasure.__table__, ChurnScore.__table__
-U, P, T, M = (UsageEvent.__table__, PurchaseEvent.__table__, Ticket.__table__,
-              Mention.__table__)
+P, T, M = PurchaseEvent.__table__, Ticket.__table__, Mention.__table__
+DU = UsageDailyUser.__table__
 INC, IMP = Incident.__table__, IncidentImpact.__table__
 OB, SV, SR = OutboxMessage.__table__, Survey.__table__, SurveyResponse.__table__
 TI, C, SUP, PT = (TextInsight.__table__, Contact.__table__, Suppression.__table__,
@@ -399,9 +398,11 @@ def timeline(engine: Engine, account_id: str, *, kinds: list[str] | None = None,
 def contacts(engine: Engine, account_id: str) -> list[dict[str, Any]]:
     """The account's contacts: name, email, role, last activity (their latest usage or
     ticket), opted out, and the suppression of their address if any."""
-    used = (select(U.c.contact_id, func.max(U.c.occurred_at).label("last_used"))
-            .where(U.c.account_id == account_id, U.c.contact_id.is_not(None))
-            .group_by(U.c.contact_id).subquery("used"))
+    # the per-contact daily rollups (sql/rollups.py) keep each day's last use: no event scan,
+    # and an account whose usage comes as a daily feed shows it too
+    used = (select(DU.c.contact_id, func.max(DU.c.last_at).label("last_used"))
+            .where(DU.c.account_id == account_id)
+            .group_by(DU.c.contact_id).subquery("used"))
     wrote = (select(T.c.contact_id, func.max(T.c.opened_at).label("last_ticket"))
              .where(T.c.account_id == account_id, T.c.contact_id.is_not(None))
              .group_by(T.c.contact_id).subquery("wrote"))

@@ -21,6 +21,7 @@ from pulse.outreach.checkins import csm_name, lapsed_features, queue_daily
 from pulse.outreach.outbox_send import send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.outreach.vocabulary import feature_help, person_name
+from pulse.sql.rollups import rebuild as rebuild_rollups
 from pulse.sql.schema import Account, AccountFlag, AccountHealth, OutboxMessage, UsageEvent
 from tests.test_flags import D, land_world
 
@@ -219,6 +220,7 @@ def test_lapsed_features_are_the_accounts_own_habits_it_dropped(engine: Engine) 
                          "feature": feature, "quantity": qty, "outcome": "ok",
                          "landed_at": at, "updated_at": at})
         conn.execute(insert(UsageEvent.__table__), rows)
+    rebuild_rollups(engine)  # events written past the landing: their rollups, rebuilt
     lapsed = lapsed_features(engine, ["acc-1", "acc-2"], now.date())
     assert lapsed == {"acc-1": ["invoices", "reports", "alerts"]}
     helps = [feature_help(f, "https://help.example") for f in lapsed["acc-1"]]

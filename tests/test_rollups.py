@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +288,17 @@ def test_daily_feeds_land_row_by_row_and_score_like_the_events_they_sum(
     assert frame.loc["SOLO", "events_28d"] == pytest.approx(orig["events_28d"])
     for col in same:
         assert twin[col] == pytest.approx(orig[col], nan_ok=True), col
+    # check-ins read the rollups too: the twin's lapsed features are the original's, at
+    # every date of its last month (whole UTC days either way)
+    from pulse.outreach.checkins import lapsed_features
+
+    named = 0
+    for back in range(0, 35, 5):
+        day = as_of - timedelta(days=back)
+        lapsed = lapsed_features(engine, [src, "TWIN"], day)
+        assert lapsed.get("TWIN") == lapsed.get(src), (day, lapsed)
+        named += bool(lapsed.get(src))
+    assert named >= 3  # (seed 5: a feature dropped at six of the seven dates)
 
 
 def test_migration_0021_rolls_up_the_events_already_there(db_url: str) -> None:
