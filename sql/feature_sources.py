@@ -249,8 +249,11 @@ class _Window:
     def shard_accounts(self) -> Any:
         """The accounts of the shard, hashed once per query (a CTE every source reads)."""
         a = Account.__table__
-        return (select(a.c.account_id).where(shard_of(a.c.account_id, self.shard))
-                .cte("shard_accounts").prefix_with("MATERIALIZED"))
+        accounts = select(a.c.account_id)
+        condition = shard_of(a.c.account_id, self.shard)
+        if condition is not None:
+            accounts = accounts.where(condition)
+        return accounts.cte("shard_accounts").prefix_with("MATERIALIZED")
 
     def mine(self, account_id: Any) -> ColumnElement[bool]:
         """The shard condition on a source's account column, applied before its GROUP BY so
