@@ -653,8 +653,12 @@ class ApiClient:
             self._token = resp.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
+    def request(self, method: str, path: str, *, missing_ok: bool = False, **kw: Any) -> Any:
+        """The JSON of an API call; ClusterError on an HTTP error (with `missing_ok`, a 404
+        gives None: "nothing to delete" is not an error)."""
         resp = self._http.request(method, "/api/v2" + path, headers=self._headers(), **kw)
+        if missing_ok and resp.status_code == 404:
+            return None
         if resp.status_code >= 400:
             raise ClusterError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}")
         return resp.json() if resp.content else None
