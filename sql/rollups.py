@@ -164,6 +164,8 @@ def _write_keys(conn: Connection, table: Table, accounts: np.ndarray, days: np.n
                 del day, day_text, next_text, rows
     finally:
         cur.close()
+    if postgres:  # all keys in one go: let the planner know the table's size
+        conn.execute(text(f"ANALYZE {table.name}"))
 
 
 class TouchedKeys:
@@ -223,8 +225,6 @@ class TouchedKeys:
             _write_keys(self._conn, self._table,
                         self._accounts.to_numpy(dtype=object)[keys >> _DAY_BITS],
                         (keys & ((1 << _DAY_BITS) - 1)) - _DAY_OFFSET, distinct=True)
-            if self._conn.dialect.name == "postgresql":
-                self._conn.execute(text(f"ANALYZE {self._table.name}"))
         return self._table
 
     def __bool__(self) -> bool:
@@ -241,8 +241,6 @@ def _touched_table(conn: Connection, keys: pd.DataFrame) -> Table:
         numbers = (days.to_numpy(dtype="datetime64[D]") - _EPOCH_DAY).astype("int64")
         _write_keys(conn, table, keys["account_id"].to_numpy(dtype=object), numbers,
                     distinct=True)
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(f"ANALYZE {table.name}"))
     return table
 
 
