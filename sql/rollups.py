@@ -29,7 +29,6 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -268,19 +267,13 @@ def keys_of_stage(conn: Connection, source: str, stage: Table) -> pd.DataFrame:
     def day(table: Any) -> Any:
         return day_key(table.c.occurred_at) if source == "usage" else table.c.day
 
-    new = select(stage.c.account_id, day(stage)).distinct()
-    old = (select(target.c.account_id, day(target)).distinct()
+    new = select(stage.c.account_id, day(stage).label("day"))
+    old = (select(target.c.account_id, day(target).label("day"))
            .join_from(target, stage, stage.c[key] == target.c[key]))
-    rows = [(a, _as_date(d)) for a, d in [*conn.execute(new).all(), *conn.execute(old).all()]]
-    return pd.DataFrame(rows, columns=["account_id", "day"]).drop_duplicates()
-
-
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
+    # one distinct set (UNION), its days converted column-wise
+    frame = pd.DataFrame(conn.execute(new.union(old)).all(), columns=["account_id", "day"])
+    frame["day"] = _EPOCH_DAY + _day_numbers(frame["day"])
+    return frame
 
 
 def refresh(conn: Connection, origin: str, keys: pd.DataFrame | TouchedKeys) -> RefreshResult:
