@@ -463,19 +463,24 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "auto", random_sta
         config, model = BASELINES[key], fitted_baselines[key]
         risk = model.predict_risk(valid)
         metrics = window_metrics(y_valid.astype(bool), risk)
+    rows = data.refit_frame
+    y_refit = rows[LABEL].to_numpy(dtype=int)
     if on_stage:
-        on_stage(f"refitting {config.name} on all {len(data.frame):,} labelled snapshots")
+        on_stage(f"refitting {config.name} on all {len(rows):,} labelled snapshots"
+                 + (f" ({data.refit_horizon_days}-day horizon)" if data.refit is not None
+                    else ""))
     final = config.build(data.numeric, data.categorical, random_state=random_state)
     try:
-        final.fit(data.frame, y_all, groups=data.frame["account_id"])
+        final.fit(rows, y_refit, groups=rows["account_id"])
     except ModelInputError as exc:
         raise TrainingDataError(f"cannot refit the churn model on every labelled snapshot: "
                                 f"{exc}") from exc
-    dates = data.frame["as_of"].dt.date
-    refit = {"rows": len(data.frame), "positives": int(y_all.sum()),
-             "accounts": int(data.frame["account_id"].nunique()),
+    dates = rows["as_of"].dt.date
+    refit = {"rows": len(rows), "positives": int(y_refit.sum()),
+             "accounts": int(rows["account_id"].nunique()),
              "snapshots": int(dates.nunique()),
-             "span": [dates.min().isoformat(), dates.max().isoformat()]}
+             "span": [dates.min().isoformat(), dates.max().isoformat()],
+             "horizon_days": data.refit_horizon_days}
     metrics.update({
         "train_rows": len(train), "train_positives": int(y_train.sum()),
         "train_accounts": int(train["account_id"].nunique()),
@@ -487,7 +492,7 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "auto", random_sta
         "horizon_note": w.note, "selection": selection.to_dict(), "baselines": baselines,
         "baseline_replaced": replaced_by, "refit": refit, "unused_features": final.unused_,
     })
-    meta = {"horizon_days": w.horizon_days, "basis": data.basis, "as_of": w.as_of.isoformat(),
+    meta = {"horizon_days": data.refit_horizon_days, "basis": data.basis, "as_of": w.as_of.isoformat(),
             "model": config.name, "fit_rows": refit["rows"], "fit_positives": refit["positives"],
             "fit_snapshots": refit["snapshots"], "fit_span": refit["span"],
             "valid_window": [w.valid_start.isoformat(), w.valid_end.isoformat()]}
@@ -605,7 +610,7 @@ def _register(engine: Engine, model: ChurnModel, data: TrainingData, metrics: di
                     f"{f'v{expected_champion}' if expected_champion else 'none'}): train again")
             version = conn.execute(insert(REGISTRY).values(
                 kind=KIND, trained_at=now, train_start=w.train_start, train_end=w.train_end,
-                valid_start=w.valid_start, valid_end=w.valid_end, horizon_days=w.horizon_days,
+                valid_start=w.valid_start, valid_end=w.valid_end, horizon_days=data.refit_horizon_days,
                 features=data.features, metrics=_json_safe(metrics), artifact_path="",
                 status=CHAMPION if promote else CHALLENGER,
                 promoted_at=now if promote else None, note=note,

@@ -64,7 +64,9 @@ divided by the mean week. Seat use compares the active users of the last 28 days
 account's own peak over 28-day blocks counted back from D (3 blocks, 84 days; 6, 168 days),
 since the stored `seats` is only the current value. The billing term is the days between the
 latest two `subscription_started`/`renewed` events (365 when a single start saw no renewal in
-over 62 days); the next renewal is the latest of them plus whole terms. The champion is the
+over 62 days); the next renewal is the latest of them plus whole terms. An account without
+any billing term (an annual contract whose last renewal came before the billing history) is
+due on the next anniversary of its creation. The champion is the
 contact with the most usage in the 60 days before the last 28 (active on 3 or more of them);
 gone when it has no usage in the last 28. Tenure counts from created_at or the first usage or
 purchase known by D, whichever is earlier.
@@ -254,7 +256,9 @@ FEATURES: dict[str, Feature] = dict([
     _f("is_annual", "billing", "1 when the billing term is 180 days or more, else 0"),
     _f("days_to_renewal_est", "billing",
        "days to the next renewal: the latest start or renewal (or, for a term read from "
-       "payments, the latest successful payment) plus whole billing terms"),
+       "payments, the latest successful payment) plus whole billing terms; without any "
+       "billing term, the next anniversary of the account's creation (an annual contract "
+       "whose renewal falls outside the billing history)"),
     _f("tickets_negative_share_90d", "support",
        "negative tickets per ticket, last 90 days (sentiment model in text_insights; the "
        "lexicon for a ticket it has not scored)"),
@@ -370,7 +374,12 @@ def _issue12_columns(w: _Window, a: Any, usage: Any, usage_last: Any, billing: A
         "days_since_failed_payment": cast(w.day - utc_day(payments.c.last_failed), Float),
         "billing_term_days": cast(term, Float),
         "is_annual": case((term.is_(None), None), (term >= 180, 1.0), else_=0.0),
-        "days_to_renewal_est": cast(term - since_term % term, Float),
+        # without any billing evidence of a term, an annual contract's anniversary: a year
+        # from the account's creation, and every year after (a renewal lands on it)
+        "days_to_renewal_est": case(
+            (term.is_not(None), cast(term - since_term % term, Float)),
+            (and_(a.c.created_at.is_not(None), created_day <= w.day),
+             cast(365 - (w.day - created_day) % 365, Float))),
         "events_28d_vs_180d": case((long_enough, _ratio(
             events_28d, n(trends.c.events_base) * 28.0 / base_days))),
         "active_days_28d_vs_180d": case((long_enough, _ratio(

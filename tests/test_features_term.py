@@ -1,10 +1,12 @@
 """The billing term when renewals are only payments: a monthly plan that never emits
 `renewed` reads its term from the cadence of its successful payments (not "annual" because
 no renewal came in two months); an annual plan in its first year stays annual, and so does one whose history begins
-mid-term with a single payment; a payment
+mid-term with a single payment; an account without any billing row is due on the anniversary
+of its creation; a payment
 that lands later never changes a past date. Worked out by hand, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -23,6 +25,7 @@ ACCOUNTS = """account_id,name,mrr,seats,created_at
 mon,Monthly Co,100,5,2026-01-10T00:00:00Z
 ann,Annual Co,200,5,2026-02-01T00:00:00Z
 old,Older Co,100,5,
+nob,No Billing Co,300,5,2024-08-10T09:00:00Z
 """
 HEADER = "event_id,account_id,occurred_at,kind,amount,mrr_after\n"
 PURCHASES = HEADER + """\
@@ -51,7 +54,7 @@ def test_monthly_term_is_read_from_payments_and_annual_stays_annual(
 ) -> None:
     _land(engine, tmp_path, "accounts.csv", ACCOUNTS, LANDED)
     _land(engine, tmp_path, "purchases.csv", PURCHASES, LANDED)
-    assert compute_features(engine, D, negative_terms=NEGATIVE_TERMS) == 3
+    assert compute_features(engine, D, negative_terms=NEGATIVE_TERMS) == 4
     f = load_features(engine, D).set_index("account_id")
     # mon: the last two successful payments 05-10 and 06-10 are 31 days apart; the next
     # is due 31 days after 06-10 (07-11), 11 days after 06-30; a failed payment (m4) is
@@ -67,6 +70,11 @@ def test_monthly_term_is_read_from_payments_and_annual_stays_annual(
     # due 2027-03-05 (248 days after 06-30)
     assert f.loc["old", "billing_term_days"] == 365.0
     assert f.loc["old", "days_to_renewal_est"] == 248.0
+    # nob: no billing row at all (an annual contract renewed before the history began): no
+    # term is known, and the next renewal is the anniversary of its creation, 2026-08-10
+    assert math.isnan(f.loc["nob", "billing_term_days"])
+    assert math.isnan(f.loc["nob", "is_annual"])
+    assert f.loc["nob", "days_to_renewal_est"] == 41.0
 
     # a payment that happened before D but lands after it changes D's answer not at all
     late = tmp_path / "late"

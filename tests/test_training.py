@@ -38,6 +38,7 @@ from pulse.models.training import (
     NOT_POINT_IN_TIME,
     NUMERIC,
     build_training_data,
+    cancellations,
     label_snapshots,
     plan_windows,
 )
@@ -202,6 +203,17 @@ def test_too_short_history_takes_the_longest_horizon_that_fits(engine: Engine,
     for part, least in ((train, 3), (valid, 1)):
         assert part["churned"].sum() >= least and (~part["churned"]).sum() >= least
     assert (train["as_of"] + pd.Timedelta(days=w.horizon_days) < valid["as_of"].min()).all()
+    # The chosen configuration is refitted on the requested horizon: every snapshot whose
+    # 90-day label window is complete, each labelled over 90 days, not the shortened horizon.
+    refit = data.refit
+    assert refit is not None and data.refit_frame is refit and data.refit_horizon_days == 90
+    assert (refit["as_of"] + pd.Timedelta(days=90) <= pd.Timestamp(w.last_data)).all()
+    assert refit["churned"].sum() >= 3 and (~refit["churned"]).sum() >= 3
+    relabelled = label_snapshots(refit, cancellations(engine, END), 90)
+    assert (relabelled == refit["churned"].to_numpy()).all()
+    assert (label_snapshots(refit, cancellations(engine, END), w.horizon_days)
+            != refit["churned"].to_numpy()).any()
+    assert "refitted on the" in w.note and "90-day horizon" in w.note
     # Every snapshot came from the cache the second time (no SELECT to repeat).
     n = len(cache)
     again = build_training_data(engine, as_of=END, horizon_days=90, shorten_horizon=True,
