@@ -14,10 +14,15 @@ newer history replaces its older self. A model that does not win stays a challen
 replaces is retired. Exactly one churn model is champion at a time.
 
 Before any of that, a model must clear a minimum bar on its validation window (the first
-model too): ROC AUC of at least `min_roc_auc` (default 0.60) and better than the scorecard's
-own ranking of the same snapshots (risk = 100 - health). A model that cannot out-rank the
-explainable scorecard would only add noise to the risk list, so it stays a challenger and the
-risk list keeps ranking on health.
+model too): ROC AUC of at least `min_roc_auc` (default 0.60) and no worse than the
+scorecard's own ranking of the same snapshots (risk = 100 - health) by more than the
+scorecard's standard error there. Within that margin the two are a tie on one window, and
+the tie goes to the model: it was fitted to the outcomes and ranks with every input, where
+the scorecard's ranking stands in for it (on the demo variants a model kept out by a
+validation window it tied ranked the next 90 days far better than health: ROC AUC 0.85
+against 0.73 on `reference`). A model clearly worse than the explainable scorecard would only
+add noise to the risk list, so it stays a challenger and the risk list keeps ranking on
+health.
 
 `score_churn` scores every account that is still a customer as of a date with the champion,
 explains the riskiest ones (the top 3 drivers in words) and replaces that date's rows of
@@ -51,6 +56,7 @@ from pulse.models.metrics import calibration_table, evaluate
 from pulse.models.selection import (
     BASELINES,
     Config,
+    auc_se,
     baseline_figures,
     best_baseline,
     candidates_for,
@@ -281,19 +287,37 @@ def churners_by_band(valid: pd.DataFrame, health: pd.DataFrame | None = None
 
 
 def clears_bar(metrics: dict[str, Any], *, min_roc_auc: float = MIN_ROC_AUC,
-               scorecard_roc_auc: float | None = None) -> tuple[bool, str]:
-    """Whether a model is good enough to rank the risk list at all, and why (in words)."""
+               scorecard_roc_auc: float | None = None, scorecard_margin: float = 0.0
+               ) -> tuple[bool, str]:
+    """Whether a model is good enough to rank the risk list at all, and why (in words).
+
+    Against the scorecard, a model fails only when the scorecard ranks the window better by
+    more than `scorecard_margin` (its ROC AUC's standard error: within it the two are a tie,
+    and the tie goes to the model, which was fitted to the outcomes and gives a probability).
+    """
     auc = metrics.get("roc_auc")
     if auc is None:
         return False, "ROC AUC is undefined on the validation window"
     if auc < min_roc_auc:
         return False, (f"ROC AUC {auc:.4f} is below the minimum bar of {min_roc_auc:.2f}")
-    if scorecard_roc_auc is not None and auc - scorecard_roc_auc < AUC_TIE:
+    within = f" ± {scorecard_margin:.4f}" if scorecard_margin > 0 else ""
+    if scorecard_roc_auc is not None and auc - scorecard_roc_auc < AUC_TIE - scorecard_margin:
         return False, (f"ROC AUC {auc:.4f} does not beat the scorecard's own ranking "
-                       f"({scorecard_roc_auc:.4f})")
+                       f"({scorecard_roc_auc:.4f}{within})")
     return True, (f"ROC AUC {auc:.4f} clears the bar ({min_roc_auc:.2f}"
-                  + (f"; scorecard {scorecard_roc_auc:.4f}" if scorecard_roc_auc is not None
-                     else "") + ")")
+                  + (f"; scorecard {scorecard_roc_auc:.4f}{within}"
+                     if scorecard_roc_auc is not None else "") + ")")
+
+
+def scorecard_margin(valid: pd.DataFrame, scorecard_roc_auc: float | None) -> float:
+    """The standard error of the scorecard's ROC AUC on the validation window (Hanley and
+    McNeil, churners and retained counted in accounts); 0 when it is undefined."""
+    if scorecard_roc_auc is None:
+        return 0.0
+    y = valid[LABEL].to_numpy(dtype=bool)
+    ids = valid["account_id"].to_numpy()
+    se = auc_se(scorecard_roc_auc, len(np.unique(ids[y])), len(np.unique(ids[~y])))
+    return se if math.isfinite(se) else 0.0
 
 
 # --------------------------------------------------------------------------- training
@@ -537,14 +561,18 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
     current = champion(engine)
     champ_metrics: dict[str, Any] | None = None
     card_auc: float | None = None
+    margin = 0.0
     health = valid_health(valid)
     metrics["by_band"] = churners_by_band(valid, health)
     if must_beat_scorecard:
         if on_stage:
             on_stage("ranking the validation snapshots with the scorecard")
         card_auc = scorecard_auc(valid, health)
+        margin = scorecard_margin(valid, card_auc)
         metrics["scorecard_roc_auc"] = card_auc
-    ok, bar = clears_bar(metrics, min_roc_auc=min_roc_auc, scorecard_roc_auc=card_auc)
+        metrics["scorecard_roc_auc_se"] = margin
+    ok, bar = clears_bar(metrics, min_roc_auc=min_roc_auc, scorecard_roc_auc=card_auc,
+                         scorecard_margin=margin)
     if not ok:
         promote = False
         note = (f"{bar} on the validation window {w.valid_start} to {w.valid_end}: stays "

@@ -185,7 +185,7 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
     return selection
 
 
-def _auc_se(auc: float, n_pos: int, n_neg: int) -> float:
+def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
     """Standard error of a ROC AUC (Hanley and McNeil, 1982)."""
     if not np.isfinite(auc) or n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -208,7 +208,7 @@ def _mean_auc_se(aucs: Sequence[float], y: np.ndarray,
         else:
             g = np.asarray(groups)[valid]
             pos, neg = len(np.unique(g[y[valid]])), len(np.unique(g[~y[valid]]))
-        ses.append(_auc_se(auc, pos, neg))
+        ses.append(auc_se(auc, pos, neg))
     ok = [s for s in ses if np.isfinite(s)]
     return float(np.sqrt(np.sum(np.square(ok))) / len(ok)) if ok else 0.0
 

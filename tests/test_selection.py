@@ -12,8 +12,8 @@ from pulse.core.errors import ModelInputError
 from pulse.models.selection import (
     BASELINES,
     CANDIDATES,
-    _auc_se,
     _mean_auc_se,
+    auc_se,
     baseline_figures,
     best_baseline,
     candidates_for,
@@ -41,9 +41,9 @@ def _linear_world(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarra
 
 def test_auc_standard_error() -> None:
     # Hanley and McNeil (1982): AUC 0.8 with 50 churners and 50 retained.
-    assert _auc_se(0.8, 50, 50) == pytest.approx(0.0445, abs=5e-4)
-    assert _auc_se(0.8, 500, 500) < _auc_se(0.8, 50, 50) / 3
-    assert np.isnan(_auc_se(0.8, 0, 10))
+    assert auc_se(0.8, 50, 50) == pytest.approx(0.0445, abs=5e-4)
+    assert auc_se(0.8, 500, 500) < auc_se(0.8, 50, 50) / 3
+    assert np.isnan(auc_se(0.8, 0, 10))
     # Counted in accounts: four snapshots of the same 10 churners are not 40 churners.
     y = np.array([1, 0] * 40)
     groups = np.array([f"a{i % 10}" if i % 2 == 0 else f"b{i % 20}" for i in range(80)])
