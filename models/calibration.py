@@ -342,21 +342,30 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
         result.fallback = f"history too short to calibrate: {exc}"
         result.yaml_text = proposed_yaml(card, result)
         return result
+    # the weights are chosen on a time split (`frame`, the horizon that fits it); the cut
+    # points and churn rates on every snapshot labelled with the requested horizon when the
+    # history is too short for both (`labelled`): a band's rate is about that horizon
     frame = data.frame.copy()
+    labelled = data.refit_frame.copy() if data.refit is not None else frame
     blind = sorted({m.feature for c in card.cards() for m in c.measures} & set(_NOT_POINT_IN_TIME))
     if blind:
         # the warehouse keeps these in their latest state (a cancelled account's MRR is 0 now):
         # read from history they would leak the outcome, so past dates are scored without them
         frame[blind] = np.nan
+        labelled[blind] = np.nan
         result.notes.append("left out of past dates (the warehouse keeps only their latest "
                             f"value): {', '.join(blind)}")
     result.as_of = data.windows.as_of
-    result.horizon_days = data.windows.horizon_days
+    result.horizon_days = data.refit_horizon_days
     if data.windows.horizon_days != horizon_days:
-        result.notes.append(f"horizon shortened from {horizon_days} to "
-                            f"{data.windows.horizon_days} days to fit the history")
-    y = frame[LABEL].to_numpy(dtype=bool)
-    health = _health(frame, card)
+        result.notes.append(
+            f"horizon shortened from {horizon_days} to {data.windows.horizon_days} days to fit "
+            "the history" + (
+                f" for the weights' time split; the cut points and churn rates are fitted on "
+                f"the {len(labelled):,} snapshots labelled with the {horizon_days}-day horizon"
+                if data.refit is not None else ""))
+    y = labelled[LABEL].to_numpy(dtype=bool)
+    health = _health(labelled, card)
     ok = ~np.isnan(health)
     result.rows, result.churners = int(ok.sum()), int(y[ok].sum())
     result.before = _band_figures(health, y, card.green, card.amber)
@@ -371,8 +380,9 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
         return result
     fitted_card = card
     if fit_weights_:
-        fitted_card = _maybe_fit_weights(frame, y, card, data, result)
-        health = _health(frame, fitted_card)
+        fitted_card = _maybe_fit_weights(frame, frame[LABEL].to_numpy(dtype=bool), card, data,
+                                         result)
+        health = _health(labelled, fitted_card)
         ok = ~np.isnan(health)
     green, amber, iso, notes = choose_cuts(health[ok], y[ok], at_risk_share=at_risk_share,
                                            red_share=red_share)

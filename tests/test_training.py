@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from pulse.core.errors import TrainingDataError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
+from pulse.models.calibration import fit_calibration
 from pulse.models.churn_artifact import read_artifact_header
 from pulse.models.registry import (
     CHALLENGER,
@@ -215,6 +216,12 @@ def test_too_short_history_takes_the_longest_horizon_that_fits(engine: Engine,
     assert (label_snapshots(refit, cancellations(engine, END), w.horizon_days)
             != refit["churned"].to_numpy()).any()
     assert "refitted on the" in w.note and "90-day horizon" in w.note
+    # the scorecard's calibration fits its bands' churn rates to the same 90-day labels
+    cal = fit_calibration(engine, as_of=END, horizon_days=90, snapshots=cache)
+    assert cal.horizon_days == 90
+    assert f"the {len(refit):,} snapshots labelled with the 90-day horizon" in " ".join(
+        cal.notes)
+    assert cal.rows <= len(refit) and cal.churners <= int(refit["churned"].sum())
     # Every snapshot came from the cache the second time (no SELECT to repeat).
     n = len(cache)
     again = build_training_data(engine, as_of=END, horizon_days=90, shorten_horizon=True,
