@@ -217,12 +217,17 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     validate(document)
     assert document["as_of"] == "2026-06-30" and document["count"] == len(LIVE)
     assert [s["source"] for s in document["stale_sources"]] == ["social"]
+    band = next(r["band"] for r in document["accounts"] if r["account_id"] == "acc-pay")
+    assert band in ("red", "amber")  # two failed payments
     filtered = json.loads(ok("risk-list", "--as-of", D.isoformat(), "--flag", "payment_risk",
-                             "--band", "amber", "--limit", "5", "--format", "json"))
+                             "--band", band, "--limit", "5", "--format", "json"))
     validate(filtered)
     assert [r["account_id"] for r in filtered["accounts"]] == ["acc-pay"]
-    assert filtered["filters"] == {"csm": None, "band": "amber", "flag": "payment_risk",
+    assert filtered["filters"] == {"csm": None, "band": band, "flag": "payment_risk",
                                    "limit": 5}
+    other = "amber" if band == "red" else "red"
+    assert json.loads(ok("risk-list", "--as-of", D.isoformat(), "--flag", "payment_risk",
+                         "--band", other, "--format", "json"))["accounts"] == []
 
     rows = list(csv.DictReader(io.StringIO(ok("risk-list", "--format", "csv"))))
     assert [r["account_id"] for r in rows] == [r["account_id"] for r in document["accounts"]]
