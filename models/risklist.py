@@ -385,7 +385,8 @@ def _build(engine: Engine, as_of: date, *, csm: str | None, band: str | None,
     if band is not None:
         frame = frame[frame["band"] == band]
     if flag is not None:
-        frame = frame[[flag in names for names in frame["flags"]]]
+        # a boolean array, not a list: an empty list would select no columns, not no rows
+        frame = frame[np.array([flag in names for names in frame["flags"]], dtype=bool)]
     frame = _rank(frame)
     if limit is not None:
         frame = frame.head(limit)
