@@ -19,7 +19,9 @@ The baselines (`BASELINES`) are what anyone would try first on the same snapshot
 standardised `LogisticRegression` (median imputation, scaling, one-hot) and a default
 `HistGradientBoostingClassifier`, both uncalibrated. The registry measures them on the same
 validation window as the chosen model and registers the better baseline instead when it
-ranks better: the champion is never worse than the better of the two.
+ranks better by more than the chosen model's standard error there: the champion is never
+clearly worse than the better of the two (within that error one window cannot tell them
+apart, and the configuration the time folds chose stays).
 """
 from __future__ import annotations
 
