@@ -49,6 +49,8 @@ def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure
         assert t.key in world
         assert world[t.key] is not None or world["errors"], t.key
     assert world["health_auc"] is not None and 0.0 <= world["health_auc"] <= 1.0
+    # what the CSM sees: the risk list's probability, the champion's or the calibrated card's
+    assert world["risk_list_auc"] is not None and 0.0 <= world["risk_list_auc"] <= 1.0
     assert world["red_amber"] is not None and world["silent_truth"] > 0
     chart = draw_chart([fig], tmp_path / "models.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

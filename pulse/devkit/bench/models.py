@@ -233,6 +233,7 @@ class Target:
 #: Every figure of a world, in the order printed, with the issue's targets.
 TARGETS: tuple[Target, ...] = (
     Target("champion_auc", "churn ROC AUC, champion", 3, 0.80),
+    Target("risk_list_auc", "churn ROC AUC, the risk list's probability", 3, 0.80),
     Target("logistic_auc", "ROC AUC, plain logistic regression", 3),
     Target("hgb_auc", "ROC AUC, default gradient boosting", 3),
     Target("health_auc", "health ROC AUC (lower = riskier)", 3),
@@ -266,6 +267,9 @@ class WorldFigure:
     train_positives: int | None = None
     model: str = ""
     champion_auc: float | None = None
+    #: what a CSM sees: the risk list's probability (the champion's, else the calibrated
+    #: scorecard's), where `champion_auc` measures a model that was not promoted all the same
+    risk_list_auc: float | None = None
     logistic_auc: float | None = None
     hgb_auc: float | None = None
     health_auc: float | None = None
@@ -596,6 +600,12 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
             prob = got
     fig.champion_auc = _auc(y, prob)
     fig.lift_top_decile = _lift(y, prob)
+    shown = pd.to_numeric(rows["churn_probability"], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(shown).all():
+        fig.notes.append("the risk list shows no probability (no champion, no calibrated "
+                         "scorecard): no risk-list ROC AUC")
+    else:  # an account without a probability sorts last in the list: the lowest risk
+        fig.risk_list_auc = _auc(y, np.where(np.isnan(shown), -1.0, shown))
     health = pd.to_numeric(rows["health"], errors="coerce").to_numpy(dtype=float)
     fig.health_auc = _auc(y, -health)
     band = rows["band"].astype(object).to_numpy()
@@ -819,7 +829,7 @@ def draw_chart(figures: list[WorldFigure], path: Path) -> Path:
 
 #: Short column headings of the figures, for a table with one row per world.
 _SHORT: dict[str, str] = {
-    "champion_auc": "AUC", "logistic_auc": "LR AUC", "hgb_auc": "HGB AUC",
+    "champion_auc": "AUC", "risk_list_auc": "list AUC", "logistic_auc": "LR AUC", "hgb_auc": "HGB AUC",
     "health_auc": "health AUC", "lift_top_decile": "lift 10%", "churners_green": "churn green",
     "red_amber": "red+amber", "silent_precision": "silent P", "silent_recall": "silent R",
     "silent_f1": "silent F1",
