@@ -346,7 +346,7 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     # points and churn rates on every snapshot labelled with the requested horizon when the
     # history is too short for both (`labelled`): a band's rate is about that horizon
     frame = data.frame.copy()
-    labelled = data.refit_frame.copy() if data.refit is not None else frame
+    labelled = frame if data.refit is None else data.refit.copy()
     blind = sorted({m.feature for c in card.cards() for m in c.measures} & set(_NOT_POINT_IN_TIME))
     if blind:
         # the warehouse keeps these in their latest state (a cancelled account's MRR is 0 now):

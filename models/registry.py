@@ -58,7 +58,7 @@ from pulse.models.selection import (
     Config,
     auc_se,
     baseline_figures,
-    best_baseline,
+    baseline_to_replace,
     candidates_for,
     select_config,
 )
@@ -309,14 +309,16 @@ def clears_bar(metrics: dict[str, Any], *, min_roc_auc: float = MIN_ROC_AUC,
                      if scorecard_roc_auc is not None else "") + ")")
 
 
-def scorecard_margin(valid: pd.DataFrame, scorecard_roc_auc: float | None) -> float:
-    """The standard error of the scorecard's ROC AUC on the validation window (Hanley and
-    McNeil, churners and retained counted in accounts); 0 when it is undefined."""
-    if scorecard_roc_auc is None:
+def window_auc_se(valid: pd.DataFrame, roc_auc: float | None) -> float:
+    """The standard error of a ROC AUC measured on the validation window (Hanley and McNeil,
+    churners and retained counted in accounts, since an account's snapshots are not
+    independent); 0 when it is undefined. The margin of both ties: a model against the
+    scorecard, and a baseline against the chosen configuration."""
+    if roc_auc is None:
         return 0.0
     y = valid[LABEL].to_numpy(dtype=bool)
     ids = valid["account_id"].to_numpy()
-    se = auc_se(scorecard_roc_auc, len(np.unique(ids[y])), len(np.unique(ids[~y])))
+    se = auc_se(roc_auc, len(np.unique(ids[y])), len(np.unique(ids[~y])))
     return se if math.isfinite(se) else 0.0
 
 
@@ -476,22 +478,10 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "auto", random_sta
         train, y_train, valid, y_valid, numeric=data.numeric, categorical=data.categorical,
         random_state=random_state)
     chosen_auc = metrics.get("roc_auc")
-    key = best_baseline(baselines)
-    replaced_by = None
-    # One validation window is noisy: a baseline replaces the chosen configuration only
-    # when it ranks better by more than the chosen one's standard error there (churners and
-    # retained counted in accounts). Within it the two tie, and the configuration the time
-    # folds chose stays (on 10 demo-variant worlds, 4 of the 5 replacements on a plain
-    # "better" ranked the next 90 days worse, by 0.025 ROC AUC on average).
-    margin = 0.0
-    if chosen_auc is not None:
-        ids = valid["account_id"].to_numpy()
-        yv = y_valid.astype(bool)
-        se = auc_se(chosen_auc, len(np.unique(ids[yv])), len(np.unique(ids[~yv])))
-        margin = se if math.isfinite(se) else 0.0
-    if key is not None and chosen_auc is not None and \
-            baselines[key]["roc_auc"] - chosen_auc >= max(margin, AUC_TIE):
-        replaced_by = key
+    margin = window_auc_se(valid, chosen_auc)
+    replaced_by = key = baseline_to_replace(baselines, chosen_auc, margin)
+    if key is not None:
+        assert chosen_auc is not None
         note = (f"the {key} baseline (ROC AUC {baselines[key]['roc_auc']:.4f}) ranks better "
                 f"than {config.name} ({chosen_auc:.4f} ± {margin:.4f}) on the validation "
                 "window: the baseline is the model")
@@ -580,7 +570,7 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
         if on_stage:
             on_stage("ranking the validation snapshots with the scorecard")
         card_auc = scorecard_auc(valid, health)
-        margin = scorecard_margin(valid, card_auc)
+        margin = window_auc_se(valid, card_auc)
         metrics["scorecard_roc_auc"] = card_auc
         metrics["scorecard_roc_auc_se"] = margin
     ok, bar = clears_bar(metrics, min_roc_auc=min_roc_auc, scorecard_roc_auc=card_auc,

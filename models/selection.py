@@ -39,7 +39,8 @@ from pulse.models.metrics import evaluate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AUC_TIE", "BASELINES", "CANDIDATES", "Config", "Selection", "select_config"]
+__all__ = ["AUC_TIE", "BASELINES", "CANDIDATES", "Config", "Selection", "baseline_to_replace",
+           "select_config"]
 
 #: ROC AUC differences smaller than this are a tie.
 AUC_TIE = 1e-4
@@ -245,3 +246,18 @@ def best_baseline(figures: dict[str, dict[str, Any]]) -> str | None:
         if best is None or auc - figures[best]["roc_auc"] >= AUC_TIE:
             best = key
     return best
+
+
+def baseline_to_replace(figures: dict[str, dict[str, Any]], chosen_auc: float | None,
+                        margin: float) -> str | None:
+    """The key of the baseline that replaces the chosen configuration, or None.
+
+    One validation window is noisy: the better baseline replaces it only when it ranks
+    better by more than `margin` (the chosen one's standard error there). Within it the two
+    tie, and the configuration the time folds chose stays (on 10 demo-variant worlds, 4 of
+    the 5 replacements on a plain "better" ranked the next 90 days worse, by 0.025 ROC AUC on
+    average)."""
+    key = best_baseline(figures)
+    if key is None or chosen_auc is None:
+        return None
+    return key if figures[key]["roc_auc"] - chosen_auc >= max(margin, AUC_TIE) else None

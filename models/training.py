@@ -233,15 +233,7 @@ def plan_windows(first_data: date, last_data: date, *, as_of: date | None = None
            f"{warmup_days} days of warm-up it needs about "
            f"{needed_days(horizon_days, step_days, valid_days, warmup_days)} days: use a "
            "shorter horizon or more history")
-    dates: list[date] = []
-    day = last_complete
-    if anchor is not None:
-        day = anchor + timedelta(
-            days=step_days * ((last_complete - anchor).days // step_days))
-    while day >= first_snapshot:
-        dates.append(day)
-        day -= timedelta(days=step_days)
-    dates.reverse()
+    dates = _snapshot_dates(first_snapshot, last_complete, step_days, anchor)
     if not dates:
         raise TrainingDataError(f"no snapshot has a complete label window: {why}")
     valid_start_min = dates[-1] - timedelta(days=valid_days - 1)
@@ -253,6 +245,20 @@ def plan_windows(first_data: date, last_data: date, *, as_of: date | None = None
             f"{valid[0]}: {why}")
     return Windows(as_of or last_data, first_data, last_data, horizon_days, step_days,
                    train, valid, tuple(dates))
+
+
+def _snapshot_dates(first_snapshot: date, last_complete: date, step_days: int,
+                    anchor: date | None = None) -> list[date]:
+    """Every `step_days` days back from `last_complete` (on `anchor`'s grid, when given:
+    ``anchor - k * step_days``) down to `first_snapshot`, oldest first."""
+    day = last_complete
+    if anchor is not None:
+        day = anchor + timedelta(days=step_days * ((last_complete - anchor).days // step_days))
+    dates: list[date] = []
+    while day >= first_snapshot:
+        dates.append(day)
+        day -= timedelta(days=step_days)
+    return dates[::-1]
 
 
 def needed_days(horizon_days: int, step_days: int = DEFAULT_STEP_DAYS,
@@ -446,8 +452,9 @@ class TrainingData:
     def refit_horizon_days(self) -> int:
         """The horizon the refitted model predicts."""
         w = self.windows
-        return w.requested_horizon_days or w.horizon_days if self.refit is not None \
-            else w.horizon_days
+        if self.refit is None:
+            return w.horizon_days
+        return w.requested_horizon_days or w.horizon_days
 
     @property
     def features(self) -> list[str]:
@@ -655,15 +662,11 @@ def _full_horizon_refit(engine: Engine, windows: Windows, first: date, last: dat
     before their end, a model refitted on these ranked the next 90 days better than the same
     configuration refitted on the shortened horizon's labels (ROC AUC 0.847 -> 0.882 on
     `reference`, 0.586 -> 0.683 on `whales`, seed 1)."""
-    dates: list[date] = []
-    day = anchor + timedelta(days=step_days * ((last - timedelta(days=horizon_days) - anchor
-                                                ).days // step_days))
-    while day >= first + timedelta(days=MIN_WARMUP_DAYS):
-        dates.append(day)
-        day -= timedelta(days=step_days)
+    dates = _snapshot_dates(first + timedelta(days=MIN_WARMUP_DAYS),
+                            last - timedelta(days=horizon_days), step_days, anchor)
     if not dates:
         return None
-    plan = replace(windows, horizon_days=horizon_days, labelled=tuple(reversed(dates)))
+    plan = replace(windows, horizon_days=horizon_days, labelled=tuple(dates))
     frame, _ = _labelled(engine, plan, basis, cancels, attributes, cache, on_stage)
     churned = int(frame[LABEL].sum())
     if min(churned, len(frame) - churned) < MIN_TRAIN_CLASS:

@@ -15,6 +15,7 @@ from pulse.models.selection import (
     _mean_auc_se,
     auc_se,
     baseline_figures,
+    baseline_to_replace,
     best_baseline,
     candidates_for,
     select_config,
@@ -93,3 +94,16 @@ def test_baselines_are_measured_and_ranked() -> None:
     assert all(c.params.get("weight_groups") for c in CANDIDATES)
     with pytest.raises(ModelInputError, match="expected 'auto' or one of"):
         candidates_for("forest")
+
+
+def test_a_baseline_replaces_the_chosen_model_only_beyond_its_standard_error() -> None:
+    figures = {"logistic": {"roc_auc": 0.78}, "hgb": {"roc_auc": 0.80}}
+    # better by 0.05 with a standard error of 0.04: the hgb baseline takes its place
+    assert baseline_to_replace(figures, 0.75, 0.04) == "hgb"
+    # better by 0.05 within a standard error of 0.06: a tie, the chosen model stays
+    assert baseline_to_replace(figures, 0.75, 0.06) is None
+    # without a margin, any lead over the tie counts; none when the model ranks better
+    assert baseline_to_replace(figures, 0.79, 0.0) == "hgb"
+    assert baseline_to_replace(figures, 0.81, 0.0) is None
+    assert baseline_to_replace(figures, None, 0.0) is None
+    assert baseline_to_replace({"logistic": {"error": "x"}}, 0.5, 0.0) is None

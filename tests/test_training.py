@@ -31,8 +31,8 @@ from pulse.models.registry import (
     clears_bar,
     list_models,
     score_churn,
-    scorecard_margin,
     train_and_register,
+    window_auc_se,
 )
 from pulse.models.scorecard import load_scorecard
 from pulse.models.selection import BASELINES, CANDIDATES, Config, auc_se
@@ -292,14 +292,14 @@ def test_minimum_bar_rule() -> None:
     assert not worse[0] and "(0.7800 ± 0.0400)" in worse[1]
 
 
-def test_scorecard_margin_is_the_standard_error_in_accounts() -> None:
+def test_window_auc_se_is_the_standard_error_in_accounts() -> None:
     # 10 churned and 30 retained snapshots of 5 churned and 15 retained accounts
     valid = pd.DataFrame({"account_id": [f"a{i % 20}" for i in range(40)],
                           "churned": [i % 20 < 5 for i in range(40)]})
-    se = scorecard_margin(valid, 0.8)
+    se = window_auc_se(valid, 0.8)
     assert se == pytest.approx(auc_se(0.8, 5, 15)) and 0.05 < se < 0.2
     assert se > auc_se(0.8, 10, 30)  # counted in snapshots it would be narrower
-    assert scorecard_margin(valid, None) == 0.0
+    assert window_auc_se(valid, None) == 0.0
 
 
 def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Path,
