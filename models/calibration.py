@@ -38,7 +38,7 @@ import pandas as pd
 import yaml
 
 from pulse.core.errors import TrainingDataError
-from pulse.models.health import health_of_rows
+from pulse.models.health import score_features
 from pulse.models.metrics import roc_auc
 from pulse.models.scorecard import BANDS, Card, Scorecard, load_scorecard, parse_scorecard
 from pulse.models.training import NOT_POINT_IN_TIME as _NOT_POINT_IN_TIME
@@ -148,6 +148,16 @@ class CalibrationResult:
 
 
 # --------------------------------------------------------------------------- health
+
+
+def _health(frame: pd.DataFrame, card: Scorecard) -> np.ndarray:
+    """Health of every snapshot row (rows may repeat an account: scored by position)."""
+    f = frame.reset_index(drop=True).copy()
+    width = len(str(len(f)))
+    f["account_id"] = [f"{i:0{width}d}" for i in range(len(f))]
+    health, _m = score_features(f, card)
+    return health.set_index("account_id")["score"].reindex(f["account_id"]).to_numpy(
+        dtype="float64")
 
 
 def _points(frame: pd.DataFrame, card: Card) -> np.ndarray:
@@ -355,7 +365,7 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
                 f"the {len(labelled):,} snapshots labelled with the {horizon_days}-day horizon"
                 if data.refit is not None else ""))
     y = labelled[LABEL].to_numpy(dtype=bool)
-    health = health_of_rows(labelled, card)
+    health = _health(labelled, card)
     ok = ~np.isnan(health)
     result.rows, result.churners = int(ok.sum()), int(y[ok].sum())
     result.before = _band_figures(health, y, card.green, card.amber)
@@ -372,7 +382,7 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     if fit_weights_:
         fitted_card = _maybe_fit_weights(frame, frame[LABEL].to_numpy(dtype=bool), card, data,
                                          result)
-        health = health_of_rows(labelled, fitted_card)
+        health = _health(labelled, fitted_card)
         ok = ~np.isnan(health)
     green, amber, iso, notes = choose_cuts(health[ok], y[ok], at_risk_share=at_risk_share,
                                            red_share=red_share)
@@ -403,7 +413,7 @@ def _hold_shares_today(engine: Any, data: Any, basis: str, card: Scorecard, gree
         return green, amber
     if "cancelled" in today:
         today = today[~today["cancelled"].fillna(False).astype(bool)]
-    health = health_of_rows(today, card)
+    health = _health(today, card)
     health = health[~np.isnan(health)]
     if len(health) < 20:
         return green, amber

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -129,16 +128,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Seeds the calibration folds and the gradient-boosting early-stopping split.
     n_jobs : int, default=None
         Calibration folds fitted in parallel (`None` means 1).
-    prior : str, default=None
-        A numeric feature that is already a risk score on its own (the registry passes the
-        default scorecard's health, `scorecard_health`), pooled with the classifier at the
-        output: the log-odds of the calibrated classifier and of a one-feature logistic fit
-        of the label on `prior` are averaged with weights ``1 - prior_weight`` and
-        `prior_weight` (a logarithmic opinion pool). Each side counts by how confidently it
-        separates the rows, and on histories too short for the classifier to learn much, the
-        prior's ranking still holds. The feature stays an ordinary input too.
-    prior_weight : float, default=0.5
-        The prior's share of the pooled log-odds, in [0, 1).
 
     Attributes
     ----------
@@ -193,8 +182,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         min_frequency: float | int = 0.01,
         random_state: Any = None,
         n_jobs: int | None = None,
-        prior: str | None = None,
-        prior_weight: float = 0.5,
     ) -> None:
         self.numeric = numeric
         self.categorical = categorical
@@ -211,8 +198,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.min_frequency = min_frequency
         self.random_state = random_state
         self.n_jobs = n_jobs
-        self.prior = prior
-        self.prior_weight = prior_weight
 
     # -- scikit-learn plumbing ---------------------------------------------------------------
 
@@ -301,14 +286,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         target = (y == self.classes_[1]).astype(int)
         self.base_rate_ = float(target.mean())
 
-        if self.prior is not None and self.prior not in self.numeric_:
-            raise ModelInputError(
-                f"prior {self.prior!r} must be one of the numeric features "
-                f"({len(self.numeric_)} given)")
-        if not 0.0 <= float(self.prior_weight) < 1.0:
-            raise ModelInputError(
-                f"invalid value for prior_weight: expected a share in [0, 1) "
-                f"(not {self.prior_weight!r})")
         data = self._coerce(frame)
         self.reference_ = self._typical_values(data)
         self.unused_ = self._unusable(data)
@@ -316,25 +293,23 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             if groups is not None and len(np.asarray(groups)) != len(data):
                 raise ModelInputError(
                     f"groups has {len(np.asarray(groups))} values but X has {len(data)} rows")
-            model: Any = self._classifier(len(data))
+            self.pipeline_ = Pipeline([("prep", self._preprocessor()),
+                                       ("model", self._classifier(len(data)))])
         else:
             splits = self._splits(data, target, groups)
             smallest_train = min(len(train) for train, _ in splits)
-            model = CalibratedClassifierCV(
-                self._classifier(len(data) if not self.ensemble else smallest_train),
-                method=self.calibration, cv=splits, n_jobs=self.n_jobs,
-                ensemble=self.ensemble)
+            self.pipeline_ = Pipeline([
+                ("prep", self._preprocessor()),
+                ("model", CalibratedClassifierCV(
+                    self._classifier(len(data) if not self.ensemble else smallest_train),
+                    method=self.calibration, cv=splits, n_jobs=self.n_jobs,
+                    ensemble=self.ensemble)),
+            ])
         weights = _group_weights(groups) if self.weight_groups and groups is not None else None
-        prep = self._preprocessor()
-        z = prep.fit_transform(data)
-        self.prior_column_ = None
-        if self.prior is not None and self.prior not in self.unused_:
-            cols = prep.output_indices_[f"f{self.features_.index(self.prior)}"]
-            if cols.stop > cols.start:
-                self.prior_column_ = cols.start  # the feature itself, before its indicator
-                model = _Pooled(model, column=cols.start, weight=float(self.prior_weight))
-        model.fit(z, target, sample_weight=weights)
-        self.pipeline_ = Pipeline([("prep", prep), ("model", model)])
+        if weights is None:
+            self.pipeline_.fit(data, target)
+        else:
+            self.pipeline_.fit(data, target, model__sample_weight=weights)
         log.info("fitted churn model: %d rows, %d features, %s calibrated with %s",
                  len(data), len(self.features_), self.classifier, self.calibration)
         return self
@@ -560,40 +535,6 @@ class _Blend(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         return np.mean([e.predict_proba(X) for e in self.estimators_], axis=0)
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-class _Pooled(ClassifierMixin, BaseEstimator):
-    """A classifier pooled with a prior score at the output (a logarithmic opinion pool).
-
-    The prior is one column of the transformed rows (`column`); a one-feature logistic
-    regression turns it into a probability, and the pooled log-odds are
-    ``(1 - weight) * logit(classifier) + weight * logit(prior)``. Both parts see the same
-    sample weights. Monotone in the prior, so a worse score on it always raises the risk.
-    """
-
-    def __init__(self, estimator: Any, column: int, weight: float = 0.5) -> None:
-        self.estimator = estimator
-        self.column = column
-        self.weight = weight
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _Pooled:
-        self.estimator_ = clone(self.estimator).fit(X, y, sample_weight=sample_weight)
-        self.prior_ = LogisticRegression(max_iter=1000).fit(
-            X[:, [self.column]], y, sample_weight=sample_weight)
-        self.classes_ = self.estimator_.classes_
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        eps = 1e-6
-        p = np.clip(self.estimator_.predict_proba(X)[:, 1], eps, 1 - eps)
-        prior = np.clip(self.prior_.predict_proba(X[:, [self.column]])[:, 1], eps, 1 - eps)
-        pooled = expit((1.0 - self.weight) * logit(p) + self.weight * logit(prior))
-        return np.column_stack([1.0 - pooled, pooled])
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -113,17 +113,6 @@ def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
     return health[["account_id", "scorecard", "score", "band", "skipped"]], measures
 
 
-def health_of_rows(frame: pd.DataFrame, scorecard: Scorecard) -> np.ndarray:
-    """The health score of every row of a features frame, by position (rows may repeat an
-    account, as snapshots across dates do)."""
-    f = frame.reset_index(drop=True).copy()
-    width = len(str(len(f)))
-    f["account_id"] = [f"{i:0{width}d}" for i in range(len(f))]
-    health, _m = score_features(f, scorecard)
-    return health.set_index("account_id")["score"].reindex(f["account_id"]).to_numpy(
-        dtype="float64")
-
-
 def _score_card(card: Card, sub: pd.DataFrame, ids: np.ndarray,
                 skip_stale: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     n, k = len(sub), len(card.measures)

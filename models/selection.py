@@ -1,8 +1,7 @@
 """Choosing the churn model's configuration on held-out time, and the plain baselines beside it.
 
 Candidates (`CANDIDATES`, in order of preference) are `ChurnModel` configurations, each
-weighing every account once however many snapshots it has and pooling its output with the
-default scorecard's health (`PRIOR`, a logarithmic opinion pool): first a blend (the mean
+weighing every account once however many snapshots it has: first a blend (the mean
 probability) of the strongly regularised logistic regression and the balanced trees below;
 then a standardised logistic regression on log-scaled inputs with missing-value indicators
 and one-hot categoricals, classes weighted to balance, at three regularisation strengths; and
@@ -43,12 +42,6 @@ log = logging.getLogger(__name__)
 __all__ = ["AUC_TIE", "BASELINES", "CANDIDATES", "Config", "Selection", "baseline_to_replace",
            "select_config"]
 
-#: The input every candidate pools with at its output (`ChurnModel.prior`, half and half in
-#: log-odds): the default scorecard's health (models/training.py `DERIVED`). On eight variant
-#: worlds the risk list then ranked the next 90 days at ROC AUC 0.822 on average instead of
-#: 0.803, with a top-decile lift of 4.08 instead of 3.46 (docs/demo-variants.md): the
-#: scorecard holds the ranking where a short history teaches the classifier little.
-PRIOR = "scorecard_health"
 #: ROC AUC differences smaller than this are a tie.
 AUC_TIE = 1e-4
 #: Figures kept for each baseline in the registry's metrics (`metrics["baselines"]`).
@@ -65,19 +58,9 @@ class Config:
 
     def build(self, numeric: Sequence[str], categorical: Sequence[str], *,
               random_state: Any = 0, **overrides: Any) -> ChurnModel:
-        """An unfitted `ChurnModel` with this configuration.
-
-        A baseline reads the raw inputs only (never the scorecard's health, `PRIOR`); a
-        candidate pools with the prior when the inputs hold it (a frame without it, such as
-        the Telco set, is modelled on its own)."""
-        params = {**self.params, **overrides}
-        numeric = list(numeric)
-        if self.baseline:
-            numeric = [n for n in numeric if n != PRIOR]
-        if params.get("prior") is not None and params["prior"] not in numeric:
-            params.pop("prior")
-        return ChurnModel(numeric=numeric, categorical=list(categorical),
-                          random_state=random_state, **params)
+        """An unfitted `ChurnModel` with this configuration."""
+        return ChurnModel(numeric=list(numeric), categorical=list(categorical),
+                          random_state=random_state, **{**self.params, **overrides})
 
     @property
     def classifier(self) -> str:
@@ -88,7 +71,7 @@ class Config:
 #: snapshots it has: on the demo variants (reference, whales, noisy) this lifted the held-out
 #: ROC AUC of every configuration but the unweighted trees, by 0.016 for the logistic
 #: regression and 0.034 for the balanced trees on average.
-_PER_ACCOUNT: dict[str, Any] = {"weight_groups": True, "prior": "scorecard_health"}
+_PER_ACCOUNT: dict[str, Any] = {"weight_groups": True}
 
 
 def _logistic(c: float) -> Config:

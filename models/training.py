@@ -33,10 +33,8 @@ The numeric features of the catalogue (`sql.features.FEATURES`), except those th
 cannot give point in time (`NOT_POINT_IN_TIME`: account attributes stored in their latest
 state, such as seats, the renewal date and the fallback MRR; a model would learn from history
 that a zero MRR means churn, a value no active account has when it is scored), plus measures
-derived from them (`DERIVED`: two relative usage measures, whether the next renewal falls
-within 90 days, and the health the packaged default scorecard gives the snapshot, which the
-candidates also pool with at their output, models/selection.py `PRIOR`) and the account's
-plan, segment and region.
+derived from them (`DERIVED`: two relative usage measures, and whether the next renewal falls
+within 90 days) and the account's plan, segment and region.
 """
 from __future__ import annotations
 
@@ -108,20 +106,6 @@ def _renews_within_90d(f: pd.DataFrame) -> np.ndarray:
         return np.where(np.isnan(days), np.nan, (days <= RENEWAL_WINDOW_DAYS).astype(float))
 
 
-def _scorecard_health(f: pd.DataFrame) -> np.ndarray:
-    """Health by the packaged default scorecard (models/scorecard.yaml, never a user's or a
-    calibrated card: the input must mean the same at training and scoring time), its
-    not-point-in-time measures left out on every date alike."""
-    from pulse.models.health import health_of_rows
-    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
-
-    frame = f.copy()
-    for name in NOT_POINT_IN_TIME:
-        if name in frame:
-            frame[name] = np.nan
-    return health_of_rows(frame, load_scorecard(DEFAULT_SCORECARD))
-
-
 @dataclass(frozen=True)
 class Derived:
     name: str
@@ -142,11 +126,6 @@ DERIVED: dict[str, Derived] = {d.name: d for d in (
     Derived("renews_within_90d",
             "1 when the next renewal (days_to_renewal_est) falls within 90 days, else 0",
             _renews_within_90d),
-    # The scorecard's explainable measures as one input: piecewise points a linear model
-    # cannot draw from the raw features, and a prior that ranks sensibly on short histories.
-    Derived("scorecard_health",
-            "health by the default scorecard (0-100), without its not-point-in-time measures",
-            _scorecard_health),
 )}
 
 #: The model's numeric inputs by default, in catalogue order, then the derived ones.
@@ -852,7 +831,6 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "days_to_renewal_est": _count_label("days to the next renewal"),
     "renews_within_90d": _yes_no_label("renewal due within 90 days",
                                        "next renewal unknown"),
-    "scorecard_health": _count_label("health by the default scorecard"),
     "tickets_30d": _count_label("tickets in 30 days:"),
     "tickets_90d": _count_label("tickets in 90 days:"),
     "open_tickets": _count_label("open tickets:"),

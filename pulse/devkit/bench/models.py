@@ -343,11 +343,9 @@ def _baselines(data: Any, frame: Any, y: Any, random_state: int = 0
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from pulse.models.selection import PRIOR
     from pulse.models.training import LABEL
 
-    # the raw inputs: not the scorecard's health, which the product's own model pools with
-    numeric = [c for c in data.numeric if c in data.frame and c in frame and c != PRIOR]
+    numeric = [c for c in data.numeric if c in data.frame and c in frame]
     categorical = [c for c in data.categorical if c in data.frame and c in frame]
     train = data.frame
     x_train = train[numeric + categorical]
