@@ -479,14 +479,13 @@ def fit_and_evaluate(data: TrainingData, *, classifier: str = "auto", random_sta
         random_state=random_state)
     chosen_auc = metrics.get("roc_auc")
     margin = window_auc_se(valid, chosen_auc)
-    replaced_by = key = baseline_to_replace(baselines, chosen_auc, margin)
-    if key is not None:
-        assert chosen_auc is not None
-        note = (f"the {key} baseline (ROC AUC {baselines[key]['roc_auc']:.4f}) ranks better "
-                f"than {config.name} ({chosen_auc:.4f} ± {margin:.4f}) on the validation "
-                "window: the baseline is the model")
+    replaced_by = baseline_to_replace(baselines, chosen_auc, margin)
+    if replaced_by is not None:  # only with a measured chosen_auc
+        note = (f"the {replaced_by} baseline (ROC AUC {baselines[replaced_by]['roc_auc']:.4f})"
+                f" ranks better than {config.name} ({chosen_auc:.4f} ± {margin:.4f}) on the "
+                "validation window: the baseline is the model")
         log.info("%s", note)
-        config, model = BASELINES[key], fitted_baselines[key]
+        config, model = BASELINES[replaced_by], fitted_baselines[replaced_by]
         risk = model.predict_risk(valid)
         metrics = window_metrics(y_valid.astype(bool), risk)
     rows = data.refit_frame

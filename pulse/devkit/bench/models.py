@@ -829,7 +829,8 @@ def draw_chart(figures: list[WorldFigure], path: Path) -> Path:
 
 #: Short column headings of the figures, for a table with one row per world.
 _SHORT: dict[str, str] = {
-    "champion_auc": "AUC", "risk_list_auc": "list AUC", "logistic_auc": "LR AUC", "hgb_auc": "HGB AUC",
+    "champion_auc": "AUC", "risk_list_auc": "list AUC", "logistic_auc": "LR AUC",
+    "hgb_auc": "HGB AUC",
     "health_auc": "health AUC", "lift_top_decile": "lift 10%", "churners_green": "churn green",
     "red_amber": "red+amber", "silent_precision": "silent P", "silent_recall": "silent R",
     "silent_f1": "silent F1",
