@@ -51,6 +51,12 @@ def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure
     assert world["health_auc"] is not None and 0.0 <= world["health_auc"] <= 1.0
     # what the CSM sees: the risk list's probability, the champion's or the calibrated card's
     assert world["risk_list_auc"] is not None and 0.0 <= world["risk_list_auc"] <= 1.0
+    if fig.model and fig.model.endswith(" champion"):
+        # a promoted model ranks the list: the list's figure is the champion's (the list
+        # rounds probabilities to 4 digits, which may tie a few rows)
+        assert world["risk_list_auc"] == pytest.approx(world["champion_auc"], abs=0.005)
+    else:
+        assert any("no champion" in n for n in fig.notes), fig.notes
     assert world["red_amber"] is not None and world["silent_truth"] > 0
     chart = draw_chart([fig], tmp_path / "models.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -60,3 +66,17 @@ def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure
     for t in TARGETS:
         assert t.label in text
     assert "horizon 30 days" in text
+
+
+def test_the_risk_list_figure_ranks_rows_without_a_probability_last() -> None:
+    import numpy as np
+
+    from pulse.devkit.bench.models import risk_list_auc
+
+    y = np.array([1, 1, 0, 0, 0])
+    shown = np.array([0.9, np.nan, 0.2, 0.1, np.nan])
+    # churner 2 has no probability: it sorts with the unscored retained row, below the rest
+    # pairs (churner, retained): (0.9 > all) 3 wins; (nan vs 0.2, 0.1) 2 losses, (nan, nan) tie
+    assert risk_list_auc(y, shown) == pytest.approx(3.5 / 6)
+    assert risk_list_auc(y, np.array([0.9, 0.8, 0.2, 0.1, 0.3])) == 1.0
+    assert risk_list_auc(y, np.full(5, np.nan)) is None

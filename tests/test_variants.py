@@ -278,6 +278,8 @@ def test_bench_models_only_silent_skips_training() -> None:
     assert world["champion_auc"] is None and world["train_rows"] is None
     assert world["silent_truth"] > 0 and world["silent_f1"] is not None
     assert world["scored"] > 50
+    # the stages' progress goes to stderr, beside the JSON
+    assert "score date" in run.stderr, run.stderr[-500:]
     table = _pulse("bench", "models", "--variant", "quiet", "--accounts", "120", "--seed", "1",
                    "--end", END.isoformat(), "--only", "silent", "--chart", "none")
     assert table.returncode == 0, table.stderr

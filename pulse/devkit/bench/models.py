@@ -44,12 +44,13 @@ def _auc(y: Any, score: Any) -> float | None:
 
     return roc_auc(y, score)
 
-def _console(width: int = 120) -> Console:
+def _console(width: int = 120, *, stderr: bool = False) -> Console:
     from rich.console import Console
 
-    console = Console()
+    console = Console(stderr=stderr)
     # piped figures are read by people too: do not squeeze the tables into 80 columns
-    return console if console.is_terminal else Console(width=max(console.width, width))
+    return console if console.is_terminal else Console(width=max(console.width, width),
+                                                       stderr=stderr)
 
 
 def _silent_flags_available() -> bool:
@@ -283,6 +284,18 @@ class WorldFigure:
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def risk_list_auc(y: Any, shown: Any) -> float | None:
+    """ROC AUC of the churn probability the risk list shows (`shown`, NaN where a row has
+    none), or None when no row has one. A row without a probability sorts last in the list,
+    so it counts as the lowest risk."""
+    import numpy as np
+
+    shown = np.asarray(shown, dtype="float64")
+    if np.isnan(shown).all():
+        return None
+    return _auc(y, np.where(np.isnan(shown), -1.0, shown))
 
 
 def _lift(y: Any, score: Any) -> float | None:
@@ -601,11 +614,10 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     fig.champion_auc = _auc(y, prob)
     fig.lift_top_decile = _lift(y, prob)
     shown = pd.to_numeric(rows["churn_probability"], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(shown).all():
+    fig.risk_list_auc = risk_list_auc(y, shown)
+    if fig.risk_list_auc is None and np.isnan(shown).all():
         fig.notes.append("the risk list shows no probability (no champion, no calibrated "
                          "scorecard): no risk-list ROC AUC")
-    else:  # an account without a probability sorts last in the list: the lowest risk
-        fig.risk_list_auc = _auc(y, np.where(np.isnan(shown), -1.0, shown))
     health = pd.to_numeric(rows["health"], errors="coerce").to_numpy(dtype=float)
     fig.health_auc = _auc(y, -health)
     band = rows["band"].astype(object).to_numpy()
@@ -969,9 +981,11 @@ def bench_models(
                                    "and without --telco")
     if variant or telco:
         console = _console(210)
+        # with --format json the figures go to stdout and each stage's progress to stderr
         worlds = run_variant_benches(variant, seed, telco=telco, accounts=accounts,
                                      months=months, end=last,
-                                     console=console if fmt == "table" else None, only=only)
+                                     console=console if fmt == "table" else
+                                     _console(210, stderr=True), only=only)
         drawn: Path | None = None
         if chart is None or str(chart).lower() != "none":
             target = chart or get_settings().resolved_home() / "bench" / "models.png"
