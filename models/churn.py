@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -128,6 +129,13 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Seeds the calibration folds and the gradient-boosting early-stopping split.
     n_jobs : int, default=None
         Calibration folds fitted in parallel (`None` means 1).
+    card_prior : float, default=0.0
+        The share, in [0, 1), of the scorecard's opinion in the output: the log-odds of the
+        calibrated classifier and of a logistic fit on the default scorecard's points
+        (models/card_prior.py, fitted on the same training rows and weights) are averaged with
+        weights ``1 - card_prior`` and `card_prior` (a logarithmic opinion pool). 0 leaves the
+        classifier alone, as it is when fewer than two of the scorecard's measures are among
+        the features.
 
     Attributes
     ----------
@@ -154,6 +162,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         The fitted preprocessing and calibrated classifier.
     base_rate_ : float
         Share of churners among the training rows.
+    card_ : CardPrior or None
+        The fitted scorecard opinion pooled at the output, or None (see `card_prior`).
 
     Examples
     --------
@@ -182,6 +192,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         min_frequency: float | int = 0.01,
         random_state: Any = None,
         n_jobs: int | None = None,
+        card_prior: float = 0.0,
     ) -> None:
         self.numeric = numeric
         self.categorical = categorical
@@ -198,6 +209,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.min_frequency = min_frequency
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.card_prior = card_prior
 
     # -- scikit-learn plumbing ---------------------------------------------------------------
 
@@ -243,6 +255,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             raise ModelInputError(
                 f"invalid value for class_weight: expected None, 'balanced' or a dict "
                 f"(not {self.class_weight!r})")
+        if not 0.0 <= float(self.card_prior) < 1.0:
+            raise ModelInputError(
+                f"invalid value for card_prior: expected a share in [0, 1) "
+                f"(not {self.card_prior!r})")
 
         frame = _two_dimensional(X)
         explicit = self.numeric is not None or self.categorical is not None
@@ -310,6 +326,13 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             self.pipeline_.fit(data, target)
         else:
             self.pipeline_.fit(data, target, model__sample_weight=weights)
+        self.card_ = None
+        if self.card_prior > 0:
+            from pulse.models.card_prior import CardPrior
+
+            card = CardPrior().fit(data[[c for c in self.numeric_ if c not in self.unused_]],
+                                   target, sample_weight=weights)
+            self.card_ = card if card.usable else None
         log.info("fitted churn model: %d rows, %d features, %s calibrated with %s",
                  len(data), len(self.features_), self.classifier, self.calibration)
         return self
@@ -437,7 +460,29 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             Columns follow `classes_`; column 1 is the churn risk.
         """
         check_is_fitted(self)
-        return self.pipeline_.predict_proba(self._prepare(X))
+        data = self._prepare(X)
+        proba = self.pipeline_.predict_proba(data)
+        card = getattr(self, "card_", None)  # None in artifacts from before the prior
+        if card is None:
+            return proba
+        risk = self.pooled(proba[:, 1], card.logit(data))
+        return np.column_stack([1.0 - risk, risk])
+
+    def risk_parts(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """The two opinions `predict_risk` pools: the classifier's risk of each row, and the
+        scorecard prior's log-odds (None without a prior). ``pooled(*parts)`` is the risk."""
+        check_is_fitted(self)
+        data = self._prepare(X)
+        risk = np.asarray(self.pipeline_.predict_proba(data)[:, 1], dtype="float64")
+        card = getattr(self, "card_", None)
+        return risk, (None if card is None else card.logit(data))
+
+    def pooled(self, risk: np.ndarray, card_logit: np.ndarray) -> np.ndarray:
+        """The classifier's risk pooled with the scorecard's log-odds (`card_prior`)."""
+        eps = 1e-6
+        p = np.clip(np.asarray(risk, dtype="float64"), eps, 1.0 - eps)
+        a = float(self.card_prior)
+        return np.asarray(expit((1.0 - a) * logit(p) + a * card_logit), dtype="float64")
 
     def predict_risk(self, X: Any) -> np.ndarray:
         """Calibrated churn probability of each row.

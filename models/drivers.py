@@ -179,9 +179,16 @@ def _effects(model: ChurnModel, data: pd.DataFrame) -> np.ndarray:
     z = prep.transform(data)
     typical_row = prep.transform(
         model._coerce(pd.DataFrame([model.reference_], columns=model.features_)))[0]
-    risk = calibrated.predict_proba(z)[:, 1]
+    card = getattr(model, "card_", None)  # the scorecard pooled at the output, if any
+    card_logit = card.logit(data) if card is not None else None
+    card_features = set(card.features) if card is not None else set()
+
+    def pooled(risk: np.ndarray, logit_: np.ndarray | None) -> np.ndarray:
+        return risk if logit_ is None else model.pooled(risk, logit_)
+
+    risk = pooled(calibrated.predict_proba(z)[:, 1], card_logit)
     effects = np.zeros((len(data), len(model.features_)))
-    for j in range(len(model.features_)):
+    for j, name in enumerate(model.features_):
         cols = prep.output_indices_[f"f{j}"]
         if cols.stop == cols.start:
             continue
@@ -191,7 +198,13 @@ def _effects(model: ChurnModel, data: pd.DataFrame) -> np.ndarray:
             continue
         what_if = z[rows]
         what_if[:, cols] = typical
-        effects[rows, j] = risk[rows] - calibrated.predict_proba(what_if)[:, 1]
+        logit_ = None if card_logit is None else card_logit[rows]
+        if card is not None and name in card_features:
+            typical_data = data.iloc[rows].copy()
+            value = model.reference_.get(name)
+            typical_data[name] = np.nan if value is None else value
+            logit_ = card.logit(typical_data)
+        effects[rows, j] = risk[rows] - pooled(calibrated.predict_proba(what_if)[:, 1], logit_)
     return effects
 
 

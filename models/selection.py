@@ -15,6 +15,14 @@ snapshots of each validation block by Hanley and McNeil's formula: few churners 
 margin, many a narrow one; counted in accounts, since the snapshots of one account are not
 independent). Ranking does not depend on calibration, so candidates are ranked uncalibrated.
 
+The same fits also measure each candidate pooled with the scorecard's opinion
+(`ChurnModel.card_prior`, models/card_prior.py: a logistic fit on the default scorecard's
+points, on the same training rows, half and half in log-odds). Once the configuration is
+chosen, the pool joins it when it raised that configuration's mean ROC AUC on the folds, and
+its name says so ("blend + scorecard"). Bounded points carry what a raw-feature classifier
+reads poorly on some customer bases (heavy-tailed sizes, say) and add nothing on others, so
+the data decides, fold by fold.
+
 The baselines (`BASELINES`) are what anyone would try first on the same snapshots: a plain
 standardised `LogisticRegression` (median imputation, scaling, one-hot) and a default
 `HistGradientBoostingClassifier`, both uncalibrated. The registry measures them on the same
@@ -44,6 +52,10 @@ __all__ = ["AUC_TIE", "BASELINES", "CANDIDATES", "Config", "Selection", "baselin
 
 #: ROC AUC differences smaller than this are a tie.
 AUC_TIE = 1e-4
+#: The scorecard's share of a pooled configuration's output (`ChurnModel.card_prior`).
+POOL_SHARE = 0.5
+#: How a pooled configuration is named: the candidate's name, then this.
+POOLED = " + scorecard"
 #: Figures kept for each baseline in the registry's metrics (`metrics["baselines"]`).
 BASELINE_FIGURES = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "mean_predicted")
 
@@ -65,6 +77,11 @@ class Config:
     @property
     def classifier(self) -> str:
         return str(self.params.get("classifier", "hgb"))
+
+    def pooled(self) -> Config:
+        """This configuration with the scorecard pooled at its output (`POOL_SHARE`)."""
+        return Config(f"{self.name}{POOLED}", {**self.params, "card_prior": POOL_SHARE},
+                      self.baseline)
 
 
 #: Every candidate weighs each account once (`ChurnModel.weight_groups`), however many
@@ -108,6 +125,8 @@ def config_named(name: str) -> Config:
     for c in (*CANDIDATES, *BASELINES.values()):
         if c.name == name:
             return c
+        if not c.baseline and name == f"{c.name}{POOLED}":
+            return c.pooled()
     raise ModelInputError(
         f"unknown model configuration {name!r}: expected one of "
         f"{[c.name for c in (*CANDIDATES, *BASELINES.values())]}")
@@ -156,21 +175,27 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
     if len(candidates) == 1 or not folds:
         return Selection(candidates[0], {}, len(folds))
     scores: dict[str, list[float]] = {c.name: [] for c in candidates}
+    pooled: dict[str, list[float]] = {c.name: [] for c in candidates}
     for k, (train, valid) in enumerate(folds, 1):
         if on_stage:
             on_stage(f"ranking {len(candidates)} configurations on time fold {k}/{len(folds)} "
                      f"({len(train):,} training, {len(valid):,} validation snapshots)")
         for c in candidates:
+            # one fit measures both: the classifier alone, and pooled with the scorecard
             model = c.build(numeric, categorical, random_state=random_state,
-                            calibration="none")
+                            calibration="none", card_prior=POOL_SHARE)
+            auc = pooled_auc = None
             try:
                 model.fit(frame.iloc[train], y[train],
                           groups=None if groups is None else np.asarray(groups)[train])
-                auc = evaluate(y[valid], model.predict_risk(frame.iloc[valid]))["roc_auc"]
+                risk, card = model.risk_parts(frame.iloc[valid])
+                auc = evaluate(y[valid], risk)["roc_auc"]
+                if card is not None:
+                    pooled_auc = evaluate(y[valid], model.pooled(risk, card))["roc_auc"]
             except ModelInputError as exc:
                 log.info("candidate %s failed on fold %d: %s", c.name, k, exc)
-                auc = None
             scores[c.name].append(float("nan") if auc is None else float(auc))
+            pooled[c.name].append(float("nan") if pooled_auc is None else float(pooled_auc))
     selection = Selection(candidates[0], scores, len(folds))
     means = {c.name: selection.mean(c.name) for c in candidates}
     best = max((m for m in means.values() if m is not None), default=None)
@@ -182,8 +207,17 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
         selection.chosen = next(c for c in candidates
                                 if means[c.name] is not None
                                 and best - means[c.name] < selection.margin)  # type: ignore[operator]
+        # then the scorecard's opinion joins the chosen configuration where, on the same
+        # folds, it raised that configuration's mean ROC AUC
+        name = selection.chosen.name
+        with_card = Selection(selection.chosen, {name: pooled[name]}).mean(name)
+        if len(pooled[name]) == len(folds) and not np.isnan(pooled[name]).any():
+            selection.scores[f"{name}{POOLED}"] = pooled[name]
+            if with_card is not None and with_card - means[name] >= AUC_TIE:  # type: ignore[operator]
+                selection.chosen = selection.chosen.pooled()
     log.info("configurations by mean ROC AUC over %d time folds: %s; chosen %s", len(folds),
-             ", ".join(f"{k} {v:.4f}" for k, v in means.items() if v is not None),
+             ", ".join(f"{k} {v:.4f}" for k in selection.scores
+                       if (v := selection.mean(k)) is not None),
              selection.chosen.name)
     return selection
 

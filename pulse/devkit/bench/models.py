@@ -560,7 +560,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     if result is not None:
         m = result.record.metrics
         fig.train_rows, fig.train_positives = m.get("train_rows"), m.get("train_positives")
-        fig.model = (f"v{result.record.version} {m.get('classifier', '')} "
+        fig.model = (f"v{result.record.version} {m.get('model') or m.get('classifier', '')} "
                      f"{result.record.status}").strip()
     # as `pulse model train` does: the bands (and weights) fitted to the same history; the
     # calibrated card is passed along, never applied to the user's $PULSE_HOME
