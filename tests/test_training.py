@@ -35,7 +35,7 @@ from pulse.models.registry import (
     window_auc_se,
 )
 from pulse.models.scorecard import load_scorecard
-from pulse.models.selection import BASELINES, CANDIDATES, Config, auc_se
+from pulse.models.selection import AUC_TIE, BASELINES, CANDIDATES, POOLED, Config, auc_se
 from pulse.models.training import (
     NOT_POINT_IN_TIME,
     NUMERIC,
@@ -362,7 +362,13 @@ def test_refit_on_every_labelled_snapshot_with_baselines_beside(engine: Engine, 
     assert meta["fit_positives"] == int(data.frame["churned"].sum())
     # ... while the figures are those of the same configuration on the validation window.
     assert m["model"] == meta["model"] and m["selection"]["chosen"] == m["model"]
-    assert set(m["selection"]["mean_roc_auc"]) == {c.name for c in CANDIDATES}
+    # every candidate, and the chosen one pooled with the scorecard, on the same folds
+    ranked = {c.name for c in CANDIDATES}
+    plain = m["model"].removesuffix(POOLED)
+    assert set(m["selection"]["mean_roc_auc"]) == ranked | {f"{plain}{POOLED}"}
+    means = m["selection"]["mean_roc_auc"]
+    assert (m["model"] == f"{plain}{POOLED}") == (means[f"{plain}{POOLED}"] - means[plain]
+                                                  >= AUC_TIE)
     for key in ("logistic", "hgb"):
         b = m["baselines"][key]
         assert 0.0 <= b["roc_auc"] <= 1.0 and b["lift_top_decile"] is not None
