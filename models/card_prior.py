@@ -34,7 +34,7 @@ __all__ = ["CardPrior", "MIN_MEASURES"]
 #: Fewest measures with a value in training for the prior to be fitted at all.
 MIN_MEASURES = 2
 #: Inverse regularisation strength of the logistic fit on the points (scaled to 0..1).
-C = 1.0
+PRIOR_C = 1.0
 
 
 class CardPrior:
@@ -62,7 +62,7 @@ class CardPrior:
         self.measures_ = fit_ranges(sub, data, skip=set()).standard.measures
         x = self._points(data)
         target = np.asarray(y).astype(int)
-        self.logistic_ = LogisticRegression(C=C, max_iter=1000).fit(
+        self.logistic_ = LogisticRegression(C=PRIOR_C, max_iter=1000).fit(
             x, target, sample_weight=sample_weight)
         return self
 

@@ -210,9 +210,9 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
         # then the scorecard's opinion joins the chosen configuration where, on the same
         # folds, it raised that configuration's mean ROC AUC
         name = selection.chosen.name
-        with_card = Selection(selection.chosen, {name: pooled[name]}).mean(name)
-        if len(pooled[name]) == len(folds) and not np.isnan(pooled[name]).any():
+        if not np.isnan(pooled[name]).any():  # a prior on every fold
             selection.scores[f"{name}{POOLED}"] = pooled[name]
+            with_card = selection.mean(f"{name}{POOLED}")
             if with_card is not None and with_card - means[name] >= AUC_TIE:  # type: ignore[operator]
                 selection.chosen = selection.chosen.pooled()
     log.info("configurations by mean ROC AUC over %d time folds: %s; chosen %s", len(folds),
