@@ -160,7 +160,7 @@ def _health(frame: pd.DataFrame, card: Scorecard) -> np.ndarray:
         dtype="float64")
 
 
-def _points(frame: pd.DataFrame, card: Card) -> np.ndarray:
+def measure_points(frame: pd.DataFrame, card: Card) -> np.ndarray:
     """The points (0..100, NaN when left out) of every measure of `card`, rows x measures."""
     values = np.column_stack([frame[m.feature].to_numpy(dtype="float64")
                               for m in card.measures])
@@ -442,11 +442,11 @@ def _maybe_fit_weights(frame: pd.DataFrame, y: np.ndarray, card: Scorecard, data
         result.weights_note = "too few churners before the validation window to fit weights"
         return card
     fixed = np.array([m.feature in _NOT_POINT_IN_TIME for m in card.standard.measures])
-    old_auc = _auc(y[v], _weighted(_points(frame.loc[v], card.standard), start))
+    old_auc = _auc(y[v], _weighted(measure_points(frame.loc[v], card.standard), start))
     best: tuple[float, float, bool, np.ndarray] | None = None
     for ranged in (False, True):
         c = fit_ranges(card, frame.loc[t], skip=set(_NOT_POINT_IN_TIME)) if ranged else card
-        pts = _points(frame, c.standard)
+        pts = measure_points(frame, c.standard)
         for shrink in SHRINKS:  # how far from the current weights: the later window picks
             cand = fit_weights(pts[t], y[t], start, shrink=shrink, fixed=fixed)
             auc = _auc(y[v], _weighted(pts[v], cand))
@@ -460,7 +460,7 @@ def _maybe_fit_weights(frame: pd.DataFrame, y: np.ndarray, card: Scorecard, data
     new_auc, shrink, ranged, _w = best
     # good on later data: refit on every labelled snapshot
     c = fit_ranges(card, frame.loc[standard], skip=set(_NOT_POINT_IN_TIME)) if ranged else card
-    w = fit_weights(_points(frame, c.standard)[standard], y[standard], start, shrink=shrink,
+    w = fit_weights(measure_points(frame, c.standard)[standard], y[standard], start, shrink=shrink,
                     fixed=fixed)
     result.weights = {m.name: float(x) for m, x in zip(card.standard.measures, w)}
     if ranged:

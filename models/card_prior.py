@@ -23,6 +23,7 @@ measures left (a data set that is not Pulse's own, such as IBM Telco), there is 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -37,29 +38,37 @@ MIN_MEASURES = 2
 PRIOR_C = 1.0
 
 
+@cache
+def _default_card() -> Any:
+    """The packaged default scorecard, read once per process (every candidate on every time
+    fold fits a prior)."""
+    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
+
+    return load_scorecard(DEFAULT_SCORECARD)
+
+
 class CardPrior:
     """A logistic regression of churn on the default scorecard's points (see the module).
 
-    `fit` leaves `measures_` empty when fewer than `MIN_MEASURES` measures can be used; then
-    `usable` is False and the model is not pooled.
+    `card_` is the fitted card (the usable measures, their ranges set on the training rows),
+    or None when fewer than `MIN_MEASURES` measures can be used; then `usable` is False and
+    the model is not pooled.
     """
 
     def fit(self, data: pd.DataFrame, y: np.ndarray, sample_weight: np.ndarray | None = None
             ) -> CardPrior:
         from pulse.models.calibration import fit_ranges
-        from pulse.models.scorecard import DEFAULT_SCORECARD, Card, load_scorecard
+        from pulse.models.scorecard import Card
 
-        card = load_scorecard(DEFAULT_SCORECARD)
-        measures = []
-        for m in card.standard.measures:
-            if m.feature in data.columns and data[m.feature].notna().any():
-                measures.append(m)
-        self.measures_: tuple[Any, ...] = ()
+        card = _default_card()
+        measures = tuple(m for m in card.standard.measures
+                         if m.feature in data.columns and data[m.feature].notna().any())
+        self.card_: Any = None
         if len(measures) < MIN_MEASURES:
             return self
-        sub = replace(card, standard=Card(card.standard.name, tuple(measures)),
+        sub = replace(card, standard=Card(card.standard.name, measures),
                       onboarding=None, calibration=None)
-        self.measures_ = fit_ranges(sub, data, skip=set()).standard.measures
+        self.card_ = fit_ranges(sub, data, skip=set()).standard
         x = self._points(data)
         target = np.asarray(y).astype(int)
         self.logistic_ = LogisticRegression(C=PRIOR_C, max_iter=1000).fit(
@@ -68,17 +77,17 @@ class CardPrior:
 
     @property
     def usable(self) -> bool:
-        return bool(getattr(self, "measures_", ()))
+        return getattr(self, "card_", None) is not None
 
     @property
     def features(self) -> list[str]:
         """The features the prior reads, in measure order (a feature may repeat)."""
-        return [m.feature for m in self.measures_]
+        return [m.feature for m in self.card_.measures]
 
     def _points(self, data: pd.DataFrame) -> np.ndarray:
-        cols = [m.points(data[m.feature].to_numpy(dtype="float64")) / 100.0
-                for m in self.measures_]
-        return np.nan_to_num(np.column_stack(cols), nan=0.5)
+        from pulse.models.calibration import measure_points
+
+        return np.nan_to_num(measure_points(data, self.card_) / 100.0, nan=0.5)
 
     def logit(self, data: pd.DataFrame) -> np.ndarray:
         """The prior's log-odds of churn for every row of `data` (the model's features)."""

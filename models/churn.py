@@ -460,12 +460,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             Columns follow `classes_`; column 1 is the churn risk.
         """
         check_is_fitted(self)
-        data = self._prepare(X)
-        proba = self.pipeline_.predict_proba(data)
-        card = getattr(self, "card_", None)  # None in artifacts from before the prior
-        if card is None:
-            return proba
-        risk = self.pooled(proba[:, 1], card.logit(data))
+        risk = self.pooled(*self.risk_parts(X))
         return np.column_stack([1.0 - risk, risk])
 
     def risk_parts(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -474,11 +469,14 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         data = self._prepare(X)
         risk = np.asarray(self.pipeline_.predict_proba(data)[:, 1], dtype="float64")
-        card = getattr(self, "card_", None)
+        card = getattr(self, "card_", None)  # None in artifacts from before the prior
         return risk, (None if card is None else card.logit(data))
 
-    def pooled(self, risk: np.ndarray, card_logit: np.ndarray) -> np.ndarray:
-        """The classifier's risk pooled with the scorecard's log-odds (`card_prior`)."""
+    def pooled(self, risk: np.ndarray, card_logit: np.ndarray | None) -> np.ndarray:
+        """The classifier's risk pooled with the scorecard's log-odds (`card_prior`); the
+        classifier's risk as it is without a prior (`card_logit` None)."""
+        if card_logit is None:
+            return np.asarray(risk, dtype="float64")
         eps = 1e-6
         p = np.clip(np.asarray(risk, dtype="float64"), eps, 1.0 - eps)
         a = float(self.card_prior)

@@ -182,11 +182,7 @@ def _effects(model: ChurnModel, data: pd.DataFrame) -> np.ndarray:
     card = getattr(model, "card_", None)  # the scorecard pooled at the output, if any
     card_logit = card.logit(data) if card is not None else None
     card_features = set(card.features) if card is not None else set()
-
-    def pooled(risk: np.ndarray, logit_: np.ndarray | None) -> np.ndarray:
-        return risk if logit_ is None else model.pooled(risk, logit_)
-
-    risk = pooled(calibrated.predict_proba(z)[:, 1], card_logit)
+    risk = model.pooled(calibrated.predict_proba(z)[:, 1], card_logit)
     effects = np.zeros((len(data), len(model.features_)))
     for j, name in enumerate(model.features_):
         cols = prep.output_indices_[f"f{j}"]
@@ -204,7 +200,8 @@ def _effects(model: ChurnModel, data: pd.DataFrame) -> np.ndarray:
             value = model.reference_.get(name)
             typical_data[name] = np.nan if value is None else value
             logit_ = card.logit(typical_data)
-        effects[rows, j] = risk[rows] - pooled(calibrated.predict_proba(what_if)[:, 1], logit_)
+        effects[rows, j] = risk[rows] - model.pooled(calibrated.predict_proba(what_if)[:, 1],
+                                                    logit_)
     return effects
 
 

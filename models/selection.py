@@ -175,7 +175,7 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
     if len(candidates) == 1 or not folds:
         return Selection(candidates[0], {}, len(folds))
     scores: dict[str, list[float]] = {c.name: [] for c in candidates}
-    pooled: dict[str, list[float]] = {c.name: [] for c in candidates}
+    with_card: dict[str, list[float]] = {c.name: [] for c in candidates}
     for k, (train, valid) in enumerate(folds, 1):
         if on_stage:
             on_stage(f"ranking {len(candidates)} configurations on time fold {k}/{len(folds)} "
@@ -195,7 +195,7 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
             except ModelInputError as exc:
                 log.info("candidate %s failed on fold %d: %s", c.name, k, exc)
             scores[c.name].append(float("nan") if auc is None else float(auc))
-            pooled[c.name].append(float("nan") if pooled_auc is None else float(pooled_auc))
+            with_card[c.name].append(float("nan") if pooled_auc is None else float(pooled_auc))
     selection = Selection(candidates[0], scores, len(folds))
     means = {c.name: selection.mean(c.name) for c in candidates}
     best = max((m for m in means.values() if m is not None), default=None)
@@ -210,10 +210,10 @@ def select_config(frame: pd.DataFrame, y: np.ndarray, folds: Sequence[tuple[np.n
         # then the scorecard's opinion joins the chosen configuration where, on the same
         # folds, it raised that configuration's mean ROC AUC
         name = selection.chosen.name
-        if not np.isnan(pooled[name]).any():  # a prior on every fold
-            selection.scores[f"{name}{POOLED}"] = pooled[name]
-            with_card = selection.mean(f"{name}{POOLED}")
-            if with_card is not None and with_card - means[name] >= AUC_TIE:  # type: ignore[operator]
+        if not np.isnan(with_card[name]).any():  # a prior on every fold
+            selection.scores[f"{name}{POOLED}"] = with_card[name]
+            mean = selection.mean(f"{name}{POOLED}")
+            if mean is not None and mean - means[name] >= AUC_TIE:  # type: ignore[operator]
                 selection.chosen = selection.chosen.pooled()
     log.info("configurations by mean ROC AUC over %d time folds: %s; chosen %s", len(folds),
              ", ".join(f"{k} {v:.4f}" for k in selection.scores

@@ -66,7 +66,7 @@ def test_the_prior_reads_the_default_cards_measures_with_ranges_fitted_on_the_tr
     expected = [m.feature for m in card.measures if m.feature in NUMERIC]
     assert prior.features == expected
     assert "seats" not in prior.features  # an input the card has no measure for
-    usage = next(m for m in prior.measures_ if m.feature == "usage_trend_28d_pct")
+    usage = next(m for m in prior.card_.measures if m.feature == "usage_trend_28d_pct")
     lo, hi = np.percentile(frame["usage_trend_28d_pct"], [10, 90])
     assert usage.low == pytest.approx(lo, rel=0.01) and usage.high == pytest.approx(hi, rel=0.01)
     # the prior alone ranks the outcome it was fitted on

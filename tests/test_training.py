@@ -497,6 +497,13 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     assert trained.returncode == 0, trained.stderr
     assert "churn model v1: champion" in trained.stdout and "ROC AUC" in trained.stdout
     assert re.search(r"horizon shortened from 90 to \d+ days", trained.stdout)
+    # the configuration the folds chose, and beside it the same one pooled with the
+    # scorecard, as a CSM-facing admin reads them
+    text = " ".join(trained.stdout.split())
+    chosen = re.search(r"model: (logistic C=[\d.]+)( \+ scorecard)?, chosen by mean ROC AUC",
+                       text)
+    assert chosen, text[:600]
+    assert f"{chosen.group(1)}{POOLED} 0." in text
     # it calibrates the scorecard on the same snapshots, writes the proposal with its
     # evidence, and applies it only when a calibration was fitted
     assert "scorecard calibration" in trained.stdout
