@@ -31,6 +31,7 @@ from pulse.models.registry import (
     clears_bar,
     list_models,
     score_churn,
+    scorecard_margin,
     train_and_register,
     window_auc_se,
 )
@@ -300,6 +301,13 @@ def test_window_auc_se_is_the_standard_error_in_accounts() -> None:
     assert se == pytest.approx(auc_se(0.8, 5, 15)) and 0.05 < se < 0.2
     assert se > auc_se(0.8, 10, 30)  # counted in snapshots it would be narrower
     assert window_auc_se(valid, None) == 0.0
+    # the scorecard keeps a model out only when it ranks better by two of those errors
+    margin = scorecard_margin(valid, 0.8)
+    assert margin == pytest.approx(2 * se)
+    assert clears_bar({"roc_auc": 0.8 - 1.5 * se}, scorecard_roc_auc=0.8,
+                      scorecard_margin=margin)[0]
+    assert not clears_bar({"roc_auc": 0.8 - 2.5 * se}, scorecard_roc_auc=0.8,
+                          scorecard_margin=margin)[0]
 
 
 def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Path,

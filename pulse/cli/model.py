@@ -100,7 +100,8 @@ def model_train(
         max=1.0)] = 0.60,
     beat_scorecard: Annotated[bool, typer.Option(
         "--beat-scorecard/--no-beat-scorecard",
-        help="Also require a higher validation ROC AUC than the scorecard's own ranking.")]
+        help="Also require a validation ROC AUC no worse than the scorecard's own ranking "
+        "by more than two of its standard errors.")]
     = True,
     calibrate: Annotated[bool, typer.Option(
         "--calibrate/--no-calibrate",
