@@ -55,7 +55,8 @@ def format_value(feature: str, value: float | None) -> str:
     return f"{v:,.1f}"
 
 
-def _labels(scorecard: Any) -> dict[str, str]:
+def measure_labels(scorecard: Any) -> dict[str, str]:
+    """Each measure's label by its name, across the scorecard's cards (the first wins)."""
     out: dict[str, str] = {}
     if scorecard is None:
         return out
@@ -301,7 +302,7 @@ def ranked_by(rows: Sequence[dict[str, Any]]) -> str:
 def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The risk-list rows of the (already ranked and filtered) frame."""
     ids = list(frame["account_id"])
-    labels = _labels(inp.scorecard)
+    labels = measure_labels(inp.scorecard)
     drivers = measure_drivers(inp.measures[inp.measures["account_id"].isin(ids)], labels)
     top_health = (drivers[drivers["lost"] > 0.05].groupby("account_id", sort=False)["text"]
                   .agg(lambda s: list(s)[:TOP_DRIVERS]).to_dict()) if len(drivers) else {}
@@ -393,6 +394,14 @@ def _build(engine: Engine, as_of: date, *, csm: str | None, band: str | None,
     return inp, _rows(inp, frame)
 
 
+def explain_accounts(engine: Engine, as_of: date, account_ids: Sequence[str],
+                     scorecard: Any) -> dict[str, dict[str, Any]]:
+    """The risk-list rows of these accounts only (flags, drivers, next action), by account:
+    for a page that shows a few rows without building the whole list."""
+    inp = _Inputs(engine, as_of, scorecard, list(account_ids))
+    return {x["account_id"]: x for x in _rows(inp, _frame(inp))}
+
+
 def build_risk_list(engine: Engine, as_of: date, *, csm: str | None = None,
                     band: str | None = None, flag: str | None = None,
                     limit: int | None = None, scorecard: Any = None) -> list[dict[str, Any]]:
@@ -466,9 +475,9 @@ def account_view(engine: Engine, account_id: str, as_of: date | None = None, *,
     } for d, sc, s, b, step, c7, c30 in zip(history["as_of"], history["scorecard"], scores,
                                             history["band"], steps, history["change_7d"],
                                             history["change_30d"])]
-    drivers = measure_drivers(inp.measures, _labels(card))
+    drivers = measure_drivers(inp.measures, measure_labels(card))
     measures = [{
-        "measure": m, "label": _labels(card).get(m, f), "feature": f,
+        "measure": m, "label": measure_labels(card).get(m, f), "feature": f,
         "value": _float(v, 4), "value_text": format_value(f, _float(v)),
         "points": _float(p, 1), "weight": _float(w), "contribution": _float(c, 2),
         "lost": _float(lost, 2), "skipped": None if sk is None or pd.isna(sk) else sk,

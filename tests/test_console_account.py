@@ -195,10 +195,10 @@ def test_the_health_chart_stacks_the_scorecards_parts_beside_churn_and_drivers(
     change = (wide.loc[D] - wide.loc[WEEK_AGO]).round(1)
     biggest = change.abs().idxmax()
     assert change[biggest] != 0
-    from pulse.models.risklist import _labels
+    from pulse.models.risklist import measure_labels
     from pulse.models.scorecard import load_scorecard
 
-    label = _labels(load_scorecard())[biggest]
+    label = measure_labels(load_scorecard())[biggest]
     moved = re.search(r'<p id="what-moved">(.*?)</p>', html, flags=re.S).group(1)  # type: ignore[union-attr]
     assert moved.split("</strong> from")[1].split(":", 1)[1].strip().startswith(
         f"{escape(label)} {change[biggest]:+.1f} points")

@@ -125,11 +125,11 @@ def _drafts(engine: Any, account_id: str) -> list[dict[str, Any]]:
 
 
 def _charts(engine: Any, account_id: str, card: Any, until: date | None) -> dict[str, Any]:
-    from pulse.models.risklist import _labels
+    from pulse.models.risklist import measure_labels
     from pulse.web import account_charts as ch
 
     health, parts = sqla.health_parts(engine, account_id, until=until)
-    labels = _labels(card)
+    labels = measure_labels(card)
     stacked = ch.stacked_health(health, parts, labels, green=float(card.green),
                                 amber=float(card.amber))
     days = list(health.loc[health["score"].notna(), "as_of"])

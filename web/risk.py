@@ -96,13 +96,12 @@ _TOUCH_WORDS = {"call": "call logged", "meeting": "meeting logged", "note": "not
 def _explain(engine: Any, as_of: date, rows: list[dict[str, Any]], scorecard: Any) -> None:
     """Add flags in words, the top reason and the next action (models/risklist.py), for
     these rows only."""
-    from pulse.models.risklist import _frame, _Inputs, _rows
+    from pulse.models.risklist import explain_accounts
 
     ids = [r["account_id"] for r in rows]
     if not ids:
         return
-    inp = _Inputs(engine, as_of, scorecard, ids)
-    explained = {x["account_id"]: x for x in _rows(inp, _frame(inp))}
+    explained = explain_accounts(engine, as_of, ids, scorecard)
     for r in rows:
         x = explained.get(r["account_id"]) or {}
         r["flags"] = x.get("flags", [])
