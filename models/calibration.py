@@ -160,6 +160,20 @@ def _health(frame: pd.DataFrame, card: Scorecard) -> np.ndarray:
         dtype="float64")
 
 
+def blind_latest_state(frame: pd.DataFrame, card: Scorecard) -> tuple[pd.DataFrame, list[str]]:
+    """(a copy of the snapshots without the features the card reads that the warehouse keeps
+    only in their latest state, those features). A cancelled account's MRR is 0 now, its
+    seats and renewal date may be cleared: read on a past date they would leak the outcome,
+    so past snapshots are scored without them (a measure without a value is left out and
+    the others' weights rescaled, as for any account)."""
+    blind = sorted({m.feature for c in card.cards() for m in c.measures}
+                   & set(_NOT_POINT_IN_TIME) & set(frame.columns))
+    out = frame.copy()
+    if blind:
+        out[blind] = np.nan
+    return out, blind
+
+
 def measure_points(frame: pd.DataFrame, card: Card) -> np.ndarray:
     """The points (0..100, NaN when left out) of every measure of `card`, rows x measures."""
     values = np.column_stack([frame[m.feature].to_numpy(dtype="float64")
@@ -345,14 +359,9 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     # the weights are chosen on a time split (`frame`, the horizon that fits it); the cut
     # points and churn rates on every snapshot labelled with the requested horizon when the
     # history is too short for both (`labelled`): a band's rate is about that horizon
-    frame = data.frame.copy()
-    labelled = frame if data.refit is None else data.refit.copy()
-    blind = sorted({m.feature for c in card.cards() for m in c.measures} & set(_NOT_POINT_IN_TIME))
+    frame, blind = blind_latest_state(data.frame, card)
+    labelled = frame if data.refit is None else blind_latest_state(data.refit, card)[0]
     if blind:
-        # the warehouse keeps these in their latest state (a cancelled account's MRR is 0 now):
-        # read from history they would leak the outcome, so past dates are scored without them
-        frame[blind] = np.nan
-        labelled[blind] = np.nan
         result.notes.append("left out of past dates (the warehouse keeps only their latest "
                             f"value): {', '.join(blind)}")
     result.as_of = data.windows.as_of

@@ -241,13 +241,20 @@ def _better(new: dict[str, Any], old: dict[str, Any]) -> tuple[bool, str]:
 
 
 def valid_health(valid: pd.DataFrame) -> pd.DataFrame:
-    """The scorecard's health score and band of each labelled snapshot, in row order."""
+    """The scorecard's health score and band of each labelled snapshot, in row order.
+
+    Past snapshots are scored without the measures whose feature the warehouse keeps only
+    in its latest state (`calibration.blind_latest_state`: a cancelled account's MRR is 0
+    now), as the calibration scores them: with them the scorecard would read the outcome,
+    and out-rank any model on the bar."""
+    from pulse.models.calibration import blind_latest_state
     from pulse.models.health import score_features
     from pulse.models.scorecard import load_scorecard
 
-    frame = valid.reset_index(drop=True).copy()
+    card = load_scorecard()
+    frame = blind_latest_state(valid.reset_index(drop=True), card)[0]
     frame["account_id"] = np.arange(len(frame)).astype(str).astype(object)
-    health, _ = score_features(frame, load_scorecard())
+    health, _ = score_features(frame, card)
     health = (health.assign(_i=health["account_id"].astype(int)).set_index("_i")
               .reindex(np.arange(len(frame))))
     return health[["score", "band"]].reset_index(drop=True)

@@ -31,8 +31,10 @@ from pulse.models.registry import (
     clears_bar,
     list_models,
     score_churn,
+    scorecard_auc,
     scorecard_margin,
     train_and_register,
+    valid_health,
     window_auc_se,
 )
 from pulse.models.scorecard import load_scorecard
@@ -291,6 +293,35 @@ def test_minimum_bar_rule() -> None:
     assert tie[0] and "scorecard 0.7800 ± 0.0400" in tie[1]
     worse = clears_bar({"roc_auc": 0.73}, scorecard_roc_auc=0.78, scorecard_margin=0.04)
     assert not worse[0] and "(0.7800 ± 0.0400)" in worse[1]
+
+
+def test_the_bar_scores_past_snapshots_without_the_latest_state() -> None:
+    # The warehouse keeps MRR in its latest state: 0 once an account cancelled, so on past
+    # snapshots the MRR change "sees" who will churn. The scorecard the bar compares a model
+    # with must not read it, as the calibration does not.
+    rng = np.random.default_rng(0)
+    n = 300
+    churned = np.arange(n) < 40
+    from pulse.models.training import FEATURES
+
+    valid = pd.DataFrame({**{f: np.full(n, np.nan) for f in FEATURES},
+                          "account_id": [f"a{i}" for i in range(n)], "churned": churned,
+                          "active_days_28d": rng.integers(0, 28, n).astype(float),
+                          "error_rate_28d": rng.uniform(0, 0.1, n), "account_age_days": 400.0,
+                          "mrr_change_90d_pct": np.where(churned, -100.0, 0.0)})
+    assert "mrr_change_90d_pct" in NOT_POINT_IN_TIME
+    flipped = valid.assign(mrr_change_90d_pct=np.where(churned, 0.0, -100.0))
+    pd.testing.assert_frame_equal(valid_health(valid), valid_health(flipped))
+    auc = scorecard_auc(valid)
+    assert auc is not None and abs(auc - 0.5) < 0.12  # chance: the other measures are noise
+    # read as it is, the same column would rank the window far better than chance
+    from sklearn.metrics import roc_auc_score
+
+    from pulse.models.health import score_features
+
+    leaky, _ = score_features(valid, load_scorecard())
+    score = leaky.set_index("account_id").loc[valid["account_id"], "score"].to_numpy()
+    assert roc_auc_score(churned, -score) > 0.9
 
 
 def test_window_auc_se_is_the_standard_error_in_accounts() -> None:
