@@ -87,10 +87,9 @@ AUC_TIE = 1e-4
 MIN_ROC_AUC = 0.60
 #: A model stays out of the risk list only when the scorecard ranks its validation window
 #: better by more than this many of the scorecard's standard errors there: clearly worse.
-#: One window of 15 to 40 churners is noisy. At one standard error, the scorecard kept out
-#: models that then ranked the next 90 days better than the calibrated health the list fell
-#: back to on 2 of 14 demo-variant worlds (by 0.03 and 0.09), and it was right on none
-#: (docs/demo-variants.md).
+#: One window of 15 to 40 churners is noisy, and a one-error gap comes by chance one time in
+#: six (on 2 of 14 demo-variant worlds such gaps kept out models that then ranked the next 90
+#: days better than the health the list fell back to, by 0.03 and 0.09: docs/demo-variants.md).
 SCORECARD_MARGIN_SE = 2.0
 #: Drivers are worked out for the accounts above the median risk, at most this many.
 EXPLAIN_LIMIT = 2000
