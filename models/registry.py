@@ -20,8 +20,11 @@ scorecard's standard errors there (`SCORECARD_MARGIN_SE`). Within that margin on
 cannot tell the two apart, and the tie goes to the model: it was fitted to the outcomes and
 ranks with every input, where the scorecard's ranking stands in for it (on the demo variants,
 models kept out by a window the scorecard won by less than two standard errors ranked the
-next 90 days better than the health the list fell back to, by 0.03 to 0.12 ROC AUC). A model clearly worse than the explainable scorecard would only add noise to the risk
-list, so it stays a challenger and the risk list keeps ranking on health.
+next 90 days better than the health the list fell back to, by 0.03 to 0.12 ROC AUC). A
+model clearly worse than the explainable scorecard would only add noise to the risk list, so
+it stays a challenger and the risk list keeps ranking on health. The scorecard scores the
+validation snapshots as the calibration scores history: without the measures the warehouse
+keeps only in their latest state (`valid_health`).
 
 `score_churn` scores every account that is still a customer as of a date with the champion,
 explains the riskiest ones (the top 3 drivers in words) and replaces that date's rows of
