@@ -307,8 +307,9 @@ def clears_bar(metrics: dict[str, Any], *, min_roc_auc: float = MIN_ROC_AUC,
     """Whether a model is good enough to rank the risk list at all, and why (in words).
 
     Against the scorecard, a model fails only when the scorecard ranks the window better by
-    more than `scorecard_margin` (its ROC AUC's standard error: within it the two are a tie,
-    and the tie goes to the model, which was fitted to the outcomes and gives a probability).
+    more than `scorecard_margin` (`register_fitted` gives `SCORECARD_MARGIN_SE` of the
+    scorecard's standard errors on the window: within them the two are a tie, and the tie goes
+    to the model, which was fitted to the outcomes and gives a probability).
     """
     auc = metrics.get("roc_auc")
     if auc is None:
@@ -335,12 +336,6 @@ def window_auc_se(valid: pd.DataFrame, roc_auc: float | None) -> float:
     ids = valid["account_id"].to_numpy()
     se = auc_se(roc_auc, len(np.unique(ids[y])), len(np.unique(ids[~y])))
     return se if math.isfinite(se) else 0.0
-
-
-def scorecard_margin(valid: pd.DataFrame, card_auc: float | None) -> float:
-    """How far the scorecard must out-rank a model on the validation window to keep it out
-    of the risk list: `SCORECARD_MARGIN_SE` of its standard errors there."""
-    return SCORECARD_MARGIN_SE * window_auc_se(valid, card_auc)
 
 
 # --------------------------------------------------------------------------- training
@@ -590,9 +585,10 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
         if on_stage:
             on_stage("ranking the validation snapshots with the scorecard")
         card_auc = scorecard_auc(valid, health)
-        margin = scorecard_margin(valid, card_auc)
-        metrics["scorecard_roc_auc"] = card_auc
-        metrics["scorecard_roc_auc_se"] = window_auc_se(valid, card_auc)
+        se = window_auc_se(valid, card_auc)
+        margin = SCORECARD_MARGIN_SE * se
+        metrics.update(scorecard_roc_auc=card_auc, scorecard_roc_auc_se=se,
+                       scorecard_margin=margin)
     ok, bar = clears_bar(metrics, min_roc_auc=min_roc_auc, scorecard_roc_auc=card_auc,
                          scorecard_margin=margin)
     if not ok:

@@ -475,9 +475,10 @@ def account_view(engine: Engine, account_id: str, as_of: date | None = None, *,
     } for d, sc, s, b, step, c7, c30 in zip(history["as_of"], history["scorecard"], scores,
                                             history["band"], steps, history["change_7d"],
                                             history["change_30d"])]
-    drivers = measure_drivers(inp.measures, measure_labels(card))
+    labels = measure_labels(card)
+    drivers = measure_drivers(inp.measures, labels)
     measures = [{
-        "measure": m, "label": measure_labels(card).get(m, f), "feature": f,
+        "measure": m, "label": labels.get(m, f), "feature": f,
         "value": _float(v, 4), "value_text": format_value(f, _float(v)),
         "points": _float(p, 1), "weight": _float(w), "contribution": _float(c, 2),
         "lost": _float(lost, 2), "skipped": None if sk is None or pd.isna(sk) else sk,

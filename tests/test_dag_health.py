@@ -15,6 +15,7 @@ from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
 from pulse.models.playbooks import evaluate
 from pulse.models.registry import CHALLENGER, CHAMPION, list_models
+from pulse.models.selection import POOLED
 from pulse.sql.db import make_engine, upgrade
 from pulse.sql.schema import AccountFlag, AccountHealth, ChurnScore, PlaybookTask
 from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
@@ -92,8 +93,8 @@ def test_pulse_train_registers_a_model_and_fits_the_bands(
     # scorecard (models/selection.py)
     ranked = set(first.metrics["selection"]["mean_roc_auc"])
     logistic = {"logistic C=0.01", "logistic C=0.1", "logistic C=1"}
-    chosen = first.metrics["selection"]["chosen"].removesuffix(" + scorecard")
-    assert chosen in logistic and ranked == logistic | {f"{chosen} + scorecard"}
+    chosen = first.metrics["selection"]["chosen"].removesuffix(POOLED)
+    assert chosen in logistic and ranked == logistic | {f"{chosen}{POOLED}"}
     assert f"churn model v1: {first.status}" in out.stdout
     # then the bands were fitted to the same history: a valid proposal, applied when fitted
     from pulse.models.scorecard import load_scorecard

@@ -26,13 +26,13 @@ from pulse.models.registry import (
     CHALLENGER,
     CHAMPION,
     RETIRED,
+    SCORECARD_MARGIN_SE,
     _better,
     champion,
     clears_bar,
     list_models,
     score_churn,
     scorecard_auc,
-    scorecard_margin,
     train_and_register,
     valid_health,
     window_auc_se,
@@ -333,8 +333,8 @@ def test_window_auc_se_is_the_standard_error_in_accounts() -> None:
     assert se > auc_se(0.8, 10, 30)  # counted in snapshots it would be narrower
     assert window_auc_se(valid, None) == 0.0
     # the scorecard keeps a model out only when it ranks better by two of those errors
-    margin = scorecard_margin(valid, 0.8)
-    assert margin == pytest.approx(2 * se)
+    margin = SCORECARD_MARGIN_SE * se
+    assert SCORECARD_MARGIN_SE == 2
     assert clears_bar({"roc_auc": 0.8 - 1.5 * se}, scorecard_roc_auc=0.8,
                       scorecard_margin=margin)[0]
     assert not clears_bar({"roc_auc": 0.8 - 2.5 * se}, scorecard_roc_auc=0.8,
@@ -354,6 +354,10 @@ def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Pa
     assert "below the minimum bar of 0.99" in (v1.record.note or "")
     assert "no champion" in (v1.record.note or "") and champion(engine) is None
     assert isinstance(v1.record.metrics["scorecard_roc_auc"], float)
+    # the bar's margin, as recorded for the run: two of the scorecard's standard errors there
+    m1 = v1.record.metrics
+    assert 0 < m1["scorecard_roc_auc_se"] < 0.2
+    assert m1["scorecard_margin"] == pytest.approx(2 * m1["scorecard_roc_auc_se"])
 
     v2 = _train(engine, numeric=weak, min_roc_auc=0.5, **fast)
     assert v2.promoted and v2.record.status == CHAMPION and "first" in (v2.record.note or "")
