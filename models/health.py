@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -192,7 +193,7 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
     features carry it), so a shard decides staleness as the whole date would.
     """
     from pulse.sql.features import load_features
-    from pulse.sql.health import load_scores, write_health
+    from pulse.sql.health import load_measures, load_scores, write_health
 
     card = scorecard or load_scorecard()
     features = load_features(engine, as_of, shard=shard)
@@ -202,12 +203,9 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
     stale = {f.source for f in freshness if f.stale}
     health, measures = score_features(features, card, stale_sources=stale)
     for days in (7, 30):
-        before = load_scores(engine, as_of - timedelta(days=days)).rename(
-            columns={"score": "before"})
-        merged = health[["account_id"]].merge(before, on="account_id", how="left")
-        health[f"change_{days}d"] = np.round(
-            health["score"].to_numpy(dtype="float64") - merged["before"].to_numpy(
-                dtype="float64"), 1)
+        then = as_of - timedelta(days=days)
+        health[f"change_{days}d"] = health_change(
+            health, measures, load_scores(engine, then), partial(load_measures, engine, then))
     health["scorecard_version"] = card.label
     write_health(engine, as_of, health, measures, shard=shard)
     bands = {b: int((health["band"] == b).sum()) for b in BANDS}
@@ -216,6 +214,44 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
     log.info("health as of %s: %d accounts (%s)", as_of, len(health), bands)
     return ScoreSummary(as_of=as_of, accounts=len(health), scorecard=card.label,
                         by_scorecard=by_card, bands=bands, freshness=freshness)
+
+
+def health_change(health: pd.DataFrame, measures: pd.DataFrame, before: pd.DataFrame,
+                  before_points: Callable[[], pd.DataFrame]) -> np.ndarray:
+    """Each account's health now minus its health then, like for like (one decimal; none
+    where it was not scored then).
+
+    `health` and `measures` are `score_features`'s of now; `before` is `load_scores` of then
+    and `before_points` loads its measures (`load_measures`, read only when needed).
+    Where an account was scored on the same measures on both dates, the change is the
+    difference of the two scores. Where a measure counted on one date only (no value, or its
+    source stale, on the other: the stored attributes a history imported in one go has only
+    on its last days, say), it is the difference over the measures both dates scored, each
+    date with its own weights, so that the change is the account's and not a measure
+    appearing. Without any measure in common, the difference of the scores.
+    """
+    merged = health[["account_id", "score", "skipped"]].merge(
+        before.rename(columns={"score": "before", "skipped": "skipped_before"}),
+        on="account_id", how="left")
+    change = np.round(merged["score"].to_numpy(dtype="float64")
+                      - merged["before"].to_numpy(dtype="float64"), 1)
+    # the lists name the measures left out in the card's order: equal lists, equal sets
+    differ = ((merged["skipped"].astype(str) != merged["skipped_before"].astype(str))
+              .to_numpy() & ~np.isnan(change))
+    if not differ.any():
+        return change
+    used = measures.loc[measures["points"].notna(), ["account_id", "measure", "points",
+                                                      "weight"]]
+    then = before_points()
+    then = then.loc[then["points"].notna(), ["account_id", "measure", "points", "weight"]]
+    shared = used.merge(then.astype({"points": "float64", "weight": "float64"}),
+                        on=["account_id", "measure"], suffixes=("", "_then"))
+    shared = shared.assign(pw=shared["points"] * shared["weight"],
+                           pw_then=shared["points_then"] * shared["weight_then"])
+    sums = shared.groupby("account_id")[["pw", "weight", "pw_then", "weight_then"]].sum()
+    like = (sums["pw"] / sums["weight"] - sums["pw_then"] / sums["weight_then"]).round(1)
+    alike = merged["account_id"].map(like).to_numpy(dtype="float64")
+    return np.where(differ & ~np.isnan(alike), alike, change)
 
 
 def score_date(engine: Engine, as_of: date, *, scorecard: Scorecard | None = None,

@@ -45,8 +45,14 @@ it had been created (when given) and it was known by then under the auto rule or
 or purchase event that was.
 
 What the warehouse cannot give point in time: account attributes (seats, renewal date, the
-fallback MRR, x_handle) and a ticket's status are stored in their latest state, so a later
-update to them shows up in an earlier date's features. Ticket resolution is read from
+fallback MRR, plan, x_handle) and a ticket's status are stored in their latest state. Seats,
+the renewal date and the fallback MRR describe the warehouse's latest day of activity (usage,
+billing or support, of any account: `latest_activity_day`), so they count on D only from the
+day before it on (the daily run scores yesterday). On an earlier D they are unknown for every
+account (`seats`, `seat_utilisation_28d`, `days_to_renewal` empty; `mrr` and `mrr_90d_ago`
+only from billing events that carry `mrr_after`): a history imported in one go would
+otherwise show a cancelled account's MRR of 0, or today's seats, on the dates before. The
+plan and x_handle are read as stored. Ticket resolution is read from
 `resolved_at` (an event time), or, for a ticket closed without one, from when Pulse learned of
 the change (`updated_at`). A ticket's first response is read from `first_response_at` (an
 event time): answered after D, it was unanswered on D. A text's sentiment is read from `text_insights` whenever the model
@@ -138,6 +144,7 @@ from pulse.sql.feature_sources import (
     _Window,
     backfill_landings,
     date_day,
+    latest_activity_day,
     utc_day,
 )
 from pulse.sql.feature_sources import (
@@ -445,11 +452,19 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     def n(col: Any) -> Any:
         return func.coalesce(col, 0)
 
-    mrr = cast(func.coalesce(mrr_now.c.mrr_after, a.c.mrr), Float)
+    # The accounts' stored attributes (seats, MRR, renewal date) are their latest state: they
+    # count on dates from the day before the warehouse's latest activity (the daily run
+    # scores yesterday) and are unknown, for every account alike, on earlier ones. Else a
+    # past date would read what came later: a cancelled account's MRR of 0, today's seats.
+    current = w.day >= func.coalesce(latest_activity_day(), w.day) - 1
+    stored_mrr = case((current, a.c.mrr))
+    mrr = cast(func.coalesce(mrr_now.c.mrr_after, stored_mrr), Float)
     mrr_before = cast(func.coalesce(
         mrr_then.c.mrr_after,
-        case((n(billing.c.mrr_events_90d) == 0, func.coalesce(mrr_now.c.mrr_after, a.c.mrr))),
+        case((n(billing.c.mrr_events_90d) == 0,
+              func.coalesce(mrr_now.c.mrr_after, stored_mrr))),
     ), Float)
+    seats = case((current, a.c.seats))
     events_28d, events_prev = n(usage.c.events_28d), n(usage.c.events_prev_28d)
     mentions = n(social.c.mentions_28d)
     created = or_(a.c.created_at.is_(None), a.c.created_at < w.end)
@@ -473,7 +488,7 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
         "basis": literal(basis, String),
         "computed_at": literal(computed_at or datetime.now(UTC), UTCDateTime),
         "account_age_days": w.day - utc_day(a.c.created_at),
-        "seats": a.c.seats,
+        "seats": seats,
         "active_days_7d": n(usage.c.active_days_7d),
         "active_days_28d": n(usage.c.active_days_28d),
         "events_7d": cast(n(usage.c.events_7d), Float),
@@ -484,7 +499,7 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
         "distinct_features_28d": n(usage.c.distinct_features_28d),
         "active_users_28d": n(usage.c.active_users_28d),
         "seat_utilisation_28d": case(
-            (a.c.seats > 0, cast(n(usage.c.active_users_28d), Float) / cast(a.c.seats, Float))),
+            (seats > 0, cast(n(usage.c.active_users_28d), Float) / cast(seats, Float))),
         "error_rate_28d": case((events_28d > 0, n(usage.c.errors_28d) / events_28d)),
         "days_since_last_use": w.day - utc_day(usage_last.c.last_at),
         "usage_last_at": usage_last.c.last_at,
@@ -499,7 +514,7 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
                   or_(billing.c.last_start.is_(None),
                       billing.c.last_cancel > billing.c.last_start)), literal(True)),
             else_=literal(False)),
-        "days_to_renewal": date_day(a.c.renewal_date) - w.day,
+        "days_to_renewal": case((current, date_day(a.c.renewal_date) - w.day)),
         "billing_last_at": billing.c.last_at,
         "billing_source_last_at": _source_last(w, PurchaseEvent.__table__, "occurred_at"),
         "tickets_30d": n(support.c.tickets_30d),

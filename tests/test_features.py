@@ -245,6 +245,41 @@ def test_re_running_a_date_replaces_it_and_nothing_else(engine: Engine, tmp_path
     assert e.loc["acc-1", "active_days_7d"] == 1  # 06-23 only
 
 
+def test_stored_attributes_count_only_from_the_day_before_the_latest_activity(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Seats, the renewal date and the fallback MRR are the accounts' latest state: on a date
+    before the warehouse's latest activity they are unknown for every account alike, and the
+    MRR comes from billing events alone (a one-go import must not show a past date what came
+    later)."""
+    land_world(engine, tmp_path)  # the latest activity: 07-01 (u9, p7)
+    earlier = date(2026, 6, 23)
+    compute_features(engine, earlier, basis="occurred", negative_terms=NEGATIVE_TERMS)
+    e = load_features(engine, earlier).set_index("account_id")
+    for name in ("seats", "seat_utilisation_28d", "days_to_renewal"):
+        assert e[name].isna().all(), name
+    # acc-1's MRR on 06-23 is its billing's (p2 took it to 800), not the stored 1000
+    assert (e.loc["acc-1", "mrr"], e.loc["acc-1", "mrr_90d_ago"]) == (800.0, 1000.0)
+    # acc-2 has no billing event: its MRR on 06-23 is unknown, not the stored 50
+    assert pd.isna(e.loc["acc-2", "mrr"]) and pd.isna(e.loc["acc-2", "mrr_change_90d_pct"])
+    # on D (the day before 07-01) they count, for acc-2 too, whose own usage ended 06-28
+    d = (compute_features(engine, D, negative_terms=NEGATIVE_TERMS),
+         load_features(engine, D).set_index("account_id"))[1]
+    assert (d.loc["acc-2", "seats"], d.loc["acc-2", "mrr"]) == (4, 50.0)
+    assert d.loc["acc-1", "days_to_renewal"] == 30
+    # activity of any account a month later: D is in the past, its attributes unknown
+    late = tmp_path / "late"
+    late.mkdir()
+    result = land_file(engine, _write(late, "tickets.csv", TICKETS.splitlines()[0] + "\n"
+                                      "t9,acc-2,2026-08-01T10:00:00Z,,open,low\n"),
+                       now=datetime(2026, 8, 2, tzinfo=UTC))
+    assert result.quarantined == 0
+    compute_features(engine, D, basis="occurred", negative_terms=NEGATIVE_TERMS)
+    d = load_features(engine, D).set_index("account_id")
+    assert d["seats"].isna().all() and d["days_to_renewal"].isna().all()
+    assert pd.isna(d.loc["acc-2", "mrr"]) and d.loc["acc-1", "mrr"] == 800.0
+
+
 @pytest.mark.parametrize(("text", "negative"), [
     ("Export is BROKEN again!", True),
     ("the app keeps crashing", True),  # crash*

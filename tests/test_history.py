@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy import Engine, func, select
 
 from pulse.models.history import history_dates, score_history
@@ -17,6 +18,7 @@ from pulse.sql.flags import flag_dates
 from pulse.sql.health import health_dates, load_health
 from pulse.sql.schema import AccountFeatures
 from tests.test_features import land_world
+from tests.test_scorecard import expected_change
 
 END = date(2026, 7, 1)  # the hand-made world's rows happened from 2026-04 to 2026-06-30
 
@@ -39,15 +41,18 @@ def test_ninety_days_of_history_scored_daily_with_their_changes(engine: Engine,
                             ).scalar_one() == 90
     assert flag_dates(engine) == window[-5:] and run.flagged == 5
     last = load_health(engine, window[-1]).set_index("account_id")
-    week = load_health(engine, window[-8]).set_index("account_id")
     month = load_health(engine, window[-31]).set_index("account_id")
     both = [a for a in last.index if a in month.index]
     assert both
-    for acc in both:  # the changes read the dates scored before them
-        assert last.loc[acc, "change_7d"] == round(
-            last.loc[acc, "score"] - week.loc[acc, "score"], 1)
-        assert last.loc[acc, "change_30d"] == round(
-            last.loc[acc, "score"] - month.loc[acc, "score"], 1)
+    for acc in both:  # the changes read the dates scored before them, like for like
+        assert last.loc[acc, "change_7d"] == pytest.approx(
+            expected_change(engine, acc, window[-1], window[-8]), abs=0.051)
+        assert last.loc[acc, "change_30d"] == pytest.approx(
+            expected_change(engine, acc, window[-1], window[-31]), abs=0.051)
+    # the history was landed in one go: the stored seats count on its last day only (the
+    # day before its latest activity), so the last day's changes compare like with like
+    assert any(last.loc[a, "change_30d"] != round(
+        last.loc[a, "score"] - month.loc[a, "score"], 1) for a in both)
     first = load_health(engine, window[0])
     assert first["change_7d"].isna().all()  # nothing scored before the window
 
