@@ -165,7 +165,10 @@ def blind_latest_state(frame: pd.DataFrame, card: Scorecard) -> tuple[pd.DataFra
     only in their latest state, those features). A cancelled account's MRR is 0 now, its
     seats and renewal date may be cleared: read on a past date they would leak the outcome,
     so past snapshots are scored without them (a measure without a value is left out and
-    the others' weights rescaled, as for any account)."""
+    the others' weights rescaled, as for any account). sql/features.py already leaves the
+    stored attributes out of dates before the latest activity's eve; this also drops what is
+    left of them (an MRR change from billing events for some accounts only), so that a
+    measure is either read for every snapshot or for none."""
     blind = sorted({m.feature for c in card.cards() for m in c.measures}
                    & set(_NOT_POINT_IN_TIME) & set(frame.columns))
     out = frame.copy()

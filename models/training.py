@@ -66,13 +66,16 @@ DEFAULT_WARMUP_DAYS = 56
 LABEL = "churned"
 CATEGORICAL: tuple[str, ...] = ("plan", "segment", "region")
 
-#: Catalogue features left out of the model, and why.
+#: Catalogue features left out of the model, and why. The accounts' stored attributes are
+#: their latest state: sql/features.py reads them only on the day before the warehouse's
+#: latest activity and after, so they are empty on every past snapshot a model learns from,
+#: and present on the date it scores.
 NOT_POINT_IN_TIME: dict[str, str] = {
-    "seats": "the account's current seats, not those of the snapshot date",
-    "seat_utilisation_28d": "divides by the current seats",
-    "days_to_renewal": "the current renewal date (cleared or moved after a cancellation)",
-    "mrr": "falls back to the account's current MRR (0 once it cancelled) without billing "
-           "events that carry mrr_after",
+    "seats": "the account's stored (latest) seats: empty on past snapshots",
+    "seat_utilisation_28d": "divides by the stored seats",
+    "days_to_renewal": "the stored renewal date (cleared or moved after a cancellation)",
+    "mrr": "without billing events that carry mrr_after, the stored MRR (0 once it "
+           "cancelled): empty on past snapshots, present on the date scored",
     "mrr_90d_ago": "the same fallback",
     "mrr_change_90d_pct": "the same fallback",
     "cancelled": "the label's own state: cancelled accounts are left out",

@@ -575,7 +575,10 @@ def latest_activity_day() -> Any:
     days = union_all(select(date_day(func.max(d.c.day)).label("day")),
                      select(utc_day(func.max(p.c.occurred_at)).label("day")),
                      select(utc_day(func.max(t.c.opened_at)).label("day"))).subquery("activity")
-    return select(func.max(days.c.day)).scalar_subquery()
+    # one row, computed once per query however often the features read it
+    latest = select(func.max(days.c.day).label("day")).cte("latest_activity").prefix_with(
+        "MATERIALIZED")
+    return select(latest.c.day).scalar_subquery()
 
 
 # --------------------------------------------------------------------------- issue 12
