@@ -52,6 +52,8 @@ class Source:
     doc: str
     #: (later, earlier): the later timestamp must not precede the earlier one
     ordered: tuple[tuple[str, str], ...] = field(default=())
+    #: (part, whole): the part must not exceed the whole (the errors among a day's events)
+    at_most: tuple[tuple[str, str], ...] = field(default=())
     #: the fields whose values identify a row, for a source without an id of its own: its
     #: `key` is then derived from them (listeners/prepare.py `derive_key`)
     key_of: tuple[str, ...] = field(default=())
@@ -156,6 +158,7 @@ SOURCES: dict[str, Source] = {
             "feature and component, instead of raw usage events; a later row for the same "
             "account, day, feature and component replaces it (docs/usage-rollups.md).",
             key_of=("account_id", "day", "feature", "component"),
+            at_most=(("errors", "events"),),
         ),
         Source(
             "usage_daily_users", "usage_daily_users_feed", "daily_id",

@@ -133,6 +133,8 @@ def render() -> str:
                          f"{_default(f)} |")
         for later, earlier in src.ordered:
             lines.append(f"\n`{later}` must not be before `{earlier}`.")
+        for part, whole in src.at_most:
+            lines.append(f"\n`{part}` must not be more than `{whole}`.")
         lines.append("")
     lines.append("## Quarantine reason codes\n")
     lines.append("| code | meaning |")

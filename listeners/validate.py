@@ -64,6 +64,7 @@ CODES = {
     "implausible_timestamp": "timestamp before 1990",
     "future_timestamp": "timestamp in the future",
     "out_of_order": "timestamps out of order",
+    "exceeds_whole": "a part larger than its whole",
     "bad_date": "not a YYYY-MM-DD date",
     "bad_enum": "not one of the allowed values",
     "bad_email": "not a valid email address",
@@ -352,6 +353,17 @@ def validate(
         if oerrs is not errs and oerrs.bad.any():
             cleared.append(_cleared_frame(oerrs, values[later]))
             clean[later] = clean[later].mask(wrong)
+    for part, whole in source.at_most:
+        # never clearable: an empty part would land its default (no errors), a fact the
+        # file did not state
+        a, b = clean[part], clean[whole]
+
+        def exceeds(v: pd.Series, p_: str = part, w_: str = whole,
+                    totals: pd.Series = values[whole]) -> pd.Series:
+            return (f"{p_} is more than {w_} (" + v.map(str) + " > "
+                    + totals.loc[v.index].map(str) + ")")
+
+        errs.add(a.notna() & b.notna() & (a > b), part, "exceeds_whole", exceeds, values[part])
     errors = errs.frame()
     out = pd.DataFrame(clean, index=values.index)
     result = Validated(clean=out.loc[~errs.bad], errors=errors)

@@ -27,7 +27,13 @@ from pulse.listeners.contract import SOURCES
 from pulse.listeners.landing import land_file, source_for_path
 from pulse.listeners.quarantine import list_rows
 from pulse.listeners.validate import clearable
-from pulse.sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
+from pulse.sql.schema import (
+    ENTITY_TABLES,
+    IngestRun,
+    QuarantineRow,
+    UsageDaily,
+    UsageDailyFeed,
+)
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 #: The clock of every in-process landing: the corpus's events lie before it.
@@ -250,6 +256,26 @@ def test_bad_row_is_quarantined_and_good_row_lands(engine: Engine, case: Quarant
     assert q["kind"] == "row"
     assert q["run_id"] == result.run_id
     assert sum(result.reasons.values()) == 1
+
+
+def test_daily_errors_above_the_days_events_are_quarantined(engine: Engine) -> None:
+    """A part larger than its whole (`Source.at_most`): the daily feed's row whose errors
+    exceed its events is quarantined (clearing the errors would land "no errors", a fact the
+    file did not state); the good row lands, and only it reaches the rollups."""
+    _land_base(engine)
+    path = CORPUS / "usage_daily_errors_above_events.csv"
+    assert source_for_path(path) == "usage_daily"
+    result = land_file(engine, path, now=NOW)
+    assert (result.read, result.inserted, result.quarantined) == (2, 1, 1)
+    with engine.connect() as conn:
+        q = conn.execute(select(QuarantineRow)).mappings().one()
+        feed = conn.execute(select(UsageDailyFeed.feature, UsageDailyFeed.errors)).all()
+        rolled = conn.execute(select(func.sum(UsageDaily.events), func.sum(UsageDaily.errors))
+                              ).one()
+    assert (q["row_number"], q["field"], q["code"]) == (2, "errors", "exceeds_whole")
+    assert "errors is more than events (9 > 4)" in q["reason"] and "exports" in q["raw"]
+    assert [(f, float(e)) for f, e in feed] == [("reports", 3.0)]
+    assert (float(rolled[0]), float(rolled[1])) == (12.0, 3.0)
 
 
 @pytest.mark.parametrize("case", CLEARED.values(), ids=CLEARED.keys())
