@@ -273,7 +273,7 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
 BAND_TIER = {"red": 0, "amber": 1, "green": 2}
 
 
-def _rank(frame: pd.DataFrame) -> pd.DataFrame:
+def rank_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Most revenue at risk first. The scorecard's stand-in probability is not calibrated,
     so where it is the basis, the band comes first: a big green account never outranks a
     small red one. Model-scored accounts rank with the red ones; unscored ones go last."""
@@ -388,7 +388,7 @@ def _build(engine: Engine, as_of: date, *, csm: str | None, band: str | None,
     if flag is not None:
         # a boolean array, not a list: an empty list would select no columns, not no rows
         frame = frame[np.array([flag in names for names in frame["flags"]], dtype=bool)]
-    frame = _rank(frame)
+    frame = rank_rows(frame)
     if limit is not None:
         frame = frame.head(limit)
     return inp, _rows(inp, frame)

@@ -7,7 +7,7 @@ import pytest
 
 from pulse.core.fx import to_reporting
 from pulse.core.settings import get_settings
-from pulse.models.risklist import _rank
+from pulse.models.risklist import rank_rows
 
 
 def test_amounts_convert_to_the_reporting_currency(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,4 +25,4 @@ def test_a_big_number_in_a_small_currency_does_not_outrank_real_money() -> None:
         "account_id": ["yen", "dollar"], "risk_basis": ["churn_model v1"] * 2,
         "band": ["red", "red"], "probability": [0.5, 0.5], "currency": ["JPY", "USD"],
         "mrr": [100_000.0, 2_000.0], "revenue_at_risk": [50_000.0, 1_000.0]})
-    assert list(_rank(frame)["account_id"]) == ["dollar", "yen"]  # 335 USD < 1,000 USD
+    assert list(rank_rows(frame)["account_id"]) == ["dollar", "yen"]  # 335 USD < 1,000 USD
