@@ -43,7 +43,8 @@ The flags
     alone. The error share may also be unusual against the peers' shares (and their pooled
     share, for chance): failures that set in before the baseline count too. An error rise
     *backs a decline up* and never fires the flag on its own: its strength stops at 2.58
-    (`models.flags.CORROBORATING_Z`, as the modelled risk's), under `min_evidence`. Failures
+    (`models.flags.CORROBORATING_Z`, as the modelled risk's), under `min_evidence` (and just
+    under `min_evidence` when that is set lower). Failures
     at the usual volume are a technical problem (the outage flag, a ticket); measured on the
     variant worlds, most accounts flagged on errors alone were not dissatisfied.
 

@@ -425,9 +425,11 @@ def silent_scores(f: _Frame, weekly: pd.DataFrame | None, peers: pd.DataFrame | 
                                  0.0, rule.signal_cap)
     # failures alone are a technical problem (the outage flag and the tickets show those),
     # not dissatisfaction: an error rise backs a decline up, as the modelled risk does
+    # (below `min_evidence` whatever it is set to: a looser rule never lets one fire alone)
+    cap = min(CORROBORATING_Z, float(np.nextafter(rule.min_evidence, 0.0)))
     for name in CORROBORATING_SIGNALS:
         if name in strength:
-            strength[name] = np.minimum(strength[name], CORROBORATING_Z)
+            strength[name] = np.minimum(strength[name], cap)
     evidence = np.sqrt(sum(s**2 for s in strength.values()))
     return SilentScores(strength, evidence, numbers, group, nbase)
 

@@ -176,6 +176,11 @@ def test_failures_alone_are_not_silence_but_back_a_decline_up() -> None:
     assert 0 < details["signals"]["usage_drop"] < 3
     text = flags.loc["acc-050", "evidence"]
     assert text.startswith("error rate ") and "; events down " in text, text
+    # a looser rule (min_evidence under CORROBORATING_Z) still never flags the failures alone:
+    # they weigh just under the bar, whatever it is set to
+    loose = silent(weekly, features, peers, SilentRule(min_evidence=2.0))
+    assert "acc-060" not in loose.index and "acc-050" in loose.index
+    assert loose.loc["acc-050", "details"]["signals"]["error_rise"] == pytest.approx(2.0)
 
 
 def test_the_modelled_risk_never_flags_alone_however_many_accounts_are_scored() -> None:
