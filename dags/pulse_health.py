@@ -1,8 +1,9 @@
 """
 ### pulse_health: the morning risk list, for the run's date
 
-Runs daily (23:55 UTC, scoring the day that is ending) and whenever new rows land
-(`pulse_ingest` emits one asset per source), and always for one date: the run's logical
+Runs daily (23:55 UTC, scoring the day that is ending) and whenever rows health reads land
+or change (one `x-pulse://warehouse/inputs` event per landing, from `pulse_ingest` and
+`pulse_social`; a landing of five sources scores once), and always for one date: the run's logical
 date, or its run-after time when it has none. Backfilling a past date gives that date's
 answer, because every step reads only rows known by then.
 
@@ -82,10 +83,9 @@ def _refresh_tone(engine: Any, as_of: Any) -> None:
     dag_id="pulse_health",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("55 23 * * *", timezone="UTC"),
-        assets=(Asset("x-pulse://warehouse/usage") | Asset("x-pulse://warehouse/usage_daily")
-                | Asset("x-pulse://warehouse/purchases")
-                | Asset("x-pulse://warehouse/tickets") | Asset("x-pulse://warehouse/mentions")
-                | Asset("x-pulse://warehouse/accounts")),
+        # one event per landing that changed what health reads (pulse_ingest's publish_inputs,
+        # pulse_social's publish): one run, not one per source
+        assets=Asset("x-pulse://warehouse/inputs"),
     ),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,

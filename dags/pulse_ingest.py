@@ -14,8 +14,10 @@ accepted (inserted, updated or unchanged) or quarantined with its reason.
 4. **reland_quarantine** lands again the rows quarantined for naming an unknown account, now
    that the accounts of this run are known.
 5. **`publish_<source>`** emits an asset event on `x-pulse://warehouse/<source>` for each
-   source whose rows changed in this run, and is skipped for the others; consumers schedule
-   on those assets.
+   source whose rows changed in this run, and is skipped for the others. **publish_inputs**
+   emits one event on `x-pulse://warehouse/inputs` when any source health reads changed
+   (`HEALTH_SOURCES`), with their names: `pulse_health` schedules on it, so one landing
+   scores once (the per-source events end seconds apart, and each would start a run).
 6. **report** logs what landed and fails the run if a file was rejected or a task failed, so
    the run shows red until someone looks at `rejected/`.
 
@@ -44,6 +46,11 @@ log = logging.getLogger("dags.pulse_ingest")
 SOURCES = ("accounts", "contacts", "usage", "usage_daily", "usage_daily_users", "purchases",
            "tickets", "mentions", "incidents")
 ASSETS = {source: Asset(f"x-pulse://warehouse/{source}") for source in SOURCES}
+#: The sources health reads; a change to any of them is published once on INPUTS.
+HEALTH_SOURCES = ("accounts", "usage", "usage_daily", "usage_daily_users", "purchases",
+                  "tickets", "mentions")
+#: "what health reads changed": pulse_health's trigger (pulse_social emits it too)
+INPUTS = Asset("x-pulse://warehouse/inputs")
 
 
 def _land(item: dict[str, str]) -> dict[str, Any]:
@@ -54,6 +61,36 @@ def _land(item: dict[str, str]) -> dict[str, Any]:
     get_current_context()["landing_file"] = Path(item["path"]).name  # type: ignore[typeddict-unknown-key]
     return land_waiting(runtime.engine(), item, home=runtime.home(),
                         day=runtime.as_of().isoformat(), run_id=runtime.run_id())
+
+
+def _changes(sources: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """What this run changed of each of `sources` that it changed (files, inserted, updated,
+    quarantined, relanded); a source it changed no row of is absent."""
+    from pulse import runtime
+
+    landed = runtime.pulled(["land_accounts", "land_files"])
+    again = runtime.pulled(["reland_quarantine"])
+    out = {}
+    for source in sources:
+        change = _change(source, landed, again)
+        if change is not None:
+            out[source] = change
+    return out
+
+
+def _change(source: str, landed: list[dict[str, Any]], again: list[dict[str, Any]]
+            ) -> dict[str, Any] | None:
+    files = [r for r in landed if r.get("source") == source and r.get("status") == "landed"]
+    relanded = [r for r in again if r.get("source") == source]
+    if not sum(r["inserted"] + r["updated"] for r in [*files, *relanded]):
+        return None
+    return {
+        "files": [r["file"] for r in files],
+        "inserted": sum(r["inserted"] for r in [*files, *relanded]),
+        "updated": sum(r["updated"] for r in [*files, *relanded]),
+        "quarantined": sum(r["quarantined"] for r in files),
+        "relanded": sum(r["inserted"] + r["updated"] for r in relanded),
+    }
 
 
 def _scan(*, accounts: bool) -> list[dict[str, str]]:
@@ -150,22 +187,27 @@ def pulse_ingest() -> None:
         from pulse import runtime
 
         runtime.require("list_other_files")
-        files = [r for r in runtime.pulled(["land_accounts", "land_files"])
-                 if r.get("source") == source and r.get("status") == "landed"]
-        relanded = [r for r in runtime.pulled(["reland_quarantine"])
-                    if r.get("source") == source]
-        changed = sum(r["inserted"] + r["updated"] for r in [*files, *relanded])
-        if not changed:
+        extra = _changes((source,)).get(source)
+        if extra is None:
             raise AirflowSkipException(f"no {source} rows changed in this run")
-        extra = {
-            "files": [r["file"] for r in files],
-            "inserted": sum(r["inserted"] for r in [*files, *relanded]),
-            "updated": sum(r["updated"] for r in [*files, *relanded]),
-            "quarantined": sum(r["quarantined"] for r in files),
-            "relanded": sum(r["inserted"] + r["updated"] for r in relanded),
-        }
         get_current_context()["outlet_events"][ASSETS[source]].extra = extra
         log.info("publishing %s: %s", ASSETS[source].uri, extra)
+        return extra
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[INPUTS])
+    def publish_inputs() -> dict[str, Any]:
+        """One event when any source health reads changed in this run; skip otherwise."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pulse import runtime
+
+        runtime.require("list_other_files")
+        changed = list(_changes(HEALTH_SOURCES))
+        if not changed:
+            raise AirflowSkipException("no source health reads changed in this run")
+        extra = {"sources": changed}
+        get_current_context()["outlet_events"][INPUTS].extra = extra
+        log.info("publishing %s: %s", INPUTS.uri, extra)
         return extra
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
@@ -223,6 +265,7 @@ def pulse_ingest() -> None:
     for source in SOURCES:
         published = publish.override(task_id=f"publish_{source}", outlets=[ASSETS[source]])(source)
         relanded >> published >> done
+    relanded >> publish_inputs() >> done
 
 
 pulse_ingest()

@@ -8,7 +8,10 @@
    query and the status (the retry asks again). Without a bearer token (`PULSE_X_BEARER_TOKEN`,
    `X_BEARER_TOKEN` or the Airflow Connection `x_default`) it replays a JSON Lines file of
    mentions (`PULSE_X_REPLAY_FILE`, else `$PULSE_HOME/landing/mentions.jsonl`, else the
-   demo's). Emits the `x-pulse://warehouse/mentions` asset, so `pulse_health` reacts.
+   demo's).
+   **publish**, when mentions landed or changed: emits the `x-pulse://warehouse/mentions`
+   asset and `x-pulse://warehouse/inputs`, so `pulse_health` scores again (skipped
+   otherwise: a quarter-hour without new mentions scores nothing).
 2. **chatter**: negative posts per component per 15 minutes against a robust baseline
    (`pulse.models.chatter.detect_chatter`), or a few distinct people within 15 minutes on a
    quiet component: a spike with no open incident is a *suspected incident*; with one, the
@@ -32,6 +35,7 @@ from airflow.sdk import Asset, Param, dag, task
 from pulse import runtime
 
 MENTIONS = Asset("x-pulse://warehouse/mentions")
+INPUTS = Asset("x-pulse://warehouse/inputs")  # what health reads changed (pulse_health's trigger)
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +54,7 @@ log = logging.getLogger(__name__)
     doc_md=__doc__,
 )
 def pulse_social() -> None:
-    @task(outlets=[MENTIONS])
+    @task
     def listen() -> dict[str, Any]:
         from pulse.listeners.x_listener import listen as listen_x
 
@@ -58,7 +62,15 @@ def pulse_social() -> None:
         report = listen_x(runtime.engine(), replay=replay, now=runtime.run_time())
         log.info("%s", report)
         report.raise_for_errors()  # after every query ran; their watermarks stayed put
-        return {"report": str(report), "mode": report.mode}
+        return {"report": str(report), "mode": report.mode, "changed": report.changed}
+
+    @task(outlets=[MENTIONS, INPUTS])
+    def publish(listened: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not listened["changed"]:
+            raise AirflowSkipException("no mention landed or changed")
+        return {"changed": listened["changed"]}
 
     @task
     def chatter(_: dict[str, Any]) -> str:
@@ -79,7 +91,9 @@ def pulse_social() -> None:
         queued += queue_unanswered_alerts(engine, since=now - timedelta(days=2), now=now)
         return f"{queued} alerts queued; {send_due(engine, make_transport(), now=now)}"
 
-    alerts(chatter(listen()))
+    listened = listen()
+    publish(listened)
+    alerts(chatter(listened))
 
 
 pulse_social()

@@ -124,6 +124,12 @@ class ListenReport:
     def errors(self) -> list[str]:
         return [str(q) for q in self.queries if q.error]
 
+    @property
+    def changed(self) -> int:
+        """Mentions inserted or updated by this listen (0: nothing for health to read)."""
+        landings = [q.landing for q in self.queries] + [self.replay]
+        return sum(r.inserted + r.updated for r in landings if r is not None)
+
     def raise_for_errors(self) -> None:
         """Raise `XListenerError` naming every failed query (after all of them ran)."""
         if self.errors:

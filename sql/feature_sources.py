@@ -563,18 +563,23 @@ def _source_last(w: _Window, table: Any, column: str) -> Any:
     return select(func.max(col)).where(col < w.end, w.known(table)).scalar_subquery()
 
 
-def latest_activity_day() -> Any:
+def latest_activity_day(w: _Window) -> Any:
     """The warehouse's latest day of activity (days since 1970-01-01, a scalar; NULL without
-    any): the latest day of usage, billing or support of any account, whenever it landed.
+    any): the latest day of usage, billing or support of any account among the rows the
+    basis counts for the date (`known_by`, whenever they happened: a history imported in one
+    go counts whole; a row that landed after the date in a daily landing does not, so it
+    never changes a past date).
 
     The accounts' stored attributes (seats, MRR, renewal date) are their latest state: they
     describe this day, the warehouse's "now" (the day its data was taken, on a history
     imported in one go), not an earlier date. It is the whole book's, so whether an
     attribute counts on a date never depends on the account's own later history."""
     d, p, t = UsageDaily.__table__, PurchaseEvent.__table__, Ticket.__table__
-    days = union_all(select(date_day(func.max(d.c.day)).label("day")),
-                     select(utc_day(func.max(p.c.occurred_at)).label("day")),
-                     select(utc_day(func.max(t.c.opened_at)).label("day"))).subquery("activity")
+    days = union_all(
+        select(date_day(func.max(d.c.day)).label("day")).where(w.known(d)),
+        select(utc_day(func.max(p.c.occurred_at)).label("day")).where(w.known(p)),
+        select(utc_day(func.max(t.c.opened_at)).label("day")).where(w.known(t)),
+    ).subquery("activity")
     # one row, computed once per query however often the features read it
     latest = select(func.max(days.c.day).label("day")).cte("latest_activity").prefix_with(
         "MATERIALIZED")

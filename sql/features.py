@@ -47,12 +47,13 @@ or purchase event that was.
 What the warehouse cannot give point in time: account attributes (seats, renewal date, the
 fallback MRR, plan, x_handle) and a ticket's status are stored in their latest state. Seats,
 the renewal date and the fallback MRR describe the warehouse's latest day of activity (usage,
-billing or support, of any account: `latest_activity_day`), so they count on D only from the
-day before it on (the daily run scores yesterday). On an earlier D they are unknown for every
-account (`seats`, `seat_utilisation_28d`, `days_to_renewal` empty; `mrr` and `mrr_90d_ago`
-only from billing events that carry `mrr_after`): a history imported in one go would
-otherwise show a cancelled account's MRR of 0, or today's seats, on the dates before. The
-plan and x_handle are read as stored. Ticket resolution is read from
+billing or support, of any account, among the rows the basis counts for D:
+`latest_activity_day`, so a row landed later in a daily landing never changes D), and count
+on D only from the day before it on (the daily run scores yesterday). On an earlier D they
+are unknown for every account (`seats`, `seat_utilisation_28d`, `days_to_renewal` empty;
+`mrr` and `mrr_90d_ago` only from billing events that carry `mrr_after`): a history imported
+in one go would otherwise show a cancelled account's MRR of 0, or today's seats, on the
+dates before. The plan and x_handle are read as stored. Ticket resolution is read from
 `resolved_at` (an event time), or, for a ticket closed without one, from when Pulse learned of
 the change (`updated_at`). A ticket's first response is read from `first_response_at` (an
 event time): answered after D, it was unanswered on D. A text's sentiment is read from `text_insights` whenever the model
@@ -456,7 +457,7 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     # count on dates from the day before the warehouse's latest activity (the daily run
     # scores yesterday) and are unknown, for every account alike, on earlier ones. Else a
     # past date would read what came later: a cancelled account's MRR of 0, today's seats.
-    current = w.day >= func.coalesce(latest_activity_day(), w.day) - 1
+    current = w.day >= func.coalesce(latest_activity_day(w), w.day) - 1
     stored_mrr = case((current, a.c.mrr))
     mrr = cast(func.coalesce(mrr_now.c.mrr_after, stored_mrr), Float)
     mrr_before = cast(func.coalesce(

@@ -92,7 +92,7 @@ def _usage_trends(w: _Window) -> Any:
         .where(u.c.occurred_at >= w.since(LONG_BASELINE_DAYS), u.c.occurred_at < w.end,
                w.known(u), w.mine(u.c.account_id))
         .group_by(u.c.account_id, day)
-        .cte("usage_daily")
+        .cte("event_days")  # not "usage_daily": that would hide the table of that name
     )
     back = w.day - daily.c.d  # 0 on the as-of date
     x = literal(11, Integer) - back // literal(7, Integer)  # the week, 0 = the latest

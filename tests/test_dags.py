@@ -118,7 +118,11 @@ def test_pulse_ingest_publishes_one_asset_per_source(dagbag: dict) -> None:
     d = dagbag["dags"]["pulse_ingest"]
     assert (d["schedule"], d["catchup"], d["max_active_runs"]) == ("*/15 * * * *", False, 1)
     outlets = {tid: t["outlets"] for tid, t in d["tasks"].items() if t["outlets"]}
-    assert outlets == {f"publish_{s}": [f"x-pulse://warehouse/{s}"] for s in LANDING_ORDER}
+    assert outlets == {f"publish_{s}": [f"x-pulse://warehouse/{s}"] for s in LANDING_ORDER} | {
+        "publish_inputs": ["x-pulse://warehouse/inputs"]}
+    # pulse_health starts on that one event per landing, not on each source's
+    health = dagbag["dags"]["pulse_health"]["schedule"]
+    assert "x-pulse://warehouse/inputs" in health and "warehouse/usage" not in health
     assert set(LANDING_ORDER) == set(ENTITY_TABLES)
     assert d["tasks"]["report"]["retries"] == 0
 
@@ -292,6 +296,7 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
         "x-pulse://warehouse/accounts": 1,
         "x-pulse://warehouse/contacts": 1,
         "x-pulse://warehouse/usage": 1,
+        "x-pulse://warehouse/inputs": 1,  # one for pulse_health, for the three
     })
 
     # 2. A new account relands the quarantined row; two files that fail whole are rejected
@@ -330,7 +335,8 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
     ]
     assert list(landing.iterdir()) == []
     events = _asset_events(af_env) - events_before
-    assert events == Counter({"x-pulse://warehouse/accounts": 1, "x-pulse://warehouse/usage": 1})
+    assert events == Counter({"x-pulse://warehouse/accounts": 1, "x-pulse://warehouse/usage": 1,
+                              "x-pulse://warehouse/inputs": 1})
 
     # 3. Nothing new: the run succeeds and changes nothing, not even the run log.
     runs_before = _counts(engine, IngestRun.__table__)
@@ -376,6 +382,5 @@ def test_pulse_ingest_lands_the_demo_world(af_env: dict[str, str], pulse_home: P
         p.name for p in summary.files.values()
     )
     assert not (pulse_home / "rejected").exists()
-    assert set(_asset_events(af_env) - events_before) == {
-        f"x-pulse://warehouse/{source}" for source in summary.files
-    }
+    assert _asset_events(af_env) - events_before == Counter(
+        {f"x-pulse://warehouse/{source}": 1 for source in [*summary.files, "inputs"]})
