@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -248,8 +249,29 @@ def test_pulse_social_replays_mentions_and_skips_or_runs_chatter(
            if k not in ("PULSE_X_BEARER_TOKEN", "X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN")}
     env["PULSE_X_REPLAY_FILE"] = str(replay)
 
-    out = run_dag_test("pulse_social", env=env)
+    out = run_dag_test("pulse_social", logical_date="2026-06-01", env=env)
     assert "replayed" in out.stdout
     assert mention_ids(engine) == {"r-1", "r-2", "r-3"}
+    # new mentions landed: one event for pulse_health; the same file again lands nothing
+    # new, so the next quarter-hour publishes nothing (pulse_health does not score again)
+    assert _social_events(env) == Counter({"x-pulse://warehouse/mentions": 1,
+                                           "x-pulse://warehouse/inputs": 1})
+    run_dag_test("pulse_social", logical_date="2026-06-01T00:15:00+00:00", env=env)
+    assert _social_events(env) == Counter({"x-pulse://warehouse/mentions": 1,
+                                           "x-pulse://warehouse/inputs": 1})
     engine.dispose()
+
+
+def _social_events(env: dict[str, str]) -> Counter[str]:
+    """pulse_social's asset events so far, by asset URI (the Airflow metadata database)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        with engine.connect() as conn:
+            return Counter(conn.execute(text(
+                "SELECT a.uri FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                "WHERE e.source_dag_id = 'pulse_social'")).scalars().all())
+    finally:
+        engine.dispose()
 
