@@ -3,7 +3,7 @@
 `score_features()` scores every account of a features frame at once (numpy over a matrix of
 accounts x measures), and `score_accounts()` scores one as-of date of the warehouse: it reads
 the materialised features (sql/features.py), leaves out measures of stale sources, compares
-with the scores of 7 and 30 days earlier and stores each account's health with every
+with the scores of 7 and 30 days earlier (like for like: `health_change`) and stores each account's health with every
 measure's value, points and contribution (sql/health.py).
 
 Health = sum over the measures used of points x weight / (sum of the weights used), rounded to
@@ -228,16 +228,19 @@ def health_change(health: pd.DataFrame, measures: pd.DataFrame, before: pd.DataF
     source stale, on the other: the stored attributes a history imported in one go has only
     on its last days, say), it is the difference over the measures both dates scored, each
     date with its own weights, so that the change is the account's and not a measure
-    appearing. Without any measure in common, the difference of the scores.
+    appearing. Without any measure in common, or scored with another card then (onboarding,
+    then standard: measures of one name may map to points differently), the difference of
+    the scores.
     """
-    merged = health[["account_id", "score", "skipped"]].merge(
-        before.rename(columns={"score": "before", "skipped": "skipped_before"}),
+    merged = health[["account_id", "scorecard", "score", "skipped"]].merge(
+        before.rename(columns={"scorecard": "card_before", "score": "before",
+                               "skipped": "skipped_before"}),
         on="account_id", how="left")
     change = np.round(merged["score"].to_numpy(dtype="float64")
                       - merged["before"].to_numpy(dtype="float64"), 1)
     # the lists name the measures left out in the card's order: equal lists, equal sets
     differ = ((merged["skipped"].astype(str) != merged["skipped_before"].astype(str))
-              .to_numpy() & ~np.isnan(change))
+              & (merged["scorecard"] == merged["card_before"])).to_numpy() & ~np.isnan(change)
     if not differ.any():
         return change
     used = measures.loc[measures["points"].notna(), ["account_id", "measure", "points",

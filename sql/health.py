@@ -121,10 +121,10 @@ def load_measures(engine: Engine, as_of: date,
 
 
 def load_scores(engine: Engine, as_of: date) -> pd.DataFrame:
-    """account_id, score and skipped (the names of the measures left out) of every account
-    scored as of `as_of` (empty when none)."""
-    query = select(HEALTH.c.account_id, HEALTH.c.score, HEALTH.c.skipped).where(
-        HEALTH.c.as_of == as_of)
+    """account_id, scorecard, score and skipped (the names of the measures left out) of every
+    account scored as of `as_of` (empty when none)."""
+    query = select(HEALTH.c.account_id, HEALTH.c.scorecard, HEALTH.c.score,
+                   HEALTH.c.skipped).where(HEALTH.c.as_of == as_of)
     frame = _frame(engine, query)
     frame["score"] = pd.to_numeric(frame["score"]).astype("float64")
     return frame

@@ -20,7 +20,7 @@ from pulse.core.errors import ScorecardError
 from pulse.core.settings import get_settings
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_files
-from pulse.models.health import score_date, score_features
+from pulse.models.health import health_change, score_date, score_features
 from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard, parse_scorecard
 from pulse.sql.features import FEATURES
 from pulse.sql.health import load_health, load_measures
@@ -202,13 +202,40 @@ def expected_change(engine: Engine, account_id: str, now: date, then: date) -> f
     difference over the measures both scored, each date with its own weights."""
     points = {d: load_measures(engine, d, [account_id]).dropna(subset=["points"])
               for d in (now, then)}
-    if set(points[now]["measure"]) == set(points[then]["measure"]):
-        score = {d: float(load_health(engine, d, [account_id])["score"].iloc[0])
-                 for d in (now, then)}
-        return round(score[now] - score[then], 1)
+    health = {d: load_health(engine, d, [account_id]).iloc[0] for d in (now, then)}
+    if (set(points[now]["measure"]) == set(points[then]["measure"])
+            or health[now]["scorecard"] != health[then]["scorecard"]):
+        return round(float(health[now]["score"]) - float(health[then]["score"]), 1)
     shared = points[now].merge(points[then], on="measure", suffixes=("", "_then"))
     return round(float(np.average(shared["points"], weights=shared["weight"])
                        - np.average(shared["points_then"], weights=shared["weight_then"])), 1)
+
+
+def test_a_change_compares_the_measures_both_dates_scored_on_one_card() -> None:
+    """`health_change` on frames: the same measures, the difference of the scores; a measure
+    on one date only, the difference over the shared ones; another card then, the scores."""
+    def now(account: str, card: str, points: dict[str, float]) -> pd.DataFrame:
+        return pd.DataFrame({"account_id": account, "measure": list(points),
+                             "points": list(points.values()), "weight": 1.0, "card": card})
+
+    measures = pd.concat([now("same", "standard", {"a": 80.0, "b": 40.0}),
+                          now("new", "standard", {"a": 80.0, "b": 40.0, "seat": 100.0}),
+                          now("grown", "standard", {"a": 80.0, "b": 40.0})])
+    health = pd.DataFrame({"account_id": ["same", "new", "grown", "fresh"],
+                           "scorecard": ["standard"] * 3 + ["onboarding"],
+                           "score": [60.0, 73.3, 60.0, 50.0],
+                           "skipped": [["seat"], [], ["seat"], []]})
+    before = pd.DataFrame({"account_id": ["same", "new", "grown"],
+                           "scorecard": ["standard", "standard", "onboarding"],
+                           "score": [70.0, 70.0, 65.0], "skipped": [["seat"], ["seat"], []]})
+    then = pd.concat([now("same", "standard", {"a": 90.0, "b": 50.0}),
+                      now("new", "standard", {"a": 90.0, "b": 50.0}),
+                      now("grown", "onboarding", {"a": 40.0, "b": 40.0, "seat": 100.0})])
+    change = health_change(health, measures, before, lambda: then)
+    assert change[0] == -10.0  # the same measures: 60 - 70
+    assert change[1] == -10.0  # seat use new on this date: (80+40)/2 - (90+50)/2, not +3.3
+    assert change[2] == -5.0  # onboarding then, standard now: the scores, 60 - 65
+    assert np.isnan(change[3])  # not scored then
 
 
 def _seat_use_scored(engine: Engine, account_id: str, day: date) -> bool:
