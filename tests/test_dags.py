@@ -240,15 +240,15 @@ def _counts(engine: Engine, table: Table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def _asset_events(env: dict[str, str]) -> Counter[str]:
-    """Asset events so far, by asset URI, from the Airflow metadata database."""
+def asset_events(env: dict[str, str], dag_id: str = "pulse_ingest") -> Counter[str]:
+    """The asset events `dag_id` emitted so far, by asset URI, from the Airflow metadata
+    database."""
     engine = create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     try:
         with engine.connect() as conn:
             rows = conn.execute(text(
                 "SELECT a.uri FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-                "WHERE e.source_dag_id = 'pulse_ingest'"
-            )).scalars().all()
+                "WHERE e.source_dag_id = :dag_id"), {"dag_id": dag_id}).scalars().all()
     finally:
         engine.dispose()
     return Counter(rows)
@@ -265,7 +265,7 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
     (landing / "accounts.csv").write_text(ACCOUNTS)
     (landing / "contacts.csv").write_text(CONTACTS)
     (landing / "usage.csv").write_text(USAGE)
-    events_before = _asset_events(af_env)
+    events_before = asset_events(af_env)
 
     # 1. Good files: everything lands, the row naming an unknown account is quarantined.
     run_dag_test("pulse_ingest", logical_date="2026-01-15", env=af_env)
@@ -291,7 +291,7 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
     assert sorted(p.name for p in landing.iterdir()) == []
     day1 = pulse_home / "landed" / "2026-01-15"
     assert sorted(p.name for p in day1.iterdir()) == ["accounts.csv", "contacts.csv", "usage.csv"]
-    events = _asset_events(af_env) - events_before
+    events = asset_events(af_env) - events_before
     assert events == Counter({
         "x-pulse://warehouse/accounts": 1,
         "x-pulse://warehouse/contacts": 1,
@@ -304,7 +304,7 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
     (landing / "accounts_2026-01-16.csv").write_text(ACCOUNTS_2)
     (landing / "usage_2026-01-16.csv").write_text(USAGE_NO_HEADER)
     (landing / "weather.csv").write_text("city,temp\nParis,12\n")
-    events_before = _asset_events(af_env)
+    events_before = asset_events(af_env)
     with pytest.raises(PulseError, match=r"report failed.*2 file\(s\) rejected") as failure:
         run_dag_test("pulse_ingest", logical_date="2026-01-16", env=af_env)
     assert "\n" not in str(failure.value)
@@ -334,19 +334,19 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
         "accounts_2026-01-16.csv"
     ]
     assert list(landing.iterdir()) == []
-    events = _asset_events(af_env) - events_before
+    events = asset_events(af_env) - events_before
     assert events == Counter({"x-pulse://warehouse/accounts": 1, "x-pulse://warehouse/usage": 1,
                               "x-pulse://warehouse/inputs": 1})
 
     # 3. Nothing new: the run succeeds and changes nothing, not even the run log.
     runs_before = _counts(engine, IngestRun.__table__)
-    events_before = _asset_events(af_env)
+    events_before = asset_events(af_env)
     run_dag_test("pulse_ingest", logical_date="2026-01-17", env=af_env)
     assert _counts(engine, IngestRun.__table__) == runs_before
     assert _counts(engine, Account.__table__) == 3
     assert _counts(engine, UsageEvent.__table__) == 3
     assert not (pulse_home / "landed" / "2026-01-17").exists()
-    assert _asset_events(af_env) - events_before == Counter()
+    assert asset_events(af_env) - events_before == Counter()
     engine.dispose()
 
 
@@ -362,7 +362,7 @@ def test_pulse_ingest_lands_the_demo_world(af_env: dict[str, str], pulse_home: P
     landing.mkdir(parents=True)
     for path in summary.files.values():
         shutil.copy2(path, landing / path.name)
-    events_before = _asset_events(af_env)
+    events_before = asset_events(af_env)
 
     run_dag_test("pulse_ingest", logical_date="2026-06-30", env=af_env)
 
@@ -382,5 +382,5 @@ def test_pulse_ingest_lands_the_demo_world(af_env: dict[str, str], pulse_home: P
         p.name for p in summary.files.values()
     )
     assert not (pulse_home / "rejected").exists()
-    assert _asset_events(af_env) - events_before == Counter(
+    assert asset_events(af_env) - events_before == Counter(
         {f"x-pulse://warehouse/{source}": 1 for source in [*summary.files, "inputs"]})

@@ -26,7 +26,7 @@ from pulse.listeners.x_listener import listen, watermarks
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.features import compute_features, load_features
 from pulse.sql.schema import Mention, XWatermark
-from tests.test_dags import af_env, airflow_db  # noqa: F401  (fixtures)
+from tests.test_dags import af_env, airflow_db, asset_events  # noqa: F401  (fixtures)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x"
 TOKEN = "test-bearer-not-a-secret"
@@ -254,24 +254,8 @@ def test_pulse_social_replays_mentions_and_skips_or_runs_chatter(
     assert mention_ids(engine) == {"r-1", "r-2", "r-3"}
     # new mentions landed: one event for pulse_health; the same file again lands nothing
     # new, so the next quarter-hour publishes nothing (pulse_health does not score again)
-    assert _social_events(env) == Counter({"x-pulse://warehouse/mentions": 1,
-                                           "x-pulse://warehouse/inputs": 1})
+    once = Counter({"x-pulse://warehouse/mentions": 1, "x-pulse://warehouse/inputs": 1})
+    assert asset_events(env, "pulse_social") == once
     run_dag_test("pulse_social", logical_date="2026-06-01T00:15:00+00:00", env=env)
-    assert _social_events(env) == Counter({"x-pulse://warehouse/mentions": 1,
-                                           "x-pulse://warehouse/inputs": 1})
+    assert asset_events(env, "pulse_social") == once
     engine.dispose()
-
-
-def _social_events(env: dict[str, str]) -> Counter[str]:
-    """pulse_social's asset events so far, by asset URI (the Airflow metadata database)."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    try:
-        with engine.connect() as conn:
-            return Counter(conn.execute(text(
-                "SELECT a.uri FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-                "WHERE e.source_dag_id = 'pulse_social'")).scalars().all())
-    finally:
-        engine.dispose()
-
