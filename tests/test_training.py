@@ -334,7 +334,6 @@ def test_window_auc_se_is_the_standard_error_in_accounts() -> None:
     assert window_auc_se(valid, None) == 0.0
     # the scorecard keeps a model out only when it ranks better by two of those errors
     margin = SCORECARD_MARGIN_SE * se
-    assert SCORECARD_MARGIN_SE == 2
     assert clears_bar({"roc_auc": 0.8 - 1.5 * se}, scorecard_roc_auc=0.8,
                       scorecard_margin=margin)[0]
     assert not clears_bar({"roc_auc": 0.8 - 2.5 * se}, scorecard_roc_auc=0.8,
