@@ -386,7 +386,7 @@ def _bench_text(*tasks: str) -> tuple[dict, dict]:
 @pytest.mark.slow
 def test_bench_text_beats_the_tfidf_baseline_on_the_airline_tweets() -> None:
     """Airline tweets, seeded stratified 70/30 split (the Firefox half is the next test: the
-    two run side by side on the suite's two workers).
+    two run side by side on two of the suite's workers).
 
     Measured: sentiment acc 0.813 / macro-F1 0.743 (baseline 0.786 / 0.693); complaint reason
     macro-F1 0.512 (0.348). Routing (docs/text.md): the complaint reasons reach precision 0.9

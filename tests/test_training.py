@@ -68,7 +68,7 @@ SCORES = ChurnScore.__table__
 
 @pytest.fixture(autouse=True, scope="module")
 def one_openmp_thread() -> Iterator[None]:
-    """The suite runs two xdist workers on two cores: one OpenMP thread each, not two."""
+    """The suite runs three xdist workers on two cores: one OpenMP thread each, not two."""
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
 
