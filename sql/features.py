@@ -100,7 +100,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -639,6 +639,25 @@ def basis_report(engine: Engine, as_of: date, basis: str | None = None) -> Basis
                     t.c[col] < end, t.c.landed_at >= end,
                     t.c.landed_at.in_(backfill_landings(t)))).scalar_one()
     return BasisReport(b, int(rows), int(runs))
+
+
+def stored_attributes_day(engine: Engine, as_of: date, basis: str | None = None
+                          ) -> date | None:
+    """The day the accounts' stored attributes (seats, renewal date, the MRR of accounts
+    without billing events that carry it) describe, as `as_of` reads the warehouse: its latest
+    day of activity among the rows the basis counts for the date (`latest_activity_day`);
+    None on a warehouse without activity. They count on `as_of` only from the day before it
+    on (`stored_attributes_count`)."""
+    w = _Window(as_of, resolve_basis(basis))
+    with engine.connect() as conn:
+        day = conn.execute(select(latest_activity_day(w))).scalar_one()
+    return None if day is None else date(1970, 1, 1) + timedelta(days=int(day))
+
+
+def stored_attributes_count(as_of: date, day: date | None) -> bool:
+    """Whether the stored attributes counted on `as_of`, given the day they describe (the
+    features' rule: from the day before it on; with no activity at all, they count)."""
+    return day is None or as_of >= day - timedelta(days=1)
 
 
 def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:

@@ -116,6 +116,13 @@ def test_pulse_score_says_its_basis_and_fails_when_there_is_nothing_to_score(
     doc = json.loads(done.stdout)
     assert doc["basis"] == {"basis": "auto", "backfill_rows": 28, "backfill_runs": 7}
     assert doc["accounts"] == 2
+    # the stored attributes describe the latest activity (07-01): they count the day before
+    assert doc["stored_attributes"] == {"describe": "2026-07-01", "counted": True}
+    # ...and earlier they were unknown, which the table says
+    earlier = _pulse("score", "--as-of", "2026-06-20", "--no-text")
+    assert earlier.returncode == 0, earlier.stderr
+    assert ("seats, renewal dates and stored MRR describe 2026-07-01, not 2026-06-20"
+            in " ".join(earlier.stdout.split()))
     # before any account existed: an error with the reason, not a quiet success
     empty = _pulse("score", "--as-of", "2024-12-01")
     assert empty.returncode != 0

@@ -56,7 +56,12 @@ def score(
     from pulse.models.scorecard import load_scorecard
     from pulse.models.scoring import score_day
     from pulse.sql.db import make_engine
-    from pulse.sql.features import basis_report, ensure_features_schema
+    from pulse.sql.features import (
+        basis_report,
+        ensure_features_schema,
+        stored_attributes_count,
+        stored_attributes_day,
+    )
 
     day = parse_day(as_of)
     card = load_scorecard(scorecard)  # a bad file stops here, before any work
@@ -76,9 +81,13 @@ def score(
         done = score_day(engine, day, scorecard=card, basis=basis.value)
     summary, flags = done.health, done.flags or {}
     used = basis_report(engine, day, basis.value)
+    attrs_day = stored_attributes_day(engine, day, basis.value)
+    attrs_counted = stored_attributes_count(day, attrs_day)
     if fmt is Format.json:
-        print(json.dumps({**done.to_dict(), "basis": used.to_dict(), "text_insights": tone},
-                         indent=2))
+        print(json.dumps({**done.to_dict(), "basis": used.to_dict(), "text_insights": tone,
+                          "stored_attributes": {
+                              "describe": None if attrs_day is None else attrs_day.isoformat(),
+                              "counted": attrs_counted}}, indent=2))
         return
     b = summary.bands
     by_card = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_scorecard.items()))
@@ -95,6 +104,13 @@ def score(
                                 else ""), soft_wrap=True)
     if not summary.stale:
         out.print("Every source is fresh.")
+    if not attrs_counted:
+        out.print(Text.assemble(
+            ("stored attributes ", "yellow"),
+            f"the accounts' seats, renewal dates and stored MRR describe {attrs_day}, not "
+            f"{day}: they were unknown then, so the measures that read them (seat use, days "
+            "to renewal) have no data, and the MRR comes from billing events alone"),
+            soft_wrap=True)
     out.print(f"Support tone: text insights {tone}.", soft_wrap=True)
     out.print(f"Churn risk: {done.churn_message}.", soft_wrap=True)
     out.print("Flags: " + (", ".join(f"{k} {v:,}" for k, v in flags.items()) or "none"))
