@@ -179,7 +179,7 @@ def engine(db_url: str, monkeypatch: pytest.MonkeyPatch,
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The long tests first (marked slow or airflow, and the churn trainings), so that the
     xdist workers share them from the start and the run does not end on one long test while
-    the other worker idles. The order within each group is kept."""
+    the other workers idle. The order within each group is kept."""
     def heavy(item: pytest.Item) -> bool:
         return (item.get_closest_marker("slow") is not None
                 or item.get_closest_marker("airflow") is not None
