@@ -769,7 +769,7 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
                        gone_days=s.champion_gone_days)
     failures = open_failures(engine, as_of, basis=basis)
     outages = recent_hits(engine, as_of, basis=basis, days=s.outage_days)
-    churn = load_churn_scores(engine, as_of)[["account_id", "probability"]]
+    churn = load_churn_scores(engine, as_of, drivers=False)[["account_id", "probability"]]
     if on_stage:
         on_stage(f"deciding flags as of {as_of}")
     flags = evaluate_flags(features, as_of, health=health, weekly=weekly, peers=peers,

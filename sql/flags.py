@@ -302,11 +302,13 @@ def flag_dates(engine: Engine) -> list[date]:
 
 
 def load_churn_scores(engine: Engine, as_of: date,
-                      account_ids: Sequence[str] | None = None) -> pd.DataFrame:
+                      account_ids: Sequence[str] | None = None, *, drivers: bool = True
+                      ) -> pd.DataFrame:
     """The churn model's stored scores of `as_of` (account_id, model_version, probability,
-    drivers); empty when the model has not scored that date."""
+    and with `drivers` the drivers, JSON parsed per row: the flags read only the
+    probability); empty when the model has not scored that date."""
     query = select(CHURN.c.account_id, CHURN.c.model_version, CHURN.c.probability,
-                   CHURN.c.drivers).where(CHURN.c.as_of == as_of)
+                   *([CHURN.c.drivers] if drivers else [])).where(CHURN.c.as_of == as_of)
     if account_ids is not None:
         query = query.where(CHURN.c.account_id.in_(list(account_ids)))
     frame = _frame(engine, query)

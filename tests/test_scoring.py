@@ -72,6 +72,8 @@ def test_pulse_score_scores_churn_before_the_flags(engine: Engine, tmp_path: Pat
     assert list(doc["seconds"]) == ["features", "health", "churn", "flags"]
     # the flags read the churn scores this very run stored
     churn = load_churn_scores(engine, D).set_index("account_id")["probability"]
+    bare = load_churn_scores(engine, D, drivers=False)  # what the flags read
+    assert "drivers" not in bare and bare.set_index("account_id")["probability"].equals(churn)
     details = silent_details(engine)[FADING]
     assert details["churn_probability"] == pytest.approx(churn[FADING], abs=1e-4)
     assert details["signals"]["modelled_risk"] > 0

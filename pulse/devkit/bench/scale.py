@@ -379,7 +379,7 @@ def _scored(engine: Engine, as_of: date) -> pd.DataFrame:
     from pulse.sql.health import load_health
 
     health = load_health(engine, as_of)[["account_id", "score", "band"]]
-    churn = load_churn_scores(engine, as_of)[["account_id", "probability"]]
+    churn = load_churn_scores(engine, as_of, drivers=False)[["account_id", "probability"]]
     return (health.merge(churn, on="account_id", how="left")
             .sort_values("account_id").reset_index(drop=True))
 
