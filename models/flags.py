@@ -724,15 +724,26 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
 # --------------------------------------------------------------------------- one date
 
 
-def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None = None,
-                  scorecard: Any = None,
-                  on_stage: Callable[[str], None] | None = None) -> int:
-    """Decide every flag as of `as_of` and replace that date's stored flags; returns the rows.
+@dataclass
+class FlagInputs:
+    """What the flags of one date read from the warehouse (see `evaluate_flags`)."""
 
-    Needs the date's features (and, for the health signals, its health): run
-    `pulse score --as-of DATE` first. The extra inputs are read on the same basis as the
-    features were computed ("known" or "occurred"). Idempotent: a re-run replaces the date.
-    """
+    features: pd.DataFrame
+    health: pd.DataFrame
+    weekly: pd.DataFrame
+    downgrades: pd.DataFrame
+    peers: pd.DataFrame
+    champions: pd.DataFrame
+    failures: pd.DataFrame
+    outages: pd.DataFrame
+    churn: pd.DataFrame
+    stale: set[str]
+
+
+def flag_inputs(engine: Engine, as_of: date, *, settings: FlagSettings | None = None,
+                scorecard: Any = None) -> FlagInputs:
+    """Read the date's features, health and the flags' extra inputs, on the basis the
+    features were computed on ("known" or "occurred"); the stale sources by the scorecard."""
     from pulse.models.health import source_freshness
     from pulse.models.outage import recent_hits
     from pulse.models.scorecard import load_scorecard
@@ -744,7 +755,6 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
         load_churn_scores,
         open_failures,
         weekly_usage,
-        write_flags,
     )
     from pulse.sql.health import load_health
 
@@ -758,25 +768,61 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     if health.empty:
         log.warning("no health as of %s: the health signals are left out", as_of)
     card = scorecard or load_scorecard()
-    stale = {x.source for x in source_freshness(features, as_of, card) if x.stale}
+    return FlagInputs(
+        features=features, health=health,
+        weekly=weekly_usage(engine, as_of, basis=basis,
+                            weeks=s.silent.skip_weeks + s.silent.baseline_weeks),
+        downgrades=last_downgrades(engine, as_of, basis=basis),
+        peers=load_accounts(engine)[["account_id", "segment", "plan"]],
+        champions=champions(engine, as_of, basis=basis, prior_days=s.champion_prior_days,
+                            gone_days=s.champion_gone_days),
+        failures=open_failures(engine, as_of, basis=basis),
+        outages=recent_hits(engine, as_of, basis=basis, days=s.outage_days),
+        churn=load_churn_scores(engine, as_of, drivers=False)[["account_id", "probability"]],
+        stale={x.source for x in source_freshness(features, as_of, card) if x.stale})
+
+
+def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None = None,
+                  scorecard: Any = None,
+                  on_stage: Callable[[str], None] | None = None) -> int:
+    """Decide every flag as of `as_of` and replace that date's stored flags; returns the rows.
+
+    Needs the date's features (and, for the health signals, its health): run
+    `pulse score --as-of DATE` first. The extra inputs are read on the same basis as the
+    features were computed ("known" or "occurred"). Idempotent: a re-run replaces the date.
+    """
+    from pulse.sql.flags import write_flags
+
+    s = settings or FlagSettings()
     if on_stage:
         on_stage(f"reading flag inputs as of {as_of}")
-    weekly = weekly_usage(engine, as_of, basis=basis,
-                          weeks=s.silent.skip_weeks + s.silent.baseline_weeks)
-    downgrades = last_downgrades(engine, as_of, basis=basis)
-    peers = load_accounts(engine)[["account_id", "segment", "plan"]]
-    champs = champions(engine, as_of, basis=basis, prior_days=s.champion_prior_days,
-                       gone_days=s.champion_gone_days)
-    failures = open_failures(engine, as_of, basis=basis)
-    outages = recent_hits(engine, as_of, basis=basis, days=s.outage_days)
-    churn = load_churn_scores(engine, as_of, drivers=False)[["account_id", "probability"]]
+    inp = flag_inputs(engine, as_of, settings=s, scorecard=scorecard)
     if on_stage:
         on_stage(f"deciding flags as of {as_of}")
-    flags = evaluate_flags(features, as_of, health=health, weekly=weekly, peers=peers,
-                           downgrades=downgrades, champions=champs,
-                           failures=failures, outages=outages, churn=churn, settings=s,
-                           stale_sources=stale)
+    flags = evaluate_flags(inp.features, as_of, health=inp.health, weekly=inp.weekly,
+                           peers=inp.peers, downgrades=inp.downgrades,
+                           champions=inp.champions, failures=inp.failures,
+                           outages=inp.outages, churn=inp.churn, settings=s,
+                           stale_sources=inp.stale)
     written = write_flags(engine, as_of, flags)
     counts = flags["flag"].value_counts().to_dict()
     log.info("flags as of %s: %s", as_of, counts)
     return written
+
+
+def silent_evidence(engine: Engine, as_of: date, *, settings: FlagSettings | None = None,
+                    scorecard: Any = None) -> pd.DataFrame:
+    """Every account's silent-dissatisfaction evidence as of `as_of`, the flag fired or not
+    (for measuring the flag: `pulse bench models --rows`): account_id, evidence (the z the
+    flag compares with `min_evidence`), each signal's strength, the peer group, the baseline
+    weeks and the days since the last ticket. Reads what `compute_flags` reads."""
+    s = settings or FlagSettings()
+    inp = flag_inputs(engine, as_of, settings=s, scorecard=scorecard)
+    f = _Frame(_assemble(inp.features, inp.health, inp.downgrades, inp.champions,
+                         inp.failures, inp.churn))
+    sc = silent_scores(f, inp.weekly, inp.peers, s.silent, usage_ok="usage" not in inp.stale)
+    return pd.DataFrame({
+        "account_id": f.text("account_id"), "evidence": sc.evidence,
+        **{name: values for name, values in sc.strength.items()},
+        "peer_group": [str(g).replace(_SEP, " / ") for g in sc.group],
+        "baseline_weeks": sc.baseline_weeks, "days_since_last_ticket": f["days_since_last_ticket"]})

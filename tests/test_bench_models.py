@@ -8,7 +8,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+
+from pulse.models.metrics import roc_auc
 
 
 @pytest.mark.slow
@@ -34,7 +37,8 @@ def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure
         return real(engine, as_of, basis=basis)
 
     monkeypatch.setattr(training, "snapshot_features", counted)
-    fig = run_variant_bench("quiet", seed=1, accounts=120, end=date(2026, 9, 30))
+    fig = run_variant_bench("quiet", seed=1, accounts=120, end=date(2026, 9, 30),
+                            rows_dir=tmp_path / "rows")
     assert "train" not in fig.errors and "calibrate" not in fig.errors, fig.errors
     assert fig.champion_auc is not None and fig.health_auc is not None
     assert len(calls) > 5  # the training dates, then today's accounts for the calibration
@@ -58,6 +62,12 @@ def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure
     else:
         assert any("no champion" in n for n in fig.notes), fig.notes
     assert world["red_amber"] is not None and world["silent_truth"] > 0
+    # --rows: the figures can be recomputed from the accounts written out
+    rows = pd.read_csv(tmp_path / "rows" / "quiet-seed1.csv")
+    assert len(rows) == fig.scored and rows["churned"].sum() == fig.churned
+    assert roc_auc(rows["churned"], rows["model_probability"]) == pytest.approx(
+        fig.champion_auc)
+    assert roc_auc(rows["churned"], -rows["health"]) == pytest.approx(fig.health_auc)
     chart = draw_chart([fig], tmp_path / "models.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     console = Console(record=True, width=210)

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pulse.core.errors import UnknownNameError
 from pulse.devkit.demo.variants import VARIANTS, generate_variant
 from pulse.devkit.demo.world import DemoSummary
+from pulse.models.flag_rules import SilentRule
 
 ROOT = Path(__file__).resolve().parent.parent
 END = date(2026, 9, 30)
@@ -264,13 +266,22 @@ def test_silent_figures_count_only_the_accounts_still_there() -> None:
     assert nobody.silent_precision is None and nobody.silent_f1 == 0.0
 
 
-def test_bench_models_only_silent_skips_training() -> None:
+def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
     run = _pulse("bench", "models", "--variant", "quiet", "--accounts", "120", "--seed", "1",
                  "--end", END.isoformat(), "--only", "silent", "--format", "json",
-                 "--chart", "none")
+                 "--chart", "none", "--rows", str(tmp_path / "rows"))
     assert run.returncode == 0, run.stderr
     (world,) = json.loads(run.stdout)["worlds"]
     assert world["errors"] == {}
+    # --rows: the accounts measured, each with what happened and the silent flag's evidence
+    rows = pd.read_csv(tmp_path / "rows" / "quiet-seed1.csv")
+    assert len(rows) == world["scored"] and rows["churned"].sum() == world["churned"]
+    assert rows["silent_truth"].sum() == world["silent_truth"]
+    fired = rows["flags"].fillna("").str.contains("silent_dissatisfied")
+    assert fired.sum() == world["silent_flagged"] > 0
+    # the evidence is what the flag compared: every account it fired on reached the bar
+    assert (rows.loc[fired, "silent_evidence"] >= SilentRule().min_evidence).all()
+    assert rows["silent_evidence"].notna().all() and rows["silent_peer_group"].notna().all()
     # the product's one scoring step, without a champion: no churn scores, no modelled risk
     assert {"score: features", "score: health", "score: flags"} <= set(world["seconds"])
     assert "train" not in world["seconds"] and "score: churn" not in world["seconds"]

@@ -494,9 +494,39 @@ def silent_figures(fig: WorldFigure, rows: Any, silent: set[str]) -> None:
 ONLY = ("silent",)
 
 
+def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date, rows: Any,
+                     cancels: dict[str, date], silent: set[str]) -> Path:
+    """`--rows DIR`: one CSV per world (`<variant>-seed<N>.csv`) of the accounts measured,
+    for looking into the figures: what the product said of each (health, band, the risk
+    list's probability, the model's, the flags), what happened (the cancellation date, and
+    whether it fell within the horizon; whether truth.json had it silently dissatisfied), and
+    the silent flag's evidence per signal, fired or not (`models.flags.silent_evidence`)."""
+    import pandas as pd
+
+    from pulse.models.flags import silent_evidence
+
+    out = pd.DataFrame({"account_id": rows["account_id"]})
+    for col in ("health", "band", "churn_probability", "model_probability"):
+        out[col] = rows[col].to_numpy() if col in rows else None
+    out["flags"] = [";".join(fl) if isinstance(fl, (list, tuple)) else ""
+                    for fl in rows["flags"]]
+    out["cancelled_on"] = out["account_id"].map(
+        lambda a: cancels[a].isoformat() if a in cancels else None)
+    stop = as_of + timedelta(days=fig.horizon_days)
+    out["churned"] = [int(a in cancels and as_of < cancels[a] <= stop) for a in out["account_id"]]
+    out["silent_truth"] = out["account_id"].isin(silent).astype(int)
+    evidence = silent_evidence(engine, as_of).add_prefix("silent_")
+    out = out.merge(evidence.rename(columns={"silent_account_id": "account_id"}),
+                    on="account_id", how="left")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{fig.variant}-seed{fig.seed}.csv"
+    out.to_csv(path, index=False)
+    return path
+
+
 def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_of: date,
                    horizon: int, artifact_dir: Path, console: Console | None,
-                   only: str | None = None) -> None:
+                   only: str | None = None, rows_dir: Path | None = None) -> None:
     """Train, score, flag and rank as of `as_of` through the product's functions; fill `fig`.
 
     Every stage runs on its own: an error is written into its figures' cells and the next
@@ -549,6 +579,9 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         fig.scored = len(rows)
         fig.churned = sum(a in cancels and as_of < cancels[a] <= stop for a in rows["account_id"])
         silent_figures(fig, rows, silent)
+        if rows_dir is not None:
+            stage("write rows", lambda: write_world_rows(
+                rows_dir, fig, engine, as_of, rows, cancels, silent))
         return
 
     # one cache of feature snapshots for the training and the calibration, as `pulse model
@@ -627,6 +660,10 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         if (y[banded] == 1).any():
             fig.churners_green = float((band[banded & (y == 1)] == "green").mean())
     silent_figures(fig, rows, silent)
+    if rows_dir is not None:
+        stage("write rows", lambda: write_world_rows(rows_dir, fig, engine, as_of,
+                                                     rows.assign(model_probability=prob),
+                                                     cancels, silent))
 
     def baselines() -> tuple[float | None, float | None]:
         from pulse.core.errors import TrainingDataError
@@ -663,8 +700,8 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
 
 def run_variant_bench(name: str, *, seed: int, accounts: int | None = None,
                       months: int | None = None, end: date | None = None,
-                      console: Console | None = None, only: str | None = None
-                      ) -> WorldFigure:
+                      console: Console | None = None, only: str | None = None,
+                      rows_dir: Path | None = None) -> WorldFigure:
     """Generate the variant world, land it on a temporary SQLite warehouse and measure it as
     of `horizon` days before its end (see `variant_horizon`)."""
     from pulse.devkit.demo.variants import generate_variant
@@ -707,7 +744,7 @@ def run_variant_bench(name: str, *, seed: int, accounts: int | None = None,
                               f"landed {fig.rows_landed:,} rows in {fig.seconds['land']:.1f} s;"
                               f" scoring as of {as_of} (horizon {horizon} days)")
             _measure_world(engine, fig, truth, as_of, horizon, folder / "models", console,
-                           only=only)
+                           only=only, rows_dir=rows_dir)
         finally:
             engine.dispose()
     return fig
@@ -914,8 +951,8 @@ def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: P
 
 def run_variant_benches(variants: list[str], seeds: list[int], *, telco: bool,
                         accounts: int | None, months: int | None, end: date | None,
-                        console: Console | None, only: str | None = None
-                        ) -> list[WorldFigure]:
+                        console: Console | None, only: str | None = None,
+                        rows_dir: Path | None = None) -> list[WorldFigure]:
     """Every (variant, seed) world, then Telco when asked."""
     from pulse.devkit.demo.variants import VARIANTS, variant
 
@@ -923,7 +960,7 @@ def run_variant_benches(variants: list[str], seeds: list[int], *, telco: bool,
     for v in variants:
         names.extend(VARIANTS if v == "all" else [variant(v).name])
     figures = [run_variant_bench(n, seed=s, accounts=accounts, months=months, end=end,
-                                 console=console, only=only)
+                                 console=console, only=only, rows_dir=rows_dir)
                for n in dict.fromkeys(names) for s in seeds]
     if telco:
         figures.append(run_telco_bench(console))
@@ -970,6 +1007,11 @@ def bench_models(
         "features, health and flags, without training, so without the modelled risk), in "
         "seconds instead of minutes.")]
     = None,
+    rows: Annotated[Path | None, typer.Option(
+        "--rows", help="With --variant: also write each world's accounts as measured to "
+        "DIR/<variant>-seed<N>.csv (health, band, probabilities, flags, what happened, the "
+        "silent flag's evidence per signal), to look into the figures.", file_okay=False)]
+    = None,
 ) -> None:
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
     recall against the demo truth (figures, not a pass/fail test)."""
@@ -985,7 +1027,8 @@ def bench_models(
         worlds = run_variant_benches(variant, seed, telco=telco, accounts=accounts,
                                      months=months, end=last,
                                      console=console if fmt == "table" else
-                                     _console(210, stderr=True), only=only)
+                                     _console(210, stderr=True), only=only,
+                                     rows_dir=rows)
         drawn: Path | None = None
         if chart is None or str(chart).lower() != "none":
             target = chart or get_settings().resolved_home() / "bench" / "models.png"
