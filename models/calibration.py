@@ -11,10 +11,12 @@ horizon after each date), scores them with the scorecard, and learns three thing
 * **the band cut points**, from the history's churners and the spread of health, never from
   fixed numbers:
   - *amber and red* (at risk) start at the health below which all but 10% of history's
-    churners sat, but hold at most `at_risk_share` of accounts (default 30%: the accounts a CS
-    team can work in a period), in history and among today's accounts alike;
+    churners sat, but hold at most `at_risk_share` of today's accounts (default 30%: the
+    accounts a CS team can work in a period; the accounts active on the calibration date,
+    since health drifts as a base changes, and in history's snapshots only when today's
+    cannot be scored);
   - *red* holds those whose observed rate is at least twice the base rate, at most
-    `red_share` of accounts (default 10%);
+    `red_share` of today's accounts (default 10%);
   - *green* is everything else: the accounts with the lowest observed churn rate;
 * **optionally, the measures' weights** (`fit_weights`): non-negative weights that make health
   separate churners best on the earlier snapshots (a logistic fit of churn on health, with
@@ -105,6 +107,9 @@ class CalibrationResult:
     yaml_text: str = ""
     #: (health, churned) of every labelled snapshot, for the chart
     points: pd.DataFrame | None = None
+    #: today's active accounts per band with the fitted cut points (green, amber, red), where
+    #: they could be scored: the shares the cut points hold
+    today: dict[str, int] | None = None
 
     @property
     def fitted(self) -> bool:
@@ -144,7 +149,16 @@ class CalibrationResult:
             "weights": self.weights, "weights_note": self.weights_note,
             "ranges": ({k: list(v) for k, v in self.ranges.items()} if self.ranges else None),
             "curve": [[h, p] for h, p in self.curve], "notes": self.notes,
+            "today": self.today,
+            "today_at_risk_share": r(self.today_share(("red", "amber"))),
         }
+
+    def today_share(self, bands: tuple[str, ...]) -> float | None:
+        """The share of today's active accounts in `bands` (None when not scored)."""
+        total = sum(self.today.values()) if self.today else 0
+        if not self.today or not total:
+            return None
+        return sum(self.today.get(b, 0) for b in bands) / total
 
 
 # --------------------------------------------------------------------------- health
@@ -299,31 +313,47 @@ def _cut_below(health: np.ndarray, share: float) -> float:
     return c
 
 
-def choose_cuts(health: np.ndarray, y: np.ndarray, *, at_risk_share: float = DEFAULT_AT_RISK_SHARE,
+#: Fewer of today's scored accounts than this, and the shares are held in history instead.
+MIN_TODAY = 20
+
+
+def choose_cuts(health: np.ndarray, y: np.ndarray, *, today: np.ndarray | None = None,
+                at_risk_share: float = DEFAULT_AT_RISK_SHARE,
                 red_share: float = DEFAULT_RED_SHARE) -> tuple[float, float, Any, list[str]]:
-    """(green cut, amber cut, the isotonic fit, notes) from labelled health scores."""
+    """(green cut, amber cut, the isotonic fit, notes) from labelled health scores.
+
+    The rates and the churners' reach come from history (`health`, `y`). The shares (the
+    at-risk share, a CS team's capacity, and the red share) are held among `today`'s
+    accounts, the health of the accounts active on the calibration date (no labels needed),
+    where there are at least MIN_TODAY of them: the capacity is about the accounts a team
+    works now, and health drifts as a customer base changes, so history's lowest 30% may be
+    more or fewer of today's accounts. Without them, the shares are held in history."""
     iso = _isotonic(health, y)
     base = float(y.mean())
     grid = np.round(np.arange(0.0, 100.05, 0.1), 1)
     rate = iso.predict(grid)
     notes: list[str] = []
+    now = today is not None and len(today) >= MIN_TODAY
+    shares = today if now and today is not None else health
+    whose = f"today's {len(shares):,} active accounts" if now else "history's snapshots"
     # at risk: the lowest health that held all but GREEN_CHURNER_SHARE of history's churners,
     # within the at-risk share of accounts (a CS team's capacity)
     catch = float(np.round(np.quantile(health[y], 1.0 - GREEN_CHURNER_SHARE), 1) + 0.1)
-    capacity = _cut_below(health, at_risk_share)
+    capacity = _cut_below(shares, at_risk_share)
     green = min(capacity, catch)
     if green == catch:
         notes.append(f"amber and red hold the health that held {1 - GREEN_CHURNER_SHARE:.0%} of "
-                     f"history's churners (below {green:g})")
+                     f"history's churners (below {green:g}): {np.mean(shares < green):.0%} of "
+                     f"{whose}")
     else:
-        notes.append(f"amber and red hold the lowest {at_risk_share:.0%} of health (below "
-                     f"{green:g}); they held {np.mean(health[y] < green):.0%} of history's "
-                     "churners")
+        notes.append(f"amber and red hold the lowest {at_risk_share:.0%} of {whose} (health "
+                     f"below {green:g}); that health held {np.mean(health[y] < green):.0%} of "
+                     "history's churners")
     high = grid[rate >= RED_RATE_RATIO * base]
     red_cross = float(high.max() + 0.1) if len(high) else 0.1
-    amber = min(_cut_below(health, red_share), red_cross, green - 0.1)
+    amber = min(_cut_below(shares, red_share), red_cross, green - 0.1)
     notes.append(f"red: an observed churn rate of at least {RED_RATE_RATIO:g}x the base rate, "
-                 f"at most {red_share:.0%} of accounts (health below {amber:g})")
+                 f"at most {red_share:.0%} of {whose} (health below {amber:g})")
     green = round(max(green, 0.2), 1)
     amber = round(min(max(amber, 0.1), green - 0.1), 1)
     return green, amber, iso, notes
@@ -396,11 +426,14 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
                                          result)
         health = _health(labelled, fitted_card)
         ok = ~np.isnan(health)
-    green, amber, iso, notes = choose_cuts(health[ok], y[ok], at_risk_share=at_risk_share,
-                                           red_share=red_share)
+    today = _today_health(engine, data, basis, fitted_card, result.notes)
+    green, amber, iso, notes = choose_cuts(health[ok], y[ok], today=today,
+                                           at_risk_share=at_risk_share, red_share=red_share)
     result.notes.extend(notes)
-    green, amber = _hold_shares_today(engine, data, basis, fitted_card, green, amber,
-                                      at_risk_share, red_share, result.notes)
+    if today is not None and len(today):
+        result.today = {"green": int((today >= green).sum()),
+                        "amber": int(((today >= amber) & (today < green)).sum()),
+                        "red": int((today < amber).sum())}
     result.green, result.amber = green, amber
     result.curve = _curve(iso, health[ok])
     result.after = _band_figures(health, y, green, amber)
@@ -410,32 +443,21 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     return result
 
 
-def _hold_shares_today(engine: Any, data: Any, basis: str, card: Scorecard, green: float,
-                       amber: float, at_risk_share: float, red_share: float,
-                       notes: list[str]) -> tuple[float, float]:
-    """Lower the cut points where today's accounts (as of the calibration date, no labels
-    needed) would put more than the allowed shares in red and amber: health drifts as a
-    customer base changes, and the limits are about the accounts a team works now."""
+def _today_health(engine: Any, data: Any, basis: str, card: Scorecard, notes: list[str]
+                  ) -> np.ndarray | None:
+    """The health of the accounts active on the calibration date (no labels needed), on
+    which `choose_cuts` holds the shares; None when they cannot be scored."""
     from pulse.models.training import snapshot_features
 
     try:
         today = snapshot_features(engine, data.windows.as_of, basis=basis)
-    except Exception as exc:  # the history's cut points stand; say why they were not checked
-        notes.append(f"today's accounts could not be scored to check the shares: {exc}")
-        return green, amber
+    except Exception as exc:  # the shares are held in history; say why
+        notes.append(f"today's accounts could not be scored to hold the shares: {exc}")
+        return None
     if "cancelled" in today:
         today = today[~today["cancelled"].fillna(False).astype(bool)]
     health = _health(today, card)
-    health = health[~np.isnan(health)]
-    if len(health) < 20:
-        return green, amber
-    g = min(green, _cut_below(health, at_risk_share))
-    a = min(amber, _cut_below(health, red_share), round(g - 0.1, 1))
-    if (g, a) != (green, amber):
-        notes.append(f"cut points lowered to green >= {g:g}, amber >= {a:g} so that today's "
-                     f"{len(health):,} active accounts hold at most {at_risk_share:.0%} in red "
-                     f"and amber and {red_share:.0%} in red")
-    return round(max(g, 0.2), 1), round(min(max(a, 0.1), max(g, 0.2) - 0.1), 1)
+    return health[~np.isnan(health)]
 
 
 def _maybe_fit_weights(frame: pd.DataFrame, y: np.ndarray, card: Scorecard, data: Any,

@@ -48,6 +48,26 @@ def test_cut_points_follow_the_data_and_green_means_low_churn(lo: float, hi: flo
     assert any("base rate" in n for n in notes)
 
 
+def test_the_shares_are_held_among_todays_accounts() -> None:
+    """History's churners reach far up (a 30% capacity binds); today's accounts are healthier
+    or sicker than history's: the capacity is counted among them, not among the snapshots."""
+    rng = np.random.default_rng(4)
+    health = np.round(rng.uniform(0.0, 100.0, 20_000), 1)
+    y = rng.random(20_000) < 1.0 / (1.0 + np.exp(1.0 + 2.0 * health / 100.0))  # a weak slope
+    green, amber, _iso, _notes = choose_cuts(health, y)  # no today: history's shares
+    assert (health < green).mean() == pytest.approx(0.30, abs=0.002)
+    for shift in (15.0, -15.0):  # a healthier base today, then a sicker one
+        today = np.round(rng.uniform(15.0, 85.0, 3_000) + shift, 1)
+        g, a, _iso, notes = choose_cuts(health, y, today=today)
+        assert (today < g).mean() == pytest.approx(0.30, abs=0.002)
+        assert (today < a).mean() <= 0.10 + 1e-9
+        assert (g > green) == (shift > 0) and g != green
+        assert any("today's 3,000 active accounts" in n for n in notes)
+    # too few accounts today to count on: history's shares
+    few = choose_cuts(health, y, today=np.array([99.0] * 10))
+    assert few[:2] == (green, amber)
+
+
 def test_no_signal_puts_few_accounts_at_risk() -> None:
     rng = np.random.default_rng(2)
     health = np.round(rng.uniform(0, 100, 20_000), 1)
@@ -109,7 +129,9 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     after = {b["band"]: b for b in doc["after"]}
     rate = doc["churners"] / doc["rows"]
     assert after["green"]["churn_rate"] < rate  # green means a low observed churn rate
-    assert doc["at_risk_share_after"] <= 0.30 + 1e-9
+    # the shares are held among today's active accounts (in history they may differ)
+    assert doc["today_at_risk_share"] <= 0.30 + 1e-9 and sum(doc["today"].values()) > 50
+    assert doc["today"]["red"] <= 0.10 * sum(doc["today"].values())
     assert Path(doc["chart"]).stat().st_size > 10_000  # a real PNG, not an empty file
     # the proposal is a valid scorecard with the fitted cut points and its curve
     card = load_scorecard(home / "scorecard.yaml")

@@ -556,6 +556,8 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     assert applied.is_file() == (card.calibration is not None)
     if card.calibration is not None:
         assert "Churn rate per band" in trained.stdout and "; applied:" in trained.stdout
+        assert re.search(r"Today's [\d,]+ active accounts with the fitted cut points: green "
+                         r"[\d,]+, amber [\d,]+, red [\d,]+ \(\d+% in red or amber\)", text)
         assert load_scorecard(applied).calibration == card.calibration
     else:
         assert "Not calibrated:" in trained.stdout and "; not applied" in trained.stdout

@@ -248,6 +248,11 @@ def print_calibration(result: Any) -> None:
     out.print(f"Churners banded green: {d['churners_green_before']:.0%} before, "
               f"{d['churners_green_after']:.0%} after; accounts in red or amber: "
               f"{d['at_risk_share_before']:.0%} before, {d['at_risk_share_after']:.0%} after.")
+    if result.today:
+        t = result.today
+        out.print(f"Today's {sum(t.values()):,} active accounts with the fitted cut points: "
+                  f"green {t['green']:,}, amber {t['amber']:,}, red {t['red']:,} "
+                  f"({d['today_at_risk_share']:.0%} in red or amber).")
     if result.auc_before is not None and result.auc_after is not None:
         out.print(f"Health ROC AUC: {result.auc_before:.3f} before, {result.auc_after:.3f} "
                   "after.")
