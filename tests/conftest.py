@@ -2,12 +2,15 @@
 
 PostgreSQL comes from PULSE_TEST_POSTGRES_URL (default: the local `test` database). Each test
 gets its own database (a copy of one migrated per worker) or, when it only needs an empty
-one, its own schema; either is dropped afterwards. Outside CI an unreachable server skips
-those tests; under CI=true it fails them.
+one, its own schema; either is dropped afterwards, and their names carry the id of the
+process that made them, so that the next run drops what a killed run left behind
+(`pytest_sessionstart`). Outside CI an unreachable server skips those tests; under CI=true it
+fails them.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -38,6 +41,57 @@ def postgres_unavailable() -> str | None:
         except Exception as exc:  # any driver error means: not reachable
             _pg_state["why"] = f"PostgreSQL at {PG_URL} unreachable: {exc}".splitlines()[0]
     return _pg_state["why"]
+
+
+def _name(prefix: str) -> str:
+    """A database or schema name of this run: `<prefix>_<pid>_<random>`."""
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+#: The names `_name` makes for the warehouses (pulse_t_, pulse_tmpl_), with the pid.
+_OURS = re.compile(r"^pulse_(?:t|tmpl)_(\d+)_[0-9a-f]+$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def drop_leftovers() -> list[str]:
+    """Drop the test databases and schemas whose maker's process is gone (a killed run's; a
+    run still going keeps its own); returns their names."""
+    dropped: list[str] = []
+    admin = _pg_admin()
+    try:
+        with admin.connect() as conn:
+            found = [("DATABASE", n, " WITH (FORCE)") for n in conn.execute(
+                text("SELECT datname FROM pg_database")).scalars()]
+            found += [("SCHEMA", n, " CASCADE") for n in conn.execute(
+                text("SELECT nspname FROM pg_namespace")).scalars()]
+            for kind, name, how in found:
+                m = _OURS.match(name)
+                if m and not _alive(int(m.group(1))):
+                    conn.execute(text(f'DROP {kind} IF EXISTS "{name}"{how}'))
+                    dropped.append(name)
+    finally:
+        admin.dispose()
+    return dropped
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Drop what a killed run left behind (`drop_leftovers`): once, on the controller (or the
+    only process), before any worker starts; best effort, never fails the run."""
+    if hasattr(session.config, "workerinput") or postgres_unavailable():
+        return
+    try:
+        drop_leftovers()
+    except Exception as exc:  # a leftover costs disk, not correctness
+        print(f"conftest: leftover test databases not dropped: {exc}")
 
 
 def need_postgres() -> None:
@@ -80,7 +134,7 @@ def pg_template() -> Iterator[str]:
     of running every migration again (about a second each, for some hundreds of tests; the
     migrations themselves are tested on their own, from empty schemas)."""
     need_postgres()
-    name = f"pulse_tmpl_{uuid.uuid4().hex[:10]}"
+    name = _name("pulse_tmpl")
     admin = _pg_admin()
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -96,7 +150,7 @@ def pg_template() -> Iterator[str]:
 
 
 def _copy_of_template(template: str) -> tuple[str, str]:
-    name = f"pulse_t_{uuid.uuid4().hex[:12]}"
+    name = _name("pulse_t")
     admin = _pg_admin()
     try:
         with admin.connect() as conn:
@@ -134,7 +188,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             _MIGRATED.discard(url)
             _drop_database(name)
         return
-    schema = f"pulse_t_{uuid.uuid4().hex[:12]}"
+    schema = _name("pulse_t")
     eng = create_schema(PG_URL, schema)
     eng.dispose()
     from pulse.sql.db import schema_url
