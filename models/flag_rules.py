@@ -8,7 +8,8 @@ The flags
 ---------
 `silent_dissatisfied`
     The account shows dissatisfaction that is unusual both for *itself* and for its *peers*,
-    and has not opened a ticket in the last `no_contact_days` (30) days. No threshold is a
+    and has not opened a ticket in the last `no_contact_days` (30; the product's runs read
+    PULSE_SILENT_NO_CONTACT_DAYS, `models.flags.flag_settings`) days. No threshold is a
     fixed volume, share or rate: each is a z (standard deviations) or a quantile measured on
     the data of the date, so the rule carries over to customers and worlds of any size,
     volume per seat, noise or weekly cycle (models/flags.py `silent_scores`).

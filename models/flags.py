@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from statistics import NormalDist
 from typing import Any
@@ -724,6 +724,17 @@ def evaluate_flags(features: pd.DataFrame, as_of: date, *, health: pd.DataFrame 
 # --------------------------------------------------------------------------- one date
 
 
+def flag_settings() -> FlagSettings:
+    """The flags' settings for the product's runs: the defaults, with how long "no contact"
+    lasts from PULSE_SILENT_NO_CONTACT_DAYS (`silent_no_contact_days`)."""
+    from pulse.core.settings import get_settings
+
+    days = get_settings().silent_no_contact_days
+    s = FlagSettings()
+    return s if days == s.silent.no_contact_days else replace(
+        s, silent=replace(s.silent, no_contact_days=days))
+
+
 @dataclass
 class FlagInputs:
     """What the flags of one date read from the warehouse (see `evaluate_flags`)."""
@@ -793,7 +804,7 @@ def compute_flags(engine: Engine, as_of: date, *, settings: FlagSettings | None 
     """
     from pulse.sql.flags import write_flags
 
-    s = settings or FlagSettings()
+    s = settings or flag_settings()
     if on_stage:
         on_stage(f"reading flag inputs as of {as_of}")
     inp = flag_inputs(engine, as_of, settings=s, scorecard=scorecard)
@@ -816,7 +827,7 @@ def silent_evidence(engine: Engine, as_of: date, *, settings: FlagSettings | Non
     (for measuring the flag: `pulse bench models --rows`): account_id, evidence (the z the
     flag compares with `min_evidence`), each signal's strength, the peer group, the baseline
     weeks and the days since the last ticket. Reads what `compute_flags` reads."""
-    s = settings or FlagSettings()
+    s = settings or flag_settings()
     inp = flag_inputs(engine, as_of, settings=s, scorecard=scorecard)
     f = _Frame(_assemble(inp.features, inp.health, inp.downgrades, inp.champions,
                          inp.failures, inp.churn))

@@ -284,3 +284,21 @@ def test_in_the_warehouse_the_stored_churn_scores_join_the_evidence(
     assert details["churn_probability"] == pytest.approx(0.6)
     assert "modelled churn risk 60%, the highest 5% of accounts" in \
         silent.loc["acc-w00", "evidence"]
+
+
+def test_in_the_warehouse_how_long_silence_lasts_is_a_setting(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """acc-w01 fades like acc-w00 but opened a ticket 5 days before: with "no contact" set to
+    3 days (PULSE_SILENT_NO_CONTACT_DAYS) it counts as silent too, and says so."""
+    from pulse.core.settings import get_settings
+
+    land(engine, tmp_path / "world", cycle=False, scale=1.0)
+    score_date(engine, D)
+    monkeypatch.setenv("PULSE_SILENT_NO_CONTACT_DAYS", "3")
+    get_settings(fresh=True)
+    compute_flags(engine, D)
+    flags = load_flags(engine, D)
+    silent = flags[flags["flag"] == "silent_dissatisfied"].set_index("account_id")
+    assert list(silent.index) == ["acc-w00", "acc-w01"]
+    assert silent.loc["acc-w01", "evidence"].endswith("no ticket in 5 days")
+    assert silent.loc["acc-w01", "details"]["no_contact_days"] == 3

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         "is a backfill: with basis auto its rows count from when they happened"
     )
 
+    silent_no_contact_days: int = Field(
+        default=30, ge=1, description="The silent-dissatisfaction flag calls an account "
+        "silent when it opened no ticket in this many days (what 'silent' means to you)"
+    )
+
     # --- outreach (issue 4)
     company_name: str = Field(default="Pulse Demo Inc.", description="Shown in every email")
     sender_email: str = Field(default="care@pulse-demo.example", description="From address")
