@@ -494,12 +494,21 @@ def silent_figures(fig: WorldFigure, rows: Any, silent: set[str]) -> None:
 ONLY = ("silent",)
 
 
+def churned_within(ids: Any, cancels: dict[str, date], as_of: date, horizon: int) -> Any:
+    """1 for each account of `ids` that cancelled on days as_of+1 .. as_of+horizon, else 0."""
+    import numpy as np
+
+    stop = as_of + timedelta(days=horizon)
+    return np.array([a in cancels and as_of < cancels[a] <= stop for a in ids], dtype=int)
+
+
 def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date, rows: Any,
                      cancels: dict[str, date], silent: set[str]) -> Path:
     """`--rows DIR`: one CSV per world (`<variant>-seed<N>.csv`) of the accounts measured,
     for looking into the figures: what the product said of each (health, band, the risk
     list's probability, the model's, the flags), what happened (the cancellation date, and
-    whether it fell within the horizon; whether truth.json had it silently dissatisfied), and
+    `churned`: whether it fell within the horizon, as measured; whether truth.json had it
+    silently dissatisfied), and
     the silent flag's evidence per signal, fired or not (`models.flags.silent_evidence`)."""
     import pandas as pd
 
@@ -512,8 +521,7 @@ def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date
                     for fl in rows["flags"]]
     out["cancelled_on"] = out["account_id"].map(
         lambda a: cancels[a].isoformat() if a in cancels else None)
-    stop = as_of + timedelta(days=fig.horizon_days)
-    out["churned"] = [int(a in cancels and as_of < cancels[a] <= stop) for a in out["account_id"]]
+    out["churned"] = rows["churned"].to_numpy()
     out["silent_truth"] = out["account_id"].isin(silent).astype(int)
     evidence = silent_evidence(engine, as_of).add_prefix("silent_")
     out = out.merge(evidence.rename(columns={"silent_account_id": "account_id"}),
@@ -575,13 +583,12 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         cancels, silent = truth_outcomes(truth, as_of, horizon)
         gone = {a for a, d in cancels.items() if d <= as_of}
         rows = rows[~rows["account_id"].isin(gone)].reset_index(drop=True)
-        stop = as_of + timedelta(days=horizon)
-        fig.scored = len(rows)
-        fig.churned = sum(a in cancels and as_of < cancels[a] <= stop for a in rows["account_id"])
+        y = churned_within(rows["account_id"], cancels, as_of, horizon)
+        fig.scored, fig.churned = len(rows), int(y.sum())
         silent_figures(fig, rows, silent)
         if rows_dir is not None:
             stage("write rows", lambda: write_world_rows(
-                rows_dir, fig, engine, as_of, rows, cancels, silent))
+                rows_dir, fig, engine, as_of, rows.assign(churned=y), cancels, silent))
         return
 
     # one cache of feature snapshots for the training and the calibration, as `pulse model
@@ -620,9 +627,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     cancels, silent = truth_outcomes(truth, as_of, horizon)
     gone = {a for a, d in cancels.items() if d <= as_of}
     rows = rows[~rows["account_id"].isin(gone)].reset_index(drop=True)
-    stop = as_of + timedelta(days=horizon)
-    y = np.array([a in cancels and as_of < cancels[a] <= stop for a in rows["account_id"]],
-                 dtype=int)
+    y = churned_within(rows["account_id"], cancels, as_of, horizon)
     fig.scored, fig.churned = len(rows), int(y.sum())
     # The champion's own probabilities (the risk list shows a scorecard stand-in without one).
     stored = stage("read churn scores", lambda: _stored_rows(engine, as_of))
@@ -662,7 +667,8 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     silent_figures(fig, rows, silent)
     if rows_dir is not None:
         stage("write rows", lambda: write_world_rows(rows_dir, fig, engine, as_of,
-                                                     rows.assign(model_probability=prob),
+                                                     rows.assign(model_probability=prob,
+                                                                 churned=y),
                                                      cancels, silent))
 
     def baselines() -> tuple[float | None, float | None]:
