@@ -9,7 +9,8 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import _name, _pg_admin, drop_leftovers, need_postgres
+from pulse.sql.db import drop_schema
+from tests.conftest import PG_URL, _drop_database, _name, _pg_admin, drop_leftovers, need_postgres
 
 
 @pytest.mark.postgres
@@ -34,8 +35,7 @@ def test_the_next_run_drops_what_a_killed_run_left() -> None:
             schemas = set(conn.execute(text("SELECT nspname FROM pg_namespace")).scalars())
         assert live_db in dbs and dead_db not in dbs and dead_schema not in schemas
     finally:
-        with admin.connect() as conn:
-            for db in (dead_db, live_db):
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{dead_schema}" CASCADE'))
         admin.dispose()
+        for db in (dead_db, live_db):
+            _drop_database(db)
+        drop_schema(PG_URL, dead_schema)
