@@ -68,6 +68,9 @@ def test_variant_bench_computes_each_snapshot_date_once_and_reports_every_figure
     assert roc_auc(rows["churned"], rows["model_probability"]) == pytest.approx(
         fig.champion_auc)
     assert roc_auc(rows["churned"], -rows["health"]) == pytest.approx(fig.health_auc)
+    # ... beside the date's stored features, the model's inputs, one per account
+    assert rows["feature_events_28d"].notna().all() and rows["feature_seats"].gt(0).any()
+    assert "feature_account_id" not in rows and "feature_as_of" not in rows
     chart = draw_chart([fig], tmp_path / "models.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     console = Console(record=True, width=210)

@@ -508,11 +508,13 @@ def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date
     for looking into the figures: what the product said of each (health, band, the risk
     list's probability, the model's, the flags), what happened (the cancellation date, and
     `churned`: whether it fell within the horizon, as measured; whether truth.json had it
-    silently dissatisfied), and
-    the silent flag's evidence per signal, fired or not (`models.flags.silent_evidence`)."""
+    silently dissatisfied), the silent flag's evidence per signal, fired or not
+    (`models.flags.silent_evidence`, columns `silent_*`), and the date's point-in-time
+    features as stored (`sql.features.load_features`, columns `feature_*`)."""
     import pandas as pd
 
     from pulse.models.flags import silent_evidence
+    from pulse.sql.features import load_features
 
     out = pd.DataFrame({"account_id": rows["account_id"]})
     for col in ("health", "band", "churn_probability", "model_probability"):
@@ -526,6 +528,9 @@ def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date
     evidence = silent_evidence(engine, as_of).add_prefix("silent_")
     out = out.merge(evidence.rename(columns={"silent_account_id": "account_id"}),
                     on="account_id", how="left")
+    features = load_features(engine, as_of).drop(columns=["as_of"], errors="ignore")
+    out = out.merge(features.add_prefix("feature_").rename(
+        columns={"feature_account_id": "account_id"}), on="account_id", how="left")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{fig.variant}-seed{fig.seed}.csv"
     out.to_csv(path, index=False)
@@ -1016,7 +1021,8 @@ def bench_models(
     rows: Annotated[Path | None, typer.Option(
         "--rows", help="With --variant: also write each world's accounts as measured to "
         "DIR/<variant>-seed<N>.csv (health, band, probabilities, flags, what happened, the "
-        "silent flag's evidence per signal), to look into the figures.", file_okay=False)]
+        "silent flag's evidence per signal, the date's features), to look into the figures.",
+        file_okay=False)]
     = None,
 ) -> None:
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
