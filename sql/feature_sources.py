@@ -781,27 +781,35 @@ def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
                _normalised_sql(m.c.text).label("norm"))
         .join_from(links, m, m.c.mention_id == links.c.mention_id)
         .where(m.c.created_at >= w.since(90), m.c.created_at < w.end),
-    ).cte("tone_texts")
+    ).cte("tone_texts").prefix_with("MATERIALIZED")  # each text normalised once, not per term
     lexicon = _matches_any(texts.c.norm, negative_terms)
     negative = case((ti.c.sentiment.is_not(None), ti.c.sentiment == "negative"),
                     else_=lexicon)
-    is_ticket = texts.c.item_type == "ticket"
-    in28 = texts.c.at >= w.since(28)
-    return (
-        select(
-            texts.c.account_id,
-            func.count(case((is_ticket, 1))).label("tickets"),
-            func.count(case((and_(is_ticket, negative), 1))).label("tickets_negative"),
-            func.count(case((~is_ticket, 1))).label("mentions"),
-            func.count(case((and_(~is_ticket, negative), 1))).label("mentions_negative"),
-            func.count(case((and_(in28, negative), 1))).label("negative_28d"),
-            func.count(case((negative, 1))).label("negative_90d"),
-            func.count().label("texts"),
-            func.count(case((ti.c.sentiment_method == "model", 1))).label("model_scored"),
-        )
+    # each text's verdict once (the lexicon's LIKEs are most of the cost), then the counts
+    marked = (
+        select(texts.c.account_id, (texts.c.item_type == "ticket").label("is_ticket"),
+               (texts.c.at >= w.since(28)).label("in28"),
+               case((negative, 1), else_=0).label("negative"),
+               case((ti.c.sentiment_method == "model", 1), else_=0).label("model"))
         .select_from(texts.outerjoin(ti, and_(ti.c.item_type == texts.c.item_type,
                                               ti.c.item_id == texts.c.item_id)))
-        .group_by(texts.c.account_id)
+        .cte("tone_marked")
+        .prefix_with("MATERIALIZED")
+    )
+    is_ticket, in28, neg = marked.c.is_ticket, marked.c.in28, marked.c.negative == 1
+    return (
+        select(
+            marked.c.account_id,
+            func.count(case((is_ticket, 1))).label("tickets"),
+            func.count(case((and_(is_ticket, neg), 1))).label("tickets_negative"),
+            func.count(case((~is_ticket, 1))).label("mentions"),
+            func.count(case((and_(~is_ticket, neg), 1))).label("mentions_negative"),
+            func.count(case((and_(in28, neg), 1))).label("negative_28d"),
+            func.count(case((neg, 1))).label("negative_90d"),
+            func.count().label("texts"),
+            func.sum(marked.c.model).label("model_scored"),
+        )
+        .group_by(marked.c.account_id)
         .cte("tone")
     )
 
