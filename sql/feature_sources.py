@@ -137,9 +137,11 @@ def _day_key_pg(element: FunctionElement[str], compiler: SQLCompiler, **kw: Any)
 class lexicon_match(FunctionElement[bool]):
     """True when padded, lower-cased text contains a lexicon term (see `term_patterns`).
 
-    Arguments: the text, one regular expression of every term (PostgreSQL), then one GLOB
-    pattern per term (SQLite). One expression, because PostgreSQL keeps only a few compiled
-    regular expressions cached and would otherwise compile each term again for every row.
+    Arguments: the text, then one regular expression of every term. One expression, because
+    PostgreSQL keeps only a few compiled regular expressions cached and would otherwise
+    compile each term again for every row; SQLite runs it through the REGEXP function that
+    SQLAlchemy's pysqlite dialect installs on every connection (Python's `re`, which caches
+    the compiled expression), once per row instead of one GLOB per term.
     """
 
     type = Boolean()
@@ -149,13 +151,13 @@ class lexicon_match(FunctionElement[bool]):
 
 @compiles(lexicon_match, "sqlite")
 def _lexicon_sqlite(element: FunctionElement[bool], compiler: SQLCompiler, **kw: Any) -> str:
-    text_, _regex, *globs = (compiler.process(c, **kw) for c in element.clauses)
-    return "(" + " OR ".join(f"{text_} GLOB {g}" for g in globs) + ")"
+    text_, regex = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({text_} REGEXP {regex})"
 
 
 @compiles(lexicon_match, "postgresql")
 def _lexicon_pg(element: FunctionElement[bool], compiler: SQLCompiler, **kw: Any) -> str:
-    text_, regex, *_globs = (compiler.process(c, **kw) for c in element.clauses)
+    text_, regex = (compiler.process(c, **kw) for c in element.clauses)
     return f"({text_} ~ {regex})"
 
 
@@ -182,7 +184,6 @@ def _normalised_sql(col: ColumnElement[str]) -> ColumnElement[str]:
 @dataclass(frozen=True)
 class TermPattern:
     term: str
-    glob: str  # SQLite GLOB over normalised text
     regex: str  # PostgreSQL (POSIX) and Python regular expression over normalised text
 
 
@@ -195,9 +196,8 @@ def term_patterns(terms: Sequence[str]) -> list[TermPattern]:
         if not words:
             continue
         body = " ".join(words)
-        glob = f"*[^a-z0-9]{body}" + ("*" if prefix else "[^a-z0-9]*")
         regex = f"[^a-z0-9]{body}" + ("" if prefix else "[^a-z0-9]")
-        out[glob] = TermPattern(raw, glob, regex)
+        out[regex] = TermPattern(raw, regex)
     return list(out.values())
 
 
@@ -212,7 +212,7 @@ def _matches_any(norm: ColumnElement[str], terms: Sequence[str]) -> ColumnElemen
     if not patterns:
         return literal(False)
     regex = "|".join(f"(?:{p.regex})" for p in patterns)
-    return lexicon_match(norm, literal(regex), *(literal(p.glob) for p in patterns))
+    return lexicon_match(norm, literal(regex))
 
 
 # --------------------------------------------------------------------------- the queries

@@ -8,11 +8,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, literal, select
 
 from pulse.listeners.landing import land_file
 from pulse.models.negative_words import NEGATIVE_TERMS
-from pulse.sql.feature_sources import matches_terms
+from pulse.sql.feature_sources import _matches_any, _normalised_sql, matches_terms
 from pulse.sql.features import FEATURES, compute_features, load_features
 from pulse.sql.schema import AccountFeatures
 
@@ -280,14 +280,30 @@ def test_stored_attributes_count_only_from_the_day_before_the_latest_activity(
     assert pd.isna(d.loc["acc-2", "mrr"]) and d.loc["acc-1", "mrr"] == 800.0
 
 
-@pytest.mark.parametrize(("text", "negative"), [
+LEXICON_CASES = [
     ("Export is BROKEN again!", True),
     ("the app keeps crashing", True),  # crash*
     ("it doesn't work", True),  # apostrophes dropped
+    ("it doesn\u2019t work", True),  # so are typographic ones
     ("Fed up.", True),
+    ("error\nline two", True),  # a line break separates words
     ("We debugged it ourselves, all good", False),  # bug* is a word start, not any substring
     ("slowly getting the hang of it", False),  # slow is a whole word
     ("Loving the new dashboards", False),
-])
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("text", "negative"), LEXICON_CASES)
 def test_the_negative_lexicon_matches_whole_words(text: str, negative: bool) -> None:
     assert matches_terms(text, NEGATIVE_TERMS) is negative
+
+
+def test_the_warehouse_matches_the_lexicon_as_python_does(engine: Engine) -> None:
+    """The features' SQL (SQLite: the REGEXP function SQLAlchemy installs; PostgreSQL: ~)
+    judges each text as `matches_terms` does."""
+    with engine.connect() as conn:
+        got = [conn.execute(select(_matches_any(_normalised_sql(literal(text)),
+                                                NEGATIVE_TERMS))).scalar_one()
+               for text, _ in LEXICON_CASES]
+    assert [bool(g) for g in got] == [negative for _, negative in LEXICON_CASES]
