@@ -613,7 +613,9 @@ def _usage_trends(w: _Window) -> Any:
         )
         .where(r.c.day >= w.first_day(LONG_BASELINE_DAYS), r.c.day <= w.as_of, w.known(r),
                w.mine(r.c.account_id))
-        .group_by(r.c.account_id, day)
+        # by the stored day (one value per date): the rollups' key order, so SQLite groups
+        # as it reads instead of sorting every row by the computed day number
+        .group_by(r.c.account_id, r.c.day)
         .cte("usage_by_day")
     )
     back = w.day - daily.c.d  # 0 on the as-of date
