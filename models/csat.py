@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import InvalidArgumentError, NothingToShowError
+from pulse.sql.db import result_frame
 from pulse.sql.schema import LOW_RATING, Account, OutboxMessage, Survey, SurveyResponse
 
 BY = ("account", "csm", "trigger", "channel", "week")
@@ -56,7 +57,7 @@ def survey_facts(engine: Engine, *, since: date | datetime | None = None,
          .where(s.c.status == "queued"))
     with engine.connect() as conn:
         result = conn.execute(q)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        frame = result_frame(result)
     frame = frame[frame["outbox_status"].isin(SENT_STATUSES) | frame["rating"].notna()].copy()
     sent_at = pd.to_datetime(frame["sent_at"], utc=True)
     frame["sent_on"] = sent_at.fillna(pd.to_datetime(frame["created_at"], utc=True))
@@ -183,7 +184,7 @@ def survey_comments(engine: Engine, since: date | datetime | None = None) -> pd.
         q = q.where(r.c.commented_at >= lo)
     with engine.connect() as conn:
         result = conn.execute(q)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 __all__ = ["BY", "csat_report", "csat_totals", "survey_comments", "survey_facts",

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select, tuple_
 
 from pulse.core.fx import reporting_currency, to_reporting
 from pulse.models.csat import survey_comments
-from pulse.sql.db import dialect_insert
+from pulse.sql.db import dialect_insert, result_frame
 from pulse.sql.schema import Account, Mention, TextInsight, Ticket
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def _utc(value: date | datetime | None) -> datetime | None:
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def name_pattern(names: Iterable[str] = ()) -> re.Pattern[str] | None:

@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from pulse.core.errors import UnknownIncidentError
+from pulse.sql.db import result_frame
 from pulse.sql.schema import Account, Incident, IncidentImpact, IngestRun, UsageEvent
 from pulse.sql.types import UTCDateTime
 
@@ -220,7 +221,7 @@ def _impact_rows(conn: Connection, inc: _Incident, start: datetime, end: datetim
             instant(func.max(r.c.occurred_at)).label("last_at"),
         ).group_by(r.c.account_id).order_by(r.c.account_id)
     )
-    frame = pd.DataFrame(agg.fetchall(), columns=list(agg.keys()))
+    frame = result_frame(agg)
     if frame.empty:
         return pd.DataFrame(columns=cols)
     where = conn.execute(
@@ -364,7 +365,7 @@ def refresh_impacts(engine: Engine, *, now: datetime | None = None,
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def load_impact(engine: Engine, incident_id: str, *,
@@ -422,7 +423,7 @@ def affected_contacts(engine: Engine, incident_id: str) -> pd.DataFrame:
             .group_by(r.c.account_id, r.c.contact_id)
             .order_by(r.c.account_id, r.c.contact_id)
         )
-        return pd.DataFrame(result.fetchall(), columns=cols)
+        return result_frame(result, cols)
 
 
 def recent_hits(engine: Engine, as_of: date, *, basis: str = "known",

@@ -53,6 +53,7 @@ from pulse.core.errors import TrainingDataError
 from pulse.models.drivers import Driver, format_number
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.models.timesplit import time_split
+from pulse.sql.db import result_frame
 from pulse.sql.features import BASES, FEATURES, features_select
 from pulse.sql.schema import Account, AccountFeatures, PurchaseEvent, UsageDaily
 from pulse.sql.types import UTCDateTime
@@ -350,7 +351,7 @@ def snapshot_features(engine: Engine, as_of: date, *, basis: str = "occurred") -
             conn.execute(text("SET LOCAL jit = off"))
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
         result = conn.execute(query)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        frame = result_frame(result)
     return _typed(frame, as_of)
 
 
@@ -378,7 +379,7 @@ def account_attributes(engine: Engine, account_ids: Sequence[str] | None = None
         query = query.where(a.c.account_id.in_(list(account_ids)))
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def model_frame(features: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:

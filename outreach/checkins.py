@@ -43,6 +43,7 @@ from sqlalchemy import Engine, and_, case, func, or_, select
 
 from pulse.outreach.links import account_url
 from pulse.outreach.vocabulary import CsmEvidence, CustomerCheckin, feature_help, person_name
+from pulse.sql.db import result_frame
 from pulse.sql.schema import (
     LOW_RATING,
     Account,
@@ -88,7 +89,7 @@ class DailyReport:
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def _plausible(email: str) -> bool:

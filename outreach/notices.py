@@ -42,6 +42,7 @@ import yaml
 from sqlalchemy import Engine, or_, select
 
 from pulse.models.outage import RESOLVED_STATUSES
+from pulse.sql.db import result_frame
 from pulse.sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class NoticeReport:
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def _iso(value: Any) -> str | None:

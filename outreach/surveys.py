@@ -52,7 +52,7 @@ from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 
 from pulse.core.settings import Settings, get_settings
 from pulse.models.outage import RESOLVED_STATUSES
-from pulse.sql.db import dialect_insert
+from pulse.sql.db import dialect_insert, result_frame
 from pulse.sql.schema import (
     Account,
     Contact,
@@ -160,7 +160,7 @@ def _utc(now: datetime | None) -> datetime:
 
 def _frame(conn: Connection, query: Any) -> pd.DataFrame:
     result = conn.execute(query)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def _ts(series: pd.Series) -> pd.Series:

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 
 from pulse.sql import audit
+from pulse.sql.db import result_frame
 from pulse.sql.feature_sources import date_day
 from pulse.sql.schema import (
     LOW_RATING,
@@ -95,7 +96,7 @@ _EPOCH = date(1970, 1, 1)
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 # --------------------------------------------------------------------------- charts

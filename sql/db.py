@@ -97,6 +97,18 @@ def dialect_insert(bind: Engine | Connection, table: Any) -> Any:
     return (postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def result_frame(result: Any, columns: list[str] | None = None) -> Any:
+    """A pandas DataFrame of a query result's rows (`columns`: default the result's keys).
+
+    The rows go to pandas as plain tuples: handed SQLAlchemy's `Row` objects, pandas probes
+    every row for attributes such as `dtype`, and a Row answers a missing attribute through
+    its slow key lookup (on 34,000 rows: 0.19 s against 0.02 s)."""
+    import pandas as pd
+
+    keys = list(result.keys()) if columns is None else list(columns)
+    return pd.DataFrame(list(map(tuple, result.fetchall())), columns=keys)
+
+
 def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 

@@ -773,9 +773,11 @@ def load_features(engine: Engine, as_of: date,
     in_shard = shard_of(t.c.account_id, shard)
     if in_shard is not None:
         query = query.where(in_shard)
+    from pulse.sql.db import result_frame
+
     with engine.connect() as conn:
         result = conn.execute(query)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        frame = result_frame(result)
     for col in t.columns:
         if isinstance(col.type, UTCDateTime):
             frame[col.name] = pd.to_datetime(frame[col.name], utc=True)

@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 
 from pulse.core.errors import InvalidArgumentError
+from pulse.sql.db import result_frame
 from pulse.sql.feature_sources import _Window, date_day
 from pulse.sql.features import BASES
 from pulse.sql.health import bulk_insert
@@ -67,7 +68,7 @@ def _window(as_of: date, basis: str) -> _Window:
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def _instants(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:

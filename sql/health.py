@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import JSON, Connection, Date, Engine, Float, Table, delete, select
 
+from pulse.sql.db import result_frame
 from pulse.sql.schema import AccountHealth, HealthMeasure
 from pulse.sql.shards import Shard, shard_of
 from pulse.sql.types import UTCDateTime
@@ -140,7 +141,7 @@ def health_dates(engine: Engine) -> list[date]:
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return result_frame(result)
 
 
 def shown(as_of: Any) -> Any:
