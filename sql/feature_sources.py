@@ -787,7 +787,7 @@ def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
     lexicon = _matches_any(texts.c.norm, negative_terms)
     negative = case((ti.c.sentiment.is_not(None), ti.c.sentiment == "negative"),
                     else_=lexicon)
-    # each text's verdict once (the lexicon's LIKEs are most of the cost), then the counts
+    # each text's verdict once (not once per count that reads it), then the counts
     marked = (
         select(texts.c.account_id, (texts.c.item_type == "ticket").label("is_ticket"),
                (texts.c.at >= w.since(28)).label("in28"),
