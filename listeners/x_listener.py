@@ -57,7 +57,7 @@ from sqlalchemy import Engine, select
 
 from pulse.core.errors import ConfigError, InputFileError, XListenerError
 from pulse.core.secrets import check_secret_shape, redact, resolve_secret
-from pulse.core.settings import get_settings
+from pulse.core.settings import get_settings, own_handles
 from pulse.listeners.landing import IngestResult, land_file
 from pulse.sql.db import ensure_schema
 from pulse.sql.schema import XWatermark
@@ -240,9 +240,7 @@ def map_tweet(tweet: dict[str, Any], users: dict[str, dict[str, Any]], *,
     the reason rather than guessed at. `brand_handles` (default `PULSE_BRAND_HANDLES`) are
     the brand's own accounts: their tweets are marked `from_brand`, as replies to customers.
     """
-    if brand_handles is None:
-        brand_handles = get_settings().brand_handles
-    ours = {h.lstrip("@").lower() for h in brand_handles}
+    ours = own_handles(brand_handles)
     author_id = _text(tweet.get("author_id"))
     user = users.get(author_id or "", {})
     username = _text(user.get("username"))

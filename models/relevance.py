@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pulse.core.settings import own_handles
 from pulse.models.text_language import covered, unsupported
 
 REASONS = ("off_topic", "brand")
@@ -97,7 +98,7 @@ def brand_posts(mentions: pd.DataFrame, handles: Iterable[str]) -> pd.Series:
     `handles` or among the authors of posts flagged as the brand's."""
     from pulse.models.responses import _brand_posts
 
-    own = {h.strip().lstrip("@").lower() for h in handles if h and h.strip()}
+    own = own_handles(handles)
     flag = mentions["from_brand"].astype("boolean")
     own |= set(mentions.loc[flag.fillna(False).astype(bool), "author_handle"]
                .dropna().astype(str).str.lower())
@@ -153,10 +154,6 @@ def judge(items: pd.DataFrame, *, corpus: pd.DataFrame | None = None,
 
     from pulse.models.feedback import stop_words
 
-    if brand_handles is None:
-        from pulse.core.settings import get_settings
-
-        brand_handles = get_settings().brand_handles
     if taxonomy is None:
         from pulse.models.text_routing import load_taxonomy
 
@@ -176,8 +173,8 @@ def judge(items: pd.DataFrame, *, corpus: pd.DataFrame | None = None,
     if mentions.empty:
         return Verdict(out, 0.0, 0)
     mentions["item_id"] = mentions["item_id"].astype(str)
-    brand = brand_posts(mentions, brand_handles).to_numpy()
-    own = {h.strip().lstrip("@").lower() for h in brand_handles if h and h.strip()}
+    own = own_handles(brand_handles)
+    brand = brand_posts(mentions, own).to_numpy()
     own |= set(mentions.loc[brand, "author_handle"].dropna().astype(str).str.lower())
     brand_ids = set(mentions.loc[brand, "item_id"])
     answered = set(mentions.loc[brand, "in_reply_to_id"].dropna().astype(str))

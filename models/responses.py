@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 
 from pulse.core.errors import ConfigError
 from pulse.core.expectations import load_expectations as load_expectations
+from pulse.core.settings import own_handles
 from pulse.sql.schema import Mention, Ticket
 
 EXPECTATIONS_FILE = Path(__file__).with_name("responses.yaml")
@@ -81,10 +82,6 @@ def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None,
 
     With `since`, only the posts created from then on are read (and so only the replies among
     them: a reply comes after its post)."""
-    if brand_handles is None:
-        from pulse.core.settings import get_settings
-
-        brand_handles = get_settings().brand_handles
     m = Mention.__table__
     q = select(m.c.mention_id, m.c.created_at, m.c.text, m.c.author_handle, m.c.platform,
                m.c.url, m.c.in_reply_to_id, m.c.account_id, m.c.from_brand)
@@ -96,7 +93,7 @@ def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None,
                                       "platform", "url", "in_reply_to_id", "account_id",
                                       "from_brand"])
     posts["created_at"] = _utc(posts["created_at"])
-    handles = {h.lstrip("@").lower() for h in brand_handles}
+    handles = own_handles(brand_handles)
     ours = _brand_posts(posts, handles)
     handles |= set(posts.loc[ours, "author_handle"].str.lower())
     replies = (posts.loc[ours & posts["in_reply_to_id"].notna(),

@@ -363,3 +363,22 @@ def test_twcs_first_responses_match_the_raw_file(engine: Engine, tmp_path: Path)
     expected = lonely[labels].groupby("to").size().sort_index()
     assert got.to_dict() == expected.to_dict()
     assert expected.sum() > 50  # the file holds many unanswered complaints
+
+
+def test_the_brand_handles_are_read_one_way_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`own_handles`: what the X listener, the response times and relevance call the brand's
+    own accounts, from PULSE_BRAND_HANDLES or as given."""
+    from pulse.core.settings import get_settings, own_handles
+
+    assert own_handles([" @Acme_Support ", "", "  ", "acme"]) == {"acme_support", "acme"}
+    monkeypatch.setenv("PULSE_BRAND_HANDLES", '["@AcmeHQ", " acme_help "]')
+    get_settings(fresh=True)
+    assert own_handles() == {"acmehq", "acme_help"}
+    from pulse.listeners.x_listener import map_tweet
+
+    users = {"1": {"id": "1", "username": "ACME_help"}, "2": {"id": "2", "username": "dana"}}
+    ours = map_tweet({"id": "10", "author_id": "1", "text": "on it",
+                      "created_at": "2026-06-01T10:00:00Z"}, users)
+    theirs = map_tweet({"id": "11", "author_id": "2", "text": "down again",
+                        "created_at": "2026-06-01T09:00:00Z"}, users)
+    assert ours["from_brand"] is True and theirs["from_brand"] is False

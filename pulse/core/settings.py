@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -318,6 +319,14 @@ def get_settings(*, fresh: bool = False) -> Settings:
     if fresh:
         _cached.cache_clear()
     return _cached()
+
+
+def own_handles(handles: Iterable[str] | None = None) -> set[str]:
+    """The brand's own social handles as posts name their authors: lower case, without the
+    leading @, blanks dropped (default: `brand_handles`, PULSE_BRAND_HANDLES)."""
+    if handles is None:
+        handles = get_settings().brand_handles
+    return {h.strip().lstrip("@").lower() for h in handles if h and h.strip()}
 
 
 def env_flag(name: str) -> bool:
