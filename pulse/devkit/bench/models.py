@@ -496,10 +496,11 @@ ONLY = ("silent",)
 
 def churned_within(ids: Any, cancels: dict[str, date], as_of: date, horizon: int) -> Any:
     """1 for each account of `ids` that cancelled on days as_of+1 .. as_of+horizon, else 0."""
-    import numpy as np
+    import pandas as pd
 
+    when = pd.Series(list(ids), dtype=object).map(cancels)  # NaN: never cancelled
     stop = as_of + timedelta(days=horizon)
-    return np.array([a in cancels and as_of < cancels[a] <= stop for a in ids], dtype=int)
+    return (when.notna() & (when > as_of) & (when <= stop)).to_numpy(dtype=int)
 
 
 def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date, rows: Any,
