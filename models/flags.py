@@ -508,7 +508,8 @@ def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support
     sc = silent_scores(f, weekly, peers, rule, usage_ok=usage_ok)
     since = f["days_since_last_ticket"]
     quiet = np.isnan(since) | (since >= rule.no_contact_days)
-    fired = np.flatnonzero((sc.evidence >= rule.min_evidence) & quiet & ~cancelled)
+    bar = rule.evidence_bar(since)
+    fired = np.flatnonzero((sc.evidence >= bar) & quiet & ~cancelled)
     names = list(sc.strength)
     levels = np.column_stack([sc.strength[k] for k in names])
     ids = f.text("account_id")
@@ -520,10 +521,17 @@ def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support
         words = [_signal_text(names[j], int(i), f, sc, rule) for j in order
                  if levels[i, j] >= NAMED_Z or j == order[0]]
         ticket = last_ticket[i]
-        words.append(f"no ticket in {_count(since[i])} days" if np.isfinite(since[i])
-                     else "no ticket on record")
+        if not np.isfinite(since[i]):
+            words.append("no ticket on record")
+        elif bar[i] > rule.min_evidence:
+            words.append(f"no ticket in {_count(since[i])} days (a ticket that recent raises "
+                         f"the evidence needed from {_score(rule.min_evidence)} to "
+                         f"{_score(bar[i])})")
+        else:
+            words.append(f"no ticket in {_count(since[i])} days")
         details: dict[str, Any] = {
             "evidence_z": _num(sc.evidence[i], 2),
+            "evidence_bar": _num(bar[i], 2),
             "signals": {names[j]: _num(levels[i, j], 2) for j in order},
             # the risk list's next step reads the strongest signal from these two lists
             "strong": [names[j] for j in order if levels[i, j] >= rule.min_evidence],
@@ -826,7 +834,8 @@ def silent_evidence(engine: Engine, as_of: date, *, settings: FlagSettings | Non
     """Every account's silent-dissatisfaction evidence as of `as_of`, the flag fired or not
     (for measuring the flag: `pulse bench models --rows`): account_id, evidence (the z the
     flag compares with `min_evidence`), each signal's strength, the peer group, the baseline
-    weeks and the days since the last ticket. Reads what `compute_flags` reads."""
+    weeks, the days since the last ticket and the evidence it needs (`bar`:
+    `SilentRule.evidence_bar`). Reads what `compute_flags` reads."""
     s = settings or flag_settings()
     inp = flag_inputs(engine, as_of, settings=s, scorecard=scorecard)
     f = _Frame(_assemble(inp.features, inp.health, inp.downgrades, inp.champions,
@@ -836,4 +845,5 @@ def silent_evidence(engine: Engine, as_of: date, *, settings: FlagSettings | Non
         "account_id": f.text("account_id"), "evidence": sc.evidence,
         **{name: values for name, values in sc.strength.items()},
         "peer_group": [str(g).replace(_SEP, " / ") for g in sc.group],
-        "baseline_weeks": sc.baseline_weeks, "days_since_last_ticket": f["days_since_last_ticket"]})
+        "baseline_weeks": sc.baseline_weeks, "days_since_last_ticket": f["days_since_last_ticket"],
+        "bar": s.silent.evidence_bar(f["days_since_last_ticket"])})

@@ -181,9 +181,12 @@ def test_each_flag_fires_where_it_should_with_its_evidence(world: Engine) -> Non
     silent = evidence["acc-silent", "silent_dissatisfied"]
     assert silent.startswith("events down 75% against its own 11-week median (70 a week over "
                              "the last 4 weeks against 280), the lowest ")
-    assert silent.endswith("; no ticket in 51 days")
+    # its ticket 51 days ago asks for more than the plain 3: 3 + 2 x (90 - 51) / 60
+    assert silent.endswith("; no ticket in 51 days (a ticket that recent raises the evidence "
+                           "needed from 3 to 4.3)")
     details = flags["acc-silent", "silent_dissatisfied"]["details"]
-    assert details["evidence_z"] >= 3 and details["signals"]["usage_drop"] >= 3
+    assert details["evidence_bar"] == 4.3
+    assert details["evidence_z"] >= 4.3 and details["signals"]["usage_drop"] >= 3
     assert (details["events_week"], details["usual_events_week"]) == (70, 280)
     assert details["peer_group"] == "all" and details["baseline_weeks"] == 11
 

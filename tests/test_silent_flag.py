@@ -57,7 +57,8 @@ def population(*, scale: float = 1.0, sizes: np.ndarray | None = None,
     })
     features = pd.DataFrame({
         "account_id": ids, "cancelled": False,
-        "days_since_last_ticket": np.where(ids == TICKETED, 5.0, 60.0),
+        # the ticket before the quiet spell is old enough not to raise the bar (90 days)
+        "days_since_last_ticket": np.where(ids == TICKETED, 5.0, 120.0),
         "downgrades_90d": 0.0, "mrr_change_90d_pct": 0.0, "negative_mentions_28d": 0.0,
         "mentions_28d": 0.0, "support_last_at": None,
     })
@@ -85,9 +86,10 @@ def test_the_faders_are_flagged_not_the_ticketed_nor_the_noisy() -> None:
     assert text.startswith("events down ")
     assert "against its own 11-week median" in text
     assert re.search(r"the lowest \d+% of (mid|smb) accounts on the growth plan", text), text
-    assert "error rate " in text and text.endswith("; no ticket in 60 days")
+    assert "error rate " in text and text.endswith("; no ticket in 120 days")
     details = flags.loc[FADERS[0], "details"]
-    assert details["evidence_z"] >= 3 and details["signals"]["usage_drop"] > 0
+    assert details["evidence_z"] >= details["evidence_bar"] == 3.0
+    assert details["signals"]["usage_drop"] > 0
     assert details["peer_group"] in ("mid / growth", "smb / growth")
 
 
@@ -116,8 +118,54 @@ def test_the_rule_is_a_setting() -> None:
     weekly, features, peers = population()
     strict = silent(weekly, features, peers, SilentRule(min_evidence=50.0))
     assert strict.empty
-    longer = silent(weekly, features, peers, SilentRule(no_contact_days=90))
-    assert longer.empty  # nobody has been quiet for 90 days
+    longer = silent(weekly, features, peers, SilentRule(no_contact_days=150))
+    assert longer.empty  # nobody has been quiet for 150 days
+    # a ticket 60 days ago, a third of the way back from 90: the bar is 4, and the words say so
+    features["days_since_last_ticket"] = np.where(features["account_id"] == TICKETED, 5.0, 60.0)
+    later = silent(weekly, features, peers)
+    assert set(later.index) <= set(silent(*population()).index)
+    assert later.loc[FADERS[0], "details"]["evidence_bar"] == 4.0
+    assert later.loc[FADERS[0], "evidence"].endswith(
+        "; no ticket in 60 days (a ticket that recent raises the evidence needed from 3 to 4)")
+
+
+def test_the_evidence_needed_rises_after_a_recent_ticket_and_fades() -> None:
+    rule = SilentRule()
+    since = np.array([np.nan, 30.0, 45.0, 60.0, 90.0, 400.0])
+    assert rule.evidence_bar(since).tolist() == [3.0, 5.0, 4.5, 4.0, 3.0, 3.0]
+    # the fade starts where "no contact" does, and a rule may turn it off
+    assert SilentRule(no_contact_days=60).evidence_bar(since).tolist() == \
+        [3.0, 5.0, 5.0, 5.0, 3.0, 3.0]
+    for off in (SilentRule(recent_contact_z=0.0), SilentRule(recent_contact_days=30),
+                SilentRule(no_contact_days=90)):
+        assert off.evidence_bar(since).tolist() == [3.0] * 6
+    from pulse.core.errors import InvalidArgumentError
+    for bad in ({"recent_contact_z": -1.0}, {"recent_contact_days": 0}):
+        with pytest.raises(InvalidArgumentError, match="recent_contact"):
+            SilentRule(**bad)
+
+
+def test_a_ticket_shortly_before_the_quiet_spell_asks_for_more_evidence() -> None:
+    """A mild decline backed by failures clears the plain bar (3) when the account has no
+    ticket on record, not when its latest ticket is 35 days old (the bar is then near 5),
+    and again when that ticket is 89 days old (the bar is back near 3)."""
+    weekly, features, peers = population()
+    recent = weekly["week"] < SilentRule().recent_weeks
+    mild = (weekly["account_id"] == "acc-050") & recent
+    weekly.loc[mild, "events"] *= 0.6
+    weekly.loc[mild, "errors"] = weekly.loc[mild, "events"] * 0.5
+    weekly.loc[mild, "error_rows"] = np.round(weekly.loc[mild, "rows"] * 0.5)
+    who = features["account_id"] == "acc-050"
+    evidence = {}
+    for days in (np.nan, 35.0, 89.0):
+        features.loc[who, "days_since_last_ticket"] = days
+        flags = silent(weekly, features, peers)
+        evidence[days] = flags.loc["acc-050", "details"] if "acc-050" in flags.index else None
+    plain = evidence[next(k for k in evidence if np.isnan(k))]
+    assert plain is not None and plain["evidence_bar"] == 3.0
+    assert 3.0 <= plain["evidence_z"] < SilentRule().evidence_bar(np.array([35.0]))[0]
+    assert evidence[35.0] is None
+    assert evidence[89.0] is not None and evidence[89.0]["evidence_bar"] == pytest.approx(3.03)
 
 
 def test_the_modelled_risk_adds_to_the_decline_and_never_flags_alone() -> None:
@@ -300,5 +348,8 @@ def test_in_the_warehouse_how_long_silence_lasts_is_a_setting(
     flags = load_flags(engine, D)
     silent = flags[flags["flag"] == "silent_dissatisfied"].set_index("account_id")
     assert list(silent.index) == ["acc-w00", "acc-w01"]
-    assert silent.loc["acc-w01", "evidence"].endswith("no ticket in 5 days")
+    # a ticket 5 days ago, just past the 3 days: it asks for evidence near 5, which acc-w01's
+    # fade (to 15%, with errors at 30%) clears
+    assert silent.loc["acc-w01", "evidence"].endswith(
+        "no ticket in 5 days (a ticket that recent raises the evidence needed from 3 to 5)")
     assert silent.loc["acc-w01", "details"]["no_contact_days"] == 3

@@ -279,8 +279,13 @@ def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
     assert rows["silent_truth"].sum() == world["silent_truth"]
     fired = rows["flags"].fillna("").str.contains("silent_dissatisfied")
     assert fired.sum() == world["silent_flagged"] > 0
-    # the evidence is what the flag compared: every account it fired on reached the bar
-    assert (rows.loc[fired, "silent_evidence"] >= SilentRule().min_evidence).all()
+    # the evidence and the bar are what the flag compared: quiet for 30 days and the evidence
+    # at the bar (higher after a ticket 30 to 90 days ago) is exactly who it fired on
+    rule = SilentRule()
+    since = rows["silent_days_since_last_ticket"]
+    assert np.allclose(rows["silent_bar"], rule.evidence_bar(since))
+    quiet = since.isna() | (since >= rule.no_contact_days)
+    assert ((quiet & (rows["silent_evidence"] >= rows["silent_bar"])) == fired).all()
     assert rows["silent_evidence"].notna().all() and rows["silent_peer_group"].notna().all()
     # the product's one scoring step, without a champion: no churn scores, no modelled risk
     assert {"score: features", "score: health", "score: flags"} <= set(world["seconds"])
