@@ -83,6 +83,7 @@ The flags
     often a customer base writes in. Measured on the variant worlds (docs/demo-variants.md):
     most false alarms were accounts that had opened a ticket 30 to 90 days before, and the
     graded bar raised precision on 14 of 16 worlds.
+
     Cancelled accounts are not flagged (they are churned, not at risk). When the support
     source is stale (the scorecard's `stale_after_days`) no account is called silent, since
     Pulse cannot know; when the usage source is stale the trajectory signals are left out.

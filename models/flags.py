@@ -833,9 +833,9 @@ def silent_evidence(engine: Engine, as_of: date, *, settings: FlagSettings | Non
                     scorecard: Any = None) -> pd.DataFrame:
     """Every account's silent-dissatisfaction evidence as of `as_of`, the flag fired or not
     (for measuring the flag: `pulse bench models --rows`): account_id, evidence (the z the
-    flag compares with `min_evidence`), each signal's strength, the peer group, the baseline
-    weeks, the days since the last ticket and the evidence it needs (`bar`:
-    `SilentRule.evidence_bar`). Reads what `compute_flags` reads."""
+    flag compares with the bar), each signal's strength, the peer group, the baseline weeks,
+    the days since the last ticket and the bar itself (`SilentRule.evidence_bar`: the
+    evidence needed, higher after a recent ticket). Reads what `compute_flags` reads."""
     s = settings or flag_settings()
     inp = flag_inputs(engine, as_of, settings=s, scorecard=scorecard)
     f = _Frame(_assemble(inp.features, inp.health, inp.downgrades, inp.champions,
