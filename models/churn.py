@@ -80,7 +80,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Categorical feature columns; see `numeric`.
     classifier : {"hgb", "logistic", "hgb_default", "blend"}, default="hgb"
         "hgb" is a `HistGradientBoostingClassifier` with small, regularised trees (non-linear,
-        interactions, no scaling needed); "logistic" is an L2-regularised
+        interactions, no scaling needed; early stopping on its own held-out rows from 1,000
+        rows on, except on snapshots whose `groups` repeat: those take 100 trees at a
+        learning rate of 0.05, since rows held out of an account still trained on are no
+        holdout); "logistic" is an L2-regularised
         `LogisticRegression` on scaled features; "hgb_default" is a
         `HistGradientBoostingClassifier` with the library's defaults (a baseline); "blend"
         averages the probabilities of the two ("logistic" with `C` and "hgb", both with
@@ -126,7 +129,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Categories rarer than this share (float) or count (int) of the training rows are
         folded into the "infrequent" column; unseen categories at predict time join it too.
     random_state : int, RandomState instance or None, default=None
-        Seeds the calibration folds and the gradient-boosting early-stopping split.
+        Seeds the calibration folds, the trees and their early-stopping split.
     n_jobs : int, default=None
         Calibration folds fitted in parallel (`None` means 1).
     card_prior : float, default=0.0
