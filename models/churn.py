@@ -80,10 +80,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Categorical feature columns; see `numeric`.
     classifier : {"hgb", "logistic", "hgb_default", "blend"}, default="hgb"
         "hgb" is a `HistGradientBoostingClassifier` with small, regularised trees (non-linear,
-        interactions, no scaling needed; early stopping on its own held-out rows from 1,000
-        rows on, except on snapshots whose `groups` repeat: those take 100 trees at a
-        learning rate of 0.05, since rows held out of an account still trained on are no
-        holdout); "logistic" is an L2-regularised
+        interactions, no scaling needed); "logistic" is an L2-regularised
         `LogisticRegression` on scaled features; "hgb_default" is a
         `HistGradientBoostingClassifier` with the library's defaults (a baseline); "blend"
         averages the probabilities of the two ("logistic" with `C` and "hgb", both with
@@ -129,7 +126,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Categories rarer than this share (float) or count (int) of the training rows are
         folded into the "infrequent" column; unseen categories at predict time join it too.
     random_state : int, RandomState instance or None, default=None
-        Seeds the calibration folds, the trees and their early-stopping split.
+        Seeds the calibration folds and the gradient-boosting early-stopping split.
     n_jobs : int, default=None
         Calibration folds fitted in parallel (`None` means 1).
     card_prior : float, default=0.0
@@ -306,8 +303,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.base_rate_ = float(target.mean())
 
         data = self._coerce(frame)
-        # rows that repeat a group (an account's snapshots on many dates): see _trees
-        self.grouped_ = groups is not None and pd.Series(np.asarray(groups)).nunique() < len(data)
         self.reference_ = self._typical_values(data)
         self.unused_ = self._unusable(data)
         if self.calibration == "none":
@@ -442,17 +437,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         # Small, regularised trees, and early stopping from 1,000 training rows on (scikit-learn
         # turns it on only above 10,000): compared with the library defaults this ranked as well
         # or better on Telco and on CDNOW snapshots, with fewer trees to evaluate in explain().
-        if getattr(self, "grouped_", False):
-            # Snapshots: the same accounts on many dates. Early stopping holds out random
-            # rows, whose accounts stay in the training rows on other dates, so it judges
-            # memory and stops late. A fixed, slower budget instead: the pooled blend on the
-            # product's training rows of 14 variant worlds ranked the next 90 days better on
-            # 11 (ROC AUC 0.786 -> 0.790); through the whole product, 0.788 -> 0.789 and lift
-            # 3.71 -> 3.78 (docs/demo-variants.md).
-            return HistGradientBoostingClassifier(
-                learning_rate=0.05, max_iter=100, max_leaf_nodes=15, min_samples_leaf=40,
-                l2_regularization=1.0, early_stopping=False, class_weight=self.class_weight,
-                random_state=self.random_state)
         early = n_train >= _EARLY_STOPPING_MIN_ROWS
         return HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=300 if early else 100, max_leaf_nodes=15,

@@ -89,28 +89,6 @@ def fitted(request: pytest.FixtureRequest,
                       ).fit(train, train["churned"], groups=train["account_id"])
 
 
-def test_snapshots_of_the_same_accounts_are_never_held_out_by_row() -> None:
-    """Early stopping holds out random rows. Where the rows are snapshots of the same accounts
-    on many dates (`groups` repeat) those rows' accounts are in the training rows too, so
-    the trees take a fixed, slower budget instead; one row per group, or no groups, keeps
-    early stopping from 1,000 rows on."""
-    data = make_snapshots(n_accounts=150, n_dates=8)  # 1,200 rows of 150 accounts
-    X, y = data[[*NUMERIC, "plan", "region"]], data["churned"]
-
-    def trees(groups: object) -> tuple[ChurnModel, object]:
-        model = ChurnModel(numeric=NUMERIC, categorical=["plan", "region"], classifier="hgb",
-                           calibration="none", random_state=0).fit(X, y, groups=groups)
-        return model, model.pipeline_.named_steps["model"]
-
-    model, hgb = trees(data["account_id"])
-    assert model.grouped_ and not hgb.early_stopping
-    assert (hgb.learning_rate, hgb.n_iter_) == (0.05, 100)
-    for groups in (None, np.arange(len(data))):
-        model, hgb = trees(groups)
-        assert not model.grouped_ and hgb.early_stopping and hgb.learning_rate == 0.1
-        assert hgb.n_iter_ < 300  # it stopped
-
-
 # -- a known signal, held out in time -------------------------------------------------------
 
 
