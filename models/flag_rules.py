@@ -210,6 +210,13 @@ class SilentRule:
             fade = np.clip((self.recent_contact_days - since) / span, 0.0, 1.0)
         return bar + self.recent_contact_z * np.nan_to_num(fade, nan=0.0)
 
+    def fires(self, evidence: Any, days_since_last_ticket: Any) -> np.ndarray:
+        """Whether each account is called silent: no ticket in `no_contact_days` (NaN: none
+        on record) and its evidence at its `evidence_bar` (cancelled accounts aside)."""
+        since = np.asarray(days_since_last_ticket, dtype="float64")
+        quiet = np.isnan(since) | (since >= self.no_contact_days)
+        return quiet & (np.asarray(evidence, dtype="float64") >= self.evidence_bar(since))
+
 
 @dataclass(frozen=True)
 class FlagSettings:

@@ -507,9 +507,8 @@ def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support
         return []
     sc = silent_scores(f, weekly, peers, rule, usage_ok=usage_ok)
     since = f["days_since_last_ticket"]
-    quiet = np.isnan(since) | (since >= rule.no_contact_days)
     bar = rule.evidence_bar(since)
-    fired = np.flatnonzero((sc.evidence >= bar) & quiet & ~cancelled)
+    fired = np.flatnonzero(rule.fires(sc.evidence, since) & ~cancelled)
     names = list(sc.strength)
     levels = np.column_stack([sc.strength[k] for k in names])
     ids = f.text("account_id")

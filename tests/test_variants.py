@@ -284,8 +284,9 @@ def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
     rule = SilentRule()
     since = rows["silent_days_since_last_ticket"]
     assert np.allclose(rows["silent_bar"], rule.evidence_bar(since))
-    quiet = since.isna() | (since >= rule.no_contact_days)
-    assert ((quiet & (rows["silent_evidence"] >= rows["silent_bar"])) == fired).all()
+    assert (rule.fires(rows["silent_evidence"], since) == fired.to_numpy()).all()
+    assert ((since.isna() | (since >= 30)) & (rows["silent_evidence"] >= rows["silent_bar"])
+            == fired).all()
     assert rows["silent_evidence"].notna().all() and rows["silent_peer_group"].notna().all()
     # the product's one scoring step, without a champion: no churn scores, no modelled risk
     assert {"score: features", "score: health", "score: flags"} <= set(world["seconds"])
