@@ -79,8 +79,9 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%" if abs(x) < 0.1 else f"{100 * x:.0f}%"
 
 
-def _score(x: float) -> str:
-    """A health score as stored (one decimal), without a trailing .0."""
+def _one_decimal(x: float) -> str:
+    """A health score as stored, or the silent flag's evidence bar: one decimal, without a
+    trailing .0."""
     return f"{x:.1f}".removesuffix(".0")
 
 
@@ -524,8 +525,8 @@ def _silent(f: _Frame, as_of: date, rule: SilentRule, *, usage_ok: bool, support
             words.append("no ticket on record")
         elif bar[i] > rule.min_evidence:
             words.append(f"no ticket in {_count(since[i])} days (a ticket that recent raises "
-                         f"the evidence needed from {_score(rule.min_evidence)} to "
-                         f"{_score(bar[i])})")
+                         f"the evidence needed from {_one_decimal(rule.min_evidence)} to "
+                         f"{_one_decimal(bar[i])})")
         else:
             words.append(f"no ticket in {_count(since[i])} days")
         details: dict[str, Any] = {
@@ -599,7 +600,7 @@ def _renewal(f: _Frame, as_of: date, s: FlagSettings,
         when = "today" if days[i] == 0 else f"in {_plural(days[i], 'day')}"
         parts = [f"renews {when} ({renews.isoformat()})"]
         if band[i] is not None and not np.isnan(score[i]):
-            parts.append(f"health {_score(score[i])} ({band[i]})")
+            parts.append(f"health {_one_decimal(score[i])} ({band[i]})")
         for change, span in ((c30[i], 30), (c7[i], 7)):
             if change <= -s.renewal_falling_points:
                 parts.append(f"down {abs(change):.0f} points in {span} days")
