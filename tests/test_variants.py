@@ -266,13 +266,40 @@ def test_silent_figures_count_only_the_accounts_still_there() -> None:
     assert nobody.silent_precision is None and nobody.silent_f1 == 0.0
 
 
+def test_silent_pooled_weighs_every_account_alike() -> None:
+    from pulse.devkit.bench.models import WorldFigure, silent_pooled
+
+    def world(variant: str, seed: int, hits: int, flagged: int, truth: int) -> WorldFigure:
+        return WorldFigure(f"{variant} {seed}", variant, seed, silent_hits=hits,
+                           silent_flagged=flagged, silent_truth=truth)
+
+    figures = [world("quiet", 1, 1, 2, 2), world("quiet", 2, 9, 10, 30),
+               world("steady", 1, 0, 0, 4), WorldFigure("telco", "telco", None)]
+    pooled = silent_pooled(figures)
+    assert set(pooled) == {"quiet", "steady", "all"}  # Telco has no silent accounts
+    # quiet: 10 of 12 flagged are silent, of 32 silent; F1 = 2 x 10 / (12 + 32)
+    assert pooled["quiet"] == pytest.approx({
+        "worlds": 2, "hits": 10, "flagged": 12, "truth": 32, "precision": 10 / 12,
+        "recall": 10 / 32, "f1": 20 / 44})
+    # flagging nobody: no precision, recall and F1 0
+    assert pooled["steady"]["precision"] is None and pooled["steady"]["f1"] == 0.0
+    every = pooled["all"]
+    assert (every["worlds"], every["hits"], every["flagged"], every["truth"]) == (3, 10, 12, 36)
+    assert every["f1"] == pytest.approx(20 / 48)
+    # the per-world mean weighs the small world alike: F1 0.5, 0.45 and 0 average 0.317
+    assert every["f1"] != pytest.approx((0.5 + 18 / 40 + 0.0) / 3)
+
+
 def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
     run = _pulse("bench", "models", "--variant", "quiet", "--accounts", "120", "--seed", "1",
                  "--end", END.isoformat(), "--only", "silent", "--format", "json",
                  "--chart", "none", "--rows", str(tmp_path / "rows"))
     assert run.returncode == 0, run.stderr
-    (world,) = json.loads(run.stdout)["worlds"]
+    report = json.loads(run.stdout)
+    (world,) = report["worlds"]
     assert world["errors"] == {}
+    assert report["silent_pooled"]["all"]["hits"] == world["silent_hits"]
+    assert report["silent_pooled"]["all"]["f1"] == pytest.approx(world["silent_f1"])
     # --rows: the accounts measured, each with what happened and the silent flag's evidence
     rows = pd.read_csv(tmp_path / "rows" / "quiet-seed1.csv")
     assert len(rows) == world["scored"] and rows["churned"].sum() == world["churned"]
@@ -301,6 +328,8 @@ def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
                    "--end", END.isoformat(), "--only", "silent", "--chart", "none")
     assert table.returncode == 0, table.stderr
     assert "horizon 30 days" in table.stdout and "silent" in table.stdout.lower()
+    assert (f"{world['silent_hits']} of {world['silent_flagged']} flagged truly silent, of "
+            f"{world['silent_truth']} silent") in " ".join(table.stdout.split())
     refused = _pulse("bench", "models", "--only", "silent")  # no --variant
     assert refused.returncode != 0 and "--only" in (refused.stderr + refused.stdout)
     wrong = _pulse("bench", "models", "--variant", "quiet", "--only", "churn")
