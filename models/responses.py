@@ -121,10 +121,12 @@ def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None,
         "asked_at": asks["created_at"], "first_response_at": asks["first_response_at"]})
 
 
-def asks(engine: Engine, *, brand_handles: list[str] | None = None) -> pd.DataFrame:
-    """Tickets and customers' posts, each with its first-response time in minutes."""
-    return _timed(pd.concat([ticket_asks(engine),
-                             mention_asks(engine, brand_handles=brand_handles)],
+def asks(engine: Engine, *, brand_handles: list[str] | None = None,
+         since: datetime | None = None) -> pd.DataFrame:
+    """Tickets and customers' posts (asked from `since`, when given), each with its
+    first-response time in minutes."""
+    return _timed(pd.concat([ticket_asks(engine, since=since),
+                             mention_asks(engine, brand_handles=brand_handles, since=since)],
                             ignore_index=True))
 
 
@@ -235,12 +237,34 @@ def complaints(texts: pd.Series) -> pd.Series:
     return pd.Series(labels == "negative", index=texts.index)
 
 
+#: Periods `pulse responses report` reads by default: the chart draws as many.
+REPORT_PERIODS = 12
+
+
+def report_start(now: datetime | None, period: str, periods: int) -> datetime:
+    """The start (UTC) of the period `periods - 1` before the one holding `now`: the report's
+    window is the last `periods` weeks (from Monday) or months, the current one included."""
+    if period not in PERIODS:
+        raise ConfigError(f'invalid period: expected "week" or "month" (not {period!r})')
+    if periods < 1:
+        raise ConfigError(f"invalid number of periods: expected 1 or more (not {periods})")
+    stamp = pd.Timestamp(now or datetime.now(UTC))
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    first = stamp.tz_localize(None).to_period("W" if period == "week" else "M") - (periods - 1)
+    return first.start_time.tz_localize(UTC).to_pydatetime()
+
+
 def report(engine: Engine, *, period: str = "week", now: datetime | None = None,
            expectations: dict[str, float] | None = None,
-           brand_handles: list[str] | None = None) -> dict[str, Any]:
-    """`pulse responses report`: per channel overall, per channel and period, and the trend."""
+           brand_handles: list[str] | None = None,
+           periods: int | None = REPORT_PERIODS) -> dict[str, Any]:
+    """`pulse responses report`: per channel overall, per channel and period, and the trend,
+    over the asks of the last `periods` periods (None: all history). Only those are read,
+    and only their unanswered posts go through the sentiment model, so a report costs the
+    same whatever the length of the history."""
     exp = expectations or load_expectations()
-    frame = asks(engine, brand_handles=brand_handles)
+    since = None if periods is None else report_start(now, period, periods)
+    frame = asks(engine, brand_handles=brand_handles, since=since)
     negative = pd.Series(False, index=frame.index)
     posts = frame["kind"].eq("mention") & frame["first_response_at"].isna()
     if posts.any():
@@ -249,7 +273,7 @@ def report(engine: Engine, *, period: str = "week", now: datetime | None = None,
     per_period = summarise(frame, exp, period=period, negative=negative, now=now)
     return {"overall": overall, "per_period": per_period,
             "trend": trend(per_period) if len(per_period) else per_period,
-            "expectations": exp, "period": period}
+            "expectations": exp, "period": period, "since": since}
 
 
 def response_chart(per_period: pd.DataFrame, path: Path | str, *,

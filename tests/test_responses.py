@@ -159,6 +159,31 @@ def test_report_per_channel_matches_the_times_put_in(engine: Engine, tmp_path: P
     assert trend.loc["email", "within_change"] == pytest.approx(1.0 - 2 / 5)
 
 
+def test_report_reads_only_its_last_periods(engine: Engine, tmp_path: Path) -> None:
+    _world(engine, tmp_path)
+    # NOW is Saturday 20 June: its week starts on Monday 15 June, its month on 1 June
+    assert responses.report_start(NOW, "week", 1) == datetime(2026, 6, 15, tzinfo=UTC)
+    assert responses.report_start(NOW, "week", 2) == datetime(2026, 6, 8, tzinfo=UTC)
+    assert responses.report_start(NOW, "month", 3) == datetime(2026, 4, 1, tzinfo=UTC)
+    with pytest.raises(ConfigError, match="1 or more"):
+        responses.report_start(NOW, "week", 0)
+    with pytest.raises(ConfigError, match="invalid period"):
+        responses.report_start(NOW, "day", 1)
+    recent = responses.report(engine, period="week", now=NOW, periods=2)
+    assert recent["since"] == datetime(2026, 6, 8, tzinfo=UTC)
+    overall = recent["overall"].set_index("channel")
+    # from 8 June: e6 (10 min) and e7 (20), c2 (3.0), and p3 answered in 60 minutes; the
+    # unanswered complaint p2 (2 June) is before the window
+    assert overall.loc["email", "asks"] == 2
+    assert overall.loc["email", "median_min"] == pytest.approx(15.0)
+    assert (overall.loc["chat", "asks"], overall.loc["x", "asks"]) == (1, 1)
+    assert overall["complaints_unanswered"].sum() == 0
+    assert set(recent["per_period"]["period"]) == {pd.Timestamp("2026-06-08")}
+    every = responses.report(engine, period="week", now=NOW, periods=None)
+    assert every["since"] is None
+    assert every["overall"].set_index("channel").loc["email", "asks"] == 7
+
+
 def test_trend_compares_the_last_two_periods_and_leaves_a_lone_one_unchanged() -> None:
     weeks = pd.to_datetime(["2026-06-01", "2026-06-08", "2026-06-15", "2026-06-15"])
     table = pd.DataFrame({"channel": ["email", "email", "email", "x"], "period": weeks,
@@ -211,8 +236,20 @@ def test_cli_report_json_and_chart(engine: Engine, tmp_path: Path) -> None:
     assert by["email"]["median_min"] == 40.0 and by["x"]["complaints_unanswered"] == 1
     assert {p["period"] for p in data["per_period"]} == {"2026-06-01"}
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (data["since"], data["periods"]) == ("2025-07-01", 12)  # 12 months
     table = CliRunner().invoke(_app(), ["responses", "report", "--now", NOW.isoformat()])
     assert table.exit_code == 0 and "email" in table.output and "57%" in table.output
+    assert "since 2026-03-30" in table.output  # 12 weeks, the current one included
+    recent = CliRunner().invoke(_app(), ["responses", "report", "--now", NOW.isoformat(),
+                                         "--periods", "2", "--format", "json"])
+    assert recent.exit_code == 0, recent.output
+    late = json.loads(recent.output)
+    assert late["since"] == "2026-06-08"
+    assert {c["channel"]: c["asks"] for c in late["channels"]} == {"email": 2, "chat": 1,
+                                                                   "x": 1}
+    none = CliRunner().invoke(_app(), ["responses", "report", "--now", NOW.isoformat(),
+                                       "--periods", "0"])
+    assert none.exit_code != 0 and "--periods" in none.output
     bad = CliRunner().invoke(_app(), ["responses", "report", "--period", "day"])
     assert bad.exit_code != 0 and "week" in bad.output
 

@@ -70,10 +70,14 @@ def report(
     chart: Annotated[Path | None, typer.Option(
         "--chart", help="Write a PNG chart of the trend here.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    periods: Annotated[int, typer.Option(
+        "--periods", min=1, help="Read the asks of the last N periods, the current one "
+        "included.")] = 12,
 ) -> None:
-    """Per channel: median and p90 first-response time, the share answered within the
-    expectation (models/responses.yaml or PULSE_RESPONSES_EXPECTATIONS), unanswered
-    complaints, and the trend of the last period against the one before."""
+    """Per channel, over the last --periods weeks or months: median and p90 first-response
+    time, the share answered within the expectation (models/responses.yaml or
+    PULSE_RESPONSES_EXPECTATIONS), unanswered complaints, and the trend of the last period
+    against the one before."""
     from pulse.models.responses import report as build
     from pulse.models.responses import response_chart
 
@@ -81,21 +85,24 @@ def report(
         raise typer.BadParameter(f'expected "week" or "month" (not {period!r})',
                                  param_hint="--period")
     engine = warehouse()
-    result = build(engine, period=period, now=parse_time(now))
+    result = build(engine, period=period, now=parse_time(now), periods=periods)
+    since = result["since"].date().isoformat()
     overall, trend = result["overall"], result["trend"]
     if chart is not None and len(result["per_period"]):
         response_chart(result["per_period"], chart)
     if fmt == Format.json:
-        print(json.dumps({"period": period, "expectations": result["expectations"],
+        print(json.dumps({"period": period, "since": since, "periods": periods,
+                          "expectations": result["expectations"],
                           "channels": _records(overall), "per_period": _records(
                               result["per_period"]), "trend": _records(trend)}, indent=2))
         return
     if overall.empty:
-        out.print("No tickets or customer posts to measure.")
+        out.print(f"No tickets or customer posts to measure since {since}.")
         return
     by = trend.set_index("channel") if len(trend) else None
-    table = Table(title=f"First response per channel (trend: last {period} against the one "
-                  "before)", title_justify="left")
+    table = Table(title=f"First response per channel since {since} (the last {periods} "
+                  f"{period}s; trend: last {period} against the one before)",
+                  title_justify="left")
     for col in ("channel", "asks", "answered", "median", "p90", "expected", "within",
                 "unanswered complaints", f"last {period}: median", "within"):
         table.add_column(col, justify="left" if col == "channel" else "right")
