@@ -618,6 +618,14 @@ def _usage_trends(w: _Window) -> Any:
         .group_by(r.c.account_id, r.c.day)
         .cte("usage_by_day")
     )
+    return trend_sums(w, daily)
+
+
+def trend_sums(w: _Window, daily: Any) -> Any:
+    """The `usage_trends` CTE from a per-day CTE `daily` (account_id, d: the day number,
+    events, errors): the sums over 90 and 84 days, the slope's numerator over 12 weeks, the
+    baseline before the last 28 days, and how far back the account's usage reaches. Read
+    from the rollups here, from the raw events in sql/usage_event_features.py."""
     back = w.day - daily.c.d  # 0 on the as-of date
     x = literal(11, Integer) - back // literal(7, Integer)  # the week, 0 = the latest
     in84, in90 = back < 84, back < 90

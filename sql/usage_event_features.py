@@ -17,6 +17,7 @@ from pulse.sql.feature_sources import (
     _source_last,
     _Window,
     day_key,
+    trend_sums,
     utc_day,
 )
 from pulse.sql.schema import UsageEvent
@@ -94,26 +95,7 @@ def _usage_trends(w: _Window) -> Any:
         .group_by(u.c.account_id, day)
         .cte("event_days")  # not "usage_daily": that would hide the table of that name
     )
-    back = w.day - daily.c.d  # 0 on the as-of date
-    x = literal(11, Integer) - back // literal(7, Integer)  # the week, 0 = the latest
-    in84, in90 = back < 84, back < 90
-    base = back >= 28
-    return (
-        select(
-            daily.c.account_id,
-            func.sum(case((in90, daily.c.events), else_=0.0)).label("events_90d"),
-            func.sum(case((in90, daily.c.errors), else_=0.0)).label("errors_90d"),
-            func.sum(case((in90, 1), else_=0)).label("active_days_90d"),
-            func.sum(case((in84, daily.c.events), else_=0.0)).label("events_84d"),
-            func.sum(case((in84, (x - 5.5) * daily.c.events), else_=0.0)).label("slope_num"),
-            func.sum(case((base, daily.c.events), else_=0.0)).label("events_base"),
-            func.sum(case((base, daily.c.errors), else_=0.0)).label("errors_base"),
-            func.sum(case((base, 1), else_=0)).label("active_days_base"),
-            func.max(back).label("oldest_back"),
-        )
-        .group_by(daily.c.account_id)
-        .cte("usage_trends")
-    )
+    return trend_sums(w, daily)
 
 
 def _user_blocks(w: _Window) -> Any:
