@@ -120,10 +120,20 @@ def _silent_figures(engine: Engine, end: date, truth: set[str], fig: ModelFigure
     with engine.connect() as conn:
         flagged = set(conn.execute(select(t.c.account_id).where(
             t.c.as_of == end, t.c.flag == "silent_dissatisfied")).scalars())
-    hits = len(flagged & truth)
     fig.silent_flagged, fig.silent_truth = len(flagged), len(truth)
-    fig.silent_precision = hits / len(flagged) if flagged else None
-    fig.silent_recall = hits / len(truth) if truth else None
+    fig.silent_precision, fig.silent_recall, _ = silent_scores(
+        len(flagged & truth), len(flagged), len(truth))
+
+
+def silent_scores(hits: int, flagged: int, truth: int
+                  ) -> tuple[float | None, float | None, float | None]:
+    """Precision, recall and F1 of `flagged` accounts of which `hits` are among `truth`
+    silent ones: no precision without a flag, no recall or F1 without a silent account, and
+    F1 0 when none was found."""
+    precision = hits / flagged if flagged else None
+    recall = hits / truth if truth else None
+    f1 = 2 * hits / (flagged + truth) if truth else None
+    return precision, recall, f1
 
 
 def run_model_bench(*, seed: int | None, accounts: int, days: int, horizon: int, step: int,
@@ -483,13 +493,10 @@ def silent_figures(fig: WorldFigure, rows: Any, silent: set[str]) -> None:
                if isinstance(fl, (list, tuple)) and SILENT_FLAG in fl}
     truth_silent = silent & set(rows["account_id"])
     fig.silent_truth, fig.silent_flagged = len(truth_silent), len(flagged)
-    hits = len(flagged & truth_silent)
-    fig.silent_hits = hits
-    fig.silent_precision = hits / len(flagged) if flagged else None
-    fig.silent_recall = hits / len(truth_silent) if truth_silent else None
-    if truth_silent:  # flagging nobody, or only the wrong accounts, scores 0
-        p, r = fig.silent_precision or 0.0, fig.silent_recall or 0.0
-        fig.silent_f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    fig.silent_hits = len(flagged & truth_silent)
+    # flagging nobody, or only the wrong accounts, scores F1 0
+    fig.silent_precision, fig.silent_recall, fig.silent_f1 = silent_scores(
+        fig.silent_hits, len(flagged), len(truth_silent))
 
 
 #: What `--only` can narrow a variant bench to.
@@ -851,9 +858,7 @@ def silent_pooled(figures: list[WorldFigure]) -> dict[str, dict[str, Any]]:
         hits = sum(f.silent_hits or 0 for f in done)
         flagged = sum(f.silent_flagged or 0 for f in done)
         truth = sum(f.silent_truth or 0 for f in done)
-        p = hits / flagged if flagged else None
-        r = hits / truth if truth else None
-        f1 = (2 * hits / (flagged + truth)) if truth else None
+        p, r, f1 = silent_scores(hits, flagged, truth)
         return {"worlds": len(done), "hits": hits, "flagged": flagged, "truth": truth,
                 "precision": p, "recall": r, "f1": f1}
 
