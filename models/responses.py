@@ -42,6 +42,12 @@ def expected_minutes(channels: pd.Series, expectations: dict[str, float]) -> pd.
     return channels.str.lower().map(expectations).fillna(expectations["default"]).astype(float)
 
 
+def _instant(now: datetime | None) -> pd.Timestamp:
+    """`now` (the current time when None) in UTC; a naive time is taken as UTC."""
+    stamp = pd.Timestamp(now or datetime.now(UTC))
+    return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+
+
 def _utc(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, utc=True)
 
@@ -149,7 +155,7 @@ def mark(frame: pd.DataFrame, expectations: dict[str, float], *,
          now: datetime | None = None) -> pd.DataFrame:
     """Add each ask's `expected` minutes, `due` (its expectation has elapsed by `now`),
     `on_time` and `late_unanswered`."""
-    now_ts = pd.Timestamp(now or datetime.now(UTC))
+    now_ts = _instant(now)
     out = frame.copy()
     out["expected"] = expected_minutes(out["channel"], expectations)
     deadline = out["asked_at"] + pd.to_timedelta(out["expected"], unit="min")
@@ -216,9 +222,7 @@ def account_responses(engine: Engine, *, now: datetime | None = None, days: int 
     and p90 first-response minutes, `late` (answered after the channel's expectation, or
     still unanswered past it) and the share of due tickets answered within it; the accounts
     with the most late answers first."""
-    stamp = pd.Timestamp(now or datetime.now(UTC))
-    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
-    now = stamp.to_pydatetime()
+    now = _instant(now).to_pydatetime()
     frame = _timed(ticket_asks(engine, since=now - timedelta(days=days), until=now))
     table = summarise(frame, expectations or load_expectations(), by="account_id", now=now)
     table["late"] = table["due"] - table["on_time"]
@@ -248,9 +252,8 @@ def report_start(now: datetime | None, period: str, periods: int) -> datetime:
         raise ConfigError(f'invalid period: expected "week" or "month" (not {period!r})')
     if periods < 1:
         raise ConfigError(f"invalid number of periods: expected 1 or more (not {periods})")
-    stamp = pd.Timestamp(now or datetime.now(UTC))
-    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
-    first = stamp.tz_localize(None).to_period("W" if period == "week" else "M") - (periods - 1)
+    freq = "W" if period == "week" else "M"
+    first = _instant(now).tz_localize(None).to_period(freq) - (periods - 1)
     return first.start_time.tz_localize(UTC).to_pydatetime()
 
 
