@@ -55,7 +55,7 @@ def _utc(s: pd.Series) -> pd.Series:
 def ticket_asks(engine: Engine, *, since: datetime | None = None,
                 until: datetime | None = None) -> pd.DataFrame:
     """One row per ticket (opened between `since` and `until` when given): opened and first
-    answered (NaT when not yet)."""
+    answered (NaT when not yet; with `until`, also when the answer came after it)."""
     t = Ticket.__table__
     q = select(t.c.ticket_id.label("item_id"), t.c.channel, t.c.account_id,
                t.c.contact_id.label("author"), t.c.subject.label("text"),
@@ -68,6 +68,9 @@ def ticket_asks(engine: Engine, *, since: datetime | None = None,
         frame = pd.DataFrame(conn.execute(q).mappings().all(),
                              columns=["item_id", "channel", "account_id", "author", "text",
                                       "asked_at", "first_response_at"])
+    if until is not None:
+        first = _utc(frame["first_response_at"])
+        frame["first_response_at"] = first.where(first <= _instant(until))
     frame["kind"] = "ticket"
     frame["channel"] = frame["channel"].fillna("unknown")
     frame["brand"] = None
@@ -83,16 +86,19 @@ def _brand_posts(frame: pd.DataFrame, handles: set[str]) -> pd.Series:
 
 
 def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None,
-                 since: datetime | None = None) -> pd.DataFrame:
+                 since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
     """One row per customer post: when the brand first replied (NaT when not) and who.
 
     With `since`, only the posts created from then on are read (and so only the replies among
-    them: a reply comes after its post)."""
+    them: a reply comes after its post); with `until`, only those created by then (a reply
+    after it is not read, and its post counts as unanswered)."""
     m = Mention.__table__
     q = select(m.c.mention_id, m.c.created_at, m.c.text, m.c.author_handle, m.c.platform,
                m.c.url, m.c.in_reply_to_id, m.c.account_id, m.c.from_brand)
     if since is not None:
         q = q.where(m.c.created_at >= since)
+    if until is not None:
+        q = q.where(m.c.created_at <= until)
     with engine.connect() as conn:
         posts = pd.DataFrame(conn.execute(q).mappings().all(),
                              columns=["mention_id", "created_at", "text", "author_handle",
@@ -128,11 +134,12 @@ def mention_asks(engine: Engine, *, brand_handles: list[str] | None = None,
 
 
 def asks(engine: Engine, *, brand_handles: list[str] | None = None,
-         since: datetime | None = None) -> pd.DataFrame:
-    """Tickets and customers' posts (asked from `since`, when given), each with its
-    first-response time in minutes."""
-    return _timed(pd.concat([ticket_asks(engine, since=since),
-                             mention_asks(engine, brand_handles=brand_handles, since=since)],
+         since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+    """Tickets and customers' posts (asked from `since` and by `until`, when given), each with
+    its first-response time in minutes (an answer after `until` is not yet one)."""
+    return _timed(pd.concat([ticket_asks(engine, since=since, until=until),
+                             mention_asks(engine, brand_handles=brand_handles, since=since,
+                                          until=until)],
                             ignore_index=True))
 
 
@@ -262,12 +269,14 @@ def report(engine: Engine, *, period: str = "week", now: datetime | None = None,
            brand_handles: list[str] | None = None,
            periods: int | None = REPORT_PERIODS) -> dict[str, Any]:
     """`pulse responses report`: per channel overall, per channel and period, and the trend,
-    over the asks of the last `periods` periods (None: all history). Only those are read,
-    and only their unanswered posts go through the sentiment model, so a report costs the
-    same whatever the length of the history."""
+    over the asks of the last `periods` periods (None: all history) up to `now`, as they
+    stood then (an answer given later counts as none yet). Only those are read, and only
+    their unanswered posts go through the sentiment model, so a report costs the same
+    whatever the length of the history."""
     exp = expectations or load_expectations()
     since = None if periods is None else report_start(now, period, periods)
-    frame = asks(engine, brand_handles=brand_handles, since=since)
+    until = None if now is None else _instant(now).to_pydatetime()
+    frame = asks(engine, brand_handles=brand_handles, since=since, until=until)
     negative = pd.Series(False, index=frame.index)
     posts = frame["kind"].eq("mention") & frame["first_response_at"].isna()
     if posts.any():

@@ -184,6 +184,25 @@ def test_report_reads_only_its_last_periods(engine: Engine, tmp_path: Path) -> N
     assert every["overall"].set_index("channel").loc["email", "asks"] == 7
 
 
+def test_a_past_report_reads_the_asks_and_answers_as_they_stood(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    _world(engine, tmp_path)
+    # 9 June 09:02: e7 and c2 were opened at 09:00 and answered at 09:20 and 09:03; p3 (10:00)
+    # and its answer r3 (11:00) had not happened
+    then = datetime(2026, 6, 9, 9, 2, tzinfo=UTC)
+    overall = responses.report(engine, period="week", now=then)["overall"].set_index("channel")
+    email, chat, x = overall.loc["email"], overall.loc["chat"], overall.loc["x"]
+    assert (email["asks"], email["answered"], email["due"]) == (7, 5, 6)  # e7 not due yet
+    assert email["median_min"] == pytest.approx(50.0)  # 30, 50, 90, 240, 10
+    assert (chat["asks"], chat["answered"], chat["unanswered"]) == (2, 1, 1)  # c2 past 0.8 min
+    assert (x["asks"], x["answered"]) == (2, 1)  # p1 and p2; p3 not yet posted
+    assert x["complaints_unanswered"] == 1
+    # the same report as of NOW sees every answer
+    now = responses.report(engine, period="week", now=NOW)["overall"].set_index("channel")
+    assert (now.loc["email", "answered"], now.loc["chat", "answered"],
+            now.loc["x", "asks"]) == (6, 2, 3)
+
+
 def test_trend_compares_the_last_two_periods_and_leaves_a_lone_one_unchanged() -> None:
     weeks = pd.to_datetime(["2026-06-01", "2026-06-08", "2026-06-15", "2026-06-15"])
     table = pd.DataFrame({"channel": ["email", "email", "email", "x"], "period": weeks,
