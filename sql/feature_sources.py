@@ -697,6 +697,14 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
         .group_by(du.c.account_id, du.c.contact_id)
         .subquery()
     )
+    return champion_gone(per_contact, min_active_days)
+
+
+def champion_gone(per_contact: Any, min_active_days: int) -> Any:
+    """The `champion` CTE from a per-contact subquery `per_contact` (account_id, contact_id,
+    prior_events, prior_days, recent_rows): each account's champion (most prior events among
+    the contacts active on `min_active_days` prior days; ties to the smaller contact id) and
+    `gone`. Read from the rollups here, from the raw events in sql/usage_event_features.py."""
     ranked = (
         select(
             per_contact.c.account_id, per_contact.c.recent_rows,

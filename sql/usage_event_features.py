@@ -16,6 +16,7 @@ from pulse.sql.feature_sources import (
     LONG_BASELINE_DAYS,
     _source_last,
     _Window,
+    champion_gone,
     day_key,
     trend_sums,
     utc_day,
@@ -144,23 +145,4 @@ def _champion(w: _Window, *, prior_days: int = 60, recent_days: int = 28,
         .group_by(u.c.account_id, u.c.contact_id)
         .subquery()
     )
-    ranked = (
-        select(
-            per_contact.c.account_id, per_contact.c.recent_rows,
-            func.row_number().over(
-                partition_by=per_contact.c.account_id,
-                order_by=(per_contact.c.prior_events.desc(), per_contact.c.contact_id),
-            ).label("rn"),
-        )
-        .where(per_contact.c.prior_days >= min_active_days)
-        .subquery()
-    )
-    return (
-        # grouped (one row per account either way): without it SQLite guesses the CTE small,
-        # gives it no index and scans it once per account (quadratic in accounts)
-        select(ranked.c.account_id,
-               func.max(case((ranked.c.recent_rows == 0, 1.0), else_=0.0)).label("gone"))
-        .where(ranked.c.rn == 1)
-        .group_by(ranked.c.account_id)
-        .cte("champion")
-    )
+    return champion_gone(per_contact, min_active_days)
