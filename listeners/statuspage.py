@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from pulse.core.errors import StatuspageError
+from pulse.core.times import as_utc
 from pulse.listeners.landing import IngestResult, land_file
 from pulse.sql.schema import Account, Incident, IncidentUpdate, UsageEvent
 
@@ -171,7 +172,7 @@ def _instant(value: Any) -> datetime | None:
         ts = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return as_utc(ts)
 
 
 def split_component(name: str, regions: Collection[str]) -> tuple[str, str | None]:

@@ -52,6 +52,7 @@ import pandas as pd
 from sqlalchemy import Engine, or_, select
 
 from pulse.core.errors import InvalidArgumentError, UnknownIncidentError
+from pulse.core.times import as_utc
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.db import dialect_insert
 from pulse.sql.feature_sources import normalise_text, term_patterns
@@ -251,12 +252,8 @@ def negative_mask(texts: Sequence[str]) -> tuple[np.ndarray, str]:
 # --------------------------------------------------------------------------- buckets
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def _floor(ts: datetime) -> datetime:
-    ts = _utc(ts)
+    ts = as_utc(ts)
     return ts.replace(minute=ts.minute - ts.minute % 15, second=0, microsecond=0)
 
 
@@ -312,7 +309,7 @@ def chatter_buckets(engine: Engine, *, since: datetime, until: datetime) -> pd.D
     Columns: component, bucket_start, negative_mentions (distinct authors), mentions (posts),
     sample_mention_ids (up to three, most recent first). Only non-empty buckets are listed.
     """
-    pairs, _, _ = _negative_component_mentions(engine, _utc(since), _utc(until))
+    pairs, _, _ = _negative_component_mentions(engine, as_utc(since), as_utc(until))
     return _bucketise(pairs)
 
 
@@ -489,9 +486,9 @@ def find_spikes(buckets: pd.DataFrame, *, start: datetime, end: datetime,
     cols = ["component", "bucket_start", "negative_mentions", "baseline", "score",
             "sample_mention_ids", "rule"]
     first = pd.Timestamp(_floor(history_start))
-    grid = pd.date_range(first, pd.Timestamp(_utc(end)), freq="15min", inclusive="left")
+    grid = pd.date_range(first, pd.Timestamp(as_utc(end)), freq="15min", inclusive="left")
     history = baseline_days * BUCKETS_PER_DAY
-    in_window = grid >= pd.Timestamp(_utc(start))
+    in_window = grid >= pd.Timestamp(as_utc(start))
     found, scored = [], 0
     for comp, rows in buckets.groupby("component", sort=True):
         series = rows.set_index("bucket_start")["negative_mentions"].astype(float)
@@ -600,7 +597,7 @@ def detect_chatter(engine: Engine, *, now: datetime | None = None, lookback_hour
         raise InvalidArgumentError(f"min_count must be at least 1, not {min_count}")
     if baseline_days < 1:
         raise InvalidArgumentError(f"baseline_days must be at least 1, not {baseline_days}")
-    now = _utc(now or datetime.now(UTC))
+    now = as_utc(now or datetime.now(UTC))
     start = _floor(now - timedelta(hours=lookback_hours))
     history_start = start - timedelta(days=baseline_days)
     m = Mention.__table__
@@ -633,11 +630,11 @@ def incident_complaints(engine: Engine, *, since: datetime, until: datetime,
     (incident, mention), earliest first.
     """
     cols = ["incident_id", "mention_id", "component", "created_at", "author_handle"]
-    pairs, _, _ = _negative_component_mentions(engine, _utc(since), _utc(until))
+    pairs, _, _ = _negative_component_mentions(engine, as_utc(since), as_utc(until))
     if pairs.empty:
         return pd.DataFrame(columns=cols)
     pairs = pairs.assign(bucket_start=pairs["created_at"].dt.floor("15min"))
-    linked = _attach(pairs, _open_incidents(engine, _utc(until)),
+    linked = _attach(pairs, _open_incidents(engine, as_utc(until)),
                      timedelta(hours=aftermath_hours))
     linked = linked[linked["status"] == "attached"]
     linked = linked.sort_values(["created_at", "mention_id"]).drop_duplicates(
@@ -694,9 +691,9 @@ def incident_chatter(engine: Engine, incident_id: str, *, now: datetime | None =
                            .where(i.c.incident_id == incident_id)).one_or_none()
     if row is None:
         raise UnknownIncidentError(f"no incident {incident_id!r}")
-    now = _utc(now or datetime.now(UTC))
+    now = as_utc(now or datetime.now(UTC))
     until = now if row.resolved_at is None else min(
-        now, _utc(row.resolved_at) + timedelta(hours=aftermath_hours) + BUCKET)
+        now, as_utc(row.resolved_at) + timedelta(hours=aftermath_hours) + BUCKET)
     found = incident_complaints(engine, since=_floor(row.started_at), until=until,
                                 aftermath_hours=aftermath_hours)
     found = found[found["incident_id"] == incident_id].drop_duplicates("mention_id")
@@ -732,7 +729,7 @@ def suspected_incidents(engine: Engine, *, status: str | None = None,
     if status:
         q = q.where(t.c.status == status)
     if since is not None:
-        q = q.where(t.c.bucket_start >= _utc(since))
+        q = q.where(t.c.bucket_start >= as_utc(since))
     with engine.connect() as conn:
         rows = conn.execute(q).mappings().all()
         frame = pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in t.columns])

@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import InvalidArgumentError, NothingToShowError
+from pulse.core.times import as_utc
 from pulse.sql.db import result_frame
 from pulse.sql.schema import LOW_RATING, Account, OutboxMessage, Survey, SurveyResponse
 
@@ -37,7 +38,7 @@ def _instant(value: date | datetime | None, *, end: bool = False) -> datetime | 
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
     day = value + timedelta(days=1) if end else value
     return datetime.combine(day, time(0, 0), tzinfo=UTC)
 

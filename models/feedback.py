@@ -28,6 +28,7 @@ import pandas as pd
 from sqlalchemy import Engine, select, tuple_
 
 from pulse.core.fx import reporting_currency, to_reporting
+from pulse.core.times import as_utc
 from pulse.models.csat import survey_comments
 from pulse.sql.db import dialect_insert, result_frame
 from pulse.sql.schema import Account, Mention, TextInsight, Ticket
@@ -80,7 +81,7 @@ def _utc(value: date | datetime | None) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         return datetime.combine(value, time(0, 0), tzinfo=UTC)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:

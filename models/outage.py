@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from pulse.core.errors import UnknownIncidentError
+from pulse.core.times import utc_or_now
 from pulse.sql.db import result_frame
 from pulse.sql.schema import Account, Incident, IncidentImpact, IngestRun, UsageEvent
 from pulse.sql.types import UTCDateTime
@@ -268,12 +269,6 @@ def _write(conn: Connection, incident_id: str, rows: pd.DataFrame) -> None:
         conn.execute(insert(IMPACTS), records[start:start + 5000])
 
 
-def _as_utc(value: datetime | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _compute(conn: Connection, incident_id: str, now: datetime,
              mapping: dict[str, str]) -> ImpactSummary:
     inc = _get_incident(conn, incident_id)
@@ -302,7 +297,7 @@ def compute_impact(engine: Engine, incident_id: str, *,
     `now` ends the window of an unresolved incident (default: the current time). Raises
     `UnknownIncidentError` when no incident with that id has landed.
     """
-    now = _as_utc(now)
+    now = utc_or_now(now)
     with engine.begin() as conn:
         return _compute(conn, incident_id, now, feature_components(conn))
 
@@ -329,7 +324,7 @@ def stale_incidents(engine: Engine, *, late_usage_days: int = 30) -> list[str]:
             i.c.updated_at > last.c.computed_at,
         ]
         if usage_landed is not None:
-            landed = _as_utc(usage_landed)
+            landed = utc_or_now(usage_landed)
             stale.append(and_(last.c.computed_at < landed,
                               i.c.started_at >= landed - timedelta(days=late_usage_days)))
         query = (
@@ -345,7 +340,7 @@ def refresh_impacts(engine: Engine, *, now: datetime | None = None,
                     incident_ids: Sequence[str] | None = None) -> list[ImpactSummary]:
     """Recompute every incident whose impact may have changed (`stale_incidents`), or the
     named ones; each incident's rows are replaced in its own transaction."""
-    now = _as_utc(now)
+    now = utc_or_now(now)
     ids = list(incident_ids) if incident_ids is not None else stale_incidents(engine)
     if not ids:
         return []

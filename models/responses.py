@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 from pulse.core.errors import ConfigError
 from pulse.core.expectations import load_expectations as load_expectations
 from pulse.core.settings import own_handles
+from pulse.core.times import utc_stamp
 from pulse.sql.schema import Mention, Ticket
 
 EXPECTATIONS_FILE = Path(__file__).with_name("responses.yaml")
@@ -44,8 +45,7 @@ def expected_minutes(channels: pd.Series, expectations: dict[str, float]) -> pd.
 
 def _instant(now: datetime | None) -> pd.Timestamp:
     """`now` (the current time when None) in UTC; a naive time is taken as UTC."""
-    stamp = pd.Timestamp(now or datetime.now(UTC))
-    return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return utc_stamp(pd.Timestamp(now or datetime.now(UTC)))
 
 
 def _utc(s: pd.Series) -> pd.Series:

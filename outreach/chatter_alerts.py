@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, or_, select
 
+from pulse.core.times import utc_stamp
 from pulse.sql.schema import Incident, IncidentImpact
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> lis
         accounts = [{"account_id": str(p.account_id), "name": str(p.name),
                      "url": account_url(str(p.account_id))} for p in known.itertuples(index=False)]
         bucket = pd.Timestamp(s.bucket_start)
-        bucket = bucket.tz_localize("UTC") if bucket.tzinfo is None else bucket.tz_convert("UTC")
+        bucket = utc_stamp(bucket)
         context = {"component": str(s.component), "bucket_start": bucket.isoformat(),
                    "negative_mentions": int(s.negative_mentions),
                    "baseline": float(s.baseline), "score": float(s.score),

@@ -41,6 +41,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, and_, case, func, or_, select
 
+from pulse.core.times import utc_stamp
 from pulse.outreach.links import account_url
 from pulse.outreach.vocabulary import CsmEvidence, CustomerCheckin, feature_help, person_name
 from pulse.sql.db import result_frame
@@ -349,8 +350,7 @@ def _alert(row: Any) -> dict[str, Any]:
             "account_name": val(row.account_name), "contact_id": str(row.contact_id),
             "contact_name": val(row.contact_name), "contact_email": val(row.contact_email),
             "rating": int(row.rating), "comment": val(row.comment),
-            "rated_at": (rated.tz_localize("UTC") if rated.tzinfo is None else rated
-                         ).isoformat(),
+            "rated_at": utc_stamp(rated).isoformat(),
             "trigger": str(row.trigger), "ticket_id": val(row.ticket_id),
             "incident_id": val(row.incident_id), "question": val(row.question),
             "comment_only": bool(row.comment_only), "url": account_url(str(row.account_id))}

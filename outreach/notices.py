@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 from sqlalchemy import Engine, or_, select
 
+from pulse.core.times import utc_stamp
 from pulse.models.outage import RESOLVED_STATUSES
 from pulse.sql.db import result_frame
 from pulse.sql.schema import Contact, Incident, IncidentImpact, IncidentUpdate
@@ -82,7 +83,7 @@ def _iso(value: Any) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = utc_stamp(ts)
     return ts.isoformat()
 
 
@@ -266,7 +267,7 @@ def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
     if resolved_at is None or pd.isna(resolved_at):
         return {}
     when = pd.Timestamp(resolved_at)
-    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    when = utc_stamp(when)
     start, end = month_bounds(when.to_pydatetime())
     a, i, im = Account.__table__, Incident.__table__, IncidentImpact.__table__
     plans = _frame(engine, select(a.c.account_id, a.c.plan, a.c.mrr, a.c.currency,

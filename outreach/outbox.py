@@ -85,6 +85,7 @@ from pulse.core.errors import (
     TemplateError,
 )
 from pulse.core.settings import Settings, get_settings
+from pulse.core.times import utc_or_now
 from pulse.outreach.render import Renderer, one_line, template_spec
 from pulse.sql.db import dialect_insert
 from pulse.sql.schema import Contact, OutboxMessage, PurchaseEvent, Suppression
@@ -150,12 +151,6 @@ class QueueReport:
 
 
 # --------------------------------------------------------------------------- queue
-
-
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _address(value: str | None, what: str, key: str, *, required: bool) -> str | None:
@@ -246,7 +241,7 @@ def queue(engine: Engine, drafts: Sequence[Draft], *, now: datetime | None = Non
     address raises `HeaderInjectionError` (nothing is queued); line breaks and other control
     characters in names and subjects are folded into spaces.
     """
-    now = _now(now)
+    now = utc_or_now(now)
     settings = get_settings()
     renderer = Renderer(settings=settings, now=now)
     rows: dict[str, dict[str, Any]] = {}
@@ -288,7 +283,7 @@ def add_suppression(engine: Engine | Connection, email: str, *, reason: str, sou
         raise InvalidDraftError(f"invalid suppression reason {reason!r}: expected one of "
                                 f"{', '.join(SUPPRESSION_REASONS)}")
     row = {"email": address, "reason": reason, "source": source, "detail": detail,
-           "created_at": _now(now)}
+           "created_at": utc_or_now(now)}
 
     def run(conn: Connection) -> bool:
         stmt = dialect_insert(conn, SUPPRESSIONS).values(**row).on_conflict_do_nothing(index_elements=["email"])

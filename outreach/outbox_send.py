@@ -36,8 +36,9 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, u
 from pulse.core.errors import OutboxError, PulseError, TransportAuthError
 from pulse.core.secrets import redact
 from pulse.core.settings import get_settings
+from pulse.core.times import utc_or_now
 from pulse.outreach.message import Outgoing, SendResult, Transport
-from pulse.outreach.outbox import CRITICAL_KINDS, OUTBOX, _decide, _due_ids, _facts, _now
+from pulse.outreach.outbox import CRITICAL_KINDS, OUTBOX, _decide, _due_ids, _facts
 from pulse.outreach.render import Renderer
 from pulse.sql.locks import serialised
 from pulse.sql.schema import Contact
@@ -382,7 +383,7 @@ def send_due(engine: Engine, transport: Transport, *, now: datetime | None = Non
     `outbox_lease_seconds`) is how long this run's claims last without renewal; `stale_after`
     applies only to claims without a lease (made before leases existed).
     """
-    now = _now(now)
+    now = utc_or_now(now)
     settings = get_settings()
     renderer = Renderer(settings=settings, now=now)
     report = SendReport(dry_run=dry_run)

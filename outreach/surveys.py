@@ -44,13 +44,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 
 from pulse.core.settings import Settings, get_settings
+from pulse.core.times import utc_or_now
 from pulse.models.outage import RESOLVED_STATUSES
 from pulse.sql.db import dialect_insert, result_frame
 from pulse.sql.schema import (
@@ -150,12 +151,6 @@ class SurveyReport:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _frame(conn: Connection, query: Any) -> pd.DataFrame:
@@ -405,7 +400,7 @@ def apply_rules(due: pd.DataFrame, contacts: pd.DataFrame, accounts: pd.DataFram
 def plan_surveys(engine: Engine, *, now: datetime | None = None,
                  settings: Settings | None = None) -> SurveyPlan:
     """Every survey due at `now` that has no `surveys` row yet, with the rules' verdicts."""
-    now = _utc(now)
+    now = utc_or_now(now)
     s = settings or get_settings()
     with engine.connect() as conn:
         parts = [f for f in (_ticket_triggers(conn, now, s), _incident_triggers(conn, now, s),
@@ -461,7 +456,7 @@ def queue_due_surveys(engine: Engine, *, now: datetime | None = None,
     from pulse.outreach.outbox import insert_rows, outbox_row
     from pulse.outreach.render import Renderer
 
-    now = _utc(now)
+    now = utc_or_now(now)
     s = get_settings()
     plan = plan_surveys(engine, now=now, settings=s)
     frame = plan.surveys.copy()

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import JSON, Connection, Date, Engine, Float, Table, delete, select
 
+from pulse.core.times import utc_stamp
 from pulse.sql.db import result_frame
 from pulse.sql.schema import AccountHealth, HealthMeasure
 from pulse.sql.shards import Shard, shard_of
@@ -97,7 +98,7 @@ def _instant(value: Any, dialect: str) -> str | None:
     if value is None or pd.isna(value):
         return None
     ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = utc_stamp(ts)
     text = ts.strftime("%Y-%m-%d %H:%M:%S.%f")
     return text + "+00:00" if dialect == "postgresql" else text
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from pulse.core.formats import Format, ListFormat
+from pulse.core.times import as_utc
 
 out = Console()
 err = Console(stderr=True)
@@ -47,7 +48,7 @@ def parse_time(value: str | None) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"expected an ISO 8601 time such as 2026-06-15T12:00:00Z "
                                  f"(not {value!r})") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return as_utc(ts)
 
 
 def warehouse() -> Any:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pulse.cli.outreach import ListFormat, _emit, _engine, _records
+from pulse.core.times import as_utc
 
 out = Console()
 
@@ -38,7 +39,7 @@ def _instant(value: str | None, what: str) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"expected an ISO date or instant like 2026-07-10T12:00Z "
                                  f"(not {value!r})", param_hint=what) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(parsed)
 
 
 def _bound(value: str | None, what: str) -> date | datetime | None:
