@@ -44,7 +44,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ import pandas as pd
 from sqlalchemy import Engine, or_, select
 
 from pulse.core.errors import InvalidArgumentError, UnknownIncidentError
-from pulse.core.times import as_utc
+from pulse.core.times import as_utc, utc_or_now
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.db import dialect_insert
 from pulse.sql.feature_sources import normalise_text, term_patterns
@@ -597,7 +597,7 @@ def detect_chatter(engine: Engine, *, now: datetime | None = None, lookback_hour
         raise InvalidArgumentError(f"min_count must be at least 1, not {min_count}")
     if baseline_days < 1:
         raise InvalidArgumentError(f"baseline_days must be at least 1, not {baseline_days}")
-    now = as_utc(now or datetime.now(UTC))
+    now = utc_or_now(now)
     start = _floor(now - timedelta(hours=lookback_hours))
     history_start = start - timedelta(days=baseline_days)
     m = Mention.__table__
@@ -691,7 +691,7 @@ def incident_chatter(engine: Engine, incident_id: str, *, now: datetime | None =
                            .where(i.c.incident_id == incident_id)).one_or_none()
     if row is None:
         raise UnknownIncidentError(f"no incident {incident_id!r}")
-    now = as_utc(now or datetime.now(UTC))
+    now = utc_or_now(now)
     until = now if row.resolved_at is None else min(
         now, as_utc(row.resolved_at) + timedelta(hours=aftermath_hours) + BUCKET)
     found = incident_complaints(engine, since=_floor(row.started_at), until=until,

@@ -55,7 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from pulse.core.errors import UnknownIncidentError
-from pulse.core.times import utc_or_now
+from pulse.core.times import as_utc, utc_or_now
 from pulse.sql.db import result_frame
 from pulse.sql.schema import Account, Incident, IncidentImpact, IngestRun, UsageEvent
 from pulse.sql.types import UTCDateTime
@@ -324,7 +324,7 @@ def stale_incidents(engine: Engine, *, late_usage_days: int = 30) -> list[str]:
             i.c.updated_at > last.c.computed_at,
         ]
         if usage_landed is not None:
-            landed = utc_or_now(usage_landed)
+            landed = as_utc(usage_landed)
             stale.append(and_(last.c.computed_at < landed,
                               i.c.started_at >= landed - timedelta(days=late_usage_days)))
         query = (

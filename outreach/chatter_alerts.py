@@ -58,8 +58,7 @@ def plan_chatter_alerts(engine: Engine, *, since: datetime | None = None) -> lis
         known = posts.dropna(subset=["account_id"]).drop_duplicates("account_id")
         accounts = [{"account_id": str(p.account_id), "name": str(p.name),
                      "url": account_url(str(p.account_id))} for p in known.itertuples(index=False)]
-        bucket = pd.Timestamp(s.bucket_start)
-        bucket = utc_stamp(bucket)
+        bucket = utc_stamp(pd.Timestamp(s.bucket_start))
         context = {"component": str(s.component), "bucket_start": bucket.isoformat(),
                    "negative_mentions": int(s.negative_mentions),
                    "baseline": float(s.baseline), "score": float(s.score),

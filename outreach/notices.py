@@ -82,9 +82,7 @@ def _frame(engine: Engine, query: Any) -> pd.DataFrame:
 def _iso(value: Any) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    ts = pd.Timestamp(value)
-    ts = utc_stamp(ts)
-    return ts.isoformat()
+    return utc_stamp(pd.Timestamp(value)).isoformat()
 
 
 CATALOGUE = Path(__file__).with_name("components.yaml")
@@ -266,8 +264,7 @@ def _service_credits(engine: Engine, accounts: list[str], resolved_at: Any
 
     if resolved_at is None or pd.isna(resolved_at):
         return {}
-    when = pd.Timestamp(resolved_at)
-    when = utc_stamp(when)
+    when = utc_stamp(pd.Timestamp(resolved_at))
     start, end = month_bounds(when.to_pydatetime())
     a, i, im = Account.__table__, Incident.__table__, IncidentImpact.__table__
     plans = _frame(engine, select(a.c.account_id, a.c.plan, a.c.mrr, a.c.currency,
