@@ -278,9 +278,12 @@ def test_silent_pooled_weighs_every_account_alike() -> None:
     pooled = silent_pooled(figures)
     assert set(pooled) == {"quiet", "steady", "all"}  # Telco has no silent accounts
     # quiet: 10 of 12 flagged are silent, of 32 silent; F1 = 2 x 10 / (12 + 32)
-    assert pooled["quiet"] == pytest.approx({
+    quiet = {k: v for k, v in pooled["quiet"].items() if k not in ("at_bars", "hindsight")}
+    assert quiet == pytest.approx({
         "worlds": 2, "hits": 10, "flagged": 12, "truth": 32, "precision": 10 / 12,
         "recall": 10 / 32, "f1": 20 / 44})
+    # no world counted at other bars here
+    assert pooled["quiet"]["at_bars"] == {} and pooled["quiet"]["hindsight"]["worlds"] == 0
     # flagging nobody: no precision, recall and F1 0
     assert pooled["steady"]["precision"] is None and pooled["steady"]["f1"] == 0.0
     every = pooled["all"]
@@ -288,6 +291,52 @@ def test_silent_pooled_weighs_every_account_alike() -> None:
     assert every["f1"] == pytest.approx(20 / 48)
     # the per-world mean weighs the small world alike: F1 0.5, 0.45 and 0 average 0.317
     assert every["f1"] != pytest.approx((0.5 + 18 / 40 + 0.0) / 3)
+
+
+def test_silent_bars_count_the_flag_at_other_bars_through_its_own_rule() -> None:
+    from pulse.devkit.bench.models import WorldFigure, silent_bars, silent_pooled
+
+    rule = SilentRule()
+    # evidence and days since the last ticket: e is quiet, but its ticket 40 days ago raises
+    # its bar to 3 + 2 x (90 - 40) / 60 = 4.67; f wrote in 10 days ago
+    evidence = pd.DataFrame({
+        "account_id": ["a", "b", "c", "d", "e", "f"],
+        "evidence": [5.0, 3.1, 2.8, 2.6, 4.0, 9.0],
+        "days_since_last_ticket": [np.nan, 200.0, np.nan, 31.0 + 59, 40.0, 10.0]})
+    fired = rule.fires(evidence["evidence"], evidence["days_since_last_ticket"])
+    assert fired.tolist() == [True, True, False, False, False, False]
+    rows = pd.DataFrame({"account_id": ["f", "e", "d", "c", "b", "a"],  # another order
+                         "flags": [[], [], ["payment_risk"], [], ["silent_dissatisfied"],
+                                   ["silent_dissatisfied"]]})
+    fig = WorldFigure("w", "quiet", 1)
+    silent_bars(fig, rows, {"a", "c", "d"}, evidence, rule)
+    assert fig.notes == []
+    # [hits, flagged]: at 2.5 a, b, c, d fire (d's ticket 90 days ago no longer raises its
+    # bar); at 2.75 a, b, c; at 3.25 only a
+    assert fig.silent_at_bars == {"2.50": [3, 4], "2.75": [2, 3], "3.00": [1, 2],
+                                  "3.25": [1, 1], "3.50": [1, 1]}
+    # with hindsight, a bar from 2.35 to 2.6 flags a, b, c, d: F1 2 x 3 / (4 + 3) = 0.857
+    # (lower, e joins them); the nearest of those to today's bar is taken
+    assert fig.silent_hindsight == pytest.approx(
+        {"bar": 2.6, "hits": 3, "flagged": 4, "f1": 6 / 7})
+    # pooled with a world flagging 1 of 2 at 3.00 (and best at its own bar)
+    other = WorldFigure("v", "quiet", 2, silent_hits=1, silent_flagged=2, silent_truth=4,
+                        silent_at_bars={"3.00": [1, 2]},
+                        silent_hindsight={"bar": 3.0, "hits": 1, "flagged": 2, "f1": 1 / 3})
+    fig.silent_hits, fig.silent_flagged, fig.silent_truth = 1, 2, 3
+    pooled = silent_pooled([fig, other])["all"]
+    assert pooled["at_bars"]["3.00"] == pytest.approx(
+        {"hits": 2, "flagged": 4, "truth": 7, "precision": 0.5, "recall": 2 / 7,
+         "f1": 4 / 11})
+    assert pooled["at_bars"]["2.50"]["truth"] == 3  # only the world counted there
+    assert pooled["hindsight"] == pytest.approx(
+        {"worlds": 2, "hits": 4, "flagged": 6, "truth": 7, "precision": 4 / 6,
+         "recall": 4 / 7, "f1": 8 / 13})
+    # flags the evidence does not reproduce (another rule fired them): nothing is counted
+    odd = WorldFigure("w", "quiet", 1)
+    silent_bars(odd, rows.assign(flags=[["silent_dissatisfied"]] * 6), {"a"}, evidence, rule)
+    assert odd.silent_at_bars == {} and odd.silent_hindsight is None
+    assert "does not reproduce the flag" in odd.notes[0]
 
 
 def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
@@ -300,6 +349,10 @@ def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
     assert world["errors"] == {}
     assert report["silent_pooled"]["all"]["hits"] == world["silent_hits"]
     assert report["silent_pooled"]["all"]["f1"] == pytest.approx(world["silent_f1"])
+    # the same accounts at other bars: today's is the flag itself
+    assert world["silent_at_bars"]["3.00"] == [world["silent_hits"], world["silent_flagged"]]
+    assert set(world["silent_at_bars"]) == {"2.50", "2.75", "3.00", "3.25", "3.50"}
+    assert world["silent_hindsight"]["f1"] >= world["silent_f1"]
     # --rows: the accounts measured, each with what happened and the silent flag's evidence
     rows = pd.read_csv(tmp_path / "rows" / "quiet-seed1.csv")
     assert len(rows) == world["scored"] and rows["churned"].sum() == world["churned"]
@@ -330,6 +383,8 @@ def test_bench_models_only_silent_skips_training(tmp_path: Path) -> None:
     assert "horizon 30 days" in table.stdout and "silent" in table.stdout.lower()
     assert (f"{world['silent_hits']} of {world['silent_flagged']} flagged truly silent, of "
             f"{world['silent_truth']} silent") in " ".join(table.stdout.split())
+    assert "the same accounts at other plain bars" in table.stdout
+    assert "chosen with hindsight" in " ".join(table.stdout.split())
     refused = _pulse("bench", "models", "--only", "silent")  # no --variant
     assert refused.returncode != 0 and "--only" in (refused.stderr + refused.stdout)
     wrong = _pulse("bench", "models", "--variant", "quiet", "--only", "churn")

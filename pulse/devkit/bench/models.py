@@ -291,6 +291,12 @@ class WorldFigure:
     silent_precision: float | None = None
     silent_recall: float | None = None
     silent_f1: float | None = None
+    #: the same accounts at other plain bars (`SilentRule.min_evidence`, BAR_STEPS around
+    #: the product's): per bar, [hits, flagged]
+    silent_at_bars: dict[str, list[int]] = field(default_factory=dict)
+    #: the plain bar that would have given this world its best F1, chosen with hindsight
+    #: (no rule could): bar, hits, flagged, f1
+    silent_hindsight: dict[str, float] | None = None
     baselines_from: str = ""
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
@@ -499,6 +505,67 @@ def silent_figures(fig: WorldFigure, rows: Any, silent: set[str]) -> None:
         fig.silent_hits, len(flagged), len(truth_silent))
 
 
+#: The plain bars `silent_bars` counts, as steps from the product's `min_evidence`.
+BAR_STEPS = (-0.5, -0.25, 0.0, 0.25, 0.5)
+#: The plain bars searched for each world's best F1 with hindsight.
+HINDSIGHT_BARS = tuple(round(0.5 + 0.05 * i, 2) for i in range(151))  # 0.5 to 8
+
+
+def silent_bars(fig: WorldFigure, rows: Any, silent: set[str], evidence: Any,
+                rule: Any) -> None:
+    """The silent flag on the same accounts at other plain bars, through the product's own
+    rule (`SilentRule.fires` with another `min_evidence`; the recent-ticket rise kept):
+    `silent_at_bars` at BAR_STEPS around today's bar, and `silent_hindsight`, the bar that
+    would have given this world its best F1, which only the truth can choose: how much any
+    bar could gain, against what the evidence holds.
+
+    `evidence` is `models.flags.silent_evidence` of the scoring date. Unless today's bar
+    reproduces the flag on every account of `rows`, nothing is counted and a note says so.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    ev = evidence.set_index("account_id").reindex(rows["account_id"])
+    values = ev["evidence"].to_numpy(dtype="float64")
+    since = ev["days_since_last_ticket"].to_numpy(dtype="float64")
+    truth = rows["account_id"].isin(silent).to_numpy()
+    flagged = np.array([isinstance(fl, (list, tuple)) and SILENT_FLAG in fl
+                        for fl in rows["flags"]], dtype=bool)
+
+    def fired(bar: float) -> Any:
+        return replace(rule, min_evidence=bar).fires(values, since)
+
+    if not np.array_equal(fired(rule.min_evidence), flagged):
+        fig.notes.append("the silent evidence does not reproduce the flag on every account: "
+                         "no figures at other bars")
+        return
+
+    def counts(bar: float) -> list[int]:
+        hit = fired(bar)
+        return [int((hit & truth).sum()), int(hit.sum())]
+
+    fig.silent_at_bars = {f"{rule.min_evidence + d:.2f}": counts(rule.min_evidence + d)
+                          for d in BAR_STEPS if rule.min_evidence + d > 0}
+    if truth.any():
+        # the best F1; among equals, the bar nearest today's
+        scored = [(silent_scores(c[0], c[1], int(truth.sum()))[2] or 0.0,
+                   -abs(bar - rule.min_evidence), bar, c)
+                  for bar in HINDSIGHT_BARS for c in [counts(bar)]]
+        f1, _, bar, (hits, n) = max(scored)
+        fig.silent_hindsight = {"bar": bar, "hits": hits, "flagged": n, "f1": f1}
+
+
+def _silent_bars(fig: WorldFigure, engine: Engine, as_of: date, rows: Any,
+                 silent: set[str]) -> Any:
+    """`silent_bars` on the date's evidence, read as the flags read it; returns the evidence."""
+    from pulse.models.flags import flag_settings, silent_evidence
+
+    evidence = silent_evidence(engine, as_of)
+    silent_bars(fig, rows, silent, evidence, flag_settings().silent)
+    return evidence
+
+
 #: What `--only` can narrow a variant bench to.
 ONLY = ("silent",)
 
@@ -513,14 +580,16 @@ def churned_within(ids: Any, cancels: dict[str, date], as_of: date, horizon: int
 
 
 def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date, rows: Any,
-                     cancels: dict[str, date], silent: set[str]) -> Path:
+                     cancels: dict[str, date], silent: set[str],
+                     evidence: Any = None) -> Path:
     """`--rows DIR`: one CSV per world (`<variant>-seed<N>.csv`) of the accounts measured,
     for looking into the figures: what the product said of each (health, band, the risk
     list's probability, the model's, the flags), what happened (the cancellation date, and
     `churned`: whether it fell within the horizon, as measured; whether truth.json had it
     silently dissatisfied), the silent flag's evidence per signal, fired or not
     (`models.flags.silent_evidence`, columns `silent_*`), and the date's point-in-time
-    features as stored (`sql.features.load_features`, columns `feature_*`)."""
+    features as stored (`sql.features.load_features`, columns `feature_*`). `evidence`: the
+    first of these when already read."""
     import pandas as pd
 
     from pulse.models.flags import silent_evidence
@@ -535,7 +604,9 @@ def write_world_rows(folder: Path, fig: WorldFigure, engine: Engine, as_of: date
         lambda a: cancels[a].isoformat() if a in cancels else None)
     out["churned"] = rows["churned"].to_numpy()
     out["silent_truth"] = out["account_id"].isin(silent).astype(int)
-    evidence = silent_evidence(engine, as_of).add_prefix("silent_")
+    if evidence is None:
+        evidence = silent_evidence(engine, as_of)
+    evidence = evidence.add_prefix("silent_")
     out = out.merge(evidence.rename(columns={"silent_account_id": "account_id"}),
                     on="account_id", how="left")
     features = load_features(engine, as_of).drop(columns=["as_of"], errors="ignore")
@@ -601,9 +672,12 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         y = churned_within(rows["account_id"], cancels, as_of, horizon)
         fig.scored, fig.churned = len(rows), int(y.sum())
         silent_figures(fig, rows, silent)
+        evidence = stage("silent at other bars", lambda: _silent_bars(fig, engine, as_of,
+                                                                      rows, silent))
         if rows_dir is not None:
             stage("write rows", lambda: write_world_rows(
-                rows_dir, fig, engine, as_of, rows.assign(churned=y), cancels, silent))
+                rows_dir, fig, engine, as_of, rows.assign(churned=y), cancels, silent,
+                evidence))
         return
 
     # one cache of feature snapshots for the training and the calibration, as `pulse model
@@ -680,11 +754,13 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         if (y[banded] == 1).any():
             fig.churners_green = float((band[banded & (y == 1)] == "green").mean())
     silent_figures(fig, rows, silent)
+    evidence = stage("silent at other bars", lambda: _silent_bars(fig, engine, as_of, rows,
+                                                                  silent))
     if rows_dir is not None:
         stage("write rows", lambda: write_world_rows(rows_dir, fig, engine, as_of,
                                                      rows.assign(model_probability=prob,
                                                                  churned=y),
-                                                     cancels, silent))
+                                                     cancels, silent, evidence))
 
     def baselines() -> tuple[float | None, float | None]:
         from pulse.core.errors import TrainingDataError
@@ -848,6 +924,12 @@ def _variant_means(figures: list[WorldFigure]) -> dict[str, dict[str, float | No
     return out
 
 
+def _pooled_counts(hits: int, flagged: int, truth: int) -> dict[str, Any]:
+    p, r, f1 = silent_scores(hits, flagged, truth)
+    return {"hits": hits, "flagged": flagged, "truth": truth, "precision": p, "recall": r,
+            "f1": f1}
+
+
 def silent_pooled(figures: list[WorldFigure]) -> dict[str, dict[str, Any]]:
     """Per variant and overall (Telco apart): the silent flag's precision, recall and F1 over
     the accounts of all its worlds together, beside the means of the per-world figures. A
@@ -859,8 +941,23 @@ def silent_pooled(figures: list[WorldFigure]) -> dict[str, dict[str, Any]]:
         flagged = sum(f.silent_flagged or 0 for f in done)
         truth = sum(f.silent_truth or 0 for f in done)
         p, r, f1 = silent_scores(hits, flagged, truth)
-        return {"worlds": len(done), "hits": hits, "flagged": flagged, "truth": truth,
-                "precision": p, "recall": r, "f1": f1}
+        out = {"worlds": len(done), "hits": hits, "flagged": flagged, "truth": truth,
+               "precision": p, "recall": r, "f1": f1}
+        # the worlds counted at other bars (a world whose evidence did not reproduce its
+        # flag is left out of these, and of their truth)
+        swept = [f for f in done if f.silent_at_bars]
+        at_bars: dict[str, dict[str, Any]] = {}
+        for b in sorted({b for f in swept for b in f.silent_at_bars}, key=float):
+            mine_b = [f for f in swept if b in f.silent_at_bars]
+            at_bars[b] = _pooled_counts(sum(f.silent_at_bars[b][0] for f in mine_b),
+                                        sum(f.silent_at_bars[b][1] for f in mine_b),
+                                        sum(f.silent_truth or 0 for f in mine_b))
+        best = [f.silent_hindsight | {"truth": f.silent_truth or 0}
+                for f in swept if f.silent_hindsight]
+        hindsight = _pooled_counts(sum(int(b["hits"]) for b in best),
+                                   sum(int(b["flagged"]) for b in best),
+                                   sum(int(b["truth"]) for b in best))
+        return out | {"at_bars": at_bars, "hindsight": hindsight | {"worlds": len(best)}}
 
     worlds = [f for f in figures if f.variant != "telco"]
     out = {name: pooled([f for f in worlds if f.variant == name])
@@ -980,6 +1077,16 @@ def _print_variant_tables(figures: list[WorldFigure], console: Console, chart: P
             f"{pooled['truth']} silent: precision {_f(pooled['precision'], 2)}, recall "
             f"{_f(pooled['recall'], 2)}, F1 {_f(pooled['f1'], 2)} (the means above weigh "
             "each world alike, whatever its number of silent accounts)")
+        if pooled["at_bars"]:
+            console.print(
+                "  the same accounts at other plain bars (precision / recall / F1): "
+                + "; ".join(f"{b}: {_f(c['precision'], 2)} / {_f(c['recall'], 2)} / "
+                            f"{_f(c['f1'], 2)}" for b, c in pooled["at_bars"].items()))
+            best = pooled["hindsight"]
+            console.print(
+                f"  each world at the bar that gives it its best F1, chosen with hindsight "
+                f"(no rule could choose it; how much a bar could gain): {_f(best['precision'], 2)}"
+                f" / {_f(best['recall'], 2)} / {_f(best['f1'], 2)}")
     console.print("Columns:\n" + "\n".join(f"  {_SHORT[t.key]}: {t.label}" for t in TARGETS))
     for f in figures:
         if f.seconds:
