@@ -159,9 +159,14 @@ class ScoreSummary:
     accounts: int
     scorecard: str
     by_scorecard: dict[str, int]
-    bands: dict[str, int]  # green, amber, red, unscored
+    bands: dict[str, int]  # green, amber, red, unscored: every account scored
     freshness: list[SourceFreshness]
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the accounts whose subscription was cancelled by `as_of` (scored all the same, so
+    #: that their history is whole; the risk list and the console leave them out)
+    cancelled: int = 0
+    #: the bands among the other accounts: the ones a CS team works, as the risk list has them
+    active_bands: dict[str, int] = field(default_factory=dict)
 
     @property
     def stale(self) -> list[SourceFreshness]:
@@ -174,6 +179,8 @@ class ScoreSummary:
             "scorecard": self.scorecard,
             "by_scorecard": self.by_scorecard,
             "bands": self.bands,
+            "cancelled": self.cancelled,
+            "active_bands": self.active_bands,
             "stale_sources": [
                 {"source": f.source, "last_at": f.last_at.isoformat() if f.last_at else None,
                  "age_days": None if f.age_days is None else round(f.age_days, 2),
@@ -208,12 +215,23 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
             health, measures, load_scores(engine, then), partial(load_measures, engine, then))
     health["scorecard_version"] = card.label
     write_health(engine, as_of, health, measures, shard=shard)
-    bands = {b: int((health["band"] == b).sum()) for b in BANDS}
-    bands["unscored"] = int(health["band"].isna().sum())
+    cancelled = health["account_id"].map(
+        features.set_index("account_id")["cancelled"].fillna(False).astype(bool)
+        if "cancelled" in features else {}).fillna(False).astype(bool)
+    bands, active_bands = _band_counts(health["band"]), _band_counts(health["band"][~cancelled])
     by_card = {str(k): int(v) for k, v in health["scorecard"].value_counts().items()}
-    log.info("health as of %s: %d accounts (%s)", as_of, len(health), bands)
+    log.info("health as of %s: %d accounts (%s; %d cancelled)", as_of, len(health), bands,
+             int(cancelled.sum()))
     return ScoreSummary(as_of=as_of, accounts=len(health), scorecard=card.label,
-                        by_scorecard=by_card, bands=bands, freshness=freshness)
+                        by_scorecard=by_card, bands=bands, freshness=freshness,
+                        cancelled=int(cancelled.sum()), active_bands=active_bands)
+
+
+def _band_counts(band: pd.Series) -> dict[str, int]:
+    """Accounts per band, and `unscored` (no band)."""
+    counts = {b: int((band == b).sum()) for b in BANDS}
+    counts["unscored"] = int(band.isna().sum())
+    return counts
 
 
 def health_change(health: pd.DataFrame, measures: pd.DataFrame, before: pd.DataFrame,

@@ -24,7 +24,7 @@ from pulse.models.health import health_change, score_date, score_features
 from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard, parse_scorecard
 from pulse.sql.features import FEATURES
 from pulse.sql.health import load_health, load_measures
-from pulse.sql.schema import AccountHealth, HealthMeasure
+from pulse.sql.schema import AccountFeatures, AccountHealth, HealthMeasure
 from tests.test_features import D, land_world
 
 PULSE = Path(sys.executable).with_name("pulse")
@@ -307,9 +307,29 @@ def test_pulse_score_on_a_demo_world(engine: Engine, tmp_path: Path) -> None:
             AccountHealth.as_of == date.fromisoformat(today))).scalar_one()
     assert stored == report["accounts"]
 
+    # the cancelled accounts are scored (their history stays whole) but counted apart: the
+    # bands a CS team works are the other accounts', as the risk list has them
+    with engine.connect() as conn:
+        gone = set(conn.execute(select(AccountFeatures.account_id).where(
+            AccountFeatures.as_of == date.fromisoformat(today),
+            AccountFeatures.cancelled.is_(True))).scalars())
+        active_bands = dict(conn.execute(
+            select(AccountHealth.band, func.count()).where(
+                AccountHealth.as_of == date.fromisoformat(today),
+                AccountHealth.account_id.not_in(gone)).group_by(AccountHealth.band)).all())
+    assert gone and report["cancelled"] == len(gone)
+    assert sum(report["active_bands"].values()) == report["accounts"] - len(gone)
+    assert {k: v for k, v in report["active_bands"].items() if v} == active_bands
+
     text = ok("score", "--as-of", today)  # again, as a table: the same accounts
-    assert f"Scored {report['accounts']} accounts as of {today}" in " ".join(text.split())
+    flat = " ".join(text.split())
+    assert f"Scored {report['accounts']} accounts as of {today}" in flat
     assert "green" in text and "Took features" in text
+    b = report["active_bands"]
+    share = (b["red"] + b["amber"]) / (report["accounts"] - len(gone))
+    assert (f"green {b['green']} amber {b['amber']} red {b['red']} among "
+            f"{report['accounts'] - len(gone)} active accounts ({share:.0%} red or amber); "
+            f"{len(gone)} cancelled") in flat
 
 
 def test_pulse_refuses_a_bad_scorecard_naming_the_line(tmp_path: Path) -> None:

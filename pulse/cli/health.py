@@ -94,10 +94,15 @@ def score(
     out.print(Text.assemble(
         (f"Scored {summary.accounts:,} accounts as of {day}", "bold"),
         f" ({by_card or 'none'}; {used.describe()}; scorecard {summary.scorecard})"))
+    if summary.cancelled:  # the bands of the accounts a CS team works, as the risk list has
+        b = summary.active_bands
+    active = summary.accounts - summary.cancelled
+    at_risk = (b["red"] + b["amber"]) / active if active else 0.0
     out.print(Text.assemble(
         ("green ", "green"), f"{b['green']:,}  ", ("amber ", "yellow"), f"{b['amber']:,}  ",
         ("red ", "red"), f"{b['red']:,}", f"  unscored {b['unscored']:,}" if b["unscored"]
-        else ""))
+        else "", f" among {active:,} active accounts ({at_risk:.0%} red or amber); "
+        f"{summary.cancelled:,} cancelled" if summary.cancelled else ""))
     for f in summary.stale:
         out.print(Text.assemble(("stale source ", "yellow"), f.describe(),
                                 "; its measures were left out" if card.skip_stale_measures
