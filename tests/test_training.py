@@ -556,6 +556,9 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     assert applied.is_file() == (card.calibration is not None)
     if card.calibration is not None:
         assert "Churn rate per band" in trained.stdout and "; applied:" in trained.stdout
+        # each band's cut, accounts, churners and rate, before → after
+        green = next(line for line in trained.stdout.splitlines() if "│ green" in line)
+        assert re.search(r">= 70 → >= [\d.]+ .* [\d,]+ → [\d,]+ .* [\d.]+% → [\d.]+%", green)
         assert re.search(r"Today's [\d,]+ active accounts with the fitted cut points: green "
                          r"[\d,]+, amber [\d,]+, red [\d,]+ \(\d+% in red or amber\)", text)
         assert load_scorecard(applied).calibration == card.calibration

@@ -236,19 +236,23 @@ def print_calibration(result: Any) -> None:
         ("Calibrated ", "bold"),
         f"on {result.rows:,} labelled snapshots up to {d['as_of']}: {result.churners:,} "
         f"cancelled within {result.horizon_days} days (base rate {result.base_rate:.1%})"))
-    table = Table(title="Churn rate per band", title_justify="left")
-    for col in ("band", "cut (before)", "accounts", "churned", "rate", "cut (after)",
-                "accounts ", "churned ", "rate "):
+    # each cell reads "before → after", so that the table fits an 80-column log
+    table = Table(title="Churn rate per band, before → after (history's snapshots)",
+                  title_justify="left")
+    for col in ("band", "cut", "accounts", "churned", "churn rate"):
         table.add_column(col, justify="left" if col == "band" else "right")
     cuts_before = {"green": f">= {result.default_green:g}", "amber": f">= {result.default_amber:g}",
                    "red": f"< {result.default_amber:g}"}
     cuts_after = {"green": f">= {result.green:g}", "amber": f">= {result.amber:g}",
                   "red": f"< {result.amber:g}"}
+
+    def rate(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
     for b, a in zip(result.before, result.after):
-        table.add_row(b.band, cuts_before[b.band], f"{b.accounts:,}", f"{b.churners:,}",
-                      "-" if b.rate is None else f"{b.rate:.1%}", cuts_after[a.band],
-                      f"{a.accounts:,}", f"{a.churners:,}",
-                      "-" if a.rate is None else f"{a.rate:.1%}")
+        table.add_row(b.band, f"{cuts_before[b.band]} → {cuts_after[a.band]}",
+                      f"{b.accounts:,} → {a.accounts:,}", f"{b.churners:,} → {a.churners:,}",
+                      f"{rate(b.rate)} → {rate(a.rate)}")
     out.print(table)
     out.print(f"Churners banded green: {d['churners_green_before']:.0%} before, "
               f"{d['churners_green_after']:.0%} after; accounts in red or amber: "
