@@ -718,10 +718,10 @@ def _typical(d: Driver, show: Callable[[float], str]) -> str:
     return ""
 
 
-def _count_label(noun: str) -> Callable[[Driver], str]:
+def _count_label(noun: str, none: str | None = None) -> Callable[[Driver], str]:
     def label(d: Driver) -> str:
         if d.value is None:
-            return f"{noun}: unknown"
+            return none or f"{noun.rstrip(':')}: unknown"
         return f"{noun} {_fmt(float(d.value))}{_typical(d, _fmt)}"
     return label
 
@@ -741,10 +741,10 @@ def _share(v: float) -> str:
     return f"{100 * v:.1f}%" if v < 0.1 else f"{100 * v:.0f}%"
 
 
-def _share_label(noun: str) -> Callable[[Driver], str]:
+def _share_label(noun: str, none: str | None = None) -> Callable[[Driver], str]:
     def label(d: Driver) -> str:
         if d.value is None:
-            return f"{noun}: none to measure"
+            return none or f"{noun}: none to measure"
         return f"{noun} {_share(float(d.value))}{_typical(d, _share)}"
     return label
 
@@ -771,6 +771,19 @@ def _times_label(noun: str, against: str) -> Callable[[Driver], str]:
         if d.value is None:
             return f"{noun}: too little history to compare with"
         return f"{noun} {show(float(d.value))} {against}{_typical(d, show)}"
+    return label
+
+
+def _slope_label(noun: str) -> Callable[[Driver], str]:
+    """A weekly slope per mean week: "down 5% a week", "flat"."""
+    def show(v: float) -> str:
+        return "flat" if round(100 * v) == 0 else (
+            f"{'up' if v > 0 else 'down'} {abs(100 * v):.0f}% a week")
+
+    def label(d: Driver) -> str:
+        if d.value is None:
+            return f"{noun}: too little history to compare with"
+        return f"{noun} {show(float(d.value))}{_typical(d, show)}"
     return label
 
 
@@ -855,6 +868,42 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
         "median time to first answer its tickets", "none answered in 90 days"),
     "first_response_late_share_90d": _share_label(
         "tickets answered later than customers expect"),
+    "csat_last": _count_label("latest CSAT rating (1 to 5)", "no CSAT rating on record"),
+    "csat_90d": _share_label("CSAT ratings of 4 or 5 in 90 days", "no CSAT rating in 90 days"),
+    "csat_responses_90d": _count_label("CSAT answers in 90 days:"),
+    "events_7d_vs_28d": _times_label("usage in the last 7 days", "its weekly mean of 28 days"),
+    "events_28d_vs_90d": _times_label("usage in the last 28 days", "its mean of 90 days"),
+    "events_slope_12w": _slope_label("weekly usage over 12 weeks"),
+    "active_days_7d_vs_28d": _times_label("active days in the last 7",
+                                          "its weekly mean of 28 days"),
+    "active_days_28d_vs_90d": _times_label("active days in the last 28", "its mean of 90 days"),
+    "active_users_28d_vs_prev": _times_label("active users in the last 28 days",
+                                             "those of the 28 days before"),
+    "error_rate_28d_vs_90d": _times_label("error rate in the last 28 days",
+                                          "its rate over 90 days"),
+    "active_users_peak_90d": _count_label("most active users in a 28-day block of 84 days"),
+    "active_users_peak_180d": _count_label("most active users in a 28-day block of 168 days"),
+    "seat_use_vs_peak_90d": _share_label("active users against their peak of 84 days",
+                                         "no active users to compare with"),
+    "seat_use_vs_peak_180d": _share_label("active users against their peak of 168 days",
+                                          "no active users to compare with"),
+    "failed_payments_90d": _count_label("failed payments in 90 days:"),
+    "recovered_payments_90d": _count_label("failed payments recovered in 90 days:"),
+    "days_since_failed_payment": _days_since_label("last failed payment",
+                                                   "no failed payment on record"),
+    "billing_term_days": _count_label("billing term (days)", "billing term unknown"),
+    "is_annual": _yes_no_label("annual plan", "billing term unknown"),
+    "tickets_negative_share_90d": _share_label("negative tickets in 90 days",
+                                               "no ticket in 90 days"),
+    "mentions_negative_share_90d": _share_label("negative social mentions in 90 days",
+                                                "no social mention in 90 days"),
+    "negative_texts_28d": _count_label("negative tickets and mentions in 28 days:"),
+    "negative_texts_90d": _count_label("negative tickets and mentions in 90 days:"),
+    "tone_scored_share_90d": _share_label("texts read by the sentiment model",
+                                          "no ticket or mention in 90 days"),
+    "champion_gone": _yes_no_label("most active user gone quiet",
+                                   "no regular user to follow"),
+    "tenure_days": _count_label("days as a customer"),
     "plan": _category_label("plan"),
     "segment": _category_label("segment"),
     "region": _category_label("region"),

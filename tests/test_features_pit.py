@@ -224,6 +224,27 @@ def test_issue_12_features_of_a_past_date_ignore_rows_that_land_later(
     assert f.loc["acc-1", "negative_texts_28d"] == 3.0
 
 
+def test_every_model_input_reads_in_words() -> None:
+    """A CSM reads the churn model's drivers as sentences: every input the model can read
+    has its wording, for a value and for none, and never shows its column name."""
+    from pulse.models.drivers import Driver, drivers_in_words
+    from pulse.models.training import CATEGORICAL, DRIVER_LABELS, NUMERIC
+
+    assert set(NUMERIC) | set(CATEGORICAL) <= set(DRIVER_LABELS)
+    for name in (*NUMERIC, *CATEGORICAL):
+        value: object = "starter" if name in CATEGORICAL else 0.25
+        words = drivers_in_words([Driver(name, value, 1.0, 0.05), Driver(name, None, 1.0, -0.01)],
+                                 DRIVER_LABELS)
+        for sentence in words:
+            assert "_" not in sentence and "::" not in sentence, sentence
+        assert words[0].endswith("raises risk by 5 points") and "lowers risk" in words[1]
+    slope = drivers_in_words([Driver("events_slope_12w", -0.05, 0.0, 0.03)], DRIVER_LABELS)
+    assert slope == ["weekly usage over 12 weeks down 5% a week (typical flat) raises risk by "
+                     "3 points"]
+    tenure = drivers_in_words([Driver("tenure_days", 16.0, 456.0, 0.06)], DRIVER_LABELS)
+    assert tenure == ["days as a customer 16 (typical 456) raises risk by 6 points"]
+
+
 def test_the_long_baseline_features_read_in_words() -> None:
     from pulse.models.drivers import Driver, drivers_in_words
     from pulse.models.training import DRIVER_LABELS, NUMERIC
