@@ -826,8 +826,8 @@ def _category_label(noun: str) -> Callable[[Driver], str]:
 DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "account_age_days": _count_label("account age (days)"),
     "seats": _count_label("seats"),
-    "active_days_7d": _count_label("active days in the last 7"),
-    "active_days_28d": _count_label("active days in the last 28"),
+    "active_days_7d": _count_label("active days in the last 7:"),
+    "active_days_28d": _count_label("active days in the last 28:"),
     "events_7d": _count_label("usage events in the last 7 days"),
     "events_28d": _count_label("usage events in the last 28 days"),
     "events_prev_28d": _count_label("usage events in the 28 days before"),

@@ -241,6 +241,8 @@ def test_every_model_input_reads_in_words() -> None:
     slope = drivers_in_words([Driver("events_slope_12w", -0.05, 0.0, 0.03)], DRIVER_LABELS)
     assert slope == ["weekly usage over 12 weeks down 5% a week (typical flat) raises risk by "
                      "3 points"]
+    days = drivers_in_words([Driver("active_days_28d", 15.0, 24.0, 0.15)], DRIVER_LABELS)
+    assert days == ["active days in the last 28: 15 (typical 24) raises risk by 15 points"]
     tenure = drivers_in_words([Driver("tenure_days", 16.0, 456.0, 0.06)], DRIVER_LABELS)
     assert tenure == ["days as a customer 16 (typical 456) raises risk by 6 points"]
 
