@@ -262,6 +262,13 @@ def valid_health(valid: pd.DataFrame) -> pd.DataFrame:
     return health[["score", "band"]].reset_index(drop=True)
 
 
+def _scorecard_label() -> str:
+    """The label of the scorecard in use (what `valid_health` scores with)."""
+    from pulse.models.scorecard import load_scorecard
+
+    return load_scorecard().label
+
+
 def scorecard_auc(valid: pd.DataFrame, health: pd.DataFrame | None = None) -> float | None:
     """ROC AUC of the scorecard's ranking (risk = 100 - health) on labelled snapshots."""
     from sklearn.metrics import roc_auc_score
@@ -581,6 +588,7 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
     margin = 0.0
     health = valid_health(valid)
     metrics["by_band"] = churners_by_band(valid, health)
+    metrics["by_band_scorecard"] = _scorecard_label()
     if must_beat_scorecard:
         if on_stage:
             on_stage("ranking the validation snapshots with the scorecard")

@@ -581,6 +581,14 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     assert "Brier" in report.stdout and "Calibration" in report.stdout
     assert "Churners by health band" in report.stdout and "logistic baseline" in report.stdout
     assert re.search(r"green\W+[\d,]+\W+[\d,]+\W+[\d,]+", report.stdout)
+    # the bands are those of the scorecard the model was judged with; the calibration that
+    # followed the training applied other cut points, and the report says so
+    made_with = models[0]["metrics"]["by_band_scorecard"]
+    flat = " ".join(report.stdout.split())
+    assert f"the bands of scorecard {made_with})" in flat
+    if card.calibration is not None:
+        assert f"The scorecard now in use ({load_scorecard(applied).label}) is not the one above" \
+            in flat
 
     missing = _pulse("model", "report", "7")
     assert missing.returncode == 1 and "no churn model version 7" in missing.stderr

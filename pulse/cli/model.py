@@ -282,8 +282,10 @@ def model_report(
                                for k in (0.1, 0.2, 0.3)))
     by_band = record.metrics.get("by_band") or []
     if by_band:
-        bands = Table(title="Churners by health band (validation snapshots, the scorecard's "
-                      "bands)", title_justify="left")
+        made_with = record.metrics.get("by_band_scorecard")
+        bands = Table(title="Churners by health band (validation snapshots, the bands of "
+                      + (f"scorecard {made_with}" if made_with else "the scorecard in use then")
+                      + ")", title_justify="left")
         for col in ("band", "snapshots", "accounts", "churners", "churn rate",
                     "share of churners"):
             bands.add_column(col, justify="left" if col == "band" else "right")
@@ -293,6 +295,14 @@ def model_report(
                           f"{b['churners']:,}", "-" if rate is None else f"{rate:.3f}",
                           f"{100 * b['share_of_churners']:.0f}%")
         out.print(bands)
+        from pulse.models.scorecard import load_scorecard
+
+        now = load_scorecard().label
+        if made_with and made_with != now:
+            out.print(f"The scorecard now in use ({now}) is not the one above (the training's "
+                      "calibration may have applied new cut points since): `pulse scorecard "
+                      "calibrate` shows the churners per band under its cut points.",
+                      soft_wrap=True)
     out.print(f"features ({len(record.features)}): {', '.join(record.features)}")
     unused = record.metrics.get("unused_features") or []
     if unused:
