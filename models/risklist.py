@@ -50,6 +50,12 @@ def format_value(feature: str, value: float | None) -> str:
         return f"{100 * v:.1f}%" if abs(v) < 0.1 else f"{100 * v:.0f}%"
     if "hours" in feature:
         return f"{v * 60:.0f} min" if abs(v) < 1 else f"{v:,.0f} h"
+    if feature.startswith("seat_use_vs_peak") or feature.endswith("_share_90d"):
+        return f"{100 * v:.0f}%"
+    if "_vs_" in feature:  # against the account's own past: 1 is steady
+        return f"{v:.2f}×"
+    if feature.endswith("_minus_180d"):  # a change of shares, in percentage points
+        return f"{100 * v:+.1f} pts"
     if v == int(v):
         return f"{v:,.0f}"
     return f"{v:,.1f}"

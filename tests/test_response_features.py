@@ -150,6 +150,10 @@ def test_the_scorecard_and_the_churn_model_read_it_in_words(engine: Engine,
     assert words[2].startswith("median time to first answer its tickets 30 hours")
     assert words[3].startswith("tickets answered later than customers expect: none to measure")
     assert format_value(LATE, 0.5) == "50%" and format_value(MEDIAN, 0.25) == "15 min"
+    # the ratios against the account's own past, and a change of shares
+    assert format_value("events_28d_vs_180d", 0.1123) == "0.11×"
+    assert format_value("seat_use_vs_peak_90d", 0.5) == "50%"
+    assert format_value("error_rate_28d_minus_180d", 0.031) == "+3.1 pts"
     # scored from the warehouse: the measure's points follow the line 0.1 -> 100, 0.5 -> 0
     _land(engine, tmp_path)
     health, measures = score_features(_features(engine).reset_index(), load_scorecard())
