@@ -215,9 +215,9 @@ def score_accounts(engine: Engine, as_of: date, *, scorecard: Scorecard | None =
             health, measures, load_scores(engine, then), partial(load_measures, engine, then))
     health["scorecard_version"] = card.label
     write_health(engine, as_of, health, measures, shard=shard)
-    cancelled = health["account_id"].map(
-        features.set_index("account_id")["cancelled"].fillna(False).astype(bool)
-        if "cancelled" in features else {}).fillna(False).astype(bool)
+    gone = (features.loc[features["cancelled"].fillna(False).astype(bool), "account_id"]
+            if "cancelled" in features else [])
+    cancelled = health["account_id"].isin(gone)
     bands, active_bands = _band_counts(health["band"]), _band_counts(health["band"][~cancelled])
     by_card = {str(k): int(v) for k, v in health["scorecard"].value_counts().items()}
     log.info("health as of %s: %d accounts (%s; %d cancelled)", as_of, len(health), bands,

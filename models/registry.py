@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -78,6 +78,9 @@ from pulse.models.training import (
 )
 from pulse.sql.schema import ChurnScore, ModelVersion
 from pulse.sql.shards import Shard
+
+if TYPE_CHECKING:
+    from pulse.models.scorecard import Scorecard
 
 log = logging.getLogger(__name__)
 
@@ -242,31 +245,24 @@ def _better(new: dict[str, Any], old: dict[str, Any]) -> tuple[bool, str]:
                    f"{nb:.5f} does not beat its {ob:.5f}")
 
 
-def valid_health(valid: pd.DataFrame) -> pd.DataFrame:
+def valid_health(valid: pd.DataFrame, card: Scorecard | None = None) -> pd.DataFrame:
     """The scorecard's health score and band of each labelled snapshot, in row order.
 
     Past snapshots are scored without the measures whose feature the warehouse keeps only
     in its latest state (`calibration.blind_latest_state`: a cancelled account's MRR is 0
     now), as the calibration scores them: with them the scorecard would read the outcome,
-    and out-rank any model on the bar."""
+    and out-rank any model on the bar. `card`: the scorecard in use, when already read."""
     from pulse.models.calibration import blind_latest_state
     from pulse.models.health import score_features
     from pulse.models.scorecard import load_scorecard
 
-    card = load_scorecard()
+    card = card or load_scorecard()
     frame = blind_latest_state(valid.reset_index(drop=True), card)[0]
     frame["account_id"] = np.arange(len(frame)).astype(str).astype(object)
     health, _ = score_features(frame, card)
     health = (health.assign(_i=health["account_id"].astype(int)).set_index("_i")
               .reindex(np.arange(len(frame))))
     return health[["score", "band"]].reset_index(drop=True)
-
-
-def _scorecard_label() -> str:
-    """The label of the scorecard in use (what `valid_health` scores with)."""
-    from pulse.models.scorecard import load_scorecard
-
-    return load_scorecard().label
 
 
 def scorecard_auc(valid: pd.DataFrame, health: pd.DataFrame | None = None) -> float | None:
@@ -586,9 +582,12 @@ def register_fitted(engine: Engine, fitted: Fitted, *, artifact_dir: Path | None
     champ_metrics: dict[str, Any] | None = None
     card_auc: float | None = None
     margin = 0.0
-    health = valid_health(valid)
+    from pulse.models.scorecard import load_scorecard
+
+    card = load_scorecard()
+    health = valid_health(valid, card)
     metrics["by_band"] = churners_by_band(valid, health)
-    metrics["by_band_scorecard"] = _scorecard_label()
+    metrics["by_band_scorecard"] = card.label
     if must_beat_scorecard:
         if on_stage:
             on_stage("ranking the validation snapshots with the scorecard")

@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from pulse.core.errors import ConfigError
+from pulse.core.expectations import REPORT_PERIODS as REPORT_PERIODS
 from pulse.core.expectations import load_expectations as load_expectations
 from pulse.core.settings import own_handles
 from pulse.core.times import utc_stamp
@@ -246,10 +247,6 @@ def complaints(texts: pd.Series) -> pd.Series:
         return pd.Series(dtype=bool, index=texts.index)
     labels = sentiment(texts.fillna("").tolist())["label"].to_numpy()
     return pd.Series(labels == "negative", index=texts.index)
-
-
-#: Periods `pulse responses report` reads by default: the chart draws as many.
-REPORT_PERIODS = 12
 
 
 def report_start(now: datetime | None, period: str, periods: int) -> datetime:

@@ -89,13 +89,12 @@ def score(
                               "describe": None if attrs_day is None else attrs_day.isoformat(),
                               "counted": attrs_counted}}, indent=2))
         return
-    b = summary.bands
+    # the bands of the accounts a CS team works, as the risk list has them
+    b = summary.active_bands
     by_card = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.by_scorecard.items()))
     out.print(Text.assemble(
         (f"Scored {summary.accounts:,} accounts as of {day}", "bold"),
         f" ({by_card or 'none'}; {used.describe()}; scorecard {summary.scorecard})"))
-    if summary.cancelled:  # the bands of the accounts a CS team works, as the risk list has
-        b = summary.active_bands
     active = summary.accounts - summary.cancelled
     at_risk = (b["red"] + b["amber"]) / active if active else 0.0
     out.print(Text.assemble(

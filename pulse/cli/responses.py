@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pulse.cli.common import Format, parse_time, warehouse
+from pulse.core.expectations import REPORT_PERIODS
 
 out = Console()
 
@@ -72,7 +73,7 @@ def report(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     periods: Annotated[int, typer.Option(
         "--periods", min=1, help="Read the asks of the last N periods, the current one "
-        "included.")] = 12,
+        "included.")] = REPORT_PERIODS,
 ) -> None:
     """Per channel, over the last --periods weeks or months: median and p90 first-response
     time, the share answered within the expectation (models/responses.yaml or

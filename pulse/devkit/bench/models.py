@@ -495,14 +495,21 @@ def silent_figures(fig: WorldFigure, rows: Any, silent: set[str]) -> None:
     "until it left"); the accounts gone by the scoring date are out of `rows`, as the flag
     never fires on a cancelled account, so neither side counts them.
     """
-    flagged = {a for a, fl in zip(rows["account_id"], rows["flags"])
-               if isinstance(fl, (list, tuple)) and SILENT_FLAG in fl}
+    flagged = set(rows["account_id"][silent_flagged(rows)])
     truth_silent = silent & set(rows["account_id"])
     fig.silent_truth, fig.silent_flagged = len(truth_silent), len(flagged)
     fig.silent_hits = len(flagged & truth_silent)
     # flagging nobody, or only the wrong accounts, scores F1 0
     fig.silent_precision, fig.silent_recall, fig.silent_f1 = silent_scores(
         fig.silent_hits, len(flagged), len(truth_silent))
+
+
+def silent_flagged(rows: Any) -> Any:
+    """Whether the silent flag fired on each row of `rows` (its `flags`: a list, or none)."""
+    import numpy as np
+
+    return np.array([isinstance(fl, (list, tuple)) and SILENT_FLAG in fl
+                     for fl in rows["flags"]], dtype=bool)
 
 
 #: The plain bars `silent_bars` counts, as steps from the product's `min_evidence`.
@@ -530,8 +537,7 @@ def silent_bars(fig: WorldFigure, rows: Any, silent: set[str], evidence: Any,
     values = ev["evidence"].to_numpy(dtype="float64")
     since = ev["days_since_last_ticket"].to_numpy(dtype="float64")
     truth = rows["account_id"].isin(silent).to_numpy()
-    flagged = np.array([isinstance(fl, (list, tuple)) and SILENT_FLAG in fl
-                        for fl in rows["flags"]], dtype=bool)
+    flagged = silent_flagged(rows)
 
     def fired(bar: float) -> Any:
         return replace(rule, min_evidence=bar).fires(values, since)
@@ -940,9 +946,7 @@ def silent_pooled(figures: list[WorldFigure]) -> dict[str, dict[str, Any]]:
         hits = sum(f.silent_hits or 0 for f in done)
         flagged = sum(f.silent_flagged or 0 for f in done)
         truth = sum(f.silent_truth or 0 for f in done)
-        p, r, f1 = silent_scores(hits, flagged, truth)
-        out = {"worlds": len(done), "hits": hits, "flagged": flagged, "truth": truth,
-               "precision": p, "recall": r, "f1": f1}
+        out = {"worlds": len(done)} | _pooled_counts(hits, flagged, truth)
         # the worlds counted at other bars (a world whose evidence did not reproduce its
         # flag is left out of these, and of their truth)
         swept = [f for f in done if f.silent_at_bars]
