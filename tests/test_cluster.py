@@ -188,11 +188,6 @@ def test_the_cluster_scores_on_two_workers_and_survives_losing_one(
 
         run_id = _wait("pulse_health triggered by pulse_ingest's assets", asset_run, 150,
                        cluster)
-        # pulse_ingest publishes one `inputs` event per landing, for the seven sources it
-        # landed (its per-source events, seconds apart, each started a run once): this run
-        # is the only one (asserted below)
-        _wait("the ingest run to finish", lambda: all(
-            r["state"] in ("success", "failed") for r in api.runs("pulse_ingest")), 90, cluster)
         marks["health started"] = time.monotonic() - started
 
         def running_shard() -> dict[str, Any] | None:
@@ -213,6 +208,13 @@ def test_the_cluster_scores_on_two_workers_and_survives_losing_one(
         assert not record.alive()
 
         marks["worker lost"] = time.monotonic() - started
+        # pulse_ingest publishes one `inputs` event per landing, for the seven sources it
+        # landed (its per-source events, seconds apart, each started a run once): this run
+        # is the only one (asserted below). Waited for only now: its last task can end after
+        # pulse_health's shards (CI once waited here until every shard had finished, and no
+        # shard was left running to lose)
+        _wait("the ingest run to finish", lambda: all(
+            r["state"] in ("success", "failed") for r in api.runs("pulse_ingest")), 90, cluster)
 
         def settled() -> list[dict[str, Any]] | None:
             runs = [r for r in api.runs("pulse_health") if r["run_type"] == "asset_triggered"]
