@@ -143,6 +143,14 @@ FLAG_WORDS: dict[str, str] = {
     CHAMPION: "champion gone",
     OUTAGE: "hit by an outage",
 }
+
+
+def flag_words(name: str) -> str:
+    """A flag in a few words, as a CSM reads it (`FLAG_WORDS`; a flag without wording reads
+    as its name with spaces)."""
+    return FLAG_WORDS.get(name, name.replace("_", " "))
+
+
 #: The flags `compute_flags` decides today.
 COMPUTED_FLAGS: tuple[str, ...] = (SILENT, PAYMENT, RENEWAL, CHAMPION, OUTAGE)
 

@@ -206,8 +206,9 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     land_world(engine, tmp_path)
     score_date(engine, WEEK_AGO, basis="occurred")
     text = " ".join(ok("score", "--as-of", D.isoformat()).split())
-    assert "Flags: champion_gone 1, payment_risk 1, renewal_soon_at_risk 1, " \
-        "silent_dissatisfied 2" in text
+    # in words, as a CSM reads them (the JSON and CSV keep the names `--flag` takes)
+    assert "Flags: champion gone 1, payment failed 1, renewal at risk 1, " \
+        "silently unhappy 2" in text
     report = json.loads(ok("flags", "--as-of", D.isoformat(), "--format", "json"))
     assert report == {"as_of": "2026-06-30", "rows": 5, "flags": {
         "silent_dissatisfied": 2, "payment_risk": 1, "renewal_soon_at_risk": 1,
@@ -238,6 +239,7 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     table = " ".join(ok("risk-list", "--flag", "champion_gone").split())
     assert "Risk list as of 2026-06-30: 1 account, ranked by revenue at risk" in table
     assert "Champ Co" in table and "Ana Ruiz" in table and "warning: stale source social" in table
+    assert "champion gone: " in table and "champion_gone:" not in table
     bad = pulse("risk-list", "--flag", "silent")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: unknown flag 'silent': expected one of")
@@ -253,9 +255,10 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
                                            - (100 - view["health"])) < 0.5
     page = " ".join(ok("account", "acc-silent").split())
     for part in ("Silent Co (acc-silent)", "Health history", "2026-06-23",
-                 "silent_dissatisfied: events down 75% against its own 11-week median",
+                 "silently unhappy: events down 75% against its own 11-week median",
                  "Churn model: no score"):
         assert part in page, part
+    assert "silent_dissatisfied:" not in page
     earlier = account_view(engine, "acc-silent", WEEK_AGO)
     assert earlier["as_of"] == "2026-06-23" and len(earlier["history"]) == 1
     with pytest.raises(RiskListError, match="unknown account 'acc-nobody'"):

@@ -33,7 +33,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from pulse.core.errors import ConsoleUserError, InvalidArgumentError, PulseError
-from pulse.models.flag_rules import FLAG_WORDS
+from pulse.models.flag_rules import flag_words
 from pulse.sql import account_page as sqla
 from pulse.sql import console as sqlc
 from pulse.web import auth
@@ -182,7 +182,7 @@ def full_page(request: Request, me: auth.Identity, account_id: str) -> Response:
         return here + "?" + urlencode([*(("kind", k) for k in kinds), ("page", p)]) + "#timeline"
 
     complaints, complaints_problem = account_complaints(engine, account_id)
-    flags = [{"words": FLAG_WORDS.get(f["flag"], f["flag"].replace("_", " ")),
+    flags = [{"words": flag_words(f["flag"]),
               "evidence": f["evidence"]} for f in (view or {}).get("flags", [])]
     risk = (view or {}).get("risk") or {}
     return _page(

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from pulse.core.errors import NotScoredError
-from pulse.models.flag_rules import FLAG_WORDS
+from pulse.models.flag_rules import FLAG_WORDS, flag_words
 from pulse.models.risklist import BANDS
 from pulse.sql import console as sqlc
 from pulse.web import auth
@@ -105,7 +105,7 @@ def _explain(engine: Any, as_of: date, rows: list[dict[str, Any]], scorecard: An
     for r in rows:
         x = explained.get(r["account_id"]) or {}
         r["flags"] = x.get("flags", [])
-        r["flag_words"] = [FLAG_WORDS.get(f, f.replace("_", " ")) for f in r["flags"]]
+        r["flag_words"] = [flag_words(f) for f in r["flags"]]
         r["top_reason"] = (x.get("drivers") or [None])[0]
         r["next_action"] = x.get("next_action")
         r["touched_words"] = _TOUCH_WORDS.get(r.get("touched_kind") or "", "touched")

@@ -53,6 +53,7 @@ def score(
     replaces that date's rows and nothing else. The impact of open or changed incidents is
     refreshed first. A date with nothing to score is an error.
     """
+    from pulse.models.flag_rules import flag_words
     from pulse.models.scorecard import load_scorecard
     from pulse.models.scoring import score_day
     from pulse.sql.db import make_engine
@@ -117,7 +118,8 @@ def score(
             soft_wrap=True)
     out.print(f"Support tone: text insights {tone}.", soft_wrap=True)
     out.print(f"Churn risk: {done.churn_message}.", soft_wrap=True)
-    out.print("Flags: " + (", ".join(f"{k} {v:,}" for k, v in flags.items()) or "none"))
+    out.print("Flags: " + (", ".join(f"{flag_words(k)} {v:,}" for k, v in flags.items())
+                           or "none"))
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
     out.print(f"Took {secs}.")
 
@@ -417,6 +419,8 @@ def _change(value: float | None) -> str:
 
 
 def _risk_table(doc: dict[str, Any]) -> None:
+    from pulse.models.flag_rules import flag_words
+
     for s in doc["stale_sources"]:
         out.print(Text.assemble(("warning: ", "yellow"), s["message"]), soft_wrap=True)
     rows = doc["accounts"]
@@ -453,7 +457,7 @@ def _risk_table(doc: dict[str, Any]) -> None:
                      f"of {_money(r['mrr'], r['currency'])}")
         why = Text()
         for name, evidence in zip(r["flags"], r["evidence"], strict=True):
-            why.append(f"{name}: ", style="bold")
+            why.append(f"{flag_words(name)}: ", style="bold")
             why.append(f"{evidence}\n")
         for driver in r["drivers"][:3]:
             why.append(f"- {driver}\n", style="dim")
@@ -476,6 +480,7 @@ def account(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """One account: its health history, what drives its health, its flags and churn risk."""
+    from pulse.models.flag_rules import flag_words
     from pulse.models.risklist import account_view
     from pulse.sql.db import make_engine
     from pulse.sql.features import ensure_features_schema
@@ -533,7 +538,8 @@ def account(
     if view["flags"]:
         out.print(Text("Flags", style="bold"))
         for f in view["flags"]:
-            out.print(Text.assemble(f"  {f['flag']}: ", (f["evidence"], "")), soft_wrap=True)
+            out.print(Text.assemble(f"  {flag_words(f['flag'])}: ", (f["evidence"], "")),
+                      soft_wrap=True)
     else:
         out.print("Flags: none")
     churn = view["churn"]
