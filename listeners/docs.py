@@ -12,7 +12,7 @@ KIND_TEXT = {
     "int": "whole number",
     "bool": "bool (true/false, yes/no, 1/0)",
     "timestamp": "ISO 8601 timestamp (no offset = UTC)",
-    "date": "date (YYYY-MM-DD)",
+    "date": "date (YYYY-MM-DD; a timestamp at midnight UTC reads as its date)",
     "enum": "one of",
     "email": "email address",
     "timezone": "IANA time zone",
@@ -33,7 +33,8 @@ dropped into the landing folder. Header names are matched case-insensitively; co
 the contract are ignored with a warning; optional columns may be left out.
 
 Values: surrounding spaces are trimmed and an empty value means "missing". Timestamps are ISO
-8601; one without an offset is taken as UTC, and all are stored in UTC. Event times more than
+8601 (RFC 3339's lower-case `t` and `z` too); one without an offset is taken as UTC, and all are
+stored in UTC. Event times more than
 `PULSE_MAX_FUTURE_SKEW_HOURS` (default 24) in the future, or before 1990, are refused.
 
 Ids (keys and references) are clean: an id with a control character (Unicode category Cc:

@@ -34,6 +34,9 @@ DECIMAL_RE = r"[+-]?(?:\d+(?:\.\d{0,4})?|\.\d{1,4})"
 NUMBER_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 INT_RE = r"[+-]?\d+(?:\.0*)?"
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
+#: A date exported as a timestamp at midnight UTC (as warehouses write a DATE cast to a
+#: timestamp): read as its date. Any other time of day, or another offset, is refused.
+DATE_MIDNIGHT_RE = DATE_RE + r"[Tt ]00:00(?::00(?:\.0+)?)?(?:[Zz]|[+-]00(?::?00)?)?"
 EMAIL_RE = (
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
@@ -428,6 +431,13 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
     if f.kind == "timestamp":
         # pandas' ISO 8601 parser is strict about the form; a value it cannot read is refused
         ts = pd.to_datetime(s, format="ISO8601", utc=True, errors="coerce")
+        # RFC 3339 allows a lower-case t and z; only the values that failed are read again
+        failed = present & ts.isna()
+        if failed.any():
+            retry = s[failed]
+            retry = retry[retry.str.contains("[tz]", regex=True).eq(True)]
+            ts[retry.index] = pd.to_datetime(retry.str.upper(), format="ISO8601", utc=True,
+                                             errors="coerce")
         errs.add(present & ts.isna(), name, "bad_timestamp",
                  _not("an ISO 8601 timestamp such as 2026-05-01T09:30:00Z"), s)
         errs.add(present & (ts < EARLIEST), name, "implausible_timestamp",
@@ -438,6 +448,8 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
         return ts
 
     if f.kind == "date":
+        midnight = _fm(s, DATE_MIDNIGHT_RE)
+        s = s.where(~midnight, s.str[:10])
         ok = _fm(s, DATE_RE)
         d = pd.to_datetime(s.where(ok), format="%Y-%m-%d", errors="coerce")
         errs.add(present & d.isna(), name, "bad_date", _not("a date as YYYY-MM-DD"), s)

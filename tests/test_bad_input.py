@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,9 @@ QUARANTINED = {
         "accounts_bad_currency.csv", "currency", "bad_currency", "(not 'dollars')"),
     "impossible date": Quarantined(
         "accounts_bad_date.csv", "renewal_date", "bad_date", "(not '2026-02-30')"),
+    "date with a time of day": Quarantined(
+        "accounts_date_with_time.csv", "renewal_date", "bad_date",
+        "(not '2027-01-31T09:30:00Z')"),
     "too-long value": Quarantined(
         "accounts_name_too_long.csv", "name", "too_long", "at most 200 characters (found 201)"),
     "bad bool": Quarantined(
@@ -155,6 +158,11 @@ ACCEPTED = {
     "timestamp with +02:00 stored in UTC": Accepted(
         "usage_timestamp_offset.csv", 1, "ev-good", "occurred_at",
         datetime(2026, 5, 20, 8, tzinfo=UTC)),
+    "timestamp with a lower-case t and z (RFC 3339)": Accepted(
+        "usage_timestamp_lower_case.csv", 1, "ev-good", "occurred_at",
+        datetime(2026, 5, 20, 10, tzinfo=UTC)),
+    "date as a midnight UTC timestamp": Accepted(
+        "accounts_date_midnight.csv", 1, "acc-good", "renewal_date", date(2027, 1, 31)),
     "timestamp 12 h ahead, within the skew": Accepted(
         "usage_timestamp_within_skew.csv", 1, "ev-good", "occurred_at",
         datetime(2026, 6, 1, 12, tzinfo=UTC)),
