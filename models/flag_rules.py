@@ -96,7 +96,10 @@ The flags
 
 `renewal_soon_at_risk`
     The renewal date falls within `renewal_days` (60) days and the health band is red or
-    amber, or health fell by `renewal_falling_points` (10) or more over 7 or 30 days.
+    amber, or health fell by `renewal_falling_points` (10) or more over 7 or 30 days. The
+    stored renewal date decides; without one, an annual contract's renewal is estimated from
+    its billing term or its start's anniversary, and the evidence says so
+    (`models.flags.renewal_days`).
 
 `champion_gone`
     The account's champion, the contact with the most usage in the `champion_prior_days`

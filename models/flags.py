@@ -583,9 +583,39 @@ def _payment(f: _Frame) -> list[dict[str, Any]]:
     return out
 
 
+#: How a renewal date without one on record was estimated, in the renewal flag's evidence.
+ESTIMATE_WORDS = {
+    "billing": "estimated from its billing term: no renewal date on record",
+    "anniversary": "estimated: its start's anniversary, with no renewal date on record and no "
+                   "billing term",
+}
+
+
+def renewal_days(f: _Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Days to each account's next renewal, and how each was known (None: the stored renewal
+    date; "billing" or "anniversary": estimated, `days_to_renewal_est`).
+
+    The stored renewal date decides when there is one for the date (it is unknown on a past
+    date loaded after the fact, and optional in the contract). Without it, an annual
+    contract's next renewal is estimated from its billing term, or, with no billing term at
+    all, from the anniversary of the account's start (the scorecard's renewal window reads
+    the same estimate). A monthly term gets no estimate: it renews every month, so "renews
+    soon" would say nothing.
+    """
+    stored = f["days_to_renewal"]
+    est, term = f["days_to_renewal_est"], f["billing_term_days"]
+    annual = f["is_annual"] == 1
+    no_term = np.isnan(term)
+    use = np.isnan(stored) & np.isfinite(est) & (annual | no_term)
+    how = np.full(len(stored), None, dtype=object)
+    how[use & annual] = "billing"
+    how[use & ~annual & no_term] = "anniversary"
+    return np.where(use, est, stored), how
+
+
 def _renewal(f: _Frame, as_of: date, s: FlagSettings,
              cancelled: np.ndarray) -> list[dict[str, Any]]:
-    days = f["days_to_renewal"]
+    days, estimated = renewal_days(f)
     band = f.text("band")
     in_bands = np.isin(band.astype(str), list(s.renewal_bands)) & (band != None)  # noqa: E711
     c7, c30 = f["change_7d"], f["change_30d"]
@@ -598,7 +628,8 @@ def _renewal(f: _Frame, as_of: date, s: FlagSettings,
     for i in fired:
         renews = as_of + timedelta(days=int(days[i]))
         when = "today" if days[i] == 0 else f"in {_plural(days[i], 'day')}"
-        parts = [f"renews {when} ({renews.isoformat()})"]
+        how = ESTIMATE_WORDS.get(estimated[i] or "")
+        parts = [f"renews {when} ({renews.isoformat()}" + (f", {how})" if how else ")")]
         if band[i] is not None and not np.isnan(score[i]):
             parts.append(f"health {_one_decimal(score[i])} ({band[i]})")
         for change, span in ((c30[i], 30), (c7[i], 7)):
@@ -607,7 +638,8 @@ def _renewal(f: _Frame, as_of: date, s: FlagSettings,
                 break
         out.append({"account_id": ids[i], "flag": RENEWAL, "evidence": "; ".join(parts),
                     "details": {"renewal_date": renews.isoformat(),
-                                "days_to_renewal": _num(days[i]), "score": _num(score[i]),
+                                "days_to_renewal": _num(days[i]),
+                                "renewal_estimated": estimated[i], "score": _num(score[i]),
                                 "band": band[i], "change_7d": _num(c7[i]),
                                 "change_30d": _num(c30[i]),
                                 "window_days": s.renewal_days}})

@@ -17,7 +17,7 @@ from pulse.core.errors import NotScoredError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, land_files
 from pulse.models.flag_rules import FlagSettings, SilentRule
-from pulse.models.flags import compute_flags, error_rise_z, evaluate_flags
+from pulse.models.flags import compute_flags, error_rise_z, evaluate_flags, flag_inputs
 from pulse.models.health import score_date
 from pulse.sql.features import load_features
 from pulse.sql.schema import AccountFlag
@@ -238,6 +238,42 @@ def test_thresholds_are_settings(world: Engine) -> None:
     assert ("acc-champ", "champion_gone") not in flags  # used it 21 days ago
     with pytest.raises(ValueError, match="noise_floor_quantile must be a quantile in"):
         SilentRule(noise_floor_quantile=25)
+
+
+def test_without_a_renewal_date_an_annual_contract_renews_on_its_estimate(
+        world: Engine) -> None:
+    """No renewal date on record (optional in the contract, unknown on a past date loaded
+    after the fact): an annual term's renewal is estimated from billing, or from the start's
+    anniversary when there is no billing term; a monthly term gets none."""
+    inp = flag_inputs(world, D)
+
+    def renewal(**values: float) -> dict[str, Any] | None:
+        features = inp.features.copy()
+        row = features["account_id"] == "acc-silent"
+        for name, value in {"days_to_renewal": np.nan, **values}.items():
+            features.loc[row, name] = value
+        flags = evaluate_flags(features, D, health=inp.health)
+        hit = flags[(flags["account_id"] == "acc-silent")
+                    & (flags["flag"] == "renewal_soon_at_risk")]
+        return None if hit.empty else hit.iloc[0].to_dict()
+
+    annual = renewal(days_to_renewal_est=20.0, billing_term_days=365.0, is_annual=1.0)
+    assert annual is not None
+    assert annual["evidence"].startswith(
+        "renews in 20 days (2026-07-20, estimated from its billing term: no renewal date on "
+        "record); health ")
+    assert annual["details"]["renewal_estimated"] == "billing"
+    assert annual["details"]["renewal_date"] == "2026-07-20"
+    guessed = renewal(days_to_renewal_est=9.0, billing_term_days=np.nan, is_annual=np.nan)
+    assert guessed is not None and guessed["details"]["renewal_estimated"] == "anniversary"
+    assert "(2026-07-09, estimated: its start's anniversary" in guessed["evidence"]
+    # a monthly term renews every month: no flag; nor an annual one renewing after 60 days
+    assert renewal(days_to_renewal_est=20.0, billing_term_days=30.0, is_annual=0.0) is None
+    assert renewal(days_to_renewal_est=61.0, billing_term_days=365.0, is_annual=1.0) is None
+    # a stored renewal date decides over any estimate
+    stored = renewal(days_to_renewal=20.0, days_to_renewal_est=200.0, is_annual=1.0)
+    assert stored is not None and stored["details"]["renewal_estimated"] is None
+    assert stored["evidence"].startswith("renews in 20 days (2026-07-20); health ")
 
 
 def test_a_stale_support_feed_calls_nobody_silent(world: Engine) -> None:
