@@ -591,7 +591,11 @@ ESTIMATE_WORDS = {
 }
 
 
-def renewal_days(f: _Frame) -> tuple[np.ndarray, np.ndarray]:
+#: The features `renewal_days` reads.
+RENEWAL_INPUTS = ("days_to_renewal", "days_to_renewal_est", "billing_term_days", "is_annual")
+
+
+def renewal_days(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Days to each account's next renewal, and how each was known (None: the stored renewal
     date; "billing" or "anniversary": estimated, `days_to_renewal_est`).
 
@@ -602,9 +606,9 @@ def renewal_days(f: _Frame) -> tuple[np.ndarray, np.ndarray]:
     the same estimate). A monthly term gets no estimate: it renews every month, so "renews
     soon" would say nothing.
     """
-    stored = f["days_to_renewal"]
-    est, term = f["days_to_renewal_est"], f["billing_term_days"]
-    annual = f["is_annual"] == 1
+    stored = _col(frame, "days_to_renewal")
+    est, term = _col(frame, "days_to_renewal_est"), _col(frame, "billing_term_days")
+    annual = _col(frame, "is_annual") == 1
     no_term = np.isnan(term)
     use = np.isnan(stored) & np.isfinite(est) & (annual | no_term)
     how = np.full(len(stored), None, dtype=object)
@@ -615,7 +619,7 @@ def renewal_days(f: _Frame) -> tuple[np.ndarray, np.ndarray]:
 
 def _renewal(f: _Frame, as_of: date, s: FlagSettings,
              cancelled: np.ndarray) -> list[dict[str, Any]]:
-    days, estimated = renewal_days(f)
+    days, estimated = renewal_days(f.data)
     band = f.text("band")
     in_bands = np.isin(band.astype(str), list(s.renewal_bands)) & (band != None)  # noqa: E711
     c7, c30 = f["change_7d"], f["change_30d"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from pulse.core.errors import NotScoredError, RiskListError
 from pulse.models.flag_rules import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEWAL, SILENT
+from pulse.models.flags import RENEWAL_INPUTS, renewal_days
 from pulse.sql.features import FEATURES, FRESHNESS
 
 BANDS = ("red", "amber", "green")
@@ -238,7 +239,7 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
     """One row per account scored as of the date, with the risk columns, not yet ranked."""
     ids = pd.Index(inp.features["account_id"]).union(pd.Index(inp.health["account_id"]))
     frame = pd.DataFrame({"account_id": ids.astype(object)})
-    feat_cols = ["account_id", "mrr", "cancelled", "days_to_renewal",
+    feat_cols = ["account_id", "mrr", "cancelled", *RENEWAL_INPUTS,
                  *[c for c, _s in FRESHNESS.values() if c]]
     frame = frame.merge(inp.features[[c for c in feat_cols if c in inp.features]],
                         on="account_id", how="left")
@@ -249,6 +250,12 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
     frame = frame.merge(churn, on="account_id", how="left")
     cancelled = frame["cancelled"].fillna(False).astype(bool)
     frame = frame.loc[~cancelled].reset_index(drop=True)
+    # the renewal as of the date, as the renewal flag reads it: the stored date when it
+    # describes the date, else an annual contract's estimate (the accounts' stored
+    # renewal_date may lie past a later renewal when history was loaded after the fact)
+    days, estimated = renewal_days(frame)
+    frame["days_to_renewal"], frame["renewal_estimated"] = days, estimated
+    frame = frame.drop(columns=["renewal_date"], errors="ignore")
     score = pd.to_numeric(frame["score"], errors="coerce").astype("float64")
     churn_p = pd.to_numeric(frame["churn_p"], errors="coerce").astype("float64")
     has_model = churn_p.notna()
@@ -329,7 +336,6 @@ def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
         # the model explains only its riskiest accounts: the others keep the scorecard's
         top = (churn_driver_texts(r.churn_drivers) if basis.startswith("churn_model")
                else []) or health_drivers
-        renewal = r.renewal_date
         freshness = {}
         for source, info in inp.source_freshness.items():
             col = account_cols[source]
@@ -353,8 +359,11 @@ def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
             "evidence": [evidence.get(acc, {}).get(n, "") for n in names],
             "drivers": top,
             "health_drivers": health_drivers,
-            "renewal_date": renewal.isoformat() if isinstance(renewal, date) else None,
+            "renewal_date": None if days is None
+            else (inp.as_of + timedelta(days=int(days))).isoformat(),
             "days_to_renewal": None if days is None else int(days),
+            "renewal_estimated": None if pd.isna(r.renewal_estimated)
+            else str(r.renewal_estimated),
             "freshness": freshness,
             "next_action": next_action(names, details.get(acc, {}),
                                        None if pd.isna(r.band) else str(r.band),

@@ -18,8 +18,10 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     and_,
     case,
+    cast,
     exists,
     func,
     insert,
@@ -125,11 +127,20 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
                 (new_flag, "a new flag"),
                 (score <= S.c.health - WAKE_DROP, f"health fell {WAKE_DROP:.0f} points or more"),
                 (low_rating, "a low rating"), else_=null())
+    # the renewal as of the date, as models.flags.renewal_days reads it (the risk list's):
+    # the stored renewal date when it describes the date, else an annual contract's estimate
+    estimable = and_(F.c.days_to_renewal.is_(None), F.c.days_to_renewal_est.is_not(None),
+                     or_(F.c.is_annual == 1, F.c.billing_term_days.is_(None)))
+    renew_days = case((F.c.days_to_renewal.is_not(None), F.c.days_to_renewal),
+                      (estimable, cast(F.c.days_to_renewal_est, Integer)))
+    estimated = case((and_(estimable, F.c.is_annual == 1), "billing"),
+                     (estimable, "anniversary"))
     tier = case((C.c.probability.is_not(None), 0), (H.c.band == "red", 0),
                 (H.c.band == "amber", 1), (H.c.band == "green", 2), else_=3)
     return (select(
         H.c.account_id, A.c.name, A.c.csm_email, A.c.currency, A.c.plan, A.c.segment,
-        A.c.renewal_date, F.c.days_to_renewal, F.c.mrr, mrr_rep.label("mrr_reporting"),
+        renew_days.label("days_to_renewal"), estimated.label("renewal_estimated"), F.c.mrr,
+        mrr_rep.label("mrr_reporting"),
         score.label("health"), H.c.band, H.c.change_7d, H.c.change_30d,
         C.c.probability.label("model_probability"), C.c.model_version,
         probability.label("churn_probability"),
@@ -188,7 +199,7 @@ def _order(t: Any, sort: str) -> list[Any]:
     elif sort == "change_30d":
         keys = [t.c.change_30d.asc().nulls_last()]
     elif sort == "renewal":
-        keys = [t.c.renewal_date.asc().nulls_last()]
+        keys = [t.c.days_to_renewal.asc().nulls_last()]
     elif sort == "churn":
         keys = [t.c.churn_probability.desc().nulls_last()]
     else:  # like models.risklist: model-scored and red first, then the money at stake
@@ -217,6 +228,8 @@ def risk_page(engine: Engine, as_of: date, filters: Filters, *, sort: str = "ris
                  conn.execute(select(func.count()).select_from(t).where(*cond)).scalar_one())
     for r in rows:
         del r["_matches"]
+        days = r["days_to_renewal"]
+        r["renewal_date"] = None if days is None else as_of + timedelta(days=int(days))
     return int(total), rows
 
 

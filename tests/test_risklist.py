@@ -177,6 +177,26 @@ def test_the_churn_model_takes_over_where_it_scored_and_says_so(world: Engine) -
                              "drivers": first["drivers"]}
 
 
+def test_the_renewal_as_it_stood_on_the_date(world: Engine) -> None:
+    """The renewal date of a row is the one the date knew: the stored renewal date where the
+    accounts' stored attributes describe the date, else an annual contract's estimate (as
+    the renewal flag reads it), never a stored date that describes a later day."""
+    today = {r["account_id"]: r for r in build_risk_list(world, D)}
+    assert today["acc-silent"]["renewal_date"] == "2026-07-20"
+    assert today["acc-silent"]["days_to_renewal"] == 20
+    assert today["acc-silent"]["renewal_estimated"] is None
+    week_ago = {r["account_id"]: r for r in build_risk_list(world, WEEK_AGO)}
+    for r in week_ago.values():
+        days = r["days_to_renewal"]
+        assert r["renewal_date"] == (None if days is None else
+                                     (WEEK_AGO + timedelta(days=days)).isoformat())
+    # a week ago the stored date (loaded on D) was not known: no billing term, so a year
+    # from its start (2025-01-01), said to be an estimate
+    silent = week_ago["acc-silent"]
+    assert silent["renewal_estimated"] == "anniversary"
+    assert silent["renewal_date"] == "2027-01-01"
+
+
 def test_filters(world: Engine) -> None:
     everyone = build_risk_list(world, D)
     ana = build_risk_list(world, D, csm="  ANA.csm@pulse.example ")

@@ -393,7 +393,7 @@ def risk_list(
 _CSV_COLUMNS = ("rank", "account_id", "name", "csm_email", "currency", "mrr", "health", "band",
                 "change_7d", "change_30d", "churn_probability", "revenue_at_risk",
                 "risk_basis", "flags", "evidence", "drivers", "renewal_date",
-                "days_to_renewal", "stale_sources", "next_action")
+                "days_to_renewal", "renewal_estimated", "stale_sources", "next_action")
 
 
 def _risk_csv(rows: list[dict[str, Any]]) -> None:
@@ -440,7 +440,8 @@ def _risk_table(doc: dict[str, Any]) -> None:
         if r["csm_email"]:
             account.append(f"\n{r['csm_email']}", style="dim")
         if r["renewal_date"]:
-            account.append(f"\nrenews {r['renewal_date']}", style="dim")
+            account.append(f"\nrenews {r['renewal_date']}"
+                           + (" (estimated)" if r["renewal_estimated"] else ""), style="dim")
         if r["health"] is None:
             health = Text("unscored", style="dim")
         else:
