@@ -42,7 +42,8 @@ An account is scored as of D when Pulse knew it by then (`landed_at`) and it had
 (`created_at`, when given). With `basis="occurred"`: when it had been created (or, without a
 `created_at`, had landed or had a usage or purchase event by then). With `basis="auto"`: when
 it had been created (when given) and it was known by then under the auto rule or had a usage
-or purchase event that was.
+or purchase event that was; an account landed in a backfill without a `created_at` counts from
+its first usage or purchase event (the backfill has no other time for it).
 
 What the warehouse cannot give point in time: account attributes (seats, renewal date, the
 fallback MRR, plan, x_handle) and a ticket's status are stored in their latest state. Seats,
@@ -479,7 +480,11 @@ def features_select(as_of: date, *, basis: Basis = DEFAULT_BASIS,
     if basis == "known":
         exists = and_(a.c.landed_at < w.end, created)
     elif basis == "auto":
-        exists = and_(created, or_(w.known(a), had_event))
+        # an account landed in a backfill counts from its creation; without a created_at,
+        # from its first usage or purchase event (as "occurred" reads it), not from before
+        # it existed: a backfill has no other time for when the row happened
+        exists = and_(created, or_(a.c.landed_at < w.end,
+                                   and_(a.c.created_at.is_not(None), w.known(a)), had_event))
     else:
         exists = or_(a.c.created_at < w.end,
                      and_(a.c.created_at.is_(None), or_(a.c.landed_at < w.end, had_event)))

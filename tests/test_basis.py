@@ -55,6 +55,28 @@ def test_history_imported_today_scores_a_past_date_from_when_rows_happened(
         compute_features(engine, D, basis="known", negative_terms=NEGATIVE_TERMS)
 
 
+def test_an_imported_account_without_created_at_counts_from_its_first_event(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """created_at is optional: an account imported in one go without it exists, on a past
+    date, once it had used the product or been billed, not before (before, every such account
+    was scored on every past date, with nothing to score it on)."""
+    import tests.test_features as world
+
+    accounts = "account_id,name,mrr\nacc-1,Northwind Traders,1000\nacc-2,Initech,50\n" \
+        "acc-3,Hooli,300\n"
+    land_file(engine, _write(tmp_path, "accounts.csv", accounts), now=TODAY)
+    for name, text in (("contacts.csv", world.CONTACTS), ("usage.csv", world.USAGE),
+                       ("purchases.csv", world.PURCHASES)):
+        assert land_file(engine, _write(tmp_path, name, text), now=TODAY).quarantined == 0
+    # acc-2's first usage is on 06-28; acc-3 has no event at all
+    compute_features(engine, D, negative_terms=NEGATIVE_TERMS)
+    assert sorted(load_features(engine, D)["account_id"]) == ["acc-1", "acc-2"]
+    before = D - timedelta(days=3)  # 06-27
+    compute_features(engine, before, negative_terms=NEGATIVE_TERMS)
+    assert sorted(load_features(engine, before)["account_id"]) == ["acc-1"]
+
+
 def test_a_late_row_in_a_daily_landing_never_changes_a_past_date(
     engine: Engine, tmp_path: Path
 ) -> None:
