@@ -186,7 +186,13 @@ def _print_record(r: ModelRecord) -> None:
     table = Table(title="Validation window", title_justify="left")
     for col in ("metric", f"v{r.version}"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    baselines = {k: v for k, v in (m.get("baselines") or {}).items() if "roc_auc" in v}
+    from pulse.models.selection import BASELINES
+
+    # in BASELINES' order, simplest first (PostgreSQL's JSONB keeps keys in its own order)
+    stored = {k: v for k, v in (m.get("baselines") or {}).items() if "roc_auc" in v}
+    baselines = {k: stored[k] for k in sorted(
+        stored, key=lambda k: (list(BASELINES).index(k) if k in BASELINES else len(BASELINES),
+                               k))}
     for key in baselines:
         table.add_column(f"{key} baseline", justify="right")
     champ = m.get("champion_on_window")
