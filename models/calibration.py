@@ -62,8 +62,14 @@ MIN_AUC_GAIN = 0.005
 MIN_WEIGHT = 0.5
 #: Candidate pulls towards the current weights (ridge on their shares); the later window picks.
 SHRINKS = (0.0, 0.05, 0.5)
-#: With fitted weights, linear measures may also take their range from the population.
+#: With fitted weights, linear measures may also take their range from the population:
+#: the 10th to 90th percentiles, or wider ones when those hold too few distinct values.
 RANGE_PERCENTILES = (10.0, 90.0)
+WIDER_PERCENTILES = ((5.0, 95.0), (1.0, 99.0))
+#: A fitted range holds at least this many distinct values of its feature; else the measure
+#: would split the accounts in two rather than spread them (days since last use, where 90%
+#: of a daily-use base read 0 or 1, gave "1 day: 0 points"), and the default range stays.
+MIN_RANGE_VALUES = 5
 
 
 @dataclass
@@ -257,7 +263,12 @@ def _with_weights(card: Scorecard, weights: np.ndarray) -> Scorecard:
 def fit_ranges(card: Scorecard, frame: pd.DataFrame, *, skip: set[str]) -> Scorecard:
     """The standard card with each linear measure's range (0 and 100 points) set to the 10th
     and 90th percentiles of its feature in `frame`, the direction kept: the measure then
-    spreads this customer base's accounts, whatever the scale of their usage."""
+    spreads this customer base's accounts, whatever the scale of their usage.
+
+    A range must hold at least `MIN_RANGE_VALUES` distinct values of the feature: where the
+    10th to 90th percentiles hold fewer (a count most accounts share, such as days since
+    last use in a base that uses the product daily), the wider `WIDER_PERCENTILES` are tried,
+    and failing those the measure keeps its range."""
     from dataclasses import replace
 
     measures = []
@@ -266,12 +277,23 @@ def fit_ranges(card: Scorecard, frame: pd.DataFrame, *, skip: set[str]) -> Score
             values = frame[m.feature].to_numpy(dtype="float64")
             values = values[~np.isnan(values)]
             if len(values) >= MIN_ROWS:
-                lo, hi = (float(x) for x in np.percentile(values, RANGE_PERCENTILES))
-                lo, hi = _round_sig(lo), _round_sig(hi)
-                if hi > lo:
-                    m = replace(m, low=lo, high=hi)
+                fitted = _spread_range(values)
+                if fitted is not None:
+                    m = replace(m, low=fitted[0], high=fitted[1])
         measures.append(m)
     return replace(card, standard=Card(card.standard.name, tuple(measures)))
+
+
+def _spread_range(values: np.ndarray) -> tuple[float, float] | None:
+    """The narrowest of `RANGE_PERCENTILES` and `WIDER_PERCENTILES` whose range holds at
+    least `MIN_RANGE_VALUES` distinct values, rounded; None when none does."""
+    for q in (RANGE_PERCENTILES, *WIDER_PERCENTILES):
+        lo, hi = (float(x) for x in np.percentile(values, q))
+        inside = np.unique(values[(values >= lo) & (values <= hi)])
+        lo, hi = _round_sig(lo), _round_sig(hi)
+        if hi > lo and len(inside) >= MIN_RANGE_VALUES:
+            return lo, hi
+    return None
 
 
 def _round_sig(x: float, digits: int = 3) -> float:

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pulse.models.calibration import choose_cuts, fit_weights
+import pandas as pd
+
+from pulse.models.calibration import choose_cuts, fit_ranges, fit_weights
 from pulse.models.scorecard import load_scorecard
 
 PULSE = Path(sys.executable).with_name("pulse")
@@ -115,6 +117,40 @@ def _land(home: Path, world: Path) -> None:
 
 
 @pytest.mark.slow
+def test_fitted_ranges_spread_the_accounts_or_keep_the_default() -> None:
+    """A linear measure's fitted range is the 10th to 90th percentiles of its feature, unless
+    those hold fewer than 5 distinct values (then wider percentiles, else the default)."""
+    card = load_scorecard()
+    rng = np.random.default_rng(3)
+    n = 2000
+    frame = pd.DataFrame({
+        # a continuous feature: the 10th and 90th percentiles
+        "active_days_28d": rng.uniform(0, 28, n).round(),
+        # a daily-use base: 90% last used today or yesterday, a few later
+        "days_since_last_use": np.r_[np.zeros(1200), np.ones(600),
+                                     rng.integers(2, 30, 200)].astype(float),
+        # two values only: nothing to spread, the default range stays
+        "distinct_features_28d": np.r_[np.full(1000, 4.0), np.full(1000, 5.0)],
+    })
+    default = {m.name: m for m in card.standard.measures}
+    others = {m.feature for m in card.standard.measures} - set(frame.columns)
+    fitted = {m.name: m for m in fit_ranges(card, frame, skip=others).standard.measures}
+    lo, hi = np.percentile(frame["active_days_28d"], [10, 90])
+    assert (fitted["active_days"].low, fitted["active_days"].high) == pytest.approx((lo, hi),
+                                                                                   rel=1e-2)
+    recency = fitted["recency"]
+    inside = frame["days_since_last_use"].between(recency.low, recency.high)
+    assert recency.low == 0 and frame["days_since_last_use"][inside].nunique() >= 5
+    # the 10th to 90th percentiles hold 0 and 1 only: the 5th to 95th
+    assert recency.high == pytest.approx(np.percentile(frame["days_since_last_use"], 95),
+                                         rel=1e-2)
+    # the 1 day most of the base shows is not the worst
+    assert recency.points(np.array([1.0]))[0] > 80
+    breadth = fitted["feature_breadth"]
+    assert (breadth.low, breadth.high) == (default["feature_breadth"].low,
+                                           default["feature_breadth"].high)
+
+
 def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None:
     world, home = tmp_path / "world", tmp_path / "home"
     home.mkdir()
