@@ -123,9 +123,18 @@ def churn_driver_texts(drivers: Any, top: int = TOP_DRIVERS) -> list[str]:
     return out
 
 
+#: Without a flag, a churn model's probability at least this many times history's base rate
+#: asks for a review (as red means a churn rate twice the base rate in health's terms).
+REVIEW_RISK_RATIO = 2.0
+
+
 def next_action(flags: Sequence[str], details: dict[str, Any], band: str | None,
-                change_30d: float | None) -> str:
-    """A short suggestion of what to do next, from the flags (most urgent first)."""
+                change_30d: float | None, *, model_probability: float | None = None,
+                base_rate: float | None = None) -> str:
+    """A short suggestion of what to do next, from the flags (most urgent first). Without a
+    flag: review the health drivers when red, the churn risk when the model puts it at
+    `REVIEW_RISK_RATIO` times history's base rate or more (the calibrated scorecard's), watch
+    a falling health, else nothing."""
     actions: list[str] = []
     if PAYMENT in flags:
         n = (details.get(PAYMENT) or {}).get("open_failed_payments") or 1
@@ -156,12 +165,16 @@ def next_action(flags: Sequence[str], details: dict[str, Any], band: str | None,
         }.get(first, "ask how things are going")
         actions.append(f"check in before they leave: {ask}")
     if not actions:
+        high_risk = (model_probability is not None and base_rate is not None and base_rate > 0
+                     and model_probability >= REVIEW_RISK_RATIO * base_rate)
         if band == "red":
             actions.append("review the health drivers")
-        elif change_30d is not None and not math.isnan(change_30d) and change_30d <= -10:
-            actions.append("watch: health is falling")
-        else:
-            actions.append("no action needed")
+        if high_risk:
+            actions.append(f"review the churn risk: the model gives {model_probability:.0%} "
+                           f"against history's {base_rate:.0%}")
+        falling = change_30d is not None and not math.isnan(change_30d) and change_30d <= -10
+        if not actions:
+            actions.append("watch: health is falling" if falling else "no action needed")
     return "; then ".join(actions[:2])
 
 
@@ -327,6 +340,8 @@ def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
         evidence.setdefault(acc, {})[flag] = text
         details.setdefault(acc, {})[flag] = det if isinstance(det, dict) else {}
     account_cols = {source: col for source, (col, _s) in FRESHNESS.items()}
+    calibration = getattr(inp.scorecard, "calibration", None)
+    base_rate = calibration.base_rate if calibration is not None else None
     out = []
     for rank, r in enumerate(frame.itertuples(index=False), start=1):
         acc = r.account_id
@@ -365,9 +380,11 @@ def _rows(inp: _Inputs, frame: pd.DataFrame) -> list[dict[str, Any]]:
             "renewal_estimated": None if pd.isna(r.renewal_estimated)
             else str(r.renewal_estimated),
             "freshness": freshness,
-            "next_action": next_action(names, details.get(acc, {}),
-                                       None if pd.isna(r.band) else str(r.band),
-                                       _float(r.change_30d)),
+            "next_action": next_action(
+                names, details.get(acc, {}), None if pd.isna(r.band) else str(r.band),
+                _float(r.change_30d), base_rate=base_rate,
+                model_probability=_float(r.probability) if basis.startswith("churn_model")
+                else None),
         })
     return out
 

@@ -22,7 +22,12 @@ from sqlalchemy import Engine, insert
 from pulse.core.errors import NotScoredError, RiskListError
 from pulse.models.flags import compute_flags
 from pulse.models.health import score_date
-from pulse.models.risklist import account_view, build_risk_list, risk_list_document
+from pulse.models.risklist import (
+    account_view,
+    build_risk_list,
+    next_action,
+    risk_list_document,
+)
 from pulse.sql.schema import ChurnScore
 from tests.test_flags import D, land_world
 
@@ -175,6 +180,51 @@ def test_the_churn_model_takes_over_where_it_scored_and_says_so(world: Engine) -
     view = account_view(world, "acc-steady")
     assert view["churn"] == {"probability": 0.9, "model_version": 3,
                              "drivers": first["drivers"]}
+
+
+def test_a_high_churn_risk_without_a_flag_asks_for_a_review(world: Engine,
+                                                            tmp_path: Path) -> None:
+    """No flag, green health, but the model gives twice history's churn rate or more: the
+    next action is to review the churn risk, never "no action needed"."""
+    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
+
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
+        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
+        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n"),
+        encoding="utf-8")
+    card = load_scorecard(path)
+    now = datetime.now(UTC)
+    with world.begin() as conn:
+        conn.execute(insert(ChurnScore), [
+            {"as_of": D, "account_id": acc, "model_version": 1, "probability": p,
+             "drivers": [], "computed_at": now}
+            for acc, p in (("acc-steady", 0.57), ("acc-dip", 0.19), ("acc-pay", 0.9))])
+    by_id = {r["account_id"]: r for r in build_risk_list(world, D, scorecard=card)}
+    assert by_id["acc-steady"]["flags"] == []
+    assert by_id["acc-steady"]["next_action"] == (
+        "review the churn risk: the model gives 57% against history's 10%")
+    assert by_id["acc-dip"]["flags"] == [] and by_id["acc-dip"]["band"] != "red"
+    assert by_id["acc-dip"]["next_action"] != by_id["acc-steady"]["next_action"]
+    assert not by_id["acc-dip"]["next_action"].startswith("review the churn risk")
+    # a flag says what to do; the review is for what no flag explains
+    assert by_id["acc-pay"]["next_action"] == "check the 2 failed payments"
+    # without a calibrated scorecard there is no base rate to weigh the model against
+    plain = {r["account_id"]: r for r in build_risk_list(world, D)}
+    assert plain["acc-steady"]["next_action"] == "no action needed"
+
+
+def test_next_action_without_flags() -> None:
+    assert next_action([], {}, "green", None) == "no action needed"
+    assert next_action([], {}, "green", -12.0) == "watch: health is falling"
+    assert next_action([], {}, "red", None) == "review the health drivers"
+    assert next_action([], {}, "green", None, model_probability=0.3, base_rate=0.1) == (
+        "review the churn risk: the model gives 30% against history's 10%")
+    assert next_action([], {}, "green", -12.0, model_probability=0.19, base_rate=0.1) == (
+        "watch: health is falling")
+    assert next_action([], {}, "red", None, model_probability=0.3, base_rate=0.1) == (
+        "review the health drivers; then review the churn risk: the model gives 30% against "
+        "history's 10%")
 
 
 def test_the_renewal_as_it_stood_on_the_date(world: Engine) -> None:
