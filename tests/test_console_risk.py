@@ -32,7 +32,7 @@ from pulse.sql.schema import (
 from pulse.web import auth
 from tests.test_console_auth import PASSWORD, make_app, sign_in
 from tests.test_flags import D
-from tests.test_risklist import LIVE, world  # noqa: F401  (the scored world, a fixture)
+from tests.test_risklist import LIVE, calibrated_card, world  # noqa: F401  (world: a fixture)
 
 ANA = "ana.csm@pulse.example"
 ANA_BOOK = {"acc-silent", "acc-loud", "acc-champ"}  # acc-gone is hers too, but cancelled
@@ -289,14 +289,7 @@ def test_a_snooze_ends_early_when_something_new_happens(scored: Engine,
 
 def test_the_calibrated_probability_in_sql_is_the_scorecards(scored: Engine,
                                                              tmp_path: Path) -> None:
-    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
-
-    path = tmp_path / "calibrated.yaml"
-    path.write_text(DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
-        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
-        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n"),
-        encoding="utf-8")
-    card = load_scorecard(path)
+    card = calibrated_card(tmp_path)
     expected = build_risk_list(scored, D, scorecard=card)
     total, rows = sqlc.risk_page(scored, D, sqlc.Filters(), size=None, scorecard=card)
     assert total == len(expected) == len(rows)

@@ -69,17 +69,23 @@ def world(engine: Engine, tmp_path: Path) -> Engine:
     return engine
 
 
+def calibrated_card(folder: Path) -> Any:
+    """The default scorecard with a calibration: base rate 10%, the churn rate falling from
+    60% at health 0 to 1% at 100."""
+    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
+
+    path = folder / "calibrated.yaml"
+    path.write_text(DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
+        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
+        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n"),
+        encoding="utf-8")
+    return load_scorecard(path)
+
+
 def test_a_calibrated_scorecard_gives_the_observed_churn_rate_as_probability(
     world: Engine, tmp_path: Path
 ) -> None:
-    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
-
-    text = DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
-        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
-        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n")
-    path = tmp_path / "calibrated.yaml"
-    path.write_text(text, encoding="utf-8")
-    card = load_scorecard(path)
+    card = calibrated_card(tmp_path)
     rows = build_risk_list(world, D, scorecard=card)
     assert rows and all(r["risk_basis"] == "scorecard" for r in rows)
     for r in rows:
@@ -186,14 +192,7 @@ def test_a_high_churn_risk_without_a_flag_asks_for_a_review(world: Engine,
                                                             tmp_path: Path) -> None:
     """No flag, green health, but the model gives twice history's churn rate or more: the
     next action is to review the churn risk, never "no action needed"."""
-    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
-
-    path = tmp_path / "calibrated.yaml"
-    path.write_text(DEFAULT_SCORECARD.read_text(encoding="utf-8") + (
-        "\ncalibration:\n  fitted_on: '2026-06-01'\n  horizon_days: 90\n  base_rate: 0.1\n"
-        "  rows: 5000\n  curve: [[0, 0.6], [50, 0.3], [80, 0.05], [100, 0.01]]\n"),
-        encoding="utf-8")
-    card = load_scorecard(path)
+    card = calibrated_card(tmp_path)
     now = datetime.now(UTC)
     with world.begin() as conn:
         conn.execute(insert(ChurnScore), [
