@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 import pandas as pd
+import pytest
 
 from pulse.models.calibration import choose_cuts, fit_ranges, fit_weights
 from pulse.models.scorecard import load_scorecard
@@ -116,7 +115,6 @@ def _land(home: Path, world: Path) -> None:
     ok(home, "ingest", "auto", *files)
 
 
-@pytest.mark.slow
 def test_fitted_ranges_spread_the_accounts_or_keep_the_default() -> None:
     """A linear measure's fitted range is the 10th to 90th percentiles of its feature, unless
     those hold fewer than 5 distinct values (then wider percentiles, else the default)."""
@@ -151,6 +149,7 @@ def test_fitted_ranges_spread_the_accounts_or_keep_the_default() -> None:
                                            default["feature_breadth"].high)
 
 
+@pytest.mark.slow
 def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None:
     world, home = tmp_path / "world", tmp_path / "home"
     home.mkdir()
