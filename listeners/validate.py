@@ -448,9 +448,12 @@ def _check(f: Field, s: pd.Series, present: pd.Series, errs: _Errors, latest: pd
         return ts
 
     if f.kind == "date":
-        midnight = _fm(s, DATE_MIDNIGHT_RE)
-        s = s.where(~midnight, s.str[:10])
         ok = _fm(s, DATE_RE)
+        midnight = present & ~ok
+        if midnight.any():  # only the values that are not plain dates are read again
+            midnight &= _fm(s, DATE_MIDNIGHT_RE)
+            s = s.where(~midnight, s.str[:10])
+            ok |= midnight
         d = pd.to_datetime(s.where(ok), format="%Y-%m-%d", errors="coerce")
         errs.add(present & d.isna(), name, "bad_date", _not("a date as YYYY-MM-DD"), s)
         return d.dt.date.where(d.notna(), None)
