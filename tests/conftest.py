@@ -22,14 +22,6 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from pulse.core.settings import env_flag, get_settings
 from pulse.sql.db import create_schema, drop_schema, make_engine, upgrade
 
-# Three xdist workers share two cores: one thread per numeric library in each worker and in
-# every process it starts (the pulse CLI, Airflow's tasks). Their default pools of two threads
-# per process spin waiting for a core another worker holds: CPU burnt for nothing, and a
-# slower suite. Set here, before any test module loads numpy or scikit-learn (nothing this
-# file imports loads them).
-for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_threads, "1")
-
 PG_URL = os.environ.get(
     "PULSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
