@@ -303,6 +303,10 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     assert [r["account_id"] for r in rows] == [r["account_id"] for r in document["accounts"]]
     silent = next(r for r in rows if r["account_id"] == "acc-silent")
     assert silent["flags"] == "silent_dissatisfied;renewal_soon_at_risk"
+    # a stored renewal date, and the estimate of an account without one, said so
+    assert silent["renewal_date"] == "2026-07-20" and silent["renewal_estimated"] == ""
+    dip = next(r for r in rows if r["account_id"] == "acc-dip")
+    assert (dip["renewal_date"], dip["renewal_estimated"]) == ("2027-01-01", "anniversary")
     assert silent["evidence"].startswith("events down 75% against its own 11-week median")
 
     table = " ".join(ok("risk-list", "--flag", "champion_gone").split())
