@@ -41,8 +41,12 @@ from sklearn.utils.validation import (
 )
 
 from pulse.core.errors import ModelInputError
+from pulse.models import hgb_binning
 
 log = logging.getLogger(__name__)
+
+# gradient boosting's weighted bin thresholds in one pass (models/hgb_binning.py)
+hgb_binning.install()
 
 __all__ = ["ChurnModel"]
 
