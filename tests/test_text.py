@@ -362,14 +362,17 @@ def _corpora_or_skip() -> None:
         pytest.skip(f"text corpora are not on this machine: {missing}")
 
 
-def _bench_text(*tasks: str) -> tuple[dict, dict]:
+def _bench_text(*tasks: str, sample: int | None = None) -> tuple[dict, dict]:
     _corpora_or_skip()
     args = ["bench", "text", "--format", "json"]
     for t in tasks:
         args += ["--task", t]
+    if sample is not None:
+        args += ["--sample", str(sample)]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
+    assert report["sample"] == sample
     figures = {t["task"]: t for t in report["tasks"]}
     for f in figures.values():
         assert f["pulse_accuracy"] >= f["baseline_accuracy"]
@@ -409,13 +412,18 @@ def test_bench_text_beats_the_tfidf_baseline_on_the_airline_tweets() -> None:
 
 @pytest.mark.slow
 def test_bench_text_routes_firefox_components_no_worse_than_the_baseline() -> None:
-    """Firefox bug reports, seeded stratified 70/30 split. Measured: routing acc 0.199 /
-    macro-F1 0.165 (baseline 0.181 / 0.115); components reach precision 0.9 on well under 1%,
-    and the router sends 0.5% on by itself."""
-    figures, routing = _bench_text("routing")
+    """Firefox bug reports, a seeded stratified sample of 4,400 of the 6,933 (the whole set
+    took 140 s of CPU, the sample 50; 3,080 training items keep the router's large-set
+    cross-validation, 3 folds), seeded stratified 70/30 split. Measured on the sample:
+    acc 0.177 / macro-F1 0.150 (baseline 0.175 / 0.113); on the whole set (docs/text.md)
+    0.199 / 0.165 (0.181 / 0.115). Components reach precision 0.9 on well under 1%, and the
+    router sends (almost) nothing on by itself."""
+    figures, routing = _bench_text("routing", sample=4400)
     assert set(figures) == set(routing) == {"firefox component routing"}
-    assert figures["firefox component routing"]["pulse_accuracy"] >= 0.19
-    assert figures["firefox component routing"]["classes"] == 37
+    fx = figures["firefox component routing"]
+    assert fx["classes"] == 37 and (fx["train"], fx["test"]) == (3080, 1320)
+    assert fx["pulse_accuracy"] >= 0.17
+    assert fx["pulse_macro_f1"] >= fx["baseline_macro_f1"] + 0.02
     # 37 components from a few thousand reports: precision 0.9 is out of reach, so the
     # router sends (almost) everything to triage rather than guess
     firefox = routing["firefox component routing"]

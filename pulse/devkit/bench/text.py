@@ -209,14 +209,31 @@ def compare_routing(task: str, texts: Any, labels: Any, *, random_state: int = 0
     )
 
 
+def _sample(texts: Any, labels: Any, n: int | None, random_state: int) -> tuple[Any, Any]:
+    """At most `n` items of a corpus, a seeded sample stratified by label (all when None)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    if n is None or n >= len(labels):
+        return texts, labels
+    X = np.asarray(texts, dtype=object)
+    y = np.asarray(labels, dtype=object)
+    kept, _, y_kept, _ = train_test_split(X, y, train_size=n, stratify=y,
+                                          random_state=random_state)
+    return kept, y_kept
+
+
 def run_text_bench(*, tasks: tuple[str, ...] = ("sentiment", "complaint_reason", "routing"),
-                   random_state: int = 0) -> tuple[list[TextFigure], list[RoutingFigure]]:
+                   random_state: int = 0, sample: int | None = None,
+                   ) -> tuple[list[TextFigure], list[RoutingFigure]]:
     """The figures of `pulse bench text` (raises InputFileError when a corpus is missing):
-    classifier figures, and routing figures for the complaint reasons and the components."""
+    classifier figures, and routing figures for the complaint reasons and the components.
+    `sample`: at most that many items per task, a seeded sample stratified by label."""
     figures: list[TextFigure] = []
     routing: list[RoutingFigure] = []
 
     def both(task: str, texts: Any, labels: Any) -> None:
+        texts, labels = _sample(texts, labels, sample, random_state)
         X_tr, _, y_tr, _ = _split(texts, labels, random_state)
         base = _baseline().fit(X_tr, y_tr)  # one baseline fit serves both figures
         figures.append(compare(task, texts, labels, random_state=random_state, baseline=base))
@@ -226,8 +243,9 @@ def run_text_bench(*, tasks: tuple[str, ...] = ("sentiment", "complaint_reason",
     if "sentiment" in tasks or "complaint_reason" in tasks:
         tweets = load_airline()
         if "sentiment" in tasks:
-            figures.append(compare("airline sentiment", tweets["text"],
-                                   tweets["airline_sentiment"], random_state=random_state))
+            figures.append(compare("airline sentiment", *_sample(
+                tweets["text"], tweets["airline_sentiment"], sample, random_state),
+                random_state=random_state))
         if "complaint_reason" in tasks:
             neg = tweets[tweets["airline_sentiment"].eq("negative")
                          & tweets["negativereason"].notna()]
@@ -243,6 +261,9 @@ def bench_text(
     task: Annotated[list[str] | None, typer.Option(
         "--task", help="only these: sentiment, complaint_reason (airline tweets), routing "
                        "(Firefox components); repeat for several; default all")] = None,
+    sample: Annotated[int | None, typer.Option(
+        "--sample", min=100, help="at most this many items per task, a seeded sample "
+                                  "stratified by label (default: the whole corpus)")] = None,
 ) -> None:
     """Sentiment, complaint reason and routing: Pulse's model beside a TF-IDF baseline."""
     from pulse.core.errors import PulseError
@@ -255,16 +276,18 @@ def bench_text(
                       f"(expected one of {', '.join(known)})")
         raise typer.Exit(2)
     try:
-        figures, routing = run_text_bench(tasks=tuple(task) if task else known)
+        figures, routing = run_text_bench(tasks=tuple(task) if task else known,
+                                          sample=sample)
     except PulseError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     if fmt is Format.json:
-        typer.echo(json.dumps({"split": SPLIT, "baseline": "TF-IDF word 1-2-grams + "
+        typer.echo(json.dumps({"split": SPLIT, "sample": sample, "baseline": "TF-IDF word 1-2-grams + "
                                "LogisticRegression()", "tasks": [f.to_dict() for f in figures],
                                "routing": [f.to_dict() for f in routing]}, indent=2))
         return
-    table = Table(title=f"pulse bench text ({SPLIT} split)")
+    of = "" if sample is None else f", at most {sample:,} items per task"
+    table = Table(title=f"pulse bench text ({SPLIT} split{of})")
     for col in ("task", "classes", "train", "test", "baseline acc", "baseline macro-F1",
                 "pulse acc", "pulse macro-F1", "seconds"):
         table.add_column(col, justify="left" if col == "task" else "right")
