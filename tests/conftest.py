@@ -9,6 +9,8 @@ fails them.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -228,6 +230,40 @@ def engine(db_url: str, monkeypatch: pytest.MonkeyPatch,
         upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow metadata database (SQLite) migrated once per worker: each Airflow home a
+    test makes starts as a copy of it (`airflow_home`) instead of running `airflow db
+    migrate` again, about 6 s of CPU each time."""
+    from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db
+
+    home = tmp_path_factory.mktemp("airflow-template")
+    ensure_airflow_db({**airflow_environ(), **_airflow_keys(home)})
+    return home / "airflow.db"
+
+
+def _airflow_keys(home: Path) -> dict[str, str]:
+    return {"AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
+
+
+def airflow_home(template: Path, home: Path) -> dict[str, str]:
+    """A new AIRFLOW_HOME at `home` whose metadata database is a copy of the migrated
+    `template`, stamped as `ensure_airflow_db` stamps a migration of its own (which then
+    checks it and skips); returns the env keys that point Airflow at it."""
+    from pulse.devkit.airflow_runner import MIGRATED_STAMP, airflow_environ, ensure_airflow_db
+
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, home / "airflow.db")
+    keys = _airflow_keys(home)
+    stamp = json.loads((template.parent / MIGRATED_STAMP).read_text())
+    stamp["sql_alchemy_conn_sha256"] = hashlib.sha256(
+        keys["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].encode()).hexdigest()
+    (home / MIGRATED_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    ensure_airflow_db({**airflow_environ(), **keys})
+    return keys
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,11 +17,11 @@ from pulse.listeners.landing import land_file
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.features import basis_report, compute_features, load_features, resolve_basis
 from pulse.sql.schema import IngestRun
+from tests.pulse_cli import run_pulse
 from tests.test_features import USAGE, D, _write, features_of, land_world
 
 TODAY = datetime(2026, 7, 10, 6, 0, tzinfo=UTC)  # the whole history was imported on 07-10
 NEXT_DAY = datetime(2026, 7, 11, 6, 0, tzinfo=UTC)
-PULSE = Path(sys.executable).with_name("pulse")
 HEADER = USAGE.splitlines()[0] + "\n"
 
 
@@ -125,8 +124,7 @@ def test_a_late_row_in_a_daily_landing_never_changes_a_past_date(
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
-                          timeout=180, check=False)
+    return run_pulse(*args, env=env, timeout=180)
 
 
 def test_pulse_score_says_its_basis_and_fails_when_there_is_nothing_to_score(

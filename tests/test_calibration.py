@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ import pytest
 
 from pulse.models.calibration import choose_cuts, fit_ranges, fit_weights
 from pulse.models.scorecard import load_scorecard
-
-PULSE = Path(sys.executable).with_name("pulse")
+from tests.pulse_cli import run_pulse
 
 
 def _history(n: int, seed: int, *, lo: float = 0.0, hi: float = 100.0
@@ -99,8 +97,7 @@ def pulse(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES",
                                                             "PULSE_SCORECARD")}
     env.update(PULSE_HOME=str(home), PULSE_DATABASE_URL=f"sqlite:///{home / 'pulse.db'}")
-    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
-                          timeout=600, check=False)
+    return run_pulse(*args, env=env, timeout=600)
 
 
 def ok(home: Path, *args: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -23,6 +22,7 @@ from pulse.outreach.transports.file import FileTransport
 from pulse.outreach.vocabulary import feature_help, person_name
 from pulse.sql.rollups import rebuild as rebuild_rollups
 from pulse.sql.schema import Account, AccountFlag, AccountHealth, OutboxMessage, UsageEvent
+from tests.pulse_cli import run_pulse
 from tests.test_flags import D, land_world
 
 OUTBOX = OutboxMessage.__table__
@@ -232,8 +232,7 @@ def test_lapsed_features_are_the_accounts_own_habits_it_dropped(engine: Engine) 
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return run_pulse(*args, env=env, timeout=300)
 
 
 def test_check_in_drafts_wait_for_their_csm_who_edits_and_approves_them(

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -24,9 +22,9 @@ from pulse.sql.schema import ConsoleSession, ConsoleUser
 from pulse.web import auth
 from pulse.web.app import create_app
 from pulse.web.guard import MemoryLimiter
+from tests.pulse_cli import run_pulse
 
 PASSWORD = "violet tractor harbour 42"
-PULSE = Path(sys.executable).with_name("pulse")
 
 
 def make_app(engine: Engine) -> FastAPI:
@@ -309,8 +307,7 @@ def test_weak_passwords_are_refused() -> None:
 
 def _pulse(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([str(PULSE), *args], input=stdin, capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    return run_pulse(*args, input=stdin, env=env, timeout=120)
 
 
 def test_pulse_user_reads_the_password_from_stdin(engine: Engine,

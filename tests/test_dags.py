@@ -30,20 +30,17 @@ from pulse.devkit.airflow_runner import (
 from pulse.listeners.contract import LANDING_ORDER
 from pulse.sql.db import make_engine
 from pulse.sql.schema import ENTITY_TABLES, Account, IngestRun, QuarantineRow, UsageEvent
+from tests.conftest import airflow_home
 
 # --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="session")
-def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A migrated Airflow metadata database for the session: the env keys that point at it."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    keys = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-    }
-    ensure_airflow_db({**airflow_environ(), **keys})
-    return keys
+def airflow_db(tmp_path_factory: pytest.TempPathFactory,
+               airflow_template: Path) -> dict[str, str]:
+    """A migrated Airflow metadata database for the session (a copy of the worker's
+    template): the env keys that point at it."""
+    return airflow_home(airflow_template, tmp_path_factory.mktemp("airflow-home"))
 
 
 @pytest.fixture

@@ -264,16 +264,14 @@ def test_cli_digest(world: Engine, pulse_home: Path) -> None:
 
 
 @pytest.fixture
-def af_env(pulse_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def af_env(pulse_home: Path, tmp_path_factory: pytest.TempPathFactory,
+           airflow_template: Path) -> dict[str, str]:
     from pulse.core.settings import get_settings
-    from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db
+    from pulse.devkit.airflow_runner import airflow_environ
+    from tests.conftest import airflow_home
 
-    home = tmp_path_factory.mktemp("airflow-home")
-    keys = {"AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
-    env = {**airflow_environ(get_settings(fresh=True)), **keys}
-    ensure_airflow_db(env)
-    return env
+    keys = airflow_home(airflow_template, tmp_path_factory.mktemp("airflow-home"))
+    return {**airflow_environ(get_settings(fresh=True)), **keys}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -42,6 +41,7 @@ from pulse.models.outage import (
 from pulse.models.risklist import build_risk_list
 from pulse.sql.features import compute_features, load_features
 from pulse.sql.schema import AccountFlag, Incident, IncidentImpact, IncidentUpdate
+from tests.pulse_cli import run_pulse
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "statuspage"
@@ -408,8 +408,7 @@ def test_a_malformed_document_is_refused_and_bad_incidents_are_quarantined(
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
+    return run_pulse(*args, env=env, cwd=ROOT, timeout=300)
 
 
 def test_cli_import_refresh_and_impact_formats(world: Engine) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -26,6 +24,7 @@ from pulse.outreach.render import Renderer
 from pulse.outreach.transports.file import FileTransport
 from pulse.outreach.vocabulary import CustomerCheckin, FeatureHelp
 from pulse.sql.schema import Account, Contact, OutboxMessage, PurchaseEvent
+from tests.pulse_cli import run_pulse
 
 NOON = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # 12:00 UTC: 14:00 Paris, 21:00 Tokyo
 T = OutboxMessage.__table__
@@ -427,12 +426,10 @@ def test_the_cli_sends_and_lists(engine: Engine) -> None:
                    ("c2", "acc-1", "bo@nw.example", "UTC", True)])
     queue(engine, [draft("c1", "ana@nw.example", kind="outage_notice", urgent=True),
                    draft("c2", "bo@nw.example", kind="outage_notice", urgent=True)])
-    pulse = Path(sys.executable).with_name("pulse")
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
 
     def run(*args: str) -> str:
-        proc = subprocess.run([str(pulse), *args], capture_output=True, text=True, env=env,
-                              timeout=120, check=False)
+        proc = run_pulse(*args, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 

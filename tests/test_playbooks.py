@@ -3,8 +3,6 @@ closing tasks (CLI and model), and the later health and churn of each task."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,8 @@ from pulse.sql.schema import (
     PlaybookTask,
     SurveyResponse,
 )
+from tests.pulse_cli import run_pulse
 
-PULSE = Path(sys.executable).with_name("pulse")
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 D0 = date(2026, 6, 1)  # a Monday
 
@@ -149,11 +147,10 @@ def test_the_check_refuses_bad_rules_naming_rule_and_line() -> None:
 def test_pulse_playbooks_check_names_the_bad_line(tmp_path: Path) -> None:
     bad = tmp_path / "playbooks.yaml"
     bad.write_text(BAD, encoding="utf-8")
-    refused = subprocess.run([str(PULSE), "playbooks", "check", str(bad)],
-                             capture_output=True, text=True)
+    refused = run_pulse("playbooks", "check", str(bad))
     assert refused.returncode == 1
     assert "line 11: rule 'bad_band': when.band: unknown 'purple'" in refused.stderr
-    ok = subprocess.run([str(PULSE), "playbooks", "check"], capture_output=True, text=True)
+    ok = run_pulse("playbooks", "check")
     assert ok.returncode == 0, ok.stderr
     assert "red_renewal_sponsor" in ok.stdout and "3 rules" in ok.stdout
 
@@ -269,8 +266,7 @@ def test_close_tasks_with_health_then_and_later(engine: Engine) -> None:
     assert out.loc["acme", "churn_after"] == pytest.approx(0.1)
     assert out["health_after"].isna()["beta"]  # not scored 30 days on: no answer yet
     # which plays work, from the CLI: by rule and state
-    shown = subprocess.run([str(PULSE), "playbooks", "outcomes", "--days", "30", "--json"],
-                           capture_output=True, text=True)
+    shown = run_pulse("playbooks", "outcomes", "--days", "30", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == [
         {"rule": "champion_gone_find_new", "state": "done", "tasks": 1, "measured": 1,
@@ -296,24 +292,22 @@ def test_pulse_playbooks_run_and_tasks_cli_list_complete_and_skip(engine: Engine
         add_account(engine, a)
         score(engine, a, D0, 60, "amber", flags=("champion_gone",))
     for made in ("2 new tasks, 0 continuing", "0 new tasks, 2 continuing"):  # once per episode
-        ran = subprocess.run([str(PULSE), "playbooks", "run", "--as-of", D0.isoformat()],
-                             capture_output=True, text=True)
+        ran = run_pulse("playbooks", "run", "--as-of", D0.isoformat())
         assert ran.returncode == 0, ran.stderr
         assert f"{D0}: 2 rule hits, {made} episodes" in ran.stdout
     first, second = (t["task_id"] for t in tasks_of(engine))
-    listed = subprocess.run([str(PULSE), "tasks", "list", "--owner", "ana@example.com",
-                             "--json"], capture_output=True, text=True)
+    listed = run_pulse("tasks", "list", "--owner", "ana@example.com",
+                             "--json")
     assert listed.returncode == 0, listed.stderr
     assert [(t["account_id"], t["title"], t["state"]) for t in json.loads(listed.stdout)] == [
         ("a1", "Find the new champion", "open"), ("a2", "Find the new champion", "open")]
-    done = subprocess.run([str(PULSE), "tasks", "done", str(first), "--outcome",
-                           "found Dee"], capture_output=True, text=True)
+    done = run_pulse("tasks", "done", str(first), "--outcome",
+                           "found Dee")
     assert done.returncode == 0, done.stderr
-    skip = subprocess.run([str(PULSE), "tasks", "skip", str(second), "--reason",
-                           "duplicate account"], capture_output=True, text=True)
+    skip = run_pulse("tasks", "skip", str(second), "--reason",
+                           "duplicate account")
     assert skip.returncode == 0, skip.stderr
-    again = subprocess.run([str(PULSE), "tasks", "skip", str(second), "--reason", "x"],
-                           capture_output=True, text=True)
+    again = run_pulse("tasks", "skip", str(second), "--reason", "x")
     assert again.returncode == 1 and "skipped already" in again.stderr
     states = [(t["state"], t["outcome"], t["skip_reason"]) for t in tasks_of(engine)]
     assert states == [("done", "found Dee", None), ("skipped", None, "duplicate account")]

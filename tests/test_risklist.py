@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from pulse.models.risklist import (
     risk_list_document,
 )
 from pulse.sql.schema import ChurnScore
+from tests.pulse_cli import run_pulse
 from tests.test_flags import D, land_world
 
-PULSE = Path(sys.executable).with_name("pulse")
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "risk-list.schema.json")
                     .read_text(encoding="utf-8"))
 WEEK_AGO = D - timedelta(days=7)
@@ -42,8 +41,7 @@ LIVE = {"acc-silent", "acc-loud", "acc-steady", "acc-dip", "acc-dipdown", "acc-e
 def pulse(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed `pulse` as a scheduler would (pipes, this test's environment)."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return run_pulse(*args, env=env, timeout=120)
 
 
 def ok(*args: str) -> str:

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -25,16 +24,14 @@ from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard, parse_scor
 from pulse.sql.features import FEATURES
 from pulse.sql.health import load_health, load_measures
 from pulse.sql.schema import AccountFeatures, AccountHealth, HealthMeasure
+from tests.pulse_cli import run_pulse
 from tests.test_features import D, land_world
-
-PULSE = Path(sys.executable).with_name("pulse")
 
 
 def pulse(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed `pulse` as a scheduler would (pipes, this test's environment)."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([str(PULSE), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return run_pulse(*args, env=env, timeout=120)
 
 
 def ok(*args: str) -> str:

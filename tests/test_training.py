@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -59,11 +58,16 @@ from pulse.sql.schema import (
     Ticket,
     UsageEvent,
 )
+from tests.pulse_cli import run_pulse
 
 END = date(2026, 6, 30)
 HORIZON = 14
 ROOT = Path(__file__).resolve().parent.parent
 SCORES = ChurnScore.__table__
+
+#: One worker runs this module: the world's snapshots (`_SNAPSHOTS`) are then computed once
+#: per database, not once per database on each worker that happens to get a training test.
+pytestmark = pytest.mark.xdist_group("training")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -520,8 +524,7 @@ def _scores(engine: Engine, day: date) -> pd.DataFrame:
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=600)
+    return run_pulse(*args, env=env, cwd=ROOT, timeout=600)
 
 
 def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,

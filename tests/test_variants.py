@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from pulse.core.errors import UnknownNameError
 from pulse.devkit.demo.variants import VARIANTS, generate_variant
 from pulse.devkit.demo.world import DemoSummary
 from pulse.models.flag_rules import SilentRule
+from tests.pulse_cli import run_pulse
 
 ROOT = Path(__file__).resolve().parent.parent
 END = date(2026, 9, 30)
@@ -30,8 +30,7 @@ N = 150
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "pulse.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=600)
+    return run_pulse(*args, env=env, cwd=ROOT, timeout=600)
 
 
 def _ts(text: str) -> datetime | None:

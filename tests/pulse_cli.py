@@ -1,0 +1,78 @@
+"""`run_pulse`: the `pulse` command run as a process of its own, started from a preloaded
+interpreter (tests/preload_server.py) instead of a fresh one.
+
+Each command is still a separate process with its own arguments, environment, working
+directory, standard streams and exit code, and Pulse is imported in it afresh; only the
+libraries (NumPy, pandas, SciPy, scikit-learn, SQLAlchemy, ...) were loaded once per test
+worker before the fork. That is one to two seconds of CPU saved per command, and the suite
+runs a few hundred. tests/test_cli.py and the main job's test keep starting the installed
+`pulse` script itself, and tests/test_pulse_cli.py checks that both give the same result.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+PULSE = Path(sys.executable).with_name("pulse")
+SERVER = Path(__file__).with_name("preload_server.py")
+
+_lock = threading.Lock()
+_server: subprocess.Popen[str] | None = None
+
+
+def _start() -> subprocess.Popen[str]:
+    global _server
+    if _server is None or _server.poll() is not None:
+        _server = subprocess.Popen([sys.executable, str(SERVER)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, bufsize=1,
+                                   cwd=Path(sys.executable).parent)
+        atexit.register(_stop)
+    return _server
+
+
+def _stop() -> None:
+    if _server is not None and _server.poll() is None:
+        assert _server.stdin is not None
+        _server.stdin.close()
+        try:
+            _server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _server.kill()
+
+
+def run_pulse(*args: str, env: Mapping[str, str] | None = None, input: str | None = None,
+              cwd: Path | str | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run([pulse, *args], capture_output=True, text=True, ...)`, from the
+    preloaded interpreter; raises `subprocess.TimeoutExpired` after `timeout` seconds (the
+    command and its children are killed)."""
+    argv: Sequence[str] = [str(PULSE), *args]
+    with tempfile.TemporaryDirectory(prefix="pulse-cli-") as tmp:
+        files = {name: Path(tmp) / name for name in ("stdin", "stdout", "stderr")}
+        files["stdin"].write_text(input or "", encoding="utf-8")
+        for name in ("stdout", "stderr"):
+            files[name].touch()
+        request = {"argv": list(argv), "env": dict(os.environ if env is None else env),
+                   "cwd": str(cwd or os.getcwd()), "timeout": timeout,
+                   **{name: str(path) for name, path in files.items()}}
+        with _lock:
+            server = _start()
+            assert server.stdin is not None and server.stdout is not None
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            answer = server.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the preloaded pulse server stopped (exit {server.poll()})")
+        result = json.loads(answer)
+        out = files["stdout"].read_text(encoding="utf-8", errors="replace")
+        err = files["stderr"].read_text(encoding="utf-8", errors="replace")
+    if result.get("timeout"):
+        raise subprocess.TimeoutExpired(list(argv), timeout, output=out, stderr=err)
+    return subprocess.CompletedProcess(list(argv), result["returncode"], out, err)

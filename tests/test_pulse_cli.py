@@ -1,0 +1,77 @@
+"""tests/pulse_cli.py's preloaded `pulse` gives what the installed script gives: the same
+output, exit codes, standard input, environment and working directory, and a timeout that
+kills the command."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.pulse_cli import PULSE, run_pulse
+
+WIDE = {"COLUMNS": "120"}
+
+
+def _both(*args: str, env: dict[str, str], input: str | None = None,
+          cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], ...]:
+    real = subprocess.run([str(PULSE), *args], input=input, capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120, check=False)
+    return real, run_pulse(*args, env=env, input=input, cwd=cwd, timeout=120)
+
+
+def test_help_and_a_usage_error_read_the_same() -> None:
+    env = {**os.environ, **WIDE}
+    for args in (("--help",), ("risk-list", "--help"), ("no-such-command",),
+                 ("score", "--as-of", "not-a-date")):
+        real, preloaded = _both(*args, env=env)
+        assert (preloaded.returncode, preloaded.stdout, preloaded.stderr) == (
+            real.returncode, real.stdout, real.stderr), args
+    assert real.returncode == 2 and "not-a-date" in real.stderr
+
+
+def test_the_warehouse_stdin_and_a_pulse_error_as_the_script_has_them(
+        engine: Engine, pulse_home: Path) -> None:
+    env = {**os.environ, **WIDE}
+    real, preloaded = _both("user", "add", "ana@example.com", "--role", "csm",
+                            env=env, input="correct horse battery staple\n")
+    assert real.returncode == 0, real.stderr
+    # the second add of the same user is refused with a PulseError: one line, exit 1
+    again = run_pulse("user", "add", "ana@example.com", "--role", "csm", env=env,
+                      input="correct horse battery staple\n")
+    assert again.returncode == 1 and again.stderr.startswith("error: ")
+    assert preloaded.returncode == 1 and preloaded.stderr == again.stderr
+    real, preloaded = _both("user", "list", "--format", "json", env=env)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(preloaded.stdout) == json.loads(real.stdout)
+    assert [u["email"] for u in json.loads(real.stdout)] == ["ana@example.com"]
+
+
+def test_environment_and_working_directory_are_the_callers(tmp_path: Path) -> None:
+    """A relative PULSE_HOME is read from the environment given and resolved against the
+    working directory given, as for the script."""
+    env = {**os.environ, **WIDE, "PULSE_HOME": "relative-home"}
+    env.pop("PULSE_DATABASE_URL", None)
+    for name in ("real", "preloaded"):
+        (tmp_path / name).mkdir()
+    real = subprocess.run([str(PULSE), "db", "upgrade"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path / "real", timeout=120, check=False)
+    preloaded = run_pulse("db", "upgrade", env=env, cwd=tmp_path / "preloaded", timeout=120)
+    assert real.returncode == preloaded.returncode == 0, real.stderr + preloaded.stderr
+    said = [" ".join(p.stdout.split()) for p in (real, preloaded)]  # wrapped where it fits
+    assert said[1] == said[0].replace(str(tmp_path / "real"), str(tmp_path / "preloaded"))
+    for name in ("real", "preloaded"):
+        assert (tmp_path / name / "relative-home" / "pulse.db").is_file(), name
+
+
+def test_a_timeout_kills_the_command(tmp_path: Path) -> None:
+    env = {**os.environ, "PULSE_HOME": str(tmp_path)}
+    with pytest.raises(subprocess.TimeoutExpired):
+        # some minutes of work (a world of 20,000 accounts over two years), stopped after 2 s
+        run_pulse("demo", "generate", "--accounts", "20000", "--days", "730", "--out",
+                  str(tmp_path / "world"), env=env, timeout=2)
+    # and the next command runs as before
+    assert run_pulse("--help", env=env).returncode == 0
