@@ -153,15 +153,13 @@ def test_posting_is_off_unless_asked(engine: Engine, tmp_path: Path,
 
 def test_the_cli_says_when_posting_is_off(pulse_home: Path) -> None:
     import os
-    import subprocess
-    import sys
+
+    from tests.pulse_cli import run_pulse
 
     env = {k: v for k, v in os.environ.items() if k != "PULSE_X_POST"}
     env["PULSE_HOME"] = str(pulse_home)
-    done = subprocess.run([sys.executable, "-m", "pulse.cli", "db", "upgrade"], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = run_pulse("db", "upgrade", env=env, timeout=300)
     assert done.returncode == 0, done.stderr
-    off = subprocess.run([sys.executable, "-m", "pulse.cli", "social", "post"], env=env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    off = run_pulse("social", "post", env=env, timeout=300)
     assert off.returncode == 0, off.stderr
     assert "X posting is off: set PULSE_X_POST=on" in off.stdout
