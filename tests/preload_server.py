@@ -5,7 +5,8 @@ instead of spending one to two seconds of CPU importing them again.
 
 Run as a script (`python tests/preload_server.py`), never imported by Pulse.
 Requests come as JSON lines on stdin, one at a time: {"argv", "env", "cwd", "stdin",
-"stdout", "stderr", "timeout"} (the last three name files); each answer is one JSON line on
+"stdout", "stderr", "timeout", "code"} (stdin, stdout and stderr name files; code, when
+given, is run instead of `pulse`, for tests/test_pulse_cli.py); each answer is one JSON line on
 stdout: {"returncode": N} or {"timeout": true}. The child is what a fresh `pulse` process
 would be from the moment its libraries are loaded: this request's environment, working
 directory, arguments and standard streams, Pulse imported in the child, its exit handlers
@@ -61,6 +62,21 @@ def _preload(names: list[str]) -> None:
             pass
 
 
+#: Thread counts that OpenMP and BLAS read once, when their library loads (here, before the
+#: fork): applied again in the child, as its environment says, through threadpoolctl.
+_THREAD_VARIABLES = (("OMP_NUM_THREADS", "openmp"), ("OPENBLAS_NUM_THREADS", "blas"),
+                     ("MKL_NUM_THREADS", "blas"))
+
+
+def _thread_settings() -> None:
+    limits = {api: int(os.environ[name]) for name, api in _THREAD_VARIABLES
+              if os.environ.get(name, "").isdigit()}
+    if limits:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=limits)
+
+
 def _child(req: dict) -> None:
     """In the forked child: become the command and never return."""
     code = 1
@@ -80,7 +96,14 @@ def _child(req: dict) -> None:
         sys.stdout = open(1, "w", encoding=encoding, closefd=False)
         sys.stderr = open(2, "w", encoding=encoding, errors="backslashreplace", closefd=False)
         sys.argv = list(req["argv"])
-        from pulse.cli import main
+        _thread_settings()
+        if req.get("code") is not None:  # tests/test_pulse_cli.py's probes
+            source = req["code"]
+
+            def main() -> None:
+                exec(compile(source, "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            from pulse.cli import main
 
         try:
             main()

@@ -53,14 +53,27 @@ def run_pulse(*args: str, env: Mapping[str, str] | None = None, input: str | Non
     """`subprocess.run([pulse, *args], capture_output=True, text=True, ...)`, from the
     preloaded interpreter; raises `subprocess.TimeoutExpired` after `timeout` seconds (the
     command and its children are killed)."""
-    argv: Sequence[str] = [str(PULSE), *args]
+    return _run([str(PULSE), *args], env=env, input=input, cwd=cwd, timeout=timeout)
+
+
+def run_preloaded_python(code: str, *, env: Mapping[str, str] | None = None,
+                         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE` in a child of the preloaded interpreter, as `pulse` runs there (for
+    tests/test_pulse_cli.py, which compares what the child sees with a fresh process)."""
+    return _run([sys.executable, "-c", code], env=env, input=None, cwd=None,
+                timeout=timeout, code=code)
+
+
+def _run(argv: Sequence[str], *, env: Mapping[str, str] | None, input: str | None,
+         cwd: Path | str | None, timeout: float,
+         code: str | None = None) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="pulse-cli-") as tmp:
         files = {name: Path(tmp) / name for name in ("stdin", "stdout", "stderr")}
         files["stdin"].write_text(input or "", encoding="utf-8")
         for name in ("stdout", "stderr"):
             files[name].touch()
         request = {"argv": list(argv), "env": dict(os.environ if env is None else env),
-                   "cwd": str(cwd or os.getcwd()), "timeout": timeout,
+                   "cwd": str(cwd or os.getcwd()), "timeout": timeout, "code": code,
                    **{name: str(path) for name, path in files.items()}}
         with _lock:
             server = _start()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from tests.pulse_cli import PULSE, run_pulse
+from tests.pulse_cli import PULSE, run_preloaded_python, run_pulse
 
 WIDE = {"COLUMNS": "120"}
 
@@ -75,3 +76,22 @@ def test_a_timeout_kills_the_command(tmp_path: Path) -> None:
                   str(tmp_path / "world"), env=env, timeout=2)
     # and the next command runs as before
     assert run_pulse("--help", env=env).returncode == 0
+
+
+
+
+def test_thread_counts_from_the_environment_take_effect() -> None:
+    """OpenBLAS (NumPy's) and OpenMP read their thread counts when their library loads,
+    which for NumPy's was in the preloaded interpreter, before the command's environment:
+    the child applies them again, and its pools are what a fresh process's are."""
+    probe = ("import sklearn.ensemble\n"
+             "from threadpoolctl import threadpool_info\n"
+             "print(sorted({(p['user_api'], p['num_threads']) for p in threadpool_info()}))\n")
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                               env=env, timeout=120, check=True)
+        preloaded = run_preloaded_python(probe, env=env)
+        assert preloaded.returncode == 0, preloaded.stderr
+        assert preloaded.stdout == fresh.stdout
+        assert fresh.stdout == f"[('blas', {threads}), ('openmp', {threads})]\n"
