@@ -1,16 +1,17 @@
-"""The preloaded interpreter behind tests/cli.py: it imports the libraries `pulse` commands use
+"""The preloaded interpreter behind tests/pulse_cli.py: it imports the libraries `pulse` commands use
 (NumPy, pandas, SciPy, scikit-learn, SQLAlchemy, Typer, Rich, ...; never Pulse itself), then
 forks one child per command it is sent, so that a command starts in a tenth of a second
 instead of spending one to two seconds of CPU importing them again.
 
 Run as a script (`python tests/preload_server.py`), never imported by Pulse.
 Requests come as JSON lines on stdin, one at a time: {"argv", "env", "cwd", "stdin",
-"stdout", "stderr", "timeout", "code"} (stdin, stdout and stderr name files; code, when
-given, is run instead of `pulse`, for tests/test_pulse_cli.py); each answer is one JSON line on
-stdout: {"returncode": N} or {"timeout": true}. The child is what a fresh `pulse` process
-would be from the moment its libraries are loaded: this request's environment, working
-directory, arguments and standard streams, Pulse imported in the child, its exit handlers
-run, its exit code returned.
+"stdout", "stderr", "append", "timeout", "code"} (stdin, stdout and stderr name files, a null
+stderr goes to stdout; code, when given, is run instead of `pulse`, for
+tests/test_pulse_cli.py), with an "op" of "run", "spawn", "poll" or "wait" (`_serve`); each
+answer is one JSON line on stdout: {"returncode": N}, {"pid": N} or {"timeout": true}.
+The child is what a fresh `pulse` process would be from the moment its libraries are loaded:
+this request's environment, working directory, arguments and standard streams, Pulse
+imported in the child, its exit handlers run, its exit code returned.
 """
 from __future__ import annotations
 
@@ -85,16 +86,21 @@ def _child(req: dict) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         os.chdir(req["cwd"])
-        for fd, path, flags in ((0, req["stdin"], os.O_RDONLY),
-                                (1, req["stdout"], os.O_WRONLY | os.O_TRUNC),
-                                (2, req["stderr"], os.O_WRONLY | os.O_TRUNC)):
-            opened = os.open(path, flags)
+        write = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if req.get("append") else os.O_TRUNC)
+        for fd, path, flags in ((0, req["stdin"], os.O_RDONLY), (1, req["stdout"], write),
+                                (2, req["stderr"], write)):
+            if path is None:  # stderr into stdout, as stderr=subprocess.STDOUT
+                os.dup2(1, fd)
+                continue
+            opened = os.open(path, flags, 0o644)
             os.dup2(opened, fd)
             os.close(opened)
         encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
         sys.stdin = open(0, encoding=encoding, closefd=False)
         sys.stdout = open(1, "w", encoding=encoding, closefd=False)
-        sys.stderr = open(2, "w", encoding=encoding, errors="backslashreplace", closefd=False)
+        # as Python's own: stdout block-buffered into a file or pipe, stderr line-buffered
+        sys.stderr = open(2, "w", buffering=1, encoding=encoding, errors="backslashreplace",
+                          closefd=False)
         sys.argv = list(req["argv"])
         _thread_settings()
         if req.get("code") is not None:  # tests/test_pulse_cli.py's probes
@@ -133,30 +139,50 @@ def _child(req: dict) -> None:
         os._exit(code)
 
 
+def _wait(pid: int, timeout: float | None) -> int | None:
+    """The exit status of child `pid` once it ends, or None after `timeout` seconds (None:
+    don't wait at all)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(raw)
+        if deadline is None or time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+
+
 def _serve(answers_fd: int) -> None:
+    """Requests by "op": "run" (the default: fork, wait, answer the exit code; killed after
+    its timeout), "spawn" (fork, answer the pid at once), "poll" and "wait" (a spawned
+    child's exit code, or null; "wait" gives up after its timeout)."""
     answers = os.fdopen(answers_fd, "w", buffering=1)
+    ended: dict[int, int] = {}  # spawned children already reaped
     for line in sys.stdin:
         req = json.loads(line)
+        op = req.get("op", "run")
+        if op in ("poll", "wait"):
+            pid = int(req["pid"])
+            if pid not in ended:
+                code = _wait(pid, float(req["timeout"]) if op == "wait" else None)
+                if code is not None:
+                    ended[pid] = code
+            answers.write(json.dumps({"returncode": ended.get(pid)}) + "\n")
+            continue
         pid = os.fork()
         if pid == 0:
             os.close(answers_fd)
             _child(req)
-        deadline = time.monotonic() + float(req["timeout"])
-        status = None
-        while status is None:
-            done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = raw
-            elif time.monotonic() > deadline:
-                os.killpg(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                break
-            else:
-                time.sleep(0.01)
-        if status is None:
+        if op == "spawn":
+            answers.write(json.dumps({"pid": pid}) + "\n")
+            continue
+        code = _wait(pid, float(req["timeout"]))
+        if code is None:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
             answers.write(json.dumps({"timeout": True}) + "\n")
         else:
-            answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+            answers.write(json.dumps({"returncode": code}) + "\n")
 
 
 if __name__ == "__main__":

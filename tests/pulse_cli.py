@@ -64,6 +64,25 @@ def run_preloaded_python(code: str, *, env: Mapping[str, str] | None = None,
                 timeout=timeout, code=code)
 
 
+def _ask(request: dict) -> dict:
+    """One request to this worker's server, and its answer."""
+    with _lock:
+        server = _start()
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        answer = server.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"the preloaded pulse server stopped (exit {server.poll()})")
+    return json.loads(answer)
+
+
+def _request(argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | str | None,
+             **files: str | None) -> dict:
+    return {"argv": list(argv), "env": dict(os.environ if env is None else env),
+            "cwd": str(cwd or os.getcwd()), **files}
+
+
 def _run(argv: Sequence[str], *, env: Mapping[str, str] | None, input: str | None,
          cwd: Path | str | None, timeout: float,
          code: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -72,20 +91,46 @@ def _run(argv: Sequence[str], *, env: Mapping[str, str] | None, input: str | Non
         files["stdin"].write_text(input or "", encoding="utf-8")
         for name in ("stdout", "stderr"):
             files[name].touch()
-        request = {"argv": list(argv), "env": dict(os.environ if env is None else env),
-                   "cwd": str(cwd or os.getcwd()), "timeout": timeout, "code": code,
-                   **{name: str(path) for name, path in files.items()}}
-        with _lock:
-            server = _start()
-            assert server.stdin is not None and server.stdout is not None
-            server.stdin.write(json.dumps(request) + "\n")
-            server.stdin.flush()
-            answer = server.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"the preloaded pulse server stopped (exit {server.poll()})")
-        result = json.loads(answer)
+        result = _ask({**_request(argv, env, cwd, **{k: str(v) for k, v in files.items()}),
+                       "op": "run", "timeout": timeout, "code": code})
         out = files["stdout"].read_text(encoding="utf-8", errors="replace")
         err = files["stderr"].read_text(encoding="utf-8", errors="replace")
     if result.get("timeout"):
         raise subprocess.TimeoutExpired(list(argv), timeout, output=out, stderr=err)
     return subprocess.CompletedProcess(list(argv), result["returncode"], out, err)
+
+
+class PreloadedProcess:
+    """A `pulse` command started by `spawn_pulse`: `pid`, `poll()` and `wait(timeout)` as
+    `subprocess.Popen` has them (signals go to `pid` with `os.kill`)."""
+
+    def __init__(self, argv: Sequence[str], pid: int) -> None:
+        self.args = list(argv)
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = _ask({"op": "poll", "pid": self.pid})["returncode"]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            answer = _ask({"op": "wait", "pid": self.pid,
+                           "timeout": 10 ** 9 if timeout is None else timeout})
+            if answer["returncode"] is None:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            self.returncode = answer["returncode"]
+        return self.returncode
+
+
+def spawn_pulse(*args: str, log: Path, append: bool = False,
+                env: Mapping[str, str] | None = None,
+                cwd: Path | str | None = None) -> PreloadedProcess:
+    """`subprocess.Popen([pulse, *args], stdout=log, stderr=subprocess.STDOUT, ...)` from the
+    preloaded interpreter: the command runs while the caller goes on; its output (stdout and
+    stderr) goes to `log`, appended to it when `append`."""
+    argv = [str(PULSE), *args]
+    answer = _ask({**_request(argv, env, cwd, stdin=os.devnull, stdout=str(log), stderr=None),
+                   "op": "spawn", "append": append})
+    return PreloadedProcess(argv, answer["pid"])

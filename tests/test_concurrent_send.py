@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -33,6 +31,7 @@ from pulse.outreach.outbox_send import SendReport, send_due
 from pulse.outreach.transports.file import FileTransport
 from pulse.outreach.transports.sendgrid import SendGridTransport
 from pulse.sql.schema import OutboxMessage
+from tests.pulse_cli import PreloadedProcess, run_pulse, spawn_pulse
 
 OUTBOX = OutboxMessage.__table__
 N = {"file": 3000, "sendgrid": 3000}
@@ -52,15 +51,14 @@ def drafts(n: int, prefix: str = "overlap", bodies: int = 1) -> list[Draft]:
 
 
 def sender(transport: str, db_url: str, home: Path, log: Path,
-           api: SendGridDouble | None = None) -> subprocess.Popen[bytes]:
+           api: SendGridDouble | None = None) -> PreloadedProcess:
+    """A `pulse outreach send` process of its own, running while the test goes on."""
     env = {**os.environ, "PULSE_DATABASE_URL": db_url, "PULSE_HOME": str(home)}
     env.pop("SENDGRID_API_KEY", None)
     if api is not None:
         env.update(PULSE_SENDGRID_HOST=api.url, PULSE_SENDGRID_API_KEY=api.api_key)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pulse.cli", "outreach", "send", "--transport", transport,
-         "--format", "json"],
-        cwd=PROJECT_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return spawn_pulse("outreach", "send", "--transport", transport, "--format", "json",
+                       log=log, env=env, cwd=PROJECT_ROOT)
 
 
 def in_flight(engine: Engine) -> int:
@@ -230,9 +228,8 @@ def test_a_refused_key_stops_the_run_leaves_rows_queued_and_a_fixed_key_sends_on
     log = tmp_path / "refused.log"
     with SendGridDouble() as api:
         right, wrong = api.api_key, fake_api_key("revoked")
-        proc = subprocess.run(
-            [sys.executable, "-m", "pulse.cli", "outreach", "send", "--transport", "sendgrid"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        proc = run_pulse(
+            "outreach", "send", "--transport", "sendgrid", cwd=PROJECT_ROOT, timeout=120,
             env={**os.environ, "PULSE_DATABASE_URL": db_url, "PULSE_HOME": str(pulse_home),
                  "PULSE_SENDGRID_HOST": api.url, "PULSE_SENDGRID_API_KEY": wrong})
         log.write_text(proc.stdout + proc.stderr)

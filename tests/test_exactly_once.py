@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +23,7 @@ from pulse.core.settings import PROJECT_ROOT
 from pulse.devkit.sendgrid_double import SendGridDouble
 from pulse.outreach.outbox import Draft, queue
 from pulse.sql.schema import OutboxMessage
+from tests.pulse_cli import PreloadedProcess, spawn_pulse
 
 N = 2500
 OUTBOX = OutboxMessage.__table__
@@ -41,15 +40,15 @@ def drafts(n: int) -> list[Draft]:
     ) for i in range(n)]
 
 
-def sender(api: SendGridDouble, db_url: str, home: Path, log: Path) -> subprocess.Popen[bytes]:
+def sender(api: SendGridDouble, db_url: str, home: Path, log: Path) -> PreloadedProcess:
+    """A `pulse outreach send` process of its own (the test may kill it), its output
+    appended to `log`."""
     env = {**os.environ, "PULSE_DATABASE_URL": db_url, "PULSE_HOME": str(home),
            "PULSE_SENDGRID_HOST": api.url, "PULSE_SENDGRID_API_KEY": api.api_key,
            "PULSE_TRANSPORT": "file"}  # the flag below must choose sendgrid
     env.pop("SENDGRID_API_KEY", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pulse.cli", "outreach", "send", "--transport", "sendgrid",
-         "--format", "json"],
-        cwd=PROJECT_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return spawn_pulse("outreach", "send", "--transport", "sendgrid", "--format", "json",
+                       log=log, append=True, env=env, cwd=PROJECT_ROOT)
 
 
 def run_to_end(api: SendGridDouble, db_url: str, home: Path, log: Path) -> None:

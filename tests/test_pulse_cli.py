@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from tests.pulse_cli import PULSE, run_preloaded_python, run_pulse
+from tests.pulse_cli import PULSE, run_preloaded_python, run_pulse, spawn_pulse
 
 WIDE = {"COLUMNS": "120"}
 
@@ -95,3 +96,25 @@ def test_thread_counts_from_the_environment_take_effect() -> None:
         assert preloaded.returncode == 0, preloaded.stderr
         assert preloaded.stdout == fresh.stdout
         assert fresh.stdout == f"[('blas', {threads}), ('openmp', {threads})]\n"
+
+
+def test_a_spawned_command_runs_beside_the_caller_and_can_be_killed(tmp_path: Path) -> None:
+    env = {**os.environ, **WIDE, "PULSE_HOME": str(tmp_path)}
+    log = tmp_path / "log.txt"
+    log.write_text("before\n")
+    long = spawn_pulse("demo", "generate", "--accounts", "20000", "--days", "730", "--out",
+                       str(tmp_path / "world"), log=log, append=True, env=env)
+    short = spawn_pulse("no-such-command", log=tmp_path / "short.txt", env=env)
+    assert short.wait(timeout=60) == 2 and short.poll() == 2
+    with open(tmp_path / "real.txt", "wb") as real_log:  # the same, as subprocess.Popen runs it
+        real = subprocess.Popen([str(PULSE), "no-such-command"], env=env, stdout=real_log,
+                                stderr=subprocess.STDOUT)
+        assert real.wait(timeout=60) == 2
+    said = (tmp_path / "short.txt").read_text()
+    assert "No such command" in said and said == (tmp_path / "real.txt").read_text()
+    assert long.poll() is None  # still generating
+    with pytest.raises(subprocess.TimeoutExpired):
+        long.wait(timeout=0.5)
+    os.kill(long.pid, signal.SIGKILL)
+    assert long.wait(timeout=30) == -signal.SIGKILL
+    assert log.read_text().startswith("before\n")  # appended to, not truncated
