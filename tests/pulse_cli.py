@@ -33,7 +33,6 @@ def _start() -> subprocess.Popen[str]:
         _server = subprocess.Popen([sys.executable, str(SERVER)], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True, bufsize=1,
                                    cwd=Path(sys.executable).parent)
-        atexit.register(_stop)
     return _server
 
 
@@ -45,6 +44,9 @@ def _stop() -> None:
             _server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             _server.kill()
+
+
+atexit.register(_stop)  # once: it stops whichever server is running when the worker exits
 
 
 def run_pulse(*args: str, env: Mapping[str, str] | None = None, input: str | None = None,
