@@ -23,6 +23,11 @@ import signal
 import sys
 import time
 
+#: Pulse's packages with a folder of their own (pyproject.toml's package-dir maps
+#: pulse.models to models/, and so on): walking pulse/ alone finds none of them.
+_PACKAGES = ("pulse", "pulse.sql", "pulse.listeners", "pulse.models", "pulse.outreach",
+             "pulse.web")
+
 
 def _libraries() -> list[str]:
     """The modules that importing every module of Pulse loads, Pulse's own excepted: found in
@@ -32,15 +37,15 @@ def _libraries() -> list[str]:
     if pid == 0:
         os.close(read)
         try:
-            import pulse
-
-            for info in pkgutil.walk_packages(pulse.__path__, "pulse."):
-                if info.name.endswith(".__main__"):  # runs the command line when imported
-                    continue
-                try:
-                    importlib.import_module(info.name)
-                except Exception:  # noqa: BLE001 - an optional part: its libraries are not needed
-                    pass
+            for package in _PACKAGES:
+                module = importlib.import_module(package)
+                for info in pkgutil.walk_packages(module.__path__, f"{package}."):
+                    if info.name.endswith(".__main__"):  # runs the command line when imported
+                        continue
+                    try:
+                        importlib.import_module(info.name)
+                    except Exception:  # noqa: BLE001 - an optional part: its libraries are not needed
+                        pass
             names = [n for n in list(sys.modules) if n.split(".")[0] not in ("pulse", "__main__")]
             with os.fdopen(write, "w") as handle:
                 json.dump(names, handle)
@@ -54,13 +59,17 @@ def _libraries() -> list[str]:
 
 
 def _preload(names: list[str]) -> None:
-    for name in names:
-        if name in sys.modules:
-            continue
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a module that needs what a command sets up: skip
-            pass
+    import warnings
+
+    with warnings.catch_warnings():  # a library's own import-time notices are not a command's
+        warnings.simplefilter("ignore")
+        for name in names:
+            if name in sys.modules:
+                continue
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a module that needs what a command sets up: skip
+                pass
 
 
 #: Thread counts that OpenMP and BLAS read once, when their library loads (here, before the
