@@ -65,18 +65,13 @@ SHARD_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay": timedelta(seconds=
 
 def _refresh_tone(engine: Any, as_of: Any) -> None:
     """The sentiment model reads the new texts of the last 90 days first (support tone
-    features); when it cannot, the features count those texts by the word list."""
-    import logging
+    features); when it cannot, the reason is logged and the features count those texts by
+    the word list."""
     from datetime import timedelta
 
-    from pulse.core.errors import PulseError
-    from pulse.models.feedback import refresh_insights
+    from pulse.models.feedback import refresh_tone
 
-    try:
-        refresh_insights(engine, since=as_of - timedelta(days=90))
-    except PulseError:
-        logging.getLogger(__name__).exception(
-            "support tone falls back to the word list: text insights could not be refreshed")
+    refresh_tone(engine, since=as_of - timedelta(days=90))
 
 
 @dag(

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -188,6 +189,38 @@ def classify(texts: Sequence[str]) -> pd.DataFrame:
         "route_confidence": r["confidence"].astype(float),
         "route_method": r["method"].astype(str),
     })
+
+
+@dataclass(frozen=True)
+class ToneRefresh:
+    """What `refresh_tone` did: how many texts the sentiment model read, or why it could not
+    (the support-tone features then count those texts by the word list)."""
+
+    classified: int | None
+    error: str | None = None
+
+    @property
+    def words(self) -> str:
+        if self.error is not None:
+            return f"failed ({self.error}); the word list counts instead"
+        return f"refreshed ({self.classified:,} texts classified)"
+
+
+def refresh_tone(engine: Engine, *, since: date | datetime | None = None) -> ToneRefresh:
+    """Let the sentiment model read the customer texts (created at or after `since`; None:
+    all of them) that `text_insights` does not hold yet, before features are computed: the
+    support-tone features read its verdicts and count a text it has not read by the word
+    list. Idempotent (a second call reads nothing new: a fraction of a second for ten
+    thousand texts). When the model cannot run, the reason is logged and returned, and
+    nothing else changes."""
+    from pulse.core.errors import PulseError
+
+    try:
+        return ToneRefresh(refresh_insights(engine, since=since))
+    except PulseError as exc:
+        log.warning("support tone falls back to the word list: the sentiment model could not "
+                    "run (%s)", exc)
+        return ToneRefresh(None, str(exc))
 
 
 def refresh_insights(engine: Engine, *, since: date | datetime | None = None,

@@ -564,6 +564,13 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     _check_window_args(horizon_days=horizon_days, step_days=step_days,
                        valid_days=valid_days, warmup_days=warmup_days)
     t0 = _time.perf_counter()
+    # Every snapshot reads its support tone from the sentiment model, as the scoring of a
+    # date does (`pulse score` refreshes the 90 days before it): texts older than that, in
+    # a history imported in one go, would otherwise be counted by the word list in training
+    # and by the model in scoring.
+    from pulse.models.feedback import refresh_tone
+
+    refresh_tone(engine)
     first, last = data_span(engine, as_of, basis=basis)
     cache = snapshots if snapshots is not None else {}
     horizon = horizon_days

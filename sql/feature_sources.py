@@ -55,6 +55,10 @@ from pulse.sql.shards import Shard, shard_of
 
 #: The account's own long usage baseline: the days 28 to this many back (the last 28 left out).
 LONG_BASELINE_DAYS = 180
+#: The `text_insights.sentiment_method` values of a text the sentiment model read
+#: (models/text.py: a model of the user's, else the seed model); "lexicon" and
+#: "other-language" are not.
+MODEL_SENTIMENT_METHODS = ("user-model", "seed-model")
 
 # --------------------------------------------------------------------------- SQL helpers
 
@@ -808,7 +812,8 @@ def _tone(w: _Window, links: Any, negative_terms: Sequence[str]) -> Any:
         select(texts.c.account_id, (texts.c.item_type == "ticket").label("is_ticket"),
                (texts.c.at >= w.since(28)).label("in28"),
                case((negative, 1), else_=0).label("negative"),
-               case((ti.c.sentiment_method == "model", 1), else_=0).label("model"))
+               case((ti.c.sentiment_method.in_(MODEL_SENTIMENT_METHODS), 1),
+                    else_=0).label("model"))
         .select_from(texts.outerjoin(ti, and_(ti.c.item_type == texts.c.item_type,
                                               ti.c.item_id == texts.c.item_id)))
         .cte("tone_marked")

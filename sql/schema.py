@@ -728,7 +728,8 @@ class TextInsight(Base):
     text: Mapped[str] = mapped_column(Text)
     sentiment: Mapped[str] = mapped_column(String(8))  # negative, neutral, positive
     sentiment_score: Mapped[float] = mapped_column(Float)  # probability of the label
-    sentiment_method: Mapped[str] = mapped_column(String(16))  # model or lexicon
+    # user-model or seed-model (the sentiment model read it), lexicon or other-language
+    sentiment_method: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))  # bug, feature_request, complaint, praise, question
     kind_confidence: Mapped[float] = mapped_column(Float)
     team: Mapped[str] = mapped_column(String(64))  # a taxonomy team, or "triage"

@@ -154,7 +154,7 @@ def land_world(engine: Engine, folder: Path) -> None:
         conn.execute(insert(TextInsight), [{
             "item_type": kind, "item_id": item, "account_id": "acc-1",
             "created_at": LANDED, "text": "-", "sentiment": sentiment,
-            "sentiment_score": 0.9, "sentiment_method": "model", "kind": "complaint",
+            "sentiment_score": 0.9, "sentiment_method": "seed-model", "kind": "complaint",
             "kind_confidence": 0.9, "team": "triage", "component": None,
             "route_confidence": 0.5, "route_method": "keywords", "theme_key": None,
             "computed_at": LANDED} for kind, item, sentiment in INSIGHTS])

@@ -40,6 +40,10 @@ def test_sentiment_of_clear_cases_from_the_seed_model(pulse_home: Path) -> None:
     assert list(got["label"]) == ["negative", "positive", "neutral"]
     assert got.loc[0, "score"] < -0.3 < 0.3 < got.loc[1, "score"]
     assert set(got["method"]) == {"seed-model"}
+    # the features count it as read by the model (tone_scored_share_90d, tone_source)
+    from pulse.sql.feature_sources import MODEL_SENTIMENT_METHODS
+
+    assert set(got["method"]) <= set(MODEL_SENTIMENT_METHODS)
     # trained at first use and cached on disk under PULSE_HOME
     assert list((pulse_home / "models").glob("text-sentiment-seed-*.joblib"))
 

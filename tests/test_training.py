@@ -181,6 +181,11 @@ def test_training_data_from_history(engine: Engine, world: Path) -> None:
     assert {"plan", "segment", "region"} <= set(frame.columns)
     # Training reads history; it never rewrites the materialised features of those dates.
     assert load_features(engine, w.valid_end).empty
+    # Support tone comes from the sentiment model on every snapshot, as when a date is
+    # scored: training had it read the whole history's texts first (the few it leaves are
+    # in a language it does not cover; before, every text was counted by the word list).
+    toned = frame["tone_scored_share_90d"].dropna()
+    assert len(toned) > len(frame) / 2 and toned.mean() > 0.95
 
     with pytest.raises(TrainingDataError, match="needs about"):
         build_training_data(engine, as_of=END, horizon_days=90)

@@ -130,16 +130,13 @@ def refresh_tone(engine: Engine, day: date) -> str:
     any text it could not read. Returns what happened, in words."""
     from datetime import timedelta
 
-    from pulse.core.errors import PulseError
-    from pulse.models.feedback import refresh_insights
+    from pulse.models.feedback import refresh_tone as refresh
 
-    try:
-        n = refresh_insights(engine, since=day - timedelta(days=90))
-    except PulseError as exc:
+    done = refresh(engine, since=day - timedelta(days=90))
+    if done.error is not None:
         err.print(Text.assemble(("warning: ", "yellow"), "support tone falls back to the word "
-                                f"list: the sentiment model could not run ({exc})"))
-        return f"failed ({exc}); the word list counts instead"
-    return f"refreshed ({n:,} texts classified)"
+                                f"list: the sentiment model could not run ({done.error})"))
+    return done.words
 
 
 @scorecard_app.command("check")
