@@ -9,8 +9,6 @@ fails them.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -250,19 +248,13 @@ def _airflow_keys(home: Path) -> dict[str, str]:
 
 
 def airflow_home(template: Path, home: Path) -> dict[str, str]:
-    """A new AIRFLOW_HOME at `home` whose metadata database is a copy of the migrated
-    `template`, stamped as `ensure_airflow_db` stamps a migration of its own (which then
-    checks it and skips); returns the env keys that point Airflow at it."""
-    from pulse.devkit.airflow_runner import MIGRATED_STAMP, airflow_environ, ensure_airflow_db
+    """A new AIRFLOW_HOME at `home` whose metadata database starts as a copy of the migrated
+    `template` (`ensure_airflow_db(..., template=)`); returns the env keys that point Airflow
+    at it."""
+    from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db
 
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, home / "airflow.db")
     keys = _airflow_keys(home)
-    stamp = json.loads((template.parent / MIGRATED_STAMP).read_text())
-    stamp["sql_alchemy_conn_sha256"] = hashlib.sha256(
-        keys["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].encode()).hexdigest()
-    (home / MIGRATED_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-    ensure_airflow_db({**airflow_environ(), **keys})
+    ensure_airflow_db({**airflow_environ(), **keys}, template=template)
     return keys
 
 

@@ -205,6 +205,53 @@ def test_ensure_airflow_db_skips_a_migrated_database(
     assert restamped == stamp
 
 
+@pytest.mark.airflow
+def test_ensure_airflow_db_starts_a_new_database_from_a_template(
+    airflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shutil
+
+    calls: list[object] = []
+
+    def fake_run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(airflow_env.subprocess, "run", fake_run)
+    made = json.loads((airflow_template.parent / airflow_env.MIGRATED_STAMP).read_text())
+
+    def env_of(home: Path) -> dict[str, str]:
+        return {"AIRFLOW_HOME": str(home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
+
+    # A new home: a copy of the template, at its revision, stamped as its own migration.
+    env = env_of(tmp_path / "new")
+    ensure_airflow_db(env, template=airflow_template)
+    assert calls == []
+    conn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert airflow_env._db_revision(conn) == made["revision"]
+    stamp = json.loads((tmp_path / "new" / airflow_env.MIGRATED_STAMP).read_text())
+    assert stamp["revision"] == made["revision"] and stamp["airflow"] == made["airflow"]
+    assert stamp["sql_alchemy_conn_sha256"] != made["sql_alchemy_conn_sha256"]
+    ensure_airflow_db(env, template=airflow_template)  # then it is simply migrated
+    assert calls == []
+
+    # A database already there is never overwritten: it is migrated as it is.
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "airflow.db").write_bytes(b"")
+    ensure_airflow_db(env_of(tmp_path / "kept"), template=airflow_template)
+    assert len(calls) == 1 and (tmp_path / "kept" / "airflow.db").stat().st_size == 0
+
+    # A template another Airflow migrated is not copied.
+    other = tmp_path / "other-template"
+    other.mkdir()
+    shutil.copyfile(airflow_template, other / "airflow.db")
+    (other / airflow_env.MIGRATED_STAMP).write_text(json.dumps({**made, "airflow": "2.0.0"}))
+    ensure_airflow_db(env_of(tmp_path / "older"), template=other / "airflow.db")
+    assert len(calls) == 2 and not (tmp_path / "older" / "airflow.db").exists()
+
+
 # --------------------------------------------------------------------------- real runs
 
 ACCOUNTS = """\

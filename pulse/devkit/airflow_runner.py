@@ -70,13 +70,19 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
-def ensure_airflow_db(env: Mapping[str, str]) -> None:
+def ensure_airflow_db(env: Mapping[str, str], *, template: Path | None = None) -> None:
     """Run `airflow db migrate` with `env` unless its metadata database is already migrated.
 
     A stamp in `AIRFLOW_HOME` records the Airflow version, the database URL and the
     revision of the last successful migration; when all three still match (and the database
     says it is at that revision) the ~2.5 s migration is skipped. Concurrent callers on the
     same `AIRFLOW_HOME` wait for each other.
+
+    `template` names a SQLite metadata database this function migrated before (its stamp
+    beside it): a SQLite database that does not exist yet starts as a copy of it, stamped
+    as a migration of its own once it says it is at the template's revision with the same
+    Airflow. A template of another version, or without its stamp, is not copied: the
+    database is migrated as without one.
     """
     home = Path(_required(env, "AIRFLOW_HOME"))
     conn = _required(env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
@@ -95,6 +101,11 @@ def ensure_airflow_db(env: Mapping[str, str]) -> None:
         ):
             log.debug("airflow metadata database at %s is migrated", home)
             return
+        if template is not None and _copy_template(template, conn, wanted["airflow"]):
+            stamp_path.write_text(
+                json.dumps({**wanted, "revision": _db_revision(conn)}, indent=2) + "\n")
+            log.debug("airflow metadata database at %s copied from %s", home, template)
+            return
         log.info("migrating the airflow metadata database in %s", home)
         proc = subprocess.run(
             [airflow_executable(), "db", "migrate"],
@@ -110,6 +121,28 @@ def ensure_airflow_db(env: Mapping[str, str]) -> None:
             )
         revision = _db_revision(conn)
         stamp_path.write_text(json.dumps({**wanted, "revision": revision}, indent=2) + "\n")
+
+
+def _copy_template(template: Path, conn: str, airflow: str | None) -> bool:
+    """Copy the migrated SQLite `template` to the SQLite file `conn` names, if that file does
+    not exist yet and the template's stamp says this Airflow migrated it; True when the copy
+    is at the template's revision (a copy that is not is removed again)."""
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(conn)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    target = Path(url.database)
+    made = _read_json(template.parent / MIGRATED_STAMP)
+    if target.exists() or not template.is_file() or not made or made.get("airflow") != airflow:
+        return False
+    shutil.copyfile(template, target)
+    if made.get("revision") and _db_revision(conn) == made["revision"]:
+        return True
+    target.unlink()
+    return False
 
 
 class TextSink(Protocol):
