@@ -22,6 +22,7 @@ import pkgutil
 import signal
 import sys
 import time
+from typing import Any
 
 #: Pulse's packages with a folder of their own (pyproject.toml's package-dir maps
 #: pulse.models to models/, and so on): walking pulse/ alone finds none of them.
@@ -164,9 +165,30 @@ def _wait(pid: int, timeout: float | None) -> int | None:
 def _serve(answers_fd: int) -> None:
     """Requests by "op": "run" (the default: fork, wait, answer the exit code; killed after
     its timeout), "spawn" (fork, answer the pid at once), "poll" and "wait" (a spawned
-    child's exit code, or null; "wait" gives up after its timeout)."""
+    child's exit code, or null; "wait" gives up after its timeout). When the test worker
+    goes (stdin closes), spawned children nobody waited for (a test that failed first) are
+    killed with their process groups and reaped, not left running against a warehouse
+    being dropped."""
     answers = os.fdopen(answers_fd, "w", buffering=1)
     ended: dict[int, int] = {}  # spawned children already reaped
+    spawned: list[int] = []
+    try:
+        _answer(answers, answers_fd, ended, spawned)
+    finally:
+        for pid in spawned:
+            if pid in ended:
+                continue
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended, or its group is gone already
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _answer(answers: Any, answers_fd: int, ended: dict[int, int], spawned: list[int]) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         op = req.get("op", "run")
@@ -183,6 +205,7 @@ def _serve(answers_fd: int) -> None:
             os.close(answers_fd)
             _child(req)
         if op == "spawn":
+            spawned.append(pid)
             answers.write(json.dumps({"pid": pid}) + "\n")
             continue
         code = _wait(pid, float(req["timeout"]))

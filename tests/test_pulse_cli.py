@@ -100,6 +100,21 @@ def test_thread_counts_from_the_environment_take_effect() -> None:
         assert fresh.stdout == f"[('blas', {threads}), ('openmp', {threads})]\n"
 
 
+def test_a_spawned_command_nobody_waits_for_ends_with_the_server(tmp_path: Path) -> None:
+    """A test that fails before it waits leaves its spawned command to the server, which
+    kills and reaps it when the worker goes (here: stopped; the next command restarts it)."""
+    from tests import pulse_cli
+
+    env = {**os.environ, **WIDE, "PULSE_HOME": str(tmp_path)}
+    long = spawn_pulse("demo", "generate", "--accounts", "20000", "--days", "730", "--out",
+                       str(tmp_path / "world"), log=tmp_path / "log.txt", env=env)
+    assert long.poll() is None
+    pulse_cli._stop()
+    with pytest.raises(ProcessLookupError):  # killed and reaped: no such process any more
+        os.kill(long.pid, 0)
+    assert run_pulse("--help", env=env).returncode == 0  # a new server
+
+
 def test_a_spawned_command_runs_beside_the_caller_and_can_be_killed(tmp_path: Path) -> None:
     env = {**os.environ, **WIDE, "PULSE_HOME": str(tmp_path)}
     log = tmp_path / "log.txt"
