@@ -177,19 +177,26 @@ def test_airflow_environ_points_airflow_at_pulse(
     assert env["PULSE_DATABASE_URL"] == "postgresql+psycopg://pulse:s3cret@db/pulse"
 
 
-@pytest.mark.airflow
-def test_ensure_airflow_db_skips_a_migrated_database(
-    af_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import json
-
-    calls: list[object] = []
+@pytest.fixture
+def migrations(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The `airflow db migrate` commands `ensure_airflow_db` runs, recorded instead of run."""
+    calls: list[list[str]] = []
 
     def fake_run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         calls.append(args)
         return subprocess.CompletedProcess(args, 0, "", "")
 
     monkeypatch.setattr(airflow_env.subprocess, "run", fake_run)
+    return calls
+
+
+@pytest.mark.airflow
+def test_ensure_airflow_db_skips_a_migrated_database(
+    af_env: dict[str, str], migrations: list[list[str]]
+) -> None:
+    import json
+
+    calls = migrations
     stamp = json.loads((Path(af_env["AIRFLOW_HOME"]) / airflow_env.MIGRATED_STAMP).read_text())
     ensure_airflow_db(af_env)  # the session fixture migrated it already
     assert calls == []  # no `airflow db migrate` the second time
@@ -207,18 +214,12 @@ def test_ensure_airflow_db_skips_a_migrated_database(
 
 @pytest.mark.airflow
 def test_ensure_airflow_db_starts_a_new_database_from_a_template(
-    airflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_template: Path, tmp_path: Path, migrations: list[list[str]]
 ) -> None:
     import json
     import shutil
 
-    calls: list[object] = []
-
-    def fake_run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        calls.append(args)
-        return subprocess.CompletedProcess(args, 0, "", "")
-
-    monkeypatch.setattr(airflow_env.subprocess, "run", fake_run)
+    calls = migrations
     made = json.loads((airflow_template.parent / airflow_env.MIGRATED_STAMP).read_text())
 
     def env_of(home: Path) -> dict[str, str]:
