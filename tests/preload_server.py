@@ -7,8 +7,8 @@ Run as a script (`python tests/preload_server.py`), never imported by Pulse.
 Requests come as JSON lines on stdin, one at a time: {"argv", "env", "cwd", "stdin",
 "stdout", "stderr", "append", "timeout", "code"} (stdin, stdout and stderr name files, a null
 stderr goes to stdout; code, when given, is run instead of `pulse`, for
-tests/test_pulse_cli.py), with an "op" of "run", "spawn", "poll" or "wait" (`_serve`); each
-answer is one JSON line on stdout: {"returncode": N}, {"pid": N} or {"timeout": true}.
+tests/test_pulse_cli.py), with an "op" of "run", "spawn", "poll", "wait" or "exit"
+(`_serve`); each answer is one JSON line on stdout: {"returncode": N}, {"pid": N} or {"timeout": true}.
 The child is what a fresh `pulse` process would be from the moment its libraries are loaded:
 this request's environment, working directory, arguments and standard streams, Pulse
 imported in the child, its exit handlers run, its exit code returned.
@@ -165,8 +165,8 @@ def _wait(pid: int, timeout: float | None) -> int | None:
 def _serve(answers_fd: int) -> None:
     """Requests by "op": "run" (the default: fork, wait, answer the exit code; killed after
     its timeout), "spawn" (fork, answer the pid at once), "poll" and "wait" (a spawned
-    child's exit code, or null; "wait" gives up after its timeout). When the test worker
-    goes (stdin closes), spawned children nobody waited for (a test that failed first) are
+    child's exit code, or null; "wait" gives up after its timeout), "exit". When the test
+    worker goes ("exit", or stdin closes), spawned children nobody waited for (a test that failed first) are
     killed with their process groups and reaped, not left running against a warehouse
     being dropped."""
     answers = os.fdopen(answers_fd, "w", buffering=1)
@@ -192,6 +192,8 @@ def _answer(answers: Any, answers_fd: int, ended: dict[int, int], spawned: list[
     for line in sys.stdin:
         req = json.loads(line)
         op = req.get("op", "run")
+        if op == "exit":
+            return
         if op in ("poll", "wait"):
             pid = int(req["pid"])
             if pid not in ended:

@@ -37,13 +37,23 @@ def _start() -> subprocess.Popen[str]:
 
 
 def _stop() -> None:
+    """Ask the server to exit (it then kills the spawned commands nobody waited for), and
+    wait for it. Said in a request, not only by closing its stdin: a process forked from
+    the test worker (a multiprocessing pool, say) may hold the pipe open, and the server
+    would never see the end of it."""
     if _server is not None and _server.poll() is None:
         assert _server.stdin is not None
-        _server.stdin.close()
         try:
-            _server.wait(timeout=10)
+            _server.stdin.write(json.dumps({"op": "exit"}) + "\n")
+            _server.stdin.flush()
+            _server.stdin.close()
+        except (BrokenPipeError, ValueError):  # it is going already
+            pass
+        try:
+            _server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             _server.kill()
+            _server.wait()
 
 
 atexit.register(_stop)  # once: it stops whichever server is running when the worker exits
