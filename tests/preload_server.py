@@ -1,14 +1,15 @@
-"""The preloaded interpreter behind tests/pulse_cli.py: it imports the libraries `pulse` commands use
-(NumPy, pandas, SciPy, scikit-learn, SQLAlchemy, Typer, Rich, ...; never Pulse itself), then
-forks one child per command it is sent, so that a command starts in a tenth of a second
-instead of spending one to two seconds of CPU importing them again.
+"""The preloaded interpreter behind tests/pulse_cli.py: it imports the libraries `pulse`
+commands use (NumPy, pandas, SciPy, scikit-learn, SQLAlchemy, Typer, Rich, ...; never Pulse
+itself), then forks one child per command it is sent, so that a command starts in a tenth of
+a second instead of spending one to two seconds of CPU importing them again.
 
 Run as a script (`python tests/preload_server.py`), never imported by Pulse.
 Requests come as JSON lines on stdin, one at a time: {"argv", "env", "cwd", "stdin",
 "stdout", "stderr", "append", "timeout", "code"} (stdin, stdout and stderr name files, a null
 stderr goes to stdout; code, when given, is run instead of `pulse`, for
 tests/test_pulse_cli.py), with an "op" of "run", "spawn", "poll", "wait" or "exit"
-(`_serve`); each answer is one JSON line on stdout: {"returncode": N}, {"pid": N} or {"timeout": true}.
+(`_serve`); each answer is one JSON line on stdout: {"returncode": N}, {"pid": N} or
+{"timeout": true}.
 The child is what a fresh `pulse` process would be from the moment its libraries are loaded:
 this request's environment, working directory, arguments and standard streams, Pulse
 imported in the child, its exit handlers run, its exit code returned.
@@ -45,7 +46,7 @@ def _libraries() -> list[str]:
                         continue
                     try:
                         importlib.import_module(info.name)
-                    except Exception:  # noqa: BLE001 - an optional part: its libraries are not needed
+                    except Exception:  # noqa: BLE001 - an optional part, its libraries unneeded
                         pass
             names = [n for n in list(sys.modules) if n.split(".")[0] not in ("pulse", "__main__")]
             with os.fdopen(write, "w") as handle:
@@ -166,18 +167,15 @@ def _serve(answers_fd: int) -> None:
     """Requests by "op": "run" (the default: fork, wait, answer the exit code; killed after
     its timeout), "spawn" (fork, answer the pid at once), "poll" and "wait" (a spawned
     child's exit code, or null; "wait" gives up after its timeout), "exit". When the test
-    worker goes ("exit", or stdin closes), spawned children nobody waited for (a test that failed first) are
-    killed with their process groups and reaped, not left running against a warehouse
-    being dropped."""
+    worker goes ("exit", or stdin closes), the spawned children nobody waited for (a test
+    that failed first) are killed with their process groups and reaped, not left running
+    against a warehouse being dropped."""
     answers = os.fdopen(answers_fd, "w", buffering=1)
-    ended: dict[int, int] = {}  # spawned children already reaped
-    spawned: list[int] = []
+    spawned: dict[int, int | None] = {}  # pid: exit code once reaped
     try:
-        _answer(answers, answers_fd, ended, spawned)
+        _answer(answers, answers_fd, spawned)
     finally:
-        for pid in spawned:
-            if pid in ended:
-                continue
+        for pid in [p for p, code in spawned.items() if code is None]:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:  # it ended, or its group is gone already
@@ -188,7 +186,7 @@ def _serve(answers_fd: int) -> None:
                 pass
 
 
-def _answer(answers: Any, answers_fd: int, ended: dict[int, int], spawned: list[int]) -> None:
+def _answer(answers: Any, answers_fd: int, spawned: dict[int, int | None]) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         op = req.get("op", "run")
@@ -196,18 +194,16 @@ def _answer(answers: Any, answers_fd: int, ended: dict[int, int], spawned: list[
             return
         if op in ("poll", "wait"):
             pid = int(req["pid"])
-            if pid not in ended:
-                code = _wait(pid, float(req["timeout"]) if op == "wait" else None)
-                if code is not None:
-                    ended[pid] = code
-            answers.write(json.dumps({"returncode": ended.get(pid)}) + "\n")
+            if spawned.get(pid) is None:
+                spawned[pid] = _wait(pid, float(req["timeout"]) if op == "wait" else None)
+            answers.write(json.dumps({"returncode": spawned[pid]}) + "\n")
             continue
         pid = os.fork()
         if pid == 0:
             os.close(answers_fd)
             _child(req)
         if op == "spawn":
-            spawned.append(pid)
+            spawned[pid] = None
             answers.write(json.dumps({"pid": pid}) + "\n")
             continue
         code = _wait(pid, float(req["timeout"]))
