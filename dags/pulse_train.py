@@ -69,15 +69,16 @@ def pulse_train() -> None:
     @task
     def calibrate(trained: dict[str, Any]) -> dict[str, Any]:
         from pulse.models.calibration import calibrate_and_apply
+        from pulse.models.scorecard import describe_bands
 
         result, proposal, applied = calibrate_and_apply(
             runtime.engine(), as_of=runtime.as_of(),
             horizon_days=int(runtime.param("horizon_days")),
             basis=str(runtime.param("basis", "auto")))
-        print(result.fallback or f"bands green >= {result.green}, amber >= {result.amber}")
+        print(result.fallback
+              or f"bands {describe_bands(result.green, result.watch, result.amber)}")
         return {"fitted": result.fitted, "applied": str(applied) if applied else None,
-                "proposal": str(proposal), "bands": {"green": result.green,
-                                                     "amber": result.amber},
+                "proposal": str(proposal), "bands": result.to_dict()["bands"],
                 "model_version": trained["version"]}
 
     calibrate(train())

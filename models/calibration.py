@@ -10,6 +10,8 @@ horizon after each date), scores them with the scorecard, and learns three thing
   churn when no churn model is champion;
 * **the band cut points**, from the history's churners and the spread of health, never from
   fixed numbers:
+  - *green* starts at the health above which at most 15% of history's churners sat: the
+    accounts with the lowest observed churn rate, and the band a CSM may leave alone;
   - *amber and red* (at risk) start at the health below which all but 10% of history's
     churners sat, but hold at most `at_risk_share` of today's accounts (default 30%: the
     accounts a CS team can work in a period; the accounts active on the calibration date,
@@ -17,7 +19,10 @@ horizon after each date), scores them with the scorecard, and learns three thing
     cannot be scored);
   - *red* holds those whose observed rate is at least twice the base rate, at most
     `red_share` of today's accounts (default 10%);
-  - *green* is everything else: the accounts with the lowest observed churn rate;
+  - *watch* is what lies between (empty when the at-risk share already holds all but 15%
+    of the churners): accounts whose health history's churners shared, too many for the
+    team's capacity. Three bands cannot say both "green is safe" and "the work list fits the
+    team" once a score ranks imperfectly; the watch band lets each band keep its meaning;
 * **optionally, the measures' weights** (`fit_weights`): non-negative weights that make health
   separate churners best on the earlier snapshots (a logistic fit of churn on health, with
   health computed exactly as the scorecard does), kept only when they rank a *later*
@@ -33,7 +38,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -50,7 +55,11 @@ log = logging.getLogger(__name__)
 DEFAULT_AT_RISK_SHARE = 0.30
 DEFAULT_RED_SHARE = 0.10
 #: Amber starts where all but this share of history's churners sat (within the at-risk share).
-GREEN_CHURNER_SHARE = 0.10
+AT_RISK_CHURNER_SHARE = 0.10
+#: Green starts where at most this share of history's churners sat above. Below 20%, so that
+#: the share among the next period's churners (a sample of a hundred or so) stays under a
+#: fifth.
+GREEN_CHURNER_SHARE = 0.15
 #: Red means an observed churn rate at least this many times the base rate.
 RED_RATE_RATIO = 2.0
 #: Below these, history says too little to move the defaults.
@@ -98,8 +107,10 @@ class CalibrationResult:
     churners: int = 0
     green: float = 70.0
     amber: float = 40.0
+    watch: float | None = None  # where the watch band starts (None: no watch band)
     default_green: float = 70.0
     default_amber: float = 40.0
+    default_watch: float | None = None
     before: list[BandFigure] = field(default_factory=list)
     after: list[BandFigure] = field(default_factory=list)
     auc_before: float | None = None
@@ -139,8 +150,9 @@ class CalibrationResult:
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "horizon_days": self.horizon_days, "rows": self.rows, "churners": self.churners,
             "base_rate": r(self.base_rate), "fitted": self.fitted, "fallback": self.fallback,
-            "bands": {"green": self.green, "amber": self.amber},
-            "default_bands": {"green": self.default_green, "amber": self.default_amber},
+            "bands": _cut_dict(self.green, self.watch, self.amber),
+            "default_bands": _cut_dict(self.default_green, self.default_watch,
+                                       self.default_amber),
             "before": [f.to_dict() for f in self.before],
             "after": [f.to_dict() for f in self.after],
             "churners_green_before": r(self.share(self.before, churners=True,
@@ -335,21 +347,52 @@ def _cut_below(health: np.ndarray, share: float) -> float:
     return c
 
 
+def _cut_above(values: np.ndarray, share: float) -> float:
+    """The lowest cut c (one decimal) such that at most `share` of `values` are >= c."""
+    h = np.sort(values)[::-1]
+    k = int(np.floor(share * len(h)))
+    if k >= len(h):
+        return 0.0
+    return round(float(np.floor(h[k] * 10.0 + 1e-9)) / 10.0 + 0.1, 1)
+
+
 #: Fewer of today's scored accounts than this, and the shares are held in history instead.
 MIN_TODAY = 20
 
 
+class Cuts(NamedTuple):
+    """The fitted cut points (health where each band starts), the isotonic fit and the notes
+    that say why. `watch` is None when the watch band is empty (it would start at green)."""
+
+    green: float
+    watch: float | None
+    amber: float
+    iso: Any
+    notes: list[str]
+
+    @property
+    def at_risk(self) -> float:
+        return self.green if self.watch is None else self.watch
+
+
+def _cut_dict(green: float, watch: float | None, amber: float) -> dict[str, float]:
+    """The scorecard's `bands` mapping (no `watch` key when there is no watch band)."""
+    return {"green": green, **({} if watch is None else {"watch": watch}), "amber": amber}
+
+
 def choose_cuts(health: np.ndarray, y: np.ndarray, *, today: np.ndarray | None = None,
                 at_risk_share: float = DEFAULT_AT_RISK_SHARE,
-                red_share: float = DEFAULT_RED_SHARE) -> tuple[float, float, Any, list[str]]:
-    """(green cut, amber cut, the isotonic fit, notes) from labelled health scores.
+                red_share: float = DEFAULT_RED_SHARE) -> Cuts:
+    """The cut points from labelled health scores.
 
     The rates and the churners' reach come from history (`health`, `y`). The shares (the
     at-risk share, a CS team's capacity, and the red share) are held among `today`'s
     accounts, the health of the accounts active on the calibration date (no labels needed),
     where there are at least MIN_TODAY of them: the capacity is about the accounts a team
     works now, and health drifts as a customer base changes, so history's lowest 30% may be
-    more or fewer of today's accounts. Without them, the shares are held in history."""
+    more or fewer of today's accounts. Without them, the shares are held in history.
+    Green is about outcomes only: it starts where at most GREEN_CHURNER_SHARE of history's
+    churners sat above, never below the at-risk line."""
     iso = _isotonic(health, y)
     base = float(y.mean())
     grid = np.round(np.arange(0.0, 100.05, 0.1), 1)
@@ -358,32 +401,48 @@ def choose_cuts(health: np.ndarray, y: np.ndarray, *, today: np.ndarray | None =
     now = today is not None and len(today) >= MIN_TODAY
     shares = today if now and today is not None else health
     whose = f"today's {len(shares):,} active accounts" if now else "history's snapshots"
-    # at risk: the lowest health that held all but GREEN_CHURNER_SHARE of history's churners,
-    # within the at-risk share of accounts (a CS team's capacity)
-    catch = float(np.round(np.quantile(health[y], 1.0 - GREEN_CHURNER_SHARE), 1) + 0.1)
+    # at risk: the lowest health that held all but AT_RISK_CHURNER_SHARE of history's
+    # churners, within the at-risk share of accounts (a CS team's capacity)
+    catch = float(np.round(np.quantile(health[y], 1.0 - AT_RISK_CHURNER_SHARE), 1) + 0.1)
     capacity = _cut_below(shares, at_risk_share)
-    green = min(capacity, catch)
-    if green == catch:
-        notes.append(f"amber and red hold the health that held {1 - GREEN_CHURNER_SHARE:.0%} of "
-                     f"history's churners (below {green:g}): {np.mean(shares < green):.0%} of "
-                     f"{whose}")
+    at_risk = min(capacity, catch)
+    if at_risk == catch:
+        notes.append(f"amber and red hold the health that held {1 - AT_RISK_CHURNER_SHARE:.0%} "
+                     f"of history's churners (below {at_risk:g}): {np.mean(shares < at_risk):.0%}"
+                     f" of {whose}")
     else:
         notes.append(f"amber and red hold the lowest {at_risk_share:.0%} of {whose} (health "
-                     f"below {green:g}); that health held {np.mean(health[y] < green):.0%} of "
-                     "history's churners")
+                     f"below {at_risk:g}); that health held {np.mean(health[y] < at_risk):.0%} "
+                     "of history's churners")
     high = grid[rate >= RED_RATE_RATIO * base]
     red_cross = float(high.max() + 0.1) if len(high) else 0.1
-    amber = min(_cut_below(shares, red_share), red_cross, green - 0.1)
+    amber = min(_cut_below(shares, red_share), red_cross, at_risk - 0.1)
     notes.append(f"red: an observed churn rate of at least {RED_RATE_RATIO:g}x the base rate, "
                  f"at most {red_share:.0%} of {whose} (health below {amber:g})")
-    green = round(max(green, 0.2), 1)
-    amber = round(min(max(amber, 0.1), green - 0.1), 1)
-    return green, amber, iso, notes
+    at_risk = round(max(at_risk, 0.2), 1)
+    amber = round(min(max(amber, 0.1), at_risk - 0.1), 1)
+    # green: the health above which at most GREEN_CHURNER_SHARE of history's churners sat
+    reach = _cut_above(health[y], GREEN_CHURNER_SHARE)
+    green = round(min(max(reach, at_risk), 100.0), 1)
+    watch: float | None = at_risk if green > at_risk else None
+    above = health >= green
+    green_rate = float(y[above].mean()) if above.any() else float("nan")
+    if watch is None:
+        notes.append(f"green from {green:g}: the at-risk bands already hold all but "
+                     f"{np.mean(health[y] >= green):.0%} of history's churners; no watch band")
+    else:
+        notes.append(f"green from {green:g}: at most {GREEN_CHURNER_SHARE:.0%} of history's "
+                     f"churners scored there (churn rate {green_rate:.1%} against the base "
+                     f"rate {base:.1%}), {np.mean(shares >= green):.0%} of {whose}; watch from "
+                     f"{watch:g}: health history's churners shared, beyond the team's capacity")
+    return Cuts(green, watch, amber, iso, notes)
 
 
-def _band_figures(health: np.ndarray, y: np.ndarray, green: float, amber: float
-                  ) -> list[BandFigure]:
-    band = np.where(health >= green, "green", np.where(health >= amber, "amber", "red"))
+def _band_figures(health: np.ndarray, y: np.ndarray, green: float, watch: float | None,
+                  amber: float) -> list[BandFigure]:
+    at_risk = green if watch is None else watch
+    band = np.select([health >= green, health >= at_risk, health >= amber],
+                     ["green", "watch", "amber"], default="red")
     ok = ~np.isnan(health)
     return [BandFigure(b, int(((band == b) & ok).sum()), int(((band == b) & ok & y).sum()))
             for b in BANDS]
@@ -402,8 +461,8 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
 
     card = scorecard or load_scorecard()
     result = CalibrationResult(as_of=as_of, horizon_days=horizon_days, green=card.green,
-                               amber=card.amber, default_green=card.green,
-                               default_amber=card.amber)
+                               amber=card.amber, watch=card.watch, default_green=card.green,
+                               default_amber=card.amber, default_watch=card.watch)
     try:
         data = build_training_data(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
                                    shorten_horizon=True, snapshots=snapshots)
@@ -432,7 +491,7 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     health = _health(labelled, card)
     ok = ~np.isnan(health)
     result.rows, result.churners = int(ok.sum()), int(y[ok].sum())
-    result.before = _band_figures(health, y, card.green, card.amber)
+    result.before = _band_figures(health, y, card.green, card.watch, card.amber)
     result.auc_before = _auc(y, health)
     if result.churners < MIN_CHURNERS or result.rows < MIN_ROWS \
             or result.rows - result.churners < MIN_CHURNERS:
@@ -449,16 +508,15 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
         health = _health(labelled, fitted_card)
         ok = ~np.isnan(health)
     today = _today_health(engine, data, basis, fitted_card, result.notes)
-    green, amber, iso, notes = choose_cuts(health[ok], y[ok], today=today,
-                                           at_risk_share=at_risk_share, red_share=red_share)
-    result.notes.extend(notes)
+    cuts = choose_cuts(health[ok], y[ok], today=today, at_risk_share=at_risk_share,
+                       red_share=red_share)
+    result.notes.extend(cuts.notes)
     if today is not None and len(today):
-        result.today = {"green": int((today >= green).sum()),
-                        "amber": int(((today >= amber) & (today < green)).sum()),
-                        "red": int((today < amber).sum())}
-    result.green, result.amber = green, amber
-    result.curve = _curve(iso, health[ok])
-    result.after = _band_figures(health, y, green, amber)
+        result.today = {f.band: f.accounts for f in _band_figures(
+            today, np.zeros(len(today), dtype=bool), cuts.green, cuts.watch, cuts.amber)}
+    result.green, result.watch, result.amber = cuts.green, cuts.watch, cuts.amber
+    result.curve = _curve(cuts.iso, health[ok])
+    result.after = _band_figures(health, y, cuts.green, cuts.watch, cuts.amber)
     result.auc_after = _auc(y, health)
     result.points = pd.DataFrame({"health": health[ok], "churned": y[ok]})
     result.yaml_text = proposed_yaml(fitted_card, result)
@@ -547,7 +605,7 @@ def proposed_yaml(card: Scorecard, result: CalibrationResult) -> str:
              f"# (pulse scorecard calibrate, from {source.name})."]
     d = result.to_dict()
     if result.fitted:
-        doc["bands"] = {"green": result.green, "amber": result.amber}
+        doc["bands"] = _cut_dict(result.green, result.watch, result.amber)
         for m in doc.get("standard", {}).get("measures", []):
             name = m.get("name")
             if result.weights and name in result.weights:
@@ -602,8 +660,10 @@ def write_chart(result: CalibrationResult, path: Path) -> Path:
         if result.base_rate is not None:
             left.axhline(result.base_rate, color="grey", linestyle=":", label="base rate")
         for value, color, name in ((result.green, "green", "green from"),
+                                   (result.watch, "steelblue", "watch from"),
                                    (result.amber, "orange", "amber from")):
-            left.axvline(value, color=color, linestyle="--", label=f"{name} {value:g}")
+            if value is not None:
+                left.axvline(value, color=color, linestyle="--", label=f"{name} {value:g}")
         left.legend(fontsize=8)
     else:
         left.text(0.5, 0.5, result.fallback or "no data", ha="center", va="center", wrap=True,

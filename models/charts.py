@@ -5,7 +5,7 @@
 * `lift_chart`: cumulative gains (the share of churners found among the riskiest x% of
   accounts, against random targeting) beside the lift of each decile of risk.
 * `band_chart`: churners by health band: how the validation snapshots and their churners
-  fall into the scorecard's green, amber and red bands, and the churn rate in each.
+  fall into the scorecard's green, watch, amber and red bands, and the churn rate in each.
 
 Both draw from the curves the registry stores with each model (`calibration` bins and `gains`
 points in its metrics), or from raw outcomes and probabilities via `curves_from_predictions`.
@@ -110,7 +110,7 @@ def lift_chart(gains: list[list[float]] | pd.DataFrame, path: Path | str, *,
         plt.close(fig)
 
 
-_BAND_COLOURS = {"green": "#2e8b57", "amber": "#e0a020", "red": "#c0392b",
+_BAND_COLOURS = {"green": "#2e8b57", "watch": "#4682b4", "amber": "#e0a020", "red": "#c0392b",
                  "unscored": "#999999"}
 
 

@@ -159,7 +159,7 @@ class ScoreSummary:
     accounts: int
     scorecard: str
     by_scorecard: dict[str, int]
-    bands: dict[str, int]  # green, amber, red, unscored: every account scored
+    bands: dict[str, int]  # green, watch, amber, red, unscored: every account scored
     freshness: list[SourceFreshness]
     seconds: dict[str, float] = field(default_factory=dict)
     #: the accounts whose subscription was cancelled by `as_of` (scored all the same, so

@@ -282,8 +282,8 @@ def scorecard_auc(valid: pd.DataFrame, health: pd.DataFrame | None = None) -> fl
 
 def churners_by_band(valid: pd.DataFrame, health: pd.DataFrame | None = None
                      ) -> list[dict[str, Any]]:
-    """Snapshots and churners of the validation window in each health band (green, amber,
-    red, then unscored), with the churn rate and the share of all churners."""
+    """Snapshots and churners of the validation window in each health band (green, watch,
+    amber, red, then unscored), with the churn rate and the share of all churners."""
     from pulse.models.scorecard import BANDS
 
     health = valid_health(valid) if health is None else health

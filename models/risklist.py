@@ -6,7 +6,7 @@ where it scored the account, else the churn rate that the account's health has m
 warehouse's own history (the scorecard's `calibration` curve, fitted by `pulse scorecard
 calibrate`); without either there is no probability, and the row says why. Every row says
 which in `risk_basis` ("churn_model v3", "scorecard" for the calibrated curve, "scorecard
-(uncalibrated)", or "none"). Scorecard-based rows rank by band first (red, amber, green),
+(uncalibrated)", or "none"). Scorecard-based rows rank by band first (red, amber, watch, green),
 then by revenue at risk. Each
 row explains itself: health and its change, the flags with their evidence, the top drivers
 in words, the renewal date, how fresh every source is, and what to do next.
@@ -31,7 +31,7 @@ from pulse.models.flag_rules import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEW
 from pulse.models.flags import RENEWAL_INPUTS, renewal_days
 from pulse.sql.features import FEATURES, FRESHNESS
 
-BANDS = ("red", "amber", "green")
+BANDS = ("red", "amber", "watch", "green")
 SCHEMA_VERSION = 1
 TOP_DRIVERS = 3
 
@@ -296,7 +296,7 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
     return frame
 
 
-BAND_TIER = {"red": 0, "amber": 1, "green": 2}
+BAND_TIER = {b: i for i, b in enumerate(BANDS)}
 
 
 def rank_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -306,7 +306,7 @@ def rank_rows(frame: pd.DataFrame) -> pd.DataFrame:
     from pulse.core.fx import to_reporting
 
     model = frame["risk_basis"].astype(str).str.startswith("churn_model")
-    tier = np.where(model, 0, frame["band"].map(BAND_TIER).fillna(3).to_numpy())
+    tier = np.where(model, 0, frame["band"].map(BAND_TIER).fillna(len(BANDS)).to_numpy())
     currency = frame["currency"] if "currency" in frame else [None] * len(frame)
     # Accounts bill in their own currencies: compare money in the reporting currency.
     at_risk = to_reporting(frame["revenue_at_risk"], currency)
@@ -439,7 +439,7 @@ def build_risk_list(engine: Engine, as_of: date, *, csm: str | None = None,
                     limit: int | None = None, scorecard: Any = None) -> list[dict[str, Any]]:
     """The accounts scored as of `as_of`, ranked by revenue at risk, most first.
 
-    Filters: `csm` (the CSM's e-mail, any case), `band` (red, amber or green), `flag` (a
+    Filters: `csm` (the CSM's e-mail, any case), `band` (red, amber, watch or green), `flag` (a
     flag name), `limit` (the first N after filtering). Each row is a dict as documented in
     docs/risk-list.md. Raises `NotScoredError` when nothing was scored that day.
     """

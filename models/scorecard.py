@@ -24,7 +24,22 @@ from pulse.core.errors import ScorecardError
 from pulse.sql.features import FEATURES, FRESHNESS
 
 DEFAULT_SCORECARD = Path(__file__).resolve().with_name("scorecard.yaml")
-BANDS = ("green", "amber", "red")
+#: Healthiest first. `watch` sits between green and the at-risk bands: not healthy enough to
+#: call green (history's churners reached it), not low enough for a CS team's work list. A
+#: scorecard without a `watch` cut point has no such band.
+BANDS = ("green", "watch", "amber", "red")
+
+
+def band_cuts(green: float, watch: float | None, amber: float) -> dict[str, str]:
+    """Where each band starts, in words per band ("-" for an empty watch band)."""
+    return {"green": f">= {green:g}", "watch": "-" if watch is None else f">= {watch:g}",
+            "amber": f">= {amber:g}", "red": f"< {amber:g}"}
+
+
+def describe_bands(green: float, watch: float | None, amber: float) -> str:
+    """"green >= 70, watch >= 55, amber >= 40, red below" (no watch without its cut)."""
+    return ", ".join(f"{b} {c}" for b, c in band_cuts(green, watch, amber).items()
+                     if b != "red" and c != "-") + ", red below"
 
 
 # --------------------------------------------------------------------------- the model
@@ -122,6 +137,13 @@ class Scorecard:
     stale_after_days: dict[str, float] = field(default_factory=dict)
     skip_stale_measures: bool = True
     calibration: Calibration | None = None
+    #: where the watch band starts (None: no watch band, amber runs up to green)
+    watch: float | None = None
+
+    @property
+    def at_risk(self) -> float:
+        """The health below which an account is at risk (amber or red)."""
+        return self.green if self.watch is None else self.watch
 
     @property
     def label(self) -> str:
@@ -130,10 +152,13 @@ class Scorecard:
 
     def band(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype="float64")
-        out = np.select([scores >= self.green, scores >= self.amber, scores < self.amber],
-                        list(BANDS), default="")
+        out = np.select([scores >= self.green, scores >= self.at_risk, scores >= self.amber,
+                         scores < self.amber], list(BANDS), default="")
         # None as a 0-d object array (what np.where makes of it): numpy's stubs reject bare None
         return np.where(np.isnan(scores), np.array(None, dtype=object), out).astype(object)
+
+    def describe_bands(self) -> str:
+        return describe_bands(self.green, self.watch, self.amber)
 
     def cards(self) -> Iterator[Card]:
         yield self.standard
@@ -290,9 +315,9 @@ class _Checker:
         version = "1"
         if "version" in top:
             version = self.text(top["version"][1], "version") or version
-        green, amber = 70.0, 40.0
+        green, watch, amber = 70.0, None, 40.0
         if "bands" in top:
-            green, amber = self.bands(top["bands"][1])
+            green, watch, amber = self.bands(top["bands"][1])
         stale: dict[str, float] = {}
         if "stale_after_days" in top:
             stale = self.stale_after(top["stale_after_days"][1])
@@ -316,7 +341,7 @@ class _Checker:
         return Scorecard(source=source, version=version, digest=digest, green=green,
                          amber=amber, standard=standard, onboarding=onboarding,
                          onboarding_days=days, stale_after_days=stale,
-                         skip_stale_measures=skip, calibration=calibration)
+                         skip_stale_measures=skip, calibration=calibration, watch=watch)
 
     def calibration(self, node: yaml.Node) -> Calibration | None:
         keys = ("fitted_on", "horizon_days", "base_rate", "rows", "curve")
@@ -356,20 +381,26 @@ class _Checker:
                            health=tuple(p[0] for p in points),
                            rate=tuple(p[1] for p in points))
 
-    def bands(self, node: yaml.Node) -> tuple[float, float]:
-        m = self.mapping(node, "bands", allowed=("green", "amber"), required=("green", "amber"))
+    def bands(self, node: yaml.Node) -> tuple[float, float | None, float]:
+        m = self.mapping(node, "bands", allowed=("green", "watch", "amber"),
+                         required=("green", "amber"))
         if m is None or "green" not in m or "amber" not in m:
-            return 70.0, 40.0
+            return 70.0, None, 40.0
         green = self.number(m["green"][1], "bands.green")
         amber = self.number(m["amber"][1], "bands.amber")
-        for name, value in (("green", green), ("amber", amber)):
+        watch = self.number(m["watch"][1], "bands.watch") if "watch" in m else None
+        for name, value in (("green", green), ("watch", watch), ("amber", amber)):
             if value is not None and not 0 < value <= 100:
                 self.fail(m[name][1], f"bands.{name}: expected a score above 0 and at most 100 "
                           f"(not {_num(value)})")
         if green is not None and amber is not None and green <= amber:
             self.fail(m["green"][1], f"bands: thresholds out of order: green ({_num(green)}) "
                       f"must be above amber ({_num(amber)})")
-        return green or 70.0, amber or 40.0
+        elif watch is not None and green is not None and amber is not None \
+                and not amber < watch <= green:
+            self.fail(m["watch"][1], f"bands: thresholds out of order: watch ({_num(watch)}) "
+                      f"must be above amber ({_num(amber)}) and at most green ({_num(green)})")
+        return green or 70.0, watch, amber or 40.0
 
     def stale_after(self, node: yaml.Node) -> dict[str, float]:
         sources = tuple(FRESHNESS)

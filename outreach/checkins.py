@@ -462,7 +462,7 @@ def _first_digests(engine: Engine, as_of: date, alerts: dict[str, list[dict[str,
         at_risk = group["_at_risk"].dropna()
         summary = {
             "accounts": len(group),
-            "bands": {b: int(bands.get(b, 0)) for b in ("red", "amber", "green", "unscored")
+            "bands": {b: int(bands.get(b, 0)) for b in ("red", "amber", "watch", "green", "unscored")
                       if bands.get(b, 0)},
             "flagged": int(sum(1 for names in group["flags"] if names)),
             "flags": dict(sorted(flags.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -136,7 +136,8 @@ def scored_query(as_of: date, scorecard: Any, *, today: date) -> Any:
     estimated = case((and_(estimable, F.c.is_annual == 1), "billing"),
                      (estimable, "anniversary"))
     tier = case((C.c.probability.is_not(None), 0), (H.c.band == "red", 0),
-                (H.c.band == "amber", 1), (H.c.band == "green", 2), else_=3)
+                (H.c.band == "amber", 1), (H.c.band == "watch", 2), (H.c.band == "green", 3),
+                else_=4)
     return (select(
         H.c.account_id, A.c.name, A.c.csm_email, A.c.currency, A.c.plan, A.c.segment,
         renew_days.label("days_to_renewal"), estimated.label("renewal_estimated"), F.c.mrr,

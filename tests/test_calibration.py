@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from pulse.models.calibration import choose_cuts, fit_ranges, fit_weights
-from pulse.models.scorecard import load_scorecard
+from pulse.models.scorecard import load_scorecard, parse_scorecard
 from tests.pulse_cli import run_pulse
 
 
@@ -32,15 +32,16 @@ def _history(n: int, seed: int, *, lo: float = 0.0, hi: float = 100.0
 @pytest.mark.parametrize(("lo", "hi"), [(0.0, 100.0), (55.0, 100.0)])
 def test_cut_points_follow_the_data_and_green_means_low_churn(lo: float, hi: float) -> None:
     health, y = _history(20_000, 1, lo=lo, hi=hi)
-    green, amber, iso, notes = choose_cuts(health, y)
+    green, watch, amber, iso, notes = choose_cuts(health, y)
     base = y.mean()
-    at_risk = health < green
+    at_risk = health < (green if watch is None else watch)
     red = health < amber
-    assert lo < amber < green < hi  # inside the data's own range, wherever it lies
+    assert lo < amber < (watch or green) <= green < hi  # inside the data's own range
     assert at_risk.mean() <= 0.30 + 1e-9 and red.mean() <= 0.10 + 1e-9
-    assert y[~at_risk].mean() < base  # green: below the base rate
+    assert y[health >= green].mean() < base / 2  # green: well below the base rate
+    assert y[health >= green].sum() <= 0.15 * y.sum()  # and few of the churners
     assert y[red].mean() >= 2 * base  # red: at least twice it
-    assert y[at_risk].sum() > 0.5 * y.sum()  # most churners are outside green
+    assert y[at_risk].sum() > 0.5 * y.sum()  # most churners are at risk
     # the isotonic curve never gives a higher churn rate to a higher health
     grid = np.linspace(0, 100, 201)
     assert np.all(np.diff(iso.predict(grid)) <= 1e-12)
@@ -53,28 +54,60 @@ def test_the_shares_are_held_among_todays_accounts() -> None:
     rng = np.random.default_rng(4)
     health = np.round(rng.uniform(0.0, 100.0, 20_000), 1)
     y = rng.random(20_000) < 1.0 / (1.0 + np.exp(1.0 + 2.0 * health / 100.0))  # a weak slope
-    green, amber, _iso, _notes = choose_cuts(health, y)  # no today: history's shares
-    assert (health < green).mean() == pytest.approx(0.30, abs=0.002)
+    cuts = choose_cuts(health, y)  # no today: history's shares
+    assert (health < cuts.at_risk).mean() == pytest.approx(0.30, abs=0.002)
     for shift in (15.0, -15.0):  # a healthier base today, then a sicker one
         today = np.round(rng.uniform(15.0, 85.0, 3_000) + shift, 1)
-        g, a, _iso, notes = choose_cuts(health, y, today=today)
-        assert (today < g).mean() == pytest.approx(0.30, abs=0.002)
-        assert (today < a).mean() <= 0.10 + 1e-9
-        assert (g > green) == (shift > 0) and g != green
-        assert any("today's 3,000 active accounts" in n for n in notes)
+        c = choose_cuts(health, y, today=today)
+        assert (today < c.at_risk).mean() == pytest.approx(0.30, abs=0.002)
+        assert (today < c.amber).mean() <= 0.10 + 1e-9
+        assert (c.at_risk > cuts.at_risk) == (shift > 0) and c.at_risk != cuts.at_risk
+        assert any("today's 3,000 active accounts" in n for n in c.notes)
+        assert c.green == cuts.green  # green is about history's outcomes, not today's shares
     # too few accounts today to count on: history's shares
     few = choose_cuts(health, y, today=np.array([99.0] * 10))
-    assert few[:2] == (green, amber)
+    assert few[:3] == cuts[:3]
+
+
+def test_a_weak_score_gets_a_watch_band_so_green_keeps_its_meaning() -> None:
+    """A score that ranks churners only loosely: the 30% capacity holds far fewer than all
+    but 10% of the churners. Three bands would leave most churners green; the watch band
+    takes the health they shared, green keeps a low churn rate, and both land in the
+    scorecard a user reads and in how it bands accounts."""
+    rng = np.random.default_rng(4)
+    health = np.round(rng.uniform(0.0, 100.0, 20_000), 1)
+    y = rng.random(20_000) < 1.0 / (1.0 + np.exp(1.0 + 2.0 * health / 100.0))
+    cuts = choose_cuts(health, y)
+    assert cuts.watch is not None and cuts.amber < cuts.watch < cuts.green
+    assert (health < cuts.watch).mean() <= 0.30 + 1e-9  # the work list fits the capacity
+    green = health >= cuts.green
+    assert y[green].sum() <= 0.15 * y.sum()  # green holds few of the churners
+    assert y[green].mean() < y.mean()
+    assert any("watch from" in n for n in cuts.notes)
+    # the three cut points round-trip through a scorecard and band accounts as fitted
+    text = Path(load_scorecard().source).read_text(encoding="utf-8").replace(
+        "  amber: 40 ", f"  watch: {cuts.watch}\n  amber: {cuts.amber} ").replace(
+        "  green: 70 ", f"  green: {cuts.green} ")
+    card = parse_scorecard(text, source="fitted")
+    assert (card.green, card.watch, card.amber) == (cuts.green, cuts.watch, cuts.amber)
+    probe = np.array([cuts.green, cuts.green - 0.1, cuts.watch, cuts.watch - 0.1, cuts.amber,
+                      cuts.amber - 0.1, np.nan])
+    assert list(card.band(probe)) == ["green", "watch", "watch", "amber", "amber", "red",
+                                      None]
+    assert card.describe_bands() == (f"green >= {cuts.green:g}, watch >= {cuts.watch:g}, "
+                                     f"amber >= {cuts.amber:g}, red below")
 
 
 def test_no_signal_puts_few_accounts_at_risk() -> None:
     rng = np.random.default_rng(2)
     health = np.round(rng.uniform(0, 100, 20_000), 1)
     y = rng.random(20_000) < 0.1  # churn has nothing to do with health
-    green, _amber, _iso, _notes = choose_cuts(health, y)
+    cuts = choose_cuts(health, y)
     # at-risk is where the observed rate is above the base rate: noise, not 30% of accounts
-    assert (health < green).mean() <= 0.30 + 1e-9
-    assert abs(y[health < green].mean() - y.mean()) < 0.05
+    assert (health < cuts.at_risk).mean() <= 0.30 + 1e-9
+    assert abs(y[health < cuts.at_risk].mean() - y.mean()) < 0.05
+    # nothing tells the healthy apart: green is a thin top slice, not a promise
+    assert (health >= cuts.green).mean() <= 0.2
 
 
 def test_fitted_weights_find_the_measure_that_carries_the_signal() -> None:
@@ -161,13 +194,15 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     after = {b["band"]: b for b in doc["after"]}
     rate = doc["churners"] / doc["rows"]
     assert after["green"]["churn_rate"] < rate  # green means a low observed churn rate
+    assert after["green"]["churners"] <= 0.15 * doc["churners"]  # and few of the churners
     # the shares are held among today's active accounts (in history they may differ)
     assert doc["today_at_risk_share"] <= 0.30 + 1e-9 and sum(doc["today"].values()) > 50
     assert doc["today"]["red"] <= 0.10 * sum(doc["today"].values())
     assert Path(doc["chart"]).stat().st_size > 10_000  # a real PNG, not an empty file
     # the proposal is a valid scorecard with the fitted cut points and its curve
     card = load_scorecard(home / "scorecard.yaml")
-    assert (card.green, card.amber) == (doc["bands"]["green"], doc["bands"]["amber"])
+    assert (card.green, card.watch, card.amber) == (
+        doc["bands"]["green"], doc["bands"].get("watch"), doc["bands"]["amber"])
     assert card.calibration is not None and card.calibration.rows == doc["rows"]
     assert "ok" in ok(home, "scorecard", "check", str(home / "scorecard.yaml"))
     # scoring now uses the applied card, and the risk list reads its curve

@@ -100,6 +100,37 @@ def test_a_calibrated_scorecard_gives_the_observed_churn_rate_as_probability(
     validate(risk_list_document(world, D, scorecard=card))
 
 
+def test_a_watch_band_ranks_between_amber_and_green(world: Engine, tmp_path: Path) -> None:
+    """A scorecard with a watch band (as calibration writes one): the accounts between its
+    cut and green are banded `watch`, listed after amber and before green by the risk list
+    and by the console's SQL alike, filtered by name, and valid in the published schema."""
+    from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
+    from pulse.sql import console as sqlc
+
+    health = sorted(r["health"] for r in build_risk_list(world, D))
+    assert len(health) >= 5 and health[1] < health[-2]
+    green, amber = health[-1], health[1]  # one green and one red account at least
+    watch = round((health[-2] + health[-3]) / 2, 1) if health[-3] < health[-2] else health[-2]
+    path = tmp_path / "watch.yaml"
+    path.write_text(DEFAULT_SCORECARD.read_text(encoding="utf-8").replace(
+        "  green: 70 ", f"  green: {green} ").replace(
+        "  amber: 40 ", f"  watch: {watch}\n  amber: {amber} "), encoding="utf-8")
+    card = load_scorecard(path)
+    assert card.watch == watch
+    score_date(world, D, scorecard=card)
+    rows = build_risk_list(world, D, scorecard=card)
+    bands = [r["band"] for r in rows]
+    assert "watch" in bands and "green" in bands and "amber" in bands
+    tier = {"red": 0, "amber": 1, "watch": 2, "green": 3}
+    assert [tier[b] for b in bands] == sorted(tier[b] for b in bands)
+    _total, page = sqlc.risk_page(world, D, sqlc.Filters(), size=None, scorecard=card)
+    assert [r["account_id"] for r in page] == [r["account_id"] for r in rows]
+    watched = build_risk_list(world, D, band="watch", scorecard=card)
+    assert [r["account_id"] for r in watched] == [r["account_id"] for r in rows
+                                                  if r["band"] == "watch"]
+    validate(risk_list_document(world, D, scorecard=card))
+
+
 def test_the_published_schema_is_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 

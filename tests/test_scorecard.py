@@ -127,6 +127,8 @@ def test_the_default_scorecard_loads_and_uses_known_features() -> None:
     card = load_scorecard()
     assert card.source == str(DEFAULT_SCORECARD)
     assert (card.green, card.amber, card.onboarding_days) == (70.0, 40.0, 30)
+    assert card.watch is None and card.at_risk == 70.0  # no watch band unless fitted or given
+    assert list(card.band([70.0, 69.9, 40.0, 39.9])) == ["green", "amber", "amber", "red"]
     assert card.onboarding is not None
     for c in card.cards():
         assert {m.feature for m in c.measures} <= set(FEATURES)
@@ -151,6 +153,10 @@ def test_the_default_scorecard_loads_and_uses_known_features() -> None:
     ("{below: 1, points: 100}", "{below: 1, points: 120}", 15, "band points must be within 0..100"),
     ("green: 70", "green: 30", 3, "thresholds out of order: green (30) must be above amber (40)"),
     ("amber: 40", "amber: 140", 4, "bands.amber: expected a score above 0 and at most 100"),
+    ("amber: 40", "watch: 35\n  amber: 40", 4,
+     "watch (35) must be above amber (40) and at most green (70)"),
+    ("amber: 40", "watch: 75\n  amber: 40", 4,
+     "watch (75) must be above amber (40) and at most green (70)"),
     ("      linear: {low: 0, high: 5}", "      linear: {low: 0, high: 5}\n      weight: 2", 25,
      "'weight' is given twice"),
     ("      linear: {low: -50, high: 0}", "      linear: {low: -50, high: 0}\n"

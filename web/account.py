@@ -131,7 +131,7 @@ def _charts(engine: Any, account_id: str, card: Any, until: date | None) -> dict
     health, parts = sqla.health_parts(engine, account_id, until=until)
     labels = measure_labels(card)
     stacked = ch.stacked_health(health, parts, labels, green=float(card.green),
-                                amber=float(card.amber))
+                                amber=float(card.amber), watch=card.watch)
     days = list(health.loc[health["score"].notna(), "as_of"])
     model: dict[date, float] = {}
     curve: dict[date, float] = {}

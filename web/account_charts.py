@@ -86,7 +86,8 @@ def _ticks(top: float, unit: str) -> list[dict[str, Any]]:
 
 
 def stacked_health(health: pd.DataFrame, parts: pd.DataFrame, labels: dict[str, str], *,
-                   green: float = 70.0, amber: float = 40.0) -> Chart:
+                   green: float = 70.0, amber: float = 40.0, watch: float | None = None
+                   ) -> Chart:
     """The stacked chart of the health (see the module docstring)."""
     scored = health[health["score"].notna()]
     chart = Chart()
@@ -123,6 +124,8 @@ def stacked_health(health: pd.DataFrame, parts: pd.DataFrame, labels: dict[str, 
                   for xi, s, d, b in zip(xs, scores, days, scored["band"])]
     chart.days, chart.totals = days, [float(v) for v in scores]
     chart.guides = [{"y": _y(green), "text": f"green from {green:.0f}"},
+                    *([{"y": _y(watch), "text": f"amber below {watch:.0f}"}]
+                      if watch is not None and watch < green else []),
                     {"y": _y(amber), "text": f"red below {amber:.0f}"}]
     chart.ticks = [{"y": _y(v), "text": f"{v:.0f}"} for v in (0.0, amber, green, 100.0)]
     chart.first, chart.last = days[0].isoformat(), days[-1].isoformat()

@@ -47,7 +47,8 @@ def console_headers(*, form_action: str = "'none'") -> dict[str, str]:
 
 
 _HEADERS = console_headers()
-BAND_COLOURS = {"red": "#c81e1e", "amber": "#b7791f", "green": "#2f855a"}
+BAND_COLOURS = {"red": "#c81e1e", "amber": "#b7791f", "watch": "#2b6cb0",
+                "green": "#2f855a"}
 
 
 def health_chart(history: list[dict[str, Any]], *, width: int = 560, height: int = 140

@@ -99,7 +99,9 @@ def score(
     active = summary.accounts - summary.cancelled
     at_risk = (b["red"] + b["amber"]) / active if active else 0.0
     out.print(Text.assemble(
-        ("green ", "green"), f"{b['green']:,}  ", ("amber ", "yellow"), f"{b['amber']:,}  ",
+        ("green ", "green"), f"{b['green']:,}  ",
+        *((("watch ", _BAND_STYLE["watch"]), f"{b['watch']:,}  ") if b.get("watch") else ()),
+        ("amber ", "yellow"), f"{b['amber']:,}  ",
         ("red ", "red"), f"{b['red']:,}", f"  unscored {b['unscored']:,}" if b["unscored"]
         else "", f" among {active:,} active accounts ({at_risk:.0%} red or amber); "
         f"{summary.cancelled:,} cancelled" if summary.cancelled else ""))
@@ -155,7 +157,7 @@ def scorecard_check(
             err.print(Text(f"error: {line}"), soft_wrap=True)
         raise typer.Exit(1) from None
     out.print(Text.assemble((f"{card.source}", "bold"), f": ok (version {card.version}; "
-                            f"green >= {card.green:g}, amber >= {card.amber:g}, red below)"))
+                            f"{card.describe_bands()})"))
     for c in card.cards():
         title = c.name + (f" (first {card.onboarding_days} days)" if c.name == "onboarding"
                           else "")
@@ -225,6 +227,8 @@ def scorecard_calibrate(
 
 def print_calibration(result: Any) -> None:
     """The evidence of a calibration, as tables (also used by `pulse model train`)."""
+    from pulse.models.scorecard import band_cuts
+
     if not result.fitted:
         out.print(Text.assemble(("Not calibrated: ", "yellow"), str(result.fallback),
                                 "; the default cut points stay."), soft_wrap=True)
@@ -239,10 +243,8 @@ def print_calibration(result: Any) -> None:
                   title_justify="left")
     for col in ("band", "cut", "accounts", "churned", "churn rate"):
         table.add_column(col, justify="left" if col == "band" else "right")
-    cuts_before = {"green": f">= {result.default_green:g}", "amber": f">= {result.default_amber:g}",
-                   "red": f"< {result.default_amber:g}"}
-    cuts_after = {"green": f">= {result.green:g}", "amber": f">= {result.amber:g}",
-                  "red": f"< {result.amber:g}"}
+    cuts_before = band_cuts(result.default_green, result.default_watch, result.default_amber)
+    cuts_after = band_cuts(result.green, result.watch, result.amber)
 
     def rate(x: float | None) -> str:
         return "-" if x is None else f"{x:.1%}"
@@ -258,7 +260,7 @@ def print_calibration(result: Any) -> None:
     if result.today:
         t = result.today
         out.print(f"Today's {sum(t.values()):,} active accounts with the fitted cut points: "
-                  f"green {t['green']:,}, amber {t['amber']:,}, red {t['red']:,} "
+                  f"{', '.join(f'{b} {n:,}' for b, n in t.items())} "
                   f"({d['today_at_risk_share']:.0%} in red or amber).")
     if result.auc_before is not None and result.auc_after is not None:
         out.print(f"Health ROC AUC: {result.auc_before:.3f} before, {result.auc_after:.3f} "
@@ -288,10 +290,11 @@ def scorecard_features() -> None:
 class BandChoice(str, Enum):
     red = "red"
     amber = "amber"
+    watch = "watch"
     green = "green"
 
 
-_BAND_STYLE = {"red": "red", "amber": "yellow", "green": "green"}
+_BAND_STYLE = {"red": "red", "amber": "yellow", "watch": "cyan", "green": "green"}
 
 
 def flags(

@@ -251,6 +251,7 @@ TARGETS: tuple[Target, ...] = (
     Target("lift_top_decile", "lift, top 10% by churn risk", 2, 4.0),
     Target("churners_green", "churners banded green", 2, 0.20, higher_is_better=False),
     Target("red_amber", "accounts banded red + amber", 2, 0.30, higher_is_better=False),
+    Target("green_share", "accounts banded green", 2),
     Target("silent_precision", "silent flag precision", 2, 0.60),
     Target("silent_recall", "silent flag recall", 2),
     Target("silent_f1", "silent flag F1", 2, 0.65),
@@ -288,6 +289,7 @@ class WorldFigure:
     lift_top_decile: float | None = None
     churners_green: float | None = None
     red_amber: float | None = None
+    green_share: float | None = None
     silent_precision: float | None = None
     silent_recall: float | None = None
     silent_f1: float | None = None
@@ -705,7 +707,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     # as `pulse model train` does: the bands (and weights) fitted to the same history; the
     # calibrated card is passed along, never applied to the user's $PULSE_HOME
     from pulse.models.calibration import fit_calibration
-    from pulse.models.scorecard import parse_scorecard
+    from pulse.models.scorecard import BANDS, parse_scorecard
 
     cal = stage("calibrate", lambda: fit_calibration(
         engine, as_of=as_of, horizon_days=horizon, basis="occurred", fit_weights_=True,
@@ -759,9 +761,10 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     health = pd.to_numeric(rows["health"], errors="coerce").to_numpy(dtype=float)
     fig.health_auc = _auc(y, -health)
     band = rows["band"].astype(object).to_numpy()
-    banded = np.array([b in ("red", "amber", "green") for b in band])
+    banded = np.array([b in BANDS for b in band])
     if banded.any():
         fig.red_amber = float(np.isin(band[banded], ["red", "amber"]).mean())
+        fig.green_share = float((band[banded] == "green").mean())
         if (y[banded] == 1).any():
             fig.churners_green = float((band[banded & (y == 1)] == "green").mean())
     silent_figures(fig, rows, silent)
@@ -1030,7 +1033,7 @@ _SHORT: dict[str, str] = {
     "champion_auc": "AUC", "risk_list_auc": "list AUC", "logistic_auc": "LR AUC",
     "hgb_auc": "HGB AUC",
     "health_auc": "health AUC", "lift_top_decile": "lift 10%", "churners_green": "churn green",
-    "red_amber": "red+amber", "silent_precision": "silent P", "silent_recall": "silent R",
+    "red_amber": "red+amber", "green_share": "green", "silent_precision": "silent P", "silent_recall": "silent R",
     "silent_f1": "silent F1",
 }
 
