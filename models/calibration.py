@@ -513,7 +513,8 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
     result.notes.extend(cuts.notes)
     if today is not None and len(today):
         result.today = {f.band: f.accounts for f in _band_figures(
-            today, np.zeros(len(today), dtype=bool), cuts.green, cuts.watch, cuts.amber)}
+            today, np.zeros(len(today), dtype=bool), cuts.green, cuts.watch, cuts.amber)
+            if f.band != "watch" or cuts.watch is not None}
     result.green, result.watch, result.amber = cuts.green, cuts.watch, cuts.amber
     result.curve = _curve(cuts.iso, health[ok])
     result.after = _band_figures(health, y, cuts.green, cuts.watch, cuts.amber)

@@ -568,7 +568,8 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
         green = next(line for line in trained.stdout.splitlines() if "│ green" in line)
         assert re.search(r">= 70 → >= [\d.]+ .* [\d,]+ → [\d,]+ .* [\d.]+% → [\d.]+%", green)
         assert re.search(r"Today's [\d,]+ active accounts with the fitted cut points: green "
-                         r"[\d,]+, amber [\d,]+, red [\d,]+ \(\d+% in red or amber\)", text)
+                         r"[\d,]+, (?:watch [\d,]+, )?amber [\d,]+, red [\d,]+ "
+                         r"\(\d+% in red or amber\)", text)
         assert load_scorecard(applied).calibration == card.calibration
     else:
         assert "Not calibrated:" in trained.stdout and "; not applied" in trained.stdout
