@@ -295,7 +295,7 @@ def churners_by_band(valid: pd.DataFrame, health: pd.DataFrame | None = None
     for name in (*BANDS, "unscored"):
         rows = band == name
         n, k = int(rows.sum()), int(y[rows].sum())
-        if name == "unscored" and n == 0:
+        if name in ("watch", "unscored") and n == 0:  # no watch band without its cut point
             continue
         out.append({"band": name, "snapshots": n, "accounts": int(
             valid.loc[rows, "account_id"].nunique()) if n else 0, "churners": k,

@@ -134,7 +134,7 @@ def next_action(flags: Sequence[str], details: dict[str, Any], band: str | None,
     """A short suggestion of what to do next, from the flags (most urgent first). Without a
     flag: review the health drivers when red, the churn risk when the model puts it at
     `REVIEW_RISK_RATIO` times history's base rate or more (the calibrated scorecard's), watch
-    a falling health, else nothing."""
+    a falling health, look again at a watch-band account at the next review, else nothing."""
     actions: list[str] = []
     if PAYMENT in flags:
         n = (details.get(PAYMENT) or {}).get("open_failed_payments") or 1
@@ -174,7 +174,9 @@ def next_action(flags: Sequence[str], details: dict[str, Any], band: str | None,
                            f"against history's {base_rate:.0%}")
         falling = change_30d is not None and not math.isnan(change_30d) and change_30d <= -10
         if not actions:
-            actions.append("watch: health is falling" if falling else "no action needed")
+            actions.append("watch: health is falling" if falling else
+                           "look again at the next review: history's churners scored this "
+                           "health too" if band == "watch" else "no action needed")
     return "; then ".join(actions[:2])
 
 

@@ -246,6 +246,8 @@ def test_next_action_without_flags() -> None:
     assert next_action([], {}, "green", None) == "no action needed"
     assert next_action([], {}, "green", -12.0) == "watch: health is falling"
     assert next_action([], {}, "red", None) == "review the health drivers"
+    assert next_action([], {}, "watch", None).startswith("look again at the next review")
+    assert next_action([], {}, "watch", -12.0) == "watch: health is falling"
     assert next_action([], {}, "green", None, model_probability=0.3, base_rate=0.1) == (
         "review the churn risk: the model gives 30% against history's 10%")
     assert next_action([], {}, "green", -12.0, model_probability=0.19, base_rate=0.1) == (
