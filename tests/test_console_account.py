@@ -222,6 +222,21 @@ def test_the_health_chart_stacks_the_scorecards_parts_beside_churn_and_drivers(
     drivers_in_words_without_raw_ids(scored, client)
 
 
+def test_the_health_chart_marks_where_each_band_starts() -> None:
+    """Green's line, amber's below the watch band when the scorecard has one, red's."""
+    from pulse.web.account_charts import stacked_health
+
+    days = [WEEK_AGO, D]
+    health = pd.DataFrame({"as_of": days, "score": [62.0, 50.0], "band": ["watch", "amber"]})
+    parts = pd.DataFrame({"as_of": days, "measure": ["usage", "usage"], "part": [62.0, 50.0]})
+    texts = [g["text"] for g in stacked_health(health, parts, {}, green=80.0, amber=30.0,
+                                               watch=55.0).guides]
+    assert texts == ["green from 80", "amber below 55", "red below 30"]
+    texts = [g["text"] for g in stacked_health(health, parts, {}, green=80.0,
+                                               amber=30.0).guides]
+    assert texts == ["green from 80", "red below 30"]
+
+
 def churn_history_is_the_models_and_says_so(scored: Engine, client: TestClient) -> None:
     assert 'id="churn-none"' in get(client)  # no model, no calibration: said, not drawn
     with scored.begin() as conn:
