@@ -69,9 +69,9 @@ def _refresh_tone(engine: Any, as_of: Any) -> None:
     the word list."""
     from datetime import timedelta
 
-    from pulse.models.feedback import refresh_tone
+    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
 
-    refresh_tone(engine, since=as_of - timedelta(days=90))
+    refresh_tone(engine, since=as_of - timedelta(days=TONE_WINDOW_DAYS))
 
 
 @dag(

@@ -191,6 +191,11 @@ def classify(texts: Sequence[str]) -> pd.DataFrame:
     })
 
 
+#: The support-tone features read the texts of this many days before a date
+#: (sql/feature_sources.py: `*_90d`): what the sentiment model must have read to score it.
+TONE_WINDOW_DAYS = 90
+
+
 @dataclass(frozen=True)
 class ToneRefresh:
     """What `refresh_tone` did: how many texts the sentiment model read, or why it could not

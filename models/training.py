@@ -446,6 +446,8 @@ class TrainingData:
     #: configuration is chosen and measured on the shortened horizon, then refitted on these,
     #: so that the model scores the horizon that was asked for.
     refit: pd.DataFrame | None = None
+    #: what the sentiment model read first (`models.feedback.ToneRefresh`)
+    tone: Any = None
 
     @property
     def refit_frame(self) -> pd.DataFrame:
@@ -564,14 +566,15 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     _check_window_args(horizon_days=horizon_days, step_days=step_days,
                        valid_days=valid_days, warmup_days=warmup_days)
     t0 = _time.perf_counter()
+    first, last = data_span(engine, as_of, basis=basis)
     # Every snapshot reads its support tone from the sentiment model, as the scoring of a
     # date does (`pulse score` refreshes the 90 days before it): texts older than that, in
     # a history imported in one go, would otherwise be counted by the word list in training
-    # and by the model in scoring.
-    from pulse.models.feedback import refresh_tone
+    # and by the model in scoring. No snapshot reads further back than the window before
+    # the history's first day.
+    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
 
-    refresh_tone(engine)
-    first, last = data_span(engine, as_of, basis=basis)
+    tone = refresh_tone(engine, since=first - timedelta(days=TONE_WINDOW_DAYS))
     cache = snapshots if snapshots is not None else {}
     horizon = horizon_days
     # Shorter horizons keep to the grid of the requested one: their snapshots are shared.
@@ -659,7 +662,7 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
              before - len(frame), int(frame[LABEL].sum()), windows.horizon_days)
     return TrainingData(frame, windows, basis, numeric, list(CATEGORICAL),
                         {"features": t1 - t0, "assemble": _time.perf_counter() - t1},
-                        refit=refit)
+                        refit=refit, tone=tone)
 
 
 def _full_horizon_refit(engine: Engine, windows: Windows, first: date, last: date,

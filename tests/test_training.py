@@ -547,6 +547,9 @@ def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
     assert trained.returncode == 0, trained.stderr
     assert "churn model v1: champion" in trained.stdout and "ROC AUC" in trained.stdout
     assert re.search(r"horizon shortened from 90 to \d+ days", trained.stdout)
+    # the sentiment model read the history's texts first (the refused run read them all)
+    assert re.search(r"support tone, read by the sentiment model first: refreshed \(0 texts",
+                     " ".join(trained.stdout.split()))
     # the configuration the folds chose, and beside it the same one pooled with the
     # scorecard, as a CSM-facing admin reads them
     text = " ".join(trained.stdout.split())

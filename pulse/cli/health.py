@@ -132,9 +132,10 @@ def refresh_tone(engine: Engine, day: date) -> str:
     any text it could not read. Returns what happened, in words."""
     from datetime import timedelta
 
+    from pulse.models.feedback import TONE_WINDOW_DAYS
     from pulse.models.feedback import refresh_tone as refresh
 
-    done = refresh(engine, since=day - timedelta(days=90))
+    done = refresh(engine, since=day - timedelta(days=TONE_WINDOW_DAYS))
     if done.error is not None:
         err.print(Text.assemble(("warning: ", "yellow"), "support tone falls back to the word "
                                 f"list: the sentiment model could not run ({done.error})"))

@@ -139,8 +139,11 @@ def model_train(
 
         calibration = calibrate_and_apply(engine, as_of=day, horizon_days=horizon,
                                           basis=basis.value, snapshots=snapshots)
+    tone = getattr(result.data, "tone", None)
     if fmt is Format.json:
         doc = result.to_dict()
+        if tone is not None:
+            doc["support_tone"] = {"classified": tone.classified, "error": tone.error}
         if calibration is not None:
             cal, proposal, applied = calibration
             doc["scorecard_calibration"] = {**cal.to_dict(), "proposal": str(proposal),
@@ -152,6 +155,9 @@ def model_train(
     if r.metrics.get("horizon_note"):
         out.print(Text(f"note: {r.metrics['horizon_note']}", style="yellow"))
     out.print(Text(r.note or ""))
+    if tone is not None:
+        out.print(Text(f"support tone, read by the sentiment model first: {tone.words}",
+                       style="yellow" if tone.error else ""))
     _print_record(r)
     out.print(f"artifact: {r.artifact_path}")
     if calibration is not None:

@@ -672,9 +672,10 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     if only == "silent":
         # as `pulse score` does first: the sentiment model reads the texts of the 90 days
         # before the date (the full run's training reads every text of the history)
-        from pulse.models.feedback import refresh_tone
+        from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
 
-        stage("tone", lambda: refresh_tone(engine, since=as_of - timedelta(days=90)))
+        stage("tone", lambda: refresh_tone(engine,
+                                           since=as_of - timedelta(days=TONE_WINDOW_DAYS)))
         stage("score date", score)
         rows = stage("stored scores", lambda: _stored_rows(engine, as_of))
         if rows is None or rows.empty:
