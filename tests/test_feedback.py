@@ -289,3 +289,31 @@ def test_dag_classifies_and_sends_the_weekly_digests(engine: Engine, af_env: dic
         "team_digest:analytics:2026-11-16", "team_digest:billing:2026-11-16"]
     assert {r["status"] for r in rows} == {"sent"}
     assert (pulse_home / "digests" / "2026-11-16" / "analytics.html").is_file()
+
+
+def test_a_sentiment_model_that_cannot_run_leaves_the_tone_to_the_word_list(
+        engine: Engine, pulse_home: Path) -> None:
+    """A broken model file (here the user's own, unreadable): the refresh before features
+    says why, writes nothing (the support-tone features count by the word list), and reads
+    every text once the model can run again."""
+    from pulse.models.feedback import refresh_tone
+    from pulse.models.text_store import clear_cache, user_sentiment_path
+
+    _land(engine)
+    clear_cache()
+    broken = user_sentiment_path()
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"not a model")
+    try:
+        done = refresh_tone(engine)
+        assert done.classified is None and done.error is not None
+        assert "cannot read the text model" in done.error and str(broken) in done.error
+        assert done.words.startswith("failed (") and "the word list counts instead" in done.words
+        with engine.connect() as conn:
+            assert conn.execute(select(TextInsight.item_id)).all() == []
+    finally:
+        broken.unlink()
+        clear_cache()
+    again = refresh_tone(engine)
+    assert (again.classified, again.error) == (11, None)
+    assert again.words == "refreshed (11 texts classified)"
