@@ -68,6 +68,12 @@ def run_pulse(*args: str, env: Mapping[str, str] | None = None, input: str | Non
     return _run([str(PULSE), *args], env=env, input=input, cwd=cwd, timeout=timeout)
 
 
+def piped_env(*drop: str) -> dict[str, str]:
+    """This test's environment as a scheduler's pipe gives it: without a terminal size
+    (COLUMNS, LINES), so rich prints its default 80 columns; `drop` leaves out more names."""
+    return {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", *drop)}
+
+
 def run_preloaded_python(code: str, *, env: Mapping[str, str] | None = None,
                          timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`python -c CODE` in a child of the preloaded interpreter, as `pulse` runs there (for

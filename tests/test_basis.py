@@ -4,7 +4,6 @@ nothing to score is an error. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from pulse.listeners.landing import land_file
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.features import basis_report, compute_features, load_features, resolve_basis
 from pulse.sql.schema import IngestRun
-from tests.pulse_cli import run_pulse
+from tests.pulse_cli import piped_env, run_pulse
 from tests.test_features import USAGE, D, _write, features_of, land_world
 
 TODAY = datetime(2026, 7, 10, 6, 0, tzinfo=UTC)  # the whole history was imported on 07-10
@@ -123,7 +122,7 @@ def test_a_late_row_in_a_daily_landing_never_changes_a_past_date(
 
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     return run_pulse(*args, env=env, timeout=180)
 
 

@@ -17,7 +17,6 @@ with Playwright, and check the warehouse through `console.engine`. Tests share o
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pulse.sql.db import create_schema, drop_schema, make_engine, schema_url, up
 from pulse.sql.schema import Account, AccountActivity, AccountHealth, AccountSnooze
 from pulse.web import auth
 from tests.conftest import CI, PG_URL, need_postgres
+from tests.pulse_cli import piped_env
 from tests.test_console_auth import PASSWORD
 from tests.test_flags import D, land_world
 from tests.test_risklist import WEEK_AGO
@@ -492,7 +492,7 @@ def test_pulse_demo_screenshots_saves_the_main_pages(browser: Browser, tmp_path:
     others: the page's main box)."""
     from PIL import Image
 
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     proc = subprocess.run([sys.executable, "-m", "pulse.cli", "demo", "screenshots", "--out",
                            str(tmp_path / "img"), "--accounts", "40", "--trend-days", "3"],
                           capture_output=True, text=True, env=env, timeout=300, check=False)

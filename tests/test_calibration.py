@@ -6,7 +6,6 @@ world and calibrates it from the command line, as a user would."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from pulse.models.calibration import choose_cuts, fit_ranges, fit_weights
 from pulse.models.scorecard import load_scorecard, parse_scorecard
-from tests.pulse_cli import run_pulse
+from tests.pulse_cli import piped_env, run_pulse
 
 
 def _history(n: int, seed: int, *, lo: float = 0.0, hi: float = 100.0
@@ -127,8 +126,7 @@ def test_fitted_weights_find_the_measure_that_carries_the_signal() -> None:
 
 
 def pulse(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES",
-                                                            "PULSE_SCORECARD")}
+    env = piped_env("PULSE_SCORECARD")
     env.update(PULSE_HOME=str(home), PULSE_DATABASE_URL=f"sqlite:///{home / 'pulse.db'}")
     return run_pulse(*args, env=env, timeout=600)
 

@@ -6,7 +6,6 @@ SQLite, and the quarantine round trip runs on PostgreSQL too.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from sqlalchemy import Engine, select
 
 from pulse.listeners.landing import land_file
 from pulse.sql.schema import Contact, QuarantineRow
+from tests.pulse_cli import piped_env
 
 PULSE = Path(sys.executable).with_name("pulse")
 
@@ -38,7 +38,7 @@ def pulse(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
     Output goes to pipes, as from a scheduler: rich uses its default width of 80 columns.
     """
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     return subprocess.run([str(PULSE), *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=120, check=False)
 

@@ -3,7 +3,6 @@ server-side sessions, cookie flags, idle expiry, rate limits, CSRF, roles, the t
 header of an SSO proxy, the audit log, and `pulse user` reading the password from stdin."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pulse.sql.schema import ConsoleSession, ConsoleUser
 from pulse.web import auth
 from pulse.web.app import create_app
 from pulse.web.guard import MemoryLimiter
-from tests.pulse_cli import run_pulse
+from tests.pulse_cli import piped_env, run_pulse
 
 PASSWORD = "violet tractor harbour 42"
 
@@ -306,7 +305,7 @@ def test_weak_passwords_are_refused() -> None:
 
 
 def _pulse(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     return run_pulse(*args, input=stdin, env=env, timeout=120)
 
 

@@ -30,6 +30,7 @@ from pulse.sql.schema import (
     ChurnScore,
 )
 from pulse.web import auth
+from tests.pulse_cli import piped_env
 from tests.test_console_auth import PASSWORD, make_app, sign_in
 from tests.test_flags import D
 from tests.test_risklist import LIVE, calibrated_card, world  # noqa: F401  (world: a fixture)
@@ -300,12 +301,11 @@ def test_the_calibrated_probability_in_sql_is_the_scorecards(scored: Engine,
 
 
 def test_pulse_bench_console_prints_its_figures(tmp_path: Path) -> None:
-    import os
     import subprocess
     import sys
 
     pulse = Path(sys.executable).with_name("pulse")
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     proc = subprocess.run([str(pulse), "bench", "console", "--accounts", "200", "--days", "30",
                            "--trend-days", "1", "--requests", "2", "--postgres-url", "none"],
                           capture_output=True, text=True, env=env, timeout=300, check=False)

@@ -24,7 +24,7 @@ from pulse.outreach.render import Renderer
 from pulse.outreach.transports.file import FileTransport
 from pulse.outreach.vocabulary import CustomerCheckin, FeatureHelp
 from pulse.sql.schema import Account, Contact, OutboxMessage, PurchaseEvent
-from tests.pulse_cli import run_pulse
+from tests.pulse_cli import piped_env, run_pulse
 
 NOON = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # 12:00 UTC: 14:00 Paris, 21:00 Tokyo
 T = OutboxMessage.__table__
@@ -426,7 +426,7 @@ def test_the_cli_sends_and_lists(engine: Engine) -> None:
                    ("c2", "acc-1", "bo@nw.example", "UTC", True)])
     queue(engine, [draft("c1", "ana@nw.example", kind="outage_notice", urgent=True),
                    draft("c2", "bo@nw.example", kind="outage_notice", urgent=True)])
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
 
     def run(*args: str) -> str:
         proc = run_pulse(*args, env=env, timeout=120)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from pulse.models.risklist import (
     risk_list_document,
 )
 from pulse.sql.schema import ChurnScore
-from tests.pulse_cli import run_pulse
+from tests.pulse_cli import piped_env, run_pulse
 from tests.test_flags import D, land_world
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "risk-list.schema.json")
@@ -40,7 +39,7 @@ LIVE = {"acc-silent", "acc-loud", "acc-steady", "acc-dip", "acc-dipdown", "acc-e
 
 def pulse(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed `pulse` as a scheduler would (pipes, this test's environment)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     return run_pulse(*args, env=env, timeout=120)
 
 

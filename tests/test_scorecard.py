@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,13 +23,13 @@ from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard, parse_scor
 from pulse.sql.features import FEATURES
 from pulse.sql.health import load_health, load_measures
 from pulse.sql.schema import AccountFeatures, AccountHealth, HealthMeasure
-from tests.pulse_cli import run_pulse
+from tests.pulse_cli import piped_env, run_pulse
 from tests.test_features import D, land_world
 
 
 def pulse(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed `pulse` as a scheduler would (pipes, this test's environment)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = piped_env()
     return run_pulse(*args, env=env, timeout=120)
 
 
