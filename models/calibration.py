@@ -47,7 +47,14 @@ import yaml
 from pulse.core.errors import TrainingDataError
 from pulse.models.health import score_features
 from pulse.models.metrics import roc_auc
-from pulse.models.scorecard import BANDS, Card, Scorecard, load_scorecard, parse_scorecard
+from pulse.models.scorecard import (
+    BANDS,
+    Card,
+    Scorecard,
+    assign_bands,
+    load_scorecard,
+    parse_scorecard,
+)
 from pulse.models.training import NOT_POINT_IN_TIME as _NOT_POINT_IN_TIME
 
 log = logging.getLogger(__name__)
@@ -426,23 +433,22 @@ def choose_cuts(health: np.ndarray, y: np.ndarray, *, today: np.ndarray | None =
     green = round(min(max(reach, at_risk), 100.0), 1)
     watch: float | None = at_risk if green > at_risk else None
     above = health >= green
-    green_rate = float(y[above].mean()) if above.any() else float("nan")
+    rate_words = (f"churn rate {float(y[above].mean()):.1%} against the base rate {base:.1%}"
+                  if above.any() else "no snapshot scored that high")
     if watch is None:
         notes.append(f"green from {green:g}: the at-risk bands already hold all but "
                      f"{np.mean(health[y] >= green):.0%} of history's churners; no watch band")
     else:
         notes.append(f"green from {green:g}: at most {GREEN_CHURNER_SHARE:.0%} of history's "
-                     f"churners scored there (churn rate {green_rate:.1%} against the base "
-                     f"rate {base:.1%}), {np.mean(shares >= green):.0%} of {whose}; watch from "
+                     f"churners scored there ({rate_words}), {np.mean(shares >= green):.0%} of "
+                     f"{whose}; watch from "
                      f"{watch:g}: health history's churners shared, beyond the team's capacity")
     return Cuts(green, watch, amber, iso, notes)
 
 
 def _band_figures(health: np.ndarray, y: np.ndarray, green: float, watch: float | None,
                   amber: float) -> list[BandFigure]:
-    at_risk = green if watch is None else watch
-    band = np.select([health >= green, health >= at_risk, health >= amber],
-                     ["green", "watch", "amber"], default="red")
+    band = assign_bands(health, green, watch, amber)
     ok = ~np.isnan(health)
     return [BandFigure(b, int(((band == b) & ok).sum()), int(((band == b) & ok & y).sum()))
             for b in BANDS]

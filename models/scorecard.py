@@ -30,6 +30,17 @@ DEFAULT_SCORECARD = Path(__file__).resolve().with_name("scorecard.yaml")
 BANDS = ("green", "watch", "amber", "red")
 
 
+def assign_bands(scores: Any, green: float, watch: float | None, amber: float) -> np.ndarray:
+    """Each score's band by the cut points (where green, watch and amber start; `watch`
+    None: no watch band); None where a score is missing."""
+    scores = np.asarray(scores, dtype="float64")
+    at_risk = green if watch is None else watch
+    out = np.select([scores >= green, scores >= at_risk, scores >= amber, scores < amber],
+                    list(BANDS), default="")
+    # None as a 0-d object array (what np.where makes of it): numpy's stubs reject bare None
+    return np.where(np.isnan(scores), np.array(None, dtype=object), out).astype(object)
+
+
 def band_cuts(green: float, watch: float | None, amber: float) -> dict[str, str]:
     """Where each band starts, in words per band ("-" for an empty watch band)."""
     return {"green": f">= {green:g}", "watch": "-" if watch is None else f">= {watch:g}",
@@ -150,12 +161,8 @@ class Scorecard:
         """What every stored score records about the scorecard that made it."""
         return f"{self.version[:40]}@{self.digest}"
 
-    def band(self, scores: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, dtype="float64")
-        out = np.select([scores >= self.green, scores >= self.at_risk, scores >= self.amber,
-                         scores < self.amber], list(BANDS), default="")
-        # None as a 0-d object array (what np.where makes of it): numpy's stubs reject bare None
-        return np.where(np.isnan(scores), np.array(None, dtype=object), out).astype(object)
+    def band(self, scores: Any) -> np.ndarray:
+        return assign_bands(scores, self.green, self.watch, self.amber)
 
     def describe_bands(self) -> str:
         return describe_bands(self.green, self.watch, self.amber)
