@@ -193,6 +193,9 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     rate = doc["churners"] / doc["rows"]
     assert after["green"]["churn_rate"] < rate  # green means a low observed churn rate
     assert after["green"]["churners"] <= 0.15 * doc["churners"]  # and few of the churners
+    # the 30% capacity holds fewer than 85% of the churners here: a watch band between
+    assert doc["bands"]["amber"] < doc["bands"]["watch"] < doc["bands"]["green"], doc["bands"]
+    assert after["watch"]["accounts"] > 0 and "watch" in doc["today"]
     # the shares are held among today's active accounts (in history they may differ)
     assert doc["today_at_risk_share"] <= 0.30 + 1e-9 and sum(doc["today"].values()) > 50
     assert doc["today"]["red"] <= 0.10 * sum(doc["today"].values())
@@ -209,6 +212,7 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     scored = [r for r in rows if r["risk_basis"] == "scorecard"]
     assert scored, rows[:2]
     for r in scored:
+        assert r["band"] == card.band([r["health"]])[0]  # banded by the applied cut points
         assert r["churn_probability"] == pytest.approx(
             float(card.calibration.probability(np.array([r["health"]]))[0]), abs=1e-4)
 
