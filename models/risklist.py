@@ -32,7 +32,7 @@ from pulse.models.flags import RENEWAL_INPUTS, renewal_days
 from pulse.sql.features import FEATURES, FRESHNESS
 
 BANDS = ("red", "amber", "watch", "green")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `band` may be "watch"
 TOP_DRIVERS = 3
 
 
