@@ -207,7 +207,8 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     assert card.calibration is not None and card.calibration.rows == doc["rows"]
     assert "ok" in ok(home, "scorecard", "check", str(home / "scorecard.yaml"))
     # scoring now uses the applied card, and the risk list reads its curve
-    ok(home, "score", "--as-of", end, "--basis", "occurred")
+    scored_text = ok(home, "score", "--as-of", end, "--basis", "occurred")
+    assert "uncalibrated bands" not in scored_text and "Scored " in scored_text
     rows = json.loads(ok(home, "risk-list", "--format", "json"))["accounts"]
     scored = [r for r in rows if r["risk_basis"] == "scorecard"]
     assert scored, rows[:2]
