@@ -187,8 +187,9 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     truth = json.loads((world / "truth.json").read_text())
     end = truth["generated_with"]["end"]
     doc = json.loads(ok(home, "scorecard", "calibrate", "--as-of", end, "--horizon", "60",
-                        "--fit-weights", "--apply", "--format", "json"))
+                        "--apply", "--format", "json"))  # weights fitted by default
     assert doc["fitted"] is True and doc["applied"] == str(home / "scorecard.yaml")
+    assert doc["weights_note"].startswith("fitted weights"), doc["weights_note"]  # kept or not
     after = {b["band"]: b for b in doc["after"]}
     rate = doc["churners"] / doc["rows"]
     assert after["green"]["churn_rate"] < rate  # green means a low observed churn rate

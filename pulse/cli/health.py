@@ -192,7 +192,7 @@ def scorecard_calibrate(
     fit_weights: Annotated[bool, typer.Option(
         "--fit-weights/--no-fit-weights",
         help="Also fit the measures' weights (kept only when they rank later history "
-        "better).")] = False,
+        "better), as `pulse model train` does; --no-fit-weights keeps the card's.")] = True,
     scorecard: Annotated[Path | None, typer.Option(
         help="Scorecard to calibrate (default: the active one).")] = None,
     basis: Annotated[Basis, typer.Option(
@@ -205,8 +205,9 @@ def scorecard_calibrate(
         "($PULSE_HOME/scorecard.yaml, used when PULSE_SCORECARD is not set).")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Fit the bands' cut points (and optionally the weights) to this warehouse's own
-    outcomes: write a proposed scorecard, the churn rate per band and a chart."""
+    """Fit the bands' cut points (and the weights, unless --no-fit-weights) to this
+    warehouse's own outcomes: write a proposed scorecard, the churn rate per band and a
+    chart."""
     from pulse.models.calibration import calibrate_and_apply
     from pulse.models.scorecard import load_scorecard
     from pulse.sql.db import make_engine

@@ -106,7 +106,7 @@ def model_train(
     calibrate: Annotated[bool, typer.Option(
         "--calibrate/--no-calibrate",
         help="Then fit the scorecard's bands (and weights) to the same history and make the "
-        "result active, as `pulse scorecard calibrate --fit-weights --apply` does.")] = True,
+        "result active, as `pulse scorecard calibrate --apply` does.")] = True,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Train a churn model on history, evaluate it on a later window, register it.
