@@ -96,8 +96,9 @@ The flags
 
 `renewal_soon_at_risk`
     The renewal date falls within `renewal_days` (60) days and the health band is red or
-    amber, or health fell by `renewal_falling_points` (10) or more over 7 or 30 days. The
-    stored renewal date decides; without one, an annual contract's renewal is estimated from
+    amber, or health fell by `renewal_falling_points` (10) or more over 7 or 30 days, and
+    the contract is worth something (an MRR of 0 has no renewal to save). The stored renewal
+    date decides; without one, an annual contract's renewal is estimated from
     its billing term or its start's anniversary, and the evidence says so
     (`models.flags.renewal_days`).
 

@@ -626,7 +626,10 @@ def _renewal(f: _Frame, as_of: date, s: FlagSettings,
     falling = (c7 <= -s.renewal_falling_points) | (c30 <= -s.renewal_falling_points)
     with np.errstate(invalid="ignore"):
         soon = (days >= 0) & (days <= s.renewal_days)
-    fired = np.flatnonzero(soon & (in_bands | falling) & ~cancelled)
+        # a contract worth nothing (a free plan, a full discount) has no renewal to save;
+        # an MRR the feeds do not know (NaN) may be one
+        worth = ~(f["mrr"] <= 0)
+    fired = np.flatnonzero(soon & (in_bands | falling) & worth & ~cancelled)
     ids, score = f.text("account_id"), f["score"]
     out = []
     for i in fired:

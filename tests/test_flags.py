@@ -273,6 +273,9 @@ def test_without_a_renewal_date_an_annual_contract_renews_on_its_estimate(
     # a stored renewal date decides over any estimate
     stored = renewal(days_to_renewal=20.0, days_to_renewal_est=200.0, is_annual=1.0)
     assert stored is not None and stored["details"]["renewal_estimated"] is None
+    # a contract worth nothing has no renewal to save; an MRR nobody knows may be one
+    assert renewal(days_to_renewal=20.0, mrr=0.0) is None
+    assert renewal(days_to_renewal=20.0, mrr=np.nan) is not None
     assert stored["evidence"].startswith("renews in 20 days (2026-07-20); health ")
 
 
