@@ -36,6 +36,7 @@ from pulse.sql import audit
 from pulse.sql.db import dialect_insert
 from pulse.sql.schema import (
     Account,
+    AccountFeatures,
     AccountFlag,
     AccountHealth,
     ChurnScore,
@@ -289,18 +290,34 @@ def _utc(values: pd.Series) -> pd.Series:
 
 def account_frame(conn: Connection, as_of: date, books: Playbooks) -> pd.DataFrame:
     """One row per account scored on `as_of`: band, score, changes, churn probability, CSM,
-    days to renewal, latest CSAT rating; set-based reads of the date."""
+    days to renewal, latest CSAT rating; set-based reads of the date.
+
+    Days to renewal as the renewal flag reads them (`models.flags.renewal_days`, from the
+    date's features: the stored renewal date when it describes the date, else an annual
+    contract's estimate); the account's stored renewal date only where the date has no
+    features row."""
+    from pulse.models.flags import renewal_days
+
     h, a, c = AccountHealth.__table__, Account.__table__, ChurnScore.__table__
+    f = AccountFeatures.__table__
+    renewal_cols = ["days_to_renewal", "days_to_renewal_est", "billing_term_days", "is_annual"]
     query = (select(h.c.account_id, h.c.score, h.c.band, h.c.change_7d, h.c.change_30d,
-                    a.c.csm_email, a.c.renewal_date, c.c.probability)
+                    a.c.csm_email, a.c.renewal_date, c.c.probability,
+                    f.c.as_of.label("featured"), *(f.c[k] for k in renewal_cols))
              .join(a, a.c.account_id == h.c.account_id)
              .outerjoin(c, and_(c.c.account_id == h.c.account_id, c.c.as_of == h.c.as_of))
+             .outerjoin(f, and_(f.c.account_id == h.c.account_id, f.c.as_of == h.c.as_of))
              .where(h.c.as_of == as_of))
     frame = pd.DataFrame(conn.execute(query).mappings().all(),
                          columns=["account_id", "score", "band", "change_7d", "change_30d",
-                                  "csm_email", "renewal_date", "probability"])
-    renewal = pd.to_datetime(frame["renewal_date"], errors="coerce")
-    frame["renewal_in_days"] = (renewal - pd.Timestamp(as_of)).dt.days
+                                  "csm_email", "renewal_date", "probability", "featured",
+                                  *renewal_cols])
+    stored = pd.to_datetime(frame["renewal_date"], errors="coerce")
+    stored_days = (stored - pd.Timestamp(as_of)).dt.days.to_numpy(dtype="float64")
+    numbers = frame[renewal_cols].apply(pd.to_numeric, errors="coerce")
+    days, _how = renewal_days(numbers)
+    frame["renewal_in_days"] = np.where(frame["featured"].notna(), days, stored_days)
+    frame = frame.drop(columns=["featured", *renewal_cols])
     end = _day_end(as_of)
     r = SurveyResponse.__table__
     columns = ["account_id", "rating", "rated_at"]

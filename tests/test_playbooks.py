@@ -359,3 +359,30 @@ def test_incidents_changes_and_latest_rating_conditions(engine: Engine) -> None:
                       found["due_date"].astype(str))) == [
         ("falling_unhappy", "falling", "ana@example.com", "2026-06-03"),
         ("outage_hit", "hit", "queue:support", "2026-06-01")]
+
+
+def test_renewal_within_days_reads_the_renewal_as_the_flag_does(engine: Engine,
+                                                                  tmp_path: Path) -> None:
+    """Days to renewal come from the date's features, as `renewal_soon_at_risk` reads them:
+    the stored renewal date as it was on the date (a later change to the account does not
+    move a past date), else an annual contract's estimate."""
+    from pulse.models.flags import renewal_days
+    from pulse.models.health import score_date
+    from pulse.sql.features import load_features
+    from pulse.sql.schema import Account
+    from tests.test_flags import D, land_world
+
+    land_world(engine, tmp_path)
+    score_date(engine, D)
+    books = parse_playbooks("version: 1\nrules:\n  - name: soon\n    title: Renewal soon\n"
+                            "    when: {renewal_within_days: 30}\n    owner: csm\n"
+                            "    due: {days: 1}\n    steps: [Prepare it.]\n")
+    features = load_features(engine, D)
+    days, _how = renewal_days(features)
+    expected = set(features["account_id"][(days >= 0) & (days <= 30)])
+    assert "acc-silent" in expected and "acc-champ" not in expected
+    assert set(evaluate(engine, D, books)["account_id"]) == expected
+    with engine.begin() as conn:  # the account's renewal date is cleared later on
+        conn.execute(Account.__table__.update().where(Account.account_id == "acc-silent")
+                     .values(renewal_date=None))
+    assert set(evaluate(engine, D, books)["account_id"]) == expected
