@@ -29,9 +29,10 @@ from sqlalchemy import Engine
 from pulse.core.errors import NotScoredError, RiskListError
 from pulse.models.flag_rules import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEWAL, SILENT
 from pulse.models.flags import RENEWAL_INPUTS, renewal_days
+from pulse.models.scorecard import BANDS as SCORECARD_BANDS
 from pulse.sql.features import FEATURES, FRESHNESS
 
-BANDS = ("red", "amber", "watch", "green")
+BANDS = tuple(reversed(SCORECARD_BANDS))  # red, amber, watch, green: riskiest first
 SCHEMA_VERSION = 2  # 2: `band` may be "watch"
 TOP_DRIVERS = 3
 

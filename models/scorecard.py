@@ -152,11 +152,6 @@ class Scorecard:
     watch: float | None = None
 
     @property
-    def at_risk(self) -> float:
-        """The health below which an account is at risk (amber or red)."""
-        return self.green if self.watch is None else self.watch
-
-    @property
     def label(self) -> str:
         """What every stored score records about the scorecard that made it."""
         return f"{self.version[:40]}@{self.digest}"

@@ -126,7 +126,7 @@ def test_the_default_scorecard_loads_and_uses_known_features() -> None:
     card = load_scorecard()
     assert card.source == str(DEFAULT_SCORECARD)
     assert (card.green, card.amber, card.onboarding_days) == (70.0, 40.0, 30)
-    assert card.watch is None and card.at_risk == 70.0  # no watch band unless fitted or given
+    assert card.watch is None  # no watch band unless fitted or given
     assert list(card.band([70.0, 69.9, 40.0, 39.9])) == ["green", "amber", "amber", "red"]
     assert card.onboarding is not None
     for c in card.cards():
