@@ -629,7 +629,7 @@ def proposed_yaml(card: Scorecard, result: CalibrationResult) -> str:
                      f"(base rate {result.base_rate:.1%}).")
         for label, figs in (("before", result.before), ("after", result.after)):
             cells = ", ".join(f"{f.band} {f.accounts:,} ({'-' if f.rate is None else f'{f.rate:.1%}'}"
-                              " churned)" for f in figs)
+                              " churned)" for f in figs if f.band != "watch" or f.accounts)
             lines.append(f"# {label}: {cells}")
         for note in [*result.notes, result.weights_note]:
             if note:
