@@ -213,6 +213,9 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     rows = json.loads(ok(home, "risk-list", "--format", "json"))["accounts"]
     scored = [r for r in rows if r["risk_basis"] == "scorecard"]
     assert scored, rows[:2]
+    watched = json.loads(ok(home, "risk-list", "--band", "watch", "--format", "json"))
+    assert watched["accounts"] and [r["account_id"] for r in watched["accounts"]] == [
+        r["account_id"] for r in rows if r["band"] == "watch"]
     for r in scored:
         assert r["band"] == card.band([r["health"]])[0]  # banded by the applied cut points
         assert r["churn_probability"] == pytest.approx(
