@@ -209,11 +209,17 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     assert "ok" in ok(home, "scorecard", "check", str(home / "scorecard.yaml"))
     # scoring now uses the applied card, and the risk list reads its curve
     scored_text = ok(home, "score", "--as-of", end, "--basis", "occurred")
+    legend = " ".join(ok(home, "risk-list", "--limit", "1").split())
+    assert (f"Bands: {card.describe_bands()}; fitted to this warehouse's churners on "
+            f"{card.calibration.fitted_on}.") in legend
     assert "uncalibrated bands" not in scored_text and "Scored " in scored_text
     rows = json.loads(ok(home, "risk-list", "--format", "json"))["accounts"]
     scored = [r for r in rows if r["risk_basis"] == "scorecard"]
     assert scored, rows[:2]
     watched = json.loads(ok(home, "risk-list", "--band", "watch", "--format", "json"))
+    assert watched["bands"] == {"green": card.green, "watch": card.watch, "amber": card.amber,
+                                "calibrated_on": card.calibration.fitted_on,
+                                "scored_with_it": True}
     assert watched["accounts"] and [r["account_id"] for r in watched["accounts"]] == [
         r["account_id"] for r in rows if r["band"] == "watch"]
     for r in scored:

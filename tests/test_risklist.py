@@ -127,7 +127,12 @@ def test_a_watch_band_ranks_between_amber_and_green(world: Engine, tmp_path: Pat
     watched = build_risk_list(world, D, band="watch", scorecard=card)
     assert [r["account_id"] for r in watched] == [r["account_id"] for r in rows
                                                   if r["band"] == "watch"]
-    validate(risk_list_document(world, D, scorecard=card))
+    document = risk_list_document(world, D, scorecard=card)
+    validate(document)
+    assert document["bands"] == {"green": green, "watch": watch, "amber": amber,
+                                 "calibrated_on": None, "scored_with_it": True}
+    # the default card is in use again: the date's stored bands are the watch card's, said so
+    assert risk_list_document(world, D)["bands"]["scored_with_it"] is False
 
 
 def test_the_published_schema_is_valid_json_schema() -> None:
@@ -342,6 +347,11 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     table = " ".join(ok("risk-list", "--flag", "champion_gone").split())
     assert "Risk list as of 2026-06-30: 1 account, ranked by revenue at risk" in table
     assert "Champ Co" in table and "Ana Ruiz" in table and "warning: stale source social" in table
+    # what the bands mean: the default card's own cut points, said to be unfitted
+    assert document["bands"] == {"green": 70.0, "watch": None, "amber": 40.0,
+                                 "calibrated_on": None, "scored_with_it": True}
+    assert ("Bands: green >= 70, amber >= 40, red below; the scorecard's own cut points, not "
+            "fitted to this warehouse's churners") in table
     assert "champion gone: " in table and "champion_gone:" not in table
     bad = pulse("risk-list", "--flag", "silent")
     assert bad.returncode == 1
