@@ -53,6 +53,15 @@ def describe_bands(green: float, watch: float | None, amber: float) -> str:
                      if b != "red" and c != "-") + ", red below"
 
 
+def band_legend(green: float, watch: float | None, amber: float,
+                calibrated_on: str | None) -> str:
+    """What the bands mean, for a CSM: "Bands: green >= 70, amber >= 40, red below (the
+    scorecard's own cut points, not fitted to this warehouse's churners)"."""
+    origin = (f"fitted to this warehouse's churners on {calibrated_on}" if calibrated_on else
+              "the scorecard's own cut points, not fitted to this warehouse's churners")
+    return f"Bands: {describe_bands(green, watch, amber)} ({origin})"
+
+
 # --------------------------------------------------------------------------- the model
 
 

@@ -142,6 +142,10 @@ def test_rows_show_words_trend_money_and_next_action(scored: Engine,
     assert f'{row["band"]}</span>' in html  # the band in words, not only a colour
     assert '<svg width="90"' in html and 'aria-label="health from' in html
     assert "Money in USD" in html
+    # what the bands mean: the default card's own cut points, said to be unfitted
+    assert ('<p id="band-legend"><small>Bands: green &gt;= 70, amber &gt;= 40, red below (the '
+            "scorecard&#39;s own cut points, not fitted to this warehouse&#39;s churners)"
+            "</small></p>") in html
 
 
 def test_pages_cover_the_list_once(scored: Engine, client: TestClient,

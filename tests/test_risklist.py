@@ -132,7 +132,13 @@ def test_a_watch_band_ranks_between_amber_and_green(world: Engine, tmp_path: Pat
     assert document["bands"] == {"green": green, "watch": watch, "amber": amber,
                                  "calibrated_on": None, "scored_with_it": True}
     # the default card is in use again: the date's stored bands are the watch card's, said so
-    assert risk_list_document(world, D)["bands"]["scored_with_it"] is False
+    again = risk_list_document(world, D)["bands"]
+    assert again["scored_with_it"] is False
+    from pulse.cli.health import _legend
+
+    assert _legend(again, D.isoformat()).endswith(
+        f"; some accounts of {D} were scored with another scorecard, whose bands they keep "
+        f"until `pulse score --as-of {D}` scores them again.")
 
 
 def test_the_published_schema_is_valid_json_schema() -> None:
@@ -350,8 +356,8 @@ def test_score_flags_risk_list_and_account_from_the_command_line(
     # what the bands mean: the default card's own cut points, said to be unfitted
     assert document["bands"] == {"green": 70.0, "watch": None, "amber": 40.0,
                                  "calibrated_on": None, "scored_with_it": True}
-    assert ("Bands: green >= 70, amber >= 40, red below; the scorecard's own cut points, not "
-            "fitted to this warehouse's churners") in table
+    assert ("Bands: green >= 70, amber >= 40, red below (the scorecard's own cut points, not "
+            "fitted to this warehouse's churners).") in table
     assert "champion gone: " in table and "champion_gone:" not in table
     bad = pulse("risk-list", "--flag", "silent")
     assert bad.returncode == 1

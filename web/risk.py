@@ -27,6 +27,7 @@ from markupsafe import Markup
 from pulse.core.errors import NotScoredError
 from pulse.models.flag_rules import FLAG_WORDS, flag_words
 from pulse.models.risklist import BANDS
+from pulse.models.scorecard import band_legend
 from pulse.sql import console as sqlc
 from pulse.web import auth
 from pulse.web.console import BAND_COLOURS
@@ -152,6 +153,8 @@ def risk_list(request: Request) -> Response:
         r["sparkline"] = sparkline(lines.get(r["account_id"], []), r["band"])
     return _page("risk.html", **context, rows=rows, total=total, page=page, pages=pages,
                  choices=sqlc.choices(engine, as_of), bands=BANDS, flag_words=FLAG_WORDS,
+                 legend=band_legend(card.green, card.watch, card.amber,
+                                    card.calibration.fitted_on if card.calibration else None),
                  sorts=sqlc.SORTS, currency=reporting_currency(),
                  query=_query(filters, sort), back="/?" + _query(filters, sort, page),
                  prev_query=_query(filters, sort, page - 1),

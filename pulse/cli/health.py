@@ -427,13 +427,11 @@ def _change(value: float | None) -> str:
 
 
 def _legend(bands: dict[str, Any], as_of: str) -> str:
-    """The bands' cut points in words, and where they come from."""
-    from pulse.models.scorecard import describe_bands
+    """The bands' cut points in words, where they come from, and whether the date's stored
+    bands follow them."""
+    from pulse.models.scorecard import band_legend
 
-    words = f"Bands: {describe_bands(bands['green'], bands['watch'], bands['amber'])}"
-    words += (f"; fitted to this warehouse's churners on {bands['calibrated_on']}"
-              if bands["calibrated_on"] else "; the scorecard's own cut points, not fitted to "
-              "this warehouse's churners (`pulse scorecard calibrate --apply`)")
+    words = band_legend(bands["green"], bands["watch"], bands["amber"], bands["calibrated_on"])
     if not bands["scored_with_it"]:
         words += (f"; some accounts of {as_of} were scored with another scorecard, whose "
                   f"bands they keep until `pulse score --as-of {as_of}` scores them again")
