@@ -54,12 +54,19 @@ def describe_bands(green: float, watch: float | None, amber: float) -> str:
 
 
 def band_legend(green: float, watch: float | None, amber: float,
-                calibrated_on: str | None) -> str:
+                calibrated_on: str | None, *, other_card_on: str | None = None) -> str:
     """What the bands mean, for a CSM: "Bands: green >= 70, amber >= 40, red below (the
-    scorecard's own cut points, not fitted to this warehouse's churners)"."""
+    scorecard's own cut points, not fitted to this warehouse's churners)."; with
+    `other_card_on` (a date some accounts were scored on with another scorecard), that
+    their stored bands follow other cut points until the date is scored again."""
     origin = (f"fitted to this warehouse's churners on {calibrated_on}" if calibrated_on else
               "the scorecard's own cut points, not fitted to this warehouse's churners")
-    return f"Bands: {describe_bands(green, watch, amber)} ({origin})"
+    words = f"Bands: {describe_bands(green, watch, amber)} ({origin})"
+    if other_card_on:
+        words += (f"; some accounts of {other_card_on} were scored with another scorecard, "
+                  f"whose bands they keep until `pulse score --as-of {other_card_on}` scores "
+                  "them again")
+    return words + "."
 
 
 # --------------------------------------------------------------------------- the model

@@ -234,6 +234,13 @@ def risk_page(engine: Engine, as_of: date, filters: Filters, *, sort: str = "ris
     return int(total), rows
 
 
+def scorecard_labels(engine: Engine, as_of: date) -> set[str]:
+    """The scorecards (`Scorecard.label`) the date's accounts were scored with."""
+    with engine.connect() as conn:
+        return {str(v) for v in conn.execute(
+            select(H.c.scorecard_version).where(H.c.as_of == as_of).distinct()).scalars()}
+
+
 def choices(engine: Engine, as_of: date) -> dict[str, list[str]]:
     """The values the filters offer: CSMs, segments and plans of the scored accounts, read
     in one query (one distinct SELECT per filter, in a UNION ALL)."""

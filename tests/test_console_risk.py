@@ -144,8 +144,22 @@ def test_rows_show_words_trend_money_and_next_action(scored: Engine,
     assert "Money in USD" in html
     # what the bands mean: the default card's own cut points, said to be unfitted
     assert ('<p id="band-legend"><small>Bands: green &gt;= 70, amber &gt;= 40, red below (the '
-            "scorecard&#39;s own cut points, not fitted to this warehouse&#39;s churners)"
+            "scorecard&#39;s own cut points, not fitted to this warehouse&#39;s churners)."
             "</small></p>") in html
+
+
+def test_the_band_legend_says_when_the_date_was_scored_with_another_scorecard(
+        scored: Engine, client: TestClient) -> None:
+    sign_in(client, ANA)
+    assert "another scorecard" not in page(client, "csm=all")
+    with scored.begin() as conn:  # one account scored with a scorecard no longer in use
+        conn.execute(update(AccountHealth).where(AccountHealth.as_of == D,
+                                                 AccountHealth.account_id == "acc-silent")
+                     .values(scorecard_version="2025.1@0123456789ab"))
+    legend = page(client, "csm=all").split('<p id="band-legend"><small>')[1].split("</small>")[0]
+    assert legend.endswith(f"; some accounts of {D} were scored with another scorecard, whose "
+                           f"bands they keep until `pulse score --as-of {D}` scores them "
+                           "again.")
 
 
 def test_pages_cover_the_list_once(scored: Engine, client: TestClient,

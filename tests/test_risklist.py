@@ -134,9 +134,10 @@ def test_a_watch_band_ranks_between_amber_and_green(world: Engine, tmp_path: Pat
     # the default card is in use again: the date's stored bands are the watch card's, said so
     again = risk_list_document(world, D)["bands"]
     assert again["scored_with_it"] is False
-    from pulse.cli.health import _legend
+    from pulse.models.scorecard import band_legend
 
-    assert _legend(again, D.isoformat()).endswith(
+    assert band_legend(again["green"], again["watch"], again["amber"], again["calibrated_on"],
+                       other_card_on=D.isoformat()).endswith(
         f"; some accounts of {D} were scored with another scorecard, whose bands they keep "
         f"until `pulse score --as-of {D}` scores them again.")
 

@@ -153,8 +153,11 @@ def risk_list(request: Request) -> Response:
         r["sparkline"] = sparkline(lines.get(r["account_id"], []), r["band"])
     return _page("risk.html", **context, rows=rows, total=total, page=page, pages=pages,
                  choices=sqlc.choices(engine, as_of), bands=BANDS, flag_words=FLAG_WORDS,
-                 legend=band_legend(card.green, card.watch, card.amber,
-                                    card.calibration.fitted_on if card.calibration else None),
+                 legend=band_legend(
+                     card.green, card.watch, card.amber,
+                     card.calibration.fitted_on if card.calibration else None,
+                     other_card_on=as_of.isoformat()
+                     if sqlc.scorecard_labels(engine, as_of) - {card.label} else None),
                  sorts=sqlc.SORTS, currency=reporting_currency(),
                  query=_query(filters, sort), back="/?" + _query(filters, sort, page),
                  prev_query=_query(filters, sort, page - 1),

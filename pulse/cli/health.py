@@ -426,24 +426,17 @@ def _change(value: float | None) -> str:
     return "" if value is None else f"{value:+.0f}"
 
 
-def _legend(bands: dict[str, Any], as_of: str) -> str:
-    """The bands' cut points in words, where they come from, and whether the date's stored
-    bands follow them."""
-    from pulse.models.scorecard import band_legend
-
-    words = band_legend(bands["green"], bands["watch"], bands["amber"], bands["calibrated_on"])
-    if not bands["scored_with_it"]:
-        words += (f"; some accounts of {as_of} were scored with another scorecard, whose "
-                  f"bands they keep until `pulse score --as-of {as_of}` scores them again")
-    return words + "."
-
-
 def _risk_table(doc: dict[str, Any]) -> None:
     from pulse.models.flag_rules import flag_words
 
     for s in doc["stale_sources"]:
         out.print(Text.assemble(("warning: ", "yellow"), s["message"]), soft_wrap=True)
-    out.print(_legend(doc["bands"], doc["as_of"]), soft_wrap=True)
+    from pulse.models.scorecard import band_legend
+
+    b = doc["bands"]
+    out.print(band_legend(b["green"], b["watch"], b["amber"], b["calibrated_on"],
+                          other_card_on=None if b["scored_with_it"] else doc["as_of"]),
+              soft_wrap=True)
     rows = doc["accounts"]
     filters = ", ".join(f"{k} {v}" for k, v in doc["filters"].items() if v is not None)
     noun = "account" if doc["count"] == 1 else "accounts"
