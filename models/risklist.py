@@ -450,13 +450,12 @@ def build_risk_list(engine: Engine, as_of: date, *, csm: str | None = None,
                   scorecard=scorecard)[1]
 
 
-def band_legend(inp: _Inputs) -> dict[str, Any]:
+def bands_in_use(inp: _Inputs) -> dict[str, Any]:
     """Where each band starts on the scorecard in use, when it was fitted to this warehouse's
     churners (None: its own cut points), and whether every account of the date was scored
     with it (else a stored band may follow other cut points until the date is scored again)."""
     card = inp.scorecard
-    used = set(inp.health["scorecard_version"].dropna()) if "scorecard_version" in inp.health \
-        else set()
+    used = set(inp.health["scorecard_version"].dropna())
     calibration = getattr(card, "calibration", None)
     return {"green": card.green, "watch": card.watch, "amber": card.amber,
             "calibrated_on": calibration.fitted_on if calibration is not None else None,
@@ -476,7 +475,7 @@ def risk_list_document(engine: Engine, as_of: date, *, csm: str | None = None,
         "ranked_by": ranked_by(rows),
         "filters": {"csm": csm, "band": band, "flag": flag, "limit": limit},
         "stale_sources": inp.stale_sources,
-        "bands": band_legend(inp),
+        "bands": bands_in_use(inp),
         "count": len(rows),
         "accounts": rows,
     }

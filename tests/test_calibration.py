@@ -212,7 +212,7 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     legend = " ".join(ok(home, "risk-list", "--limit", "1").split())
     assert (f"Bands: {card.describe_bands()} (fitted to this warehouse's churners on "
             f"{card.calibration.fitted_on}).") in legend
-    assert "uncalibrated bands" not in scored_text and "Scored " in scored_text
+    assert "uncalibrated" not in scored_text and "Scored " in scored_text
     rows = json.loads(ok(home, "risk-list", "--format", "json"))["accounts"]
     scored = [r for r in rows if r["risk_basis"] == "scorecard"]
     assert scored, rows[:2]

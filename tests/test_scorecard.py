@@ -333,9 +333,9 @@ def test_pulse_score_on_a_demo_world(engine: Engine, tmp_path: Path) -> None:
             f"{report['accounts'] - len(gone)} active accounts ({share:.0%} red or amber); "
             f"{len(gone)} cancelled") in flat
     # the default card's cut points are guesses: said, with how to fit them
-    assert ("uncalibrated bands green >= 70, amber >= 40, red below: the scorecard's own cut "
-            "points, not fitted to what happened in this warehouse; `pulse model train` or "
-            "`pulse scorecard calibrate --apply` fits them to its churners") in flat
+    assert ("uncalibrated Bands: green >= 70, amber >= 40, red below (the scorecard's own cut "
+            "points, not fitted to this warehouse's churners). `pulse model train` or "
+            "`pulse scorecard calibrate --apply` fits them to its churners.") in flat
 
 
 def test_pulse_refuses_a_bad_scorecard_naming_the_line(tmp_path: Path) -> None:

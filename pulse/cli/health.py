@@ -106,11 +106,12 @@ def score(
         else "", f" among {active:,} active accounts ({at_risk:.0%} red or amber); "
         f"{summary.cancelled:,} cancelled" if summary.cancelled else ""))
     if card.calibration is None:
+        from pulse.models.scorecard import band_legend
+
         out.print(Text.assemble(
-            ("uncalibrated bands ", "yellow"), f"{card.describe_bands()}: the scorecard's "
-            "own cut points, not fitted to what happened in this warehouse; `pulse model "
-            "train` or `pulse scorecard calibrate --apply` fits them to its churners"),
-            soft_wrap=True)
+            ("uncalibrated ", "yellow"), band_legend(card.green, card.watch, card.amber, None),
+            " `pulse model train` or `pulse scorecard calibrate --apply` fits them to its "
+            "churners."), soft_wrap=True)
     for f in summary.stale:
         out.print(Text.assemble(("stale source ", "yellow"), f.describe(),
                                 "; its measures were left out" if card.skip_stale_measures

@@ -671,7 +671,7 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         raise InvalidArgumentError(f"--only takes one of {', '.join(ONLY)}, not {only!r}")
     if only == "silent":
         # as `pulse score` does first: the sentiment model reads the texts of the 90 days
-        # before the date (the full run's training reads every text of the history)
+        # before the date (the full run's training reads those of the whole history)
         from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
 
         stage("tone", lambda: refresh_tone(engine,
