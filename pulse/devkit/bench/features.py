@@ -195,22 +195,57 @@ def _table(results: list[WorldSignal], console: Console) -> None:
 
 def bench_features(
     variant: Annotated[list[str] | None, typer.Option(
-        help="Variant world(s) to measure (see `pulse demo variants`); repeatable.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every world.")] = 1,
+        help="Variant world(s) to measure (see `pulse demo variants`), or 'all'; "
+        "repeatable.")] = None,
+    seed: Annotated[list[int] | None, typer.Option(
+        "--seed", help="Seed of the worlds; repeat for several (default 1).")] = None,
     accounts: Annotated[int | None, typer.Option(
         help="Accounts per world (default: the variant's own).", min=50)] = None,
     months: Annotated[int | None, typer.Option(
         help="Months of history (default: the variant's own).", min=3)] = None,
-    step: Annotated[int, typer.Option(help="Days between snapshots.", min=1)] = 14,
+    step: Annotated[int | None, typer.Option(
+        help="Days between snapshots (default 14; 7 with --ablate, as the model bench).",
+        min=1)] = None,
+    ablate: Annotated[bool, typer.Option(
+        "--ablate", help="Instead of each feature alone: the churn model's ROC AUC on the "
+        "scoring date (90 days before the end, as `pulse bench models`) with every input and "
+        "without each group of inputs, and which groups earn their place over the worlds.")]
+    = False,
+    end: Annotated[str | None, typer.Option(
+        help="Last day of the generated worlds, YYYY-MM-DD (default: yesterday).")] = None,
+    chart: Annotated[Path | None, typer.Option(
+        help="With --ablate: where to draw the PNG chart (default "
+        "$PULSE_HOME/bench/ablation.png); 'none' to skip.")] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Which features carry the churn signal: each feature's univariate ROC AUC on variant
-    worlds, pooled over snapshots whose horizon has completed."""
+    worlds, pooled over snapshots whose horizon has completed; with --ablate, which groups of
+    the model's inputs earn their place (the model's AUC without each)."""
     from pulse.cli.common import out
 
-    results = [measure_variant(v, seed=seed, accounts=accounts, months=months, step=step,
-                               console=out if fmt is Format.table else None)
-               for v in (variant or ["reference", "whales", "steady"])]
+    names = variant or ["reference", "whales", "steady"]
+    seeds = seed or [1]
+    last = date.fromisoformat(end) if end else None
+    if ablate:
+        from rich.console import Console
+
+        from pulse.core.settings import get_settings
+        from pulse.devkit.bench.ablation import run_ablation
+
+        target = None
+        if chart is None or str(chart).lower() != "none":
+            target = chart or get_settings().resolved_home() / "bench" / "ablation.png"
+        # with --format json the figures go to stdout and the progress to stderr
+        run_ablation(names, seeds, accounts=accounts, months=months, end=last,
+                     step=step or 7, fmt=fmt.value, chart=target,
+                     console=out if fmt is Format.table else Console(stderr=True))
+        return
+    from pulse.devkit.demo.variants import VARIANTS
+
+    worlds = [n for v in names for n in (VARIANTS if v == "all" else [v])]
+    results = [measure_variant(v, seed=s, accounts=accounts, months=months, step=step or 14,
+                               end=last, console=out if fmt is Format.table else None)
+               for v in dict.fromkeys(worlds) for s in seeds]
     if fmt is Format.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return
