@@ -34,6 +34,7 @@ def _world(rng: np.random.Generator, n: int = 900) -> tuple[pd.DataFrame, pd.Dat
             "events_28d_vs_90d": np.exp(0.3 * decline),
             "events_slope_12w": 0.1 * decline + rng.normal(0, 0.05, rows),
             "csat_90d": rng.uniform(1, 5, rows),
+            "incident_minutes_28d": np.zeros(rows),  # no incidents in this world
             "churned": y,
         })
         return f, y
@@ -46,7 +47,8 @@ def _world(rng: np.random.Generator, n: int = 900) -> tuple[pd.DataFrame, pd.Dat
 def test_a_group_that_carries_the_signal_earns_its_place_and_noise_does_not() -> None:
     from pulse.devkit.bench.ablation import WorldAblation, ablate_frames, verdicts
 
-    groups = {"trends": ("events_28d_vs_90d", "events_slope_12w"), "CSAT": ("csat_90d",)}
+    groups = {"trends": ("events_28d_vs_90d", "events_slope_12w"), "CSAT": ("csat_90d",),
+              "incidents": ("incident_minutes_28d",)}
     worlds = []
     for seed in range(4):
         train, test, y = _world(np.random.default_rng(seed))
@@ -62,6 +64,9 @@ def test_a_group_that_carries_the_signal_earns_its_place_and_noise_does_not() ->
     assert by_group["trends"].verdict == "earns its place"
     assert by_group["trends"].worlds_gained == 4
     assert by_group["CSAT"].verdict != "earns its place"
+    assert by_group["CSAT"].worlds_with_data == 4
+    assert by_group["incidents"].verdict == "no data in these worlds"
+    assert by_group["incidents"].mean_gain == 0.0
     assert [v.group for v in verdicts(worlds, groups)][0] == "trends"  # largest gain first
 
 
@@ -99,7 +104,11 @@ def test_the_command_ablates_a_variant_world_from_the_command_line(tmp_path: Pat
     assert set(world["auc_without"]) == set(GROUPS)
     assert 0.5 < world["auc_all"] <= 1.0
     assert {v["group"] for v in doc["verdicts"]} == set(GROUPS)
-    # one world: no standard error, so no group is judged
-    assert {v["verdict"] for v in doc["verdicts"]} == {"too few worlds"}
+    # one world: no standard error, so no group is judged, but one without values is named
+    verdicts = {v["group"]: v["verdict"] for v in doc["verdicts"]}
+    assert set(verdicts.values()) <= {"too few worlds", "no data in these worlds"}
+    assert verdicts["trends against its own past (7, 28, 90 days)"] == "too few worlds"
+    for group, varies in world["varies"].items():
+        assert (verdicts[group] == "no data in these worlds") is (not varies)
     assert chart.is_file() and chart.stat().st_size > 10_000
     assert "steady seed 1: without seat use" in done.stderr  # progress, on stderr with JSON

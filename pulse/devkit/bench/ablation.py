@@ -14,8 +14,9 @@ every input minus the AUC without the group: positive when the model ranks worse
 
 Over the worlds, the mean gain and its standard error (the spread of the per-world gains
 over the root of their number) give the verdict: **earns its place** when the mean gain is
-above two standard errors, **hurts** when it is below minus two, else **not measurable**
-(each world's AUC carries a sampling error of about 0.02 to 0.04, but the two fits score the
+above two standard errors, **hurts** when it is below minus two, **no data in these worlds**
+when none of its inputs takes two values in any world's training rows, else **not
+measurable** (each world's AUC carries a sampling error of about 0.02 to 0.04, but the two fits score the
 same accounts, so their difference is far less noisy than either figure).
 """
 from __future__ import annotations
@@ -87,6 +88,9 @@ class WorldAblation:
     churners: int = 0
     auc_all: float | None = None
     auc_without: dict[str, float | None] = field(default_factory=dict)
+    # whether any of the group's inputs takes two values or more in the training rows: a
+    # group without (no CSAT surveys, no incidents) cannot earn its place in that world
+    varies: dict[str, bool] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -105,6 +109,7 @@ class GroupVerdict:
     worlds: int
     worlds_gained: int  # worlds where the model ranked worse without the group
     verdict: str
+    worlds_with_data: int = 0  # worlds where the group's inputs vary (see WorldAblation)
 
 
 def _auc(y: Any, score: Any) -> float | None:
@@ -141,6 +146,8 @@ def ablate_frames(train: pd.DataFrame, test: pd.DataFrame, y: Any, fig: WorldAbl
     t = time.perf_counter()
     fig.auc_all = ranked_without(train, test, y, (), numeric=numeric, categorical=categorical)
     for name, members in (groups or GROUPS).items():
+        fig.varies[name] = any(train[c].nunique(dropna=True) > 1 for c in members
+                               if c in train)
         fig.auc_without[name] = ranked_without(train, test, y, members, numeric=numeric,
                                                categorical=categorical)
         if console:
@@ -221,7 +228,10 @@ def verdicts(worlds: list[WorldAblation], groups: dict[str, tuple[str, ...]] | N
         se = None
         if n >= 2 and mean is not None:
             se = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1) / n)
-        if mean is None or se is None:
+        with_data = sum(w.varies.get(name, True) for w in worlds)
+        if worlds and with_data == 0:
+            verdict = "no data in these worlds"
+        elif mean is None or se is None:
             verdict = "too few worlds"
         elif mean > VERDICT_SE * se:
             verdict = "earns its place"
@@ -229,7 +239,8 @@ def verdicts(worlds: list[WorldAblation], groups: dict[str, tuple[str, ...]] | N
             verdict = "hurts"
         else:
             verdict = "not measurable"
-        out.append(GroupVerdict(name, mean, se, n, sum(g > 0 for g in gains), verdict))
+        out.append(GroupVerdict(name, mean, se, n, sum(g > 0 for g in gains), verdict,
+                                with_data))
     out.sort(key=lambda v: -(v.mean_gain if v.mean_gain is not None else -math.inf))
     return out
 
@@ -256,13 +267,14 @@ def print_tables(worlds: list[WorldAblation], console: Console,
     console.print(table)
     summary = Table(title=f"Which groups earn their place ({len(ok)} worlds; verdict at "
                           f"{VERDICT_SE:g} standard errors)")
-    for col in ("group", "mean gain", "standard error", "worlds gained", "verdict"):
+    for col in ("group", "mean gain", "standard error", "worlds gained", "worlds with data",
+                "verdict"):
         summary.add_column(col, justify="left" if col in ("group", "verdict") else "right",
                            no_wrap=col != "group")
     for v in verdicts(ok):
         style = {"earns its place": "green", "hurts": "red"}.get(v.verdict, "")
         summary.add_row(v.group, _f(v.mean_gain, signed=True), _f(v.se),
-                        f"{v.worlds_gained} of {v.worlds}",
+                        f"{v.worlds_gained} of {v.worlds}", f"{v.worlds_with_data}",
                         f"[{style}]{v.verdict}[/]" if style else v.verdict)
     console.print(summary)
     for w in worlds:
