@@ -573,8 +573,13 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     # and by the model in scoring. No snapshot reads further back than the window before
     # the history's first day.
     from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
+    from pulse.models.outage import refresh_impacts
 
     tone = refresh_tone(engine, since=first - timedelta(days=TONE_WINDOW_DAYS))
+    # Incident minutes read the stored impacts, which `pulse score` and the health DAG
+    # refresh before they score: a model trained before either ran would otherwise learn from
+    # snapshots that never saw an incident, and be scored on dates that do.
+    refresh_impacts(engine)
     cache = snapshots if snapshots is not None else {}
     horizon = horizon_days
     # Shorter horizons keep to the grid of the requested one: their snapshots are shared.

@@ -414,12 +414,15 @@ def _baselines(data: Any, frame: Any, y: Any, random_state: int = 0
 
 def _own_training_data(engine: Engine, as_of: date, horizon: int, step: int = 7) -> Any:
     """Labelled weekly snapshots up to `as_of` whose horizon has completed, made by the bench
-    itself from the product's snapshot functions: the baselines' training data when the
-    product's own planning refuses the history (too short for its windows)."""
+    itself from the product's snapshot functions, after the same whole-book refreshes (tone,
+    incident impacts): the baselines' training data when the product's own planning refuses
+    the history (too short for its windows), and the feature ablation's."""
     from types import SimpleNamespace
 
     import pandas as pd
 
+    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
+    from pulse.models.outage import refresh_impacts
     from pulse.models.training import (
         CATEGORICAL,
         LABEL,
@@ -433,6 +436,9 @@ def _own_training_data(engine: Engine, as_of: date, horizon: int, step: int = 7)
     )
 
     first, _ = data_span(engine, as_of, basis="occurred")
+    # the whole-book inputs the product's training refreshes first (`build_training_data`)
+    refresh_tone(engine, since=first - timedelta(days=TONE_WINDOW_DAYS))
+    refresh_impacts(engine)
     last = as_of - timedelta(days=horizon)
     days = []
     day = last
@@ -670,10 +676,13 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
     if only is not None and only not in ONLY:
         raise InvalidArgumentError(f"--only takes one of {', '.join(ONLY)}, not {only!r}")
     if only == "silent":
-        # as `pulse score` does first: the sentiment model reads the texts of the 90 days
-        # before the date (the full run's training reads those of the whole history)
+        # as `pulse score` does first: the incidents' impacts, and the sentiment model reads
+        # the texts of the 90 days before the date (the full run's training does both, from
+        # the whole history)
         from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
+        from pulse.models.outage import refresh_impacts
 
+        stage("incident impacts", lambda: refresh_impacts(engine))
         stage("tone", lambda: refresh_tone(engine,
                                            since=as_of - timedelta(days=TONE_WINDOW_DAYS)))
         stage("score date", score)
