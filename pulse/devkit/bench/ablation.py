@@ -306,7 +306,8 @@ def draw_chart(worlds: list[WorldAblation], path: Path) -> Path:
         ax.plot(dots, [i] * len(dots), "k.", markersize=3, alpha=0.5)
     ax.axvline(0.0, color="#333333", linewidth=1)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([v.group for v in rows], fontsize=8)
+    ax.set_yticklabels([v.group + (" (no data)" if v.verdict == "no data in these worlds"
+                                   else "") for v in rows], fontsize=8)
     ax.set_xlabel("ROC AUC with the group minus without it (bars: mean over worlds; "
                   f"lines: {VERDICT_SE:g} standard errors; dots: worlds)", fontsize=8)
     ax.set_title(f"pulse bench features --ablate: {len(ok)} worlds "
