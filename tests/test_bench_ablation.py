@@ -112,3 +112,23 @@ def test_the_command_ablates_a_variant_world_from_the_command_line(tmp_path: Pat
         assert (verdicts[group] == "no data in these worlds") is (not varies)
     assert chart.is_file() and chart.stat().st_size > 10_000
     assert "steady seed 1: without seat use" in done.stderr  # progress, on stderr with JSON
+
+
+@pytest.mark.slow
+def test_the_univariate_mode_measures_every_feature_on_each_seed(tmp_path: Path) -> None:
+    """Without --ablate: each catalogue feature's own ROC AUC, one entry per world."""
+    done = run_pulse("bench", "features", "--variant", "quiet", "--seed", "1", "--seed", "2",
+                     "--accounts", "100", "--end", "2026-06-30", "--format", "json",
+                     env={**os.environ, "PULSE_HOME": str(tmp_path)}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    worlds = json.loads(done.stdout)
+    assert [w["world"] for w in worlds] == ["quiet seed 1", "quiet seed 2"]
+    for w in worlds:
+        assert w["error"] is None and 0 < w["positives"] < w["rows"]
+        by_name = {f["feature"]: f for f in w["features"]}
+        # a decline against the account's own past tells churners apart on this world
+        assert by_name["events_28d_vs_90d"]["signal"] > 0.2
+        assert by_name["events_28d_vs_90d"]["direction"] == "-"
+        assert by_name["csat_90d"]["coverage"] == 0.0 and by_name["csat_90d"]["auc"] is None
+        signals = [f["signal"] for f in w["features"] if f["signal"] is not None]
+        assert signals == sorted(signals, reverse=True)  # the strongest first

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -162,46 +161,26 @@ def measure_world(name: str, *, seed: int, accounts: int | None, months: int | N
                   end: date | None, step: int = 7, console: Console | None = None
                   ) -> WorldAblation:
     """Generate, land and ablate one variant world (see the module docstring)."""
-    from pulse.devkit.bench.models import (
-        _land_world,
-        _own_training_data,
-        churned_within,
-        variant_horizon,
-    )
-    from pulse.devkit.demo.variants import generate_variant
+    from pulse.devkit.bench.features import landed_variant
+    from pulse.devkit.bench.models import _own_training_data, churned_within
     from pulse.models.training import account_attributes, model_frame, snapshot_features
-    from pulse.sql.db import make_engine, upgrade
 
     fig = WorldAblation(f"{name} seed {seed}", name, seed)
     end = end or datetime.now(UTC).date() - timedelta(days=1)
-    with tempfile.TemporaryDirectory(prefix="pulse-bench-ablate-") as tmp:
-        folder = Path(tmp)
-        t = time.perf_counter()
-        generate_variant(folder / "world", name, accounts=accounts, months=months, seed=seed,
-                         end=end)
-        truth = json.loads((folder / "world" / "truth.json").read_text(encoding="utf-8"))
-        horizon = variant_horizon(int(truth["generated_with"]["days"]))
+    with landed_variant(name, seed=seed, accounts=accounts, months=months, end=end,
+                        seconds=fig.seconds) as (engine, truth, horizon):
         as_of = end - timedelta(days=horizon)
         fig.as_of, fig.horizon_days = as_of.isoformat(), horizon
-        fig.seconds["generate"] = round(time.perf_counter() - t, 1)
-        engine = make_engine(f"sqlite:///{folder / 'warehouse.db'}")
+        t = time.perf_counter()
         try:
-            upgrade(engine)
-            t = time.perf_counter()
-            _land_world(engine, folder / "world")
-            fig.seconds["land"] = round(time.perf_counter() - t, 1)
-            t = time.perf_counter()
-            try:
-                train = _own_training_data(engine, as_of, horizon, step).frame
-            except ValueError as exc:
-                fig.error = str(exc)
-                return fig
-            today = snapshot_features(engine, as_of, basis="occurred")
-            today = today[~today["cancelled"].fillna(False).astype(bool)]
-            test = model_frame(today.reset_index(drop=True), account_attributes(engine))
-            fig.seconds["features"] = round(time.perf_counter() - t, 1)
-        finally:
-            engine.dispose()
+            train = _own_training_data(engine, as_of, horizon, step).frame
+        except ValueError as exc:
+            fig.error = str(exc)
+            return fig
+        today = snapshot_features(engine, as_of, basis="occurred")
+        today = today[~today["cancelled"].fillna(False).astype(bool)]
+        test = model_frame(today.reset_index(drop=True), account_attributes(engine))
+        fig.seconds["features"] = round(time.perf_counter() - t, 1)
     cancels = {a: date.fromisoformat(str(d)[:10]) for a, d in truth.get("churn", {}).items()}
     y = churned_within(test["account_id"], cancels, as_of, horizon)
     fig.training_rows, fig.training_churned = len(train), int(train["churned"].sum())

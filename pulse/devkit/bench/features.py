@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -124,16 +126,16 @@ def feature_signals(frame: pd.DataFrame) -> list[FeatureSignal]:
     return out
 
 
-def measure_variant(name: str, *, seed: int, accounts: int | None, months: int | None,
-                    step: int, end: date | None = None,
-                    console: Console | None = None) -> WorldSignal:
-    """Generate, land and measure one variant world (see the module docstring)."""
+@contextmanager
+def landed_variant(name: str, *, seed: int, accounts: int | None, months: int | None,
+                   end: date, seconds: dict[str, float]
+                   ) -> Iterator[tuple[Engine, dict[str, Any], int]]:
+    """A variant world generated and landed on a temporary SQLite warehouse: (the engine,
+    truth.json, the churn horizon for its length); the timings go to `seconds`."""
     from pulse.devkit.bench.models import _land_world, variant_horizon
     from pulse.devkit.demo.variants import generate_variant
     from pulse.sql.db import make_engine, upgrade
 
-    result = WorldSignal(f"{name} seed {seed}")
-    end = end or datetime.now(UTC).date() - timedelta(days=1)
     with tempfile.TemporaryDirectory(prefix="pulse-bench-features-") as tmp:
         folder = Path(tmp)
         t = time.perf_counter()
@@ -141,18 +143,29 @@ def measure_variant(name: str, *, seed: int, accounts: int | None, months: int |
                          end=end)
         truth = json.loads((folder / "world" / "truth.json").read_text(encoding="utf-8"))
         horizon = variant_horizon(int(truth["generated_with"]["days"]))
-        result.seconds["generate"] = round(time.perf_counter() - t, 1)
+        seconds["generate"] = round(time.perf_counter() - t, 1)
         engine = make_engine(f"sqlite:///{folder / 'warehouse.db'}")
         try:
             upgrade(engine)
             t = time.perf_counter()
             _land_world(engine, folder / "world")
-            result.seconds["land"] = round(time.perf_counter() - t, 1)
-            t = time.perf_counter()
-            frame = labelled_snapshots(engine, truth, end, horizon, step)
-            result.seconds["features"] = round(time.perf_counter() - t, 1)
+            seconds["land"] = round(time.perf_counter() - t, 1)
+            yield engine, truth, horizon
         finally:
             engine.dispose()
+
+
+def measure_variant(name: str, *, seed: int, accounts: int | None, months: int | None,
+                    step: int, end: date | None = None,
+                    console: Console | None = None) -> WorldSignal:
+    """Generate, land and measure one variant world (see the module docstring)."""
+    result = WorldSignal(f"{name} seed {seed}")
+    end = end or datetime.now(UTC).date() - timedelta(days=1)
+    with landed_variant(name, seed=seed, accounts=accounts, months=months, end=end,
+                        seconds=result.seconds) as (engine, truth, horizon):
+        t = time.perf_counter()
+        frame = labelled_snapshots(engine, truth, end, horizon, step)
+        result.seconds["features"] = round(time.perf_counter() - t, 1)
     if frame.empty:
         result.error = "no snapshot with a completed horizon"
         return result
