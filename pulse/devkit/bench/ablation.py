@@ -302,14 +302,11 @@ def run_ablation(variants: list[str], seeds: list[int], *, accounts: int | None,
                  months: int | None, end: date | None, step: int, fmt: str,
                  chart: Path | None, console: Console) -> list[WorldAblation]:
     """Every (variant, seed) world; the tables (or JSON) and the chart."""
-    from pulse.devkit.demo.variants import VARIANTS, variant
+    from pulse.devkit.demo.variants import variant_names
 
-    names: list[str] = []
-    for v in variants:
-        names.extend(VARIANTS if v == "all" else [variant(v).name])
     worlds = [measure_world(n, seed=s, accounts=accounts, months=months, end=end, step=step,
                             console=console)
-              for n in dict.fromkeys(names) for s in seeds]
+              for n in variant_names(variants) for s in seeds]
     drawn = draw_chart(worlds, chart) if chart is not None else None
     if fmt == "json":
         print(json.dumps({"worlds": [asdict(w) for w in worlds],

@@ -253,12 +253,11 @@ def bench_features(
                      step=step or 7, fmt=fmt.value, chart=target,
                      console=out if fmt is Format.table else Console(stderr=True))
         return
-    from pulse.devkit.demo.variants import VARIANTS
+    from pulse.devkit.demo.variants import variant_names
 
-    worlds = [n for v in names for n in (VARIANTS if v == "all" else [v])]
     results = [measure_variant(v, seed=s, accounts=accounts, months=months, step=step or 14,
                                end=last, console=out if fmt is Format.table else None)
-               for v in dict.fromkeys(worlds) for s in seeds]
+               for v in variant_names(names) for s in seeds]
     if fmt is Format.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return

@@ -1136,14 +1136,11 @@ def run_variant_benches(variants: list[str], seeds: list[int], *, telco: bool,
                         console: Console | None, only: str | None = None,
                         rows_dir: Path | None = None) -> list[WorldFigure]:
     """Every (variant, seed) world, then Telco when asked."""
-    from pulse.devkit.demo.variants import VARIANTS, variant
+    from pulse.devkit.demo.variants import variant_names
 
-    names: list[str] = []
-    for v in variants:
-        names.extend(VARIANTS if v == "all" else [variant(v).name])
     figures = [run_variant_bench(n, seed=s, accounts=accounts, months=months, end=end,
                                  console=console, only=only, rows_dir=rows_dir)
-               for n in dict.fromkeys(names) for s in seeds]
+               for n in variant_names(variants) for s in seeds]
     if telco:
         figures.append(run_telco_bench(console))
     return figures

@@ -150,6 +150,15 @@ def variant(name: str) -> Variant:
                                f"{', '.join(VARIANTS)}") from None
 
 
+def variant_names(names: list[str]) -> list[str]:
+    """The variants `names` asks for, in order and once each: 'all' stands for every one;
+    an unknown name raises `UnknownNameError`."""
+    out: list[str] = []
+    for n in names:
+        out.extend(VARIANTS if n == "all" else [variant(n).name])
+    return list(dict.fromkeys(out))
+
+
 # --------------------------------------------------------------------------------------
 # Accounts and the calendar
 # --------------------------------------------------------------------------------------
