@@ -88,30 +88,47 @@ def test_a_verdict_needs_two_worlds_and_reads_the_spread() -> None:
 
 @pytest.mark.slow
 def test_the_command_ablates_a_variant_world_from_the_command_line(tmp_path: Path) -> None:
+    """Two groups (`--group`) keep it to three fits; every group is the default."""
     chart = tmp_path / "ablation.png"
     done = run_pulse("bench", "features", "--ablate", "--variant", "steady", "--seed", "1",
                      "--accounts", "120", "--months", "9", "--end", "2026-06-30",
-                     "--chart", str(chart), "--format", "json",
+                     "--group", "trends against its own past (7, 28, 90 days)",
+                     "--group", "CSAT", "--chart", str(chart), "--format", "json",
                      env={**os.environ, "PULSE_HOME": str(tmp_path / "home")}, timeout=600)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     from pulse.devkit.bench.ablation import GROUPS
 
+    chosen = ["trends against its own past (7, 28, 90 days)", "CSAT"]
+    assert list(doc["groups"]) == chosen
+    assert doc["groups"]["CSAT"] == list(GROUPS["CSAT"])
     (world,) = doc["worlds"]
     assert world["error"] is None
     assert world["as_of"] == "2026-04-01"  # 90 days before the end, as the model bench
     assert world["training_churned"] > 0 and 0 < world["churners"] < world["scored"]
-    assert set(world["auc_without"]) == set(GROUPS)
+    assert list(world["auc_without"]) == chosen
     assert 0.5 < world["auc_all"] <= 1.0
-    assert {v["group"] for v in doc["verdicts"]} == set(GROUPS)
+    # the worlds carry no survey answers: CSAT has no data, and leaving it out changes nothing
+    assert world["varies"] == {chosen[0]: True, "CSAT": False}
+    assert world["auc_without"]["CSAT"] == world["auc_all"]
     # one world: no standard error, so no group is judged, but one without values is named
     verdicts = {v["group"]: v["verdict"] for v in doc["verdicts"]}
-    assert set(verdicts.values()) <= {"too few worlds", "no data in these worlds"}
-    assert verdicts["trends against its own past (7, 28, 90 days)"] == "too few worlds"
-    for group, varies in world["varies"].items():
-        assert (verdicts[group] == "no data in these worlds") is (not varies)
+    assert verdicts == {chosen[0]: "too few worlds", "CSAT": "no data in these worlds"}
     assert chart.is_file() and chart.stat().st_size > 10_000
-    assert "steady seed 1: without seat use" in done.stderr  # progress, on stderr with JSON
+    assert "steady seed 1: without CSAT" in done.stderr  # progress, on stderr with JSON
+
+
+def test_an_unknown_group_is_refused_before_any_world_is_made(tmp_path: Path) -> None:
+    from pulse.devkit.bench.ablation import GROUPS, chosen_groups
+
+    assert chosen_groups(None) == GROUPS and chosen_groups([]) == GROUPS
+    done = run_pulse("bench", "features", "--ablate", "--variant", "steady",
+                     "--group", "seat use", "--group", "seats", "--chart", "none",
+                     env={**os.environ, "PULSE_HOME": str(tmp_path)}, timeout=120)
+    assert done.returncode != 0
+    assert "unknown group 'seats'" in done.stderr and "'seat use'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "bench").exists()
 
 
 @pytest.mark.slow

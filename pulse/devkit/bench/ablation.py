@@ -74,6 +74,20 @@ GROUPS: dict[str, tuple[str, ...]] = {
 VERDICT_SE = 2.0
 
 
+def chosen_groups(names: list[str] | None) -> dict[str, tuple[str, ...]]:
+    """The groups of `GROUPS` named (all of them for None or []); an unknown name raises
+    `InvalidArgumentError` listing the choices."""
+    from pulse.core.errors import InvalidArgumentError
+
+    if not names:
+        return dict(GROUPS)
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        raise InvalidArgumentError(f"unknown group {unknown[0]!r}: expected one of "
+                                   + ", ".join(repr(g) for g in GROUPS))
+    return {n: GROUPS[n] for n in dict.fromkeys(names)}
+
+
 @dataclass
 class WorldAblation:
     world: str
@@ -158,8 +172,8 @@ def ablate_frames(train: pd.DataFrame, test: pd.DataFrame, y: Any, fig: WorldAbl
 
 
 def measure_world(name: str, *, seed: int, accounts: int | None, months: int | None,
-                  end: date | None, step: int = 7, console: Console | None = None
-                  ) -> WorldAblation:
+                  end: date | None, step: int = 7, console: Console | None = None,
+                  groups: dict[str, tuple[str, ...]] | None = None) -> WorldAblation:
     """Generate, land and ablate one variant world (see the module docstring)."""
     from pulse.devkit.bench.features import landed_variant
     from pulse.devkit.bench.models import _own_training_data, churned_within
@@ -192,7 +206,7 @@ def measure_world(name: str, *, seed: int, accounts: int | None, months: int | N
     if fig.training_churned == 0 or fig.churners == 0 or fig.churners == fig.scored:
         fig.error = "no churner to learn from or to rank"
         return fig
-    return ablate_frames(train, test, y, fig, console=console)
+    return ablate_frames(train, test, y, fig, groups, console=console)
 
 
 def verdicts(worlds: list[WorldAblation], groups: dict[str, tuple[str, ...]] | None = None
@@ -230,8 +244,8 @@ def _f(value: float | None, digits: int = 3, *, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def print_tables(worlds: list[WorldAblation], console: Console,
-                 chart: Path | None = None) -> None:
+def print_tables(worlds: list[WorldAblation], console: Console, chart: Path | None = None,
+                 groups: dict[str, tuple[str, ...]] | None = None) -> None:
     from rich.table import Table
 
     ok = [w for w in worlds if w.error is None]
@@ -241,7 +255,7 @@ def print_tables(worlds: list[WorldAblation], console: Console,
     for w in ok:
         table.add_column(w.world, justify="right")
     table.add_row("every input", *(_f(w.auc_all) for w in ok))
-    for name in GROUPS:
+    for name in (groups or GROUPS):
         table.add_row(name, *(_f(w.gain(name), signed=True) for w in ok))
     console.print(table)
     summary = Table(title=f"Which groups earn their place ({len(ok)} worlds; verdict at "
@@ -250,7 +264,7 @@ def print_tables(worlds: list[WorldAblation], console: Console,
                 "verdict"):
         summary.add_column(col, justify="left" if col in ("group", "verdict") else "right",
                            no_wrap=col != "group")
-    for v in verdicts(ok):
+    for v in verdicts(ok, groups):
         style = {"earns its place": "green", "hurts": "red"}.get(v.verdict, "")
         summary.add_row(v.group, _f(v.mean_gain, signed=True), _f(v.se),
                         f"{v.worlds_gained} of {v.worlds}", f"{v.worlds_with_data}",
@@ -263,7 +277,8 @@ def print_tables(worlds: list[WorldAblation], console: Console,
         console.print(f"chart: {chart}")
 
 
-def draw_chart(worlds: list[WorldAblation], path: Path) -> Path:
+def draw_chart(worlds: list[WorldAblation], path: Path,
+               groups: dict[str, tuple[str, ...]] | None = None) -> Path:
     """A PNG: each group's mean gain with two standard errors either side, one dot a world."""
     import matplotlib
 
@@ -271,7 +286,7 @@ def draw_chart(worlds: list[WorldAblation], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     ok = [w for w in worlds if w.error is None]
-    rows = verdicts(ok)[::-1]  # the largest gain on top
+    rows = verdicts(ok, groups)[::-1]  # the largest gain on top
     fig, ax = plt.subplots(figsize=(8.5, 0.38 * len(rows) + 1.4))
     colour = {"earns its place": "#4c9a6a", "hurts": "#c8553d"}
     for i, v in enumerate(rows):
@@ -300,20 +315,23 @@ def draw_chart(worlds: list[WorldAblation], path: Path) -> Path:
 
 def run_ablation(variants: list[str], seeds: list[int], *, accounts: int | None,
                  months: int | None, end: date | None, step: int, fmt: str,
-                 chart: Path | None, console: Console) -> list[WorldAblation]:
-    """Every (variant, seed) world; the tables (or JSON) and the chart."""
+                 chart: Path | None, console: Console,
+                 groups: dict[str, tuple[str, ...]] | None = None) -> list[WorldAblation]:
+    """Every (variant, seed) world; the tables (or JSON) and the chart. `groups`: those to
+    leave out one at a time (default all of `GROUPS`)."""
+    groups = groups or dict(GROUPS)
     from pulse.devkit.demo.variants import variant_names
 
     worlds = [measure_world(n, seed=s, accounts=accounts, months=months, end=end, step=step,
-                            console=console)
+                            console=console, groups=groups)
               for n in variant_names(variants) for s in seeds]
-    drawn = draw_chart(worlds, chart) if chart is not None else None
+    drawn = draw_chart(worlds, chart, groups) if chart is not None else None
     if fmt == "json":
         print(json.dumps({"worlds": [asdict(w) for w in worlds],
-                          "groups": {k: list(v) for k, v in GROUPS.items()},
+                          "groups": {k: list(v) for k, v in groups.items()},
                           "verdicts": [asdict(v) for v in verdicts(
-                              [w for w in worlds if w.error is None])],
+                              [w for w in worlds if w.error is None], groups)],
                           "chart": str(drawn) if drawn else None}, indent=2))
     else:
-        print_tables(worlds, console, drawn)
+        print_tables(worlds, console, drawn, groups)
     return worlds

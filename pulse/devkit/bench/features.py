@@ -224,6 +224,10 @@ def bench_features(
         "scoring date (90 days before the end, as `pulse bench models`) with every input and "
         "without each group of inputs, and which groups earn their place over the worlds.")]
     = False,
+    group: Annotated[list[str] | None, typer.Option(
+        "--group", help="With --ablate: leave out only this group of inputs (repeatable; "
+        "default every group; the names are in the table, or in the JSON's `groups`).")]
+    = None,
     end: Annotated[str | None, typer.Option(
         help="Last day of the generated worlds, YYYY-MM-DD (default: yesterday).")] = None,
     chart: Annotated[Path | None, typer.Option(
@@ -243,7 +247,9 @@ def bench_features(
         from rich.console import Console
 
         from pulse.core.settings import get_settings
-        from pulse.devkit.bench.ablation import run_ablation
+        from pulse.devkit.bench.ablation import chosen_groups, run_ablation
+
+        groups = chosen_groups(group)  # an unknown name stops here, before any world
 
         target = None
         if chart is None or str(chart).lower() != "none":
@@ -251,7 +257,8 @@ def bench_features(
         # with --format json the figures go to stdout and the progress to stderr
         run_ablation(names, seeds, accounts=accounts, months=months, end=last,
                      step=step or 7, fmt=fmt.value, chart=target,
-                     console=out if fmt is Format.table else Console(stderr=True))
+                     console=out if fmt is Format.table else Console(stderr=True),
+                     groups=groups)
         return
     from pulse.devkit.demo.variants import variant_names
 
