@@ -7,10 +7,10 @@ or change (one `x-pulse://warehouse/inputs` event per landing, from `pulse_inges
 date, or its run-after time when it has none. Backfilling a past date gives that date's
 answer, because every step reads only rows known by then.
 
-1. **prepare**: refreshes the impact of open or changed incidents
-   (`pulse.models.outage.refresh_impacts`) and lets the sentiment model read the new tickets
-   and mentions of the last 90 days (`text_insights`, for the support-tone features; the word
-   list counts when it cannot), then marks the date as being scored
+1. **prepare**: refreshes the impact of open or changed incidents and lets the sentiment
+   model read the new tickets and mentions of the last 90 days (`text_insights`, for the
+   support-tone features; the word list counts when it cannot), as `pulse score` and the
+   training do (`pulse.models.scoring.refresh_inputs`), then marks the date as being scored
    (`pulse.models.sharded.begin_date`: hidden from the risk list and the console until
    published) and lists its `PULSE_SCORE_SHARDS` shards (a stable hash of the account id).
 2. **score_shard** (a task group mapped over the shards): point-in-time **features**, the
@@ -63,17 +63,6 @@ SHARD_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay": timedelta(seconds=
                                  "max_retry_delay": timedelta(minutes=10)}
 
 
-def _refresh_tone(engine: Any, as_of: Any) -> None:
-    """The sentiment model reads the new texts of the last 90 days first (support tone
-    features); when it cannot, the reason is logged and the features count those texts by
-    the word list."""
-    from datetime import timedelta
-
-    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
-
-    refresh_tone(engine, since=as_of - timedelta(days=TONE_WINDOW_DAYS))
-
-
 @dag(
     dag_id="pulse_health",
     schedule=AssetOrTimeSchedule(
@@ -97,12 +86,13 @@ def pulse_health() -> None:
         """Whole-book inputs first (incident impacts, text tone), then mark the date as
         being scored and list its shards."""
         from pulse.core.settings import get_settings
-        from pulse.models.outage import refresh_impacts
+        from pulse.models.scoring import refresh_inputs
         from pulse.models.sharded import begin_date
 
         engine = runtime.engine()
-        refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
-        _refresh_tone(engine, runtime.as_of())
+        # incident minutes and outage_affected read stored impacts; support tone the texts the
+        # sentiment model read (when it cannot, the reason is logged and the word list counts)
+        refresh_inputs(engine, runtime.as_of())
         shards = begin_date(engine, runtime.as_of(), shards=get_settings().score_shards,
                             run_id=runtime.run_id())
         return [s.to_dict() for s in shards]

@@ -14,6 +14,12 @@
 `pulse score`, the history backfill (models/history.py) and `pulse bench models` call it; the
 health DAG (dags/pulse_health.py) runs the same steps in the same order as separate tasks, so
 that each retries on its own.
+
+Before them, `refresh_inputs(engine, first_day)` refreshes what every date reads across the
+whole book: the incidents' impacts (incident minutes, `outage_affected`) and the sentiment
+model's reading of the texts (support tone). `pulse score`, the health DAG and the training of
+a churn model (`models.training.build_training_data`) call it first, so a model never learns
+from inputs its scoring will see otherwise.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from pulse.models.health import ScoreSummary, score_accounts
 from pulse.models.scorecard import Scorecard, load_scorecard
 
 if TYPE_CHECKING:
+    from pulse.models.feedback import ToneRefresh
     from pulse.models.registry import ChurnScoreSummary
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,22 @@ class DayScore:
                 "churn_message": self.churn_message,
                 "flags": self.flags,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+def refresh_inputs(engine: Engine, first_day: date, *, tone: bool = True) -> ToneRefresh | None:
+    """Refresh the whole-book inputs of the dates from `first_day` on: the impact of every
+    incident that may have changed, then (unless `tone` is False) the sentiment model's
+    reading of the texts from `TONE_WINDOW_DAYS` before `first_day` that it has not read yet.
+    Returns what the tone refresh did (None without it)."""
+    from datetime import timedelta
+
+    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
+    from pulse.models.outage import refresh_impacts
+
+    refresh_impacts(engine)
+    if not tone:
+        return None
+    return refresh_tone(engine, since=first_day - timedelta(days=TONE_WINDOW_DAYS))
 
 
 def score_day(engine: Engine, as_of: date, *, scorecard: Scorecard | None = None,

@@ -572,14 +572,13 @@ def build_training_data(engine: Engine, *, as_of: date | None = None,
     # a history imported in one go, would otherwise be counted by the word list in training
     # and by the model in scoring. No snapshot reads further back than the window before
     # the history's first day.
-    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
-    from pulse.models.outage import refresh_impacts
+    # Incident minutes read the stored impacts, refreshed by the same step too: a model
+    # trained before any scoring would otherwise learn from snapshots that never saw an
+    # incident, and be scored on dates that do.
+    from pulse.models.scoring import refresh_inputs
 
-    tone = refresh_tone(engine, since=first - timedelta(days=TONE_WINDOW_DAYS))
-    # Incident minutes read the stored impacts, which `pulse score` and the health DAG
-    # refresh before they score: a model trained before either ran would otherwise learn from
-    # snapshots that never saw an incident, and be scored on dates that do.
-    refresh_impacts(engine)
+    tone = refresh_inputs(engine, first)
+    assert tone is not None  # refreshed: tone=True
     cache = snapshots if snapshots is not None else {}
     horizon = horizon_days
     # Shorter horizons keep to the grid of the requested one: their snapshots are shared.

@@ -68,10 +68,7 @@ def score(
     card = load_scorecard(scorecard)  # a bad file stops here, before any work
     engine = make_engine()
     ensure_features_schema(engine)
-    from pulse.models.outage import refresh_impacts
-
-    refresh_impacts(engine)  # incident minutes and outage_affected read stored impacts
-    tone = refresh_tone(engine, day) if text else "not refreshed (--no-text)"
+    tone = refresh_inputs_in_words(engine, day, text=text)
     # features, health, the champion's churn scores, then the flags (which weigh them): the
     # same step as the health DAG and the history backfill (models/scoring.py)
     if fmt is Format.table and sys.stderr.isatty():
@@ -133,16 +130,16 @@ def score(
     out.print(f"Took {secs}.")
 
 
-def refresh_tone(engine: Engine, day: date) -> str:
-    """Let the sentiment model read the texts of the 90 days before `day` that it has not
-    read yet (`text_insights`); the features' support tone falls back to the word list for
-    any text it could not read. Returns what happened, in words."""
-    from datetime import timedelta
+def refresh_inputs_in_words(engine: Engine, day: date, *, text: bool = True) -> str:
+    """Refresh the incidents' impacts and (unless `text` is False) let the sentiment model
+    read the texts of the 90 days before `day` that it has not read yet (`text_insights`,
+    `models.scoring.refresh_inputs`); the features' support tone falls back to the word list
+    for any text it could not read. Returns what happened to the tone, in words."""
+    from pulse.models.scoring import refresh_inputs
 
-    from pulse.models.feedback import TONE_WINDOW_DAYS
-    from pulse.models.feedback import refresh_tone as refresh
-
-    done = refresh(engine, since=day - timedelta(days=TONE_WINDOW_DAYS))
+    done = refresh_inputs(engine, day, tone=text)
+    if done is None:
+        return "not refreshed (--no-text)"
     if done.error is not None:
         err.print(Text.assemble(("warning: ", "yellow"), "support tone falls back to the word "
                                 f"list: the sentiment model could not run ({done.error})"))

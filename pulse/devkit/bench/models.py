@@ -421,8 +421,7 @@ def _own_training_data(engine: Engine, as_of: date, horizon: int, step: int = 7)
 
     import pandas as pd
 
-    from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
-    from pulse.models.outage import refresh_impacts
+    from pulse.models.scoring import refresh_inputs
     from pulse.models.training import (
         CATEGORICAL,
         LABEL,
@@ -437,8 +436,7 @@ def _own_training_data(engine: Engine, as_of: date, horizon: int, step: int = 7)
 
     first, _ = data_span(engine, as_of, basis="occurred")
     # the whole-book inputs the product's training refreshes first (`build_training_data`)
-    refresh_tone(engine, since=first - timedelta(days=TONE_WINDOW_DAYS))
-    refresh_impacts(engine)
+    refresh_inputs(engine, first)
     last = as_of - timedelta(days=horizon)
     days = []
     day = last
@@ -679,12 +677,9 @@ def _measure_world(engine: Engine, fig: WorldFigure, truth: dict[str, Any], as_o
         # as `pulse score` does first: the incidents' impacts, and the sentiment model reads
         # the texts of the 90 days before the date (the full run's training does both, from
         # the whole history)
-        from pulse.models.feedback import TONE_WINDOW_DAYS, refresh_tone
-        from pulse.models.outage import refresh_impacts
+        from pulse.models.scoring import refresh_inputs
 
-        stage("incident impacts", lambda: refresh_impacts(engine))
-        stage("tone", lambda: refresh_tone(engine,
-                                           since=as_of - timedelta(days=TONE_WINDOW_DAYS)))
+        stage("inputs", lambda: refresh_inputs(engine, as_of))
         stage("score date", score)
         rows = stage("stored scores", lambda: _stored_rows(engine, as_of))
         if rows is None or rows.empty:
