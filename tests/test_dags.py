@@ -23,6 +23,7 @@ from pulse.core.settings import get_settings
 from pulse.devkit import airflow_runner as airflow_env
 from pulse.devkit.airflow_runner import (
     DAGS_FOLDER,
+    DagSession,
     airflow_environ,
     ensure_airflow_db,
     run_dag_test,
@@ -311,88 +312,93 @@ def test_pulse_ingest_lands_rejects_relands_and_publishes(
     (landing / "contacts.csv").write_text(CONTACTS)
     (landing / "usage.csv").write_text(USAGE)
     events_before = asset_events(af_env)
+    # The three runs share one Airflow process, as the main job's DAGs do (DagSession): the
+    # second fails, and the session still runs the third. (The other DAGs' tests rerun in a
+    # process of its own: what a rerun may not do twice, it must not do from a new process.)
+    with DagSession(af_env) as dags:
+        # 1. Good files: everything lands, the row naming an unknown account is quarantined.
+        dags.run("pulse_ingest", logical_date="2026-01-15")
 
-    # 1. Good files: everything lands, the row naming an unknown account is quarantined.
-    run_dag_test("pulse_ingest", logical_date="2026-01-15", env=af_env)
+        engine = make_engine()
+        assert _counts(engine, Account.__table__) == 2
+        assert _counts(engine, ENTITY_TABLES["contacts"]) == 2
+        assert _counts(engine, UsageEvent.__table__) == 2
+        with engine.connect() as conn:
+            open_rows = conn.execute(
+                select(QuarantineRow.source, QuarantineRow.code, QuarantineRow.status)
+            ).all()
+            file_runs = conn.execute(
+                select(IngestRun.file, IngestRun.status, IngestRun.read, IngestRun.quarantined)
+                .where(IngestRun.file != "quarantine retry").order_by(IngestRun.run_id)
+            ).all()
+        assert [tuple(r) for r in open_rows] == [("usage", "unknown_account", "open")]
+        # Accounts land first; the other files in any order.
+        assert tuple(file_runs[0]) == ("accounts.csv", "ok", 2, 0)
+        assert sorted(tuple(r) for r in file_runs[1:]) == [
+            ("contacts.csv", "ok", 2, 0), ("usage.csv", "ok", 3, 1),
+        ]
+        assert sorted(p.name for p in landing.iterdir()) == []
+        day1 = pulse_home / "landed" / "2026-01-15"
+        assert sorted(p.name for p in day1.iterdir()) == ["accounts.csv", "contacts.csv", "usage.csv"]
+        events = asset_events(af_env) - events_before
+        assert events == Counter({
+            "x-pulse://warehouse/accounts": 1,
+            "x-pulse://warehouse/contacts": 1,
+            "x-pulse://warehouse/usage": 1,
+            "x-pulse://warehouse/inputs": 1,  # one for pulse_health, for the three
+        })
 
-    engine = make_engine()
-    assert _counts(engine, Account.__table__) == 2
-    assert _counts(engine, ENTITY_TABLES["contacts"]) == 2
-    assert _counts(engine, UsageEvent.__table__) == 2
-    with engine.connect() as conn:
-        open_rows = conn.execute(
-            select(QuarantineRow.source, QuarantineRow.code, QuarantineRow.status)
-        ).all()
-        file_runs = conn.execute(
-            select(IngestRun.file, IngestRun.status, IngestRun.read, IngestRun.quarantined)
-            .where(IngestRun.file != "quarantine retry").order_by(IngestRun.run_id)
-        ).all()
-    assert [tuple(r) for r in open_rows] == [("usage", "unknown_account", "open")]
-    # Accounts land first; the other files in any order.
-    assert tuple(file_runs[0]) == ("accounts.csv", "ok", 2, 0)
-    assert sorted(tuple(r) for r in file_runs[1:]) == [
-        ("contacts.csv", "ok", 2, 0), ("usage.csv", "ok", 3, 1),
-    ]
-    assert sorted(p.name for p in landing.iterdir()) == []
-    day1 = pulse_home / "landed" / "2026-01-15"
-    assert sorted(p.name for p in day1.iterdir()) == ["accounts.csv", "contacts.csv", "usage.csv"]
-    events = asset_events(af_env) - events_before
-    assert events == Counter({
-        "x-pulse://warehouse/accounts": 1,
-        "x-pulse://warehouse/contacts": 1,
-        "x-pulse://warehouse/usage": 1,
-        "x-pulse://warehouse/inputs": 1,  # one for pulse_health, for the three
-    })
+        # 2. A new account relands the quarantined row; two files that fail whole are rejected
+        #    with their reasons, do not stop the good file, and turn the run red.
+        (landing / "accounts_2026-01-16.csv").write_text(ACCOUNTS_2)
+        (landing / "usage_2026-01-16.csv").write_text(USAGE_NO_HEADER)
+        (landing / "weather.csv").write_text("city,temp\nParis,12\n")
+        events_before = asset_events(af_env)
+        with pytest.raises(PulseError, match=r"report failed.*2 file\(s\) rejected") as failure:
+            dags.run("pulse_ingest", logical_date="2026-01-16")
+        assert "\n" not in str(failure.value)
+        assert "weather.csv" in str(failure.value)
+        assert "usage_2026-01-16.csv" in str(failure.value)
 
-    # 2. A new account relands the quarantined row; two files that fail whole are rejected
-    #    with their reasons, do not stop the good file, and turn the run red.
-    (landing / "accounts_2026-01-16.csv").write_text(ACCOUNTS_2)
-    (landing / "usage_2026-01-16.csv").write_text(USAGE_NO_HEADER)
-    (landing / "weather.csv").write_text("city,temp\nParis,12\n")
-    events_before = asset_events(af_env)
-    with pytest.raises(PulseError, match=r"report failed.*2 file\(s\) rejected") as failure:
-        run_dag_test("pulse_ingest", logical_date="2026-01-16", env=af_env)
-    assert "\n" not in str(failure.value)
-    assert "weather.csv" in str(failure.value)
-    assert "usage_2026-01-16.csv" in str(failure.value)
+        assert _counts(engine, Account.__table__) == 3
+        assert _counts(engine, UsageEvent.__table__) == 3
+        with engine.connect() as conn:
+            mrr = conn.execute(select(Account.mrr).where(Account.account_id == "A1")).scalar_one()
+            statuses = conn.execute(select(QuarantineRow.status)).scalars().all()
+            bad_run = conn.execute(
+                select(IngestRun.status, IngestRun.error)
+                .where(IngestRun.file == "usage_2026-01-16.csv")
+            ).one()
+        assert float(mrr) == 1500.0
+        assert statuses == ["relanded"]
+        assert bad_run.status == "failed" and bad_run.error
+        rejected = pulse_home / "rejected"
+        assert sorted(p.name for p in rejected.iterdir()) == [
+            "usage_2026-01-16.csv", "usage_2026-01-16.csv.reason.txt",
+            "weather.csv", "weather.csv.reason.txt",
+        ]
+        assert "cannot tell the source" in (rejected / "weather.csv.reason.txt").read_text()
+        assert "account_id" in (rejected / "usage_2026-01-16.csv.reason.txt").read_text()
+        assert [p.name for p in (pulse_home / "landed" / "2026-01-16").iterdir()] == [
+            "accounts_2026-01-16.csv"
+        ]
+        assert list(landing.iterdir()) == []
+        events = asset_events(af_env) - events_before
+        assert events == Counter({"x-pulse://warehouse/accounts": 1, "x-pulse://warehouse/usage": 1,
+                                  "x-pulse://warehouse/inputs": 1})
 
-    assert _counts(engine, Account.__table__) == 3
-    assert _counts(engine, UsageEvent.__table__) == 3
-    with engine.connect() as conn:
-        mrr = conn.execute(select(Account.mrr).where(Account.account_id == "A1")).scalar_one()
-        statuses = conn.execute(select(QuarantineRow.status)).scalars().all()
-        bad_run = conn.execute(
-            select(IngestRun.status, IngestRun.error)
-            .where(IngestRun.file == "usage_2026-01-16.csv")
-        ).one()
-    assert float(mrr) == 1500.0
-    assert statuses == ["relanded"]
-    assert bad_run.status == "failed" and bad_run.error
-    rejected = pulse_home / "rejected"
-    assert sorted(p.name for p in rejected.iterdir()) == [
-        "usage_2026-01-16.csv", "usage_2026-01-16.csv.reason.txt",
-        "weather.csv", "weather.csv.reason.txt",
-    ]
-    assert "cannot tell the source" in (rejected / "weather.csv.reason.txt").read_text()
-    assert "account_id" in (rejected / "usage_2026-01-16.csv.reason.txt").read_text()
-    assert [p.name for p in (pulse_home / "landed" / "2026-01-16").iterdir()] == [
-        "accounts_2026-01-16.csv"
-    ]
-    assert list(landing.iterdir()) == []
-    events = asset_events(af_env) - events_before
-    assert events == Counter({"x-pulse://warehouse/accounts": 1, "x-pulse://warehouse/usage": 1,
-                              "x-pulse://warehouse/inputs": 1})
-
-    # 3. Nothing new: the run succeeds and changes nothing, not even the run log.
-    runs_before = _counts(engine, IngestRun.__table__)
-    events_before = asset_events(af_env)
-    run_dag_test("pulse_ingest", logical_date="2026-01-17", env=af_env)
-    assert _counts(engine, IngestRun.__table__) == runs_before
-    assert _counts(engine, Account.__table__) == 3
-    assert _counts(engine, UsageEvent.__table__) == 3
-    assert not (pulse_home / "landed" / "2026-01-17").exists()
-    assert asset_events(af_env) - events_before == Counter()
-    engine.dispose()
+        # 3. Nothing new: the run succeeds and changes nothing, not even the run log.
+        runs_before = _counts(engine, IngestRun.__table__)
+        events_before = asset_events(af_env)
+        third = dags.run("pulse_ingest", logical_date="2026-01-17")
+        assert "DagRun Finished: dag_id=pulse_ingest" in third.stdout
+        assert "2026-01-16" not in third.stdout  # the output of this run only
+        assert _counts(engine, IngestRun.__table__) == runs_before
+        assert _counts(engine, Account.__table__) == 3
+        assert _counts(engine, UsageEvent.__table__) == 3
+        assert not (pulse_home / "landed" / "2026-01-17").exists()
+        assert asset_events(af_env) - events_before == Counter()
+        engine.dispose()
 
 
 @pytest.mark.airflow

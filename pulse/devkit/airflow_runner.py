@@ -170,11 +170,7 @@ def run_dag_test(
     """
     env = dict(env) if env is not None else airflow_environ()
     ensure_airflow_db(env)
-    args = [airflow_executable(), "dags", "test", dag_id]
-    if logical_date:
-        args.append(logical_date)
-    if conf:
-        args += ["--conf", json.dumps(dict(conf))]
+    args = [airflow_executable(), *_dags_test_args(dag_id, logical_date, conf)]
     sink = output if output is not None else sys.stdout
     lines: list[str] = []
     log.info("running %s", " ".join(args[1:]))
@@ -193,7 +189,120 @@ def run_dag_test(
             sink.write(line)
         returncode = proc.wait()
     sink.flush()
-    out = "".join(lines)
+    return _checked(env, dag_id, args, returncode, "".join(lines))
+
+
+class DagSession:
+    """Several `airflow dags test` runs, one after the other, in one Airflow process.
+
+    `run` takes the arguments and gives the result `run_dag_test` does (the output streamed,
+    a `PulseError` for a failed command or task), but the runs share one process
+    (pulse/devkit/dag_session.py runs each with Airflow's own CLI parser and command): Airflow
+    and the tasks' imports are loaded once, not once per run. For a sequence of different
+    DAGs, as the main job runs; a test of what a second process sees (a rerun that must send
+    nothing twice) keeps `run_dag_test`.
+
+        with DagSession(env) as dags:
+            dags.run("pulse_ingest")
+            dags.run("pulse_health", logical_date="2026-06-30")
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = dict(env) if env is not None else airflow_environ()
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> DagSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Migrate the metadata database if it needs it and start the Airflow process (the
+        first `run` does both when this was not called)."""
+        self._process()
+
+    def _process(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            ensure_airflow_db(self.env)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "pulse.devkit.dag_session"],
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+        return self._proc
+
+    def run(
+        self,
+        dag_id: str,
+        *,
+        logical_date: str | None = None,
+        output: TextSink | None = None,
+        conf: Mapping[str, Any] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """One DAG run, as `run_dag_test(dag_id, ...)` with this session's environment."""
+        from pulse.devkit.dag_session import END_MARK
+
+        argv = _dags_test_args(dag_id, logical_date, conf)
+        proc = self._process()
+        assert proc.stdin is not None and proc.stdout is not None
+        log.info("running %s (in the DAG session's Airflow process)", " ".join(argv))
+        sink = output if output is not None else sys.stdout
+        lines: list[str] = []
+        returncode: int | None = None
+        try:
+            proc.stdin.write(json.dumps(argv) + "\n")
+            proc.stdin.flush()
+        except BrokenPipeError:  # it died before this run: its exit status says how
+            pass
+        for line in proc.stdout:
+            if line.startswith(END_MARK):
+                returncode = int(line[len(END_MARK):].strip() or 1)
+                break
+            lines.append(line)
+            sink.write(line)
+        if returncode is None:  # the process ended in the middle of the run
+            returncode = proc.wait() or 1
+        sink.flush()
+        return _checked(self.env, dag_id, [airflow_executable(), *argv], returncode,
+                        "".join(lines))
+
+    def close(self) -> None:
+        """End the Airflow process (it exits at the end of its input)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _dags_test_args(dag_id: str, logical_date: str | None,
+                    conf: Mapping[str, Any] | None) -> list[str]:
+    """The arguments after `airflow` of one `dags test` run."""
+    args = ["dags", "test", dag_id]
+    if logical_date:
+        args.append(logical_date)
+    if conf:
+        args += ["--conf", json.dumps(dict(conf))]
+    return args
+
+
+def _checked(env: Mapping[str, str], dag_id: str, args: list[str], returncode: int,
+             out: str) -> subprocess.CompletedProcess[str]:
+    """The finished run as a CompletedProcess, or a `PulseError` when the command failed or
+    any of its task instances ended failed."""
     result = subprocess.CompletedProcess(args, returncode, stdout=out, stderr=None)
     finished = _RUN_FINISHED.search(out)
     failed = failed_task_instances(env, dag_id, finished["run_id"]) if finished else []

@@ -6,7 +6,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +16,9 @@ from sqlalchemy import Engine, func, select
 from pulse.core.settings import get_settings
 from pulse.sql.db import ensure_schema
 from pulse.sql.schema import ENTITY_TABLES, IngestRun, QuarantineRow
+
+if TYPE_CHECKING:
+    from pulse.devkit.airflow_runner import DagSession
 
 
 def warehouse_summary(engine: Engine) -> dict[str, Any]:
@@ -63,21 +66,20 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     console.print(f"ingest runs: {runs or 'none'}")
 
 
-def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_health for today through Airflow and print the top of the risk list."""
     from datetime import UTC, datetime
 
-    from pulse.devkit.airflow_runner import run_dag_test
     from pulse.models.risklist import build_risk_list
 
     today = datetime.now(UTC).date()
-    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
+    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
     console.print(f"[bold]7.[/] running the Airflow DAG pulse_health for {today} "
                   f"(features, scorecard and churn risk per shard of accounts, then flags, "
                   f"publish, risk list); log in {log_path}")
     with open(log_path, "w", encoding="utf-8") as log_file:
-        run_dag_test("pulse_health", logical_date=today.isoformat(), env=env,
-                     output=_TaskEcho(log_file, console))
+        dags.run("pulse_health", logical_date=today.isoformat(),
+                 output=_TaskEcho(log_file, console))
     everyone = build_risk_list(engine, today)
     rows = [r for r in everyone if r["band"] in ("red", "amber") or r["flags"]][:10]
     table = Table(title=f"Risk list {today}: the top 10 flagged, red or amber accounts by "
@@ -97,19 +99,18 @@ def _health_step(engine: Engine, env: dict[str, str], console: Console) -> None:
                   "`pulse account ID`.")
 
 
-def _outage_step(engine: Engine, env: dict[str, str], console: Console,
+def _outage_step(engine: Engine, dags: DagSession, console: Console,
                  truth_path: Path) -> None:
     """Run pulse_outage through Airflow: impact of the live incident, notices, sending."""
     import json
 
-    from pulse.devkit.airflow_runner import run_dag_test
     from pulse.sql.schema import Incident, IncidentImpact, OutboxMessage
 
-    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_outage-demo.log"
+    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_outage-demo.log"
     console.print("[bold]6.[/] running the Airflow DAG pulse_outage (incident impact, notices "
                   f"to the accounts it hit, sending through the file outbox); log in {log_path}")
     with open(log_path, "w", encoding="utf-8") as log_file:
-        run_dag_test("pulse_outage", env=env, output=_TaskEcho(log_file, console))
+        dags.run("pulse_outage", output=_TaskEcho(log_file, console))
     live = json.loads(truth_path.read_text(encoding="utf-8")).get("live_incident")
     truth = set(json.loads(truth_path.read_text(encoding="utf-8"))["incident_hits"].get(
         live, [])) if live else set()
@@ -142,16 +143,15 @@ def _outage_step(engine: Engine, env: dict[str, str], console: Console,
            else ""))
 
 
-def _outreach_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+def _outreach_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_outreach through Airflow: check-ins and CSM digests, then the outbox."""
-    from pulse.devkit.airflow_runner import run_dag_test
     from pulse.sql.schema import OutboxMessage
 
-    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_outreach-demo.log"
+    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_outreach-demo.log"
     console.print("[bold]8.[/] running the Airflow DAG pulse_outreach (check-ins, CSM digests, "
                   f"sending); log in {log_path}")
     with open(log_path, "w", encoding="utf-8") as log_file:
-        run_dag_test("pulse_outreach", env=env, output=_TaskEcho(log_file, console))
+        dags.run("pulse_outreach", output=_TaskEcho(log_file, console))
     o = OutboxMessage.__table__
     with engine.connect() as conn:
         counts = conn.execute(select(o.c.kind, o.c.status, o.c.rule, func.count())
@@ -169,16 +169,15 @@ def _outreach_step(engine: Engine, env: dict[str, str], console: Console) -> Non
                   "`pulse outbox list` lists them all with the rule that stopped any.")
 
 
-def _survey_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+def _survey_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_surveys through Airflow: CSAT surveys for tickets solved a day ago."""
-    from pulse.devkit.airflow_runner import run_dag_test
     from pulse.sql.schema import Survey
 
-    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "pulse_surveys-demo.log"
+    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_surveys-demo.log"
     console.print("[bold]9.[/] running the Airflow DAG pulse_surveys (CSAT surveys after "
                   f"solved tickets, fatigue rules, sending); log in {log_path}")
     with open(log_path, "w", encoding="utf-8") as log_file:
-        run_dag_test("pulse_surveys", env=env, output=_TaskEcho(log_file, console))
+        dags.run("pulse_surveys", output=_TaskEcho(log_file, console))
     sv = Survey.__table__
     with engine.connect() as conn:
         counts = conn.execute(select(sv.c.status, sv.c.skip_reason, func.count())
@@ -191,10 +190,9 @@ def _survey_step(engine: Engine, env: dict[str, str], console: Console) -> None:
                   "the outbox; `pulse csat report` shows the figures.")
 
 
-def _feedback_step(engine: Engine, env: dict[str, str], console: Console) -> None:
+def _feedback_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """pulse_social (replayed mentions, outage chatter), then pulse_feedback (classification,
     routing, this week's digest per team), and the digests it wrote."""
-    from pulse.devkit.airflow_runner import run_dag_test
     from pulse.sql.schema import SuspectedIncident, TextInsight
 
     home = get_settings().resolved_home()
@@ -203,11 +201,11 @@ def _feedback_step(engine: Engine, env: dict[str, str], console: Console) -> Non
              "chatter"),
             ("11", "pulse_feedback", {"force_digest": True}, "sentiment, feedback kind, "
              "routing, themes, one digest per team")):
-        log_path = Path(env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}-demo.log"
+        log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}-demo.log"
         console.print(f"[bold]{step}.[/] running the Airflow DAG {dag_id} ({what}); log in "
                       f"{log_path}")
         with open(log_path, "w", encoding="utf-8") as log_file:
-            run_dag_test(dag_id, env=env, conf=conf, output=_TaskEcho(log_file, console))
+            dags.run(dag_id, conf=conf, output=_TaskEcho(log_file, console))
     si, ti = SuspectedIncident.__table__, TextInsight.__table__
     with engine.connect() as conn:
         chatter: dict[str, int] = dict(conn.execute(select(si.c.status, func.count()).group_by(si.c.status))
@@ -310,7 +308,7 @@ class _TaskEcho(io.TextIOBase):
 
 def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Console,
              history_days: int = 90) -> None:
-    from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db, run_dag_test
+    from pulse.devkit.airflow_runner import DagSession, airflow_environ
     from pulse.devkit.demo import generate
     from pulse.sql.db import make_engine, upgrade
 
@@ -351,24 +349,26 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
         shutil.copy2(path, landing / path.name)
     console.print(f"[bold]4.[/] dropped {len(summary.files)} files into {landing}")
 
-    env = airflow_environ(settings)
-    with console.status("migrating Airflow's metadata database"):
-        ensure_airflow_db(env)
-    log_path = settings.airflow_home / "logs" / "pulse_ingest-demo.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    console.print("[bold]5.[/] running the Airflow DAG pulse_ingest for real (airflow dags test); "
-                  f"full log in {log_path}")
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        run_dag_test("pulse_ingest", env=env, output=_TaskEcho(log_file, console))
+    # One Airflow process runs the seven DAGs one after the other (DagSession): Airflow and
+    # the tasks' imports are loaded once, not seven times.
+    with DagSession(airflow_environ(settings)) as dags:
+        with console.status("migrating Airflow's metadata database"):
+            dags.start()
+        log_path = settings.airflow_home / "logs" / "pulse_ingest-demo.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        console.print("[bold]5.[/] running the Airflow DAG pulse_ingest for real (airflow dags "
+                      f"test); full log in {log_path}")
+        with open(log_path, "w", encoding="utf-8") as log_file:
+            dags.run("pulse_ingest", output=_TaskEcho(log_file, console))
 
-    data = warehouse_summary(engine)
-    print_summary(data, console)
-    _outage_step(engine, env, console, summary.truth_path)
-    _history_step(engine, console, min(history_days, days - 1))
-    _health_step(engine, env, console)
-    _outreach_step(engine, env, console)
-    _survey_step(engine, env, console)
-    _feedback_step(engine, env, console)
+        data = warehouse_summary(engine)
+        print_summary(data, console)
+        _outage_step(engine, dags, console, summary.truth_path)
+        _history_step(engine, console, min(history_days, days - 1))
+        _health_step(engine, dags, console)
+        _outreach_step(engine, dags, console)
+        _survey_step(engine, dags, console)
+        _feedback_step(engine, dags, console)
     expected = summary.malformed
     quarantined = data["quarantine_by_source"]
     console.print(
