@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -112,6 +112,27 @@ def pulse_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     get_settings(fresh=True)
     yield home
     get_settings(fresh=True)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(request: pytest.FixtureRequest,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its smallest cost in the test process: the product's profile (RFC 9106's
+    second, 64 MiB and three passes) takes a quarter of a second a hash on an idle machine,
+    and the console's tests sign users up and in some hundreds of times. The hashes are
+    still argon2id, verified by the same code; a test marked `real_password_cost` keeps the
+    product's parameters and checks them (tests/test_console_auth.py). Commands the tests
+    run as processes of their own (`pulse user add`, `pulse serve`) hash as the product
+    does."""
+    if request.node.get_closest_marker("real_password_cost"):
+        return
+    from argon2 import PasswordHasher
+
+    import pulse.web.auth as web_auth
+
+    monkeypatch.setattr(web_auth, "_hasher", lambda: PasswordHasher(
+        time_cost=1, memory_cost=8, parallelism=1))
+    monkeypatch.setattr(web_auth, "_dummy", [])
 
 
 #: PostgreSQL URLs `db_url` made as copies of the migrated template (`engine` skips upgrade)
@@ -230,6 +251,76 @@ def engine(db_url: str, monkeypatch: pytest.MonkeyPatch,
     eng.dispose()
 
 
+#: What `prebuilt` keeps per worker: (key, dialect) -> the SQLite file or the PostgreSQL
+#: database each later test's warehouse is copied from.
+_PREBUILT: dict[tuple[str, str], str] = {}
+
+
+def prebuilt(engine: Engine, key: str, build: Callable[[], object]) -> None:
+    """Fill the test's new warehouse `engine` with what `build()` writes into it.
+
+    The first test on each worker and database runs `build` and keeps a copy of the result;
+    every later test with the same `key` gets a copy of that copy instead (SQLite's backup,
+    or CREATE DATABASE ... TEMPLATE on PostgreSQL), a few milliseconds where scoring a world
+    takes seconds. Only the warehouse is copied: `build` may write nothing else a test reads
+    (files under PULSE_HOME, say), and two builds that write different rows need two keys.
+    `engine` keeps working: its pool is emptied and reconnects to the copy."""
+    dialect, here = engine.dialect.name, str(engine.url.database)
+    kept = _PREBUILT.get((key, dialect))
+    first = kept is None
+    if first:
+        build()
+    engine.dispose()
+    if dialect == "sqlite":
+        import sqlite3
+        import tempfile
+
+        if kept is None:
+            kept = str(Path(tempfile.mkdtemp(prefix="pulse-prebuilt-")) / f"{key}.db")
+        source, target = (here, kept) if first else (kept, here)
+        src, dst = sqlite3.connect(source), sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        _PREBUILT[(key, dialect)] = kept
+        return
+    admin = _pg_admin()
+    try:
+        with admin.connect() as conn:
+            if kept is None:
+                kept = _name("pulse_tmpl")
+                source, target = here, kept
+            else:
+                conn.execute(text(f'DROP DATABASE "{here}" WITH (FORCE)'))
+                source, target = kept, here
+            # a build's own engines may still hold connections: a template may have none
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                         {"name": source})
+            conn.execute(text(
+                f'CREATE DATABASE "{target}" TEMPLATE "{source}" STRATEGY FILE_COPY'))
+    finally:
+        admin.dispose()
+    _PREBUILT[(key, dialect)] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_prebuilt() -> Iterator[None]:
+    """The copies `prebuilt` kept on PostgreSQL are dropped when the worker's session ends
+    (and by `drop_leftovers` after a killed run: their names carry the worker's pid)."""
+    yield
+    kept = [name for (_, dialect), name in _PREBUILT.items() if dialect != "sqlite"]
+    if kept:
+        for name in kept:
+            _drop_database(name)
+    for (_, dialect), path in list(_PREBUILT.items()):
+        if dialect == "sqlite":
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+    _PREBUILT.clear()
+
+
 @pytest.fixture(scope="session")
 def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An Airflow metadata database (SQLite) migrated once per worker: each Airflow home a
@@ -277,7 +368,8 @@ def _xdist_group_ids(config: pytest.Config, items: list[pytest.Item]) -> None:
     (`Node._id`), so xdist 3.8's own `item._nodeid = ...@NAME` no longer takes and grouped
     tests were spread over the workers like any others (pytest-dev/pytest-xdist#1386). Only
     on an xdist worker with loadgroup; a no-op where the id already carries the suffix (an
-    older pytest, or a fixed xdist)."""
+    older pytest, or a fixed xdist). A marker with `per_database=True` makes one group per
+    database of the `db_url` fixture (`NAME-sqlite`, `NAME-postgresql`), run side by side."""
     if not getattr(config.option, "loadgroup", False):
         return
     try:
@@ -285,7 +377,10 @@ def _xdist_group_ids(config: pytest.Config, items: list[pytest.Item]) -> None:
     except ImportError:  # an older pytest: xdist's own suffix works there
         return
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        database = callspec.params.get("db_url") if callspec is not None else None
         names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        + (f"-{database}" if database and m.kwargs.get("per_database") else "")
                         for m in item.iter_markers("xdist_group")})
         if not names:
             continue

@@ -70,6 +70,7 @@ def actions(engine: Engine) -> list[tuple[str, str, str | None]]:
             for e in reversed(entries(engine))]
 
 
+@pytest.mark.real_password_cost
 def test_sign_in_and_out_with_audit(engine: Engine, client: TestClient) -> None:
     auth.add_user(engine, "Ana@Example.com", "csm", PASSWORD, actor="cli:test",
                   reason="new hire")
@@ -122,7 +123,9 @@ def test_sign_in_and_out_with_audit(engine: Engine, client: TestClient) -> None:
     assert entries(engine, action="sign_in")[0]["address"] == "testclient"
     with engine.connect() as conn:
         stored_hash = conn.execute(select(ConsoleUser.password_hash)).scalar_one()
-    assert stored_hash.startswith("$argon2id$") and PASSWORD not in stored_hash
+    # argon2id with RFC 9106's second recommended profile: 64 MiB, three passes
+    assert stored_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert PASSWORD not in stored_hash
 
 
 def test_a_disabled_user_is_refused_and_their_sessions_end(engine: Engine,

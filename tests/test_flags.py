@@ -21,6 +21,7 @@ from pulse.models.flags import compute_flags, error_rise_z, evaluate_flags, flag
 from pulse.models.health import score_date
 from pulse.sql.features import load_features
 from pulse.sql.schema import AccountFlag
+from tests.conftest import prebuilt
 
 D = date(2026, 6, 30)
 LANDED = datetime(2026, 6, 30, 23, 0, tzinfo=UTC)  # the world below had landed by then
@@ -165,9 +166,13 @@ def stored_flags(engine: Engine, as_of: date) -> dict[tuple[str, str], dict[str,
 
 @pytest.fixture
 def world(engine: Engine, tmp_path: Path) -> Engine:
-    """The hand-made world, scored (features and health) as of D."""
-    land_world(engine, tmp_path, peers=True)
-    score_date(engine, D)
+    """The hand-made world, scored (features and health) as of D (built once per worker and
+    database, then copied: `prebuilt`)."""
+    def build() -> None:
+        land_world(engine, tmp_path, peers=True)
+        score_date(engine, D)
+
+    prebuilt(engine, "flags-world", build)
     return engine
 
 

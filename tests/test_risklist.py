@@ -27,6 +27,7 @@ from pulse.models.risklist import (
     risk_list_document,
 )
 from pulse.sql.schema import ChurnScore
+from tests.conftest import prebuilt
 from tests.pulse_cli import piped_env, run_pulse
 from tests.test_flags import D, land_world
 
@@ -58,11 +59,15 @@ def validate(document: Any) -> None:
 
 @pytest.fixture
 def world(engine: Engine, tmp_path: Path) -> Engine:
-    """The hand-made world of test_flags, scored a week before D and on D, with flags."""
-    land_world(engine, tmp_path)
-    score_date(engine, WEEK_AGO, basis="occurred")  # it all landed on D: read by event time
-    score_date(engine, D)
-    compute_flags(engine, D)
+    """The hand-made world of test_flags, scored a week before D and on D, with flags (built
+    once per worker and database, then copied: `prebuilt`)."""
+    def build() -> None:
+        land_world(engine, tmp_path)
+        score_date(engine, WEEK_AGO, basis="occurred")  # all landed on D: read by event time
+        score_date(engine, D)
+        compute_flags(engine, D)
+
+    prebuilt(engine, "risklist-world", build)
     return engine
 
 

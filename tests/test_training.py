@@ -65,9 +65,10 @@ HORIZON = 14
 ROOT = Path(__file__).resolve().parent.parent
 SCORES = ChurnScore.__table__
 
-#: One worker runs this module: the world's snapshots (`_SNAPSHOTS`) are then computed once
-#: per database, not once per database on each worker that happens to get a training test.
-pytestmark = pytest.mark.xdist_group("training")
+#: One worker runs this module's tests of each database: the world's snapshots (`_SNAPSHOTS`)
+#: are then computed once per database, not once per database on each worker that happens to
+#: get a training test; the SQLite and the PostgreSQL halves run side by side.
+pytestmark = pytest.mark.xdist_group("training", per_database=True)
 
 
 @pytest.fixture(autouse=True, scope="module")
