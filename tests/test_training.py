@@ -37,12 +37,14 @@ from pulse.models.registry import (
     window_auc_se,
 )
 from pulse.models.scorecard import load_scorecard
+from pulse.models.scoring import refresh_inputs
 from pulse.models.selection import AUC_TIE, BASELINES, CANDIDATES, POOLED, Config, auc_se
 from pulse.models.training import (
     NOT_POINT_IN_TIME,
     NUMERIC,
     build_training_data,
     cancellations,
+    data_span,
     label_snapshots,
     plan_windows,
 )
@@ -58,6 +60,7 @@ from pulse.sql.schema import (
     Ticket,
     UsageEvent,
 )
+from tests.conftest import prebuilt
 from tests.pulse_cli import run_pulse
 
 END = date(2026, 6, 30)
@@ -100,6 +103,18 @@ def _shared(engine: Engine) -> dict:
 def _land(engine: Engine, folder: Path) -> None:
     files = [p for p in folder.iterdir() if p.name != "truth.json"]
     land_files(engine, files)
+
+
+def _landed(engine: Engine, folder: Path) -> None:
+    """The module's world landed, with what training refreshes before its snapshots done too
+    (incident impacts, the sentiment model's reading of the texts): built once per worker
+    and database, then copied (`prebuilt`). The refresh itself is tested on a world landed
+    afresh (`test_training_data_from_history`)."""
+    def build() -> None:
+        _land(engine, folder)
+        refresh_inputs(engine, data_span(engine, END, basis="occurred")[0])
+
+    prebuilt(engine, "training-world", build)
 
 
 def _truth(folder: Path) -> dict:
@@ -211,7 +226,7 @@ def test_training_data_from_history(engine: Engine, world: Path) -> None:
 
 def test_too_short_history_takes_the_longest_horizon_that_fits(engine: Engine,
                                                                world: Path) -> None:
-    _land(engine, world)
+    _landed(engine, world)
     cache: dict = {}
     data = build_training_data(engine, as_of=END, horizon_days=90, shorten_horizon=True,
                                snapshots=cache)
@@ -252,7 +267,7 @@ def test_too_short_history_takes_the_longest_horizon_that_fits(engine: Engine,
 def test_known_basis_sees_only_what_had_landed(engine: Engine, world: Path) -> None:
     """On basis 'known' a cancellation that landed after the training date is no label, and
     history landed in bulk today is unknown on every past date."""
-    _land(engine, world)
+    _landed(engine, world)
     with pytest.raises(TrainingDataError, match="no usage rows known by 2026-06-30.*'occurred'"):
         build_training_data(engine, as_of=END, horizon_days=HORIZON, basis="known")
     with pytest.raises(TrainingDataError, match="first usage rows landed on .*basis 'occurred'"):
@@ -358,7 +373,7 @@ def test_window_auc_se_is_the_standard_error_in_accounts() -> None:
 
 def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Path,
                                                         pulse_home: Path) -> None:
-    _land(engine, world)
+    _landed(engine, world)
     assert champion(engine) is None
     # little to go on: the minutes incidents hit an account (a tenth of the snapshots) and
     # plan/segment/region
@@ -407,7 +422,7 @@ def test_promotion_only_when_better_on_the_same_window(engine: Engine, world: Pa
 
 def test_refit_on_every_labelled_snapshot_with_baselines_beside(engine: Engine, world: Path,
                                                                  pulse_home: Path) -> None:
-    _land(engine, world)
+    _landed(engine, world)
     result = _train(engine)
     m, data = result.metrics, result.data
     assert data is not None
@@ -451,7 +466,7 @@ def test_a_baseline_that_ranks_better_becomes_the_model(
 
     deaf = Config("deaf", {"classifier": "hgb", "class_weight": {0: 1.0, 1: 1e-9}})
     monkeypatch.setattr(registry, "candidates_for", lambda classifier: (deaf,))
-    _land(engine, world)
+    _landed(engine, world)
     result = _train(engine, min_roc_auc=0.5)
     m = result.metrics
     assert m["baseline_replaced"] in ("logistic", "hgb")
@@ -474,7 +489,7 @@ def test_a_baseline_that_ranks_better_becomes_the_model(
 
 def test_score_churn_writes_one_row_per_account_and_is_idempotent(engine: Engine,
                                                                    world: Path) -> None:
-    _land(engine, world)
+    _landed(engine, world)
     assert score_churn(engine, END, basis="occurred") == 0  # no champion: nothing written
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(SCORES)).scalar_one() == 0
@@ -543,7 +558,7 @@ def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_model_cli_train_list_report_and_score(engine: Engine, world: Path,
                                                pulse_home: Path) -> None:
-    _land(engine, world)
+    _landed(engine, world)
     listed = _pulse("model", "list")
     assert listed.returncode == 0 and "no churn model" in listed.stdout
     refused = _pulse("model", "train", "--as-of", END.isoformat(), "--exact-horizon")
