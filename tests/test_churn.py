@@ -38,7 +38,7 @@ TREND_LABEL = {"events_trend_28d": "usage events {updown} {abs:.0%} over 28 days
 
 @pytest.fixture(autouse=True, scope="module")
 def one_openmp_thread() -> Iterator[None]:
-    """The suite runs three xdist workers on two cores: one OpenMP thread each, not two."""
+    """The suite runs four xdist workers on two cores: one OpenMP thread each, not two."""
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
 

@@ -76,7 +76,7 @@ pytestmark = pytest.mark.xdist_group("training", per_database=True)
 
 @pytest.fixture(autouse=True, scope="module")
 def one_openmp_thread() -> Iterator[None]:
-    """The suite runs three xdist workers on two cores: one OpenMP thread each, not two."""
+    """The suite runs four xdist workers on two cores: one OpenMP thread each, not two."""
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
 
