@@ -260,11 +260,15 @@ class DagSession:
         except BrokenPipeError:  # it died before this run: its exit status says how
             pass
         for line in proc.stdout:
-            if line.startswith(END_MARK):
-                returncode = int(line[len(END_MARK):].strip() or 1)
+            # the mark has a line of its own, but output that did not end its last line
+            # may come before it on the same one
+            line, mark, status = line.partition(END_MARK)
+            if line:
+                lines.append(line)
+                sink.write(line)
+            if mark:
+                returncode = int(status.strip() or 1)
                 break
-            lines.append(line)
-            sink.write(line)
         if returncode is None:  # the process ended in the middle of the run
             returncode = proc.wait() or 1
         sink.flush()

@@ -50,8 +50,9 @@ def main() -> None:
         if not line.strip():
             continue
         code = _run(parser, [str(a) for a in json.loads(line)])
-        sys.stderr.flush()
-        sys.stdout.flush()
+        for stream in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__):
+            if stream is not None:
+                stream.flush()
         print(f"{END_MARK} {code}", flush=True)
 
 
