@@ -32,7 +32,8 @@ _pg_state: dict[str, str | None] = {}
 # starts (a `pulse` command, an Airflow task, a bench's pool): four workers share two cores,
 # and a second thread only spins waiting for the other. Measured on an idle machine, the
 # variant bench's test took 18.3 s of wall and 16.3 s of CPU with one thread, 23.3 s and
-# 22.6 s with two. A test that sets its own counts (tests/test_pulse_cli.py) keeps them.
+# 22.6 s with two. A test that sets its own counts (tests/test_pulse_cli.py) keeps them; no
+# module needs a `threadpool_limits` of its own.
 for _name_ in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_name_, "1")
 
@@ -328,13 +329,11 @@ def _drop_prebuilt() -> Iterator[None]:
     """The copies `prebuilt` kept on PostgreSQL are dropped when the worker's session ends
     (and by `drop_leftovers` after a killed run: their names carry the worker's pid)."""
     yield
-    kept = [name for (_, dialect), name in _PREBUILT.items() if dialect != "sqlite"]
-    if kept:
-        for name in kept:
-            _drop_database(name)
-    for (_, dialect), path in list(_PREBUILT.items()):
+    for (_, dialect), kept in _PREBUILT.items():
         if dialect == "sqlite":
-            shutil.rmtree(Path(path).parent, ignore_errors=True)
+            shutil.rmtree(Path(kept).parent, ignore_errors=True)
+        else:
+            _drop_database(kept)
     _PREBUILT.clear()
 
 

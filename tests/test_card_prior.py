@@ -4,7 +4,6 @@ persistence, and the prior's absence where the scorecard's measures are not amon
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pandas as pd
 import pytest
 from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from pulse.core.errors import ModelInputError
 from pulse.models.card_prior import CardPrior
@@ -22,12 +20,6 @@ from pulse.models.drivers import contributions
 from pulse.models.scorecard import DEFAULT_SCORECARD, load_scorecard
 
 NUMERIC = ["usage_trend_28d_pct", "active_days_28d", "error_rate_28d", "tickets_30d", "seats"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_openmp_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 def _world(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from pulse.core.errors import ModelArtifactError, ModelInputError, PulseError
 from pulse.core.settings import env_flag
@@ -34,13 +32,6 @@ FEATURES = ["plan", "region", "seats", "mrr", "events_trend_28d", "tickets_90d",
             "days_to_renewal"]
 NUMERIC = ["seats", "mrr", "events_trend_28d", "tickets_90d", "days_to_renewal"]
 TREND_LABEL = {"events_trend_28d": "usage events {updown} {abs:.0%} over 28 days"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_openmp_thread() -> Iterator[None]:
-    """The suite runs four xdist workers on two cores: one OpenMP thread each, not two."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 def make_snapshots(n_accounts: int = 800, n_dates: int = 12, seed: int = 0) -> pd.DataFrame:

@@ -1,12 +1,9 @@
 """Choosing the churn model's configuration on time folds, and the baselines beside it."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from pulse.core.errors import ModelInputError
 from pulse.models.selection import (
@@ -20,12 +17,6 @@ from pulse.models.selection import (
     candidates_for,
     select_config,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_openmp_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 def _linear_world(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select, update
-from threadpoolctl import threadpool_limits
 
 from pulse.core.errors import TrainingDataError
 from pulse.devkit.demo import generate
@@ -72,13 +70,6 @@ SCORES = ChurnScore.__table__
 #: are then computed once per database, not once per database on each worker that happens to
 #: get a training test; the SQLite and the PostgreSQL halves run side by side.
 pytestmark = pytest.mark.xdist_group("training", per_database=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_openmp_thread() -> Iterator[None]:
-    """The suite runs four xdist workers on two cores: one OpenMP thread each, not two."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -552,7 +543,7 @@ def _scores(engine: Engine, day: date) -> pd.DataFrame:
 
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200"}
     return run_pulse(*args, env=env, cwd=ROOT, timeout=600)
 
 

@@ -29,7 +29,7 @@ N = 150
 
 
 def _pulse(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
+    env = {**os.environ, "COLUMNS": "250"}
     return run_pulse(*args, env=env, cwd=ROOT, timeout=600)
 
 
