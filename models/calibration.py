@@ -28,8 +28,12 @@ horizon after each date), scores them with the scorecard, and learns three thing
   health computed exactly as the scorecard does), kept only when they rank a *later*
   validation window better than the current weights.
 
-When the history is too short (no labelled window, or too few churners), nothing is fitted:
-the defaults stay and the result says why. `proposed_yaml()` writes the scorecard with the
+When the history is too short (no labelled window, or too few churners), or when health does
+not rank its churners better than chance (ROC AUC within `CHANCE_MARGIN_SE` standard errors of
+0.5, counted in accounts), nothing is fitted: the defaults stay and the result says why. Cut
+points fitted to a score that tells nobody apart would be noise dressed up as evidence (on a
+history whose cancellations came without warning, "green" fitted that way held 5 of 1,880
+accounts). `proposed_yaml()` writes the scorecard with the
 fitted values and the evidence as a comment; `write_chart()` draws the evidence.
 """
 from __future__ import annotations
@@ -72,6 +76,10 @@ RED_RATE_RATIO = 2.0
 #: Below these, history says too little to move the defaults.
 MIN_CHURNERS = 20
 MIN_ROWS = 200
+#: Health must rank history's churners above chance (ROC AUC 0.5) by this many of its standard
+#: errors (Hanley and McNeil, churners and retained counted in accounts: an account's
+#: snapshots are not independent), else no cut point is fitted. Two, as the registry's ties.
+CHANCE_MARGIN_SE = 2.0
 #: Fitted weights must beat the current ones by this much ROC AUC on the later window.
 MIN_AUC_GAIN = 0.005
 #: The smallest weight a fitted measure keeps (a scorecard weight must be above 0).
@@ -234,6 +242,24 @@ def _weighted(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _auc(y: np.ndarray, health: np.ndarray) -> float | None:
     """ROC AUC of health as a ranking of churn (lower health = riskier)."""
     return roc_auc(y, -np.asarray(health, dtype="float64"))
+
+
+def no_better_than_chance(y: np.ndarray, health: np.ndarray, accounts: np.ndarray) -> str | None:
+    """Why health's ranking of history's churners is no evidence to fit cut points on (its
+    ROC AUC within `CHANCE_MARGIN_SE` standard errors of 0.5, or below), else None. The
+    standard error counts churners and retained in accounts."""
+    from pulse.models.selection import auc_se
+
+    auc = _auc(y, health)
+    if auc is None:
+        return "health does not rank history's churners: one class only"
+    churned = len(np.unique(accounts[y]))
+    se = auc_se(auc, churned, len(np.unique(accounts[~y])))
+    if not np.isfinite(se) or auc - CHANCE_MARGIN_SE * se > 0.5:
+        return None
+    return (f"health does not rank history's churners better than chance (ROC AUC {auc:.3f} "
+            f"± {se:.3f}, {churned:,} accounts churned): cut points fitted to it would "
+            "tell nobody apart")
 
 
 def fit_weights(points: np.ndarray, y: np.ndarray, start: np.ndarray, *,
@@ -513,6 +539,13 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
                                          result)
         health = _health(labelled, fitted_card)
         ok = ~np.isnan(health)
+    chance = no_better_than_chance(y[ok], health[ok],
+                                   labelled["account_id"].to_numpy()[ok])
+    if chance is not None:
+        result.fallback = chance
+        result.after = result.before
+        result.yaml_text = proposed_yaml(card, result)
+        return result
     today = _today_health(engine, data, basis, fitted_card, result.notes)
     cuts = choose_cuts(health[ok], y[ok], today=today, at_risk_share=at_risk_share,
                        red_share=red_share)

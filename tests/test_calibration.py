@@ -6,6 +6,7 @@ world and calibrates it from the command line, as a user would."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pulse.models.calibration import choose_cuts, fit_ranges, fit_weights
+from pulse.models.calibration import (
+    _auc,
+    choose_cuts,
+    fit_ranges,
+    fit_weights,
+    no_better_than_chance,
+)
 from pulse.models.scorecard import load_scorecard, parse_scorecard
 from tests.pulse_cli import piped_env, run_pulse
 
@@ -107,6 +114,26 @@ def test_no_signal_puts_few_accounts_at_risk() -> None:
     assert abs(y[health < cuts.at_risk].mean() - y.mean()) < 0.05
     # nothing tells the healthy apart: green is a thin top slice, not a promise
     assert (health >= cuts.green).mean() <= 0.2
+
+
+def test_a_score_that_ranks_nobody_fits_no_cut_points() -> None:
+    """Health at chance, or a weak slope seen on the snapshots of few accounts, is no evidence
+    to fit cut points on; the same slope over as many accounts as snapshots is."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    health = np.round(rng.uniform(0, 100, n), 1)
+    each_its_own = np.arange(n)
+    noise = rng.random(n) < 0.1  # churn has nothing to do with health
+    reason = no_better_than_chance(noise, health, each_its_own)
+    assert reason is not None and "better than chance (ROC AUC 0." in reason
+    weak = rng.random(n) < 1.0 / (1.0 + np.exp(1.95 + 0.5 * health / 100.0))
+    assert 0.52 < _auc(weak, health) < 0.56
+    assert no_better_than_chance(weak, health, each_its_own) is None
+    few = np.arange(n) % 300  # the same rows: 300 accounts' weekly snapshots
+    reason = no_better_than_chance(weak, health, few)
+    assert reason is not None and re.search(r"± 0\.02\d, (29\d|300) accounts churned", reason)
+    strong = _history(n, 6)
+    assert no_better_than_chance(strong[1], strong[0], few) is None
 
 
 def test_fitted_weights_find_the_measure_that_carries_the_signal() -> None:

@@ -247,6 +247,13 @@ def test_too_short_history_takes_the_longest_horizon_that_fits(engine: Engine,
     assert f"the {len(refit):,} snapshots labelled with the 90-day horizon" in " ".join(
         cal.notes)
     assert cal.rows <= len(refit) and cal.churners <= int(refit["churned"].sum())
+    # This world's cancellations come in its last 60 days and their warning signs after the
+    # labelled snapshots: health then ranks nobody, and no cut point is fitted to it.
+    assert cal.fallback is not None and cal.fallback.startswith(
+        "health does not rank history's churners better than chance"), cal.fallback
+    assert cal.auc_before is not None and abs(cal.auc_before - 0.5) < 0.1
+    assert (cal.green, cal.amber, cal.after) == (cal.default_green, cal.default_amber,
+                                                 cal.before)
     # Every snapshot came from the cache the second time (no SELECT to repeat).
     n = len(cache)
     again = build_training_data(engine, as_of=END, horizon_days=90, shorten_horizon=True,
