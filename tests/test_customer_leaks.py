@@ -35,7 +35,7 @@ CUSTOMER_TEMPLATES = ("checkin", "outage_notice", "csat_survey")
 #: internal facts, wherever a customer reads them
 ANY_TEMPLATE = {
     "health score": r"\bhealth\b|\bscore\b",
-    "band word": r"\b(?:green|amber|red)\b",
+    "band word": r"\b(?:green|watch|amber|red)\b",
     "flag name": "|".join(re.escape(f) for f in (SILENT, PAYMENT, RENEWAL, CHAMPION, OUTAGE)),
     "silent": r"\bsilent",
     "seat count": r"\d[\d,.]*\s+(?:\w+\s+){0,2}seats?\b|\bseats?\s+(?:in use|active)",
@@ -104,7 +104,7 @@ def leaks(text: str, template: str) -> list[tuple[str, str]]:
 
 def test_the_detector_finds_what_the_old_check_ins_said() -> None:
     """The leak detector itself: each kind of sentence issue 13 counted is caught."""
-    old = ["health 52.1 (amber)", "no ticket since 2026-03-01", "12 of 40 seats active",
+    old = ["health 52.1 (amber)", "banded watch since Monday", "no ticket since 2026-03-01", "12 of 40 seats active",
            "2 failed payments (1,200.00 USD in all)", "silent_dissatisfied",
            "Dana Lee, the most active user in the 56 days, has not used the product since",
            "Best regards, Cs Team"]
