@@ -66,6 +66,18 @@ def print_summary(data: dict[str, Any], console: Console) -> None:
     console.print(f"ingest runs: {runs or 'none'}")
 
 
+def _logged_run(dags: DagSession, console: Console, step: str, dag_id: str, what: str, *,
+                logical_date: str | None = None, conf: dict[str, Any] | None = None) -> None:
+    """Run one DAG in the session: say so on the step's line, keep Airflow's whole output in
+    `$AIRFLOW_HOME/logs/<dag_id>-demo.log`, and echo a line per finished task."""
+    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}-demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]{step}.[/] running the Airflow DAG {dag_id} {what}; log in {log_path}")
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        dags.run(dag_id, logical_date=logical_date, conf=conf,
+                 output=_TaskEcho(log_file, console))
+
+
 def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_health for today through Airflow and print the top of the risk list."""
     from datetime import UTC, datetime
@@ -73,13 +85,9 @@ def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
     from pulse.models.risklist import build_risk_list
 
     today = datetime.now(UTC).date()
-    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_health-demo.log"
-    console.print(f"[bold]7.[/] running the Airflow DAG pulse_health for {today} "
-                  f"(features, scorecard and churn risk per shard of accounts, then flags, "
-                  f"publish, risk list); log in {log_path}")
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        dags.run("pulse_health", logical_date=today.isoformat(),
-                 output=_TaskEcho(log_file, console))
+    _logged_run(dags, console, "7", "pulse_health",
+                f"for {today} (features, scorecard and churn risk per shard of accounts, then "
+                "flags, publish, risk list)", logical_date=today.isoformat())
     everyone = build_risk_list(engine, today)
     rows = [r for r in everyone if r["band"] in ("red", "amber") or r["flags"]][:10]
     table = Table(title=f"Risk list {today}: the top 10 flagged, red or amber accounts by "
@@ -106,11 +114,8 @@ def _outage_step(engine: Engine, dags: DagSession, console: Console,
 
     from pulse.sql.schema import Incident, IncidentImpact, OutboxMessage
 
-    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_outage-demo.log"
-    console.print("[bold]6.[/] running the Airflow DAG pulse_outage (incident impact, notices "
-                  f"to the accounts it hit, sending through the file outbox); log in {log_path}")
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        dags.run("pulse_outage", output=_TaskEcho(log_file, console))
+    _logged_run(dags, console, "6", "pulse_outage", "(incident impact, notices to the "
+                "accounts it hit, sending through the file outbox)")
     live = json.loads(truth_path.read_text(encoding="utf-8")).get("live_incident")
     truth = set(json.loads(truth_path.read_text(encoding="utf-8"))["incident_hits"].get(
         live, [])) if live else set()
@@ -147,11 +152,7 @@ def _outreach_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_outreach through Airflow: check-ins and CSM digests, then the outbox."""
     from pulse.sql.schema import OutboxMessage
 
-    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_outreach-demo.log"
-    console.print("[bold]8.[/] running the Airflow DAG pulse_outreach (check-ins, CSM digests, "
-                  f"sending); log in {log_path}")
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        dags.run("pulse_outreach", output=_TaskEcho(log_file, console))
+    _logged_run(dags, console, "8", "pulse_outreach", "(check-ins, CSM digests, sending)")
     o = OutboxMessage.__table__
     with engine.connect() as conn:
         counts = conn.execute(select(o.c.kind, o.c.status, o.c.rule, func.count())
@@ -173,11 +174,8 @@ def _survey_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_surveys through Airflow: CSAT surveys for tickets solved a day ago."""
     from pulse.sql.schema import Survey
 
-    log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / "pulse_surveys-demo.log"
-    console.print("[bold]9.[/] running the Airflow DAG pulse_surveys (CSAT surveys after "
-                  f"solved tickets, fatigue rules, sending); log in {log_path}")
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        dags.run("pulse_surveys", output=_TaskEcho(log_file, console))
+    _logged_run(dags, console, "9", "pulse_surveys", "(CSAT surveys after solved tickets, "
+                "fatigue rules, sending)")
     sv = Survey.__table__
     with engine.connect() as conn:
         counts = conn.execute(select(sv.c.status, sv.c.skip_reason, func.count())
@@ -201,11 +199,7 @@ def _feedback_step(engine: Engine, dags: DagSession, console: Console) -> None:
              "chatter"),
             ("11", "pulse_feedback", {"force_digest": True}, "sentiment, feedback kind, "
              "routing, themes, one digest per team")):
-        log_path = Path(dags.env["AIRFLOW_HOME"]) / "logs" / f"{dag_id}-demo.log"
-        console.print(f"[bold]{step}.[/] running the Airflow DAG {dag_id} ({what}); log in "
-                      f"{log_path}")
-        with open(log_path, "w", encoding="utf-8") as log_file:
-            dags.run(dag_id, conf=conf, output=_TaskEcho(log_file, console))
+        _logged_run(dags, console, step, dag_id, f"({what})", conf=conf)
     si, ti = SuspectedIncident.__table__, TextInsight.__table__
     with engine.connect() as conn:
         chatter: dict[str, int] = dict(conn.execute(select(si.c.status, func.count()).group_by(si.c.status))
@@ -354,12 +348,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
     with DagSession(airflow_environ(settings)) as dags:
         with console.status("migrating Airflow's metadata database"):
             dags.start()
-        log_path = settings.airflow_home / "logs" / "pulse_ingest-demo.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        console.print("[bold]5.[/] running the Airflow DAG pulse_ingest for real (airflow dags "
-                      f"test); full log in {log_path}")
-        with open(log_path, "w", encoding="utf-8") as log_file:
-            dags.run("pulse_ingest", output=_TaskEcho(log_file, console))
+        _logged_run(dags, console, "5", "pulse_ingest", "for real (airflow dags test)")
 
         data = warehouse_summary(engine)
         print_summary(data, console)
