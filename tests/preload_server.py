@@ -75,17 +75,22 @@ def _preload(names: list[str]) -> None:
 
 
 #: Thread counts that OpenMP and BLAS read once, when their library loads (here, before the
-#: fork): applied again in the child, as its environment says, through threadpoolctl.
-_THREAD_VARIABLES = (("OMP_NUM_THREADS", "openmp"), ("OPENBLAS_NUM_THREADS", "blas"),
-                     ("MKL_NUM_THREADS", "blas"))
+#: fork): applied again in the child, as its environment says, through threadpoolctl. Each
+#: loaded library takes its own variable (OpenBLAS never reads MKL_NUM_THREADS, nor MKL
+#: OPENBLAS_NUM_THREADS), as a fresh process would.
+_THREAD_VARIABLES = {"openmp": "OMP_NUM_THREADS", "openblas": "OPENBLAS_NUM_THREADS",
+                     "mkl": "MKL_NUM_THREADS", "blis": "BLIS_NUM_THREADS"}
 
 
 def _thread_settings() -> None:
-    limits = {api: int(os.environ[name]) for name, api in _THREAD_VARIABLES
-              if os.environ.get(name, "").isdigit()}
-    if limits:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
+    limits = {}
+    for lib in threadpool_info():
+        value = os.environ.get(_THREAD_VARIABLES.get(lib["internal_api"], ""), "")
+        if value.isdigit():
+            limits[lib["prefix"]] = int(value)
+    if limits:
         threadpool_limits(limits=limits)
 
 

@@ -86,12 +86,16 @@ def test_a_timeout_kills_the_command(tmp_path: Path) -> None:
 def test_thread_counts_from_the_environment_take_effect() -> None:
     """OpenBLAS (NumPy's) and OpenMP read their thread counts when their library loads,
     which for NumPy's was in the preloaded interpreter, before the command's environment:
-    the child applies them again, and its pools are what a fresh process's are."""
+    the child applies them again, and its pools are what a fresh process's are. A variable
+    of a BLAS that is not loaded (MKL's, beside NumPy's OpenBLAS) changes nothing in either."""
     probe = ("import sklearn.ensemble\n"
              "from threadpoolctl import threadpool_info\n"
              "print(sorted({(p['user_api'], p['num_threads']) for p in threadpool_info()}))\n")
-    for threads in ("1", "2"):
+    for threads, mkl in (("1", None), ("2", None), ("1", "2")):
         env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        env.pop("MKL_NUM_THREADS", None)
+        if mkl:
+            env["MKL_NUM_THREADS"] = mkl
         fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                env=env, timeout=120, check=True)
         preloaded = run_preloaded_python(probe, env=env)
