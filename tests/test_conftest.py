@@ -1,16 +1,69 @@
 """The suite's own housekeeping: a killed run's PostgreSQL databases and schemas are dropped
-by the next run, and a run still going keeps its own."""
+by the next run, and a run still going keeps its own; a prebuilt world is built once and every
+later warehouse is an independent copy of it."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, insert, select, text
 
 from pulse.sql.db import drop_schema
-from tests.conftest import PG_URL, _drop_database, _name, _pg_admin, drop_leftovers, need_postgres
+from pulse.sql.schema import Account
+from tests.conftest import (
+    _PREBUILT,
+    PG_URL,
+    _drop_database,
+    _name,
+    _pg_admin,
+    drop_leftovers,
+    need_postgres,
+    prebuilt,
+)
+
+ACCOUNTS = Account.__table__
+
+
+def _ids(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(ACCOUNTS.c.account_id)).scalars())
+
+
+def _add(engine: Engine, account_id: str) -> None:
+    with engine.begin() as conn:
+        now = datetime.now(UTC)
+        conn.execute(insert(ACCOUNTS).values(account_id=account_id, name=account_id, mrr=100,
+                                             currency="USD", landed_at=now, updated_at=now))
+
+
+def test_a_prebuilt_world_is_built_once_and_copied(engine: Engine) -> None:
+    """The first call builds into the test's warehouse and keeps a copy; a later call with the
+    same key replaces the warehouse with that copy (what was written since is gone) and builds
+    nothing; the kept copy never sees what the tests write; the engine keeps working."""
+    key = _name("prebuilt-test")
+    builds: list[int] = []
+
+    def build() -> None:
+        builds.append(1)
+        _add(engine, "ACC-BUILT")
+
+    try:
+        prebuilt(engine, key, build)
+        assert builds == [1] and _ids(engine) == {"ACC-BUILT"}
+        _add(engine, "ACC-LATER")  # a test writes into its copy
+        assert _ids(engine) == {"ACC-BUILT", "ACC-LATER"}
+        prebuilt(engine, key, build)  # the next test with the same key
+        assert builds == [1] and _ids(engine) == {"ACC-BUILT"}
+        _add(engine, "ACC-AGAIN")
+        prebuilt(engine, key, build)
+        assert builds == [1] and _ids(engine) == {"ACC-BUILT"}
+    finally:
+        kept = _PREBUILT.pop((key, engine.dialect.name), None)
+        if kept is not None and engine.dialect.name == "postgresql":
+            _drop_database(kept)
 
 
 @pytest.mark.postgres
