@@ -106,7 +106,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         each group (account) counts once however many snapshots it has: accounts that stay
         for the whole history would otherwise outweigh those that joined late or left early
         (the churners), and a churner's near-identical consecutive snapshots would count as
-        many independent examples.
+        many independent examples. The weights average one per row, so the regularisation of
+        the logistic regression keeps its meaning; the trees' L2 penalty is scaled by the rows
+        per account (`TREES_L2` per account), as though each account's rows summed to one.
     missing_indicator : bool, default=True
         Add a 0/1 column per numeric feature that has missing values in training.
     calibration : {"sigmoid", "isotonic", "none"}, default="sigmoid"
