@@ -315,6 +315,41 @@ def test_weight_groups_counts_each_account_once() -> None:
             many, y_many, groups=many["account_id"].where(many.index > 0))
 
 
+def test_the_trees_penalty_counts_accounts_not_snapshots() -> None:
+    """With each account counting once, the trees' L2 penalty is TREES_L2 per account: the fit
+    is exactly the one whose every account's snapshots weigh one in all (and TREES_L2 against
+    them), however many snapshots each account has. Without groups it stays TREES_L2."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pulse.models.churn import TREES_L2
+
+    rng = np.random.default_rng(8)
+    accounts = 150
+    counts = rng.integers(1, 12, size=accounts)  # 1 to 11 weekly snapshots each
+    ids = np.repeat([f"a{i}" for i in range(accounts)], counts)
+    level = np.repeat(rng.normal(size=accounts), counts)
+    frame = pd.DataFrame({"x": level + rng.normal(scale=0.3, size=len(ids)),
+                          "z": rng.normal(size=len(ids)), "account_id": ids})
+    y = (rng.random(len(ids)) < 1 / (1 + np.exp(1.0 - 2.0 * level))).astype(int)
+    assert len(frame) < 1000  # a fixed number of trees: no early-stopping split to differ
+    model = ChurnModel(numeric=["x", "z"], categorical=[], classifier="hgb",
+                       calibration="none", weight_groups=True, random_state=0)
+    model.fit(frame, y, groups=frame["account_id"])
+    trees = model.pipeline_.named_steps["model"]
+    assert model.rows_per_group_ == pytest.approx(len(frame) / accounts)
+    assert trees.l2_regularization == pytest.approx(TREES_L2 * len(frame) / accounts)
+    per_account = 1.0 / np.repeat(counts, counts)  # each account's rows sum to one
+    same = HistGradientBoostingClassifier(**{**trees.get_params(),
+                                             "l2_regularization": TREES_L2})
+    same.fit(frame[["x", "z"]].to_numpy(), y, sample_weight=per_account)
+    np.testing.assert_allclose(model.predict_proba(frame)[:, 1],
+                               same.predict_proba(frame[["x", "z"]].to_numpy())[:, 1],
+                               atol=1e-9)
+    plain = ChurnModel(numeric=["x", "z"], categorical=[], classifier="hgb",
+                       calibration="none", random_state=0).fit(frame, y)
+    assert plain.pipeline_.named_steps["model"].l2_regularization == TREES_L2
+
+
 @pytest.mark.parametrize("classifier", ["logistic", "hgb", "blend"])
 def test_calibration_keeps_the_ranking_of_the_weighted_fit(
         classifier: str, windows: tuple[pd.DataFrame, pd.DataFrame]) -> None:
