@@ -541,8 +541,11 @@ def fit_calibration(engine: Any, *, as_of: date | None = None, horizon_days: int
         ok = ~np.isnan(health)
     chance = no_better_than_chance(y[ok], health[ok],
                                    labelled["account_id"].to_numpy()[ok])
-    if chance is not None:
-        result.fallback = chance
+    if chance is not None:  # nothing is proposed: not the weights either
+        if result.weights:
+            result.weights_note = (f"{result.weights_note}; not proposed: with them too, "
+                                   "health ranks no better than chance")
+        result.fallback, result.weights, result.ranges = chance, None, None
         result.after = result.before
         result.yaml_text = proposed_yaml(card, result)
         return result
