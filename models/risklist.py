@@ -456,9 +456,8 @@ def bands_in_use(inp: _Inputs) -> dict[str, Any]:
     with it (else a stored band may follow other cut points until the date is scored again)."""
     card = inp.scorecard
     used = set(inp.health["scorecard_version"].dropna())
-    calibration = getattr(card, "calibration", None)
     return {"green": card.green, "watch": card.watch, "amber": card.amber,
-            "calibrated_on": calibration.fitted_on if calibration is not None else None,
+            "calibrated_on": card.calibrated_on,
             "scored_with_it": used <= {card.label}}
 
 

@@ -172,6 +172,11 @@ class Scorecard:
         """What every stored score records about the scorecard that made it."""
         return f"{self.version[:40]}@{self.digest}"
 
+    @property
+    def calibrated_on(self) -> str | None:
+        """The date its cut points were fitted to this warehouse's churners (None: its own)."""
+        return self.calibration.fitted_on if self.calibration is not None else None
+
     def band(self, scores: Any) -> np.ndarray:
         return assign_bands(scores, self.green, self.watch, self.amber)
 

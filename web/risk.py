@@ -155,7 +155,7 @@ def risk_list(request: Request) -> Response:
                  choices=sqlc.choices(engine, as_of), bands=BANDS, flag_words=FLAG_WORDS,
                  legend=band_legend(
                      card.green, card.watch, card.amber,
-                     card.calibration.fitted_on if card.calibration else None,
+                     card.calibrated_on,
                      other_card_on=as_of.isoformat()
                      if sqlc.scorecard_labels(engine, as_of) - {card.label} else None),
                  sorts=sqlc.SORTS, currency=reporting_currency(),
