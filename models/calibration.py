@@ -248,18 +248,18 @@ def no_better_than_chance(y: np.ndarray, health: np.ndarray, accounts: np.ndarra
     """Why health's ranking of history's churners is no evidence to fit cut points on (its
     ROC AUC within `CHANCE_MARGIN_SE` standard errors of 0.5, or below), else None. The
     standard error counts churners and retained in accounts."""
-    from pulse.models.selection import auc_se
+    from pulse.models.selection import auc_se_in_groups
 
     auc = _auc(y, health)
     if auc is None:
         return "health does not rank history's churners: one class only"
-    churned = len(np.unique(accounts[y]))
-    se = auc_se(auc, churned, len(np.unique(accounts[~y])))
+    se = auc_se_in_groups(auc, y, accounts)
     if not np.isfinite(se) or auc - CHANCE_MARGIN_SE * se > 0.5:
         return None
+    churned = len(np.unique(np.asarray(accounts)[y]))
     return (f"health does not rank history's churners better than chance (ROC AUC {auc:.3f} "
-            f"± {se:.3f}, {churned:,} accounts churned): cut points fitted to it would "
-            "tell nobody apart")
+            f"± {se:.3f}, {churned:,} accounts churned): cut points fitted to it would tell "
+            "nobody apart")
 
 
 def fit_weights(points: np.ndarray, y: np.ndarray, start: np.ndarray, *,

@@ -58,7 +58,7 @@ from pulse.models.metrics import calibration_table, evaluate
 from pulse.models.selection import (
     BASELINES,
     Config,
-    auc_se,
+    auc_se_in_groups,
     baseline_figures,
     baseline_to_replace,
     candidates_for,
@@ -335,9 +335,8 @@ def window_auc_se(valid: pd.DataFrame, roc_auc: float | None) -> float:
     scorecard, and a baseline against the chosen configuration."""
     if roc_auc is None:
         return 0.0
-    y = valid[LABEL].to_numpy(dtype=bool)
-    ids = valid["account_id"].to_numpy()
-    se = auc_se(roc_auc, len(np.unique(ids[y])), len(np.unique(ids[~y])))
+    se = auc_se_in_groups(roc_auc, valid[LABEL].to_numpy(dtype=bool),
+                          valid["account_id"].to_numpy())
     return se if math.isfinite(se) else 0.0
 
 

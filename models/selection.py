@@ -232,6 +232,13 @@ def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
     return float(np.sqrt(max(var, 0.0)))
 
 
+def auc_se_in_groups(auc: float, y: Any, groups: Any) -> float:
+    """`auc_se` with churners and retained counted in distinct groups (accounts: the snapshots
+    of one account are not independent); an account in both classes counts in each."""
+    y, g = np.asarray(y).astype(bool), np.asarray(groups)
+    return auc_se(auc, len(np.unique(g[y])), len(np.unique(g[~y])))
+
+
 def _mean_auc_se(aucs: Sequence[float], y: np.ndarray,
                  folds: Sequence[tuple[np.ndarray, np.ndarray]], groups: Any = None) -> float:
     """Standard error of the mean ROC AUC over the folds (folds taken as independent), with
@@ -241,11 +248,9 @@ def _mean_auc_se(aucs: Sequence[float], y: np.ndarray,
     for auc, (_, valid) in zip(aucs, folds):
         if groups is None:
             pos = int(y[valid].sum())
-            neg = len(valid) - pos
+            ses.append(auc_se(auc, pos, len(valid) - pos))
         else:
-            g = np.asarray(groups)[valid]
-            pos, neg = len(np.unique(g[y[valid]])), len(np.unique(g[~y[valid]]))
-        ses.append(auc_se(auc, pos, neg))
+            ses.append(auc_se_in_groups(auc, y[valid], np.asarray(groups)[valid]))
     ok = [s for s in ses if np.isfinite(s)]
     return float(np.sqrt(np.sum(np.square(ok))) / len(ok)) if ok else 0.0
 
