@@ -1,5 +1,6 @@
 """The suite's own housekeeping: a killed run's PostgreSQL databases and schemas are dropped
-by the next run, and a run still going keeps its own; a prebuilt world is built once and every
+by the next run, and a run still going keeps its own; a finished test's warehouse is emptied for
+the next; a prebuilt world is built once and every
 later warehouse is an independent copy of it."""
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
-from pulse.sql.db import drop_schema
+from pulse.sql.db import drop_schema, make_engine
 from pulse.sql.schema import Account
 from tests.conftest import (
     _PREBUILT,
     PG_URL,
+    _copy_of_template,
     _drop_database,
+    _emptied,
     _name,
     _pg_admin,
     drop_leftovers,
@@ -64,6 +67,37 @@ def test_a_prebuilt_world_is_built_once_and_copied(engine: Engine) -> None:
         kept = _PREBUILT.pop((key, engine.dialect.name), None)
         if kept is not None and engine.dialect.name == "postgresql":
             _drop_database(kept)
+
+
+@pytest.mark.postgres
+def test_a_finished_warehouse_is_emptied_for_the_next_test_or_dropped(pg_template: str) -> None:
+    """A warehouse a test wrote into comes back as a new copy of the template would be: no
+    rows, every sequence at its start, no session left on it. One whose catalogue the test
+    changed (a table of its own) is not reused."""
+    name, url = _copy_of_template(pg_template)
+    admin = _pg_admin()
+    try:
+        eng = make_engine(url)
+        _add(eng, "ACC-1")
+        with eng.begin() as conn:
+            first = conn.execute(text("SELECT nextval('ingest_runs_run_id_seq')")).scalar_one()
+            conn.execute(text("SELECT nextval('ingest_runs_run_id_seq')"))
+        leftover = eng.connect()  # a session the test never closed: it is ended
+        leftover.execute(text("SELECT 1"))
+        assert _emptied(name, pg_template)
+        assert _ids(eng) == set()
+        with eng.begin() as conn:
+            assert conn.execute(text("SELECT nextval('ingest_runs_run_id_seq')")).scalar_one() \
+                == first
+        _add(eng, "ACC-2")
+        assert _ids(eng) == {"ACC-2"}
+        with eng.begin() as conn:
+            conn.execute(text("CREATE TABLE a_tests_own (x int)"))
+        eng.dispose()
+        assert not _emptied(name, pg_template)
+    finally:
+        _drop_database(name)
+        admin.dispose()
 
 
 @pytest.mark.postgres
