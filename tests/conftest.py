@@ -431,12 +431,17 @@ def _drop_prebuilt() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An Airflow metadata database (SQLite) migrated once per worker: each Airflow home a
-    test makes starts as a copy of it (`airflow_home`) instead of running `airflow db
-    migrate` again, about 6 s of CPU each time."""
+    """An Airflow metadata database (SQLite) migrated once per run: each Airflow home a test
+    makes starts as a copy of it (`airflow_home`) instead of running `airflow db migrate`
+    again, about 6 s of CPU each time. Under xdist it lives in the run's directory, shared by
+    the workers: the first to need it migrates it, and `ensure_airflow_db`'s lock makes the
+    others wait for that, then find it migrated."""
     from pulse.devkit.airflow_runner import airflow_environ, ensure_airflow_db
 
-    home = tmp_path_factory.mktemp("airflow-template")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # .../pytest-N, whose popen-gwK folders are the workers'
+    home = root / "airflow-template"
     ensure_airflow_db({**airflow_environ(), **_airflow_keys(home)})
     return home / "airflow.db"
 
