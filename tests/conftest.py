@@ -170,7 +170,8 @@ def _pg_database_url(name: str) -> str:
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A PostgreSQL database migrated once per worker: each test that asks for `engine` on
-    PostgreSQL gets a copy of it (CREATE DATABASE ... TEMPLATE, a tenth of a second) instead
+    PostgreSQL gets a copy of it (CREATE DATABASE ... TEMPLATE, a third of a second of the
+    server's CPU: it copies the files and checkpoints) instead
     of running every migration again (about a second each, for some hundreds of tests; the
     migrations themselves are tested on their own, from empty schemas). A copy a test has
     finished with is emptied and given to the next one (`_emptied`): in a run of the suite's
