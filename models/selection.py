@@ -244,13 +244,8 @@ def _mean_auc_se(aucs: Sequence[float], y: np.ndarray,
     """Standard error of the mean ROC AUC over the folds (folds taken as independent), with
     churners and retained counted in distinct `groups` (accounts) when given."""
     y = np.asarray(y).astype(bool)
-    ses = []
-    for auc, (_, valid) in zip(aucs, folds):
-        if groups is None:
-            pos = int(y[valid].sum())
-            ses.append(auc_se(auc, pos, len(valid) - pos))
-        else:
-            ses.append(auc_se_in_groups(auc, y[valid], np.asarray(groups)[valid]))
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)  # else each row its own
+    ses = [auc_se_in_groups(auc, y[valid], g[valid]) for auc, (_, valid) in zip(aucs, folds)]
     ok = [s for s in ses if np.isfinite(s)]
     return float(np.sqrt(np.sum(np.square(ok))) / len(ok)) if ok else 0.0
 

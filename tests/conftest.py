@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from pulse.core.settings import env_flag, get_settings
@@ -167,6 +167,12 @@ def _pg_database_url(name: str) -> str:
     return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
 
 
+def _end_sessions(conn: Connection, name: str) -> None:
+    """End every session on the database `name` but `conn`'s own (an admin connection)."""
+    conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A PostgreSQL database migrated once per worker: each test that asks for `engine` on
@@ -261,9 +267,7 @@ def _emptied(name: str, template: str) -> bool:
         admin = _pg_admin()
         try:
             with admin.connect() as conn:
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE datname = :name AND pid <> pg_backend_pid()"),
-                             {"name": name})
+                _end_sessions(conn, name)
         finally:
             admin.dispose()
         eng = create_engine(_pg_database_url(name), poolclass=NullPool)
@@ -407,9 +411,7 @@ def prebuilt(engine: Engine, key: str, build: Callable[[], object]) -> None:
                 conn.execute(text(f'DROP DATABASE "{here}" WITH (FORCE)'))
                 source, target = kept, here
             # a build's own engines may still hold connections: a template may have none
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :name AND pid <> pg_backend_pid()"),
-                         {"name": source})
+            _end_sessions(conn, source)
             conn.execute(text(
                 f'CREATE DATABASE "{target}" TEMPLATE "{source}" STRATEGY FILE_COPY'))
     finally:
