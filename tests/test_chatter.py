@@ -326,7 +326,7 @@ def test_the_settings_hold_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --------------------------------------------------------------------------- the demo's incident
-# tests/fixtures/chatter-demo/ is the demo world of `pulse demo run` (2000 accounts, 180 days,
+# tests/fixtures/chatter-demo/ is the demo world `pulse demo run` made then (2000 accounts, 180 days,
 # seed 7, live incident) generated at 2026-12-03 08:49:30 UTC, cut to its last nine days of
 # mentions, its incidents of those days, and the accounts and contacts of the mentions'
 # authors. Its live incident INC-20261203-05 (reports, from 07:59) drew four complaints

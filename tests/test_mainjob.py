@@ -33,8 +33,18 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "task report done" in proc.stdout
     assert "task risk_list done" in proc.stdout and "Risk list" in proc.stdout
-    # The live incident: its hit accounts match the demo truth, and the latency is printed.
     text = " ".join(proc.stdout.split())  # rich wraps long lines wherever it likes
+    # The world: the reference variant (churn throughout), at the size asked for.
+    assert "demo world (variant 'reference'): 40 accounts over 21 days" in text, text[:2000]
+    # Three weeks hold no 90-day outcome: the training step says so and the defaults stay,
+    # so the risk list shows no probability and says why (the trained path: the
+    # pulse_train DAG's test, tests/test_dag_health.py, and test_demo_training_step below).
+    assert "7a. training the churn model" in text
+    assert re.search(r"no churn model: .*history", text), text[-4000:]
+    assert "health bands: the defaults stay (history too short to calibrate" in text
+    assert "risk basis: scorecard (uncalibrated) (no probability without a churn model" in text
+    assert "by band, then revenue at risk" in text
+    # The live incident: its hit accounts match the demo truth, and the latency is printed.
     live = re.search(r"(\d+) accounts hit, \d+ exposed \(demo truth: (\d+) hit; matching "
                      r"(\d+)\).*?first notice queued in ([\d.]+) s", text)
     assert live, proc.stdout[-3000:]
@@ -100,3 +110,43 @@ def _customer_emails(folder: Path) -> list[tuple[str, str]]:
                 parts.append(html.unescape(re.sub(r"<[^>]+>", " ", part.get_content())))
         found.append((kind, "\n".join(parts)))
     return found
+
+
+def test_demo_training_step_trains_a_champion_and_fits_the_bands(pulse_home: Path) -> None:
+    """The main job's step 7a on a history it can learn from (the reference variant, 200
+    accounts over 6 months, landed): a champion is registered and said with its figures
+    beside the baselines', and the bands fitted to the outcomes become the active scorecard,
+    so the risk list that follows has a probability."""
+    import io
+
+    from rich.console import Console
+
+    from pulse.devkit.demo.variants import generate_variant
+    from pulse.devkit.mainjob import _training_step
+    from pulse.listeners.landing import land_files
+    from pulse.models.registry import champion
+    from pulse.models.scorecard import applied_scorecard_path, load_scorecard
+    from pulse.sql.db import upgrade
+
+    world = pulse_home / "world"
+    generate_variant(world, "reference", accounts=200, months=6, seed=7)
+    engine = make_engine(f"sqlite:///{pulse_home / 'pulse.db'}")
+    upgrade(engine)
+    land_files(engine, [p for p in world.iterdir() if p.name != "truth.json"])
+    console = Console(file=io.StringIO(), width=400)
+    _training_step(engine, console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    line = re.search(r"churn model v1 \(.+\): champion; validation ROC AUC (0\.\d+), logistic "
+                     r"baseline (0\.\d+), hgb baseline (0\.\d+)", text)
+    assert line, text
+    best = champion(engine)
+    assert best is not None and best.version == 1
+    assert f"{best.metrics['roc_auc']:.3f}" == line[1]
+    bands = re.search(r"health bands fitted to history: green >= ([\d.]+), watch >= ([\d.]+), "
+                      r"amber >= ([\d.]+), red below; active", text)
+    assert bands, text
+    assert applied_scorecard_path().is_file()  # the active one, written by the step
+    card = load_scorecard()
+    assert card.calibration is not None
+    assert float(bands[1]) > float(bands[2]) > float(bands[3])
+    engine.dispose()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pulse.core.errors import UnknownNameError
+from pulse.core.errors import InvalidArgumentError, UnknownNameError
 from pulse.devkit.demo.variants import VARIANTS, generate_variant
 from pulse.devkit.demo.world import DemoSummary
 from pulse.models.flag_rules import SilentRule
@@ -211,6 +211,22 @@ def test_same_arguments_give_identical_bytes(tmp_path: Path,
     for source, path in again.files.items():
         assert path.read_bytes() == w.summary.files[source].read_bytes(), source
     assert again.truth_path.read_bytes() == w.summary.truth_path.read_bytes()
+
+
+def test_a_variant_in_days_with_a_live_incident(tmp_path: Path) -> None:
+    """The main job's world (`pulse demo run`): a variant's history given in days, ending
+    with an open incident whose hit accounts truth.json names."""
+    made = generate_variant(tmp_path, "reference", accounts=40, days=21, seed=1, end=END,
+                            live_incident=True, malformed_rate=0.0)
+    truth = json.loads(made.truth_path.read_text(encoding="utf-8"))
+    assert truth["generated_with"]["days"] == 21
+    live = truth["live_incident"]
+    assert live and truth["incident_hits"].get(live)
+    incidents = [json.loads(line) for line in made.files["incidents"].read_text(
+        encoding="utf-8").splitlines() if line.startswith("{")]
+    assert any(i.get("incident_id") == live and not i.get("resolved_at") for i in incidents)
+    with pytest.raises(InvalidArgumentError, match="in months or in days, not both"):
+        generate_variant(tmp_path / "x", "reference", months=3, days=21)
 
 
 def test_unknown_variant_names_the_choices(tmp_path: Path) -> None:

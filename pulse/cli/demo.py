@@ -88,20 +88,31 @@ def demo_generate(
 
 @demo_app.command("run")
 def demo_run(
-    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=1)] = 2000,
-    days: Annotated[int, typer.Option(help="Days of history.", min=7)] = 180,
+    variant: Annotated[str, typer.Option(
+        help="The world to run on: a structural variant (`pulse demo variants`; the default, "
+        "'reference', is shaped like the outside world, with churn throughout its history, so "
+        "the churn model and the bands learn from it), or 'none' for the default world of "
+        "`pulse demo generate` (its cancellations all fall in its last 60 days: too few to "
+        "learn from).")] = "reference",
+    accounts: Annotated[int | None, typer.Option(
+        help="Number of accounts (default: the variant's own, 1,000; 2,000 with --variant "
+        "none).", min=1)] = None,
+    days: Annotated[int | None, typer.Option(
+        help="Days of history (default: the variant's own, 274 for 'reference'; 180 with "
+        "--variant none).", min=7)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     fresh: Annotated[bool, typer.Option(help="Start from an empty warehouse.")] = True,
     history_days: Annotated[int, typer.Option(
         help="Score the backfilled history daily for this many days before today (at most "
         "--days - 1; 0: today only).", min=0)] = 90,
 ) -> None:
-    """The main job on the embedded default: generate a world, migrate, run the DAGs, score
-    the history, add the console's demo user, report."""
+    """The main job on the embedded default: generate a world, migrate, run the DAGs, train
+    the churn model and fit the bands, score the history, add the console's demo user,
+    report."""
     from pulse.devkit.mainjob import run_demo
 
     run_demo(accounts=accounts, days=days, seed=seed, fresh=fresh, console=out,
-             history_days=history_days)
+             history_days=history_days, variant=None if variant == "none" else variant)
 
 
 @demo_app.command("screenshots")

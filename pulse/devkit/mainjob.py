@@ -82,7 +82,7 @@ def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_health for today through Airflow and print the top of the risk list."""
     from datetime import UTC, datetime
 
-    from pulse.models.risklist import build_risk_list
+    from pulse.models.risklist import build_risk_list, ranked_by
 
     today = datetime.now(UTC).date()
     _logged_run(dags, console, "7", "pulse_health",
@@ -90,21 +90,29 @@ def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
                 "flags, publish, risk list)", logical_date=today.isoformat())
     everyone = build_risk_list(engine, today)
     rows = [r for r in everyone if r["band"] in ("red", "amber") or r["flags"]][:10]
+    ranking = ("band, then revenue at risk" if ranked_by(rows) == "band_then_revenue_at_risk"
+               else "revenue at risk")
     table = Table(title=f"Risk list {today}: the top 10 flagged, red or amber accounts by "
-                  f"revenue at risk (of {len(everyone):,})", title_justify="left")
-    for col in ("account", "MRR", "health", "band", "risk", "flags", "why"):
+                  f"{ranking} (of {len(everyone):,})", title_justify="left")
+    for col in ("account", "MRR", "health", "band", "churn risk", "at risk", "flags", "why"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        why = "; ".join(r.get("evidence") or [])[:160]
+        # the flags' evidence, else what drives the risk (the model's drivers or health's)
+        why = "; ".join(r["evidence"] or r["drivers"][:3])[:160]
+        p, at_risk = r["churn_probability"], r["revenue_at_risk"]
         table.add_row(
             Text(f"{r['name']} ({r['account_id']})"), f"{float(r['mrr'] or 0):,.0f}",
             "" if r["health"] is None else f"{r['health']:.0f}", r["band"] or "",
-            f"{float(r['revenue_at_risk'] or 0):,.0f}", Text(", ".join(r["flags"])), Text(why),
+            "-" if p is None else f"{100 * p:.0f}%",
+            "-" if at_risk is None else f"{float(at_risk):,.0f}",
+            Text(", ".join(r["flags"])), Text(why),
         )
     console.print(table)
-    basis = rows[0]["risk_basis"] if rows else "scorecard"
-    console.print(f"risk basis: {basis}. See everything with `pulse risk-list`, one account with "
-                  "`pulse account ID`.")
+    basis = ", ".join(sorted({str(r["risk_basis"]) for r in rows})) or "none"
+    why = (" (no probability without a churn model or fitted bands)"
+           if "uncalibrated" in basis else "")
+    console.print(f"risk basis: {basis}{why}. See everything with `pulse risk-list`, one "
+                  "account with `pulse account ID`.")
 
 
 def _outage_step(engine: Engine, dags: DagSession, console: Console,
@@ -220,6 +228,57 @@ def _feedback_step(engine: Engine, dags: DagSession, console: Console) -> None:
     console.print(table)
 
 
+def _training_step(engine: Engine, console: Console) -> None:
+    """What the weekly DAG pulse_train does, in this process: train and register a churn
+    model on the landed history (the champion when it clears its bars), then fit the
+    scorecard's bands and weights to the same history's outcomes. A history too short for
+    either is said, and the defaults stay: the risk list then has no probability."""
+    from datetime import UTC, datetime
+
+    from pulse.core.errors import PulseError
+    from pulse.models.calibration import calibrate_and_apply
+    from pulse.models.registry import train_and_register
+    from pulse.models.scorecard import describe_bands
+    from pulse.models.training import DEFAULT_HORIZON_DAYS
+
+    today = datetime.now(UTC).date()
+    console.print(f"[bold]7a.[/] training the churn model on the history up to {today} and "
+                  "fitting the health bands to its outcomes (the weekly DAG pulse_train's two "
+                  "tasks, run here)")
+    snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
+    try:
+        with console.status("training the churn model") as status:
+            trained = train_and_register(
+                engine, as_of=today, horizon_days=DEFAULT_HORIZON_DAYS, basis="auto",
+                snapshots=snapshots, on_stage=lambda stage: status.update(
+                    f"training the churn model: {stage}"))
+    except PulseError as exc:
+        console.print(Text(f"   no churn model: {exc}", style="yellow"))
+    else:
+        r, m = trained.record, trained.record.metrics
+        figures = [f"validation ROC AUC {m['roc_auc']:.3f}"] if m.get("roc_auc") else []
+        figures += [f"{name} baseline {b['roc_auc']:.3f}"
+                    for name, b in (m.get("baselines") or {}).items() if b.get("roc_auc")]
+        if m.get("lift_top_decile"):
+            figures.append(f"lift in the top decile {m['lift_top_decile']:.1f}")
+        console.print(Text(f"   churn model v{r.version} ({m.get('model') or 'model'}): "
+                           f"{r.status}; " + ", ".join(figures)))
+        if r.note:
+            console.print(Text(f"   {r.note}", style="dim"))
+    with console.status("fitting the health bands"):
+        cal, proposal, applied = calibrate_and_apply(engine, as_of=today,
+                                                     horizon_days=DEFAULT_HORIZON_DAYS,
+                                                     basis="auto", snapshots=snapshots)
+    if cal.fitted:
+        console.print(Text(f"   health bands fitted to history: "
+                           f"{describe_bands(cal.green, cal.watch, cal.amber)}"
+                           + ("; active" if applied else "")
+                           + f" (evidence and chart: {proposal.parent})"))
+    else:
+        console.print(Text(f"   health bands: the defaults stay ({cal.fallback})",
+                           style="yellow"))
+
+
 def _history_step(engine: Engine, console: Console, days: int) -> None:
     """Score the backfilled history daily for the `days` days before today (features, health,
     flags per date; models/history.py), so today's run has 7- and 30-day changes, trends and
@@ -231,7 +290,7 @@ def _history_step(engine: Engine, console: Console, days: int) -> None:
 
     workers = max(1, min(4, os.cpu_count() or 1))
     today = datetime.now(UTC).date()
-    console.print(f"[bold]7a.[/] scoring the backfilled history daily for the {days} days "
+    console.print(f"[bold]7b.[/] scoring the backfilled history daily for the {days} days "
                   f"before {today} (basis auto: the landed history counts from when it "
                   "happened)")
     if days <= 0:
@@ -300,10 +359,17 @@ class _TaskEcho(io.TextIOBase):
         self.sink.flush()
 
 
-def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Console,
-             history_days: int = 90) -> None:
+def run_demo(*, accounts: int | None, days: int | None, seed: int, fresh: bool,
+             console: Console, history_days: int = 90, variant: str | None = "reference"
+             ) -> None:
+    """`make demo`: the variant world `variant` (None: the default world of `pulse demo
+    generate`, 2,000 accounts over 180 days unless told) through the DAGs, the training and
+    the history backfill, as the steps it prints say."""
+    import json
+
     from pulse.devkit.airflow_runner import DagSession, airflow_environ
     from pulse.devkit.demo import generate
+    from pulse.devkit.demo.variants import generate_variant
     from pulse.sql.db import make_engine, upgrade
 
     settings = get_settings()
@@ -326,15 +392,23 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
 
     demo_dir = home / "demo"
     with console.status("generating the demo world") as status:
-        summary = generate(
-            demo_dir, accounts=accounts, days=days, seed=seed, live_incident=True,
-            progress=lambda stage, n: status.update(f"generating the demo world: {stage} {n:,}"),
-        )
+        def progress(stage: str, n: int) -> None:
+            status.update(f"generating the demo world: {stage} {n:,}")
+
+        if variant is None:
+            summary = generate(demo_dir, accounts=accounts or 2000, days=days or 180,
+                               seed=seed, live_incident=True, progress=progress)
+        else:
+            summary = generate_variant(demo_dir, variant, accounts=accounts, days=days,
+                                       seed=seed, live_incident=True, progress=progress)
+    made = json.loads(summary.truth_path.read_text(encoding="utf-8"))["generated_with"]
+    accounts, days = int(made["accounts"]), int(made["days"])
     total = sum(summary.rows.values())
+    world = "the default world" if variant is None else f"variant {variant!r}"
     console.print(
-        f"[bold]3.[/] demo world: {accounts:,} accounts over {days} days, {total:,} rows in "
-        f"{len(summary.files)} files ({sum(summary.malformed.values()):,} deliberately "
-        f"malformed) in {demo_dir}"
+        f"[bold]3.[/] demo world ({world}): {accounts:,} accounts over {days} days, {total:,} "
+        f"rows in {len(summary.files)} files ({sum(summary.malformed.values()):,} "
+        f"deliberately malformed) in {demo_dir}"
     )
 
     landing = settings.landing_dir
@@ -353,6 +427,7 @@ def run_demo(*, accounts: int, days: int, seed: int, fresh: bool, console: Conso
         data = warehouse_summary(engine)
         print_summary(data, console)
         _outage_step(engine, dags, console, summary.truth_path)
+        _training_step(engine, console)
         _history_step(engine, console, min(history_days, days - 1))
         _health_step(engine, dags, console)
         _outreach_step(engine, dags, console)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from pulse.core.errors import UnknownNameError
+from pulse.core.errors import InvalidArgumentError, UnknownNameError
 from pulse.devkit.demo.accounts import _make_accounts
 from pulse.devkit.demo.contacts import _make_contacts
 from pulse.devkit.demo.generator import _assemble, _check_and_clock
@@ -613,18 +613,24 @@ def _latent(v: Variant, rng: np.random.Generator, rng2: np.random.Generator, acc
 
 def generate_variant(out_dir: Path, name: str, *, accounts: int | None = None,
                      months: int | None = None, seed: int = 7, end: date | None = None,
-                     malformed_rate: float = 0.01,
+                     malformed_rate: float = 0.01, days: int | None = None,
+                     live_incident: bool = False,
                      progress: Callable[[str, int], None] | None = None) -> DemoSummary:
     """Write the variant world `name` (see `VARIANTS`) into `out_dir`.
 
-    `accounts` and `months` override the variant's own (1,000 accounts; 6 to 24 months).
+    `accounts` and `months` override the variant's own (1,000 accounts; 6 to 24 months);
+    `days`, when given, sets the history in days instead of months. `live_incident` ends the
+    window with an open major incident, as `generate()` does (the main job's outage step).
     The files and truth.json follow the same contract as `generate()`; truth.json adds the
     variant's description under `variant`. The same arguments with a past `end` give
     byte-identical files.
     """
     v = variant(name)
     n = int(accounts if accounts is not None else v.accounts)
-    days = round((months if months is not None else v.months) * 30.44)
+    if days is not None and months is not None:
+        raise InvalidArgumentError("give a variant's history in months or in days, not both")
+    if days is None:
+        days = round((months if months is not None else v.months) * 30.44)
     clock, end = _check_and_clock(n, days, malformed_rate, end)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -639,6 +645,6 @@ def generate_variant(out_dir: Path, name: str, *, accounts: int | None = None,
     described.update({"accounts": n, "days": days, **b.notes})
     return _assemble(out_dir, seed=seed, clock=clock, acc=acc, con=con, grp=b.grp,
                      level=b.level, err_rate=b.err, used_handles=used_handles, accounts=n,
-                     days=days, malformed_rate=malformed_rate, live_incident=False,
+                     days=days, malformed_rate=malformed_rate, live_incident=live_incident,
                      progress=progress, t0=t0, shape=_day_shape(v, clock), voice=b.voice,
                      truth_extra={"variant": described})
