@@ -27,6 +27,11 @@ PULSE = str(Path(sys.executable).parent / "pulse")
 def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     env = {**os.environ, "PULSE_HOME": str(pulse_home), "COLUMNS": "200"}
     env.pop("PULSE_DATABASE_URL", None)
+    # bands an earlier run fitted to its own world: a fresh run starts without them
+    from pulse.models.scorecard import DEFAULT_SCORECARD
+
+    earlier = pulse_home / "scorecard.yaml"
+    earlier.write_bytes(DEFAULT_SCORECARD.read_bytes())
     proc = subprocess.run([PULSE, "demo", "run", "--accounts", "40", "--days", "21",
                            "--history-days", "3"],  # the 90-day history: tests/test_history.py
                           env=env, capture_output=True, text=True, timeout=600)
@@ -42,6 +47,7 @@ def test_demo_run_lands_a_world_through_airflow(pulse_home: Path) -> None:
     assert "7a. training the churn model" in text
     assert re.search(r"no churn model: .*history", text), text[-4000:]
     assert "health bands: the defaults stay (history too short to calibrate" in text
+    assert not earlier.exists()
     assert "risk basis: scorecard (uncalibrated) (no probability without a churn model" in text
     assert "by band, then revenue at risk" in text
     # The live incident: its hit accounts match the demo truth, and the latency is printed.

@@ -246,6 +246,7 @@ def _training_step(engine: Engine, console: Console) -> None:
                   "fitting the health bands to its outcomes (the weekly DAG pulse_train's two "
                   "tasks, run here)")
     snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
+    t0 = time.perf_counter()
     try:
         with console.status("training the churn model") as status:
             trained = train_and_register(
@@ -262,7 +263,8 @@ def _training_step(engine: Engine, console: Console) -> None:
         if m.get("lift_top_decile"):
             figures.append(f"lift in the top decile {m['lift_top_decile']:.1f}")
         console.print(Text(f"   churn model v{r.version} ({m.get('model') or 'model'}): "
-                           f"{r.status}; " + ", ".join(figures)))
+                           f"{r.status}; " + ", ".join(figures)
+                           + f" (trained in {time.perf_counter() - t0:.0f} s)"))
         if r.note:
             console.print(Text(f"   {r.note}", style="dim"))
     with console.status("fitting the health bands"):
@@ -370,6 +372,7 @@ def run_demo(*, accounts: int | None, days: int | None, seed: int, fresh: bool,
     from pulse.devkit.airflow_runner import DagSession, airflow_environ
     from pulse.devkit.demo import generate
     from pulse.devkit.demo.variants import generate_variant
+    from pulse.models.scorecard import applied_scorecard_path
     from pulse.sql.db import make_engine, upgrade
 
     settings = get_settings()
@@ -383,8 +386,10 @@ def run_demo(*, accounts: int | None, days: int | None, seed: int, fresh: bool,
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         for folder in ("landing", "landed", "rejected", "models", "reports", "outbox",
-                       "digests"):
+                       "digests", "calibration"):
             shutil.rmtree(home / folder, ignore_errors=True)
+        # bands fitted to an earlier run's world would be this one's until it fits its own
+        applied_scorecard_path().unlink(missing_ok=True)
         console.print(f"[bold]1.[/] fresh warehouse at {db}")
     engine = make_engine(url)
     rev = upgrade(engine)
