@@ -234,6 +234,12 @@ def test_unknown_variant_names_the_choices(tmp_path: Path) -> None:
         generate_variant(tmp_path, "nope")
     run = _pulse("demo", "generate", "--variant", "nope", "--out", str(tmp_path / "x"))
     assert run.returncode == 1 and "unknown demo variant 'nope'" in run.stderr
+    # the main job refuses the name before it wipes the last run's warehouse
+    home = Path(os.environ["PULSE_HOME"])
+    (home / "pulse.db").write_bytes(b"the last run's warehouse")
+    run = _pulse("demo", "run", "--variant", "nope")
+    assert run.returncode == 1 and "unknown demo variant 'nope'" in run.stderr
+    assert (home / "pulse.db").read_bytes() == b"the last run's warehouse"
 
 
 def test_cli_generates_a_variant(tmp_path: Path) -> None:

@@ -372,9 +372,12 @@ def run_demo(*, accounts: int | None, days: int | None, seed: int, fresh: bool,
     from pulse.devkit.airflow_runner import DagSession, airflow_environ
     from pulse.devkit.demo import generate
     from pulse.devkit.demo.variants import generate_variant
+    from pulse.devkit.demo.variants import variant as variant_named
     from pulse.models.scorecard import applied_scorecard_path
     from pulse.sql.db import make_engine, upgrade
 
+    if variant is not None:
+        variant_named(variant)  # an unknown name fails here, before anything is wiped
     settings = get_settings()
     home = settings.resolved_home()
     home.mkdir(parents=True, exist_ok=True)
