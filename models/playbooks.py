@@ -7,8 +7,10 @@ over every account scored on the date, set-based (one frame of the date's health
 renewals, CSAT and incidents; one vectorised mask per rule), and creates one task per account
 per episode: an episode is the run of consecutive scored dates of the account on which the
 rule holds. The day after, the same episode only moves its `last_seen`; after a scored date
-on which it did not hold, the next hit starts a new episode and a new task. Re-running a date
-changes nothing.
+on which it did not hold, the next hit starts a new episode and a new task, unless the
+rule's task for the account is still open: then that task goes on (its `last_seen` moves),
+so a score that wavers around a band's edge never gives a CSM the same task twice.
+Re-running a date changes nothing.
 
 Tasks are open, done (with an outcome) or skipped (with a reason): `close_task` records who
 closed it and why (and writes the audit entry in the same transaction), with the account's
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 
 from pulse.core.errors import PlaybookError, TaskClosedError, TaskError, UnknownTaskError
 from pulse.models.flag_rules import FLAG_NAMES
@@ -460,8 +462,9 @@ def _nullable(values: pd.Series) -> pd.Series:
 
 def run_playbooks(engine: Engine, as_of: date, books: Playbooks | None = None, *,
                   now: datetime | None = None) -> PlaybookRun:
-    """Evaluate every rule on `as_of` and create one task per account per episode
-    (idempotent: re-running a date creates nothing new)."""
+    """Evaluate every rule on `as_of` and create one task per account per episode, never a
+    second open one of a rule for an account (idempotent: re-running a date creates nothing
+    new)."""
     books = books or load_playbooks()
     now = now or datetime.now(UTC)
     h = AccountHealth.__table__
@@ -477,16 +480,19 @@ def run_playbooks(engine: Engine, as_of: date, books: Playbooks | None = None, *
         earliest = as_of if pd.isna(earliest) else min(earliest, as_of)
         tasks = pd.DataFrame(conn.execute(
             select(TASKS.c.task_id, TASKS.c.rule, TASKS.c.account_id, TASKS.c.episode_start,
-                   TASKS.c.last_seen)
-            .where(TASKS.c.last_seen >= earliest, TASKS.c.episode_start <= as_of,
+                   TASKS.c.last_seen, TASKS.c.state)
+            .where(or_(TASKS.c.last_seen >= earliest, TASKS.c.state == OPEN),
+                   TASKS.c.episode_start <= as_of,
                    TASKS.c.rule.in_(found["rule"].unique().tolist()))).mappings().all(),
-            columns=["task_id", "rule", "account_id", "episode_start", "last_seen"])
+            columns=["task_id", "rule", "account_id", "episode_start", "last_seen", "state"])
         found = found.merge(previous, how="left", on="account_id")
         found["previous"] = found["previous"].where(found["previous"].notna(), as_of)
         joined = found.merge(tasks, how="left", on=["rule", "account_id"])
-        # the same episode: a task whose run reached the previous scored date (or this one)
+        # the same episode: a task whose run reached the previous scored date (or this one);
+        # or one still open, which goes on rather than a second one starting
         same = joined["task_id"].notna() & (
-            pd.to_datetime(joined["last_seen"]) >= pd.to_datetime(joined["previous"]))
+            (pd.to_datetime(joined["last_seen"]) >= pd.to_datetime(joined["previous"]))
+            | (joined["state"] == OPEN))
         going = joined[same]
         key = ["rule", "account_id"]
         new = found[~found.set_index(key).index.isin(going.set_index(key).index)]

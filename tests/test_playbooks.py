@@ -203,8 +203,8 @@ def test_each_example_rule_fires_on_a_constructed_world(engine: Engine) -> None:
 def test_once_per_episode(engine: Engine) -> None:
     add_account(engine, "acme")
     add_account(engine, "other")
-    days = [D0 + timedelta(days=i) for i in range(5)]
-    flagged = {0, 1, 3}  # two consecutive days, a day without, then again
+    days = [D0 + timedelta(days=i) for i in range(7)]
+    flagged = {0, 1, 3, 5}  # two consecutive days, a day without, then again, twice
     for i, day in enumerate(days):
         score(engine, "acme", day, 60, "amber",
               flags=("champion_gone",) if i in flagged else ())
@@ -213,11 +213,20 @@ def test_once_per_episode(engine: Engine) -> None:
     assert [(r.created, r.continued) for r in runs] == [(1, 0), (0, 1)]
     assert len(tasks_of(engine)) == 1  # two consecutive days: one task
     assert run_playbooks(engine, days[1], now=NOW).created == 0  # a re-run: nothing new
-    for day in days[2:]:
+    for day in days[2:4]:
         run_playbooks(engine, day, now=NOW)
     tasks = tasks_of(engine)
-    assert [(t["episode_start"], t["last_seen"]) for t in tasks] == [
-        (days[0], days[1]), (days[3], days[3])]  # the gap began a second episode
+    # after the gap the task is still open: it goes on, no second one with the same title
+    assert [(t["episode_start"], t["last_seen"], t["state"]) for t in tasks] == [
+        (days[0], days[3], "open")]
+    assert run_playbooks(engine, days[3], now=NOW).created == 0  # a re-run: nothing new
+    # once it is done, the next hit after a day without is a new episode and a new task
+    close_task(engine, tasks[0]["task_id"], state="done", text="called the sponsor",
+               actor="ana@example.com", now=NOW)
+    for day in days[4:]:
+        run_playbooks(engine, day, now=NOW)
+    assert [(t["episode_start"], t["last_seen"], t["state"]) for t in tasks_of(engine)] == [
+        (days[0], days[3], "done"), (days[5], days[5], "open")]
 
     # a gap in the scoring is not a gap in the episode: only scored dates count
     add_account(engine, "sparse")
