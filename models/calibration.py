@@ -579,7 +579,8 @@ def _today_health(engine: Any, data: Any, basis: str, card: Scorecard, notes: li
         return None
     if "cancelled" in today:
         today = today[~today["cancelled"].fillna(False).astype(bool)]
-    health = _health(today, card)
+    # as the calibrated card will score them: without what only the latest state holds
+    health = _health(blind_latest_state(today, card)[0], card)
     return health[~np.isnan(health)]
 
 

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 SKIP_NO_DATA = "no_data"
 SKIP_STALE = "stale_source"
 SKIP_OUT_OF_BANDS = "out_of_bands"  # a value below the first band or above the last
+#: a calibrated card's measure of a feature the warehouse keeps only in its latest state
+#: (seats, the fallback MRR): calibration scored history without it, so its scores do too
+SKIP_LATEST_ONLY = "latest_only"
 
 
 # --------------------------------------------------------------------------- freshness
@@ -84,6 +87,13 @@ def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
     Returns `(health, measures)`: one row per account (account_id, scorecard, score, band,
     skipped) and one per account and measure (account_id, measure, feature, value, points,
     weight, contribution, skipped). Vectorised: one matrix of accounts x measures per card.
+
+    A calibrated scorecard leaves out, on every date, the measures of features the warehouse
+    keeps only in their latest state (`models.training.NOT_POINT_IN_TIME`: seat use, the MRR
+    change without billing events; skipped as `latest_only`). Calibration fitted its cut
+    points and churn rates on past dates, where those are unknown
+    (`models.calibration.blind_latest_state`); read on the latest dates only, they would
+    move today's scores off the scale the bands were fitted on, and off the history's.
     """
     n = len(features)
     age = (features["account_age_days"].to_numpy(dtype="float64") if n
@@ -92,6 +102,11 @@ def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
     if scorecard.onboarding is not None:
         onboarding = ~np.isnan(age) & (age < scorecard.onboarding_days)
     skip_stale = set(stale_sources) if scorecard.skip_stale_measures else set()
+    latest_only: set[str] = set()
+    if scorecard.calibration is not None:
+        from pulse.models.training import NOT_POINT_IN_TIME
+
+        latest_only = set(NOT_POINT_IN_TIME)
     health_parts: list[pd.DataFrame] = []
     measure_parts: list[pd.DataFrame] = []
     for card, rows in ((scorecard.standard, ~onboarding), (scorecard.onboarding, onboarding)):
@@ -99,7 +114,7 @@ def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
             continue
         sub = features.loc[rows]
         ids = sub["account_id"].to_numpy(dtype=object)
-        h, m = _score_card(card, sub, ids, skip_stale)
+        h, m = _score_card(card, sub, ids, skip_stale, latest_only)
         h["scorecard"] = card.name
         health_parts.append(h)
         measure_parts.append(m)
@@ -114,8 +129,9 @@ def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
     return health[["account_id", "scorecard", "score", "band", "skipped"]], measures
 
 
-def _score_card(card: Card, sub: pd.DataFrame, ids: np.ndarray,
-                skip_stale: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _score_card(card: Card, sub: pd.DataFrame, ids: np.ndarray, skip_stale: set[str],
+                latest_only: frozenset[str] | set[str] = frozenset(),
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     n, k = len(sub), len(card.measures)
     values = np.column_stack([sub[m.feature].to_numpy(dtype="float64") for m in card.measures])
     points = np.column_stack([m.points(values[:, j]) for j, m in enumerate(card.measures)])
@@ -123,6 +139,9 @@ def _score_card(card: Card, sub: pd.DataFrame, ids: np.ndarray,
     reason[np.isnan(points)] = SKIP_OUT_OF_BANDS
     reason[np.isnan(values)] = SKIP_NO_DATA
     for j, m in enumerate(card.measures):
+        if m.feature in latest_only:
+            reason[:, j] = SKIP_LATEST_ONLY
+            points[:, j] = np.nan
         if m.source in skip_stale:
             reason[:, j] = SKIP_STALE
             points[:, j] = np.nan
