@@ -1,8 +1,11 @@
 """`pulse demo screenshots`: pictures of the console's main pages for the README.
 
-A small demo world (the generator of `pulse demo generate`) is landed in a temporary SQLite
-warehouse and scored for real every few days over the last month (so the rows have trend
-lines), with flags and the playbooks' tasks on each of those days. `pulse serve` serves it on a
+A small demo world (the `reference` variant, as `make demo` runs: churn throughout its
+history) is landed in a temporary SQLite warehouse; a churn model is trained on it and the
+scorecard's bands and weights are fitted to its outcomes, as `make demo` does, so the pages
+show a churn probability and the revenue at risk. It is then scored for real every few days
+over the last month (so the rows have trend lines), with flags and the playbooks' tasks on
+each of those days. `pulse serve` serves it on a
 free localhost port; headless Chromium (pulse/devkit/browser.py) signs in as the CSM with
 the most open tasks (a person, not the team queue) and saves the sign-in page, the risk list of
 their book, the page of its first account and their tasks as PNG files.
@@ -14,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ViewportSize
@@ -32,26 +35,41 @@ class Shots:
     csm: str
 
 
-def fill_world(engine: Engine, folder: Path, *, accounts: int, days: int, trend_days: int,
-               every: int, seed: int, end: date) -> str:
-    """Generate, land and score a demo world ending on `end`, with flags and playbooks on
-    each scored date; the e-mail of the CSM (a person) with the most open tasks, then the
-    most red and amber accounts."""
+def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days: int,
+               trend_days: int, every: int, seed: int, end: date) -> str:
+    """Generate and land a demo world ending on `end`; train a churn model on it and fit the
+    bands to its outcomes (the model's file and the fitted scorecard go to `home`, the
+    console's PULSE_HOME); score it, with flags and playbooks on each scored date. Returns
+    the e-mail of the CSM (a person) with the most open tasks, then the most red and amber
+    accounts."""
     from sqlalchemy import func, select
 
-    from pulse.devkit.demo import FILE_NAMES, generate
+    from pulse.devkit.demo import FILE_NAMES
+    from pulse.devkit.demo.variants import generate_variant
     from pulse.listeners.landing import land_files
+    from pulse.models.calibration import apply_calibration, fit_calibration
     from pulse.models.playbooks import run_playbooks
+    from pulse.models.registry import train_and_register
+    from pulse.models.scorecard import APPLIED_NAME, load_scorecard
     from pulse.models.scoring import score_day
     from pulse.sql.db import upgrade
     from pulse.sql.schema import Account, AccountHealth, PlaybookTask
 
-    generate(folder, accounts=accounts, days=days, seed=seed, end=end, malformed_rate=0.0)
+    generate_variant(folder, "reference", accounts=accounts, days=days, seed=seed, end=end,
+                     malformed_rate=0.0)
     upgrade(engine)
     land_files(engine, [folder / name for name in FILE_NAMES.values()])
+    # it all landed at once: by event time
+    snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
+    train_and_register(engine, as_of=end, basis="occurred", artifact_dir=home / "models",
+                       snapshots=snapshots)
+    fitted = fit_calibration(engine, as_of=end, basis="occurred", fit_weights_=True,
+                             snapshots=snapshots)
+    card = (load_scorecard(apply_calibration(fitted, home / APPLIED_NAME)) if fitted.fitted
+            else None)
     for k in range(trend_days - trend_days % every, -1, -every):
         day = end - timedelta(days=k)
-        score_day(engine, day, basis="occurred")  # it all landed at once: by event time
+        score_day(engine, day, scorecard=card, basis="occurred")
         run_playbooks(engine, day)  # tasks open over the month, some of them overdue
     a, h, t = Account.__table__, AccountHealth.__table__, PlaybookTask.__table__
     with engine.connect() as conn:
@@ -98,7 +116,7 @@ def shoot(browser: Browser, base_url: str, email: str, password: str, out_dir: P
     return files
 
 
-def take_screenshots(out_dir: Path, *, accounts: int = 200, days: int = 120,
+def take_screenshots(out_dir: Path, *, accounts: int = 300, days: int = 274,
                      trend_days: int = 30, every: int = 3, seed: int = 7,
                      browser: Browser | None = None) -> Shots:
     """Build a demo world, serve it, and save the console's main pages under `out_dir`.
@@ -114,8 +132,8 @@ def take_screenshots(out_dir: Path, *, accounts: int = 200, days: int = 120,
         url = f"sqlite:///{root / 'warehouse.db'}"
         engine = make_engine(url)
         try:
-            csm = fill_world(engine, root / "world", accounts=accounts, days=days,
-                             trend_days=trend_days, every=every, seed=seed, end=end)
+            csm = fill_world(engine, root / "world", root / "home", accounts=accounts,
+                             days=days, trend_days=trend_days, every=every, seed=seed, end=end)
             auth.add_user(engine, csm, "csm", password, actor="cli:screenshots")
         finally:
             engine.dispose()
