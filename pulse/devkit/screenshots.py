@@ -12,6 +12,7 @@ their book, the page of its first account and their tasks as PNG files.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 PAGES = ("signin", "risk-list", "account", "tasks")
 VIEWPORT: ViewportSize = {"width": 1440, "height": 1000}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days:
     bands to its outcomes (the model's file and the fitted scorecard go to `home`, the
     console's PULSE_HOME); score it, with flags and playbooks on each scored date. Returns
     the e-mail of the CSM (a person) with the most open tasks, then the most red and amber
-    accounts."""
-    from sqlalchemy import func, select
+    accounts, then the most accounts, among those still customers."""
+    from sqlalchemy import case, func, select
 
+    from pulse.core.errors import PulseError
     from pulse.devkit.demo import FILE_NAMES
     from pulse.devkit.demo.variants import generate_variant
     from pulse.listeners.landing import land_files
@@ -53,7 +56,7 @@ def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days:
     from pulse.models.scorecard import APPLIED_NAME, load_scorecard
     from pulse.models.scoring import score_day
     from pulse.sql.db import upgrade
-    from pulse.sql.schema import Account, AccountHealth, PlaybookTask
+    from pulse.sql.schema import Account, AccountFeatures, AccountHealth, PlaybookTask
 
     generate_variant(folder, "reference", accounts=accounts, days=days, seed=seed, end=end,
                      malformed_rate=0.0)
@@ -61,8 +64,11 @@ def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days:
     land_files(engine, [folder / name for name in FILE_NAMES.values()])
     # it all landed at once: by event time
     snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
-    train_and_register(engine, as_of=end, basis="occurred", artifact_dir=home / "models",
-                       snapshots=snapshots)
+    try:
+        train_and_register(engine, as_of=end, basis="occurred", artifact_dir=home / "models",
+                           snapshots=snapshots)
+    except PulseError as exc:  # a world too small to learn from: pictures without a model
+        log.warning("no churn model for the screenshots: %s", exc)
     fitted = fit_calibration(engine, as_of=end, basis="occurred", fit_weights_=True,
                              snapshots=snapshots)
     card = (load_scorecard(apply_calibration(fitted, home / APPLIED_NAME)) if fitted.fitted
@@ -72,20 +78,28 @@ def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days:
         score_day(engine, day, scorecard=card, basis="occurred")
         run_playbooks(engine, day)  # tasks open over the month, some of them overdue
     a, h, t = Account.__table__, AccountHealth.__table__, PlaybookTask.__table__
+    f = AccountFeatures.__table__
     with engine.connect() as conn:
         tasks = (select(func.lower(t.c.owner).label("csm"), func.count().label("n"))
                  .where(t.c.state == "open").group_by(func.lower(t.c.owner)).subquery())
-        at_risk = (select(func.lower(a.c.csm_email).label("csm"), func.count().label("n"))
-                   .join(h, (h.c.account_id == a.c.account_id) & (h.c.as_of == end))
-                   .where(h.c.band.in_(["red", "amber"]))
-                   .group_by(func.lower(a.c.csm_email)).subquery())
+        # the accounts still customers (the risk list leaves cancelled ones out), and how
+        # many of them are red or amber
+        book = (select(func.lower(a.c.csm_email).label("csm"), func.count().label("n"),
+                       func.sum(case((h.c.band.in_(["red", "amber"]), 1), else_=0))
+                       .label("at_risk"))
+                .join(h, (h.c.account_id == a.c.account_id) & (h.c.as_of == end))
+                .join(f, (f.c.account_id == a.c.account_id) & (f.c.as_of == end))
+                .where(f.c.cancelled.is_not(True))
+                .group_by(func.lower(a.c.csm_email)).subquery())
         csm = conn.execute(
-            select(at_risk.c.csm).join(tasks, tasks.c.csm == at_risk.c.csm, isouter=True)
-            .where(at_risk.c.csm.like("%@%"), ~at_risk.c.csm.like("cs-team@%"))  # a person
-            .order_by(func.coalesce(tasks.c.n, 0).desc(), at_risk.c.n.desc(), at_risk.c.csm)
+            select(book.c.csm).join(tasks, tasks.c.csm == book.c.csm, isouter=True)
+            .where(book.c.csm.like("%@%"), ~book.c.csm.like("cs-team@%"))  # a person
+            .order_by(func.coalesce(tasks.c.n, 0).desc(), book.c.at_risk.desc(),
+                      book.c.n.desc(), book.c.csm)
             .limit(1)).scalar()
     if csm is None:
-        raise RuntimeError("no CSM has a red or amber account: generate more accounts")
+        raise RuntimeError("no CSM has an account that is still a customer: generate more "
+                           "accounts")
     return str(csm)
 
 
