@@ -102,6 +102,34 @@ def test_health_is_the_weighted_mean_of_the_measures_used() -> None:
     assert np.allclose(sums.loc[["a1", "a2", "a3", "a4"]], [62.5, 0.0, 87.5, 80.0])
 
 
+def test_a_calibrated_card_leaves_out_what_only_the_latest_state_holds() -> None:
+    """Seat use (the stored seats) is known on the latest dates only; calibration fits the
+    bands on history without it, so a calibrated card scores without it on every date. The
+    default card, which claims no rates, still reads it."""
+    from dataclasses import replace
+
+    from pulse.models.scorecard import Calibration
+
+    plain = load_scorecard(DEFAULT_SCORECARD)
+    calibrated = replace(plain, calibration=Calibration(
+        fitted_on="2026-06-30", horizon_days=90, base_rate=0.1, rows=1000,
+        health=(0.0, 100.0), rate=(0.5, 0.0)))
+    features = pd.DataFrame({f: [np.nan, np.nan] for f in FEATURES})
+    features["account_id"] = ["a1", "a2"]
+    features["account_age_days"] = [400.0, 400.0]
+    features["seat_utilisation_28d"] = [0.05, 0.95]  # few seats in use, almost all
+    features["active_days_28d"] = [20.0, 20.0]
+    read = {}
+    for name, card in (("plain", plain), ("calibrated", calibrated)):
+        health, measures = score_features(features, card)
+        seat = measures[measures["measure"] == "seat_utilisation"].set_index("account_id")
+        read[name] = (health["score"].tolist(), seat["skipped"].tolist())
+    scores, skipped = read["plain"]
+    assert pd.isna(skipped).all() and scores[0] < scores[1]  # seat use tells them apart
+    scores, skipped = read["calibrated"]
+    assert skipped == ["latest_only", "latest_only"] and scores[0] == scores[1]
+
+
 def test_measures_of_a_stale_source_are_left_out_and_say_why() -> None:
     card = parse_scorecard(CARD)
     features = frame(usage_trend_28d_pct=[-25.0], open_failed_payments=[5.0],
