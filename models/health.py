@@ -39,6 +39,13 @@ SKIP_OUT_OF_BANDS = "out_of_bands"  # a value below the first band or above the 
 #: a calibrated card's measure of a feature the warehouse keeps only in its latest state
 #: (seats, the fallback MRR): calibration scored history without it, so its scores do too
 SKIP_LATEST_ONLY = "latest_only"
+#: Why a measure was left out, in words (the account's page and `pulse account`).
+SKIP_WORDS: dict[str, str] = {
+    SKIP_NO_DATA: "no data",
+    SKIP_STALE: "its source is stale",
+    SKIP_OUT_OF_BANDS: "outside the card's range",
+    SKIP_LATEST_ONLY: "known only in its latest state: the fitted bands leave it out",
+}
 
 
 # --------------------------------------------------------------------------- freshness

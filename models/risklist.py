@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from pulse.core.errors import NotScoredError, RiskListError
 from pulse.models.flag_rules import CHAMPION, FLAG_NAMES, OUTAGE, PAYMENT, RENEWAL, SILENT
 from pulse.models.flags import RENEWAL_INPUTS, renewal_days
+from pulse.models.health import SKIP_WORDS
 from pulse.models.scorecard import BANDS as SCORECARD_BANDS
 from pulse.sql.features import FEATURES, FRESHNESS
 
@@ -529,6 +530,8 @@ def account_view(engine: Engine, account_id: str, as_of: date | None = None, *,
         "value": _float(v, 4), "value_text": format_value(f, _float(v)),
         "points": _float(p, 1), "weight": _float(w), "contribution": _float(c, 2),
         "lost": _float(lost, 2), "skipped": None if sk is None or pd.isna(sk) else sk,
+        "skipped_text": None if sk is None or pd.isna(sk) else SKIP_WORDS.get(
+            sk, str(sk).replace("_", " ")),
         "meaning": FEATURES[f].description if f in FEATURES else None,
     } for m, f, v, p, w, c, lost, sk in zip(
         drivers.get("measure", []), drivers.get("feature", []), drivers.get("value", []),

@@ -268,6 +268,10 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
             "AND as_of = :d"), {"d": end[:10]}).scalars().all()
     engine.dispose()
     assert seat == ["latest_only"], seat
+    view = json.loads(ok(home, "account", rows[0]["account_id"], "--format", "json"))
+    seat_use = next(m for m in view["measures"] if m["measure"] == "seat_utilisation")
+    assert seat_use["points"] is None and seat_use["skipped_text"] == (
+        "known only in its latest state: the fitted bands leave it out")
 
 
 @pytest.mark.slow

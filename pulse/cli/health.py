@@ -546,7 +546,7 @@ def account(
                          f"{m['weight']:g}",
                          "-" if m["contribution"] is None else f"{m['contribution']:.1f}",
                          "-" if m["lost"] is None else f"{m['lost']:.1f}"
-                         if not m["skipped"] else m["skipped"])
+                         if not m["skipped"] else f"left out: {m['skipped_text']}")
     out.print(measures)
     if view["flags"]:
         out.print(Text("Flags", style="bold"))
