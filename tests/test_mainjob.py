@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -135,12 +136,13 @@ def test_demo_training_step_trains_a_champion_and_fits_the_bands(pulse_home: Pat
     from pulse.sql.db import upgrade
 
     world = pulse_home / "world"
-    generate_variant(world, "reference", accounts=200, months=6, seed=7)
+    end = date(2026, 11, 30)  # a fixed world and date: the same figures every day
+    generate_variant(world, "reference", accounts=200, months=6, seed=7, end=end)
     engine = make_engine(f"sqlite:///{pulse_home / 'pulse.db'}")
     upgrade(engine)
     land_files(engine, [p for p in world.iterdir() if p.name != "truth.json"])
     console = Console(file=io.StringIO(), width=400)
-    _training_step(engine, console)
+    _training_step(engine, console, as_of=end)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     line = re.search(r"churn model v1 \(.+\): champion; validation ROC AUC (0\.\d+), logistic "
                      r"baseline (0\.\d+), hgb baseline (0\.\d+)", text)

@@ -5,6 +5,7 @@ import io
 import re
 import shutil
 import time
+from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -228,11 +229,12 @@ def _feedback_step(engine: Engine, dags: DagSession, console: Console) -> None:
     console.print(table)
 
 
-def _training_step(engine: Engine, console: Console) -> None:
+def _training_step(engine: Engine, console: Console, as_of: date | None = None) -> None:
     """What the weekly DAG pulse_train does, in this process: train and register a churn
-    model on the landed history (the champion when it clears its bars), then fit the
-    scorecard's bands and weights to the same history's outcomes. A history too short for
-    either is said, and the defaults stay: the risk list then has no probability."""
+    model on the landed history up to `as_of` (default today; the champion when it clears
+    its bars), then fit the scorecard's bands and weights to the same history's outcomes. A
+    history too short for either is said, and the defaults stay: the risk list then has no
+    probability."""
     from datetime import UTC, datetime
 
     from pulse.core.errors import PulseError
@@ -241,7 +243,7 @@ def _training_step(engine: Engine, console: Console) -> None:
     from pulse.models.scorecard import describe_bands
     from pulse.models.training import DEFAULT_HORIZON_DAYS
 
-    today = datetime.now(UTC).date()
+    today = as_of or datetime.now(UTC).date()
     console.print(f"[bold]7a.[/] training the churn model on the history up to {today} and "
                   "fitting the health bands to its outcomes (the weekly DAG pulse_train's two "
                   "tasks, run here)")
