@@ -751,29 +751,33 @@ def calibrate_and_apply(engine: Any, *, as_of: date | None = None, horizon_days:
                         basis: str = "occurred", fit_weights_: bool = True,
                         scorecard: Scorecard | None = None, out: Path | None = None,
                         apply: bool = True,
-                        snapshots: dict[Any, pd.DataFrame] | None = None
+                        snapshots: dict[Any, pd.DataFrame] | None = None,
+                        home: Path | None = None
                         ) -> tuple[CalibrationResult, Path, Path | None]:
     """Calibrate the active scorecard on history and make the result active, as `pulse
     model train` and the weekly training DAG do after training.
 
-    The proposal goes to `out` (default `$PULSE_HOME/calibration/scorecard-proposed.yaml`),
-    its chart beside it. With `apply`, it becomes active (`$PULSE_HOME/scorecard.yaml`) only
-    when it was fitted and no PULSE_SCORECARD names the team's own file (that file is never
-    overwritten). Returns (result, proposal, applied).
+    The proposal goes to `out` (default `<home>/calibration/scorecard-proposed.yaml`), its
+    chart beside it. With `apply`, it becomes active (`<home>/scorecard.yaml`) only when it
+    was fitted and no PULSE_SCORECARD names the team's own file (that file is never
+    overwritten). `home` is $PULSE_HOME unless given (another process's, as the screenshots'
+    console). Returns (result, proposal, applied).
     """
     from pulse.core.settings import get_settings
+    from pulse.models.scorecard import APPLIED_NAME
 
     settings = get_settings()
+    home = home or settings.resolved_home()
     result = fit_calibration(engine, as_of=as_of, horizon_days=horizon_days, basis=basis,
                              scorecard=scorecard, fit_weights_=fit_weights_,
                              snapshots=snapshots)
-    proposal = out or settings.resolved_home() / "calibration" / "scorecard-proposed.yaml"
+    proposal = out or home / "calibration" / "scorecard-proposed.yaml"
     proposal.parent.mkdir(parents=True, exist_ok=True)
     proposal.write_text(result.yaml_text, encoding="utf-8")
     write_chart(result, proposal.with_suffix(".png"))
     applied = None
     if apply and result.fitted and not settings.scorecard:
-        applied = apply_calibration(result)
+        applied = apply_calibration(result, home / APPLIED_NAME)
     elif apply and result.fitted:
         result.notes.append("PULSE_SCORECARD names the team's own scorecard: the proposal was "
                             "written, not applied")

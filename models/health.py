@@ -137,8 +137,7 @@ def score_features(features: pd.DataFrame, scorecard: Scorecard, *,
 
 
 def _score_card(card: Card, sub: pd.DataFrame, ids: np.ndarray, skip_stale: set[str],
-                latest_only: frozenset[str] | set[str] = frozenset(),
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                latest_only: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     n, k = len(sub), len(card.measures)
     values = np.column_stack([sub[m.feature].to_numpy(dtype="float64") for m in card.measures])
     points = np.column_stack([m.points(values[:, j]) for j, m in enumerate(card.measures)])

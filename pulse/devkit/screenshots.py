@@ -50,10 +50,10 @@ def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days:
     from pulse.devkit.demo import FILE_NAMES
     from pulse.devkit.demo.variants import generate_variant
     from pulse.listeners.landing import land_files
-    from pulse.models.calibration import apply_calibration, fit_calibration
+    from pulse.models.calibration import calibrate_and_apply
     from pulse.models.playbooks import run_playbooks
     from pulse.models.registry import train_and_register
-    from pulse.models.scorecard import APPLIED_NAME, load_scorecard
+    from pulse.models.scorecard import load_scorecard
     from pulse.models.scoring import score_day
     from pulse.sql.db import upgrade
     from pulse.sql.schema import Account, AccountFeatures, AccountHealth, PlaybookTask
@@ -62,17 +62,16 @@ def fill_world(engine: Engine, folder: Path, home: Path, *, accounts: int, days:
                      malformed_rate=0.0)
     upgrade(engine)
     land_files(engine, [folder / name for name in FILE_NAMES.values()])
-    # it all landed at once: by event time
+    # it all landed at once: every step reads it by event time ("occurred")
     snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
     try:
         train_and_register(engine, as_of=end, basis="occurred", artifact_dir=home / "models",
                            snapshots=snapshots)
     except PulseError as exc:  # a world too small to learn from: pictures without a model
         log.warning("no churn model for the screenshots: %s", exc)
-    fitted = fit_calibration(engine, as_of=end, basis="occurred", fit_weights_=True,
-                             snapshots=snapshots)
-    card = (load_scorecard(apply_calibration(fitted, home / APPLIED_NAME)) if fitted.fitted
-            else None)
+    applied = calibrate_and_apply(engine, as_of=end, basis="occurred", snapshots=snapshots,
+                                  home=home)[2]
+    card = load_scorecard(applied) if applied else None
     for k in range(trend_days - trend_days % every, -1, -every):
         day = end - timedelta(days=k)
         score_day(engine, day, scorecard=card, basis="occurred")
