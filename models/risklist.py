@@ -41,6 +41,9 @@ TOP_DRIVERS = 3
 # --------------------------------------------------------------------------- words
 
 
+#: The risk basis of a row scored by a scorecard whose bands were never fitted: no probability.
+UNCALIBRATED = "scorecard (uncalibrated)"
+
 def format_value(feature: str, value: float | None) -> str:
     """A feature's value as a CSM reads it: percents, shares, hours, counts."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -286,7 +289,7 @@ def _frame(inp: _Inputs) -> pd.DataFrame:
         has_model, "churn_model v" + frame["model_version"].astype(str).str.replace(
             r"\.0$", "", regex=True),
         np.where(score.notna(), "scorecard" if calibration is not None
-                 else "scorecard (uncalibrated)", "none"))
+                 else UNCALIBRATED, "none"))
     mrr = pd.to_numeric(frame["mrr"], errors="coerce").astype("float64")
     frame["revenue_at_risk"] = np.round(frame["probability"] * mrr, 2)
     # flags as lists, in a fixed order

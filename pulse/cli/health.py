@@ -426,6 +426,7 @@ def _change(value: float | None) -> str:
 
 def _risk_table(doc: dict[str, Any]) -> None:
     from pulse.models.flag_rules import flag_words
+    from pulse.models.risklist import UNCALIBRATED
 
     for s in doc["stale_sources"]:
         out.print(Text.assemble(("warning: ", "yellow"), s["message"]), soft_wrap=True)
@@ -465,7 +466,7 @@ def _risk_table(doc: dict[str, Any]) -> None:
         p = r["churn_probability"]
         risk = Text(("-" if p is None else f"{100 * p:.0f}%") + "\n"
                     + r["risk_basis"].replace("churn_model ", "model ")
-                    .replace("scorecard (uncalibrated)", "scorecard"))
+                    .replace(UNCALIBRATED, "scorecard"))
         money = Text(f"{_money(r['revenue_at_risk'], r['currency'])}\n"
                      f"of {_money(r['mrr'], r['currency'])}")
         why = Text()

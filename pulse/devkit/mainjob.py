@@ -83,7 +83,7 @@ def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
     """Run pulse_health for today through Airflow and print the top of the risk list."""
     from datetime import UTC, datetime
 
-    from pulse.models.risklist import build_risk_list, ranked_by
+    from pulse.models.risklist import UNCALIBRATED, build_risk_list, ranked_by
 
     today = datetime.now(UTC).date()
     _logged_run(dags, console, "7", "pulse_health",
@@ -111,7 +111,7 @@ def _health_step(engine: Engine, dags: DagSession, console: Console) -> None:
     console.print(table)
     basis = ", ".join(sorted({str(r["risk_basis"]) for r in rows})) or "none"
     why = (" (no probability without a churn model or fitted bands)"
-           if "uncalibrated" in basis else "")
+           if UNCALIBRATED in basis else "")
     console.print(f"risk basis: {basis}{why}. See everything with `pulse risk-list`, one "
                   "account with `pulse account ID`.")
 
