@@ -111,7 +111,12 @@ def score_history(engine: Engine, *, end: date, days: int = 90,
 
     from pulse.models.negative_words import NEGATIVE_TERMS
     from pulse.models.scoring import score_day
-    from pulse.sql.features import compute_features, ensure_features_schema, resolve_basis
+    from pulse.sql.features import (
+        compute_features,
+        ensure_features_schema,
+        reads_no_source,
+        resolve_basis,
+    )
     from pulse.sql.health import health_dates
 
     card = scorecard or load_scorecard()
@@ -143,6 +148,8 @@ def score_history(engine: Engine, *, end: date, days: int = 90,
                     got, future = ahead.popleft()
                     assert got == day
                     rows = future.result()
+                    if rows and reads_no_source(rows[0]):  # nothing to score them on
+                        rows = []
                     _write_features(engine, day, rows)
                     written = len(rows)
                 else:  # in this process: `pulse score`'s own insert-from-select

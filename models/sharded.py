@@ -132,8 +132,8 @@ def finish_churn(engine: Engine, as_of: date) -> int:
 def check_complete(engine: Engine, as_of: date, *, basis: str = "auto") -> int:
     """The accounts scored as of `as_of`, once every shard of the date has finished and every
     account with features has its health; `NothingToScoreError` (with the reason) when none
-    was scored, or when a shard is missing."""
-    from pulse.sql.features import FEATURES_TABLE, nothing_to_score, resolve_basis
+    was scored, when the accounts read no row of any source, or when a shard is missing."""
+    from pulse.sql.features import FEATURES_TABLE, no_source_rows, nothing_to_score, resolve_basis
     from pulse.sql.health import HEALTH
     from pulse.sql.schema import ScoringDate, ScoringShard
 
@@ -150,13 +150,15 @@ def check_complete(engine: Engine, as_of: date, *, basis: str = "auto") -> int:
                 ~select(HEALTH.c.account_id).where(HEALTH.c.as_of == as_of,
                                                    HEALTH.c.account_id == f.c.account_id)
                 .exists())).scalar_one()
+        empty = bool(featured) and no_source_rows(conn, f.c.as_of == as_of)
     missing = sorted(set(range(shards or 0)) - finished)
     if missing:
         raise NothingToScoreError(
             f"shard(s) {', '.join(str(i + 1) for i in missing)} of {shards} did not finish "
             f"as of {as_of}: not publishing")
-    if not featured:
-        raise NothingToScoreError(nothing_to_score(engine, as_of, resolve_basis(basis)))
+    if not featured or empty:
+        raise NothingToScoreError(nothing_to_score(engine, as_of, resolve_basis(basis),
+                                                   accounts=int(featured) if empty else 0))
     if unscored:
         raise NothingToScoreError(f"{unscored:,} account(s) have features but no health as of "
                                   f"{as_of}: not publishing")

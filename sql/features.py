@@ -31,7 +31,9 @@ by then under the basis:
   Rows that reach the warehouse other than through an ingest run (mentions from the X
   listener, incidents from Statuspage, survey answers) count from when they landed.
   `basis_report` says how many rows counted as backfill for a date; the features rows store
-  their basis. A date with no account to score raises `NothingToScoreError` with the reason.
+  their basis. A date with no account to score, or with accounts but no row of any source
+  they are scored from (usage, billing, support, social, incidents), raises
+  `NothingToScoreError` with the reason.
 
 Usage is read from the daily rollups (`usage_daily`, `usage_daily_users`; sql/rollups.py,
 docs/usage-rollups.md), whose rows keep the landing (`landed_at`) of the events they sum, so
@@ -665,18 +667,31 @@ def stored_attributes_count(as_of: date, day: date | None) -> bool:
     return day is None or as_of >= day - timedelta(days=1)
 
 
-def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
-    """Why nothing could be scored as of `as_of`, in words naming the first rows there are."""
+#: The sources accounts are scored from (incidents through the minutes they cost), by the
+#: column that holds each one's latest row known by the as-of date (the same on every
+#: account's row of a date).
+ACCOUNT_SOURCES: dict[str, str] = {name: cols[1] for name, cols in FRESHNESS.items()}
+
+
+def nothing_to_score(engine: Engine, as_of: date, basis: str, *, accounts: int = 0) -> str:
+    """Why nothing could be scored as of `as_of`, in words naming the first rows there are:
+    no account by then, or (`accounts` > 0) accounts but no row of any source they are
+    scored from."""
     u, a = UsageDaily.__table__, Account.__table__
     with engine.connect() as conn:
         first_use = conn.execute(select(func.min(u.c.first_at))).scalar_one()
         first_landed = conn.execute(select(func.min(u.c.landed_at))).scalar_one()
-        accounts = conn.execute(select(func.count()).select_from(a)).scalar_one()
-    if not accounts:
+        stored = conn.execute(select(func.count()).select_from(a)).scalar_one()
+    if not stored:
         return f"nothing to score as of {as_of}: the warehouse has no accounts (run `pulse ingest`)"
     what = {"known": "had landed", "occurred": "had happened",
             "auto": "had landed (or, for a backfill, happened)"}[basis]
-    msg = f"nothing to score as of {as_of} on the {basis} basis: no account {what} by then"
+    if accounts:
+        msg = (f"nothing to score as of {as_of} on the {basis} basis: "
+               f"{_plural(accounts, 'account')} existed, but no "
+               f"{_or_list([SOURCE_WORDS.get(k, k) for k in ACCOUNT_SOURCES])} row {what} by then")
+    else:
+        msg = f"nothing to score as of {as_of} on the {basis} basis: no account {what} by then"
     if first_use is not None:
         msg += (f"; the first usage row happened on {_day(first_use)} and landed on "
                 f"{_day(first_landed)}")
@@ -687,6 +702,35 @@ def nothing_to_score(engine: Engine, as_of: date, basis: str) -> str:
 
 def _day(value: Any) -> str:
     return str(value)[:10]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+SOURCE_WORDS = {"incidents": "incident"}
+
+
+def _or_list(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+class _NoSourceRows(Exception):
+    """Raised inside the write transaction to roll it back: accounts, but no source rows."""
+
+
+def reads_no_source(row: Mapping[str, Any]) -> bool:
+    """Whether a features row read no row of any source an account is scored from (each
+    source's latest known row is the same on every row of a date): nothing to score it on."""
+    return all(row[c] is None for c in ACCOUNT_SOURCES.values())
+
+
+def no_source_rows(conn: Any, where: Any) -> bool:
+    """Whether the features rows `where` selects (some) read no row of any source."""
+    t = FEATURES_TABLE
+    seen = conn.execute(select(*(t.c[c] for c in ACCOUNT_SOURCES.values()))
+                        .where(where).limit(1)).mappings().first()
+    return seen is not None and reads_no_source(seen)
 
 
 def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASIS,
@@ -701,8 +745,9 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASI
 
     The date's previous rows are replaced in the same transaction; other dates are untouched.
     With `shard`, only that shard's accounts are computed and only their rows replaced (an
-    empty shard is no error). A date with no account to score raises `NothingToScoreError`
-    (with the reason), unless `allow_empty`.
+    empty shard is no error). A date with no account to score, or whose accounts read no row
+    of any source (nothing to score them on), raises `NothingToScoreError` (with the reason;
+    the date's earlier rows stay); with `allow_empty` such a date is left empty instead.
     """
     basis = resolve_basis(basis)
     query = features_select(as_of, basis=basis, negative_terms=negative_terms,
@@ -713,16 +758,28 @@ def compute_features(engine: Engine, as_of: date, *, basis: Basis = DEFAULT_BASI
     mine = t.c.as_of == as_of if in_shard is None else and_(t.c.as_of == as_of, in_shard)
     if engine.dialect.name == "sqlite" and shard is not None:
         return _compute_shard_sqlite(engine, as_of, basis, query, mine, shard)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # one large, one-off statement: compiling it (JIT) costs more than it saves, and
-            # the grouped aggregates want more than the default 4 MB to sort in memory
-            conn.execute(text("SET LOCAL jit = off"))
-            conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        conn.execute(delete(t).where(mine))
-        conn.execute(insert(t).from_select([c.name for c in t.columns], query))
-        # (a statement that starts with WITH reports no row count on either driver)
-        written = conn.execute(select(func.count()).select_from(t).where(mine)).scalar_one()
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # one large, one-off statement: compiling it (JIT) costs more than it saves,
+                # and the grouped aggregates want more than the default 4 MB to sort in memory
+                conn.execute(text("SET LOCAL jit = off"))
+                conn.execute(text("SET LOCAL work_mem = '64MB'"))
+            conn.execute(delete(t).where(mine))
+            conn.execute(insert(t).from_select([c.name for c in t.columns], query))
+            # (a statement that starts with WITH reports no row count on either driver)
+            written = conn.execute(select(func.count()).select_from(t).where(mine)).scalar_one()
+            # accounts with nothing to score them on (every source empty by the date) are no
+            # scores: an error that rolls back (the date's earlier rows stay as they were), or
+            # with `allow_empty` an empty date, as one without accounts
+            if written and shard is None and no_source_rows(conn, mine):
+                if not allow_empty:
+                    raise _NoSourceRows(written)
+                conn.execute(delete(t).where(mine))
+                written = 0
+    except _NoSourceRows as empty:
+        raise NothingToScoreError(nothing_to_score(engine, as_of, basis,
+                                                   accounts=int(empty.args[0]))) from None
     if shard is not None:
         log.info("features as of %s (%s), shard %s: %d accounts", as_of, basis, shard, written)
         return int(written)

@@ -9,13 +9,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Date, Engine, insert, literal, select
 
 from pulse.core.errors import NothingToScoreError
 from pulse.listeners.landing import land_file
 from pulse.models.negative_words import NEGATIVE_TERMS
 from pulse.sql.features import basis_report, compute_features, load_features, resolve_basis
-from pulse.sql.schema import IngestRun
+from pulse.sql.schema import AccountFeatures, IngestRun
 from tests.pulse_cli import piped_env, run_pulse
 from tests.test_features import USAGE, D, _write, features_of, land_world
 
@@ -149,3 +149,34 @@ def test_pulse_score_says_its_basis_and_fails_when_there_is_nothing_to_score(
     assert "first usage row happened on 2026-05-05" in empty.stderr
     known = _pulse("score", "--as-of", D.isoformat(), "--basis", "known")
     assert known.returncode != 0 and "--basis auto" in known.stderr
+    # an account that existed, but before any source had a row: nothing to score it on
+    bare = _pulse("score", "--as-of", "2025-10-01")
+    assert bare.returncode != 0
+    assert ("nothing to score as of 2025-10-01 on the auto basis: 1 account existed, but no "
+            "usage, billing, support, social or incident row had landed (or, for a backfill, "
+            "happened) by then" in " ".join(bare.stderr.split()))
+
+
+def test_accounts_without_a_row_of_any_source_are_nothing_to_score(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """acc-1 existed from 2025-01-01, its first row (a purchase) is from 2026-01-10: a date
+    between has accounts but nothing to score them on, an error that leaves the date's
+    earlier rows as they were; the history backfill (`allow_empty`) finds the date empty."""
+    land_world(engine, tmp_path, now=TODAY)
+    bare = date(2025, 10, 1)
+    # the day the first purchase happened there is something to score
+    assert compute_features(engine, date(2026, 1, 10), negative_terms=NEGATIVE_TERMS) == 1
+    t = AccountFeatures.__table__
+    with engine.begin() as conn:  # a row the date had before (a copy of 01-10's)
+        conn.execute(insert(t).from_select([c.name for c in t.columns], select(
+            *(literal(bare, Date).label("as_of") if c.name == "as_of" else c for c in t.c)
+        ).where(t.c.as_of == date(2026, 1, 10))))
+    before = features_of(engine, bare)
+    assert list(before) == ["acc-1"]
+    with pytest.raises(NothingToScoreError, match="1 account existed, but no usage, billing, "
+                       "support, social or incident row"):
+        compute_features(engine, bare, negative_terms=NEGATIVE_TERMS)
+    assert features_of(engine, bare) == before
+    assert compute_features(engine, bare, negative_terms=NEGATIVE_TERMS, allow_empty=True) == 0
+    assert features_of(engine, bare) == {}

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select
 
-from pulse.core.errors import StatuspageError, UnknownIncidentError
+from pulse.core.errors import NothingToScoreError, StatuspageError, UnknownIncidentError
 from pulse.devkit.demo import generate
 from pulse.listeners.landing import land_file, land_files
 from pulse.listeners.statuspage import import_statuspage, map_incident
@@ -231,9 +231,11 @@ def test_incident_minutes_feed_the_features(world: Engine) -> None:
     assert later["incident_minutes_28d"].to_dict()["acc-a"] == 0.0
     assert later["incident_minutes_28d"].to_dict()["acc-c"] == 240.0
     # point in time ("known"): on 06-29 Pulse did not know of the incidents yet (they landed
-    # 06-30); "auto" counts them from when they happened (their first landing is a backfill)
-    compute_features(world, date(2026, 6, 29), basis="known", negative_terms=NEGATIVE_TERMS)
-    assert set(load_features(world, date(2026, 6, 29))["incident_minutes_28d"]) == {0.0}
+    # 06-30, as every row but the accounts: nothing to score them on); "occurred" counts them
+    # from when they happened
+    with pytest.raises(NothingToScoreError, match="no usage, billing, support, social or "
+                       "incident row had landed by then"):
+        compute_features(world, date(2026, 6, 29), basis="known", negative_terms=NEGATIVE_TERMS)
     compute_features(world, date(2026, 6, 29), basis="occurred", negative_terms=NEGATIVE_TERMS)
     occurred = load_features(world, date(2026, 6, 29)).set_index("account_id")
     assert occurred.loc["acc-a", "incident_minutes_28d"] == 120.0
@@ -271,14 +273,15 @@ def test_outage_flag_names_the_incident_with_the_accounts_numbers(world: Engine)
     assert by_id["acc-b"]["next_action"].startswith("acknowledge the outage (inc-1)")
 
     # a week later the outage is old news; with the "known" basis Pulse learned of the
-    # incidents only on 06-30, so on 06-21 nobody was flagged
+    # incidents (and of every row but the accounts) only on 06-30, so on 06-21 it had nothing
+    # to score the accounts on, and flags nobody
     later = date(2026, 6, 29)
     score_date(world, later, basis="occurred")
     compute_flags(world, later)
     assert _flags(world, later) == {}
-    score_date(world, day)
-    compute_flags(world, day)
-    assert _flags(world, day) == {}
+    with pytest.raises(NothingToScoreError, match="5 accounts existed, but no usage, billing, "
+                       "support, social or incident row had landed by then"):
+        score_date(world, day, basis="known")
 
 
 # --------------------------------------------------------------------------- statuspage

@@ -105,6 +105,21 @@ def test_a_date_with_nothing_to_score_is_not_published(engine: Engine) -> None:
         assert conn.execute(select(func.count()).select_from(AccountHealth)).scalar_one() == 0
 
 
+def test_accounts_without_any_source_rows_are_not_published(engine: Engine,
+                                                              world: Path) -> None:
+    """Accounts alone (no usage, billing, support, social or incident row yet): each shard
+    scores its accounts, but there is nothing to score them on, and the date is not
+    published."""
+    land_files(engine, [world / "accounts.csv"])
+    begin_date(engine, END, shards=2)
+    scored = [score_shard(engine, END, s, basis="occurred")["features"] for s in all_shards(2)]
+    assert sum(scored) >= 70
+    with pytest.raises(NothingToScoreError, match=f"{sum(scored)} accounts existed, but no "
+                       "usage, billing, support, social or incident row had happened by then"):
+        publish_date(engine, END, basis="occurred")
+    assert date_state(engine, END) == "scoring"
+
+
 @pytest.mark.parametrize("usage_source", ["rollups", "events"])
 def test_each_source_aggregates_only_its_shard_and_the_shards_add_up(
         engine: Engine, world: Path, usage_source: str) -> None:
