@@ -272,6 +272,10 @@ def test_calibrate_a_variant_world_from_the_command_line(tmp_path: Path) -> None
     seat_use = next(m for m in view["measures"] if m["measure"] == "seat_utilisation")
     assert seat_use["points"] is None and seat_use["skipped_text"] == (
         "known only in its latest state: the fitted bands leave it out")
+    # ...and the table says so too, once, under the measures
+    page = " ".join(ok(home, "account", rows[0]["account_id"]).split())
+    assert ("Left out (known only in its latest state: the fitted bands leave it out): "
+            in page) and "Active users per seat, last 28 days" in page.split("Left out (")[1]
 
 
 @pytest.mark.slow

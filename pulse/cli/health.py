@@ -546,9 +546,15 @@ def account(
                          "-" if m["points"] is None else f"{m['points']:.0f}",
                          f"{m['weight']:g}",
                          "-" if m["contribution"] is None else f"{m['contribution']:.1f}",
-                         "-" if m["lost"] is None else f"{m['lost']:.1f}"
-                         if not m["skipped"] else f"left out: {m['skipped_text']}")
+                         "-" if m["lost"] is None else f"{m['lost']:.1f}")
     out.print(measures)
+    # why a measure with a value (or a stale source) scored nothing: once per reason
+    left_out: dict[str, list[str]] = {}
+    for m in view["measures"]:
+        if m["skipped"] and m["skipped_text"] != m["value_text"]:
+            left_out.setdefault(m["skipped_text"], []).append(m["label"])
+    for why, labels in left_out.items():
+        out.print(Text(f"Left out ({why}): {'; '.join(labels)}"), soft_wrap=True)
     if view["flags"]:
         out.print(Text("Flags", style="bold"))
         for f in view["flags"]:
