@@ -489,12 +489,14 @@ def test_a_forged_csrf_token_is_refused(console: Console, open_page: Opener) -> 
 def test_pulse_demo_screenshots_saves_the_main_pages(browser: Browser, tmp_path: Path) -> None:
     """`pulse demo screenshots` (README's pictures), on a small world: four PNGs, each with
     something drawn on it (the risk list and the account page: the browser's viewport; the
-    others: the page's main box)."""
+    others: the page's main box). The world ends on a fixed day, so it is the same every day
+    the test runs."""
     from PIL import Image
 
     env = piped_env()
     proc = subprocess.run([sys.executable, "-m", "pulse.cli", "demo", "screenshots", "--out",
-                           str(tmp_path / "img"), "--accounts", "40", "--trend-days", "3"],
+                           str(tmp_path / "img"), "--accounts", "40", "--trend-days", "3",
+                           "--end", "2026-11-30"],
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     csm = re.search(r"signed in as (\S+@\S+),", proc.stdout)

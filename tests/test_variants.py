@@ -242,6 +242,17 @@ def test_unknown_variant_names_the_choices(tmp_path: Path) -> None:
     assert (home / "pulse.db").read_bytes() == b"the last run's warehouse"
 
 
+def test_a_bad_end_day_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    for args in (("demo", "generate", "--variant", "whales", "--end", "2026-13-01", "--out",
+                  str(tmp_path / "x")),
+                 ("demo", "screenshots", "--end", "yesterday", "--out", str(tmp_path / "y")),
+                 ("bench", "models", "--variant", "whales", "--end", "2026-02-30")):
+        run = _pulse(*args)
+        assert run.returncode == 2, (args, run.stderr[-500:])
+        assert "expected a date YYYY-MM-DD" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_cli_generates_a_variant(tmp_path: Path) -> None:
     run = _pulse("demo", "generate", "--variant", "whales", "--accounts", "40", "--months",
                  "3", "--end", END.isoformat(), "--out", str(tmp_path))

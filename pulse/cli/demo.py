@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pulse.cli.common import out
+from pulse.cli.common import out, parse_day
 
 demo_app = typer.Typer(help="Generate and run the demo world.", no_args_is_help=True)
 
@@ -51,13 +51,12 @@ def demo_generate(
     = False,
 ) -> None:
     """Write all seven sources of a believable B2B SaaS company, plus the hidden truth."""
-    from datetime import date
 
     from pulse.core.errors import InvalidArgumentError
     from pulse.devkit.demo import generate
     from pulse.devkit.demo.variants import generate_variant
 
-    last = date.fromisoformat(end) if end else None
+    last = parse_day(end) if end else None
     if variant is None:
         if months is not None:
             raise InvalidArgumentError("--months goes with --variant; use --days for the "
@@ -127,13 +126,16 @@ def demo_screenshots(
         min=0)] = 30,
     every: Annotated[int, typer.Option(help="Days between the scored dates.", min=1)] = 3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    end: Annotated[str | None, typer.Option(
+        help="Last day of the world, YYYY-MM-DD (default yesterday).")] = None,
 ) -> None:
     """Save screenshots of the console (sign-in, risk list, an account, tasks) taken in
     headless Chromium (/usr/bin/chromium) from a small demo world served by `pulse serve`."""
+
     from pulse.devkit.screenshots import take_screenshots
 
     shots = take_screenshots(out_dir, accounts=accounts, trend_days=trend_days, every=every,
-                             seed=seed)
+                             seed=seed, end=parse_day(end) if end else None)
     for name, path in shots.files.items():
         out.print(f"{name}: {path}", soft_wrap=True)
     out.print(f"(signed in as {shots.csm}, a CSM of the demo world)", soft_wrap=True)

@@ -131,14 +131,15 @@ def shoot(browser: Browser, base_url: str, email: str, password: str, out_dir: P
 
 def take_screenshots(out_dir: Path, *, accounts: int = 300, days: int = 274,
                      trend_days: int = 30, every: int = 3, seed: int = 7,
-                     browser: Browser | None = None) -> Shots:
-    """Build a demo world, serve it, and save the console's main pages under `out_dir`.
-    With `browser`, use that one; else launch the system Chromium."""
+                     end: date | None = None, browser: Browser | None = None) -> Shots:
+    """Build a demo world ending on `end` (default yesterday), serve it, and save the
+    console's main pages under `out_dir`. With `browser`, use that one; else launch the
+    system Chromium."""
     from pulse.devkit.browser import launch_chromium, served
     from pulse.sql.db import make_engine
     from pulse.web import auth
 
-    end = datetime.now(UTC).date() - timedelta(days=1)
+    end = end or datetime.now(UTC).date() - timedelta(days=1)
     password = secrets.token_urlsafe(18)
     with tempfile.TemporaryDirectory(prefix="pulse-screenshots-") as tmp:
         root = Path(tmp)

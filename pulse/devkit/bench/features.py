@@ -238,11 +238,11 @@ def bench_features(
     """Which features carry the churn signal: each feature's univariate ROC AUC on variant
     worlds, pooled over snapshots whose horizon has completed; with --ablate, which groups of
     the model's inputs earn their place (the model's AUC without each)."""
-    from pulse.cli.common import out
+    from pulse.cli.common import out, parse_day
 
     names = variant or ["reference", "whales", "steady"]
     seeds = seed or [1]
-    last = date.fromisoformat(end) if end else None
+    last = parse_day(end) if end else None
     if ablate:
         from rich.console import Console
 

@@ -1191,8 +1191,10 @@ def bench_models(
     """Churn ROC AUC and lift on a later, held-out window, and the silent flag's precision and
     recall against the demo truth (figures, not a pass/fail test)."""
 
+    from pulse.cli.common import parse_day
+
     console = _console()
-    last = date.fromisoformat(end) if end else None
+    last = parse_day(end) if end else None
     if only is not None and (only not in ONLY or not variant or telco):
         raise InvalidArgumentError(f"--only takes one of {', '.join(ONLY)}, with --variant "
                                    "and without --telco")
