@@ -688,7 +688,7 @@ def nothing_to_score(engine: Engine, as_of: date, basis: str, *, accounts: int =
             "auto": "had landed (or, for a backfill, happened)"}[basis]
     if accounts:
         msg = (f"nothing to score as of {as_of} on the {basis} basis: "
-               f"{_plural(accounts, 'account')} existed, but no "
+               f"{accounts:,} account{'' if accounts == 1 else 's'} existed, but no "
                f"{_or_list([SOURCE_WORDS.get(k, k) for k in ACCOUNT_SOURCES])} row {what} by then")
     else:
         msg = f"nothing to score as of {as_of} on the {basis} basis: no account {what} by then"
@@ -702,10 +702,6 @@ def nothing_to_score(engine: Engine, as_of: date, basis: str, *, accounts: int =
 
 def _day(value: Any) -> str:
     return str(value)[:10]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 SOURCE_WORDS = {"incidents": "incident"}
