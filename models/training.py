@@ -822,11 +822,12 @@ def _hours_label(noun: str, none: str = "no ticket resolved in 90 days"
     return label
 
 
-def _yes_no_label(noun: str, unknown: str) -> Callable[[Driver], str]:
+def _yes_no_label(yes: str, no: str, unknown: str) -> Callable[[Driver], str]:
+    """A 0/1 input in words: "no renewal due within 90 days lowers risk", not "...: no"."""
     def label(d: Driver) -> str:
         if d.value is None:
             return unknown
-        return f"{noun}: {'yes' if float(d.value) >= 0.5 else 'no'}"
+        return yes if float(d.value) >= 0.5 else no
     return label
 
 
@@ -861,6 +862,7 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "days_to_renewal": _count_label("days to renewal"),
     "days_to_renewal_est": _count_label("days to the next renewal"),
     "renews_within_90d": _yes_no_label("renewal due within 90 days",
+                                       "no renewal due within 90 days",
                                        "next renewal unknown"),
     "tickets_30d": _count_label("tickets in 30 days:"),
     "tickets_90d": _count_label("tickets in 90 days:"),
@@ -906,7 +908,8 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "days_since_failed_payment": _days_since_label("last failed payment",
                                                    "no failed payment on record"),
     "billing_term_days": _count_label("billing term (days)", "billing term unknown"),
-    "is_annual": _yes_no_label("annual plan", "billing term unknown"),
+    "is_annual": _yes_no_label("on an annual plan", "not on an annual plan",
+                               "billing term unknown"),
     "tickets_negative_share_90d": _share_label("negative tickets in 90 days",
                                                "no ticket in 90 days"),
     "mentions_negative_share_90d": _share_label("negative social mentions in 90 days",
@@ -916,6 +919,7 @@ DRIVER_LABELS: dict[str, Callable[[Driver], str]] = {
     "tone_scored_share_90d": _share_label("texts read by the sentiment model",
                                           "no ticket or mention in 90 days"),
     "champion_gone": _yes_no_label("most active user gone quiet",
+                                   "most active user still active",
                                    "no regular user to follow"),
     "tenure_days": _count_label("days as a customer"),
     "plan": _category_label("plan"),

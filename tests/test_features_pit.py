@@ -245,6 +245,11 @@ def test_every_model_input_reads_in_words() -> None:
     assert days == ["active days in the last 28: 15 (typical 24) raises risk by 15 points"]
     tenure = drivers_in_words([Driver("tenure_days", 16.0, 456.0, 0.06)], DRIVER_LABELS)
     assert tenure == ["days as a customer 16 (typical 456) raises risk by 6 points"]
+    # a yes/no input reads as a phrase either way, not "...: no"
+    renewal = drivers_in_words([Driver("renews_within_90d", 0.0, 1.0, -0.04),
+                                Driver("renews_within_90d", 1.0, 0.0, 0.04)], DRIVER_LABELS)
+    assert renewal == ["no renewal due within 90 days lowers risk by 4 points",
+                       "renewal due within 90 days raises risk by 4 points"]
 
 
 def test_the_long_baseline_features_read_in_words() -> None:
