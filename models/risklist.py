@@ -44,6 +44,7 @@ TOP_DRIVERS = 3
 #: The risk basis of a row scored by a scorecard whose bands were never fitted: no probability.
 UNCALIBRATED = "scorecard (uncalibrated)"
 
+
 def format_value(feature: str, value: float | None) -> str:
     """A feature's value as a CSM reads it: percents, shares, hours, counts."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -51,7 +51,6 @@ def demo_generate(
     = False,
 ) -> None:
     """Write all seven sources of a believable B2B SaaS company, plus the hidden truth."""
-
     from pulse.core.errors import InvalidArgumentError
     from pulse.devkit.demo import generate
     from pulse.devkit.demo.variants import generate_variant
@@ -131,7 +130,6 @@ def demo_screenshots(
 ) -> None:
     """Save screenshots of the console (sign-in, risk list, an account, tasks) taken in
     headless Chromium (/usr/bin/chromium) from a small demo world served by `pulse serve`."""
-
     from pulse.devkit.screenshots import take_screenshots
 
     shots = take_screenshots(out_dir, accounts=accounts, trend_days=trend_days, every=every,

@@ -495,6 +495,7 @@ def account(
 ) -> None:
     """One account: its health history, what drives its health, its flags and churn risk."""
     from pulse.models.flag_rules import flag_words
+    from pulse.models.health import SKIP_NO_DATA
     from pulse.models.risklist import account_view
     from pulse.sql.db import make_engine
     from pulse.sql.features import ensure_features_schema
@@ -548,10 +549,10 @@ def account(
                          "-" if m["contribution"] is None else f"{m['contribution']:.1f}",
                          "-" if m["lost"] is None else f"{m['lost']:.1f}")
     out.print(measures)
-    # why a measure with a value (or a stale source) scored nothing: once per reason
+    # why a measure scored nothing, once per reason ("no data" already reads as the value)
     left_out: dict[str, list[str]] = {}
     for m in view["measures"]:
-        if m["skipped"] and m["skipped_text"] != m["value_text"]:
+        if m["skipped"] not in (None, SKIP_NO_DATA):
             left_out.setdefault(m["skipped_text"], []).append(m["label"])
     for why, labels in left_out.items():
         out.print(Text(f"Left out ({why}): {'; '.join(labels)}"), soft_wrap=True)

@@ -243,8 +243,8 @@ def _training_step(engine: Engine, console: Console, as_of: date | None = None) 
     from pulse.models.scorecard import describe_bands
     from pulse.models.training import DEFAULT_HORIZON_DAYS
 
-    today = as_of or datetime.now(UTC).date()
-    console.print(f"[bold]7a.[/] training the churn model on the history up to {today} and "
+    day = as_of or datetime.now(UTC).date()
+    console.print(f"[bold]7a.[/] training the churn model on the history up to {day} and "
                   "fitting the health bands to its outcomes (the weekly DAG pulse_train's two "
                   "tasks, run here)")
     snapshots: dict[Any, Any] = {}  # shared by the training and the calibration
@@ -252,7 +252,7 @@ def _training_step(engine: Engine, console: Console, as_of: date | None = None) 
     try:
         with console.status("training the churn model") as status:
             trained = train_and_register(
-                engine, as_of=today, horizon_days=DEFAULT_HORIZON_DAYS, basis="auto",
+                engine, as_of=day, horizon_days=DEFAULT_HORIZON_DAYS, basis="auto",
                 snapshots=snapshots, on_stage=lambda stage: status.update(
                     f"training the churn model: {stage}"))
     except PulseError as exc:
@@ -270,7 +270,7 @@ def _training_step(engine: Engine, console: Console, as_of: date | None = None) 
         if r.note:
             console.print(Text(f"   {r.note}", style="dim"))
     with console.status("fitting the health bands"):
-        cal, proposal, applied = calibrate_and_apply(engine, as_of=today,
+        cal, proposal, applied = calibrate_and_apply(engine, as_of=day,
                                                      horizon_days=DEFAULT_HORIZON_DAYS,
                                                      basis="auto", snapshots=snapshots)
     if cal.fitted:
